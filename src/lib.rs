@@ -1,0 +1,12 @@
+//! peerwire: peer-to-peer connections, streams, sockets and request/response
+//! between browsers over WebRTC.
+//!
+//! The crate is layered (see `DESIGN` in the repository):
+//!
+//! - [`protocol`]: the wire format shared by the SDK and the broker
+//!   (`peerwire-broker`). Plain serde types, no browser or runtime dependency.
+//!
+//! The same crate builds as a `cdylib` for the browser (wasm-pack) and as an
+//! `rlib` that the broker and the native tests link.
+
+pub mod protocol;

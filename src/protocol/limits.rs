@@ -1,0 +1,31 @@
+//! Default limits. The broker can raise or lower each with a flag; the SDK
+//! uses the same numbers so that it refuses locally what the broker would
+//! refuse remotely.
+
+/// Largest client frame the broker accepts, in bytes (close code 1009 above it).
+pub const MAX_FRAME_BYTES: usize = 64 * 1024;
+
+/// Signals and broadcasts queued for a peer inside its reconnect grace window.
+pub const MAX_QUEUED_PER_PEER: usize = 256;
+
+/// Frames waiting in one connection's outbound queue before the broker
+/// decides the client cannot keep up (close code 4003).
+pub const OUTBOUND_QUEUE: usize = 1024;
+
+/// How long a dropped client may take to reclaim its id, in milliseconds.
+pub const GRACE_MS: u64 = 10_000;
+
+/// Interval between the broker's WebSocket pings, in milliseconds.
+pub const HEARTBEAT_INTERVAL_MS: u64 = 5_000;
+
+/// Silence after which the broker drops a connection, in milliseconds.
+pub const HEARTBEAT_TIMEOUT_MS: u64 = 15_000;
+
+/// Members of one room.
+pub const MAX_ROOM_MEMBERS: usize = 1024;
+
+/// Rooms one peer may be in at once.
+pub const MAX_ROOMS_PER_PEER: usize = 64;
+
+/// Keys in one room's state map.
+pub const MAX_STATE_KEYS: usize = 1024;

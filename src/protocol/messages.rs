@@ -1,0 +1,488 @@
+//! The messages themselves, and the decoder that classifies bad input.
+//!
+//! JSON shape: `{"type": "<kebab-case name>", ...camelCase fields}`.
+//! See `docs/PROTOCOL.md` for examples of every message.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::codes::ErrorCode;
+use super::ids;
+
+/// Request id: chosen by the client, echoed by the broker.
+pub type Rid = u64;
+
+/// A message a client sends to the broker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", rename_all_fields = "camelCase")]
+pub enum ClientMessage {
+    /// Take an id. Without `id` the broker assigns one. With `resumeToken`
+    /// the client reclaims an id it held (inside the grace window).
+    /// Answered by `registered`.
+    Register {
+        rid: Rid,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume_token: Option<String>,
+    },
+    /// Answered by `pong`.
+    Ping { rid: Rid },
+    /// Is `id` online? Answered by `found`.
+    Find { rid: Rid, id: String },
+    /// Relay `data` to `to`. No reply on success; `unknown-peer`,
+    /// `queue-full` or (later) `peer-gone` on failure.
+    Signal { rid: Rid, to: String, data: Value },
+    /// Join a room. Answered by `joined` (members and state).
+    Join { rid: Rid, room: String },
+    /// Leave a room. Answered by `ok`.
+    Leave { rid: Rid, room: String },
+    /// Send `data` to every member of `room` (and to the sender too when
+    /// `includeSelf`). Answered by `ok`.
+    Broadcast {
+        rid: Rid,
+        room: String,
+        data: Value,
+        #[serde(default)]
+        include_self: bool,
+    },
+    /// Set a key of the room's state, optionally expiring after `ttlMs`.
+    /// Answered by `ok`; members get `state-set`.
+    Set {
+        rid: Rid,
+        room: String,
+        key: String,
+        value: Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ttl_ms: Option<u64>,
+    },
+    /// Delete a key of the room's state. Answered by `ok`; members get
+    /// `state-removed`.
+    Delete { rid: Rid, room: String, key: String },
+    /// Open a rendezvous key and wait for joiners. Answered by `key-opened`.
+    OpenKey { rid: Rid, key: String },
+    /// Join a rendezvous key. Answered by `key-joined` (with the opener's id);
+    /// the opener gets `joiner`.
+    JoinKey { rid: Rid, key: String },
+    /// Stop being a joiner of a key. Answered by `ok`; the opener gets
+    /// `unavailable`.
+    LeaveKey { rid: Rid, key: String },
+    /// Close a key this client opened. Answered by `ok`; joiners get
+    /// `unavailable`.
+    CloseKey { rid: Rid, key: String },
+}
+
+impl ClientMessage {
+    /// Every `type` a client may send.
+    pub const TYPES: [&'static str; 13] = [
+        "register", "ping", "find", "signal", "join", "leave", "broadcast", "set", "delete",
+        "open-key", "join-key", "leave-key", "close-key",
+    ];
+
+    /// The request id.
+    pub fn rid(&self) -> Rid {
+        match self {
+            Self::Register { rid, .. }
+            | Self::Ping { rid }
+            | Self::Find { rid, .. }
+            | Self::Signal { rid, .. }
+            | Self::Join { rid, .. }
+            | Self::Leave { rid, .. }
+            | Self::Broadcast { rid, .. }
+            | Self::Set { rid, .. }
+            | Self::Delete { rid, .. }
+            | Self::OpenKey { rid, .. }
+            | Self::JoinKey { rid, .. }
+            | Self::LeaveKey { rid, .. }
+            | Self::CloseKey { rid, .. } => *rid,
+        }
+    }
+
+    /// Checks every name in the message against [`ids`], returning the
+    /// error code and the rule that was broken.
+    pub fn validate(&self) -> Result<(), (ErrorCode, String)> {
+        let id = |s: &str| ids::check_peer_id(s).map_err(|e| (ErrorCode::InvalidId, e.to_string()));
+        let room = |s: &str| ids::check_room(s).map_err(|e| (ErrorCode::InvalidRoom, e.to_string()));
+        let key = |s: &str| {
+            ids::check_rendezvous_key(s).map_err(|e| (ErrorCode::InvalidKey, e.to_string()))
+        };
+        match self {
+            Self::Register { id: Some(i), .. } => id(i),
+            Self::Register { id: None, .. } | Self::Ping { .. } => Ok(()),
+            Self::Find { id: i, .. } | Self::Signal { to: i, .. } => id(i),
+            Self::Join { room: r, .. } | Self::Leave { room: r, .. } | Self::Broadcast { room: r, .. } => {
+                room(r)
+            }
+            Self::Set { room: r, key: k, .. } | Self::Delete { room: r, key: k, .. } => {
+                room(r)?;
+                ids::check_state_key(k).map_err(|e| (ErrorCode::InvalidStateKey, e.to_string()))
+            }
+            Self::OpenKey { key: k, .. }
+            | Self::JoinKey { key: k, .. }
+            | Self::LeaveKey { key: k, .. }
+            | Self::CloseKey { key: k, .. } => key(k),
+        }
+    }
+
+    /// Decodes one text frame, classifying failures as the protocol table
+    /// says: `bad-json`, `bad-message` or `unknown-type`, keeping the `rid`
+    /// when one could be read so the error can be matched to the request.
+    pub fn decode(text: &str) -> Result<Self, DecodeError> {
+        match serde_json::from_str::<Self>(text) {
+            Ok(msg) => Ok(msg),
+            Err(err) => Err(DecodeError::classify(text, err)),
+        }
+    }
+
+    /// Encodes as one JSON text frame.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).expect("client messages always serialize")
+    }
+}
+
+/// A frame that could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct DecodeError {
+    /// `bad-json`, `bad-message` or `unknown-type`.
+    pub code: ErrorCode,
+    /// The request id, when the frame had a readable one.
+    pub rid: Option<Rid>,
+    /// What was wrong, for a developer.
+    pub message: String,
+}
+
+impl DecodeError {
+    fn classify(text: &str, err: serde_json::Error) -> Self {
+        let value: Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                return Self {
+                    code: ErrorCode::BadJson,
+                    rid: None,
+                    message: format!("frame is not JSON: {e}"),
+                };
+            }
+        };
+        let Some(obj) = value.as_object() else {
+            return Self {
+                code: ErrorCode::BadMessage,
+                rid: None,
+                message: "a message must be a JSON object".into(),
+            };
+        };
+        let rid = obj.get("rid").and_then(Value::as_u64);
+        match obj.get("type").and_then(Value::as_str) {
+            None => Self {
+                code: ErrorCode::BadMessage,
+                rid,
+                message: "a message needs a string `type`".into(),
+            },
+            Some(t) if !ClientMessage::TYPES.contains(&t) => Self {
+                code: ErrorCode::UnknownType,
+                rid,
+                message: format!("unknown message type {:?}", t.chars().take(40).collect::<String>()),
+            },
+            Some(t) => Self {
+                code: ErrorCode::BadMessage,
+                rid,
+                message: format!("bad `{t}` message: {err}"),
+            },
+        }
+    }
+}
+
+/// One STUN or TURN server, shaped like the browser's `RTCIceServer`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IceServer {
+    /// `stun:` / `turn:` / `turns:` URLs.
+    pub urls: Vec<String>,
+    /// TURN username (for credentials from a shared secret: `expiry:id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// TURN password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+/// One key of a room's state, as sent in `joined`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateEntry {
+    pub key: String,
+    pub value: Value,
+    /// The peer that last set it.
+    pub from: String,
+    /// Milliseconds left before it expires, if it expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
+}
+
+/// Why a state key went away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RemovalReason {
+    /// A member deleted it.
+    Deleted,
+    /// Its TTL ran out.
+    Expired,
+}
+
+/// A message the broker sends to a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", rename_all_fields = "camelCase")]
+pub enum ServerMessage {
+    /// The id is yours. Keep `resumeToken` to reclaim it within `graceMs`
+    /// after a drop. `rooms` lists rooms kept from before a resume; a
+    /// `joined` without `rid` follows for each with its current members and
+    /// state.
+    Registered {
+        rid: Rid,
+        id: String,
+        resume_token: String,
+        resumed: bool,
+        ice_servers: Vec<IceServer>,
+        grace_ms: u64,
+        protocol: u32,
+        #[serde(default)]
+        rooms: Vec<String>,
+    },
+    Pong { rid: Rid },
+    Found { rid: Rid, id: String, online: bool },
+    /// A relayed signal.
+    Signal { from: String, data: Value },
+    /// You are in `room`. Without `rid`: a resync after a resume.
+    Joined {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rid: Option<Rid>,
+        room: String,
+        members: Vec<String>,
+        state: Vec<StateEntry>,
+    },
+    /// The request succeeded and has nothing else to say.
+    Ok { rid: Rid },
+    PeerJoined { room: String, id: String },
+    PeerLeft { room: String, id: String },
+    Broadcast { room: String, from: String, data: Value },
+    StateSet {
+        room: String,
+        key: String,
+        value: Value,
+        from: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ttl_ms: Option<u64>,
+    },
+    StateRemoved {
+        room: String,
+        key: String,
+        reason: RemovalReason,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        from: Option<String>,
+    },
+    KeyOpened { rid: Rid, key: String },
+    /// You joined `key`; `opener` is the peer to signal.
+    KeyJoined { rid: Rid, key: String, opener: String },
+    /// To the opener: `id` joined your key.
+    Joiner { key: String, id: String },
+    /// To the opener: joiner `id` left. To a joiner: the opener (`id`) left
+    /// or closed the key.
+    Unavailable { key: String, id: String },
+    /// A request failed, or (with `target`) a message to `target` could not
+    /// be delivered.
+    Error {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rid: Option<Rid>,
+        code: ErrorCode,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        target: Option<String>,
+    },
+}
+
+impl ServerMessage {
+    /// An error answering request `rid`, with the code's hint appended.
+    pub fn error(rid: Option<Rid>, code: ErrorCode, detail: impl Into<String>) -> Self {
+        let detail = detail.into();
+        let message = if detail.is_empty() {
+            code.hint().to_string()
+        } else {
+            format!("{detail} ({})", code.hint())
+        };
+        Self::Error {
+            rid,
+            code,
+            message,
+            target: None,
+        }
+    }
+
+    /// An error about a message to `target` that could not be delivered.
+    pub fn delivery_error(rid: Rid, code: ErrorCode, target: &str) -> Self {
+        let message = format!("cannot deliver to {target:?}: {}", code.hint());
+        Self::Error {
+            rid: Some(rid),
+            code,
+            message,
+            target: Some(target.to_string()),
+        }
+    }
+
+    /// Encodes as one JSON text frame.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).expect("server messages always serialize")
+    }
+
+    /// Decodes one text frame (the SDK side).
+    pub fn decode(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn client_examples() -> Vec<ClientMessage> {
+        use ClientMessage::*;
+        vec![
+            Register { rid: 1, id: Some("alice".into()), resume_token: None },
+            Register { rid: 2, id: None, resume_token: Some("tok".into()) },
+            Ping { rid: 3 },
+            Find { rid: 4, id: "bob".into() },
+            Signal { rid: 5, to: "bob".into(), data: json!({"sdp": "v=0", "n": [1, 2]}) },
+            Join { rid: 6, room: "lobby".into() },
+            Leave { rid: 7, room: "lobby".into() },
+            Broadcast { rid: 8, room: "lobby".into(), data: json!("hi"), include_self: true },
+            Set { rid: 9, room: "lobby".into(), key: "k".into(), value: json!(1), ttl_ms: Some(500) },
+            Delete { rid: 10, room: "lobby".into(), key: "k".into() },
+            OpenKey { rid: 11, key: "a_key".into() },
+            JoinKey { rid: 12, key: "a_key".into() },
+            LeaveKey { rid: 13, key: "a_key".into() },
+            CloseKey { rid: 14, key: "a_key".into() },
+        ]
+    }
+
+    fn server_examples() -> Vec<ServerMessage> {
+        use ServerMessage::*;
+        let ice = IceServer {
+            urls: vec!["turn:t.example:3478".into()],
+            username: Some("1700000000:alice".into()),
+            credential: Some("c2VjcmV0".into()),
+        };
+        vec![
+            Registered {
+                rid: 1,
+                id: "alice".into(),
+                resume_token: "tok".into(),
+                resumed: false,
+                ice_servers: vec![ice],
+                grace_ms: 10_000,
+                protocol: 1,
+                rooms: vec!["lobby".into()],
+            },
+            Pong { rid: 2 },
+            Found { rid: 3, id: "bob".into(), online: true },
+            Signal { from: "bob".into(), data: json!({"candidate": null}) },
+            Joined {
+                rid: Some(4),
+                room: "lobby".into(),
+                members: vec!["alice".into(), "bob".into()],
+                state: vec![StateEntry { key: "k".into(), value: json!([1]), from: "bob".into(), ttl_ms: Some(9) }],
+            },
+            Joined { rid: None, room: "lobby".into(), members: vec![], state: vec![] },
+            Ok { rid: 5 },
+            PeerJoined { room: "lobby".into(), id: "carol".into() },
+            PeerLeft { room: "lobby".into(), id: "carol".into() },
+            Broadcast { room: "lobby".into(), from: "bob".into(), data: json!({"x": 1}) },
+            StateSet { room: "lobby".into(), key: "k".into(), value: json!("v"), from: "bob".into(), ttl_ms: None },
+            StateRemoved { room: "lobby".into(), key: "k".into(), reason: RemovalReason::Expired, from: None },
+            KeyOpened { rid: 6, key: "a_key".into() },
+            KeyJoined { rid: 7, key: "a_key".into(), opener: "alice".into() },
+            Joiner { key: "a_key".into(), id: "bob".into() },
+            Unavailable { key: "a_key".into(), id: "bob".into() },
+            ServerMessage::error(Some(8), ErrorCode::IdTaken, "id \"alice\" is taken"),
+            ServerMessage::delivery_error(9, ErrorCode::UnknownPeer, "bob"),
+        ]
+    }
+
+    #[test]
+    fn every_client_message_round_trips() {
+        let examples = client_examples();
+        let mut seen: Vec<String> = Vec::new();
+        for msg in examples {
+            let text = msg.encode();
+            assert_eq!(ClientMessage::decode(&text).unwrap(), msg, "{text}");
+            let t = serde_json::from_str::<Value>(&text).unwrap()["type"].as_str().unwrap().to_string();
+            assert!(ClientMessage::TYPES.contains(&t.as_str()), "{t} missing from TYPES");
+            seen.push(t);
+        }
+        for t in ClientMessage::TYPES {
+            assert!(seen.iter().any(|s| s == t), "no round-trip example for {t}");
+        }
+    }
+
+    #[test]
+    fn every_server_message_round_trips() {
+        for msg in server_examples() {
+            let text = msg.encode();
+            assert_eq!(ServerMessage::decode(&text).unwrap(), msg, "{text}");
+        }
+    }
+
+    #[test]
+    fn wire_shape_is_camel_case_with_kebab_types() {
+        let text = ClientMessage::Set { rid: 1, room: "r".into(), key: "k".into(), value: json!(1), ttl_ms: Some(5) }.encode();
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), json!({"type": "set", "rid": 1, "room": "r", "key": "k", "value": 1, "ttlMs": 5}));
+        let v = ClientMessage::decode(r#"{"type":"open-key","rid":3,"key":"abc"}"#).unwrap();
+        assert_eq!(v, ClientMessage::OpenKey { rid: 3, key: "abc".into() });
+    }
+
+    #[test]
+    fn decode_classifies_bad_input() {
+        let cases: &[(&str, ErrorCode, Option<u64>)] = &[
+            ("{not json", ErrorCode::BadJson, None),
+            ("", ErrorCode::BadJson, None),
+            ("[1,2]", ErrorCode::BadMessage, None),
+            ("\"register\"", ErrorCode::BadMessage, None),
+            (r#"{"rid":4}"#, ErrorCode::BadMessage, Some(4)),
+            (r#"{"type":7,"rid":4}"#, ErrorCode::BadMessage, Some(4)),
+            (r#"{"type":"teleport","rid":5}"#, ErrorCode::UnknownType, Some(5)),
+            (r#"{"type":"signal","rid":6,"to":"bob"}"#, ErrorCode::BadMessage, Some(6)),
+            (r#"{"type":"find","rid":7,"id":42}"#, ErrorCode::BadMessage, Some(7)),
+            (r#"{"type":"ping"}"#, ErrorCode::BadMessage, None),
+            (r#"{"type":"ping","rid":-1}"#, ErrorCode::BadMessage, None),
+        ];
+        for (text, code, rid) in cases {
+            let err = ClientMessage::decode(text).unwrap_err();
+            assert_eq!((err.code, err.rid), (*code, *rid), "{text}: {err}");
+            assert!(!err.message.is_empty());
+        }
+    }
+
+    #[test]
+    fn validate_names_the_broken_rule() {
+        let bad = ClientMessage::Signal { rid: 1, to: "no spaces".into(), data: json!(null) };
+        let (code, msg) = bad.validate().unwrap_err();
+        assert_eq!(code, ErrorCode::InvalidId);
+        assert!(msg.contains("letters, digits"), "{msg}");
+        let bad = ClientMessage::Join { rid: 1, room: "".into() };
+        assert_eq!(bad.validate().unwrap_err().0, ErrorCode::InvalidRoom);
+        let bad = ClientMessage::OpenKey { rid: 1, key: "A".into() };
+        assert_eq!(bad.validate().unwrap_err().0, ErrorCode::InvalidKey);
+        let bad = ClientMessage::Delete { rid: 1, room: "r".into(), key: "\u{7}".into() };
+        assert_eq!(bad.validate().unwrap_err().0, ErrorCode::InvalidStateKey);
+        for ok in client_examples() {
+            assert_eq!(ok.validate(), Ok(()), "{ok:?}");
+        }
+    }
+
+    #[test]
+    fn errors_carry_a_hint() {
+        let ServerMessage::Error { message, .. } = ServerMessage::error(Some(1), ErrorCode::NotInRoom, "not in \"x\"") else {
+            unreachable!()
+        };
+        assert_eq!(message, "not in \"x\" (join the room first)");
+    }
+}
