@@ -130,8 +130,12 @@ impl ErrorCode {
             Self::NotInRoom => "join the room first",
             Self::RoomFull => "the room has reached its member limit",
             Self::TooManyRooms => "leave a room before joining another",
-            Self::InvalidStateKey => "state keys are 1-256 bytes without control characters, and a room holds a limited number",
-            Self::InvalidKey => "rendezvous keys are 3-64 of a-z 0-9 _ -, starting with a letter, no doubled separators",
+            Self::InvalidStateKey => {
+                "state keys are 1-256 bytes without control characters, and a room holds a limited number"
+            }
+            Self::InvalidKey => {
+                "rendezvous keys are 3-64 of a-z 0-9 _ -, starting with a letter, no doubled separators"
+            }
             Self::KeyTaken => "another peer opened this key; pick another",
             Self::UnknownKey => "nobody has opened this key (yet)",
             Self::NotOpener => "only the peer that opened a key may close it",
@@ -247,10 +251,17 @@ mod tests {
     fn protocol_doc_lists_every_code() {
         let doc = include_str!("../../docs/PROTOCOL.md");
         for code in ErrorCode::ALL {
-            assert!(doc.contains(&format!("`{}`", code.as_str())), "{code} missing from docs/PROTOCOL.md");
+            assert!(
+                doc.contains(&format!("`{}`", code.as_str())),
+                "{code} missing from docs/PROTOCOL.md"
+            );
         }
         for code in CloseCode::ALL {
-            assert!(doc.contains(&format!("| {} ", code.code())), "{} missing from docs/PROTOCOL.md", code.code());
+            assert!(
+                doc.contains(&format!("| {} ", code.code())),
+                "{} missing from docs/PROTOCOL.md",
+                code.code()
+            );
         }
     }
 }

@@ -38,8 +38,15 @@ pub fn check_peer_id(id: &str) -> Result<(), NameError> {
     if id.is_empty() || id.len() > 64 {
         return Err(refuse(WHAT, id, "use 1 to 64 characters"));
     }
-    if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) {
-        return Err(refuse(WHAT, id, "use only letters, digits, '.', '_' and '-'"));
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    {
+        return Err(refuse(
+            WHAT,
+            id,
+            "use only letters, digits, '.', '_' and '-'",
+        ));
     }
     if !id.as_bytes()[0].is_ascii_alphanumeric() {
         return Err(refuse(WHAT, id, "start with a letter or a digit"));
@@ -136,7 +143,16 @@ mod tests {
         for ok in ["abc", "a_handle", "room-7f3a", "a1_b2-c3"] {
             assert_eq!(check_rendezvous_key(ok), Ok(()), "{ok}");
         }
-        for bad in ["ab", "Abc", "1abc", "a__b", "a-_b", "a b", "abc!", &"a".repeat(65)] {
+        for bad in [
+            "ab",
+            "Abc",
+            "1abc",
+            "a__b",
+            "a-_b",
+            "a b",
+            "abc!",
+            &"a".repeat(65),
+        ] {
             assert!(check_rendezvous_key(bad).is_err(), "{bad}");
         }
     }

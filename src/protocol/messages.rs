@@ -14,7 +14,11 @@ pub type Rid = u64;
 
 /// A message a client sends to the broker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "type",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
 pub enum ClientMessage {
     /// Take an id. Without `id` the broker assigns one. With `resumeToken`
     /// the client reclaims an id it held (inside the grace window).
@@ -75,8 +79,19 @@ pub enum ClientMessage {
 impl ClientMessage {
     /// Every `type` a client may send.
     pub const TYPES: [&'static str; 13] = [
-        "register", "ping", "find", "signal", "join", "leave", "broadcast", "set", "delete",
-        "open-key", "join-key", "leave-key", "close-key",
+        "register",
+        "ping",
+        "find",
+        "signal",
+        "join",
+        "leave",
+        "broadcast",
+        "set",
+        "delete",
+        "open-key",
+        "join-key",
+        "leave-key",
+        "close-key",
     ];
 
     /// The request id.
@@ -102,7 +117,8 @@ impl ClientMessage {
     /// error code and the rule that was broken.
     pub fn validate(&self) -> Result<(), (ErrorCode, String)> {
         let id = |s: &str| ids::check_peer_id(s).map_err(|e| (ErrorCode::InvalidId, e.to_string()));
-        let room = |s: &str| ids::check_room(s).map_err(|e| (ErrorCode::InvalidRoom, e.to_string()));
+        let room =
+            |s: &str| ids::check_room(s).map_err(|e| (ErrorCode::InvalidRoom, e.to_string()));
         let key = |s: &str| {
             ids::check_rendezvous_key(s).map_err(|e| (ErrorCode::InvalidKey, e.to_string()))
         };
@@ -110,10 +126,15 @@ impl ClientMessage {
             Self::Register { id: Some(i), .. } => id(i),
             Self::Register { id: None, .. } | Self::Ping { .. } => Ok(()),
             Self::Find { id: i, .. } | Self::Signal { to: i, .. } => id(i),
-            Self::Join { room: r, .. } | Self::Leave { room: r, .. } | Self::Broadcast { room: r, .. } => {
-                room(r)
+            Self::Join { room: r, .. }
+            | Self::Leave { room: r, .. }
+            | Self::Broadcast { room: r, .. } => room(r),
+            Self::Set {
+                room: r, key: k, ..
             }
-            Self::Set { room: r, key: k, .. } | Self::Delete { room: r, key: k, .. } => {
+            | Self::Delete {
+                room: r, key: k, ..
+            } => {
                 room(r)?;
                 ids::check_state_key(k).map_err(|e| (ErrorCode::InvalidStateKey, e.to_string()))
             }
@@ -181,7 +202,10 @@ impl DecodeError {
             Some(t) if !ClientMessage::TYPES.contains(&t) => Self {
                 code: ErrorCode::UnknownType,
                 rid,
-                message: format!("unknown message type {:?}", t.chars().take(40).collect::<String>()),
+                message: format!(
+                    "unknown message type {:?}",
+                    t.chars().take(40).collect::<String>()
+                ),
             },
             Some(t) => Self {
                 code: ErrorCode::BadMessage,
@@ -231,7 +255,11 @@ pub enum RemovalReason {
 
 /// A message the broker sends to a client.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "kebab-case", rename_all_fields = "camelCase")]
+#[serde(
+    tag = "type",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
 pub enum ServerMessage {
     /// The id is yours. Keep `resumeToken` to reclaim it within `graceMs`
     /// after a drop. `rooms` lists rooms kept from before a resume; a
@@ -248,10 +276,19 @@ pub enum ServerMessage {
         #[serde(default)]
         rooms: Vec<String>,
     },
-    Pong { rid: Rid },
-    Found { rid: Rid, id: String, online: bool },
+    Pong {
+        rid: Rid,
+    },
+    Found {
+        rid: Rid,
+        id: String,
+        online: bool,
+    },
     /// A relayed signal.
-    Signal { from: String, data: Value },
+    Signal {
+        from: String,
+        data: Value,
+    },
     /// You are in `room`. Without `rid`: a resync after a resume.
     Joined {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -261,10 +298,22 @@ pub enum ServerMessage {
         state: Vec<StateEntry>,
     },
     /// The request succeeded and has nothing else to say.
-    Ok { rid: Rid },
-    PeerJoined { room: String, id: String },
-    PeerLeft { room: String, id: String },
-    Broadcast { room: String, from: String, data: Value },
+    Ok {
+        rid: Rid,
+    },
+    PeerJoined {
+        room: String,
+        id: String,
+    },
+    PeerLeft {
+        room: String,
+        id: String,
+    },
+    Broadcast {
+        room: String,
+        from: String,
+        data: Value,
+    },
     StateSet {
         room: String,
         key: String,
@@ -280,14 +329,27 @@ pub enum ServerMessage {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         from: Option<String>,
     },
-    KeyOpened { rid: Rid, key: String },
+    KeyOpened {
+        rid: Rid,
+        key: String,
+    },
     /// You joined `key`; `opener` is the peer to signal.
-    KeyJoined { rid: Rid, key: String, opener: String },
+    KeyJoined {
+        rid: Rid,
+        key: String,
+        opener: String,
+    },
     /// To the opener: `id` joined your key.
-    Joiner { key: String, id: String },
+    Joiner {
+        key: String,
+        id: String,
+    },
     /// To the opener: joiner `id` left. To a joiner: the opener (`id`) left
     /// or closed the key.
-    Unavailable { key: String, id: String },
+    Unavailable {
+        key: String,
+        id: String,
+    },
     /// A request failed, or (with `target`) a message to `target` could not
     /// be delivered.
     Error {
@@ -347,20 +409,68 @@ mod tests {
     fn client_examples() -> Vec<ClientMessage> {
         use ClientMessage::*;
         vec![
-            Register { rid: 1, id: Some("alice".into()), resume_token: None },
-            Register { rid: 2, id: None, resume_token: Some("tok".into()) },
+            Register {
+                rid: 1,
+                id: Some("alice".into()),
+                resume_token: None,
+            },
+            Register {
+                rid: 2,
+                id: None,
+                resume_token: Some("tok".into()),
+            },
             Ping { rid: 3 },
-            Find { rid: 4, id: "bob".into() },
-            Signal { rid: 5, to: "bob".into(), data: json!({"sdp": "v=0", "n": [1, 2]}) },
-            Join { rid: 6, room: "lobby".into() },
-            Leave { rid: 7, room: "lobby".into() },
-            Broadcast { rid: 8, room: "lobby".into(), data: json!("hi"), include_self: true },
-            Set { rid: 9, room: "lobby".into(), key: "k".into(), value: json!(1), ttl_ms: Some(500) },
-            Delete { rid: 10, room: "lobby".into(), key: "k".into() },
-            OpenKey { rid: 11, key: "a_key".into() },
-            JoinKey { rid: 12, key: "a_key".into() },
-            LeaveKey { rid: 13, key: "a_key".into() },
-            CloseKey { rid: 14, key: "a_key".into() },
+            Find {
+                rid: 4,
+                id: "bob".into(),
+            },
+            Signal {
+                rid: 5,
+                to: "bob".into(),
+                data: json!({"sdp": "v=0", "n": [1, 2]}),
+            },
+            Join {
+                rid: 6,
+                room: "lobby".into(),
+            },
+            Leave {
+                rid: 7,
+                room: "lobby".into(),
+            },
+            Broadcast {
+                rid: 8,
+                room: "lobby".into(),
+                data: json!("hi"),
+                include_self: true,
+            },
+            Set {
+                rid: 9,
+                room: "lobby".into(),
+                key: "k".into(),
+                value: json!(1),
+                ttl_ms: Some(500),
+            },
+            Delete {
+                rid: 10,
+                room: "lobby".into(),
+                key: "k".into(),
+            },
+            OpenKey {
+                rid: 11,
+                key: "a_key".into(),
+            },
+            JoinKey {
+                rid: 12,
+                key: "a_key".into(),
+            },
+            LeaveKey {
+                rid: 13,
+                key: "a_key".into(),
+            },
+            CloseKey {
+                rid: 14,
+                key: "a_key".into(),
+            },
         ]
     }
 
@@ -383,25 +493,76 @@ mod tests {
                 rooms: vec!["lobby".into()],
             },
             Pong { rid: 2 },
-            Found { rid: 3, id: "bob".into(), online: true },
-            Signal { from: "bob".into(), data: json!({"candidate": null}) },
+            Found {
+                rid: 3,
+                id: "bob".into(),
+                online: true,
+            },
+            Signal {
+                from: "bob".into(),
+                data: json!({"candidate": null}),
+            },
             Joined {
                 rid: Some(4),
                 room: "lobby".into(),
                 members: vec!["alice".into(), "bob".into()],
-                state: vec![StateEntry { key: "k".into(), value: json!([1]), from: "bob".into(), ttl_ms: Some(9) }],
+                state: vec![StateEntry {
+                    key: "k".into(),
+                    value: json!([1]),
+                    from: "bob".into(),
+                    ttl_ms: Some(9),
+                }],
             },
-            Joined { rid: None, room: "lobby".into(), members: vec![], state: vec![] },
+            Joined {
+                rid: None,
+                room: "lobby".into(),
+                members: vec![],
+                state: vec![],
+            },
             Ok { rid: 5 },
-            PeerJoined { room: "lobby".into(), id: "carol".into() },
-            PeerLeft { room: "lobby".into(), id: "carol".into() },
-            Broadcast { room: "lobby".into(), from: "bob".into(), data: json!({"x": 1}) },
-            StateSet { room: "lobby".into(), key: "k".into(), value: json!("v"), from: "bob".into(), ttl_ms: None },
-            StateRemoved { room: "lobby".into(), key: "k".into(), reason: RemovalReason::Expired, from: None },
-            KeyOpened { rid: 6, key: "a_key".into() },
-            KeyJoined { rid: 7, key: "a_key".into(), opener: "alice".into() },
-            Joiner { key: "a_key".into(), id: "bob".into() },
-            Unavailable { key: "a_key".into(), id: "bob".into() },
+            PeerJoined {
+                room: "lobby".into(),
+                id: "carol".into(),
+            },
+            PeerLeft {
+                room: "lobby".into(),
+                id: "carol".into(),
+            },
+            Broadcast {
+                room: "lobby".into(),
+                from: "bob".into(),
+                data: json!({"x": 1}),
+            },
+            StateSet {
+                room: "lobby".into(),
+                key: "k".into(),
+                value: json!("v"),
+                from: "bob".into(),
+                ttl_ms: None,
+            },
+            StateRemoved {
+                room: "lobby".into(),
+                key: "k".into(),
+                reason: RemovalReason::Expired,
+                from: None,
+            },
+            KeyOpened {
+                rid: 6,
+                key: "a_key".into(),
+            },
+            KeyJoined {
+                rid: 7,
+                key: "a_key".into(),
+                opener: "alice".into(),
+            },
+            Joiner {
+                key: "a_key".into(),
+                id: "bob".into(),
+            },
+            Unavailable {
+                key: "a_key".into(),
+                id: "bob".into(),
+            },
             ServerMessage::error(Some(8), ErrorCode::IdTaken, "id \"alice\" is taken"),
             ServerMessage::delivery_error(9, ErrorCode::UnknownPeer, "bob"),
         ]
@@ -414,8 +575,14 @@ mod tests {
         for msg in examples {
             let text = msg.encode();
             assert_eq!(ClientMessage::decode(&text).unwrap(), msg, "{text}");
-            let t = serde_json::from_str::<Value>(&text).unwrap()["type"].as_str().unwrap().to_string();
-            assert!(ClientMessage::TYPES.contains(&t.as_str()), "{t} missing from TYPES");
+            let t = serde_json::from_str::<Value>(&text).unwrap()["type"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            assert!(
+                ClientMessage::TYPES.contains(&t.as_str()),
+                "{t} missing from TYPES"
+            );
             seen.push(t);
         }
         for t in ClientMessage::TYPES {
@@ -433,10 +600,26 @@ mod tests {
 
     #[test]
     fn wire_shape_is_camel_case_with_kebab_types() {
-        let text = ClientMessage::Set { rid: 1, room: "r".into(), key: "k".into(), value: json!(1), ttl_ms: Some(5) }.encode();
-        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), json!({"type": "set", "rid": 1, "room": "r", "key": "k", "value": 1, "ttlMs": 5}));
+        let text = ClientMessage::Set {
+            rid: 1,
+            room: "r".into(),
+            key: "k".into(),
+            value: json!(1),
+            ttl_ms: Some(5),
+        }
+        .encode();
+        assert_eq!(
+            serde_json::from_str::<Value>(&text).unwrap(),
+            json!({"type": "set", "rid": 1, "room": "r", "key": "k", "value": 1, "ttlMs": 5})
+        );
         let v = ClientMessage::decode(r#"{"type":"open-key","rid":3,"key":"abc"}"#).unwrap();
-        assert_eq!(v, ClientMessage::OpenKey { rid: 3, key: "abc".into() });
+        assert_eq!(
+            v,
+            ClientMessage::OpenKey {
+                rid: 3,
+                key: "abc".into()
+            }
+        );
     }
 
     #[test]
@@ -448,9 +631,21 @@ mod tests {
             ("\"register\"", ErrorCode::BadMessage, None),
             (r#"{"rid":4}"#, ErrorCode::BadMessage, Some(4)),
             (r#"{"type":7,"rid":4}"#, ErrorCode::BadMessage, Some(4)),
-            (r#"{"type":"teleport","rid":5}"#, ErrorCode::UnknownType, Some(5)),
-            (r#"{"type":"signal","rid":6,"to":"bob"}"#, ErrorCode::BadMessage, Some(6)),
-            (r#"{"type":"find","rid":7,"id":42}"#, ErrorCode::BadMessage, Some(7)),
+            (
+                r#"{"type":"teleport","rid":5}"#,
+                ErrorCode::UnknownType,
+                Some(5),
+            ),
+            (
+                r#"{"type":"signal","rid":6,"to":"bob"}"#,
+                ErrorCode::BadMessage,
+                Some(6),
+            ),
+            (
+                r#"{"type":"find","rid":7,"id":42}"#,
+                ErrorCode::BadMessage,
+                Some(7),
+            ),
             (r#"{"type":"ping"}"#, ErrorCode::BadMessage, None),
             (r#"{"type":"ping","rid":-1}"#, ErrorCode::BadMessage, None),
         ];
@@ -463,15 +658,29 @@ mod tests {
 
     #[test]
     fn validate_names_the_broken_rule() {
-        let bad = ClientMessage::Signal { rid: 1, to: "no spaces".into(), data: json!(null) };
+        let bad = ClientMessage::Signal {
+            rid: 1,
+            to: "no spaces".into(),
+            data: json!(null),
+        };
         let (code, msg) = bad.validate().unwrap_err();
         assert_eq!(code, ErrorCode::InvalidId);
         assert!(msg.contains("letters, digits"), "{msg}");
-        let bad = ClientMessage::Join { rid: 1, room: "".into() };
+        let bad = ClientMessage::Join {
+            rid: 1,
+            room: "".into(),
+        };
         assert_eq!(bad.validate().unwrap_err().0, ErrorCode::InvalidRoom);
-        let bad = ClientMessage::OpenKey { rid: 1, key: "A".into() };
+        let bad = ClientMessage::OpenKey {
+            rid: 1,
+            key: "A".into(),
+        };
         assert_eq!(bad.validate().unwrap_err().0, ErrorCode::InvalidKey);
-        let bad = ClientMessage::Delete { rid: 1, room: "r".into(), key: "\u{7}".into() };
+        let bad = ClientMessage::Delete {
+            rid: 1,
+            room: "r".into(),
+            key: "\u{7}".into(),
+        };
         assert_eq!(bad.validate().unwrap_err().0, ErrorCode::InvalidStateKey);
         for ok in client_examples() {
             assert_eq!(ok.validate(), Ok(()), "{ok:?}");
@@ -480,7 +689,9 @@ mod tests {
 
     #[test]
     fn errors_carry_a_hint() {
-        let ServerMessage::Error { message, .. } = ServerMessage::error(Some(1), ErrorCode::NotInRoom, "not in \"x\"") else {
+        let ServerMessage::Error { message, .. } =
+            ServerMessage::error(Some(1), ErrorCode::NotInRoom, "not in \"x\"")
+        else {
             unreachable!()
         };
         assert_eq!(message, "not in \"x\" (join the room first)");

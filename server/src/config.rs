@@ -1,0 +1,148 @@
+//! Command-line flags and environment variables (clap). Every flag has a
+//! `PEERWIRE_*` environment variable; flags win.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use peerwire::protocol::limits;
+
+use crate::hub::HubConfig;
+use crate::ice::IceConfig;
+
+/// The peerwire signalling broker.
+///
+/// Serves the WebSocket protocol at /ws, the demo pages (or any folder) at /,
+/// /healthz and Prometheus /metrics.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "peerwire-broker", version, about, long_about = None)]
+pub struct Config {
+    /// Address to bind. Use 0.0.0.0 to accept other machines.
+    #[arg(long, env = "PEERWIRE_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Port to listen on (0 picks a free one; the URL is printed).
+    #[arg(short, long, env = "PEERWIRE_PORT", default_value_t = 8080)]
+    pub port: u16,
+
+    /// Folder served at / (the demo pages by default). Missing folder: no static files.
+    #[arg(long = "static", env = "PEERWIRE_STATIC", default_value = "www")]
+    pub static_dir: PathBuf,
+
+    /// TLS certificate chain (PEM). With --tls-key, the broker serves https/wss.
+    #[arg(long, env = "PEERWIRE_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM).
+    #[arg(long, env = "PEERWIRE_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Extra intermediate certificates (PEM) sent after the certificate.
+    #[arg(long, env = "PEERWIRE_TLS_CA", requires = "tls_cert")]
+    pub tls_ca: Option<PathBuf>,
+
+    /// A STUN or TURN URL handed to clients (repeat, or comma-separate in the env var).
+    #[arg(
+        long = "ice-server",
+        env = "PEERWIRE_ICE_SERVERS",
+        value_delimiter = ','
+    )]
+    pub ice_servers: Vec<String>,
+
+    /// Shared secret for issuing short-lived TURN credentials (TURN REST format).
+    #[arg(long, env = "PEERWIRE_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+
+    /// Lifetime of issued TURN credentials, in seconds.
+    #[arg(long, env = "PEERWIRE_TURN_TTL_SECS", default_value_t = 86_400)]
+    pub turn_ttl_secs: u64,
+
+    /// How long a dropped client may take to reclaim its id, in ms.
+    #[arg(long, env = "PEERWIRE_GRACE_MS", default_value_t = limits::GRACE_MS)]
+    pub grace_ms: u64,
+
+    /// Interval between WebSocket pings to each client, in ms.
+    #[arg(long, env = "PEERWIRE_HEARTBEAT_INTERVAL_MS", default_value_t = limits::HEARTBEAT_INTERVAL_MS)]
+    pub heartbeat_interval_ms: u64,
+
+    /// Silence after which a client is dropped (close 4004), in ms.
+    #[arg(long, env = "PEERWIRE_HEARTBEAT_TIMEOUT_MS", default_value_t = limits::HEARTBEAT_TIMEOUT_MS)]
+    pub heartbeat_timeout_ms: u64,
+
+    /// Largest client frame, in bytes (close 1009 above it).
+    #[arg(long, env = "PEERWIRE_MAX_FRAME_BYTES", default_value_t = limits::MAX_FRAME_BYTES)]
+    pub max_frame_bytes: usize,
+
+    /// Messages queued for an id inside its grace window.
+    #[arg(long, env = "PEERWIRE_MAX_QUEUED", default_value_t = limits::MAX_QUEUED_PER_PEER)]
+    pub max_queued: usize,
+
+    /// Frames waiting to be written to one client before it is cut off (close 4003).
+    #[arg(long, env = "PEERWIRE_OUTBOUND_QUEUE", default_value_t = limits::OUTBOUND_QUEUE)]
+    pub outbound_queue: usize,
+
+    /// Members one room may have.
+    #[arg(long, env = "PEERWIRE_MAX_ROOM_MEMBERS", default_value_t = limits::MAX_ROOM_MEMBERS)]
+    pub max_room_members: usize,
+
+    /// Rooms one peer may be in.
+    #[arg(long, env = "PEERWIRE_MAX_ROOMS_PER_PEER", default_value_t = limits::MAX_ROOMS_PER_PEER)]
+    pub max_rooms_per_peer: usize,
+
+    /// Keys one room's state may hold.
+    #[arg(long, env = "PEERWIRE_MAX_STATE_KEYS", default_value_t = limits::MAX_STATE_KEYS)]
+    pub max_state_keys: usize,
+
+    /// How often grace windows and state TTLs are checked, in ms.
+    #[arg(long, env = "PEERWIRE_SWEEP_MS", default_value_t = 100)]
+    pub sweep_ms: u64,
+}
+
+impl Config {
+    /// The hub's share of the configuration.
+    pub fn hub(&self) -> HubConfig {
+        HubConfig {
+            grace: Duration::from_millis(self.grace_ms),
+            max_queued: self.max_queued,
+            max_room_members: self.max_room_members,
+            max_rooms_per_peer: self.max_rooms_per_peer,
+            max_state_keys: self.max_state_keys,
+            ice: IceConfig {
+                urls: self.ice_servers.clone(),
+                turn_secret: self.turn_secret.clone(),
+                turn_ttl_secs: self.turn_ttl_secs,
+            },
+        }
+    }
+
+    /// Checks what clap cannot: URL schemes and non-zero timings.
+    pub fn validate(&self) -> Result<(), String> {
+        for url in &self.ice_servers {
+            if !["stun:", "stuns:", "turn:", "turns:"]
+                .iter()
+                .any(|s| url.starts_with(s))
+            {
+                return Err(format!(
+                    "--ice-server {url:?} must start with stun:, stuns:, turn: or turns:"
+                ));
+            }
+        }
+        if self.heartbeat_interval_ms == 0 || self.heartbeat_timeout_ms == 0 || self.sweep_ms == 0 {
+            return Err(
+                "--heartbeat-interval-ms, --heartbeat-timeout-ms and --sweep-ms must be above 0"
+                    .into(),
+            );
+        }
+        if self.heartbeat_timeout_ms <= self.heartbeat_interval_ms {
+            return Err(
+                "--heartbeat-timeout-ms must be longer than --heartbeat-interval-ms".into(),
+            );
+        }
+        if self.max_frame_bytes < 1024 || self.outbound_queue == 0 {
+            return Err(
+                "--max-frame-bytes must be at least 1024 and --outbound-queue above 0".into(),
+            );
+        }
+        Ok(())
+    }
+}

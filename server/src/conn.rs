@@ -1,0 +1,149 @@
+//! One WebSocket connection: reads and decodes client frames into the hub,
+//! writes the hub's frames out, pings, and enforces frame size and liveness.
+//!
+//! The reader and the writer run as two futures raced in one task; whichever
+//! ends first decides how the connection closes. The writer drains a bounded
+//! queue (the hub closes clients that let it fill, 4003) and obeys the hub's
+//! one-shot close switch (4005 replaced, 1001 shutdown).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures_util::{SinkExt, StreamExt};
+use peerwire::protocol::{ClientMessage, CloseCode, DecodeError, ErrorCode};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::{MissedTickBehavior, interval, timeout};
+
+use crate::App;
+use crate::hub::Frame;
+
+/// How a connection ended.
+enum Ending {
+    /// The client sent a close frame; `clean` when its code was 1000.
+    ClientClosed { clean: bool },
+    /// The socket broke or the stream ended without a close frame.
+    Lost,
+    /// The broker closes with this code.
+    Close(CloseCode),
+    /// The hub already closed this connection (and already updated its
+    /// state); just send the close frame.
+    Killed(CloseCode),
+}
+
+/// How long a single write may take before the client counts as stuck.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs one connection to its end.
+pub async fn run(socket: WebSocket, app: Arc<App>) {
+    let (tx, mut rx) = mpsc::channel::<Frame>(app.config.outbound_queue);
+    let (kill_tx, mut kill_rx) = oneshot::channel::<CloseCode>();
+    let conn = app.hub.connect(tx, kill_tx);
+    app.metrics.connections_total.inc();
+    let (mut sink, mut stream) = socket.split();
+    let heartbeat_every = Duration::from_millis(app.config.heartbeat_interval_ms);
+    let silence_limit = Duration::from_millis(app.config.heartbeat_timeout_ms);
+    let max_frame = app.config.max_frame_bytes;
+
+    let ending = {
+        let writer = async {
+            let mut ping = interval(heartbeat_every);
+            ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            ping.tick().await;
+            loop {
+                let out = tokio::select! {
+                    biased;
+                    code = &mut kill_rx => return Ending::Killed(code.unwrap_or(CloseCode::GoingAway)),
+                    frame = rx.recv() => match frame {
+                        Some(text) => Message::Text(text),
+                        None => return Ending::Killed(CloseCode::GoingAway),
+                    },
+                    _ = ping.tick() => Message::Ping(Default::default()),
+                };
+                match timeout(WRITE_TIMEOUT, sink.send(out)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(_)) => return Ending::Lost,
+                    Err(_) => return Ending::Close(CloseCode::SlowConsumer),
+                }
+            }
+        };
+        let reader = async {
+            loop {
+                let frame = match timeout(silence_limit, stream.next()).await {
+                    Err(_) => return Ending::Close(CloseCode::HeartbeatTimeout),
+                    Ok(None) => return Ending::Lost,
+                    Ok(Some(Err(e))) => {
+                        // tungstenite refuses frames above its own limit
+                        // (set a little above ours) before buffering them.
+                        let text = e.to_string();
+                        return if text.contains("Space limit")
+                            || text.contains("too long")
+                            || text.contains("too big")
+                        {
+                            Ending::Close(CloseCode::MessageTooBig)
+                        } else {
+                            Ending::Lost
+                        };
+                    }
+                    Ok(Some(Ok(frame))) => frame,
+                };
+                match frame {
+                    Message::Text(text) => {
+                        if text.len() > max_frame {
+                            return Ending::Close(CloseCode::MessageTooBig);
+                        }
+                        match ClientMessage::decode(text.as_str()) {
+                            Ok(msg) => app.hub.handle(conn, msg, Instant::now()),
+                            Err(err) => app.hub.reject(conn, err),
+                        }
+                    }
+                    Message::Binary(bytes) => {
+                        if bytes.len() > max_frame {
+                            return Ending::Close(CloseCode::MessageTooBig);
+                        }
+                        app.hub.reject(
+                            conn,
+                            DecodeError {
+                                code: ErrorCode::BadMessage,
+                                rid: None,
+                                message: "binary frames are not part of the protocol; send JSON text frames".into(),
+                            },
+                        );
+                    }
+                    Message::Ping(_) | Message::Pong(_) => {}
+                    Message::Close(frame) => {
+                        let clean = frame.is_some_and(|f| f.code == CloseCode::Normal.code());
+                        return Ending::ClientClosed { clean };
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            e = writer => e,
+            e = reader => e,
+        }
+    };
+
+    let (close_with, clean) = match ending {
+        Ending::ClientClosed { clean } => (None, clean),
+        Ending::Lost => (None, false),
+        Ending::Close(code) => {
+            app.metrics.close(code);
+            (Some(code), false)
+        }
+        Ending::Killed(code) => (Some(code), false),
+    };
+    if let Some(code) = close_with {
+        let frame = CloseFrame {
+            code: code.code(),
+            reason: code.reason().into(),
+        };
+        let _ = timeout(
+            Duration::from_secs(2),
+            sink.send(Message::Close(Some(frame))),
+        )
+        .await;
+    }
+    let _ = timeout(Duration::from_secs(2), sink.close()).await;
+    app.hub.disconnect(conn, clean, Instant::now());
+}

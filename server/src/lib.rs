@@ -1,0 +1,196 @@
+//! The peerwire signalling broker as a library, so that tests can start a
+//! real broker on a port-0 listener in-process; `main.rs` is a thin CLI.
+//!
+//! - [`config`]: flags and environment variables.
+//! - [`hub`]: all shared state behind one small API.
+//! - [`conn`]: one WebSocket connection (reader, writer, heartbeat).
+//! - [`ice`]: STUN/TURN configuration and TURN REST credentials.
+//! - [`metrics`]: Prometheus counters and gauges.
+
+pub mod config;
+pub mod conn;
+pub mod hub;
+pub mod ice;
+pub mod metrics;
+
+use std::future::Future;
+use std::io;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum_server::Handle;
+use peerwire::protocol::CloseCode;
+use tower_http::services::ServeDir;
+
+pub use config::Config;
+use hub::Hub;
+use metrics::Metrics;
+
+/// What every request handler shares.
+pub struct App {
+    pub config: Config,
+    pub hub: Hub,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The HTTP routes: `/ws`, `/healthz`, `/metrics`, and static files.
+pub fn router(app: Arc<App>) -> Router {
+    let mut router = Router::new()
+        .route("/ws", get(ws_upgrade))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics_text));
+    if app.config.static_dir.is_dir() {
+        router = router.fallback_service(ServeDir::new(&app.config.static_dir));
+    }
+    router.with_state(app)
+}
+
+async fn ws_upgrade(ws: WebSocketUpgrade, State(app): State<Arc<App>>) -> Response {
+    // tungstenite's own limit sits above ours so that a frame just over the
+    // limit is read and refused with 1009 by `conn`, while a huge one is
+    // refused by tungstenite before it is buffered.
+    let hard_limit = app.config.max_frame_bytes.saturating_mul(2);
+    ws.max_message_size(hard_limit)
+        .max_frame_size(hard_limit)
+        .on_upgrade(move |socket| conn::run(socket, app))
+}
+
+async fn metrics_text(State(app): State<Arc<App>>) -> impl IntoResponse {
+    let body = app.metrics.render(app.hub.stats());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// Serves on `listener` until `shutdown` resolves, then closes every client
+/// with 1001 and returns once they are gone (at most a few seconds).
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let metrics = Arc::new(Metrics::new());
+    let hub = Hub::new(config.hub(), metrics.clone());
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_config(cert, key, config.tls_ca.as_deref()).await?),
+        _ => None,
+    };
+    let app = Arc::new(App {
+        config,
+        hub,
+        metrics,
+    });
+
+    let sweeper = {
+        let app = app.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(app.config.sweep_ms));
+            loop {
+                tick.tick().await;
+                app.hub.sweep(Instant::now());
+            }
+        })
+    };
+
+    let handle: Handle<std::net::SocketAddr> = Handle::new();
+    {
+        let app = app.clone();
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutting down: closing every client with 1001");
+            app.hub.close_all(CloseCode::GoingAway);
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while app.hub.stats().connections > 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            handle.graceful_shutdown(Some(Duration::from_secs(2)));
+        });
+    }
+
+    let (http, ws) = if tls.is_some() {
+        ("https", "wss")
+    } else {
+        ("http", "ws")
+    };
+    let static_note = if app.config.static_dir.is_dir() {
+        format!("serving {}", app.config.static_dir.display())
+    } else {
+        "no static folder".to_string()
+    };
+    println!(
+        "peerwire-broker listening on {http}://{addr}/ (WebSocket {ws}://{addr}/ws, {static_note})"
+    );
+    tracing::info!(%addr, tls = tls.is_some(), "listening");
+
+    let service = router(app.clone()).into_make_service();
+    let result = match tls {
+        Some(tls) => {
+            axum_server::from_tcp_rustls(listener, tls)?
+                .handle(handle)
+                .serve(service)
+                .await
+        }
+        None => {
+            axum_server::from_tcp(listener)?
+                .handle(handle)
+                .serve(service)
+                .await
+        }
+    };
+    sweeper.abort();
+    result
+}
+
+async fn tls_config(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+    ca: Option<&std::path::Path>,
+) -> io::Result<axum_server::tls_rustls::RustlsConfig> {
+    // One process-wide crypto provider (ring); a second install is a no-op.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let read = |p: &std::path::Path| {
+        std::fs::read(p)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot read {}: {e}", p.display())))
+    };
+    let mut chain = read(cert)?;
+    if let Some(ca) = ca {
+        chain.push(b'\n');
+        chain.extend(read(ca)?);
+    }
+    axum_server::tls_rustls::RustlsConfig::from_pem(chain, read(key)?)
+        .await
+        .map_err(|e| io::Error::new(e.kind(), format!("bad TLS certificate or key: {e}")))
+}

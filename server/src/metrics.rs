@@ -1,0 +1,127 @@
+//! Prometheus metrics, served at `/metrics` in the text exposition format.
+
+use std::sync::Mutex;
+
+use peerwire::protocol::{CloseCode, ErrorCode};
+use prometheus_client::encoding::{EncodeLabelSet, text::encode};
+use prometheus_client::metrics::{counter::Counter, family::Family, gauge::Gauge};
+use prometheus_client::registry::Registry;
+
+use crate::hub::HubStats;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CodeLabel {
+    code: String,
+}
+
+/// Every counter and gauge the broker exports.
+pub struct Metrics {
+    registry: Mutex<Registry>,
+    pub messages_in: Counter,
+    pub messages_out: Counter,
+    pub connections_total: Counter,
+    errors: Family<CodeLabel, Counter>,
+    closes: Family<CodeLabel, Counter>,
+    connections: Gauge,
+    ids: Gauge,
+    detached: Gauge,
+    rooms: Gauge,
+    keys: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let m = Self {
+            registry: Mutex::new(Registry::with_prefix("peerwire")),
+            messages_in: Counter::default(),
+            messages_out: Counter::default(),
+            connections_total: Counter::default(),
+            errors: Family::default(),
+            closes: Family::default(),
+            connections: Gauge::default(),
+            ids: Gauge::default(),
+            detached: Gauge::default(),
+            rooms: Gauge::default(),
+            keys: Gauge::default(),
+        };
+        {
+            let mut r = m.registry.lock().unwrap_or_else(|p| p.into_inner());
+            r.register(
+                "messages_in",
+                "Client messages decoded",
+                m.messages_in.clone(),
+            );
+            r.register(
+                "messages_out",
+                "Frames queued to clients",
+                m.messages_out.clone(),
+            );
+            r.register(
+                "connections_opened",
+                "WebSocket connections accepted",
+                m.connections_total.clone(),
+            );
+            r.register("errors", "Error replies by code", m.errors.clone());
+            r.register(
+                "closes",
+                "Connections closed by the broker, by close code",
+                m.closes.clone(),
+            );
+            r.register(
+                "connections",
+                "Open WebSocket connections",
+                m.connections.clone(),
+            );
+            r.register(
+                "ids",
+                "Registered ids, including those inside a grace window",
+                m.ids.clone(),
+            );
+            r.register(
+                "ids_detached",
+                "Ids inside their reconnect grace window",
+                m.detached.clone(),
+            );
+            r.register("rooms", "Rooms with at least one member", m.rooms.clone());
+            r.register("rendezvous_keys", "Open rendezvous keys", m.keys.clone());
+        }
+        m
+    }
+
+    /// Counts one error reply.
+    pub fn error(&self, code: ErrorCode) {
+        self.errors
+            .get_or_create(&CodeLabel {
+                code: code.as_str().into(),
+            })
+            .inc();
+    }
+
+    /// Counts one connection closed by the broker.
+    pub fn close(&self, code: CloseCode) {
+        self.closes
+            .get_or_create(&CodeLabel {
+                code: code.code().to_string(),
+            })
+            .inc();
+    }
+
+    /// The exposition text, with gauges taken from `stats`.
+    pub fn render(&self, stats: HubStats) -> String {
+        self.connections.set(stats.connections as i64);
+        self.ids.set(stats.ids as i64);
+        self.detached.set(stats.detached as i64);
+        self.rooms.set(stats.rooms as i64);
+        self.keys.set(stats.keys as i64);
+        let mut out = String::new();
+        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        encode(&mut out, &registry).expect("writing to a String cannot fail");
+        out
+    }
+}
