@@ -143,6 +143,13 @@ impl Config {
                 "--max-frame-bytes must be at least 1024 and --outbound-queue above 0".into(),
             );
         }
+        if self.outbound_queue <= self.max_queued + self.max_rooms_per_peer + 1 {
+            return Err(format!(
+                "--outbound-queue ({}) must exceed --max-queued + --max-rooms-per-peer + 1 ({}), so that a resumed client's backlog fits",
+                self.outbound_queue,
+                self.max_queued + self.max_rooms_per_peer + 1
+            ));
+        }
         Ok(())
     }
 }

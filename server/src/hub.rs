@@ -750,7 +750,8 @@ impl State {
                 format!("room {room:?} holds {max} keys"),
             ));
         }
-        let expires = ttl_ms.map(|ms| now + Duration::from_millis(ms));
+        // A TTL too far out to represent simply never expires.
+        let expires = ttl_ms.and_then(|ms| now.checked_add(Duration::from_millis(ms)));
         r.state.insert(
             key.clone(),
             StateValue {

@@ -1,0 +1,203 @@
+//! The `peerwire-broker` binary as a user runs it: flags, the printed URL,
+//! static files, TLS, and graceful shutdown on SIGTERM.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+use support::{Client, Closed, http_get};
+
+struct Process {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the binary on port 0 and reads the address it prints.
+fn spawn(args: &[&str]) -> Process {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_peerwire-broker"))
+        .args(["--port", "0"])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the broker binary starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("peerwire-broker listening on "), "{line}");
+    let url = line.split_whitespace().nth(3).unwrap();
+    let addr = url
+        .split("://")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    Process { child, addr }
+}
+
+#[tokio::test]
+async fn serves_static_files_healthz_and_shuts_down_gracefully_with_1001() {
+    let dir = std::env::temp_dir().join(format!("peerwire-static-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), "<h1>hello from www</h1>").unwrap();
+    let mut p = spawn(&["--static", dir.to_str().unwrap()]);
+
+    let page = http_get(p.addr, "/").await;
+    assert!(
+        page.contains("200 OK") && page.contains("hello from www"),
+        "{page}"
+    );
+    assert!(http_get(p.addr, "/healthz").await.ends_with("ok\n"));
+
+    let mut c = Client::connect(&format!("ws://{}/ws", p.addr)).await;
+    assert_eq!(
+        c.request(json!({"type": "register", "id": "alice"})).await["type"],
+        "registered"
+    );
+
+    let status = Command::new("kill")
+        .args(["-TERM", &p.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert_eq!(c.closed().await, Closed::Code(1001));
+    let mut waited = Duration::ZERO;
+    let exit = loop {
+        if let Some(s) = p.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            waited < Duration::from_secs(10),
+            "broker did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        waited += Duration::from_millis(50);
+    };
+    assert!(exit.success(), "{exit:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn env_vars_configure_and_bad_flags_fail_with_a_clear_message() {
+    let out = Command::new(env!("CARGO_BIN_EXE_peerwire-broker"))
+        .args(["--ice-server", "http://not-ice"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("must start with stun:"));
+
+    let help = Command::new(env!("CARGO_BIN_EXE_peerwire-broker"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--host",
+        "--port",
+        "--static",
+        "--tls-cert",
+        "--tls-key",
+        "--ice-server",
+        "--turn-secret",
+        "--grace-ms",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_peerwire-broker"))
+        .args(["--port", "0", "--static", "/nonexistent"])
+        .env("PEERWIRE_GRACE_MS", "1234")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .nth(3)
+        .unwrap()
+        .replace("http://", "ws://")
+        + "ws";
+    let mut c = Client::connect(&url).await;
+    assert_eq!(
+        c.request(json!({"type": "register"})).await["graceMs"],
+        1234
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test]
+async fn serves_https_with_the_given_certificate() {
+    let dir = std::env::temp_dir().join(format!("peerwire-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let ok = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl is installed (tests/setup.sh installs it)");
+    assert!(ok.success());
+    let p = spawn(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let out = Command::new("curl")
+        .args(["-s", "--cacert"])
+        .arg(&cert)
+        .args([
+            "--resolve",
+            &format!("localhost:{}:127.0.0.1", p.addr.port()),
+        ])
+        .arg(format!("https://localhost:{}/healthz", p.addr.port()))
+        .output()
+        .expect("curl is installed (tests/setup.sh installs it)");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ok\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Plain HTTP on the TLS port is not served.
+    let plain = Command::new("curl")
+        .args(["-s", "-m", "3"])
+        .arg(format!("http://127.0.0.1:{}/healthz", p.addr.port()))
+        .output()
+        .unwrap();
+    assert_ne!(String::from_utf8_lossy(&plain.stdout), "ok\n");
+    drop(p);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,782 @@
+//! The broker's features, each driven by real WebSocket clients against a
+//! real broker on a loopback port-0 listener.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::json;
+use support::{Broker, Closed};
+
+// ---- 1. identity -------------------------------------------------------
+
+#[tokio::test]
+async fn register_takes_chosen_or_assigned_ids_and_refuses_bad_ones() {
+    let b = Broker::start(&[]).await;
+    let mut c = b.client().await;
+    // Requests before register are refused, and the connection stays usable.
+    c.request_err(json!({"type": "find", "id": "x"}), "not-registered")
+        .await;
+    let err = c
+        .request_err(
+            json!({"type": "register", "id": "no spaces please"}),
+            "invalid-id",
+        )
+        .await;
+    assert!(
+        err["message"].as_str().unwrap().contains("letters, digits"),
+        "{err}"
+    );
+    let r = c.request(json!({"type": "register", "id": "alice"})).await;
+    assert_eq!(
+        (r["type"].as_str(), r["id"].as_str(), r["resumed"].as_bool()),
+        (Some("registered"), Some("alice"), Some(false))
+    );
+    assert!(r["resumeToken"].as_str().unwrap().len() >= 32);
+    assert_eq!(r["graceMs"], 10_000);
+    assert_eq!(r["protocol"], 1);
+    c.request_err(
+        json!({"type": "register", "id": "alice2"}),
+        "already-registered",
+    )
+    .await;
+
+    let mut other = b.client().await;
+    let err = other
+        .request_err(json!({"type": "register", "id": "alice"}), "id-taken")
+        .await;
+    assert!(err["message"].as_str().unwrap().contains("alice"));
+    let r = other.request(json!({"type": "register"})).await;
+    let assigned = r["id"].as_str().unwrap();
+    assert!(
+        assigned.starts_with("p-") && assigned.len() == 18,
+        "{assigned}"
+    );
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn ping_and_find() {
+    let b = Broker::start(&[]).await;
+    let mut c = b.client().await;
+    assert_eq!(c.request(json!({"type": "ping"})).await["type"], "pong");
+    let (mut alice, _) = b.registered("alice").await;
+    let _bob = b.registered("bob").await;
+    let f = alice.request(json!({"type": "find", "id": "bob"})).await;
+    assert_eq!(
+        (f["type"].as_str(), f["id"].as_str(), f["online"].as_bool()),
+        (Some("found"), Some("bob"), Some(true))
+    );
+    assert_eq!(
+        alice.request(json!({"type": "find", "id": "carol"})).await["online"],
+        false
+    );
+    alice
+        .request_err(json!({"type": "find", "id": "bad id"}), "invalid-id")
+        .await;
+    b.stop().await;
+}
+
+// ---- 2. signal forwarding ----------------------------------------------
+
+#[tokio::test]
+async fn signals_arrive_in_order_exactly_once_and_unknown_targets_fail_at_once() {
+    let b = Broker::start(&[]).await;
+    let (mut alice, _) = b.registered("alice").await;
+    let (mut bob, _) = b.registered("bob").await;
+    for i in 0..200 {
+        alice
+            .send(json!({"type": "signal", "to": "bob", "data": {"n": i, "sdp": "v=0"}}))
+            .await;
+    }
+    for i in 0..200 {
+        let m = bob.expect("signal").await;
+        assert_eq!(m["from"], "alice");
+        assert_eq!(m["data"], json!({"n": i, "sdp": "v=0"}));
+        assert!(m.get("rid").is_none());
+    }
+    bob.quiet_for(200).await;
+    alice.quiet_for(0).await;
+
+    let err = alice
+        .request_err(
+            json!({"type": "signal", "to": "nobody", "data": 1}),
+            "unknown-peer",
+        )
+        .await;
+    assert_eq!(err["target"], "nobody");
+    alice
+        .request_err(json!({"type": "signal", "to": "bob"}), "bad-message")
+        .await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_dropped_id_can_be_resumed_within_grace_and_gets_its_queued_signals() {
+    let b = Broker::start(&["--grace-ms", "3000"]).await;
+    let (mut alice, token) = b.registered("alice").await;
+    let (mut bob, _) = b.registered("bob").await;
+    alice
+        .request(json!({"type": "join", "room": "lobby"}))
+        .await;
+    bob.request(json!({"type": "join", "room": "lobby"})).await;
+    alice.expect("peer-joined").await;
+    alice.vanish();
+
+    // Inside the grace window the id is held: online, not registrable, and
+    // signals to it are queued rather than refused.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        bob.request(json!({"type": "find", "id": "alice"})).await["online"],
+        true
+    );
+    for i in 0..5 {
+        bob.send(json!({"type": "signal", "to": "alice", "data": i}))
+            .await;
+    }
+    let mut thief = b.client().await;
+    thief
+        .request_err(json!({"type": "register", "id": "alice"}), "id-taken")
+        .await;
+    thief
+        .request_err(
+            json!({"type": "register", "id": "alice", "resumeToken": "forged"}),
+            "bad-resume-token",
+        )
+        .await;
+
+    let mut again = b.client().await;
+    let r = again
+        .request(json!({"type": "register", "id": "alice", "resumeToken": token}))
+        .await;
+    assert_eq!(
+        (r["type"].as_str(), r["resumed"].as_bool()),
+        (Some("registered"), Some(true)),
+        "{r}"
+    );
+    assert_eq!(r["rooms"], json!(["lobby"]));
+    let sync = again.expect("joined").await;
+    assert!(sync.get("rid").is_none());
+    assert_eq!(sync["members"], json!(["alice", "bob"]));
+    for i in 0..5 {
+        let m = again.expect("signal").await;
+        assert_eq!(
+            (m["from"].as_str(), m["data"].as_i64()),
+            (Some("bob"), Some(i))
+        );
+    }
+    // No peer-left was ever announced, and nothing was reported lost.
+    bob.quiet_for(300).await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn queued_signals_are_answered_with_peer_gone_when_the_grace_window_ends() {
+    let b = Broker::start(&["--grace-ms", "300"]).await;
+    let (alice, _) = b.registered("alice").await;
+    let (mut bob, _) = b.registered("bob").await;
+    alice.vanish();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let rid = bob
+        .send(json!({"type": "signal", "to": "alice", "data": "offer"}))
+        .await;
+    let err = bob.expect("error").await;
+    assert_eq!(
+        (
+            err["code"].as_str(),
+            err["rid"].as_u64(),
+            err["target"].as_str()
+        ),
+        (Some("peer-gone"), Some(rid), Some("alice"))
+    );
+    assert_eq!(
+        bob.request(json!({"type": "find", "id": "alice"})).await["online"],
+        false
+    );
+    // The id is free again, for anyone.
+    let (_new_alice, _) = b.registered("alice").await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn reclaiming_an_id_from_a_still_open_connection_replaces_it() {
+    let b = Broker::start(&[]).await;
+    let (mut old, token) = b.registered("alice").await;
+    let mut new = b.client().await;
+    let r = new
+        .request(json!({"type": "register", "id": "alice", "resumeToken": token}))
+        .await;
+    assert_eq!(r["resumed"], true);
+    assert_eq!(old.closed().await, Closed::Code(4005));
+    let (mut bob, _) = b.registered("bob").await;
+    bob.send(json!({"type": "signal", "to": "alice", "data": "hi"}))
+        .await;
+    assert_eq!(new.expect("signal").await["data"], "hi");
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_stale_token_after_the_window_gets_the_free_id_afresh() {
+    let b = Broker::start(&["--grace-ms", "100"]).await;
+    let (alice, token) = b.registered("alice").await;
+    alice.vanish();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let mut again = b.client().await;
+    let r = again
+        .request(json!({"type": "register", "id": "alice", "resumeToken": token}))
+        .await;
+    assert_eq!(
+        (r["id"].as_str(), r["resumed"].as_bool()),
+        (Some("alice"), Some(false))
+    );
+    assert_ne!(r["resumeToken"].as_str(), Some(token.as_str()));
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_normal_close_releases_the_id_at_once() {
+    let b = Broker::start(&["--grace-ms", "60000"]).await;
+    let (mut alice, _) = b.registered("alice").await;
+    let (mut bob, _) = b.registered("bob").await;
+    alice.request(json!({"type": "join", "room": "r"})).await;
+    bob.request(json!({"type": "join", "room": "r"})).await;
+    alice.expect("peer-joined").await;
+    alice.close_normally().await;
+    let left = bob.expect("peer-left").await;
+    assert_eq!(
+        (left["room"].as_str(), left["id"].as_str()),
+        (Some("r"), Some("alice"))
+    );
+    assert_eq!(
+        bob.request(json!({"type": "find", "id": "alice"})).await["online"],
+        false
+    );
+    b.stop().await;
+}
+
+// ---- 3. rooms, 4. broadcast, 5. room state --------------------------------
+
+#[tokio::test]
+async fn rooms_list_members_and_announce_joins_and_leaves() {
+    let b = Broker::start(&["--grace-ms", "0"]).await;
+    let (mut a, _) = b.registered("a").await;
+    let (mut c, _) = b.registered("c").await;
+    let j = a.request(json!({"type": "join", "room": "lobby"})).await;
+    assert_eq!(
+        (j["type"].as_str(), j["members"].clone()),
+        (Some("joined"), json!(["a"]))
+    );
+    let j = c.request(json!({"type": "join", "room": "lobby"})).await;
+    assert_eq!(j["members"], json!(["a", "c"]));
+    let ev = a.expect("peer-joined").await;
+    assert_eq!(
+        (ev["room"].as_str(), ev["id"].as_str()),
+        (Some("lobby"), Some("c"))
+    );
+    // Joining twice is harmless and announces nothing.
+    c.request(json!({"type": "join", "room": "lobby"})).await;
+    a.quiet_for(100).await;
+
+    assert_eq!(
+        c.request(json!({"type": "leave", "room": "lobby"})).await["type"],
+        "ok"
+    );
+    assert_eq!(a.expect("peer-left").await["id"], "c");
+    c.request_err(json!({"type": "leave", "room": "lobby"}), "not-in-room")
+        .await;
+    c.request_err(json!({"type": "join", "room": "has space"}), "invalid-room")
+        .await;
+
+    // Leaving happens on disconnect too (grace 0 here).
+    c.request(json!({"type": "join", "room": "lobby"})).await;
+    a.expect("peer-joined").await;
+    c.vanish();
+    assert_eq!(a.expect("peer-left").await["id"], "c");
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn room_limits_are_enforced_with_named_errors() {
+    let b = Broker::start(&[
+        "--max-room-members",
+        "2",
+        "--max-rooms-per-peer",
+        "2",
+        "--max-state-keys",
+        "1",
+    ])
+    .await;
+    let (mut a, _) = b.registered("a").await;
+    let (mut c, _) = b.registered("c").await;
+    let (mut d, _) = b.registered("d").await;
+    a.request(json!({"type": "join", "room": "r1"})).await;
+    c.request(json!({"type": "join", "room": "r1"})).await;
+    a.expect("peer-joined").await;
+    d.request_err(json!({"type": "join", "room": "r1"}), "room-full")
+        .await;
+    a.request(json!({"type": "join", "room": "r2"})).await;
+    a.request_err(json!({"type": "join", "room": "r3"}), "too-many-rooms")
+        .await;
+    a.send(json!({"type": "set", "room": "r2", "key": "k1", "value": 1}))
+        .await;
+    a.expect("state-set").await;
+    a.expect("ok").await;
+    a.request_err(
+        json!({"type": "set", "room": "r2", "key": "k2", "value": 1}),
+        "invalid-state-key",
+    )
+    .await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn broadcast_reaches_every_member() {
+    let b = Broker::start(&[]).await;
+    let (mut a, _) = b.registered("a").await;
+    let (mut c, _) = b.registered("c").await;
+    let (mut d, _) = b.registered("d").await;
+    let (mut outsider, _) = b.registered("outsider").await;
+    for p in [&mut a, &mut c, &mut d] {
+        p.request(json!({"type": "join", "room": "echo"})).await;
+    }
+    a.expect("peer-joined").await;
+    a.expect("peer-joined").await;
+    c.expect("peer-joined").await;
+
+    assert_eq!(
+        a.request(json!({"type": "broadcast", "room": "echo", "data": {"hi": 1}}))
+            .await["type"],
+        "ok"
+    );
+    for p in [&mut c, &mut d] {
+        let m = p.expect("broadcast").await;
+        assert_eq!(
+            (m["room"].as_str(), m["from"].as_str(), m["data"].clone()),
+            (Some("echo"), Some("a"), json!({"hi": 1}))
+        );
+    }
+    a.quiet_for(100).await;
+    outsider.quiet_for(0).await;
+
+    a.send(json!({"type": "broadcast", "room": "echo", "data": 2, "includeSelf": true}))
+        .await;
+    assert_eq!(a.expect("broadcast").await["data"], 2);
+    a.expect("ok").await;
+    outsider
+        .request_err(
+            json!({"type": "broadcast", "room": "echo", "data": 0}),
+            "not-in-room",
+        )
+        .await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn room_state_is_replicated_snapshotted_and_expires() {
+    let b = Broker::start(&["--sweep-ms", "20"]).await;
+    let (mut a, _) = b.registered("a").await;
+    a.request(json!({"type": "join", "room": "s"})).await;
+    // Every event a request causes reaches the sender before its reply.
+    a.send(json!({"type": "set", "room": "s", "key": "cursor", "value": [1, 2], "ttlMs": 400}))
+        .await;
+    let ev = a.expect("state-set").await;
+    a.expect("ok").await;
+    assert_eq!(
+        (
+            ev["key"].as_str(),
+            ev["value"].clone(),
+            ev["from"].as_str(),
+            ev["ttlMs"].as_u64()
+        ),
+        (Some("cursor"), json!([1, 2]), Some("a"), Some(400))
+    );
+    a.send(json!({"type": "set", "room": "s", "key": "title", "value": "hello"}))
+        .await;
+    a.expect("state-set").await;
+    a.expect("ok").await;
+
+    // A joiner gets the snapshot, with the time left on expiring keys.
+    let (mut c, _) = b.registered("c").await;
+    let j = c.request(json!({"type": "join", "room": "s"})).await;
+    let state = j["state"].as_array().unwrap();
+    assert_eq!(state.len(), 2);
+    let cursor = state.iter().find(|e| e["key"] == "cursor").unwrap();
+    assert!(cursor["ttlMs"].as_u64().unwrap() <= 400);
+    let title = state.iter().find(|e| e["key"] == "title").unwrap();
+    assert_eq!(
+        (title["value"].as_str(), title.get("ttlMs")),
+        (Some("hello"), None)
+    );
+    a.expect("peer-joined").await;
+
+    // Expiry is announced to every member.
+    for p in [&mut a, &mut c] {
+        let ev = p.expect("state-removed").await;
+        assert_eq!(
+            (ev["key"].as_str(), ev["reason"].as_str()),
+            (Some("cursor"), Some("expired"))
+        );
+    }
+    // Deletion too.
+    c.send(json!({"type": "delete", "room": "s", "key": "title"}))
+        .await;
+    let ev = a.expect("state-removed").await;
+    assert_eq!(
+        (ev["reason"].as_str(), ev["from"].as_str()),
+        (Some("deleted"), Some("c"))
+    );
+    c.expect("state-removed").await;
+    c.expect("ok").await;
+    let j = c.request(json!({"type": "join", "room": "s"})).await;
+    assert_eq!(j["state"], json!([]));
+    c.request_err(
+        json!({"type": "set", "room": "elsewhere", "key": "k", "value": 1}),
+        "not-in-room",
+    )
+    .await;
+    c.request_err(
+        json!({"type": "set", "room": "s", "key": "", "value": 1}),
+        "invalid-state-key",
+    )
+    .await;
+    b.stop().await;
+}
+
+// ---- 6. rendezvous keys ---------------------------------------------------
+
+#[tokio::test]
+async fn rendezvous_keys_match_opener_and_joiners() {
+    let b = Broker::start(&["--grace-ms", "0"]).await;
+    let (mut opener, _) = b.registered("opener").await;
+    let (mut j1, _) = b.registered("j1").await;
+    let (mut j2, _) = b.registered("j2").await;
+    let (mut other, _) = b.registered("other").await;
+
+    j1.request_err(
+        json!({"type": "join-key", "key": "meet_here"}),
+        "unknown-key",
+    )
+    .await;
+    j1.request_err(json!({"type": "open-key", "key": "Bad Key"}), "invalid-key")
+        .await;
+    let r = opener
+        .request(json!({"type": "open-key", "key": "meet_here"}))
+        .await;
+    assert_eq!(
+        (r["type"].as_str(), r["key"].as_str()),
+        (Some("key-opened"), Some("meet_here"))
+    );
+    other
+        .request_err(json!({"type": "open-key", "key": "meet_here"}), "key-taken")
+        .await;
+
+    let r = j1
+        .request(json!({"type": "join-key", "key": "meet_here"}))
+        .await;
+    assert_eq!(
+        (r["type"].as_str(), r["opener"].as_str()),
+        (Some("key-joined"), Some("opener"))
+    );
+    let ev = opener.expect("joiner").await;
+    assert_eq!(
+        (ev["key"].as_str(), ev["id"].as_str()),
+        (Some("meet_here"), Some("j1"))
+    );
+    j2.request(json!({"type": "join-key", "key": "meet_here"}))
+        .await;
+    assert_eq!(opener.expect("joiner").await["id"], "j2");
+
+    // The pair signals with the ids they learned.
+    j1.send(json!({"type": "signal", "to": "opener", "data": "offer"}))
+        .await;
+    assert_eq!(opener.expect("signal").await["from"], "j1");
+
+    // A joiner leaving (by disconnecting) makes it unavailable to the opener.
+    j1.vanish();
+    let ev = opener.expect("unavailable").await;
+    assert_eq!(
+        (ev["key"].as_str(), ev["id"].as_str()),
+        (Some("meet_here"), Some("j1"))
+    );
+    // ... and by leave-key.
+    j2.request(json!({"type": "leave-key", "key": "meet_here"}))
+        .await;
+    assert_eq!(opener.expect("unavailable").await["id"], "j2");
+    j2.request_err(
+        json!({"type": "leave-key", "key": "meet_here"}),
+        "unknown-key",
+    )
+    .await;
+
+    // Closing tells the joiners; only the opener may close.
+    j2.request(json!({"type": "join-key", "key": "meet_here"}))
+        .await;
+    opener.expect("joiner").await;
+    other
+        .request_err(
+            json!({"type": "close-key", "key": "meet_here"}),
+            "not-opener",
+        )
+        .await;
+    assert_eq!(
+        opener
+            .request(json!({"type": "close-key", "key": "meet_here"}))
+            .await["type"],
+        "ok"
+    );
+    let ev = j2.expect("unavailable").await;
+    assert_eq!(ev["id"], "opener");
+    j2.request_err(
+        json!({"type": "join-key", "key": "meet_here"}),
+        "unknown-key",
+    )
+    .await;
+    b.stop().await;
+}
+
+// ---- 7. ICE configuration ---------------------------------------------------
+
+#[tokio::test]
+async fn ice_servers_come_with_short_lived_turn_credentials() {
+    let b = Broker::start(&[
+        "--ice-server",
+        "stun:stun.example.org:3478",
+        "--ice-server",
+        "turn:turn.example.org:3478",
+        "--turn-secret",
+        "s3cret",
+        "--turn-ttl-secs",
+        "600",
+    ])
+    .await;
+    let mut c = b.client().await;
+    let r = c.request(json!({"type": "register", "id": "alice"})).await;
+    let ice = r["iceServers"].as_array().unwrap();
+    assert_eq!(ice[0], json!({"urls": ["stun:stun.example.org:3478"]}));
+    let username = ice[1]["username"].as_str().unwrap();
+    let (expiry, id) = username.split_once(':').unwrap();
+    assert_eq!(id, "alice");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let expiry: u64 = expiry.parse().unwrap();
+    assert!(
+        expiry > now + 590 && expiry <= now + 600,
+        "{expiry} vs {now}"
+    );
+    let expected = peerwire_broker::ice::turn_credentials("s3cret", "alice", expiry).1;
+    assert_eq!(ice[1]["credential"], expected);
+    assert!(!r.to_string().contains("s3cret"));
+    b.stop().await;
+}
+
+// ---- 8. liveness ------------------------------------------------------------
+
+#[tokio::test]
+async fn a_silent_client_is_dropped_by_the_heartbeat_and_released_after_grace() {
+    let b = Broker::start(&[
+        "--heartbeat-interval-ms",
+        "100",
+        "--heartbeat-timeout-ms",
+        "300",
+        "--grace-ms",
+        "300",
+    ])
+    .await;
+    let (mut alice, _) = b.registered("alice").await;
+    let (mut watcher, _) = b.registered("watcher").await;
+    alice.request(json!({"type": "join", "room": "r"})).await;
+    watcher.request(json!({"type": "join", "room": "r"})).await;
+    // The watcher reads (and so answers pings); alice stops reading, so her
+    // pongs stop and the broker hears nothing from her.
+    let started = std::time::Instant::now();
+    let left = watcher.expect("peer-left").await;
+    let elapsed = started.elapsed();
+    assert_eq!(left["id"], "alice");
+    assert!(
+        elapsed >= Duration::from_millis(500),
+        "released too early: {elapsed:?}"
+    );
+    // Alice never reads, so she may not see the close frame itself: her
+    // stack fails writing pongs to the closed socket first. The close code
+    // is checked in the metrics below.
+    alice.closed().await;
+    // A client that does read stays connected across many heartbeats.
+    watcher.quiet_for(800).await;
+    assert_eq!(
+        watcher.request(json!({"type": "ping"})).await["type"],
+        "pong"
+    );
+    let metrics = b.http_get("/metrics").await;
+    assert!(
+        metrics.contains("peerwire_closes_total{code=\"4004\"} 1"),
+        "{metrics}"
+    );
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_does_not_read_is_cut_off_instead_of_growing_memory() {
+    let b = Broker::start(&[
+        "--outbound-queue",
+        "8",
+        "--max-queued",
+        "4",
+        "--max-rooms-per-peer",
+        "2",
+        "--grace-ms",
+        "60000",
+    ])
+    .await;
+    let (mut sleepy, token) = b.registered("sleepy").await;
+    let (mut flooder, _) = b.registered("flooder").await;
+    // ~40 KB signals until the loopback socket buffers and the 8-frame
+    // queue are full; sleepy never reads. Small batches keep the flooder's
+    // own error replies (queue-full, once sleepy is detached) within its queue.
+    let blob = "x".repeat(40_000);
+    let mut sent = 0;
+    let metrics = loop {
+        for _ in 0..4 {
+            flooder
+                .send(json!({"type": "signal", "to": "sleepy", "data": blob}))
+                .await;
+            sent += 1;
+        }
+        let m = b.http_get("/metrics").await;
+        if m.contains("peerwire_closes_total{code=\"4003\"} 1") {
+            break m;
+        }
+        assert!(sent < 20_000, "never cut off:\n{m}");
+    };
+    assert!(metrics.contains("peerwire_ids_detached 1"), "{metrics}");
+    // Its id is held in the grace window, not lost, and can be resumed; the
+    // messages that did not fit wait in its queue.
+    sleepy.closed().await;
+    let mut again = b.client().await;
+    let r = again
+        .request(json!({"type": "register", "id": "sleepy", "resumeToken": token}))
+        .await;
+    assert_eq!(r["resumed"], true);
+    assert_eq!(again.expect("signal").await["from"], "flooder");
+    b.stop().await;
+}
+
+// ---- bad input --------------------------------------------------------------
+
+#[tokio::test]
+async fn bad_frames_get_named_errors_and_leave_the_connection_usable() {
+    let b = Broker::start(&[]).await;
+    let (mut c, _) = b.registered("c").await;
+    let cases: &[(&str, &str)] = &[
+        ("{not json", "bad-json"),
+        ("[]", "bad-message"),
+        (r#"{"rid":9}"#, "bad-message"),
+        (r#"{"type":"teleport","rid":10}"#, "unknown-type"),
+        (r#"{"type":"signal","rid":11,"to":"x"}"#, "bad-message"),
+        (r#"{"type":"join","rid":12,"room":5}"#, "bad-message"),
+    ];
+    for (frame, code) in cases {
+        c.send_raw(frame).await;
+        let e = c.expect("error").await;
+        assert_eq!(e["code"], *code, "{frame}: {e}");
+    }
+    // The rid is echoed when it could be read.
+    c.send_raw(r#"{"type":"teleport","rid":77}"#).await;
+    assert_eq!(c.expect("error").await["rid"], 77);
+    c.send_binary(vec![1, 2, 3]).await;
+    assert_eq!(c.expect("error").await["code"], "bad-message");
+    assert_eq!(c.request(json!({"type": "ping"})).await["type"], "pong");
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn an_oversize_frame_closes_with_1009() {
+    let b = Broker::start(&["--max-frame-bytes", "4096"]).await;
+    let mut c = b.client().await;
+    c.send_raw(&format!(
+        r#"{{"type":"ping","rid":1,"pad":"{}"}}"#,
+        "x".repeat(5000)
+    ))
+    .await;
+    assert_eq!(c.closed().await, Closed::Code(1009));
+    // Far above the limit it is refused before being buffered, still 1009.
+    let mut c = b.client().await;
+    c.send_raw(&"y".repeat(100_000)).await;
+    assert_eq!(c.closed().await, Closed::Code(1009));
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn garbage_never_takes_the_broker_down() {
+    let b = Broker::start(&["--max-frame-bytes", "4096"]).await;
+    let garbage: Vec<String> = vec![
+        String::new(),
+        "\0\0\0".into(),
+        "null".into(),
+        "true".into(),
+        "1e999999".into(),
+        "{\"type\":null}".into(),
+        "{\"type\":\"register\",\"rid\":18446744073709551616}".into(),
+        "{\"type\":\"register\",\"rid\":1,\"id\":\"\u{202e}evil\"}".into(),
+        "{\"type\":\"signal\",\"rid\":1,\"to\":\"a\",\"data\":".into(),
+        "[".repeat(3000),
+        "{\"a\":".repeat(800),
+        "\"\\ud800\"".into(),
+        "{\"type\":\"set\",\"rid\":1,\"room\":\"r\",\"key\":\"k\",\"value\":1,\"ttlMs\":-5}".into(),
+        "{\"type\":\"set\",\"rid\":1,\"room\":\"r\",\"key\":\"k\",\"value\":1,\"ttlMs\":18446744073709551615}".into(),
+    ];
+    for _ in 0..3 {
+        let mut c = b.client().await;
+        for g in &garbage {
+            c.send_raw(g).await;
+        }
+        c.send_binary(vec![0xff; 2000]).await;
+        for _ in 0..garbage.len() + 1 {
+            assert_eq!(c.expect("error").await["type"], "error");
+        }
+        c.vanish();
+    }
+    // A register and a huge TTL from a registered client do not panic either.
+    let (mut a, _) = b.registered("a").await;
+    a.request(json!({"type": "join", "room": "r"})).await;
+    a.send(json!({"type": "set", "room": "r", "key": "k", "value": 1, "ttlMs": u64::MAX}))
+        .await;
+    a.expect("state-set").await;
+    a.expect("ok").await;
+    // A fresh client is served normally afterwards.
+    let (mut fresh, _) = b.registered("fresh").await;
+    assert_eq!(fresh.request(json!({"type": "ping"})).await["type"], "pong");
+    assert!(b.http_get("/healthz").await.ends_with("ok\n"));
+    b.stop().await;
+}
+
+// ---- 9. operations ----------------------------------------------------------
+
+#[tokio::test]
+async fn metrics_count_connections_ids_rooms_messages_and_errors() {
+    let b = Broker::start(&[]).await;
+    let (mut a, _) = b.registered("a").await;
+    a.request(json!({"type": "join", "room": "r"})).await;
+    a.request_err(
+        json!({"type": "signal", "to": "ghost", "data": 1}),
+        "unknown-peer",
+    )
+    .await;
+    let m = b.http_get("/metrics").await;
+    assert!(
+        m.starts_with("HTTP/1.0 200") || m.starts_with("HTTP/1.1 200"),
+        "{m}"
+    );
+    for line in [
+        "peerwire_connections 1",
+        "peerwire_ids 1",
+        "peerwire_rooms 1",
+        "peerwire_messages_in_total 3",
+        "peerwire_messages_out_total 3",
+        "peerwire_errors_total{code=\"unknown-peer\"} 1",
+    ] {
+        assert!(m.contains(line), "missing {line:?} in\n{m}");
+    }
+    b.stop().await;
+}

@@ -1,0 +1,221 @@
+//! A broker on a port-0 loopback listener, and a small WebSocket test client.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use clap::Parser;
+use futures_util::{SinkExt, StreamExt};
+use peerwire_broker::{Config, serve};
+use serde_json::{Value, json};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode as WsCode;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// How long a test waits for an expected message.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+pub struct Broker {
+    pub addr: std::net::SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Broker {
+    /// Starts an in-process broker with the given extra flags.
+    pub async fn start(flags: &[&str]) -> Broker {
+        let mut args = vec![
+            "peerwire-broker",
+            "--static",
+            "/nonexistent-peerwire-static",
+        ];
+        args.extend_from_slice(flags);
+        let config = Config::parse_from(args);
+        config.validate().expect("valid test config");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(config, listener, async move {
+            let _ = stopped.await;
+        }));
+        Broker {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(&self.url()).await
+    }
+
+    /// A client registered as `id`; returns it with its resume token.
+    pub async fn registered(&self, id: &str) -> (Client, String) {
+        let mut c = self.client().await;
+        let r = c.request(json!({"type": "register", "id": id})).await;
+        assert_eq!(r["type"], "registered", "{r}");
+        let token = r["resumeToken"].as_str().unwrap().to_string();
+        (c, token)
+    }
+
+    /// `GET path` over plain HTTP/1.0; returns the body.
+    pub async fn http_get(&self, path: &str) -> String {
+        http_get(self.addr, path).await
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(10), &mut self.task).await;
+    }
+}
+
+pub async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+pub struct Client {
+    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    next_rid: u64,
+}
+
+/// What a client saw when it stopped reading.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Closed {
+    /// A close frame with this code.
+    Code(u16),
+    /// The stream ended without one.
+    NoFrame,
+}
+
+impl Client {
+    pub async fn connect(url: &str) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("broker accepts WebSockets");
+        Client { ws, next_rid: 1 }
+    }
+
+    pub async fn send_raw(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.unwrap();
+    }
+
+    pub async fn send_binary(&mut self, bytes: Vec<u8>) {
+        self.ws.send(Message::binary(bytes)).await.unwrap();
+    }
+
+    /// Sends `msg` with a fresh `rid`; returns the rid.
+    pub async fn send(&mut self, mut msg: Value) -> u64 {
+        let rid = self.next_rid;
+        self.next_rid += 1;
+        msg["rid"] = json!(rid);
+        self.send_raw(&msg.to_string()).await;
+        rid
+    }
+
+    /// The next JSON message (pings are answered by tungstenite).
+    pub async fn recv(&mut self) -> Value {
+        loop {
+            let next = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a message within 5 s");
+            match next.expect("connection open").expect("no transport error") {
+                Message::Text(t) => {
+                    return serde_json::from_str(t.as_str()).expect("broker sends JSON");
+                }
+                Message::Close(f) => panic!("closed while waiting for a message: {f:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// The next message, which must have this `type`.
+    pub async fn expect(&mut self, kind: &str) -> Value {
+        let m = self.recv().await;
+        assert_eq!(m["type"], kind, "expected {kind}, got {m}");
+        m
+    }
+
+    /// Sends a request and returns the reply carrying its rid.
+    pub async fn request(&mut self, msg: Value) -> Value {
+        let rid = self.send(msg).await;
+        let m = self.recv().await;
+        assert_eq!(m["rid"], rid, "reply out of order: {m}");
+        m
+    }
+
+    /// Sends a request that must fail with `code`; returns the error.
+    pub async fn request_err(&mut self, msg: Value, code: &str) -> Value {
+        let m = self.request(msg).await;
+        assert_eq!(
+            (m["type"].as_str(), m["code"].as_str()),
+            (Some("error"), Some(code)),
+            "{m}"
+        );
+        assert!(m["message"].as_str().is_some_and(|s| !s.is_empty()));
+        m
+    }
+
+    /// Asserts nothing arrives for `ms` milliseconds.
+    pub async fn quiet_for(&mut self, ms: u64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(ms);
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return,
+                Ok(Some(Ok(Message::Text(t)))) => panic!("unexpected message: {t}"),
+                Ok(Some(Ok(Message::Close(f)))) => panic!("unexpected close: {f:?}"),
+                Ok(Some(Ok(_))) => continue,
+                Ok(other) => panic!("connection ended: {other:?}"),
+            }
+        }
+    }
+
+    /// Reads until the connection ends, skipping messages; how it closed.
+    pub async fn closed(&mut self) -> Closed {
+        loop {
+            let next = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
+                .await
+                .expect("closed within 10 s");
+            match next {
+                Some(Ok(Message::Close(Some(f)))) => return Closed::Code(f.code.into()),
+                Some(Ok(Message::Close(None))) | None | Some(Err(_)) => return Closed::NoFrame,
+                Some(Ok(_)) => continue,
+            }
+        }
+    }
+
+    /// Closes with 1000 (the id is released at once).
+    pub async fn close_normally(mut self) {
+        let _ = self
+            .ws
+            .close(Some(CloseFrame {
+                code: WsCode::Normal,
+                reason: "bye".into(),
+            }))
+            .await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), async {
+            while self.ws.next().await.is_some() {}
+        })
+        .await;
+    }
+
+    /// Drops the TCP connection without a close frame (a crash, a lost network).
+    pub fn vanish(self) {
+        drop(self);
+    }
+}
