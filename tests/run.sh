@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Runs every test layer (the README's test command, `npm test`, calls this):
+#   1. cargo test --workspace: protocol, core, and the broker's integration
+#      tests (real WebSocket clients against a real broker on loopback);
+#   2. wasm-pack test --headless --chrome: the SDK in real headless Chromium,
+#      against a real broker process this script starts.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+bash tests/setup.sh --browser
+export PATH="$HOME/.cargo/bin:$PATH"
+
+step() { printf '\n==== %s\n' "$*"; }
+
+step "layer 1: cargo test --workspace (protocol, core, broker)"
+cargo test --workspace
+
+step "layer 2: browser tests in headless Chromium against a real broker"
+cargo build -q -p peerwire-broker
+WORK=$(mktemp -d)
+BROKER_PID=""
+cleanup() {
+  [ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null && wait "$BROKER_PID" 2>/dev/null
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+RUST_LOG=warn target/debug/peerwire-broker --port 0 --static "$ROOT/www" >"$WORK/broker.out" 2>"$WORK/broker.err" &
+BROKER_PID=$!
+for _ in $(seq 100); do
+  grep -q 'listening on' "$WORK/broker.out" 2>/dev/null && break
+  sleep 0.1
+done
+HTTP_URL=$(grep -o 'http://[0-9.:]*' "$WORK/broker.out" | head -1) \
+  || { cat "$WORK/broker.err" >&2; echo "the broker did not start" >&2; exit 1; }
+export PEERWIRE_TEST_BROKER="${HTTP_URL/http:/ws:}/ws"
+echo "broker for browser tests: $PEERWIRE_TEST_BROKER"
+export WASM_BINDGEN_TEST_WEBDRIVER_JSON="$ROOT/tests/webdriver.json"
+export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-60}
+wasm-pack test --headless --chrome --chromedriver /usr/bin/chromedriver
+
+step "all test layers passed"
