@@ -152,8 +152,11 @@ struct BrokerClient {
 
 impl BrokerClient {
     async fn register(id: &str) -> BrokerClient {
-        let url = option_env!("PEERWIRE_TEST_BROKER")
-            .expect("PEERWIRE_TEST_BROKER is unset: run the browser tests through tests/run.sh, which starts a broker");
+        let Some(url) = option_env!("PEERWIRE_TEST_BROKER") else {
+            panic!(
+                "PEERWIRE_TEST_BROKER is unset: run the browser tests through tests/run.sh, which starts a broker"
+            );
+        };
         let ws = WebSocket::new(url).expect("WebSocket");
         ws.set_binary_type(web_sys::BinaryType::Arraybuffer);
         let inbox = Inbox::attach(&ws);

@@ -598,7 +598,7 @@ impl State {
         }
     }
 
-    fn to_room(&mut self, room: &str, msg: &ServerMessage, except: Option<&str>, now: Instant) {
+    fn announce(&mut self, room: &str, msg: &ServerMessage, except: Option<&str>, now: Instant) {
         let members = match self.rooms.get(room) {
             Some(r) => r.members.clone(),
             None => return,
@@ -643,7 +643,7 @@ impl State {
                 room: room.clone(),
                 id: me.to_string(),
             };
-            self.to_room(&room, &event, Some(me), now);
+            self.announce(&room, &event, Some(me), now);
         }
         Ok(self.room_snapshot(Some(rid), &room, now))
     }
@@ -688,7 +688,7 @@ impl State {
                 room: room.to_string(),
                 id: me.to_string(),
             };
-            self.to_room(room, &event, None, now);
+            self.announce(room, &event, None, now);
         }
     }
 
@@ -770,7 +770,7 @@ impl State {
             from: me.to_string(),
             ttl_ms,
         };
-        self.to_room(&room, &event, None, now);
+        self.announce(&room, &event, None, now);
         Ok(ServerMessage::Ok { rid })
     }
 
@@ -794,7 +794,7 @@ impl State {
                 reason: RemovalReason::Deleted,
                 from: Some(me.to_string()),
             };
-            self.to_room(&room, &event, None, now);
+            self.announce(&room, &event, None, now);
         }
         Ok(ServerMessage::Ok { rid })
     }
@@ -1023,7 +1023,7 @@ impl State {
                     reason: RemovalReason::Expired,
                     from: None,
                 };
-                self.to_room(&room, &event, None, now);
+                self.announce(&room, &event, None, now);
             }
         }
     }
