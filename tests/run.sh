@@ -12,9 +12,15 @@ bash tests/setup.sh --browser
 export PATH="$HOME/.cargo/bin:$PATH"
 
 step() { printf '\n==== %s\n' "$*"; }
+LOG=$(mktemp)
+# Every runner's "test result:" line is also summed into one closing line.
+total() {
+  awk '/test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+       END { printf "total: %d passed, %d failed\n", p, f }' "$LOG"
+}
 
 step "layer 1: cargo test --workspace (protocol, core, broker)"
-cargo test --workspace
+cargo test --workspace 2>&1 | tee -a "$LOG"
 
 step "layer 2: browser tests in headless Chromium against a real broker"
 cargo build -q -p peerwire-broker
@@ -22,7 +28,7 @@ WORK=$(mktemp -d)
 BROKER_PID=""
 cleanup() {
   [ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null && wait "$BROKER_PID" 2>/dev/null
-  rm -rf "$WORK"
+  rm -rf "$WORK" "$LOG"
 }
 trap cleanup EXIT
 RUST_LOG=warn target/debug/peerwire-broker --port 0 --static "$ROOT/www" >"$WORK/broker.out" 2>"$WORK/broker.err" &
@@ -37,6 +43,7 @@ export PEERWIRE_TEST_BROKER="${HTTP_URL/http:/ws:}/ws"
 echo "broker for browser tests: $PEERWIRE_TEST_BROKER"
 export WASM_BINDGEN_TEST_WEBDRIVER_JSON="$ROOT/tests/webdriver.json"
 export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-60}
-wasm-pack test --headless --chrome --chromedriver /usr/bin/chromedriver
+wasm-pack test --headless --chrome --chromedriver /usr/bin/chromedriver 2>&1 | tee -a "$LOG"
 
 step "all test layers passed"
+total
