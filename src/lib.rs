@@ -5,8 +5,11 @@
 //!
 //! - [`protocol`]: the wire format shared by the SDK and the broker
 //!   (`peerwire-broker`). Plain serde types, no browser or runtime dependency.
+//! - [`core`]: the SDK's pure state machines (negotiation, chunking, broker
+//!   session, keep-alive), tested natively.
 //!
 //! The same crate builds as a `cdylib` for the browser (wasm-pack) and as an
 //! `rlib` that the broker and the native tests link.
 
+pub mod core;
 pub mod protocol;

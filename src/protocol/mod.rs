@@ -15,8 +15,11 @@
 //! - [`messages`]: [`ClientMessage`] and [`ServerMessage`], and the decoder
 //!   that turns bad input into the documented error instead of a panic.
 //! - [`limits`]: default limits shared by both sides.
+//! - [`frames`]: the peer <-> peer data-channel frames and the signal
+//!   payloads peers relay through the broker.
 
 pub mod codes;
+pub mod frames;
 pub mod ids;
 pub mod limits;
 pub mod messages;

@@ -1,0 +1,547 @@
+//! The SDK's side of the broker protocol, without the WebSocket.
+//!
+//! [`BrokerSession`] numbers requests, holds everything sent while the socket
+//! is down or not yet registered (bounded, flushed in order once registered),
+//! matches replies to requests, times requests out, remembers the id and
+//! resume token for reconnects, and computes the reconnect backoff.
+//!
+//! ```text
+//!            open()                registered             socket closed
+//!  Down ───────────────► Registering ────────► Up ─────────────────────► Down
+//!    ▲  (after backoff)        │ error (id-taken, invalid-id): Failed         │
+//!    └─────────────────────────┴──────────────────────────────────────────────┘
+//! ```
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use crate::protocol::messages::Rid;
+use crate::protocol::{ClientMessage, ErrorCode, IceServer, ServerMessage};
+
+/// Milliseconds on some monotonic clock (`performance.now()` in browsers).
+pub type Millis = f64;
+
+/// Where the link to the broker stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Link {
+    /// No socket; waiting to (re)connect.
+    Down,
+    /// Socket open, `register` sent.
+    Registering,
+    /// Registered; requests flow.
+    Up,
+    /// Registration was refused (id taken or invalid); no more reconnects.
+    Failed,
+    /// Closed by the user.
+    Closed,
+}
+
+/// Events for the glue to act on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionEvent {
+    /// Registered (first time or after a reconnect).
+    Registered {
+        id: String,
+        resumed: bool,
+        ice_servers: Vec<IceServer>,
+        first: bool,
+    },
+    /// Registration refused: the peer cannot come online with this id.
+    RegisterFailed { code: ErrorCode, message: String },
+    /// The reply to request `rid` (an `error` reply included).
+    Reply { rid: Rid, message: ServerMessage },
+    /// A message the broker sent on its own (signal, room event, ...), or an
+    /// error about an earlier request with no pending entry.
+    Push(ServerMessage),
+    /// Request `rid` got no reply in time.
+    TimedOut { rid: Rid },
+}
+
+/// Why a request could not even be queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    #[error("the outbox holds {0} unsent messages; the broker has been unreachable too long")]
+    Full(usize),
+    #[error("the peer is closed")]
+    Closed,
+    #[error("registration with the broker failed; create a new peer")]
+    Failed,
+}
+
+/// Exponential backoff with full jitter.
+#[derive(Debug, Clone, Copy)]
+pub struct Backoff {
+    pub base: Duration,
+    pub max: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    pub fn new(base: Duration, max: Duration) -> Self {
+        Self {
+            base,
+            max,
+            attempt: 0,
+        }
+    }
+
+    /// The next delay; `random` in `[0, 1)` spreads reconnects of many
+    /// clients so they do not all hit a restarted broker at once.
+    pub fn next_delay(&mut self, random: f64) -> Duration {
+        let ceiling = self
+            .base
+            .saturating_mul(1u32.checked_shl(self.attempt.min(16)).unwrap_or(u32::MAX))
+            .min(self.max);
+        self.attempt = self.attempt.saturating_add(1);
+        // Never less than half the ceiling: full jitter, floored.
+        ceiling.mul_f64(0.5 + 0.5 * random.clamp(0.0, 1.0))
+    }
+
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+struct Pending {
+    deadline: Millis,
+}
+
+/// Settings for a session.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub max_outbox: usize,
+    pub request_timeout: Duration,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            max_outbox: 1024,
+            request_timeout: Duration::from_secs(10),
+            backoff_base: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The broker session state machine.
+pub struct BrokerSession {
+    config: SessionConfig,
+    link: Link,
+    wanted_id: Option<String>,
+    id: Option<String>,
+    resume_token: Option<String>,
+    next_rid: Rid,
+    register_rid: Option<Rid>,
+    outbox: VecDeque<(Rid, String)>,
+    pending: HashMap<Rid, Pending>,
+    backoff: Backoff,
+    registered_once: bool,
+}
+
+impl BrokerSession {
+    /// `id`: the id to register, or `None` for a broker-assigned one.
+    pub fn new(id: Option<String>, config: SessionConfig) -> Self {
+        let backoff = Backoff::new(config.backoff_base, config.backoff_max);
+        Self {
+            config,
+            link: Link::Down,
+            wanted_id: id,
+            id: None,
+            resume_token: None,
+            next_rid: 1,
+            register_rid: None,
+            outbox: VecDeque::new(),
+            pending: HashMap::new(),
+            backoff,
+            registered_once: false,
+        }
+    }
+
+    pub fn link(&self) -> Link {
+        self.link
+    }
+
+    /// The registered id (kept across reconnects).
+    pub fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+
+    /// Messages waiting for the link to come up.
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.len()
+    }
+
+    /// Queues or sends a request. Returns its rid and, when the link is up,
+    /// the frame to send now (otherwise it is sent on registration).
+    pub fn request(
+        &mut self,
+        make: impl FnOnce(Rid) -> ClientMessage,
+        now: Millis,
+    ) -> Result<(Rid, Option<String>), QueueError> {
+        match self.link {
+            Link::Closed => return Err(QueueError::Closed),
+            Link::Failed => return Err(QueueError::Failed),
+            _ => {}
+        }
+        let rid = self.take_rid();
+        let frame = make(rid).encode();
+        // Every request expects an answer except a successful signal; a
+        // signal's deadline only bounds how long an error may take.
+        self.pending.insert(
+            rid,
+            Pending {
+                deadline: now + self.config.request_timeout.as_secs_f64() * 1000.0,
+            },
+        );
+        if self.link == Link::Up {
+            Ok((rid, Some(frame)))
+        } else {
+            if self.outbox.len() >= self.config.max_outbox {
+                self.pending.remove(&rid);
+                return Err(QueueError::Full(self.outbox.len()));
+            }
+            self.outbox.push_back((rid, frame));
+            Ok((rid, None))
+        }
+    }
+
+    /// Forgets a request that needs no reply (a delivered signal).
+    pub fn settle(&mut self, rid: Rid) {
+        self.pending.remove(&rid);
+    }
+
+    fn take_rid(&mut self) -> Rid {
+        let rid = self.next_rid;
+        self.next_rid += 1;
+        rid
+    }
+
+    /// The socket opened: the frame to send first (`register`).
+    pub fn on_open(&mut self) -> String {
+        self.link = Link::Registering;
+        let rid = self.take_rid();
+        self.register_rid = Some(rid);
+        let id = self.id.clone().or_else(|| self.wanted_id.clone());
+        ClientMessage::Register {
+            rid,
+            id,
+            resume_token: self.resume_token.clone(),
+        }
+        .encode()
+    }
+
+    /// A frame from the broker. Returns events, and frames to send (the
+    /// outbox, once registered).
+    pub fn on_message(&mut self, text: &str) -> (Vec<SessionEvent>, Vec<String>) {
+        let Ok(msg) = ServerMessage::decode(text) else {
+            // A broker speaking another protocol: nothing sensible to do
+            // but report it as a push the glue logs.
+            return (vec![], vec![]);
+        };
+        match msg {
+            ServerMessage::Registered {
+                rid,
+                id,
+                resume_token,
+                resumed,
+                ice_servers,
+                ..
+            } if Some(rid) == self.register_rid => {
+                self.register_rid = None;
+                self.link = Link::Up;
+                self.backoff.reset();
+                self.id = Some(id.clone());
+                self.resume_token = Some(resume_token);
+                let first = !self.registered_once;
+                self.registered_once = true;
+                let frames = self.outbox.drain(..).map(|(_, f)| f).collect();
+                (
+                    vec![SessionEvent::Registered {
+                        id,
+                        resumed,
+                        ice_servers,
+                        first,
+                    }],
+                    frames,
+                )
+            }
+            ServerMessage::Error {
+                rid: Some(rid),
+                code,
+                message,
+                ..
+            } if Some(rid) == self.register_rid => {
+                // Taken or invalid: retrying cannot fix it (after a
+                // reconnect, the grace window ended and someone took the id).
+                self.register_rid = None;
+                self.link = Link::Failed;
+                let failed: Vec<SessionEvent> = self
+                    .outbox
+                    .drain(..)
+                    .map(|(rid, _)| SessionEvent::Reply {
+                        rid,
+                        message: ServerMessage::error(Some(rid), code, "registration failed"),
+                    })
+                    .collect();
+                self.pending.clear();
+                let mut events = vec![SessionEvent::RegisterFailed { code, message }];
+                events.extend(failed);
+                (events, vec![])
+            }
+            other => {
+                let rid = reply_rid(&other);
+                match rid {
+                    Some(rid) if self.pending.remove(&rid).is_some() => (
+                        vec![SessionEvent::Reply {
+                            rid,
+                            message: other,
+                        }],
+                        vec![],
+                    ),
+                    _ => (vec![SessionEvent::Push(other)], vec![]),
+                }
+            }
+        }
+    }
+
+    /// The socket closed. Returns the delay before reconnecting, or `None`
+    /// when the session should stay down (closed by the user, or failed).
+    pub fn on_close(&mut self, random: f64) -> Option<Duration> {
+        self.register_rid = None;
+        match self.link {
+            Link::Closed | Link::Failed => None,
+            _ => {
+                self.link = Link::Down;
+                Some(self.backoff.next_delay(random))
+            }
+        }
+    }
+
+    /// The user closed the peer: everything pending is dropped (the glue
+    /// rejects the corresponding promises).
+    pub fn close(&mut self) -> Vec<Rid> {
+        self.link = Link::Closed;
+        self.outbox.clear();
+        let rids = self.pending.keys().copied().collect();
+        self.pending.clear();
+        rids
+    }
+
+    /// Requests whose deadline has passed.
+    pub fn poll_timeouts(&mut self, now: Millis) -> Vec<SessionEvent> {
+        let mut expired: Vec<Rid> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(r, _)| *r)
+            .collect();
+        expired.sort_unstable();
+        for rid in &expired {
+            self.pending.remove(rid);
+            self.outbox.retain(|(r, _)| r != rid);
+        }
+        expired
+            .into_iter()
+            .map(|rid| SessionEvent::TimedOut { rid })
+            .collect()
+    }
+}
+
+/// The rid a reply carries, if any.
+pub fn reply_rid(msg: &ServerMessage) -> Option<Rid> {
+    match msg {
+        ServerMessage::Registered { rid, .. }
+        | ServerMessage::Pong { rid }
+        | ServerMessage::Found { rid, .. }
+        | ServerMessage::Ok { rid }
+        | ServerMessage::KeyOpened { rid, .. }
+        | ServerMessage::KeyJoined { rid, .. } => Some(*rid),
+        ServerMessage::Joined { rid, .. } => *rid,
+        ServerMessage::Error { rid, .. } => *rid,
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn registered(rid: Rid, id: &str, token: &str) -> String {
+        ServerMessage::Registered {
+            rid,
+            id: id.into(),
+            resume_token: token.into(),
+            resumed: false,
+            ice_servers: vec![],
+            grace_ms: 10_000,
+            protocol: 1,
+            rooms: vec![],
+        }
+        .encode()
+    }
+
+    fn signal(to: &str, n: i64) -> impl FnOnce(Rid) -> ClientMessage {
+        let to = to.to_string();
+        move |rid| ClientMessage::Signal {
+            rid,
+            to,
+            data: json!(n),
+        }
+    }
+
+    #[test]
+    fn messages_before_registration_are_flushed_in_order() {
+        let mut s = BrokerSession::new(Some("alice".into()), SessionConfig::default());
+        for n in 0..5 {
+            let (_, now) = s.request(signal("bob", n), 0.0).unwrap();
+            assert!(now.is_none(), "nothing is sent before registration");
+        }
+        let register = s.on_open();
+        assert!(register.contains("\"register\"") && register.contains("alice"));
+        // Still registering: keep queueing.
+        assert!(s.request(signal("bob", 5), 0.0).unwrap().1.is_none());
+        let (events, frames) = s.on_message(&registered(6, "alice", "tok"));
+        assert!(
+            matches!(&events[0], SessionEvent::Registered { id, first: true, .. } if id == "alice")
+        );
+        let ns: Vec<i64> = frames
+            .iter()
+            .map(|f| match ClientMessage::decode(f).unwrap() {
+                ClientMessage::Signal { data, .. } => data.as_i64().unwrap(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(ns, vec![0, 1, 2, 3, 4, 5]);
+        assert!(
+            s.request(signal("bob", 6), 0.0).unwrap().1.is_some(),
+            "sent at once when up"
+        );
+    }
+
+    #[test]
+    fn a_reconnect_reclaims_the_id_with_the_token_and_queues_meanwhile() {
+        let mut s = BrokerSession::new(None, SessionConfig::default());
+        s.on_open();
+        s.on_message(&registered(1, "p-1", "tok1"));
+        let delay = s.on_close(0.0).unwrap();
+        assert_eq!(delay, Duration::from_millis(125));
+        assert!(s.request(signal("bob", 1), 0.0).unwrap().1.is_none());
+        let register = ClientMessage::decode(&s.on_open()).unwrap();
+        assert!(
+            matches!(register, ClientMessage::Register { id: Some(ref id), resume_token: Some(ref t), .. } if id == "p-1" && t == "tok1")
+        );
+        let rid = register.rid();
+        let (events, frames) = s.on_message(&registered(rid, "p-1", "tok2"));
+        assert!(matches!(
+            &events[0],
+            SessionEvent::Registered { first: false, .. }
+        ));
+        assert_eq!(frames.len(), 1);
+    }
+
+    #[test]
+    fn replies_are_matched_and_pushes_passed_through() {
+        let mut s = BrokerSession::new(Some("a".into()), SessionConfig::default());
+        s.on_open();
+        s.on_message(&registered(1, "a", "t"));
+        let (rid, _) = s
+            .request(
+                |rid| ClientMessage::Find {
+                    rid,
+                    id: "b".into(),
+                },
+                0.0,
+            )
+            .unwrap();
+        let (events, _) = s.on_message(
+            &ServerMessage::Found {
+                rid,
+                id: "b".into(),
+                online: true,
+            }
+            .encode(),
+        );
+        assert!(matches!(&events[0], SessionEvent::Reply { rid: r, .. } if *r == rid));
+        let (events, _) = s.on_message(
+            &ServerMessage::Signal {
+                from: "b".into(),
+                data: json!(1),
+            }
+            .encode(),
+        );
+        assert!(matches!(
+            &events[0],
+            SessionEvent::Push(ServerMessage::Signal { .. })
+        ));
+        // An error for a rid nobody waits for is still surfaced.
+        let (events, _) =
+            s.on_message(&ServerMessage::delivery_error(999, ErrorCode::PeerGone, "b").encode());
+        assert!(matches!(
+            &events[0],
+            SessionEvent::Push(ServerMessage::Error { .. })
+        ));
+    }
+
+    #[test]
+    fn a_refused_registration_fails_everything_queued_and_stops_reconnecting() {
+        let mut s = BrokerSession::new(Some("alice".into()), SessionConfig::default());
+        let (queued, _) = s.request(signal("bob", 1), 0.0).unwrap();
+        s.on_open();
+        let err =
+            ServerMessage::error(Some(2), ErrorCode::IdTaken, "id \"alice\" is taken").encode();
+        let (events, frames) = s.on_message(&err);
+        assert!(frames.is_empty());
+        assert!(matches!(
+            &events[0],
+            SessionEvent::RegisterFailed {
+                code: ErrorCode::IdTaken,
+                ..
+            }
+        ));
+        assert!(matches!(&events[1], SessionEvent::Reply { rid, .. } if *rid == queued));
+        assert_eq!(s.link(), Link::Failed);
+        assert_eq!(s.on_close(0.5), None);
+        assert_eq!(s.request(signal("bob", 2), 0.0), Err(QueueError::Failed));
+    }
+
+    #[test]
+    fn the_outbox_is_bounded_and_requests_time_out() {
+        let config = SessionConfig {
+            max_outbox: 3,
+            ..SessionConfig::default()
+        };
+        let mut s = BrokerSession::new(None, config);
+        for n in 0..3 {
+            s.request(signal("b", n), 0.0).unwrap();
+        }
+        assert_eq!(s.request(signal("b", 3), 0.0), Err(QueueError::Full(3)));
+        assert!(s.poll_timeouts(9_999.0).is_empty());
+        let timed_out = s.poll_timeouts(10_000.0);
+        assert_eq!(timed_out.len(), 3);
+        assert_eq!(s.outbox_len(), 0, "timed-out requests are not sent later");
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_and_caps() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        let delays: Vec<u128> = (0..8).map(|_| b.next_delay(1.0).as_millis()).collect();
+        assert_eq!(delays, vec![100, 200, 400, 800, 1600, 2000, 2000, 2000]);
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        assert_eq!(b.next_delay(0.0).as_millis(), 50);
+        b.reset();
+        assert_eq!(b.next_delay(0.5).as_millis(), 75);
+    }
+
+    #[test]
+    fn close_drops_everything() {
+        let mut s = BrokerSession::new(None, SessionConfig::default());
+        s.request(signal("b", 1), 0.0).unwrap();
+        assert_eq!(s.close().len(), 1);
+        assert_eq!(s.on_close(0.3), None);
+        assert_eq!(s.request(signal("b", 2), 0.0), Err(QueueError::Closed));
+    }
+}

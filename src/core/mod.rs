@@ -1,0 +1,16 @@
+//! Pure state machines of the SDK: no browser, no clock, no I/O. Inputs are
+//! bytes, events and `now`; outputs are frames, decisions and deadlines.
+//! Everything here is tested natively with `cargo test`.
+//!
+//! - [`broker`]: the broker session (request ids, outbox while offline,
+//!   replies, timeouts, resume token, reconnect backoff).
+//! - [`negotiation`]: perfect negotiation (polite/impolite roles, glare,
+//!   candidate queueing).
+//! - [`chunking`]: large messages cut into frames and put back together;
+//!   the flow-control window.
+//! - [`keepalive`]: liveness of a peer connection.
+
+pub mod broker;
+pub mod chunking;
+pub mod keepalive;
+pub mod negotiation;

@@ -1,0 +1,324 @@
+//! Peer <-> peer frames on a data channel, and the signal payloads peers
+//! exchange through the broker.
+//!
+//! Every data-channel message is one binary frame of at most
+//! [`MAX_FRAME_BYTES`]. Layout (little endian):
+//!
+//! ```text
+//! data   | 0 | payload type u8 | message id u32 | total length u32 | offset u32 | bytes… |
+//! ping   | 1 | nonce u32 |
+//! pong   | 2 | nonce u32 |
+//! close  | 3 | reason (UTF-8) … |
+//! ```
+//!
+//! A message larger than one frame is cut into chunks that share its
+//! message id; the receiver puts them back together (see
+//! `core::chunking`). Unknown frame kinds decode to [`FrameKind::Unknown`]
+//! and are rejected with a named error, never a panic.
+
+use serde::{Deserialize, Serialize};
+
+/// Largest frame on a data channel (what every browser delivers whole).
+pub const MAX_FRAME_BYTES: usize = 16 * 1024;
+/// Header bytes of a data frame.
+pub const DATA_HEADER_BYTES: usize = 14;
+/// Payload bytes one data frame carries.
+pub const MAX_CHUNK_BYTES: usize = MAX_FRAME_BYTES - DATA_HEADER_BYTES;
+
+/// The kind byte that starts every frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum FrameKind {
+    Data = 0,
+    Ping = 1,
+    Pong = 2,
+    Close = 3,
+    /// Any other byte: refused by the decoder.
+    Unknown = 255,
+}
+
+impl From<u8> for FrameKind {
+    fn from(b: u8) -> Self {
+        match b {
+            0 => Self::Data,
+            1 => Self::Ping,
+            2 => Self::Pong,
+            3 => Self::Close,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+/// How a message's bytes are to be read by the receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum PayloadType {
+    /// Raw bytes (ArrayBuffer, typed arrays, Blob).
+    Binary = 0,
+    /// A UTF-8 string.
+    Text = 1,
+    /// UTF-8 JSON text of any JSON value.
+    Json = 2,
+}
+
+impl PayloadType {
+    pub fn from_byte(b: u8) -> Option<Self> {
+        match b {
+            0 => Some(Self::Binary),
+            1 => Some(Self::Text),
+            2 => Some(Self::Json),
+            _ => None,
+        }
+    }
+}
+
+/// A decoded frame borrowing the received bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame<'a> {
+    Data(DataHead, &'a [u8]),
+    Ping(u32),
+    Pong(u32),
+    Close(String),
+}
+
+/// The header of a data frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DataHead {
+    pub payload: PayloadType,
+    pub message_id: u32,
+    pub total: u32,
+    pub offset: u32,
+}
+
+/// Why a frame was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("empty frame")]
+    Empty,
+    #[error("frame of {0} bytes is larger than the {MAX_FRAME_BYTES}-byte maximum")]
+    Oversize(usize),
+    #[error("unknown frame kind {0}")]
+    UnknownKind(u8),
+    #[error("frame truncated: {kind:?} needs {need} bytes, got {got}")]
+    Truncated {
+        kind: FrameKind,
+        need: usize,
+        got: usize,
+    },
+    #[error("unknown payload type {0}")]
+    BadPayloadType(u8),
+    #[error("close reason is not UTF-8")]
+    BadReason,
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+impl<'a> Frame<'a> {
+    /// Decodes one frame; never panics, whatever the bytes.
+    pub fn decode(bytes: &'a [u8]) -> Result<Frame<'a>, FrameError> {
+        if bytes.len() > MAX_FRAME_BYTES {
+            return Err(FrameError::Oversize(bytes.len()));
+        }
+        let Some(&kind_byte) = bytes.first() else {
+            return Err(FrameError::Empty);
+        };
+        let kind = FrameKind::from(kind_byte);
+        let need = |n: usize| {
+            if bytes.len() < n {
+                Err(FrameError::Truncated {
+                    kind,
+                    need: n,
+                    got: bytes.len(),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        match kind {
+            FrameKind::Data => {
+                need(DATA_HEADER_BYTES)?;
+                let payload =
+                    PayloadType::from_byte(bytes[1]).ok_or(FrameError::BadPayloadType(bytes[1]))?;
+                let head = DataHead {
+                    payload,
+                    message_id: u32_at(bytes, 2),
+                    total: u32_at(bytes, 6),
+                    offset: u32_at(bytes, 10),
+                };
+                Ok(Frame::Data(head, &bytes[DATA_HEADER_BYTES..]))
+            }
+            FrameKind::Ping | FrameKind::Pong => {
+                need(5)?;
+                let nonce = u32_at(bytes, 1);
+                Ok(if kind == FrameKind::Ping {
+                    Frame::Ping(nonce)
+                } else {
+                    Frame::Pong(nonce)
+                })
+            }
+            FrameKind::Close => {
+                let reason = std::str::from_utf8(&bytes[1..]).map_err(|_| FrameError::BadReason)?;
+                Ok(Frame::Close(reason.to_string()))
+            }
+            FrameKind::Unknown => Err(FrameError::UnknownKind(kind_byte)),
+        }
+    }
+
+    /// Encodes into a new buffer.
+    pub fn encode(&self) -> Vec<u8> {
+        match self {
+            Frame::Data(head, bytes) => {
+                let mut out = Vec::with_capacity(DATA_HEADER_BYTES + bytes.len());
+                encode_data_head(&mut out, head);
+                out.extend_from_slice(bytes);
+                out
+            }
+            Frame::Ping(n) | Frame::Pong(n) => {
+                let kind = if matches!(self, Frame::Ping(_)) {
+                    FrameKind::Ping
+                } else {
+                    FrameKind::Pong
+                };
+                let mut out = vec![kind as u8];
+                out.extend_from_slice(&n.to_le_bytes());
+                out
+            }
+            Frame::Close(reason) => {
+                // Keep the frame within bounds whatever the reason's length.
+                let mut cut = reason.len().min(MAX_FRAME_BYTES - 1);
+                while !reason.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                let mut out = vec![FrameKind::Close as u8];
+                out.extend_from_slice(&reason.as_bytes()[..cut]);
+                out
+            }
+        }
+    }
+}
+
+/// Writes a data header.
+pub fn encode_data_head(out: &mut Vec<u8>, head: &DataHead) {
+    out.push(FrameKind::Data as u8);
+    out.push(head.payload as u8);
+    out.extend_from_slice(&head.message_id.to_le_bytes());
+    out.extend_from_slice(&head.total.to_le_bytes());
+    out.extend_from_slice(&head.offset.to_le_bytes());
+}
+
+/// What peers put in a broker `signal`'s `data`. `session` identifies the
+/// sender's RTCPeerConnection, so signals from a replaced connection (the
+/// other page reloaded) are recognised and not applied to the new one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerSignal {
+    pub session: u64,
+    #[serde(flatten)]
+    pub body: SignalBody,
+}
+
+/// The body of a [`PeerSignal`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "kebab-case",
+    rename_all_fields = "camelCase"
+)]
+pub enum SignalBody {
+    /// An SDP offer or answer.
+    Description { sdp_type: String, sdp: String },
+    /// A trickled ICE candidate.
+    Candidate {
+        candidate: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sdp_mid: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sdp_m_line_index: Option<u16>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        username_fragment: Option<String>,
+    },
+    /// The sender closed its connection (so the other side need not wait
+    /// for a timeout when the data channel never opened).
+    Bye { reason: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip() {
+        let head = DataHead {
+            payload: PayloadType::Json,
+            message_id: 7,
+            total: 3,
+            offset: 0,
+        };
+        for f in [
+            Frame::Data(head, b"abc"),
+            Frame::Ping(9),
+            Frame::Pong(u32::MAX),
+            Frame::Close("bye ✓".into()),
+        ] {
+            assert_eq!(Frame::decode(&f.encode()).unwrap(), f);
+        }
+        let long = Frame::Close("é".repeat(MAX_FRAME_BYTES)).encode();
+        assert!(long.len() <= MAX_FRAME_BYTES);
+        assert!(Frame::decode(&long).is_ok());
+    }
+
+    #[test]
+    fn bad_frames_are_named() {
+        assert_eq!(Frame::decode(&[]), Err(FrameError::Empty));
+        assert_eq!(Frame::decode(&[9]), Err(FrameError::UnknownKind(9)));
+        assert!(matches!(
+            Frame::decode(&[0, 0, 1]),
+            Err(FrameError::Truncated { .. })
+        ));
+        assert!(matches!(
+            Frame::decode(&[1, 0]),
+            Err(FrameError::Truncated { .. })
+        ));
+        assert_eq!(
+            Frame::decode(&[0, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Err(FrameError::BadPayloadType(7))
+        );
+        assert_eq!(Frame::decode(&[3, 0xff]), Err(FrameError::BadReason));
+        assert_eq!(
+            Frame::decode(&vec![0; MAX_FRAME_BYTES + 1]),
+            Err(FrameError::Oversize(MAX_FRAME_BYTES + 1))
+        );
+    }
+
+    #[test]
+    fn signals_round_trip_with_a_flat_shape() {
+        let s = PeerSignal {
+            session: 5,
+            body: SignalBody::Description {
+                sdp_type: "offer".into(),
+                sdp: "v=0".into(),
+            },
+        };
+        let v = serde_json::to_value(&s).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"session": 5, "kind": "description", "sdpType": "offer", "sdp": "v=0"})
+        );
+        assert_eq!(serde_json::from_value::<PeerSignal>(v).unwrap(), s);
+        let c = PeerSignal {
+            session: 6,
+            body: SignalBody::Candidate {
+                candidate: "candidate:1".into(),
+                sdp_mid: Some("0".into()),
+                sdp_m_line_index: Some(0),
+                username_fragment: None,
+            },
+        };
+        assert_eq!(
+            serde_json::from_str::<PeerSignal>(&serde_json::to_string(&c).unwrap()).unwrap(),
+            c
+        );
+    }
+}
