@@ -7,9 +7,17 @@
 //!   (`peerwire-broker`). Plain serde types, no browser or runtime dependency.
 //! - [`core`]: the SDK's pure state machines (negotiation, chunking, broker
 //!   session, keep-alive), tested natively.
+//! - `web` (wasm only): browser glue owning every Closure.
+//! - `api` (wasm only): the JavaScript classes (`createPeer`, `Peer`,
+//!   `Connection`, `Room`, `Rendezvous`).
 //!
 //! The same crate builds as a `cdylib` for the browser (wasm-pack) and as an
 //! `rlib` that the broker and the native tests link.
 
 pub mod core;
 pub mod protocol;
+
+#[cfg(target_arch = "wasm32")]
+pub mod api;
+#[cfg(target_arch = "wasm32")]
+pub mod web;

@@ -31,16 +31,18 @@ cleanup() {
   rm -rf "$WORK" "$LOG"
 }
 trap cleanup EXIT
-RUST_LOG=warn target/debug/peerwire-broker --port 0 --static "$ROOT/www" >"$WORK/broker.out" 2>"$WORK/broker.err" &
+# The broker runs under a small control server so that a test can kill and
+# restart it (tests/broker_ctl.py).
+python3 tests/broker_ctl.py target/debug/peerwire-broker --static "$ROOT/www" >"$WORK/broker.out" 2>"$WORK/broker.err" &
 BROKER_PID=$!
 for _ in $(seq 100); do
-  grep -q 'listening on' "$WORK/broker.out" 2>/dev/null && break
+  grep -q '^broker ' "$WORK/broker.out" 2>/dev/null && break
   sleep 0.1
 done
-HTTP_URL=$(grep -o 'http://[0-9.:]*' "$WORK/broker.out" | head -1) \
+read -r _ PEERWIRE_TEST_BROKER _ PEERWIRE_TEST_CTL <"$WORK/broker.out" \
   || { cat "$WORK/broker.err" >&2; echo "the broker did not start" >&2; exit 1; }
-export PEERWIRE_TEST_BROKER="${HTTP_URL/http:/ws:}/ws"
-echo "broker for browser tests: $PEERWIRE_TEST_BROKER"
+export PEERWIRE_TEST_BROKER PEERWIRE_TEST_CTL
+echo "broker for browser tests: $PEERWIRE_TEST_BROKER (control: $PEERWIRE_TEST_CTL)"
 export WASM_BINDGEN_TEST_WEBDRIVER_JSON="$ROOT/tests/webdriver.json"
 export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-60}
 wasm-pack test --headless --chrome --chromedriver /usr/bin/chromedriver 2>&1 | tee -a "$LOG"

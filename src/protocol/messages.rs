@@ -253,6 +253,15 @@ pub enum RemovalReason {
     Expired,
 }
 
+impl RemovalReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deleted => "deleted",
+            Self::Expired => "expired",
+        }
+    }
+}
+
 /// A message the broker sends to a client.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(

@@ -1,0 +1,82 @@
+//! Listener lists behind every `on` / `off`.
+
+use std::cell::RefCell;
+
+use js_sys::Function;
+use wasm_bindgen::JsValue;
+
+use super::errors::PeerError;
+
+/// Listeners of one object, by event name. Only the names in `known` are
+/// accepted, so a typo (`'mesage'`) throws instead of never firing.
+pub struct Emitter {
+    known: &'static [&'static str],
+    listeners: RefCell<Vec<(&'static str, Function)>>,
+}
+
+impl Emitter {
+    pub fn new(known: &'static [&'static str]) -> Self {
+        Self {
+            known,
+            listeners: RefCell::new(Vec::new()),
+        }
+    }
+
+    fn name(&self, event: &str) -> Result<&'static str, PeerError> {
+        self.known
+            .iter()
+            .find(|k| **k == event)
+            .copied()
+            .ok_or_else(|| {
+                PeerError::InvalidArgument(format!(
+                    "unknown event {event:?}; events are: {}",
+                    self.known.join(", ")
+                ))
+            })
+    }
+
+    pub fn on(&self, event: &str, listener: Function) -> Result<(), PeerError> {
+        let name = self.name(event)?;
+        self.listeners.borrow_mut().push((name, listener));
+        Ok(())
+    }
+
+    /// Removes one registration of `listener` for `event`.
+    pub fn off(&self, event: &str, listener: &Function) -> Result<(), PeerError> {
+        let name = self.name(event)?;
+        let mut list = self.listeners.borrow_mut();
+        if let Some(i) = list
+            .iter()
+            .position(|(n, f)| *n == name && JsValue::from(f) == JsValue::from(listener))
+        {
+            list.remove(i);
+        }
+        Ok(())
+    }
+
+    /// Calls every listener of `event` with `arg`. A listener that throws is
+    /// reported on the console and does not stop the others.
+    pub fn emit(&self, event: &'static str, arg: &JsValue) {
+        let targets: Vec<Function> = self
+            .listeners
+            .borrow()
+            .iter()
+            .filter(|(n, _)| *n == event)
+            .map(|(_, f)| f.clone())
+            .collect();
+        for f in targets {
+            if let Err(err) = f.call1(&JsValue::UNDEFINED, arg) {
+                crate::web::console_error(&format!("peerwire: a '{event}' listener threw:"), &err);
+            }
+        }
+    }
+
+    pub fn has(&self, event: &str) -> bool {
+        self.listeners.borrow().iter().any(|(n, _)| *n == event)
+    }
+
+    /// Drops every listener (after a final `close`).
+    pub fn clear(&self) {
+        self.listeners.borrow_mut().clear();
+    }
+}

@@ -1,0 +1,127 @@
+//! The classes JavaScript sees: `createPeer`, `Peer`, `Connection`, `Room`,
+//! `Rendezvous`. Exported structs are cheap handles (an `Rc` to shared
+//! state); methods take `&self` and return Promises, so two calls at once
+//! never trip wasm-bindgen's "recursive use of an object". Errors are real
+//! `Error` objects with a `name` and a `code` (see `errors`).
+
+pub mod connection;
+pub mod errors;
+pub mod events;
+pub mod options;
+pub mod peer;
+pub mod room;
+
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS_TYPES: &str = r#"
+/** Anything `send()` accepts: text, bytes, or a JSON value. */
+export type Sendable = string | ArrayBuffer | ArrayBufferView | Blob | null | boolean | number | object;
+
+/** A STUN/TURN server, as in `RTCIceServer`. */
+export interface IceServer { urls: string | string[]; username?: string; credential?: string }
+
+/** Options of `createPeer`. Only `broker` is required. */
+export interface PeerOptions {
+  /** Broker URL, e.g. `ws://localhost:8080` (the `/ws` path is added when missing). */
+  broker: string;
+  /** The id to register (or pass it as createPeer's first argument). Omit it for a broker-assigned id. */
+  id?: string;
+  /** STUN/TURN servers; by default the ones the broker hands out. */
+  iceServers?: IceServer[];
+  /** Largest message `send()` accepts and a remote may send, in bytes. Default 64 MiB. */
+  maxMessageSize?: number;
+  /** Time allowed for registering and for each `connect()`, in ms. Default 15000. */
+  connectTimeout?: number;
+  /** Time allowed for a broker request (join, find, ...), in ms. Default 10000. */
+  requestTimeout?: number;
+  /** Keep-alive ping interval on idle connections, in ms. Default 1000. */
+  keepAliveInterval?: number;
+  /** Silence after which a connection closes as dead, in ms. Default 4000. */
+  keepAliveTimeout?: number;
+  /** Deliver this side's messages in order (default true). `false` for games and live data. */
+  ordered?: boolean;
+  /** Give up retransmitting a lost message after this many tries (unreliable). Unset: reliable. */
+  maxRetransmits?: number;
+  /** Stop handing data to the browser above this many buffered bytes. Default 1 MiB, at most 8 MiB. */
+  bufferHigh?: number;
+  /** Resume sending when the buffer drains to this many bytes. Default 256 KiB. */
+  bufferLow?: number;
+}
+
+/** Options of `send()`. */
+export interface SendOptions {
+  /** Called as the message is handed to the transport, with bytes sent and total. */
+  onProgress?: (sent: number, total: number) => void;
+}
+
+export type ConnectionState = "connecting" | "open" | "closed";
+
+/** Every error the SDK throws or emits is an `Error` with these two fields. */
+export interface PeerwireError extends Error {
+  /** `InvalidIdError`, `IdTakenError`, `InvalidArgumentError`, `BrokerUnreachableError`, `BrokerError`,
+   * `PeerUnavailableError`, `ConnectTimeoutError`, `ConnectionFailedError`, `ClosedError`,
+   * `MessageTooLargeError`, `ProtocolError`, `QueueFullError` or `TimeoutError`. */
+  name: string;
+  /** A stable code, e.g. `"id-taken"`, `"unknown-peer"`, `"connect-timeout"`. */
+  code: string;
+}
+
+export interface MessageEnvelope { from: string; message: unknown }
+export interface BrokerStatus { state: "registered" | "disconnected"; id?: string; resumed?: boolean; reconnect?: boolean; code?: number; reason?: string }
+
+export interface PeerEvents {
+  /** The id is registered: at start and after every reconnect that reclaimed it. */
+  register: string;
+  /** A remote peer opened a connection to this one. */
+  connection: Connection;
+  /** A message from any connection. */
+  message: MessageEnvelope;
+  error: PeerwireError;
+  /** The opener of a key this peer joined went away. */
+  unavailable: { key: string; id: string };
+  /** The broker link went down or came back. */
+  broker: BrokerStatus;
+}
+
+export interface ConnectionEvents {
+  open: void;
+  message: unknown;
+  close: { reason: string; peerId: string };
+  error: PeerwireError;
+}
+
+export interface RoomEvents {
+  "peer-joined": string;
+  "peer-left": string;
+  broadcast: { from: string; data: unknown };
+  /** A key was set (`value`, `from`, `ttl`) or removed (`removed`: "deleted" | "expired"). */
+  state: { key: string; value: unknown; from?: string; ttl?: number; removed?: "deleted" | "expired" };
+  /** This peer is no longer in the room (left, peer closed, or id lost). */
+  closed: void;
+}
+
+export interface RendezvousEvents {
+  /** A peer joined the key. */
+  joiner: string;
+  /** A joiner left. */
+  unavailable: string;
+}
+
+export interface Peer {
+  on<K extends keyof PeerEvents>(type: K, listener: (event: PeerEvents[K]) => void): void;
+  off<K extends keyof PeerEvents>(type: K, listener: (event: PeerEvents[K]) => void): void;
+}
+export interface Connection {
+  on<K extends keyof ConnectionEvents>(type: K, listener: (event: ConnectionEvents[K]) => void): void;
+  off<K extends keyof ConnectionEvents>(type: K, listener: (event: ConnectionEvents[K]) => void): void;
+}
+export interface Room {
+  on<K extends keyof RoomEvents>(type: K, listener: (event: RoomEvents[K]) => void): void;
+  off<K extends keyof RoomEvents>(type: K, listener: (event: RoomEvents[K]) => void): void;
+}
+export interface Rendezvous {
+  on<K extends keyof RendezvousEvents>(type: K, listener: (event: RendezvousEvents[K]) => void): void;
+  off<K extends keyof RendezvousEvents>(type: K, listener: (event: RendezvousEvents[K]) => void): void;
+}
+"#;

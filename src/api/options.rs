@@ -1,0 +1,128 @@
+//! Options objects, read from plain JavaScript objects (via JSON, so unknown
+//! or mistyped fields are refused with a message naming them).
+
+use serde::Deserialize;
+use wasm_bindgen::JsValue;
+
+use super::errors::PeerError;
+use crate::core::chunking::SendWindow;
+use crate::protocol::IceServer;
+use crate::web::rtc::ChannelPolicy;
+
+/// `createPeer` options (see the TypeScript `PeerOptions`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RawPeerOptions {
+    pub broker: Option<String>,
+    pub id: Option<String>,
+    pub ice_servers: Option<Vec<IceServer>>,
+    pub max_message_size: Option<usize>,
+    pub connect_timeout: Option<u64>,
+    pub request_timeout: Option<u64>,
+    pub keep_alive_interval: Option<u64>,
+    pub keep_alive_timeout: Option<u64>,
+    pub ordered: Option<bool>,
+    pub max_retransmits: Option<u16>,
+    pub buffer_high: Option<usize>,
+    pub buffer_low: Option<usize>,
+}
+
+/// Options with defaults applied.
+#[derive(Debug, Clone)]
+pub struct PeerOptions {
+    pub broker: String,
+    pub ice_servers: Option<Vec<IceServer>>,
+    pub max_message_size: usize,
+    pub connect_timeout: u64,
+    pub request_timeout: u64,
+    pub keep_alive_interval: u64,
+    pub keep_alive_timeout: u64,
+    pub channel: ChannelPolicy,
+    pub window: SendWindow,
+}
+
+/// Default largest message: 64 MiB.
+pub const DEFAULT_MAX_MESSAGE: usize = 64 * 1024 * 1024;
+
+pub fn parse_json<T: for<'de> Deserialize<'de>>(
+    value: &JsValue,
+    what: &str,
+) -> Result<Option<T>, PeerError> {
+    if value.is_undefined() || value.is_null() {
+        return Ok(None);
+    }
+    let json = js_sys::JSON::stringify(value)
+        .map_err(|_| PeerError::InvalidArgument(format!("{what} must be a plain object")))?;
+    let json: String = json.into();
+    serde_json::from_str(&json)
+        .map(Some)
+        .map_err(|e| PeerError::InvalidArgument(format!("bad {what}: {e}")))
+}
+
+/// `ws://host:port` (path added), `http(s)://` (scheme changed) or a full
+/// `ws(s)://host/path`.
+pub fn broker_url(raw: &str) -> Result<String, PeerError> {
+    let (scheme, rest) = raw.split_once("://").ok_or_else(|| {
+        PeerError::InvalidArgument(format!(
+            "broker {raw:?} must be a URL such as ws://localhost:8080"
+        ))
+    })?;
+    let scheme = match scheme {
+        "ws" | "http" => "ws",
+        "wss" | "https" => "wss",
+        other => {
+            return Err(PeerError::InvalidArgument(format!(
+                "broker URL scheme {other:?} must be ws:// or wss://"
+            )));
+        }
+    };
+    let rest = match rest.find('/') {
+        None => format!("{rest}/ws"),
+        Some(i) if i + 1 == rest.len() => format!("{rest}ws"),
+        Some(_) => rest.to_string(),
+    };
+    Ok(format!("{scheme}://{rest}"))
+}
+
+impl PeerOptions {
+    pub fn from_raw(raw: RawPeerOptions) -> Result<Self, PeerError> {
+        let broker = raw.broker.ok_or_else(|| {
+            PeerError::InvalidArgument(
+                "options.broker is required, e.g. { broker: 'ws://localhost:8080' }".into(),
+            )
+        })?;
+        let window = SendWindow {
+            high: raw.buffer_high.unwrap_or(SendWindow::default().high),
+            low: raw.buffer_low.unwrap_or(SendWindow::default().low),
+        };
+        if window.low >= window.high || window.high > 8 * 1024 * 1024 {
+            return Err(PeerError::InvalidArgument(
+                "bufferLow must be below bufferHigh, and bufferHigh at most 8 MiB".into(),
+            ));
+        }
+        let keep_alive_interval = raw.keep_alive_interval.unwrap_or(1000);
+        let keep_alive_timeout = raw.keep_alive_timeout.unwrap_or(4000);
+        if keep_alive_timeout <= keep_alive_interval {
+            return Err(PeerError::InvalidArgument(
+                "keepAliveTimeout must be longer than keepAliveInterval".into(),
+            ));
+        }
+        Ok(Self {
+            broker: broker_url(&broker)?,
+            ice_servers: raw.ice_servers,
+            max_message_size: raw
+                .max_message_size
+                .unwrap_or(DEFAULT_MAX_MESSAGE)
+                .min(u32::MAX as usize),
+            connect_timeout: raw.connect_timeout.unwrap_or(15_000),
+            request_timeout: raw.request_timeout.unwrap_or(10_000),
+            keep_alive_interval,
+            keep_alive_timeout,
+            channel: ChannelPolicy {
+                ordered: raw.ordered.unwrap_or(true),
+                max_retransmits: raw.max_retransmits,
+            },
+            window,
+        })
+    }
+}

@@ -1,0 +1,757 @@
+//! `createPeer` and `Peer`: one id on the broker, and the table of
+//! connections to other ids.
+//!
+//! A driver task owns the broker link: it feeds socket events to the
+//! `core::broker::BrokerSession`, reconnects with backoff (re-registering the
+//! same id with its resume token), resolves request promises, and routes what
+//! the broker pushes — signals to connections (creating incoming ones), room
+//! events to `Room`s, rendezvous events to `Rendezvous` handles.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use futures_channel::{mpsc, oneshot};
+use futures_util::StreamExt;
+use js_sys::{Array, Function, Object, Reflect};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::spawn_local;
+
+use super::connection::{ConnShared, Connection};
+use super::errors::PeerError;
+use super::events::Emitter;
+use super::options::{PeerOptions, RawPeerOptions, parse_json};
+use super::room::{Rendezvous, RendezvousShared, Room, RoomShared};
+use crate::core::broker::{BrokerSession, Link, QueueError, SessionConfig, SessionEvent};
+use crate::protocol::messages::Rid;
+use crate::protocol::{
+    ClientMessage, ErrorCode, IceServer, ServerMessage, frames::PeerSignal, ids,
+};
+use crate::web::socket::{BrokerSocket, SocketEvent};
+use crate::web::{now, random};
+
+pub(crate) const PEER_EVENTS: &[&str] = &[
+    "register",
+    "connection",
+    "message",
+    "error",
+    "unavailable",
+    "broker",
+];
+
+enum PeerInput {
+    Socket(u64, SocketEvent),
+    Reconnect,
+    Tick,
+}
+
+pub(crate) struct PeerShared {
+    pub options: PeerOptions,
+    pub emitter: Emitter,
+    session: RefCell<BrokerSession>,
+    socket: RefCell<Option<BrokerSocket>>,
+    generation: Cell<u64>,
+    inputs: mpsc::UnboundedSender<PeerInput>,
+    waiters: RefCell<HashMap<Rid, oneshot::Sender<Result<ServerMessage, PeerError>>>>,
+    conns: RefCell<HashMap<String, Rc<ConnShared>>>,
+    rooms: RefCell<HashMap<String, Rc<RoomShared>>>,
+    keys: RefCell<HashMap<String, Rc<RendezvousShared>>>,
+    ice: RefCell<Vec<IceServer>>,
+    closed: Cell<bool>,
+    ready: RefCell<Option<oneshot::Sender<Result<(), PeerError>>>>,
+    reconnect: RefCell<Option<gloo_timers::callback::Timeout>>,
+    tick: RefCell<Option<gloo_timers::callback::Interval>>,
+}
+
+impl PeerShared {
+    pub fn id(&self) -> Option<String> {
+        self.session.borrow().id().map(str::to_string)
+    }
+
+    pub fn ice_servers(&self) -> Vec<IceServer> {
+        self.options
+            .ice_servers
+            .clone()
+            .unwrap_or_else(|| self.ice.borrow().clone())
+    }
+
+    fn ensure_open(&self) -> Result<(), PeerError> {
+        if self.closed.get() {
+            Err(PeerError::Closed("the peer".into()))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn open_socket(self: &Rc<Self>) {
+        if self.closed.get() {
+            return;
+        }
+        let generation = self.generation.get() + 1;
+        self.generation.set(generation);
+        let (tx, mut rx) = mpsc::unbounded::<(u64, SocketEvent)>();
+        let inputs = self.inputs.clone();
+        spawn_local(async move {
+            while let Some((g, e)) = rx.next().await {
+                if inputs.unbounded_send(PeerInput::Socket(g, e)).is_err() {
+                    return;
+                }
+            }
+        });
+        match BrokerSocket::open(&self.options.broker, generation, tx) {
+            Ok(socket) => *self.socket.borrow_mut() = Some(socket),
+            Err(detail) => {
+                // A malformed URL never gets better.
+                let err = PeerError::BrokerUnreachable {
+                    url: self.options.broker.clone(),
+                    detail,
+                };
+                if let Some(ready) = self.ready.borrow_mut().take() {
+                    let _ = ready.send(Err(err));
+                }
+            }
+        }
+    }
+
+    fn send_frame(&self, frame: &str) {
+        if let Some(s) = self.socket.borrow().as_ref() {
+            s.send(frame);
+        }
+    }
+
+    /// Sends a request and waits for its reply (an `error` reply rejects).
+    pub async fn call(
+        &self,
+        make: impl FnOnce(Rid) -> ClientMessage,
+    ) -> Result<ServerMessage, PeerError> {
+        self.ensure_open()?;
+        let (rid, frame) = self
+            .session
+            .borrow_mut()
+            .request(make, now())
+            .map_err(queue_error)?;
+        let (tx, rx) = oneshot::channel();
+        self.waiters.borrow_mut().insert(rid, tx);
+        if let Some(f) = frame {
+            self.send_frame(&f);
+        }
+        match rx.await {
+            Ok(Ok(ServerMessage::Error { code, message, .. })) => {
+                Err(PeerError::from_broker(code, message))
+            }
+            Ok(other) => other,
+            Err(_) => Err(PeerError::Closed("the peer".into())),
+        }
+    }
+
+    /// Relays a signal; a failure to deliver comes back as a push error.
+    pub fn send_signal(&self, to: &str, data: serde_json::Value) -> Result<(), PeerError> {
+        self.ensure_open()?;
+        let to = to.to_string();
+        let mut session = self.session.borrow_mut();
+        let (rid, frame) = session
+            .request(|rid| ClientMessage::Signal { rid, to, data }, now())
+            .map_err(queue_error)?;
+        session.settle(rid);
+        drop(session);
+        if let Some(f) = frame {
+            self.send_frame(&f);
+        }
+        Ok(())
+    }
+
+    /// The connection to `remote`, created (as ours) if there is none.
+    fn connection(self: &Rc<Self>, remote: &str) -> Result<Rc<ConnShared>, PeerError> {
+        self.ensure_open()?;
+        ids::check_peer_id(remote).map_err(|e| PeerError::InvalidId(e.to_string()))?;
+        if self.id().as_deref() == Some(remote) {
+            return Err(PeerError::InvalidArgument(
+                "a peer cannot connect to itself".into(),
+            ));
+        }
+        if let Some(c) = self.conns.borrow().get(remote) {
+            c.initiated.set(true);
+            return Ok(c.clone());
+        }
+        let conn = ConnShared::start(self, remote, true)?;
+        self.conns
+            .borrow_mut()
+            .insert(remote.to_string(), conn.clone());
+        Ok(conn)
+    }
+
+    pub fn connection_opened(&self, conn: &Rc<ConnShared>) {
+        if !conn.initiated.get() {
+            self.emitter.emit("connection", &Connection::handle(conn));
+        }
+    }
+
+    pub fn forget_connection(&self, conn: &ConnShared) {
+        let mut conns = self.conns.borrow_mut();
+        if conns
+            .get(&conn.remote)
+            .is_some_and(|c| std::ptr::eq(Rc::as_ptr(c), conn))
+        {
+            conns.remove(&conn.remote);
+        }
+    }
+
+    pub fn message_from(&self, from: &str, message: &JsValue) {
+        if self.emitter.has("message") {
+            let envelope = Object::new();
+            let _ = Reflect::set(&envelope, &"from".into(), &from.into());
+            let _ = Reflect::set(&envelope, &"message".into(), message);
+            self.emitter.emit("message", &envelope);
+        }
+    }
+
+    fn emit_error(&self, err: PeerError) {
+        self.emitter.emit("error", &err.to_js());
+    }
+
+    fn on_signal(self: &Rc<Self>, from: String, data: serde_json::Value) {
+        let signal: PeerSignal = match serde_json::from_value(data) {
+            Ok(s) => s,
+            Err(e) => {
+                return self.emit_error(PeerError::Protocol {
+                    id: from,
+                    detail: format!("unreadable signal: {e}"),
+                });
+            }
+        };
+        let is_offer = matches!(&signal.body, crate::protocol::frames::SignalBody::Description { sdp_type, .. } if sdp_type == "offer");
+        let existing = self.conns.borrow().get(&from).cloned();
+        let conn = match existing {
+            Some(c) => match c.remote_session.get() {
+                None => {
+                    c.remote_session.set(Some(signal.session));
+                    c
+                }
+                Some(s) if s == signal.session => c,
+                // A new session from the same id: the remote page reloaded
+                // or reconnected. Replace the old link on its offer.
+                Some(_) if is_offer => {
+                    c.close("the remote peer reconnected", None, false);
+                    match self.incoming(&from, signal.session) {
+                        Some(c) => c,
+                        None => return,
+                    }
+                }
+                Some(_) => return,
+            },
+            None if is_offer => match self.incoming(&from, signal.session) {
+                Some(c) => c,
+                None => return,
+            },
+            // A candidate, answer or bye for a link we no longer have.
+            None => return,
+        };
+        conn.deliver_signal(signal);
+    }
+
+    fn incoming(self: &Rc<Self>, from: &str, session: u64) -> Option<Rc<ConnShared>> {
+        match ConnShared::start(self, from, false) {
+            Ok(c) => {
+                c.remote_session.set(Some(session));
+                self.conns.borrow_mut().insert(from.to_string(), c.clone());
+                Some(c)
+            }
+            Err(e) => {
+                self.emit_error(e);
+                None
+            }
+        }
+    }
+
+    fn on_push(self: &Rc<Self>, msg: ServerMessage) {
+        match msg {
+            ServerMessage::Signal { from, data } => self.on_signal(from, data),
+            ServerMessage::Error {
+                code,
+                message,
+                target: Some(target),
+                ..
+            } => {
+                // A signal that could not be delivered: the connection to
+                // that id cannot be made.
+                let conn = self.conns.borrow().get(&target).cloned();
+                match conn {
+                    Some(c)
+                        if matches!(
+                            code,
+                            ErrorCode::UnknownPeer | ErrorCode::PeerGone | ErrorCode::QueueFull
+                        ) =>
+                    {
+                        let err = PeerError::PeerUnavailable { id: target, code };
+                        c.close(&err.to_string(), Some(err), false);
+                    }
+                    _ => self.emit_error(PeerError::Broker { code, message }),
+                }
+            }
+            ServerMessage::Error { code, message, .. } => {
+                self.emit_error(PeerError::Broker { code, message })
+            }
+            ServerMessage::Joined {
+                rid: None,
+                room,
+                members,
+                state,
+            } => {
+                if let Some(r) = self.rooms.borrow().get(&room).cloned() {
+                    r.resync(members, state);
+                }
+            }
+            ServerMessage::PeerJoined { room, id } => self.room(&room, |r| r.peer_joined(id)),
+            ServerMessage::PeerLeft { room, id } => self.room(&room, |r| r.peer_left(&id)),
+            ServerMessage::Broadcast { room, from, data } => {
+                self.room(&room, |r| r.broadcast_received(&from, &data))
+            }
+            ServerMessage::StateSet {
+                room,
+                key,
+                value,
+                from,
+                ttl_ms,
+            } => self.room(&room, |r| r.state_set(key, value, from, ttl_ms)),
+            ServerMessage::StateRemoved {
+                room, key, reason, ..
+            } => self.room(&room, |r| r.state_removed(&key, reason)),
+            ServerMessage::Joiner { key, id } => {
+                if let Some(k) = self.keys.borrow().get(&key).cloned() {
+                    k.emitter.emit("joiner", &id.into());
+                }
+            }
+            ServerMessage::Unavailable { key, id } => {
+                let handle = self.keys.borrow().get(&key).cloned();
+                match handle {
+                    Some(k) => k.emitter.emit("unavailable", &id.into()),
+                    None => {
+                        let info = Object::new();
+                        let _ = Reflect::set(&info, &"key".into(), &key.into());
+                        let _ = Reflect::set(&info, &"id".into(), &id.into());
+                        self.emitter.emit("unavailable", &info);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub fn drop_room(&self, room: &str) {
+        self.rooms.borrow_mut().remove(room);
+    }
+
+    pub fn drop_key(&self, key: &str) {
+        self.keys.borrow_mut().remove(key);
+    }
+
+    fn room(&self, room: &str, f: impl FnOnce(&RoomShared)) {
+        if let Some(r) = self.rooms.borrow().get(room).cloned() {
+            f(&r);
+        }
+    }
+
+    fn on_session_events(self: &Rc<Self>, events: Vec<SessionEvent>) {
+        for event in events {
+            match event {
+                SessionEvent::Registered {
+                    id,
+                    resumed,
+                    ice_servers,
+                    first,
+                } => {
+                    *self.ice.borrow_mut() = ice_servers;
+                    if let Some(ready) = self.ready.borrow_mut().take() {
+                        let _ = ready.send(Ok(()));
+                    }
+                    if !first && !resumed {
+                        // The grace window ended while we were away: rooms
+                        // and keys are gone on the broker; tell their handles.
+                        for r in self.rooms.borrow_mut().drain().map(|(_, r)| r) {
+                            r.lost();
+                        }
+                        self.keys.borrow_mut().clear();
+                    }
+                    let info = Object::new();
+                    let _ = Reflect::set(&info, &"id".into(), &id.as_str().into());
+                    let _ = Reflect::set(&info, &"resumed".into(), &resumed.into());
+                    let _ = Reflect::set(&info, &"reconnect".into(), &(!first).into());
+                    self.emitter.emit("register", &id.into());
+                    self.emitter.emit("broker", &status("registered", info));
+                }
+                SessionEvent::RegisterFailed { code, message } => {
+                    let err = PeerError::from_broker(code, message);
+                    match self.ready.borrow_mut().take() {
+                        Some(ready) => {
+                            let _ = ready.send(Err(err));
+                        }
+                        None => self.emit_error(err),
+                    }
+                }
+                SessionEvent::Reply { rid, message } => {
+                    if let Some(tx) = self.waiters.borrow_mut().remove(&rid) {
+                        let _ = tx.send(Ok(message));
+                    }
+                }
+                SessionEvent::Push(msg) => self.on_push(msg),
+                SessionEvent::TimedOut { rid } => {
+                    if let Some(tx) = self.waiters.borrow_mut().remove(&rid) {
+                        let _ = tx.send(Err(PeerError::Timeout(self.options.request_timeout)));
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_input(self: &Rc<Self>, input: PeerInput) {
+        match input {
+            PeerInput::Socket(g, _) if g != self.generation.get() => {}
+            PeerInput::Socket(_, SocketEvent::Open) => {
+                let frame = self.session.borrow_mut().on_open();
+                self.send_frame(&frame);
+            }
+            PeerInput::Socket(_, SocketEvent::Text(text)) => {
+                let (events, frames) = self.session.borrow_mut().on_message(&text);
+                for f in frames {
+                    self.send_frame(&f);
+                }
+                self.on_session_events(events);
+            }
+            PeerInput::Socket(_, SocketEvent::Closed { code, reason }) => {
+                self.socket.borrow_mut().take();
+                let delay = self.session.borrow_mut().on_close(random());
+                let info = Object::new();
+                let _ = Reflect::set(&info, &"code".into(), &code.into());
+                let _ = Reflect::set(&info, &"reason".into(), &reason.into());
+                self.emitter.emit("broker", &status("disconnected", info));
+                if let Some(delay) = delay {
+                    self.schedule_reconnect(delay);
+                }
+            }
+            PeerInput::Reconnect => {
+                if self.session.borrow().link() == Link::Down {
+                    self.open_socket();
+                }
+            }
+            PeerInput::Tick => {
+                let events = self.session.borrow_mut().poll_timeouts(now());
+                self.on_session_events(events);
+            }
+        }
+    }
+
+    fn schedule_reconnect(&self, delay: Duration) {
+        let inputs = self.inputs.clone();
+        let timer = gloo_timers::callback::Timeout::new(
+            delay.as_millis().min(u32::MAX as u128) as u32,
+            move || {
+                let _ = inputs.unbounded_send(PeerInput::Reconnect);
+            },
+        );
+        *self.reconnect.borrow_mut() = Some(timer);
+    }
+
+    /// Closes everything: connections, rooms, the broker socket, timers.
+    pub fn close(&self) {
+        if self.closed.replace(true) {
+            return;
+        }
+        let conns: Vec<Rc<ConnShared>> = self.conns.borrow_mut().drain().map(|(_, c)| c).collect();
+        for c in conns {
+            c.close("the peer closed", None, true);
+        }
+        self.session.borrow_mut().close();
+        for (_, tx) in self.waiters.borrow_mut().drain() {
+            let _ = tx.send(Err(PeerError::Closed("the peer".into())));
+        }
+        for r in self.rooms.borrow_mut().drain().map(|(_, r)| r) {
+            r.lost();
+        }
+        self.keys.borrow_mut().clear();
+        if let Some(s) = self.socket.borrow_mut().take() {
+            s.close(1000, "peer closed");
+        }
+        self.reconnect.borrow_mut().take();
+        self.tick.borrow_mut().take();
+        if let Some(ready) = self.ready.borrow_mut().take() {
+            let _ = ready.send(Err(PeerError::Closed("the peer".into())));
+        }
+        self.emitter.clear();
+    }
+}
+
+fn status(state: &str, info: Object) -> JsValue {
+    let _ = Reflect::set(&info, &"state".into(), &state.into());
+    info.into()
+}
+
+fn queue_error(e: QueueError) -> PeerError {
+    match e {
+        QueueError::Full(_) => PeerError::QueueFull(e.to_string()),
+        QueueError::Closed => PeerError::Closed("the peer".into()),
+        QueueError::Failed => PeerError::Closed(format!("the peer ({e})")),
+    }
+}
+
+async fn drive(peer: Weak<PeerShared>, mut inputs: mpsc::UnboundedReceiver<PeerInput>) {
+    while let Some(input) = inputs.next().await {
+        let Some(p) = peer.upgrade() else { return };
+        if p.closed.get() {
+            return;
+        }
+        p.on_input(input);
+    }
+}
+
+/// Creates a peer, registers it with the broker and resolves once the id is
+/// registered.
+///
+/// `createPeer('alice', { broker })`, `createPeer({ broker })` (the broker
+/// assigns an id) or `createPeer({ broker, id })`.
+#[wasm_bindgen(js_name = createPeer, unchecked_return_type = "Promise<Peer>")]
+pub fn create_peer(
+    #[wasm_bindgen(unchecked_param_type = "string | PeerOptions")] id_or_options: JsValue,
+    #[wasm_bindgen(unchecked_param_type = "PeerOptions | undefined")] options: JsValue,
+) -> js_sys::Promise {
+    wasm_bindgen_futures::future_to_promise(async move {
+        let peer = create(id_or_options, options).await?;
+        Ok(JsValue::from(peer))
+    })
+}
+
+async fn create(id_or_options: JsValue, options: JsValue) -> Result<Peer, PeerError> {
+    let (id, raw) = match id_or_options.as_string() {
+        Some(id) => (Some(id), parse_json::<RawPeerOptions>(&options, "options")?),
+        None => (
+            None,
+            parse_json::<RawPeerOptions>(&id_or_options, "options")?,
+        ),
+    };
+    let raw = raw.ok_or_else(|| PeerError::InvalidArgument("createPeer needs options with a broker URL: createPeer('alice', { broker: 'ws://localhost:8080' })".into()))?;
+    let id = id.or_else(|| raw.id.clone());
+    if let Some(id) = &id {
+        ids::check_peer_id(id).map_err(|e| PeerError::InvalidId(e.to_string()))?;
+    }
+    let options = PeerOptions::from_raw(raw)?;
+    let session = BrokerSession::new(
+        id,
+        SessionConfig {
+            request_timeout: Duration::from_millis(options.request_timeout),
+            ..SessionConfig::default()
+        },
+    );
+    let (inputs, inputs_rx) = mpsc::unbounded::<PeerInput>();
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let t = inputs.clone();
+    let tick = gloo_timers::callback::Interval::new(500, move || {
+        let _ = t.unbounded_send(PeerInput::Tick);
+    });
+    let connect_timeout = options.connect_timeout;
+    let shared = Rc::new(PeerShared {
+        options,
+        emitter: Emitter::new(PEER_EVENTS),
+        session: RefCell::new(session),
+        socket: RefCell::new(None),
+        generation: Cell::new(0),
+        inputs,
+        waiters: RefCell::new(HashMap::new()),
+        conns: RefCell::new(HashMap::new()),
+        rooms: RefCell::new(HashMap::new()),
+        keys: RefCell::new(HashMap::new()),
+        ice: RefCell::new(Vec::new()),
+        closed: Cell::new(false),
+        ready: RefCell::new(Some(ready_tx)),
+        reconnect: RefCell::new(None),
+        tick: RefCell::new(Some(tick)),
+    });
+    spawn_local(drive(Rc::downgrade(&shared), inputs_rx));
+    shared.open_socket();
+
+    // The first registration, bounded by connectTimeout: a broker that is
+    // down or unreachable rejects instead of hanging.
+    let timeout =
+        gloo_timers::future::TimeoutFuture::new(connect_timeout.min(u32::MAX as u64) as u32);
+    let outcome = futures_util::future::select(ready_rx, timeout).await;
+    let result = match outcome {
+        futures_util::future::Either::Left((Ok(r), _)) => r,
+        futures_util::future::Either::Left((Err(_), _)) => {
+            Err(PeerError::Closed("the peer".into()))
+        }
+        futures_util::future::Either::Right(_) => Err(PeerError::BrokerUnreachable {
+            url: shared.options.broker.clone(),
+            detail: format!("no registration within {connect_timeout} ms"),
+        }),
+    };
+    match result {
+        Ok(()) => Ok(Peer { inner: shared }),
+        Err(e) => {
+            shared.close();
+            Err(e)
+        }
+    }
+}
+
+/// A peer: an id on the broker and connections to other peers.
+#[wasm_bindgen]
+pub struct Peer {
+    inner: Rc<PeerShared>,
+}
+
+#[wasm_bindgen]
+impl Peer {
+    /// This peer's id (the one chosen, or the one the broker assigned).
+    #[wasm_bindgen(getter)]
+    pub fn id(&self) -> String {
+        self.inner.id().unwrap_or_default()
+    }
+
+    /// Whether `close()` was called.
+    #[wasm_bindgen(getter)]
+    pub fn closed(&self) -> bool {
+        self.inner.closed.get()
+    }
+
+    /// Ids of the peers this peer has a connection (open or opening) with.
+    #[wasm_bindgen(getter, unchecked_return_type = "string[]")]
+    pub fn connections(&self) -> Array {
+        self.inner
+            .conns
+            .borrow()
+            .keys()
+            .map(|k| JsValue::from_str(k))
+            .collect()
+    }
+
+    /// Connects to `id`, or returns the existing connection. Resolves when
+    /// the data channel is open; rejects at once with `PeerUnavailableError`
+    /// if `id` is not online.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Connection>")]
+    pub fn connect(&self, id: String) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let conn = inner.connection(&id)?;
+            conn.opened().await?;
+            Ok(Connection::handle(&conn))
+        })
+    }
+
+    /// Sends `message` to `id`, connecting first if needed.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn send(
+        &self,
+        id: String,
+        #[wasm_bindgen(unchecked_param_type = "Sendable")] message: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "SendOptions | undefined")] options: JsValue,
+    ) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        let progress = Reflect::get(&options, &"onProgress".into())
+            .ok()
+            .and_then(|f| f.dyn_into::<Function>().ok());
+        wasm_bindgen_futures::future_to_promise(async move {
+            let conn = inner.connection(&id)?;
+            conn.opened().await?;
+            conn.send(message, progress).await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Closes the connection to `id`, if there is one.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn disconnect(&self, id: String) -> js_sys::Promise {
+        let conn = self.inner.conns.borrow().get(&id).cloned();
+        if let Some(c) = conn {
+            c.close("disconnected by the local peer", None, true);
+        }
+        js_sys::Promise::resolve(&JsValue::UNDEFINED)
+    }
+
+    /// Is `id` online (registered, or inside its reconnect grace window)?
+    #[wasm_bindgen(unchecked_return_type = "Promise<boolean>")]
+    pub fn find(&self, id: String) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            match inner.call(|rid| ClientMessage::Find { rid, id }).await? {
+                ServerMessage::Found { online, .. } => Ok(online.into()),
+                other => Err(unexpected(other)),
+            }
+        })
+    }
+
+    /// Joins a room: its members, events, broadcast and shared state.
+    #[wasm_bindgen(unchecked_return_type = "Promise<Room>")]
+    pub fn join(&self, room: String) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let name = room.clone();
+            match inner.call(|rid| ClientMessage::Join { rid, room }).await? {
+                ServerMessage::Joined { members, state, .. } => {
+                    let shared =
+                        RoomShared::new(Rc::downgrade(&inner), name.clone(), members, state);
+                    inner.rooms.borrow_mut().insert(name, shared.clone());
+                    Ok(Room::from_shared(shared).into())
+                }
+                other => Err(unexpected(other)),
+            }
+        })
+    }
+
+    /// Opens a rendezvous key: others `joinKey(key)` to reach this peer.
+    #[wasm_bindgen(js_name = openKey, unchecked_return_type = "Promise<Rendezvous>")]
+    pub fn open_key(&self, key: String) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let k = key.clone();
+            inner
+                .call(|rid| ClientMessage::OpenKey { rid, key: k })
+                .await?;
+            let shared = RendezvousShared::new(Rc::downgrade(&inner), key.clone());
+            inner.keys.borrow_mut().insert(key, shared.clone());
+            Ok(Rendezvous::from_shared(shared).into())
+        })
+    }
+
+    /// Joins a rendezvous key and connects to the peer that opened it.
+    #[wasm_bindgen(js_name = joinKey, unchecked_return_type = "Promise<Connection>")]
+    pub fn join_key(&self, key: String) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let opener = match inner
+                .call(|rid| ClientMessage::JoinKey { rid, key })
+                .await?
+            {
+                ServerMessage::KeyJoined { opener, .. } => opener,
+                other => return Err(unexpected(other)),
+            };
+            let conn = inner.connection(&opener)?;
+            conn.opened().await?;
+            Ok(Connection::handle(&conn))
+        })
+    }
+
+    /// Closes every connection and the broker link, stops every timer and
+    /// releases the id at once. Later calls reject with `ClosedError`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn close(&self) -> js_sys::Promise {
+        self.inner.close();
+        js_sys::Promise::resolve(&JsValue::UNDEFINED)
+    }
+
+    #[wasm_bindgen(skip_typescript)]
+    pub fn on(&self, event: &str, listener: Function) -> Result<(), JsValue> {
+        Ok(self.inner.emitter.on(event, listener)?)
+    }
+
+    #[wasm_bindgen(skip_typescript)]
+    pub fn off(&self, event: &str, listener: Function) -> Result<(), JsValue> {
+        Ok(self.inner.emitter.off(event, &listener)?)
+    }
+}
+
+fn unexpected(msg: ServerMessage) -> JsValue {
+    PeerError::Broker {
+        code: ErrorCode::Internal,
+        message: format!("unexpected reply {msg:?}"),
+    }
+    .to_js()
+}

@@ -1,0 +1,56 @@
+//! Browser glue: the only code that touches WebSocket, RTCPeerConnection,
+//! RTCDataChannel and timers. Each wrapper owns the `Closure`s it installs;
+//! dropping the wrapper unsets every handler and closes the browser object.
+//! Callbacks do one thing: push an event into an unbounded channel that one
+//! driver task drains (browser events cannot be back-pressured; the drivers
+//! keep up because each event is small and handled without waiting).
+
+pub mod rtc;
+pub mod socket;
+
+use wasm_bindgen::{JsCast, JsValue};
+
+/// Milliseconds on a monotonic clock (`performance.now()`), also in workers.
+pub fn now() -> f64 {
+    let global = js_sys::global();
+    js_sys::Reflect::get(&global, &"performance".into())
+        .ok()
+        .and_then(|p| {
+            let now = js_sys::Reflect::get(&p, &"now".into())
+                .ok()?
+                .dyn_into::<js_sys::Function>()
+                .ok()?;
+            now.call0(&p).ok()?.as_f64()
+        })
+        .unwrap_or_else(js_sys::Date::now)
+}
+
+/// A random number in `[0, 1)`.
+pub fn random() -> f64 {
+    js_sys::Math::random()
+}
+
+/// A random 53-bit integer (exact in a JS number).
+pub fn random_u64() -> u64 {
+    (random() * 9_007_199_254_740_992.0) as u64
+}
+
+/// The message of a JS exception, whatever was thrown.
+pub fn js_error_text(err: &JsValue) -> String {
+    if let Some(e) = err.dyn_ref::<js_sys::Error>() {
+        return String::from(e.message());
+    }
+    err.as_string().unwrap_or_else(|| format!("{err:?}"))
+}
+
+/// Logs to the console (for errors thrown by user listeners, which must not
+/// break the SDK).
+pub fn console_error(text: &str, err: &JsValue) {
+    web_sys_console_error(&JsValue::from_str(text), err);
+}
+
+#[wasm_bindgen::prelude::wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = console, js_name = error)]
+    fn web_sys_console_error(a: &JsValue, b: &JsValue);
+}

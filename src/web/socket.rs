@@ -1,0 +1,86 @@
+//! The broker WebSocket.
+
+use futures_channel::mpsc::UnboundedSender;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::Closure;
+use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
+
+/// What the socket reports.
+#[derive(Debug)]
+pub enum SocketEvent {
+    Open,
+    Text(String),
+    Closed { code: u16, reason: String },
+}
+
+/// An open (or opening) WebSocket and the handlers it owns.
+pub struct BrokerSocket {
+    ws: WebSocket,
+    _on_open: Closure<dyn FnMut()>,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+    _on_close: Closure<dyn FnMut(CloseEvent)>,
+}
+
+impl BrokerSocket {
+    /// Opens `url`; every event goes to `tx` tagged with `generation` so that
+    /// late events of a replaced socket can be told apart.
+    pub fn open(
+        url: &str,
+        generation: u64,
+        tx: UnboundedSender<(u64, SocketEvent)>,
+    ) -> Result<Self, String> {
+        let ws = WebSocket::new(url).map_err(|e| super::js_error_text(&e))?;
+        ws.set_binary_type(BinaryType::Arraybuffer);
+        let t = tx.clone();
+        let on_open = Closure::<dyn FnMut()>::new(move || {
+            let _ = t.unbounded_send((generation, SocketEvent::Open));
+        });
+        let t = tx.clone();
+        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
+            if let Some(text) = e.data().as_string() {
+                let _ = t.unbounded_send((generation, SocketEvent::Text(text)));
+            }
+        });
+        let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |e: CloseEvent| {
+            let _ = tx.unbounded_send((
+                generation,
+                SocketEvent::Closed {
+                    code: e.code(),
+                    reason: e.reason(),
+                },
+            ));
+        });
+        ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+        ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+        Ok(Self {
+            ws,
+            _on_open: on_open,
+            _on_message: on_message,
+            _on_close: on_close,
+        })
+    }
+
+    /// Sends a text frame; `false` when the socket is not open.
+    pub fn send(&self, text: &str) -> bool {
+        self.ws.ready_state() == WebSocket::OPEN && self.ws.send_with_str(text).is_ok()
+    }
+
+    /// Closes with a code (1000 releases the id at once on the broker).
+    pub fn close(&self, code: u16, reason: &str) {
+        let _ = self.ws.close_with_code_and_reason(code, reason);
+    }
+}
+
+impl Drop for BrokerSocket {
+    fn drop(&mut self) {
+        self.ws.set_onopen(None);
+        self.ws.set_onmessage(None);
+        self.ws.set_onclose(None);
+        if self.ws.ready_state() == WebSocket::CONNECTING
+            || self.ws.ready_state() == WebSocket::OPEN
+        {
+            let _ = self.ws.close_with_code_and_reason(1000, "closed");
+        }
+    }
+}

@@ -1,0 +1,341 @@
+//! The SDK in real headless Chromium, against a real broker process that
+//! `tests/run.sh` starts, driven through the JavaScript-facing API.
+
+#![cfg(target_arch = "wasm32")]
+
+mod js;
+
+use js::*;
+use js_sys::{Array, Function, Object, Reflect, Uint8Array};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+#[wasm_bindgen_test]
+async fn two_peers_connect_by_id_and_exchange_json_text_and_binary() {
+    let started = now();
+    let (a, b, conn_a, conn_b) = connected_pair().await;
+    log(&format!(
+        "createPeer x2 + connect: {:.0} ms",
+        now() - started
+    ));
+    let ida = get(&a, "id").as_string().unwrap();
+    let idb = get(&b, "id").as_string().unwrap();
+    assert_eq!(get(&conn_a, "peerId").as_string().unwrap(), idb);
+    assert_eq!(get(&conn_b, "peerId").as_string().unwrap(), ida);
+    assert_eq!(get(&conn_a, "state").as_string().unwrap(), "open");
+
+    let at_b = Events::on(&conn_b, "message").await;
+    let envelopes = Events::on(&b, "message").await;
+    call(
+        &conn_a,
+        "send",
+        &[json(r#"{"hi":1,"list":[true,null,"x"]}"#)],
+    )
+    .await
+    .unwrap();
+    call(&conn_a, "send", &["plain text ✓".into()])
+        .await
+        .unwrap();
+    let bytes = Uint8Array::from(&[0u8, 1, 2, 254, 255][..]);
+    call(&conn_a, "send", &[bytes.into()]).await.unwrap();
+    call(&conn_a, "send", &[json("42")]).await.unwrap();
+
+    assert_eq!(
+        stringify(&at_b.nth(0, 3000.0).await),
+        r#"{"hi":1,"list":[true,null,"x"]}"#
+    );
+    assert_eq!(
+        at_b.nth(1, 3000.0).await.as_string().unwrap(),
+        "plain text ✓"
+    );
+    let got = at_b.nth(2, 3000.0).await;
+    assert_eq!(
+        got.dyn_into::<Uint8Array>().unwrap().to_vec(),
+        vec![0, 1, 2, 254, 255]
+    );
+    assert_eq!(at_b.nth(3, 3000.0).await.as_f64(), Some(42.0));
+    let env = envelopes.nth(0, 3000.0).await;
+    assert_eq!(get(&env, "from").as_string().unwrap(), ida);
+    assert_eq!(get(&get(&env, "message"), "hi").as_f64(), Some(1.0));
+
+    // The other direction, and peer.send() reusing the open connection.
+    let at_a = Events::on(&conn_a, "message").await;
+    call(&b, "send", &[ida.clone().into(), "back".into()])
+        .await
+        .unwrap();
+    assert_eq!(at_a.nth(0, 3000.0).await.as_string().unwrap(), "back");
+    assert_eq!(Array::from(&get(&b, "connections")).length(), 1);
+    // connect() again gives the same connection object.
+    let again = call(&a, "connect", &[idb.into()]).await.unwrap();
+    assert!(Object::is(&again, &conn_a));
+    call(&a, "close", &[]).await.unwrap();
+    call(&b, "close", &[]).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn a_32_mib_message_arrives_intact_with_progress() {
+    let (a, b, conn_a, conn_b) = connected_pair().await;
+    let size = 32 * 1024 * 1024;
+    let data: Vec<u8> = (0..size)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[1])
+        .collect();
+    let payload = Uint8Array::from(&data[..]);
+    let at_b = Events::on(&conn_b, "message").await;
+    let progress = Array::new();
+    let on_progress = Function::new_with_args("q", "return (sent, total) => q.push([sent, total])")
+        .call1(&JsValue::NULL, &progress)
+        .unwrap();
+    let opts = Object::new();
+    Reflect::set(&opts, &"onProgress".into(), &on_progress).unwrap();
+    let started = now();
+    call(&conn_a, "send", &[payload.into(), opts.into()])
+        .await
+        .unwrap();
+    let got = at_b
+        .nth(0, 60_000.0)
+        .await
+        .dyn_into::<Uint8Array>()
+        .unwrap();
+    let ms = now() - started;
+    log(&format!(
+        "32 MiB message: {ms:.0} ms, {:.1} MB/s",
+        size as f64 / 1e6 / (ms / 1000.0)
+    ));
+    assert_eq!(got.length() as usize, size);
+    assert!(got.to_vec() == data, "the 32 MiB message arrived changed");
+    assert!(progress.length() > 10);
+    let last = Array::from(&progress.get(progress.length() - 1));
+    assert_eq!(
+        (last.get(0).as_f64(), last.get(1).as_f64()),
+        (Some(size as f64), Some(size as f64))
+    );
+    call(&a, "close", &[]).await.unwrap();
+    call(&b, "close", &[]).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn simultaneous_connects_give_one_connection_on_each_side() {
+    for round in 0..3 {
+        let (ida, idb) = (uid("glare-a"), uid("glare-b"));
+        let a = create(&ida).await;
+        let b = create(&idb).await;
+        let (ca, cb) = futures_util::future::join(
+            call(&a, "connect", &[idb.clone().into()]),
+            call(&b, "connect", &[ida.clone().into()]),
+        )
+        .await;
+        let (ca, cb) = (ca.expect("a's connect"), cb.expect("b's connect"));
+        assert_eq!(
+            Array::from(&get(&a, "connections")).length(),
+            1,
+            "round {round}"
+        );
+        assert_eq!(
+            Array::from(&get(&b, "connections")).length(),
+            1,
+            "round {round}"
+        );
+        let at_b = Events::on(&cb, "message").await;
+        let at_a = Events::on(&ca, "message").await;
+        call(&ca, "send", &["from a".into()]).await.unwrap();
+        call(&cb, "send", &["from b".into()]).await.unwrap();
+        assert_eq!(at_b.nth(0, 3000.0).await.as_string().unwrap(), "from a");
+        assert_eq!(at_a.nth(0, 3000.0).await.as_string().unwrap(), "from b");
+        call(&a, "close", &[]).await.unwrap();
+        call(&b, "close", &[]).await.unwrap();
+    }
+}
+
+#[wasm_bindgen_test]
+async fn connecting_to_an_offline_id_rejects_quickly_by_name() {
+    let a = create(&uid("lonely")).await;
+    let started = now();
+    let err = call(&a, "connect", &[uid("nobody").into()])
+        .await
+        .unwrap_err();
+    let ms = now() - started;
+    log(&format!("connect to an offline id rejected in {ms:.0} ms"));
+    assert_eq!(error_name(&err), "PeerUnavailableError");
+    assert_eq!(get(&err, "code").as_string().unwrap(), "unknown-peer");
+    assert!(ms < 1000.0, "took {ms} ms");
+    assert_eq!(Array::from(&get(&a, "connections")).length(), 0);
+    let err = call(&a, "connect", &["not a valid id".into()])
+        .await
+        .unwrap_err();
+    assert_eq!(error_name(&err), "InvalidIdError");
+    call(&a, "close", &[]).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn closing_one_side_emits_close_on_the_other_quickly() {
+    let (a, b, conn_a, conn_b) = connected_pair().await;
+    let closed = Events::on(&conn_b, "close").await;
+    let started = now();
+    call(&conn_a, "close", &[]).await.unwrap();
+    let ev = closed.nth(0, 3000.0).await;
+    log(&format!(
+        "remote close seen in {:.0} ms: {}",
+        now() - started,
+        stringify(&ev)
+    ));
+    assert_eq!(get(&conn_b, "state").as_string().unwrap(), "closed");
+    let err = call(&conn_b, "send", &["late".into()]).await.unwrap_err();
+    assert_eq!(error_name(&err), "ClosedError");
+    assert_eq!(Array::from(&get(&b, "connections")).length(), 0);
+    call(&a, "close", &[]).await.unwrap();
+
+    // Closing a whole peer closes its connections too, and the peer refuses
+    // further use by name.
+    let (a, b, _conn_a, conn_b) = connected_pair().await;
+    let closed = Events::on(&conn_b, "close").await;
+    call(&a, "close", &[]).await.unwrap();
+    closed.nth(0, 3000.0).await;
+    let err = call(&a, "connect", &[get(&b, "id")]).await.unwrap_err();
+    assert_eq!(error_name(&err), "ClosedError");
+    call(&b, "close", &[]).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn ids_are_validated_and_a_taken_id_is_refused() {
+    let err = create_with("no spaces allowed", &[]).await.unwrap_err();
+    assert_eq!(error_name(&err), "InvalidIdError");
+    let id = uid("taken");
+    let first = create(&id).await;
+    let err = create_with(&id, &[]).await.unwrap_err();
+    assert_eq!(error_name(&err), "IdTakenError");
+    assert!(get(&err, "message").as_string().unwrap().contains("taken"));
+    // A broker-assigned id.
+    let o = options(&[]);
+    let anon = JsFuture::from(peerwire::api::peer::create_peer(o, JsValue::UNDEFINED))
+        .await
+        .unwrap();
+    assert!(get(&anon, "id").as_string().unwrap().starts_with("p-"));
+    // Unknown options and unknown event names are refused, not ignored.
+    let err = create_with(&uid("typo"), &[("brokr", "x".into())])
+        .await
+        .unwrap_err();
+    assert_eq!(error_name(&err), "InvalidArgumentError");
+    let err = call(
+        &first,
+        "on",
+        &["mesage".into(), Function::new_no_args("").into()],
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        get(&err, "message")
+            .as_string()
+            .unwrap()
+            .contains("message")
+    );
+    call(&first, "close", &[]).await.unwrap();
+    call(&anon, "close", &[]).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn an_unreachable_broker_rejects_createpeer_by_name() {
+    let o = Object::new();
+    Reflect::set(&o, &"broker".into(), &"ws://127.0.0.1:9/ws".into()).unwrap();
+    Reflect::set(&o, &"connectTimeout".into(), &1500.into()).unwrap();
+    let err = JsFuture::from(peerwire::api::peer::create_peer(uid("x").into(), o.into()))
+        .await
+        .unwrap_err();
+    assert_eq!(error_name(&err), "BrokerUnreachableError");
+}
+
+#[wasm_bindgen_test]
+async fn unreliable_connections_carry_small_messages_and_refuse_large_ones() {
+    let (ida, idb) = (uid("u-a"), uid("u-b"));
+    let extra = [("ordered", JsValue::FALSE), ("maxRetransmits", 0.into())];
+    let a = create_with(&ida, &extra).await.unwrap();
+    let b = create_with(&idb, &extra).await.unwrap();
+    let incoming = Events::on(&b, "connection").await;
+    let conn_a = call(&a, "connect", &[idb.into()]).await.unwrap();
+    let conn_b = incoming.nth(0, 5000.0).await;
+    let at_b = Events::on(&conn_b, "message").await;
+    call(&conn_a, "send", &["tick".into()]).await.unwrap();
+    assert_eq!(at_b.nth(0, 3000.0).await.as_string().unwrap(), "tick");
+    let big = Uint8Array::new_with_length(100_000);
+    let err = call(&conn_a, "send", &[big.into()]).await.unwrap_err();
+    assert_eq!(error_name(&err), "MessageTooLargeError");
+    call(&a, "close", &[]).await.unwrap();
+    call(&b, "close", &[]).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn rooms_list_members_broadcast_and_share_state() {
+    let room = uid("room");
+    let a = create(&uid("ra")).await;
+    let b = create(&uid("rb")).await;
+    let ra = call(&a, "join", &[room.clone().into()]).await.unwrap();
+    let joined = Events::on(&ra, "peer-joined").await;
+    let rb = call(&b, "join", &[room.clone().into()]).await.unwrap();
+    assert_eq!(Array::from(&get(&rb, "members")).length(), 2);
+    assert_eq!(joined.nth(0, 3000.0).await, get(&b, "id"));
+
+    let heard = Events::on(&ra, "broadcast").await;
+    call(&rb, "broadcast", &[json(r#"{"say":"hi"}"#)])
+        .await
+        .unwrap();
+    let ev = heard.nth(0, 3000.0).await;
+    assert_eq!(get(&ev, "from"), get(&b, "id"));
+    assert_eq!(stringify(&get(&ev, "data")), r#"{"say":"hi"}"#);
+
+    let changes = Events::on(&rb, "state").await;
+    let ttl = Object::new();
+    Reflect::set(&ttl, &"ttl".into(), &300.into()).unwrap();
+    call(&ra, "set", &["cursor".into(), json("[3,4]"), ttl.into()])
+        .await
+        .unwrap();
+    let ev = changes.nth(0, 3000.0).await;
+    assert_eq!(get(&ev, "key").as_string().unwrap(), "cursor");
+    assert_eq!(
+        stringify(&call(&rb, "get", &["cursor".into()]).await.unwrap()),
+        "[3,4]"
+    );
+    let ev = changes.nth(1, 3000.0).await;
+    assert_eq!(get(&ev, "removed").as_string().unwrap(), "expired");
+    assert!(
+        call(&rb, "get", &["cursor".into()])
+            .await
+            .unwrap()
+            .is_undefined()
+    );
+
+    let left = Events::on(&ra, "peer-left").await;
+    call(&rb, "leave", &[]).await.unwrap();
+    assert_eq!(left.nth(0, 3000.0).await, get(&b, "id"));
+    assert_eq!(Array::from(&get(&ra, "members")).length(), 1);
+    call(&a, "close", &[]).await.unwrap();
+    call(&b, "close", &[]).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn rendezvous_keys_connect_a_joiner_to_the_opener() {
+    let key = format!("key_{}", (js_sys::Math::random() * 1e9) as u64);
+    let opener = create(&uid("opener")).await;
+    let joiner = create(&uid("joiner")).await;
+    let handle = call(&opener, "openKey", &[key.clone().into()])
+        .await
+        .unwrap();
+    let joiners = Events::on(&handle, "joiner").await;
+    let gone = Events::on(&handle, "unavailable").await;
+    let incoming = Events::on(&opener, "connection").await;
+    let conn = call(&joiner, "joinKey", &[key.clone().into()])
+        .await
+        .unwrap();
+    assert_eq!(get(&conn, "peerId"), get(&opener, "id"));
+    assert_eq!(joiners.nth(0, 3000.0).await, get(&joiner, "id"));
+    let conn_o = incoming.nth(0, 3000.0).await;
+    let at_o = Events::on(&conn_o, "message").await;
+    call(&conn, "send", &["via a key".into()]).await.unwrap();
+    assert_eq!(at_o.nth(0, 3000.0).await.as_string().unwrap(), "via a key");
+    call(&joiner, "close", &[]).await.unwrap();
+    assert_eq!(gone.nth(0, 3000.0).await, get(&joiner, "id"));
+    let err = call(&joiner, "joinKey", &[key.into()]).await.unwrap_err();
+    assert_eq!(error_name(&err), "ClosedError");
+    call(&opener, "close", &[]).await.unwrap();
+}

@@ -1,0 +1,144 @@
+//! Helpers for the browser tests: drive the JavaScript-facing API exactly as
+//! a page would (methods looked up on the exported objects, Promises
+//! awaited, listeners as JS functions), against the broker `tests/run.sh`
+//! started.
+
+#![allow(dead_code)]
+
+use js_sys::{Array, Function, Object, Promise, Reflect};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+
+pub fn broker() -> &'static str {
+    match option_env!("PEERWIRE_TEST_BROKER") {
+        Some(url) => url,
+        None => panic!(
+            "PEERWIRE_TEST_BROKER is unset: run the browser tests through tests/run.sh, which starts a broker"
+        ),
+    }
+}
+
+pub fn now() -> f64 {
+    js_sys::Date::now()
+}
+
+pub fn log(text: &str) {
+    web_sys_log(text);
+}
+
+#[wasm_bindgen::prelude::wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_namespace = console, js_name = log)]
+    pub fn web_sys_log(s: &str);
+}
+
+/// A unique id per test run, so tests sharing one broker never collide.
+pub fn uid(name: &str) -> String {
+    format!("{name}-{}", (js_sys::Math::random() * 1e9) as u64)
+}
+
+pub fn get(obj: &JsValue, prop: &str) -> JsValue {
+    Reflect::get(obj, &prop.into()).unwrap()
+}
+
+/// Calls `obj.name(...args)`, awaiting the result if it is a Promise.
+pub async fn call(obj: &JsValue, name: &str, args: &[JsValue]) -> Result<JsValue, JsValue> {
+    let f: Function = get(obj, name)
+        .dyn_into()
+        .unwrap_or_else(|_| panic!("no method {name}"));
+    let out = f.apply(obj, &args.iter().collect::<Array>())?;
+    match out.dyn_into::<Promise>() {
+        Ok(p) => JsFuture::from(p).await,
+        Err(v) => Ok(v),
+    }
+}
+
+pub fn options(extra: &[(&str, JsValue)]) -> JsValue {
+    let o = Object::new();
+    Reflect::set(&o, &"broker".into(), &broker().into()).unwrap();
+    for (k, v) in extra {
+        Reflect::set(&o, &(*k).into(), v).unwrap();
+    }
+    o.into()
+}
+
+pub async fn create(id: &str) -> JsValue {
+    create_with(id, &[]).await.expect("createPeer resolves")
+}
+
+pub async fn create_with(id: &str, extra: &[(&str, JsValue)]) -> Result<JsValue, JsValue> {
+    JsFuture::from(peerwire::api::peer::create_peer(id.into(), options(extra))).await
+}
+
+/// Collects every event of one type into an array.
+pub struct Events {
+    list: Array,
+}
+
+impl Events {
+    pub async fn on(target: &JsValue, event: &str) -> Events {
+        let list = Array::new();
+        let make =
+            Function::new_with_args("q", "return (e) => { q.push(e === undefined ? null : e) }");
+        let listener = make.call1(&JsValue::NULL, &list).unwrap();
+        call(target, "on", &[event.into(), listener]).await.unwrap();
+        Events { list }
+    }
+
+    /// Waits (up to `ms`) for the `n`-th event and returns it.
+    pub async fn nth(&self, n: u32, ms: f64) -> JsValue {
+        let start = now();
+        while self.list.length() <= n {
+            assert!(now() - start < ms, "event #{n} did not come within {ms} ms");
+            sleep(5).await;
+        }
+        self.list.get(n)
+    }
+
+    pub fn len(&self) -> u32 {
+        self.list.length()
+    }
+}
+
+pub async fn sleep(ms: i32) {
+    let p = Promise::new(&mut |resolve, _| {
+        web_sys_set_timeout(&resolve, ms);
+    });
+    let _ = JsFuture::from(p).await;
+}
+
+#[wasm_bindgen::prelude::wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_name = setTimeout)]
+    pub fn web_sys_set_timeout(f: &Function, ms: i32);
+}
+
+pub fn error_name(err: &JsValue) -> String {
+    get(err, "name").as_string().unwrap_or_default()
+}
+
+pub fn json(text: &str) -> JsValue {
+    js_sys::JSON::parse(text).unwrap()
+}
+
+pub fn stringify(v: &JsValue) -> String {
+    js_sys::JSON::stringify(v).unwrap().into()
+}
+
+pub async fn connected_pair() -> (JsValue, JsValue, JsValue, JsValue) {
+    let (ida, idb) = (uid("a"), uid("b"));
+    let a = create(&ida).await;
+    let b = create(&idb).await;
+    let incoming = Events::on(&b, "connection").await;
+    let conn_a = call(&a, "connect", &[idb.into()])
+        .await
+        .expect("connect resolves");
+    let conn_b = incoming.nth(0, 5000.0).await;
+    (a, b, conn_a, conn_b)
+}
+
+#[wasm_bindgen::prelude::wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_name = fetch)]
+    pub fn web_sys_fetch(url: &str) -> Promise;
+}
