@@ -3,7 +3,9 @@
 #   1. cargo test --workspace: protocol, core, and the broker's integration
 #      tests (real WebSocket clients against a real broker on loopback);
 #   2. wasm-pack test --headless --chrome: the SDK in real headless Chromium,
-#      against a real broker process this script starts.
+#      against a real broker process this script starts (and a test restarts);
+#   3. the package built by wasm-pack, loaded in separate Chromium pages by
+#      Playwright, talking through a real broker.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -16,6 +18,7 @@ LOG=$(mktemp)
 # Every runner's "test result:" line is also summed into one closing line.
 total() {
   awk '/test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+       /^# pass / { p += $3 } /^# fail / { f += $3 }
        END { printf "total: %d passed, %d failed\n", p, f }' "$LOG"
 }
 
@@ -46,6 +49,16 @@ echo "broker for browser tests: $PEERWIRE_TEST_BROKER (control: $PEERWIRE_TEST_C
 export WASM_BINDGEN_TEST_WEBDRIVER_JSON="$ROOT/tests/webdriver.json"
 export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-60}
 wasm-pack test --headless --chrome --chromedriver /usr/bin/chromedriver 2>&1 | tee -a "$LOG"
+
+step "layer 3: page-level tests (the built package in separate Chromium pages, via Playwright)"
+SITE="$WORK/site"
+mkdir -p "$SITE"
+wasm-pack build --dev --target web --out-dir "$SITE/pkg" --no-pack 2>&1 | grep -v '^\[INFO\]' || true
+[ -f "$SITE/pkg/peerwire_bg.wasm" ] || { echo "wasm-pack build failed" >&2; exit 1; }
+cp tests/e2e/page.html "$SITE/"
+(cd tests/e2e && npm install --no-audit --no-fund --silent)
+PEERWIRE_BROKER_BIN="$ROOT/target/debug/peerwire-broker" PEERWIRE_SITE="$SITE" \
+  npm --prefix tests/e2e test 2>&1 | tee -a "$LOG"
 
 step "all test layers passed"
 total
