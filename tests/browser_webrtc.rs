@@ -8,112 +8,16 @@
 
 #![cfg(target_arch = "wasm32")]
 
-use js_sys::{Array, Function, Promise, Reflect};
+mod js;
+
+use js::{Inbox, accept, describe, next_event, opened};
 use peerwire::protocol::{ClientMessage, ServerMessage};
 use serde_json::json;
-use wasm_bindgen::{JsCast, JsValue};
-use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen::JsCast;
 use wasm_bindgen_test::*;
-use web_sys::{
-    EventTarget, RtcDataChannel, RtcDataChannelEvent, RtcIceGatheringState, RtcPeerConnection,
-    RtcSdpType, RtcSessionDescriptionInit, WebSocket,
-};
+use web_sys::{RtcDataChannelEvent, RtcPeerConnection, WebSocket};
 
 wasm_bindgen_test_configure!(run_in_browser);
-
-/// Resolves with the next `name` event of `target`. Passing the promise's own
-/// `resolve` as a one-shot listener needs no Rust closure.
-async fn next_event(target: &EventTarget, name: &str) -> JsValue {
-    let promise = Promise::new(&mut |resolve, _reject| {
-        let opts = web_sys::AddEventListenerOptions::new();
-        opts.set_once(true);
-        target
-            .add_event_listener_with_callback_and_add_event_listener_options(name, &resolve, &opts)
-            .expect("addEventListener");
-    });
-    JsFuture::from(promise)
-        .await
-        .expect("event promise never rejects")
-}
-
-/// A queue that a persistent `message` listener fills, so no message is lost
-/// between two awaits.
-struct Inbox {
-    target: EventTarget,
-    queue: Array,
-}
-
-impl Inbox {
-    fn attach(target: &EventTarget) -> Inbox {
-        let queue = Array::new();
-        let make = Function::new_with_args("q", "return (e) => q.push(e.data)");
-        let listener: Function = make.call1(&JsValue::NULL, &queue).unwrap().unchecked_into();
-        target
-            .add_event_listener_with_callback("message", &listener)
-            .unwrap();
-        Inbox {
-            target: target.clone(),
-            queue,
-        }
-    }
-
-    async fn next(&self) -> JsValue {
-        while self.queue.length() == 0 {
-            next_event(&self.target, "message").await;
-        }
-        self.queue.shift()
-    }
-
-    async fn next_text(&self) -> String {
-        self.next().await.as_string().expect("a text message")
-    }
-}
-
-/// Sets a local offer or answer and waits until ICE gathering completes, so
-/// the description carries every candidate.
-async fn describe(pc: &RtcPeerConnection, offer: bool) -> String {
-    let desc = if offer {
-        pc.create_offer()
-    } else {
-        pc.create_answer()
-    };
-    let desc = JsFuture::from(desc).await.expect("create offer/answer");
-    let sdp = Reflect::get(&desc, &"sdp".into())
-        .unwrap()
-        .as_string()
-        .unwrap();
-    let init = RtcSessionDescriptionInit::new(if offer {
-        RtcSdpType::Offer
-    } else {
-        RtcSdpType::Answer
-    });
-    init.set_sdp(&sdp);
-    JsFuture::from(pc.set_local_description(&init))
-        .await
-        .expect("setLocalDescription");
-    while pc.ice_gathering_state() != RtcIceGatheringState::Complete {
-        next_event(pc, "icegatheringstatechange").await;
-    }
-    pc.local_description().unwrap().sdp()
-}
-
-async fn accept(pc: &RtcPeerConnection, offer: bool, sdp: &str) {
-    let init = RtcSessionDescriptionInit::new(if offer {
-        RtcSdpType::Offer
-    } else {
-        RtcSdpType::Answer
-    });
-    init.set_sdp(sdp);
-    JsFuture::from(pc.set_remote_description(&init))
-        .await
-        .expect("setRemoteDescription");
-}
-
-async fn opened(dc: &RtcDataChannel) {
-    while dc.ready_state() != web_sys::RtcDataChannelState::Open {
-        next_event(dc, "open").await;
-    }
-}
 
 #[wasm_bindgen_test]
 async fn two_peer_connections_in_one_page_exchange_messages() {

@@ -8,6 +8,10 @@
 use js_sys::{Array, Function, Object, Promise, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
+use web_sys::{
+    EventTarget, RtcDataChannel, RtcIceGatheringState, RtcPeerConnection, RtcSdpType,
+    RtcSessionDescriptionInit,
+};
 
 pub fn broker() -> &'static str {
     match option_env!("PEERWIRE_TEST_BROKER") {
@@ -141,4 +145,100 @@ pub async fn connected_pair() -> (JsValue, JsValue, JsValue, JsValue) {
 extern "C" {
     #[wasm_bindgen(js_name = fetch)]
     pub fn web_sys_fetch(url: &str) -> Promise;
+}
+
+// ---- raw WebRTC, for the in-page tests and the baselines ----
+
+/// Resolves with the next `name` event of `target`. Passing the promise's own
+/// `resolve` as a one-shot listener needs no Rust closure.
+pub async fn next_event(target: &EventTarget, name: &str) -> JsValue {
+    let promise = Promise::new(&mut |resolve, _reject| {
+        let opts = web_sys::AddEventListenerOptions::new();
+        opts.set_once(true);
+        target
+            .add_event_listener_with_callback_and_add_event_listener_options(name, &resolve, &opts)
+            .expect("addEventListener");
+    });
+    JsFuture::from(promise)
+        .await
+        .expect("event promise never rejects")
+}
+
+/// A queue that a persistent `message` listener fills, so no message is lost
+/// between two awaits.
+pub struct Inbox {
+    target: EventTarget,
+    queue: Array,
+}
+
+impl Inbox {
+    pub fn attach(target: &EventTarget) -> Inbox {
+        let queue = Array::new();
+        let make = Function::new_with_args("q", "return (e) => q.push(e.data)");
+        let listener: Function = make.call1(&JsValue::NULL, &queue).unwrap().unchecked_into();
+        target
+            .add_event_listener_with_callback("message", &listener)
+            .unwrap();
+        Inbox {
+            target: target.clone(),
+            queue,
+        }
+    }
+
+    pub async fn next(&self) -> JsValue {
+        while self.queue.length() == 0 {
+            next_event(&self.target, "message").await;
+        }
+        self.queue.shift()
+    }
+
+    pub async fn next_text(&self) -> String {
+        self.next().await.as_string().expect("a text message")
+    }
+}
+
+/// Sets a local offer or answer and waits until ICE gathering completes, so
+/// the description carries every candidate.
+pub async fn describe(pc: &RtcPeerConnection, offer: bool) -> String {
+    let desc = if offer {
+        pc.create_offer()
+    } else {
+        pc.create_answer()
+    };
+    let desc = JsFuture::from(desc).await.expect("create offer/answer");
+    let sdp = Reflect::get(&desc, &"sdp".into())
+        .unwrap()
+        .as_string()
+        .unwrap();
+    let init = RtcSessionDescriptionInit::new(if offer {
+        RtcSdpType::Offer
+    } else {
+        RtcSdpType::Answer
+    });
+    init.set_sdp(&sdp);
+    JsFuture::from(pc.set_local_description(&init))
+        .await
+        .expect("setLocalDescription");
+    while pc.ice_gathering_state() != RtcIceGatheringState::Complete {
+        next_event(pc, "icegatheringstatechange").await;
+    }
+    pc.local_description().unwrap().sdp()
+}
+
+pub async fn accept(pc: &RtcPeerConnection, offer: bool, sdp: &str) {
+    let init = RtcSessionDescriptionInit::new(if offer {
+        RtcSdpType::Offer
+    } else {
+        RtcSdpType::Answer
+    });
+    init.set_sdp(sdp);
+    JsFuture::from(pc.set_remote_description(&init))
+        .await
+        .expect("setRemoteDescription");
+}
+
+pub async fn opened(dc: &RtcDataChannel) {
+    while dc.ready_state() != web_sys::RtcDataChannelState::Open {
+        next_event(dc, "open").await;
+    }
 }
