@@ -209,7 +209,7 @@ async fn ids_are_validated_and_a_taken_id_is_refused() {
     assert!(get(&err, "message").as_string().unwrap().contains("taken"));
     // A broker-assigned id.
     let o = options(&[]);
-    let anon = JsFuture::from(peerwire::api::peer::create_peer(o, JsValue::UNDEFINED))
+    let anon = JsFuture::from(peerwire::api::peer::create_peer(o, None))
         .await
         .unwrap();
     assert!(get(&anon, "id").as_string().unwrap().starts_with("p-"));
@@ -240,9 +240,12 @@ async fn an_unreachable_broker_rejects_createpeer_by_name() {
     let o = Object::new();
     Reflect::set(&o, &"broker".into(), &"ws://127.0.0.1:9/ws".into()).unwrap();
     Reflect::set(&o, &"connectTimeout".into(), &1500.into()).unwrap();
-    let err = JsFuture::from(peerwire::api::peer::create_peer(uid("x").into(), o.into()))
-        .await
-        .unwrap_err();
+    let err = JsFuture::from(peerwire::api::peer::create_peer(
+        uid("x").into(),
+        Some(wasm_bindgen::JsCast::unchecked_into(JsValue::from(o))),
+    ))
+    .await
+    .unwrap_err();
     assert_eq!(error_name(&err), "BrokerUnreachableError");
 }
 

@@ -57,6 +57,7 @@ mkdir -p "$SITE"
 wasm-pack build --dev --target web --out-dir "$SITE/pkg" --no-pack 2>&1 | grep -v '^\[INFO\]' || true
 [ -f "$SITE/pkg/peerwire_bg.wasm" ] || { echo "wasm-pack build failed" >&2; exit 1; }
 cp tests/e2e/page.html "$SITE/"
+cp www/index.html "$SITE/index.html"
 (cd tests/e2e && npm install --no-audit --no-fund --silent)
 PEERWIRE_BROKER_BIN="$ROOT/target/debug/peerwire-broker" PEERWIRE_SITE="$SITE" \
   npm --prefix tests/e2e test 2>&1 | tee -a "$LOG"

@@ -753,9 +753,10 @@ impl Connection {
     pub fn send(
         &self,
         #[wasm_bindgen(unchecked_param_type = "Sendable")] message: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "SendOptions | undefined")] options: JsValue,
+        options: Option<super::SendOptionsArg>,
     ) -> js_sys::Promise {
         let inner = self.inner.clone();
+        let options: JsValue = options.map(Into::into).unwrap_or(JsValue::UNDEFINED);
         let progress = Reflect::get(&options, &"onProgress".into())
             .ok()
             .and_then(|f| f.dyn_into::<Function>().ok());

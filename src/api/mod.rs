@@ -13,6 +13,22 @@ pub mod room;
 
 use wasm_bindgen::prelude::*;
 
+#[wasm_bindgen]
+extern "C" {
+    /// `PeerOptions` as TypeScript sees it.
+    #[wasm_bindgen(typescript_type = "PeerOptions")]
+    pub type PeerOptionsArg;
+    /// `SendOptions` as TypeScript sees it.
+    #[wasm_bindgen(typescript_type = "SendOptions")]
+    pub type SendOptionsArg;
+    /// `BroadcastOptions` as TypeScript sees it.
+    #[wasm_bindgen(typescript_type = "BroadcastOptions")]
+    pub type BroadcastOptionsArg;
+    /// `SetOptions` as TypeScript sees it.
+    #[wasm_bindgen(typescript_type = "SetOptions")]
+    pub type SetOptionsArg;
+}
+
 #[wasm_bindgen(typescript_custom_section)]
 const TS_TYPES: &str = r#"
 /** Anything `send()` accepts: text, bytes, or a JSON value. */
@@ -54,6 +70,12 @@ export interface SendOptions {
   /** Called as the message is handed to the transport, with bytes sent and total. */
   onProgress?: (sent: number, total: number) => void;
 }
+
+/** Options of `room.broadcast()`. */
+export interface BroadcastOptions { /** Deliver to this peer too. */ includeSelf?: boolean }
+
+/** Options of `room.set()`. */
+export interface SetOptions { /** Remove the key after this many milliseconds. */ ttl?: number }
 
 export type ConnectionState = "connecting" | "open" | "closed";
 

@@ -512,10 +512,14 @@ async fn drive(peer: Weak<PeerShared>, mut inputs: mpsc::UnboundedReceiver<PeerI
 #[wasm_bindgen(js_name = createPeer, unchecked_return_type = "Promise<Peer>")]
 pub fn create_peer(
     #[wasm_bindgen(unchecked_param_type = "string | PeerOptions")] id_or_options: JsValue,
-    #[wasm_bindgen(unchecked_param_type = "PeerOptions | undefined")] options: JsValue,
+    options: Option<super::PeerOptionsArg>,
 ) -> js_sys::Promise {
     wasm_bindgen_futures::future_to_promise(async move {
-        let peer = create(id_or_options, options).await?;
+        let peer = create(
+            id_or_options,
+            options.map(Into::into).unwrap_or(JsValue::UNDEFINED),
+        )
+        .await?;
         Ok(JsValue::from(peer))
     })
 }
@@ -642,9 +646,10 @@ impl Peer {
         &self,
         id: String,
         #[wasm_bindgen(unchecked_param_type = "Sendable")] message: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "SendOptions | undefined")] options: JsValue,
+        options: Option<super::SendOptionsArg>,
     ) -> js_sys::Promise {
         let inner = self.inner.clone();
+        let options: JsValue = options.map(Into::into).unwrap_or(JsValue::UNDEFINED);
         let progress = Reflect::get(&options, &"onProgress".into())
             .ok()
             .and_then(|f| f.dyn_into::<Function>().ok());

@@ -213,10 +213,10 @@ impl Room {
     pub fn broadcast(
         &self,
         #[wasm_bindgen(unchecked_param_type = "unknown")] data: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "{ includeSelf?: boolean } | undefined")]
-        options: JsValue,
+        options: Option<super::BroadcastOptionsArg>,
     ) -> js_sys::Promise {
         let inner = self.inner.clone();
+        let options: JsValue = options.map(Into::into).unwrap_or(JsValue::UNDEFINED);
         let include_self = Reflect::get(&options, &"includeSelf".into())
             .ok()
             .and_then(|v| v.as_bool())
@@ -243,9 +243,10 @@ impl Room {
         &self,
         key: String,
         #[wasm_bindgen(unchecked_param_type = "unknown")] value: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "{ ttl?: number } | undefined")] options: JsValue,
+        options: Option<super::SetOptionsArg>,
     ) -> js_sys::Promise {
         let inner = self.inner.clone();
+        let options: JsValue = options.map(Into::into).unwrap_or(JsValue::UNDEFINED);
         let ttl_ms = Reflect::get(&options, &"ttl".into())
             .ok()
             .and_then(|v| v.as_f64())

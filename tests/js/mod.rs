@@ -71,7 +71,11 @@ pub async fn create(id: &str) -> JsValue {
 }
 
 pub async fn create_with(id: &str, extra: &[(&str, JsValue)]) -> Result<JsValue, JsValue> {
-    JsFuture::from(peerwire::api::peer::create_peer(id.into(), options(extra))).await
+    JsFuture::from(peerwire::api::peer::create_peer(
+        id.into(),
+        Some(options(extra).unchecked_into()),
+    ))
+    .await
 }
 
 /// Collects every event of one type into an array.
