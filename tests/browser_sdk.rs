@@ -42,6 +42,9 @@ async fn two_peers_connect_by_id_and_exchange_json_text_and_binary() {
     let bytes = Uint8Array::from(&[0u8, 1, 2, 254, 255][..]);
     call(&conn_a, "send", &[bytes.into()]).await.unwrap();
     call(&conn_a, "send", &[json("42")]).await.unwrap();
+    let parts = Array::of1(&Uint8Array::from(&b"blob bytes"[..]));
+    let blob = web_sys::Blob::new_with_u8_array_sequence(&parts).unwrap();
+    call(&conn_a, "send", &[blob.into()]).await.unwrap();
 
     assert_eq!(
         stringify(&at_b.nth(0, 3000.0).await),
@@ -57,6 +60,11 @@ async fn two_peers_connect_by_id_and_exchange_json_text_and_binary() {
         vec![0, 1, 2, 254, 255]
     );
     assert_eq!(at_b.nth(3, 3000.0).await.as_f64(), Some(42.0));
+    let got = at_b.nth(4, 3000.0).await;
+    assert_eq!(
+        got.dyn_into::<Uint8Array>().unwrap().to_vec(),
+        b"blob bytes".to_vec()
+    );
     let env = envelopes.nth(0, 3000.0).await;
     assert_eq!(get(&env, "from").as_string().unwrap(), ida);
     assert_eq!(get(&get(&env, "message"), "hi").as_f64(), Some(1.0));

@@ -275,6 +275,8 @@ impl ConnShared {
         }
         self.opened_tx.borrow_mut().take();
         self.jobs.borrow_mut().take();
+        // Ends the driver task even while JS still holds this connection.
+        self.inputs.close_channel();
         self._tick.borrow_mut().take();
         self._timeout.borrow_mut().take();
         // Close the channel now (it flushes what is buffered, the close frame

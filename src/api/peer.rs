@@ -474,6 +474,8 @@ impl PeerShared {
         }
         self.reconnect.borrow_mut().take();
         self.tick.borrow_mut().take();
+        // Ends the driver task even while JS still holds this peer.
+        self.inputs.close_channel();
         if let Some(ready) = self.ready.borrow_mut().take() {
             let _ = ready.send(Err(PeerError::Closed("the peer".into())));
         }

@@ -64,3 +64,33 @@ test('two pages connect through the broker and exchange messages both ways', asy
   await a.context.close();
   await b.context.close();
 });
+
+test('a remote that goes silent is detected by the keep-alive within seconds', async (t) => {
+  const a = await openPage(browser, `${broker.url}/page.html`);
+  const b = await openPage(browser, `${broker.url}/page.html`);
+  const suffix = Math.random().toString(36).slice(2, 8);
+  const [ida, idb] = [`silent-a-${suffix}`, `silent-b-${suffix}`];
+  await b.page.evaluate(async ({ id, ws }) => { window.peer = await window.peerwire.createPeer(id, { broker: ws }); }, { id: idb, ws: broker.ws });
+  await a.page.evaluate(async ({ id, ws, to }) => {
+    const peer = await window.peerwire.createPeer(id, { broker: ws });
+    const conn = await peer.connect(to);
+    window.closeEvent = null;
+    conn.on('close', (e) => { window.closeEvent = { reason: e.reason, at: performance.now() }; });
+  }, { id: ida, ws: broker.ws, to: idb });
+
+  // Freeze page b's JavaScript (a hung tab): its network stack lives on,
+  // but it no longer answers pings.
+  const cdp = await b.context.newCDPSession(b.page);
+  await cdp.send('Debugger.enable');
+  const frozenAt = await a.page.evaluate(() => performance.now());
+  await cdp.send('Debugger.pause');
+  await a.page.waitForFunction(() => window.closeEvent !== null, null, { timeout: 10000 });
+  const closed = await a.page.evaluate(() => window.closeEvent);
+  const seconds = (closed.at - frozenAt) / 1000;
+  t.diagnostic(`silent remote detected after ${seconds.toFixed(1)} s`);
+  assert.match(closed.reason, /nothing heard/);
+  assert.ok(seconds >= 3 && seconds <= 7, `detected after ${seconds.toFixed(1)} s`);
+  await cdp.send('Debugger.resume');
+  await a.context.close();
+  await b.context.close();
+});
