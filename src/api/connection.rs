@@ -775,16 +775,6 @@ impl Connection {
     pub fn close(&self) {
         self.inner.close("closed by the local peer", None, true);
     }
-
-    #[wasm_bindgen(skip_typescript)]
-    pub fn on(&self, event: &str, listener: Function) -> Result<(), JsValue> {
-        Ok(self.inner.emitter.on(event, listener)?)
-    }
-
-    #[wasm_bindgen(skip_typescript)]
-    pub fn off(&self, event: &str, listener: Function) -> Result<(), JsValue> {
-        Ok(self.inner.emitter.off(event, &listener)?)
-    }
 }
 
 impl Connection {
@@ -801,3 +791,5 @@ impl Connection {
         h
     }
 }
+
+super::events::event_methods!(Connection);

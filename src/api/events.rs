@@ -80,3 +80,32 @@ impl Emitter {
         self.listeners.borrow_mut().clear();
     }
 }
+
+/// Adds `on(event, listener)` and `off(event, listener)` to an exported
+/// class whose shared state has an `emitter` field. Their TypeScript
+/// signatures (typed per event) are in the custom section of `api`.
+macro_rules! event_methods {
+    ($class:ident) => {
+        #[wasm_bindgen::prelude::wasm_bindgen]
+        impl $class {
+            #[wasm_bindgen(skip_typescript)]
+            pub fn on(
+                &self,
+                event: &str,
+                listener: js_sys::Function,
+            ) -> Result<(), wasm_bindgen::JsValue> {
+                Ok(self.inner.emitter.on(event, listener)?)
+            }
+
+            #[wasm_bindgen(skip_typescript)]
+            pub fn off(
+                &self,
+                event: &str,
+                listener: js_sys::Function,
+            ) -> Result<(), wasm_bindgen::JsValue> {
+                Ok(self.inner.emitter.off(event, &listener)?)
+            }
+        }
+    };
+}
+pub(crate) use event_methods;

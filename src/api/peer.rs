@@ -743,16 +743,6 @@ impl Peer {
         self.inner.close();
         js_sys::Promise::resolve(&JsValue::UNDEFINED)
     }
-
-    #[wasm_bindgen(skip_typescript)]
-    pub fn on(&self, event: &str, listener: Function) -> Result<(), JsValue> {
-        Ok(self.inner.emitter.on(event, listener)?)
-    }
-
-    #[wasm_bindgen(skip_typescript)]
-    pub fn off(&self, event: &str, listener: Function) -> Result<(), JsValue> {
-        Ok(self.inner.emitter.off(event, &listener)?)
-    }
 }
 
 fn unexpected(msg: ServerMessage) -> JsValue {
@@ -762,3 +752,5 @@ fn unexpected(msg: ServerMessage) -> JsValue {
     }
     .to_js()
 }
+
+super::events::event_methods!(Peer);

@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 
-use js_sys::{Array, Function, Object, Reflect};
+use js_sys::{Array, Object, Reflect};
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
 
@@ -295,16 +295,6 @@ impl Room {
             Ok(JsValue::UNDEFINED)
         })
     }
-
-    #[wasm_bindgen(skip_typescript)]
-    pub fn on(&self, event: &str, listener: Function) -> Result<(), JsValue> {
-        Ok(self.inner.emitter.on(event, listener)?)
-    }
-
-    #[wasm_bindgen(skip_typescript)]
-    pub fn off(&self, event: &str, listener: Function) -> Result<(), JsValue> {
-        Ok(self.inner.emitter.off(event, &listener)?)
-    }
 }
 
 pub(crate) struct RendezvousShared {
@@ -359,14 +349,8 @@ impl Rendezvous {
             Ok(JsValue::UNDEFINED)
         })
     }
-
-    #[wasm_bindgen(skip_typescript)]
-    pub fn on(&self, event: &str, listener: Function) -> Result<(), JsValue> {
-        Ok(self.inner.emitter.on(event, listener)?)
-    }
-
-    #[wasm_bindgen(skip_typescript)]
-    pub fn off(&self, event: &str, listener: Function) -> Result<(), JsValue> {
-        Ok(self.inner.emitter.off(event, &listener)?)
-    }
 }
+
+super::events::event_methods!(Room);
+
+super::events::event_methods!(Rendezvous);
