@@ -381,6 +381,10 @@ impl PeerShared {
                     self.emitter.emit("broker", &status("registered", info));
                 }
                 SessionEvent::RegisterFailed { code, message } => {
+                    // The session will not retry: drop the unregistered socket.
+                    if let Some(s) = self.socket.borrow_mut().take() {
+                        s.close(1000, "registration refused");
+                    }
                     let err = PeerError::from_broker(code, message);
                     match self.ready.borrow_mut().take() {
                         Some(ready) => {
