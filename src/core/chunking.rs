@@ -252,6 +252,10 @@ impl Reassembler {
             Frame::Ping(n) => Received::Ping(n),
             Frame::Pong(n) => Received::Pong(n),
             Frame::Close(reason) => Received::Close(reason),
+            Frame::End => Received::End,
+            Frame::Accept => Received::Accept,
+            Frame::Refuse(reason) => Received::Refuse(reason),
+            Frame::Pull(n) => Received::Pull(n),
         })
     }
 }
@@ -264,6 +268,10 @@ pub enum Received {
     Ping(u32),
     Pong(u32),
     Close(String),
+    End,
+    Accept,
+    Refuse(String),
+    Pull(u32),
 }
 
 /// High/low water marks for a data channel's send buffer.

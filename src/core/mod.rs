@@ -9,8 +9,12 @@
 //! - [`chunking`]: large messages cut into frames and put back together;
 //!   the flow-control window.
 //! - [`keepalive`]: liveness of a peer connection.
+//! - [`stream`]: the half-close state machine of streams and sockets.
+//! - [`rest`]: rest URLs, exchange heads, routing, record-set credits.
 
 pub mod broker;
 pub mod chunking;
 pub mod keepalive;
 pub mod negotiation;
+pub mod rest;
+pub mod stream;

@@ -9,6 +9,10 @@
 //! ping   | 1 | nonce u32 |
 //! pong   | 2 | nonce u32 |
 //! close  | 3 | reason (UTF-8) … |
+//! end    | 4 |                      the sender will send no more data (half-close)
+//! accept | 5 |                      a listener took this port's channel
+//! refuse | 6 | reason (UTF-8) … |   nobody listens on this port
+//! pull   | 7 | count u32 |          the receiver wants `count` more records
 //! ```
 //!
 //! A message larger than one frame is cut into chunks that share its
@@ -33,6 +37,10 @@ pub enum FrameKind {
     Ping = 1,
     Pong = 2,
     Close = 3,
+    End = 4,
+    Accept = 5,
+    Refuse = 6,
+    Pull = 7,
     /// Any other byte: refused by the decoder.
     Unknown = 255,
 }
@@ -44,6 +52,10 @@ impl From<u8> for FrameKind {
             1 => Self::Ping,
             2 => Self::Pong,
             3 => Self::Close,
+            4 => Self::End,
+            5 => Self::Accept,
+            6 => Self::Refuse,
+            7 => Self::Pull,
             _ => Self::Unknown,
         }
     }
@@ -79,6 +91,10 @@ pub enum Frame<'a> {
     Ping(u32),
     Pong(u32),
     Close(String),
+    End,
+    Accept,
+    Refuse(String),
+    Pull(u32),
 }
 
 /// The header of a data frame.
@@ -149,19 +165,25 @@ impl<'a> Frame<'a> {
                 };
                 Ok(Frame::Data(head, &bytes[DATA_HEADER_BYTES..]))
             }
-            FrameKind::Ping | FrameKind::Pong => {
+            FrameKind::Ping | FrameKind::Pong | FrameKind::Pull => {
                 need(5)?;
-                let nonce = u32_at(bytes, 1);
-                Ok(if kind == FrameKind::Ping {
-                    Frame::Ping(nonce)
-                } else {
-                    Frame::Pong(nonce)
+                let n = u32_at(bytes, 1);
+                Ok(match kind {
+                    FrameKind::Ping => Frame::Ping(n),
+                    FrameKind::Pong => Frame::Pong(n),
+                    _ => Frame::Pull(n),
                 })
             }
-            FrameKind::Close => {
+            FrameKind::Close | FrameKind::Refuse => {
                 let reason = std::str::from_utf8(&bytes[1..]).map_err(|_| FrameError::BadReason)?;
-                Ok(Frame::Close(reason.to_string()))
+                Ok(if kind == FrameKind::Close {
+                    Frame::Close(reason.to_string())
+                } else {
+                    Frame::Refuse(reason.to_string())
+                })
             }
+            FrameKind::End => Ok(Frame::End),
+            FrameKind::Accept => Ok(Frame::Accept),
             FrameKind::Unknown => Err(FrameError::UnknownKind(kind_byte)),
         }
     }
@@ -175,23 +197,30 @@ impl<'a> Frame<'a> {
                 out.extend_from_slice(bytes);
                 out
             }
-            Frame::Ping(n) | Frame::Pong(n) => {
-                let kind = if matches!(self, Frame::Ping(_)) {
-                    FrameKind::Ping
-                } else {
-                    FrameKind::Pong
+            Frame::Ping(n) | Frame::Pong(n) | Frame::Pull(n) => {
+                let kind = match self {
+                    Frame::Ping(_) => FrameKind::Ping,
+                    Frame::Pong(_) => FrameKind::Pong,
+                    _ => FrameKind::Pull,
                 };
                 let mut out = vec![kind as u8];
                 out.extend_from_slice(&n.to_le_bytes());
                 out
             }
-            Frame::Close(reason) => {
+            Frame::End => vec![FrameKind::End as u8],
+            Frame::Accept => vec![FrameKind::Accept as u8],
+            Frame::Close(reason) | Frame::Refuse(reason) => {
+                let kind = if matches!(self, Frame::Close(_)) {
+                    FrameKind::Close
+                } else {
+                    FrameKind::Refuse
+                };
                 // Keep the frame within bounds whatever the reason's length.
                 let mut cut = reason.len().min(MAX_FRAME_BYTES - 1);
                 while !reason.is_char_boundary(cut) {
                     cut -= 1;
                 }
-                let mut out = vec![FrameKind::Close as u8];
+                let mut out = vec![kind as u8];
                 out.extend_from_slice(&reason.as_bytes()[..cut]);
                 out
             }
@@ -206,6 +235,45 @@ pub fn encode_data_head(out: &mut Vec<u8>, head: &DataHead) {
     out.extend_from_slice(&head.message_id.to_le_bytes());
     out.extend_from_slice(&head.total.to_le_bytes());
     out.extend_from_slice(&head.offset.to_le_bytes());
+}
+
+/// What a data channel is for, from its label. The connection's own channel
+/// is negotiated (id 0); every other channel is a stream or a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelLabel {
+    /// `pw:s:<name>`: a named stream (`conn.openStream(name)`).
+    Stream(String),
+    /// `pw:p:<port>`: a socket to a port (`node.sockets.connect(addr, port)`).
+    Port(u16),
+}
+
+impl ChannelLabel {
+    pub fn encode(&self) -> String {
+        match self {
+            Self::Stream(name) => format!("pw:s:{name}"),
+            Self::Port(port) => format!("pw:p:{port}"),
+        }
+    }
+
+    /// `None` for labels peerwire did not make (refused by the receiver).
+    pub fn parse(label: &str) -> Option<Self> {
+        if let Some(name) = label.strip_prefix("pw:s:") {
+            return check_stream_name(name)
+                .ok()
+                .map(|()| Self::Stream(name.to_string()));
+        }
+        label.strip_prefix("pw:p:")?.parse().ok().map(Self::Port)
+    }
+}
+
+/// Stream names: 1 to 200 bytes, no control characters.
+pub fn check_stream_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
+        return Err(format!(
+            "stream name {name:?} must be 1 to 200 bytes without control characters"
+        ));
+    }
+    Ok(())
 }
 
 /// What peers put in a broker `signal`'s `data`. `session` identifies the
@@ -261,6 +329,10 @@ mod tests {
             Frame::Ping(9),
             Frame::Pong(u32::MAX),
             Frame::Close("bye ✓".into()),
+            Frame::End,
+            Frame::Accept,
+            Frame::Refuse("port 81 closed".into()),
+            Frame::Pull(3),
         ] {
             assert_eq!(Frame::decode(&f.encode()).unwrap(), f);
         }
@@ -273,6 +345,10 @@ mod tests {
     fn bad_frames_are_named() {
         assert_eq!(Frame::decode(&[]), Err(FrameError::Empty));
         assert_eq!(Frame::decode(&[9]), Err(FrameError::UnknownKind(9)));
+        assert!(matches!(
+            Frame::decode(&[7, 1]),
+            Err(FrameError::Truncated { .. })
+        ));
         assert!(matches!(
             Frame::decode(&[0, 0, 1]),
             Err(FrameError::Truncated { .. })
@@ -290,6 +366,29 @@ mod tests {
             Frame::decode(&vec![0; MAX_FRAME_BYTES + 1]),
             Err(FrameError::Oversize(MAX_FRAME_BYTES + 1))
         );
+    }
+
+    #[test]
+    fn labels_carry_stream_names_and_ports() {
+        for l in [
+            ChannelLabel::Stream("chat".into()),
+            ChannelLabel::Stream("a:b/c ✓".into()),
+            ChannelLabel::Port(80),
+            ChannelLabel::Port(65535),
+        ] {
+            assert_eq!(ChannelLabel::parse(&l.encode()), Some(l));
+        }
+        for bad in [
+            "",
+            "peerwire",
+            "pw:s:",
+            "pw:p:70000",
+            "pw:p:x",
+            "pw:x:1",
+            "pw:s:a\nb",
+        ] {
+            assert_eq!(ChannelLabel::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -1,0 +1,357 @@
+//! Rest over streams: URLs, the exchange's heads, routing, and the credit
+//! accounting of pull-based record streams. No I/O here.
+//!
+//! One request/response exchange is one socket to the server's port:
+//!
+//! ```text
+//! client → server   [json: RequestHead] [binary body chunk]* [end]
+//! server → client   [json: ResponseHead] [binary body chunk]* [end]
+//!                   or, for a record set: [json: ResponseHead{records}] then
+//!                   one [json record] per credit the client grants with
+//!                   [pull n] frames, then [end]
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Default rest port, as in HTTP.
+pub const DEFAULT_PORT: u16 = 80;
+
+/// `rest://host[:port]/path?query`, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestUrl {
+    /// A node address, a registered hostname, or `localhost`.
+    pub host: String,
+    pub port: u16,
+    /// Starts with `/`.
+    pub path: String,
+    /// The raw query string, without `?` (empty if none).
+    pub query: String,
+}
+
+impl RestUrl {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let rest = url.strip_prefix("rest://").ok_or_else(|| {
+            format!("{url:?} is not a rest:// URL (use rest://address[:port]/path)")
+        })?;
+        let (authority, path_query) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => (
+                h,
+                p.parse::<u16>()
+                    .map_err(|_| format!("bad port {p:?} in {url:?}"))?,
+            ),
+            None => (authority, DEFAULT_PORT),
+        };
+        if host.is_empty() {
+            return Err(format!("{url:?} names no host"));
+        }
+        let (path, query) = path_query.split_once('?').unwrap_or((path_query, ""));
+        Ok(Self {
+            host: host.to_string(),
+            port,
+            path: path.to_string(),
+            query: query.to_string(),
+        })
+    }
+}
+
+/// Decodes `a=1&b=x%20y` into pairs (`+` is a space).
+pub fn parse_query(query: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// The first frame of a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestHead {
+    pub method: String,
+    pub path: String,
+    #[serde(default)]
+    pub query: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+/// The first frame of a response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResponseHead {
+    pub status: u16,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// The body is a record set pulled one record at a time.
+    #[serde(default)]
+    pub records: bool,
+}
+
+/// The methods routes can name; `all` matches any.
+pub const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Fixed(String),
+    Param(String),
+    /// `*` at the end: the rest of the path.
+    Rest,
+}
+
+#[derive(Debug, Clone)]
+struct Route {
+    method: Option<String>,
+    segments: Vec<Segment>,
+}
+
+/// A route that matched, with its parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Matched {
+    pub route: usize,
+    pub params: BTreeMap<String, String>,
+}
+
+/// Routes in the order they were added; the first match wins.
+#[derive(Debug, Clone, Default)]
+pub struct Router {
+    routes: Vec<Route>,
+}
+
+fn segments(path: &str) -> impl Iterator<Item = &str> {
+    path.split('/').filter(|s| !s.is_empty())
+}
+
+impl Router {
+    /// Adds a route; `method` `None` matches every method. Patterns are
+    /// `/users/:id/posts`, with `*` as a last segment for "anything below".
+    pub fn add(&mut self, method: Option<&str>, pattern: &str) -> Result<usize, String> {
+        if !pattern.starts_with('/') {
+            return Err(format!("route {pattern:?} must start with '/'"));
+        }
+        let method = match method {
+            Some(m) => {
+                let m = m.to_ascii_uppercase();
+                if !METHODS.contains(&m.as_str()) {
+                    return Err(format!("unknown method {m:?}"));
+                }
+                Some(m)
+            }
+            None => None,
+        };
+        let parts: Vec<&str> = segments(pattern).collect();
+        let mut out = Vec::new();
+        for (i, s) in parts.iter().enumerate() {
+            out.push(if let Some(name) = s.strip_prefix(':') {
+                if name.is_empty() {
+                    return Err(format!("route {pattern:?} has a parameter without a name"));
+                }
+                Segment::Param(name.to_string())
+            } else if *s == "*" {
+                if i + 1 != parts.len() {
+                    return Err(format!("route {pattern:?}: '*' must be the last segment"));
+                }
+                Segment::Rest
+            } else {
+                Segment::Fixed(s.to_string())
+            });
+        }
+        self.routes.push(Route {
+            method,
+            segments: out,
+        });
+        Ok(self.routes.len() - 1)
+    }
+
+    /// The first route matching `method` and `path`.
+    pub fn find(&self, method: &str, path: &str) -> Option<Matched> {
+        let method = method.to_ascii_uppercase();
+        let parts: Vec<&str> = segments(path).collect();
+        'routes: for (i, r) in self.routes.iter().enumerate() {
+            if r.method.as_ref().is_some_and(|m| *m != method) {
+                continue;
+            }
+            let mut params = BTreeMap::new();
+            let mut k = 0;
+            for seg in &r.segments {
+                match seg {
+                    Segment::Rest => {
+                        params.insert("*".to_string(), parts[k.min(parts.len())..].join("/"));
+                        return Some(Matched { route: i, params });
+                    }
+                    _ if k >= parts.len() => continue 'routes,
+                    Segment::Fixed(f) if f != parts[k] => continue 'routes,
+                    Segment::Fixed(_) => {}
+                    Segment::Param(name) => {
+                        let value = percent_decode(parts[k]);
+                        params.insert(name.clone(), value);
+                    }
+                }
+                k += 1;
+            }
+            if k == parts.len() {
+                return Some(Matched { route: i, params });
+            }
+        }
+        None
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    // form_urlencoded also turns '+' into ' ', which a path must not.
+    let escaped = s.replace('+', "%2B");
+    form_urlencoded::parse(format!("x={escaped}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// Credits of a pull-based record stream, seen from the server: a record
+/// may be produced only against a credit the client granted.
+#[derive(Debug, Clone, Default)]
+pub struct Credits {
+    available: u64,
+}
+
+impl Credits {
+    /// The client asked for `n` more records.
+    pub fn grant(&mut self, n: u32) {
+        self.available = self.available.saturating_add(n as u64);
+    }
+
+    /// Takes one credit if there is one.
+    pub fn take(&mut self) -> bool {
+        if self.available > 0 {
+            self.available -= 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    pub fn available(&self) -> u64 {
+        self.available
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_with_default_port_path_and_query() {
+        let u = RestUrl::parse("rest://p-abc123/users/7?x=1&y=two").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str(), u.query.as_str()),
+            ("p-abc123", 80, "/users/7", "x=1&y=two")
+        );
+        let u = RestUrl::parse("rest://localhost:8080").unwrap();
+        assert_eq!(
+            (u.host.as_str(), u.port, u.path.as_str()),
+            ("localhost", 8080, "/")
+        );
+        for bad in [
+            "http://x/",
+            "rest://",
+            "rest://:80/",
+            "rest://x:99999/",
+            "rest://x:y/",
+        ] {
+            assert!(RestUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn queries_decode() {
+        assert_eq!(
+            parse_query("a=1&b=x%20y&c=p+q&d"),
+            vec![
+                ("a".into(), "1".into()),
+                ("b".into(), "x y".into()),
+                ("c".into(), "p q".into()),
+                ("d".into(), "".into())
+            ]
+        );
+        assert!(parse_query("").is_empty());
+    }
+
+    #[test]
+    fn routes_match_in_order_with_params_and_methods() {
+        let mut r = Router::default();
+        let list = r.add(Some("get"), "/users").unwrap();
+        let one = r.add(Some("GET"), "/users/:id").unwrap();
+        let posts = r.add(None, "/users/:id/posts/:post").unwrap();
+        let files = r.add(Some("GET"), "/files/*").unwrap();
+        let any = r.add(None, "/*").unwrap();
+        assert_eq!(r.find("GET", "/users").unwrap().route, list);
+        let m = r.find("GET", "/users/a%20b").unwrap();
+        assert_eq!(
+            (m.route, m.params.get("id").map(String::as_str)),
+            (one, Some("a b"))
+        );
+        let m = r.find("DELETE", "/users/7/posts/9").unwrap();
+        assert_eq!(
+            (m.route, m.params["id"].as_str(), m.params["post"].as_str()),
+            (posts, "7", "9")
+        );
+        let m = r.find("GET", "/files/a/b.txt").unwrap();
+        assert_eq!((m.route, m.params["*"].as_str()), (files, "a/b.txt"));
+        assert_eq!(
+            r.find("POST", "/users/7").unwrap().route,
+            any,
+            "GET-only route skipped for POST"
+        );
+        let mut strict = Router::default();
+        strict.add(Some("GET"), "/a/:b").unwrap();
+        assert_eq!(strict.find("GET", "/a"), None);
+        assert_eq!(strict.find("GET", "/a/b/c"), None);
+        assert_eq!(strict.find("POST", "/a/b"), None);
+        assert!(strict.add(Some("FETCH"), "/x").is_err());
+        assert!(strict.add(None, "x").is_err());
+        assert!(strict.add(None, "/*/x").is_err());
+        assert!(strict.add(None, "/:").is_err());
+    }
+
+    #[test]
+    fn heads_round_trip() {
+        let h = RequestHead {
+            method: "POST".into(),
+            path: "/x".into(),
+            query: "a=1".into(),
+            headers: [("content-type".to_string(), "application/json".to_string())].into(),
+        };
+        assert_eq!(
+            serde_json::from_str::<RequestHead>(&serde_json::to_string(&h).unwrap()).unwrap(),
+            h
+        );
+        let r: ResponseHead = serde_json::from_str(r#"{"status":404}"#).unwrap();
+        assert_eq!((r.status, r.records, r.headers.len()), (404, false, 0));
+    }
+
+    /// The server side of a record set: nothing is produced without credit,
+    /// and exactly one record per credit.
+    #[test]
+    fn records_are_produced_only_against_credit() {
+        let mut credits = Credits::default();
+        let mut source = 0..10;
+        let mut produced = Vec::new();
+        let mut pump = |credits: &mut Credits, produced: &mut Vec<i32>| {
+            while credits.take() {
+                match source.next() {
+                    Some(r) => produced.push(r),
+                    None => break,
+                }
+            }
+        };
+        pump(&mut credits, &mut produced);
+        assert!(produced.is_empty());
+        credits.grant(1);
+        pump(&mut credits, &mut produced);
+        assert_eq!(produced, vec![0]);
+        credits.grant(3);
+        pump(&mut credits, &mut produced);
+        assert_eq!(produced, vec![0, 1, 2, 3]);
+        assert_eq!(credits.available(), 0);
+    }
+}
