@@ -23,21 +23,24 @@ use futures_util::StreamExt;
 use js_sys::{Function, Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::{JsCast, JsValue};
-use wasm_bindgen_futures::{JsFuture, spawn_local};
+use wasm_bindgen_futures::spawn_local;
 
 use super::errors::PeerError;
 use super::events::Emitter;
+use super::outbox::{Limits, Outlet, SendQueue, decode_payload};
 use super::peer::PeerShared;
-use crate::core::chunking::{Chunker, Reassembler, Received};
+use super::stream::{Role, Stream, StreamSettings, StreamShared};
+use crate::core::chunking::{Reassembler, Received};
 use crate::core::keepalive::{KeepAlive, Tick};
 use crate::core::negotiation::{
     Negotiator, OnCandidate, OnDescription, OnNegotiationNeeded, SdpKind, is_polite,
 };
-use crate::protocol::frames::{Frame, MAX_CHUNK_BYTES, PayloadType, PeerSignal, SignalBody};
+use crate::protocol::frames::{ChannelLabel, Frame, PeerSignal, SignalBody, check_stream_name};
+use crate::web::channel::FrameSink;
 use crate::web::rtc::{ChannelPolicy, RtcEvent, RtcLink};
 use crate::web::{now, random_u64};
 
-pub(crate) const CONNECTION_EVENTS: &[&str] = &["open", "message", "close", "error"];
+pub(crate) const CONNECTION_EVENTS: &[&str] = &["open", "message", "close", "error", "stream"];
 
 /// Where a connection stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,18 +55,6 @@ enum Input {
     Rtc(RtcEvent),
     Signal(PeerSignal),
     Tick,
-}
-
-/// What `send()` hands the sender task.
-enum Payload {
-    Bytes(PayloadType, Vec<u8>),
-    Blob(web_sys::Blob),
-}
-
-struct SendJob {
-    payload: Payload,
-    progress: Option<Function>,
-    done: oneshot::Sender<Result<(), PeerError>>,
 }
 
 pub(crate) struct ConnShared {
@@ -83,11 +74,10 @@ pub(crate) struct ConnShared {
     keepalive: RefCell<KeepAlive>,
     pub emitter: Emitter,
     inputs: mpsc::UnboundedSender<Input>,
-    jobs: RefCell<Option<mpsc::UnboundedSender<SendJob>>>,
-    queued_bytes: Cell<usize>,
+    outbox: SendQueue,
+    streams: RefCell<Vec<Rc<StreamShared>>>,
     openers: RefCell<Vec<oneshot::Sender<Result<(), PeerError>>>>,
     opened_tx: RefCell<Option<oneshot::Sender<()>>>,
-    next_message: Cell<u32>,
     _tick: RefCell<Option<gloo_timers::callback::Interval>>,
     _timeout: RefCell<Option<gloo_timers::callback::Timeout>>,
     close_reason: RefCell<Option<String>>,
@@ -107,7 +97,6 @@ impl ConnShared {
         let (in_tx, in_rx) = mpsc::unbounded::<Input>();
         let (rtc_tx, rtc_rx) = mpsc::unbounded::<RtcEvent>();
         let (low_tx, low_rx) = mpsc::unbounded::<()>();
-        let (job_tx, job_rx) = mpsc::unbounded::<SendJob>();
         let (opened_tx, opened_rx) = oneshot::channel::<()>();
         let link = RtcLink::new(
             &peer.ice_servers(),
@@ -127,7 +116,8 @@ impl ConnShared {
                 let _ = t.unbounded_send(Input::Tick);
             },
         );
-        let conn = Rc::new(Self {
+        let window = opts.window;
+        let conn = Rc::new_cyclic(|weak: &Weak<Self>| Self {
             remote: remote.to_string(),
             peer: Rc::downgrade(peer),
             session: random_u64(),
@@ -145,11 +135,10 @@ impl ConnShared {
             )),
             emitter: Emitter::new(CONNECTION_EVENTS),
             inputs: in_tx,
-            jobs: RefCell::new(Some(job_tx)),
-            queued_bytes: Cell::new(0),
+            outbox: SendQueue::start(weak.clone(), low_rx, opened_rx, window),
+            streams: RefCell::new(Vec::new()),
             openers: RefCell::new(Vec::new()),
             opened_tx: RefCell::new(Some(opened_tx)),
-            next_message: Cell::new(1),
             _tick: RefCell::new(Some(tick)),
             _timeout: RefCell::new(None),
             close_reason: RefCell::new(None),
@@ -171,14 +160,64 @@ impl ConnShared {
             });
         *conn._timeout.borrow_mut() = Some(timeout);
         spawn_local(drive(Rc::downgrade(&conn), in_rx, rtc_rx));
-        spawn_local(send_loop(
-            Rc::downgrade(&conn),
-            job_rx,
-            low_rx,
-            opened_rx,
-            opts.window,
-        ));
         Ok(conn)
+    }
+
+    pub fn add_stream(&self, s: &Rc<StreamShared>) {
+        self.streams.borrow_mut().push(s.clone());
+    }
+
+    pub fn forget_stream(&self, s: &StreamShared) {
+        self.streams
+            .borrow_mut()
+            .retain(|x| !std::ptr::eq(Rc::as_ptr(x), s));
+    }
+
+    /// Settings for a stream on this connection: the peer's defaults,
+    /// overridden by `policy`.
+    pub fn stream_settings(&self, policy: Option<ChannelPolicy>) -> StreamSettings {
+        let (window, max_message) = self
+            .peer
+            .upgrade()
+            .map(|p| (p.options.window, p.options.max_message_size))
+            .unwrap_or_default();
+        StreamSettings {
+            policy: policy.unwrap_or(self.policy),
+            window,
+            max_message,
+        }
+    }
+
+    /// Opens a stream or a socket channel to the remote.
+    pub fn open_channel(
+        self: &Rc<Self>,
+        label: ChannelLabel,
+        role: Role,
+        policy: Option<ChannelPolicy>,
+    ) -> Result<Rc<StreamShared>, PeerError> {
+        if self.state.get() != State::Open {
+            return Err(self.closed_error());
+        }
+        let settings = self.stream_settings(policy);
+        let link = self.link().ok_or_else(|| self.closed_error())?;
+        let dc = link.create_channel(&label.encode(), settings.policy);
+        Ok(StreamShared::start(self, dc, label, role, settings))
+    }
+
+    fn on_incoming_channel(self: &Rc<Self>, dc: web_sys::RtcDataChannel) {
+        match ChannelLabel::parse(&dc.label()) {
+            Some(label @ ChannelLabel::Stream(_)) => {
+                let stream =
+                    StreamShared::start(self, dc, label, Role::Stream, self.stream_settings(None));
+                let conn = self.clone();
+                stream.when_open(move |s| conn.emitter.emit("stream", &Stream::handle(s)));
+            }
+            Some(ChannelLabel::Port(port)) => match self.peer.upgrade() {
+                Some(peer) => peer.port_channel(self, dc, port),
+                None => dc.close(),
+            },
+            None => dc.close(),
+        }
     }
 
     fn link(&self) -> Option<Rc<RtcLink>> {
@@ -274,7 +313,11 @@ impl ConnShared {
             let _ = tx.send(Err(err.clone()));
         }
         self.opened_tx.borrow_mut().take();
-        self.jobs.borrow_mut().take();
+        self.outbox.close();
+        let streams: Vec<Rc<StreamShared>> = self.streams.borrow_mut().drain(..).collect();
+        for st in streams {
+            st.close(reason, None, false);
+        }
         // Ends the driver task even while JS still holds this connection.
         self.inputs.close_channel();
         self._tick.borrow_mut().take();
@@ -315,63 +358,18 @@ impl ConnShared {
         if self.state.get() == State::Closed {
             return Err(self.closed_error());
         }
-        let max = self
+        let max_message = self
             .peer
             .upgrade()
             .map(|p| p.options.max_message_size)
             .unwrap_or(0);
-        let payload = to_payload(&value)?;
-        let size = match &payload {
-            Payload::Bytes(_, b) => b.len(),
-            Payload::Blob(b) => b.size() as usize,
+        let limits = Limits {
+            max_message,
+            reliable: self.policy.reliable(),
         };
-        if size > max {
-            return Err(PeerError::MessageTooLarge {
-                size,
-                max,
-                hint: "; raise maxMessageSize in createPeer options",
-            });
-        }
-        if !self.policy.reliable() && size > MAX_CHUNK_BYTES {
-            return Err(PeerError::MessageTooLarge {
-                size,
-                max: MAX_CHUNK_BYTES,
-                hint: " for an unreliable channel (ordered: false or maxRetransmits); use a reliable connection for large data",
-            });
-        }
-        // Bound what may wait in the queue: a few maximum-size messages.
-        let queued = self.queued_bytes.get();
-        if queued + size > max.saturating_mul(4) {
-            return Err(PeerError::QueueFull(format!(
-                "{queued} bytes are already waiting to be sent to {:?}; await earlier sends first",
-                self.remote
-            )));
-        }
-        let (done, result) = oneshot::channel();
-        let job = SendJob {
-            payload,
-            progress,
-            done,
-        };
-        let sent = self
-            .jobs
-            .borrow()
-            .as_ref()
-            .is_some_and(|tx| tx.unbounded_send(job).is_ok());
-        if !sent {
-            return Err(self.closed_error());
-        }
-        self.queued_bytes.set(queued + size);
-        let out = result.await.unwrap_or_else(|_| Err(self.closed_error()));
-        self.queued_bytes
-            .set(self.queued_bytes.get().saturating_sub(size));
-        out
-    }
-
-    fn take_message_id(&self) -> u32 {
-        let id = self.next_message.get();
-        self.next_message.set(id.wrapping_add(1));
-        id
+        self.outbox
+            .send_value(&value, progress, limits, || self.closed_error())
+            .await
     }
 
     fn on_frame(self: &Rc<Self>, data: JsValue) {
@@ -391,6 +389,11 @@ impl ConnShared {
             }),
             Ok(Received::Partial) | Ok(Received::Pong(_)) => {}
             Ok(Received::Ping(n)) => self.send_frame(&Frame::Pong(n)),
+            Ok(Received::End | Received::Accept | Received::Refuse(_) | Received::Pull(_)) => self
+                .fail(PeerError::Protocol {
+                    id: self.remote.clone(),
+                    detail: "a stream frame on the connection's own channel".into(),
+                }),
             Ok(Received::Close(reason)) => {
                 let reason = if reason.is_empty() {
                     "closed by the remote peer".to_string()
@@ -567,6 +570,7 @@ async fn drive(
                 }
             }
             Input::Rtc(RtcEvent::ChannelOpen) => c.on_open(),
+            Input::Rtc(RtcEvent::IncomingChannel(dc)) => c.on_incoming_channel(dc),
             Input::Rtc(RtcEvent::ChannelMessage(data)) => c.on_frame(data),
             Input::Rtc(RtcEvent::ChannelClosed) => c.close("the data channel closed", None, false),
             Input::Rtc(RtcEvent::ChannelError(text)) => {
@@ -588,139 +592,6 @@ fn candidate_body(json: &str) -> Option<SignalBody> {
         .as_object_mut()?
         .insert("kind".into(), "candidate".into());
     serde_json::from_value(value).ok()
-}
-
-/// The sender: one job at a time, frames only while the window allows.
-async fn send_loop(
-    conn: Weak<ConnShared>,
-    mut jobs: mpsc::UnboundedReceiver<SendJob>,
-    mut low: mpsc::UnboundedReceiver<()>,
-    opened: oneshot::Receiver<()>,
-    window: crate::core::chunking::SendWindow,
-) {
-    let ready = opened.await.is_ok();
-    while let Some(job) = jobs.next().await {
-        let result = if ready {
-            send_one(&conn, job.payload, job.progress.as_ref(), &mut low, window).await
-        } else {
-            Err(())
-        };
-        let result = result.map_err(|()| {
-            conn.upgrade()
-                .map(|c| c.closed_error())
-                .unwrap_or_else(|| PeerError::Closed("the connection".into()))
-        });
-        let _ = job.done.send(result);
-    }
-}
-
-async fn send_one(
-    conn: &Weak<ConnShared>,
-    payload: Payload,
-    progress: Option<&Function>,
-    low: &mut mpsc::UnboundedReceiver<()>,
-    window: crate::core::chunking::SendWindow,
-) -> Result<(), ()> {
-    let (kind, bytes) = match payload {
-        Payload::Bytes(kind, bytes) => (kind, bytes),
-        Payload::Blob(blob) => {
-            let buf = JsFuture::from(blob.array_buffer()).await.map_err(|_| ())?;
-            (PayloadType::Binary, Uint8Array::new(&buf).to_vec())
-        }
-    };
-    let id = conn.upgrade().ok_or(())?.take_message_id();
-    let mut chunker = Chunker::new(id, kind, bytes);
-    let total = chunker.total();
-    let mut frames = 0usize;
-    loop {
-        let link = conn.upgrade().and_then(|c| c.link()).ok_or(())?;
-        if !window.may_send(link.buffered()) {
-            // Forget stale wake-ups, re-check, then wait for the next one.
-            while low.try_recv().is_ok() {}
-            if !window.may_send(link.buffered()) {
-                drop(link);
-                low.next().await.ok_or(())?;
-                continue;
-            }
-        }
-        let Some(frame) = chunker.next_frame() else {
-            break;
-        };
-        link.send(&frame).map_err(|_| ())?;
-        if let Some(c) = conn.upgrade() {
-            c.keepalive.borrow_mut().sent(now());
-        }
-        frames += 1;
-        if let Some(f) = progress {
-            if frames % 64 == 0 || chunker.sent() == total {
-                let _ = f.call2(
-                    &JsValue::UNDEFINED,
-                    &(chunker.sent() as f64).into(),
-                    &(total as f64).into(),
-                );
-            }
-        }
-    }
-    Ok(())
-}
-
-/// Strings as text, bytes as binary, Blobs read in order, anything else as
-/// JSON.
-fn to_payload(value: &JsValue) -> Result<Payload, PeerError> {
-    if let Some(s) = value.as_string() {
-        return Ok(Payload::Bytes(PayloadType::Text, s.into_bytes()));
-    }
-    if let Some(buf) = value.dyn_ref::<js_sys::ArrayBuffer>() {
-        return Ok(Payload::Bytes(
-            PayloadType::Binary,
-            Uint8Array::new(buf).to_vec(),
-        ));
-    }
-    if js_sys::ArrayBuffer::is_view(value) {
-        let buffer = Reflect::get(value, &"buffer".into()).map_err(|_| bad_value())?;
-        let offset = Reflect::get(value, &"byteOffset".into())
-            .ok()
-            .and_then(|v| v.as_f64())
-            .unwrap_or(0.0) as u32;
-        let len = Reflect::get(value, &"byteLength".into())
-            .ok()
-            .and_then(|v| v.as_f64())
-            .unwrap_or(0.0) as u32;
-        let view = Uint8Array::new_with_byte_offset_and_length(&buffer, offset, len);
-        return Ok(Payload::Bytes(PayloadType::Binary, view.to_vec()));
-    }
-    if let Some(blob) = value.dyn_ref::<web_sys::Blob>() {
-        return Ok(Payload::Blob(blob.clone()));
-    }
-    if value.is_undefined() || value.is_function() || value.is_symbol() {
-        return Err(bad_value());
-    }
-    let json = js_sys::JSON::stringify(value).map_err(|e| {
-        PeerError::InvalidArgument(format!(
-            "the message cannot be sent as JSON: {}",
-            crate::web::js_error_text(&e)
-        ))
-    })?;
-    let json: String = json.into();
-    Ok(Payload::Bytes(PayloadType::Json, json.into_bytes()))
-}
-
-fn bad_value() -> PeerError {
-    PeerError::InvalidArgument("send() takes a string, ArrayBuffer, typed array, Blob, or a JSON value (not undefined or a function)".into())
-}
-
-fn decode_payload(kind: PayloadType, bytes: Vec<u8>) -> Result<JsValue, String> {
-    match kind {
-        PayloadType::Binary => Ok(Uint8Array::from(&bytes[..]).into()),
-        PayloadType::Text => String::from_utf8(bytes)
-            .map(JsValue::from)
-            .map_err(|_| "text message is not UTF-8".into()),
-        PayloadType::Json => {
-            let text =
-                String::from_utf8(bytes).map_err(|_| "JSON message is not UTF-8".to_string())?;
-            js_sys::JSON::parse(&text).map_err(|_| "JSON message does not parse".into())
-        }
-    }
 }
 
 /// A peer-to-peer connection to one remote peer.
@@ -771,6 +642,26 @@ impl Connection {
         })
     }
 
+    /// Opens a named stream: a channel of its own on this connection. The
+    /// remote gets a `stream` event. Options: `ordered`, `maxRetransmits`.
+    #[wasm_bindgen(js_name = openStream, unchecked_return_type = "Promise<Stream>")]
+    pub fn open_stream(
+        &self,
+        name: String,
+        options: Option<super::StreamOptionsArg>,
+    ) -> js_sys::Promise {
+        let inner = self.inner.clone();
+        let options: JsValue = options.map(Into::into).unwrap_or(JsValue::UNDEFINED);
+        wasm_bindgen_futures::future_to_promise(async move {
+            check_stream_name(&name).map_err(PeerError::InvalidArgument)?;
+            let policy = super::options::policy_from(&options, inner.policy)?;
+            let stream =
+                inner.open_channel(ChannelLabel::Stream(name), Role::Stream, Some(policy))?;
+            stream.opened().await?;
+            Ok(Stream::handle(&stream))
+        })
+    }
+
     /// Closes the connection; the remote gets `close` at once.
     pub fn close(&self) {
         self.inner.close("closed by the local peer", None, true);
@@ -793,3 +684,17 @@ impl Connection {
 }
 
 super::events::event_methods!(Connection);
+
+impl Outlet for ConnShared {
+    fn sink(&self) -> Option<Rc<dyn FrameSink>> {
+        self.link().map(|l| l as Rc<dyn FrameSink>)
+    }
+
+    fn on_sent(&self) {
+        self.keepalive.borrow_mut().sent(now());
+    }
+
+    fn closed_error(&self) -> PeerError {
+        ConnShared::closed_error(self)
+    }
+}

@@ -36,6 +36,16 @@ pub enum PeerError {
     },
     #[error("peer {id:?} sent bad data: {detail}")]
     Protocol { id: String, detail: String },
+    #[error("nothing listens on port {port} of {id:?} ({reason})")]
+    PortClosed {
+        id: String,
+        port: u16,
+        reason: String,
+    },
+    #[error("{0}")]
+    UnknownHost(String),
+    #[error("{0}")]
+    HostnameTaken(String),
     #[error("{0}")]
     QueueFull(String),
     #[error("the broker did not answer within {0} ms")]
@@ -57,6 +67,9 @@ impl PeerError {
             Self::Closed(_) => "ClosedError",
             Self::MessageTooLarge { .. } => "MessageTooLargeError",
             Self::Protocol { .. } => "ProtocolError",
+            Self::PortClosed { .. } => "PortClosedError",
+            Self::UnknownHost(_) => "UnknownHostError",
+            Self::HostnameTaken(_) => "HostnameTakenError",
             Self::QueueFull(_) => "QueueFullError",
             Self::Timeout(_) => "TimeoutError",
         }
@@ -76,6 +89,9 @@ impl PeerError {
             Self::Closed(_) => "closed",
             Self::MessageTooLarge { .. } => "message-too-large",
             Self::Protocol { .. } => "protocol-error",
+            Self::PortClosed { .. } => "port-closed",
+            Self::UnknownHost(_) => "unknown-host",
+            Self::HostnameTaken(_) => "hostname-taken",
             Self::QueueFull(_) => "queue-full",
             Self::Timeout(_) => "timeout",
         }

@@ -7,9 +7,14 @@
 pub mod connection;
 pub mod errors;
 pub mod events;
+pub mod hubs;
+pub mod node;
 pub mod options;
+pub mod outbox;
 pub mod peer;
+pub mod rest;
 pub mod room;
+pub mod stream;
 
 use wasm_bindgen::prelude::*;
 
@@ -27,6 +32,18 @@ extern "C" {
     /// `SetOptions` as TypeScript sees it.
     #[wasm_bindgen(typescript_type = "SetOptions")]
     pub type SetOptionsArg;
+    /// `NodeOptions` as TypeScript sees it.
+    #[wasm_bindgen(typescript_type = "NodeOptions")]
+    pub type NodeOptionsArg;
+    /// `SocketOptions` as TypeScript sees it.
+    #[wasm_bindgen(typescript_type = "SocketOptions")]
+    pub type SocketOptionsArg;
+    /// `FetchInit` as TypeScript sees it.
+    #[wasm_bindgen(typescript_type = "FetchInit")]
+    pub type FetchInitArg;
+    /// `StreamOptions` as TypeScript sees it.
+    #[wasm_bindgen(typescript_type = "StreamOptions")]
+    pub type StreamOptionsArg;
 }
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -77,13 +94,58 @@ export interface BroadcastOptions { /** Deliver to this peer too. */ includeSelf
 /** Options of `room.set()`. */
 export interface SetOptions { /** Remove the key after this many milliseconds. */ ttl?: number }
 
+/** The interface a `Node` talks to its hub through; `PageHub`,
+ * `BroadcastChannelHub` implement it, and so can your own. */
+export interface Hub {
+  /** A new endpoint: `deliver(from, data)` receives its signals; resolves its address. */
+  attach(deliver: (from: string, data: string) => void): string | Promise<string>;
+  detach(address: string): void;
+  /** Hands `data` to `to`; throw or reject when `to` is unknown, so connecting fails at once. */
+  send(from: string, to: string, data: string): void | Promise<void>;
+  register(address: string, hostname: string): void | Promise<void>;
+  /** Throw or reject (ideally an Error named `UnknownHostError`) when unknown. */
+  lookup(hostname: string): string | Promise<string>;
+  iceServers?: IceServer[];
+}
+
+/** Options of `new Node()`: a hub (default: the page's `PageHub`), and the
+ * `PeerOptions` other than `broker` and `id`. */
+export interface NodeOptions extends Omit<PeerOptions, "broker" | "id"> {
+  hub?: Hub | NetworkHub;
+}
+
+/** Options of `sockets.connect()`. */
+export interface SocketOptions { /** Give up after this many ms (default `connectTimeout`). */ timeout?: number }
+
+/** Options of `rest.fetch()`. */
+export interface FetchInit {
+  method?: "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | string;
+  headers?: Record<string, string>;
+  /** A string, bytes, or any JSON value. */
+  body?: unknown;
+  /** Give up connecting after this many ms (default `connectTimeout`). */
+  timeout?: number;
+}
+
+export type RestHandler = (req: RestRequest, res: RestResponse) => void | Promise<void>;
+
 export type ConnectionState = "connecting" | "open" | "closed";
+export type StreamState = "opening" | "open" | "local-ended" | "remote-ended" | "closed";
+
+/** Options of `openStream()`: this side's sending policy for the stream. */
+export interface StreamOptions {
+  /** Deliver in order (default: the connection's setting, normally true). */
+  ordered?: boolean;
+  /** Retransmit a lost message at most this many times (unreliable). */
+  maxRetransmits?: number;
+}
 
 /** Every error the SDK throws or emits is an `Error` with these two fields. */
 export interface PeerwireError extends Error {
   /** `InvalidIdError`, `IdTakenError`, `InvalidArgumentError`, `BrokerUnreachableError`, `BrokerError`,
    * `PeerUnavailableError`, `ConnectTimeoutError`, `ConnectionFailedError`, `ClosedError`,
-   * `MessageTooLargeError`, `ProtocolError`, `QueueFullError` or `TimeoutError`. */
+   * `MessageTooLargeError`, `ProtocolError`, `PortClosedError`, `UnknownHostError`, `HostnameTakenError`,
+   * `QueueFullError` or `TimeoutError`. */
   name: string;
   /** A stable code, e.g. `"id-taken"`, `"unknown-peer"`, `"connect-timeout"`. */
   code: string;
@@ -110,6 +172,17 @@ export interface ConnectionEvents {
   open: void;
   message: unknown;
   close: { reason: string; peerId: string };
+  error: PeerwireError;
+  /** The remote opened a stream with `openStream(name)`. */
+  stream: Stream;
+}
+
+export interface StreamEvents {
+  open: void;
+  message: unknown;
+  /** The remote ended its side (half-close); this side may still send. */
+  end: void;
+  close: { reason: string };
   error: PeerwireError;
 }
 
@@ -138,9 +211,18 @@ export interface Connection {
   on<K extends keyof ConnectionEvents>(type: K, listener: (event: ConnectionEvents[K]) => void): void;
   off<K extends keyof ConnectionEvents>(type: K, listener: (event: ConnectionEvents[K]) => void): void;
 }
+export interface Stream {
+  on<K extends keyof StreamEvents>(type: K, listener: (event: StreamEvents[K]) => void): void;
+  off<K extends keyof StreamEvents>(type: K, listener: (event: StreamEvents[K]) => void): void;
+}
 export interface Room {
   on<K extends keyof RoomEvents>(type: K, listener: (event: RoomEvents[K]) => void): void;
   off<K extends keyof RoomEvents>(type: K, listener: (event: RoomEvents[K]) => void): void;
+}
+export interface NodeEvents extends PeerEvents {}
+export interface Node {
+  on<K extends keyof NodeEvents>(type: K, listener: (event: NodeEvents[K]) => void): void;
+  off<K extends keyof NodeEvents>(type: K, listener: (event: NodeEvents[K]) => void): void;
 }
 export interface Rendezvous {
   on<K extends keyof RendezvousEvents>(type: K, listener: (event: RendezvousEvents[K]) => void): void;

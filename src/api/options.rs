@@ -10,7 +10,7 @@ use crate::protocol::IceServer;
 use crate::web::rtc::ChannelPolicy;
 
 /// `createPeer` options (see the TypeScript `PeerOptions`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RawPeerOptions {
     pub broker: Option<String>,
@@ -125,4 +125,21 @@ impl PeerOptions {
             window,
         })
     }
+}
+
+/// `{ ordered, maxRetransmits }` from a JS options object, over `base`.
+pub fn policy_from(options: &JsValue, base: ChannelPolicy) -> Result<ChannelPolicy, PeerError> {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    struct Raw {
+        ordered: Option<bool>,
+        max_retransmits: Option<u16>,
+    }
+    Ok(match parse_json::<Raw>(options, "stream options")? {
+        Some(r) => ChannelPolicy {
+            ordered: r.ordered.unwrap_or(base.ordered),
+            max_retransmits: r.max_retransmits.or(base.max_retransmits),
+        },
+        None => base,
+    })
 }

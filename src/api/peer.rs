@@ -21,9 +21,12 @@ use wasm_bindgen_futures::spawn_local;
 use super::connection::{ConnShared, Connection};
 use super::errors::PeerError;
 use super::events::Emitter;
+use super::node::{HubLink, Listener};
 use super::options::{PeerOptions, RawPeerOptions, parse_json};
 use super::room::{Rendezvous, RendezvousShared, Room, RoomShared};
+use super::stream::{Role, StreamShared};
 use crate::core::broker::{BrokerSession, Link, QueueError, SessionConfig, SessionEvent};
+use crate::protocol::frames::ChannelLabel;
 use crate::protocol::messages::Rid;
 use crate::protocol::{
     ClientMessage, ErrorCode, IceServer, ServerMessage, frames::PeerSignal, ids,
@@ -40,10 +43,20 @@ pub(crate) const PEER_EVENTS: &[&str] = &[
     "broker",
 ];
 
-enum PeerInput {
+pub(crate) enum PeerInput {
     Socket(u64, SocketEvent),
     Reconnect,
     Tick,
+    /// A signal that came through a hub: `(from, JSON text)`.
+    HubSignal(String, String),
+    /// The hub could not deliver to this address.
+    HubUndeliverable(String, String),
+}
+
+/// Whether the peer has its id yet.
+enum Ready {
+    Pending(Vec<oneshot::Sender<Result<(), PeerError>>>),
+    Done(Result<(), PeerError>),
 }
 
 pub(crate) struct PeerShared {
@@ -59,14 +72,71 @@ pub(crate) struct PeerShared {
     keys: RefCell<HashMap<String, Rc<RendezvousShared>>>,
     ice: RefCell<Vec<IceServer>>,
     closed: Cell<bool>,
-    ready: RefCell<Option<oneshot::Sender<Result<(), PeerError>>>>,
+    ready: RefCell<Ready>,
+    pub(crate) hub: RefCell<Option<Rc<HubLink>>>,
+    pub(crate) listeners: RefCell<HashMap<u16, Listener>>,
     reconnect: RefCell<Option<gloo_timers::callback::Timeout>>,
     tick: RefCell<Option<gloo_timers::callback::Interval>>,
 }
 
 impl PeerShared {
     pub fn id(&self) -> Option<String> {
+        if let Some(hub) = self.hub.borrow().as_ref() {
+            return hub.address();
+        }
         self.session.borrow().id().map(str::to_string)
+    }
+
+    /// Settles readiness; `false` if it was already settled.
+    pub(crate) fn settle_ready(&self, result: Result<(), PeerError>) -> bool {
+        let mut ready = self.ready.borrow_mut();
+        match std::mem::replace(&mut *ready, Ready::Done(result.clone())) {
+            Ready::Pending(waiters) => {
+                drop(ready);
+                for w in waiters {
+                    let _ = w.send(result.clone());
+                }
+                true
+            }
+            done @ Ready::Done(_) => {
+                *ready = done;
+                false
+            }
+        }
+    }
+
+    /// Resolves once the id (or hub address) is known.
+    pub(crate) async fn wait_ready(&self) -> Result<(), PeerError> {
+        let rx = match &mut *self.ready.borrow_mut() {
+            Ready::Done(r) => return r.clone(),
+            Ready::Pending(waiters) => {
+                let (tx, rx) = oneshot::channel();
+                waiters.push(tx);
+                rx
+            }
+        };
+        rx.await
+            .unwrap_or_else(|_| Err(PeerError::Closed("the peer".into())))
+    }
+
+    pub(crate) fn inputs(&self) -> mpsc::UnboundedSender<PeerInput> {
+        self.inputs.clone()
+    }
+
+    pub(crate) fn set_ice_servers(&self, servers: Vec<IceServer>) {
+        *self.ice.borrow_mut() = servers;
+    }
+
+    pub(crate) fn connection_ids(&self) -> Array {
+        self.conns
+            .borrow()
+            .keys()
+            .map(|k| JsValue::from_str(k))
+            .collect()
+    }
+
+    pub(crate) fn has_connection(&self, id: &str) -> bool {
+        self.conns.borrow().contains_key(id)
     }
 
     pub fn ice_servers(&self) -> Vec<IceServer> {
@@ -107,9 +177,7 @@ impl PeerShared {
                     url: self.options.broker.clone(),
                     detail,
                 };
-                if let Some(ready) = self.ready.borrow_mut().take() {
-                    let _ = ready.send(Err(err));
-                }
+                self.settle_ready(Err(err));
             }
         }
     }
@@ -126,6 +194,11 @@ impl PeerShared {
         make: impl FnOnce(Rid) -> ClientMessage,
     ) -> Result<ServerMessage, PeerError> {
         self.ensure_open()?;
+        if self.hub.borrow().is_some() {
+            return Err(PeerError::InvalidArgument(
+                "rooms, find and rendezvous keys need the broker: use createPeer, or a Node on a NetworkHub".into(),
+            ));
+        }
         let (rid, frame) = self
             .session
             .borrow_mut()
@@ -148,6 +221,10 @@ impl PeerShared {
     /// Relays a signal; a failure to deliver comes back as a push error.
     pub fn send_signal(&self, to: &str, data: serde_json::Value) -> Result<(), PeerError> {
         self.ensure_open()?;
+        if let Some(hub) = self.hub.borrow().clone() {
+            hub.send(to, &data.to_string(), self.inputs.clone());
+            return Ok(());
+        }
         let to = to.to_string();
         let mut session = self.session.borrow_mut();
         let (rid, frame) = session
@@ -162,7 +239,7 @@ impl PeerShared {
     }
 
     /// The connection to `remote`, created (as ours) if there is none.
-    fn connection(self: &Rc<Self>, remote: &str) -> Result<Rc<ConnShared>, PeerError> {
+    pub(crate) fn connection(self: &Rc<Self>, remote: &str) -> Result<Rc<ConnShared>, PeerError> {
         self.ensure_open()?;
         ids::check_peer_id(remote).map_err(|e| PeerError::InvalidId(e.to_string()))?;
         if self.id().as_deref() == Some(remote) {
@@ -362,9 +439,7 @@ impl PeerShared {
                     first,
                 } => {
                     *self.ice.borrow_mut() = ice_servers;
-                    if let Some(ready) = self.ready.borrow_mut().take() {
-                        let _ = ready.send(Ok(()));
-                    }
+                    self.settle_ready(Ok(()));
                     if !first && !resumed {
                         // The grace window ended while we were away: rooms
                         // and keys are gone on the broker; tell their handles.
@@ -386,11 +461,8 @@ impl PeerShared {
                         s.close(1000, "registration refused");
                     }
                     let err = PeerError::from_broker(code, message);
-                    match self.ready.borrow_mut().take() {
-                        Some(ready) => {
-                            let _ = ready.send(Err(err));
-                        }
-                        None => self.emit_error(err),
+                    if !self.settle_ready(Err(err.clone())) {
+                        self.emit_error(err);
                     }
                 }
                 SessionEvent::Reply { rid, message } => {
@@ -438,6 +510,23 @@ impl PeerShared {
                     self.open_socket();
                 }
             }
+            PeerInput::HubSignal(from, text) => match serde_json::from_str(&text) {
+                Ok(data) => self.on_signal(from, data),
+                Err(e) => self.emit_error(PeerError::Protocol {
+                    id: from,
+                    detail: format!("unreadable signal: {e}"),
+                }),
+            },
+            PeerInput::HubUndeliverable(to, reason) => {
+                let conn = self.conns.borrow().get(&to).cloned();
+                if let Some(c) = conn {
+                    let err = PeerError::PeerUnavailable {
+                        id: to,
+                        code: ErrorCode::UnknownPeer,
+                    };
+                    c.close(&format!("{err} ({reason})"), Some(err), false);
+                }
+            }
             PeerInput::Tick => {
                 let events = self.session.borrow_mut().poll_timeouts(now());
                 self.on_session_events(events);
@@ -480,8 +569,10 @@ impl PeerShared {
         self.tick.borrow_mut().take();
         // Ends the driver task even while JS still holds this peer.
         self.inputs.close_channel();
-        if let Some(ready) = self.ready.borrow_mut().take() {
-            let _ = ready.send(Err(PeerError::Closed("the peer".into())));
+        self.settle_ready(Err(PeerError::Closed("the peer".into())));
+        self.listeners.borrow_mut().clear();
+        if let Some(hub) = self.hub.borrow_mut().take() {
+            hub.detach();
         }
         self.emitter.clear();
     }
@@ -544,60 +635,111 @@ async fn create(id_or_options: JsValue, options: JsValue) -> Result<Peer, PeerEr
         ids::check_peer_id(id).map_err(|e| PeerError::InvalidId(e.to_string()))?;
     }
     let options = PeerOptions::from_raw(raw)?;
-    let session = BrokerSession::new(
-        id,
-        SessionConfig {
-            request_timeout: Duration::from_millis(options.request_timeout),
-            ..SessionConfig::default()
-        },
-    );
-    let (inputs, inputs_rx) = mpsc::unbounded::<PeerInput>();
-    let (ready_tx, ready_rx) = oneshot::channel();
-    let t = inputs.clone();
-    let tick = gloo_timers::callback::Interval::new(500, move || {
-        let _ = t.unbounded_send(PeerInput::Tick);
-    });
-    let connect_timeout = options.connect_timeout;
-    let shared = Rc::new(PeerShared {
-        options,
-        emitter: Emitter::new(PEER_EVENTS),
-        session: RefCell::new(session),
-        socket: RefCell::new(None),
-        generation: Cell::new(0),
-        inputs,
-        waiters: RefCell::new(HashMap::new()),
-        conns: RefCell::new(HashMap::new()),
-        rooms: RefCell::new(HashMap::new()),
-        keys: RefCell::new(HashMap::new()),
-        ice: RefCell::new(Vec::new()),
-        closed: Cell::new(false),
-        ready: RefCell::new(Some(ready_tx)),
-        reconnect: RefCell::new(None),
-        tick: RefCell::new(Some(tick)),
-    });
-    spawn_local(drive(Rc::downgrade(&shared), inputs_rx));
-    shared.open_socket();
-
+    let shared = PeerShared::build(id, options, None);
     // The first registration, bounded by connectTimeout: a broker that is
     // down or unreachable rejects instead of hanging.
-    let timeout =
-        gloo_timers::future::TimeoutFuture::new(connect_timeout.min(u32::MAX as u64) as u32);
-    let outcome = futures_util::future::select(ready_rx, timeout).await;
-    let result = match outcome {
-        futures_util::future::Either::Left((Ok(r), _)) => r,
-        futures_util::future::Either::Left((Err(_), _)) => {
-            Err(PeerError::Closed("the peer".into()))
-        }
-        futures_util::future::Either::Right(_) => Err(PeerError::BrokerUnreachable {
-            url: shared.options.broker.clone(),
-            detail: format!("no registration within {connect_timeout} ms"),
-        }),
-    };
-    match result {
+    match shared.ready_within().await {
         Ok(()) => Ok(Peer { inner: shared }),
         Err(e) => {
             shared.close();
             Err(e)
+        }
+    }
+}
+
+impl PeerShared {
+    /// Creates the peer and starts registering: with the broker, or through
+    /// `hub` (a JS object implementing the Hub interface).
+    pub(crate) fn build(
+        id: Option<String>,
+        options: PeerOptions,
+        hub: Option<JsValue>,
+    ) -> Rc<Self> {
+        let session = BrokerSession::new(
+            id,
+            SessionConfig {
+                request_timeout: Duration::from_millis(options.request_timeout),
+                ..SessionConfig::default()
+            },
+        );
+        let (inputs, inputs_rx) = mpsc::unbounded::<PeerInput>();
+        let t = inputs.clone();
+        let tick = gloo_timers::callback::Interval::new(500, move || {
+            let _ = t.unbounded_send(PeerInput::Tick);
+        });
+        let shared = Rc::new(PeerShared {
+            options,
+            emitter: Emitter::new(PEER_EVENTS),
+            session: RefCell::new(session),
+            socket: RefCell::new(None),
+            generation: Cell::new(0),
+            inputs,
+            waiters: RefCell::new(HashMap::new()),
+            conns: RefCell::new(HashMap::new()),
+            rooms: RefCell::new(HashMap::new()),
+            keys: RefCell::new(HashMap::new()),
+            ice: RefCell::new(Vec::new()),
+            closed: Cell::new(false),
+            ready: RefCell::new(Ready::Pending(Vec::new())),
+            hub: RefCell::new(None),
+            listeners: RefCell::new(HashMap::new()),
+            reconnect: RefCell::new(None),
+            tick: RefCell::new(Some(tick)),
+        });
+        spawn_local(drive(Rc::downgrade(&shared), inputs_rx));
+        match hub {
+            Some(hub) => HubLink::attach(&shared, hub),
+            None => shared.open_socket(),
+        }
+        shared
+    }
+
+    /// Waits for the id, at most `connectTimeout`.
+    pub(crate) async fn ready_within(&self) -> Result<(), PeerError> {
+        let ms = self.options.connect_timeout;
+        let timeout = gloo_timers::future::TimeoutFuture::new(ms.min(u32::MAX as u64) as u32);
+        let ready = std::pin::pin!(self.wait_ready());
+        match futures_util::future::select(ready, timeout).await {
+            futures_util::future::Either::Left((r, _)) => r,
+            futures_util::future::Either::Right(_) => Err(match self.hub.borrow().is_some() {
+                true => PeerError::Timeout(ms),
+                false => PeerError::BrokerUnreachable {
+                    url: self.options.broker.clone(),
+                    detail: format!("no registration within {ms} ms"),
+                },
+            }),
+        }
+    }
+
+    /// The remote opened a socket channel to `port`.
+    pub(crate) fn port_channel(
+        self: &Rc<Self>,
+        conn: &Rc<ConnShared>,
+        dc: web_sys::RtcDataChannel,
+        port: u16,
+    ) {
+        let settings = conn.stream_settings(None);
+        let listener = self.listeners.borrow().get(&port).cloned();
+        match listener {
+            Some(l) => {
+                let stream = StreamShared::start(
+                    conn,
+                    dc,
+                    ChannelLabel::Port(port),
+                    Role::Listener,
+                    settings,
+                );
+                l.accept(stream);
+            }
+            None => {
+                StreamShared::start(
+                    conn,
+                    dc,
+                    ChannelLabel::Port(port),
+                    Role::Refuser(format!("port {port} is closed")),
+                    settings,
+                );
+            }
         }
     }
 }
@@ -625,12 +767,7 @@ impl Peer {
     /// Ids of the peers this peer has a connection (open or opening) with.
     #[wasm_bindgen(getter, unchecked_return_type = "string[]")]
     pub fn connections(&self) -> Array {
-        self.inner
-            .conns
-            .borrow()
-            .keys()
-            .map(|k| JsValue::from_str(k))
-            .collect()
+        self.inner.connection_ids()
     }
 
     /// Connects to `id`, or returns the existing connection. Resolves when

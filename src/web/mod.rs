@@ -5,6 +5,7 @@
 //! driver task drains (browser events cannot be back-pressured; the drivers
 //! keep up because each event is small and handled without waiting).
 
+pub mod channel;
 pub mod rtc;
 pub mod socket;
 

@@ -32,6 +32,8 @@ pub enum RtcEvent {
     ChannelMessage(JsValue),
     ChannelClosed,
     ChannelError(String),
+    /// The remote opened another channel (a stream or a socket).
+    IncomingChannel(RtcDataChannel),
 }
 
 /// Sending policy of this side's channel.
@@ -66,6 +68,7 @@ pub struct RtcLink {
     _on_close: Closure<dyn FnMut()>,
     _on_error: Closure<dyn FnMut(Event)>,
     _on_low: Closure<dyn FnMut()>,
+    _on_datachannel: Closure<dyn FnMut(web_sys::RtcDataChannelEvent)>,
 }
 
 fn ice_servers_js(servers: &[IceServer]) -> Result<JsValue, String> {
@@ -132,20 +135,27 @@ impl RtcLink {
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
             let _ = t.unbounded_send(RtcEvent::ChannelMessage(e.data()));
         });
+        let t = tx.clone();
         let on_error = Closure::<dyn FnMut(Event)>::new(move |e: Event| {
             let text = Reflect::get(&e, &"error".into())
                 .map(|err| js_error_text(&err))
                 .unwrap_or_else(|_| "data channel error".into());
-            let _ = tx.unbounded_send(RtcEvent::ChannelError(text));
+            let _ = t.unbounded_send(RtcEvent::ChannelError(text));
         });
         let on_low = Closure::<dyn FnMut()>::new(move || {
             let _ = low.unbounded_send(());
         });
+        let on_datachannel = Closure::<dyn FnMut(web_sys::RtcDataChannelEvent)>::new(
+            move |e: web_sys::RtcDataChannelEvent| {
+                let _ = tx.unbounded_send(RtcEvent::IncomingChannel(e.channel()));
+            },
+        );
 
         pc.set_onnegotiationneeded(Some(on_negotiation.as_ref().unchecked_ref()));
         pc.set_onicecandidate(Some(on_candidate.as_ref().unchecked_ref()));
         pc.set_onsignalingstatechange(Some(on_signaling.as_ref().unchecked_ref()));
         pc.set_onconnectionstatechange(Some(on_state.as_ref().unchecked_ref()));
+        pc.set_ondatachannel(Some(on_datachannel.as_ref().unchecked_ref()));
         dc.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         dc.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         dc.set_onclose(Some(on_close.as_ref().unchecked_ref()));
@@ -163,6 +173,7 @@ impl RtcLink {
             _on_close: on_close,
             _on_error: on_error,
             _on_low: on_low,
+            _on_datachannel: on_datachannel,
         })
     }
 
@@ -242,6 +253,17 @@ impl RtcLink {
             .map_err(|e| js_error_text(&e))
     }
 
+    /// Creates another (in-band negotiated) channel for a stream or socket.
+    pub fn create_channel(&self, label: &str, policy: ChannelPolicy) -> RtcDataChannel {
+        let init = RtcDataChannelInit::new();
+        init.set_ordered(policy.ordered);
+        if let Some(n) = policy.max_retransmits {
+            init.set_max_retransmits(n);
+        }
+        self.pc
+            .create_data_channel_with_data_channel_dict(label, &init)
+    }
+
     /// Closes the channel (after what is buffered) but not the connection.
     pub fn close_channel(&self) {
         self.dc.close();
@@ -254,6 +276,7 @@ impl Drop for RtcLink {
         self.pc.set_onicecandidate(None);
         self.pc.set_onsignalingstatechange(None);
         self.pc.set_onconnectionstatechange(None);
+        self.pc.set_ondatachannel(None);
         self.dc.set_onopen(None);
         self.dc.set_onmessage(None);
         self.dc.set_onclose(None);
@@ -261,5 +284,15 @@ impl Drop for RtcLink {
         self.dc.set_onbufferedamountlow(None);
         self.dc.close();
         self.pc.close();
+    }
+}
+
+impl super::channel::FrameSink for RtcLink {
+    fn buffered(&self) -> usize {
+        RtcLink::buffered(self)
+    }
+
+    fn send_frame(&self, frame: &[u8]) -> Result<(), String> {
+        self.send(frame)
     }
 }

@@ -1,0 +1,344 @@
+//! The hubs shipped with the SDK. Each implements the `Hub` interface a
+//! `Node` talks to, which a custom hub written in JavaScript implements too:
+//!
+//! ```ts
+//! interface Hub {
+//!   attach(deliver: (from: string, data: string) => void): string | Promise<string>; // a new address
+//!   detach(address: string): void;
+//!   send(from: string, to: string, data: string): void | Promise<void>;  // throw/reject: `to` unknown
+//!   register(address: string, hostname: string): void | Promise<void>;
+//!   lookup(hostname: string): string | Promise<string>;                  // throw/reject: unknown
+//!   iceServers?: RTCIceServer[];
+//! }
+//! ```
+//!
+//! - `PageHub`: every node in this page (the default; for tests and demos).
+//! - `BroadcastChannelHub`: nodes in tabs of the same origin, no server.
+//! - `NetworkHub`: the broker (the Node uses the broker protocol directly).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use futures_channel::oneshot;
+use js_sys::{Function, Promise};
+use serde_json::json;
+use wasm_bindgen::prelude::*;
+use web_sys::{BroadcastChannel, MessageEvent};
+
+use super::errors::PeerError;
+
+fn unknown_address(to: &str) -> JsValue {
+    PeerError::PeerUnavailable {
+        id: to.to_string(),
+        code: crate::protocol::ErrorCode::UnknownPeer,
+    }
+    .to_js()
+}
+
+#[derive(Default)]
+struct PageState {
+    next: u32,
+    endpoints: HashMap<String, Function>,
+    names: HashMap<String, String>,
+}
+
+/// A hub for the nodes of one page: signals are handed over in memory.
+#[wasm_bindgen]
+pub struct PageHub {
+    state: Rc<RefCell<PageState>>,
+}
+
+impl Default for PageHub {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[wasm_bindgen]
+impl PageHub {
+    #[wasm_bindgen(constructor)]
+    pub fn new() -> PageHub {
+        PageHub {
+            state: Rc::new(RefCell::new(PageState::default())),
+        }
+    }
+
+    /// A new address for a node; `deliver(from, data)` receives its signals.
+    pub fn attach(&self, deliver: Function) -> String {
+        let mut st = self.state.borrow_mut();
+        st.next += 1;
+        let address = format!("page-{}", st.next);
+        st.endpoints.insert(address.clone(), deliver);
+        address
+    }
+
+    pub fn detach(&self, address: &str) {
+        let mut st = self.state.borrow_mut();
+        st.endpoints.remove(address);
+        st.names.retain(|_, a| a != address);
+    }
+
+    /// Delivers `data` to `to`; throws `PeerUnavailableError` if no node has
+    /// that address.
+    pub fn send(&self, from: &str, to: &str, data: &str) -> Result<(), JsValue> {
+        let deliver = self
+            .state
+            .borrow()
+            .endpoints
+            .get(to)
+            .cloned()
+            .ok_or_else(|| unknown_address(to))?;
+        deliver.call2(&JsValue::UNDEFINED, &from.into(), &data.into())?;
+        Ok(())
+    }
+
+    /// Maps `hostname` to `address` (`HostnameTakenError` if another node has it).
+    pub fn register(&self, address: &str, hostname: &str) -> Result<(), JsValue> {
+        let mut st = self.state.borrow_mut();
+        if let Some(owner) = st.names.get(hostname) {
+            if owner != address && st.endpoints.contains_key(owner) {
+                return Err(PeerError::HostnameTaken(format!(
+                    "hostname {hostname:?} belongs to {owner:?}"
+                ))
+                .to_js());
+            }
+        }
+        st.names.insert(hostname.to_string(), address.to_string());
+        Ok(())
+    }
+
+    pub fn lookup(&self, hostname: &str) -> Result<String, JsValue> {
+        self.state
+            .borrow()
+            .names
+            .get(hostname)
+            .cloned()
+            .ok_or_else(|| {
+                PeerError::UnknownHost(format!("no node registered {hostname:?} on this page"))
+                    .to_js()
+            })
+    }
+}
+
+type MessageHandler = Closure<dyn FnMut(MessageEvent)>;
+
+struct BcShared {
+    channel: BroadcastChannel,
+    endpoints: RefCell<HashMap<String, Function>>,
+    names: RefCell<HashMap<String, String>>,
+    lookups: RefCell<HashMap<u32, oneshot::Sender<String>>>,
+    next_lookup: Cell<u32>,
+    on_message: RefCell<Option<MessageHandler>>,
+}
+
+impl Drop for BcShared {
+    fn drop(&mut self) {
+        self.channel.set_onmessage(None);
+        self.channel.close();
+    }
+}
+
+/// How long `lookup` waits for another tab to answer.
+const LOOKUP_WAIT_MS: u32 = 300;
+
+impl BcShared {
+    fn post(&self, msg: serde_json::Value) {
+        if let Ok(v) = js_sys::JSON::parse(&msg.to_string()) {
+            let _ = self.channel.post_message(&v);
+        }
+    }
+
+    fn on_message(&self, data: JsValue) {
+        let Some(text) = js_sys::JSON::stringify(&data)
+            .ok()
+            .and_then(|t| t.as_string())
+        else {
+            return;
+        };
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(&text) else {
+            return;
+        };
+        let field = |k: &str| msg.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        match msg.get("t").and_then(|t| t.as_str()) {
+            Some("signal") => {
+                let (Some(from), Some(to), Some(data)) =
+                    (field("from"), field("to"), field("data"))
+                else {
+                    return;
+                };
+                let deliver = self.endpoints.borrow().get(&to).cloned();
+                if let Some(d) = deliver {
+                    let _ = d.call2(&JsValue::UNDEFINED, &from.into(), &data.into());
+                }
+            }
+            Some("name") => {
+                if let (Some(host), Some(address)) = (field("hostname"), field("address")) {
+                    self.names.borrow_mut().insert(host, address);
+                }
+            }
+            Some("who") => {
+                let (Some(host), Some(id)) =
+                    (field("hostname"), msg.get("id").and_then(|i| i.as_u64()))
+                else {
+                    return;
+                };
+                let answer = self
+                    .names
+                    .borrow()
+                    .get(&host)
+                    .cloned()
+                    .filter(|a| self.endpoints.borrow().contains_key(a));
+                if let Some(address) = answer {
+                    let asker = field("asker").unwrap_or_default();
+                    self.post(json!({"t": "is", "id": id, "asker": asker, "hostname": host, "address": address}));
+                }
+            }
+            Some("is") => {
+                let (Some(host), Some(address)) = (field("hostname"), field("address")) else {
+                    return;
+                };
+                self.names.borrow_mut().insert(host, address.clone());
+                if let Some(id) = msg.get("id").and_then(|i| i.as_u64()) {
+                    if let Some(tx) = self.lookups.borrow_mut().remove(&(id as u32)) {
+                        let _ = tx.send(address);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A hub for nodes in tabs of the same origin: signals cross between tabs
+/// over a `BroadcastChannel`; no server at all.
+///
+/// A signal to an address no tab has is not answered: the connect fails
+/// after `connectTimeout`, not at once as on the other hubs.
+#[wasm_bindgen]
+pub struct BroadcastChannelHub {
+    inner: Rc<BcShared>,
+    /// Identifies this hub instance in lookups.
+    instance: String,
+}
+
+#[wasm_bindgen]
+impl BroadcastChannelHub {
+    /// Joins the channel `name` (default `"peerwire"`).
+    #[wasm_bindgen(constructor)]
+    pub fn new(name: Option<String>) -> Result<BroadcastChannelHub, JsValue> {
+        let channel = BroadcastChannel::new(name.as_deref().unwrap_or("peerwire"))?;
+        let inner = Rc::new(BcShared {
+            channel,
+            endpoints: RefCell::new(HashMap::new()),
+            names: RefCell::new(HashMap::new()),
+            lookups: RefCell::new(HashMap::new()),
+            next_lookup: Cell::new(1),
+            on_message: RefCell::new(None),
+        });
+        let weak = Rc::downgrade(&inner);
+        let handler = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
+            if let Some(s) = weak.upgrade() {
+                s.on_message(e.data());
+            }
+        });
+        inner
+            .channel
+            .set_onmessage(Some(handler.as_ref().unchecked_ref()));
+        *inner.on_message.borrow_mut() = Some(handler);
+        let instance = format!("{:x}", crate::web::random_u64());
+        Ok(BroadcastChannelHub { inner, instance })
+    }
+
+    pub fn attach(&self, deliver: Function) -> String {
+        let address = format!("bc-{:x}", crate::web::random_u64());
+        self.inner
+            .endpoints
+            .borrow_mut()
+            .insert(address.clone(), deliver);
+        address
+    }
+
+    pub fn detach(&self, address: &str) {
+        self.inner.endpoints.borrow_mut().remove(address);
+    }
+
+    pub fn send(&self, from: &str, to: &str, data: &str) -> Result<(), JsValue> {
+        let local = self.inner.endpoints.borrow().get(to).cloned();
+        match local {
+            Some(d) => d
+                .call2(&JsValue::UNDEFINED, &from.into(), &data.into())
+                .map(|_| ()),
+            None => {
+                self.inner
+                    .post(json!({"t": "signal", "from": from, "to": to, "data": data}));
+                Ok(())
+            }
+        }
+    }
+
+    pub fn register(&self, address: &str, hostname: &str) {
+        self.inner
+            .names
+            .borrow_mut()
+            .insert(hostname.to_string(), address.to_string());
+        self.inner
+            .post(json!({"t": "name", "hostname": hostname, "address": address}));
+    }
+
+    /// The address for `hostname`, asking the other tabs if this one does
+    /// not know it (`UnknownHostError` after 300 ms without an answer).
+    #[wasm_bindgen(unchecked_return_type = "Promise<string>")]
+    pub fn lookup(&self, hostname: String) -> Promise {
+        let inner = self.inner.clone();
+        let asker = self.instance.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            if let Some(a) = inner.names.borrow().get(&hostname) {
+                return Ok(a.clone().into());
+            }
+            let id = inner.next_lookup.get();
+            inner.next_lookup.set(id + 1);
+            let (tx, rx) = oneshot::channel();
+            inner.lookups.borrow_mut().insert(id, tx);
+            inner.post(json!({"t": "who", "id": id, "asker": asker, "hostname": hostname}));
+            let wait = gloo_timers::future::TimeoutFuture::new(LOOKUP_WAIT_MS);
+            match futures_util::future::select(rx, wait).await {
+                futures_util::future::Either::Left((Ok(address), _)) => Ok(address.into()),
+                _ => {
+                    inner.lookups.borrow_mut().remove(&id);
+                    Err(PeerError::UnknownHost(format!("no tab answered for {hostname:?}")).to_js())
+                }
+            }
+        })
+    }
+
+    /// Leaves the channel.
+    pub fn close(&self) {
+        self.inner.channel.set_onmessage(None);
+        self.inner.channel.close();
+    }
+}
+
+/// The broker as a hub: nodes on it get broker ids as addresses, and
+/// hostnames live in the broker's `peerwire.hostnames` room.
+#[wasm_bindgen]
+pub struct NetworkHub {
+    url: String,
+}
+
+#[wasm_bindgen]
+impl NetworkHub {
+    /// `url`: the broker, as for `createPeer`'s `broker` option.
+    #[wasm_bindgen(constructor)]
+    pub fn new(url: &str) -> Result<NetworkHub, JsValue> {
+        Ok(NetworkHub {
+            url: super::options::broker_url(url)?,
+        })
+    }
+
+    /// The broker URL a Node on this hub connects to.
+    #[wasm_bindgen(getter, js_name = networkUrl)]
+    pub fn network_url(&self) -> String {
+        self.url.clone()
+    }
+}

@@ -1,0 +1,942 @@
+//! Rest: `node.rest.createServer()` with routes, and `node.rest.fetch()`.
+//!
+//! Every request is one socket to the server's port, carrying the exchange
+//! described in `core::rest`: a JSON head, the body as binary messages, and
+//! an end frame, in each direction. A handler may answer with a whole body,
+//! a streamed body (any async iterable or ReadableStream), or a record set
+//! that the client pulls one record at a time.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::{Rc, Weak};
+
+use futures_channel::mpsc;
+use futures_util::StreamExt;
+use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::{JsFuture, future_to_promise, spawn_local};
+
+use super::errors::PeerError;
+use super::peer::PeerShared;
+use super::stream::{Item, StreamShared};
+use crate::core::rest::{
+    Credits, DEFAULT_PORT, RequestHead, ResponseHead, RestUrl, Router, parse_query,
+};
+use crate::protocol::frames::PayloadType;
+
+#[wasm_bindgen(module = "/src/web/streams.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = readableFromReader)]
+    fn readable_from_reader(reader: JsValue) -> web_sys::ReadableStream;
+    #[wasm_bindgen(js_name = recordsFromReader)]
+    fn records_from_reader(reader: JsValue) -> JsValue;
+    #[wasm_bindgen(js_name = iterate, catch)]
+    fn iterate(source: &JsValue) -> Result<Function, JsValue>;
+}
+
+fn to_object(map: &BTreeMap<String, String>) -> Object {
+    let o = Object::new();
+    for (k, v) in map {
+        let _ = Reflect::set(&o, &k.as_str().into(), &v.as_str().into());
+    }
+    o
+}
+
+fn from_object(value: &JsValue) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    if value.is_object() {
+        for k in Object::keys(value.unchecked_ref::<Object>()).iter() {
+            if let (Some(key), Some(v)) = (
+                k.as_string(),
+                Reflect::get(value, &k).ok().and_then(|v| v.as_string()),
+            ) {
+                out.insert(key.to_ascii_lowercase(), v);
+            }
+        }
+    }
+    out
+}
+
+/// A body value as bytes, and the content type it implies.
+fn body_bytes(value: &JsValue) -> Result<(Vec<u8>, &'static str), PeerError> {
+    if value.is_undefined() || value.is_null() {
+        return Ok((Vec::new(), "text/plain"));
+    }
+    if let Some(s) = value.as_string() {
+        return Ok((s.into_bytes(), "text/plain; charset=utf-8"));
+    }
+    if let Some(b) = value.dyn_ref::<js_sys::ArrayBuffer>() {
+        return Ok((Uint8Array::new(b).to_vec(), "application/octet-stream"));
+    }
+    if js_sys::ArrayBuffer::is_view(value) {
+        let buffer = Reflect::get(value, &"buffer".into()).unwrap_or(JsValue::UNDEFINED);
+        let offset = Reflect::get(value, &"byteOffset".into())
+            .ok()
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.0) as u32;
+        let len = Reflect::get(value, &"byteLength".into())
+            .ok()
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.0) as u32;
+        return Ok((
+            Uint8Array::new_with_byte_offset_and_length(&buffer, offset, len).to_vec(),
+            "application/octet-stream",
+        ));
+    }
+    let json: String = js_sys::JSON::stringify(value)
+        .map_err(|e| {
+            PeerError::InvalidArgument(format!(
+                "the body cannot be sent as JSON: {}",
+                crate::web::js_error_text(&e)
+            ))
+        })?
+        .into();
+    Ok((json.into_bytes(), "application/json"))
+}
+
+async fn next_step(next: &Function) -> Result<Option<JsValue>, JsValue> {
+    let p: Promise = next.call0(&JsValue::UNDEFINED)?.unchecked_into();
+    let step = JsFuture::from(p).await?;
+    if Reflect::get(&step, &"done".into())?.is_truthy() {
+        return Ok(None);
+    }
+    Ok(Some(Reflect::get(&step, &"value".into())?))
+}
+
+// ---- server ---------------------------------------------------------------
+
+/// A rest server's routes and handlers.
+pub(crate) struct RestServerShared {
+    peer: Weak<PeerShared>,
+    router: RefCell<Router>,
+    handlers: RefCell<Vec<Function>>,
+    port: Cell<Option<u16>>,
+}
+
+impl RestServerShared {
+    /// One request arrived on `stream`.
+    pub fn serve(self: &Rc<Self>, stream: Rc<StreamShared>) {
+        let items = stream.take_items();
+        let server = self.clone();
+        spawn_local(async move { server.exchange(stream, items).await });
+    }
+
+    async fn exchange(&self, stream: Rc<StreamShared>, mut items: mpsc::UnboundedReceiver<Item>) {
+        if stream.opened().await.is_err() {
+            return;
+        }
+        let max = self
+            .peer
+            .upgrade()
+            .map(|p| p.options.max_message_size)
+            .unwrap_or(0);
+        let head: RequestHead = match items.next().await {
+            Some(Item::Message(PayloadType::Json, bytes)) => match serde_json::from_slice(&bytes) {
+                Ok(h) => h,
+                Err(e) => return stream.close(&format!("bad request head: {e}"), None, true),
+            },
+            _ => return stream.close("the request has no head", None, true),
+        };
+        let mut body = Vec::new();
+        loop {
+            match items.next().await {
+                Some(Item::Message(_, bytes)) => {
+                    body.extend_from_slice(&bytes);
+                    if body.len() > max {
+                        let res = ResponseShared::new(stream.clone(), items);
+                        let _ = res
+                            .send_whole(
+                                413,
+                                format!("request body above {max} bytes").into_bytes(),
+                                "text/plain",
+                            )
+                            .await;
+                        return;
+                    }
+                }
+                Some(Item::End) => break,
+                Some(Item::Pull(_)) => {}
+                Some(Item::Closed(_)) | None => return,
+            }
+        }
+        let res = ResponseShared::new(stream.clone(), items);
+        let matched = self.router.borrow().find(&head.method, &head.path);
+        let Some(m) = matched else {
+            let text = format!("no route for {} {}", head.method, head.path);
+            let _ = res
+                .send_whole(404, text.into_bytes(), "text/plain; charset=utf-8")
+                .await;
+            return;
+        };
+        let handler = self.handlers.borrow()[m.route].clone();
+        let req = RestRequest {
+            head,
+            params: m.params,
+            body,
+            remote: stream.remote.clone(),
+        };
+        let res_js: JsValue = RestResponse { inner: res.clone() }.into();
+        let outcome = match handler.call2(&JsValue::UNDEFINED, &req.into(), &res_js) {
+            Ok(v) => match v.dyn_into::<Promise>() {
+                Ok(p) => JsFuture::from(p).await.map(|_| ()),
+                Err(_) => Ok(()),
+            },
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Err(e) if !res.head_sent.get() => {
+                let text = crate::web::js_error_text(&e);
+                let _ = res
+                    .send_whole(500, text.into_bytes(), "text/plain; charset=utf-8")
+                    .await;
+            }
+            Err(e) => stream.close(
+                &format!(
+                    "the handler failed mid-response: {}",
+                    crate::web::js_error_text(&e)
+                ),
+                None,
+                true,
+            ),
+            Ok(()) => {
+                // A handler that sent nothing answers with its status and an
+                // empty body; one still streaming finishes on its own.
+                if !res.head_sent.get() {
+                    let status = res.status.get();
+                    let _ = res.send_whole(status, Vec::new(), "text/plain").await;
+                }
+            }
+        }
+    }
+}
+
+pub(crate) struct ResponseShared {
+    stream: Rc<StreamShared>,
+    items: RefCell<Option<mpsc::UnboundedReceiver<Item>>>,
+    status: Cell<u16>,
+    headers: Object,
+    head_sent: Cell<bool>,
+}
+
+impl ResponseShared {
+    fn new(stream: Rc<StreamShared>, items: mpsc::UnboundedReceiver<Item>) -> Rc<Self> {
+        Rc::new(Self {
+            stream,
+            items: RefCell::new(Some(items)),
+            status: Cell::new(200),
+            headers: Object::new(),
+            head_sent: Cell::new(false),
+        })
+    }
+
+    fn claim(&self) -> Result<(), PeerError> {
+        if self.head_sent.replace(true) {
+            return Err(PeerError::InvalidArgument(
+                "the response was already sent".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn send_head(
+        &self,
+        status: u16,
+        content_type: &str,
+        records: bool,
+    ) -> Result<(), PeerError> {
+        let mut headers = from_object(&self.headers);
+        headers
+            .entry("content-type".into())
+            .or_insert_with(|| content_type.to_string());
+        let head = ResponseHead {
+            status,
+            headers,
+            records,
+        };
+        let json = serde_json::to_vec(&head).unwrap_or_default();
+        self.stream.send_bytes(PayloadType::Json, json).await
+    }
+
+    async fn send_whole(
+        &self,
+        status: u16,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), PeerError> {
+        self.claim()?;
+        self.send_head(status, content_type, false).await?;
+        if !body.is_empty() {
+            self.stream.send_bytes(PayloadType::Binary, body).await?;
+        }
+        self.stream.end().await
+    }
+
+    async fn send_streamed(&self, source: JsValue) -> Result<(), PeerError> {
+        self.claim()?;
+        let next = iterate(&source).map_err(|_| {
+            PeerError::InvalidArgument(
+                "res.stream() takes an async iterable or a ReadableStream".into(),
+            )
+        })?;
+        self.send_head(self.status.get(), "application/octet-stream", false)
+            .await?;
+        loop {
+            match next_step(&next).await {
+                Ok(Some(chunk)) => {
+                    let (bytes, _) = body_bytes(&chunk)?;
+                    self.stream.send_bytes(PayloadType::Binary, bytes).await?;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let reason =
+                        format!("the body source failed: {}", crate::web::js_error_text(&e));
+                    self.stream.close(&reason, None, true);
+                    return Err(PeerError::InvalidArgument(reason));
+                }
+            }
+        }
+        self.stream.end().await
+    }
+
+    async fn send_records(&self, source: JsValue) -> Result<(), PeerError> {
+        self.claim()?;
+        let next = iterate(&source).map_err(|_| {
+            PeerError::InvalidArgument("res.records() takes an async iterable".into())
+        })?;
+        let mut items = self
+            .items
+            .borrow_mut()
+            .take()
+            .ok_or_else(|| PeerError::Closed("the request".into()))?;
+        self.send_head(self.status.get(), "application/json", true)
+            .await?;
+        let mut credits = Credits::default();
+        loop {
+            // Produce a record only against a credit the client granted.
+            while !credits.take() {
+                match items.next().await {
+                    Some(Item::Pull(n)) => credits.grant(n),
+                    Some(Item::Closed(_)) | None => return Ok(()),
+                    Some(_) => {}
+                }
+            }
+            match next_step(&next).await {
+                Ok(Some(record)) => {
+                    let (bytes, _) = body_bytes(&record)?;
+                    self.stream.send_bytes(PayloadType::Json, bytes).await?;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let reason = format!(
+                        "the record source failed: {}",
+                        crate::web::js_error_text(&e)
+                    );
+                    self.stream.close(&reason, None, true);
+                    return Err(PeerError::InvalidArgument(reason));
+                }
+            }
+        }
+        self.stream.end().await
+    }
+}
+
+/// The request a handler receives.
+#[wasm_bindgen]
+pub struct RestRequest {
+    head: RequestHead,
+    params: BTreeMap<String, String>,
+    body: Vec<u8>,
+    remote: String,
+}
+
+#[wasm_bindgen]
+impl RestRequest {
+    #[wasm_bindgen(getter)]
+    pub fn method(&self) -> String {
+        self.head.method.clone()
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn path(&self) -> String {
+        self.head.path.clone()
+    }
+
+    /// The address of the node that sent the request.
+    #[wasm_bindgen(getter)]
+    pub fn from(&self) -> String {
+        self.remote.clone()
+    }
+
+    /// Path parameters: `/users/:id` gives `{ id }`.
+    #[wasm_bindgen(getter, unchecked_return_type = "Record<string, string>")]
+    pub fn params(&self) -> Object {
+        to_object(&self.params)
+    }
+
+    /// The query string's parameters (the last value of a repeated one).
+    #[wasm_bindgen(getter, unchecked_return_type = "Record<string, string>")]
+    pub fn query(&self) -> Object {
+        to_object(&parse_query(&self.head.query).into_iter().collect())
+    }
+
+    /// Request headers, lowercase names.
+    #[wasm_bindgen(getter, unchecked_return_type = "Record<string, string>")]
+    pub fn headers(&self) -> Object {
+        to_object(&self.head.headers)
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> Result<String, JsValue> {
+        String::from_utf8(self.body.clone())
+            .map_err(|_| PeerError::InvalidArgument("the request body is not UTF-8".into()).into())
+    }
+
+    /// The body parsed as JSON.
+    #[wasm_bindgen(unchecked_return_type = "unknown")]
+    pub fn json(&self) -> Result<JsValue, JsValue> {
+        js_sys::JSON::parse(&self.text()?)
+    }
+
+    /// The body's bytes.
+    pub fn bytes(&self) -> Uint8Array {
+        Uint8Array::from(&self.body[..])
+    }
+}
+
+/// The response a handler writes: `status()`, `headers`, then one of
+/// `send()`, `json()`, `bytes()`, `stream()` or `records()`.
+#[wasm_bindgen]
+pub struct RestResponse {
+    inner: Rc<ResponseShared>,
+}
+
+#[wasm_bindgen]
+impl RestResponse {
+    /// Sets the status (default 200); returns the response for chaining.
+    pub fn status(&self, code: u16) -> RestResponse {
+        self.inner.status.set(code);
+        RestResponse {
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// Response headers: a plain object to fill in before sending.
+    #[wasm_bindgen(getter, unchecked_return_type = "Record<string, string>")]
+    pub fn headers(&self) -> Object {
+        self.inner.headers.clone()
+    }
+
+    /// Sends a whole body: a string (text), bytes, or any JSON value.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn send(&self, #[wasm_bindgen(unchecked_param_type = "unknown")] body: JsValue) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let (bytes, kind) = body_bytes(&body)?;
+            inner.send_whole(inner.status.get(), bytes, kind).await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Sends `value` as JSON.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn json(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "unknown")] value: JsValue,
+    ) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let json: String = js_sys::JSON::stringify(&value)
+                .map_err(|e| PeerError::InvalidArgument(crate::web::js_error_text(&e)))?
+                .into();
+            inner
+                .send_whole(inner.status.get(), json.into_bytes(), "application/json")
+                .await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Sends bytes.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn bytes(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "ArrayBuffer | ArrayBufferView")] data: JsValue,
+    ) -> Promise {
+        self.send(data)
+    }
+
+    /// Streams the body from an async iterable or ReadableStream of chunks
+    /// (strings or bytes), each sent as it comes.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn stream(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "AsyncIterable<unknown> | ReadableStream")]
+        source: JsValue,
+    ) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            inner.send_streamed(source).await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+
+    /// Answers with a record set: each JSON record is taken from `source`
+    /// only when the client asks for the next one.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn records(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "AsyncIterable<unknown> | Iterable<unknown>")] source: JsValue,
+    ) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            inner.send_records(source).await?;
+            Ok(JsValue::UNDEFINED)
+        })
+    }
+}
+
+/// `rest.createServer()`: routes, then `listen(port)`.
+#[wasm_bindgen]
+pub struct RestServer {
+    inner: Rc<RestServerShared>,
+}
+
+impl RestServer {
+    fn route(
+        &self,
+        method: Option<&str>,
+        path: &str,
+        handler: Function,
+    ) -> Result<RestServer, JsValue> {
+        self.inner
+            .router
+            .borrow_mut()
+            .add(method, path)
+            .map_err(PeerError::InvalidArgument)?;
+        self.inner.handlers.borrow_mut().push(handler);
+        Ok(RestServer {
+            inner: self.inner.clone(),
+        })
+    }
+}
+
+#[wasm_bindgen]
+impl RestServer {
+    pub fn get(
+        &self,
+        path: &str,
+        #[wasm_bindgen(unchecked_param_type = "RestHandler")] handler: Function,
+    ) -> Result<RestServer, JsValue> {
+        self.route(Some("GET"), path, handler)
+    }
+
+    pub fn post(
+        &self,
+        path: &str,
+        #[wasm_bindgen(unchecked_param_type = "RestHandler")] handler: Function,
+    ) -> Result<RestServer, JsValue> {
+        self.route(Some("POST"), path, handler)
+    }
+
+    pub fn put(
+        &self,
+        path: &str,
+        #[wasm_bindgen(unchecked_param_type = "RestHandler")] handler: Function,
+    ) -> Result<RestServer, JsValue> {
+        self.route(Some("PUT"), path, handler)
+    }
+
+    pub fn patch(
+        &self,
+        path: &str,
+        #[wasm_bindgen(unchecked_param_type = "RestHandler")] handler: Function,
+    ) -> Result<RestServer, JsValue> {
+        self.route(Some("PATCH"), path, handler)
+    }
+
+    pub fn delete(
+        &self,
+        path: &str,
+        #[wasm_bindgen(unchecked_param_type = "RestHandler")] handler: Function,
+    ) -> Result<RestServer, JsValue> {
+        self.route(Some("DELETE"), path, handler)
+    }
+
+    /// A route for every method.
+    pub fn all(
+        &self,
+        path: &str,
+        #[wasm_bindgen(unchecked_param_type = "RestHandler")] handler: Function,
+    ) -> Result<RestServer, JsValue> {
+        self.route(None, path, handler)
+    }
+
+    /// Serves on `port` (default 80).
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn listen(&self, port: Option<u16>) -> Result<Promise, JsValue> {
+        let port = port.unwrap_or(DEFAULT_PORT);
+        let peer = self
+            .inner
+            .peer
+            .upgrade()
+            .ok_or_else(|| PeerError::Closed("the node".into()))?;
+        peer.listen_rest(port, self.inner.clone())?;
+        self.inner.port.set(Some(port));
+        Ok(Promise::resolve(&JsValue::UNDEFINED))
+    }
+
+    /// Stops serving (requests under way finish).
+    pub fn close(&self) {
+        if let (Some(port), Some(peer)) = (self.inner.port.take(), self.inner.peer.upgrade()) {
+            peer.unlisten(port);
+        }
+    }
+}
+
+// ---- client ---------------------------------------------------------------
+
+/// `node.rest`.
+#[wasm_bindgen]
+pub struct Rest {
+    peer: Rc<PeerShared>,
+}
+
+impl Rest {
+    pub(crate) fn new(peer: Rc<PeerShared>) -> Self {
+        Self { peer }
+    }
+}
+
+#[wasm_bindgen]
+impl Rest {
+    /// A new server; add routes, then `listen(port)`.
+    #[wasm_bindgen(js_name = createServer)]
+    pub fn create_server(&self) -> RestServer {
+        RestServer {
+            inner: Rc::new(RestServerShared {
+                peer: Rc::downgrade(&self.peer),
+                router: RefCell::new(Router::default()),
+                handlers: RefCell::new(Vec::new()),
+                port: Cell::new(None),
+            }),
+        }
+    }
+
+    /// `fetch('rest://address[:port]/path?query', { method, headers, body, timeout })`.
+    /// Rejects with a named error when the node is unreachable or nothing
+    /// serves the port; an unknown route is a 404 response, not an error.
+    #[wasm_bindgen(unchecked_return_type = "Promise<FetchResponse>")]
+    pub fn fetch(&self, url: String, init: Option<super::FetchInitArg>) -> Promise {
+        let peer = self.peer.clone();
+        let init: JsValue = init.map(Into::into).unwrap_or(JsValue::UNDEFINED);
+        future_to_promise(async move { Ok(fetch(peer, url, init).await?.into()) })
+    }
+}
+
+async fn fetch(
+    peer: Rc<PeerShared>,
+    url: String,
+    init: JsValue,
+) -> Result<FetchResponse, PeerError> {
+    let url = RestUrl::parse(&url).map_err(PeerError::InvalidArgument)?;
+    let get = |k: &str| {
+        if init.is_object() {
+            Reflect::get(&init, &k.into()).unwrap_or(JsValue::UNDEFINED)
+        } else {
+            JsValue::UNDEFINED
+        }
+    };
+    let method = get("method")
+        .as_string()
+        .unwrap_or_else(|| "GET".into())
+        .to_ascii_uppercase();
+    let mut headers = from_object(&get("headers"));
+    let body = get("body");
+    let (body, content_type) = body_bytes(&body)?;
+    if !body.is_empty() {
+        headers
+            .entry("content-type".into())
+            .or_insert_with(|| content_type.to_string());
+    }
+    let timeout = get("timeout")
+        .as_f64()
+        .map(|t| t.max(0.0) as u64)
+        .unwrap_or(peer.options.connect_timeout);
+    let stream = peer.open_socket_to(&url.host, url.port, timeout).await?;
+    let mut items = stream.take_items();
+    let head = RequestHead {
+        method,
+        path: url.path,
+        query: url.query,
+        headers,
+    };
+    stream
+        .send_bytes(
+            PayloadType::Json,
+            serde_json::to_vec(&head).unwrap_or_default(),
+        )
+        .await?;
+    if !body.is_empty() {
+        stream.send_bytes(PayloadType::Binary, body).await?;
+    }
+    stream.end().await?;
+    let head: ResponseHead = match items.next().await {
+        Some(Item::Message(PayloadType::Json, bytes)) => {
+            serde_json::from_slice(&bytes).map_err(|e| PeerError::Protocol {
+                id: stream.remote.clone(),
+                detail: format!("bad response head: {e}"),
+            })?
+        }
+        Some(Item::Closed(reason)) => {
+            return Err(PeerError::ConnectionFailed {
+                id: stream.remote.clone(),
+                reason,
+            });
+        }
+        _ => {
+            return Err(PeerError::Protocol {
+                id: stream.remote.clone(),
+                detail: "the response has no head".into(),
+            });
+        }
+    };
+    Ok(FetchResponse {
+        inner: Rc::new(BodyShared {
+            stream,
+            items: RefCell::new(Some(items)),
+            records: head.records,
+            used: Cell::new(false),
+            done: Cell::new(false),
+        }),
+        status: head.status,
+        headers: head.headers,
+    })
+}
+
+struct BodyShared {
+    stream: Rc<StreamShared>,
+    items: RefCell<Option<mpsc::UnboundedReceiver<Item>>>,
+    records: bool,
+    used: Cell<bool>,
+    done: Cell<bool>,
+}
+
+impl BodyShared {
+    fn claim(&self) -> Result<(), PeerError> {
+        if self.used.replace(true) {
+            return Err(PeerError::InvalidArgument(
+                "the response body was already read".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The next body message, `None` at the end.
+    async fn next_message(&self) -> Result<Option<(PayloadType, Vec<u8>)>, PeerError> {
+        if self.done.get() {
+            return Ok(None);
+        }
+        // One read at a time: the receiver is taken out for the wait, so a
+        // second concurrent read gets an error instead of a borrow panic.
+        let mut items = self.items.borrow_mut().take().ok_or_else(|| {
+            PeerError::InvalidArgument(
+                "another read of this body is in progress; await it first".into(),
+            )
+        })?;
+        let item = items.next().await;
+        *self.items.borrow_mut() = Some(items);
+        match item {
+            Some(Item::Message(kind, bytes)) => Ok(Some((kind, bytes))),
+            Some(Item::End) => {
+                self.done.set(true);
+                Ok(None)
+            }
+            Some(Item::Pull(_)) => Ok(Some((PayloadType::Binary, Vec::new()))),
+            Some(Item::Closed(reason)) => {
+                self.done.set(true);
+                Err(PeerError::ConnectionFailed {
+                    id: self.stream.remote.clone(),
+                    reason: format!("the response broke off: {reason}"),
+                })
+            }
+            None => {
+                self.done.set(true);
+                Err(PeerError::ConnectionFailed {
+                    id: self.stream.remote.clone(),
+                    reason: "the response broke off".into(),
+                })
+            }
+        }
+    }
+
+    async fn whole(&self) -> Result<Vec<u8>, PeerError> {
+        self.claim()?;
+        if self.records {
+            return Err(PeerError::InvalidArgument(
+                "this response is a record set: iterate response.records()".into(),
+            ));
+        }
+        let mut out = Vec::new();
+        while let Some((_, bytes)) = self.next_message().await? {
+            out.extend_from_slice(&bytes);
+        }
+        Ok(out)
+    }
+}
+
+fn step(done: bool, value: JsValue) -> JsValue {
+    let o = Object::new();
+    let _ = Reflect::set(&o, &"done".into(), &done.into());
+    let _ = Reflect::set(&o, &"value".into(), &value);
+    o.into()
+}
+
+/// What `rest.fetch()` resolves: status, headers, and the body read once,
+/// as text, JSON, bytes, a stream, or (for record sets) records.
+#[wasm_bindgen]
+pub struct FetchResponse {
+    inner: Rc<BodyShared>,
+    status: u16,
+    headers: BTreeMap<String, String>,
+}
+
+#[wasm_bindgen]
+impl FetchResponse {
+    #[wasm_bindgen(getter)]
+    pub fn status(&self) -> u16 {
+        self.status
+    }
+
+    /// `true` for a 2xx status.
+    #[wasm_bindgen(getter)]
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// Response headers, lowercase names.
+    #[wasm_bindgen(getter, unchecked_return_type = "Record<string, string>")]
+    pub fn headers(&self) -> Object {
+        to_object(&self.headers)
+    }
+
+    #[wasm_bindgen(unchecked_return_type = "Promise<string>")]
+    pub fn text(&self) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let bytes = inner.whole().await?;
+            Ok(String::from_utf8(bytes)
+                .map_err(|_| PeerError::InvalidArgument("the body is not UTF-8".into()))?
+                .into())
+        })
+    }
+
+    #[wasm_bindgen(unchecked_return_type = "Promise<unknown>")]
+    pub fn json(&self) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            let bytes = inner.whole().await?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| PeerError::InvalidArgument("the body is not UTF-8".into()))?;
+            js_sys::JSON::parse(&text)
+        })
+    }
+
+    #[wasm_bindgen(js_name = arrayBuffer, unchecked_return_type = "Promise<ArrayBuffer>")]
+    pub fn array_buffer(&self) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(
+            async move { Ok(Uint8Array::from(&inner.whole().await?[..]).buffer().into()) },
+        )
+    }
+
+    #[wasm_bindgen(unchecked_return_type = "Promise<Uint8Array>")]
+    pub fn bytes(&self) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move { Ok(Uint8Array::from(&inner.whole().await?[..]).into()) })
+    }
+
+    /// The body as a `ReadableStream` of `Uint8Array` chunks, read as they come.
+    #[wasm_bindgen(getter)]
+    pub fn body(&self) -> Result<web_sys::ReadableStream, JsValue> {
+        self.inner.claim()?;
+        Ok(readable_from_reader(
+            BodyReader {
+                inner: self.inner.clone(),
+            }
+            .into(),
+        ))
+    }
+
+    /// For a record set: an async iterable that pulls one record per step.
+    #[wasm_bindgen(unchecked_return_type = "AsyncIterable<unknown>")]
+    pub fn records(&self) -> Result<JsValue, JsValue> {
+        if !self.inner.records {
+            return Err(PeerError::InvalidArgument(
+                "this response is not a record set: read text(), json(), bytes() or body".into(),
+            )
+            .into());
+        }
+        self.inner.claim()?;
+        Ok(records_from_reader(
+            BodyReader {
+                inner: self.inner.clone(),
+            }
+            .into(),
+        ))
+    }
+}
+
+/// Reads a response body step by step (used by `body` and `records()`).
+#[wasm_bindgen]
+pub struct BodyReader {
+    inner: Rc<BodyShared>,
+}
+
+#[wasm_bindgen]
+impl BodyReader {
+    /// The next body chunk as `{ done, value }`.
+    pub fn next(&self) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            loop {
+                match inner.next_message().await? {
+                    Some((_, bytes)) if bytes.is_empty() => continue,
+                    Some((_, bytes)) => {
+                        return Ok(step(false, Uint8Array::from(&bytes[..]).into()));
+                    }
+                    None => return Ok(step(true, JsValue::UNDEFINED)),
+                }
+            }
+        })
+    }
+
+    /// Asks the server for one record and resolves `{ done, value }`.
+    #[wasm_bindgen(js_name = nextRecord)]
+    pub fn next_record(&self) -> Promise {
+        let inner = self.inner.clone();
+        future_to_promise(async move {
+            if inner.done.get() {
+                return Ok(step(true, JsValue::UNDEFINED));
+            }
+            inner.stream.pull(1).await?;
+            match inner.next_message().await? {
+                Some((PayloadType::Json, bytes)) => {
+                    let text = String::from_utf8(bytes)
+                        .map_err(|_| PeerError::InvalidArgument("a record is not UTF-8".into()))?;
+                    Ok(step(false, js_sys::JSON::parse(&text)?))
+                }
+                Some(_) => Err(PeerError::Protocol {
+                    id: inner.stream.remote.clone(),
+                    detail: "a record that is not JSON".into(),
+                }
+                .into()),
+                None => Ok(step(true, JsValue::UNDEFINED)),
+            }
+        })
+    }
+
+    /// Stops reading: closes the request's socket.
+    pub fn cancel(&self) {
+        self.inner.done.set(true);
+        self.inner.stream.close("the reader cancelled", None, true);
+    }
+}
