@@ -269,8 +269,16 @@ impl StreamShared {
                 }
             }
             Role::Refuser(reason) => {
+                // Let the dialer close on reading the refusal, so the close
+                // can never overtake it; stop waiting after a while.
                 self.send_now(Frame::Refuse(reason.clone()));
-                self.close(&reason, None, false);
+                let weak = Rc::downgrade(self);
+                spawn_local(async move {
+                    gloo_timers::future::TimeoutFuture::new(5_000).await;
+                    if let Some(s) = weak.upgrade() {
+                        s.close(&reason, None, false);
+                    }
+                });
             }
             Role::Listener => {
                 self.send_now(Frame::Accept);
