@@ -734,3 +734,40 @@ async fn nodes_on_a_network_hub_use_the_broker_for_names_sockets_and_rest() {
     call(&server, "close", &[]).await.unwrap();
     call(&client, "close", &[]).await.unwrap();
 }
+
+#[wasm_bindgen_test]
+async fn messages_before_the_first_listener_are_held_not_lost() {
+    let hub: JsValue = PageHub::new().into();
+    let server = node_on(hub.clone());
+    let client = node_on(hub);
+    let eager = js_fn(
+        "",
+        "return (socket) => { socket.send('one'); socket.send('two'); socket.send('three'); socket.end(); }",
+    );
+    let srv = call(
+        &get(&server, "sockets"),
+        "createServer",
+        &[eager.call0(&JsValue::NULL).unwrap()],
+    )
+    .await
+    .unwrap();
+    call(&srv, "listen", &[9.into()]).await.unwrap();
+    let socket = call(
+        &get(&client, "sockets"),
+        "connect",
+        &[address(&server).await.into(), 9.into()],
+    )
+    .await
+    .unwrap();
+    // Listen only later: everything sent meanwhile is delivered, in order,
+    // with `end` after the messages.
+    sleep(300).await;
+    let ended = Events::on(&socket, "end").await;
+    let got = Events::on(&socket, "message").await;
+    for (i, want) in ["one", "two", "three"].iter().enumerate() {
+        assert_eq!(got.nth(i as u32, 3000.0).await.as_string().unwrap(), *want);
+    }
+    ended.nth(0, 3000.0).await;
+    call(&server, "close", &[]).await.unwrap();
+    call(&client, "close", &[]).await.unwrap();
+}

@@ -84,6 +84,32 @@ async fn two_peers_connect_by_id_and_exchange_json_text_and_binary() {
 }
 
 #[wasm_bindgen_test]
+async fn messages_sent_on_open_reach_a_listener_attached_later() {
+    let (ida, idb) = (uid("early-a"), uid("early-b"));
+    let a = create(&ida).await;
+    let b = create(&idb).await;
+    // b answers every new connection at once, before a can listen.
+    let greet = Function::new_with_args(
+        "",
+        "return (conn) => { conn.send('first'); conn.send('second'); }",
+    );
+    call(
+        &b,
+        "on",
+        &["connection".into(), greet.call0(&JsValue::NULL).unwrap()],
+    )
+    .await
+    .unwrap();
+    let conn = call(&a, "connect", &[idb.into()]).await.unwrap();
+    sleep(300).await;
+    let got = Events::on(&conn, "message").await;
+    assert_eq!(got.nth(0, 3000.0).await.as_string().unwrap(), "first");
+    assert_eq!(got.nth(1, 3000.0).await.as_string().unwrap(), "second");
+    call(&a, "close", &[]).await.unwrap();
+    call(&b, "close", &[]).await.unwrap();
+}
+
+#[wasm_bindgen_test]
 async fn a_32_mib_message_arrives_intact_with_progress() {
     let (a, b, conn_a, conn_b) = connected_pair().await;
     let size = 32 * 1024 * 1024;

@@ -40,6 +40,9 @@ use crate::web::channel::FrameSink;
 use crate::web::rtc::{ChannelPolicy, RtcEvent, RtcLink};
 use crate::web::{now, random_u64};
 
+/// Messages a connection holds while nobody listens for them.
+const MAX_HELD: usize = 1024;
+
 pub(crate) const CONNECTION_EVENTS: &[&str] = &["open", "message", "close", "error", "stream"];
 
 /// Where a connection stands.
@@ -404,8 +407,26 @@ impl ConnShared {
             }
             Ok(Received::Message(m)) => match decode_payload(m.payload, m.bytes) {
                 Ok(value) => {
-                    self.emitter.emit("message", &value);
-                    if let Some(peer) = self.peer.upgrade() {
+                    let peer = self.peer.upgrade();
+                    let peer_listens = peer.as_ref().is_some_and(|p| p.emitter.has("message"));
+                    // Held only while nobody listens, neither here nor on the
+                    // peer: a message that arrives before `conn.on('message')`
+                    // is delivered to it, not lost.
+                    let deliver_here = self.emitter.has("message")
+                        || !self.emitter.nothing_held()
+                        || !peer_listens;
+                    if deliver_here
+                        && !self
+                            .emitter
+                            .emit_or_hold("message", value.clone(), MAX_HELD)
+                    {
+                        let err = PeerError::QueueFull(format!(
+                            "{MAX_HELD} messages from {:?} arrived with no 'message' listener; attach one with on('message')",
+                            self.remote
+                        ));
+                        return self.close(&err.to_string(), Some(err), true);
+                    }
+                    if let Some(peer) = peer {
                         peer.message_from(&self.remote, &value);
                     }
                 }
@@ -683,7 +704,25 @@ impl Connection {
     }
 }
 
-super::events::event_methods!(Connection);
+#[wasm_bindgen]
+impl Connection {
+    /// Adds a listener. Messages that arrived before the first `message`
+    /// listener (while the peer had none either) are delivered to it.
+    #[wasm_bindgen(skip_typescript)]
+    pub fn on(&self, event: &str, listener: Function) -> Result<(), JsValue> {
+        self.inner.emitter.on(event, listener)?;
+        if event == "message" {
+            let inner = self.inner.clone();
+            spawn_local(async move { inner.emitter.release_held() });
+        }
+        Ok(())
+    }
+
+    #[wasm_bindgen(skip_typescript)]
+    pub fn off(&self, event: &str, listener: Function) -> Result<(), JsValue> {
+        Ok(self.inner.emitter.off(event, &listener)?)
+    }
+}
 
 impl Outlet for ConnShared {
     fn sink(&self) -> Option<Rc<dyn FrameSink>> {

@@ -12,6 +12,8 @@ use super::errors::PeerError;
 pub struct Emitter {
     known: &'static [&'static str],
     listeners: RefCell<Vec<(&'static str, Function)>>,
+    /// Events held while nobody listened (see `emit_or_hold`).
+    held: RefCell<std::collections::VecDeque<(&'static str, JsValue)>>,
 }
 
 impl Emitter {
@@ -19,6 +21,7 @@ impl Emitter {
         Self {
             known,
             listeners: RefCell::new(Vec::new()),
+            held: RefCell::new(std::collections::VecDeque::new()),
         }
     }
 
@@ -71,6 +74,46 @@ impl Emitter {
         }
     }
 
+    /// Emits `event`, or holds it (up to `limit` held events) while it has
+    /// no listener or earlier events still wait, so that nothing arriving
+    /// before `on()` is lost and order is kept. `false` at the limit (the
+    /// event was neither delivered nor held).
+    #[must_use]
+    pub fn emit_or_hold(&self, event: &'static str, arg: JsValue, limit: usize) -> bool {
+        if self.held.borrow().is_empty() && self.has(event) {
+            self.emit(event, &arg);
+            return true;
+        }
+        let mut held = self.held.borrow_mut();
+        if held.len() >= limit {
+            return false;
+        }
+        held.push_back((event, arg));
+        true
+    }
+
+    /// Delivers held events in order, up to the first one nobody listens to.
+    pub fn release_held(&self) {
+        loop {
+            let next = {
+                let mut held = self.held.borrow_mut();
+                match held.front() {
+                    Some((e, _)) if self.has(e) => held.pop_front(),
+                    _ => None,
+                }
+            };
+            match next {
+                Some((e, arg)) => self.emit(e, &arg),
+                None => break,
+            }
+        }
+    }
+
+    /// Whether no event waits for a listener.
+    pub fn nothing_held(&self) -> bool {
+        self.held.borrow().is_empty()
+    }
+
     pub fn has(&self, event: &str) -> bool {
         self.listeners.borrow().iter().any(|(n, _)| *n == event)
     }
@@ -78,6 +121,7 @@ impl Emitter {
     /// Drops every listener (after a final `close`).
     pub fn clear(&self) {
         self.listeners.borrow_mut().clear();
+        self.held.borrow_mut().clear();
     }
 }
 

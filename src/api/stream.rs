@@ -29,6 +29,9 @@ use crate::web::rtc::ChannelPolicy;
 
 pub(crate) const STREAM_EVENTS: &[&str] = &["open", "message", "end", "close", "error"];
 
+/// Messages a stream holds while it has no `message` listener.
+const MAX_HELD: usize = 1024;
+
 /// Which side of a socket handshake this stream is on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Role {
@@ -475,7 +478,11 @@ impl StreamShared {
                         Some(tx) => {
                             let _ = tx.unbounded_send(Item::End);
                         }
-                        None => self.emitter.emit("end", &JsValue::UNDEFINED),
+                        None => {
+                            let _ =
+                                self.emitter
+                                    .emit_or_hold("end", JsValue::UNDEFINED, MAX_HELD + 1);
+                        }
                     }
                     if next == StreamState::Closed {
                         self.close("both sides ended", None, false);
@@ -497,7 +504,15 @@ impl StreamShared {
                         let _ = tx.unbounded_send(Item::Message(m.payload, m.bytes));
                     }
                     None => match decode_payload(m.payload, m.bytes) {
-                        Ok(v) => self.emitter.emit("message", &v),
+                        Ok(v) => {
+                            if !self.emitter.emit_or_hold("message", v, MAX_HELD) {
+                                let err = PeerError::QueueFull(format!(
+                                    "{MAX_HELD} messages arrived on stream {} with no 'message' listener; attach one with on('message') or read `readable`",
+                                    self.describe()
+                                ));
+                                self.close(&err.to_string(), Some(err), true);
+                            }
+                        }
                         Err(detail) => self.fail(detail),
                     },
                 }
@@ -663,4 +678,23 @@ impl Stream {
     }
 }
 
-super::events::event_methods!(Stream);
+#[wasm_bindgen]
+impl Stream {
+    /// Adds a listener. Messages (and `end`) that arrived before the first
+    /// `message` listener are delivered to it, in order.
+    #[wasm_bindgen(skip_typescript)]
+    pub fn on(&self, event: &str, listener: Function) -> Result<(), JsValue> {
+        self.inner.emitter.on(event, listener)?;
+        if event == "message" || event == "end" {
+            let inner = self.inner.clone();
+            // Delivered after `on()` returns, never inside it.
+            spawn_local(async move { inner.emitter.release_held() });
+        }
+        Ok(())
+    }
+
+    #[wasm_bindgen(skip_typescript)]
+    pub fn off(&self, event: &str, listener: Function) -> Result<(), JsValue> {
+        Ok(self.inner.emitter.off(event, &listener)?)
+    }
+}
