@@ -718,6 +718,28 @@ async fn nodes_on_a_network_hub_use_the_broker_for_names_sockets_and_rest() {
         get(&body, "from").as_string().unwrap(),
         address(&client).await
     );
+    // The same data path as on a PageHub: a 10 MiB body, concurrent fetches.
+    let r = fetch(
+        &client,
+        &format!("rest://{name}/big/{}", 10 * 1024 * 1024),
+        None,
+    )
+    .await
+    .unwrap();
+    let body = Uint8Array::new(&call(&r, "arrayBuffer", &[]).await.unwrap());
+    assert_eq!(body.length(), 10 * 1024 * 1024);
+    let urls: Vec<String> = (0..100)
+        .map(|i| format!("rest://{name}/users/{i}"))
+        .collect();
+    let all: Vec<_> = urls.iter().map(|u| fetch(&client, u, None)).collect();
+    for (i, r) in futures_util::future::join_all(all)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        let body = call(&r.unwrap(), "json", &[]).await.unwrap();
+        assert_eq!(get(&body, "id").as_string().unwrap(), i.to_string());
+    }
     let err = call(&get(&client, "hub"), "lookup", &[uid("missing").into()])
         .await
         .unwrap_err();
