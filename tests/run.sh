@@ -51,15 +51,22 @@ export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-60}
 wasm-pack test --headless --chrome --chromedriver /usr/bin/chromedriver \
   --test browser_webrtc --test browser_sdk --test browser_node --test browser_restart 2>&1 | tee -a "$LOG"
 
-step "layer 3: page-level tests (the built package in separate Chromium pages, via Playwright)"
+step "layer 3: page-level tests (the npm package in separate Chromium pages, plain and Vite-bundled, via Playwright)"
+# The package as users get it: built, packed, and npm-installed into scratch
+# apps outside the repository (a plain page, and a Vite build).
+TGZ=$(bash tests/package.sh "$WORK/package")
+APP="$WORK/app"
+mkdir -p "$APP" && cp tests/e2e/app/index.html "$APP/"
+(cd "$APP" && npm init -y >/dev/null && npm install --no-audit --no-fund --silent "$TGZ")
+VITE_APP="$WORK/vite-app"
+cp -r tests/e2e/vite-app "$VITE_APP"
+(cd "$VITE_APP" && npm install --no-audit --no-fund --silent "$TGZ" vite@8.3.4 && npx --no-install vite build >/dev/null)
+[ -f "$VITE_APP/dist/index.html" ] || { echo "the Vite build failed" >&2; exit 1; }
+# The demo, with the same package.
 SITE="$WORK/site"
-mkdir -p "$SITE"
-wasm-pack build --dev --target web --out-dir "$SITE/pkg" --no-pack 2>&1 | grep -v '^\[INFO\]' || true
-[ -f "$SITE/pkg/peerwire_bg.wasm" ] || { echo "wasm-pack build failed" >&2; exit 1; }
-cp tests/e2e/page.html "$SITE/"
-cp www/index.html "$SITE/index.html"
+mkdir -p "$SITE/pkg" && cp -r "$WORK/package/"* "$SITE/pkg/" && cp www/index.html "$SITE/"
 (cd tests/e2e && npm install --no-audit --no-fund --silent)
-PEERWIRE_BROKER_BIN="$ROOT/target/debug/peerwire-broker" PEERWIRE_SITE="$SITE" \
+PEERWIRE_BROKER_BIN="$ROOT/target/debug/peerwire-broker" PEERWIRE_APP="$APP" PEERWIRE_VITE_DIST="$VITE_APP/dist" PEERWIRE_SITE="$SITE" \
   npm --prefix tests/e2e test 2>&1 | tee -a "$LOG"
 
 step "all test layers passed"

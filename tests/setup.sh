@@ -67,4 +67,13 @@ install_tool() { # binary, crate, version
 install_tool wasm-pack wasm-pack "$WASM_PACK_VERSION"
 install_tool wasm-bindgen wasm-bindgen-cli "$WASM_BINDGEN_VERSION"
 
+# A modern wasm-opt for release packages (npm's binaryen; not Debian's).
+TOOLS="$HOME/.cache/peerwire-tools"
+if [ "$("$TOOLS/node_modules/.bin/wasm-opt" --version 2>/dev/null | awk '{print $3}')" != "132" ]; then
+  command -v npm >/dev/null || die "npm is missing: install Node.js 20 and npm"
+  say "installing binaryen 132 (wasm-opt) from npm into $TOOLS"
+  mkdir -p "$TOOLS"
+  (cd "$TOOLS" && npm install --silent --no-audit --no-fund binaryen@132.0.0 >/dev/null) || die "npm install binaryen@132.0.0 failed"
+fi
+
 say "ready: $(wasm-pack --version), wasm-bindgen $WASM_BINDGEN_VERSION$([ "$BROWSER" = 1 ] && echo ", $(/usr/bin/chromium --version 2>/dev/null)")"

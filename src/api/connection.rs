@@ -166,6 +166,16 @@ impl ConnShared {
         Ok(conn)
     }
 
+    /// Traffic on one of this connection's streams: the remote is alive.
+    pub fn heard(&self) {
+        self.keepalive.borrow_mut().heard(now());
+    }
+
+    /// We sent on one of this connection's streams: no ping needed yet.
+    pub fn sent(&self) {
+        self.keepalive.borrow_mut().sent(now());
+    }
+
     pub fn add_stream(&self, s: &Rc<StreamShared>) {
         self.streams.borrow_mut().push(s.clone());
     }

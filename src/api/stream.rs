@@ -434,6 +434,9 @@ impl StreamShared {
             return self.fail("text frame on a binary channel".into());
         };
         let bytes = Uint8Array::new(buf).to_vec();
+        if let Some(c) = self.conn.upgrade() {
+            c.heard();
+        }
         let received = self.reassembler.borrow_mut().frame(&bytes);
         let inbox = self.inbox.borrow().clone();
         match received {
@@ -522,6 +525,12 @@ impl StreamShared {
 }
 
 impl Outlet for StreamShared {
+    fn on_sent(&self) {
+        if let Some(c) = self.conn.upgrade() {
+            c.sent();
+        }
+    }
+
     fn sink(&self) -> Option<Rc<dyn FrameSink>> {
         self.channel
             .borrow()

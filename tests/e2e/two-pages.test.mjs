@@ -1,15 +1,17 @@
-// Two separate pages (separate browser contexts) each load the built package,
-// call createPeer from their own JavaScript, and talk through a real broker.
+// Two separate pages (separate browser contexts) each load the package as
+// installed with npm into a scratch app outside the repository, call
+// createPeer from their own JavaScript, and talk through a real broker:
+// messages, a rest fetch and a socket.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startBroker, launch, openPage } from './harness.mjs';
 
-const { PEERWIRE_BROKER_BIN, PEERWIRE_SITE } = process.env;
+const { PEERWIRE_BROKER_BIN, PEERWIRE_APP } = process.env;
 let broker, browser;
 
 before(async () => {
-  assert.ok(PEERWIRE_BROKER_BIN && PEERWIRE_SITE, 'run through tests/run.sh (it builds the package and the broker)');
-  broker = await startBroker(PEERWIRE_BROKER_BIN, PEERWIRE_SITE);
+  assert.ok(PEERWIRE_BROKER_BIN && PEERWIRE_APP, 'run through tests/run.sh (it builds, packs and installs the package)');
+  broker = await startBroker(PEERWIRE_BROKER_BIN, PEERWIRE_APP);
   browser = await launch();
 });
 
@@ -19,8 +21,8 @@ after(async () => {
 });
 
 test('two pages connect through the broker and exchange messages both ways', async () => {
-  const a = await openPage(browser, `${broker.url}/page.html`);
-  const b = await openPage(browser, `${broker.url}/page.html`);
+  const a = await openPage(browser, `${broker.url}/index.html`);
+  const b = await openPage(browser, `${broker.url}/index.html`);
   const suffix = Math.random().toString(36).slice(2, 8);
   const [ida, idb] = [`page-a-${suffix}`, `page-b-${suffix}`];
 
@@ -66,8 +68,8 @@ test('two pages connect through the broker and exchange messages both ways', asy
 });
 
 test('a remote that goes silent is detected by the keep-alive within seconds', async (t) => {
-  const a = await openPage(browser, `${broker.url}/page.html`);
-  const b = await openPage(browser, `${broker.url}/page.html`);
+  const a = await openPage(browser, `${broker.url}/index.html`);
+  const b = await openPage(browser, `${broker.url}/index.html`);
   const suffix = Math.random().toString(36).slice(2, 8);
   const [ida, idb] = [`silent-a-${suffix}`, `silent-b-${suffix}`];
   await b.page.evaluate(async ({ id, ws }) => { window.peer = await window.peerwire.createPeer(id, { broker: ws }); }, { id: idb, ws: broker.ws });
@@ -91,6 +93,38 @@ test('a remote that goes silent is detected by the keep-alive within seconds', a
   assert.match(closed.reason, /nothing heard/);
   assert.ok(seconds >= 3 && seconds <= 7, `detected after ${seconds.toFixed(1)} s`);
   await cdp.send('Debugger.resume');
+  await a.context.close();
+  await b.context.close();
+});
+
+test('two pages serve and fetch rest, and open a socket, as Nodes on the broker', async () => {
+  const a = await openPage(browser, `${broker.url}/index.html`);
+  const b = await openPage(browser, `${broker.url}/index.html`);
+  const host = `svc-${Math.random().toString(36).slice(2, 8)}`;
+  await b.page.evaluate(async ({ ws, host }) => {
+    const { Node, NetworkHub } = window.peerwire;
+    const node = new Node({ hub: new NetworkHub(ws) });
+    window.node = node;
+    await node.hub.register(host);
+    const app = node.rest.createServer();
+    app.get('/hello/:name', (req, res) => res.json({ hello: req.params.name, from: req.from }));
+    await app.listen();
+    await node.sockets.createServer((s) => s.on('message', (m) => s.send('echo ' + m))).listen(9000);
+  }, { ws: broker.ws, host });
+  const out = await a.page.evaluate(async ({ ws, host }) => {
+    const { Node, NetworkHub } = window.peerwire;
+    const node = new Node({ hub: new NetworkHub(ws) });
+    const r = await node.rest.fetch(`rest://${host}/hello/page-a`);
+    const body = await r.json();
+    const socket = await node.sockets.connect(host, 9000);
+    const reply = new Promise((resolve) => socket.on('message', resolve));
+    await socket.send('over a socket');
+    return { status: r.status, body, me: await node.address(), reply: await reply };
+  }, { ws: broker.ws, host });
+  assert.equal(out.status, 200);
+  assert.deepEqual(out.body, { hello: 'page-a', from: out.me });
+  assert.equal(out.reply, 'echo over a socket');
+  assert.deepEqual([...a.errors, ...b.errors], []);
   await a.context.close();
   await b.context.close();
 });
