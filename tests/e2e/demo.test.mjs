@@ -1,7 +1,9 @@
-// The demo page (www/index.html) as a person uses it: two tabs, a chat
-// message typed in one appears in the other, carried peer to peer.
+// The demo page (www/index.html) as a person uses it in two tabs: a chat
+// message, a 5 MiB file (checked by SHA-256), and a rest fetch from one tab
+// to the other, all peer to peer.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
 import { startBroker, launch } from './harness.mjs';
 
 const { PEERWIRE_BROKER_BIN, PEERWIRE_SITE } = process.env;
@@ -24,22 +26,42 @@ async function tab() {
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
   await page.goto(`${broker.url}/`);
-  await page.waitForSelector('#text:not([disabled])', { timeout: 15000 });
-  return { page, errors };
+  await page.waitForFunction(() => window.demo?.ready === true, null, { timeout: 20000 });
+  return { page, errors, id: (await page.textContent('#status')).replace('registered as ', '') };
 }
 
-test('the demo chats between two tabs', async () => {
+test('the demo chats, sends a 5 MiB file and fetches rest between two tabs', async () => {
   const one = await tab();
   const two = await tab();
-  // Each tab lists the other as connected.
-  await one.page.waitForFunction(() => document.querySelectorAll('#peers li').length === 2 && document.querySelector('#peers').textContent.includes('(open)'), null, { timeout: 10000 });
+  await one.page.waitForFunction(() => document.querySelector('#peers').textContent.includes('(open)'), null, { timeout: 10000 });
   await two.page.waitForFunction(() => document.querySelector('#peers').textContent.includes('(open)'), null, { timeout: 10000 });
 
+  // Chat, both ways.
   await two.page.fill('#text', 'hello from tab two');
   await two.page.click('#send');
   await one.page.waitForFunction(() => document.querySelector('#log').textContent.includes('hello from tab two'), null, { timeout: 5000 });
   await one.page.fill('#text', 'hi back');
   await one.page.click('#send');
   await two.page.waitForFunction(() => document.querySelector('#log').textContent.includes('hi back'), null, { timeout: 5000 });
+
+  // A 5 MiB file from tab one to tab two, with progress.
+  const bytes = randomBytes(5 * 1024 * 1024);
+  const digest = createHash('sha256').update(bytes).digest('hex');
+  await one.page.setInputFiles('#file', { name: 'five.bin', mimeType: 'application/octet-stream', buffer: bytes });
+  await one.page.waitForFunction(() => !document.querySelector('#sendfile').disabled, null, { timeout: 5000 });
+  await one.page.click('#sendfile');
+  await two.page.waitForFunction(() => window.demo.received.length === 1, null, { timeout: 30000 });
+  const got = await two.page.evaluate(() => window.demo.received[0]);
+  assert.deepEqual(got, { from: one.id, name: 'five.bin', size: bytes.length, sha256: digest });
+  assert.equal(await one.page.evaluate(() => document.querySelector('#progress').value), 1);
+  assert.match(await one.page.textContent('#rate'), /MiB\/s/);
+
+  // Rest: tab two fetches tab one's note.
+  await one.page.fill('#note', 'note served by tab one');
+  await two.page.fill('#url', `rest://${one.id}/note`);
+  await two.page.click('#dofetch');
+  await two.page.waitForFunction(() => document.querySelector('#response').textContent.includes('note served by tab one'), null, { timeout: 10000 });
+  assert.match(await two.page.textContent('#response'), /^200 text\/plain/);
+
   assert.deepEqual([...one.errors, ...two.errors], []);
 });
