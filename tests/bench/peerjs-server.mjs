@@ -1,0 +1,6 @@
+// The PeerJS signalling server (npm `peer`) on a free loopback port; prints
+// the port, runs until killed.
+import { PeerServer } from 'peer';
+const server = PeerServer({ host: '127.0.0.1', port: Number(process.argv[2] || 0), path: '/', allow_discovery: false });
+server.on('listening', () => {});
+setTimeout(() => console.log(`peerjs-server ${server.address?.().port ?? process.argv[2]}`), 200);
