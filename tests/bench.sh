@@ -1,28 +1,67 @@
 #!/usr/bin/env bash
-# Benchmarks (figures and ratios measured in one run, not pass/fail):
-# peerwire against raw WebRTC in the same headless Chromium, release build,
-# through a release broker on loopback. PEERWIRE_BENCH_RUNS sets the number
-# of connect runs (default 20).
+# Benchmarks: figures and ratios measured in one run on this machine, not
+# pass/fail. Loopback only; bounded in clients and time.
+#   1. connect time and 64 MiB throughput in headless Chromium: raw WebRTC,
+#      peerwire (the npm package as users get it), PeerJS with its server;
+#   2. the broker under N WebSocket clients (server/examples/loadgen.rs), and
+#      the PeerJS server under the same load;
+#   3. bundle size.
+# PEERWIRE_BENCH_RUNS (connect runs, default 20), PEERWIRE_BENCH_CLIENTS
+# (default "1000 10000") tune it.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 bash tests/setup.sh --browser
 export PATH="$HOME/.cargo/bin:$PATH"
-cargo build -q --release -p peerwire-broker
 WORK=$(mktemp -d)
-BROKER_PID=""
+PIDS=()
 cleanup() {
-  [ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null && wait "$BROKER_PID" 2>/dev/null
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-python3 tests/broker_ctl.py target/release/peerwire-broker --static /nonexistent >"$WORK/broker.out" &
-BROKER_PID=$!
-for _ in $(seq 100); do grep -q '^broker ' "$WORK/broker.out" 2>/dev/null && break; sleep 0.1; done
-read -r _ PEERWIRE_TEST_BROKER _ PEERWIRE_TEST_CTL <"$WORK/broker.out"
-export PEERWIRE_TEST_BROKER PEERWIRE_TEST_CTL
-export WASM_BINDGEN_TEST_WEBDRIVER_JSON="$ROOT/tests/webdriver.json" WASM_BINDGEN_TEST_TIMEOUT=600
-echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB; $(/usr/bin/chromium --version 2>/dev/null)"
-wasm-pack test --release --headless --chrome --chromedriver /usr/bin/chromedriver --test bench_sdk -- --nocapture 2>&1 \
-  | grep -E 'BENCH|test result|panicked'
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -m); $(/usr/bin/chromium --version 2>/dev/null); node $(node --version)"
+cargo build -q --release -p peerwire-broker --bins --examples
+TGZ=$(bash tests/package.sh "$WORK/package")
+mkdir -p "$WORK/bench"
+cp tests/bench/bench.html tests/bench/bench.mjs tests/bench/peerjs-server.mjs tests/bench/package.json "$WORK/bench/"
+(cd "$WORK/bench" && npm install --no-audit --no-fund --silent && npm install --no-audit --no-fund --silent --no-save "$TGZ")
+
+BROKER_PORT=$(free_port)
+target/release/peerwire-broker --port "$BROKER_PORT" --static "$WORK/bench" >/dev/null 2>&1 &
+BROKER_PID=$!; PIDS+=("$BROKER_PID")
+PEERJS_PORT=$(free_port)
+(cd "$WORK/bench" && exec node peerjs-server.mjs "$PEERJS_PORT" >/dev/null 2>&1) &
+PEERJS_PID=$!; PIDS+=("$PEERJS_PID")
+wait_port "$BROKER_PORT" && wait_port "$PEERJS_PORT"
+
+echo; echo "== 1. browser: connect and throughput"
+(cd "$WORK/bench" && BENCH_URL="http://127.0.0.1:$BROKER_PORT/bench.html" BROKER_WS="ws://127.0.0.1:$BROKER_PORT/ws" \
+  PEERJS_PORT="$PEERJS_PORT" node bench.mjs)
+
+echo; echo "== 2. signalling servers under load (loadgen; open-file limit $(ulimit -n))"
+for n in ${PEERWIRE_BENCH_CLIENTS:-1000 10000}; do
+  # Fresh servers per size, so memory per connection starts from idle.
+  kill "$BROKER_PID" "$PEERJS_PID" 2>/dev/null || true; sleep 0.5
+  target/release/peerwire-broker --port "$BROKER_PORT" --static /nonexistent >/dev/null 2>&1 &
+  BROKER_PID=$!; PIDS+=("$BROKER_PID")
+  (cd "$WORK/bench" && exec node peerjs-server.mjs "$PEERJS_PORT" >/dev/null 2>&1) &
+  PEERJS_PID=$!; PIDS+=("$PEERJS_PID")
+  wait_port "$BROKER_PORT" && wait_port "$PEERJS_PORT"
+  target/release/examples/loadgen --url "ws://127.0.0.1:$BROKER_PORT/ws" --protocol peerwire --clients "$n" --pairs 100 --seconds 10 --pid "$BROKER_PID"
+  target/release/examples/loadgen --url "ws://127.0.0.1:$PEERJS_PORT/peerjs" --protocol peerjs --clients "$n" --pairs 100 --seconds 10 --pid "$PEERJS_PID"
+done
+
+echo; echo "== 3. bundle size (release package: wasm-opt -Oz)"
+size() { printf '%-28s %8d bytes raw, %8d gzip\n' "$1" "$(wc -c <"$2")" "$(gzip -9 -c "$2" | wc -c)"; }
+size "peerwire_bg.wasm" "$WORK/package/peerwire_bg.wasm"
+size "peerwire.js (glue)" "$WORK/package/peerwire.js"
+size "peerjs.min.js (comparison)" "$WORK/bench/node_modules/peerjs/dist/peerjs.min.js"
+if command -v twiggy >/dev/null; then
+  echo "largest items before wasm-opt (twiggy, wasm-release build):"
+  twiggy top -n 12 "target/wasm32-unknown-unknown/wasm-release/peerwire.wasm" 2>/dev/null | sed 's/^/  /' || true
+fi
