@@ -62,6 +62,9 @@ size "peerwire_bg.wasm" "$WORK/package/peerwire_bg.wasm"
 size "peerwire.js (glue)" "$WORK/package/peerwire.js"
 size "peerjs.min.js (comparison)" "$WORK/bench/node_modules/peerjs/dist/peerjs.min.js"
 if command -v twiggy >/dev/null; then
-  echo "largest items before wasm-opt (twiggy, wasm-release build):"
-  twiggy top -n 12 "target/wasm32-unknown-unknown/wasm-release/peerwire.wasm" 2>/dev/null | sed 's/^/  /' || true
+  echo "code by crate (twiggy over a build that keeps names; before wasm-bindgen and wasm-opt):"
+  CARGO_PROFILE_WASM_RELEASE_STRIP=false cargo build -q --lib --target wasm32-unknown-unknown --profile wasm-release
+  twiggy top -n 100000 --format csv target/wasm32-unknown-unknown/wasm-release/peerwire.wasm | python3 tests/bench/size-by-crate.py
+else
+  echo "(cargo install twiggy for the bytes-by-crate breakdown)"
 fi
