@@ -894,6 +894,7 @@ pub struct BodyReader {
 #[wasm_bindgen]
 impl BodyReader {
     /// The next body chunk as `{ done, value }`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<IteratorResult<Uint8Array, undefined>>")]
     pub fn next(&self) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {
@@ -910,7 +911,7 @@ impl BodyReader {
     }
 
     /// Asks the server for one record and resolves `{ done, value }`.
-    #[wasm_bindgen(js_name = nextRecord)]
+    #[wasm_bindgen(js_name = nextRecord, unchecked_return_type = "Promise<IteratorResult<unknown, undefined>>")]
     pub fn next_record(&self) -> Promise {
         let inner = self.inner.clone();
         future_to_promise(async move {

@@ -1,0 +1,10 @@
+// Must NOT compile: each line below is a mistake the types catch.
+import { createPeer, Node } from 'peerwire';
+async function misuse(): Promise<void> {
+  const peer = await createPeer('a', { brokr: 'ws://x' });
+  peer.on('mesage', () => {});
+  const conn = await peer.connect('b');
+  conn.on('close', (e) => e.reasn);
+  new Node({ hub: 42 });
+}
+misuse();

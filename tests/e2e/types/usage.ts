@@ -1,0 +1,42 @@
+// Must compile under `tsc --strict`: the typed surface as an app uses it.
+import init, { createPeer, Node, PageHub, BroadcastChannelHub, NetworkHub } from 'peerwire';
+import type { Peer, Connection, Room, Stream, Hub, FetchResponse } from 'peerwire';
+async function main(): Promise<void> {
+  await init();
+  const peer: Peer = await createPeer('alice', { broker: 'ws://localhost:8080', maxMessageSize: 1 << 20 });
+  peer.on('message', ({ from, message }) => console.log(from.toUpperCase(), message));
+  peer.on('connection', (c) => console.log(c.peerId));
+  peer.on('error', (e) => console.log(e.name, e.code));
+  const conn: Connection = await peer.connect('bob');
+  conn.on('close', ({ reason }) => console.log(reason.length));
+  await conn.send({ a: 1 }, { onProgress: (s, t) => console.log(s / t) });
+  await conn.send(new Uint8Array(3));
+  const room: Room = await peer.join('lobby');
+  room.on('state', (ev) => console.log(ev.key, ev.removed));
+  await room.set('k', 1, { ttl: 10 });
+  await room.broadcast('x');
+  const online: boolean = await peer.find('bob');
+  console.log(online, peer.id, room.members.length);
+}
+main();
+async function nodes(): Promise<void> {
+  const peer = await createPeer('a', { broker: 'ws://localhost:8080' });
+  const conn = await peer.connect('b');
+  conn.on('stream', (s: Stream) => s.on('end', () => console.log(s.name)));
+  const s = await conn.openStream('chat', { ordered: false, maxRetransmits: 0 });
+  await s.send('x'); await s.end();
+  const reader = s.readable.getReader(); await reader.read();
+  const custom: Hub = { attach: () => 'x', detach: () => {}, send: () => {}, register: () => {}, lookup: async () => 'x' };
+  const nodes = [new Node(), new Node({ hub: new PageHub() }), new Node({ hub: new BroadcastChannelHub() }), new Node({ hub: new NetworkHub('ws://localhost:8080') }), new Node({ hub: custom, connectTimeout: 1000 })];
+  const n = nodes[0];
+  const addr: string = await n.address();
+  await n.hub.register('svc'); const found: string = await n.hub.lookup('svc');
+  n.sockets.createServer((sock) => sock.on('message', (m) => sock.send(m as string))).listen(7);
+  const sock: Stream = await n.sockets.connect(addr, 7, { timeout: 100 });
+  const app = n.rest.createServer();
+  app.get('/u/:id', (req, res) => { res.status(200).headers['x'] = req.params.id; return res.json({ q: req.query.q }); }).listen(80);
+  const r: FetchResponse = await n.rest.fetch('rest://svc/u/1', { method: 'POST', body: { a: 1 }, headers: { a: 'b' } });
+  console.log(r.status, r.ok, r.headers['content-type'], await r.json(), found, sock.port);
+  for await (const rec of r.records() as AsyncIterable<unknown>) console.log(rec);
+}
+nodes();
