@@ -10,9 +10,8 @@ cd "$ROOT"
 bash tests/setup.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 
-echo "[start] building the wasm package (wasm-pack build --target web) into www/pkg"
-wasm-pack build --release --target web --out-dir www/pkg --no-pack 2>&1 | grep -v '^\[INFO\]' || true
-[ -f www/pkg/peerwire_bg.wasm ] || { echo "[start] error: wasm-pack build failed" >&2; exit 1; }
+echo "[start] building the npm package (tests/package.sh) into www/pkg"
+bash tests/package.sh www/pkg >/dev/null
 echo "[start] building the broker"
 cargo build --release -q -p peerwire-broker
 echo "[start] starting the broker; open the URL it prints (Ctrl-C stops it)"
