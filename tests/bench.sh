@@ -32,7 +32,8 @@ cp tests/bench/bench.html tests/bench/bench.mjs tests/bench/peerjs-server.mjs te
 (cd "$WORK/bench" && npm install --no-audit --no-fund --silent && npm install --no-audit --no-fund --silent --no-save "$TGZ")
 
 BROKER_PORT=$(free_port)
-target/release/peerwire-broker --port "$BROKER_PORT" --static "$WORK/bench" >/dev/null 2>&1 &
+target/release/peerwire-broker --port "$BROKER_PORT" --static "$WORK/bench" --max-connections-per-ip 10000 \
+  --ip-rate-limit 100000 --ip-rate-burst 100000 >/dev/null 2>&1 &
 BROKER_PID=$!; PIDS+=("$BROKER_PID")
 PEERJS_PORT=$(free_port)
 (cd "$WORK/bench" && exec node peerjs-server.mjs "$PEERJS_PORT" >/dev/null 2>&1) &
@@ -47,7 +48,10 @@ echo; echo "== 2. signalling servers under load (loadgen; open-file limit $(ulim
 for n in ${PEERWIRE_BENCH_CLIENTS:-1000 10000}; do
   # Fresh servers per size, so memory per connection starts from idle.
   kill "$BROKER_PID" "$PEERJS_PID" 2>/dev/null || true; sleep 0.5
-  target/release/peerwire-broker --port "$BROKER_PORT" --static /nonexistent >/dev/null 2>&1 &
+  # The load comes from one address and far above a browser's rate: the
+  # per-connection and per-address limits are lifted for the measurement.
+  target/release/peerwire-broker --port "$BROKER_PORT" --static /nonexistent --max-connections-per-ip 100000 \
+    --rate-limit 1000000 --rate-burst 1000000 --ip-rate-limit 10000000 --ip-rate-burst 10000000 >/dev/null 2>&1 &
   BROKER_PID=$!; PIDS+=("$BROKER_PID")
   (cd "$WORK/bench" && exec node peerjs-server.mjs "$PEERJS_PORT" >/dev/null 2>&1) &
   PEERJS_PID=$!; PIDS+=("$PEERJS_PID")

@@ -93,6 +93,39 @@ pub struct Config {
     #[arg(long, env = "PEERWIRE_MAX_STATE_KEYS", default_value_t = limits::MAX_STATE_KEYS)]
     pub max_state_keys: usize,
 
+    /// Messages per second one connection may send (token bucket; close 4002 beyond).
+    #[arg(long, env = "PEERWIRE_RATE_LIMIT", default_value_t = 50.0)]
+    pub rate_limit: f64,
+
+    /// Messages one connection may send in a burst.
+    #[arg(long, env = "PEERWIRE_RATE_BURST", default_value_t = 200.0)]
+    pub rate_burst: f64,
+
+    /// Messages per second all connections from one address may send together.
+    #[arg(long, env = "PEERWIRE_IP_RATE_LIMIT", default_value_t = 500.0)]
+    pub ip_rate_limit: f64,
+
+    /// Messages all connections from one address may send in a burst.
+    #[arg(long, env = "PEERWIRE_IP_RATE_BURST", default_value_t = 2000.0)]
+    pub ip_rate_burst: f64,
+
+    /// Open connections from one address (HTTP 429 beyond).
+    #[arg(long, env = "PEERWIRE_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    pub max_connections_per_ip: usize,
+
+    /// Allowed `Origin`s for WebSocket upgrades, exact or with `*` (repeat;
+    /// none: any origin). Others get HTTP 403.
+    #[arg(
+        long = "allow-origin",
+        env = "PEERWIRE_ALLOW_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allow_origins: Vec<String>,
+
+    /// Time a connection has to register before it is closed (4006), in ms.
+    #[arg(long, env = "PEERWIRE_REGISTER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub register_timeout_ms: u64,
+
     /// How often grace windows and state TTLs are checked, in ms.
     #[arg(long, env = "PEERWIRE_SWEEP_MS", default_value_t = 100)]
     pub sweep_ms: u64,
@@ -136,6 +169,18 @@ impl Config {
         if self.heartbeat_timeout_ms <= self.heartbeat_interval_ms {
             return Err(
                 "--heartbeat-timeout-ms must be longer than --heartbeat-interval-ms".into(),
+            );
+        }
+        if self.rate_limit <= 0.0
+            || self.rate_burst < 1.0
+            || self.ip_rate_limit <= 0.0
+            || self.ip_rate_burst < 1.0
+        {
+            return Err("rate limits must be above 0 and bursts at least 1".into());
+        }
+        if self.max_connections_per_ip == 0 || self.register_timeout_ms == 0 {
+            return Err(
+                "--max-connections-per-ip and --register-timeout-ms must be above 0".into(),
             );
         }
         if self.max_frame_bytes < 1024 || self.outbound_queue == 0 {

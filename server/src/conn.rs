@@ -35,7 +35,7 @@ enum Ending {
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs one connection to its end.
-pub async fn run(socket: WebSocket, app: Arc<App>) {
+pub async fn run(socket: WebSocket, app: Arc<App>, ip: std::net::IpAddr) {
     let (tx, mut rx) = mpsc::channel::<Frame>(app.config.outbound_queue);
     let (kill_tx, mut kill_rx) = oneshot::channel::<CloseCode>();
     let conn = app.hub.connect(tx, kill_tx);
@@ -44,6 +44,12 @@ pub async fn run(socket: WebSocket, app: Arc<App>) {
     let heartbeat_every = Duration::from_millis(app.config.heartbeat_interval_ms);
     let silence_limit = Duration::from_millis(app.config.heartbeat_timeout_ms);
     let max_frame = app.config.max_frame_bytes;
+    let mut bucket = crate::limits::TokenBucket::new(
+        app.config.rate_limit,
+        app.config.rate_burst,
+        Instant::now(),
+    );
+    let register_within = Duration::from_millis(app.config.register_timeout_ms);
 
     let ending = {
         let writer = async {
@@ -87,6 +93,14 @@ pub async fn run(socket: WebSocket, app: Arc<App>) {
                     }
                     Ok(Some(Ok(frame))) => frame,
                 };
+                // Every data frame costs a token, from this connection's
+                // bucket and from its address's.
+                if matches!(frame, Message::Text(_) | Message::Binary(_)) {
+                    let now = Instant::now();
+                    if !bucket.take(now) || !app.addresses.take(ip, now) {
+                        return Ending::Close(CloseCode::TooManyMessages);
+                    }
+                }
                 match frame {
                     Message::Text(text) => {
                         if text.len() > max_frame {
@@ -118,9 +132,17 @@ pub async fn run(socket: WebSocket, app: Arc<App>) {
                 }
             }
         };
+        let register_deadline = async {
+            tokio::time::sleep(register_within).await;
+            if app.hub.is_registered(conn) {
+                std::future::pending::<()>().await;
+            }
+            Ending::Close(CloseCode::RegisterTimeout)
+        };
         tokio::select! {
             e = writer => e,
             e = reader => e,
+            e = register_deadline => e,
         }
     };
 

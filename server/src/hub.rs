@@ -159,6 +159,14 @@ impl Hub {
         }
     }
 
+    /// Whether connection `conn` has registered an id.
+    pub fn is_registered(&self, conn: ConnId) -> bool {
+        self.lock()
+            .conns
+            .get(&conn)
+            .is_some_and(|c| c.peer.is_some())
+    }
+
     /// Ends grace windows and state keys whose time has come.
     pub fn sweep(&self, now: Instant) {
         self.lock().sweep(now);

@@ -5,12 +5,14 @@
 //! - [`hub`]: all shared state behind one small API.
 //! - [`conn`]: one WebSocket connection (reader, writer, heartbeat).
 //! - [`ice`]: STUN/TURN configuration and TURN REST credentials.
+//! - [`limits`]: rate limits, connections per address, origin patterns.
 //! - [`metrics`]: Prometheus counters and gauges.
 
 pub mod config;
 pub mod conn;
 pub mod hub;
 pub mod ice;
+pub mod limits;
 pub mod metrics;
 
 use std::future::Future;
@@ -20,8 +22,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -39,6 +41,8 @@ pub struct App {
     pub config: Config,
     pub hub: Hub,
     pub metrics: Arc<Metrics>,
+    /// Connections and message budget per client address.
+    pub addresses: limits::AddressTable,
 }
 
 /// The HTTP routes: `/ws`, `/healthz`, `/metrics`, and static files.
@@ -53,7 +57,34 @@ pub fn router(app: Arc<App>) -> Router {
     router.with_state(app)
 }
 
-async fn ws_upgrade(ws: WebSocketUpgrade, State(app): State<Arc<App>>) -> Response {
+async fn ws_upgrade(
+    ws: WebSocketUpgrade,
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer_addr): ConnectInfo<std::net::SocketAddr>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    use axum::http::StatusCode;
+    if !app.config.allow_origins.is_empty() {
+        let origin = headers
+            .get(header::ORIGIN)
+            .and_then(|o| o.to_str().ok())
+            .unwrap_or("");
+        if !limits::origin_allowed(&app.config.allow_origins, origin) {
+            app.metrics.refuse("origin");
+            let text =
+                format!("origin {origin:?} is not allowed on this broker (--allow-origin)\n");
+            return (StatusCode::FORBIDDEN, text).into_response();
+        }
+    }
+    let ip = peer_addr.ip();
+    if !app.addresses.admit(ip, Instant::now()) {
+        app.metrics.refuse("connections-per-ip");
+        let text = format!(
+            "too many connections from {ip} (--max-connections-per-ip {})\n",
+            app.config.max_connections_per_ip
+        );
+        return (StatusCode::TOO_MANY_REQUESTS, text).into_response();
+    }
     // tungstenite's own limit sits above ours so that a frame just over the
     // limit is read and refused with 1009 by `conn`, while a huge one is
     // refused by tungstenite before it is buffered.
@@ -65,7 +96,10 @@ async fn ws_upgrade(ws: WebSocketUpgrade, State(app): State<Arc<App>>) -> Respon
         .max_frame_size(hard_limit)
         .read_buffer_size(4 * 1024)
         .write_buffer_size(4 * 1024)
-        .on_upgrade(move |socket| conn::run(socket, app))
+        .on_upgrade(move |socket| async move {
+            conn::run(socket, app.clone(), ip).await;
+            app.addresses.release(ip);
+        })
 }
 
 async fn metrics_text(State(app): State<Arc<App>>) -> impl IntoResponse {
@@ -113,10 +147,16 @@ pub async fn serve(
         (Some(cert), Some(key)) => Some(tls_config(cert, key, config.tls_ca.as_deref()).await?),
         _ => None,
     };
+    let addresses = limits::AddressTable::new(
+        config.max_connections_per_ip,
+        config.ip_rate_limit,
+        config.ip_rate_burst,
+    );
     let app = Arc::new(App {
         config,
         hub,
         metrics,
+        addresses,
     });
 
     let sweeper = {
@@ -163,7 +203,7 @@ pub async fn serve(
 
     // Signalling is many small frames: without TCP_NODELAY, Nagle's
     // algorithm and delayed ACKs add ~40 ms to each offer/answer round trip.
-    let service = router(app.clone()).into_make_service();
+    let service = router(app.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum_server::from_tcp(listener)?.handle(handle);
     let result = match tls {
         Some(tls) => {

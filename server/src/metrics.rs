@@ -22,6 +22,7 @@ pub struct Metrics {
     pub connections_total: Counter,
     errors: Family<CodeLabel, Counter>,
     closes: Family<CodeLabel, Counter>,
+    refused: Family<CodeLabel, Counter>,
     connections: Gauge,
     ids: Gauge,
     detached: Gauge,
@@ -44,6 +45,7 @@ impl Metrics {
             connections_total: Counter::default(),
             errors: Family::default(),
             closes: Family::default(),
+            refused: Family::default(),
             connections: Gauge::default(),
             ids: Gauge::default(),
             detached: Gauge::default(),
@@ -72,6 +74,11 @@ impl Metrics {
                 "closes",
                 "Connections closed by the broker, by close code",
                 m.closes.clone(),
+            );
+            r.register(
+                "refused",
+                "Upgrades refused, by reason (origin, connections-per-ip)",
+                m.refused.clone(),
             );
             r.register(
                 "connections",
@@ -108,6 +115,15 @@ impl Metrics {
         self.closes
             .get_or_create(&CodeLabel {
                 code: code.code().to_string(),
+            })
+            .inc();
+    }
+
+    /// Counts one refused upgrade.
+    pub fn refuse(&self, reason: &str) {
+        self.refused
+            .get_or_create(&CodeLabel {
+                code: reason.into(),
             })
             .inc();
     }

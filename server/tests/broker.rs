@@ -780,3 +780,122 @@ async fn metrics_count_connections_ids_rooms_messages_and_errors() {
     }
     b.stop().await;
 }
+
+// ---- abuse limits -------------------------------------------------------------
+
+#[tokio::test]
+async fn a_flooding_connection_is_closed_with_4002() {
+    let b = Broker::start(&["--rate-limit", "20", "--rate-burst", "40"]).await;
+    let (mut flooder, _) = b.registered("flooder").await;
+    let (mut calm, _) = b.registered("calm").await;
+    for _ in 0..200 {
+        flooder.send_raw(r#"{"type":"ping","rid":1}"#).await;
+    }
+    assert_eq!(flooder.closed().await, Closed::Code(4002));
+    // Another connection is unaffected.
+    assert_eq!(calm.request(json!({"type": "ping"})).await["type"], "pong");
+    // A steady client within the rate is never cut off.
+    for _ in 0..15 {
+        assert_eq!(calm.request(json!({"type": "ping"})).await["type"], "pong");
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn connections_from_one_address_share_a_budget() {
+    let b = Broker::start(&["--ip-rate-limit", "20", "--ip-rate-burst", "60"]).await;
+    let mut clients = Vec::new();
+    for i in 0..3 {
+        clients.push(b.registered(&format!("c{i}")).await.0);
+    }
+    // Each sends under 60, together over 60.
+    for c in &mut clients {
+        for _ in 0..30 {
+            c.send_raw(r#"{"type":"ping","rid":1}"#).await;
+        }
+    }
+    let mut cut = 0;
+    for c in &mut clients {
+        if c.closed_within(Duration::from_secs(2)).await == Some(Closed::Code(4002)) {
+            cut += 1;
+        }
+    }
+    assert!(cut >= 1, "the shared budget was never enforced");
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn too_many_connections_from_one_address_are_refused_with_429() {
+    let b = Broker::start(&["--max-connections-per-ip", "2"]).await;
+    let first = b.client().await;
+    let _second = b.client().await;
+    let err = tokio_tungstenite::connect_async(b.url()).await.unwrap_err();
+    assert!(err.to_string().contains("429"), "{err}");
+    // A slot frees when a connection ends.
+    first.close_normally().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut again = b.client().await;
+    assert_eq!(again.request(json!({"type": "ping"})).await["type"], "pong");
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn only_allowed_origins_may_connect() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let b = Broker::start(&[
+        "--allow-origin",
+        "https://app.example.org",
+        "--allow-origin",
+        "https://*.example.com",
+    ])
+    .await;
+    let with_origin = |origin: Option<&str>| {
+        let mut req = b.url().into_client_request().unwrap();
+        if let Some(o) = origin {
+            req.headers_mut().insert("origin", o.parse().unwrap());
+        }
+        req
+    };
+    for ok in ["https://app.example.org", "https://a.example.com"] {
+        let (mut ws, _) = tokio_tungstenite::connect_async(with_origin(Some(ok)))
+            .await
+            .unwrap_or_else(|e| panic!("{ok}: {e}"));
+        futures_util::SinkExt::send(
+            &mut ws,
+            tokio_tungstenite::tungstenite::Message::text(r#"{"type":"ping","rid":1}"#),
+        )
+        .await
+        .unwrap();
+    }
+    for bad in [
+        Some("https://evil.example.org"),
+        Some("https://example.com.evil.org"),
+        None,
+    ] {
+        let err = tokio_tungstenite::connect_async(with_origin(bad))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("403"), "{bad:?}: {err}");
+    }
+    let metrics = b.http_get("/metrics").await;
+    assert!(
+        metrics.contains("peerwire_refused_total{code=\"origin\"} 3"),
+        "{metrics}"
+    );
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_connection_that_never_registers_is_closed_with_4006() {
+    let b = Broker::start(&["--register-timeout-ms", "300"]).await;
+    let mut idle = b.client().await;
+    let started = std::time::Instant::now();
+    assert_eq!(idle.closed().await, Closed::Code(4006));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // A registered one is not affected.
+    let (mut ok, _) = b.registered("ok").await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(ok.request(json!({"type": "ping"})).await["type"], "pong");
+    b.stop().await;
+}

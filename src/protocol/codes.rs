@@ -178,11 +178,13 @@ pub enum CloseCode {
     HeartbeatTimeout = 4004,
     /// Another connection reclaimed this id with its resume token.
     Replaced = 4005,
+    /// The connection did not register within the register timeout.
+    RegisterTimeout = 4006,
 }
 
 impl CloseCode {
     /// Every code, in documentation order.
-    pub const ALL: [CloseCode; 11] = [
+    pub const ALL: [CloseCode; 12] = [
         Self::Normal,
         Self::GoingAway,
         Self::PolicyViolation,
@@ -194,6 +196,7 @@ impl CloseCode {
         Self::SlowConsumer,
         Self::HeartbeatTimeout,
         Self::Replaced,
+        Self::RegisterTimeout,
     ];
 
     /// The numeric code.
@@ -215,6 +218,7 @@ impl CloseCode {
             Self::SlowConsumer => "slow consumer",
             Self::HeartbeatTimeout => "heartbeat timeout",
             Self::Replaced => "replaced by a newer connection",
+            Self::RegisterTimeout => "register timeout",
         }
     }
 

@@ -12,7 +12,8 @@ export const CHROMIUM_ARGS = [
 
 /** Starts `peerwire-broker --port 0 --static dir`; resolves { url, ws, stop }. */
 export async function startBroker(binary, dir) {
-  const proc = spawn(binary, ['--port', '0', '--static', dir], {
+  // All test pages connect from 127.0.0.1: raise the per-address limits.
+  const proc = spawn(binary, ['--port', '0', '--static', dir, '--max-connections-per-ip', '10000', '--ip-rate-limit', '100000', '--ip-rate-burst', '100000'], {
     env: { ...process.env, RUST_LOG: 'warn' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

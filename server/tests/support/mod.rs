@@ -186,15 +186,26 @@ impl Client {
     }
 
     /// Reads until the connection ends, skipping messages; how it closed.
+    /// Panics if it is still open after 10 s.
     pub async fn closed(&mut self) -> Closed {
+        self.closed_within(Duration::from_secs(10))
+            .await
+            .expect("closed within 10 s")
+    }
+
+    /// How the connection closed, or `None` if it is still open after
+    /// `limit` (heartbeat pings keep arriving on an open one, so the
+    /// deadline covers the whole wait, not each read).
+    pub async fn closed_within(&mut self, limit: Duration) -> Option<Closed> {
+        let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let next = tokio::time::timeout(Duration::from_secs(10), self.ws.next())
-                .await
-                .expect("closed within 10 s");
-            match next {
-                Some(Ok(Message::Close(Some(f)))) => return Closed::Code(f.code.into()),
-                Some(Ok(Message::Close(None))) | None | Some(Err(_)) => return Closed::NoFrame,
-                Some(Ok(_)) => continue,
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return None,
+                Ok(Some(Ok(Message::Close(Some(f))))) => return Some(Closed::Code(f.code.into())),
+                Ok(Some(Ok(Message::Close(None))) | None | Some(Err(_))) => {
+                    return Some(Closed::NoFrame);
+                }
+                Ok(Some(Ok(_))) => continue,
             }
         }
     }

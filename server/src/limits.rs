@@ -1,0 +1,182 @@
+//! Abuse limits: token buckets for message rates, per connection and per
+//! client address, and the table of addresses with their connection counts.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// A token bucket: `rate` tokens per second, at most `burst` saved up.
+#[derive(Debug, Clone)]
+pub struct TokenBucket {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    last: Instant,
+}
+
+impl TokenBucket {
+    pub fn new(rate: f64, burst: f64, now: Instant) -> Self {
+        Self {
+            rate,
+            burst,
+            tokens: burst,
+            last: now,
+        }
+    }
+
+    /// Takes one token; `false` when the bucket is empty.
+    pub fn take(&mut self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+struct Address {
+    connections: usize,
+    bucket: TokenBucket,
+}
+
+/// Connections and message budget per client address.
+pub struct AddressTable {
+    max_connections: usize,
+    rate: f64,
+    burst: f64,
+    table: Mutex<HashMap<IpAddr, Address>>,
+}
+
+impl AddressTable {
+    pub fn new(max_connections: usize, rate: f64, burst: f64) -> Self {
+        Self {
+            max_connections,
+            rate,
+            burst,
+            table: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts a new connection from `ip`; `false` when it has too many.
+    pub fn admit(&self, ip: IpAddr, now: Instant) -> bool {
+        let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = t.entry(ip).or_insert_with(|| Address {
+            connections: 0,
+            bucket: TokenBucket::new(self.rate, self.burst, now),
+        });
+        if entry.connections >= self.max_connections {
+            return false;
+        }
+        entry.connections += 1;
+        true
+    }
+
+    /// A connection from `ip` ended.
+    pub fn release(&self, ip: IpAddr) {
+        let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = t.get_mut(&ip) {
+            e.connections = e.connections.saturating_sub(1);
+            if e.connections == 0 {
+                t.remove(&ip);
+            }
+        }
+    }
+
+    /// Takes one message from `ip`'s shared budget.
+    pub fn take(&self, ip: IpAddr, now: Instant) -> bool {
+        let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
+        t.get_mut(&ip).is_none_or(|e| e.bucket.take(now))
+    }
+}
+
+/// Whether `origin` matches an allow-list entry: exact, or with `*`
+/// standing for any run of characters (`https://*.example.com`).
+pub fn origin_allowed(allowed: &[String], origin: &str) -> bool {
+    allowed
+        .iter()
+        .any(|pattern| wildcard(pattern.as_bytes(), origin.as_bytes()))
+}
+
+fn wildcard(p: &[u8], s: &[u8]) -> bool {
+    match p.split_first() {
+        None => s.is_empty(),
+        Some((b'*', rest)) => (0..=s.len()).any(|i| wildcard(rest, &s[i..])),
+        Some((c, rest)) => s.first() == Some(c) && wildcard(rest, &s[1..]),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn buckets_allow_a_burst_then_the_rate() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(10.0, 5.0, t0);
+        assert_eq!((0..7).filter(|_| b.take(t0)).count(), 5, "the burst");
+        assert!(!b.take(t0));
+        assert!(
+            b.take(t0 + Duration::from_millis(100)),
+            "one token per 100 ms"
+        );
+        assert!(!b.take(t0 + Duration::from_millis(150)));
+        assert_eq!(
+            (0..20)
+                .filter(|_| b.take(t0 + Duration::from_secs(60)))
+                .count(),
+            5,
+            "never above the burst"
+        );
+    }
+
+    #[test]
+    fn addresses_count_connections_and_share_a_budget() {
+        let now = Instant::now();
+        let ip: IpAddr = "127.0.0.7".parse().unwrap();
+        let t = AddressTable::new(2, 1.0, 3.0);
+        assert!(t.admit(ip, now) && t.admit(ip, now));
+        assert!(!t.admit(ip, now), "third connection refused");
+        assert_eq!(
+            (0..5).filter(|_| t.take(ip, now)).count(),
+            3,
+            "one budget for both connections"
+        );
+        t.release(ip);
+        assert!(t.admit(ip, now));
+        t.release(ip);
+        t.release(ip);
+        assert!(
+            t.take("10.0.0.1".parse().unwrap(), now),
+            "unknown addresses are not limited here"
+        );
+    }
+
+    #[test]
+    fn origins_match_exactly_or_by_pattern() {
+        let allowed = vec![
+            "https://app.example.org".to_string(),
+            "https://*.example.com".to_string(),
+        ];
+        for ok in [
+            "https://app.example.org",
+            "https://a.example.com",
+            "https://a.b.example.com",
+        ] {
+            assert!(origin_allowed(&allowed, ok), "{ok}");
+        }
+        for bad in [
+            "https://app.example.org.evil",
+            "http://app.example.org",
+            "https://example.com.evil.org",
+            "",
+        ] {
+            assert!(!origin_allowed(&allowed, bad), "{bad}");
+        }
+    }
+}
