@@ -13,6 +13,8 @@
 //! - [`rest`]: rest URLs, exchange heads, routing, record-set credits.
 
 pub mod broker;
+#[cfg(test)]
+mod catalogue;
 pub mod chunking;
 pub mod keepalive;
 pub mod negotiation;

@@ -115,6 +115,16 @@ impl Client {
         self.ws.send(Message::text(text)).await.unwrap();
     }
 
+    /// Sends, ignoring a failure: for inputs the broker answers by closing
+    /// (it may reset the socket while the frame is still being written).
+    pub async fn send_raw_lossy(&mut self, text: &str) {
+        let _ = self.ws.send(Message::text(text)).await;
+    }
+
+    pub async fn send_binary_lossy(&mut self, bytes: Vec<u8>) {
+        let _ = self.ws.send(Message::binary(bytes)).await;
+    }
+
     pub async fn send_binary(&mut self, bytes: Vec<u8>) {
         self.ws.send(Message::binary(bytes)).await.unwrap();
     }
