@@ -567,6 +567,12 @@ async fn drive(
             Input::Signal(s) => c.on_signal(s).await,
             Input::Rtc(RtcEvent::NegotiationNeeded) => {
                 let Some(link) = c.link() else { continue };
+                // An event queued before the remote's offer was applied is
+                // stale: the channels are negotiated, and a needless new
+                // offer could collide with the other side's.
+                if link.has_remote_description() {
+                    continue;
+                }
                 let decision = c
                     .negotiator
                     .borrow_mut()
@@ -660,10 +666,7 @@ impl Connection {
         options: Option<super::SendOptionsArg>,
     ) -> js_sys::Promise {
         let inner = self.inner.clone();
-        let options: JsValue = options.map(Into::into).unwrap_or(JsValue::UNDEFINED);
-        let progress = Reflect::get(&options, &"onProgress".into())
-            .ok()
-            .and_then(|f| f.dyn_into::<Function>().ok());
+        let progress = super::outbox::progress_option(options);
         wasm_bindgen_futures::future_to_promise(async move {
             inner
                 .send(message, progress)
@@ -714,25 +717,7 @@ impl Connection {
     }
 }
 
-#[wasm_bindgen]
-impl Connection {
-    /// Adds a listener. Messages that arrived before the first `message`
-    /// listener (while the peer had none either) are delivered to it.
-    #[wasm_bindgen(skip_typescript)]
-    pub fn on(&self, event: &str, listener: Function) -> Result<(), JsValue> {
-        self.inner.emitter.on(event, listener)?;
-        if event == "message" {
-            let inner = self.inner.clone();
-            spawn_local(async move { inner.emitter.release_held() });
-        }
-        Ok(())
-    }
-
-    #[wasm_bindgen(skip_typescript)]
-    pub fn off(&self, event: &str, listener: Function) -> Result<(), JsValue> {
-        Ok(self.inner.emitter.off(event, &listener)?)
-    }
-}
+super::events::event_methods!(Connection, release: ["message"]);
 
 impl Outlet for ConnShared {
     fn sink(&self) -> Option<Rc<dyn FrameSink>> {

@@ -129,6 +129,27 @@ impl Emitter {
 /// class whose shared state has an `emitter` field. Their TypeScript
 /// signatures (typed per event) are in the custom section of `api`.
 macro_rules! event_methods {
+    // `on` also delivers events held while these had no listener.
+    ($class:ident, release: [$($held:literal),+]) => {
+        #[wasm_bindgen::prelude::wasm_bindgen]
+        impl $class {
+            #[wasm_bindgen(skip_typescript)]
+            pub fn on(&self, event: &str, listener: js_sys::Function) -> Result<(), wasm_bindgen::JsValue> {
+                self.inner.emitter.on(event, listener)?;
+                if [$($held),+].contains(&event) {
+                    let inner = self.inner.clone();
+                    // Delivered after `on()` returns, never inside it.
+                    wasm_bindgen_futures::spawn_local(async move { inner.emitter.release_held() });
+                }
+                Ok(())
+            }
+
+            #[wasm_bindgen(skip_typescript)]
+            pub fn off(&self, event: &str, listener: js_sys::Function) -> Result<(), wasm_bindgen::JsValue> {
+                Ok(self.inner.emitter.off(event, &listener)?)
+            }
+        }
+    };
     ($class:ident) => {
         #[wasm_bindgen::prelude::wasm_bindgen]
         impl $class {

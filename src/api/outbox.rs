@@ -253,6 +253,37 @@ async fn send_one(
     Ok(())
 }
 
+/// `options.onProgress` of a `send()` call, if it is a function.
+pub(crate) fn progress_option(options: Option<super::SendOptionsArg>) -> Option<Function> {
+    let options: JsValue = options.map(Into::into)?;
+    Reflect::get(&options, &"onProgress".into())
+        .ok()?
+        .dyn_into::<Function>()
+        .ok()
+}
+
+/// The bytes an ArrayBufferView (typed array, DataView) looks at, copied.
+pub(crate) fn view_bytes(value: &JsValue) -> Option<Vec<u8>> {
+    if !js_sys::ArrayBuffer::is_view(value) {
+        return None;
+    }
+    let number = |k: &str| {
+        Reflect::get(value, &k.into())
+            .ok()
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.0) as u32
+    };
+    let buffer = Reflect::get(value, &"buffer".into()).ok()?;
+    Some(
+        Uint8Array::new_with_byte_offset_and_length(
+            &buffer,
+            number("byteOffset"),
+            number("byteLength"),
+        )
+        .to_vec(),
+    )
+}
+
 /// Strings as text, bytes as binary, Blobs read in order, anything else as
 /// JSON.
 pub(crate) fn to_payload(value: &JsValue) -> Result<Payload, PeerError> {
@@ -265,18 +296,8 @@ pub(crate) fn to_payload(value: &JsValue) -> Result<Payload, PeerError> {
             Uint8Array::new(buf).to_vec(),
         ));
     }
-    if js_sys::ArrayBuffer::is_view(value) {
-        let buffer = Reflect::get(value, &"buffer".into()).map_err(|_| bad_value())?;
-        let offset = Reflect::get(value, &"byteOffset".into())
-            .ok()
-            .and_then(|v| v.as_f64())
-            .unwrap_or(0.0) as u32;
-        let len = Reflect::get(value, &"byteLength".into())
-            .ok()
-            .and_then(|v| v.as_f64())
-            .unwrap_or(0.0) as u32;
-        let view = Uint8Array::new_with_byte_offset_and_length(&buffer, offset, len);
-        return Ok(Payload::Bytes(PayloadType::Binary, view.to_vec()));
+    if let Some(bytes) = view_bytes(value) {
+        return Ok(Payload::Bytes(PayloadType::Binary, bytes));
     }
     if let Some(blob) = value.dyn_ref::<web_sys::Blob>() {
         return Ok(Payload::Blob(blob.clone()));

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use futures_channel::{mpsc, oneshot};
 use futures_util::StreamExt;
-use js_sys::{Array, Function, Object, Reflect};
+use js_sys::{Array, Object, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::spawn_local;
 
@@ -792,10 +792,7 @@ impl Peer {
         options: Option<super::SendOptionsArg>,
     ) -> js_sys::Promise {
         let inner = self.inner.clone();
-        let options: JsValue = options.map(Into::into).unwrap_or(JsValue::UNDEFINED);
-        let progress = Reflect::get(&options, &"onProgress".into())
-            .ok()
-            .and_then(|f| f.dyn_into::<Function>().ok());
+        let progress = super::outbox::progress_option(options);
         wasm_bindgen_futures::future_to_promise(async move {
             let conn = inner.connection(&id)?;
             conn.opened().await?;

@@ -68,20 +68,8 @@ fn body_bytes(value: &JsValue) -> Result<(Vec<u8>, &'static str), PeerError> {
     if let Some(b) = value.dyn_ref::<js_sys::ArrayBuffer>() {
         return Ok((Uint8Array::new(b).to_vec(), "application/octet-stream"));
     }
-    if js_sys::ArrayBuffer::is_view(value) {
-        let buffer = Reflect::get(value, &"buffer".into()).unwrap_or(JsValue::UNDEFINED);
-        let offset = Reflect::get(value, &"byteOffset".into())
-            .ok()
-            .and_then(|v| v.as_f64())
-            .unwrap_or(0.0) as u32;
-        let len = Reflect::get(value, &"byteLength".into())
-            .ok()
-            .and_then(|v| v.as_f64())
-            .unwrap_or(0.0) as u32;
-        return Ok((
-            Uint8Array::new_with_byte_offset_and_length(&buffer, offset, len).to_vec(),
-            "application/octet-stream",
-        ));
+    if let Some(bytes) = super::outbox::view_bytes(value) {
+        return Ok((bytes, "application/octet-stream"));
     }
     let json: String = js_sys::JSON::stringify(value)
         .map_err(|e| {

@@ -642,10 +642,7 @@ impl Stream {
         options: Option<super::SendOptionsArg>,
     ) -> js_sys::Promise {
         let inner = self.inner.clone();
-        let options: JsValue = options.map(Into::into).unwrap_or(JsValue::UNDEFINED);
-        let progress = Reflect::get(&options, &"onProgress".into())
-            .ok()
-            .and_then(|f| f.dyn_into::<Function>().ok());
+        let progress = super::outbox::progress_option(options);
         wasm_bindgen_futures::future_to_promise(async move {
             inner
                 .send(message, progress)
@@ -687,23 +684,4 @@ impl Stream {
     }
 }
 
-#[wasm_bindgen]
-impl Stream {
-    /// Adds a listener. Messages (and `end`) that arrived before the first
-    /// `message` listener are delivered to it, in order.
-    #[wasm_bindgen(skip_typescript)]
-    pub fn on(&self, event: &str, listener: Function) -> Result<(), JsValue> {
-        self.inner.emitter.on(event, listener)?;
-        if event == "message" || event == "end" {
-            let inner = self.inner.clone();
-            // Delivered after `on()` returns, never inside it.
-            spawn_local(async move { inner.emitter.release_held() });
-        }
-        Ok(())
-    }
-
-    #[wasm_bindgen(skip_typescript)]
-    pub fn off(&self, event: &str, listener: Function) -> Result<(), JsValue> {
-        Ok(self.inner.emitter.off(event, &listener)?)
-    }
-}
+super::events::event_methods!(Stream, release: ["message", "end"]);

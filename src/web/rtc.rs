@@ -177,6 +177,12 @@ impl RtcLink {
         })
     }
 
+    /// Whether a remote description has been applied (the connection is
+    /// negotiated; peerwire adds no media, so it never needs more).
+    pub fn has_remote_description(&self) -> bool {
+        self.pc.remote_description().is_some()
+    }
+
     pub fn signaling_state(&self) -> SignalingState {
         let s = Reflect::get(&self.pc, &"signalingState".into())
             .ok()
