@@ -41,6 +41,22 @@ async fn address(node: &JsValue) -> String {
         .unwrap()
 }
 
+/// Starts a socket server on `node`: `on_socket` is the JS source of the
+/// callback, `(socket) => …`. Returns the server.
+async fn socket_server(node: &JsValue, on_socket: &str, port: u16) -> JsValue {
+    let callback = js_fn("", on_socket).call0(&JsValue::NULL).unwrap();
+    let srv = call(&get(node, "sockets"), "createServer", &[callback])
+        .await
+        .unwrap();
+    call(&srv, "listen", &[port.into()]).await.unwrap();
+    srv
+}
+
+/// `node.sockets.connect(...args)`.
+async fn socket_to(node: &JsValue, args: &[JsValue]) -> Result<JsValue, JsValue> {
+    call(&get(node, "sockets"), "connect", args).await
+}
+
 // ---- streams ----------------------------------------------------------------
 
 #[wasm_bindgen_test]
@@ -223,13 +239,9 @@ async fn nodes_on_a_page_hub_get_addresses_names_and_sockets() {
     .await
     .unwrap();
     call(&srv, "listen", &[7.into()]).await.unwrap();
-    let socket = call(
-        &get(&client, "sockets"),
-        "connect",
-        &["echo-server".into(), 7.into()],
-    )
-    .await
-    .unwrap();
+    let socket = socket_to(&client, &["echo-server".into(), 7.into()])
+        .await
+        .unwrap();
     assert_eq!(get(&socket, "port").as_f64(), Some(7.0));
     let replies = Events::on(&socket, "message").await;
     call(&socket, "send", &["ping".into()]).await.unwrap();
@@ -248,13 +260,9 @@ async fn nodes_on_a_page_hub_get_addresses_names_and_sockets() {
 
     // Nobody listens on port 8: refused at once, by name.
     let started = now();
-    let err = call(
-        &get(&client, "sockets"),
-        "connect",
-        &[server_addr.clone().into(), 8.into()],
-    )
-    .await
-    .unwrap_err();
+    let err = socket_to(&client, &[server_addr.clone().into(), 8.into()])
+        .await
+        .unwrap_err();
     let ms = now() - started;
     log(&format!("socket to a closed port refused in {ms:.0} ms"));
     assert_eq!(error_name(&err), "PortClosedError");
@@ -272,13 +280,9 @@ async fn nodes_on_a_page_hub_get_addresses_names_and_sockets() {
         "InvalidArgumentError"
     );
     // An unknown address fails fast on a PageHub.
-    let err = call(
-        &get(&client, "sockets"),
-        "connect",
-        &["page-99999".into(), 7.into()],
-    )
-    .await
-    .unwrap_err();
+    let err = socket_to(&client, &["page-99999".into(), 7.into()])
+        .await
+        .unwrap_err();
     assert_eq!(error_name(&err), "PeerUnavailableError");
     call(&server, "close", &[]).await.unwrap();
     call(&client, "close", &[]).await.unwrap();
@@ -299,13 +303,9 @@ async fn localhost_is_the_node_itself_without_webrtc() {
     .await
     .unwrap();
     call(&srv, "listen", &[5000.into()]).await.unwrap();
-    let socket = call(
-        &get(&node, "sockets"),
-        "connect",
-        &["localhost".into(), 5000.into()],
-    )
-    .await
-    .unwrap();
+    let socket = socket_to(&node, &["localhost".into(), 5000.into()])
+        .await
+        .unwrap();
     let replies = Events::on(&socket, "message").await;
     call(&socket, "send", &["hi".into()]).await.unwrap();
     assert_eq!(
@@ -317,13 +317,9 @@ async fn localhost_is_the_node_itself_without_webrtc() {
         0,
         "no WebRTC connection for localhost"
     );
-    let err = call(
-        &get(&node, "sockets"),
-        "connect",
-        &["localhost".into(), 5001.into()],
-    )
-    .await
-    .unwrap_err();
+    let err = socket_to(&node, &["localhost".into(), 5001.into()])
+        .await
+        .unwrap_err();
     assert_eq!(error_name(&err), "PortClosedError");
     call(&node, "close", &[]).await.unwrap();
 }
@@ -339,29 +335,19 @@ async fn a_broadcast_channel_hub_and_a_custom_js_hub_carry_signals() {
     call(&get(&server, "hub"), "register", &["bc-server".into()])
         .await
         .unwrap();
-    let greet = js_fn(
-        "",
+    socket_server(
+        &server,
         "return (socket) => socket.send('hello over BroadcastChannel signalling')",
-    );
-    let srv = call(
-        &get(&server, "sockets"),
-        "createServer",
-        &[greet.call0(&JsValue::NULL).unwrap()],
+        1,
     )
-    .await
-    .unwrap();
-    call(&srv, "listen", &[1.into()]).await.unwrap();
+    .await;
     let looked = call(&get(&client, "hub"), "lookup", &["bc-server".into()])
         .await
         .unwrap();
     assert_eq!(looked.as_string().unwrap(), address(&server).await);
-    let socket = call(
-        &get(&client, "sockets"),
-        "connect",
-        &["bc-server".into(), 1.into()],
-    )
-    .await
-    .unwrap();
+    let socket = socket_to(&client, &["bc-server".into(), 1.into()])
+        .await
+        .unwrap();
     let got = Events::on(&socket, "message").await;
     assert_eq!(
         got.nth(0, 5000.0).await.as_string().unwrap(),
@@ -745,13 +731,9 @@ async fn nodes_on_a_network_hub_use_the_broker_for_names_sockets_and_rest() {
         .unwrap_err();
     assert_eq!(error_name(&err), "UnknownHostError");
     // A node on the broker refuses a closed port at once too.
-    let err = call(
-        &get(&client, "sockets"),
-        "connect",
-        &[name.into(), 9.into()],
-    )
-    .await
-    .unwrap_err();
+    let err = socket_to(&client, &[name.into(), 9.into()])
+        .await
+        .unwrap_err();
     assert_eq!(error_name(&err), "PortClosedError");
     call(&server, "close", &[]).await.unwrap();
     call(&client, "close", &[]).await.unwrap();
@@ -762,25 +744,10 @@ async fn messages_before_the_first_listener_are_held_not_lost() {
     let hub: JsValue = PageHub::new().into();
     let server = node_on(hub.clone());
     let client = node_on(hub);
-    let eager = js_fn(
-        "",
-        "return (socket) => { socket.send('one'); socket.send('two'); socket.send('three'); socket.end(); }",
-    );
-    let srv = call(
-        &get(&server, "sockets"),
-        "createServer",
-        &[eager.call0(&JsValue::NULL).unwrap()],
-    )
-    .await
-    .unwrap();
-    call(&srv, "listen", &[9.into()]).await.unwrap();
-    let socket = call(
-        &get(&client, "sockets"),
-        "connect",
-        &[address(&server).await.into(), 9.into()],
-    )
-    .await
-    .unwrap();
+    socket_server(&server, "return (socket) => { socket.send('one'); socket.send('two'); socket.send('three'); socket.end(); }", 9).await;
+    let socket = socket_to(&client, &[address(&server).await.into(), 9.into()])
+        .await
+        .unwrap();
     // Listen only later: everything sent meanwhile is delivered, in order,
     // with `end` after the messages.
     sleep(300).await;
