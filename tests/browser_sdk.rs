@@ -376,3 +376,43 @@ async fn rendezvous_keys_connect_a_joiner_to_the_opener() {
     assert_eq!(error_name(&err), "ClosedError");
     call(&opener, "close", &[]).await.unwrap();
 }
+
+/// The test broker runs with a 3 s listen timeout and a 5 s pipe deadline.
+#[wasm_bindgen_test]
+async fn rendezvous_deadlines_close_idle_keys_and_end_pairings_but_not_connections() {
+    let opener = create(&uid("opener")).await;
+    let joiner = create(&uid("joiner")).await;
+    let idle = format!("idle_{}", (js_sys::Math::random() * 1e9) as u64);
+    let handle = call(&opener, "openKey", &[idle.into()]).await.unwrap();
+    let closed = Events::on(&handle, "closed").await;
+    let ev = closed.nth(0, 6000.0).await;
+    assert_eq!(get(&ev, "code").as_f64(), Some(4000.0));
+    assert_eq!(get(&ev, "reason").as_string().unwrap(), "listen timeout");
+
+    let key = format!("pair_{}", (js_sys::Math::random() * 1e9) as u64);
+    let handle = call(&opener, "openKey", &[key.clone().into()])
+        .await
+        .unwrap();
+    let gone = Events::on(&handle, "unavailable").await;
+    let at_joiner = Events::on(&joiner, "unavailable").await;
+    let incoming = Events::on(&opener, "connection").await;
+    let conn = call(&joiner, "joinKey", &[key.clone().into()])
+        .await
+        .unwrap();
+    let conn_o = incoming.nth(0, 3000.0).await;
+    let at_o = Events::on(&conn_o, "message").await;
+    assert_eq!(gone.nth(0, 8000.0).await, get(&joiner, "id"));
+    let ev = at_joiner.nth(0, 3000.0).await;
+    assert_eq!(get(&ev, "code").as_f64(), Some(4001.0));
+    assert_eq!(get(&ev, "key").as_string().unwrap(), key);
+    // The deadline ended the pairing on the broker, not the connection.
+    call(&conn, "send", &["after the deadline".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        at_o.nth(0, 3000.0).await.as_string().unwrap(),
+        "after the deadline"
+    );
+    call(&joiner, "close", &[]).await.unwrap();
+    call(&opener, "close", &[]).await.unwrap();
+}

@@ -89,6 +89,10 @@ pub struct Config {
     #[arg(long, env = "PEERWIRE_MAX_ROOMS_PER_PEER", default_value_t = limits::MAX_ROOMS_PER_PEER)]
     pub max_rooms_per_peer: usize,
 
+    /// Rendezvous keys one peer may have opened, and joined, at once.
+    #[arg(long, env = "PEERWIRE_MAX_KEYS_PER_PEER", default_value_t = limits::MAX_KEYS_PER_PEER)]
+    pub max_keys_per_peer: usize,
+
     /// Keys one room's state may hold.
     #[arg(long, env = "PEERWIRE_MAX_STATE_KEYS", default_value_t = limits::MAX_STATE_KEYS)]
     pub max_state_keys: usize,
@@ -126,6 +130,17 @@ pub struct Config {
     #[arg(long, env = "PEERWIRE_REGISTER_TIMEOUT_MS", default_value_t = 10_000)]
     pub register_timeout_ms: u64,
 
+    /// Time an opened rendezvous key may wait with nobody joined before the
+    /// broker closes it (`key-closed`, code 4000), in ms. 0: no limit.
+    #[arg(long, env = "PEERWIRE_LISTEN_TIMEOUT_MS", default_value_t = limits::LISTEN_TIMEOUT_MS)]
+    pub listen_timeout_ms: u64,
+
+    /// Time a matched rendezvous pair (opener and one joiner) is held on the
+    /// key before the broker ends it (`unavailable`, code 4001), in ms. The
+    /// peers keep their ids and can go on signalling each other. 0: no limit.
+    #[arg(long, env = "PEERWIRE_PIPE_TIMEOUT_MS", default_value_t = limits::PIPE_TIMEOUT_MS)]
+    pub pipe_timeout_ms: u64,
+
     /// How often grace windows and state TTLs are checked, in ms.
     #[arg(long, env = "PEERWIRE_SWEEP_MS", default_value_t = 100)]
     pub sweep_ms: u64,
@@ -140,6 +155,9 @@ impl Config {
             max_room_members: self.max_room_members,
             max_rooms_per_peer: self.max_rooms_per_peer,
             max_state_keys: self.max_state_keys,
+            max_keys_per_peer: self.max_keys_per_peer,
+            listen_timeout: nonzero_ms(self.listen_timeout_ms),
+            pipe_timeout: nonzero_ms(self.pipe_timeout_ms),
             ice: IceConfig {
                 urls: self.ice_servers.clone(),
                 turn_secret: self.turn_secret.clone(),
@@ -197,4 +215,9 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// `Some(duration)`, or `None` for 0 ("no limit").
+fn nonzero_ms(ms: u64) -> Option<Duration> {
+    (ms > 0).then(|| Duration::from_millis(ms))
 }

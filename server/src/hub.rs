@@ -56,6 +56,12 @@ pub struct HubConfig {
     pub max_room_members: usize,
     pub max_rooms_per_peer: usize,
     pub max_state_keys: usize,
+    /// Rendezvous keys one peer may have opened, and joined, at once.
+    pub max_keys_per_peer: usize,
+    /// An opened key with no joiner is closed after this (4000).
+    pub listen_timeout: Option<Duration>,
+    /// A matched opener/joiner pair is ended after this (4001).
+    pub pipe_timeout: Option<Duration>,
     pub ice: IceConfig,
 }
 
@@ -68,6 +74,9 @@ impl Default for HubConfig {
             max_room_members: MAX_ROOM_MEMBERS,
             max_rooms_per_peer: MAX_ROOMS_PER_PEER,
             max_state_keys: MAX_STATE_KEYS,
+            max_keys_per_peer: MAX_KEYS_PER_PEER,
+            listen_timeout: Some(Duration::from_millis(LISTEN_TIMEOUT_MS)),
+            pipe_timeout: Some(Duration::from_millis(PIPE_TIMEOUT_MS)),
             ice: IceConfig::default(),
         }
     }
@@ -235,7 +244,10 @@ struct StateValue {
 
 struct Rendezvous {
     opener: String,
-    joiners: BTreeSet<String>,
+    /// Each joiner with the end of its pipe deadline (if any).
+    joiners: BTreeMap<String, Option<Instant>>,
+    /// While nobody has joined: when the key is closed (4000).
+    listen_deadline: Option<Instant>,
 }
 
 /// How a message should be treated if its target is detached.
@@ -282,6 +294,14 @@ fn unix_now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+fn keys_error(rid: Rid, held: usize) -> (ErrorCode, Rid, String) {
+    (
+        ErrorCode::TooManyKeys,
+        rid,
+        format!("already holding {held} rendezvous keys"),
+    )
 }
 
 fn remaining_ms(expires: Option<Instant>, now: Instant) -> Option<u64> {
@@ -468,7 +488,7 @@ impl State {
             (ClientMessage::Delete { rid, room, key }, Some(me)) => {
                 self.delete(&me, rid, room, key, now)
             }
-            (ClientMessage::OpenKey { rid, key }, Some(me)) => self.open_key(&me, rid, key),
+            (ClientMessage::OpenKey { rid, key }, Some(me)) => self.open_key(&me, rid, key, now),
             (ClientMessage::JoinKey { rid, key }, Some(me)) => self.join_key(&me, rid, key, now),
             (ClientMessage::LeaveKey { rid, key }, Some(me)) => self.leave_key(&me, rid, &key, now),
             (ClientMessage::CloseKey { rid, key }, Some(me)) => self.close_key(&me, rid, &key, now),
@@ -812,16 +832,20 @@ impl State {
         me: &str,
         rid: Rid,
         key: String,
+        now: Instant,
     ) -> Result<ServerMessage, (ErrorCode, Rid, String)> {
         match self.keys.get(&key) {
             Some(rv) if rv.opener == me => {}
             Some(_) => return Err((ErrorCode::KeyTaken, rid, format!("key {key:?} is open"))),
             None => {
+                self.key_quota(me, rid)?;
+                let listen_deadline = self.listen_deadline(now);
                 self.keys.insert(
                     key.clone(),
                     Rendezvous {
                         opener: me.to_string(),
-                        joiners: BTreeSet::new(),
+                        joiners: BTreeMap::new(),
+                        listen_deadline,
                     },
                 );
                 self.sessions
@@ -856,7 +880,15 @@ impl State {
             ));
         }
         let opener = rv.opener.clone();
-        if rv.joiners.insert(me.to_string()) {
+        if !rv.joiners.contains_key(me) {
+            let joined = self.sessions.get(me).map_or(0, |s| s.joined_keys.len());
+            if joined >= self.config.max_keys_per_peer {
+                return Err(keys_error(rid, joined));
+            }
+            let pipe_deadline = self.config.pipe_timeout.and_then(|t| now.checked_add(t));
+            let rv = self.keys.get_mut(&key).expect("looked up above");
+            rv.joiners.insert(me.to_string(), pipe_deadline);
+            rv.listen_deadline = None;
             self.sessions
                 .get_mut(me)
                 .expect("registered")
@@ -878,7 +910,10 @@ impl State {
         key: &str,
         now: Instant,
     ) -> Result<ServerMessage, (ErrorCode, Rid, String)> {
-        let joined = self.keys.get(key).is_some_and(|rv| rv.joiners.contains(me));
+        let joined = self
+            .keys
+            .get(key)
+            .is_some_and(|rv| rv.joiners.contains_key(me));
         if !joined {
             return Err((
                 ErrorCode::UnknownKey,
@@ -890,21 +925,77 @@ impl State {
         Ok(ServerMessage::Ok { rid })
     }
 
+    /// Joiner `me` left `key`: the opener hears of it.
     fn drop_joiner(&mut self, me: &str, key: &str, now: Instant) {
-        if let Some(s) = self.sessions.get_mut(me) {
-            s.joined_keys.remove(key);
-        }
-        let Some(rv) = self.keys.get_mut(key) else {
-            return;
-        };
-        if rv.joiners.remove(me) {
-            let opener = rv.opener.clone();
+        if let Some(opener) = self.remove_joiner(me, key, now) {
             let event = ServerMessage::Unavailable {
                 key: key.to_string(),
                 id: me.to_string(),
+                code: None,
             };
             let _ = self.deliver(&opener, &event, None, Kind::Queued, now);
         }
+    }
+
+    /// Takes `me` off `key`'s joiners; the key listens again once nobody is
+    /// left. Returns the opener if `me` was a joiner.
+    fn remove_joiner(&mut self, me: &str, key: &str, now: Instant) -> Option<String> {
+        if let Some(s) = self.sessions.get_mut(me) {
+            s.joined_keys.remove(key);
+        }
+        let listen_deadline = self.listen_deadline(now);
+        let rv = self.keys.get_mut(key)?;
+        rv.joiners.remove(me)?;
+        if rv.joiners.is_empty() {
+            rv.listen_deadline = listen_deadline;
+        }
+        Some(rv.opener.clone())
+    }
+
+    fn listen_deadline(&self, now: Instant) -> Option<Instant> {
+        self.config.listen_timeout.and_then(|t| now.checked_add(t))
+    }
+
+    /// Refuses a new key once `me` has opened `max_keys_per_peer`.
+    fn key_quota(&self, me: &str, rid: Rid) -> Result<(), (ErrorCode, Rid, String)> {
+        let opened = self.sessions.get(me).map_or(0, |s| s.opened_keys.len());
+        if opened >= self.config.max_keys_per_peer {
+            return Err(keys_error(rid, opened));
+        }
+        Ok(())
+    }
+
+    /// The pipe deadline of the pair (`opener` of `key`, `joiner`) passed:
+    /// both sides hear `unavailable` with 4001.
+    fn end_pipe(&mut self, key: &str, joiner: &str, now: Instant) {
+        let Some(opener) = self.remove_joiner(joiner, key, now) else {
+            return;
+        };
+        self.metrics.close(CloseCode::PipeTimeout);
+        let code = Some(CloseCode::PipeTimeout.code());
+        for (to, id) in [(&opener, joiner), (&joiner.to_string(), opener.as_str())] {
+            let event = ServerMessage::Unavailable {
+                key: key.to_string(),
+                id: id.to_string(),
+                code,
+            };
+            let _ = self.deliver(to, &event, None, Kind::Queued, now);
+        }
+    }
+
+    /// Nobody joined `key` in time: it is closed and its opener told (4000).
+    fn expire_key(&mut self, key: &str, now: Instant) {
+        let Some(opener) = self.keys.get(key).map(|rv| rv.opener.clone()) else {
+            return;
+        };
+        self.drop_key(key, now);
+        self.metrics.close(CloseCode::ListenTimeout);
+        let event = ServerMessage::KeyClosed {
+            key: key.to_string(),
+            code: CloseCode::ListenTimeout.code(),
+            reason: CloseCode::ListenTimeout.reason().to_string(),
+        };
+        let _ = self.deliver(&opener, &event, None, Kind::Queued, now);
     }
 
     fn close_key(
@@ -942,8 +1033,9 @@ impl State {
         let event = ServerMessage::Unavailable {
             key: key.to_string(),
             id: rv.opener.clone(),
+            code: None,
         };
-        for j in &rv.joiners {
+        for j in rv.joiners.keys() {
             if let Some(s) = self.sessions.get_mut(j) {
                 s.joined_keys.remove(key);
             }
@@ -991,6 +1083,32 @@ impl State {
         }
     }
 
+    /// Rendezvous deadlines: listen timeouts (4000) and pipe deadlines (4001).
+    fn sweep_keys(&mut self, now: Instant) {
+        if self.config.listen_timeout.is_none() && self.config.pipe_timeout.is_none() {
+            return;
+        }
+        let due = |d: &Option<Instant>| d.is_some_and(|d| d <= now);
+        let mut closed = Vec::new();
+        let mut ended = Vec::new();
+        for (key, rv) in &self.keys {
+            if due(&rv.listen_deadline) {
+                closed.push(key.clone());
+            }
+            for (joiner, deadline) in &rv.joiners {
+                if due(deadline) {
+                    ended.push((key.clone(), joiner.clone()));
+                }
+            }
+        }
+        for (key, joiner) in ended {
+            self.end_pipe(&key, &joiner, now);
+        }
+        for key in closed {
+            self.expire_key(&key, now);
+        }
+    }
+
     fn sweep(&mut self, now: Instant) {
         let expired: Vec<String> = self
             .detached
@@ -1006,6 +1124,7 @@ impl State {
         for id in expired {
             self.release(&id);
         }
+        self.sweep_keys(now);
         let rooms: Vec<String> = self.ttl_rooms.iter().cloned().collect();
         for room in rooms {
             let Some(r) = self.rooms.get_mut(&room) else {

@@ -110,7 +110,8 @@ impl Metrics {
             .inc();
     }
 
-    /// Counts one connection closed by the broker.
+    /// Counts one close by the broker: a connection, or (4000, 4001) a
+    /// rendezvous key or pairing.
     pub fn close(&self, code: CloseCode) {
         self.closes
             .get_or_create(&CodeLabel {

@@ -534,6 +534,82 @@ async fn rendezvous_keys_match_opener_and_joiners() {
     b.stop().await;
 }
 
+#[tokio::test]
+async fn rendezvous_keys_time_out_while_listening_and_pairs_at_their_deadline() {
+    let b = Broker::start(&[
+        "--listen-timeout-ms",
+        "400",
+        "--pipe-timeout-ms",
+        "600",
+        "--max-keys-per-peer",
+        "2",
+    ])
+    .await;
+    let (mut opener, _) = b.registered("opener").await;
+    let (mut joiner, _) = b.registered("joiner").await;
+
+    // Nobody joins: the key is closed with 4000 and is free again.
+    opener
+        .request(json!({"type": "open-key", "key": "lonely"}))
+        .await;
+    let ev = opener.expect("key-closed").await;
+    assert_eq!(
+        (ev["key"].as_str(), ev["code"].as_u64()),
+        (Some("lonely"), Some(4000))
+    );
+    joiner
+        .request_err(json!({"type": "join-key", "key": "lonely"}), "unknown-key")
+        .await;
+
+    // A joiner stops the listen timer; the pair ends at its deadline (4001)
+    // and both sides are told. The key then listens again.
+    opener
+        .request(json!({"type": "open-key", "key": "meet"}))
+        .await;
+    joiner
+        .request(json!({"type": "join-key", "key": "meet"}))
+        .await;
+    opener.expect("joiner").await;
+    let started = tokio::time::Instant::now();
+    let ev = opener.expect("unavailable").await;
+    assert_eq!(
+        (ev["id"].as_str(), ev["code"].as_u64()),
+        (Some("joiner"), Some(4001))
+    );
+    let ev = joiner.expect("unavailable").await;
+    assert_eq!(
+        (ev["id"].as_str(), ev["code"].as_u64()),
+        (Some("opener"), Some(4001))
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(400),
+        "not before the deadline"
+    );
+    // The ids still reach each other.
+    joiner
+        .send(json!({"type": "signal", "to": "opener", "data": "still here"}))
+        .await;
+    assert_eq!(opener.expect("signal").await["data"], "still here");
+    let ev = opener.expect("key-closed").await;
+    assert_eq!(
+        (ev["key"].as_str(), ev["code"].as_u64()),
+        (Some("meet"), Some(4000))
+    );
+
+    // Keys per peer are bounded.
+    for key in ["one", "two"] {
+        opener
+            .request(json!({"type": "open-key", "key": key}))
+            .await;
+    }
+    opener
+        .request_err(json!({"type": "open-key", "key": "three"}), "too-many-keys")
+        .await;
+    let metrics = b.http_get("/metrics").await;
+    assert!(metrics.contains("code=\"4000\""), "{metrics}");
+    b.stop().await;
+}
+
 // ---- 7. ICE configuration ---------------------------------------------------
 
 #[tokio::test]

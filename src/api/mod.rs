@@ -162,8 +162,8 @@ export interface PeerEvents {
   /** A message from any connection. */
   message: MessageEnvelope;
   error: PeerwireError;
-  /** The opener of a key this peer joined went away. */
-  unavailable: { key: string; id: string };
+  /** The opener of a key this peer joined went away; `code` 4001: the broker ended the pairing at its pipe deadline. */
+  unavailable: { key: string; id: string; code?: number };
   /** The broker link went down or came back. */
   broker: BrokerStatus;
 }
@@ -199,8 +199,10 @@ export interface RoomEvents {
 export interface RendezvousEvents {
   /** A peer joined the key. */
   joiner: string;
-  /** A joiner left. */
+  /** A joiner left (or the broker ended the pairing at its pipe deadline, 4001). */
   unavailable: string;
+  /** The broker closed the key: `code` 4000, nobody joined within its listen timeout. */
+  closed: { code: number; reason: string };
 }
 
 export interface Peer {

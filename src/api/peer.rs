@@ -399,7 +399,7 @@ impl PeerShared {
                     k.emitter.emit("joiner", &id.into());
                 }
             }
-            ServerMessage::Unavailable { key, id } => {
+            ServerMessage::Unavailable { key, id, code } => {
                 let handle = self.keys.borrow().get(&key).cloned();
                 match handle {
                     Some(k) => k.emitter.emit("unavailable", &id.into()),
@@ -407,8 +407,21 @@ impl PeerShared {
                         let info = Object::new();
                         let _ = Reflect::set(&info, &"key".into(), &key.into());
                         let _ = Reflect::set(&info, &"id".into(), &id.into());
+                        if let Some(code) = code {
+                            let _ = Reflect::set(&info, &"code".into(), &code.into());
+                        }
                         self.emitter.emit("unavailable", &info);
                     }
+                }
+            }
+            ServerMessage::KeyClosed { key, code, reason } => {
+                let handle = self.keys.borrow_mut().remove(&key);
+                if let Some(k) = handle {
+                    let info = Object::new();
+                    let _ = Reflect::set(&info, &"code".into(), &code.into());
+                    let _ = Reflect::set(&info, &"reason".into(), &reason.into());
+                    k.emitter.emit("closed", &info);
+                    k.emitter.clear();
                 }
             }
             _ => {}

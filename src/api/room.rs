@@ -16,7 +16,7 @@ use crate::protocol::{ClientMessage, RemovalReason, StateEntry};
 
 pub(crate) const ROOM_EVENTS: &[&str] =
     &["peer-joined", "peer-left", "broadcast", "state", "closed"];
-pub(crate) const RENDEZVOUS_EVENTS: &[&str] = &["joiner", "unavailable"];
+pub(crate) const RENDEZVOUS_EVENTS: &[&str] = &["joiner", "unavailable", "closed"];
 
 fn to_js(value: &Value) -> JsValue {
     js_sys::JSON::parse(&value.to_string()).unwrap_or(JsValue::NULL)

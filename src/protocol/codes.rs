@@ -56,12 +56,14 @@ pub enum ErrorCode {
     /// Only the peer that opened a key may close it.
     NotOpener,
     /// The broker failed; the request had no effect.
+    /// The peer already holds the most rendezvous keys it may open, or join.
+    TooManyKeys,
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in documentation order.
-    pub const ALL: [ErrorCode; 21] = [
+    pub const ALL: [ErrorCode; 22] = [
         Self::BadJson,
         Self::BadMessage,
         Self::UnknownType,
@@ -82,6 +84,7 @@ impl ErrorCode {
         Self::KeyTaken,
         Self::UnknownKey,
         Self::NotOpener,
+        Self::TooManyKeys,
         Self::Internal,
     ];
 
@@ -108,6 +111,7 @@ impl ErrorCode {
             Self::KeyTaken => "key-taken",
             Self::UnknownKey => "unknown-key",
             Self::NotOpener => "not-opener",
+            Self::TooManyKeys => "too-many-keys",
             Self::Internal => "internal",
         }
     }
@@ -139,6 +143,7 @@ impl ErrorCode {
             Self::KeyTaken => "another peer opened this key; pick another",
             Self::UnknownKey => "nobody has opened this key (yet)",
             Self::NotOpener => "only the peer that opened a key may close it",
+            Self::TooManyKeys => "close or leave a rendezvous key before using another",
             Self::Internal => "a broker bug; the request had no effect; please report it",
         }
     }

@@ -27,5 +27,16 @@ pub const MAX_ROOM_MEMBERS: usize = 1024;
 /// Rooms one peer may be in at once.
 pub const MAX_ROOMS_PER_PEER: usize = 64;
 
+/// Rendezvous keys one peer may have opened (and, separately, joined) at once.
+pub const MAX_KEYS_PER_PEER: usize = 64;
+
 /// Keys in one room's state map.
 pub const MAX_STATE_KEYS: usize = 1024;
+
+/// How long an opened rendezvous key may wait with nobody joined, in
+/// milliseconds (the key is closed with code 4000).
+pub const LISTEN_TIMEOUT_MS: u64 = 600_000;
+
+/// How long a matched rendezvous pair is held on its key, in milliseconds
+/// (the pairing ends with code 4001).
+pub const PIPE_TIMEOUT_MS: u64 = 120_000;

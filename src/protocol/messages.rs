@@ -354,10 +354,20 @@ pub enum ServerMessage {
         id: String,
     },
     /// To the opener: joiner `id` left. To a joiner: the opener (`id`) left
-    /// or closed the key.
+    /// or closed the key. `code` says why when the broker ended the pairing
+    /// itself: 4001 (pipe timeout), or 4000 (the key's listen timeout).
     Unavailable {
         key: String,
         id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        code: Option<u16>,
+    },
+    /// To the opener: the broker closed your key (`code` 4000: nobody joined
+    /// within the listen timeout).
+    KeyClosed {
+        key: String,
+        code: u16,
+        reason: String,
     },
     /// A request failed, or (with `target`) a message to `target` could not
     /// be delivered.
@@ -571,6 +581,17 @@ mod tests {
             Unavailable {
                 key: "a_key".into(),
                 id: "bob".into(),
+                code: None,
+            },
+            Unavailable {
+                key: "a_key".into(),
+                id: "bob".into(),
+                code: Some(4001),
+            },
+            KeyClosed {
+                key: "a_key".into(),
+                code: 4000,
+                reason: "listen timeout".into(),
             },
             ServerMessage::error(Some(8), ErrorCode::IdTaken, "id \"alice\" is taken"),
             ServerMessage::delivery_error(9, ErrorCode::UnknownPeer, "bob"),
