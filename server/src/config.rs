@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use peerwire::protocol::limits;
 
+use crate::auth::Policy;
 use crate::hub::HubConfig;
 use crate::ice::IceConfig;
 
@@ -141,6 +142,29 @@ pub struct Config {
     #[arg(long, env = "PEERWIRE_PIPE_TIMEOUT_MS", default_value_t = limits::PIPE_TIMEOUT_MS)]
     pub pipe_timeout_ms: u64,
 
+    /// Shared secret (at least 32 bytes) that checks HS256 access tokens.
+    /// Without it, tokens are refused.
+    #[arg(long, env = "PEERWIRE_AUTH_SECRET", hide_env_values = true)]
+    pub auth_secret: Option<String>,
+
+    /// Refuse every connection without a valid token (close 4007).
+    #[arg(long, env = "PEERWIRE_REQUIRE_TOKEN")]
+    pub require_token: bool,
+
+    /// Ids (exact or with `*`) that only a token with that `sub` may
+    /// register (repeat, or comma-separate in the env var).
+    #[arg(long = "protect", env = "PEERWIRE_PROTECT", value_delimiter = ',')]
+    pub protected_ids: Vec<String>,
+
+    /// Rooms (exact or with `*`) that only a token listing them in `rooms`
+    /// may join (repeat, or comma-separate in the env var).
+    #[arg(
+        long = "protect-room",
+        env = "PEERWIRE_PROTECT_ROOMS",
+        value_delimiter = ','
+    )]
+    pub protected_rooms: Vec<String>,
+
     /// How often grace windows and state TTLs are checked, in ms.
     #[arg(long, env = "PEERWIRE_SWEEP_MS", default_value_t = 100)]
     pub sweep_ms: u64,
@@ -148,14 +172,15 @@ pub struct Config {
 
 impl Config {
     /// The hub's share of the configuration.
-    pub fn hub(&self) -> HubConfig {
-        HubConfig {
+    pub fn hub(&self) -> Result<HubConfig, String> {
+        Ok(HubConfig {
             grace: Duration::from_millis(self.grace_ms),
             max_queued: self.max_queued,
             max_room_members: self.max_room_members,
             max_rooms_per_peer: self.max_rooms_per_peer,
             max_state_keys: self.max_state_keys,
             max_keys_per_peer: self.max_keys_per_peer,
+            auth: self.auth_policy()?,
             listen_timeout: nonzero_ms(self.listen_timeout_ms),
             pipe_timeout: nonzero_ms(self.pipe_timeout_ms),
             ice: IceConfig {
@@ -163,11 +188,22 @@ impl Config {
                 turn_secret: self.turn_secret.clone(),
                 turn_ttl_secs: self.turn_ttl_secs,
             },
-        }
+        })
+    }
+
+    /// Who may register which ids and join which rooms.
+    pub fn auth_policy(&self) -> Result<Policy, String> {
+        Policy::new(
+            self.auth_secret.as_deref(),
+            self.require_token,
+            self.protected_ids.clone(),
+            self.protected_rooms.clone(),
+        )
     }
 
     /// Checks what clap cannot: URL schemes and non-zero timings.
     pub fn validate(&self) -> Result<(), String> {
+        self.auth_policy()?;
         for url in &self.ice_servers {
             if !["stun:", "stuns:", "turn:", "turns:"]
                 .iter()

@@ -12,10 +12,12 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use peerwire::protocol::{ClientMessage, CloseCode, DecodeError, ErrorCode};
+
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{MissedTickBehavior, interval, timeout};
 
 use crate::App;
+use crate::auth::Grant;
 use crate::hub::Frame;
 
 /// How a connection ended.
@@ -35,10 +37,10 @@ enum Ending {
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs one connection to its end.
-pub async fn run(socket: WebSocket, app: Arc<App>, ip: std::net::IpAddr) {
+pub async fn run(socket: WebSocket, app: Arc<App>, ip: std::net::IpAddr, grant: Option<Grant>) {
     let (tx, mut rx) = mpsc::channel::<Frame>(app.config.outbound_queue);
     let (kill_tx, mut kill_rx) = oneshot::channel::<CloseCode>();
-    let conn = app.hub.connect(tx, kill_tx);
+    let conn = app.hub.connect(tx, kill_tx, grant);
     app.metrics.connections_total.inc();
     let (mut sink, mut stream) = socket.split();
     let heartbeat_every = Duration::from_millis(app.config.heartbeat_interval_ms);
@@ -168,4 +170,25 @@ pub async fn run(socket: WebSocket, app: Arc<App>, ip: std::net::IpAddr) {
     }
     let _ = timeout(Duration::from_secs(2), sink.close()).await;
     app.hub.disconnect(conn, clean, Instant::now());
+}
+
+/// Closes a just-upgraded socket at once with `code` and `reason` (cut to
+/// the 123 bytes a close frame can carry).
+pub async fn refuse(mut socket: WebSocket, code: CloseCode, reason: &str) {
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let frame = CloseFrame {
+        code: code.code(),
+        reason: reason[..end].into(),
+    };
+    let _ = timeout(
+        Duration::from_secs(2),
+        socket.send(Message::Close(Some(frame))),
+    )
+    .await;
+    // Wait briefly for the client's close reply so that the frame is read
+    // before the TCP connection goes.
+    let _ = timeout(Duration::from_secs(2), socket.recv()).await;
 }

@@ -39,6 +39,7 @@ use peerwire::protocol::{
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::auth::{Grant, Policy};
 use crate::ice::IceConfig;
 use crate::metrics::Metrics;
 
@@ -58,6 +59,8 @@ pub struct HubConfig {
     pub max_state_keys: usize,
     /// Rendezvous keys one peer may have opened, and joined, at once.
     pub max_keys_per_peer: usize,
+    /// Which ids and rooms need a token.
+    pub auth: Policy,
     /// An opened key with no joiner is closed after this (4000).
     pub listen_timeout: Option<Duration>,
     /// A matched opener/joiner pair is ended after this (4001).
@@ -75,6 +78,7 @@ impl Default for HubConfig {
             max_rooms_per_peer: MAX_ROOMS_PER_PEER,
             max_state_keys: MAX_STATE_KEYS,
             max_keys_per_peer: MAX_KEYS_PER_PEER,
+            auth: Policy::default(),
             listen_timeout: Some(Duration::from_millis(LISTEN_TIMEOUT_MS)),
             pipe_timeout: Some(Duration::from_millis(PIPE_TIMEOUT_MS)),
             ice: IceConfig::default(),
@@ -124,7 +128,12 @@ impl Hub {
 
     /// A new WebSocket connection: `tx` is its bounded outbound queue, `kill`
     /// closes it with a code.
-    pub fn connect(&self, tx: mpsc::Sender<Frame>, kill: oneshot::Sender<CloseCode>) -> ConnId {
+    pub fn connect(
+        &self,
+        tx: mpsc::Sender<Frame>,
+        kill: oneshot::Sender<CloseCode>,
+        grant: Option<Grant>,
+    ) -> ConnId {
         let mut st = self.lock();
         let id = st.next_conn;
         st.next_conn += 1;
@@ -134,6 +143,7 @@ impl Hub {
                 tx,
                 kill: Some(kill),
                 peer: None,
+                grant,
             },
         );
         id
@@ -208,6 +218,8 @@ struct Conn {
     kill: Option<oneshot::Sender<CloseCode>>,
     /// The id this connection registered, once it has.
     peer: Option<String>,
+    /// What the token presented at upgrade allows.
+    grant: Option<Grant>,
 }
 
 struct Session {
@@ -504,6 +516,22 @@ impl State {
         token: Option<String>,
         now: Instant,
     ) {
+        let grant = self.conns.get(&conn).and_then(|c| c.grant.clone());
+        // A token that binds an id registers that id when none is asked for.
+        let id = id.or_else(|| grant.as_ref().and_then(|g| g.sub.clone()));
+        let checked = match &id {
+            Some(id) => self.config.auth.may_register(grant.as_ref(), id),
+            // Patterns that cover the broker's assigned ids (`*`, `p-*`)
+            // protect them too.
+            None if self.config.auth.protects_id(&ids::assigned_peer_id([0; 8])) => Err(
+                "broker-assigned ids are protected here: connect with a token whose `sub` is your id"
+                    .to_string(),
+            ),
+            None => Ok(()),
+        };
+        if let Err(detail) = checked {
+            return self.reply(conn, Err((ErrorCode::Unauthorized, rid, detail)), now);
+        }
         let id = match (id, token) {
             (Some(id), Some(token)) if self.sessions.contains_key(&id) => {
                 return self.resume(conn, rid, id, token, now);
@@ -645,6 +673,12 @@ impl State {
     ) -> Result<ServerMessage, (ErrorCode, Rid, String)> {
         let session = self.sessions.get(me).expect("registered");
         if !session.rooms.contains(&room) {
+            let grant = session
+                .conn
+                .and_then(|c| self.conns.get(&c)?.grant.as_ref());
+            if let Err(detail) = self.config.auth.may_join(grant, &room) {
+                return Err((ErrorCode::Forbidden, rid, detail));
+            }
             if session.rooms.len() >= self.config.max_rooms_per_peer {
                 let detail = format!("already in {} rooms", session.rooms.len());
                 return Err((ErrorCode::TooManyRooms, rid, detail));

@@ -1,6 +1,7 @@
 //! The peerwire signalling broker as a library, so that tests can start a
 //! real broker on a port-0 listener in-process; `main.rs` is a thin CLI.
 //!
+//! - [`auth`]: access tokens (HS256 JWT) and protected ids and rooms.
 //! - [`config`]: flags and environment variables.
 //! - [`hub`]: all shared state behind one small API.
 //! - [`conn`]: one WebSocket connection (reader, writer, heartbeat).
@@ -8,6 +9,7 @@
 //! - [`limits`]: rate limits, connections per address, origin patterns.
 //! - [`metrics`]: Prometheus counters and gauges.
 
+pub mod auth;
 pub mod config;
 pub mod conn;
 pub mod hub;
@@ -39,6 +41,8 @@ use metrics::Metrics;
 /// What every request handler shares.
 pub struct App {
     pub config: Config,
+    /// Checks tokens at upgrade.
+    pub auth: auth::Policy,
     pub hub: Hub,
     pub metrics: Arc<Metrics>,
     /// Connections and message budget per client address.
@@ -62,6 +66,7 @@ async fn ws_upgrade(
     State(app): State<Arc<App>>,
     ConnectInfo(peer_addr): ConnectInfo<std::net::SocketAddr>,
     headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
 ) -> Response {
     use axum::http::StatusCode;
     if !app.config.allow_origins.is_empty() {
@@ -85,6 +90,25 @@ async fn ws_upgrade(
         );
         return (StatusCode::TOO_MANY_REQUESTS, text).into_response();
     }
+    let token = auth::token_from(
+        uri.query(),
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok()),
+    );
+    let grant = match app.auth.admit(token.as_deref()) {
+        Ok(grant) => grant,
+        Err(reason) => {
+            // A browser cannot read an upgrade's HTTP status: complete the
+            // upgrade and close at once with 4007 and the reason.
+            app.metrics.refuse("token");
+            app.metrics.close(CloseCode::Unauthorized);
+            return ws.on_upgrade(move |socket| async move {
+                conn::refuse(socket, CloseCode::Unauthorized, &reason).await;
+                app.addresses.release(ip);
+            });
+        }
+    };
     // tungstenite's own limit sits above ours so that a frame just over the
     // limit is read and refused with 1009 by `conn`, while a huge one is
     // refused by tungstenite before it is buffered.
@@ -97,7 +121,7 @@ async fn ws_upgrade(
         .read_buffer_size(4 * 1024)
         .write_buffer_size(4 * 1024)
         .on_upgrade(move |socket| async move {
-            conn::run(socket, app.clone(), ip).await;
+            conn::run(socket, app.clone(), ip, grant).await;
             app.addresses.release(ip);
         })
 }
@@ -142,7 +166,9 @@ pub async fn serve(
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let metrics = Arc::new(Metrics::new());
-    let hub = Hub::new(config.hub(), metrics.clone());
+    let hub_config = config.hub().map_err(io::Error::other)?;
+    let auth = hub_config.auth.clone();
+    let hub = Hub::new(hub_config, metrics.clone());
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(tls_config(cert, key, config.tls_ca.as_deref()).await?),
         _ => None,
@@ -154,6 +180,7 @@ pub async fn serve(
     );
     let app = Arc::new(App {
         config,
+        auth,
         hub,
         metrics,
         addresses,

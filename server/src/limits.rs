@@ -99,7 +99,13 @@ impl AddressTable {
 pub fn origin_allowed(allowed: &[String], origin: &str) -> bool {
     allowed
         .iter()
-        .any(|pattern| wildcard(pattern.as_bytes(), origin.as_bytes()))
+        .any(|pattern| wildcard_match(pattern, origin))
+}
+
+/// Whether `s` matches `pattern`: exact, or with `*` standing for any run
+/// of characters.
+pub fn wildcard_match(pattern: &str, s: &str) -> bool {
+    wildcard(pattern.as_bytes(), s.as_bytes())
 }
 
 fn wildcard(p: &[u8], s: &[u8]) -> bool {

@@ -16,6 +16,8 @@ pub enum PeerError {
     InvalidArgument(String),
     #[error("cannot reach the broker at {url}: {detail}; is `peerwire-broker` running there?")]
     BrokerUnreachable { url: String, detail: String },
+    #[error("{message}")]
+    Unauthorized { code: ErrorCode, message: String },
     #[error("broker refused the request ({code}): {message}")]
     Broker { code: ErrorCode, message: String },
     #[error("peer {id:?} is not online ({code}); check the id, or wait for it to register")]
@@ -60,6 +62,7 @@ impl PeerError {
             Self::IdTaken(_) => "IdTakenError",
             Self::InvalidArgument(_) => "InvalidArgumentError",
             Self::BrokerUnreachable { .. } => "BrokerUnreachableError",
+            Self::Unauthorized { .. } => "UnauthorizedError",
             Self::Broker { .. } => "BrokerError",
             Self::PeerUnavailable { .. } => "PeerUnavailableError",
             Self::ConnectTimeout { .. } => "ConnectTimeoutError",
@@ -82,6 +85,7 @@ impl PeerError {
             Self::IdTaken(_) => "id-taken",
             Self::InvalidArgument(_) => "invalid-argument",
             Self::BrokerUnreachable { .. } => "broker-unreachable",
+            Self::Unauthorized { code, .. } => code.as_str(),
             Self::Broker { code, .. } => code.as_str(),
             Self::PeerUnavailable { code, .. } => code.as_str(),
             Self::ConnectTimeout { .. } => "connect-timeout",
@@ -102,6 +106,7 @@ impl PeerError {
         match code {
             ErrorCode::InvalidId => Self::InvalidId(message),
             ErrorCode::IdTaken => Self::IdTaken(message),
+            ErrorCode::Unauthorized | ErrorCode::Forbidden => Self::Unauthorized { code, message },
             _ => Self::Broker { code, message },
         }
     }

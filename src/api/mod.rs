@@ -60,6 +60,12 @@ export interface PeerOptions {
   broker: string;
   /** The id to register (or pass it as createPeer's first argument). Omit it for a broker-assigned id. */
   id?: string;
+  /**
+   * Access token for a broker started with `--auth-secret` (an HS256 JWT your server mints;
+   * see "Auth" in the README). A function is called before every (re)connect, so it can
+   * fetch a fresh short-lived token: `token: () => fetch('/peer-token').then(r => r.text())`.
+   */
+  token?: string | (() => string | Promise<string>);
   /** STUN/TURN servers; by default the ones the broker hands out. */
   iceServers?: IceServer[];
   /** Largest message `send()` accepts and a remote may send, in bytes. Default 64 MiB. */
@@ -142,7 +148,7 @@ export interface StreamOptions {
 
 /** Every error the SDK throws or emits is an `Error` with these two fields. */
 export interface PeerwireError extends Error {
-  /** `InvalidIdError`, `IdTakenError`, `InvalidArgumentError`, `BrokerUnreachableError`, `BrokerError`,
+  /** `InvalidIdError`, `IdTakenError`, `InvalidArgumentError`, `BrokerUnreachableError`, `UnauthorizedError`, `BrokerError`,
    * `PeerUnavailableError`, `ConnectTimeoutError`, `ConnectionFailedError`, `ClosedError`,
    * `MessageTooLargeError`, `ProtocolError`, `PortClosedError`, `UnknownHostError`, `HostnameTakenError`,
    * `QueueFullError` or `TimeoutError`. */

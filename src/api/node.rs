@@ -19,7 +19,7 @@ use wasm_bindgen_futures::{JsFuture, spawn_local};
 
 use super::connection::Connection;
 use super::errors::PeerError;
-use super::options::{PeerOptions, RawPeerOptions, parse_json};
+use super::options::{PeerOptions, RawPeerOptions, parse_json, token_source};
 use super::peer::{PeerInput, PeerShared};
 use super::rest::{Rest, RestServerShared};
 use super::stream::{Role, Stream, StreamShared};
@@ -443,7 +443,13 @@ fn node_options(options: &JsValue) -> Result<(JsValue, PeerOptions), PeerError> 
         .ok()
         .and_then(|u| u.as_string());
     raw.broker = Some(network.clone().unwrap_or_else(|| "ws://hub.invalid".into()));
-    let options = PeerOptions::from_raw(raw)?;
+    let mut options = PeerOptions::from_raw(raw)?;
+    options.token = token_source(&rest)?;
+    if options.token.is_some() && network.is_none() {
+        return Err(PeerError::InvalidArgument(
+            "options.token is for a broker: use it with a NetworkHub".into(),
+        ));
+    }
     Ok((
         if network.is_some() {
             JsValue::UNDEFINED

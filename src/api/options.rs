@@ -2,7 +2,7 @@
 //! or mistyped fields are refused with a message naming them).
 
 use serde::Deserialize;
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
 
 use super::errors::PeerError;
 use crate::core::chunking::SendWindow;
@@ -25,6 +25,10 @@ pub struct RawPeerOptions {
     pub max_retransmits: Option<u16>,
     pub buffer_high: Option<usize>,
     pub buffer_low: Option<usize>,
+    /// Read from the options object itself (a function does not survive
+    /// JSON); see [`token_source`].
+    #[serde(default)]
+    pub token: Option<serde_json::Value>,
 }
 
 /// Options with defaults applied.
@@ -39,6 +43,38 @@ pub struct PeerOptions {
     pub keep_alive_timeout: u64,
     pub channel: ChannelPolicy,
     pub window: SendWindow,
+    /// The access token given to the broker at every (re)connect.
+    pub token: Option<TokenSource>,
+}
+
+/// Where the broker access token comes from.
+#[derive(Debug, Clone)]
+pub enum TokenSource {
+    Fixed(String),
+    /// Called before every connect; returns a string or a Promise of one.
+    Provider(js_sys::Function),
+}
+
+/// `options.token`: a string, or a function returning a string or a
+/// Promise of one.
+pub fn token_source(options: &JsValue) -> Result<Option<TokenSource>, PeerError> {
+    if !options.is_object() {
+        return Ok(None);
+    }
+    let token = js_sys::Reflect::get(options, &"token".into()).unwrap_or(JsValue::UNDEFINED);
+    if token.is_undefined() || token.is_null() {
+        return Ok(None);
+    }
+    if let Some(s) = token.as_string() {
+        return Ok(Some(TokenSource::Fixed(s)));
+    }
+    match token.dyn_into::<js_sys::Function>() {
+        Ok(f) => Ok(Some(TokenSource::Provider(f))),
+        Err(_) => Err(PeerError::InvalidArgument(
+            "options.token must be a string, or a function returning a string or a Promise of one"
+                .into(),
+        )),
+    }
 }
 
 /// Default largest message: 64 MiB.
@@ -123,6 +159,7 @@ impl PeerOptions {
                 max_retransmits: raw.max_retransmits,
             },
             window,
+            token: None,
         })
     }
 }

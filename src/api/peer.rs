@@ -22,14 +22,14 @@ use super::connection::{ConnShared, Connection};
 use super::errors::PeerError;
 use super::events::Emitter;
 use super::node::{HubLink, Listener};
-use super::options::{PeerOptions, RawPeerOptions, parse_json};
+use super::options::{PeerOptions, RawPeerOptions, TokenSource, parse_json, token_source};
 use super::room::{Rendezvous, RendezvousShared, Room, RoomShared};
 use super::stream::{Role, StreamShared};
 use crate::core::broker::{BrokerSession, Link, QueueError, SessionConfig, SessionEvent};
 use crate::protocol::frames::ChannelLabel;
 use crate::protocol::messages::Rid;
 use crate::protocol::{
-    ClientMessage, ErrorCode, IceServer, ServerMessage, frames::PeerSignal, ids,
+    ClientMessage, CloseCode, ErrorCode, IceServer, ServerMessage, frames::PeerSignal, ids,
 };
 use crate::web::socket::{BrokerSocket, SocketEvent};
 use crate::web::{now, random};
@@ -160,6 +160,57 @@ impl PeerShared {
         }
         let generation = self.generation.get() + 1;
         self.generation.set(generation);
+        match self.options.token.clone() {
+            None => self.connect_socket(generation, None),
+            Some(TokenSource::Fixed(token)) => self.connect_socket(generation, Some(token)),
+            Some(TokenSource::Provider(f)) => {
+                // A fresh token for every connect: the app's server can mint
+                // short-lived ones.
+                let weak = Rc::downgrade(self);
+                spawn_local(async move {
+                    let token = ask_for_token(&f).await;
+                    let Some(p) = weak.upgrade() else { return };
+                    if p.closed.get() || p.generation.get() != generation {
+                        return;
+                    }
+                    match token {
+                        Ok(token) => p.connect_socket(generation, Some(token)),
+                        Err(err) if p.token_renewable() => {
+                            p.emit_error(err);
+                            if let Some(delay) = p.session.borrow_mut().on_close(random()) {
+                                p.schedule_reconnect(delay);
+                            }
+                        }
+                        Err(err) => p.fail_token(err),
+                    }
+                });
+            }
+        }
+    }
+
+    /// Whether a refused token can be replaced: a `token` function is asked
+    /// again at the next reconnect. Before the first registration the
+    /// failure is final, so that `createPeer` rejects instead of retrying.
+    fn token_renewable(&self) -> bool {
+        matches!(self.options.token, Some(TokenSource::Provider(_)))
+            && self.session.borrow().registered_once()
+    }
+
+    /// No usable token and no way to get one: the peer stays offline;
+    /// `createPeer` rejects, or (later) an `error` event says why.
+    fn fail_token(self: &Rc<Self>, err: PeerError) {
+        let events = self
+            .session
+            .borrow_mut()
+            .refuse(ErrorCode::Unauthorized, err.to_string());
+        self.on_session_events(events);
+    }
+
+    fn connect_socket(self: &Rc<Self>, generation: u64, token: Option<String>) {
+        let url = match &token {
+            Some(token) => with_token(&self.options.broker, token),
+            None => self.options.broker.clone(),
+        };
         let (tx, mut rx) = mpsc::unbounded::<(u64, SocketEvent)>();
         let inputs = self.inputs.clone();
         spawn_local(async move {
@@ -169,7 +220,7 @@ impl PeerShared {
                 }
             }
         });
-        match BrokerSocket::open(&self.options.broker, generation, tx) {
+        match BrokerSocket::open(&url, generation, tx) {
             Ok(socket) => *self.socket.borrow_mut() = Some(socket),
             Err(detail) => {
                 // A malformed URL never gets better.
@@ -509,6 +560,18 @@ impl PeerShared {
             }
             PeerInput::Socket(_, SocketEvent::Closed { code, reason }) => {
                 self.socket.borrow_mut().take();
+                if code == CloseCode::Unauthorized.code() {
+                    let err = PeerError::Unauthorized {
+                        code: ErrorCode::Unauthorized,
+                        message: format!(
+                            "the broker refused the access token ({reason}); pass a valid one with the `token` option"
+                        ),
+                    };
+                    match self.token_renewable() {
+                        true => self.emit_error(err),
+                        false => self.fail_token(err),
+                    }
+                }
                 let delay = self.session.borrow_mut().on_close(random());
                 let info = Object::new();
                 let _ = Reflect::set(&info, &"code".into(), &code.into());
@@ -634,9 +697,12 @@ pub fn create_peer(
     })
 }
 
-async fn create(id_or_options: JsValue, options: JsValue) -> Result<Peer, PeerError> {
+async fn create(id_or_options: JsValue, options_js: JsValue) -> Result<Peer, PeerError> {
     let (id, raw) = match id_or_options.as_string() {
-        Some(id) => (Some(id), parse_json::<RawPeerOptions>(&options, "options")?),
+        Some(id) => (
+            Some(id),
+            parse_json::<RawPeerOptions>(&options_js, "options")?,
+        ),
         None => (
             None,
             parse_json::<RawPeerOptions>(&id_or_options, "options")?,
@@ -647,7 +713,12 @@ async fn create(id_or_options: JsValue, options: JsValue) -> Result<Peer, PeerEr
     if let Some(id) = &id {
         ids::check_peer_id(id).map_err(|e| PeerError::InvalidId(e.to_string()))?;
     }
-    let options = PeerOptions::from_raw(raw)?;
+    let mut options = PeerOptions::from_raw(raw)?;
+    options.token = token_source(if id_or_options.is_string() {
+        &options_js
+    } else {
+        &id_or_options
+    })?;
     let shared = PeerShared::build(id, options, None);
     // The first registration, bounded by connectTimeout: a broker that is
     // down or unreachable rejects instead of hanging.
@@ -905,3 +976,35 @@ fn unexpected(msg: ServerMessage) -> JsValue {
 }
 
 super::events::event_methods!(Peer);
+
+/// Calls the `token` function; accepts a string or a Promise of one.
+async fn ask_for_token(f: &js_sys::Function) -> Result<String, PeerError> {
+    let failed = |detail: String| PeerError::Unauthorized {
+        code: ErrorCode::Unauthorized,
+        message: format!("the `token` function failed: {detail}"),
+    };
+    let describe = |e: JsValue| {
+        e.dyn_ref::<js_sys::Error>()
+            .map(|e| String::from(e.message()))
+            .or_else(|| e.as_string())
+            .unwrap_or_else(|| format!("{e:?}"))
+    };
+    let mut value = f
+        .call0(&JsValue::UNDEFINED)
+        .map_err(|e| failed(describe(e)))?;
+    if let Some(promise) = value.dyn_ref::<js_sys::Promise>() {
+        value = wasm_bindgen_futures::JsFuture::from(promise.clone())
+            .await
+            .map_err(|e| failed(describe(e)))?;
+    }
+    value
+        .as_string()
+        .ok_or_else(|| failed("it must return a string or a Promise of one".into()))
+}
+
+/// `url` with `token` as its `token` query parameter.
+fn with_token(url: &str, token: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let token = String::from(js_sys::encode_uri_component(token));
+    format!("{url}{sep}token={token}")
+}

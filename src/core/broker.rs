@@ -276,20 +276,7 @@ impl BrokerSession {
             } if Some(rid) == self.register_rid => {
                 // Taken or invalid: retrying cannot fix it (after a
                 // reconnect, the grace window ended and someone took the id).
-                self.register_rid = None;
-                self.link = Link::Failed;
-                let failed: Vec<SessionEvent> = self
-                    .outbox
-                    .drain(..)
-                    .map(|(rid, _)| SessionEvent::Reply {
-                        rid,
-                        message: ServerMessage::error(Some(rid), code, "registration failed"),
-                    })
-                    .collect();
-                self.pending.clear();
-                let mut events = vec![SessionEvent::RegisterFailed { code, message }];
-                events.extend(failed);
-                (events, vec![])
+                (self.refuse(code, message), vec![])
             }
             other => {
                 let rid = reply_rid(&other);
@@ -305,6 +292,30 @@ impl BrokerSession {
                 }
             }
         }
+    }
+
+    /// The broker will not have this peer (a refused registration, or a
+    /// refused token): no more reconnects; everything queued fails.
+    pub fn refuse(&mut self, code: ErrorCode, message: String) -> Vec<SessionEvent> {
+        self.register_rid = None;
+        self.link = Link::Failed;
+        let failed: Vec<SessionEvent> = self
+            .outbox
+            .drain(..)
+            .map(|(rid, _)| SessionEvent::Reply {
+                rid,
+                message: ServerMessage::error(Some(rid), code, "registration failed"),
+            })
+            .collect();
+        self.pending.clear();
+        let mut events = vec![SessionEvent::RegisterFailed { code, message }];
+        events.extend(failed);
+        events
+    }
+
+    /// Whether the peer has been registered at least once.
+    pub fn registered_once(&self) -> bool {
+        self.registered_once
     }
 
     /// The socket closed. Returns the delay before reconnecting, or `None`
@@ -505,6 +516,22 @@ mod tests {
         assert!(matches!(&events[1], SessionEvent::Reply { rid, .. } if *rid == queued));
         assert_eq!(s.link(), Link::Failed);
         assert_eq!(s.on_close(0.5), None);
+        assert_eq!(s.request(signal("bob", 2), 0.0), Err(QueueError::Failed));
+    }
+
+    #[test]
+    fn a_refused_token_fails_queued_requests_and_stops_reconnecting() {
+        let mut s = BrokerSession::new(Some("alice".into()), SessionConfig::default());
+        let (queued, _) = s.request(signal("bob", 1), 0.0).unwrap();
+        s.on_open();
+        assert!(!s.registered_once());
+        let events = s.refuse(ErrorCode::Unauthorized, "token expired".into());
+        assert!(matches!(
+            &events[0],
+            SessionEvent::RegisterFailed { code: ErrorCode::Unauthorized, message } if message == "token expired"
+        ));
+        assert!(matches!(&events[1], SessionEvent::Reply { rid, .. } if *rid == queued));
+        assert_eq!(s.on_close(0.5), None, "no reconnect after a refusal");
         assert_eq!(s.request(signal("bob", 2), 0.0), Err(QueueError::Failed));
     }
 

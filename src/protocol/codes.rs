@@ -58,12 +58,17 @@ pub enum ErrorCode {
     /// The broker failed; the request had no effect.
     /// The peer already holds the most rendezvous keys it may open, or join.
     TooManyKeys,
+    /// Registering this id needs a token binding it (or the token binds
+    /// another id).
+    Unauthorized,
+    /// Joining this room needs a token that lists it.
+    Forbidden,
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in documentation order.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 24] = [
         Self::BadJson,
         Self::BadMessage,
         Self::UnknownType,
@@ -85,6 +90,8 @@ impl ErrorCode {
         Self::UnknownKey,
         Self::NotOpener,
         Self::TooManyKeys,
+        Self::Unauthorized,
+        Self::Forbidden,
         Self::Internal,
     ];
 
@@ -112,6 +119,8 @@ impl ErrorCode {
             Self::UnknownKey => "unknown-key",
             Self::NotOpener => "not-opener",
             Self::TooManyKeys => "too-many-keys",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden => "forbidden",
             Self::Internal => "internal",
         }
     }
@@ -144,6 +153,8 @@ impl ErrorCode {
             Self::UnknownKey => "nobody has opened this key (yet)",
             Self::NotOpener => "only the peer that opened a key may close it",
             Self::TooManyKeys => "close or leave a rendezvous key before using another",
+            Self::Unauthorized => "pass a token minted for this id (the `token` option)",
+            Self::Forbidden => "pass a token whose `rooms` claim lists this room",
             Self::Internal => "a broker bug; the request had no effect; please report it",
         }
     }
@@ -185,11 +196,14 @@ pub enum CloseCode {
     Replaced = 4005,
     /// The connection did not register within the register timeout.
     RegisterTimeout = 4006,
+    /// The token presented at upgrade is invalid (forged, expired,
+    /// malformed), or the broker requires one and none came.
+    Unauthorized = 4007,
 }
 
 impl CloseCode {
     /// Every code, in documentation order.
-    pub const ALL: [CloseCode; 12] = [
+    pub const ALL: [CloseCode; 13] = [
         Self::Normal,
         Self::GoingAway,
         Self::PolicyViolation,
@@ -202,6 +216,7 @@ impl CloseCode {
         Self::HeartbeatTimeout,
         Self::Replaced,
         Self::RegisterTimeout,
+        Self::Unauthorized,
     ];
 
     /// The numeric code.
@@ -224,6 +239,7 @@ impl CloseCode {
             Self::HeartbeatTimeout => "heartbeat timeout",
             Self::Replaced => "replaced by a newer connection",
             Self::RegisterTimeout => "register timeout",
+            Self::Unauthorized => "unauthorized",
         }
     }
 

@@ -10,10 +10,14 @@ export const CHROMIUM_ARGS = [
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
 ];
 
-/** Starts `peerwire-broker --port 0 --static dir`; resolves { url, ws, stop }. */
-export async function startBroker(binary, dir) {
+/**
+ * Starts `peerwire-broker --port <port> --static dir ...extra`; resolves
+ * { url, ws, port, stop }.
+ */
+export async function startBroker(binary, dir, extra = [], port = 0) {
   // All test pages connect from 127.0.0.1: raise the per-address limits.
-  const proc = spawn(binary, ['--port', '0', '--static', dir, '--max-connections-per-ip', '10000', '--ip-rate-limit', '100000', '--ip-rate-burst', '100000'], {
+  const args = ['--port', String(port), '--static', dir, '--max-connections-per-ip', '10000', '--ip-rate-limit', '100000', '--ip-rate-burst', '100000', ...extra];
+  const proc = spawn(binary, args, {
     env: { ...process.env, RUST_LOG: 'warn' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -23,6 +27,7 @@ export async function startBroker(binary, dir) {
   if (!url) throw new Error(`broker printed: ${line}`);
   return {
     url,
+    port: Number(new URL(url).port),
     ws: url.replace('http:', 'ws:') + '/ws',
     stop: async () => { proc.kill('SIGTERM'); await once(proc, 'exit'); },
   };

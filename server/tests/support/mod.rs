@@ -105,10 +105,33 @@ pub enum Closed {
 
 impl Client {
     pub async fn connect(url: &str) -> Client {
-        let (ws, _) = tokio_tungstenite::connect_async(url)
+        Self::connect_with(url).await
+    }
+
+    /// Connects with a request that may carry headers.
+    pub async fn connect_with(
+        req: impl tokio_tungstenite::tungstenite::client::IntoClientRequest + Unpin,
+    ) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(req)
             .await
             .expect("broker accepts WebSockets");
         Client { ws, next_rid: 1 }
+    }
+
+    /// Reads until the connection ends; the close frame's code and reason.
+    pub async fn close_frame(&mut self) -> Option<(u16, String)> {
+        loop {
+            let next = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("closed within 5 s");
+            match next {
+                Some(Ok(Message::Close(f))) => {
+                    return f.map(|f| (f.code.into(), f.reason.to_string()));
+                }
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
     }
 
     pub async fn send_raw(&mut self, text: &str) {

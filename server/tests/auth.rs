@@ -1,0 +1,164 @@
+//! Access tokens against a real broker: protected ids and rooms, tokens in
+//! the URL or the Authorization header, and bad tokens closed with 4007.
+
+mod support;
+
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+use support::{Broker, Client};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+const SECRET: &str = "test-secret-test-secret-test-secret";
+
+fn mint(claims: Value) -> String {
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let mut claims = claims;
+    if claims.get("exp").is_none() {
+        claims["exp"] = json!(exp);
+    }
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+async fn protected_broker(extra: &[&str]) -> Broker {
+    let mut flags = vec![
+        "--auth-secret",
+        SECRET,
+        "--protect",
+        "admin-*",
+        "--protect-room",
+        "staff",
+    ];
+    flags.extend_from_slice(extra);
+    Broker::start(&flags).await
+}
+
+async fn with_token(b: &Broker, token: &str) -> Client {
+    Client::connect(&format!("{}?token={token}", b.url())).await
+}
+
+#[tokio::test]
+async fn without_a_token_protected_ids_and_rooms_are_refused() {
+    let b = protected_broker(&[]).await;
+    let mut c = b.client().await;
+    let e = c
+        .request_err(json!({"type": "register", "id": "admin-1"}), "unauthorized")
+        .await;
+    assert!(e["message"].as_str().unwrap().contains("token"), "{e}");
+    // The connection stays usable for an unprotected id.
+    assert_eq!(
+        c.request(json!({"type": "register", "id": "alice"})).await["type"],
+        "registered"
+    );
+    c.request_err(json!({"type": "join", "room": "staff"}), "forbidden")
+        .await;
+    assert_eq!(
+        c.request(json!({"type": "join", "room": "lobby"})).await["type"],
+        "joined"
+    );
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_binds_the_id_and_the_rooms() {
+    let b = protected_broker(&[]).await;
+    let token = mint(json!({"sub": "admin-1", "rooms": ["staff", "team-*"]}));
+
+    let mut wrong = with_token(&b, &token).await;
+    wrong
+        .request_err(json!({"type": "register", "id": "admin-2"}), "unauthorized")
+        .await;
+    wrong
+        .request_err(json!({"type": "register", "id": "alice"}), "unauthorized")
+        .await;
+    drop(wrong);
+
+    // No id asked for: the token's id.
+    let mut c = with_token(&b, &token).await;
+    let r = c.request(json!({"type": "register"})).await;
+    assert_eq!(
+        (r["type"].as_str(), r["id"].as_str()),
+        (Some("registered"), Some("admin-1"))
+    );
+    for room in ["staff", "team-red"] {
+        assert_eq!(
+            c.request(json!({"type": "join", "room": room})).await["type"],
+            "joined"
+        );
+    }
+    c.request_err(json!({"type": "join", "room": "lobby"}), "forbidden")
+        .await;
+    c.close_normally().await;
+
+    // The Authorization header works too (for non-browser clients).
+    let mut req = b.url().into_client_request().unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let mut h = Client::connect_with(req).await;
+    let r = h
+        .request(json!({"type": "register", "id": "admin-1"}))
+        .await;
+    assert_eq!(r["type"], "registered", "{r}");
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn bad_tokens_are_closed_with_4007_and_a_reason() {
+    let b = protected_broker(&[]).await;
+    let expired = mint(json!({"sub": "a", "exp": 1_000_000}));
+    let forged = {
+        let mut t = mint(json!({"sub": "a"}));
+        t.pop();
+        t.push('A');
+        t
+    };
+    for (token, why) in [
+        (expired.as_str(), "expired"),
+        (forged.as_str(), "signature"),
+        ("garbage", "malformed"),
+    ] {
+        let mut c = with_token(&b, token).await;
+        let (code, reason) = c.close_frame().await.expect("a close frame");
+        assert_eq!(code, 4007, "{token}");
+        assert!(reason.contains(why), "{token}: {reason}");
+    }
+    let metrics = b.http_get("/metrics").await;
+    assert!(
+        metrics.contains("peerwire_refused_total{code=\"token\"} 3"),
+        "{metrics}"
+    );
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn require_token_turns_tokenless_connections_away() {
+    let b = protected_broker(&["--require-token"]).await;
+    let mut c = b.client().await;
+    let (code, reason) = c.close_frame().await.expect("a close frame");
+    assert_eq!(code, 4007);
+    assert!(reason.contains("requires a token"), "{reason}");
+    let mut ok = with_token(&b, &mint(json!({"sub": "bob"}))).await;
+    assert_eq!(
+        ok.request(json!({"type": "register", "id": "bob"})).await["type"],
+        "registered"
+    );
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_broker_without_a_secret_refuses_tokens_instead_of_ignoring_them() {
+    let b = Broker::start(&[]).await;
+    let mut c = with_token(&b, &mint(json!({"sub": "bob"}))).await;
+    let (code, reason) = c.close_frame().await.expect("a close frame");
+    assert_eq!(code, 4007);
+    assert!(reason.contains("--auth-secret"), "{reason}");
+    b.stop().await;
+}
