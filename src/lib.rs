@@ -15,6 +15,8 @@
 //! `rlib` that the broker and the native tests link.
 
 pub mod core;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod protocol;
 
 #[cfg(target_arch = "wasm32")]

@@ -12,6 +12,8 @@
 pub mod auth;
 pub mod config;
 pub mod conn;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod fuzzing;
 pub mod hub;
 pub mod ice;
 pub mod limits;
