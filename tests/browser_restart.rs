@@ -6,6 +6,7 @@
 mod js;
 
 use js::*;
+use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
@@ -23,8 +24,37 @@ async fn connections_survive_a_broker_restart_and_peers_reregister() {
     let status = Events::on(&a, "broker").await;
     let at_b = Events::on(&conn_b, "message").await;
 
+    // A large message and a stream are in flight when the broker dies.
+    let big: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let in_flight = start(
+        &conn_a,
+        "send",
+        &[js_sys::Uint8Array::from(&big[..]).into()],
+    );
+    let streams_b = Events::on(&conn_b, "stream").await;
+    let stream_a = call(&conn_a, "openStream", &["during-outage".into()])
+        .await
+        .unwrap();
+    let stream_b = streams_b.nth(0, 3000.0).await;
+    let on_stream_b = Events::on(&stream_b, "message").await;
+
     // Kill the broker (SIGKILL: no close frames), keep it down a while.
     let restart = JsFuture::from(web_sys_fetch(&format!("{ctl}/restart?down_ms=1500")));
+    for i in 0..20 {
+        call(&stream_a, "send", &[format!("stream {i}").into()])
+            .await
+            .unwrap();
+    }
+    in_flight.await.expect("the large send completes");
+    let got = at_b.nth(0, 10_000.0).await;
+    let got = got.dyn_into::<js_sys::Uint8Array>().unwrap().to_vec();
+    assert!(got == big, "8 MiB arrived intact ({} bytes)", got.len());
+    for i in 0..20 {
+        assert_eq!(
+            on_stream_b.nth(i, 3000.0).await.as_string().unwrap(),
+            format!("stream {i}")
+        );
+    }
     sleep(300).await;
     // While the broker is down, the peer-to-peer link still carries data.
     for i in 0..5 {
@@ -34,7 +64,7 @@ async fn connections_survive_a_broker_restart_and_peers_reregister() {
     }
     for i in 0..5 {
         assert_eq!(
-            at_b.nth(i, 3000.0).await.as_string().unwrap(),
+            at_b.nth(i + 1, 3000.0).await.as_string().unwrap(),
             format!("during outage {i}")
         );
     }
@@ -53,7 +83,7 @@ async fn connections_survive_a_broker_restart_and_peers_reregister() {
         .await
         .unwrap();
     assert_eq!(
-        at_b.nth(5, 3000.0).await.as_string().unwrap(),
+        at_b.nth(6, 3000.0).await.as_string().unwrap(),
         "after restart"
     );
     // The broker works again for new connections.

@@ -57,6 +57,18 @@ pub async fn call(obj: &JsValue, name: &str, args: &[JsValue]) -> Result<JsValue
     }
 }
 
+/// Calls a method now (the call starts at once) and returns its Promise as a
+/// future to await later.
+pub fn start(obj: &JsValue, name: &str, args: &[JsValue]) -> JsFuture {
+    let f: Function = get(obj, name)
+        .dyn_into()
+        .unwrap_or_else(|_| panic!("no method {name}"));
+    let out = f
+        .apply(obj, &args.iter().collect::<Array>())
+        .unwrap_or_else(|e| panic!("{name} threw: {e:?}"));
+    JsFuture::from(Promise::resolve(&out))
+}
+
 pub fn options(extra: &[(&str, JsValue)]) -> JsValue {
     let o = Object::new();
     Reflect::set(&o, &"broker".into(), &broker().into()).unwrap();
