@@ -10,10 +10,23 @@ use serde_json::{Value, json};
 use support::{Broker, Client, Closed};
 
 /// How the client is prepared before the bad input.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Setup {
     Fresh,
     Registered,
+    /// Connects with this access token in the URL.
+    Token(String),
+}
+
+const SECRET: &str = "catalogue-secret-catalogue-secret";
+
+fn token(claims: Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .unwrap()
 }
 
 enum Input {
@@ -278,6 +291,42 @@ fn catalogue() -> Vec<Case> {
             Close(4002),
         ),
         case("never registering", Fresh, Input::Silence, Close(4006)),
+        case(
+            "protected id without a token",
+            Fresh,
+            msg(json!({"type": "register", "rid": 1, "id": "admin-1"})),
+            Error("unauthorized"),
+        ),
+        case(
+            "protected room without a token",
+            Registered,
+            msg(json!({"type": "join", "rid": 1, "room": "staff"})),
+            Error("forbidden"),
+        ),
+        case(
+            "id other than the token's",
+            Token(token(json!({"sub": "admin-2", "exp": 4_000_000_000u64}))),
+            msg(json!({"type": "register", "rid": 1, "id": "admin-3"})),
+            Error("unauthorized"),
+        ),
+        case(
+            "expired token",
+            Token(token(json!({"sub": "admin-2", "exp": 1_000_000}))),
+            Input::Silence,
+            Close(4007),
+        ),
+        case(
+            "token signed with another secret",
+            Token(format!("{}x", token(json!({"exp": 4_000_000_000u64})))),
+            Input::Silence,
+            Close(4007),
+        ),
+        case(
+            "token that is not a JWT",
+            Token("not-a-token".into()),
+            Input::Silence,
+            Close(4007),
+        ),
     ]
 }
 
@@ -292,6 +341,12 @@ async fn every_bad_input_gets_its_named_answer_and_the_broker_keeps_serving() {
         "100",
         "--register-timeout-ms",
         "500",
+        "--auth-secret",
+        SECRET,
+        "--protect",
+        "admin-*",
+        "--protect-room",
+        "staff",
     ])
     .await;
     let (mut owner, _) = b.registered("owner").await;
@@ -305,9 +360,10 @@ async fn every_bad_input_gets_its_named_answer_and_the_broker_keeps_serving() {
         cases.len()
     );
     for (i, case) in cases.iter().enumerate() {
-        let mut c = match case.setup {
+        let mut c = match &case.setup {
             Setup::Fresh => b.client().await,
             Setup::Registered => b.registered(&format!("case-{i}")).await.0,
+            Setup::Token(t) => Client::connect(&format!("{}?token={t}", b.url())).await,
         };
         // Inputs answered by a close may see the socket reset mid-write.
         match &case.input {
