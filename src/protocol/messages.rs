@@ -598,6 +598,15 @@ mod tests {
         ]
     }
 
+    /// Found by fuzzing: without correctly rounded float parsing, a large
+    /// number in `data` came out of the relay as a different number.
+    #[test]
+    fn numbers_in_relayed_data_keep_their_value() {
+        let text = r#"{"type":"signal","rid":1,"to":"b","data":[4444444444444444444444434444444444444,-0.04444444444444444,1e-300]}"#;
+        let msg = ClientMessage::decode(text).unwrap();
+        assert_eq!(ClientMessage::decode(&msg.encode()).unwrap(), msg);
+    }
+
     #[test]
     fn every_client_message_round_trips() {
         let examples = client_examples();
