@@ -127,6 +127,11 @@ pub struct Config {
     )]
     pub allow_origins: Vec<String>,
 
+    /// Time a client has to finish its TLS handshake and send its HTTP
+    /// request headers, in ms; a connection that dawdles is dropped.
+    #[arg(long, env = "PEERWIRE_HANDSHAKE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub handshake_timeout_ms: u64,
+
     /// Time a connection has to register before it is closed (4006), in ms.
     #[arg(long, env = "PEERWIRE_REGISTER_TIMEOUT_MS", default_value_t = 10_000)]
     pub register_timeout_ms: u64,
@@ -232,9 +237,13 @@ impl Config {
         {
             return Err("rate limits must be above 0 and bursts at least 1".into());
         }
-        if self.max_connections_per_ip == 0 || self.register_timeout_ms == 0 {
+        if self.max_connections_per_ip == 0
+            || self.register_timeout_ms == 0
+            || self.handshake_timeout_ms == 0
+        {
             return Err(
-                "--max-connections-per-ip and --register-timeout-ms must be above 0".into(),
+                "--max-connections-per-ip, --register-timeout-ms and --handshake-timeout-ms must be above 0"
+                    .into(),
             );
         }
         if self.max_frame_bytes < 1024 || self.outbound_queue == 0 {

@@ -233,11 +233,21 @@ pub async fn serve(
     // Signalling is many small frames: without TCP_NODELAY, Nagle's
     // algorithm and delayed ACKs add ~40 ms to each offer/answer round trip.
     let service = router(app.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let server = axum_server::from_tcp(listener)?.handle(handle);
+    let mut server = axum_server::from_tcp(listener)?.handle(handle);
+    // A client that never finishes its request (slowloris) is dropped
+    // instead of holding a socket: the per-address cap counts only
+    // upgraded connections.
+    let handshake = Duration::from_millis(app.config.handshake_timeout_ms);
+    server
+        .http_builder()
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(handshake);
     let result = match tls {
         Some(tls) => {
-            let acceptor =
-                axum_server::tls_rustls::RustlsAcceptor::new(tls).acceptor(NoDelayAcceptor);
+            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
+                .handshake_timeout(handshake)
+                .acceptor(NoDelayAcceptor);
             server.acceptor(acceptor).serve(service).await
         }
         None => server.acceptor(NoDelayAcceptor).serve(service).await,

@@ -975,3 +975,25 @@ async fn a_connection_that_never_registers_is_closed_with_4006() {
     assert_eq!(ok.request(json!({"type": "ping"})).await["type"], "pong");
     b.stop().await;
 }
+
+#[tokio::test]
+async fn a_request_that_never_finishes_its_headers_is_dropped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let b = Broker::start(&["--handshake-timeout-ms", "300"]).await;
+    let mut slow = tokio::net::TcpStream::connect(b.addr).await.unwrap();
+    slow.write_all(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the half-sent request still holds its socket");
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "not before the deadline"
+    );
+    // Whole requests are unaffected.
+    let (mut ok, _) = b.registered("after-slowloris").await;
+    assert_eq!(ok.request(json!({"type": "ping"})).await["type"], "pong");
+    b.stop().await;
+}
