@@ -26,7 +26,7 @@ test('the definitions type an app under --strict', () => {
 test('misspelt options and events, and wrong hubs, do not compile', () => {
   const r = compile('misuse.ts');
   assert.notEqual(r.status, 0);
-  for (const needle of ["'brokr' does not exist", '"mesage"', "'reasn' does not exist", "number' is not assignable"]) {
+  for (const needle of ["'brokr' does not exist", '"mesage"', "'reasn' does not exist", "number' is not assignable", "Type 'number' is not assignable to type 'string | (() => string | Promise<string>) | undefined'"]) {
     assert.ok(r.stdout.includes(needle), `expected ${needle} in:\n${r.stdout}`);
   }
 });

@@ -6,5 +6,6 @@ async function misuse(): Promise<void> {
   const conn = await peer.connect('b');
   conn.on('close', (e) => e.reasn);
   new Node({ hub: 42 });
+  await createPeer('b', { broker: 'ws://x', token: 7 });
 }
 misuse();

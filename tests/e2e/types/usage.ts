@@ -16,6 +16,11 @@ async function main(): Promise<void> {
   await room.set('k', 1, { ttl: 10 });
   await room.broadcast('x');
   const online: boolean = await peer.find('bob');
+  const fixed = await createPeer('carol', { broker: 'ws://localhost:8080', token: 'eyJ...' });
+  const fresh = await createPeer('dave', { broker: 'ws://localhost:8080', token: () => fetch('/t').then((r) => r.text()) });
+  const key = await fixed.openKey('meet_here');
+  key.on('closed', ({ code, reason }) => console.log(code + 1, reason.length));
+  fresh.on('unavailable', ({ key, id, code }) => console.log(key, id, code));
   console.log(online, peer.id, room.members.length);
 }
 main();
