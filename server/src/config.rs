@@ -170,7 +170,8 @@ pub struct Config {
     )]
     pub protected_rooms: Vec<String>,
 
-    /// How often grace windows and state TTLs are checked, in ms.
+    /// How often grace windows, state TTLs and rendezvous deadlines are
+    /// checked, in ms.
     #[arg(long, env = "PEERWIRE_SWEEP_MS", default_value_t = 100)]
     pub sweep_ms: u64,
 }

@@ -3,7 +3,6 @@
 
 mod support;
 
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use support::{Broker, Client};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -20,12 +19,7 @@ fn mint(claims: Value) -> String {
     if claims.get("exp").is_none() {
         claims["exp"] = json!(exp);
     }
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+    support::mint_token(SECRET, &claims)
 }
 
 async fn protected_broker(extra: &[&str]) -> Broker {

@@ -21,12 +21,7 @@ enum Setup {
 const SECRET: &str = "catalogue-secret-catalogue-secret";
 
 fn token(claims: Value) -> String {
-    jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
-    )
-    .unwrap()
+    support::mint_token(SECRET, &claims)
 }
 
 enum Input {

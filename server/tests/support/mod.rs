@@ -263,3 +263,13 @@ impl Client {
         drop(self);
     }
 }
+
+/// An HS256 access token with these claims, signed with `secret`.
+pub fn mint_token(secret: &str, claims: &Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("claims encode")
+}
