@@ -739,6 +739,47 @@ async fn nodes_on_a_network_hub_use_the_broker_for_names_sockets_and_rest() {
     call(&client, "close", &[]).await.unwrap();
 }
 
+/// A listener that answers at once can overtake the dialer's own channel
+/// `open` event (Chrome delivers the frames first); the dialer must still
+/// open and read everything, in order. Twenty sockets make the race likely.
+#[wasm_bindgen_test]
+async fn frames_that_overtake_the_channel_open_event_are_not_lost() {
+    let hub: JsValue = PageHub::new().into();
+    let server = node_on(hub.clone());
+    let client = node_on(hub);
+    socket_server(
+        &server,
+        "return (socket) => { for (let i = 0; i < 5; i++) socket.send('m' + i); socket.end(); }",
+        11,
+    )
+    .await;
+    let to = address(&server).await;
+    for round in 0..20 {
+        let socket = socket_to(
+            &client,
+            &[
+                to.clone().into(),
+                11.into(),
+                obj(&[("timeout", 5000.into())]),
+            ],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("round {round}: {}", stringify(&e)));
+        let ended = Events::on(&socket, "end").await;
+        let got = Events::on(&socket, "message").await;
+        for i in 0..5 {
+            assert_eq!(
+                got.nth(i, 3000.0).await.as_string().unwrap(),
+                format!("m{i}")
+            );
+        }
+        ended.nth(0, 3000.0).await;
+        call(&socket, "close", &[]).await.unwrap();
+    }
+    call(&server, "close", &[]).await.unwrap();
+    call(&client, "close", &[]).await.unwrap();
+}
+
 #[wasm_bindgen_test]
 async fn messages_before_the_first_listener_are_held_not_lost() {
     let hub: JsValue = PageHub::new().into();

@@ -84,6 +84,9 @@ pub(crate) struct ConnShared {
     _tick: RefCell<Option<gloo_timers::callback::Interval>>,
     _timeout: RefCell<Option<gloo_timers::callback::Timeout>>,
     close_reason: RefCell<Option<String>>,
+    /// Frames that overtook the channel's own `open` event, replayed in
+    /// order once it fires.
+    early: RefCell<Vec<JsValue>>,
     /// The JS `Connection` handed out for this link (one object per link).
     pub handle: RefCell<Option<JsValue>>,
 }
@@ -145,6 +148,7 @@ impl ConnShared {
             _tick: RefCell::new(Some(tick)),
             _timeout: RefCell::new(None),
             close_reason: RefCell::new(None),
+            early: RefCell::new(Vec::new()),
             handle: RefCell::new(None),
         });
         let weak = Rc::downgrade(&conn);
@@ -312,6 +316,7 @@ impl ConnShared {
         let was_open = self.state.get() == State::Open;
         self.state.set(State::Closed);
         *self.close_reason.borrow_mut() = Some(reason.to_string());
+        self.early.borrow_mut().clear();
         if notify {
             if was_open {
                 self.send_frame(&Frame::Close(reason.to_string()));
@@ -383,6 +388,20 @@ impl ConnShared {
         self.outbox
             .send_value(&value, progress, limits, || self.closed_error())
             .await
+    }
+
+    /// A frame that arrived before the channel reported itself open (the
+    /// remote may send as soon as its side is open).
+    fn hold_early(self: &Rc<Self>, data: JsValue) {
+        let mut early = self.early.borrow_mut();
+        if early.len() >= super::stream::MAX_EARLY_FRAMES {
+            drop(early);
+            return self.fail(PeerError::Protocol {
+                id: self.remote.clone(),
+                detail: "too many frames before the channel opened".into(),
+            });
+        }
+        early.push(data);
     }
 
     fn on_frame(self: &Rc<Self>, data: JsValue) {
@@ -606,7 +625,19 @@ async fn drive(
                     });
                 }
             }
-            Input::Rtc(RtcEvent::ChannelOpen) => c.on_open(),
+            Input::Rtc(RtcEvent::ChannelOpen) => {
+                c.on_open();
+                let early = std::mem::take(&mut *c.early.borrow_mut());
+                for data in early {
+                    c.on_frame(data);
+                }
+            }
+            Input::Rtc(RtcEvent::ChannelMessage(data))
+                if c.state.get() == State::Connecting
+                    && !c.link().is_some_and(|l| l.channel_open()) =>
+            {
+                c.hold_early(data)
+            }
             Input::Rtc(RtcEvent::IncomingChannel(dc)) => c.on_incoming_channel(dc),
             Input::Rtc(RtcEvent::ChannelMessage(data)) => c.on_frame(data),
             Input::Rtc(RtcEvent::ChannelClosed) => c.close("the data channel closed", None, false),

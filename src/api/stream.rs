@@ -81,7 +81,13 @@ pub(crate) struct StreamShared {
     accepted: Cell<bool>,
     /// The other end of a loopback pair, kept alive until this one closes.
     partner: RefCell<Option<Rc<StreamShared>>>,
+    /// Frames that overtook the channel's own `open` event (the remote may
+    /// send as soon as its side is open), replayed in order once it fires.
+    early: RefCell<Vec<JsValue>>,
 }
+
+/// Frames a stream holds while waiting for its channel's `open` event.
+pub(crate) const MAX_EARLY_FRAMES: usize = 4096;
 
 /// Options for `openStream` (each side's sending policy).
 #[derive(Debug, Clone, Copy)]
@@ -196,6 +202,7 @@ impl StreamShared {
             handle: RefCell::new(None),
             accepted: Cell::new(false),
             partner: RefCell::new(None),
+            early: RefCell::new(Vec::new()),
         });
         spawn_local(drive(Rc::downgrade(&stream), events));
         // A data channel announced by the remote may be open already; a
@@ -258,6 +265,22 @@ impl StreamShared {
         if let Some(c) = self.channel.borrow().as_ref() {
             let _ = c.send_frame(&frame.encode());
         }
+    }
+
+    fn channel_is_open(&self) -> bool {
+        self.channel.borrow().as_ref().is_some_and(|c| c.is_open())
+    }
+
+    /// A frame that arrived before the channel reported itself open.
+    fn hold_early(self: &Rc<Self>, data: JsValue) {
+        let mut early = self.early.borrow_mut();
+        if early.len() >= MAX_EARLY_FRAMES {
+            drop(early);
+            return self.fail(format!(
+                "more than {MAX_EARLY_FRAMES} frames before the channel opened"
+            ));
+        }
+        early.push(data);
     }
 
     fn channel_open(self: &Rc<Self>) {
@@ -385,6 +408,7 @@ impl StreamShared {
         let was_open = !matches!(self.state.get(), StreamState::Opening);
         self.state.set(StreamState::Closed);
         *self.close_reason.borrow_mut() = Some(reason.to_string());
+        self.early.borrow_mut().clear();
         if notify {
             self.send_now(Frame::Close(reason.to_string()));
         }
@@ -444,7 +468,7 @@ impl StreamShared {
             Ok(Received::Partial | Received::Ping(_) | Received::Pong(_)) => {}
             Ok(Received::Accept) if self.role == Role::Dialer => {
                 self.accepted.set(true);
-                if self.channel.borrow().as_ref().is_some_and(|c| c.is_open()) {
+                if self.channel_is_open() {
                     self.become_open();
                 }
             }
@@ -550,7 +574,18 @@ async fn drive(stream: Weak<StreamShared>, mut events: mpsc::UnboundedReceiver<C
             return;
         }
         match event {
-            ChannelEvent::Open => s.channel_open(),
+            ChannelEvent::Open => {
+                s.channel_open();
+                let early = std::mem::take(&mut *s.early.borrow_mut());
+                for data in early {
+                    s.on_frame(data);
+                }
+            }
+            ChannelEvent::Message(data)
+                if s.state.get() == StreamState::Opening && !s.channel_is_open() =>
+            {
+                s.hold_early(data)
+            }
             ChannelEvent::Message(data) => s.on_frame(data),
             ChannelEvent::Closed => s.close("the channel closed", None, false),
             ChannelEvent::Error(text) => {
