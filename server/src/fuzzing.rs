@@ -15,7 +15,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::{Grant, Policy};
-use crate::hub::{ConnId, Frame, Hub, HubConfig, HubStats};
+use crate::hub::{ConnId, Hub, HubConfig, HubStats, Outgoing};
 use crate::ice::IceConfig;
 use crate::metrics::Metrics;
 
@@ -26,7 +26,7 @@ const SLOTS: usize = 4;
 
 struct Slot {
     conn: ConnId,
-    rx: mpsc::Receiver<Frame>,
+    rx: mpsc::Receiver<Outgoing>,
     _kill: oneshot::Receiver<CloseCode>,
     /// The last resume token this connection was given.
     token: Option<(String, String)>,
@@ -56,7 +56,7 @@ fn config() -> HubConfig {
 
 /// Reads what a connection was sent; remembers resume tokens.
 fn drain(slot: &mut Slot) {
-    while let Ok(frame) = slot.rx.try_recv() {
+    while let Ok(Outgoing { frame, .. }) = slot.rx.try_recv() {
         let v: serde_json::Value = serde_json::from_str(frame.as_str()).expect("hub sends JSON");
         if v["type"] == "registered" {
             let id = v["id"].as_str().unwrap_or_default().to_string();
@@ -158,7 +158,7 @@ pub fn hub_sequence(data: &[u8]) {
             }
             // Drop: clean (1000) or not.
             (1, Some(slot)) => {
-                hub.disconnect(slot.conn, arg % 2 == 0, now);
+                hub.disconnect(slot.conn, arg % 2 == 0, now, &mut slot.rx);
                 slots[i] = None;
             }
             // Time passes; deadlines fire.
@@ -179,7 +179,7 @@ pub fn hub_sequence(data: &[u8]) {
         }
     }
     for slot in slots.iter_mut().flatten() {
-        hub.disconnect(slot.conn, false, now);
+        hub.disconnect(slot.conn, false, now, &mut slot.rx);
     }
     now += Duration::from_secs(1);
     hub.sweep(now);
@@ -188,6 +188,7 @@ pub fn hub_sequence(data: &[u8]) {
         HubStats::default(),
         "the hub let go of everything"
     );
+    assert!(hub.is_idle(), "no cut-off connection left behind");
 }
 
 #[cfg(test)]

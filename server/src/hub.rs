@@ -49,6 +49,17 @@ pub type Frame = Utf8Bytes;
 /// Identifies one WebSocket connection for the life of the process.
 pub type ConnId = u64;
 
+/// One frame in a connection's outbound queue, with what the hub needs if
+/// the connection ends before it is written: frames for a detached id go
+/// back to the front of its grace-window queue, and senders of frames that
+/// can no longer be delivered are told.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub frame: Frame,
+    origin: Option<(String, Rid)>,
+    kind: Kind,
+}
+
 /// Limits and timings the hub enforces.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -114,6 +125,7 @@ impl Hub {
                 keys: HashMap::new(),
                 detached: HashSet::new(),
                 ttl_rooms: HashSet::new(),
+                cut_off: HashMap::new(),
             }),
         }
     }
@@ -130,7 +142,7 @@ impl Hub {
     /// closes it with a code.
     pub fn connect(
         &self,
-        tx: mpsc::Sender<Frame>,
+        tx: mpsc::Sender<Outgoing>,
         kill: oneshot::Sender<CloseCode>,
         grant: Option<Grant>,
     ) -> ConnId {
@@ -164,16 +176,39 @@ impl Hub {
 
     /// Connection `conn` ended. `clean` (the client closed with 1000)
     /// releases its id at once; otherwise the id enters its grace window.
-    pub fn disconnect(&self, conn: ConnId, clean: bool, now: Instant) {
+    /// `rx` is the connection's outbound queue: what it still holds was
+    /// never written, and is queued again for the id or reported to its
+    /// senders. Draining it under the hub's lock means no frame can slip in
+    /// behind.
+    pub fn disconnect(
+        &self,
+        conn: ConnId,
+        clean: bool,
+        now: Instant,
+        rx: &mut mpsc::Receiver<Outgoing>,
+    ) {
         let mut st = self.lock();
-        let Some(entry) = st.conns.remove(&conn) else {
-            return;
-        };
-        if let Some(peer) = entry.peer {
-            if clean {
-                st.release(&peer);
-            } else {
-                st.detach(&peer, now);
+        rx.close();
+        let mut unsent = Vec::new();
+        while let Ok(o) = rx.try_recv() {
+            unsent.push(o);
+        }
+        match st.conns.remove(&conn) {
+            Some(entry) => {
+                let Some(peer) = entry.peer else { return };
+                if clean {
+                    st.release(&peer);
+                } else {
+                    st.detach(&peer, now);
+                }
+                st.requeue(&peer, unsent, now);
+            }
+            // Cut off earlier by the hub (4003, 4005): its id was detached,
+            // or taken over by a newer connection, then.
+            None => {
+                if let Some(peer) = st.cut_off.remove(&conn) {
+                    st.requeue(&peer, unsent, now);
+                }
             }
         }
     }
@@ -201,6 +236,19 @@ impl Hub {
         }
     }
 
+    /// Whether the hub holds nothing at all: no connection, id, room, key,
+    /// or cut-off connection still to hand back its frames.
+    pub fn is_idle(&self) -> bool {
+        let st = self.lock();
+        st.conns.is_empty()
+            && st.sessions.is_empty()
+            && st.detached.is_empty()
+            && st.rooms.is_empty()
+            && st.keys.is_empty()
+            && st.ttl_rooms.is_empty()
+            && st.cut_off.is_empty()
+    }
+
     pub fn stats(&self) -> HubStats {
         let st = self.lock();
         HubStats {
@@ -214,7 +262,7 @@ impl Hub {
 }
 
 struct Conn {
-    tx: mpsc::Sender<Frame>,
+    tx: mpsc::Sender<Outgoing>,
     kill: Option<oneshot::Sender<CloseCode>>,
     /// The id this connection registered, once it has.
     peer: Option<String>,
@@ -263,7 +311,7 @@ struct Rendezvous {
 }
 
 /// How a message should be treated if its target is detached.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     /// Queue it; report failures to the origin.
     Queued,
@@ -283,6 +331,9 @@ struct State {
     detached: HashSet<String>,
     /// Rooms holding at least one expiring key, for `sweep`.
     ttl_rooms: HashSet<String>,
+    /// Connections the hub cut off (4003, 4005) whose tasks have not yet
+    /// handed back their unsent frames, with the id they had.
+    cut_off: HashMap<ConnId, String>,
 }
 
 fn encode(msg: &ServerMessage) -> Frame {
@@ -342,30 +393,37 @@ impl State {
         let Some(entry) = self.conns.get_mut(&conn) else {
             return;
         };
-        match entry.tx.try_send(frame) {
+        match entry.tx.try_send(Outgoing {
+            frame,
+            origin,
+            kind,
+        }) {
             Ok(()) => {
                 self.metrics.messages_out.inc();
             }
             Err(err) => {
                 // Full: the client does not read fast enough. Closed: its
-                // socket task has ended and its `disconnect` is on the way.
-                // Either way the id is detached now and the frame queued.
-                let frame = match err {
-                    mpsc::error::TrySendError::Full(f) => {
+                // socket task has ended without `disconnect` (it always
+                // calls it; this is a safety net). Either way the id is
+                // detached now and the frame queued; what the connection
+                // still holds comes back through `disconnect`.
+                let out = match err {
+                    mpsc::error::TrySendError::Full(o) => {
                         if let Some(kill) = entry.kill.take() {
                             let _ = kill.send(CloseCode::SlowConsumer);
                         }
                         self.metrics.close(CloseCode::SlowConsumer);
-                        f
+                        o
                     }
-                    mpsc::error::TrySendError::Closed(f) => f,
+                    mpsc::error::TrySendError::Closed(o) => o,
                 };
                 let peer = entry.peer.take();
                 self.conns.remove(&conn);
                 if let Some(peer) = peer {
+                    self.cut_off.insert(conn, peer.clone());
                     self.detach(&peer, now);
-                    if kind == Kind::Queued {
-                        let _ = self.enqueue(&peer, frame, origin);
+                    if out.kind == Kind::Queued {
+                        self.enqueue_or_tell(&peer, out.frame, out.origin, now);
                     }
                 }
             }
@@ -392,6 +450,82 @@ impl State {
             }
             None if kind == Kind::RoomEvent => Ok(()),
             None => self.enqueue(to, frame, origin),
+        }
+    }
+
+    /// Queues for a detached id; if its queue is full, the sender is told.
+    fn enqueue_or_tell(
+        &mut self,
+        to: &str,
+        frame: Frame,
+        origin: Option<(String, Rid)>,
+        now: Instant,
+    ) {
+        if let Err(code) = self.enqueue(to, frame, origin.clone()) {
+            self.tell_origin(origin, code, to, now);
+        }
+    }
+
+    /// Tells the sender of an undeliverable message to `to` why.
+    fn tell_origin(
+        &mut self,
+        origin: Option<(String, Rid)>,
+        code: ErrorCode,
+        to: &str,
+        now: Instant,
+    ) {
+        if let Some((origin, rid)) = origin {
+            self.metrics.error(code);
+            let err = ServerMessage::delivery_error(rid, code, to);
+            let _ = self.deliver(&origin, &err, None, Kind::Queued, now);
+        }
+    }
+
+    /// Frames a connection of `peer` never wrote. If the id is detached they
+    /// go back to the front of its queue (the queue keeps its bound; the
+    /// newest beyond it are refused with `queue-full`); if a newer
+    /// connection holds the id they go to it; if the id is gone their
+    /// senders get `peer-gone`.
+    fn requeue(&mut self, peer: &str, unsent: Vec<Outgoing>, now: Instant) {
+        let frames: Vec<Outgoing> = unsent
+            .into_iter()
+            .filter(|o| o.kind == Kind::Queued)
+            .collect();
+        if frames.is_empty() {
+            return;
+        }
+        let max = self.config.max_queued;
+        match self.sessions.get_mut(peer) {
+            None => {
+                for o in frames {
+                    self.tell_origin(o.origin, ErrorCode::PeerGone, peer, now);
+                }
+            }
+            Some(session) if session.conn.is_none() => {
+                for o in frames.into_iter().rev() {
+                    session.queue.push_front(Queued {
+                        frame: o.frame,
+                        origin: o.origin,
+                    });
+                }
+                let mut refused = Vec::new();
+                while session.queue.len() > max {
+                    if let Some(q) = session.queue.pop_back() {
+                        refused.push(q.origin);
+                    }
+                }
+                for origin in refused.into_iter().rev() {
+                    self.tell_origin(origin, ErrorCode::QueueFull, peer, now);
+                }
+            }
+            Some(session) => {
+                // A newer connection reclaimed the id (4005): deliver late
+                // rather than not at all.
+                let conn = session.conn.expect("attached");
+                for o in frames {
+                    self.send_frame(conn, o.frame, o.origin, Kind::Queued, now);
+                }
+            }
         }
     }
 
@@ -610,6 +744,7 @@ impl State {
                     let _ = kill.send(CloseCode::Replaced);
                 }
                 self.metrics.close(CloseCode::Replaced);
+                self.cut_off.insert(old, id.clone());
             }
         }
         let session = self.sessions.get_mut(&id).expect("still there");
@@ -1100,11 +1235,7 @@ impl State {
         };
         self.detached.remove(peer);
         for q in session.queue {
-            if let Some((origin, rid)) = q.origin {
-                self.metrics.error(ErrorCode::PeerGone);
-                let err = ServerMessage::delivery_error(rid, ErrorCode::PeerGone, peer);
-                let _ = self.deliver(&origin, &err, None, Kind::Queued, now);
-            }
+            self.tell_origin(q.origin, ErrorCode::PeerGone, peer, now);
         }
         for room in &session.rooms {
             self.leave_room(peer, room, now);

@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use support::{Broker, Closed};
+use support::{Broker, Client, Closed};
 
 // ---- 1. identity -------------------------------------------------------
 
@@ -995,5 +995,90 @@ async fn a_request_that_never_finishes_its_headers_is_dropped() {
     // Whole requests are unaffected.
     let (mut ok, _) = b.registered("after-slowloris").await;
     assert_eq!(ok.request(json!({"type": "ping"})).await["type"], "pong");
+    b.stop().await;
+}
+
+/// A receiver cut off as a slow consumer (4003) loses nothing silently:
+/// every signal sent to it is delivered exactly once and in order (before
+/// the cut, or after it resumes), or its sender gets an error saying so.
+#[tokio::test]
+async fn signals_to_a_cut_off_client_are_delivered_after_resume_or_refused_never_lost() {
+    let b = Broker::start(&[
+        "--outbound-queue",
+        "64",
+        "--max-queued",
+        "32",
+        "--max-rooms-per-peer",
+        "4",
+        "--rate-burst",
+        "100000",
+        "--rate-limit",
+        "100000",
+        "--grace-ms",
+        "5000",
+    ])
+    .await;
+    let (mut slow, token) = b.registered("slow").await;
+    let (mut sender, _) = b.registered("sender").await;
+    // ~40 KB signals until the socket buffers and the queue are full and the
+    // broker cuts the receiver off, then some more while it is away. The
+    // sender reads its errors as it goes.
+    let pad = "x".repeat(40_000);
+    let mut rid_of = std::collections::HashMap::new();
+    let mut replies = Vec::new();
+    let mut seq = 0u64;
+    let mut after_cut = None;
+    while after_cut.is_none_or(|n| seq < n + 40) {
+        for _ in 0..4 {
+            let rid = sender
+                .send(json!({"type": "signal", "to": "slow", "data": {"seq": seq, "pad": pad}}))
+                .await;
+            rid_of.insert(rid, seq);
+            seq += 1;
+        }
+        replies.extend(sender.drain_for(2).await);
+        if after_cut.is_none() {
+            let m = b.http_get("/metrics").await;
+            if m.contains("peerwire_closes_total{code=\"4003\"} 1") {
+                after_cut = Some(seq);
+            }
+        }
+        assert!(seq < 20_000, "never cut off");
+    }
+    let (before, code) = slow.drain_until_closed().await;
+    assert_eq!(code, Some(4003), "cut off as a slow consumer");
+    let mut resumed = Client::connect(&b.url()).await;
+    let r = resumed
+        .request(json!({"type": "register", "id": "slow", "resumeToken": token}))
+        .await;
+    assert_eq!(r["resumed"], true, "{r}");
+    let after = resumed.drain_for(500).await;
+    replies.extend(sender.drain_for(500).await);
+    let delivered: Vec<u64> = before
+        .iter()
+        .chain(after.iter())
+        .filter(|m| m["type"] == "signal")
+        .map(|m| m["data"]["seq"].as_u64().unwrap())
+        .collect();
+    let refused: std::collections::BTreeSet<u64> = replies
+        .iter()
+        .filter(|m| m["type"] == "error")
+        .map(|m| rid_of[&m["rid"].as_u64().unwrap()])
+        .collect();
+    assert!(
+        delivered.windows(2).all(|w| w[0] < w[1]),
+        "in order, no duplicates"
+    );
+    for n in 0..seq {
+        let got = delivered.binary_search(&n).is_ok();
+        assert!(
+            got != refused.contains(&n),
+            "signal {n} of {seq}: delivered {got}, refused {} ({} delivered before the cut, {} after)",
+            refused.contains(&n),
+            before.len(),
+            after.len()
+        );
+    }
+    assert!(!refused.is_empty() && !after.is_empty());
     b.stop().await;
 }

@@ -118,6 +118,36 @@ impl Client {
         Client { ws, next_rid: 1 }
     }
 
+    /// Every JSON message until the connection ends, and the close code.
+    pub async fn drain_until_closed(&mut self) -> (Vec<Value>, Option<u16>) {
+        let mut got = Vec::new();
+        loop {
+            let next = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("closed within 5 s");
+            match next {
+                Some(Ok(Message::Text(t))) => {
+                    got.push(serde_json::from_str(t.as_str()).expect("broker sends JSON"))
+                }
+                Some(Ok(Message::Close(f))) => return (got, f.map(|f| f.code.into())),
+                Some(Ok(_)) => continue,
+                _ => return (got, None),
+            }
+        }
+    }
+
+    /// Every JSON message that arrives within `ms` milliseconds.
+    pub async fn drain_for(&mut self, ms: u64) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(ms);
+        let mut got = Vec::new();
+        while let Ok(Some(Ok(m))) = tokio::time::timeout_at(deadline, self.ws.next()).await {
+            if let Message::Text(t) = m {
+                got.push(serde_json::from_str(t.as_str()).expect("broker sends JSON"));
+            }
+        }
+        got
+    }
+
     /// Reads until the connection ends; the close frame's code and reason.
     pub async fn close_frame(&mut self) -> Option<(u16, String)> {
         loop {
