@@ -192,9 +192,18 @@ pub async fn serve(
         let app = app.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(app.config.sweep_ms));
+            let mut last_trim = (Instant::now(), 0);
             loop {
                 tick.tick().await;
                 app.hub.sweep(Instant::now());
+                // Hand freed memory back after a surge ends (half the
+                // connections gone), and now and then anyway.
+                let connections = app.hub.stats().connections;
+                if connections * 2 < last_trim.1 || last_trim.0.elapsed() >= limits::TRIM_EVERY {
+                    limits::return_free_memory();
+                    last_trim = (Instant::now(), connections);
+                }
+                last_trim.1 = last_trim.1.max(connections);
             }
         })
     };
