@@ -109,10 +109,11 @@ async fn bad_tokens_are_closed_with_4007_and_a_reason() {
     let b = protected_broker(&[]).await;
     let expired = mint(json!({"sub": "a", "exp": 1_000_000}));
     let forged = {
-        // Another last signature character (always a different one).
+        // Another last signature character: always a different one, and a
+        // canonical one (A and E differ in data bits, not padding bits).
         let mut t = mint(json!({"sub": "a"}));
         let last = t.pop().unwrap();
-        t.push(if last == 'A' { 'B' } else { 'A' });
+        t.push(if last == 'A' { 'E' } else { 'A' });
         t
     };
     for (token, why) in [
