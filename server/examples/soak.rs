@@ -385,35 +385,34 @@ impl Shared {
     fn now(&self) -> u64 {
         self.epoch.elapsed().as_micros() as u64
     }
+    /// `<kind><run>-<i>`: a name of this run's (peer `s`, room `r`, key `k`).
+    fn name(&self, kind: char, i: u32) -> String {
+        format!("{kind}{}-{i}", self.run)
+    }
+    fn parse_name(&self, kind: char, name: &str) -> Option<u32> {
+        name.strip_prefix(kind)?
+            .strip_prefix(self.run.as_str())?
+            .strip_prefix('-')?
+            .parse()
+            .ok()
+    }
     fn peer(&self, i: u32) -> String {
-        format!("s{}-{i}", self.run)
+        self.name('s', i)
     }
     fn parse_peer(&self, id: &str) -> Option<u32> {
-        id.strip_prefix('s')?
-            .strip_prefix(self.run.as_str())?
-            .strip_prefix('-')?
-            .parse()
-            .ok()
+        self.parse_name('s', id)
     }
     fn room(&self, j: u32) -> String {
-        format!("r{}-{j}", self.run)
+        self.name('r', j)
     }
     fn parse_room(&self, name: &str) -> Option<u32> {
-        name.strip_prefix('r')?
-            .strip_prefix(self.run.as_str())?
-            .strip_prefix('-')?
-            .parse()
-            .ok()
+        self.parse_name('r', name)
     }
     fn key(&self, i: u32) -> String {
-        format!("k{}-{i}", self.run)
+        self.name('k', i)
     }
     fn parse_key(&self, key: &str) -> Option<u32> {
-        key.strip_prefix('k')?
-            .strip_prefix(self.run.as_str())?
-            .strip_prefix('-')?
-            .parse()
-            .ok()
+        self.parse_name('k', key)
     }
 }
 

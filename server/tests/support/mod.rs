@@ -118,8 +118,9 @@ impl Client {
         Client { ws, next_rid: 1 }
     }
 
-    /// Every JSON message until the connection ends, and the close code.
-    pub async fn drain_until_closed(&mut self) -> (Vec<Value>, Option<u16>) {
+    /// Every JSON message until the connection ends, and the close frame's
+    /// code and reason.
+    pub async fn drain_until_closed(&mut self) -> (Vec<Value>, Option<(u16, String)>) {
         let mut got = Vec::new();
         loop {
             let next = tokio::time::timeout(WAIT, self.ws.next())
@@ -129,7 +130,9 @@ impl Client {
                 Some(Ok(Message::Text(t))) => {
                     got.push(serde_json::from_str(t.as_str()).expect("broker sends JSON"))
                 }
-                Some(Ok(Message::Close(f))) => return (got, f.map(|f| f.code.into())),
+                Some(Ok(Message::Close(f))) => {
+                    return (got, f.map(|f| (f.code.into(), f.reason.to_string())));
+                }
                 Some(Ok(_)) => continue,
                 _ => return (got, None),
             }
@@ -150,18 +153,7 @@ impl Client {
 
     /// Reads until the connection ends; the close frame's code and reason.
     pub async fn close_frame(&mut self) -> Option<(u16, String)> {
-        loop {
-            let next = tokio::time::timeout(WAIT, self.ws.next())
-                .await
-                .expect("closed within 5 s");
-            match next {
-                Some(Ok(Message::Close(f))) => {
-                    return f.map(|f| (f.code.into(), f.reason.to_string()));
-                }
-                Some(Ok(_)) => continue,
-                _ => return None,
-            }
-        }
+        self.drain_until_closed().await.1
     }
 
     pub async fn send_raw(&mut self, text: &str) {
