@@ -116,3 +116,27 @@ test('a token function is asked again on every reconnect', async () => {
   assert.ok(await page.evaluate(() => window.timesAsked()) >= before + 2, 'asked again');
   assert.equal(await page.evaluate(() => window.vip9.id), 'vip-9');
 });
+
+test('a Node on a NetworkHub takes the token too', async () => {
+  const r = await page.evaluate(async ({ ws, good, expired }) => {
+    const { Node, NetworkHub } = window.peerwire;
+    const node = new Node({ hub: new NetworkHub(ws), token: good });
+    const address = await node.address();
+    node.close();
+    let refused;
+    try {
+      const bad = new Node({ hub: new NetworkHub(ws), token: expired });
+      await bad.address();
+    } catch (e) {
+      refused = { name: e.name, message: e.message };
+    }
+    return { address, refused };
+  }, {
+    ws: broker.ws,
+    good: mintToken(SECRET, { sub: 'vip-node' }),
+    expired: mintToken(SECRET, { sub: 'vip-node', ttlSeconds: -3600 }),
+  });
+  assert.equal(r.address, 'vip-node', 'registered as the token\'s sub');
+  assert.equal(r.refused?.name, 'UnauthorizedError', JSON.stringify(r));
+  assert.match(r.refused.message, /expired/);
+});
