@@ -23,20 +23,14 @@ fn mint(claims: Value) -> String {
 }
 
 async fn protected_broker(extra: &[&str]) -> Broker {
-    let mut flags = vec![
-        "--auth-secret",
-        SECRET,
-        "--protect",
-        "admin-*",
-        "--protect-room",
-        "staff",
-    ];
+    let mut flags = vec!["--auth-secret", SECRET];
+    flags.extend_from_slice(&support::PROTECT_FLAGS);
     flags.extend_from_slice(extra);
     Broker::start(&flags).await
 }
 
 async fn with_token(b: &Broker, token: &str) -> Client {
-    Client::connect(&format!("{}?token={token}", b.url())).await
+    b.client_with_token(token).await
 }
 
 #[tokio::test]

@@ -327,7 +327,7 @@ fn catalogue() -> Vec<Case> {
 
 #[tokio::test]
 async fn every_bad_input_gets_its_named_answer_and_the_broker_keeps_serving() {
-    let b = Broker::start(&[
+    let mut flags = vec![
         "--max-frame-bytes",
         "8192",
         "--rate-limit",
@@ -338,12 +338,9 @@ async fn every_bad_input_gets_its_named_answer_and_the_broker_keeps_serving() {
         "500",
         "--auth-secret",
         SECRET,
-        "--protect",
-        "admin-*",
-        "--protect-room",
-        "staff",
-    ])
-    .await;
+    ];
+    flags.extend_from_slice(&support::PROTECT_FLAGS);
+    let b = Broker::start(&flags).await;
     let (mut owner, _) = b.registered("owner").await;
     owner
         .request(json!({"type": "open-key", "key": "owned_key"}))
@@ -358,7 +355,7 @@ async fn every_bad_input_gets_its_named_answer_and_the_broker_keeps_serving() {
         let mut c = match &case.setup {
             Setup::Fresh => b.client().await,
             Setup::Registered => b.registered(&format!("case-{i}")).await.0,
-            Setup::Token(t) => Client::connect(&format!("{}?token={t}", b.url())).await,
+            Setup::Token(t) => b.client_with_token(t).await,
         };
         // Inputs answered by a close may see the socket reset mid-write.
         match &case.input {

@@ -29,7 +29,7 @@ use super::errors::PeerError;
 use super::events::Emitter;
 use super::outbox::{Limits, Outlet, SendQueue, decode_payload};
 use super::peer::PeerShared;
-use super::stream::{Role, Stream, StreamSettings, StreamShared};
+use super::stream::{EarlyFrames, Role, Stream, StreamSettings, StreamShared};
 use crate::core::chunking::{Reassembler, Received};
 use crate::core::keepalive::{KeepAlive, Tick};
 use crate::core::negotiation::{
@@ -84,9 +84,8 @@ pub(crate) struct ConnShared {
     _tick: RefCell<Option<gloo_timers::callback::Interval>>,
     _timeout: RefCell<Option<gloo_timers::callback::Timeout>>,
     close_reason: RefCell<Option<String>>,
-    /// Frames that overtook the channel's own `open` event, replayed in
-    /// order once it fires.
-    early: RefCell<Vec<JsValue>>,
+    /// Frames that overtook the channel's own `open` event.
+    early: EarlyFrames,
     /// The JS `Connection` handed out for this link (one object per link).
     pub handle: RefCell<Option<JsValue>>,
 }
@@ -148,7 +147,7 @@ impl ConnShared {
             _tick: RefCell::new(Some(tick)),
             _timeout: RefCell::new(None),
             close_reason: RefCell::new(None),
-            early: RefCell::new(Vec::new()),
+            early: EarlyFrames::default(),
             handle: RefCell::new(None),
         });
         let weak = Rc::downgrade(&conn);
@@ -316,7 +315,7 @@ impl ConnShared {
         let was_open = self.state.get() == State::Open;
         self.state.set(State::Closed);
         *self.close_reason.borrow_mut() = Some(reason.to_string());
-        self.early.borrow_mut().clear();
+        self.early.take();
         if notify {
             if was_open {
                 self.send_frame(&Frame::Close(reason.to_string()));
@@ -388,20 +387,6 @@ impl ConnShared {
         self.outbox
             .send_value(&value, progress, limits, || self.closed_error())
             .await
-    }
-
-    /// A frame that arrived before the channel reported itself open (the
-    /// remote may send as soon as its side is open).
-    fn hold_early(self: &Rc<Self>, data: JsValue) {
-        let mut early = self.early.borrow_mut();
-        if early.len() >= super::stream::MAX_EARLY_FRAMES {
-            drop(early);
-            return self.fail(PeerError::Protocol {
-                id: self.remote.clone(),
-                detail: "too many frames before the channel opened".into(),
-            });
-        }
-        early.push(data);
     }
 
     fn on_frame(self: &Rc<Self>, data: JsValue) {
@@ -627,8 +612,7 @@ async fn drive(
             }
             Input::Rtc(RtcEvent::ChannelOpen) => {
                 c.on_open();
-                let early = std::mem::take(&mut *c.early.borrow_mut());
-                for data in early {
+                for data in c.early.take() {
                     c.on_frame(data);
                 }
             }
@@ -636,7 +620,12 @@ async fn drive(
                 if c.state.get() == State::Connecting
                     && !c.link().is_some_and(|l| l.channel_open()) =>
             {
-                c.hold_early(data)
+                if let Err(detail) = c.early.hold(data) {
+                    c.fail(PeerError::Protocol {
+                        id: c.remote.clone(),
+                        detail,
+                    });
+                }
             }
             Input::Rtc(RtcEvent::IncomingChannel(dc)) => c.on_incoming_channel(dc),
             Input::Rtc(RtcEvent::ChannelMessage(data)) => c.on_frame(data),

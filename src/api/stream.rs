@@ -83,11 +83,37 @@ pub(crate) struct StreamShared {
     partner: RefCell<Option<Rc<StreamShared>>>,
     /// Frames that overtook the channel's own `open` event (the remote may
     /// send as soon as its side is open), replayed in order once it fires.
-    early: RefCell<Vec<JsValue>>,
+    early: EarlyFrames,
 }
 
-/// Frames a stream holds while waiting for its channel's `open` event.
-pub(crate) const MAX_EARLY_FRAMES: usize = 4096;
+/// Frames that overtook a data channel's own `open` event: Chrome may
+/// deliver the remote's first frames before it. Held (bounded) and handed
+/// back in order once the event fires.
+#[derive(Default)]
+pub(crate) struct EarlyFrames(RefCell<Vec<JsValue>>);
+
+impl EarlyFrames {
+    /// Most frames held.
+    const MAX: usize = 4096;
+
+    /// Holds `data`; an error (for the caller to fail with) once full.
+    pub fn hold(&self, data: JsValue) -> Result<(), String> {
+        let mut frames = self.0.borrow_mut();
+        if frames.len() >= Self::MAX {
+            return Err(format!(
+                "more than {} frames before the channel opened",
+                Self::MAX
+            ));
+        }
+        frames.push(data);
+        Ok(())
+    }
+
+    /// Everything held, oldest first.
+    pub fn take(&self) -> Vec<JsValue> {
+        std::mem::take(&mut *self.0.borrow_mut())
+    }
+}
 
 /// Options for `openStream` (each side's sending policy).
 #[derive(Debug, Clone, Copy)]
@@ -202,7 +228,7 @@ impl StreamShared {
             handle: RefCell::new(None),
             accepted: Cell::new(false),
             partner: RefCell::new(None),
-            early: RefCell::new(Vec::new()),
+            early: EarlyFrames::default(),
         });
         spawn_local(drive(Rc::downgrade(&stream), events));
         // A data channel announced by the remote may be open already; a
@@ -269,18 +295,6 @@ impl StreamShared {
 
     fn channel_is_open(&self) -> bool {
         self.channel.borrow().as_ref().is_some_and(|c| c.is_open())
-    }
-
-    /// A frame that arrived before the channel reported itself open.
-    fn hold_early(self: &Rc<Self>, data: JsValue) {
-        let mut early = self.early.borrow_mut();
-        if early.len() >= MAX_EARLY_FRAMES {
-            drop(early);
-            return self.fail(format!(
-                "more than {MAX_EARLY_FRAMES} frames before the channel opened"
-            ));
-        }
-        early.push(data);
     }
 
     fn channel_open(self: &Rc<Self>) {
@@ -408,7 +422,7 @@ impl StreamShared {
         let was_open = !matches!(self.state.get(), StreamState::Opening);
         self.state.set(StreamState::Closed);
         *self.close_reason.borrow_mut() = Some(reason.to_string());
-        self.early.borrow_mut().clear();
+        self.early.take();
         if notify {
             self.send_now(Frame::Close(reason.to_string()));
         }
@@ -576,15 +590,16 @@ async fn drive(stream: Weak<StreamShared>, mut events: mpsc::UnboundedReceiver<C
         match event {
             ChannelEvent::Open => {
                 s.channel_open();
-                let early = std::mem::take(&mut *s.early.borrow_mut());
-                for data in early {
+                for data in s.early.take() {
                     s.on_frame(data);
                 }
             }
             ChannelEvent::Message(data)
                 if s.state.get() == StreamState::Opening && !s.channel_is_open() =>
             {
-                s.hold_early(data)
+                if let Err(detail) = s.early.hold(data) {
+                    s.fail(detail);
+                }
             }
             ChannelEvent::Message(data) => s.on_frame(data),
             ChannelEvent::Closed => s.close("the channel closed", None, false),

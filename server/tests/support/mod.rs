@@ -52,6 +52,11 @@ impl Broker {
         format!("ws://{}/ws", self.addr)
     }
 
+    /// A client that presented `token` at upgrade.
+    pub async fn client_with_token(&self, token: &str) -> Client {
+        Client::connect(&format!("{}?token={token}", self.url())).await
+    }
+
     pub async fn client(&self) -> Client {
         Client::connect(&self.url()).await
     }
@@ -285,6 +290,10 @@ impl Client {
         drop(self);
     }
 }
+
+/// The protection the auth tests configure: `admin-*` ids and the `staff`
+/// room need a token (with `--auth-secret`).
+pub const PROTECT_FLAGS: [&str; 4] = ["--protect", "admin-*", "--protect-room", "staff"];
 
 /// An HS256 access token with these claims, signed with `secret`.
 pub fn mint_token(secret: &str, claims: &Value) -> String {
