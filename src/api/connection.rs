@@ -270,6 +270,7 @@ impl ConnShared {
         if let Some(peer) = self.peer.upgrade() {
             let data = serde_json::to_value(PeerSignal {
                 session: self.session,
+                to: self.remote_session.get(),
                 body,
             })
             .unwrap_or_default();

@@ -341,6 +341,11 @@ impl BrokerSession {
         rids
     }
 
+    /// The earliest request deadline, if a request is pending.
+    pub fn next_deadline(&self) -> Option<Millis> {
+        self.pending.values().map(|p| p.deadline).reduce(f64::min)
+    }
+
     /// Requests whose deadline has passed.
     pub fn poll_timeouts(&mut self, now: Millis) -> Vec<SessionEvent> {
         let mut expired: Vec<Rid> = self

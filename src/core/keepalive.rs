@@ -57,6 +57,11 @@ impl KeepAlive {
         }
     }
 
+    /// When `tick` next has something to do.
+    pub fn next_deadline(&self) -> Millis {
+        (self.last_heard + self.timeout).min(self.last_sent + self.interval)
+    }
+
     /// Milliseconds since the remote was last heard.
     pub fn silence(&self, now: Millis) -> Millis {
         now - self.last_heard

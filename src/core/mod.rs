@@ -2,6 +2,10 @@
 //! bytes, events and `now`; outputs are frames, decisions and deadlines.
 //! Everything here is tested natively with `cargo test`.
 //!
+//! - [`engine`]: the whole peer (connections, streams, sockets, rooms,
+//!   keys, budgets) as one deterministic state machine; the browser driver
+//!   carries out what it decides.
+//! - [`error`]: the SDK's one error type.
 //! - [`broker`]: the broker session (request ids, outbox while offline,
 //!   replies, timeouts, resume token, reconnect backoff).
 //! - [`negotiation`]: perfect negotiation (polite/impolite roles, glare,
@@ -16,7 +20,11 @@ pub mod broker;
 #[cfg(test)]
 mod catalogue;
 pub mod chunking;
+pub mod engine;
+pub mod error;
 pub mod keepalive;
 pub mod negotiation;
 pub mod rest;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
 pub mod stream;

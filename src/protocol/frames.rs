@@ -279,10 +279,14 @@ pub fn check_stream_name(name: &str) -> Result<(), String> {
 /// What peers put in a broker `signal`'s `data`. `session` identifies the
 /// sender's RTCPeerConnection, so signals from a replaced connection (the
 /// other page reloaded) are recognised and not applied to the new one.
+/// `to` is the receiver's session once the sender has heard from it, so a
+/// receiver drops signals meant for one of its earlier connections.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PeerSignal {
     pub session: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<u64>,
     #[serde(flatten)]
     pub body: SignalBody,
 }
@@ -394,6 +398,7 @@ mod tests {
     #[test]
     fn signals_round_trip_with_a_flat_shape() {
         let s = PeerSignal {
+            to: None,
             session: 5,
             body: SignalBody::Description {
                 sdp_type: "offer".into(),
@@ -407,6 +412,7 @@ mod tests {
         );
         assert_eq!(serde_json::from_value::<PeerSignal>(v).unwrap(), s);
         let c = PeerSignal {
+            to: Some(5),
             session: 6,
             body: SignalBody::Candidate {
                 candidate: "candidate:1".into(),

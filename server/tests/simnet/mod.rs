@@ -1,0 +1,137 @@
+//! The broker's own hub as the simulated network's broker: client frames are
+//! decoded and handled exactly as the socket code does, on simulated time.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use peerwire::core::engine::{Config, Engine, Millis, Signalling};
+use peerwire::core::sim::{Broker, Sim};
+use peerwire::protocol::{ClientMessage, CloseCode};
+use peerwire_broker::hub::{ConnId, Hub, HubConfig, Outgoing};
+use peerwire_broker::metrics::Metrics;
+use tokio::sync::{mpsc, oneshot};
+
+struct Link {
+    conn: ConnId,
+    rx: mpsc::Receiver<Outgoing>,
+    kill: oneshot::Receiver<CloseCode>,
+}
+
+/// A hub on simulated time.
+pub struct HubBroker {
+    pub hub: Hub,
+    start: Instant,
+    links: BTreeMap<u64, Link>,
+    next: u64,
+}
+
+impl HubBroker {
+    pub fn new(config: HubConfig) -> Self {
+        Self {
+            hub: Hub::new(config, Arc::new(Metrics::new())),
+            start: Instant::now(),
+            links: BTreeMap::new(),
+            next: 1,
+        }
+    }
+
+    fn at(&self, now: Millis) -> Instant {
+        self.start + Duration::from_micros((now * 1000.0) as u64)
+    }
+
+    /// Drops every client, as a broker restart does (the hub is replaced).
+    pub fn restart(&mut self, now: Millis) -> Vec<u64> {
+        let links: Vec<u64> = self.links.keys().copied().collect();
+        for l in &links {
+            self.disconnect(*l, false, now);
+        }
+        self.hub = Hub::new(HubConfig::default(), Arc::new(Metrics::new()));
+        links
+    }
+}
+
+impl Broker for HubBroker {
+    fn connect(&mut self, _now: Millis) -> u64 {
+        let (tx, rx) = mpsc::channel(peerwire::protocol::limits::OUTBOUND_QUEUE);
+        let (kill_tx, kill) = oneshot::channel();
+        let conn = self.hub.connect(tx, kill_tx, None);
+        let id = self.next;
+        self.next += 1;
+        self.links.insert(id, Link { conn, rx, kill });
+        id
+    }
+
+    fn receive(&mut self, link: u64, text: &str, now: Millis) {
+        let at = self.at(now);
+        let Some(l) = self.links.get(&link) else {
+            return;
+        };
+        match ClientMessage::decode(text) {
+            Ok(msg) => self.hub.handle(l.conn, msg, at),
+            Err(e) => self.hub.reject(l.conn, e),
+        }
+    }
+
+    fn disconnect(&mut self, link: u64, clean: bool, now: Millis) {
+        let at = self.at(now);
+        if let Some(mut l) = self.links.remove(&link) {
+            self.hub.disconnect(l.conn, clean, at, &mut l.rx);
+        }
+    }
+
+    fn poll(&mut self, link: u64) -> (Vec<String>, Option<u16>) {
+        let Some(l) = self.links.get_mut(&link) else {
+            return (Vec::new(), None);
+        };
+        let mut frames = Vec::new();
+        while let Ok(o) = l.rx.try_recv() {
+            frames.push(o.frame.as_str().to_string());
+        }
+        let closed = l.kill.try_recv().ok().map(|c| c.code());
+        (frames, closed)
+    }
+
+    fn tick(&mut self, now: Millis) {
+        let at = self.at(now);
+        self.hub.sweep(at);
+    }
+}
+
+/// A network of `n` peers named `p0`, `p1`, … on one hub, each registered.
+pub fn network(n: usize, seed: u64) -> Sim<HubBroker> {
+    network_with(n, seed, |_| {})
+}
+
+/// Like [`network`], with each peer's config adjusted by `tune`.
+pub fn network_with(n: usize, seed: u64, tune: impl Fn(&mut Config)) -> Sim<HubBroker> {
+    let mut sim = Sim::new(HubBroker::new(HubConfig::default()), seed);
+    for i in 0..n {
+        let mut config = peer_config(&format!("p{i}"));
+        tune(&mut config);
+        sim.add(Engine::new(
+            config,
+            seed.wrapping_mul(31).wrapping_add(i as u64),
+        ));
+    }
+    sim.run_for(100.0);
+    for i in 0..n {
+        assert_eq!(
+            sim.peers[i].engine.id(),
+            Some(format!("p{i}").as_str()),
+            "p{i} registered"
+        );
+    }
+    sim
+}
+
+pub fn peer_config(id: &str) -> Config {
+    let mut c = Config::new(Signalling::Broker {
+        url: "ws://sim/ws".into(),
+        renewable_token: false,
+    });
+    c.id = Some(id.to_string());
+    c
+}

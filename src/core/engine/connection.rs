@@ -1,0 +1,785 @@
+//! Connections: one RTCPeerConnection per remote id, its negotiation run
+//! one browser call at a time, its keep-alive and its deadlines.
+//!
+//! ```text
+//!             connect() / an offer arrives            own channel open
+//!   (none) ─────────────────────────────► Connecting ─────────────────► Open
+//!                                            │                            │
+//!      unknown peer, bye, ICE failed,        │  close(), remote close,    │
+//!      connectTimeout, close()               ▼  keep-alive silence,       ▼
+//!                                          Closed ◄──── bad frames ───────┘
+//!                                            │
+//!             own channel's close event, or closeTimeout
+//!                                            ▼
+//!                                 ReleaseConnection (driver)
+//! ```
+//!
+//! Negotiation is perfect negotiation (`core::negotiation`): the engine
+//! models the signaling state itself, since every description change goes
+//! through it, and asks the driver for one browser call at a time
+//! (`busy`); signals and `negotiationneeded` that arrive meanwhile wait in
+//! `backlog`, in order.
+//!
+//! Signals carry the sender's session and, once known, the receiver's
+//! (`to`): a signal for an older session of this side is dropped, so the
+//! leftovers of a previous connection to the same id are never taken for
+//! the new one.
+
+use std::collections::{BTreeSet, VecDeque};
+
+use super::Engine;
+use super::channel::{Channel, Role};
+use super::types::{Action, ChanId, ChannelKind, ConnId, Event, Millis, OpId, Reply, Transmit};
+use crate::core::error::PeerError;
+use crate::core::keepalive::{KeepAlive, Tick};
+use crate::core::negotiation::{
+    Negotiator, OnCandidate, OnDescription, OnNegotiationNeeded, SdpKind, SignalingState, is_polite,
+};
+use crate::protocol::ErrorCode;
+use crate::protocol::frames::{Frame, PeerSignal, SignalBody};
+
+/// Where a connection stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnState {
+    Connecting,
+    Open,
+    Closed,
+}
+
+/// The browser call a connection waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Busy {
+    SetLocal,
+    SetRemote { kind: SdpKind },
+    AddCandidate,
+}
+
+/// Negotiation work waiting for the browser call in flight.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Step {
+    Signal(SignalBody),
+    NegotiationNeeded,
+    AddCandidate(String),
+    MakeAnswer,
+    CheckDeferred,
+}
+
+pub(crate) struct Conn {
+    pub remote: String,
+    /// Identifies this side's RTCPeerConnection in signals.
+    pub session: u64,
+    /// The remote's session, once a signal told us.
+    pub remote_session: Option<u64>,
+    /// This side asked for the connection (no `Incoming` event).
+    pub initiated: bool,
+    pub state: ConnState,
+    pub main: ChanId,
+    pub negotiator: Negotiator<String>,
+    pub signaling: SignalingState,
+    pub has_remote: bool,
+    pub busy: Option<Busy>,
+    pub backlog: VecDeque<Step>,
+    pub keepalive: KeepAlive,
+    pub connect_deadline: Millis,
+    pub openers: Vec<OpId>,
+    pub streams: BTreeSet<ChanId>,
+    /// Bytes this connection's remote makes this side hold.
+    pub held: usize,
+    pub close_reason: Option<String>,
+    pub local_candidates: u32,
+    pub remote_candidates: u32,
+    pub refused_candidates: u32,
+    pub ice_state: String,
+}
+
+impl Conn {
+    /// What a connection still in `Connecting` waits for, for the timeout.
+    fn waiting_for(&self) -> String {
+        if self.remote_session.is_none() {
+            return "no answer from the remote peer reached this side (its signals never arrived)"
+                .into();
+        }
+        if self.busy.is_some() || self.signaling != SignalingState::Stable || !self.has_remote {
+            return format!(
+                "the session description exchange did not finish (signaling state {:?})",
+                self.signaling
+            );
+        }
+        format!(
+            "ICE found no network path ({} local and {} remote candidates exchanged, {} refused; ICE state {:?}); the network may block WebRTC: configure a TURN server in iceServers",
+            self.local_candidates,
+            self.remote_candidates,
+            self.refused_candidates,
+            if self.ice_state.is_empty() {
+                "new"
+            } else {
+                &self.ice_state
+            }
+        )
+    }
+}
+
+impl Engine {
+    // ---- creating and closing -------------------------------------------
+
+    /// The connection to `remote`, created (as this side's) if there is none.
+    pub(crate) fn conn_to(&mut self, remote: &str, now: Millis) -> Result<ConnId, PeerError> {
+        self.ensure_open()?;
+        crate::protocol::ids::check_peer_id(remote)
+            .map_err(|e| PeerError::InvalidId(e.to_string()))?;
+        if self.id.as_deref() == Some(remote) {
+            return Err(PeerError::InvalidArgument(
+                "a peer cannot connect to itself".into(),
+            ));
+        }
+        if let Some(&c) = self.by_remote.get(remote) {
+            if let Some(conn) = self.conns.get_mut(&c) {
+                conn.initiated = true;
+            }
+            return Ok(c);
+        }
+        self.create_conn(remote, true, None, now)
+    }
+
+    pub(crate) fn create_conn(
+        &mut self,
+        remote: &str,
+        initiated: bool,
+        remote_session: Option<u64>,
+        now: Millis,
+    ) -> Result<ConnId, PeerError> {
+        if self.conns.len() >= self.config.max_connections {
+            return Err(PeerError::LimitExceeded(format!(
+                "{} connections are open; close one first or raise the maxConnections option",
+                self.config.max_connections
+            )));
+        }
+        let id = ConnId(self.next_id());
+        let main = ChanId(self.next_id());
+        let me = self.id.clone().unwrap_or_default();
+        let mut chan = Channel::new(
+            Some(id),
+            remote,
+            ChannelKind::Main,
+            Role::Main,
+            self.config.channel,
+            self.config.max_message_size,
+        );
+        chan.listening = self.peer_listening;
+        self.chans.insert(main, chan);
+        let session = self.rng.next_u53();
+        self.conns.insert(
+            id,
+            Conn {
+                remote: remote.to_string(),
+                session,
+                remote_session,
+                initiated,
+                state: ConnState::Connecting,
+                main,
+                negotiator: Negotiator::new(is_polite(&me, remote)),
+                signaling: SignalingState::Stable,
+                has_remote: false,
+                busy: None,
+                backlog: VecDeque::new(),
+                keepalive: KeepAlive::new(
+                    self.config.keep_alive_interval as f64,
+                    self.config.keep_alive_timeout as f64,
+                    now,
+                ),
+                connect_deadline: now + self.config.connect_timeout as f64,
+                openers: Vec::new(),
+                streams: BTreeSet::new(),
+                held: 0,
+                close_reason: None,
+                local_candidates: 0,
+                remote_candidates: 0,
+                refused_candidates: 0,
+                ice_state: String::new(),
+            },
+        );
+        self.by_remote.insert(remote.to_string(), id);
+        self.action(Action::CreateConnection {
+            conn: id,
+            chan: main,
+            ice_servers: self.ice_servers(),
+            policy: self.config.channel,
+            low_water: self.config.window.low,
+        });
+        Ok(id)
+    }
+
+    /// Closes a connection. `error` is reported (as the close's error and
+    /// to waiting `connect()` calls); `notify` tells the remote.
+    pub(crate) fn close_conn(
+        &mut self,
+        c: ConnId,
+        reason: &str,
+        error: Option<PeerError>,
+        notify: bool,
+        now: Millis,
+    ) {
+        let Some(conn) = self.conns.get_mut(&c) else {
+            return;
+        };
+        if conn.state == ConnState::Closed {
+            return;
+        }
+        let was_open = conn.state == ConnState::Open;
+        conn.state = ConnState::Closed;
+        conn.close_reason = Some(reason.to_string());
+        let main = conn.main;
+        let remote = conn.remote.clone();
+        let session = conn.session;
+        let remote_session = conn.remote_session;
+        let openers = std::mem::take(&mut conn.openers);
+        let streams: Vec<ChanId> = conn.streams.iter().copied().collect();
+        if self.by_remote.get(&remote) == Some(&c) {
+            self.by_remote.remove(&remote);
+        }
+        for s in streams {
+            self.close_chan(s, reason, None, false, now);
+        }
+        if notify {
+            if was_open {
+                self.transmit_frame(main, &Frame::Close(reason.to_string()), now);
+            } else {
+                self.send_signal_raw(
+                    &remote,
+                    PeerSignal {
+                        session,
+                        to: remote_session,
+                        body: SignalBody::Bye {
+                            reason: reason.to_string(),
+                        },
+                    },
+                );
+            }
+        }
+        let err = error.clone().unwrap_or_else(|| {
+            PeerError::Closed(format!("the connection to {remote:?} ({reason})"))
+        });
+        for op in openers {
+            self.done(op, Err(err.clone()));
+        }
+        // The own channel: its queue fails, what it held is released.
+        self.drop_chan(main, &err);
+        if was_open {
+            // Let the close frame go out: the connection is released when
+            // the channel confirms its close, or after closeTimeout.
+            self.action(Action::CloseChannel { chan: main });
+            self.releasing
+                .insert(c, (main, now + self.config.close_timeout as f64));
+        } else {
+            self.action(Action::ReleaseConnection { conn: c });
+            self.conns.remove(&c);
+        }
+        self.events.push_back(Event::Closed {
+            conn: c,
+            reason: reason.to_string(),
+            error,
+        });
+    }
+
+    /// Closes with an error, telling the remote.
+    pub(crate) fn fail_conn(&mut self, c: ConnId, error: PeerError, now: Millis) {
+        self.close_conn(c, &error.to_string(), Some(error), true, now);
+    }
+
+    pub(crate) fn conn_open(&mut self, c: ConnId, now: Millis) {
+        let Some(conn) = self.conns.get_mut(&c) else {
+            return;
+        };
+        if conn.state != ConnState::Connecting {
+            return;
+        }
+        conn.state = ConnState::Open;
+        conn.keepalive.heard(now);
+        conn.keepalive.sent(now);
+        let openers = std::mem::take(&mut conn.openers);
+        let incoming = !conn.initiated;
+        self.events.push_back(Event::Open { conn: c });
+        if incoming {
+            self.events.push_back(Event::Incoming { conn: c });
+        }
+        for op in openers {
+            self.done(op, Ok(Reply::Connection(c)));
+        }
+    }
+
+    // ---- signals in -----------------------------------------------------
+
+    /// A peer signal from `from` (through the broker or the hub).
+    pub(crate) fn on_peer_signal(&mut self, from: String, data: &str, now: Millis) {
+        let signal: PeerSignal = match serde_json::from_str(data) {
+            Ok(s) => s,
+            Err(e) => {
+                self.events.push_back(Event::Error(PeerError::Protocol {
+                    id: from,
+                    detail: format!("unreadable signal: {e}"),
+                }));
+                return;
+            }
+        };
+        let is_offer =
+            matches!(&signal.body, SignalBody::Description { sdp_type, .. } if sdp_type == "offer");
+        let existing = self.by_remote.get(&from).copied();
+        let target = match (existing, signal.to) {
+            // For one of this side's sessions: only the current one counts.
+            (Some(c), Some(to)) if self.conns.get(&c).is_some_and(|x| x.session == to) => {
+                let conn = self.conns.get_mut(&c).expect("present");
+                match conn.remote_session {
+                    None => {
+                        conn.remote_session = Some(signal.session);
+                        Some(c)
+                    }
+                    Some(s) if s == signal.session => Some(c),
+                    Some(_) => None,
+                }
+            }
+            (_, Some(_)) => None,
+            // The remote does not know this side's session yet.
+            (Some(c), None) => {
+                let Some(conn) = self.conns.get_mut(&c) else {
+                    return;
+                };
+                match conn.remote_session {
+                    None => {
+                        conn.remote_session = Some(signal.session);
+                        Some(c)
+                    }
+                    Some(s) if s == signal.session => Some(c),
+                    // A new session from the same id: the remote page
+                    // reloaded or reconnected. Its offer replaces the link.
+                    Some(_) if is_offer => {
+                        self.close_conn(c, "the remote peer reconnected", None, false, now);
+                        self.incoming_conn(&from, signal.session, now)
+                    }
+                    Some(_) => None,
+                }
+            }
+            (None, None) if is_offer => self.incoming_conn(&from, signal.session, now),
+            // A candidate, answer or bye for a link this side no longer has.
+            (None, None) => None,
+        };
+        if let Some(c) = target {
+            if let Some(conn) = self.conns.get_mut(&c) {
+                conn.backlog.push_back(Step::Signal(signal.body));
+            }
+            self.negotiate(c, now);
+        }
+    }
+
+    fn incoming_conn(&mut self, from: &str, session: u64, now: Millis) -> Option<ConnId> {
+        // New sessions from one id are rate limited: each costs an
+        // RTCPeerConnection, and a browser allows a few hundred per tab.
+        let window = self.offers.entry(from.to_string()).or_default();
+        window.retain(|t| now - *t < 60_000.0);
+        if window.len() as u32 >= self.config.max_offers_per_minute {
+            self.events.push_back(Event::Error(PeerError::LimitExceeded(format!(
+                "peer {from:?} offered more than {} new connections in a minute; refused (option maxOffersPerMinute)",
+                self.config.max_offers_per_minute
+            ))));
+            return None;
+        }
+        window.push(now);
+        match self.create_conn(from, false, Some(session), now) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                // Tell the remote at once instead of letting it time out.
+                self.send_signal_raw(
+                    from,
+                    PeerSignal {
+                        session: 0,
+                        to: Some(session),
+                        body: SignalBody::Bye {
+                            reason: e.to_string(),
+                        },
+                    },
+                );
+                self.events.push_back(Event::Error(e));
+                None
+            }
+        }
+    }
+
+    /// A signal could not be delivered to `to`: its connection cannot be made.
+    pub(crate) fn undeliverable(&mut self, to: &str, code: ErrorCode, detail: &str, now: Millis) {
+        if let Some(&c) = self.by_remote.get(to) {
+            let err = PeerError::PeerUnavailable {
+                id: to.to_string(),
+                code,
+            };
+            let reason = if detail.is_empty() {
+                err.to_string()
+            } else {
+                format!("{err} ({detail})")
+            };
+            self.close_conn(c, &reason, Some(err), false, now);
+        }
+    }
+
+    pub(crate) fn send_signal(&mut self, c: ConnId, body: SignalBody) {
+        let Some(conn) = self.conns.get(&c) else {
+            return;
+        };
+        let signal = PeerSignal {
+            session: conn.session,
+            to: conn.remote_session,
+            body,
+        };
+        let remote = conn.remote.clone();
+        self.send_signal_raw(&remote, signal);
+    }
+
+    // ---- negotiation ----------------------------------------------------
+
+    /// Runs queued negotiation steps until one needs a browser call.
+    pub(crate) fn negotiate(&mut self, c: ConnId, now: Millis) {
+        loop {
+            let Some(conn) = self.conns.get_mut(&c) else {
+                return;
+            };
+            if conn.busy.is_some() || conn.state == ConnState::Closed {
+                return;
+            }
+            let Some(step) = conn.backlog.pop_front() else {
+                return;
+            };
+            match step {
+                Step::NegotiationNeeded => {
+                    // Queued before the remote's offer was applied: stale.
+                    // The channels are negotiated, and a needless offer
+                    // could collide with the other side's.
+                    if conn.has_remote {
+                        continue;
+                    }
+                    if conn.negotiator.on_negotiation_needed(conn.signaling)
+                        == OnNegotiationNeeded::MakeOffer
+                    {
+                        conn.busy = Some(Busy::SetLocal);
+                        self.action(Action::SetLocalDescription { conn: c });
+                    }
+                }
+                Step::CheckDeferred => {
+                    if conn.negotiator.take_deferred(conn.signaling) && !conn.has_remote {
+                        conn.busy = Some(Busy::SetLocal);
+                        self.action(Action::SetLocalDescription { conn: c });
+                    }
+                }
+                Step::MakeAnswer => {
+                    conn.busy = Some(Busy::SetLocal);
+                    self.action(Action::SetLocalDescription { conn: c });
+                }
+                Step::AddCandidate(candidate) => {
+                    conn.busy = Some(Busy::AddCandidate);
+                    self.action(Action::AddCandidate { conn: c, candidate });
+                }
+                Step::Signal(SignalBody::Description { sdp_type, sdp }) => {
+                    let Some(kind) = SdpKind::parse(&sdp_type) else {
+                        let remote = conn.remote.clone();
+                        self.fail_conn(
+                            c,
+                            PeerError::Protocol {
+                                id: remote,
+                                detail: format!("description type {sdp_type:?}"),
+                            },
+                            now,
+                        );
+                        return;
+                    };
+                    let decision = conn.negotiator.on_remote_description(kind, conn.signaling);
+                    if decision == OnDescription::Ignore {
+                        continue;
+                    }
+                    conn.busy = Some(Busy::SetRemote { kind });
+                    self.action(Action::SetRemoteDescription {
+                        conn: c,
+                        sdp_type,
+                        sdp,
+                    });
+                }
+                Step::Signal(body @ SignalBody::Candidate { .. }) => {
+                    conn.remote_candidates += 1;
+                    let json = candidate_json(&body);
+                    match conn.negotiator.on_remote_candidate(json) {
+                        OnCandidate::Add(candidate) => {
+                            conn.busy = Some(Busy::AddCandidate);
+                            self.action(Action::AddCandidate { conn: c, candidate });
+                        }
+                        OnCandidate::Queued | OnCandidate::Dropped => {}
+                        OnCandidate::Overflow => {
+                            let remote = conn.remote.clone();
+                            self.fail_conn(
+                                c,
+                                PeerError::Protocol {
+                                    id: remote,
+                                    detail:
+                                        "too many ICE candidates before the session description"
+                                            .into(),
+                                },
+                                now,
+                            );
+                            return;
+                        }
+                    }
+                }
+                Step::Signal(SignalBody::Bye { reason }) => {
+                    let err = PeerError::ConnectionFailed {
+                        id: conn.remote.clone(),
+                        reason: format!("the remote peer gave up: {reason}"),
+                    };
+                    let text = format!("the remote peer gave up: {reason}");
+                    self.close_conn(c, &text, Some(err), false, now);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// `setLocalDescription()` finished: `(type, sdp)` to send, or why not.
+    pub fn handle_local_description(
+        &mut self,
+        c: ConnId,
+        result: Result<(String, String), String>,
+        now: Millis,
+    ) {
+        let Some(conn) = self.conns.get_mut(&c) else {
+            return;
+        };
+        if conn.busy != Some(Busy::SetLocal) {
+            return;
+        }
+        conn.busy = None;
+        match result {
+            Ok((sdp_type, sdp)) => {
+                conn.signaling = match sdp_type.as_str() {
+                    "offer" => SignalingState::HaveLocalOffer,
+                    _ => SignalingState::Stable,
+                };
+                if conn.signaling == SignalingState::Stable {
+                    conn.backlog.push_front(Step::CheckDeferred);
+                }
+                self.send_signal(c, SignalBody::Description { sdp_type, sdp });
+                self.negotiate(c, now);
+            }
+            Err(reason) => {
+                let remote = conn.remote.clone();
+                self.fail_conn(c, PeerError::ConnectionFailed { id: remote, reason }, now);
+            }
+        }
+    }
+
+    /// `setRemoteDescription()` finished.
+    pub fn handle_remote_description(
+        &mut self,
+        c: ConnId,
+        result: Result<(), String>,
+        now: Millis,
+    ) {
+        let Some(conn) = self.conns.get_mut(&c) else {
+            return;
+        };
+        let Some(Busy::SetRemote { kind }) = conn.busy else {
+            return;
+        };
+        conn.busy = None;
+        if let Err(reason) = result {
+            let remote = conn.remote.clone();
+            self.fail_conn(c, PeerError::ConnectionFailed { id: remote, reason }, now);
+            return;
+        }
+        conn.has_remote = true;
+        conn.signaling = match kind {
+            SdpKind::Offer => SignalingState::HaveRemoteOffer,
+            SdpKind::Pranswer => SignalingState::HaveRemotePranswer,
+            SdpKind::Answer | SdpKind::Rollback => SignalingState::Stable,
+        };
+        // In order: the candidates that waited, the answer, then an offer
+        // that was deferred while not stable.
+        let mut front: Vec<Step> = conn
+            .negotiator
+            .remote_description_applied()
+            .into_iter()
+            .map(Step::AddCandidate)
+            .collect();
+        if kind == SdpKind::Offer {
+            front.push(Step::MakeAnswer);
+        }
+        front.push(Step::CheckDeferred);
+        for step in front.into_iter().rev() {
+            conn.backlog.push_front(step);
+        }
+        self.negotiate(c, now);
+    }
+
+    /// `addIceCandidate()` finished (a refusal is counted, not fatal).
+    pub fn handle_candidate_added(&mut self, c: ConnId, result: Result<(), String>, now: Millis) {
+        let Some(conn) = self.conns.get_mut(&c) else {
+            return;
+        };
+        if conn.busy != Some(Busy::AddCandidate) {
+            return;
+        }
+        conn.busy = None;
+        if result.is_err() && conn.negotiator.report_candidate_error() {
+            conn.refused_candidates += 1;
+        }
+        self.negotiate(c, now);
+    }
+
+    /// `negotiationneeded` fired.
+    pub fn handle_negotiation_needed(&mut self, c: ConnId, now: Millis) {
+        if let Some(conn) = self.conns.get_mut(&c) {
+            conn.backlog.push_back(Step::NegotiationNeeded);
+            self.negotiate(c, now);
+        }
+    }
+
+    /// A local ICE candidate (`RTCIceCandidate.toJSON()` text).
+    pub fn handle_local_candidate(&mut self, c: ConnId, json: &str) {
+        let Some(body) = candidate_body(json) else {
+            return;
+        };
+        if let Some(conn) = self.conns.get_mut(&c) {
+            conn.local_candidates += 1;
+        }
+        self.send_signal(c, body);
+    }
+
+    /// `connectionState` changed (`"failed"` ends the connection).
+    pub fn handle_connection_state(&mut self, c: ConnId, state: &str, now: Millis) {
+        let Some(conn) = self.conns.get_mut(&c) else {
+            return;
+        };
+        conn.ice_state = state.to_string();
+        if state == "failed" {
+            let remote = conn.remote.clone();
+            self.fail_conn(
+                c,
+                PeerError::ConnectionFailed {
+                    id: remote,
+                    reason: "ICE failed: no network path between the peers (a TURN server in iceServers may help)".into(),
+                },
+                now,
+            );
+        }
+    }
+
+    // ---- time -----------------------------------------------------------
+
+    pub(crate) fn conn_deadline(&self, c: &Conn) -> Option<Millis> {
+        match c.state {
+            ConnState::Connecting => Some(c.connect_deadline),
+            ConnState::Open => Some(c.keepalive.next_deadline()),
+            ConnState::Closed => None,
+        }
+    }
+
+    pub(crate) fn conn_timeouts(&mut self, now: Millis) {
+        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        for c in ids {
+            let Some(conn) = self.conns.get_mut(&c) else {
+                continue;
+            };
+            match conn.state {
+                ConnState::Connecting if now >= conn.connect_deadline => {
+                    let err = PeerError::ConnectTimeout {
+                        id: conn.remote.clone(),
+                        ms: self.config.connect_timeout,
+                        waiting: conn.waiting_for(),
+                    };
+                    self.fail_conn(c, err, now);
+                }
+                ConnState::Open => match conn.keepalive.tick(now) {
+                    Tick::Nothing => {}
+                    Tick::SendPing => {
+                        let main = conn.main;
+                        self.transmit_frame(main, &Frame::Ping(0), now);
+                    }
+                    Tick::Dead => {
+                        let silence = conn.keepalive.silence(now) as u64;
+                        let remote = conn.remote.clone();
+                        self.fail_conn(
+                            c,
+                            PeerError::ConnectionFailed {
+                                id: remote,
+                                reason: format!(
+                                    "nothing heard for {silence} ms (the remote page closed or the network dropped)"
+                                ),
+                            },
+                            now,
+                        );
+                    }
+                },
+                _ => {}
+            }
+        }
+        let due: Vec<ConnId> = self
+            .releasing
+            .iter()
+            .filter(|(_, (_, t))| *t <= now)
+            .map(|(c, _)| *c)
+            .collect();
+        for c in due {
+            self.release_conn(c);
+        }
+    }
+
+    /// The browser objects of a closed connection may go.
+    pub(crate) fn release_conn(&mut self, c: ConnId) {
+        if self.releasing.remove(&c).is_some() {
+            self.conns.remove(&c);
+            self.action(Action::ReleaseConnection { conn: c });
+        }
+    }
+
+    /// Traffic from the remote of `c`: it is alive.
+    pub(crate) fn heard(&mut self, c: Option<ConnId>, now: Millis) {
+        if let Some(conn) = c.and_then(|c| self.conns.get_mut(&c)) {
+            conn.keepalive.heard(now);
+        }
+    }
+
+    pub(crate) fn transmitted(&mut self, c: Option<ConnId>, now: Millis) {
+        if let Some(conn) = c.and_then(|c| self.conns.get_mut(&c)) {
+            conn.keepalive.sent(now);
+        }
+    }
+
+    pub(crate) fn send_signal_raw(&mut self, to: &str, signal: PeerSignal) {
+        let data = match serde_json::to_string(&signal) {
+            Ok(d) => d,
+            Err(_) => return,
+        };
+        match &self.config.signalling {
+            super::types::Signalling::Hub => self.transmits.push_back(Transmit::HubSignal {
+                to: to.to_string(),
+                data,
+            }),
+            super::types::Signalling::Broker { .. } => {
+                let value: serde_json::Value =
+                    serde_json::from_str(&data).unwrap_or(serde_json::Value::Null);
+                self.broker_signal(to, value);
+            }
+        }
+    }
+}
+
+/// A candidate signal body as `RTCIceCandidateInit` JSON.
+fn candidate_json(body: &SignalBody) -> String {
+    let mut value = serde_json::to_value(body).unwrap_or_default();
+    if let Some(o) = value.as_object_mut() {
+        o.remove("kind");
+    }
+    value.to_string()
+}
+
+/// `RTCIceCandidate.toJSON()` text as a candidate signal body.
+fn candidate_body(json: &str) -> Option<SignalBody> {
+    let mut value: serde_json::Value = serde_json::from_str(json).ok()?;
+    value
+        .as_object_mut()?
+        .insert("kind".into(), "candidate".into());
+    serde_json::from_value(value).ok()
+}

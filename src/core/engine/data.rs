@@ -1,0 +1,948 @@
+//! Data on channels: sending under the flow-control window, receiving with
+//! reassembly and byte budgets, streams, sockets and loopback sockets.
+
+use super::Engine;
+use super::channel::{Body, Channel, Current, Held, Job, Role};
+use super::types::{
+    Action, ChanId, ChannelKind, ChannelPolicy, ConnId, Event, Listening, Millis, OpId, PortUse,
+    Reply, Transmit,
+};
+use crate::core::chunking::{Chunker, Received};
+use crate::core::error::PeerError;
+use crate::core::stream::{StreamError, StreamState};
+use crate::protocol::frames::{
+    ChannelLabel, Frame, MAX_CHUNK_BYTES, PayloadType, check_stream_name,
+};
+
+/// Messages (or ends) one channel holds for a listener, at most.
+pub const MAX_HELD_MESSAGES: usize = 4096;
+/// Frames one channel holds before its open event, at most.
+pub const MAX_EARLY_FRAMES: usize = 4096;
+
+impl Engine {
+    // ---- user operations -------------------------------------------------
+
+    /// Queues a message on a connection's channel (`conn.main`) or a
+    /// stream; the operation ends once every byte is handed to the channel.
+    pub fn send(
+        &mut self,
+        chan: ChanId,
+        payload: PayloadType,
+        bytes: Vec<u8>,
+        progress: bool,
+        now: Millis,
+    ) -> Result<OpId, PeerError> {
+        let size = bytes.len();
+        self.check_send(chan, size)?;
+        Ok(self.enqueue(chan, Body::Message(payload, bytes), size, progress, now))
+    }
+
+    /// Reserves a message's place in the queue while the driver reads its
+    /// bytes (a Blob of `size` bytes); finish with [`Engine::fill`].
+    pub fn send_later(
+        &mut self,
+        chan: ChanId,
+        size: usize,
+        progress: bool,
+        now: Millis,
+    ) -> Result<OpId, PeerError> {
+        self.check_send(chan, size)?;
+        Ok(self.enqueue(chan, Body::Pending, size, progress, now))
+    }
+
+    /// The bytes of a `send_later` message (or why they could not be read).
+    pub fn fill(&mut self, op: OpId, bytes: Result<Vec<u8>, String>, now: Millis) {
+        let found = self.chans.iter_mut().find_map(|(id, ch)| {
+            ch.queue
+                .iter_mut()
+                .position(|j| j.op == Some(op) && matches!(j.body, Body::Pending))
+                .map(|i| (*id, i))
+        });
+        let Some((chan, i)) = found else {
+            return;
+        };
+        match bytes {
+            Ok(b) => {
+                if let Some(ch) = self.chans.get_mut(&chan) {
+                    ch.queue[i].body = Body::Message(PayloadType::Binary, b);
+                }
+                self.pump(chan, now);
+            }
+            Err(detail) => {
+                if let Some(ch) = self.chans.get_mut(&chan) {
+                    if let Some(job) = ch.queue.remove(i) {
+                        ch.queued_bytes -= job.size;
+                    }
+                }
+                self.done(
+                    op,
+                    Err(PeerError::InvalidArgument(format!(
+                        "the Blob could not be read: {detail}"
+                    ))),
+                );
+                self.pump(chan, now);
+            }
+        }
+    }
+
+    /// Half-close: this side sends nothing more once what is queued is out.
+    pub fn end(&mut self, chan: ChanId, now: Millis) -> Result<OpId, PeerError> {
+        let ch = self.chan(chan)?;
+        if ch.is_main() {
+            return Err(PeerError::InvalidArgument(
+                "a connection has no half-close: end() is for streams".into(),
+            ));
+        }
+        let next = ch
+            .state
+            .end_local()
+            .map_err(|e| self.state_error(chan, e))?;
+        let ch = self.chans.get_mut(&chan).expect("checked");
+        // Both ended: the remote closes the channel on reading this end;
+        // until then nothing more may be sent.
+        ch.state = if next == StreamState::Closed {
+            ch.linger_until = Some(now + self.config.close_timeout as f64);
+            StreamState::LocalEnded
+        } else {
+            next
+        };
+        let frame = Frame::End.encode();
+        let size = frame.len();
+        Ok(self.enqueue(chan, Body::Control(frame), size, false, now))
+    }
+
+    /// Grants the remote `n` more records (rest record sets).
+    pub fn pull(&mut self, chan: ChanId, n: u32, now: Millis) -> Result<OpId, PeerError> {
+        self.chan(chan)?;
+        let frame = Frame::Pull(n).encode();
+        let size = frame.len();
+        Ok(self.enqueue(chan, Body::Control(frame), size, false, now))
+    }
+
+    /// Closes a stream or socket now; the remote sees `close`.
+    pub fn close_stream(&mut self, chan: ChanId, reason: &str, now: Millis) {
+        self.close_chan(chan, reason, None, true, now);
+    }
+
+    /// Closes a stream or socket with an error (a timed-out socket connect).
+    pub fn fail_stream(&mut self, chan: ChanId, error: PeerError, now: Millis) {
+        self.close_chan(chan, &error.to_string(), Some(error), true, now);
+    }
+
+    /// Opens a named stream on an open connection; resolves with it open.
+    pub fn open_stream(
+        &mut self,
+        conn: ConnId,
+        name: &str,
+        policy: Option<ChannelPolicy>,
+        now: Millis,
+    ) -> Result<OpId, PeerError> {
+        check_stream_name(name).map_err(PeerError::InvalidArgument)?;
+        let (_, op) = self.open_channel(
+            conn,
+            ChannelLabel::Stream(name.to_string()),
+            Role::Stream,
+            policy,
+            now,
+        )?;
+        Ok(op)
+    }
+
+    /// Opens a socket to `port` of the remote of `conn`; resolves once the
+    /// remote's listener accepts (`PortClosedError` when none does).
+    pub fn connect_port(
+        &mut self,
+        conn: ConnId,
+        port: u16,
+        now: Millis,
+    ) -> Result<(ChanId, OpId), PeerError> {
+        self.open_channel(conn, ChannelLabel::Port(port), Role::Dialer, None, now)
+    }
+
+    /// A socket to one of this peer's own ports, in memory.
+    pub fn connect_loopback(
+        &mut self,
+        port: u16,
+        now: Millis,
+    ) -> Result<(ChanId, OpId), PeerError> {
+        self.ensure_open()?;
+        let me = self.id.clone().unwrap_or_default();
+        let Some(&use_) = self.ports.get(&port) else {
+            return Err(PeerError::PortClosed {
+                id: me,
+                port,
+                reason: format!("port {port} is closed"),
+            });
+        };
+        let kind = ChannelKind::Labelled(ChannelLabel::Port(port));
+        let max = self.config.max_message_size;
+        let dialer = ChanId(self.next_id());
+        let listener = ChanId(self.next_id());
+        let mut a = Channel::new(
+            None,
+            &me,
+            kind.clone(),
+            Role::Dialer,
+            ChannelPolicy::RELIABLE,
+            max,
+        );
+        let mut b = Channel::new(
+            None,
+            &me,
+            kind,
+            Role::Listener(use_),
+            ChannelPolicy::RELIABLE,
+            max,
+        );
+        a.partner = Some(listener);
+        b.partner = Some(dialer);
+        b.incoming = true;
+        let op = self.new_op();
+        a.openers.push(op);
+        self.chans.insert(dialer, a);
+        self.chans.insert(listener, b);
+        self.handle_channel_open(listener, now);
+        self.handle_channel_open(dialer, now);
+        Ok((dialer, op))
+    }
+
+    /// Takes sockets on `port` (for the socket server or rest).
+    pub fn listen(&mut self, port: u16, use_: PortUse) -> Result<(), PeerError> {
+        self.ensure_open()?;
+        if self.ports.contains_key(&port) {
+            return Err(PeerError::InvalidArgument(format!(
+                "port {port} is already in use on this node"
+            )));
+        }
+        self.ports.insert(port, use_);
+        Ok(())
+    }
+
+    /// Stops taking sockets on `port` (open ones stay open).
+    pub fn unlisten(&mut self, port: u16) {
+        self.ports.remove(&port);
+    }
+
+    /// Who listens for messages; turning one on delivers what was held.
+    pub fn set_listening(&mut self, who: Listening, on: bool, now: Millis) {
+        match who {
+            Listening::Peer => {
+                self.peer_listening = on;
+                let mains: Vec<ChanId> = self.conns.values().map(|c| c.main).collect();
+                for m in mains {
+                    self.release_held(m, now);
+                }
+            }
+            Listening::Chan(c) => {
+                if let Some(ch) = self.chans.get_mut(&c) {
+                    ch.listening = on;
+                }
+                self.release_held(c, now);
+            }
+        }
+    }
+
+    // ---- channel inputs --------------------------------------------------
+
+    /// The remote opened a channel on `conn` labelled `label`. Returns its
+    /// id, or `None` when it is refused (the driver closes it).
+    pub fn handle_incoming_channel(
+        &mut self,
+        conn: ConnId,
+        label: &str,
+        now: Millis,
+    ) -> Option<ChanId> {
+        let c = self.conns.get(&conn)?;
+        let remote = c.remote.clone();
+        let label = match ChannelLabel::parse(label) {
+            Some(l) => l,
+            None => return None,
+        };
+        if c.streams.len() >= self.config.max_streams {
+            let err = PeerError::LimitExceeded(format!(
+                "peer {remote:?} opened more than {} streams on one connection (option maxStreams)",
+                self.config.max_streams
+            ));
+            self.fail_conn(conn, err, now);
+            return None;
+        }
+        let role = match &label {
+            ChannelLabel::Stream(_) => Role::Stream,
+            ChannelLabel::Port(p) => match self.ports.get(p) {
+                Some(&u) => Role::Listener(u),
+                None => Role::Refuser(format!("port {p} is closed")),
+            },
+        };
+        let id = ChanId(self.next_id());
+        let mut ch = Channel::new(
+            Some(conn),
+            &remote,
+            ChannelKind::Labelled(label),
+            role,
+            self.config.channel,
+            self.config.max_message_size,
+        );
+        ch.incoming = true;
+        self.chans.insert(id, ch);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.streams.insert(id);
+        }
+        Some(id)
+    }
+
+    /// A channel's `open` event.
+    pub fn handle_channel_open(&mut self, chan: ChanId, now: Millis) {
+        let Some(ch) = self.chans.get_mut(&chan) else {
+            return;
+        };
+        if ch.transport_open {
+            return;
+        }
+        ch.transport_open = true;
+        let conn = ch.conn;
+        match ch.role.clone() {
+            Role::Main => {
+                if let Some(c) = conn {
+                    self.conn_open(c, now);
+                }
+            }
+            Role::Stream => self.become_open(chan),
+            Role::Dialer => {
+                if ch.accepted {
+                    self.become_open(chan);
+                }
+            }
+            Role::Listener(_) => {
+                self.transmit_frame(chan, &Frame::Accept, now);
+                self.become_open(chan);
+            }
+            Role::Refuser(reason) => {
+                // The dialer closes on reading the refusal, so the close
+                // never overtakes it; stop waiting after closeTimeout.
+                ch.linger_until = Some(now + self.config.close_timeout as f64);
+                self.transmit_frame(chan, &Frame::Refuse(reason), now);
+            }
+        }
+        // Frames that overtook the open event, in order.
+        let early: Vec<Vec<u8>> = match self.chans.get_mut(&chan) {
+            Some(ch) => {
+                ch.early_bytes = 0;
+                ch.early.drain(..).collect()
+            }
+            None => return,
+        };
+        self.account(chan, now);
+        for frame in early {
+            self.handle_channel_message(chan, &frame, now);
+        }
+        self.pump(chan, now);
+    }
+
+    /// One frame from a channel.
+    pub fn handle_channel_message(&mut self, chan: ChanId, bytes: &[u8], now: Millis) {
+        let Some(ch) = self.chans.get_mut(&chan) else {
+            return;
+        };
+        if ch.state == StreamState::Closed {
+            return;
+        }
+        let conn = ch.conn;
+        if !ch.transport_open {
+            if ch.early.len() >= MAX_EARLY_FRAMES {
+                let detail =
+                    format!("more than {MAX_EARLY_FRAMES} frames before the channel opened");
+                self.protocol_fail(chan, detail, now);
+                return;
+            }
+            ch.early_bytes += bytes.len();
+            ch.early.push_back(bytes.to_vec());
+            self.account(chan, now);
+            return;
+        }
+        let received = ch.reassembler.frame(bytes);
+        let is_main = ch.is_main();
+        let role = ch.role.clone();
+        self.heard(conn, now);
+        match received {
+            Err(e) => self.protocol_fail(chan, e.to_string(), now),
+            Ok(Received::Partial) => self.account(chan, now),
+            Ok(Received::Ping(n)) => {
+                if is_main {
+                    self.transmit_frame(chan, &Frame::Pong(n), now);
+                }
+            }
+            Ok(Received::Pong(_)) => {}
+            Ok(Received::Close(reason)) => {
+                let reason = if reason.is_empty() {
+                    "closed by the remote peer".to_string()
+                } else {
+                    reason
+                };
+                match (is_main, conn) {
+                    (true, Some(c)) => self.close_conn(c, &reason, None, false, now),
+                    _ => self.close_chan(chan, &reason, None, false, now),
+                }
+            }
+            Ok(Received::End | Received::Accept | Received::Refuse(_) | Received::Pull(_))
+                if is_main =>
+            {
+                self.protocol_fail(
+                    chan,
+                    "a stream frame on the connection's own channel".into(),
+                    now,
+                )
+            }
+            Ok(Received::Accept) if role == Role::Dialer => {
+                if let Some(ch) = self.chans.get_mut(&chan) {
+                    ch.accepted = true;
+                    if ch.transport_open {
+                        self.become_open(chan);
+                        self.pump(chan, now);
+                    }
+                }
+            }
+            Ok(Received::Refuse(reason)) if role == Role::Dialer => {
+                let remote = self.chans.get(&chan).map(|c| c.remote.clone());
+                let port = self.chans.get(&chan).and_then(|c| c.port()).unwrap_or(0);
+                let err = PeerError::PortClosed {
+                    id: remote.unwrap_or_default(),
+                    port,
+                    reason,
+                };
+                self.close_chan(chan, &err.to_string(), Some(err), false, now);
+            }
+            Ok(Received::Accept | Received::Refuse(_)) => {
+                self.protocol_fail(chan, "unexpected accept/refuse frame".into(), now)
+            }
+            Ok(Received::End) => {
+                let state = self.chans.get(&chan).map(|c| c.state);
+                match state.map(StreamState::end_remote) {
+                    Some(Ok(next)) => {
+                        if next != StreamState::Closed {
+                            if let Some(ch) = self.chans.get_mut(&chan) {
+                                ch.state = next;
+                            }
+                        }
+                        self.deliver(chan, Held::End, now);
+                        if next == StreamState::Closed {
+                            self.close_chan(chan, "both sides ended", None, false, now);
+                        }
+                    }
+                    Some(Err(e)) => self.protocol_fail(chan, e.to_string(), now),
+                    None => {}
+                }
+            }
+            Ok(Received::Pull(n)) => self.events.push_back(Event::Pull { chan, n }),
+            Ok(Received::Message(m)) => {
+                let state = self.chans.get(&chan).map(|c| c.state);
+                if let Some(Err(e)) = state.map(StreamState::receive) {
+                    return self.protocol_fail(chan, e.to_string(), now);
+                }
+                self.account(chan, now);
+                self.deliver(chan, Held::Message(m.payload, m.bytes), now);
+            }
+        }
+    }
+
+    /// A channel's `close` event.
+    pub fn handle_channel_closed(&mut self, chan: ChanId, now: Millis) {
+        if let Some(c) = self.release_on_close(chan) {
+            self.release_conn(c);
+            return;
+        }
+        let Some(ch) = self.chans.get(&chan) else {
+            return;
+        };
+        let reason = match (&ch.role, ch.linger_until) {
+            (Role::Refuser(r), _) => r.clone(),
+            (_, Some(_)) => "both sides ended".to_string(),
+            _ => "the channel closed".to_string(),
+        };
+        match (ch.is_main(), ch.conn) {
+            (true, Some(c)) => self.close_conn(c, "the data channel closed", None, false, now),
+            _ => self.close_chan(chan, &reason, None, false, now),
+        }
+    }
+
+    /// A channel's `error` event.
+    pub fn handle_channel_error(&mut self, chan: ChanId, text: &str, now: Millis) {
+        let Some(ch) = self.chans.get(&chan) else {
+            return;
+        };
+        let err = PeerError::ConnectionFailed {
+            id: ch.remote.clone(),
+            reason: text.to_string(),
+        };
+        match (ch.is_main(), ch.conn) {
+            (true, Some(c)) => {
+                if self.conns.get(&c).map(|x| x.state) == Some(super::ConnState::Open) {
+                    self.fail_conn(c, err, now);
+                }
+            }
+            _ => self.close_chan(chan, &err.to_string(), Some(err), false, now),
+        }
+    }
+
+    /// The channel's `bufferedAmount` now (after a batch of frames, and at
+    /// each `bufferedamountlow`).
+    pub fn handle_buffered(&mut self, chan: ChanId, amount: usize, now: Millis) {
+        if let Some(ch) = self.chans.get_mut(&chan) {
+            ch.buffered = amount;
+            self.pump(chan, now);
+        }
+    }
+
+    // ---- inside ------------------------------------------------------------
+
+    pub(crate) fn chan(&self, chan: ChanId) -> Result<&Channel, PeerError> {
+        match self.chans.get(&chan) {
+            Some(ch) if ch.state != StreamState::Closed => Ok(ch),
+            _ => Err(self.closed_chan_error(chan)),
+        }
+    }
+
+    /// The error for using a channel that has closed.
+    pub fn closed_chan_error(&self, chan: ChanId) -> PeerError {
+        match self.closed_reasons.get(&chan) {
+            Some(r) => PeerError::Closed(r.clone()),
+            None => PeerError::Closed("the channel".into()),
+        }
+    }
+
+    fn state_error(&self, chan: ChanId, e: StreamError) -> PeerError {
+        match e {
+            StreamError::Closed => self.closed_chan_error(chan),
+            other => {
+                let what = self
+                    .chans
+                    .get(&chan)
+                    .map(|c| c.describe())
+                    .unwrap_or_default();
+                PeerError::InvalidArgument(format!("{what}: {other}"))
+            }
+        }
+    }
+
+    fn check_send(&self, chan: ChanId, size: usize) -> Result<(), PeerError> {
+        let ch = self.chan(chan)?;
+        if !ch.is_main() {
+            ch.state.can_send().map_err(|e| self.state_error(chan, e))?;
+        }
+        let max = self.config.max_message_size;
+        if size > max {
+            return Err(PeerError::MessageTooLarge {
+                size,
+                max,
+                hint: "; raise maxMessageSize in the options",
+            });
+        }
+        if !ch.policy.reliable() && size > MAX_CHUNK_BYTES {
+            return Err(PeerError::MessageTooLarge {
+                size,
+                max: MAX_CHUNK_BYTES,
+                hint: " for an unreliable channel (ordered: false or maxRetransmits); use a reliable one for large data",
+            });
+        }
+        if ch.queued_bytes + size > max.saturating_mul(4) {
+            return Err(PeerError::QueueFull(format!(
+                "{} bytes are already waiting to be sent; await earlier sends first",
+                ch.queued_bytes
+            )));
+        }
+        Ok(())
+    }
+
+    fn enqueue(
+        &mut self,
+        chan: ChanId,
+        body: Body,
+        size: usize,
+        progress: bool,
+        now: Millis,
+    ) -> OpId {
+        let op = self.new_op();
+        if let Some(ch) = self.chans.get_mut(&chan) {
+            ch.queued_bytes += size;
+            ch.queue.push_back(Job {
+                op: Some(op),
+                body,
+                progress,
+                size,
+            });
+        }
+        self.pump(chan, now);
+        op
+    }
+
+    /// Hands frames to the channel while its window allows.
+    pub(crate) fn pump(&mut self, chan: ChanId, now: Millis) {
+        let high = self.config.window.high;
+        loop {
+            let Some(ch) = self.chans.get_mut(&chan) else {
+                return;
+            };
+            if !ch.transport_open || ch.state == StreamState::Closed {
+                return;
+            }
+            // A dialer sends nothing before the listener's accept.
+            if ch.role == Role::Dialer && !ch.accepted {
+                return;
+            }
+            if ch.buffered >= high {
+                return;
+            }
+            if ch.current.is_none() {
+                match ch.queue.front().map(|j| &j.body) {
+                    None | Some(Body::Pending) => return,
+                    Some(_) => {}
+                }
+                let job = ch.queue.pop_front().expect("checked");
+                match job.body {
+                    Body::Control(frame) => {
+                        ch.queued_bytes -= job.size;
+                        self.transmit_bytes(chan, frame, now);
+                        if let Some(op) = job.op {
+                            self.done(op, Ok(Reply::Done));
+                        }
+                        continue;
+                    }
+                    Body::Message(kind, bytes) => {
+                        let id = ch.next_message_id;
+                        ch.next_message_id = ch.next_message_id.wrapping_add(1);
+                        ch.current = Some(Current {
+                            op: job.op,
+                            chunker: Chunker::new(id, kind, bytes),
+                            frames: 0,
+                            progress: job.progress,
+                            size: job.size,
+                        });
+                    }
+                    Body::Pending => unreachable!("checked above"),
+                }
+            }
+            let cur = ch.current.as_mut().expect("set above");
+            match cur.chunker.next_frame() {
+                Some(frame) => {
+                    cur.frames += 1;
+                    let (sent, total) = (cur.chunker.sent(), cur.chunker.total());
+                    let report = cur.progress && (cur.frames % 64 == 0 || sent == total);
+                    let op = cur.op;
+                    self.transmit_bytes(chan, frame, now);
+                    if let (true, Some(op)) = (report, op) {
+                        self.events.push_back(Event::Progress { op, sent, total });
+                    }
+                }
+                None => {
+                    let cur = ch.current.take().expect("set above");
+                    ch.queued_bytes -= cur.size;
+                    if let Some(op) = cur.op {
+                        self.done(op, Ok(Reply::Done));
+                    }
+                }
+            }
+        }
+    }
+
+    /// A control frame, now (not behind queued data).
+    pub(crate) fn transmit_frame(&mut self, chan: ChanId, frame: &Frame<'_>, now: Millis) {
+        if self.chans.get(&chan).is_some_and(|c| c.transport_open) {
+            self.transmit_bytes(chan, frame.encode(), now);
+        }
+    }
+
+    fn transmit_bytes(&mut self, chan: ChanId, bytes: Vec<u8>, now: Millis) {
+        let Some(ch) = self.chans.get_mut(&chan) else {
+            return;
+        };
+        let conn = ch.conn;
+        match ch.partner {
+            Some(partner) => {
+                self.last_now = now;
+                self.loopback.push_back((partner, bytes));
+            }
+            None => {
+                ch.buffered += bytes.len();
+                self.transmits.push_back(Transmit::Frame { chan, bytes });
+            }
+        }
+        self.transmitted(conn, now);
+    }
+
+    fn become_open(&mut self, chan: ChanId) {
+        let Some(ch) = self.chans.get_mut(&chan) else {
+            return;
+        };
+        if ch.state != StreamState::Opening {
+            return;
+        }
+        ch.state = ch.state.opened();
+        let openers = std::mem::take(&mut ch.openers);
+        match (&ch.role, ch.incoming) {
+            (Role::Listener(_), _) => {
+                let port = ch.port().unwrap_or(0);
+                self.events.push_back(Event::Accepted { port, chan });
+            }
+            (_, true) => {
+                if let Some(conn) = ch.conn {
+                    self.events.push_back(Event::IncomingStream { conn, chan });
+                }
+            }
+            _ => self.events.push_back(Event::StreamOpen { chan }),
+        }
+        for op in openers {
+            self.done(op, Ok(Reply::Stream(chan)));
+        }
+    }
+
+    fn open_channel(
+        &mut self,
+        conn: ConnId,
+        label: ChannelLabel,
+        role: Role,
+        policy: Option<ChannelPolicy>,
+        _now: Millis,
+    ) -> Result<(ChanId, OpId), PeerError> {
+        self.ensure_open()?;
+        let Some(c) = self.conns.get(&conn) else {
+            return Err(PeerError::Closed("the connection".into()));
+        };
+        if c.state != super::ConnState::Open {
+            return Err(PeerError::Closed(format!(
+                "the connection to {:?} ({})",
+                c.remote,
+                c.close_reason.as_deref().unwrap_or("not open")
+            )));
+        }
+        if c.streams.len() >= self.config.max_streams {
+            return Err(PeerError::LimitExceeded(format!(
+                "{} streams are open on this connection; close one or raise the maxStreams option",
+                self.config.max_streams
+            )));
+        }
+        let policy = policy.unwrap_or(self.config.channel);
+        let remote = c.remote.clone();
+        let id = ChanId(self.next_id());
+        let label_text = label.encode();
+        let mut ch = Channel::new(
+            Some(conn),
+            &remote,
+            ChannelKind::Labelled(label),
+            role,
+            policy,
+            self.config.max_message_size,
+        );
+        let op = self.new_op();
+        ch.openers.push(op);
+        self.chans.insert(id, ch);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.streams.insert(id);
+        }
+        self.action(Action::CreateChannel {
+            conn,
+            chan: id,
+            label: label_text,
+            policy,
+            low_water: self.config.window.low,
+        });
+        Ok((id, op))
+    }
+
+    /// Delivers a received item, or holds it for a listener.
+    fn deliver(&mut self, chan: ChanId, item: Held, now: Millis) {
+        let peer_listening = self.peer_listening;
+        let Some(ch) = self.chans.get_mut(&chan) else {
+            return;
+        };
+        let listening = ch.listening || (ch.is_main() && peer_listening);
+        if listening && ch.held.is_empty() {
+            self.events.push_back(held_event(chan, item));
+            return;
+        }
+        if ch.held.len() >= MAX_HELD_MESSAGES {
+            let what = ch.describe();
+            let err = PeerError::QueueFull(format!(
+                "{MAX_HELD_MESSAGES} messages arrived on the {what} with no 'message' listener; attach one with on('message')"
+            ));
+            match (ch.is_main(), ch.conn) {
+                (true, Some(c)) => self.fail_conn(c, err, now),
+                _ => self.close_chan(chan, &err.to_string(), Some(err), true, now),
+            }
+            return;
+        }
+        if let Held::Message(_, b) = &item {
+            ch.held_bytes += b.len();
+        }
+        ch.held.push_back(item);
+        self.account(chan, now);
+    }
+
+    fn release_held(&mut self, chan: ChanId, now: Millis) {
+        let peer_listening = self.peer_listening;
+        let Some(ch) = self.chans.get_mut(&chan) else {
+            return;
+        };
+        if !(ch.listening || (ch.is_main() && peer_listening)) {
+            return;
+        }
+        let items: Vec<Held> = ch.held.drain(..).collect();
+        ch.held_bytes = 0;
+        for item in items {
+            self.events.push_back(held_event(chan, item));
+        }
+        self.account(chan, now);
+    }
+
+    /// Brings the byte counts up to date after `chan` changed what it
+    /// holds, and closes whatever went over its budget.
+    pub(crate) fn account(&mut self, chan: ChanId, now: Millis) {
+        let Some(ch) = self.chans.get_mut(&chan) else {
+            return;
+        };
+        let total = ch.held_total();
+        let before = self.accounted.insert(chan, total).unwrap_or(0);
+        let conn = ch.conn;
+        self.total_held = self.total_held + total - before;
+        let Some(c) = conn else {
+            return;
+        };
+        let Some(x) = self.conns.get_mut(&c) else {
+            return;
+        };
+        x.held = x.held + total - before;
+        let over = if x.held > self.config.connection_budget {
+            Some(format!(
+                "peer {:?} made this side hold {} bytes of unfinished or unread messages, above the {}-byte connectionBudget option",
+                x.remote, x.held, self.config.connection_budget
+            ))
+        } else if self.total_held > self.config.memory_budget {
+            Some(format!(
+                "remotes made this peer hold {} bytes, above the {}-byte memoryBudget option; closing the connection to {:?}",
+                self.total_held, self.config.memory_budget, x.remote
+            ))
+        } else {
+            None
+        };
+        if let Some(detail) = over {
+            self.last_now = now;
+            self.pending_failures
+                .push((c, PeerError::LimitExceeded(detail)));
+        }
+    }
+
+    fn protocol_fail(&mut self, chan: ChanId, detail: String, now: Millis) {
+        let Some(ch) = self.chans.get(&chan) else {
+            return;
+        };
+        let err = PeerError::Protocol {
+            id: ch.remote.clone(),
+            detail,
+        };
+        match (ch.is_main(), ch.conn) {
+            (true, Some(c)) => self.fail_conn(c, err, now),
+            _ => self.close_chan(chan, &err.to_string(), Some(err), true, now),
+        }
+    }
+
+    /// Closes a stream or socket.
+    pub(crate) fn close_chan(
+        &mut self,
+        chan: ChanId,
+        reason: &str,
+        error: Option<PeerError>,
+        notify: bool,
+        now: Millis,
+    ) {
+        let Some(ch) = self.chans.get(&chan) else {
+            return;
+        };
+        if ch.is_main() || ch.state == StreamState::Closed {
+            return;
+        }
+        if notify {
+            self.transmit_frame(chan, &Frame::Close(reason.to_string()), now);
+        }
+        let ch = self.chans.get(&chan).expect("checked");
+        let closed = PeerError::Closed(format!(
+            "the {} to {:?} ({reason})",
+            ch.describe(),
+            ch.remote
+        ));
+        let (conn, partner) = (ch.conn, ch.partner);
+        self.drop_chan(chan, error.as_ref().unwrap_or(&closed));
+        match partner {
+            // The other end of a loopback socket sees the close.
+            Some(p) => {
+                self.last_now = now;
+                self.loop_closed.push(p);
+            }
+            None => self.action(Action::CloseChannel { chan }),
+        }
+        if let Some(c) = conn.and_then(|c| self.conns.get_mut(&c)) {
+            c.streams.remove(&chan);
+        }
+        self.events.push_back(Event::StreamClosed {
+            chan,
+            reason: reason.to_string(),
+            error,
+        });
+    }
+
+    /// Forgets a channel: its queued sends and openers fail with `err`,
+    /// what it held is released.
+    pub(crate) fn drop_chan(&mut self, chan: ChanId, err: &PeerError) {
+        let Some(mut ch) = self.chans.remove(&chan) else {
+            return;
+        };
+        ch.state = StreamState::Closed;
+        let reason = match err {
+            PeerError::Closed(r) => r.clone(),
+            other => format!("the {} to {:?} ({other})", ch.describe(), ch.remote),
+        };
+        self.closed_reasons.insert(chan, reason);
+        let mut ops: Vec<OpId> = ch.openers.drain(..).collect();
+        ops.extend(ch.current.take().and_then(|c| c.op));
+        ops.extend(ch.queue.drain(..).filter_map(|j| j.op));
+        for op in ops {
+            self.done(op, Err(err.clone()));
+        }
+        let before = self.accounted.remove(&chan).unwrap_or(0);
+        self.total_held -= before;
+        if let Some(c) = ch.conn.and_then(|c| self.conns.get_mut(&c)) {
+            c.held -= before;
+        }
+    }
+
+    pub(crate) fn chan_deadline(&self) -> Option<Millis> {
+        self.chans
+            .values()
+            .filter_map(|c| c.linger_until)
+            .reduce(f64::min)
+    }
+
+    pub(crate) fn chan_timeouts(&mut self, now: Millis) {
+        let due: Vec<ChanId> = self
+            .chans
+            .iter()
+            .filter(|(_, c)| c.linger_until.is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for chan in due {
+            let reason = match self.chans.get(&chan).map(|c| &c.role) {
+                Some(Role::Refuser(r)) => r.clone(),
+                _ => "both sides ended".to_string(),
+            };
+            self.close_chan(chan, &reason, None, false, now);
+        }
+    }
+}
+
+fn held_event(chan: ChanId, item: Held) -> Event {
+    match item {
+        Held::Message(payload, bytes) => Event::Message {
+            chan,
+            payload,
+            bytes,
+        },
+        Held::End => Event::End { chan },
+    }
+}

@@ -1,0 +1,594 @@
+//! The link to the broker (or the hub), registration, broker requests, and
+//! what the broker pushes: signals, rooms and rendezvous keys.
+//!
+//! ```text
+//!  start ──► DialBroker ──open──► register ──registered──► Up ──(events)
+//!              ▲   │                   │ refused: Failed (createPeer rejects;
+//!              │   │ closed before     │  later: an `error` event)
+//!              │   │ the first         │
+//!              │   └─registration──► createPeer rejects at once (unreachable)
+//!              │                         │ closed after it
+//!              └──── backoff ◄───────────┘ (BrokerDown; rooms kept while the
+//!                                           broker resumes the id)
+//! ```
+
+use std::collections::BTreeMap;
+
+use super::Engine;
+use super::types::{Action, Event, Millis, OpId, Reply, Signalling, Transmit};
+use crate::core::broker::{Link, QueueError, SessionEvent};
+use crate::core::error::PeerError;
+use crate::protocol::messages::Rid;
+use crate::protocol::{ClientMessage, CloseCode, ErrorCode, IceServer, ServerMessage, StateEntry};
+
+/// A room this peer is in, as the broker last described it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Room {
+    /// Members in join order, this peer included.
+    pub members: Vec<String>,
+    /// Key → (value, who set it).
+    pub state: BTreeMap<String, (serde_json::Value, String)>,
+}
+
+impl Room {
+    fn from_snapshot(members: Vec<String>, state: Vec<StateEntry>) -> Self {
+        Self {
+            members,
+            state: state
+                .into_iter()
+                .map(|e| (e.key, (e.value, e.from)))
+                .collect(),
+        }
+    }
+}
+
+/// What a broker request resolves once its reply comes.
+#[derive(Debug, Clone)]
+pub(crate) enum Pending {
+    Find,
+    Join(String),
+    Leave(String),
+    Plain,
+    OpenKey(String),
+    /// Joining a key, then connecting to its opener.
+    JoinKey,
+    CloseKey(String),
+}
+
+/// Readiness: the first registration (or hub address).
+pub(crate) enum Ready {
+    Waiting(Vec<OpId>),
+    Done(Result<(), PeerError>),
+}
+
+impl Engine {
+    /// Starts registering: dials the broker, or attaches to the hub.
+    /// Returns the operation that resolves once the id is known.
+    pub fn start(&mut self, now: Millis) -> OpId {
+        let op = self.new_op();
+        self.ready_deadline = Some(now + self.config.connect_timeout as f64);
+        match &mut self.ready {
+            Ready::Waiting(ops) => ops.push(op),
+            Ready::Done(r) => {
+                let r = r.clone();
+                self.done(op, r.map(|()| Reply::Done));
+                return op;
+            }
+        }
+        match self.config.signalling.clone() {
+            Signalling::Broker { .. } => self.dial(),
+            Signalling::Hub => self.action(Action::AttachHub),
+        }
+        op
+    }
+
+    /// Resolves `op` once the id is known (at once if it is).
+    pub fn when_ready(&mut self) -> OpId {
+        let op = self.new_op();
+        match &mut self.ready {
+            Ready::Waiting(ops) => ops.push(op),
+            Ready::Done(r) => {
+                let r = r.clone();
+                self.done(op, r.map(|()| Reply::Done));
+            }
+        }
+        op
+    }
+
+    fn dial(&mut self) {
+        if self.closed {
+            return;
+        }
+        let Signalling::Broker { url, .. } = &self.config.signalling else {
+            return;
+        };
+        self.generation += 1;
+        self.reconnect_at = None;
+        self.action(Action::DialBroker {
+            url: url.clone(),
+            generation: self.generation,
+        });
+    }
+
+    pub(crate) fn settle_ready(&mut self, result: Result<(), PeerError>) -> bool {
+        match std::mem::replace(&mut self.ready, Ready::Done(result.clone())) {
+            Ready::Waiting(ops) => {
+                self.ready_deadline = None;
+                for op in ops {
+                    self.done(op, result.clone().map(|()| Reply::Done));
+                }
+                true
+            }
+            done @ Ready::Done(_) => {
+                self.ready = done;
+                false
+            }
+        }
+    }
+
+    fn renewable_token(&self) -> bool {
+        matches!(
+            self.config.signalling,
+            Signalling::Broker {
+                renewable_token: true,
+                ..
+            }
+        ) && self.session.registered_once()
+    }
+
+    fn broker_url(&self) -> String {
+        match &self.config.signalling {
+            Signalling::Broker { url, .. } => url.clone(),
+            Signalling::Hub => String::new(),
+        }
+    }
+
+    // ---- broker socket inputs ----------------------------------------------
+
+    /// The broker socket of `generation` opened.
+    pub fn handle_broker_open(&mut self, generation: u64, _now: Millis) {
+        if generation != self.generation || self.closed {
+            return;
+        }
+        let frame = self.session.on_open();
+        self.transmits.push_back(Transmit::Broker(frame));
+    }
+
+    /// A text frame from the broker.
+    pub fn handle_broker_text(&mut self, generation: u64, text: &str, now: Millis) {
+        if generation != self.generation || self.closed {
+            return;
+        }
+        let (events, frames) = self.session.on_message(text);
+        for f in frames {
+            self.transmits.push_back(Transmit::Broker(f));
+        }
+        self.on_session_events(events, now);
+    }
+
+    /// The broker socket closed (or never opened).
+    pub fn handle_broker_closed(&mut self, generation: u64, code: u16, reason: &str, now: Millis) {
+        if generation != self.generation || self.closed {
+            return;
+        }
+        if code == CloseCode::Unauthorized.code() {
+            let err = PeerError::Unauthorized {
+                code: ErrorCode::Unauthorized,
+                message: format!(
+                    "the broker refused the access token ({reason}); pass a valid one with the `token` option"
+                ),
+            };
+            if self.renewable_token() {
+                self.events.push_back(Event::Error(err));
+            } else {
+                self.refuse(err, now);
+            }
+        } else if !self.session.registered_once() && self.session.link() != Link::Failed {
+            // Before the first registration, a socket that closes means the
+            // broker cannot be reached: say so now rather than retry until
+            // connectTimeout.
+            let detail = if self.session.link() == Link::Registering {
+                format!("the connection closed before registering (code {code} {reason})")
+            } else {
+                "the connection was refused or dropped".to_string()
+            };
+            self.refuse(
+                PeerError::BrokerUnreachable {
+                    url: self.broker_url(),
+                    detail,
+                },
+                now,
+            );
+        }
+        let delay = self.session.on_close(self.rng.unit());
+        self.events.push_back(Event::BrokerDown {
+            code,
+            reason: reason.to_string(),
+        });
+        if let Some(delay) = delay {
+            self.reconnect_at = Some(now + delay.as_secs_f64() * 1000.0);
+        }
+    }
+
+    /// The token function failed (thrown, rejected, or not a string).
+    pub fn handle_token_failed(&mut self, generation: u64, detail: &str, now: Millis) {
+        if generation != self.generation || self.closed {
+            return;
+        }
+        let err = PeerError::Unauthorized {
+            code: ErrorCode::Unauthorized,
+            message: format!("the `token` function failed: {detail}"),
+        };
+        if self.renewable_token() {
+            self.events.push_back(Event::Error(err));
+            if let Some(delay) = self.session.on_close(self.rng.unit()) {
+                self.reconnect_at = Some(now + delay.as_secs_f64() * 1000.0);
+            }
+        } else {
+            self.refuse(err, now);
+        }
+    }
+
+    /// No usable token, or no broker: the peer stays offline; `createPeer`
+    /// rejects, or (later) an `error` event says why.
+    fn refuse(&mut self, err: PeerError, now: Millis) {
+        let code = match &err {
+            PeerError::Unauthorized { code, .. } => *code,
+            _ => ErrorCode::Internal,
+        };
+        let events = self.session.refuse(code, err.to_string());
+        // The registration-failed event carries the broker's text; report
+        // this error instead.
+        let events = events
+            .into_iter()
+            .filter(|e| !matches!(e, SessionEvent::RegisterFailed { .. }))
+            .collect();
+        self.action(Action::CloseBroker {
+            code: 1000,
+            reason: "registration refused".into(),
+        });
+        if !self.settle_ready(Err(err.clone())) {
+            self.events.push_back(Event::Error(err));
+        }
+        self.on_session_events(events, now);
+    }
+
+    // ---- hub inputs --------------------------------------------------------
+
+    /// The hub handed out `address` (and perhaps ICE servers).
+    pub fn handle_hub_attached(&mut self, address: &str, ice: Option<Vec<IceServer>>) {
+        if self.closed {
+            return;
+        }
+        if let Err(e) = crate::protocol::ids::check_peer_id(address) {
+            self.settle_ready(Err(PeerError::InvalidArgument(format!(
+                "hub.attach() must resolve a valid address: {e}"
+            ))));
+            return;
+        }
+        self.id = Some(address.to_string());
+        if let Some(ice) = ice {
+            self.broker_ice = ice;
+        }
+        self.settle_ready(Ok(()));
+        self.events.push_back(Event::Registered {
+            id: address.to_string(),
+            resumed: false,
+            first: true,
+        });
+    }
+
+    /// Attaching to the hub failed.
+    pub fn handle_hub_failed(&mut self, detail: &str) {
+        self.settle_ready(Err(PeerError::InvalidArgument(format!(
+            "hub.attach() failed: {detail}"
+        ))));
+    }
+
+    /// A signal that came through the hub.
+    pub fn handle_hub_signal(&mut self, from: &str, data: &str, now: Millis) {
+        if !self.closed {
+            self.on_peer_signal(from.to_string(), data, now);
+        }
+    }
+
+    /// The hub could not deliver a signal to `to`.
+    pub fn handle_hub_undeliverable(&mut self, to: &str, reason: &str, now: Millis) {
+        self.undeliverable(to, ErrorCode::UnknownPeer, reason, now);
+    }
+
+    // ---- requests ------------------------------------------------------------
+
+    /// Sends a broker request; `pending` says what its reply resolves.
+    pub(crate) fn request(
+        &mut self,
+        pending: Pending,
+        make: impl FnOnce(Rid) -> ClientMessage,
+        now: Millis,
+    ) -> Result<OpId, PeerError> {
+        self.ensure_open()?;
+        if self.config.signalling == Signalling::Hub {
+            return Err(PeerError::InvalidArgument(
+                "rooms, find and rendezvous keys need the broker: use createPeer, or a Node on a NetworkHub".into(),
+            ));
+        }
+        let (rid, frame) = self.session.request(make, now).map_err(queue_error)?;
+        let op = self.new_op();
+        self.requests.insert(rid, (op, pending));
+        if let Some(f) = frame {
+            self.transmits.push_back(Transmit::Broker(f));
+        }
+        Ok(op)
+    }
+
+    /// Relays a peer signal through the broker.
+    pub(crate) fn broker_signal(&mut self, to: &str, data: serde_json::Value) {
+        let to_owned = to.to_string();
+        let result = self.session.request(
+            |rid| ClientMessage::Signal {
+                rid,
+                to: to_owned,
+                data,
+            },
+            0.0,
+        );
+        match result {
+            Ok((rid, frame)) => {
+                self.session.settle(rid);
+                if let Some(f) = frame {
+                    self.transmits.push_back(Transmit::Broker(f));
+                }
+            }
+            Err(e) => {
+                // The connection cannot be made without its signals.
+                let err = queue_error(e);
+                if let Some(&c) = self.by_remote.get(to) {
+                    self.pending_failures.push((c, err));
+                }
+            }
+        }
+    }
+
+    fn on_session_events(&mut self, events: Vec<SessionEvent>, now: Millis) {
+        for event in events {
+            match event {
+                SessionEvent::Registered {
+                    id,
+                    resumed,
+                    ice_servers,
+                    first,
+                } => {
+                    self.broker_ice = ice_servers;
+                    self.id = Some(id.clone());
+                    self.settle_ready(Ok(()));
+                    if !first && !resumed {
+                        // The grace window ended while this peer was away:
+                        // its rooms and keys are gone on the broker.
+                        let rooms: Vec<String> = self.rooms.keys().cloned().collect();
+                        for r in rooms {
+                            self.lose_room(&r);
+                        }
+                        self.opened_keys.clear();
+                    }
+                    self.events
+                        .push_back(Event::Registered { id, resumed, first });
+                }
+                SessionEvent::RegisterFailed { code, message } => {
+                    self.action(Action::CloseBroker {
+                        code: 1000,
+                        reason: "registration refused".into(),
+                    });
+                    let err = PeerError::from_broker(code, message);
+                    if !self.settle_ready(Err(err.clone())) {
+                        self.events.push_back(Event::Error(err));
+                    }
+                }
+                SessionEvent::Reply { rid, message } => self.on_reply(rid, message, now),
+                SessionEvent::Push(msg) => self.on_push(msg, now),
+                SessionEvent::TimedOut { rid } => {
+                    if let Some((op, _)) = self.requests.remove(&rid) {
+                        self.done(op, Err(PeerError::Timeout(self.config.request_timeout)));
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_reply(&mut self, rid: Rid, message: ServerMessage, now: Millis) {
+        let Some((op, pending)) = self.requests.remove(&rid) else {
+            return;
+        };
+        if let ServerMessage::Error { code, message, .. } = message {
+            self.done(op, Err(PeerError::from_broker(code, message)));
+            return;
+        }
+        let result = match (pending, message) {
+            (Pending::Find, ServerMessage::Found { online, .. }) => Ok(Reply::Found(online)),
+            (Pending::Join(room), ServerMessage::Joined { members, state, .. }) => {
+                self.rooms
+                    .insert(room.clone(), Room::from_snapshot(members, state));
+                Ok(Reply::Joined(room))
+            }
+            (Pending::Leave(room), _) => {
+                self.lose_room(&room);
+                Ok(Reply::Done)
+            }
+            (Pending::OpenKey(key), _) => {
+                self.opened_keys.insert(key.clone());
+                Ok(Reply::KeyOpened(key))
+            }
+            (Pending::CloseKey(key), _) => {
+                self.opened_keys.remove(&key);
+                Ok(Reply::Done)
+            }
+            (Pending::JoinKey, ServerMessage::KeyJoined { opener, .. }) => {
+                // Resolves once the connection to the opener is open.
+                match self.conn_to(&opener, now) {
+                    Ok(c) => {
+                        self.wait_open(c, op);
+                        return;
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            (Pending::Plain, _) => Ok(Reply::Done),
+            (_, other) => Err(PeerError::Broker {
+                code: ErrorCode::Internal,
+                message: format!("unexpected reply {other:?}"),
+            }),
+        };
+        self.done(op, result);
+    }
+
+    fn on_push(&mut self, msg: ServerMessage, now: Millis) {
+        match msg {
+            ServerMessage::Signal { from, data } => {
+                let text = data.to_string();
+                self.on_peer_signal(from, &text, now);
+            }
+            ServerMessage::Error {
+                code,
+                target: Some(target),
+                ..
+            } if matches!(
+                code,
+                ErrorCode::UnknownPeer | ErrorCode::PeerGone | ErrorCode::QueueFull
+            ) && self.by_remote.contains_key(&target) =>
+            {
+                self.undeliverable(&target, code, "", now);
+            }
+            ServerMessage::Error { code, message, .. } => {
+                self.events
+                    .push_back(Event::Error(PeerError::Broker { code, message }));
+            }
+            ServerMessage::Joined {
+                rid: None,
+                room,
+                members,
+                state,
+            } => {
+                if let Some(r) = self.rooms.get_mut(&room) {
+                    *r = Room::from_snapshot(members, state);
+                }
+            }
+            ServerMessage::PeerJoined { room, id } => {
+                if let Some(r) = self.rooms.get_mut(&room) {
+                    if !r.members.contains(&id) {
+                        r.members.push(id.clone());
+                    }
+                    self.events.push_back(Event::PeerJoined { room, id });
+                }
+            }
+            ServerMessage::PeerLeft { room, id } => {
+                if let Some(r) = self.rooms.get_mut(&room) {
+                    r.members.retain(|m| *m != id);
+                    self.events.push_back(Event::PeerLeft { room, id });
+                }
+            }
+            ServerMessage::Broadcast { room, from, data } => {
+                if self.rooms.contains_key(&room) {
+                    self.events.push_back(Event::Broadcast { room, from, data });
+                }
+            }
+            ServerMessage::StateSet {
+                room,
+                key,
+                value,
+                from,
+                ttl_ms,
+            } => {
+                if let Some(r) = self.rooms.get_mut(&room) {
+                    r.state.insert(key.clone(), (value.clone(), from.clone()));
+                    self.events.push_back(Event::StateSet {
+                        room,
+                        key,
+                        value,
+                        from,
+                        ttl_ms,
+                    });
+                }
+            }
+            ServerMessage::StateRemoved {
+                room, key, reason, ..
+            } => {
+                if let Some(r) = self.rooms.get_mut(&room) {
+                    r.state.remove(&key);
+                    self.events
+                        .push_back(Event::StateRemoved { room, key, reason });
+                }
+            }
+            ServerMessage::Joiner { key, id } => {
+                if self.opened_keys.contains(&key) {
+                    self.events.push_back(Event::Joiner { key, id });
+                }
+            }
+            ServerMessage::Unavailable { key, id, code } => {
+                let opened = self.opened_keys.contains(&key);
+                self.events.push_back(Event::KeyUnavailable {
+                    key,
+                    id,
+                    code,
+                    opened,
+                });
+            }
+            ServerMessage::KeyClosed { key, code, reason } => {
+                if self.opened_keys.remove(&key) {
+                    self.events
+                        .push_back(Event::KeyClosed { key, code, reason });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// This peer is no longer in `room`.
+    pub(crate) fn lose_room(&mut self, room: &str) {
+        if self.rooms.remove(room).is_some() {
+            self.events.push_back(Event::RoomClosed {
+                room: room.to_string(),
+            });
+        }
+    }
+
+    pub(crate) fn broker_timeouts(&mut self, now: Millis) {
+        if self.reconnect_at.is_some_and(|t| t <= now) {
+            self.reconnect_at = None;
+            if self.session.link() == Link::Down {
+                self.dial();
+            }
+        }
+        if self.ready_deadline.is_some_and(|t| t <= now) {
+            self.ready_deadline = None;
+            let ms = self.config.connect_timeout;
+            let err = match self.config.signalling {
+                Signalling::Hub => PeerError::Timeout(ms),
+                Signalling::Broker { .. } => PeerError::BrokerUnreachable {
+                    url: self.broker_url(),
+                    detail: format!("no registration within {ms} ms"),
+                },
+            };
+            self.settle_ready(Err(err));
+        }
+        let events = self.session.poll_timeouts(now);
+        self.on_session_events(events, now);
+    }
+
+    pub(crate) fn broker_deadline(&self) -> Option<Millis> {
+        [
+            self.reconnect_at,
+            self.ready_deadline,
+            self.session.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .reduce(f64::min)
+    }
+}
+
+pub(crate) fn queue_error(e: QueueError) -> PeerError {
+    match e {
+        QueueError::Full(_) => PeerError::QueueFull(e.to_string()),
+        QueueError::Closed => PeerError::Closed("the peer".into()),
+        QueueError::Failed => PeerError::Closed(format!("the peer ({e})")),
+    }
+}

@@ -1,0 +1,331 @@
+//! The engine's vocabulary: ids it hands out, its settings, and what goes in
+//! and out of it.
+
+use crate::core::chunking::SendWindow;
+use crate::core::error::PeerError;
+use crate::protocol::frames::{ChannelLabel, PayloadType};
+use crate::protocol::{IceServer, RemovalReason};
+
+/// Milliseconds on the caller's monotonic clock.
+pub type Millis = f64;
+
+/// One connection (one RTCPeerConnection) to one remote id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u32);
+
+/// One data channel: a connection's own channel, a stream, a socket, or
+/// one end of an in-memory loopback socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ChanId(pub u32);
+
+/// One user operation waiting for its outcome (a Promise in JavaScript).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OpId(pub u32);
+
+/// Sending policy of one side of a channel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ChannelPolicy {
+    pub ordered: bool,
+    pub max_retransmits: Option<u16>,
+}
+
+impl ChannelPolicy {
+    /// Reliable and ordered.
+    pub const RELIABLE: Self = Self {
+        ordered: true,
+        max_retransmits: None,
+    };
+
+    pub fn reliable(&self) -> bool {
+        self.ordered && self.max_retransmits.is_none()
+    }
+}
+
+/// How this peer finds others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signalling {
+    /// The broker at `url`; `renewable_token`: the driver asks a function
+    /// for a fresh token before every dial, so a refused token is retried.
+    Broker { url: String, renewable_token: bool },
+    /// A hub object in the page: signals go out as [`Transmit::HubSignal`].
+    Hub,
+}
+
+/// Settings of one engine (the SDK's options after defaults).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub signalling: Signalling,
+    /// The id to register (`None`: the broker assigns one).
+    pub id: Option<String>,
+    /// ICE servers given by the user; `None`: the broker's or the hub's.
+    pub ice_servers: Option<Vec<IceServer>>,
+    pub max_message_size: usize,
+    pub connect_timeout: u64,
+    pub request_timeout: u64,
+    pub keep_alive_interval: u64,
+    pub keep_alive_timeout: u64,
+    /// How long a closing channel or connection may take to confirm its
+    /// close before its browser objects are released anyway.
+    pub close_timeout: u64,
+    pub channel: ChannelPolicy,
+    pub window: SendWindow,
+    /// Bytes held for one peer from all remotes together: partial
+    /// messages, frames that overtook an open event, and messages waiting
+    /// for a listener.
+    pub memory_budget: usize,
+    /// Bytes one connection may hold (its share of `memory_budget`).
+    pub connection_budget: usize,
+    /// Streams and sockets open at once on one connection.
+    pub max_streams: usize,
+    /// Connections open at once (both directions).
+    pub max_connections: usize,
+    /// New sessions (offers) accepted from one remote id per minute.
+    pub max_offers_per_minute: u32,
+}
+
+impl Config {
+    /// Defaults for a peer on the broker at `url`.
+    pub fn new(signalling: Signalling) -> Self {
+        Self {
+            signalling,
+            id: None,
+            ice_servers: None,
+            max_message_size: 64 * 1024 * 1024,
+            connect_timeout: 15_000,
+            request_timeout: 10_000,
+            keep_alive_interval: 1000,
+            keep_alive_timeout: 4000,
+            close_timeout: 5000,
+            channel: ChannelPolicy::RELIABLE,
+            window: SendWindow::default(),
+            memory_budget: 256 * 1024 * 1024,
+            connection_budget: 160 * 1024 * 1024,
+            max_streams: 256,
+            max_connections: 256,
+            max_offers_per_minute: 30,
+        }
+    }
+}
+
+/// Bytes for the network, in the order the engine produced them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transmit {
+    /// A text frame on the broker WebSocket.
+    Broker(String),
+    /// A signal for the hub to carry to `to`.
+    HubSignal { to: String, data: String },
+    /// One frame on a data channel.
+    Frame { chan: ChanId, bytes: Vec<u8> },
+}
+
+/// Work on browser objects the driver carries out. Results come back
+/// through the matching `handle_*` input.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Open the broker WebSocket (asking the token function first, if any).
+    /// Its events come back tagged with `generation`.
+    DialBroker { url: String, generation: u64 },
+    /// Close the broker WebSocket.
+    CloseBroker { code: u16, reason: String },
+    /// Attach to the hub; answer with `handle_hub_attached`.
+    AttachHub,
+    /// Leave the hub.
+    DetachHub,
+    /// Create an RTCPeerConnection and its own negotiated channel (id 0).
+    CreateConnection {
+        conn: ConnId,
+        chan: ChanId,
+        ice_servers: Vec<IceServer>,
+        policy: ChannelPolicy,
+        low_water: usize,
+    },
+    /// `setLocalDescription()`; answer with `handle_local_description`.
+    SetLocalDescription { conn: ConnId },
+    /// `setRemoteDescription()`; answer with `handle_remote_description`.
+    SetRemoteDescription {
+        conn: ConnId,
+        sdp_type: String,
+        sdp: String,
+    },
+    /// `addIceCandidate()` with `RTCIceCandidateInit` JSON; answer with
+    /// `handle_candidate_added`.
+    AddCandidate { conn: ConnId, candidate: String },
+    /// Create another data channel on `conn`.
+    CreateChannel {
+        conn: ConnId,
+        chan: ChanId,
+        label: String,
+        policy: ChannelPolicy,
+        low_water: usize,
+    },
+    /// Close a data channel (what it has buffered still goes out); its
+    /// `close` event still comes back.
+    CloseChannel { chan: ChanId },
+    /// Close the RTCPeerConnection and release it with every channel and
+    /// handler of it.
+    ReleaseConnection { conn: ConnId },
+}
+
+/// What a user operation resolves to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Done,
+    Connection(ConnId),
+    Stream(ChanId),
+    Found(bool),
+    /// Joined the room (its view is `Engine::room`).
+    Joined(String),
+    /// The key is open (its events name it).
+    KeyOpened(String),
+}
+
+/// Something the user is told: an operation's outcome, or an event for a
+/// listener. The driver emits these only after the engine call returned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A user operation ended.
+    Done {
+        op: OpId,
+        result: Result<Reply, PeerError>,
+    },
+    /// Progress of a `send` that asked for it.
+    Progress {
+        op: OpId,
+        sent: usize,
+        total: usize,
+    },
+    /// The id is registered (first time, or again after a reconnect).
+    Registered {
+        id: String,
+        resumed: bool,
+        first: bool,
+    },
+    /// The broker link went down; it is redialled unless the peer failed.
+    BrokerDown {
+        code: u16,
+        reason: String,
+    },
+    /// A peer-level error (bad signal, refused token after the first
+    /// registration, a connection that could not be created).
+    Error(PeerError),
+    /// A remote opened a connection to this peer, now open.
+    Incoming {
+        conn: ConnId,
+    },
+    /// A connection opened.
+    Open {
+        conn: ConnId,
+    },
+    /// A connection ended; `error` says why when it was not a plain close.
+    Closed {
+        conn: ConnId,
+        reason: String,
+        error: Option<PeerError>,
+    },
+    /// A message on a connection's own channel or on a stream.
+    Message {
+        chan: ChanId,
+        payload: PayloadType,
+        bytes: Vec<u8>,
+    },
+    /// The remote opened a stream on `conn`, now open.
+    IncomingStream {
+        conn: ConnId,
+        chan: ChanId,
+    },
+    /// A socket to one of this peer's ports, now open.
+    Accepted {
+        port: u16,
+        chan: ChanId,
+    },
+    /// A stream or socket opened.
+    StreamOpen {
+        chan: ChanId,
+    },
+    /// The remote ended its side of a stream.
+    End {
+        chan: ChanId,
+    },
+    /// The remote asked for `n` more records (rest).
+    Pull {
+        chan: ChanId,
+        n: u32,
+    },
+    /// A stream or socket ended.
+    StreamClosed {
+        chan: ChanId,
+        reason: String,
+        error: Option<PeerError>,
+    },
+    PeerJoined {
+        room: String,
+        id: String,
+    },
+    PeerLeft {
+        room: String,
+        id: String,
+    },
+    Broadcast {
+        room: String,
+        from: String,
+        data: serde_json::Value,
+    },
+    StateSet {
+        room: String,
+        key: String,
+        value: serde_json::Value,
+        from: String,
+        ttl_ms: Option<u64>,
+    },
+    StateRemoved {
+        room: String,
+        key: String,
+        reason: RemovalReason,
+    },
+    /// This peer is no longer in `room`.
+    RoomClosed {
+        room: String,
+    },
+    Joiner {
+        key: String,
+        id: String,
+    },
+    /// A joiner of an opened key left, or (for a joined key) its opener.
+    KeyUnavailable {
+        key: String,
+        id: String,
+        code: Option<u16>,
+        /// Whether this peer opened the key (else it joined it).
+        opened: bool,
+    },
+    KeyClosed {
+        key: String,
+        code: u16,
+        reason: String,
+    },
+}
+
+/// Who is listening for messages, so that nothing arrives unheard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listening {
+    /// The peer's own `message` event (every connection's messages).
+    Peer,
+    /// A connection's or a stream's `message` event (or its readable).
+    Chan(ChanId),
+}
+
+/// What a port listener does with sockets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortUse {
+    Sockets,
+    Rest,
+}
+
+/// What one channel is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChannelKind {
+    /// The connection's own channel.
+    Main,
+    /// A named stream or a socket to a port.
+    Labelled(ChannelLabel),
+}

@@ -1,0 +1,925 @@
+//! A simulated network for the engine: N engines, a broker behind the
+//! [`Broker`] trait (the broker's own hub in `server/tests/sim.rs`), and
+//! fake RTCPeerConnections and data channels, all on simulated time.
+//!
+//! What the fakes model, because the engine's decisions depend on it:
+//!
+//! - signaling states as the browser has them: `setLocalDescription()`
+//!   makes an offer when stable and an answer after a remote offer; a remote
+//!   offer while an own offer is pending rolls it back; an answer in the
+//!   wrong state fails;
+//! - ICE: a remote candidate added before any remote description fails, one
+//!   from another RTCPeerConnection (an older session) is refused; the pair
+//!   connects once both sides are stable with each other's descriptions and
+//!   at least one side added a candidate of the other;
+//! - data channels: the negotiated channel opens on both sides when the pair
+//!   connects; another channel is announced to the remote and opens on each
+//!   side after its own delay, so the remote's first frames may overtake the
+//!   local open event; frames keep their order per channel; `bufferedAmount`
+//!   drains at a set rate and fires `bufferedamountlow`; closing sends what
+//!   is buffered first.
+//!
+//! Every delay can be dialled in (`latency`, `jitter`, `bandwidth`), and a
+//! peer can be taken off the network (`set_online`).
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap};
+
+use crate::core::engine::{Action, ChanId, ConnId, Engine, Event, Millis, Rng, Transmit};
+
+/// The broker, as the simulation needs it.
+pub trait Broker {
+    /// A client connects; returns its link id.
+    fn connect(&mut self, now: Millis) -> u64;
+    /// A text frame from a client.
+    fn receive(&mut self, link: u64, text: &str, now: Millis);
+    /// A client's socket ended (`clean`: it closed with 1000).
+    fn disconnect(&mut self, link: u64, clean: bool, now: Millis);
+    /// Frames for `link`, and the close code if the broker closed it.
+    fn poll(&mut self, link: u64) -> (Vec<String>, Option<u16>);
+    /// Time passed.
+    fn tick(&mut self, now: Millis);
+}
+
+/// What happens at a scheduled time.
+#[derive(Debug)]
+enum Delivery {
+    BrokerOpen {
+        peer: usize,
+        generation: u64,
+    },
+    BrokerText {
+        peer: usize,
+        generation: u64,
+        text: String,
+    },
+    BrokerClosed {
+        peer: usize,
+        generation: u64,
+        code: u16,
+    },
+    ToBroker {
+        link: u64,
+        text: String,
+    },
+    BrokerGone {
+        link: u64,
+        clean: bool,
+    },
+    LocalDescription {
+        pc: usize,
+    },
+    RemoteDescription {
+        pc: usize,
+        sdp_type: String,
+        sdp: String,
+    },
+    AddCandidate {
+        pc: usize,
+        candidate: String,
+    },
+    LocalCandidate {
+        pc: usize,
+        n: u32,
+    },
+    NegotiationNeeded {
+        pc: usize,
+    },
+    Connect {
+        a: usize,
+        b: usize,
+    },
+    DcOpen {
+        dc: usize,
+    },
+    DcAnnounce {
+        dc: usize,
+    },
+    DcFrame {
+        dc: usize,
+        bytes: Vec<u8>,
+    },
+    DcDrained {
+        dc: usize,
+        n: usize,
+    },
+    DcClosed {
+        dc: usize,
+    },
+}
+
+struct Scheduled {
+    at: Millis,
+    seq: u64,
+    what: Delivery,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        self.seq == other.seq
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Earliest first (BinaryHeap is a max-heap), then in schedule order.
+        other.at.total_cmp(&self.at).then(other.seq.cmp(&self.seq))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sig {
+    Stable,
+    HaveLocalOffer,
+    HaveRemoteOffer,
+}
+
+struct Pc {
+    peer: usize,
+    conn: ConnId,
+    sig: Sig,
+    /// The pc whose description this one applied.
+    remote_pc: Option<usize>,
+    pending_local: bool,
+    candidates_in: u32,
+    connected: bool,
+    closed: bool,
+    dcs: Vec<usize>,
+}
+
+struct Dc {
+    pc: usize,
+    peer: usize,
+    chan: Option<ChanId>,
+    label: String,
+    main: bool,
+    open: bool,
+    closed: bool,
+    closing: bool,
+    remote: Option<usize>,
+    buffered: usize,
+    low: usize,
+    /// When the last frame sent on it arrives (frames keep their order).
+    last_arrival: Millis,
+}
+
+/// One simulated browser tab with its engine.
+pub struct SimPeer {
+    pub engine: Engine,
+    /// Every event the engine produced, in order.
+    pub events: Vec<Event>,
+    pub online: bool,
+    link: Option<u64>,
+    generation: u64,
+    pcs: BTreeMap<ConnId, usize>,
+    dcs: BTreeMap<ChanId, usize>,
+}
+
+/// The simulated network.
+pub struct Sim<B: Broker> {
+    pub now: Millis,
+    pub broker: B,
+    pub peers: Vec<SimPeer>,
+    /// One-way delay of every hop, in ms.
+    pub latency: Millis,
+    /// Extra random delay per message, in ms (never reorders one socket's
+    /// or one channel's frames).
+    pub jitter: Millis,
+    /// Data channel drain rate, bytes per ms.
+    pub bandwidth: f64,
+    rng: Rng,
+    seq: u64,
+    queue: BinaryHeap<Scheduled>,
+    pcs: Vec<Pc>,
+    dcs: Vec<Dc>,
+    links: BTreeMap<u64, (usize, u64)>,
+    /// When the last frame on each broker link arrives, per direction.
+    link_arrival: BTreeMap<(u64, bool), Millis>,
+}
+
+impl<B: Broker> Sim<B> {
+    pub fn new(broker: B, seed: u64) -> Self {
+        Self {
+            now: 0.0,
+            broker,
+            peers: Vec::new(),
+            latency: 5.0,
+            jitter: 0.0,
+            bandwidth: 20_000.0,
+            rng: Rng::new(seed),
+            seq: 0,
+            queue: BinaryHeap::new(),
+            pcs: Vec::new(),
+            dcs: Vec::new(),
+            links: BTreeMap::new(),
+            link_arrival: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a peer and starts it; returns its index.
+    pub fn add(&mut self, engine: Engine) -> usize {
+        let i = self.peers.len();
+        self.peers.push(SimPeer {
+            engine,
+            events: Vec::new(),
+            online: true,
+            link: None,
+            generation: 0,
+            pcs: BTreeMap::new(),
+            dcs: BTreeMap::new(),
+        });
+        let now = self.now;
+        self.with(i, |e| {
+            e.start(now);
+        });
+        i
+    }
+
+    /// Runs `f` on peer `i`'s engine, then carries out what it produced.
+    pub fn with<R>(&mut self, i: usize, f: impl FnOnce(&mut Engine) -> R) -> R {
+        let r = f(&mut self.peers[i].engine);
+        self.drain(i);
+        r
+    }
+
+    /// Takes peer `i` off the network (its broker socket drops) or back on.
+    pub fn set_online(&mut self, i: usize, online: bool) {
+        self.peers[i].online = online;
+        if !online {
+            if let Some(link) = self.peers[i].link.take() {
+                let generation = self.peers[i].generation;
+                self.links.remove(&link);
+                self.broker.disconnect(link, false, self.now);
+                self.pump_broker();
+                self.schedule(
+                    self.latency,
+                    Delivery::BrokerClosed {
+                        peer: i,
+                        generation,
+                        code: 1006,
+                    },
+                );
+            }
+        }
+    }
+
+    fn delay(&mut self) -> Millis {
+        self.latency + self.jitter * self.rng.unit()
+    }
+
+    fn schedule(&mut self, after: Millis, what: Delivery) {
+        self.seq += 1;
+        self.queue.push(Scheduled {
+            at: self.now + after,
+            seq: self.seq,
+            what,
+        });
+    }
+
+    /// Schedules at an absolute time no earlier than `floor` (ordering).
+    fn schedule_ordered(&mut self, floor: &mut Millis, what: Delivery) {
+        let at = (self.now + self.delay()).max(*floor);
+        *floor = at;
+        self.seq += 1;
+        self.queue.push(Scheduled {
+            at,
+            seq: self.seq,
+            what,
+        });
+    }
+
+    /// Runs until `until` (simulated ms) or until nothing is left to do.
+    pub fn run_until(&mut self, until: Millis) {
+        loop {
+            let next_event = self.queue.peek().map(|s| s.at);
+            let next_timer = self
+                .peers
+                .iter()
+                .filter_map(|p| p.engine.poll_timeout())
+                .reduce(f64::min);
+            let next = match (next_event, next_timer) {
+                (Some(a), Some(b)) => a.min(b),
+                (Some(a), None) => a,
+                (None, Some(b)) => b,
+                (None, None) => break,
+            };
+            if next > until {
+                break;
+            }
+            self.now = self.now.max(next);
+            self.broker.tick(self.now);
+            self.pump_broker();
+            if next_event.is_some_and(|t| t <= self.now) {
+                let s = self.queue.pop().expect("peeked");
+                self.deliver(s.what);
+            } else {
+                for i in 0..self.peers.len() {
+                    if self.peers[i]
+                        .engine
+                        .poll_timeout()
+                        .is_some_and(|t| t <= self.now)
+                    {
+                        let now = self.now;
+                        self.with(i, |e| e.handle_timeout(now));
+                    }
+                }
+            }
+        }
+        self.now = self.now.max(until);
+    }
+
+    /// Runs for `ms` more simulated milliseconds.
+    pub fn run_for(&mut self, ms: Millis) {
+        let until = self.now + ms;
+        self.run_until(until);
+    }
+
+    /// Runs until `done` holds (checked after each step) or `ms` pass.
+    pub fn run_while(&mut self, ms: Millis, mut done: impl FnMut(&Self) -> bool) -> bool {
+        let until = self.now + ms;
+        while self.now < until {
+            if done(self) {
+                return true;
+            }
+            let step = (self.now + 1.0).min(until);
+            self.run_until(step);
+        }
+        done(self)
+    }
+
+    // ---- carrying out what an engine produced --------------------------
+
+    fn drain(&mut self, i: usize) {
+        loop {
+            let mut any = false;
+            while let Some(t) = self.peers[i].engine.poll_transmit() {
+                any = true;
+                self.transmit(i, t);
+            }
+            while let Some(a) = self.peers[i].engine.poll_action() {
+                any = true;
+                self.act(i, a);
+            }
+            while let Some(e) = self.peers[i].engine.poll_event() {
+                any = true;
+                self.peers[i].events.push(e);
+            }
+            // What the channels hold now, as a browser reports it.
+            let chans: Vec<(ChanId, usize)> =
+                self.peers[i].dcs.iter().map(|(c, d)| (*c, *d)).collect();
+            for (chan, dc) in chans {
+                let buffered = self.dcs[dc].buffered;
+                if buffered < self.peers[i].engine.config().window.high
+                    && self.peers[i].engine.queued_bytes(chan) > 0
+                {
+                    let now = self.now;
+                    let before = self.peers[i].engine.queued_bytes(chan);
+                    self.peers[i].engine.handle_buffered(chan, buffered, now);
+                    if self.peers[i].engine.queued_bytes(chan) != before {
+                        any = true;
+                    }
+                }
+            }
+            if !any {
+                break;
+            }
+        }
+    }
+
+    fn transmit(&mut self, i: usize, t: Transmit) {
+        match t {
+            Transmit::Broker(text) => {
+                if let Some(link) = self.peers[i].link {
+                    let mut floor = self.link_arrival.get(&(link, true)).copied().unwrap_or(0.0);
+                    self.schedule_ordered(&mut floor, Delivery::ToBroker { link, text });
+                    self.link_arrival.insert((link, true), floor);
+                }
+            }
+            Transmit::HubSignal { .. } => {}
+            Transmit::Frame { chan, bytes } => {
+                let Some(&dc) = self.peers[i].dcs.get(&chan) else {
+                    return;
+                };
+                self.dc_send(dc, bytes);
+            }
+        }
+    }
+
+    fn dc_send(&mut self, dc: usize, bytes: Vec<u8>) {
+        let d = &self.dcs[dc];
+        if !d.open || d.closed || d.closing {
+            return;
+        }
+        let Some(remote) = d.remote else {
+            return;
+        };
+        let n = bytes.len();
+        self.dcs[dc].buffered += n;
+        // Drains at `bandwidth`; arrives after the latency.
+        let drain = n as f64 / self.bandwidth;
+        let mut floor = self.dcs[dc].last_arrival.max(self.now) + drain;
+        let arrival_floor = floor;
+        self.schedule_ordered(&mut floor, Delivery::DcFrame { dc: remote, bytes });
+        self.dcs[dc].last_arrival = floor;
+        let at = arrival_floor - self.now;
+        self.schedule(at.max(0.0), Delivery::DcDrained { dc, n });
+    }
+
+    fn act(&mut self, i: usize, a: Action) {
+        match a {
+            Action::DialBroker { generation, .. } => {
+                self.peers[i].generation = generation;
+                if self.peers[i].online {
+                    let link = self.broker.connect(self.now);
+                    self.peers[i].link = Some(link);
+                    self.links.insert(link, (i, generation));
+                    self.schedule(
+                        self.latency,
+                        Delivery::BrokerOpen {
+                            peer: i,
+                            generation,
+                        },
+                    );
+                } else {
+                    self.schedule(
+                        self.latency,
+                        Delivery::BrokerClosed {
+                            peer: i,
+                            generation,
+                            code: 1006,
+                        },
+                    );
+                }
+            }
+            Action::CloseBroker { code, .. } => {
+                if let Some(link) = self.peers[i].link.take() {
+                    let generation = self.peers[i].generation;
+                    let mut floor = self.link_arrival.get(&(link, true)).copied().unwrap_or(0.0);
+                    self.schedule_ordered(
+                        &mut floor,
+                        Delivery::BrokerGone {
+                            link,
+                            clean: code == 1000,
+                        },
+                    );
+                    self.schedule(
+                        self.latency * 2.0,
+                        Delivery::BrokerClosed {
+                            peer: i,
+                            generation,
+                            code,
+                        },
+                    );
+                }
+            }
+            Action::AttachHub | Action::DetachHub => {}
+            Action::CreateConnection { conn, chan, .. } => {
+                let pc = self.pcs.len();
+                self.pcs.push(Pc {
+                    peer: i,
+                    conn,
+                    sig: Sig::Stable,
+                    remote_pc: None,
+                    pending_local: false,
+                    candidates_in: 0,
+                    connected: false,
+                    closed: false,
+                    dcs: Vec::new(),
+                });
+                self.peers[i].pcs.insert(conn, pc);
+                let dc = self.new_dc(pc, i, Some(chan), "peerwire", true, 0);
+                self.peers[i].dcs.insert(chan, dc);
+                self.schedule(0.5, Delivery::NegotiationNeeded { pc });
+            }
+            Action::SetLocalDescription { conn } => {
+                let Some(&pc) = self.peers[i].pcs.get(&conn) else {
+                    return;
+                };
+                self.schedule(1.0, Delivery::LocalDescription { pc });
+            }
+            Action::SetRemoteDescription {
+                conn,
+                sdp_type,
+                sdp,
+            } => {
+                let Some(&pc) = self.peers[i].pcs.get(&conn) else {
+                    return;
+                };
+                self.schedule(1.0, Delivery::RemoteDescription { pc, sdp_type, sdp });
+            }
+            Action::AddCandidate { conn, candidate } => {
+                let Some(&pc) = self.peers[i].pcs.get(&conn) else {
+                    return;
+                };
+                self.schedule(0.5, Delivery::AddCandidate { pc, candidate });
+            }
+            Action::CreateChannel {
+                conn,
+                chan,
+                label,
+                low_water,
+                ..
+            } => {
+                let Some(&pc) = self.peers[i].pcs.get(&conn) else {
+                    return;
+                };
+                let dc = self.new_dc(pc, i, Some(chan), &label, false, low_water);
+                self.peers[i].dcs.insert(chan, dc);
+                if self.pcs[pc].connected {
+                    let after = self.delay();
+                    self.schedule(after, Delivery::DcAnnounce { dc });
+                }
+            }
+            Action::CloseChannel { chan } => {
+                if let Some(&dc) = self.peers[i].dcs.get(&chan) {
+                    self.close_dc(dc);
+                }
+            }
+            Action::ReleaseConnection { conn } => {
+                if let Some(pc) = self.peers[i].pcs.remove(&conn) {
+                    self.pcs[pc].closed = true;
+                    let dcs = self.pcs[pc].dcs.clone();
+                    for dc in dcs {
+                        if let Some(chan) = self.dcs[dc].chan {
+                            self.peers[i].dcs.remove(&chan);
+                        }
+                        self.dcs[dc].chan = None;
+                        self.close_dc(dc);
+                    }
+                }
+            }
+        }
+    }
+
+    fn new_dc(
+        &mut self,
+        pc: usize,
+        peer: usize,
+        chan: Option<ChanId>,
+        label: &str,
+        main: bool,
+        low: usize,
+    ) -> usize {
+        let dc = self.dcs.len();
+        self.dcs.push(Dc {
+            pc,
+            peer,
+            chan,
+            label: label.to_string(),
+            main,
+            open: false,
+            closed: false,
+            closing: false,
+            remote: None,
+            buffered: 0,
+            low,
+            last_arrival: 0.0,
+        });
+        self.pcs[pc].dcs.push(dc);
+        dc
+    }
+
+    fn close_dc(&mut self, dc: usize) {
+        if self.dcs[dc].closed || self.dcs[dc].closing {
+            return;
+        }
+        self.dcs[dc].closing = true;
+        // After what is buffered, both ends see the close.
+        let mut floor = self.dcs[dc].last_arrival.max(self.now);
+        self.schedule_ordered(&mut floor, Delivery::DcClosed { dc });
+        if let Some(r) = self.dcs[dc].remote {
+            let mut floor2 = floor;
+            self.schedule_ordered(&mut floor2, Delivery::DcClosed { dc: r });
+        }
+    }
+
+    // ---- deliveries -----------------------------------------------------
+
+    fn deliver(&mut self, what: Delivery) {
+        let now = self.now;
+        match what {
+            Delivery::BrokerOpen { peer, generation } => {
+                self.with(peer, |e| e.handle_broker_open(generation, now));
+            }
+            Delivery::BrokerText {
+                peer,
+                generation,
+                text,
+            } => {
+                self.with(peer, |e| e.handle_broker_text(generation, &text, now));
+            }
+            Delivery::BrokerClosed {
+                peer,
+                generation,
+                code,
+            } => {
+                if self.peers[peer].generation == generation
+                    && self.peers[peer]
+                        .link
+                        .is_some_and(|l| self.links.get(&l).map(|x| x.1) == Some(generation))
+                {
+                    let link = self.peers[peer].link.take();
+                    if let Some(l) = link {
+                        self.links.remove(&l);
+                    }
+                }
+                self.with(peer, |e| e.handle_broker_closed(generation, code, "", now));
+            }
+            Delivery::ToBroker { link, text } => {
+                if self.links.contains_key(&link) {
+                    self.broker.receive(link, &text, now);
+                    self.pump_broker();
+                }
+            }
+            Delivery::BrokerGone { link, clean } => {
+                self.links.remove(&link);
+                self.broker.disconnect(link, clean, now);
+                self.pump_broker();
+            }
+            Delivery::NegotiationNeeded { pc } => {
+                let p = &self.pcs[pc];
+                if p.closed || p.sig != Sig::Stable || p.remote_pc.is_some() {
+                    return;
+                }
+                let (peer, conn) = (p.peer, p.conn);
+                self.with(peer, |e| e.handle_negotiation_needed(conn, now));
+            }
+            Delivery::LocalDescription { pc } => {
+                if self.pcs[pc].closed {
+                    return;
+                }
+                let (peer, conn) = (self.pcs[pc].peer, self.pcs[pc].conn);
+                let kind = match self.pcs[pc].sig {
+                    Sig::Stable => {
+                        self.pcs[pc].sig = Sig::HaveLocalOffer;
+                        self.pcs[pc].pending_local = true;
+                        "offer"
+                    }
+                    Sig::HaveRemoteOffer => {
+                        self.pcs[pc].sig = Sig::Stable;
+                        "answer"
+                    }
+                    Sig::HaveLocalOffer => "offer",
+                };
+                let sdp = format!("pc:{pc}");
+                self.with(peer, |e| {
+                    e.handle_local_description(conn, Ok((kind.to_string(), sdp)), now)
+                });
+                for n in 0..2 {
+                    let after = 1.0 + n as f64;
+                    self.schedule(after, Delivery::LocalCandidate { pc, n });
+                }
+                self.check_connect(pc);
+            }
+            Delivery::LocalCandidate { pc, n } => {
+                if self.pcs[pc].closed {
+                    return;
+                }
+                let (peer, conn) = (self.pcs[pc].peer, self.pcs[pc].conn);
+                let json = format!(
+                    r#"{{"candidate":"candidate:{pc}:{n}","sdpMid":"0","sdpMLineIndex":0}}"#
+                );
+                self.with(peer, |e| e.handle_local_candidate(conn, &json));
+            }
+            Delivery::RemoteDescription { pc, sdp_type, sdp } => {
+                if self.pcs[pc].closed {
+                    return;
+                }
+                let (peer, conn) = (self.pcs[pc].peer, self.pcs[pc].conn);
+                let from: Option<usize> = sdp.strip_prefix("pc:").and_then(|s| s.parse().ok());
+                let result = match (sdp_type.as_str(), self.pcs[pc].sig) {
+                    ("offer", Sig::Stable | Sig::HaveLocalOffer) => {
+                        self.pcs[pc].sig = Sig::HaveRemoteOffer;
+                        self.pcs[pc].pending_local = false;
+                        self.pcs[pc].remote_pc = from;
+                        Ok(())
+                    }
+                    ("answer", Sig::HaveLocalOffer) => {
+                        self.pcs[pc].sig = Sig::Stable;
+                        self.pcs[pc].pending_local = false;
+                        self.pcs[pc].remote_pc = from;
+                        Ok(())
+                    }
+                    (t, s) => Err(format!(
+                        "Failed to set remote {t} sdp: Called in wrong state: {s:?}"
+                    )),
+                };
+                self.with(peer, |e| e.handle_remote_description(conn, result, now));
+                self.check_connect(pc);
+            }
+            Delivery::AddCandidate { pc, candidate } => {
+                if self.pcs[pc].closed {
+                    return;
+                }
+                let (peer, conn) = (self.pcs[pc].peer, self.pcs[pc].conn);
+                let of: Option<usize> = candidate
+                    .split("candidate:")
+                    .nth(2)
+                    .or_else(|| candidate.split("candidate:").nth(1))
+                    .and_then(|s| s.split(':').next())
+                    .and_then(|s| s.parse().ok());
+                let result = match self.pcs[pc].remote_pc {
+                    None => Err("The remote description was null".to_string()),
+                    Some(r) if Some(r) == of => {
+                        self.pcs[pc].candidates_in += 1;
+                        Ok(())
+                    }
+                    Some(_) => Err("Unknown ufrag".to_string()),
+                };
+                self.with(peer, |e| e.handle_candidate_added(conn, result, now));
+                self.check_connect(pc);
+            }
+            Delivery::Connect { a, b } => {
+                if self.pcs[a].closed || self.pcs[b].closed || self.pcs[a].connected {
+                    return;
+                }
+                self.pcs[a].connected = true;
+                self.pcs[b].connected = true;
+                // Pair the negotiated channels, then announce the others.
+                let main_a = self.pcs[a].dcs.iter().copied().find(|d| self.dcs[*d].main);
+                let main_b = self.pcs[b].dcs.iter().copied().find(|d| self.dcs[*d].main);
+                if let (Some(x), Some(y)) = (main_a, main_b) {
+                    self.dcs[x].remote = Some(y);
+                    self.dcs[y].remote = Some(x);
+                    self.schedule(0.0, Delivery::DcOpen { dc: x });
+                    self.schedule(0.0, Delivery::DcOpen { dc: y });
+                }
+                for pc in [a, b] {
+                    let others: Vec<usize> = self.pcs[pc]
+                        .dcs
+                        .iter()
+                        .copied()
+                        .filter(|d| !self.dcs[*d].main)
+                        .collect();
+                    for dc in others {
+                        let after = self.delay();
+                        self.schedule(after, Delivery::DcAnnounce { dc });
+                    }
+                }
+            }
+            Delivery::DcAnnounce { dc } => {
+                let pc = self.dcs[dc].pc;
+                let Some(rpc) = self.pcs[pc].remote_pc else {
+                    return;
+                };
+                if self.dcs[dc].closed || self.dcs[dc].closing || self.pcs[rpc].closed {
+                    return;
+                }
+                let rpeer = self.pcs[rpc].peer;
+                let rconn = self.pcs[rpc].conn;
+                let label = self.dcs[dc].label.clone();
+                let low = self.dcs[dc].low;
+                let remote_dc = self.new_dc(rpc, rpeer, None, &label, false, low);
+                self.dcs[dc].remote = Some(remote_dc);
+                self.dcs[remote_dc].remote = Some(dc);
+                let chan = self.with(rpeer, |e| e.handle_incoming_channel(rconn, &label, now));
+                match chan {
+                    Some(chan) => {
+                        self.dcs[remote_dc].chan = Some(chan);
+                        self.peers[rpeer].dcs.insert(chan, remote_dc);
+                        // The remote's side is open as it is announced;
+                        // this side hears of it a little later.
+                        self.dcs[remote_dc].open = true;
+                        self.with(rpeer, |e| e.handle_channel_open(chan, now));
+                        let after = self.delay();
+                        self.schedule(after, Delivery::DcOpen { dc });
+                    }
+                    None => {
+                        self.dcs[remote_dc].open = true;
+                        self.schedule(0.0, Delivery::DcOpen { dc });
+                        self.close_dc(remote_dc);
+                    }
+                }
+            }
+            Delivery::DcOpen { dc } => {
+                let d = &self.dcs[dc];
+                if d.closed || d.closing {
+                    return;
+                }
+                self.dcs[dc].open = true;
+                let (peer, chan) = (self.dcs[dc].peer, self.dcs[dc].chan);
+                if let Some(chan) = chan {
+                    self.with(peer, |e| e.handle_channel_open(chan, now));
+                }
+            }
+            Delivery::DcFrame { dc, bytes } => {
+                let d = &self.dcs[dc];
+                if d.closed {
+                    return;
+                }
+                let (peer, chan) = (d.peer, d.chan);
+                if let Some(chan) = chan {
+                    self.with(peer, |e| e.handle_channel_message(chan, &bytes, now));
+                }
+            }
+            Delivery::DcDrained { dc, n } => {
+                let before = self.dcs[dc].buffered;
+                let after = before.saturating_sub(n);
+                self.dcs[dc].buffered = after;
+                let (peer, chan, low) = (self.dcs[dc].peer, self.dcs[dc].chan, self.dcs[dc].low);
+                if before > low && after <= low && !self.dcs[dc].closed {
+                    if let Some(chan) = chan {
+                        self.with(peer, |e| e.handle_buffered(chan, after, now));
+                    }
+                }
+            }
+            Delivery::DcClosed { dc } => {
+                if self.dcs[dc].closed {
+                    return;
+                }
+                self.dcs[dc].closed = true;
+                self.dcs[dc].open = false;
+                let (peer, chan) = (self.dcs[dc].peer, self.dcs[dc].chan);
+                if let Some(chan) = chan {
+                    self.peers[peer].dcs.remove(&chan);
+                    self.with(peer, |e| e.handle_channel_closed(chan, now));
+                }
+            }
+        }
+    }
+
+    /// Connects a pair that has agreed on a session.
+    fn check_connect(&mut self, pc: usize) {
+        let Some(r) = self.pcs[pc].remote_pc else {
+            return;
+        };
+        let (a, b) = (&self.pcs[pc], &self.pcs[r]);
+        if a.connected
+            || a.closed
+            || b.closed
+            || a.sig != Sig::Stable
+            || b.sig != Sig::Stable
+            || b.remote_pc != Some(pc)
+            || (a.candidates_in == 0 && b.candidates_in == 0)
+        {
+            return;
+        }
+        let after = self.latency * 2.0;
+        self.schedule(after, Delivery::Connect { a: pc, b: r });
+    }
+
+    /// Carries the broker's output to its clients.
+    fn pump_broker(&mut self) {
+        let links: Vec<(u64, (usize, u64))> = self.links.iter().map(|(l, x)| (*l, *x)).collect();
+        for (link, (peer, generation)) in links {
+            let (frames, closed) = self.broker.poll(link);
+            let mut floor = self
+                .link_arrival
+                .get(&(link, false))
+                .copied()
+                .unwrap_or(0.0);
+            for text in frames {
+                self.schedule_ordered(
+                    &mut floor,
+                    Delivery::BrokerText {
+                        peer,
+                        generation,
+                        text,
+                    },
+                );
+            }
+            if let Some(code) = closed {
+                self.links.remove(&link);
+                self.broker.disconnect(link, false, self.now);
+                self.schedule_ordered(
+                    &mut floor,
+                    Delivery::BrokerClosed {
+                        peer,
+                        generation,
+                        code,
+                    },
+                );
+            }
+            self.link_arrival.insert((link, false), floor);
+        }
+    }
+
+    // ---- reading the outcome --------------------------------------------
+
+    /// The outcome of operation `op` of peer `i`, once it ended.
+    pub fn outcome(
+        &self,
+        i: usize,
+        op: crate::core::engine::OpId,
+    ) -> Option<&Result<crate::core::engine::Reply, crate::core::error::PeerError>> {
+        self.peers[i].events.iter().find_map(|e| match e {
+            Event::Done { op: o, result } if *o == op => Some(result),
+            _ => None,
+        })
+    }
+
+    /// Whether peer `i` has seen an event matching `f`.
+    pub fn saw(&self, i: usize, f: impl Fn(&Event) -> bool) -> bool {
+        self.peers[i].events.iter().any(f)
+    }
+
+    /// Browser objects still alive for peer `i` (pcs, channels).
+    pub fn live_objects(&self, i: usize) -> (usize, usize) {
+        (self.peers[i].pcs.len(), self.peers[i].dcs.len())
+    }
+}
