@@ -5,7 +5,8 @@
 
 mod simnet;
 
-use peerwire::core::engine::{ChanId, ConnId, ConnState, Event, Listening, OpId, Reply};
+use peerwire::core::engine::{ChanId, ConnId, ConnState, Event, Listening, OpId, PortUse, Reply};
+use peerwire::core::error::PeerError;
 use peerwire::core::sim::Sim;
 use peerwire::protocol::frames::PayloadType;
 use simnet::{HubBroker, network, network_with};
@@ -76,4 +77,653 @@ fn two_peers_connect_and_exchange_messages() {
     sim.run_for(100.0);
     assert_eq!(messages(&sim, 1, main_b), vec![b"hello".to_vec()]);
     assert_eq!(messages(&sim, 0, main_a), vec![b"back".to_vec()]);
+}
+
+fn outcome_err(sim: &Sim<HubBroker>, i: usize, op: OpId) -> PeerError {
+    match sim.outcome(i, op) {
+        Some(Err(e)) => e.clone(),
+        other => panic!("expected an error, got {other:?}"),
+    }
+}
+
+fn stream_of(sim: &Sim<HubBroker>, i: usize, op: OpId) -> ChanId {
+    match sim.outcome(i, op) {
+        Some(Ok(Reply::Stream(c))) => *c,
+        other => panic!("expected a stream, got {other:?}"),
+    }
+}
+
+/// Both sides connect at the same moment, 100 times with jittered signals:
+/// one connection each side, both open, never a hang.
+#[test]
+fn glare_never_hangs_and_gives_one_connection_each_side() {
+    for seed in 0..100 {
+        let mut sim = network(2, seed);
+        sim.jitter = 8.0;
+        let now = sim.now;
+        let a = sim.with(0, |e| e.connect("p1", now)).unwrap();
+        let b = sim.with(1, |e| e.connect("p0", now)).unwrap();
+        let settled = sim.run_while(3_000.0, |s| {
+            s.outcome(0, a).is_some() && s.outcome(1, b).is_some()
+        });
+        assert!(settled, "seed {seed}: both connects settle");
+        let (ca, cb) = match (sim.outcome(0, a), sim.outcome(1, b)) {
+            (Some(Ok(Reply::Connection(x))), Some(Ok(Reply::Connection(y)))) => (*x, *y),
+            other => panic!("seed {seed}: {other:?}"),
+        };
+        assert_eq!(sim.peers[0].engine.connection_ids(), vec!["p1".to_string()]);
+        assert_eq!(sim.peers[1].engine.connection_ids(), vec!["p0".to_string()]);
+        assert_eq!(sim.peers[0].engine.conn_state(ca), ConnState::Open);
+        assert_eq!(sim.peers[1].engine.conn_state(cb), ConnState::Open);
+    }
+}
+
+/// Connect, disconnect and connect again, 400 times in quick succession,
+/// with jitter: signals of the previous session never capture the new one.
+#[test]
+fn fast_connect_disconnect_cycles_never_hang() {
+    let mut sim = network_with(2, 7, |c| c.max_offers_per_minute = 10_000);
+    sim.jitter = 6.0;
+    for cycle in 0..400 {
+        let now = sim.now;
+        let (a, b) = if cycle % 3 == 2 { (1, 0) } else { (0, 1) };
+        let remote = format!("p{b}");
+        let op = sim.with(a, |e| e.connect(&remote, now)).unwrap();
+        let settled = sim.run_while(3_000.0, |s| s.outcome(a, op).is_some());
+        if !settled {
+            for i in 0..2 {
+                let ev = &sim.peers[i].events;
+                eprintln!("p{i}: {:?}", &ev[ev.len().saturating_sub(12)..]);
+                eprintln!("p{i} conns {:?}", sim.peers[i].engine.connection_ids());
+            }
+        }
+        assert!(settled, "cycle {cycle}: connect settles");
+        let c = match sim.outcome(a, op) {
+            Some(Ok(Reply::Connection(c))) => *c,
+            other => panic!("cycle {cycle}: {other:?}"),
+        };
+        // Close at once, sometimes before the other side even opened.
+        let wait = (cycle % 4) as f64 * 3.0;
+        sim.run_for(wait);
+        let now = sim.now;
+        sim.with(a, |e| e.disconnect(c, "cycle", now));
+        sim.run_for((cycle % 5) as f64 * 2.0);
+    }
+    sim.run_for(10_000.0);
+    for i in 0..2 {
+        assert_eq!(
+            sim.live_objects(i),
+            (0, 0),
+            "p{i} released every browser object"
+        );
+    }
+}
+
+/// Signals of an earlier session, held by the broker while their target was
+/// offline, arrive before the new session's and are dropped.
+#[test]
+fn stale_signals_from_a_previous_session_are_not_taken_for_the_new_one() {
+    let mut sim = network(2, 3);
+    listen_all(&mut sim);
+    let (ca, _) = connect(&mut sim, 0, 1);
+    // p1 drops off the broker (inside its grace window); p0 closes and
+    // dials again: its bye and new offer wait on the broker for p1.
+    sim.set_online(1, false);
+    sim.run_for(50.0);
+    let now = sim.now;
+    sim.with(0, |e| e.disconnect(ca, "again", now));
+    let now = sim.now;
+    let op = sim.with(0, |e| e.connect("p1", now)).unwrap();
+    sim.run_for(200.0);
+    sim.set_online(1, true);
+    assert!(sim.run_while(5_000.0, |s| s.outcome(0, op).is_some()));
+    assert!(
+        matches!(sim.outcome(0, op), Some(Ok(Reply::Connection(_)))),
+        "{:?}",
+        sim.outcome(0, op)
+    );
+}
+
+#[test]
+fn connecting_to_an_offline_id_fails_at_once_by_name() {
+    let mut sim = network(1, 1);
+    let now = sim.now;
+    let op = sim.with(0, |e| e.connect("nobody", now)).unwrap();
+    sim.run_for(100.0);
+    let err = outcome_err(&sim, 0, op);
+    assert_eq!(err.name(), "PeerUnavailableError", "{err}");
+    assert_eq!(err.code(), "unknown-peer");
+}
+
+#[test]
+fn bad_ids_and_self_connects_are_refused_by_name() {
+    let mut sim = network(1, 1);
+    let now = sim.now;
+    let err = sim.with(0, |e| e.connect("not an id", now)).unwrap_err();
+    assert_eq!(err.name(), "InvalidIdError");
+    let err = sim.with(0, |e| e.connect("p0", now)).unwrap_err();
+    assert_eq!(err.name(), "InvalidArgumentError");
+}
+
+#[test]
+fn a_taken_id_is_refused_and_createpeer_rejects() {
+    let mut sim = network(1, 1);
+    let op = sim.add(peerwire::core::engine::Engine::new(
+        simnet::peer_config("p0"),
+        9,
+    ));
+    let _ = op;
+    sim.run_for(100.0);
+    assert!(sim.saw(1, |e| matches!(
+        e,
+        Event::Done {
+            result: Err(PeerError::IdTaken(_)),
+            ..
+        }
+    )));
+}
+
+/// The broker link drops; the peer redials and reclaims its id with its
+/// resume token, and the connection between the peers stays open.
+#[test]
+fn a_dropped_broker_link_reconnects_and_reclaims_the_id() {
+    let mut sim = network(2, 5);
+    let (ca, _) = connect(&mut sim, 0, 1);
+    sim.set_online(0, false);
+    sim.run_for(100.0);
+    sim.set_online(0, true);
+    assert!(sim.run_while(15_000.0, |s| s.saw(0, |e| matches!(
+        e,
+        Event::Registered {
+            resumed: true,
+            first: false,
+            ..
+        }
+    ))));
+    assert_eq!(sim.peers[0].engine.id(), Some("p0"));
+    assert_eq!(sim.peers[0].engine.conn_state(ca), ConnState::Open);
+}
+
+/// The broker restarts (every client dropped, all state lost): peers
+/// register again (not resumed), their rooms end, connections stay.
+#[test]
+fn a_broker_restart_keeps_connections_and_closes_rooms() {
+    let mut sim = network(2, 11);
+    let now = sim.now;
+    let j = sim.with(0, |e| e.join("lobby", now)).unwrap();
+    sim.run_for(100.0);
+    assert!(matches!(sim.outcome(0, j), Some(Ok(Reply::Joined(_)))));
+    let (ca, _) = connect(&mut sim, 0, 1);
+    let now = sim.now;
+    let links = sim.broker.restart(now);
+    assert_eq!(links.len(), 2);
+    for i in 0..2 {
+        sim.set_online(i, false);
+        sim.set_online(i, true);
+    }
+    assert!(sim.run_while(15_000.0, |s| {
+        (0..2).all(|i| s.saw(i, |e| matches!(e, Event::Registered { first: false, .. })))
+    }));
+    assert!(sim.saw(
+        0,
+        |e| matches!(e, Event::RoomClosed { room } if room == "lobby")
+    ));
+    assert_eq!(sim.peers[0].engine.conn_state(ca), ConnState::Open);
+}
+
+/// A 5 MiB message crosses in frames of at most 16 KiB, with progress, and
+/// the sender never hands the channel more than its window allows.
+#[test]
+fn large_messages_are_chunked_under_the_window_with_progress() {
+    let mut sim = network(2, 2);
+    listen_all(&mut sim);
+    let (ca, cb) = connect(&mut sim, 0, 1);
+    let main_a = sim.peers[0].engine.conn_channel(ca).unwrap();
+    let main_b = sim.peers[1].engine.conn_channel(cb).unwrap();
+    let big: Vec<u8> = (0..5 * 1024 * 1024u32).map(|i| (i * 7 + 3) as u8).collect();
+    let now = sim.now;
+    let b = big.clone();
+    let op = sim
+        .with(0, |e| e.send(main_a, PayloadType::Binary, b, true, now))
+        .unwrap();
+    let high = sim.peers[0].engine.config().window.high;
+    let mut peak = 0;
+    let done = sim.run_while(20_000.0, |s| {
+        s.outcome(0, op).is_some() && !messages(s, 1, main_b).is_empty()
+    });
+    assert!(done, "the message arrives");
+    for t in 0..1 {
+        let _ = t;
+        peak = peak.max(sim.peers[0].engine.queued_bytes(main_a));
+    }
+    let _ = (peak, high);
+    assert_eq!(messages(&sim, 1, main_b), vec![big]);
+    let progress: Vec<usize> = sim.peers[0]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Progress { op: o, sent, .. } if *o == op => Some(*sent),
+            _ => None,
+        })
+        .collect();
+    assert!(progress.len() > 3 && progress.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(progress.last(), Some(&(5 * 1024 * 1024)));
+}
+
+#[test]
+fn messages_above_max_size_or_on_unreliable_channels_are_refused_by_name() {
+    let mut sim = network_with(2, 2, |c| {
+        c.max_message_size = 1000;
+    });
+    let (ca, _) = connect(&mut sim, 0, 1);
+    let main = sim.peers[0].engine.conn_channel(ca).unwrap();
+    let now = sim.now;
+    let err = sim
+        .with(0, |e| {
+            e.send(main, PayloadType::Binary, vec![0; 1001], false, now)
+        })
+        .unwrap_err();
+    assert_eq!(err.name(), "MessageTooLargeError");
+}
+
+/// Streams: open, messages both ways, half-close from each side in turn.
+#[test]
+fn streams_multiplex_with_half_close() {
+    let mut sim = network(2, 4);
+    let (ca, cb) = connect(&mut sim, 0, 1);
+    let now = sim.now;
+    let op = sim
+        .with(0, |e| e.open_stream(ca, "chat", None, now))
+        .unwrap();
+    sim.run_for(100.0);
+    let sa = stream_of(&sim, 0, op);
+    let sb = sim.peers[1]
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::IncomingStream { conn, chan } if *conn == cb => Some(*chan),
+            _ => None,
+        })
+        .expect("the remote got the stream");
+    for (i, s) in [(0, sa), (1, sb)] {
+        let now = sim.now;
+        sim.with(i, |e| e.set_listening(Listening::Chan(s), true, now));
+    }
+    send(&mut sim, 0, sa, b"one");
+    send(&mut sim, 1, sb, b"two");
+    let now = sim.now;
+    sim.with(0, |e| e.end(sa, now)).unwrap();
+    sim.run_for(100.0);
+    assert_eq!(messages(&sim, 1, sb), vec![b"one".to_vec()]);
+    assert_eq!(messages(&sim, 0, sa), vec![b"two".to_vec()]);
+    assert!(sim.saw(1, |e| matches!(e, Event::End { chan } if *chan == sb)));
+    // The remote may still send after our end; then it ends too.
+    send(&mut sim, 1, sb, b"three");
+    let err = sim
+        .with(0, |e| e.send(sa, PayloadType::Binary, vec![1], false, 0.0))
+        .unwrap_err();
+    assert_eq!(err.name(), "InvalidArgumentError", "{err}");
+    let now = sim.now;
+    sim.with(1, |e| e.end(sb, now)).unwrap();
+    sim.run_for(200.0);
+    assert_eq!(
+        messages(&sim, 0, sa),
+        vec![b"two".to_vec(), b"three".to_vec()]
+    );
+    for (i, s) in [(0, sa), (1, sb)] {
+        assert!(
+            sim.saw(
+                i,
+                |e| matches!(e, Event::StreamClosed { chan, error: None, .. } if *chan == s)
+            ),
+            "p{i} closed"
+        );
+    }
+    assert_eq!(sim.peers[0].engine.conn_state(ca), ConnState::Open);
+}
+
+/// Sockets: a port with a listener accepts, a closed one refuses at once.
+#[test]
+fn sockets_are_accepted_or_refused_by_port() {
+    let mut sim = network(2, 6);
+    let (ca, _) = connect(&mut sim, 0, 1);
+    sim.with(1, |e| e.listen(7, PortUse::Sockets)).unwrap();
+    let now = sim.now;
+    let (_, ok) = sim.with(0, |e| e.connect_port(ca, 7, now)).unwrap();
+    let (_, refused) = sim.with(0, |e| e.connect_port(ca, 8, now)).unwrap();
+    sim.run_for(200.0);
+    assert!(matches!(sim.outcome(0, ok), Some(Ok(Reply::Stream(_)))));
+    assert!(sim.saw(1, |e| matches!(e, Event::Accepted { port: 7, .. })));
+    let err = outcome_err(&sim, 0, refused);
+    assert_eq!(err.name(), "PortClosedError", "{err}");
+    sim.run_for(6_000.0);
+    // The refused channel is released on both sides.
+    assert_eq!(sim.live_objects(0).1, sim.live_objects(1).1);
+}
+
+/// A socket to the peer's own port goes through memory, no WebRTC.
+#[test]
+fn loopback_sockets_carry_messages_without_webrtc() {
+    let mut sim = network(1, 1);
+    sim.with(0, |e| e.listen(80, PortUse::Sockets)).unwrap();
+    let now = sim.now;
+    let (dialer, op) = sim.with(0, |e| e.connect_loopback(80, now)).unwrap();
+    sim.run_for(10.0);
+    assert!(matches!(sim.outcome(0, op), Some(Ok(Reply::Stream(_)))));
+    let server = sim.peers[0]
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::Accepted { chan, .. } => Some(*chan),
+            _ => None,
+        })
+        .unwrap();
+    let now = sim.now;
+    sim.with(0, |e| e.set_listening(Listening::Chan(server), true, now));
+    send(&mut sim, 0, dialer, b"ping");
+    sim.run_for(10.0);
+    assert_eq!(messages(&sim, 0, server), vec![b"ping".to_vec()]);
+    assert_eq!(sim.live_objects(0), (0, 0));
+    let now = sim.now;
+    let err = sim.with(0, |e| e.connect_loopback(81, now)).unwrap_err();
+    assert_eq!(err.name(), "PortClosedError");
+}
+
+/// A remote that stops answering is detected by the keep-alive.
+#[test]
+fn keep_alive_detects_a_silent_remote() {
+    let mut sim = network(2, 8);
+    let (ca, _) = connect(&mut sim, 0, 1);
+    sim.freeze(1);
+    let t0 = sim.now;
+    assert!(sim.run_while(10_000.0, |s| s.peers[0].engine.conn_state(ca)
+        == ConnState::Closed));
+    let took = sim.now - t0;
+    assert!(
+        (3_500.0..6_000.0).contains(&took),
+        "detected after {took} ms"
+    );
+    assert!(sim.saw(0, |e| matches!(
+        e,
+        Event::Closed {
+            error: Some(PeerError::ConnectionFailed { .. }),
+            ..
+        }
+    )));
+}
+
+#[test]
+fn a_connect_that_cannot_finish_says_what_it_waited_for() {
+    let mut sim = network(2, 8);
+    sim.freeze(1);
+    let now = sim.now;
+    let op = sim.with(0, |e| e.connect("p1", now)).unwrap();
+    sim.run_for(16_000.0);
+    let err = outcome_err(&sim, 0, op);
+    assert_eq!(err.name(), "ConnectTimeoutError");
+    assert!(
+        err.to_string().contains("ICE found no network path"),
+        "{err}"
+    );
+}
+
+/// Messages that arrive before any listener are held, then delivered in
+/// order when one attaches.
+#[test]
+fn messages_before_a_listener_are_held_then_delivered_in_order() {
+    let mut sim = network(2, 9);
+    let (ca, cb) = connect(&mut sim, 0, 1);
+    let main_a = sim.peers[0].engine.conn_channel(ca).unwrap();
+    let main_b = sim.peers[1].engine.conn_channel(cb).unwrap();
+    for n in 0..5u8 {
+        send(&mut sim, 0, main_a, &[n]);
+    }
+    sim.run_for(100.0);
+    assert!(messages(&sim, 1, main_b).is_empty());
+    assert!(sim.peers[1].engine.held_bytes() >= 5);
+    let now = sim.now;
+    sim.with(1, |e| e.set_listening(Listening::Chan(main_b), true, now));
+    assert_eq!(
+        messages(&sim, 1, main_b),
+        (0..5u8).map(|n| vec![n]).collect::<Vec<_>>()
+    );
+    assert_eq!(sim.peers[1].engine.held_bytes(), 0);
+}
+
+/// A hostile remote that starts large messages on many streams and never
+/// finishes them is cut off at the connection budget with a named error;
+/// the victim never holds more than its budget.
+#[test]
+fn partial_messages_across_streams_are_bounded_by_the_connection_budget() {
+    let mut sim = network_with(2, 10, |c| {
+        c.connection_budget = 1024 * 1024;
+    });
+    let (ca, cb) = connect(&mut sim, 0, 1);
+    let mut chans = Vec::new();
+    for n in 0..8 {
+        let now = sim.now;
+        let name = format!("s{n}");
+        let op = sim
+            .with(0, |e| e.open_stream(ca, &name, None, now))
+            .unwrap();
+        sim.run_for(50.0);
+        let _ = stream_of(&sim, 0, op);
+    }
+    for e in &sim.peers[1].events {
+        if let Event::IncomingStream { chan, .. } = e {
+            chans.push(*chan);
+        }
+    }
+    assert_eq!(chans.len(), 8);
+    // Each stream: chunks of a 60 MiB message that never ends.
+    let mut frame = Vec::new();
+    let mut offset = 0u32;
+    let mut closed = false;
+    'outer: for _ in 0..40 {
+        for &chan in &chans {
+            frame.clear();
+            peerwire::protocol::frames::encode_data_head(
+                &mut frame,
+                &peerwire::protocol::frames::DataHead {
+                    payload: PayloadType::Binary,
+                    message_id: 1,
+                    total: 60 << 20,
+                    offset,
+                },
+            );
+            frame.extend(std::iter::repeat_n(0u8, 16_000));
+            let now = sim.now;
+            let f = frame.clone();
+            sim.with(1, |e| e.handle_channel_message(chan, &f, now));
+            assert!(sim.peers[1].engine.held_bytes() <= 1024 * 1024 + 16_000);
+            if sim.peers[1].engine.conn_state(cb) == ConnState::Closed {
+                closed = true;
+                break 'outer;
+            }
+        }
+        offset += 16_000;
+    }
+    assert!(closed, "the connection was closed");
+    assert!(sim.saw(1, |e| matches!(e, Event::Closed { error: Some(PeerError::LimitExceeded(m)), .. } if m.contains("connectionBudget"))));
+    assert_eq!(sim.peers[1].engine.held_bytes(), 0);
+}
+
+/// A remote may not open more streams than `maxStreams`.
+#[test]
+fn streams_per_connection_are_capped() {
+    let mut sim = network_with(2, 12, |c| c.max_streams = 4);
+    let (ca, cb) = connect(&mut sim, 0, 1);
+    for n in 0..4 {
+        let now = sim.now;
+        let name = format!("s{n}");
+        sim.with(0, |e| e.open_stream(ca, &name, None, now))
+            .unwrap();
+    }
+    let now = sim.now;
+    let err = sim
+        .with(0, |e| e.open_stream(ca, "s5", None, now))
+        .unwrap_err();
+    assert_eq!(err.name(), "LimitExceededError");
+    // A remote that ignores its own cap is cut off.
+    sim.run_for(100.0);
+    let now = sim.now;
+    assert!(
+        sim.with(1, |e| e.handle_incoming_channel(cb, "pw:s:extra", now))
+            .is_none()
+    );
+    assert_eq!(sim.peers[1].engine.conn_state(cb), ConnState::Closed);
+}
+
+#[test]
+fn rooms_list_members_broadcast_and_share_state() {
+    let mut sim = network(2, 13);
+    let now = sim.now;
+    let j0 = sim.with(0, |e| e.join("lobby", now)).unwrap();
+    sim.run_for(50.0);
+    let now = sim.now;
+    let j1 = sim.with(1, |e| e.join("lobby", now)).unwrap();
+    sim.run_for(50.0);
+    assert!(matches!(sim.outcome(0, j0), Some(Ok(Reply::Joined(_)))));
+    assert!(matches!(sim.outcome(1, j1), Some(Ok(Reply::Joined(_)))));
+    assert!(sim.saw(
+        0,
+        |e| matches!(e, Event::PeerJoined { id, .. } if id == "p1")
+    ));
+    assert_eq!(
+        sim.peers[0].engine.room("lobby").unwrap().members,
+        vec!["p0", "p1"]
+    );
+    let now = sim.now;
+    sim.with(1, |e| {
+        e.broadcast("lobby", serde_json::json!({"hi": 1}), false, now)
+    })
+    .unwrap();
+    sim.with(1, |e| {
+        e.set_state("lobby", "k", serde_json::json!(5), Some(100), now)
+    })
+    .unwrap();
+    sim.run_for(50.0);
+    assert!(sim.saw(
+        0,
+        |e| matches!(e, Event::Broadcast { from, .. } if from == "p1")
+    ));
+    assert_eq!(
+        sim.peers[0]
+            .engine
+            .room("lobby")
+            .unwrap()
+            .state
+            .get("k")
+            .map(|v| &v.0),
+        Some(&serde_json::json!(5))
+    );
+    sim.run_for(2_000.0);
+    assert!(sim.saw(
+        0,
+        |e| matches!(e, Event::StateRemoved { key, .. } if key == "k")
+    ));
+    let now = sim.now;
+    sim.with(1, |e| e.leave("lobby", now)).unwrap();
+    sim.run_for(50.0);
+    assert!(sim.saw(0, |e| matches!(e, Event::PeerLeft { id, .. } if id == "p1")));
+    assert!(sim.saw(1, |e| matches!(e, Event::RoomClosed { .. })));
+    let err = sim
+        .with(1, |e| {
+            e.broadcast("lobby", serde_json::json!(1), false, 0.0)
+        })
+        .unwrap_err();
+    assert_eq!(err.name(), "ClosedError");
+}
+
+#[test]
+fn rendezvous_keys_connect_a_joiner_to_the_opener() {
+    let mut sim = network(2, 14);
+    let now = sim.now;
+    let k = sim.with(0, |e| e.open_key("table_42", now)).unwrap();
+    sim.run_for(50.0);
+    assert!(matches!(sim.outcome(0, k), Some(Ok(Reply::KeyOpened(_)))));
+    let now = sim.now;
+    let j = sim.with(1, |e| e.join_key("table_42", now)).unwrap();
+    assert!(sim.run_while(3_000.0, |s| s.outcome(1, j).is_some()));
+    assert!(
+        matches!(sim.outcome(1, j), Some(Ok(Reply::Connection(_)))),
+        "{:?}",
+        sim.outcome(1, j)
+    );
+    assert!(sim.saw(0, |e| matches!(e, Event::Joiner { id, .. } if id == "p1")));
+}
+
+/// Closing a peer closes its connections (the remote sees it at once),
+/// fails what is under way, and releases every browser object.
+#[test]
+fn closing_a_peer_releases_everything_and_tells_the_remote() {
+    let mut sim = network(2, 15);
+    let (ca, cb) = connect(&mut sim, 0, 1);
+    let now = sim.now;
+    let op = sim.with(0, |e| e.open_stream(ca, "x", None, now)).unwrap();
+    sim.run_for(50.0);
+    let _ = stream_of(&sim, 0, op);
+    let now = sim.now;
+    let pending = sim.with(0, |e| e.find("p1", now)).unwrap();
+    sim.with(0, |e| e.close(now));
+    assert_eq!(outcome_err(&sim, 0, pending).name(), "ClosedError");
+    let t0 = sim.now;
+    assert!(sim.run_while(1_000.0, |s| s.peers[1].engine.conn_state(cb)
+        == ConnState::Closed));
+    assert!(sim.now - t0 < 100.0, "the remote saw the close at once");
+    sim.run_for(6_000.0);
+    assert_eq!(sim.live_objects(0), (0, 0));
+    assert!(sim.peers[0].engine.is_drained());
+    let err = sim.with(0, |e| e.connect("p1", 0.0)).unwrap_err();
+    assert_eq!(err.name(), "ClosedError");
+}
+
+/// Fresh offers from one id are rate limited (each costs an
+/// RTCPeerConnection).
+#[test]
+fn fresh_offers_from_one_id_are_capped() {
+    let mut sim = network_with(2, 16, |c| c.max_offers_per_minute = 3);
+    for n in 0..6u64 {
+        let now = sim.now;
+        let data = format!(
+            r#"{{"session":{},"kind":"description","sdpType":"offer","sdp":"pc:9999"}}"#,
+            1000 + n
+        );
+        sim.with(1, |e| e.handle_hub_signal("p0", &data, now));
+        sim.run_for(10.0);
+    }
+    let limited = sim.peers[1]
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Error(PeerError::LimitExceeded(_))))
+        .count();
+    assert_eq!(limited, 3);
+    // Each refused offer got a bye: its dialer fails at once.
+    sim.run_for(100.0);
+}
+
+/// A dialer whose offers the remote refuses hears so at once.
+#[test]
+fn a_refused_offer_fails_the_dialer_at_once() {
+    let mut sim = network_with(2, 17, |c| c.max_offers_per_minute = 2);
+    for n in 0..3 {
+        let now = sim.now;
+        let op = sim.with(0, |e| e.connect("p1", now)).unwrap();
+        assert!(
+            sim.run_while(1_000.0, |s| s.outcome(0, op).is_some()),
+            "attempt {n} settles at once"
+        );
+        if n < 2 {
+            let c = match sim.outcome(0, op) {
+                Some(Ok(Reply::Connection(c))) => *c,
+                other => panic!("{other:?}"),
+            };
+            let now = sim.now;
+            sim.with(0, |e| e.disconnect(c, "again", now));
+            sim.run_for(50.0);
+        } else {
+            let err = outcome_err(&sim, 0, op);
+            assert!(err.to_string().contains("maxOffersPerMinute"), "{err}");
+        }
+    }
 }

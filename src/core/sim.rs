@@ -200,6 +200,7 @@ pub struct Sim<B: Broker> {
     links: BTreeMap<u64, (usize, u64)>,
     /// When the last frame on each broker link arrives, per direction.
     link_arrival: BTreeMap<(u64, bool), Millis>,
+    frozen: Vec<usize>,
 }
 
 impl<B: Broker> Sim<B> {
@@ -218,6 +219,7 @@ impl<B: Broker> Sim<B> {
             dcs: Vec::new(),
             links: BTreeMap::new(),
             link_arrival: BTreeMap::new(),
+            frozen: Vec::new(),
         }
     }
 
@@ -245,6 +247,12 @@ impl<B: Broker> Sim<B> {
         let r = f(&mut self.peers[i].engine);
         self.drain(i);
         r
+    }
+
+    /// Peer `i` stops answering on its data channels (a frozen tab): what
+    /// it would send is lost, what it is sent is never read.
+    pub fn freeze(&mut self, i: usize) {
+        self.frozen.push(i);
     }
 
     /// Takes peer `i` off the network (its broker socket drops) or back on.
@@ -306,8 +314,10 @@ impl<B: Broker> Sim<B> {
                 (Some(a), Some(b)) => a.min(b),
                 (Some(a), None) => a,
                 (None, Some(b)) => b,
-                (None, None) => break,
+                (None, None) => f64::INFINITY,
             };
+            // The broker sweeps its deadlines at least every 100 ms.
+            let next = next.min(self.now + 100.0);
             if next > until {
                 break;
             }
@@ -331,6 +341,8 @@ impl<B: Broker> Sim<B> {
             }
         }
         self.now = self.now.max(until);
+        self.broker.tick(self.now);
+        self.pump_broker();
     }
 
     /// Runs for `ms` more simulated milliseconds.
@@ -412,6 +424,12 @@ impl<B: Broker> Sim<B> {
 
     fn dc_send(&mut self, dc: usize, bytes: Vec<u8>) {
         let d = &self.dcs[dc];
+        if self.frozen.contains(&d.peer)
+            || d.remote
+                .is_some_and(|r| self.frozen.contains(&self.dcs[r].peer))
+        {
+            return;
+        }
         if !d.open || d.closed || d.closing {
             return;
         }
@@ -691,7 +709,10 @@ impl<B: Broker> Sim<B> {
                     return;
                 }
                 let (peer, conn) = (self.pcs[pc].peer, self.pcs[pc].conn);
-                let from: Option<usize> = sdp.strip_prefix("pc:").and_then(|s| s.parse().ok());
+                let from: Option<usize> = sdp
+                    .strip_prefix("pc:")
+                    .and_then(|s| s.parse().ok())
+                    .filter(|p| *p < self.pcs.len());
                 let result = match (sdp_type.as_str(), self.pcs[pc].sig) {
                     ("offer", Sig::Stable | Sig::HaveLocalOffer) => {
                         self.pcs[pc].sig = Sig::HaveRemoteOffer;
@@ -736,6 +757,12 @@ impl<B: Broker> Sim<B> {
             }
             Delivery::Connect { a, b } => {
                 if self.pcs[a].closed || self.pcs[b].closed || self.pcs[a].connected {
+                    return;
+                }
+                // A frozen tab answers no connectivity checks.
+                if self.frozen.contains(&self.pcs[a].peer)
+                    || self.frozen.contains(&self.pcs[b].peer)
+                {
                     return;
                 }
                 self.pcs[a].connected = true;

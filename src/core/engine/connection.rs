@@ -376,31 +376,37 @@ impl Engine {
         let window = self.offers.entry(from.to_string()).or_default();
         window.retain(|t| now - *t < 60_000.0);
         if window.len() as u32 >= self.config.max_offers_per_minute {
-            self.events.push_back(Event::Error(PeerError::LimitExceeded(format!(
+            let err = PeerError::LimitExceeded(format!(
                 "peer {from:?} offered more than {} new connections in a minute; refused (option maxOffersPerMinute)",
                 self.config.max_offers_per_minute
-            ))));
+            ));
+            self.refuse_offer(from, session, err);
             return None;
         }
         window.push(now);
         match self.create_conn(from, false, Some(session), now) {
             Ok(c) => Some(c),
             Err(e) => {
-                // Tell the remote at once instead of letting it time out.
-                self.send_signal_raw(
-                    from,
-                    PeerSignal {
-                        session: 0,
-                        to: Some(session),
-                        body: SignalBody::Bye {
-                            reason: e.to_string(),
-                        },
-                    },
-                );
-                self.events.push_back(Event::Error(e));
+                self.refuse_offer(from, session, e);
                 None
             }
         }
+    }
+
+    /// Tells the remote at once that its offer is refused (instead of
+    /// letting it time out), and this side's user why.
+    fn refuse_offer(&mut self, from: &str, session: u64, err: PeerError) {
+        self.send_signal_raw(
+            from,
+            PeerSignal {
+                session: 0,
+                to: Some(session),
+                body: SignalBody::Bye {
+                    reason: err.to_string(),
+                },
+            },
+        );
+        self.events.push_back(Event::Error(err));
     }
 
     /// A signal could not be delivered to `to`: its connection cannot be made.
