@@ -15,7 +15,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::{Grant, Policy};
-use crate::hub::{ConnId, Hub, HubConfig, HubStats, Outgoing};
+use crate::hub::{ConnId, Hub, HubConfig, HubEnv, HubStats, Outgoing};
 use crate::ice::IceConfig;
 use crate::metrics::Metrics;
 
@@ -47,6 +47,7 @@ fn config() -> HubConfig {
         max_rooms_per_peer: 2,
         max_state_keys: 2,
         max_keys_per_peer: 2,
+        max_hostnames_per_peer: 2,
         auth: policy,
         listen_timeout: Some(Duration::from_millis(30)),
         pipe_timeout: Some(Duration::from_millis(40)),
@@ -123,7 +124,11 @@ fn message(op: u8, arg: u8, rid: u64, tokens: &[(String, String)]) -> ClientMess
 
 /// Runs one input (three bytes per step: slot, operation, argument).
 pub fn hub_sequence(data: &[u8]) {
-    let hub = Hub::new(config(), Arc::new(Metrics::new()));
+    let hub = Hub::new(
+        config(),
+        Arc::new(Metrics::new()),
+        HubEnv::seeded(1, 1_700_000_000),
+    );
     let start = Instant::now();
     let mut now = start;
     let mut slots: Vec<Option<Slot>> = (0..SLOTS).map(|_| None).collect();

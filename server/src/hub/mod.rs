@@ -1,14 +1,30 @@
 //! The hub: every piece of shared broker state (ids, sessions, rooms, room
-//! state, rendezvous keys, grace-window queues) behind one small API.
+//! state, rendezvous keys, hostnames, grace-window queues) behind one small
+//! API.
 //!
-//! The socket code knows only five calls: [`Hub::connect`], [`Hub::handle`],
-//! [`Hub::reject`], [`Hub::disconnect`] and [`Hub::sweep`]. Everything the
-//! hub sends leaves through a connection's bounded outbound queue (a
-//! `tokio::sync::mpsc::Sender`), or a one-shot "close with this code" switch.
-//! The hub never awaits: its lock is held only for plain, short state
-//! changes, so no lock is ever held across an `.await`. Delivery between
+//! The socket code knows only a handful of calls: [`Hub::connect`],
+//! [`Hub::handle`], [`Hub::reject`], [`Hub::disconnect`] and [`Hub::sweep`].
+//! Everything the hub sends leaves through a connection's bounded outbound
+//! queue (a `tokio::sync::mpsc::Sender`), or a one-shot "close with this
+//! code" switch. The hub never awaits: its lock is held only for plain,
+//! short state changes, so no lock is ever held across an `.await`. It
+//! never reads a clock or a global random source either: `now` comes with
+//! every call, and random bytes (resume tokens, assigned ids) and the wall
+//! clock (TURN credentials) from the [`HubEnv`] it is built with, so tests
+//! run it on simulated time with a seeded generator. Delivery between
 //! several broker processes (Redis pub/sub) can later replace
-//! [`State::deliver`] without touching the socket code.
+//! `State::deliver` without touching the socket code.
+//!
+//! One file per concern, each an `impl State` block over the one state:
+//!
+//! - `sessions`: ids, resume tokens, the grace window; attach, detach, release.
+//! - `delivery`: outbound queues, grace-window queues, requeue of unsent
+//!   frames, `peer-gone` / `queue-full`.
+//! - `rooms`: membership, broadcast, room state with TTL, snapshots.
+//! - `rendezvous`: keys, joiners, listen and pipe deadlines.
+//! - `hostnames`: names owned by ids, registered and looked up atomically.
+//! - `sweep`: everything that happens because time passed.
+//! - `env`: the random source and wall clock the hub is built with.
 //!
 //! A session (one registered id) moves through these states:
 //!
@@ -23,25 +39,40 @@
 //!
 //! While detached, signals, broadcasts and rendezvous events for the id are
 //! queued (bounded); room membership and state are resent as snapshots on
-//! resume, so room events are not queued.
+//! resume, so room events are not queued. Rooms, keys and hostnames stay
+//! with the id until it is released.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
-use base64::Engine as _;
 use peerwire::protocol::messages::Rid;
-use peerwire::protocol::{
-    ClientMessage, CloseCode, DecodeError, ErrorCode, PROTOCOL_VERSION, RemovalReason,
-    ServerMessage, StateEntry, ids,
-};
-use serde_json::Value;
+use peerwire::protocol::{ClientMessage, CloseCode, DecodeError, ErrorCode, ServerMessage};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::{Grant, Policy};
 use crate::ice::IceConfig;
 use crate::metrics::Metrics;
+
+mod delivery;
+mod env;
+mod hostnames;
+mod rendezvous;
+mod rooms;
+mod sessions;
+mod sweep;
+#[cfg(test)]
+mod testing;
+
+#[cfg(any(test, feature = "fuzzing"))]
+pub use env::SeededRng;
+pub use env::{HubEnv, HubRng, OsRng, RandomUnavailable};
+
+use delivery::Kind;
+use rendezvous::Rendezvous;
+use rooms::Room;
+use sessions::Session;
 
 /// One encoded frame on its way to a client (cheap to clone for fan-out).
 pub type Frame = Utf8Bytes;
@@ -70,6 +101,8 @@ pub struct HubConfig {
     pub max_state_keys: usize,
     /// Rendezvous keys one peer may have opened, and joined, at once.
     pub max_keys_per_peer: usize,
+    /// Hostnames one id may hold at once.
+    pub max_hostnames_per_peer: usize,
     /// Which ids and rooms need a token.
     pub auth: Policy,
     /// An opened key with no joiner is closed after this (4000).
@@ -89,6 +122,7 @@ impl Default for HubConfig {
             max_rooms_per_peer: MAX_ROOMS_PER_PEER,
             max_state_keys: MAX_STATE_KEYS,
             max_keys_per_peer: MAX_KEYS_PER_PEER,
+            max_hostnames_per_peer: MAX_HOSTNAMES_PER_PEER,
             auth: Policy::default(),
             listen_timeout: Some(Duration::from_millis(LISTEN_TIMEOUT_MS)),
             pipe_timeout: Some(Duration::from_millis(PIPE_TIMEOUT_MS)),
@@ -105,6 +139,7 @@ pub struct HubStats {
     pub detached: usize,
     pub rooms: usize,
     pub keys: usize,
+    pub hostnames: usize,
 }
 
 /// The shared broker state. Cheap to share as `Arc<Hub>`.
@@ -113,16 +148,20 @@ pub struct Hub {
 }
 
 impl Hub {
-    pub fn new(config: HubConfig, metrics: Arc<Metrics>) -> Self {
+    /// A hub enforcing `config`, counting into `metrics`, and taking random
+    /// bytes and the wall clock from `env` ([`HubEnv::os`] in production).
+    pub fn new(config: HubConfig, metrics: Arc<Metrics>, env: HubEnv) -> Self {
         Self {
             state: Mutex::new(State {
                 config,
                 metrics,
+                env,
                 next_conn: 1,
                 conns: HashMap::new(),
                 sessions: HashMap::new(),
                 rooms: HashMap::new(),
                 keys: HashMap::new(),
+                hostnames: HashMap::new(),
                 detached: HashSet::new(),
                 ttl_rooms: HashSet::new(),
                 cut_off: HashMap::new(),
@@ -167,11 +206,11 @@ impl Hub {
     }
 
     /// A frame from `conn` that could not be decoded.
-    pub fn reject(&self, conn: ConnId, err: DecodeError) {
+    pub fn reject(&self, conn: ConnId, err: DecodeError, now: Instant) {
         let mut st = self.lock();
         st.metrics.error(err.code);
         let reply = ServerMessage::error(err.rid, err.code, err.message);
-        st.send_conn(conn, &reply, Instant::now());
+        st.send_conn(conn, &reply, now);
     }
 
     /// Connection `conn` ended. `clean` (the client closed with 1000)
@@ -197,7 +236,7 @@ impl Hub {
             Some(entry) => {
                 let Some(peer) = entry.peer else { return };
                 if clean {
-                    st.release(&peer);
+                    st.release(&peer, now);
                 } else {
                     st.detach(&peer, now);
                 }
@@ -221,7 +260,8 @@ impl Hub {
             .is_some_and(|c| c.peer.is_some())
     }
 
-    /// Ends grace windows and state keys whose time has come.
+    /// Ends grace windows, rendezvous deadlines and state keys whose time
+    /// has come.
     pub fn sweep(&self, now: Instant) {
         self.lock().sweep(now);
     }
@@ -237,7 +277,7 @@ impl Hub {
     }
 
     /// Whether the hub holds nothing at all: no connection, id, room, key,
-    /// or cut-off connection still to hand back its frames.
+    /// hostname, or cut-off connection still to hand back its frames.
     pub fn is_idle(&self) -> bool {
         let st = self.lock();
         st.conns.is_empty()
@@ -245,10 +285,12 @@ impl Hub {
             && st.detached.is_empty()
             && st.rooms.is_empty()
             && st.keys.is_empty()
+            && st.hostnames.is_empty()
             && st.ttl_rooms.is_empty()
             && st.cut_off.is_empty()
     }
 
+    /// The gauges `/metrics` reports.
     pub fn stats(&self) -> HubStats {
         let st = self.lock();
         HubStats {
@@ -257,10 +299,12 @@ impl Hub {
             detached: st.detached.len(),
             rooms: st.rooms.len(),
             keys: st.keys.len(),
+            hostnames: st.hostnames.len(),
         }
     }
 }
 
+/// One WebSocket connection as the hub sees it.
 struct Conn {
     tx: mpsc::Sender<Outgoing>,
     kill: Option<oneshot::Sender<CloseCode>>,
@@ -270,63 +314,31 @@ struct Conn {
     grant: Option<Grant>,
 }
 
-struct Session {
-    token: String,
-    /// The connection holding the id; `None` inside the grace window.
-    conn: Option<ConnId>,
-    /// When the grace window ends (set while detached).
-    grace_deadline: Option<Instant>,
-    /// Messages held for the id while it is detached.
-    queue: VecDeque<Queued>,
-    rooms: BTreeSet<String>,
-    opened_keys: BTreeSet<String>,
-    joined_keys: BTreeSet<String>,
-}
+/// Why a request was refused: the code, the request it answers, and a
+/// detail for the developer.
+type Refusal = (ErrorCode, Rid, String);
 
-struct Queued {
-    frame: Frame,
-    /// Who to tell (`peer-gone`) if the id never comes back.
-    origin: Option<(String, Rid)>,
-}
+/// What a request gets back: its reply, or an error.
+type Answer = Result<ServerMessage, Refusal>;
 
-#[derive(Default)]
-struct Room {
-    /// Members in join order.
-    members: Vec<String>,
-    state: BTreeMap<String, StateValue>,
-}
-
-struct StateValue {
-    value: Value,
-    from: String,
-    expires: Option<Instant>,
-}
-
-struct Rendezvous {
-    opener: String,
-    /// Each joiner with the end of its pipe deadline (if any).
-    joiners: BTreeMap<String, Option<Instant>>,
-    /// While nobody has joined: when the key is closed (4000).
-    listen_deadline: Option<Instant>,
-}
-
-/// How a message should be treated if its target is detached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// Queue it; report failures to the origin.
-    Queued,
-    /// Room membership/state: dropped while detached, resent as a snapshot on resume.
-    RoomEvent,
+/// A broken invariant of the hub, answered instead of panicking under the
+/// lock: the request has no effect and the client hears `internal`.
+fn internal(rid: Rid, detail: &str) -> Refusal {
+    tracing::error!(rid, "hub invariant broken: {detail}");
+    (ErrorCode::Internal, rid, detail.to_string())
 }
 
 struct State {
     config: HubConfig,
     metrics: Arc<Metrics>,
+    env: HubEnv,
     next_conn: ConnId,
     conns: HashMap<ConnId, Conn>,
     sessions: HashMap<String, Session>,
     rooms: HashMap<String, Room>,
     keys: HashMap<String, Rendezvous>,
+    /// Each registered hostname with the id that owns it.
+    hostnames: HashMap<String, String>,
     /// Ids inside their grace window, for `sweep`.
     detached: HashSet<String>,
     /// Rooms holding at least one expiring key, for `sweep`.
@@ -336,221 +348,9 @@ struct State {
     cut_off: HashMap<ConnId, String>,
 }
 
-fn encode(msg: &ServerMessage) -> Frame {
-    Frame::from(msg.encode())
-}
-
-fn random_token() -> String {
-    let mut bytes = [0u8; 24];
-    getrandom::fill(&mut bytes).expect("the OS random source is available");
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
-}
-
-fn random_peer_id() -> String {
-    let mut bytes = [0u8; 8];
-    getrandom::fill(&mut bytes).expect("the OS random source is available");
-    ids::assigned_peer_id(bytes)
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-fn keys_error(rid: Rid, held: usize) -> (ErrorCode, Rid, String) {
-    (
-        ErrorCode::TooManyKeys,
-        rid,
-        format!("already holding {held} rendezvous keys"),
-    )
-}
-
-fn remaining_ms(expires: Option<Instant>, now: Instant) -> Option<u64> {
-    expires.map(|e| e.saturating_duration_since(now).as_millis() as u64)
-}
-
 impl State {
-    // ---- sending -------------------------------------------------------
-
-    /// Sends to a connection. A full queue means the client cannot keep up:
-    /// it is closed with 4003 and its id detached (the frame is then queued
-    /// for it like any other message to a detached id).
-    fn send_conn(&mut self, conn: ConnId, msg: &ServerMessage, now: Instant) {
-        let frame = encode(msg);
-        self.send_frame(conn, frame, None, Kind::Queued, now);
-    }
-
-    fn send_frame(
-        &mut self,
-        conn: ConnId,
-        frame: Frame,
-        origin: Option<(String, Rid)>,
-        kind: Kind,
-        now: Instant,
-    ) {
-        let Some(entry) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        match entry.tx.try_send(Outgoing {
-            frame,
-            origin,
-            kind,
-        }) {
-            Ok(()) => {
-                self.metrics.messages_out.inc();
-            }
-            Err(err) => {
-                // Full: the client does not read fast enough. Closed: its
-                // socket task has ended without `disconnect` (it always
-                // calls it; this is a safety net). Either way the id is
-                // detached now and the frame queued; what the connection
-                // still holds comes back through `disconnect`.
-                let out = match err {
-                    mpsc::error::TrySendError::Full(o) => {
-                        if let Some(kill) = entry.kill.take() {
-                            let _ = kill.send(CloseCode::SlowConsumer);
-                        }
-                        self.metrics.close(CloseCode::SlowConsumer);
-                        o
-                    }
-                    mpsc::error::TrySendError::Closed(o) => o,
-                };
-                let peer = entry.peer.take();
-                self.conns.remove(&conn);
-                if let Some(peer) = peer {
-                    self.cut_off.insert(conn, peer.clone());
-                    self.detach(&peer, now);
-                    if out.kind == Kind::Queued {
-                        self.enqueue_or_tell(&peer, out.frame, out.origin, now);
-                    }
-                }
-            }
-        }
-    }
-
-    /// Delivers to a registered id, wherever it is.
-    fn deliver(
-        &mut self,
-        to: &str,
-        msg: &ServerMessage,
-        origin: Option<(String, Rid)>,
-        kind: Kind,
-        now: Instant,
-    ) -> Result<(), ErrorCode> {
-        let Some(session) = self.sessions.get(to) else {
-            return Err(ErrorCode::UnknownPeer);
-        };
-        let frame = encode(msg);
-        match session.conn {
-            Some(conn) => {
-                self.send_frame(conn, frame, origin, kind, now);
-                Ok(())
-            }
-            None if kind == Kind::RoomEvent => Ok(()),
-            None => self.enqueue(to, frame, origin),
-        }
-    }
-
-    /// Queues for a detached id; if its queue is full, the sender is told.
-    fn enqueue_or_tell(
-        &mut self,
-        to: &str,
-        frame: Frame,
-        origin: Option<(String, Rid)>,
-        now: Instant,
-    ) {
-        if let Err(code) = self.enqueue(to, frame, origin.clone()) {
-            self.tell_origin(origin, code, to, now);
-        }
-    }
-
-    /// Tells the sender of an undeliverable message to `to` why.
-    fn tell_origin(
-        &mut self,
-        origin: Option<(String, Rid)>,
-        code: ErrorCode,
-        to: &str,
-        now: Instant,
-    ) {
-        if let Some((origin, rid)) = origin {
-            self.metrics.error(code);
-            let err = ServerMessage::delivery_error(rid, code, to);
-            let _ = self.deliver(&origin, &err, None, Kind::Queued, now);
-        }
-    }
-
-    /// Frames a connection of `peer` never wrote. If the id is detached they
-    /// go back to the front of its queue (the queue keeps its bound; the
-    /// newest beyond it are refused with `queue-full`); if a newer
-    /// connection holds the id they go to it; if the id is gone their
-    /// senders get `peer-gone`.
-    fn requeue(&mut self, peer: &str, unsent: Vec<Outgoing>, now: Instant) {
-        let frames: Vec<Outgoing> = unsent
-            .into_iter()
-            .filter(|o| o.kind == Kind::Queued)
-            .collect();
-        if frames.is_empty() {
-            return;
-        }
-        let max = self.config.max_queued;
-        match self.sessions.get_mut(peer) {
-            None => {
-                for o in frames {
-                    self.tell_origin(o.origin, ErrorCode::PeerGone, peer, now);
-                }
-            }
-            Some(session) if session.conn.is_none() => {
-                for o in frames.into_iter().rev() {
-                    session.queue.push_front(Queued {
-                        frame: o.frame,
-                        origin: o.origin,
-                    });
-                }
-                let mut refused = Vec::new();
-                while session.queue.len() > max {
-                    if let Some(q) = session.queue.pop_back() {
-                        refused.push(q.origin);
-                    }
-                }
-                for origin in refused.into_iter().rev() {
-                    self.tell_origin(origin, ErrorCode::QueueFull, peer, now);
-                }
-            }
-            Some(session) => {
-                // A newer connection reclaimed the id (4005): deliver late
-                // rather than not at all.
-                let conn = session.conn.expect("attached");
-                for o in frames {
-                    self.send_frame(conn, o.frame, o.origin, Kind::Queued, now);
-                }
-            }
-        }
-    }
-
-    fn enqueue(
-        &mut self,
-        to: &str,
-        frame: Frame,
-        origin: Option<(String, Rid)>,
-    ) -> Result<(), ErrorCode> {
-        let max = self.config.max_queued;
-        let session = self.sessions.get_mut(to).ok_or(ErrorCode::UnknownPeer)?;
-        if session.queue.len() >= max {
-            return Err(ErrorCode::QueueFull);
-        }
-        session.queue.push_back(Queued { frame, origin });
-        Ok(())
-    }
-
     /// Sends a reply to the requester, or an error with the given code.
-    fn reply(
-        &mut self,
-        conn: ConnId,
-        result: Result<ServerMessage, (ErrorCode, Rid, String)>,
-        now: Instant,
-    ) {
+    fn reply(&mut self, conn: ConnId, result: Answer, now: Instant) {
         let msg = match result {
             Ok(msg) => msg,
             Err((code, rid, detail)) => {
@@ -561,8 +361,7 @@ impl State {
         self.send_conn(conn, &msg, now);
     }
 
-    // ---- requests ------------------------------------------------------
-
+    /// Checks a request and hands it to the concern that owns it.
     fn handle(&mut self, conn: ConnId, msg: ClientMessage, now: Instant) {
         self.metrics.messages_in.inc();
         let rid = msg.rid();
@@ -596,11 +395,7 @@ impl State {
                 Ok(ServerMessage::Found { rid, id, online })
             }
             (ClientMessage::Signal { rid, to, data }, Some(me)) => {
-                let msg = ServerMessage::Signal {
-                    from: me.clone(),
-                    data,
-                };
-                match self.deliver(&to, &msg, Some((me, rid)), Kind::Queued, now) {
+                match self.signal(&me, rid, &to, data, now) {
                     Ok(()) => return,
                     Err(code) => {
                         self.metrics.error(code);
@@ -640,683 +435,5 @@ impl State {
             (ClientMessage::CloseKey { rid, key }, Some(me)) => self.close_key(&me, rid, &key, now),
         };
         self.reply(conn, result, now);
-    }
-
-    fn register(
-        &mut self,
-        conn: ConnId,
-        rid: Rid,
-        id: Option<String>,
-        token: Option<String>,
-        now: Instant,
-    ) {
-        let grant = self.conns.get(&conn).and_then(|c| c.grant.clone());
-        // A token that binds an id registers that id when none is asked for.
-        let id = id.or_else(|| grant.as_ref().and_then(|g| g.sub.clone()));
-        let checked = match &id {
-            Some(id) => self.config.auth.may_register(grant.as_ref(), id),
-            // Patterns that cover the broker's assigned ids (`*`, `p-*`)
-            // protect them too.
-            None if self.config.auth.protects_id(&ids::assigned_peer_id([0; 8])) => Err(
-                "broker-assigned ids are protected here: connect with a token whose `sub` is your id"
-                    .to_string(),
-            ),
-            None => Ok(()),
-        };
-        if let Err(detail) = checked {
-            return self.reply(conn, Err((ErrorCode::Unauthorized, rid, detail)), now);
-        }
-        let id = match (id, token) {
-            (Some(id), Some(token)) if self.sessions.contains_key(&id) => {
-                return self.resume(conn, rid, id, token, now);
-            }
-            // A token for an id that is no longer held: the grace window
-            // ended (or the broker restarted). The id is free, so take it
-            // afresh; `resumed: false` tells the client its rooms are gone.
-            (Some(id), _) if !self.sessions.contains_key(&id) => id,
-            (Some(id), None) => {
-                let detail = format!("id {id:?} is taken");
-                return self.reply(conn, Err((ErrorCode::IdTaken, rid, detail)), now);
-            }
-            (None, Some(_)) => {
-                let detail = "resumeToken needs the id it was issued with".to_string();
-                return self.reply(conn, Err((ErrorCode::BadMessage, rid, detail)), now);
-            }
-            (None, None) => loop {
-                let id = random_peer_id();
-                if !self.sessions.contains_key(&id) {
-                    break id;
-                }
-            },
-            (Some(_), Some(_)) => unreachable!("covered by the guards above"),
-        };
-        let token = random_token();
-        self.sessions.insert(
-            id.clone(),
-            Session {
-                token: token.clone(),
-                conn: Some(conn),
-                grace_deadline: None,
-                queue: VecDeque::new(),
-                rooms: BTreeSet::new(),
-                opened_keys: BTreeSet::new(),
-                joined_keys: BTreeSet::new(),
-            },
-        );
-        if let Some(entry) = self.conns.get_mut(&conn) {
-            entry.peer = Some(id.clone());
-        }
-        let msg = self.registered(rid, &id, token, false, Vec::new());
-        self.send_conn(conn, &msg, now);
-    }
-
-    fn registered(
-        &self,
-        rid: Rid,
-        id: &str,
-        token: String,
-        resumed: bool,
-        rooms: Vec<String>,
-    ) -> ServerMessage {
-        ServerMessage::Registered {
-            rid,
-            id: id.to_string(),
-            resume_token: token,
-            resumed,
-            ice_servers: self.config.ice.servers_for(id, unix_now()),
-            grace_ms: self.config.grace.as_millis() as u64,
-            protocol: PROTOCOL_VERSION,
-            rooms,
-        }
-    }
-
-    fn resume(&mut self, conn: ConnId, rid: Rid, id: String, token: String, now: Instant) {
-        let session = self.sessions.get_mut(&id).expect("caller checked");
-        if session.token != token {
-            let detail = format!("the resume token does not match id {id:?}");
-            return self.reply(conn, Err((ErrorCode::BadResumeToken, rid, detail)), now);
-        }
-        // The old connection may still look alive (a half-open socket after
-        // a network change): the newer one wins.
-        if let Some(old) = session.conn.take() {
-            if let Some(mut entry) = self.conns.remove(&old) {
-                if let Some(kill) = entry.kill.take() {
-                    let _ = kill.send(CloseCode::Replaced);
-                }
-                self.metrics.close(CloseCode::Replaced);
-                self.cut_off.insert(old, id.clone());
-            }
-        }
-        let session = self.sessions.get_mut(&id).expect("still there");
-        session.conn = Some(conn);
-        session.grace_deadline = None;
-        let queued = std::mem::take(&mut session.queue);
-        let rooms: Vec<String> = session.rooms.iter().cloned().collect();
-        self.detached.remove(&id);
-        if let Some(entry) = self.conns.get_mut(&conn) {
-            entry.peer = Some(id.clone());
-        }
-        let msg = self.registered(rid, &id, token, true, rooms.clone());
-        self.send_conn(conn, &msg, now);
-        for room in rooms {
-            let snapshot = self.room_snapshot(None, &room, now);
-            self.send_conn(conn, &snapshot, now);
-        }
-        for q in queued {
-            self.send_frame(conn, q.frame, q.origin, Kind::Queued, now);
-        }
-    }
-
-    fn room_snapshot(&self, rid: Option<Rid>, room: &str, now: Instant) -> ServerMessage {
-        let r = self.rooms.get(room);
-        ServerMessage::Joined {
-            rid,
-            room: room.to_string(),
-            members: r.map(|r| r.members.clone()).unwrap_or_default(),
-            state: r
-                .map(|r| {
-                    r.state
-                        .iter()
-                        .map(|(k, v)| StateEntry {
-                            key: k.clone(),
-                            value: v.value.clone(),
-                            from: v.from.clone(),
-                            ttl_ms: remaining_ms(v.expires, now),
-                        })
-                        .collect()
-                })
-                .unwrap_or_default(),
-        }
-    }
-
-    fn announce(&mut self, room: &str, msg: &ServerMessage, except: Option<&str>, now: Instant) {
-        let members = match self.rooms.get(room) {
-            Some(r) => r.members.clone(),
-            None => return,
-        };
-        for m in members.iter().filter(|m| Some(m.as_str()) != except) {
-            let _ = self.deliver(m, msg, None, Kind::RoomEvent, now);
-        }
-    }
-
-    fn join(
-        &mut self,
-        me: &str,
-        rid: Rid,
-        room: String,
-        now: Instant,
-    ) -> Result<ServerMessage, (ErrorCode, Rid, String)> {
-        let session = self.sessions.get(me).expect("registered");
-        if !session.rooms.contains(&room) {
-            let grant = session
-                .conn
-                .and_then(|c| self.conns.get(&c)?.grant.as_ref());
-            if let Err(detail) = self.config.auth.may_join(grant, &room) {
-                return Err((ErrorCode::Forbidden, rid, detail));
-            }
-            if session.rooms.len() >= self.config.max_rooms_per_peer {
-                let detail = format!("already in {} rooms", session.rooms.len());
-                return Err((ErrorCode::TooManyRooms, rid, detail));
-            }
-            let size = self.rooms.get(&room).map_or(0, |r| r.members.len());
-            if size >= self.config.max_room_members {
-                return Err((
-                    ErrorCode::RoomFull,
-                    rid,
-                    format!("room {room:?} has {size} members"),
-                ));
-            }
-            self.rooms
-                .entry(room.clone())
-                .or_default()
-                .members
-                .push(me.to_string());
-            self.sessions
-                .get_mut(me)
-                .expect("registered")
-                .rooms
-                .insert(room.clone());
-            let event = ServerMessage::PeerJoined {
-                room: room.clone(),
-                id: me.to_string(),
-            };
-            self.announce(&room, &event, Some(me), now);
-        }
-        Ok(self.room_snapshot(Some(rid), &room, now))
-    }
-
-    fn member_check(&self, me: &str, rid: Rid, room: &str) -> Result<(), (ErrorCode, Rid, String)> {
-        let inside = self
-            .sessions
-            .get(me)
-            .is_some_and(|s| s.rooms.contains(room));
-        if inside {
-            Ok(())
-        } else {
-            Err((ErrorCode::NotInRoom, rid, format!("not in room {room:?}")))
-        }
-    }
-
-    fn leave(
-        &mut self,
-        me: &str,
-        rid: Rid,
-        room: &str,
-        now: Instant,
-    ) -> Result<ServerMessage, (ErrorCode, Rid, String)> {
-        self.member_check(me, rid, room)?;
-        self.leave_room(me, room, now);
-        Ok(ServerMessage::Ok { rid })
-    }
-
-    fn leave_room(&mut self, me: &str, room: &str, now: Instant) {
-        if let Some(s) = self.sessions.get_mut(me) {
-            s.rooms.remove(room);
-        }
-        let Some(r) = self.rooms.get_mut(room) else {
-            return;
-        };
-        r.members.retain(|m| m != me);
-        if r.members.is_empty() {
-            self.rooms.remove(room);
-            self.ttl_rooms.remove(room);
-        } else {
-            let event = ServerMessage::PeerLeft {
-                room: room.to_string(),
-                id: me.to_string(),
-            };
-            self.announce(room, &event, None, now);
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn broadcast(
-        &mut self,
-        conn: ConnId,
-        me: &str,
-        rid: Rid,
-        room: String,
-        data: Value,
-        include_self: bool,
-        now: Instant,
-    ) {
-        if let Err(e) = self.member_check(me, rid, &room) {
-            return self.reply(conn, Err(e), now);
-        }
-        let members = self
-            .rooms
-            .get(&room)
-            .map(|r| r.members.clone())
-            .unwrap_or_default();
-        let msg = ServerMessage::Broadcast {
-            room,
-            from: me.to_string(),
-            data,
-        };
-        for m in members.iter().filter(|m| include_self || m.as_str() != me) {
-            if let Err(code) = self.deliver(m, &msg, Some((me.to_string(), rid)), Kind::Queued, now)
-            {
-                self.metrics.error(code);
-                self.send_conn(conn, &ServerMessage::delivery_error(rid, code, m), now);
-            }
-        }
-        self.send_conn(conn, &ServerMessage::Ok { rid }, now);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn set(
-        &mut self,
-        me: &str,
-        rid: Rid,
-        room: String,
-        key: String,
-        value: Value,
-        ttl_ms: Option<u64>,
-        now: Instant,
-    ) -> Result<ServerMessage, (ErrorCode, Rid, String)> {
-        self.member_check(me, rid, &room)?;
-        let max = self.config.max_state_keys;
-        let r = self
-            .rooms
-            .get_mut(&room)
-            .expect("member of an existing room");
-        if !r.state.contains_key(&key) && r.state.len() >= max {
-            return Err((
-                ErrorCode::InvalidStateKey,
-                rid,
-                format!("room {room:?} holds {max} keys"),
-            ));
-        }
-        // A TTL too far out to represent simply never expires.
-        let expires = ttl_ms.and_then(|ms| now.checked_add(Duration::from_millis(ms)));
-        r.state.insert(
-            key.clone(),
-            StateValue {
-                value: value.clone(),
-                from: me.to_string(),
-                expires,
-            },
-        );
-        if expires.is_some() {
-            self.ttl_rooms.insert(room.clone());
-        }
-        let event = ServerMessage::StateSet {
-            room: room.clone(),
-            key,
-            value,
-            from: me.to_string(),
-            ttl_ms,
-        };
-        self.announce(&room, &event, None, now);
-        Ok(ServerMessage::Ok { rid })
-    }
-
-    fn delete(
-        &mut self,
-        me: &str,
-        rid: Rid,
-        room: String,
-        key: String,
-        now: Instant,
-    ) -> Result<ServerMessage, (ErrorCode, Rid, String)> {
-        self.member_check(me, rid, &room)?;
-        let r = self
-            .rooms
-            .get_mut(&room)
-            .expect("member of an existing room");
-        if r.state.remove(&key).is_some() {
-            let event = ServerMessage::StateRemoved {
-                room: room.clone(),
-                key,
-                reason: RemovalReason::Deleted,
-                from: Some(me.to_string()),
-            };
-            self.announce(&room, &event, None, now);
-        }
-        Ok(ServerMessage::Ok { rid })
-    }
-
-    fn open_key(
-        &mut self,
-        me: &str,
-        rid: Rid,
-        key: String,
-        now: Instant,
-    ) -> Result<ServerMessage, (ErrorCode, Rid, String)> {
-        match self.keys.get(&key) {
-            Some(rv) if rv.opener == me => {}
-            Some(_) => return Err((ErrorCode::KeyTaken, rid, format!("key {key:?} is open"))),
-            None => {
-                self.key_quota(me, rid)?;
-                let listen_deadline = self.listen_deadline(now);
-                self.keys.insert(
-                    key.clone(),
-                    Rendezvous {
-                        opener: me.to_string(),
-                        joiners: BTreeMap::new(),
-                        listen_deadline,
-                    },
-                );
-                self.sessions
-                    .get_mut(me)
-                    .expect("registered")
-                    .opened_keys
-                    .insert(key.clone());
-            }
-        }
-        Ok(ServerMessage::KeyOpened { rid, key })
-    }
-
-    fn join_key(
-        &mut self,
-        me: &str,
-        rid: Rid,
-        key: String,
-        now: Instant,
-    ) -> Result<ServerMessage, (ErrorCode, Rid, String)> {
-        let Some(rv) = self.keys.get_mut(&key) else {
-            return Err((
-                ErrorCode::UnknownKey,
-                rid,
-                format!("key {key:?} is not open"),
-            ));
-        };
-        if rv.opener == me {
-            return Err((
-                ErrorCode::BadMessage,
-                rid,
-                format!("you opened key {key:?}; others join it"),
-            ));
-        }
-        let opener = rv.opener.clone();
-        if !rv.joiners.contains_key(me) {
-            let joined = self.sessions.get(me).map_or(0, |s| s.joined_keys.len());
-            if joined >= self.config.max_keys_per_peer {
-                return Err(keys_error(rid, joined));
-            }
-            let pipe_deadline = self.config.pipe_timeout.and_then(|t| now.checked_add(t));
-            let rv = self.keys.get_mut(&key).expect("looked up above");
-            rv.joiners.insert(me.to_string(), pipe_deadline);
-            rv.listen_deadline = None;
-            self.sessions
-                .get_mut(me)
-                .expect("registered")
-                .joined_keys
-                .insert(key.clone());
-            let event = ServerMessage::Joiner {
-                key: key.clone(),
-                id: me.to_string(),
-            };
-            let _ = self.deliver(&opener, &event, None, Kind::Queued, now);
-        }
-        Ok(ServerMessage::KeyJoined { rid, key, opener })
-    }
-
-    fn leave_key(
-        &mut self,
-        me: &str,
-        rid: Rid,
-        key: &str,
-        now: Instant,
-    ) -> Result<ServerMessage, (ErrorCode, Rid, String)> {
-        let joined = self
-            .keys
-            .get(key)
-            .is_some_and(|rv| rv.joiners.contains_key(me));
-        if !joined {
-            return Err((
-                ErrorCode::UnknownKey,
-                rid,
-                format!("you have not joined key {key:?}"),
-            ));
-        }
-        self.drop_joiner(me, key, now);
-        Ok(ServerMessage::Ok { rid })
-    }
-
-    /// Joiner `me` left `key`: the opener hears of it.
-    fn drop_joiner(&mut self, me: &str, key: &str, now: Instant) {
-        if let Some(opener) = self.remove_joiner(me, key, now) {
-            let event = ServerMessage::Unavailable {
-                key: key.to_string(),
-                id: me.to_string(),
-                code: None,
-            };
-            let _ = self.deliver(&opener, &event, None, Kind::Queued, now);
-        }
-    }
-
-    /// Takes `me` off `key`'s joiners; the key listens again once nobody is
-    /// left. Returns the opener if `me` was a joiner.
-    fn remove_joiner(&mut self, me: &str, key: &str, now: Instant) -> Option<String> {
-        if let Some(s) = self.sessions.get_mut(me) {
-            s.joined_keys.remove(key);
-        }
-        let listen_deadline = self.listen_deadline(now);
-        let rv = self.keys.get_mut(key)?;
-        rv.joiners.remove(me)?;
-        if rv.joiners.is_empty() {
-            rv.listen_deadline = listen_deadline;
-        }
-        Some(rv.opener.clone())
-    }
-
-    fn listen_deadline(&self, now: Instant) -> Option<Instant> {
-        self.config.listen_timeout.and_then(|t| now.checked_add(t))
-    }
-
-    /// Refuses a new key once `me` has opened `max_keys_per_peer`.
-    fn key_quota(&self, me: &str, rid: Rid) -> Result<(), (ErrorCode, Rid, String)> {
-        let opened = self.sessions.get(me).map_or(0, |s| s.opened_keys.len());
-        if opened >= self.config.max_keys_per_peer {
-            return Err(keys_error(rid, opened));
-        }
-        Ok(())
-    }
-
-    /// The pipe deadline of the pair (`opener` of `key`, `joiner`) passed:
-    /// both sides hear `unavailable` with 4001.
-    fn end_pipe(&mut self, key: &str, joiner: &str, now: Instant) {
-        let Some(opener) = self.remove_joiner(joiner, key, now) else {
-            return;
-        };
-        self.metrics.close(CloseCode::PipeTimeout);
-        let code = Some(CloseCode::PipeTimeout.code());
-        for (to, id) in [(&opener, joiner), (&joiner.to_string(), opener.as_str())] {
-            let event = ServerMessage::Unavailable {
-                key: key.to_string(),
-                id: id.to_string(),
-                code,
-            };
-            let _ = self.deliver(to, &event, None, Kind::Queued, now);
-        }
-    }
-
-    /// Nobody joined `key` in time: it is closed and its opener told (4000).
-    fn expire_key(&mut self, key: &str, now: Instant) {
-        let Some(opener) = self.keys.get(key).map(|rv| rv.opener.clone()) else {
-            return;
-        };
-        self.drop_key(key, now);
-        self.metrics.close(CloseCode::ListenTimeout);
-        let event = ServerMessage::KeyClosed {
-            key: key.to_string(),
-            code: CloseCode::ListenTimeout.code(),
-            reason: CloseCode::ListenTimeout.reason().to_string(),
-        };
-        let _ = self.deliver(&opener, &event, None, Kind::Queued, now);
-    }
-
-    fn close_key(
-        &mut self,
-        me: &str,
-        rid: Rid,
-        key: &str,
-        now: Instant,
-    ) -> Result<ServerMessage, (ErrorCode, Rid, String)> {
-        match self.keys.get(key) {
-            None => Err((
-                ErrorCode::UnknownKey,
-                rid,
-                format!("key {key:?} is not open"),
-            )),
-            Some(rv) if rv.opener != me => Err((
-                ErrorCode::NotOpener,
-                rid,
-                format!("key {key:?} was opened by another peer"),
-            )),
-            Some(_) => {
-                self.drop_key(key, now);
-                Ok(ServerMessage::Ok { rid })
-            }
-        }
-    }
-
-    fn drop_key(&mut self, key: &str, now: Instant) {
-        let Some(rv) = self.keys.remove(key) else {
-            return;
-        };
-        if let Some(s) = self.sessions.get_mut(&rv.opener) {
-            s.opened_keys.remove(key);
-        }
-        let event = ServerMessage::Unavailable {
-            key: key.to_string(),
-            id: rv.opener.clone(),
-            code: None,
-        };
-        for j in rv.joiners.keys() {
-            if let Some(s) = self.sessions.get_mut(j) {
-                s.joined_keys.remove(key);
-            }
-            let _ = self.deliver(j, &event, None, Kind::Queued, now);
-        }
-    }
-
-    // ---- lifecycle -----------------------------------------------------
-
-    /// The id's connection is gone; hold the id for the grace window.
-    fn detach(&mut self, peer: &str, now: Instant) {
-        if self.config.grace.is_zero() {
-            return self.release(peer);
-        }
-        let Some(s) = self.sessions.get_mut(peer) else {
-            return;
-        };
-        s.conn = None;
-        s.grace_deadline = Some(now + self.config.grace);
-        self.detached.insert(peer.to_string());
-    }
-
-    /// Frees the id: rooms, keys, and a `peer-gone` for every queued signal.
-    fn release(&mut self, peer: &str) {
-        let now = Instant::now();
-        let Some(session) = self.sessions.remove(peer) else {
-            return;
-        };
-        self.detached.remove(peer);
-        for q in session.queue {
-            self.tell_origin(q.origin, ErrorCode::PeerGone, peer, now);
-        }
-        for room in &session.rooms {
-            self.leave_room(peer, room, now);
-        }
-        for key in &session.opened_keys {
-            self.drop_key(key, now);
-        }
-        for key in &session.joined_keys {
-            self.drop_joiner(peer, key, now);
-        }
-    }
-
-    /// Rendezvous deadlines: listen timeouts (4000) and pipe deadlines (4001).
-    fn sweep_keys(&mut self, now: Instant) {
-        if self.config.listen_timeout.is_none() && self.config.pipe_timeout.is_none() {
-            return;
-        }
-        let due = |d: &Option<Instant>| d.is_some_and(|d| d <= now);
-        let mut closed = Vec::new();
-        let mut ended = Vec::new();
-        for (key, rv) in &self.keys {
-            if due(&rv.listen_deadline) {
-                closed.push(key.clone());
-            }
-            for (joiner, deadline) in &rv.joiners {
-                if due(deadline) {
-                    ended.push((key.clone(), joiner.clone()));
-                }
-            }
-        }
-        for (key, joiner) in ended {
-            self.end_pipe(&key, &joiner, now);
-        }
-        for key in closed {
-            self.expire_key(&key, now);
-        }
-    }
-
-    fn sweep(&mut self, now: Instant) {
-        let expired: Vec<String> = self
-            .detached
-            .iter()
-            .filter(|id| {
-                self.sessions
-                    .get(*id)
-                    .and_then(|s| s.grace_deadline)
-                    .is_none_or(|d| d <= now)
-            })
-            .cloned()
-            .collect();
-        for id in expired {
-            self.release(&id);
-        }
-        self.sweep_keys(now);
-        let rooms: Vec<String> = self.ttl_rooms.iter().cloned().collect();
-        for room in rooms {
-            let Some(r) = self.rooms.get_mut(&room) else {
-                self.ttl_rooms.remove(&room);
-                continue;
-            };
-            let gone: Vec<String> = r
-                .state
-                .iter()
-                .filter(|(_, v)| v.expires.is_some_and(|e| e <= now))
-                .map(|(k, _)| k.clone())
-                .collect();
-            for k in &gone {
-                r.state.remove(k);
-            }
-            if !r.state.values().any(|v| v.expires.is_some()) {
-                self.ttl_rooms.remove(&room);
-            }
-            for key in gone {
-                let event = ServerMessage::StateRemoved {
-                    room: room.clone(),
-                    key,
-                    reason: RemovalReason::Expired,
-                    from: None,
-                };
-                self.announce(&room, &event, None, now);
-            }
-        }
     }
 }
