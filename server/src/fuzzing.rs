@@ -5,7 +5,7 @@
 //!
 //! Checked for every input: no panic, and once every connection has gone
 //! and the grace window has passed, the hub holds nothing (no connection,
-//! id, room or key left behind).
+//! id, room, key or hostname left behind).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,6 +22,7 @@ use crate::metrics::Metrics;
 const IDS: [&str; 4] = ["a", "b", "c", "admin-1"];
 const ROOMS: [&str; 3] = ["r1", "r2", "staff"];
 const KEYS: [&str; 3] = ["key_a", "key_b", "key_c"];
+const HOSTNAMES: [&str; 3] = ["printer", "scanner", "-bad"];
 const SLOTS: usize = 4;
 
 struct Slot {
@@ -71,7 +72,8 @@ fn message(op: u8, arg: u8, rid: u64, tokens: &[(String, String)]) -> ClientMess
     let id = IDS[arg as usize % IDS.len()].to_string();
     let room = ROOMS[arg as usize % ROOMS.len()].to_string();
     let key = KEYS[arg as usize % KEYS.len()].to_string();
-    match (op & 0x0f) % 14 {
+    let hostname = HOSTNAMES[arg as usize % HOSTNAMES.len()].to_string();
+    match op & 0x0f {
         0 => ClientMessage::Register {
             rid,
             id: (arg % 5 != 4).then_some(id),
@@ -118,7 +120,9 @@ fn message(op: u8, arg: u8, rid: u64, tokens: &[(String, String)]) -> ClientMess
         10 => ClientMessage::OpenKey { rid, key },
         11 => ClientMessage::JoinKey { rid, key },
         12 => ClientMessage::LeaveKey { rid, key },
-        _ => ClientMessage::CloseKey { rid, key },
+        13 => ClientMessage::CloseKey { rid, key },
+        14 => ClientMessage::RegisterHostname { rid, hostname },
+        _ => ClientMessage::LookupHostname { rid, hostname },
     }
 }
 

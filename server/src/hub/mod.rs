@@ -433,6 +433,12 @@ impl State {
             (ClientMessage::JoinKey { rid, key }, Some(me)) => self.join_key(&me, rid, key, now),
             (ClientMessage::LeaveKey { rid, key }, Some(me)) => self.leave_key(&me, rid, &key, now),
             (ClientMessage::CloseKey { rid, key }, Some(me)) => self.close_key(&me, rid, &key, now),
+            (ClientMessage::RegisterHostname { rid, hostname }, Some(me)) => {
+                self.register_hostname(&me, rid, hostname)
+            }
+            (ClientMessage::LookupHostname { rid, hostname }, Some(_)) => {
+                self.lookup_hostname(rid, hostname)
+            }
         };
         self.reply(conn, result, now);
     }
