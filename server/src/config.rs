@@ -94,6 +94,10 @@ pub struct Config {
     #[arg(long, env = "PEERWIRE_MAX_KEYS_PER_PEER", default_value_t = limits::MAX_KEYS_PER_PEER)]
     pub max_keys_per_peer: usize,
 
+    /// Hostnames one id may hold at once.
+    #[arg(long, env = "PEERWIRE_MAX_HOSTNAMES_PER_PEER", default_value_t = limits::MAX_HOSTNAMES_PER_PEER)]
+    pub max_hostnames_per_peer: usize,
+
     /// Keys one room's state may hold.
     #[arg(long, env = "PEERWIRE_MAX_STATE_KEYS", default_value_t = limits::MAX_STATE_KEYS)]
     pub max_state_keys: usize,
@@ -186,6 +190,7 @@ impl Config {
             max_rooms_per_peer: self.max_rooms_per_peer,
             max_state_keys: self.max_state_keys,
             max_keys_per_peer: self.max_keys_per_peer,
+            max_hostnames_per_peer: self.max_hostnames_per_peer,
             auth: self.auth_policy()?,
             listen_timeout: nonzero_ms(self.listen_timeout_ms),
             pipe_timeout: nonzero_ms(self.pipe_timeout_ms),

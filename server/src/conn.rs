@@ -126,7 +126,7 @@ pub async fn run(socket: WebSocket, app: Arc<App>, ip: std::net::IpAddr, grant: 
                         }
                         match ClientMessage::decode(text.as_str()) {
                             Ok(msg) => app.hub.handle(conn, msg, Instant::now()),
-                            Err(err) => app.hub.reject(conn, err),
+                            Err(err) => app.hub.reject(conn, err, Instant::now()),
                         }
                     }
                     Message::Binary(bytes) => {
@@ -140,6 +140,7 @@ pub async fn run(socket: WebSocket, app: Arc<App>, ip: std::net::IpAddr, grant: 
                                 rid: None,
                                 message: "binary frames are not part of the protocol; send JSON text frames".into(),
                             },
+                            Instant::now(),
                         );
                     }
                     Message::Ping(_) | Message::Pong(_) => {}

@@ -5,7 +5,7 @@
 //!
 //! Checked for every input: no panic, and once every connection has gone
 //! and the grace window has passed, the hub holds nothing (no connection,
-//! id, room or key left behind).
+//! id, room, key or hostname left behind).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,13 +15,14 @@ use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::{Grant, Policy};
-use crate::hub::{ConnId, Hub, HubConfig, HubStats, Outgoing};
+use crate::hub::{ConnId, Hub, HubConfig, HubEnv, HubStats, Outgoing};
 use crate::ice::IceConfig;
 use crate::metrics::Metrics;
 
 const IDS: [&str; 4] = ["a", "b", "c", "admin-1"];
 const ROOMS: [&str; 3] = ["r1", "r2", "staff"];
 const KEYS: [&str; 3] = ["key_a", "key_b", "key_c"];
+const HOSTNAMES: [&str; 3] = ["printer", "scanner", "-bad"];
 const SLOTS: usize = 4;
 
 struct Slot {
@@ -47,6 +48,7 @@ fn config() -> HubConfig {
         max_rooms_per_peer: 2,
         max_state_keys: 2,
         max_keys_per_peer: 2,
+        max_hostnames_per_peer: 2,
         auth: policy,
         listen_timeout: Some(Duration::from_millis(30)),
         pipe_timeout: Some(Duration::from_millis(40)),
@@ -70,7 +72,8 @@ fn message(op: u8, arg: u8, rid: u64, tokens: &[(String, String)]) -> ClientMess
     let id = IDS[arg as usize % IDS.len()].to_string();
     let room = ROOMS[arg as usize % ROOMS.len()].to_string();
     let key = KEYS[arg as usize % KEYS.len()].to_string();
-    match (op & 0x0f) % 14 {
+    let hostname = HOSTNAMES[arg as usize % HOSTNAMES.len()].to_string();
+    match op & 0x0f {
         0 => ClientMessage::Register {
             rid,
             id: (arg % 5 != 4).then_some(id),
@@ -117,13 +120,19 @@ fn message(op: u8, arg: u8, rid: u64, tokens: &[(String, String)]) -> ClientMess
         10 => ClientMessage::OpenKey { rid, key },
         11 => ClientMessage::JoinKey { rid, key },
         12 => ClientMessage::LeaveKey { rid, key },
-        _ => ClientMessage::CloseKey { rid, key },
+        13 => ClientMessage::CloseKey { rid, key },
+        14 => ClientMessage::RegisterHostname { rid, hostname },
+        _ => ClientMessage::LookupHostname { rid, hostname },
     }
 }
 
 /// Runs one input (three bytes per step: slot, operation, argument).
 pub fn hub_sequence(data: &[u8]) {
-    let hub = Hub::new(config(), Arc::new(Metrics::new()));
+    let hub = Hub::new(
+        config(),
+        Arc::new(Metrics::new()),
+        HubEnv::seeded(1, 1_700_000_000),
+    );
     let start = Instant::now();
     let mut now = start;
     let mut slots: Vec<Option<Slot>> = (0..SLOTS).map(|_| None).collect();

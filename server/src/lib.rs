@@ -170,7 +170,7 @@ pub async fn serve(
     let metrics = Arc::new(Metrics::new());
     let hub_config = config.hub().map_err(io::Error::other)?;
     let auth = hub_config.auth.clone();
-    let hub = Hub::new(hub_config, metrics.clone());
+    let hub = Hub::new(hub_config, metrics.clone(), hub::HubEnv::os());
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(tls_config(cert, key, config.tls_ca.as_deref()).await?),
         _ => None,

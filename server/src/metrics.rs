@@ -28,6 +28,7 @@ pub struct Metrics {
     detached: Gauge,
     rooms: Gauge,
     keys: Gauge,
+    hostnames: Gauge,
 }
 
 impl Default for Metrics {
@@ -51,6 +52,7 @@ impl Metrics {
             detached: Gauge::default(),
             rooms: Gauge::default(),
             keys: Gauge::default(),
+            hostnames: Gauge::default(),
         };
         {
             let mut r = m.registry.lock().unwrap_or_else(|p| p.into_inner());
@@ -97,6 +99,11 @@ impl Metrics {
             );
             r.register("rooms", "Rooms with at least one member", m.rooms.clone());
             r.register("rendezvous_keys", "Open rendezvous keys", m.keys.clone());
+            r.register(
+                "hostnames",
+                "Hostnames registered by ids",
+                m.hostnames.clone(),
+            );
         }
         m
     }
@@ -136,6 +143,7 @@ impl Metrics {
         self.detached.set(stats.detached as i64);
         self.rooms.set(stats.rooms as i64);
         self.keys.set(stats.keys as i64);
+        self.hostnames.set(stats.hostnames as i64);
         let mut out = String::new();
         let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
         encode(&mut out, &registry).expect("writing to a String cannot fail");

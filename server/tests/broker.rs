@@ -610,6 +610,129 @@ async fn rendezvous_keys_time_out_while_listening_and_pairs_at_their_deadline() 
     b.stop().await;
 }
 
+// ---- hostnames -----------------------------------------------------------------
+
+/// `register-hostname` as `client`; the reply.
+async fn register_hostname(client: &mut Client, hostname: &str) -> serde_json::Value {
+    client
+        .request(json!({"type": "register-hostname", "hostname": hostname}))
+        .await
+}
+
+/// `lookup-hostname`; the id holding it, or the error code.
+async fn lookup_hostname(client: &mut Client, hostname: &str) -> String {
+    let r = client
+        .request(json!({"type": "lookup-hostname", "hostname": hostname}))
+        .await;
+    match r["type"].as_str() {
+        Some("found-host") => {
+            assert_eq!(r["hostname"], hostname, "{r}");
+            r["id"].as_str().unwrap().to_string()
+        }
+        _ => r["code"].as_str().unwrap().to_string(),
+    }
+}
+
+#[tokio::test]
+async fn a_hostname_belongs_to_the_id_that_registered_it() {
+    let b = Broker::start(&[]).await;
+    let (mut alice, _) = b.registered("alice").await;
+    let (mut bob, _) = b.registered("bob").await;
+    assert_eq!(register_hostname(&mut alice, "printer").await["type"], "ok");
+    assert_eq!(lookup_hostname(&mut bob, "printer").await, "alice");
+    // Another id can neither take it nor (there is no request for it)
+    // remove it; the owner registering it again is harmless.
+    let err = bob
+        .request_err(
+            json!({"type": "register-hostname", "hostname": "printer"}),
+            "hostname-taken",
+        )
+        .await;
+    assert!(err["message"].as_str().unwrap().contains("alice"), "{err}");
+    assert_eq!(register_hostname(&mut alice, "printer").await["type"], "ok");
+    assert_eq!(lookup_hostname(&mut bob, "printer").await, "alice");
+    assert_eq!(lookup_hostname(&mut bob, "scanner").await, "unknown-host");
+    // Hostnames follow the peer-id rules.
+    for bad in ["", "has space", "-dash", "a/b"] {
+        bob.request_err(
+            json!({"type": "register-hostname", "hostname": bad}),
+            "invalid-hostname",
+        )
+        .await;
+    }
+    bob.request_err(
+        json!({"type": "lookup-hostname", "hostname": "x".repeat(65)}),
+        "invalid-hostname",
+    )
+    .await;
+    // Only a registered connection may hold one.
+    let mut anonymous = b.client().await;
+    anonymous
+        .request_err(
+            json!({"type": "register-hostname", "hostname": "free"}),
+            "not-registered",
+        )
+        .await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn an_id_holds_a_bounded_number_of_hostnames() {
+    let b = Broker::start(&["--max-hostnames-per-peer", "2"]).await;
+    let (mut alice, _) = b.registered("alice").await;
+    register_hostname(&mut alice, "one").await;
+    register_hostname(&mut alice, "two").await;
+    alice
+        .request_err(
+            json!({"type": "register-hostname", "hostname": "three"}),
+            "too-many-hostnames",
+        )
+        .await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_hostname_is_released_by_a_normal_close() {
+    let b = Broker::start(&["--grace-ms", "60000"]).await;
+    let (mut alice, _) = b.registered("alice").await;
+    let (mut bob, _) = b.registered("bob").await;
+    register_hostname(&mut alice, "printer").await;
+    alice.close_normally().await;
+    assert_eq!(lookup_hostname(&mut bob, "printer").await, "unknown-host");
+    assert_eq!(register_hostname(&mut bob, "printer").await["type"], "ok");
+    assert_eq!(lookup_hostname(&mut bob, "printer").await, "bob");
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_hostname_is_kept_across_a_resume_and_released_when_the_grace_window_ends() {
+    let b = Broker::start(&["--grace-ms", "400", "--sweep-ms", "20"]).await;
+    let (mut alice, token) = b.registered("alice").await;
+    let (mut bob, _) = b.registered("bob").await;
+    register_hostname(&mut alice, "printer").await;
+    alice.vanish();
+    // Detached inside the window: still alice's.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(lookup_hostname(&mut bob, "printer").await, "alice");
+    bob.request_err(
+        json!({"type": "register-hostname", "hostname": "printer"}),
+        "hostname-taken",
+    )
+    .await;
+    let mut again = b.client().await;
+    let r = again
+        .request(json!({"type": "register", "id": "alice", "resumeToken": token}))
+        .await;
+    assert_eq!(r["resumed"], true, "{r}");
+    assert_eq!(lookup_hostname(&mut bob, "printer").await, "alice");
+    // Dropped again, and this time the window runs out.
+    again.vanish();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(lookup_hostname(&mut bob, "printer").await, "unknown-host");
+    assert_eq!(register_hostname(&mut bob, "printer").await["type"], "ok");
+    b.stop().await;
+}
+
 // ---- 7. ICE configuration ---------------------------------------------------
 
 #[tokio::test]

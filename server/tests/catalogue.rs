@@ -193,6 +193,24 @@ fn catalogue() -> Vec<Case> {
             Error("not-registered"),
         ),
         case(
+            "hostname without its field",
+            Registered,
+            msg(json!({"type": "register-hostname", "rid": 1})),
+            Error("bad-message"),
+        ),
+        case(
+            "hostname breaking the id rules",
+            Registered,
+            msg(json!({"type": "register-hostname", "rid": 1, "hostname": "../etc"})),
+            Error("invalid-hostname"),
+        ),
+        case(
+            "lookup of a hostname nobody holds",
+            Registered,
+            msg(json!({"type": "lookup-hostname", "rid": 1, "hostname": "nobody"})),
+            Error("unknown-host"),
+        ),
+        case(
             "second register",
             Registered,
             msg(json!({"type": "register", "rid": 1, "id": "another"})),

@@ -107,6 +107,9 @@ impl PeerError {
             ErrorCode::InvalidId => Self::InvalidId(message),
             ErrorCode::IdTaken => Self::IdTaken(message),
             ErrorCode::Unauthorized | ErrorCode::Forbidden => Self::Unauthorized { code, message },
+            ErrorCode::HostnameTaken => Self::HostnameTaken(message),
+            ErrorCode::UnknownHost => Self::UnknownHost(message),
+            ErrorCode::InvalidHostname => Self::InvalidArgument(message),
             _ => Self::Broker { code, message },
         }
     }

@@ -73,6 +73,7 @@ impl PageHub {
         address
     }
 
+    /// Forgets `address` and releases every hostname it held.
     pub fn detach(&self, address: &str) {
         let mut st = self.state.borrow_mut();
         st.endpoints.remove(address);
@@ -93,11 +94,17 @@ impl PageHub {
         Ok(())
     }
 
-    /// Maps `hostname` to `address` (`HostnameTakenError` if another node has it).
+    /// Maps `hostname` to `address`, an attached node, until that node
+    /// detaches. Only the node holding a hostname may register it again
+    /// (`HostnameTakenError` for anyone else); an address that is not
+    /// attached may not register at all, so no name outlives its node.
     pub fn register(&self, address: &str, hostname: &str) -> Result<(), JsValue> {
         let mut st = self.state.borrow_mut();
+        if !st.endpoints.contains_key(address) {
+            return Err(unknown_address(address));
+        }
         if let Some(owner) = st.names.get(hostname) {
-            if owner != address && st.endpoints.contains_key(owner) {
+            if owner != address {
                 return Err(PeerError::HostnameTaken(format!(
                     "hostname {hostname:?} belongs to {owner:?}"
                 ))
@@ -259,8 +266,11 @@ impl BroadcastChannelHub {
         address
     }
 
+    /// Forgets `address`, and the hostnames this tab knew it by (other tabs
+    /// keep theirs until they ask again: see the type's docs).
     pub fn detach(&self, address: &str) {
         self.inner.endpoints.borrow_mut().remove(address);
+        self.inner.names.borrow_mut().retain(|_, a| a != address);
     }
 
     pub fn send(&self, from: &str, to: &str, data: &str) -> Result<(), JsValue> {
@@ -319,8 +329,9 @@ impl BroadcastChannelHub {
     }
 }
 
-/// The broker as a hub: nodes on it get broker ids as addresses, and
-/// hostnames live in the broker's `peerwire.hostnames` room.
+/// The broker as a hub: nodes on it get broker ids as addresses, and the
+/// broker keeps each hostname for the id that registered it
+/// (`register-hostname` / `lookup-hostname`).
 #[wasm_bindgen]
 pub struct NetworkHub {
     url: String,

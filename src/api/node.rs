@@ -24,7 +24,7 @@ use super::peer::{PeerInput, PeerShared};
 use super::rest::{Rest, RestServerShared};
 use super::stream::{Role, Stream, StreamShared};
 use crate::protocol::frames::ChannelLabel;
-use crate::protocol::{ClientMessage, IceServer, ServerMessage, ids};
+use crate::protocol::{ClientMessage, ErrorCode, IceServer, ServerMessage, ids};
 
 /// Calls `obj.name(...args)`, awaiting a returned Promise; a throw or a
 /// rejection becomes `Err` with the error's text.
@@ -225,39 +225,25 @@ fn default_hub() -> JsValue {
 
 impl PeerShared {
     /// Registers `hostname` for this node: through the hub, or (on a
-    /// NetworkHub) in the broker's `peerwire.hostnames` room state.
+    /// NetworkHub) with the broker, which keeps it for this node's id until
+    /// the id is released. `HostnameTakenError` if another node holds it.
     pub(crate) async fn register_hostname(
         self: &Rc<Self>,
         hostname: &str,
     ) -> Result<(), PeerError> {
-        ids::check_peer_id(hostname).map_err(|e| {
-            PeerError::InvalidArgument(e.to_string().replace("peer id", "hostname"))
-        })?;
+        ids::check_hostname(hostname).map_err(|e| PeerError::InvalidArgument(e.to_string()))?;
         self.wait_ready().await?;
         let hub = self.hub.borrow().clone();
         if let Some(hub) = hub {
             return hub.register(hostname).await;
         }
-        let me = self.id().unwrap_or_default();
-        if let Some(owner) = self.hostname_owner(hostname).await? {
-            if owner != me && self.is_online(&owner).await? {
-                return Err(PeerError::HostnameTaken(format!(
-                    "hostname {hostname:?} belongs to {owner:?}"
-                )));
-            }
-        }
-        let (room, key) = (HOSTNAMES_ROOM.to_string(), hostname.to_string());
-        self.call(|rid| ClientMessage::Set {
-            rid,
-            room,
-            key,
-            value: me.into(),
-            ttl_ms: None,
-        })
-        .await?;
+        let hostname = hostname.to_string();
+        self.call(|rid| ClientMessage::RegisterHostname { rid, hostname })
+            .await?;
         Ok(())
     }
 
+    /// The address holding `hostname` (`UnknownHostError` if none).
     pub(crate) async fn lookup_hostname(
         self: &Rc<Self>,
         hostname: &str,
@@ -267,27 +253,19 @@ impl PeerShared {
         if let Some(hub) = hub {
             return hub.lookup(hostname).await;
         }
-        self.hostname_owner(hostname)
+        let name = hostname.to_string();
+        match self
+            .call(|rid| ClientMessage::LookupHostname {
+                rid,
+                hostname: name,
+            })
             .await?
-            .ok_or_else(|| PeerError::UnknownHost(format!("no node registered {hostname:?}")))
-    }
-
-    async fn hostname_owner(&self, hostname: &str) -> Result<Option<String>, PeerError> {
-        let room = HOSTNAMES_ROOM.to_string();
-        match self.call(|rid| ClientMessage::Join { rid, room }).await? {
-            ServerMessage::Joined { state, .. } => Ok(state
-                .into_iter()
-                .find(|e| e.key == hostname)
-                .and_then(|e| e.value.as_str().map(str::to_string))),
-            _ => Ok(None),
-        }
-    }
-
-    async fn is_online(&self, id: &str) -> Result<bool, PeerError> {
-        let id = id.to_string();
-        match self.call(|rid| ClientMessage::Find { rid, id }).await? {
-            ServerMessage::Found { online, .. } => Ok(online),
-            _ => Ok(false),
+        {
+            ServerMessage::FoundHost { id, .. } => Ok(id),
+            other => Err(PeerError::Broker {
+                code: ErrorCode::Internal,
+                message: format!("lookup-hostname got an unexpected reply: {other:?}"),
+            }),
         }
     }
 
@@ -404,9 +382,6 @@ impl PeerShared {
         self.listeners.borrow_mut().remove(&port);
     }
 }
-
-/// The broker room that holds hostnames registered through a NetworkHub.
-const HOSTNAMES_ROOM: &str = "peerwire.hostnames";
 
 /// Options of `new Node()`: the hub, and the `PeerOptions` that apply.
 fn node_options(options: &JsValue) -> Result<(JsValue, PeerOptions), PeerError> {

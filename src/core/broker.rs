@@ -374,7 +374,8 @@ pub fn reply_rid(msg: &ServerMessage) -> Option<Rid> {
         | ServerMessage::Found { rid, .. }
         | ServerMessage::Ok { rid }
         | ServerMessage::KeyOpened { rid, .. }
-        | ServerMessage::KeyJoined { rid, .. } => Some(*rid),
+        | ServerMessage::KeyJoined { rid, .. }
+        | ServerMessage::FoundHost { rid, .. } => Some(*rid),
         ServerMessage::Joined { rid, .. } => *rid,
         ServerMessage::Error { rid, .. } => *rid,
         _ => None,

@@ -55,7 +55,6 @@ pub enum ErrorCode {
     UnknownKey,
     /// Only the peer that opened a key may close it.
     NotOpener,
-    /// The broker failed; the request had no effect.
     /// The peer already holds the most rendezvous keys it may open, or join.
     TooManyKeys,
     /// Registering this id needs a token binding it (or the token binds
@@ -63,12 +62,21 @@ pub enum ErrorCode {
     Unauthorized,
     /// Joining this room needs a token that lists it.
     Forbidden,
+    /// The hostname breaks the hostname rules (those of peer ids).
+    InvalidHostname,
+    /// Another id holds this hostname (perhaps inside its grace window).
+    HostnameTaken,
+    /// No id holds this hostname.
+    UnknownHost,
+    /// This id holds as many hostnames as it may.
+    TooManyHostnames,
+    /// The broker failed; the request had no effect.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in documentation order.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 28] = [
         Self::BadJson,
         Self::BadMessage,
         Self::UnknownType,
@@ -92,6 +100,10 @@ impl ErrorCode {
         Self::TooManyKeys,
         Self::Unauthorized,
         Self::Forbidden,
+        Self::InvalidHostname,
+        Self::HostnameTaken,
+        Self::UnknownHost,
+        Self::TooManyHostnames,
         Self::Internal,
     ];
 
@@ -121,6 +133,10 @@ impl ErrorCode {
             Self::TooManyKeys => "too-many-keys",
             Self::Unauthorized => "unauthorized",
             Self::Forbidden => "forbidden",
+            Self::InvalidHostname => "invalid-hostname",
+            Self::HostnameTaken => "hostname-taken",
+            Self::UnknownHost => "unknown-host",
+            Self::TooManyHostnames => "too-many-hostnames",
             Self::Internal => "internal",
         }
     }
@@ -155,6 +171,12 @@ impl ErrorCode {
             Self::TooManyKeys => "close or leave a rendezvous key before using another",
             Self::Unauthorized => "pass a token minted for this id (the `token` option)",
             Self::Forbidden => "pass a token whose `rooms` claim lists this room",
+            Self::InvalidHostname => {
+                "hostnames are 1-64 of A-Z a-z 0-9 . _ -, starting with a letter or digit"
+            }
+            Self::HostnameTaken => "another id holds this hostname; pick another",
+            Self::UnknownHost => "no id holds this hostname (yet)",
+            Self::TooManyHostnames => "this id holds as many hostnames as it may",
             Self::Internal => "a broker bug; the request had no effect; please report it",
         }
     }

@@ -34,22 +34,31 @@ fn refuse(what: &'static str, value: &str, rule: &'static str) -> NameError {
 
 /// Checks a peer id.
 pub fn check_peer_id(id: &str) -> Result<(), NameError> {
-    const WHAT: &str = "peer id";
+    check_id_rules("peer id", id)
+}
+
+/// Checks a hostname (registered on a hub for a node): the peer-id rules.
+pub fn check_hostname(hostname: &str) -> Result<(), NameError> {
+    check_id_rules("hostname", hostname)
+}
+
+/// The peer-id rules, naming `what` in the error.
+fn check_id_rules(what: &'static str, id: &str) -> Result<(), NameError> {
     if id.is_empty() || id.len() > 64 {
-        return Err(refuse(WHAT, id, "use 1 to 64 characters"));
+        return Err(refuse(what, id, "use 1 to 64 characters"));
     }
     if !id
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
     {
         return Err(refuse(
-            WHAT,
+            what,
             id,
             "use only letters, digits, '.', '_' and '-'",
         ));
     }
     if !id.as_bytes()[0].is_ascii_alphanumeric() {
-        return Err(refuse(WHAT, id, "start with a letter or a digit"));
+        return Err(refuse(what, id, "start with a letter or a digit"));
     }
     Ok(())
 }

@@ -40,3 +40,6 @@ pub const LISTEN_TIMEOUT_MS: u64 = 600_000;
 /// How long a matched rendezvous pair is held on its key, in milliseconds
 /// (the pairing ends with code 4001).
 pub const PIPE_TIMEOUT_MS: u64 = 120_000;
+
+/// Hostnames one id may hold at once.
+pub const MAX_HOSTNAMES_PER_PEER: usize = 16;

@@ -74,11 +74,17 @@ pub enum ClientMessage {
     /// Close a key this client opened. Answered by `ok`; joiners get
     /// `unavailable`.
     CloseKey { rid: Rid, key: String },
+    /// Take `hostname` (peer-id rules) for this id until the id is
+    /// released. Answered by `ok`; `hostname-taken` if another id holds it.
+    RegisterHostname { rid: Rid, hostname: String },
+    /// Which id holds `hostname`? Answered by `found-host`, or
+    /// `unknown-host`.
+    LookupHostname { rid: Rid, hostname: String },
 }
 
 impl ClientMessage {
     /// Every `type` a client may send.
-    pub const TYPES: [&'static str; 13] = [
+    pub const TYPES: [&'static str; 15] = [
         "register",
         "ping",
         "find",
@@ -92,6 +98,8 @@ impl ClientMessage {
         "join-key",
         "leave-key",
         "close-key",
+        "register-hostname",
+        "lookup-hostname",
     ];
 
     /// The request id.
@@ -109,7 +117,9 @@ impl ClientMessage {
             | Self::OpenKey { rid, .. }
             | Self::JoinKey { rid, .. }
             | Self::LeaveKey { rid, .. }
-            | Self::CloseKey { rid, .. } => *rid,
+            | Self::CloseKey { rid, .. }
+            | Self::RegisterHostname { rid, .. }
+            | Self::LookupHostname { rid, .. } => *rid,
         }
     }
 
@@ -142,6 +152,10 @@ impl ClientMessage {
             | Self::JoinKey { key: k, .. }
             | Self::LeaveKey { key: k, .. }
             | Self::CloseKey { key: k, .. } => key(k),
+            Self::RegisterHostname { hostname: h, .. }
+            | Self::LookupHostname { hostname: h, .. } => {
+                ids::check_hostname(h).map_err(|e| (ErrorCode::InvalidHostname, e.to_string()))
+            }
         }
     }
 
@@ -369,6 +383,12 @@ pub enum ServerMessage {
         code: u16,
         reason: String,
     },
+    /// `hostname` is held by `id` (the answer to `lookup-hostname`).
+    FoundHost {
+        rid: Rid,
+        hostname: String,
+        id: String,
+    },
     /// A request failed, or (with `target`) a message to `target` could not
     /// be delivered.
     Error {
@@ -490,6 +510,14 @@ mod tests {
                 rid: 14,
                 key: "a_key".into(),
             },
+            RegisterHostname {
+                rid: 15,
+                hostname: "printer.local".into(),
+            },
+            LookupHostname {
+                rid: 16,
+                hostname: "printer.local".into(),
+            },
         ]
     }
 
@@ -592,6 +620,11 @@ mod tests {
                 key: "a_key".into(),
                 code: 4000,
                 reason: "listen timeout".into(),
+            },
+            FoundHost {
+                rid: 10,
+                hostname: "printer.local".into(),
+                id: "alice".into(),
             },
             ServerMessage::error(Some(8), ErrorCode::IdTaken, "id \"alice\" is taken"),
             ServerMessage::delivery_error(9, ErrorCode::UnknownPeer, "bob"),
@@ -721,6 +754,18 @@ mod tests {
             key: "\u{7}".into(),
         };
         assert_eq!(bad.validate().unwrap_err().0, ErrorCode::InvalidStateKey);
+        let bad = ClientMessage::RegisterHostname {
+            rid: 1,
+            hostname: "-dash-first".into(),
+        };
+        let (code, msg) = bad.validate().unwrap_err();
+        assert_eq!(code, ErrorCode::InvalidHostname);
+        assert!(msg.contains("hostname"), "{msg}");
+        let bad = ClientMessage::LookupHostname {
+            rid: 1,
+            hostname: "a".repeat(65),
+        };
+        assert_eq!(bad.validate().unwrap_err().0, ErrorCode::InvalidHostname);
         for ok in client_examples() {
             assert_eq!(ok.validate(), Ok(()), "{ok:?}");
         }

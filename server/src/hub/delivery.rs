@@ -1,0 +1,331 @@
+//! Delivery: getting a frame to an id wherever it is. Attached ids get it
+//! on their connection's bounded outbound queue (a full queue cuts the
+//! client off with 4003 and detaches the id); detached ids get it in their
+//! bounded grace-window queue. Frames a connection never wrote come back
+//! through [`State::requeue`]. Whatever cannot be delivered is reported to
+//! its sender (`queue-full`, `peer-gone`), so nothing is lost silently.
+
+use std::time::Instant;
+
+use peerwire::protocol::messages::Rid;
+use peerwire::protocol::{CloseCode, ErrorCode, ServerMessage};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use super::{ConnId, Frame, Outgoing, State};
+
+/// How a message should be treated if its target is detached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// Queue it; report failures to the origin.
+    Queued,
+    /// Room membership/state: dropped while detached, resent as a snapshot on resume.
+    RoomEvent,
+}
+
+/// One message held for a detached id.
+pub(super) struct Queued {
+    pub(super) frame: Frame,
+    /// Who to tell (`peer-gone`) if the id never comes back.
+    pub(super) origin: Option<(String, Rid)>,
+}
+
+fn encode(msg: &ServerMessage) -> Frame {
+    Frame::from(msg.encode())
+}
+
+impl State {
+    /// Relays a signal from `me` to `to`; no reply on success.
+    pub(super) fn signal(
+        &mut self,
+        me: &str,
+        rid: Rid,
+        to: &str,
+        data: Value,
+        now: Instant,
+    ) -> Result<(), ErrorCode> {
+        let msg = ServerMessage::Signal {
+            from: me.to_string(),
+            data,
+        };
+        self.deliver(to, &msg, Some((me.to_string(), rid)), Kind::Queued, now)
+    }
+
+    /// Sends to a connection. A full queue means the client cannot keep up:
+    /// it is closed with 4003 and its id detached (the frame is then queued
+    /// for it like any other message to a detached id).
+    pub(super) fn send_conn(&mut self, conn: ConnId, msg: &ServerMessage, now: Instant) {
+        let frame = encode(msg);
+        self.send_frame(conn, frame, None, Kind::Queued, now);
+    }
+
+    pub(super) fn send_frame(
+        &mut self,
+        conn: ConnId,
+        frame: Frame,
+        origin: Option<(String, Rid)>,
+        kind: Kind,
+        now: Instant,
+    ) {
+        let Some(entry) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        match entry.tx.try_send(Outgoing {
+            frame,
+            origin,
+            kind,
+        }) {
+            Ok(()) => {
+                self.metrics.messages_out.inc();
+            }
+            Err(err) => {
+                // Full: the client does not read fast enough. Closed: its
+                // socket task has ended without `disconnect` (it always
+                // calls it; this is a safety net). Either way the id is
+                // detached now and the frame queued; what the connection
+                // still holds comes back through `disconnect`.
+                let out = match err {
+                    mpsc::error::TrySendError::Full(o) => {
+                        if let Some(kill) = entry.kill.take() {
+                            let _ = kill.send(CloseCode::SlowConsumer);
+                        }
+                        self.metrics.close(CloseCode::SlowConsumer);
+                        o
+                    }
+                    mpsc::error::TrySendError::Closed(o) => o,
+                };
+                let peer = entry.peer.take();
+                self.conns.remove(&conn);
+                if let Some(peer) = peer {
+                    self.cut_off.insert(conn, peer.clone());
+                    self.detach(&peer, now);
+                    if out.kind == Kind::Queued {
+                        self.enqueue_or_tell(&peer, out.frame, out.origin, now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Delivers to a registered id, wherever it is.
+    pub(super) fn deliver(
+        &mut self,
+        to: &str,
+        msg: &ServerMessage,
+        origin: Option<(String, Rid)>,
+        kind: Kind,
+        now: Instant,
+    ) -> Result<(), ErrorCode> {
+        let Some(session) = self.sessions.get(to) else {
+            return Err(ErrorCode::UnknownPeer);
+        };
+        let frame = encode(msg);
+        match session.conn {
+            Some(conn) => {
+                self.send_frame(conn, frame, origin, kind, now);
+                Ok(())
+            }
+            None if kind == Kind::RoomEvent => Ok(()),
+            None => self.enqueue(to, frame, origin),
+        }
+    }
+
+    /// Queues for a detached id; if its queue is full, the sender is told.
+    fn enqueue_or_tell(
+        &mut self,
+        to: &str,
+        frame: Frame,
+        origin: Option<(String, Rid)>,
+        now: Instant,
+    ) {
+        if let Err(code) = self.enqueue(to, frame, origin.clone()) {
+            self.tell_origin(origin, code, to, now);
+        }
+    }
+
+    /// Tells the sender of an undeliverable message to `to` why.
+    pub(super) fn tell_origin(
+        &mut self,
+        origin: Option<(String, Rid)>,
+        code: ErrorCode,
+        to: &str,
+        now: Instant,
+    ) {
+        if let Some((origin, rid)) = origin {
+            self.metrics.error(code);
+            let err = ServerMessage::delivery_error(rid, code, to);
+            let _ = self.deliver(&origin, &err, None, Kind::Queued, now);
+        }
+    }
+
+    /// Frames a connection of `peer` never wrote. If the id is detached they
+    /// go back to the front of its queue (the queue keeps its bound; the
+    /// newest beyond it are refused with `queue-full`); if a newer
+    /// connection holds the id they go to it; if the id is gone their
+    /// senders get `peer-gone`.
+    pub(super) fn requeue(&mut self, peer: &str, unsent: Vec<Outgoing>, now: Instant) {
+        let frames: Vec<Outgoing> = unsent
+            .into_iter()
+            .filter(|o| o.kind == Kind::Queued)
+            .collect();
+        if frames.is_empty() {
+            return;
+        }
+        let max = self.config.max_queued;
+        let Some(session) = self.sessions.get_mut(peer) else {
+            for o in frames {
+                self.tell_origin(o.origin, ErrorCode::PeerGone, peer, now);
+            }
+            return;
+        };
+        if let Some(conn) = session.conn {
+            // A newer connection reclaimed the id (4005): deliver late
+            // rather than not at all.
+            for o in frames {
+                self.send_frame(conn, o.frame, o.origin, Kind::Queued, now);
+            }
+            return;
+        }
+        for o in frames.into_iter().rev() {
+            session.queue.push_front(Queued {
+                frame: o.frame,
+                origin: o.origin,
+            });
+        }
+        let mut refused = Vec::new();
+        while session.queue.len() > max {
+            if let Some(q) = session.queue.pop_back() {
+                refused.push(q.origin);
+            }
+        }
+        for origin in refused.into_iter().rev() {
+            self.tell_origin(origin, ErrorCode::QueueFull, peer, now);
+        }
+    }
+
+    fn enqueue(
+        &mut self,
+        to: &str,
+        frame: Frame,
+        origin: Option<(String, Rid)>,
+    ) -> Result<(), ErrorCode> {
+        let max = self.config.max_queued;
+        let session = self.sessions.get_mut(to).ok_or(ErrorCode::UnknownPeer)?;
+        if session.queue.len() >= max {
+            return Err(ErrorCode::QueueFull);
+        }
+        session.queue.push_back(Queued { frame, origin });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{Harness, ms};
+    use serde_json::json;
+
+    #[test]
+    fn a_signal_to_an_unknown_id_fails_at_once() {
+        let mut h = Harness::new();
+        let a = h.connect();
+        h.register(a, "alice");
+        let reply = h.request(
+            a,
+            json!({"type": "signal", "rid": 2, "to": "bob", "data": 1}),
+        );
+        assert_eq!(reply["code"], "unknown-peer");
+        assert_eq!(reply["target"], "bob");
+    }
+
+    #[test]
+    fn signals_arrive_in_order_once() {
+        let mut h = Harness::new();
+        let (a, b) = (h.connect(), h.connect());
+        h.register(a, "alice");
+        h.register(b, "bob");
+        for n in 0..5 {
+            h.send(
+                a,
+                json!({"type": "signal", "rid": n + 2, "to": "bob", "data": n}),
+            );
+        }
+        let got: Vec<_> = h.frames(b).iter().map(|f| f["data"].clone()).collect();
+        assert_eq!(got, (0..5).map(|n| json!(n)).collect::<Vec<_>>());
+        assert!(h.frames(a).is_empty(), "no reply on success");
+    }
+
+    #[test]
+    fn a_full_grace_queue_answers_queue_full_and_the_window_end_peer_gone() {
+        let mut h = Harness::new(); // max_queued: 3
+        let (a, b) = (h.connect(), h.connect());
+        h.register(a, "alice");
+        h.register(b, "bob");
+        h.drop_conn(a, false);
+        for n in 0..4 {
+            h.send(
+                b,
+                json!({"type": "signal", "rid": 10 + n, "to": "alice", "data": n}),
+            );
+        }
+        let errors = h.frames(b);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(errors[0]["code"], "queue-full");
+        assert_eq!(errors[0]["rid"], 13);
+        h.sweep(ms(100));
+        let gone: Vec<_> = h.frames(b).iter().map(|f| f["rid"].clone()).collect();
+        assert_eq!(
+            gone,
+            vec![json!(10), json!(11), json!(12)],
+            "one peer-gone each"
+        );
+    }
+
+    #[test]
+    fn a_slow_reader_is_cut_off_with_4003_and_its_unsent_frames_wait_for_the_resume() {
+        let mut h = Harness::new(); // outbound queue of 8 frames
+        let (a, b) = (h.connect(), h.connect());
+        let token = h.register(a, "alice");
+        h.register(b, "bob");
+        for n in 0..10 {
+            h.send(
+                b,
+                json!({"type": "signal", "rid": 10 + n, "to": "alice", "data": n}),
+            );
+        }
+        assert_eq!(h.killed(a), Some(4003));
+        // The socket task hands back the 8 frames it never wrote.
+        h.drop_conn(a, false);
+        let a2 = h.connect();
+        h.request(
+            a2,
+            json!({"type": "register", "rid": 1, "id": "alice", "resumeToken": token}),
+        );
+        let got: Vec<_> = h.frames(a2).iter().map(|f| f["data"].clone()).collect();
+        // Queue bound 3 after the requeue: the oldest three are kept in
+        // order, the rest refused with queue-full.
+        assert_eq!(got, vec![json!(0), json!(1), json!(2)]);
+        let refused = h
+            .frames(b)
+            .iter()
+            .filter(|f| f["code"] == "queue-full")
+            .count();
+        assert_eq!(refused, 7);
+    }
+
+    #[test]
+    fn frames_unsent_at_a_clean_close_are_answered_with_peer_gone() {
+        let mut h = Harness::new();
+        let (a, b) = (h.connect(), h.connect());
+        h.register(a, "alice");
+        h.register(b, "bob");
+        h.send(
+            b,
+            json!({"type": "signal", "rid": 7, "to": "alice", "data": 1}),
+        );
+        // Alice closes with 1000 before her writer took the frame.
+        h.drop_conn(a, true);
+        let errors = h.frames(b);
+        assert_eq!(errors[0]["code"], "peer-gone");
+        assert_eq!(errors[0]["rid"], 7);
+    }
+}

@@ -1,0 +1,445 @@
+//! The hub: every piece of shared broker state (ids, sessions, rooms, room
+//! state, rendezvous keys, hostnames, grace-window queues) behind one small
+//! API.
+//!
+//! The socket code knows only a handful of calls: [`Hub::connect`],
+//! [`Hub::handle`], [`Hub::reject`], [`Hub::disconnect`] and [`Hub::sweep`].
+//! Everything the hub sends leaves through a connection's bounded outbound
+//! queue (a `tokio::sync::mpsc::Sender`), or a one-shot "close with this
+//! code" switch. The hub never awaits: its lock is held only for plain,
+//! short state changes, so no lock is ever held across an `.await`. It
+//! never reads a clock or a global random source either: `now` comes with
+//! every call, and random bytes (resume tokens, assigned ids) and the wall
+//! clock (TURN credentials) from the [`HubEnv`] it is built with, so tests
+//! run it on simulated time with a seeded generator. Delivery between
+//! several broker processes (Redis pub/sub) can later replace
+//! `State::deliver` without touching the socket code.
+//!
+//! One file per concern, each an `impl State` block over the one state:
+//!
+//! - `sessions`: ids, resume tokens, the grace window; attach, detach, release.
+//! - `delivery`: outbound queues, grace-window queues, requeue of unsent
+//!   frames, `peer-gone` / `queue-full`.
+//! - `rooms`: membership, broadcast, room state with TTL, snapshots.
+//! - `rendezvous`: keys, joiners, listen and pipe deadlines.
+//! - `hostnames`: names owned by ids, registered and looked up atomically.
+//! - `sweep`: everything that happens because time passed.
+//! - `env`: the random source and wall clock the hub is built with.
+//!
+//! A session (one registered id) moves through these states:
+//!
+//! ```text
+//!            register                 drop (not 1000),            grace ends
+//!  (none) ─────────────► attached ──── slow consumer ───► detached ─────────► released
+//!                          ▲   │                             │
+//!                          │   │ close 1000                  │ register with
+//!                          │   └────────────────────► released │ the resume token
+//!                          └─────────────────────────────────┘
+//! ```
+//!
+//! While detached, signals, broadcasts and rendezvous events for the id are
+//! queued (bounded); room membership and state are resent as snapshots on
+//! resume, so room events are not queued. Rooms, keys and hostnames stay
+//! with the id until it is released.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::Utf8Bytes;
+use peerwire::protocol::messages::Rid;
+use peerwire::protocol::{ClientMessage, CloseCode, DecodeError, ErrorCode, ServerMessage};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::auth::{Grant, Policy};
+use crate::ice::IceConfig;
+use crate::metrics::Metrics;
+
+mod delivery;
+mod env;
+mod hostnames;
+mod rendezvous;
+mod rooms;
+mod sessions;
+mod sweep;
+#[cfg(test)]
+mod testing;
+
+#[cfg(any(test, feature = "fuzzing"))]
+pub use env::SeededRng;
+pub use env::{HubEnv, HubRng, OsRng, RandomUnavailable};
+
+use delivery::Kind;
+use rendezvous::Rendezvous;
+use rooms::Room;
+use sessions::Session;
+
+/// One encoded frame on its way to a client (cheap to clone for fan-out).
+pub type Frame = Utf8Bytes;
+
+/// Identifies one WebSocket connection for the life of the process.
+pub type ConnId = u64;
+
+/// One frame in a connection's outbound queue, with what the hub needs if
+/// the connection ends before it is written: frames for a detached id go
+/// back to the front of its grace-window queue, and senders of frames that
+/// can no longer be delivered are told.
+#[derive(Debug)]
+pub struct Outgoing {
+    pub frame: Frame,
+    origin: Option<(String, Rid)>,
+    kind: Kind,
+}
+
+/// Limits and timings the hub enforces.
+#[derive(Debug, Clone)]
+pub struct HubConfig {
+    pub grace: Duration,
+    pub max_queued: usize,
+    pub max_room_members: usize,
+    pub max_rooms_per_peer: usize,
+    pub max_state_keys: usize,
+    /// Rendezvous keys one peer may have opened, and joined, at once.
+    pub max_keys_per_peer: usize,
+    /// Hostnames one id may hold at once.
+    pub max_hostnames_per_peer: usize,
+    /// Which ids and rooms need a token.
+    pub auth: Policy,
+    /// An opened key with no joiner is closed after this (4000).
+    pub listen_timeout: Option<Duration>,
+    /// A matched opener/joiner pair is ended after this (4001).
+    pub pipe_timeout: Option<Duration>,
+    pub ice: IceConfig,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        use peerwire::protocol::limits::*;
+        Self {
+            grace: Duration::from_millis(GRACE_MS),
+            max_queued: MAX_QUEUED_PER_PEER,
+            max_room_members: MAX_ROOM_MEMBERS,
+            max_rooms_per_peer: MAX_ROOMS_PER_PEER,
+            max_state_keys: MAX_STATE_KEYS,
+            max_keys_per_peer: MAX_KEYS_PER_PEER,
+            max_hostnames_per_peer: MAX_HOSTNAMES_PER_PEER,
+            auth: Policy::default(),
+            listen_timeout: Some(Duration::from_millis(LISTEN_TIMEOUT_MS)),
+            pipe_timeout: Some(Duration::from_millis(PIPE_TIMEOUT_MS)),
+            ice: IceConfig::default(),
+        }
+    }
+}
+
+/// Counts the `/metrics` endpoint reports as gauges.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HubStats {
+    pub connections: usize,
+    pub ids: usize,
+    pub detached: usize,
+    pub rooms: usize,
+    pub keys: usize,
+    pub hostnames: usize,
+}
+
+/// The shared broker state. Cheap to share as `Arc<Hub>`.
+pub struct Hub {
+    state: Mutex<State>,
+}
+
+impl Hub {
+    /// A hub enforcing `config`, counting into `metrics`, and taking random
+    /// bytes and the wall clock from `env` ([`HubEnv::os`] in production).
+    pub fn new(config: HubConfig, metrics: Arc<Metrics>, env: HubEnv) -> Self {
+        Self {
+            state: Mutex::new(State {
+                config,
+                metrics,
+                env,
+                next_conn: 1,
+                conns: HashMap::new(),
+                sessions: HashMap::new(),
+                rooms: HashMap::new(),
+                keys: HashMap::new(),
+                hostnames: HashMap::new(),
+                detached: HashSet::new(),
+                ttl_rooms: HashSet::new(),
+                cut_off: HashMap::new(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock would be a bug; keep serving rather
+        // than poisoning every later connection.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A new WebSocket connection: `tx` is its bounded outbound queue, `kill`
+    /// closes it with a code.
+    pub fn connect(
+        &self,
+        tx: mpsc::Sender<Outgoing>,
+        kill: oneshot::Sender<CloseCode>,
+        grant: Option<Grant>,
+    ) -> ConnId {
+        let mut st = self.lock();
+        let id = st.next_conn;
+        st.next_conn += 1;
+        st.conns.insert(
+            id,
+            Conn {
+                tx,
+                kill: Some(kill),
+                peer: None,
+                grant,
+            },
+        );
+        id
+    }
+
+    /// One decoded message from connection `conn`.
+    pub fn handle(&self, conn: ConnId, msg: ClientMessage, now: Instant) {
+        self.lock().handle(conn, msg, now);
+    }
+
+    /// A frame from `conn` that could not be decoded.
+    pub fn reject(&self, conn: ConnId, err: DecodeError, now: Instant) {
+        let mut st = self.lock();
+        st.metrics.error(err.code);
+        let reply = ServerMessage::error(err.rid, err.code, err.message);
+        st.send_conn(conn, &reply, now);
+    }
+
+    /// Connection `conn` ended. `clean` (the client closed with 1000)
+    /// releases its id at once; otherwise the id enters its grace window.
+    /// `rx` is the connection's outbound queue: what it still holds was
+    /// never written, and is queued again for the id or reported to its
+    /// senders. Draining it under the hub's lock means no frame can slip in
+    /// behind.
+    pub fn disconnect(
+        &self,
+        conn: ConnId,
+        clean: bool,
+        now: Instant,
+        rx: &mut mpsc::Receiver<Outgoing>,
+    ) {
+        let mut st = self.lock();
+        rx.close();
+        let mut unsent = Vec::new();
+        while let Ok(o) = rx.try_recv() {
+            unsent.push(o);
+        }
+        match st.conns.remove(&conn) {
+            Some(entry) => {
+                let Some(peer) = entry.peer else { return };
+                if clean {
+                    st.release(&peer, now);
+                } else {
+                    st.detach(&peer, now);
+                }
+                st.requeue(&peer, unsent, now);
+            }
+            // Cut off earlier by the hub (4003, 4005): its id was detached,
+            // or taken over by a newer connection, then.
+            None => {
+                if let Some(peer) = st.cut_off.remove(&conn) {
+                    st.requeue(&peer, unsent, now);
+                }
+            }
+        }
+    }
+
+    /// Whether connection `conn` has registered an id.
+    pub fn is_registered(&self, conn: ConnId) -> bool {
+        self.lock()
+            .conns
+            .get(&conn)
+            .is_some_and(|c| c.peer.is_some())
+    }
+
+    /// Ends grace windows, rendezvous deadlines and state keys whose time
+    /// has come.
+    pub fn sweep(&self, now: Instant) {
+        self.lock().sweep(now);
+    }
+
+    /// Closes every connection with `code` (1001 at shutdown).
+    pub fn close_all(&self, code: CloseCode) {
+        let mut st = self.lock();
+        for conn in st.conns.values_mut() {
+            if let Some(kill) = conn.kill.take() {
+                let _ = kill.send(code);
+            }
+        }
+    }
+
+    /// Whether the hub holds nothing at all: no connection, id, room, key,
+    /// hostname, or cut-off connection still to hand back its frames.
+    pub fn is_idle(&self) -> bool {
+        let st = self.lock();
+        st.conns.is_empty()
+            && st.sessions.is_empty()
+            && st.detached.is_empty()
+            && st.rooms.is_empty()
+            && st.keys.is_empty()
+            && st.hostnames.is_empty()
+            && st.ttl_rooms.is_empty()
+            && st.cut_off.is_empty()
+    }
+
+    /// The gauges `/metrics` reports.
+    pub fn stats(&self) -> HubStats {
+        let st = self.lock();
+        HubStats {
+            connections: st.conns.len(),
+            ids: st.sessions.len(),
+            detached: st.detached.len(),
+            rooms: st.rooms.len(),
+            keys: st.keys.len(),
+            hostnames: st.hostnames.len(),
+        }
+    }
+}
+
+/// One WebSocket connection as the hub sees it.
+struct Conn {
+    tx: mpsc::Sender<Outgoing>,
+    kill: Option<oneshot::Sender<CloseCode>>,
+    /// The id this connection registered, once it has.
+    peer: Option<String>,
+    /// What the token presented at upgrade allows.
+    grant: Option<Grant>,
+}
+
+/// Why a request was refused: the code, the request it answers, and a
+/// detail for the developer.
+type Refusal = (ErrorCode, Rid, String);
+
+/// What a request gets back: its reply, or an error.
+type Answer = Result<ServerMessage, Refusal>;
+
+/// A broken invariant of the hub, answered instead of panicking under the
+/// lock: the request has no effect and the client hears `internal`.
+fn internal(rid: Rid, detail: &str) -> Refusal {
+    tracing::error!(rid, "hub invariant broken: {detail}");
+    (ErrorCode::Internal, rid, detail.to_string())
+}
+
+struct State {
+    config: HubConfig,
+    metrics: Arc<Metrics>,
+    env: HubEnv,
+    next_conn: ConnId,
+    conns: HashMap<ConnId, Conn>,
+    sessions: HashMap<String, Session>,
+    rooms: HashMap<String, Room>,
+    keys: HashMap<String, Rendezvous>,
+    /// Each registered hostname with the id that owns it.
+    hostnames: HashMap<String, String>,
+    /// Ids inside their grace window, for `sweep`.
+    detached: HashSet<String>,
+    /// Rooms holding at least one expiring key, for `sweep`.
+    ttl_rooms: HashSet<String>,
+    /// Connections the hub cut off (4003, 4005) whose tasks have not yet
+    /// handed back their unsent frames, with the id they had.
+    cut_off: HashMap<ConnId, String>,
+}
+
+impl State {
+    /// Sends a reply to the requester, or an error with the given code.
+    fn reply(&mut self, conn: ConnId, result: Answer, now: Instant) {
+        let msg = match result {
+            Ok(msg) => msg,
+            Err((code, rid, detail)) => {
+                self.metrics.error(code);
+                ServerMessage::error(Some(rid), code, detail)
+            }
+        };
+        self.send_conn(conn, &msg, now);
+    }
+
+    /// Checks a request and hands it to the concern that owns it.
+    fn handle(&mut self, conn: ConnId, msg: ClientMessage, now: Instant) {
+        self.metrics.messages_in.inc();
+        let rid = msg.rid();
+        if let Err((code, detail)) = msg.validate() {
+            return self.reply(conn, Err((code, rid, detail)), now);
+        }
+        let Some(entry) = self.conns.get(&conn) else {
+            return;
+        };
+        let me = entry.peer.clone();
+        let result = match (msg, me) {
+            (
+                ClientMessage::Register {
+                    rid,
+                    id,
+                    resume_token,
+                },
+                None,
+            ) => {
+                return self.register(conn, rid, id, resume_token, now);
+            }
+            (ClientMessage::Register { .. }, Some(me)) => Err((
+                ErrorCode::AlreadyRegistered,
+                rid,
+                format!("this connection is registered as {me:?}"),
+            )),
+            (ClientMessage::Ping { rid }, _) => Ok(ServerMessage::Pong { rid }),
+            (_, None) => Err((ErrorCode::NotRegistered, rid, String::new())),
+            (ClientMessage::Find { rid, id }, Some(_)) => {
+                let online = self.sessions.contains_key(&id);
+                Ok(ServerMessage::Found { rid, id, online })
+            }
+            (ClientMessage::Signal { rid, to, data }, Some(me)) => {
+                match self.signal(&me, rid, &to, data, now) {
+                    Ok(()) => return,
+                    Err(code) => {
+                        self.metrics.error(code);
+                        Ok(ServerMessage::delivery_error(rid, code, &to))
+                    }
+                }
+            }
+            (ClientMessage::Join { rid, room }, Some(me)) => self.join(&me, rid, room, now),
+            (ClientMessage::Leave { rid, room }, Some(me)) => self.leave(&me, rid, &room, now),
+            (
+                ClientMessage::Broadcast {
+                    rid,
+                    room,
+                    data,
+                    include_self,
+                },
+                Some(me),
+            ) => {
+                return self.broadcast(conn, &me, rid, room, data, include_self, now);
+            }
+            (
+                ClientMessage::Set {
+                    rid,
+                    room,
+                    key,
+                    value,
+                    ttl_ms,
+                },
+                Some(me),
+            ) => self.set(&me, rid, room, key, value, ttl_ms, now),
+            (ClientMessage::Delete { rid, room, key }, Some(me)) => {
+                self.delete(&me, rid, room, key, now)
+            }
+            (ClientMessage::OpenKey { rid, key }, Some(me)) => self.open_key(&me, rid, key, now),
+            (ClientMessage::JoinKey { rid, key }, Some(me)) => self.join_key(&me, rid, key, now),
+            (ClientMessage::LeaveKey { rid, key }, Some(me)) => self.leave_key(&me, rid, &key, now),
+            (ClientMessage::CloseKey { rid, key }, Some(me)) => self.close_key(&me, rid, &key, now),
+            (ClientMessage::RegisterHostname { rid, hostname }, Some(me)) => {
+                self.register_hostname(&me, rid, hostname)
+            }
+            (ClientMessage::LookupHostname { rid, hostname }, Some(_)) => {
+                self.lookup_hostname(rid, hostname)
+            }
+        };
+        self.reply(conn, result, now);
+    }
+}

@@ -1,0 +1,397 @@
+//! Rooms: membership (in join order), broadcast, and each room's replicated
+//! key/value state with optional TTL. Members hear `peer-joined`,
+//! `peer-left`, `state-set` and `state-removed`; a joiner (and a resumed
+//! id) gets a snapshot of members and state. A room exists while it has a
+//! member. Expiry of state keys is in `sweep`.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use peerwire::protocol::messages::Rid;
+use peerwire::protocol::{ErrorCode, RemovalReason, ServerMessage, StateEntry};
+use serde_json::Value;
+
+use super::delivery::Kind;
+use super::{Answer, ConnId, Refusal, State, internal};
+
+/// One room.
+#[derive(Default)]
+pub(super) struct Room {
+    /// Members in join order.
+    pub(super) members: Vec<String>,
+    pub(super) state: BTreeMap<String, StateValue>,
+}
+
+/// One key of a room's state.
+pub(super) struct StateValue {
+    value: Value,
+    from: String,
+    pub(super) expires: Option<Instant>,
+}
+
+fn remaining_ms(expires: Option<Instant>, now: Instant) -> Option<u64> {
+    expires.map(|e| e.saturating_duration_since(now).as_millis() as u64)
+}
+
+impl State {
+    /// `joined` for `room`: its members and state as of `now`.
+    pub(super) fn room_snapshot(
+        &self,
+        rid: Option<Rid>,
+        room: &str,
+        now: Instant,
+    ) -> ServerMessage {
+        let r = self.rooms.get(room);
+        ServerMessage::Joined {
+            rid,
+            room: room.to_string(),
+            members: r.map(|r| r.members.clone()).unwrap_or_default(),
+            state: r
+                .map(|r| {
+                    r.state
+                        .iter()
+                        .map(|(k, v)| StateEntry {
+                            key: k.clone(),
+                            value: v.value.clone(),
+                            from: v.from.clone(),
+                            ttl_ms: remaining_ms(v.expires, now),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Tells every member of `room` (but `except`) about a change.
+    pub(super) fn announce(
+        &mut self,
+        room: &str,
+        msg: &ServerMessage,
+        except: Option<&str>,
+        now: Instant,
+    ) {
+        let members = match self.rooms.get(room) {
+            Some(r) => r.members.clone(),
+            None => return,
+        };
+        for m in members.iter().filter(|m| Some(m.as_str()) != except) {
+            let _ = self.deliver(m, msg, None, Kind::RoomEvent, now);
+        }
+    }
+
+    pub(super) fn join(&mut self, me: &str, rid: Rid, room: String, now: Instant) -> Answer {
+        let Some(session) = self.sessions.get(me) else {
+            return Err(internal(rid, "join from a connection without a session"));
+        };
+        if !session.rooms.contains(&room) {
+            let grant = session
+                .conn
+                .and_then(|c| self.conns.get(&c)?.grant.as_ref());
+            if let Err(detail) = self.config.auth.may_join(grant, &room) {
+                return Err((ErrorCode::Forbidden, rid, detail));
+            }
+            if session.rooms.len() >= self.config.max_rooms_per_peer {
+                let detail = format!("already in {} rooms", session.rooms.len());
+                return Err((ErrorCode::TooManyRooms, rid, detail));
+            }
+            let size = self.rooms.get(&room).map_or(0, |r| r.members.len());
+            if size >= self.config.max_room_members {
+                return Err((
+                    ErrorCode::RoomFull,
+                    rid,
+                    format!("room {room:?} has {size} members"),
+                ));
+            }
+            if let Some(session) = self.sessions.get_mut(me) {
+                session.rooms.insert(room.clone());
+            }
+            self.rooms
+                .entry(room.clone())
+                .or_default()
+                .members
+                .push(me.to_string());
+            let event = ServerMessage::PeerJoined {
+                room: room.clone(),
+                id: me.to_string(),
+            };
+            self.announce(&room, &event, Some(me), now);
+        }
+        Ok(self.room_snapshot(Some(rid), &room, now))
+    }
+
+    fn member_check(&self, me: &str, rid: Rid, room: &str) -> Result<(), Refusal> {
+        let inside = self
+            .sessions
+            .get(me)
+            .is_some_and(|s| s.rooms.contains(room));
+        if inside {
+            Ok(())
+        } else {
+            Err((ErrorCode::NotInRoom, rid, format!("not in room {room:?}")))
+        }
+    }
+
+    /// The room `me` is a member of, for a request that changes it.
+    fn member_room(&mut self, me: &str, rid: Rid, room: &str) -> Result<&mut Room, Refusal> {
+        self.member_check(me, rid, room)?;
+        self.rooms
+            .get_mut(room)
+            .ok_or_else(|| internal(rid, "a member's room does not exist"))
+    }
+
+    pub(super) fn leave(&mut self, me: &str, rid: Rid, room: &str, now: Instant) -> Answer {
+        self.member_check(me, rid, room)?;
+        self.leave_room(me, room, now);
+        Ok(ServerMessage::Ok { rid })
+    }
+
+    /// Takes `me` out of `room`; the others hear `peer-left`, and the room
+    /// goes once it is empty.
+    pub(super) fn leave_room(&mut self, me: &str, room: &str, now: Instant) {
+        if let Some(s) = self.sessions.get_mut(me) {
+            s.rooms.remove(room);
+        }
+        let Some(r) = self.rooms.get_mut(room) else {
+            return;
+        };
+        r.members.retain(|m| m != me);
+        if r.members.is_empty() {
+            self.rooms.remove(room);
+            self.ttl_rooms.remove(room);
+        } else {
+            let event = ServerMessage::PeerLeft {
+                room: room.to_string(),
+                id: me.to_string(),
+            };
+            self.announce(room, &event, None, now);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn broadcast(
+        &mut self,
+        conn: ConnId,
+        me: &str,
+        rid: Rid,
+        room: String,
+        data: Value,
+        include_self: bool,
+        now: Instant,
+    ) {
+        if let Err(e) = self.member_check(me, rid, &room) {
+            return self.reply(conn, Err(e), now);
+        }
+        let members = self
+            .rooms
+            .get(&room)
+            .map(|r| r.members.clone())
+            .unwrap_or_default();
+        let msg = ServerMessage::Broadcast {
+            room,
+            from: me.to_string(),
+            data,
+        };
+        for m in members.iter().filter(|m| include_self || m.as_str() != me) {
+            if let Err(code) = self.deliver(m, &msg, Some((me.to_string(), rid)), Kind::Queued, now)
+            {
+                self.metrics.error(code);
+                self.send_conn(conn, &ServerMessage::delivery_error(rid, code, m), now);
+            }
+        }
+        self.send_conn(conn, &ServerMessage::Ok { rid }, now);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn set(
+        &mut self,
+        me: &str,
+        rid: Rid,
+        room: String,
+        key: String,
+        value: Value,
+        ttl_ms: Option<u64>,
+        now: Instant,
+    ) -> Answer {
+        let max = self.config.max_state_keys;
+        let r = self.member_room(me, rid, &room)?;
+        if !r.state.contains_key(&key) && r.state.len() >= max {
+            return Err((
+                ErrorCode::InvalidStateKey,
+                rid,
+                format!("room {room:?} holds {max} keys"),
+            ));
+        }
+        // A TTL too far out to represent simply never expires.
+        let expires = ttl_ms.and_then(|ms| now.checked_add(Duration::from_millis(ms)));
+        r.state.insert(
+            key.clone(),
+            StateValue {
+                value: value.clone(),
+                from: me.to_string(),
+                expires,
+            },
+        );
+        if expires.is_some() {
+            self.ttl_rooms.insert(room.clone());
+        }
+        let event = ServerMessage::StateSet {
+            room: room.clone(),
+            key,
+            value,
+            from: me.to_string(),
+            ttl_ms,
+        };
+        self.announce(&room, &event, None, now);
+        Ok(ServerMessage::Ok { rid })
+    }
+
+    pub(super) fn delete(
+        &mut self,
+        me: &str,
+        rid: Rid,
+        room: String,
+        key: String,
+        now: Instant,
+    ) -> Answer {
+        let r = self.member_room(me, rid, &room)?;
+        if r.state.remove(&key).is_some() {
+            let event = ServerMessage::StateRemoved {
+                room: room.clone(),
+                key,
+                reason: RemovalReason::Deleted,
+                from: Some(me.to_string()),
+            };
+            self.announce(&room, &event, None, now);
+        }
+        Ok(ServerMessage::Ok { rid })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{Harness, ms};
+    use serde_json::json;
+
+    #[test]
+    fn members_hear_joins_and_leaves_and_the_joiner_gets_a_snapshot() {
+        let mut h = Harness::new();
+        let (a, b) = (h.connect(), h.connect());
+        h.register(a, "alice");
+        h.register(b, "bob");
+        h.request(a, json!({"type": "join", "rid": 2, "room": "lobby"}));
+        let joined = h.request(b, json!({"type": "join", "rid": 2, "room": "lobby"}));
+        assert_eq!(joined["members"], json!(["alice", "bob"]));
+        assert_eq!(
+            h.frames(a),
+            vec![json!({"type": "peer-joined", "room": "lobby", "id": "bob"})]
+        );
+        h.request(b, json!({"type": "leave", "rid": 3, "room": "lobby"}));
+        assert_eq!(h.frames(a)[0]["type"], "peer-left");
+        let reply = h.request(b, json!({"type": "leave", "rid": 4, "room": "lobby"}));
+        assert_eq!(reply["code"], "not-in-room");
+    }
+
+    #[test]
+    fn room_limits_give_named_errors() {
+        let mut h = Harness::new(); // 3 members, 2 rooms per peer
+        let conns: Vec<_> = (0..4).map(|_| h.connect()).collect();
+        for (i, c) in conns.iter().enumerate() {
+            h.register(*c, &format!("p{i}"));
+        }
+        for c in &conns[..3] {
+            h.request(*c, json!({"type": "join", "rid": 2, "room": "r"}));
+        }
+        let reply = h.request(conns[3], json!({"type": "join", "rid": 3, "room": "r"}));
+        assert_eq!(reply["code"], "room-full");
+        h.request(conns[3], json!({"type": "join", "rid": 4, "room": "x"}));
+        h.request(conns[3], json!({"type": "join", "rid": 5, "room": "y"}));
+        let reply = h.request(conns[3], json!({"type": "join", "rid": 6, "room": "z"}));
+        assert_eq!(reply["code"], "too-many-rooms");
+    }
+
+    #[test]
+    fn broadcast_reaches_members_and_the_sender_only_when_asked() {
+        let mut h = Harness::new();
+        let (a, b) = (h.connect(), h.connect());
+        h.register(a, "alice");
+        h.register(b, "bob");
+        h.request(a, json!({"type": "join", "rid": 2, "room": "r"}));
+        h.request(b, json!({"type": "join", "rid": 2, "room": "r"}));
+        h.frames(a);
+        let ok = h.request(
+            a,
+            json!({"type": "broadcast", "rid": 3, "room": "r", "data": 1}),
+        );
+        assert_eq!(ok["type"], "ok");
+        assert_eq!(h.frames(b)[0]["data"], 1);
+        h.send(
+            a,
+            json!({"type": "broadcast", "rid": 4, "room": "r", "data": 2, "includeSelf": true}),
+        );
+        let mine = h.frames(a);
+        assert_eq!(
+            (mine[0]["type"].as_str(), mine[1]["type"].as_str()),
+            (Some("broadcast"), Some("ok"))
+        );
+    }
+
+    #[test]
+    fn state_is_set_snapshotted_with_its_remaining_ttl_and_expires_on_time() {
+        let mut h = Harness::new();
+        let (a, b) = (h.connect(), h.connect());
+        h.register(a, "alice");
+        h.register(b, "bob");
+        h.request(a, json!({"type": "join", "rid": 2, "room": "r"}));
+        h.send(
+            a,
+            json!({"type": "set", "rid": 3, "room": "r", "key": "k", "value": 1, "ttlMs": 100}),
+        );
+        let to_me = h.frames(a);
+        assert_eq!(
+            to_me[0]["type"], "state-set",
+            "the setter hears it before the ok"
+        );
+        assert_eq!(to_me[1]["type"], "ok");
+        h.at(ms(40));
+        let joined = h.request(b, json!({"type": "join", "rid": 2, "room": "r"}));
+        assert_eq!(joined["state"][0]["ttlMs"], 60);
+        h.sweep(ms(99));
+        assert!(h.frames(b).is_empty());
+        h.sweep(ms(140));
+        let removed = h.frames(b);
+        assert_eq!(removed[0]["type"], "state-removed");
+        assert_eq!(removed[0]["reason"], "expired");
+    }
+
+    #[test]
+    fn state_keys_are_bounded_and_deletes_are_announced() {
+        let mut h = Harness::new(); // 2 state keys
+        let a = h.connect();
+        h.register(a, "alice");
+        h.request(a, json!({"type": "join", "rid": 2, "room": "r"}));
+        for k in ["k1", "k2"] {
+            h.send(
+                a,
+                json!({"type": "set", "rid": 3, "room": "r", "key": k, "value": 0}),
+            );
+        }
+        h.frames(a);
+        let reply = h.request(
+            a,
+            json!({"type": "set", "rid": 4, "room": "r", "key": "k3", "value": 0}),
+        );
+        assert_eq!(reply["code"], "invalid-state-key");
+        h.send(
+            a,
+            json!({"type": "delete", "rid": 5, "room": "r", "key": "k1"}),
+        );
+        let got = h.frames(a);
+        assert_eq!(got[0]["reason"], "deleted");
+        assert_eq!(got[0]["from"], "alice");
+        let reply = h.request(
+            a,
+            json!({"type": "set", "rid": 6, "room": "nope", "key": "k", "value": 0}),
+        );
+        assert_eq!(reply["code"], "not-in-room");
+    }
+}

@@ -1,0 +1,364 @@
+//! Sessions: who holds which id. Registering (a chosen or an assigned id),
+//! resume tokens, resuming inside the grace window, and the three ways a
+//! session changes state: attach (register or resume), detach (a drop that
+//! was not a clean close), release (a clean close, or the grace window's
+//! end). Releasing an id gives back everything it held: rooms, keys,
+//! hostnames and its queued messages (their senders get `peer-gone`).
+
+use std::collections::{BTreeSet, VecDeque};
+use std::time::Instant;
+
+use base64::Engine as _;
+use peerwire::protocol::messages::Rid;
+use peerwire::protocol::{CloseCode, ErrorCode, PROTOCOL_VERSION, ServerMessage, ids};
+
+use super::delivery::{Kind, Queued};
+use super::{ConnId, Refusal, State, internal};
+
+/// Random bytes in a resume token (192 bits).
+const TOKEN_BYTES: usize = 24;
+
+/// How many fresh random ids to try before giving up on assigning one (a
+/// collision of 64 random bits is already vanishingly rare).
+const ASSIGN_ATTEMPTS: usize = 8;
+
+/// One registered id.
+pub(super) struct Session {
+    pub(super) token: String,
+    /// The connection holding the id; `None` inside the grace window.
+    pub(super) conn: Option<ConnId>,
+    /// When the grace window ends (set while detached).
+    pub(super) grace_deadline: Option<Instant>,
+    /// Messages held for the id while it is detached.
+    pub(super) queue: VecDeque<Queued>,
+    pub(super) rooms: BTreeSet<String>,
+    pub(super) opened_keys: BTreeSet<String>,
+    pub(super) joined_keys: BTreeSet<String>,
+    pub(super) hostnames: BTreeSet<String>,
+}
+
+/// Compares two tokens in time that does not depend on where they differ.
+fn same_token(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl State {
+    /// A resume token from the hub's random source.
+    fn new_token(&mut self, rid: Rid) -> Result<String, Refusal> {
+        let mut bytes = [0u8; TOKEN_BYTES];
+        self.env
+            .rng
+            .fill(&mut bytes)
+            .map_err(|e| internal(rid, &format!("cannot make a resume token: {e}")))?;
+        Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// A fresh `p-…` id nobody holds.
+    fn assign_peer_id(&mut self, rid: Rid) -> Result<String, Refusal> {
+        for _ in 0..ASSIGN_ATTEMPTS {
+            let mut bytes = [0u8; 8];
+            self.env
+                .rng
+                .fill(&mut bytes)
+                .map_err(|e| internal(rid, &format!("cannot assign an id: {e}")))?;
+            let id = ids::assigned_peer_id(bytes);
+            if !self.sessions.contains_key(&id) {
+                return Ok(id);
+            }
+        }
+        Err(internal(rid, "every assigned id tried was taken"))
+    }
+
+    pub(super) fn register(
+        &mut self,
+        conn: ConnId,
+        rid: Rid,
+        id: Option<String>,
+        token: Option<String>,
+        now: Instant,
+    ) {
+        let grant = self.conns.get(&conn).and_then(|c| c.grant.clone());
+        // A token that binds an id registers that id when none is asked for.
+        let id = id.or_else(|| grant.as_ref().and_then(|g| g.sub.clone()));
+        let checked = match &id {
+            Some(id) => self.config.auth.may_register(grant.as_ref(), id),
+            // Patterns that cover the broker's assigned ids (`*`, `p-*`)
+            // protect them too.
+            None if self.config.auth.protects_id(&ids::assigned_peer_id([0; 8])) => Err(
+                "broker-assigned ids are protected here: connect with a token whose `sub` is your id"
+                    .to_string(),
+            ),
+            None => Ok(()),
+        };
+        if let Err(detail) = checked {
+            return self.reply(conn, Err((ErrorCode::Unauthorized, rid, detail)), now);
+        }
+        let held = id.as_ref().is_some_and(|id| self.sessions.contains_key(id));
+        let id = match (id, token) {
+            (Some(id), Some(token)) if held => {
+                return self.resume(conn, rid, id, token, now);
+            }
+            (Some(id), None) if held => {
+                let detail = format!("id {id:?} is taken");
+                return self.reply(conn, Err((ErrorCode::IdTaken, rid, detail)), now);
+            }
+            // Free. With a token for it: the grace window ended (or the
+            // broker restarted), so take it afresh; `resumed: false` tells
+            // the client its rooms are gone.
+            (Some(id), _) => id,
+            (None, Some(_)) => {
+                let detail = "resumeToken needs the id it was issued with".to_string();
+                return self.reply(conn, Err((ErrorCode::BadMessage, rid, detail)), now);
+            }
+            (None, None) => match self.assign_peer_id(rid) {
+                Ok(id) => id,
+                Err(refusal) => return self.reply(conn, Err(refusal), now),
+            },
+        };
+        let token = match self.new_token(rid) {
+            Ok(token) => token,
+            Err(refusal) => return self.reply(conn, Err(refusal), now),
+        };
+        self.sessions.insert(
+            id.clone(),
+            Session {
+                token: token.clone(),
+                conn: Some(conn),
+                grace_deadline: None,
+                queue: VecDeque::new(),
+                rooms: BTreeSet::new(),
+                opened_keys: BTreeSet::new(),
+                joined_keys: BTreeSet::new(),
+                hostnames: BTreeSet::new(),
+            },
+        );
+        if let Some(entry) = self.conns.get_mut(&conn) {
+            entry.peer = Some(id.clone());
+        }
+        let msg = self.registered(rid, &id, token, false, Vec::new());
+        self.send_conn(conn, &msg, now);
+    }
+
+    fn registered(
+        &self,
+        rid: Rid,
+        id: &str,
+        token: String,
+        resumed: bool,
+        rooms: Vec<String>,
+    ) -> ServerMessage {
+        ServerMessage::Registered {
+            rid,
+            id: id.to_string(),
+            resume_token: token,
+            resumed,
+            ice_servers: self.config.ice.servers_for(id, (self.env.unix_clock)()),
+            grace_ms: self.config.grace.as_millis() as u64,
+            protocol: PROTOCOL_VERSION,
+            rooms,
+        }
+    }
+
+    /// Reclaims held id `id` with its token: the connection takes it over
+    /// (closing an older one with 4005), then gets `registered`, a snapshot
+    /// of every kept room, and the queued messages in order.
+    fn resume(&mut self, conn: ConnId, rid: Rid, id: String, token: String, now: Instant) {
+        let Some(session) = self.sessions.get_mut(&id) else {
+            let refusal = internal(rid, "resume of an id that is not held");
+            return self.reply(conn, Err(refusal), now);
+        };
+        if !same_token(&session.token, &token) {
+            let detail = format!("the resume token does not match id {id:?}");
+            return self.reply(conn, Err((ErrorCode::BadResumeToken, rid, detail)), now);
+        }
+        let old = session.conn.replace(conn);
+        session.grace_deadline = None;
+        let queued = std::mem::take(&mut session.queue);
+        let rooms: Vec<String> = session.rooms.iter().cloned().collect();
+        // The old connection may still look alive (a half-open socket after
+        // a network change): the newer one wins.
+        if let Some(old) = old {
+            if let Some(mut entry) = self.conns.remove(&old) {
+                if let Some(kill) = entry.kill.take() {
+                    let _ = kill.send(CloseCode::Replaced);
+                }
+                self.metrics.close(CloseCode::Replaced);
+                self.cut_off.insert(old, id.clone());
+            }
+        }
+        self.detached.remove(&id);
+        if let Some(entry) = self.conns.get_mut(&conn) {
+            entry.peer = Some(id.clone());
+        }
+        let msg = self.registered(rid, &id, token, true, rooms.clone());
+        self.send_conn(conn, &msg, now);
+        for room in rooms {
+            let snapshot = self.room_snapshot(None, &room, now);
+            self.send_conn(conn, &snapshot, now);
+        }
+        for q in queued {
+            self.send_frame(conn, q.frame, q.origin, Kind::Queued, now);
+        }
+    }
+
+    /// The id's connection is gone; hold the id for the grace window.
+    pub(super) fn detach(&mut self, peer: &str, now: Instant) {
+        if self.config.grace.is_zero() {
+            return self.release(peer, now);
+        }
+        let Some(s) = self.sessions.get_mut(peer) else {
+            return;
+        };
+        s.conn = None;
+        // A window too long to represent ends at the next sweep rather
+        // than panicking here.
+        s.grace_deadline = now.checked_add(self.config.grace);
+        self.detached.insert(peer.to_string());
+    }
+
+    /// Frees the id: rooms, keys, hostnames, and a `peer-gone` for every
+    /// queued signal.
+    pub(super) fn release(&mut self, peer: &str, now: Instant) {
+        let Some(session) = self.sessions.remove(peer) else {
+            return;
+        };
+        self.detached.remove(peer);
+        for q in session.queue {
+            self.tell_origin(q.origin, ErrorCode::PeerGone, peer, now);
+        }
+        for room in &session.rooms {
+            self.leave_room(peer, room, now);
+        }
+        for key in &session.opened_keys {
+            self.drop_key(key, now);
+        }
+        for key in &session.joined_keys {
+            self.drop_joiner(peer, key, now);
+        }
+        self.drop_hostnames(peer, &session.hostnames);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{Harness, ms};
+    use serde_json::json;
+
+    #[test]
+    fn register_takes_a_chosen_id_or_assigns_one_from_the_seeded_source() {
+        let mut h = Harness::new();
+        let a = h.connect();
+        let reply = h.request(a, json!({"type": "register", "rid": 1, "id": "alice"}));
+        assert_eq!(reply["type"], "registered");
+        assert_eq!(reply["id"], "alice");
+        assert_eq!(reply["resumed"], false);
+        let b = h.connect();
+        let reply = h.request(b, json!({"type": "register", "rid": 1}));
+        let assigned = reply["id"].as_str().unwrap().to_string();
+        assert!(assigned.starts_with("p-"), "{assigned}");
+        // The same seed assigns the same id and token: runs replay.
+        let mut again = Harness::new();
+        let c = again.connect();
+        again.request(c, json!({"type": "register", "rid": 1, "id": "alice"}));
+        let d = again.connect();
+        let replay = again.request(d, json!({"type": "register", "rid": 1}));
+        assert_eq!(replay["id"], assigned);
+    }
+
+    #[test]
+    fn a_held_id_is_taken_and_a_wrong_token_is_refused() {
+        let mut h = Harness::new();
+        let a = h.connect();
+        let token = h.register(a, "alice");
+        let b = h.connect();
+        let reply = h.request(b, json!({"type": "register", "rid": 2, "id": "alice"}));
+        assert_eq!(reply["code"], "id-taken");
+        let forged = format!("{}x", &token[..token.len() - 1]);
+        let reply = h.request(
+            b,
+            json!({"type": "register", "rid": 3, "id": "alice", "resumeToken": forged}),
+        );
+        assert_eq!(reply["code"], "bad-resume-token");
+        let reply = h.request(
+            b,
+            json!({"type": "register", "rid": 4, "resumeToken": token}),
+        );
+        assert_eq!(reply["code"], "bad-message");
+    }
+
+    #[test]
+    fn a_drop_holds_the_id_for_the_grace_window_then_releases_it() {
+        let mut h = Harness::new();
+        let a = h.connect();
+        h.register(a, "alice");
+        h.drop_conn(a, false);
+        let b = h.connect();
+        h.register(b, "bob");
+        h.sweep(ms(99));
+        let reply = h.request(b, json!({"type": "find", "rid": 5, "id": "alice"}));
+        assert_eq!(reply["online"], true, "inside the window");
+        h.sweep(ms(100));
+        let reply = h.request(b, json!({"type": "find", "rid": 6, "id": "alice"}));
+        assert_eq!(reply["online"], false, "released when the window ends");
+    }
+
+    #[test]
+    fn a_clean_close_releases_at_once() {
+        let mut h = Harness::new();
+        let a = h.connect();
+        h.register(a, "alice");
+        h.drop_conn(a, true);
+        assert!(h.hub.is_idle());
+    }
+
+    #[test]
+    fn resume_with_the_token_reclaims_the_id_and_replaces_a_live_connection() {
+        let mut h = Harness::new();
+        let a = h.connect();
+        let token = h.register(a, "alice");
+        h.request(a, json!({"type": "join", "rid": 2, "room": "lobby"}));
+        // Reclaimed while the old connection still looks alive: it is
+        // closed with 4005.
+        let b = h.connect();
+        let reply = h.request(
+            b,
+            json!({"type": "register", "rid": 3, "id": "alice", "resumeToken": token}),
+        );
+        assert_eq!(reply["resumed"], true);
+        assert_eq!(reply["rooms"], json!(["lobby"]));
+        assert_eq!(h.killed(a), Some(4005));
+        let resync = h.frames(b);
+        assert_eq!(resync[0]["type"], "joined");
+        assert_eq!(resync[0]["members"], json!(["alice"]));
+        h.drop_conn(a, false);
+        h.drop_conn(b, true);
+        assert!(h.hub.is_idle());
+    }
+
+    #[test]
+    fn resume_after_a_drop_gets_queued_signals_in_order() {
+        let mut h = Harness::new();
+        let a = h.connect();
+        let token = h.register(a, "alice");
+        let b = h.connect();
+        h.register(b, "bob");
+        h.drop_conn(a, false);
+        for n in 0..3 {
+            h.send(
+                b,
+                json!({"type": "signal", "rid": 10 + n, "to": "alice", "data": n}),
+            );
+        }
+        assert!(h.frames(b).is_empty(), "queued, not refused");
+        h.at(ms(50));
+        let a2 = h.connect();
+        let reply = h.request(
+            a2,
+            json!({"type": "register", "rid": 1, "id": "alice", "resumeToken": token}),
+        );
+        assert_eq!(reply["resumed"], true);
+        let data: Vec<_> = h.frames(a2).iter().map(|f| f["data"].clone()).collect();
+        assert_eq!(data, vec![json!(0), json!(1), json!(2)]);
+    }
+}

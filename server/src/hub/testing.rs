@@ -1,0 +1,157 @@
+//! A driver for the hub's unit tests: simulated time (a fixed base plus
+//! offsets), a seeded random source, small limits, and each connection's
+//! outbound queue read with `try_recv`, as the fuzz target does.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use peerwire::protocol::{ClientMessage, CloseCode};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+
+use super::{ConnId, Hub, HubConfig, HubEnv, Outgoing};
+use crate::metrics::Metrics;
+
+/// `n` milliseconds after the harness's base instant.
+pub fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Limits small enough to reach in a few lines.
+pub fn config() -> HubConfig {
+    HubConfig {
+        grace: ms(100),
+        max_queued: 3,
+        max_room_members: 3,
+        max_rooms_per_peer: 2,
+        max_state_keys: 2,
+        max_keys_per_peer: 2,
+        max_hostnames_per_peer: 2,
+        listen_timeout: Some(ms(30)),
+        pipe_timeout: Some(ms(40)),
+        ..HubConfig::default()
+    }
+}
+
+struct Client {
+    rx: mpsc::Receiver<Outgoing>,
+    /// Frames read but not yet returned (those after a request's reply).
+    unread: Vec<Value>,
+    kill: oneshot::Receiver<CloseCode>,
+}
+
+/// A hub and its connections, on simulated time.
+pub struct Harness {
+    pub hub: Hub,
+    /// Time zero.
+    pub base: Instant,
+    /// The current time: `base` plus what `at`/`sweep` moved it to.
+    pub now: Instant,
+    clients: HashMap<ConnId, Client>,
+}
+
+impl Harness {
+    pub fn new() -> Self {
+        Self::with_config(config())
+    }
+
+    pub fn with_config(config: HubConfig) -> Self {
+        let base = Instant::now();
+        Self {
+            hub: Hub::new(
+                config,
+                Arc::new(Metrics::new()),
+                HubEnv::seeded(7, 1_700_000_000),
+            ),
+            base,
+            now: base,
+            clients: HashMap::new(),
+        }
+    }
+
+    /// A connection with an outbound queue of 8 frames.
+    pub fn connect(&mut self) -> ConnId {
+        let (tx, rx) = mpsc::channel(8);
+        let (kill_tx, kill) = oneshot::channel();
+        let conn = self.hub.connect(tx, kill_tx, None);
+        self.clients.insert(
+            conn,
+            Client {
+                rx,
+                unread: Vec::new(),
+                kill,
+            },
+        );
+        conn
+    }
+
+    /// Moves the clock to `base + offset` (without sweeping).
+    pub fn at(&mut self, offset: Duration) {
+        self.now = self.base + offset;
+    }
+
+    /// Moves the clock to `base + offset` and sweeps.
+    pub fn sweep(&mut self, offset: Duration) {
+        self.at(offset);
+        self.hub.sweep(self.now);
+    }
+
+    /// Sends one message (JSON, decoded as the socket code would).
+    pub fn send(&mut self, conn: ConnId, msg: Value) {
+        let msg = ClientMessage::decode(&msg.to_string()).expect("a valid test message");
+        self.hub.handle(conn, msg, self.now);
+    }
+
+    /// Sends one message and returns the first frame it got back; later
+    /// frames wait for the next `frames`.
+    pub fn request(&mut self, conn: ConnId, msg: Value) -> Value {
+        self.send(conn, msg.clone());
+        let mut frames = self.frames(conn);
+        assert!(!frames.is_empty(), "no reply to {msg}");
+        let first = frames.remove(0);
+        if let Some(c) = self.clients.get_mut(&conn) {
+            c.unread = frames;
+        }
+        first
+    }
+
+    /// Registers `id`, returning its resume token.
+    pub fn register(&mut self, conn: ConnId, id: &str) -> String {
+        let reply = self.request(
+            conn,
+            serde_json::json!({"type": "register", "rid": 1, "id": id}),
+        );
+        assert_eq!(reply["type"], "registered", "{reply}");
+        reply["resumeToken"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Every frame waiting for `conn`, decoded.
+    pub fn frames(&mut self, conn: ConnId) -> Vec<Value> {
+        let mut out = Vec::new();
+        if let Some(c) = self.clients.get_mut(&conn) {
+            out.append(&mut c.unread);
+            while let Ok(o) = c.rx.try_recv() {
+                out.push(serde_json::from_str(o.frame.as_str()).expect("the hub sends JSON"));
+            }
+        }
+        out
+    }
+
+    /// The close code the hub asked for on `conn`, if any.
+    pub fn killed(&mut self, conn: ConnId) -> Option<u16> {
+        let c = self.clients.get_mut(&conn)?;
+        c.kill.try_recv().ok().map(|code| code.code())
+    }
+
+    /// The connection ends (`clean`: closed with 1000), handing back what
+    /// it never wrote.
+    pub fn drop_conn(&mut self, conn: ConnId, clean: bool) {
+        if let Some(mut c) = self.clients.remove(&conn) {
+            self.hub.disconnect(conn, clean, self.now, &mut c.rx);
+        }
+    }
+}
