@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use peerwire::core::engine::{Config, Engine, Millis, Signalling};
 use peerwire::core::sim::{Broker, Sim};
 use peerwire::protocol::{ClientMessage, CloseCode};
-use peerwire_broker::hub::{ConnId, Hub, HubConfig, Outgoing};
+use peerwire_broker::hub::{ConnId, Hub, HubConfig, HubEnv, Outgoing};
 use peerwire_broker::metrics::Metrics;
 use tokio::sync::{mpsc, oneshot};
 
@@ -31,7 +31,7 @@ pub struct HubBroker {
 impl HubBroker {
     pub fn new(config: HubConfig) -> Self {
         Self {
-            hub: Hub::new(config, Arc::new(Metrics::new())),
+            hub: Hub::new(config, Arc::new(Metrics::new()), HubEnv::os()),
             start: Instant::now(),
             links: BTreeMap::new(),
             next: 1,
@@ -48,7 +48,7 @@ impl HubBroker {
         for l in &links {
             self.disconnect(*l, false, now);
         }
-        self.hub = Hub::new(HubConfig::default(), Arc::new(Metrics::new()));
+        self.hub = Hub::new(HubConfig::default(), Arc::new(Metrics::new()), HubEnv::os());
         links
     }
 }
@@ -71,7 +71,7 @@ impl Broker for HubBroker {
         };
         match ClientMessage::decode(text) {
             Ok(msg) => self.hub.handle(l.conn, msg, at),
-            Err(e) => self.hub.reject(l.conn, e),
+            Err(e) => self.hub.reject(l.conn, e, at),
         }
     }
 
