@@ -727,3 +727,39 @@ fn a_refused_offer_fails_the_dialer_at_once() {
         }
     }
 }
+
+/// Hostnames belong to the id that registered them until it is released.
+#[test]
+fn hostnames_are_owned_by_the_registering_peer() {
+    let mut sim = network(2, 18);
+    let now = sim.now;
+    let r = sim
+        .with(0, |e| e.register_hostname("printer", now))
+        .unwrap();
+    sim.run_for(50.0);
+    assert!(matches!(sim.outcome(0, r), Some(Ok(Reply::Done))));
+    let now = sim.now;
+    let taken = sim
+        .with(1, |e| e.register_hostname("printer", now))
+        .unwrap();
+    let found = sim.with(1, |e| e.lookup_hostname("printer", now)).unwrap();
+    let missing = sim.with(1, |e| e.lookup_hostname("scanner", now)).unwrap();
+    sim.run_for(50.0);
+    assert_eq!(outcome_err(&sim, 1, taken).name(), "HostnameTakenError");
+    assert!(matches!(sim.outcome(1, found), Some(Ok(Reply::Address(a))) if a == "p0"));
+    assert_eq!(outcome_err(&sim, 1, missing).name(), "UnknownHostError");
+    // p0 leaves: the name is free.
+    let now = sim.now;
+    sim.with(0, |e| e.close(now));
+    sim.run_for(100.0);
+    let now = sim.now;
+    let again = sim
+        .with(1, |e| e.register_hostname("printer", now))
+        .unwrap();
+    sim.run_for(50.0);
+    assert!(
+        matches!(sim.outcome(1, again), Some(Ok(Reply::Done))),
+        "{:?}",
+        sim.outcome(1, again)
+    );
+}

@@ -114,6 +114,9 @@ impl PeerError {
         match code {
             ErrorCode::InvalidId => Self::InvalidId(message),
             ErrorCode::IdTaken => Self::IdTaken(message),
+            ErrorCode::HostnameTaken => Self::HostnameTaken(message),
+            ErrorCode::UnknownHost => Self::UnknownHost(message),
+            ErrorCode::InvalidHostname => Self::InvalidArgument(message),
             ErrorCode::Unauthorized | ErrorCode::Forbidden => Self::Unauthorized { code, message },
             _ => Self::Broker { code, message },
         }

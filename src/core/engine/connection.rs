@@ -653,6 +653,19 @@ impl Engine {
         self.send_signal(c, body);
     }
 
+    /// The browser could not create the RTCPeerConnection (bad ICE servers,
+    /// too many connections in this tab).
+    pub fn handle_rtc_failed(&mut self, c: ConnId, reason: &str, now: Millis) {
+        let Some(conn) = self.conns.get(&c) else {
+            return;
+        };
+        let err = PeerError::ConnectionFailed {
+            id: conn.remote.clone(),
+            reason: reason.to_string(),
+        };
+        self.close_conn(c, &err.to_string(), Some(err), false, now);
+    }
+
     /// `connectionState` changed (`"failed"` ends the connection).
     pub fn handle_connection_state(&mut self, c: ConnId, state: &str, now: Millis) {
         let Some(conn) = self.conns.get_mut(&c) else {

@@ -427,6 +427,29 @@ impl Engine {
         )
     }
 
+    /// Registers `hostname` for this peer on the broker (owned by this id
+    /// until it is released; nobody else can take it).
+    pub fn register_hostname(&mut self, hostname: &str, now: Millis) -> Result<OpId, PeerError> {
+        crate::protocol::ids::check_hostname(hostname)
+            .map_err(|e| PeerError::InvalidArgument(e.to_string()))?;
+        let hostname = hostname.to_string();
+        self.request(
+            Pending::Plain,
+            |rid| ClientMessage::RegisterHostname { rid, hostname },
+            now,
+        )
+    }
+
+    /// The id a hostname is registered to (`UnknownHostError` if none).
+    pub fn lookup_hostname(&mut self, hostname: &str, now: Millis) -> Result<OpId, PeerError> {
+        let hostname = hostname.to_string();
+        self.request(
+            Pending::LookupHostname,
+            |rid| ClientMessage::LookupHostname { rid, hostname },
+            now,
+        )
+    }
+
     /// Closes everything: connections (telling their remotes), rooms, the
     /// broker link; every operation under way fails with `ClosedError`.
     pub fn close(&mut self, now: Millis) {

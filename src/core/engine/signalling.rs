@@ -53,6 +53,7 @@ pub(crate) enum Pending {
     /// Joining a key, then connecting to its opener.
     JoinKey,
     CloseKey(String),
+    LookupHostname,
 }
 
 /// Readiness: the first registration (or hub address).
@@ -430,6 +431,9 @@ impl Engine {
                     }
                     Err(e) => Err(e),
                 }
+            }
+            (Pending::LookupHostname, ServerMessage::FoundHost { id, .. }) => {
+                Ok(Reply::Address(id))
             }
             (Pending::Plain, _) => Ok(Reply::Done),
             (_, other) => Err(PeerError::Broker {

@@ -177,6 +177,8 @@ pub enum Reply {
     Joined(String),
     /// The key is open (its events name it).
     KeyOpened(String),
+    /// The id (address) a hostname is registered to.
+    Address(String),
 }
 
 /// Something the user is told: an operation's outcome, or an event for a
