@@ -10,7 +10,7 @@
 //! `localhost` (and the node's own address) is served in memory, without
 //! WebRTC.
 
-use std::cell::RefCell;
+use super::cell::StateCell;
 use std::rc::Rc;
 
 use js_sys::{Function, Object, Promise, Reflect};
@@ -46,7 +46,7 @@ pub(crate) async fn call_js(
 /// A node's attachment to a JS hub.
 pub(crate) struct HubLink {
     hub: JsValue,
-    address: RefCell<Option<String>>,
+    address: StateCell<Option<String>>,
     deliver: Closure<dyn FnMut(JsValue, JsValue)>,
 }
 
@@ -63,7 +63,7 @@ impl HubLink {
             });
         let link = Rc::new(HubLink {
             hub: hub.clone(),
-            address: RefCell::new(None),
+            address: StateCell::new(None),
             deliver,
         });
         *peer.hub.borrow_mut() = Some(link.clone());
@@ -83,7 +83,8 @@ impl HubLink {
                         }
                     }
                     peer.settle_ready(Ok(()));
-                    peer.emitter.emit("register", &address.into());
+                    // Kept for a listener attached after `await node.address`.
+                    peer.emitter.emit_or_keep("register", address.into());
                 }
                 Ok(other) => {
                     let detail =
@@ -211,7 +212,7 @@ impl Listener {
 }
 
 thread_local! {
-    static DEFAULT_HUB: RefCell<Option<JsValue>> = const { RefCell::new(None) };
+    static DEFAULT_HUB: StateCell<Option<JsValue>> = const { StateCell::new(None) };
 }
 
 /// The page's default hub (one `PageHub` shared by every `new Node()`).
@@ -316,7 +317,7 @@ impl PeerShared {
         port: u16,
         timeout_ms: u64,
     ) -> Result<Rc<StreamShared>, PeerError> {
-        let pending: RefCell<Option<Rc<StreamShared>>> = RefCell::new(None);
+        let pending: StateCell<Option<Rc<StreamShared>>> = StateCell::new(None);
         let attempt = async {
             let stream = self.socket_stream(host, port).await?;
             *pending.borrow_mut() = Some(stream.clone());
@@ -338,7 +339,8 @@ impl PeerShared {
                     id: host.to_string(),
                     ms: timeout_ms,
                 };
-                if let Some(stream) = pending.borrow_mut().take() {
+                let stream = pending.borrow_mut().take();
+                if let Some(stream) = stream {
                     stream.close(&err.to_string(), Some(err.clone()), true);
                 }
                 Err(err)
@@ -543,7 +545,7 @@ impl Node {
     }
 }
 
-super::events::event_methods!(Node);
+super::events::event_methods!(Node, release: ["register"]);
 
 /// `node.hub`: names on the node's hub.
 #[wasm_bindgen]
