@@ -19,7 +19,9 @@ use wasm_bindgen_futures::{JsFuture, spawn_local};
 
 use super::connection::Connection;
 use super::errors::PeerError;
-use super::options::{PeerOptions, RawPeerOptions, parse_json, token_source};
+use super::options::{
+    PEER_OPTION_TYPES, PeerOptions, RawPeerOptions, parse_json, parse_options, token_source,
+};
 use super::peer::{PeerInput, PeerShared};
 use super::rest::{Rest, RestServerShared};
 use super::stream::{Role, Stream, StreamShared};
@@ -430,7 +432,8 @@ fn node_options(options: &JsValue) -> Result<(JsValue, PeerOptions), PeerError> 
             }
         }
     }
-    let mut raw = parse_json::<RawPeerOptions>(&rest, "Node options")?.unwrap_or_default();
+    let mut raw =
+        parse_options::<RawPeerOptions>(&rest, "options", PEER_OPTION_TYPES)?.unwrap_or_default();
     if raw.broker.is_some() {
         return Err(PeerError::InvalidArgument(
             "a Node takes its broker from a hub: new Node({ hub: new NetworkHub(url) })".into(),

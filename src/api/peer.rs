@@ -24,7 +24,9 @@ use super::connection::{ConnShared, Connection};
 use super::errors::PeerError;
 use super::events::Emitter;
 use super::node::{HubLink, Listener};
-use super::options::{PeerOptions, RawPeerOptions, TokenSource, parse_json, token_source};
+use super::options::{
+    PEER_OPTION_TYPES, PeerOptions, RawPeerOptions, TokenSource, parse_options, token_source,
+};
 use super::room::{Rendezvous, RendezvousShared, Room, RoomShared};
 use super::stream::{Role, StreamShared};
 use crate::core::broker::{BrokerSession, Link, QueueError, SessionConfig, SessionEvent};
@@ -33,6 +35,7 @@ use crate::protocol::messages::Rid;
 use crate::protocol::{
     ClientMessage, CloseCode, ErrorCode, IceServer, ServerMessage, frames::PeerSignal, ids,
 };
+use crate::web::page::PageHide;
 use crate::web::socket::{BrokerSocket, SocketEvent};
 use crate::web::{now, random};
 
@@ -53,6 +56,8 @@ pub(crate) enum PeerInput {
     HubSignal(String, String),
     /// The hub could not deliver to this address.
     HubUndeliverable(String, String),
+    /// The page is being hidden or unloaded: say goodbye.
+    PageHide,
 }
 
 /// Whether the peer has its id yet.
@@ -79,6 +84,8 @@ pub(crate) struct PeerShared {
     pub(crate) listeners: StateCell<HashMap<u16, Listener>>,
     reconnect: StateCell<Option<gloo_timers::callback::Timeout>>,
     tick: StateCell<Option<gloo_timers::callback::Interval>>,
+    /// Closes the peer when the page goes away (removed on `close()`).
+    pagehide: StateCell<Option<PageHide>>,
 }
 
 impl PeerShared {
@@ -596,6 +603,24 @@ impl PeerShared {
                         false => self.fail_token(err),
                     }
                 }
+                let registered_once = self.session.borrow().registered_once();
+                if !registered_once && self.hub.borrow().is_none() {
+                    // Never registered: the broker is down, the URL is wrong,
+                    // or something refused the upgrade. Retrying until
+                    // connectTimeout only delays the same answer, so
+                    // `createPeer` rejects now (reconnects after a first
+                    // registration keep their backoff).
+                    let detail = match reason.as_str() {
+                        "" => format!("the connection closed before registering (code {code})"),
+                        _ => format!(
+                            "the connection closed before registering (code {code}: {reason})"
+                        ),
+                    };
+                    self.settle_ready(Err(PeerError::BrokerUnreachable {
+                        url: self.options.broker.clone(),
+                        detail,
+                    }));
+                }
                 let delay = self.session.borrow_mut().on_close(random());
                 let info = Object::new();
                 let _ = Reflect::set(&info, &"code".into(), &code.into());
@@ -631,6 +656,12 @@ impl PeerShared {
                 let events = self.session.borrow_mut().poll_timeouts(now());
                 self.on_session_events(events);
             }
+            // Run from the driver, a microtask after the event, so that the
+            // listener is not removed while it runs. Closing sends the close
+            // frame on every open connection and closes the broker socket
+            // with 1000, so the broker releases the id and rooms at once and
+            // remotes see `close` now rather than after the keep-alive.
+            PeerInput::PageHide => self.close(),
         }
     }
 
@@ -670,6 +701,7 @@ impl PeerShared {
         }
         self.reconnect.borrow_mut().take();
         self.tick.borrow_mut().take();
+        self.pagehide.borrow_mut().take();
         // Ends the driver task even while JS still holds this peer.
         self.inputs.close_channel();
         self.settle_ready(Err(PeerError::Closed("the peer".into())));
@@ -729,11 +761,11 @@ async fn create(id_or_options: JsValue, options_js: JsValue) -> Result<Peer, Pee
     let (id, raw) = match id_or_options.as_string() {
         Some(id) => (
             Some(id),
-            parse_json::<RawPeerOptions>(&options_js, "options")?,
+            parse_options::<RawPeerOptions>(&options_js, "options", PEER_OPTION_TYPES)?,
         ),
         None => (
             None,
-            parse_json::<RawPeerOptions>(&id_or_options, "options")?,
+            parse_options::<RawPeerOptions>(&id_or_options, "options", PEER_OPTION_TYPES)?,
         ),
     };
     let raw = raw.ok_or_else(|| PeerError::InvalidArgument("createPeer needs options with a broker URL: createPeer('alice', { broker: 'ws://localhost:8080' })".into()))?;
@@ -797,7 +829,9 @@ impl PeerShared {
             listeners: StateCell::new(HashMap::new()),
             reconnect: StateCell::new(None),
             tick: StateCell::new(Some(tick)),
+            pagehide: StateCell::new(None),
         });
+        *shared.pagehide.borrow_mut() = PageHide::listen(shared.inputs(), || PeerInput::PageHide);
         spawn_local(drive(Rc::downgrade(&shared), inputs_rx));
         match hub {
             Some(hub) => HubLink::attach(&shared, hub),
