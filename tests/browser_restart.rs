@@ -71,12 +71,18 @@ async fn connections_survive_a_broker_restart_and_peers_reregister() {
     restart
         .await
         .expect("the control server restarts the broker");
-    // Both re-register with their own ids.
-    assert_eq!(reg_a.nth(0, 15_000.0).await, ida);
-    assert_eq!(reg_b.nth(0, 15_000.0).await, idb);
-    assert!(status.len() >= 2, "disconnected then registered");
+    // Both re-register with their own ids. (Event 0 is the first
+    // registration, kept for these listeners attached after createPeer.)
+    assert_eq!(reg_a.nth(0, 3000.0).await, ida);
+    assert_eq!(reg_a.nth(1, 15_000.0).await, ida);
+    assert_eq!(reg_b.nth(1, 15_000.0).await, idb);
+    assert!(status.len() >= 3, "registered, disconnected, registered");
     assert_eq!(
-        get(&status.nth(0, 0.0).await, "state").as_string().unwrap(),
+        get(&status.nth(0, 0.0).await, "reconnect").as_bool(),
+        Some(false)
+    );
+    assert_eq!(
+        get(&status.nth(1, 0.0).await, "state").as_string().unwrap(),
         "disconnected"
     );
     call(&conn_a, "send", &["after restart".into()])

@@ -273,14 +273,24 @@ async fn ids_are_validated_and_a_taken_id_is_refused() {
 async fn an_unreachable_broker_rejects_createpeer_by_name() {
     let o = Object::new();
     Reflect::set(&o, &"broker".into(), &"ws://127.0.0.1:9/ws".into()).unwrap();
-    Reflect::set(&o, &"connectTimeout".into(), &1500.into()).unwrap();
+    // A timeout-based rejection would take 60 s: the refusal must be enough.
+    Reflect::set(&o, &"connectTimeout".into(), &60_000.into()).unwrap();
+    let started = now();
     let err = JsFuture::from(peerwire::api::peer::create_peer(
         uid("x").into(),
         Some(wasm_bindgen::JsCast::unchecked_into(JsValue::from(o))),
     ))
     .await
     .unwrap_err();
+    let ms = now() - started;
+    log(&format!(
+        "createPeer against a closed port rejected in {ms:.0} ms"
+    ));
     assert_eq!(error_name(&err), "BrokerUnreachableError");
+    assert_eq!(get(&err, "code").as_string().unwrap(), "broker-unreachable");
+    let message = get(&err, "message").as_string().unwrap();
+    assert!(message.contains("ws://127.0.0.1:9/ws"), "{message}");
+    assert!(ms < 5000.0, "took {ms} ms");
 }
 
 #[wasm_bindgen_test]
@@ -415,4 +425,77 @@ async fn rendezvous_deadlines_close_idle_keys_and_end_pairings_but_not_connectio
     );
     call(&joiner, "close", &[]).await.unwrap();
     call(&opener, "close", &[]).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn the_first_register_and_broker_events_reach_listeners_attached_after_createpeer() {
+    let id = uid("reg");
+    let p = create(&id).await;
+    sleep(50).await;
+    let register = Events::on(&p, "register").await;
+    let broker = Events::on(&p, "broker").await;
+    assert_eq!(register.nth(0, 2000.0).await.as_string().unwrap(), id);
+    let status = broker.nth(0, 2000.0).await;
+    assert_eq!(get(&status, "state").as_string().unwrap(), "registered");
+    assert_eq!(get(&status, "id").as_string().unwrap(), id);
+    assert_eq!(get(&status, "reconnect").as_bool(), Some(false));
+    // Delivered once: a later listener does not see it again.
+    let late = Events::on(&p, "register").await;
+    sleep(100).await;
+    assert_eq!((register.len(), broker.len(), late.len()), (1, 1, 0));
+    call(&p, "close", &[]).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn off_removes_a_listener_from_a_peer_and_a_connection() {
+    let (a, b, conn_a, conn_b) = connected_pair().await;
+    let conn_kept = Events::on(&conn_b, "message").await;
+    let conn_removed = Events::on(&conn_b, "message").await;
+    let peer_kept = Events::on(&b, "message").await;
+    let peer_removed = Events::on(&b, "message").await;
+    call(&conn_a, "send", &["one".into()]).await.unwrap();
+    conn_kept.nth(0, 3000.0).await;
+    peer_kept.nth(0, 3000.0).await;
+    assert_eq!((conn_removed.len(), peer_removed.len()), (1, 1));
+    conn_removed.off(&conn_b, "message").await;
+    peer_removed.off(&b, "message").await;
+    call(&conn_a, "send", &["two".into()]).await.unwrap();
+    assert_eq!(conn_kept.nth(1, 3000.0).await.as_string().unwrap(), "two");
+    assert_eq!(
+        get(&peer_kept.nth(1, 3000.0).await, "message")
+            .as_string()
+            .unwrap(),
+        "two"
+    );
+    sleep(100).await;
+    assert_eq!((conn_removed.len(), peer_removed.len()), (1, 1));
+    call(&a, "close", &[]).await.unwrap();
+    call(&b, "close", &[]).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn a_mistyped_option_names_the_option_and_what_it_expects() {
+    let message = |err: &JsValue| get(err, "message").as_string().unwrap();
+    let err = create_with(&uid("opt"), &[("connectTimeout", "soon".into())])
+        .await
+        .unwrap_err();
+    assert_eq!(error_name(&err), "InvalidArgumentError");
+    assert_eq!(
+        message(&err),
+        r#"options.connectTimeout must be a number of milliseconds, got the string "soon""#
+    );
+    let err = create_with(&uid("opt"), &[("ordered", 1.into())])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        message(&err),
+        "options.ordered must be true or false, got the number 1"
+    );
+    let err = create_with(&uid("opt"), &[("maxRetransmits", (-1).into())])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        message(&err),
+        "options.maxRetransmits must be a whole number from 0 to 65535, got the number -1"
+    );
 }

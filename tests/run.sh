@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test layer (the README's test command, `npm test`, calls this):
+#   0. cargo fmt --check and clippy with warnings denied, for the native and
+#      the wasm32 target (Cargo.toml denies significant_drop_in_scrutinee);
 #   1. cargo test --workspace: protocol, core, and the broker's integration
 #      tests (real WebSocket clients against a real broker on loopback);
 #   2. wasm-pack test --headless --chrome: the SDK in real headless Chromium,
@@ -21,6 +23,11 @@ total() {
        /^# pass / { p += $3 } /^# fail / { f += $3 }
        END { printf "total: %d passed, %d failed\n", p, f }' "$LOG"
 }
+
+step "layer 0: cargo fmt --check, clippy -D warnings (native and wasm32)"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy -p peerwire --target wasm32-unknown-unknown --all-targets -- -D warnings
 
 step "layer 1: cargo test --workspace (protocol, core, broker)"
 cargo test --workspace 2>&1 | tee -a "$LOG"
@@ -54,7 +61,7 @@ echo "broker for browser tests: $PEERWIRE_TEST_BROKER (control: $PEERWIRE_TEST_C
 export WASM_BINDGEN_TEST_WEBDRIVER_JSON="$ROOT/tests/webdriver.json"
 export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-60}
 wasm-pack test --headless --chrome --chromedriver /usr/bin/chromedriver \
-  --test browser_webrtc --test browser_sdk --test browser_node --test browser_restart 2>&1 | tee -a "$LOG"
+  --test browser_webrtc --test browser_sdk --test browser_reentry --test browser_node --test browser_restart 2>&1 | tee -a "$LOG"
 
 step "layer 3: page-level tests (the npm package in separate Chromium pages, plain and Vite-bundled, via Playwright)"
 # The package as users get it: built, packed, and npm-installed into scratch

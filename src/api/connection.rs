@@ -15,7 +15,9 @@
 //!      └──(unknown peer, connect timeout, close())────────────────────────────► closed
 //! ```
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
+
+use super::cell::StateCell;
 use std::rc::{Rc, Weak};
 
 use futures_channel::{mpsc, oneshot};
@@ -70,24 +72,24 @@ pub(crate) struct ConnShared {
     /// Set when this side called connect()/send() for this id.
     pub initiated: Cell<bool>,
     pub state: Cell<State>,
-    link: RefCell<Option<Rc<RtcLink>>>,
+    link: StateCell<Option<Rc<RtcLink>>>,
     policy: ChannelPolicy,
-    negotiator: RefCell<Negotiator<String>>,
-    reassembler: RefCell<Reassembler>,
-    keepalive: RefCell<KeepAlive>,
+    negotiator: StateCell<Negotiator<String>>,
+    reassembler: StateCell<Reassembler>,
+    keepalive: StateCell<KeepAlive>,
     pub emitter: Emitter,
     inputs: mpsc::UnboundedSender<Input>,
     outbox: SendQueue,
-    streams: RefCell<Vec<Rc<StreamShared>>>,
-    openers: RefCell<Vec<oneshot::Sender<Result<(), PeerError>>>>,
-    opened_tx: RefCell<Option<oneshot::Sender<()>>>,
-    _tick: RefCell<Option<gloo_timers::callback::Interval>>,
-    _timeout: RefCell<Option<gloo_timers::callback::Timeout>>,
-    close_reason: RefCell<Option<String>>,
+    streams: StateCell<Vec<Rc<StreamShared>>>,
+    openers: StateCell<Vec<oneshot::Sender<Result<(), PeerError>>>>,
+    opened_tx: StateCell<Option<oneshot::Sender<()>>>,
+    _tick: StateCell<Option<gloo_timers::callback::Interval>>,
+    _timeout: StateCell<Option<gloo_timers::callback::Timeout>>,
+    close_reason: StateCell<Option<String>>,
     /// Frames that overtook the channel's own `open` event.
     early: EarlyFrames,
     /// The JS `Connection` handed out for this link (one object per link).
-    pub handle: RefCell<Option<JsValue>>,
+    pub handle: StateCell<Option<JsValue>>,
 }
 
 impl ConnShared {
@@ -129,11 +131,11 @@ impl ConnShared {
             remote_session: Cell::new(None),
             initiated: Cell::new(initiated),
             state: Cell::new(State::Connecting),
-            link: RefCell::new(Some(Rc::new(link))),
+            link: StateCell::new(Some(Rc::new(link))),
             policy: opts.channel,
-            negotiator: RefCell::new(Negotiator::new(is_polite(&me, remote))),
-            reassembler: RefCell::new(Reassembler::new(opts.max_message_size)),
-            keepalive: RefCell::new(KeepAlive::new(
+            negotiator: StateCell::new(Negotiator::new(is_polite(&me, remote))),
+            reassembler: StateCell::new(Reassembler::new(opts.max_message_size)),
+            keepalive: StateCell::new(KeepAlive::new(
                 opts.keep_alive_interval as f64,
                 opts.keep_alive_timeout as f64,
                 now(),
@@ -141,14 +143,14 @@ impl ConnShared {
             emitter: Emitter::new(CONNECTION_EVENTS),
             inputs: in_tx,
             outbox: SendQueue::start(weak.clone(), low_rx, opened_rx, window),
-            streams: RefCell::new(Vec::new()),
-            openers: RefCell::new(Vec::new()),
-            opened_tx: RefCell::new(Some(opened_tx)),
-            _tick: RefCell::new(Some(tick)),
-            _timeout: RefCell::new(None),
-            close_reason: RefCell::new(None),
+            streams: StateCell::new(Vec::new()),
+            openers: StateCell::new(Vec::new()),
+            opened_tx: StateCell::new(Some(opened_tx)),
+            _tick: StateCell::new(Some(tick)),
+            _timeout: StateCell::new(None),
+            close_reason: StateCell::new(None),
             early: EarlyFrames::default(),
-            handle: RefCell::new(None),
+            handle: StateCell::new(None),
         });
         let weak = Rc::downgrade(&conn);
         let ms = opts.connect_timeout;
@@ -295,10 +297,12 @@ impl ConnShared {
         self.state.set(State::Open);
         self._timeout.borrow_mut().take();
         self.keepalive.borrow_mut().heard(now());
-        if let Some(tx) = self.opened_tx.borrow_mut().take() {
+        let tx = self.opened_tx.borrow_mut().take();
+        if let Some(tx) = tx {
             let _ = tx.send(());
         }
-        for tx in self.openers.borrow_mut().drain(..) {
+        let drained: Vec<_> = self.openers.borrow_mut().drain(..).collect();
+        for tx in drained {
             let _ = tx.send(Ok(()));
         }
         self.emitter.emit("open", &JsValue::UNDEFINED);
@@ -327,7 +331,8 @@ impl ConnShared {
             }
         }
         let err = error.clone().unwrap_or_else(|| self.closed_error());
-        for tx in self.openers.borrow_mut().drain(..) {
+        let drained: Vec<_> = self.openers.borrow_mut().drain(..).collect();
+        for tx in drained {
             let _ = tx.send(Err(err.clone()));
         }
         self.opened_tx.borrow_mut().take();
@@ -342,7 +347,8 @@ impl ConnShared {
         self._timeout.borrow_mut().take();
         // Close the channel now (it flushes what is buffered, the close frame
         // included), and drop the connection with its handlers shortly after.
-        if let Some(link) = self.link.borrow_mut().take() {
+        let link = self.link.borrow_mut().take();
+        if let Some(link) = link {
             link.close_channel();
             spawn_local(async move {
                 gloo_timers::future::TimeoutFuture::new(100).await;
@@ -726,8 +732,9 @@ impl Connection {
 impl Connection {
     /// The one JS object for this link (so `connect()` returns the same one).
     pub(crate) fn handle(inner: &Rc<ConnShared>) -> JsValue {
-        if let Some(h) = inner.handle.borrow().as_ref() {
-            return h.clone();
+        let h = inner.handle.borrow().clone();
+        if let Some(h) = h {
+            return h;
         }
         let h: JsValue = Connection {
             inner: inner.clone(),

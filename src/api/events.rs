@@ -1,6 +1,6 @@
 //! Listener lists behind every `on` / `off`.
 
-use std::cell::RefCell;
+use super::cell::StateCell;
 
 use js_sys::Function;
 use wasm_bindgen::JsValue;
@@ -11,17 +11,21 @@ use super::errors::PeerError;
 /// accepted, so a typo (`'mesage'`) throws instead of never firing.
 pub struct Emitter {
     known: &'static [&'static str],
-    listeners: RefCell<Vec<(&'static str, Function)>>,
+    listeners: StateCell<Vec<(&'static str, Function)>>,
     /// Events held while nobody listened (see `emit_or_hold`).
-    held: RefCell<std::collections::VecDeque<(&'static str, JsValue)>>,
+    held: StateCell<std::collections::VecDeque<(&'static str, JsValue)>>,
+    /// One-off events kept for the first listener of their type (see
+    /// `emit_or_keep`).
+    kept: StateCell<Vec<(&'static str, JsValue)>>,
 }
 
 impl Emitter {
     pub fn new(known: &'static [&'static str]) -> Self {
         Self {
             known,
-            listeners: RefCell::new(Vec::new()),
-            held: RefCell::new(std::collections::VecDeque::new()),
+            listeners: StateCell::new(Vec::new()),
+            held: StateCell::new(std::collections::VecDeque::new()),
+            kept: StateCell::new(Vec::new()),
         }
     }
 
@@ -109,6 +113,37 @@ impl Emitter {
         }
     }
 
+    /// Emits `event`, or keeps it until the first `on(event)` when nobody
+    /// listens yet: for one-off events that can fire before the object
+    /// reaches user code (the first `register` fires before `createPeer`
+    /// resolves). Unlike `emit_or_hold`, a kept event never holds back
+    /// events of other types.
+    pub fn emit_or_keep(&self, event: &'static str, arg: JsValue) {
+        if self.has(event) {
+            self.emit(event, &arg);
+        } else {
+            self.kept.borrow_mut().push((event, arg));
+        }
+    }
+
+    /// Delivers the kept events of `event`, in order, if it has a listener.
+    pub fn release_kept(&self, event: &str) {
+        if !self.has(event) {
+            return;
+        }
+        let mine: Vec<(&'static str, JsValue)> = {
+            let mut kept = self.kept.borrow_mut();
+            let (mine, rest) = std::mem::take(&mut *kept)
+                .into_iter()
+                .partition(|(e, _)| *e == event);
+            *kept = rest;
+            mine
+        };
+        for (e, arg) in mine {
+            self.emit(e, &arg);
+        }
+    }
+
     /// Whether no event waits for a listener.
     pub fn nothing_held(&self) -> bool {
         self.held.borrow().is_empty()
@@ -122,6 +157,7 @@ impl Emitter {
     pub fn clear(&self) {
         self.listeners.borrow_mut().clear();
         self.held.borrow_mut().clear();
+        self.kept.borrow_mut().clear();
     }
 }
 
@@ -129,7 +165,8 @@ impl Emitter {
 /// class whose shared state has an `emitter` field. Their TypeScript
 /// signatures (typed per event) are in the custom section of `api`.
 macro_rules! event_methods {
-    // `on` also delivers events held while these had no listener.
+    // `on` also delivers events held (`emit_or_hold`) or kept
+    // (`emit_or_keep`) while these had no listener.
     ($class:ident, release: [$($held:literal),+]) => {
         #[wasm_bindgen::prelude::wasm_bindgen]
         impl $class {
@@ -138,8 +175,12 @@ macro_rules! event_methods {
                 self.inner.emitter.on(event, listener)?;
                 if [$($held),+].contains(&event) {
                     let inner = self.inner.clone();
+                    let event = event.to_string();
                     // Delivered after `on()` returns, never inside it.
-                    wasm_bindgen_futures::spawn_local(async move { inner.emitter.release_held() });
+                    wasm_bindgen_futures::spawn_local(async move {
+                        inner.emitter.release_kept(&event);
+                        inner.emitter.release_held();
+                    });
                 }
                 Ok(())
             }

@@ -16,7 +16,9 @@
 //! - `BroadcastChannelHub`: nodes in tabs of the same origin, no server.
 //! - `NetworkHub`: the broker (the Node uses the broker protocol directly).
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
+
+use super::cell::StateCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -46,7 +48,7 @@ struct PageState {
 /// A hub for the nodes of one page: signals are handed over in memory.
 #[wasm_bindgen]
 pub struct PageHub {
-    state: Rc<RefCell<PageState>>,
+    state: Rc<StateCell<PageState>>,
 }
 
 impl Default for PageHub {
@@ -60,7 +62,7 @@ impl PageHub {
     #[wasm_bindgen(constructor)]
     pub fn new() -> PageHub {
         PageHub {
-            state: Rc::new(RefCell::new(PageState::default())),
+            state: Rc::new(StateCell::new(PageState::default())),
         }
     }
 
@@ -132,11 +134,11 @@ type MessageHandler = Closure<dyn FnMut(MessageEvent)>;
 
 struct BcShared {
     channel: BroadcastChannel,
-    endpoints: RefCell<HashMap<String, Function>>,
-    names: RefCell<HashMap<String, String>>,
-    lookups: RefCell<HashMap<u32, oneshot::Sender<String>>>,
+    endpoints: StateCell<HashMap<String, Function>>,
+    names: StateCell<HashMap<String, String>>,
+    lookups: StateCell<HashMap<u32, oneshot::Sender<String>>>,
     next_lookup: Cell<u32>,
-    on_message: RefCell<Option<MessageHandler>>,
+    on_message: StateCell<Option<MessageHandler>>,
 }
 
 impl Drop for BcShared {
@@ -207,7 +209,8 @@ impl BcShared {
                 };
                 self.names.borrow_mut().insert(host, address.clone());
                 if let Some(id) = msg.get("id").and_then(|i| i.as_u64()) {
-                    if let Some(tx) = self.lookups.borrow_mut().remove(&(id as u32)) {
+                    let tx = self.lookups.borrow_mut().remove(&(id as u32));
+                    if let Some(tx) = tx {
                         let _ = tx.send(address);
                     }
                 }
@@ -237,11 +240,11 @@ impl BroadcastChannelHub {
         let channel = BroadcastChannel::new(name.as_deref().unwrap_or("peerwire"))?;
         let inner = Rc::new(BcShared {
             channel,
-            endpoints: RefCell::new(HashMap::new()),
-            names: RefCell::new(HashMap::new()),
-            lookups: RefCell::new(HashMap::new()),
+            endpoints: StateCell::new(HashMap::new()),
+            names: StateCell::new(HashMap::new()),
+            lookups: StateCell::new(HashMap::new()),
             next_lookup: Cell::new(1),
-            on_message: RefCell::new(None),
+            on_message: StateCell::new(None),
         });
         let weak = Rc::downgrade(&inner);
         let handler = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
@@ -303,8 +306,9 @@ impl BroadcastChannelHub {
         let inner = self.inner.clone();
         let asker = self.instance.clone();
         wasm_bindgen_futures::future_to_promise(async move {
-            if let Some(a) = inner.names.borrow().get(&hostname) {
-                return Ok(a.clone().into());
+            let a = inner.names.borrow().get(&hostname).cloned();
+            if let Some(a) = a {
+                return Ok(a.into());
             }
             let id = inner.next_lookup.get();
             inner.next_lookup.set(id + 1);

@@ -10,7 +10,7 @@
 //! `localhost` (and the node's own address) is served in memory, without
 //! WebRTC.
 
-use std::cell::RefCell;
+use super::cell::StateCell;
 use std::rc::Rc;
 
 use js_sys::{Function, Object, Promise, Reflect};
@@ -19,7 +19,9 @@ use wasm_bindgen_futures::{JsFuture, spawn_local};
 
 use super::connection::Connection;
 use super::errors::PeerError;
-use super::options::{PeerOptions, RawPeerOptions, parse_json, token_source};
+use super::options::{
+    PEER_OPTION_TYPES, PeerOptions, RawPeerOptions, parse_json, parse_options, token_source,
+};
 use super::peer::{PeerInput, PeerShared};
 use super::rest::{Rest, RestServerShared};
 use super::stream::{Role, Stream, StreamShared};
@@ -46,7 +48,7 @@ pub(crate) async fn call_js(
 /// A node's attachment to a JS hub.
 pub(crate) struct HubLink {
     hub: JsValue,
-    address: RefCell<Option<String>>,
+    address: StateCell<Option<String>>,
     deliver: Closure<dyn FnMut(JsValue, JsValue)>,
 }
 
@@ -63,7 +65,7 @@ impl HubLink {
             });
         let link = Rc::new(HubLink {
             hub: hub.clone(),
-            address: RefCell::new(None),
+            address: StateCell::new(None),
             deliver,
         });
         *peer.hub.borrow_mut() = Some(link.clone());
@@ -83,7 +85,8 @@ impl HubLink {
                         }
                     }
                     peer.settle_ready(Ok(()));
-                    peer.emitter.emit("register", &address.into());
+                    // Kept for a listener attached after `await node.address`.
+                    peer.emitter.emit_or_keep("register", address.into());
                 }
                 Ok(other) => {
                     let detail =
@@ -211,7 +214,7 @@ impl Listener {
 }
 
 thread_local! {
-    static DEFAULT_HUB: RefCell<Option<JsValue>> = const { RefCell::new(None) };
+    static DEFAULT_HUB: StateCell<Option<JsValue>> = const { StateCell::new(None) };
 }
 
 /// The page's default hub (one `PageHub` shared by every `new Node()`).
@@ -294,7 +297,7 @@ impl PeerShared {
         port: u16,
         timeout_ms: u64,
     ) -> Result<Rc<StreamShared>, PeerError> {
-        let pending: RefCell<Option<Rc<StreamShared>>> = RefCell::new(None);
+        let pending: StateCell<Option<Rc<StreamShared>>> = StateCell::new(None);
         let attempt = async {
             let stream = self.socket_stream(host, port).await?;
             *pending.borrow_mut() = Some(stream.clone());
@@ -316,7 +319,8 @@ impl PeerShared {
                     id: host.to_string(),
                     ms: timeout_ms,
                 };
-                if let Some(stream) = pending.borrow_mut().take() {
+                let stream = pending.borrow_mut().take();
+                if let Some(stream) = stream {
                     stream.close(&err.to_string(), Some(err.clone()), true);
                 }
                 Err(err)
@@ -403,7 +407,8 @@ fn node_options(options: &JsValue) -> Result<(JsValue, PeerOptions), PeerError> 
             }
         }
     }
-    let mut raw = parse_json::<RawPeerOptions>(&rest, "Node options")?.unwrap_or_default();
+    let mut raw =
+        parse_options::<RawPeerOptions>(&rest, "options", PEER_OPTION_TYPES)?.unwrap_or_default();
     if raw.broker.is_some() {
         return Err(PeerError::InvalidArgument(
             "a Node takes its broker from a hub: new Node({ hub: new NetworkHub(url) })".into(),
@@ -518,7 +523,7 @@ impl Node {
     }
 }
 
-super::events::event_methods!(Node);
+super::events::event_methods!(Node, release: ["register"]);
 
 /// `node.hub`: names on the node's hub.
 #[wasm_bindgen]

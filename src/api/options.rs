@@ -77,6 +77,118 @@ pub fn token_source(options: &JsValue) -> Result<Option<TokenSource>, PeerError>
     }
 }
 
+/// What an option must be, checked on the JS value before serde reads it,
+/// so that the error names the option (serde's own says only "invalid type:
+/// string \"soon\", expected u64 at line 1 column 56").
+#[derive(Debug, Clone, Copy)]
+pub enum Want {
+    Millis,
+    Bytes,
+    /// A whole number up to this.
+    Count(u32),
+    Bool,
+    Text,
+    List,
+}
+
+impl Want {
+    fn expects(self) -> String {
+        match self {
+            Want::Millis => "a number of milliseconds".into(),
+            Want::Bytes => "a number of bytes".into(),
+            Want::Count(max) => format!("a whole number from 0 to {max}"),
+            Want::Bool => "true or false".into(),
+            Want::Text => "a string".into(),
+            Want::List => "an array".into(),
+        }
+    }
+
+    fn accepts(self, v: &JsValue) -> bool {
+        let whole = |max: f64| {
+            v.as_f64()
+                .is_some_and(|n| n.is_finite() && n >= 0.0 && n.fract() == 0.0 && n <= max)
+        };
+        match self {
+            Want::Millis | Want::Bytes => whole(9_007_199_254_740_991.0),
+            Want::Count(max) => whole(max as f64),
+            Want::Bool => v.as_bool().is_some(),
+            Want::Text => v.is_string(),
+            Want::List => js_sys::Array::is_array(v),
+        }
+    }
+}
+
+/// The `createPeer` / `Node` options with a type to check.
+pub const PEER_OPTION_TYPES: &[(&str, Want)] = &[
+    ("broker", Want::Text),
+    ("id", Want::Text),
+    ("iceServers", Want::List),
+    ("maxMessageSize", Want::Bytes),
+    ("connectTimeout", Want::Millis),
+    ("requestTimeout", Want::Millis),
+    ("keepAliveInterval", Want::Millis),
+    ("keepAliveTimeout", Want::Millis),
+    ("ordered", Want::Bool),
+    ("maxRetransmits", Want::Count(u16::MAX as u32)),
+    ("bufferHigh", Want::Bytes),
+    ("bufferLow", Want::Bytes),
+];
+
+/// How a JS value reads in an error message: `the string "soon"`.
+fn describe(v: &JsValue) -> String {
+    if let Some(s) = v.as_string() {
+        return format!("the string {s:?}");
+    }
+    if let Some(b) = v.as_bool() {
+        return format!("the boolean {b}");
+    }
+    if let Some(n) = v.as_f64() {
+        return format!("the number {n}");
+    }
+    if js_sys::Array::is_array(v) {
+        return "an array".into();
+    }
+    if v.is_function() {
+        return "a function".into();
+    }
+    if v.is_object() {
+        return "an object".into();
+    }
+    v.js_typeof()
+        .as_string()
+        .unwrap_or_else(|| "a value".into())
+}
+
+/// Checks the type of each field in `fields` present on `value` (absent,
+/// `undefined` and `null` mean unset).
+pub fn check_types(value: &JsValue, what: &str, fields: &[(&str, Want)]) -> Result<(), PeerError> {
+    if !value.is_object() {
+        return Ok(());
+    }
+    for (name, want) in fields {
+        let v = js_sys::Reflect::get(value, &(*name).into()).unwrap_or(JsValue::UNDEFINED);
+        if v.is_undefined() || v.is_null() || want.accepts(&v) {
+            continue;
+        }
+        return Err(PeerError::InvalidArgument(format!(
+            "{what}.{name} must be {}, got {}",
+            want.expects(),
+            describe(&v)
+        )));
+    }
+    Ok(())
+}
+
+/// `parse_json` after `check_types`.
+pub fn parse_options<T: for<'de> Deserialize<'de>>(
+    value: &JsValue,
+    what: &str,
+    fields: &[(&str, Want)],
+) -> Result<Option<T>, PeerError> {
+    check_types(value, what, fields)?;
+    parse_json(value, what)
+}
+
 /// Default largest message: 64 MiB.
 pub const DEFAULT_MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
@@ -172,11 +284,17 @@ pub fn policy_from(options: &JsValue, base: ChannelPolicy) -> Result<ChannelPoli
         ordered: Option<bool>,
         max_retransmits: Option<u16>,
     }
-    Ok(match parse_json::<Raw>(options, "stream options")? {
-        Some(r) => ChannelPolicy {
-            ordered: r.ordered.unwrap_or(base.ordered),
-            max_retransmits: r.max_retransmits.or(base.max_retransmits),
+    let fields = [
+        ("ordered", Want::Bool),
+        ("maxRetransmits", Want::Count(u16::MAX as u32)),
+    ];
+    Ok(
+        match parse_options::<Raw>(options, "stream options", &fields)? {
+            Some(r) => ChannelPolicy {
+                ordered: r.ordered.unwrap_or(base.ordered),
+                max_retransmits: r.max_retransmits.or(base.max_retransmits),
+            },
+            None => base,
         },
-        None => base,
-    })
+    )
 }

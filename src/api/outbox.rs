@@ -4,7 +4,9 @@
 //! `bufferedAmount` is under the high mark. Control frames (end, pull) travel
 //! through the same queue, so they never overtake data sent before them.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
+
+use super::cell::StateCell;
 use std::rc::{Rc, Weak};
 
 use futures_channel::{mpsc, oneshot};
@@ -51,7 +53,7 @@ pub(crate) struct Limits {
 
 /// The queue in front of one channel's sender task.
 pub(crate) struct SendQueue {
-    jobs: RefCell<Option<mpsc::UnboundedSender<SendJob>>>,
+    jobs: StateCell<Option<mpsc::UnboundedSender<SendJob>>>,
     queued: Cell<usize>,
 }
 
@@ -67,7 +69,7 @@ impl SendQueue {
         let (tx, rx) = mpsc::unbounded();
         spawn_local(send_loop(outlet, rx, low, opened, window));
         Self {
-            jobs: RefCell::new(Some(tx)),
+            jobs: StateCell::new(Some(tx)),
             queued: Cell::new(0),
         }
     }

@@ -7,7 +7,9 @@
 //! the broker pushes — signals to connections (creating incoming ones), room
 //! events to `Room`s, rendezvous events to `Rendezvous` handles.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
+
+use super::cell::StateCell;
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
@@ -22,7 +24,9 @@ use super::connection::{ConnShared, Connection};
 use super::errors::PeerError;
 use super::events::Emitter;
 use super::node::{HubLink, Listener};
-use super::options::{PeerOptions, RawPeerOptions, TokenSource, parse_json, token_source};
+use super::options::{
+    PEER_OPTION_TYPES, PeerOptions, RawPeerOptions, TokenSource, parse_options, token_source,
+};
 use super::room::{Rendezvous, RendezvousShared, Room, RoomShared};
 use super::stream::{Role, StreamShared};
 use crate::core::broker::{BrokerSession, Link, QueueError, SessionConfig, SessionEvent};
@@ -31,6 +35,7 @@ use crate::protocol::messages::Rid;
 use crate::protocol::{
     ClientMessage, CloseCode, ErrorCode, IceServer, ServerMessage, frames::PeerSignal, ids,
 };
+use crate::web::page::PageHide;
 use crate::web::socket::{BrokerSocket, SocketEvent};
 use crate::web::{now, random};
 
@@ -51,6 +56,8 @@ pub(crate) enum PeerInput {
     HubSignal(String, String),
     /// The hub could not deliver to this address.
     HubUndeliverable(String, String),
+    /// The page is being hidden or unloaded: say goodbye.
+    PageHide,
 }
 
 /// Whether the peer has its id yet.
@@ -62,26 +69,29 @@ enum Ready {
 pub(crate) struct PeerShared {
     pub options: PeerOptions,
     pub emitter: Emitter,
-    session: RefCell<BrokerSession>,
-    socket: RefCell<Option<BrokerSocket>>,
+    session: StateCell<BrokerSession>,
+    socket: StateCell<Option<BrokerSocket>>,
     generation: Cell<u64>,
     inputs: mpsc::UnboundedSender<PeerInput>,
-    waiters: RefCell<HashMap<Rid, oneshot::Sender<Result<ServerMessage, PeerError>>>>,
-    conns: RefCell<HashMap<String, Rc<ConnShared>>>,
-    rooms: RefCell<HashMap<String, Rc<RoomShared>>>,
-    keys: RefCell<HashMap<String, Rc<RendezvousShared>>>,
-    ice: RefCell<Vec<IceServer>>,
+    waiters: StateCell<HashMap<Rid, oneshot::Sender<Result<ServerMessage, PeerError>>>>,
+    conns: StateCell<HashMap<String, Rc<ConnShared>>>,
+    rooms: StateCell<HashMap<String, Rc<RoomShared>>>,
+    keys: StateCell<HashMap<String, Rc<RendezvousShared>>>,
+    ice: StateCell<Vec<IceServer>>,
     closed: Cell<bool>,
-    ready: RefCell<Ready>,
-    pub(crate) hub: RefCell<Option<Rc<HubLink>>>,
-    pub(crate) listeners: RefCell<HashMap<u16, Listener>>,
-    reconnect: RefCell<Option<gloo_timers::callback::Timeout>>,
-    tick: RefCell<Option<gloo_timers::callback::Interval>>,
+    ready: StateCell<Ready>,
+    pub(crate) hub: StateCell<Option<Rc<HubLink>>>,
+    pub(crate) listeners: StateCell<HashMap<u16, Listener>>,
+    reconnect: StateCell<Option<gloo_timers::callback::Timeout>>,
+    tick: StateCell<Option<gloo_timers::callback::Interval>>,
+    /// Closes the peer when the page goes away (removed on `close()`).
+    pagehide: StateCell<Option<PageHide>>,
 }
 
 impl PeerShared {
     pub fn id(&self) -> Option<String> {
-        if let Some(hub) = self.hub.borrow().as_ref() {
+        let hub = self.hub.borrow().clone();
+        if let Some(hub) = hub {
             return hub.address();
         }
         self.session.borrow().id().map(str::to_string)
@@ -177,7 +187,8 @@ impl PeerShared {
                         Ok(token) => p.connect_socket(generation, Some(token)),
                         Err(err) if p.token_renewable() => {
                             p.emit_error(err);
-                            if let Some(delay) = p.session.borrow_mut().on_close(random()) {
+                            let delay = p.session.borrow_mut().on_close(random());
+                            if let Some(delay) = delay {
                                 p.schedule_reconnect(delay);
                             }
                         }
@@ -234,7 +245,9 @@ impl PeerShared {
     }
 
     fn send_frame(&self, frame: &str) {
-        if let Some(s) = self.socket.borrow().as_ref() {
+        // Sending never runs JavaScript listeners synchronously.
+        let socket = self.socket.borrow();
+        if let Some(s) = socket.as_ref() {
             s.send(frame);
         }
     }
@@ -272,7 +285,8 @@ impl PeerShared {
     /// Relays a signal; a failure to deliver comes back as a push error.
     pub fn send_signal(&self, to: &str, data: serde_json::Value) -> Result<(), PeerError> {
         self.ensure_open()?;
-        if let Some(hub) = self.hub.borrow().clone() {
+        let hub = self.hub.borrow().clone();
+        if let Some(hub) = hub {
             hub.send(to, &data.to_string(), self.inputs.clone());
             return Ok(());
         }
@@ -298,9 +312,10 @@ impl PeerShared {
                 "a peer cannot connect to itself".into(),
             ));
         }
-        if let Some(c) = self.conns.borrow().get(remote) {
+        let c = self.conns.borrow().get(remote).cloned();
+        if let Some(c) = c {
             c.initiated.set(true);
-            return Ok(c.clone());
+            return Ok(c);
         }
         let conn = ConnShared::start(self, remote, true)?;
         self.conns
@@ -426,7 +441,8 @@ impl PeerShared {
                 members,
                 state,
             } => {
-                if let Some(r) = self.rooms.borrow().get(&room).cloned() {
+                let r = self.rooms.borrow().get(&room).cloned();
+                if let Some(r) = r {
                     r.resync(members, state);
                 }
             }
@@ -446,7 +462,8 @@ impl PeerShared {
                 room, key, reason, ..
             } => self.room(&room, |r| r.state_removed(&key, reason)),
             ServerMessage::Joiner { key, id } => {
-                if let Some(k) = self.keys.borrow().get(&key).cloned() {
+                let k = self.keys.borrow().get(&key).cloned();
+                if let Some(k) = k {
                     k.emitter.emit("joiner", &id.into());
                 }
             }
@@ -488,7 +505,8 @@ impl PeerShared {
     }
 
     fn room(&self, room: &str, f: impl FnOnce(&RoomShared)) {
-        if let Some(r) = self.rooms.borrow().get(room).cloned() {
+        let r = self.rooms.borrow().get(room).cloned();
+        if let Some(r) = r {
             f(&r);
         }
     }
@@ -507,7 +525,9 @@ impl PeerShared {
                     if !first && !resumed {
                         // The grace window ended while we were away: rooms
                         // and keys are gone on the broker; tell their handles.
-                        for r in self.rooms.borrow_mut().drain().map(|(_, r)| r) {
+                        let drained: Vec<_> =
+                            self.rooms.borrow_mut().drain().map(|(_, r)| r).collect();
+                        for r in drained {
                             r.lost();
                         }
                         self.keys.borrow_mut().clear();
@@ -516,12 +536,21 @@ impl PeerShared {
                     let _ = Reflect::set(&info, &"id".into(), &id.as_str().into());
                     let _ = Reflect::set(&info, &"resumed".into(), &resumed.into());
                     let _ = Reflect::set(&info, &"reconnect".into(), &(!first).into());
-                    self.emitter.emit("register", &id.into());
-                    self.emitter.emit("broker", &status("registered", info));
+                    let status = status("registered", info);
+                    if first {
+                        // `createPeer` has not resolved yet: keep them for
+                        // the listeners attached after it does.
+                        self.emitter.emit_or_keep("register", id.into());
+                        self.emitter.emit_or_keep("broker", status);
+                    } else {
+                        self.emitter.emit("register", &id.into());
+                        self.emitter.emit("broker", &status);
+                    }
                 }
                 SessionEvent::RegisterFailed { code, message } => {
                     // The session will not retry: drop the unregistered socket.
-                    if let Some(s) = self.socket.borrow_mut().take() {
+                    let s = self.socket.borrow_mut().take();
+                    if let Some(s) = s {
                         s.close(1000, "registration refused");
                     }
                     let err = PeerError::from_broker(code, message);
@@ -530,13 +559,15 @@ impl PeerShared {
                     }
                 }
                 SessionEvent::Reply { rid, message } => {
-                    if let Some(tx) = self.waiters.borrow_mut().remove(&rid) {
+                    let tx = self.waiters.borrow_mut().remove(&rid);
+                    if let Some(tx) = tx {
                         let _ = tx.send(Ok(message));
                     }
                 }
                 SessionEvent::Push(msg) => self.on_push(msg),
                 SessionEvent::TimedOut { rid } => {
-                    if let Some(tx) = self.waiters.borrow_mut().remove(&rid) {
+                    let tx = self.waiters.borrow_mut().remove(&rid);
+                    if let Some(tx) = tx {
                         let _ = tx.send(Err(PeerError::Timeout(self.options.request_timeout)));
                     }
                 }
@@ -571,6 +602,24 @@ impl PeerShared {
                         true => self.emit_error(err),
                         false => self.fail_token(err),
                     }
+                }
+                let registered_once = self.session.borrow().registered_once();
+                if !registered_once && self.hub.borrow().is_none() {
+                    // Never registered: the broker is down, the URL is wrong,
+                    // or something refused the upgrade. Retrying until
+                    // connectTimeout only delays the same answer, so
+                    // `createPeer` rejects now (reconnects after a first
+                    // registration keep their backoff).
+                    let detail = match reason.as_str() {
+                        "" => format!("the connection closed before registering (code {code})"),
+                        _ => format!(
+                            "the connection closed before registering (code {code}: {reason})"
+                        ),
+                    };
+                    self.settle_ready(Err(PeerError::BrokerUnreachable {
+                        url: self.options.broker.clone(),
+                        detail,
+                    }));
                 }
                 let delay = self.session.borrow_mut().on_close(random());
                 let info = Object::new();
@@ -607,6 +656,12 @@ impl PeerShared {
                 let events = self.session.borrow_mut().poll_timeouts(now());
                 self.on_session_events(events);
             }
+            // Run from the driver, a microtask after the event, so that the
+            // listener is not removed while it runs. Closing sends the close
+            // frame on every open connection and closes the broker socket
+            // with 1000, so the broker releases the id and rooms at once and
+            // remotes see `close` now rather than after the keep-alive.
+            PeerInput::PageHide => self.close(),
         }
     }
 
@@ -631,23 +686,28 @@ impl PeerShared {
             c.close("the peer closed", None, true);
         }
         self.session.borrow_mut().close();
-        for (_, tx) in self.waiters.borrow_mut().drain() {
+        let drained: Vec<_> = self.waiters.borrow_mut().drain().collect();
+        for (_, tx) in drained {
             let _ = tx.send(Err(PeerError::Closed("the peer".into())));
         }
-        for r in self.rooms.borrow_mut().drain().map(|(_, r)| r) {
+        let drained: Vec<_> = self.rooms.borrow_mut().drain().map(|(_, r)| r).collect();
+        for r in drained {
             r.lost();
         }
         self.keys.borrow_mut().clear();
-        if let Some(s) = self.socket.borrow_mut().take() {
+        let s = self.socket.borrow_mut().take();
+        if let Some(s) = s {
             s.close(1000, "peer closed");
         }
         self.reconnect.borrow_mut().take();
         self.tick.borrow_mut().take();
+        self.pagehide.borrow_mut().take();
         // Ends the driver task even while JS still holds this peer.
         self.inputs.close_channel();
         self.settle_ready(Err(PeerError::Closed("the peer".into())));
         self.listeners.borrow_mut().clear();
-        if let Some(hub) = self.hub.borrow_mut().take() {
+        let hub = self.hub.borrow_mut().take();
+        if let Some(hub) = hub {
             hub.detach();
         }
         self.emitter.clear();
@@ -701,11 +761,11 @@ async fn create(id_or_options: JsValue, options_js: JsValue) -> Result<Peer, Pee
     let (id, raw) = match id_or_options.as_string() {
         Some(id) => (
             Some(id),
-            parse_json::<RawPeerOptions>(&options_js, "options")?,
+            parse_options::<RawPeerOptions>(&options_js, "options", PEER_OPTION_TYPES)?,
         ),
         None => (
             None,
-            parse_json::<RawPeerOptions>(&id_or_options, "options")?,
+            parse_options::<RawPeerOptions>(&id_or_options, "options", PEER_OPTION_TYPES)?,
         ),
     };
     let raw = raw.ok_or_else(|| PeerError::InvalidArgument("createPeer needs options with a broker URL: createPeer('alice', { broker: 'ws://localhost:8080' })".into()))?;
@@ -754,22 +814,24 @@ impl PeerShared {
         let shared = Rc::new(PeerShared {
             options,
             emitter: Emitter::new(PEER_EVENTS),
-            session: RefCell::new(session),
-            socket: RefCell::new(None),
+            session: StateCell::new(session),
+            socket: StateCell::new(None),
             generation: Cell::new(0),
             inputs,
-            waiters: RefCell::new(HashMap::new()),
-            conns: RefCell::new(HashMap::new()),
-            rooms: RefCell::new(HashMap::new()),
-            keys: RefCell::new(HashMap::new()),
-            ice: RefCell::new(Vec::new()),
+            waiters: StateCell::new(HashMap::new()),
+            conns: StateCell::new(HashMap::new()),
+            rooms: StateCell::new(HashMap::new()),
+            keys: StateCell::new(HashMap::new()),
+            ice: StateCell::new(Vec::new()),
             closed: Cell::new(false),
-            ready: RefCell::new(Ready::Pending(Vec::new())),
-            hub: RefCell::new(None),
-            listeners: RefCell::new(HashMap::new()),
-            reconnect: RefCell::new(None),
-            tick: RefCell::new(Some(tick)),
+            ready: StateCell::new(Ready::Pending(Vec::new())),
+            hub: StateCell::new(None),
+            listeners: StateCell::new(HashMap::new()),
+            reconnect: StateCell::new(None),
+            tick: StateCell::new(Some(tick)),
+            pagehide: StateCell::new(None),
         });
+        *shared.pagehide.borrow_mut() = PageHide::listen(shared.inputs(), || PeerInput::PageHide);
         spawn_local(drive(Rc::downgrade(&shared), inputs_rx));
         match hub {
             Some(hub) => HubLink::attach(&shared, hub),
@@ -785,13 +847,16 @@ impl PeerShared {
         let ready = std::pin::pin!(self.wait_ready());
         match futures_util::future::select(ready, timeout).await {
             futures_util::future::Either::Left((r, _)) => r,
-            futures_util::future::Either::Right(_) => Err(match self.hub.borrow().is_some() {
-                true => PeerError::Timeout(ms),
-                false => PeerError::BrokerUnreachable {
-                    url: self.options.broker.clone(),
-                    detail: format!("no registration within {ms} ms"),
-                },
-            }),
+            futures_util::future::Either::Right(_) => {
+                let via_hub = self.hub.borrow().is_some();
+                Err(match via_hub {
+                    true => PeerError::Timeout(ms),
+                    false => PeerError::BrokerUnreachable {
+                        url: self.options.broker.clone(),
+                        detail: format!("no registration within {ms} ms"),
+                    },
+                })
+            }
         }
     }
 
@@ -975,7 +1040,7 @@ fn unexpected(msg: ServerMessage) -> JsValue {
     .to_js()
 }
 
-super::events::event_methods!(Peer);
+super::events::event_methods!(Peer, release: ["register", "broker"]);
 
 /// Calls the `token` function; accepts a string or a Promise of one.
 async fn ask_for_token(f: &js_sys::Function) -> Result<String, PeerError> {

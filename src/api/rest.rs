@@ -6,7 +6,9 @@
 //! a streamed body (any async iterable or ReadableStream), or a record set
 //! that the client pulls one record at a time.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
+
+use super::cell::StateCell;
 use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 
@@ -96,8 +98,8 @@ async fn next_step(next: &Function) -> Result<Option<JsValue>, JsValue> {
 /// A rest server's routes and handlers.
 pub(crate) struct RestServerShared {
     peer: Weak<PeerShared>,
-    router: RefCell<Router>,
-    handlers: RefCell<Vec<Function>>,
+    router: StateCell<Router>,
+    handlers: StateCell<Vec<Function>>,
     port: Cell<Option<u16>>,
 }
 
@@ -200,7 +202,7 @@ impl RestServerShared {
 
 pub(crate) struct ResponseShared {
     stream: Rc<StreamShared>,
-    items: RefCell<Option<mpsc::UnboundedReceiver<Item>>>,
+    items: StateCell<Option<mpsc::UnboundedReceiver<Item>>>,
     status: Cell<u16>,
     headers: Object,
     head_sent: Cell<bool>,
@@ -210,7 +212,7 @@ impl ResponseShared {
     fn new(stream: Rc<StreamShared>, items: mpsc::UnboundedReceiver<Item>) -> Rc<Self> {
         Rc::new(Self {
             stream,
-            items: RefCell::new(Some(items)),
+            items: StateCell::new(Some(items)),
             status: Cell::new(200),
             headers: Object::new(),
             head_sent: Cell::new(false),
@@ -602,8 +604,8 @@ impl Rest {
         RestServer {
             inner: Rc::new(RestServerShared {
                 peer: Rc::downgrade(&self.peer),
-                router: RefCell::new(Router::default()),
-                handlers: RefCell::new(Vec::new()),
+                router: StateCell::new(Router::default()),
+                handlers: StateCell::new(Vec::new()),
                 port: Cell::new(None),
             }),
         }
@@ -690,7 +692,7 @@ async fn fetch(
     Ok(FetchResponse {
         inner: Rc::new(BodyShared {
             stream,
-            items: RefCell::new(Some(items)),
+            items: StateCell::new(Some(items)),
             records: head.records,
             used: Cell::new(false),
             done: Cell::new(false),
@@ -702,7 +704,7 @@ async fn fetch(
 
 struct BodyShared {
     stream: Rc<StreamShared>,
-    items: RefCell<Option<mpsc::UnboundedReceiver<Item>>>,
+    items: StateCell<Option<mpsc::UnboundedReceiver<Item>>>,
     records: bool,
     used: Cell<bool>,
     done: Cell<bool>,

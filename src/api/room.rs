@@ -1,7 +1,7 @@
 //! `Room` (members, broadcast, shared state with TTL) and `Rendezvous` (an
 //! opened key), both thin views over broker features.
 
-use std::cell::RefCell;
+use super::cell::StateCell;
 use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 
@@ -48,8 +48,8 @@ struct Entry {
 pub(crate) struct RoomShared {
     peer: Weak<PeerShared>,
     name: String,
-    members: RefCell<Vec<String>>,
-    state: RefCell<BTreeMap<String, Entry>>,
+    members: StateCell<Vec<String>>,
+    state: StateCell<BTreeMap<String, Entry>>,
     pub emitter: Emitter,
     left: std::cell::Cell<bool>,
 }
@@ -64,8 +64,8 @@ impl RoomShared {
         let r = Rc::new(Self {
             peer,
             name,
-            members: RefCell::new(Vec::new()),
-            state: RefCell::new(BTreeMap::new()),
+            members: StateCell::new(Vec::new()),
+            state: StateCell::new(BTreeMap::new()),
             emitter: Emitter::new(ROOM_EVENTS),
             left: std::cell::Cell::new(false),
         });

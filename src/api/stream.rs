@@ -8,7 +8,9 @@
 //! step: the listening side answers the channel with an accept frame, or a
 //! refuse frame when nobody listens on the port.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
+
+use super::cell::StateCell;
 use std::rc::{Rc, Weak};
 
 use futures_channel::{mpsc, oneshot};
@@ -62,25 +64,25 @@ pub(crate) struct StreamShared {
     pub remote: String,
     conn: Weak<ConnShared>,
     role: Role,
-    channel: RefCell<Option<Rc<dyn StreamChannel>>>,
+    channel: StateCell<Option<Rc<dyn StreamChannel>>>,
     state: Cell<StreamState>,
     policy: ChannelPolicy,
     max_message: usize,
-    reassembler: RefCell<Reassembler>,
+    reassembler: StateCell<Reassembler>,
     pub emitter: Emitter,
     outbox: SendQueue,
-    openers: RefCell<Vec<oneshot::Sender<Result<(), PeerError>>>>,
-    opened_tx: RefCell<Option<oneshot::Sender<()>>>,
-    inbox: RefCell<Option<mpsc::UnboundedSender<Item>>>,
-    close_reason: RefCell<Option<String>>,
+    openers: StateCell<Vec<oneshot::Sender<Result<(), PeerError>>>>,
+    opened_tx: StateCell<Option<oneshot::Sender<()>>>,
+    inbox: StateCell<Option<mpsc::UnboundedSender<Item>>>,
+    close_reason: StateCell<Option<String>>,
     /// Called with the stream once it is open (a server's socket callback).
-    on_open: RefCell<Option<OpenCallback>>,
-    handle: RefCell<Option<JsValue>>,
+    on_open: StateCell<Option<OpenCallback>>,
+    handle: StateCell<Option<JsValue>>,
     /// A dialer: the listener's accept arrived (it may overtake the
     /// channel's own `open` event).
     accepted: Cell<bool>,
     /// The other end of a loopback pair, kept alive until this one closes.
-    partner: RefCell<Option<Rc<StreamShared>>>,
+    partner: StateCell<Option<Rc<StreamShared>>>,
     /// Frames that overtook the channel's own `open` event (the remote may
     /// send as soon as its side is open), replayed in order once it fires.
     early: EarlyFrames,
@@ -90,7 +92,7 @@ pub(crate) struct StreamShared {
 /// deliver the remote's first frames before it. Held (bounded) and handed
 /// back in order once the event fires.
 #[derive(Default)]
-pub(crate) struct EarlyFrames(RefCell<Vec<JsValue>>);
+pub(crate) struct EarlyFrames(StateCell<Vec<JsValue>>);
 
 impl EarlyFrames {
     /// Most frames held.
@@ -213,21 +215,21 @@ impl StreamShared {
             remote,
             conn,
             role,
-            channel: RefCell::new(Some(channel)),
+            channel: StateCell::new(Some(channel)),
             state: Cell::new(StreamState::Opening),
             policy: settings.policy,
             max_message: settings.max_message,
-            reassembler: RefCell::new(Reassembler::new(settings.max_message)),
+            reassembler: StateCell::new(Reassembler::new(settings.max_message)),
             emitter: Emitter::new(STREAM_EVENTS),
             outbox: SendQueue::start(weak.clone(), low, opened_rx, settings.window),
-            openers: RefCell::new(Vec::new()),
-            opened_tx: RefCell::new(Some(opened_tx)),
-            inbox: RefCell::new(None),
-            close_reason: RefCell::new(None),
-            on_open: RefCell::new(None),
-            handle: RefCell::new(None),
+            openers: StateCell::new(Vec::new()),
+            opened_tx: StateCell::new(Some(opened_tx)),
+            inbox: StateCell::new(None),
+            close_reason: StateCell::new(None),
+            on_open: StateCell::new(None),
+            handle: StateCell::new(None),
             accepted: Cell::new(false),
-            partner: RefCell::new(None),
+            partner: StateCell::new(None),
             early: EarlyFrames::default(),
         });
         spawn_local(drive(Rc::downgrade(&stream), events));
@@ -288,7 +290,8 @@ impl StreamShared {
     }
 
     fn send_now(&self, frame: Frame<'_>) {
-        if let Some(c) = self.channel.borrow().as_ref() {
+        let c = self.channel.borrow().clone();
+        if let Some(c) = c {
             let _ = c.send_frame(&frame.encode());
         }
     }
@@ -330,13 +333,16 @@ impl StreamShared {
 
     fn become_open(self: &Rc<Self>) {
         self.state.set(self.state.get().opened());
-        if let Some(tx) = self.opened_tx.borrow_mut().take() {
+        let tx = self.opened_tx.borrow_mut().take();
+        if let Some(tx) = tx {
             let _ = tx.send(());
         }
-        for tx in self.openers.borrow_mut().drain(..) {
+        let drained: Vec<_> = self.openers.borrow_mut().drain(..).collect();
+        for tx in drained {
             let _ = tx.send(Ok(()));
         }
-        if let Some(f) = self.on_open.borrow_mut().take() {
+        let f = self.on_open.borrow_mut().take();
+        if let Some(f) = f {
             f(self);
         }
         self.emitter.emit("open", &JsValue::UNDEFINED);
@@ -427,13 +433,15 @@ impl StreamShared {
             self.send_now(Frame::Close(reason.to_string()));
         }
         let err = error.clone().unwrap_or_else(|| self.closed_error());
-        for tx in self.openers.borrow_mut().drain(..) {
+        let drained: Vec<_> = self.openers.borrow_mut().drain(..).collect();
+        for tx in drained {
             let _ = tx.send(Err(err.clone()));
         }
         self.opened_tx.borrow_mut().take();
         self.outbox.close();
         self.on_open.borrow_mut().take();
-        if let Some(link) = self.channel.borrow_mut().take() {
+        let link = self.channel.borrow_mut().take();
+        if let Some(link) = link {
             link.close();
             spawn_local(async move {
                 gloo_timers::future::TimeoutFuture::new(100).await;
@@ -443,7 +451,8 @@ impl StreamShared {
         if let Some(c) = self.conn.upgrade() {
             c.forget_stream(self);
         }
-        if let Some(inbox) = self.inbox.borrow_mut().take() {
+        let inbox = self.inbox.borrow_mut().take();
+        if let Some(inbox) = inbox {
             let _ = inbox.unbounded_send(Item::Closed(reason.to_string()));
         }
         if let Some(e) = &error {
@@ -631,8 +640,9 @@ pub struct Stream {
 impl Stream {
     /// The one JS object for this stream.
     pub(crate) fn handle(inner: &Rc<StreamShared>) -> JsValue {
-        if let Some(h) = inner.handle.borrow().as_ref() {
-            return h.clone();
+        let h = inner.handle.borrow().clone();
+        if let Some(h) = h {
+            return h;
         }
         let h: JsValue = Stream {
             inner: inner.clone(),

@@ -6,6 +6,7 @@
 //! keep up because each event is small and handled without waiting).
 
 pub mod channel;
+pub mod page;
 pub mod rtc;
 pub mod socket;
 

@@ -67,6 +67,41 @@ test('two pages connect through the broker and exchange messages both ways', asy
   await b.context.close();
 });
 
+test('a page that goes away says goodbye: the remote sees close and the room peer-left at once', async () => {
+  const a = await openPage(browser, `${broker.url}/index.html`);
+  const b = await openPage(browser, `${broker.url}/index.html`);
+  const suffix = Math.random().toString(36).slice(2, 8);
+  const [ida, idb, room] = [`bye-a-${suffix}`, `bye-b-${suffix}`, `bye-room-${suffix}`];
+  await b.page.evaluate(async ({ id, ws, room }) => {
+    window.peer = await window.peerwire.createPeer(id, { broker: ws });
+    window.room = await window.peer.join(room);
+    window.seen = {};
+    window.room.on('peer-left', (who) => { window.seen.left = { who, at: performance.now() }; });
+    window.peer.on('connection', (conn) => {
+      conn.on('close', (e) => { window.seen.close = { reason: e.reason, at: performance.now() }; });
+    });
+  }, { id: idb, ws: broker.ws, room });
+  await a.page.evaluate(async ({ id, ws, to, room }) => {
+    window.peer = await window.peerwire.createPeer(id, { broker: ws });
+    await window.peer.join(room);
+    await window.peer.connect(to);
+  }, { id: ida, ws: broker.ws, to: idb, room });
+  await b.page.waitForFunction(() => window.peer.connections.length === 1, null, { timeout: 5000 });
+
+  const hiddenAt = await b.page.evaluate(() => performance.now());
+  await a.page.evaluate(() => window.dispatchEvent(new PageTransitionEvent('pagehide', { persisted: false })));
+  // Well inside the keep-alive (4.4 s) and the broker's grace window (10 s).
+  await b.page.waitForFunction(() => window.seen.close && window.seen.left, null, { timeout: 3000 });
+  const seen = await b.page.evaluate(() => window.seen);
+  assert.equal(seen.left.who, ida);
+  assert.ok(seen.close.at - hiddenAt < 2000, `close after ${seen.close.at - hiddenAt} ms`);
+  assert.ok(seen.left.at - hiddenAt < 2000, `peer-left after ${seen.left.at - hiddenAt} ms`);
+  assert.equal(await a.page.evaluate(() => window.peer.closed), true);
+  assert.deepEqual([...a.errors, ...b.errors], []);
+  await a.context.close();
+  await b.context.close();
+});
+
 test('a remote that goes silent is detected by the keep-alive within seconds', async (t) => {
   const a = await openPage(browser, `${broker.url}/index.html`);
   const b = await openPage(browser, `${broker.url}/index.html`);

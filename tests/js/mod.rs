@@ -93,6 +93,7 @@ pub async fn create_with(id: &str, extra: &[(&str, JsValue)]) -> Result<JsValue,
 /// Collects every event of one type into an array.
 pub struct Events {
     list: Array,
+    listener: JsValue,
 }
 
 impl Events {
@@ -101,8 +102,17 @@ impl Events {
         let make =
             Function::new_with_args("q", "return (e) => { q.push(e === undefined ? null : e) }");
         let listener = make.call1(&JsValue::NULL, &list).unwrap();
-        call(target, "on", &[event.into(), listener]).await.unwrap();
-        Events { list }
+        call(target, "on", &[event.into(), listener.clone()])
+            .await
+            .unwrap();
+        Events { list, listener }
+    }
+
+    /// Removes this collector's listener with `target.off(event, ...)`.
+    pub async fn off(&self, target: &JsValue, event: &str) {
+        call(target, "off", &[event.into(), self.listener.clone()])
+            .await
+            .unwrap();
     }
 
     /// Waits (up to `ms`) for the `n`-th event and returns it.
