@@ -1,119 +1,13 @@
-//! The SDK's one error type, thrown to JavaScript as a real `Error` whose
-//! `name` says what went wrong and whose `code` is a stable string.
+//! The SDK's errors as JavaScript sees them: a real `Error` whose `name`
+//! says what went wrong and whose `code` is a stable string. The error type
+//! itself is the engine's (`core::error`).
 
 use wasm_bindgen::JsValue;
 
-use crate::protocol::ErrorCode;
-
-/// Everything that can go wrong in the SDK.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum PeerError {
-    #[error("{0}")]
-    InvalidId(String),
-    #[error("{0}")]
-    IdTaken(String),
-    #[error("{0}")]
-    InvalidArgument(String),
-    #[error("cannot reach the broker at {url}: {detail}; is `peerwire-broker` running there?")]
-    BrokerUnreachable { url: String, detail: String },
-    #[error("{message}")]
-    Unauthorized { code: ErrorCode, message: String },
-    #[error("broker refused the request ({code}): {message}")]
-    Broker { code: ErrorCode, message: String },
-    #[error("peer {id:?} is not online ({code}); check the id, or wait for it to register")]
-    PeerUnavailable { id: String, code: ErrorCode },
-    #[error(
-        "no connection to {id:?} within {ms} ms; the network may block WebRTC (configure a TURN server in iceServers)"
-    )]
-    ConnectTimeout { id: String, ms: u64 },
-    #[error("connection to {id:?} failed: {reason}")]
-    ConnectionFailed { id: String, reason: String },
-    #[error("{0} is closed")]
-    Closed(String),
-    #[error("message of {size} bytes exceeds the {max}-byte limit{hint}")]
-    MessageTooLarge {
-        size: usize,
-        max: usize,
-        hint: &'static str,
-    },
-    #[error("peer {id:?} sent bad data: {detail}")]
-    Protocol { id: String, detail: String },
-    #[error("nothing listens on port {port} of {id:?} ({reason})")]
-    PortClosed {
-        id: String,
-        port: u16,
-        reason: String,
-    },
-    #[error("{0}")]
-    UnknownHost(String),
-    #[error("{0}")]
-    HostnameTaken(String),
-    #[error("{0}")]
-    QueueFull(String),
-    #[error("the broker did not answer within {0} ms")]
-    Timeout(u64),
-}
+pub use crate::core::error::PeerError;
+use crate::core::engine::Reply;
 
 impl PeerError {
-    /// The JavaScript `Error.name`.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::InvalidId(_) => "InvalidIdError",
-            Self::IdTaken(_) => "IdTakenError",
-            Self::InvalidArgument(_) => "InvalidArgumentError",
-            Self::BrokerUnreachable { .. } => "BrokerUnreachableError",
-            Self::Unauthorized { .. } => "UnauthorizedError",
-            Self::Broker { .. } => "BrokerError",
-            Self::PeerUnavailable { .. } => "PeerUnavailableError",
-            Self::ConnectTimeout { .. } => "ConnectTimeoutError",
-            Self::ConnectionFailed { .. } => "ConnectionFailedError",
-            Self::Closed(_) => "ClosedError",
-            Self::MessageTooLarge { .. } => "MessageTooLargeError",
-            Self::Protocol { .. } => "ProtocolError",
-            Self::PortClosed { .. } => "PortClosedError",
-            Self::UnknownHost(_) => "UnknownHostError",
-            Self::HostnameTaken(_) => "HostnameTakenError",
-            Self::QueueFull(_) => "QueueFullError",
-            Self::Timeout(_) => "TimeoutError",
-        }
-    }
-
-    /// The stable `code` property: the broker's code where one applies.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Self::InvalidId(_) => "invalid-id",
-            Self::IdTaken(_) => "id-taken",
-            Self::InvalidArgument(_) => "invalid-argument",
-            Self::BrokerUnreachable { .. } => "broker-unreachable",
-            Self::Unauthorized { code, .. } => code.as_str(),
-            Self::Broker { code, .. } => code.as_str(),
-            Self::PeerUnavailable { code, .. } => code.as_str(),
-            Self::ConnectTimeout { .. } => "connect-timeout",
-            Self::ConnectionFailed { .. } => "connection-failed",
-            Self::Closed(_) => "closed",
-            Self::MessageTooLarge { .. } => "message-too-large",
-            Self::Protocol { .. } => "protocol-error",
-            Self::PortClosed { .. } => "port-closed",
-            Self::UnknownHost(_) => "unknown-host",
-            Self::HostnameTaken(_) => "hostname-taken",
-            Self::QueueFull(_) => "queue-full",
-            Self::Timeout(_) => "timeout",
-        }
-    }
-
-    /// A broker error reply as the matching SDK error.
-    pub fn from_broker(code: ErrorCode, message: String) -> Self {
-        match code {
-            ErrorCode::InvalidId => Self::InvalidId(message),
-            ErrorCode::IdTaken => Self::IdTaken(message),
-            ErrorCode::Unauthorized | ErrorCode::Forbidden => Self::Unauthorized { code, message },
-            ErrorCode::HostnameTaken => Self::HostnameTaken(message),
-            ErrorCode::UnknownHost => Self::UnknownHost(message),
-            ErrorCode::InvalidHostname => Self::InvalidArgument(message),
-            _ => Self::Broker { code, message },
-        }
-    }
-
     /// As a JavaScript `Error` with `name` and `code`.
     pub fn to_js(&self) -> JsValue {
         let err = js_sys::Error::new(&self.to_string());
@@ -126,5 +20,13 @@ impl PeerError {
 impl From<PeerError> for JsValue {
     fn from(e: PeerError) -> JsValue {
         e.to_js()
+    }
+}
+
+/// A reply of the wrong kind (an engine bug), as an error.
+pub(crate) fn unexpected(reply: Reply) -> PeerError {
+    PeerError::Broker {
+        code: crate::protocol::ErrorCode::Internal,
+        message: format!("unexpected reply {reply:?}"),
     }
 }

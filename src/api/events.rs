@@ -1,19 +1,16 @@
 //! Listener lists behind every `on` / `off`.
 
-use super::cell::StateCell;
-
 use js_sys::Function;
 use wasm_bindgen::JsValue;
 
 use super::errors::PeerError;
+use crate::web::cell::StateCell;
 
 /// Listeners of one object, by event name. Only the names in `known` are
 /// accepted, so a typo (`'mesage'`) throws instead of never firing.
 pub struct Emitter {
     known: &'static [&'static str],
     listeners: StateCell<Vec<(&'static str, Function)>>,
-    /// Events held while nobody listened (see `emit_or_hold`).
-    held: StateCell<std::collections::VecDeque<(&'static str, JsValue)>>,
     /// One-off events kept for the first listener of their type (see
     /// `emit_or_keep`).
     kept: StateCell<Vec<(&'static str, JsValue)>>,
@@ -24,7 +21,6 @@ impl Emitter {
         Self {
             known,
             listeners: StateCell::new(Vec::new()),
-            held: StateCell::new(std::collections::VecDeque::new()),
             kept: StateCell::new(Vec::new()),
         }
     }
@@ -62,7 +58,8 @@ impl Emitter {
     }
 
     /// Calls every listener of `event` with `arg`. A listener that throws is
-    /// reported on the console and does not stop the others.
+    /// reported on the console and does not stop the others. Nothing is
+    /// borrowed while a listener runs.
     pub fn emit(&self, event: &'static str, arg: &JsValue) {
         let targets: Vec<Function> = self
             .listeners
@@ -78,46 +75,9 @@ impl Emitter {
         }
     }
 
-    /// Emits `event`, or holds it (up to `limit` held events) while it has
-    /// no listener or earlier events still wait, so that nothing arriving
-    /// before `on()` is lost and order is kept. `false` at the limit (the
-    /// event was neither delivered nor held).
-    #[must_use]
-    pub fn emit_or_hold(&self, event: &'static str, arg: JsValue, limit: usize) -> bool {
-        if self.held.borrow().is_empty() && self.has(event) {
-            self.emit(event, &arg);
-            return true;
-        }
-        let mut held = self.held.borrow_mut();
-        if held.len() >= limit {
-            return false;
-        }
-        held.push_back((event, arg));
-        true
-    }
-
-    /// Delivers held events in order, up to the first one nobody listens to.
-    pub fn release_held(&self) {
-        loop {
-            let next = {
-                let mut held = self.held.borrow_mut();
-                match held.front() {
-                    Some((e, _)) if self.has(e) => held.pop_front(),
-                    _ => None,
-                }
-            };
-            match next {
-                Some((e, arg)) => self.emit(e, &arg),
-                None => break,
-            }
-        }
-    }
-
     /// Emits `event`, or keeps it until the first `on(event)` when nobody
-    /// listens yet: for one-off events that can fire before the object
-    /// reaches user code (the first `register` fires before `createPeer`
-    /// resolves). Unlike `emit_or_hold`, a kept event never holds back
-    /// events of other types.
+    /// listens yet: for one-off events that fire before the object reaches
+    /// user code (the first `register` fires before `createPeer` resolves).
     pub fn emit_or_keep(&self, event: &'static str, arg: JsValue) {
         if self.has(event) {
             self.emit(event, &arg);
@@ -144,11 +104,6 @@ impl Emitter {
         }
     }
 
-    /// Whether no event waits for a listener.
-    pub fn nothing_held(&self) -> bool {
-        self.held.borrow().is_empty()
-    }
-
     pub fn has(&self, event: &str) -> bool {
         self.listeners.borrow().iter().any(|(n, _)| *n == event)
     }
@@ -156,41 +111,14 @@ impl Emitter {
     /// Drops every listener (after a final `close`).
     pub fn clear(&self) {
         self.listeners.borrow_mut().clear();
-        self.held.borrow_mut().clear();
         self.kept.borrow_mut().clear();
     }
 }
 
 /// Adds `on(event, listener)` and `off(event, listener)` to an exported
-/// class whose shared state has an `emitter` field. Their TypeScript
-/// signatures (typed per event) are in the custom section of `api`.
+/// class with a `ctx` and a `target()`. Their TypeScript signatures (typed
+/// per event) are in the custom section of `api`.
 macro_rules! event_methods {
-    // `on` also delivers events held (`emit_or_hold`) or kept
-    // (`emit_or_keep`) while these had no listener.
-    ($class:ident, release: [$($held:literal),+]) => {
-        #[wasm_bindgen::prelude::wasm_bindgen]
-        impl $class {
-            #[wasm_bindgen(skip_typescript)]
-            pub fn on(&self, event: &str, listener: js_sys::Function) -> Result<(), wasm_bindgen::JsValue> {
-                self.inner.emitter.on(event, listener)?;
-                if [$($held),+].contains(&event) {
-                    let inner = self.inner.clone();
-                    let event = event.to_string();
-                    // Delivered after `on()` returns, never inside it.
-                    wasm_bindgen_futures::spawn_local(async move {
-                        inner.emitter.release_kept(&event);
-                        inner.emitter.release_held();
-                    });
-                }
-                Ok(())
-            }
-
-            #[wasm_bindgen(skip_typescript)]
-            pub fn off(&self, event: &str, listener: js_sys::Function) -> Result<(), wasm_bindgen::JsValue> {
-                Ok(self.inner.emitter.off(event, &listener)?)
-            }
-        }
-    };
     ($class:ident) => {
         #[wasm_bindgen::prelude::wasm_bindgen]
         impl $class {
@@ -200,7 +128,7 @@ macro_rules! event_methods {
                 event: &str,
                 listener: js_sys::Function,
             ) -> Result<(), wasm_bindgen::JsValue> {
-                Ok(self.inner.emitter.on(event, listener)?)
+                Ok(self.ctx.on(self.target(), event, listener)?)
             }
 
             #[wasm_bindgen(skip_typescript)]
@@ -209,7 +137,7 @@ macro_rules! event_methods {
                 event: &str,
                 listener: js_sys::Function,
             ) -> Result<(), wasm_bindgen::JsValue> {
-                Ok(self.inner.emitter.off(event, &listener)?)
+                Ok(self.ctx.off(self.target(), event, &listener)?)
             }
         }
     };

@@ -18,7 +18,7 @@
 
 use std::cell::Cell;
 
-use super::cell::StateCell;
+use crate::web::cell::StateCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 

@@ -4,14 +4,14 @@
 //! never trip wasm-bindgen's "recursive use of an object". Errors are real
 //! `Error` objects with a `name` and a `code` (see `errors`).
 
-mod cell;
 pub mod connection;
+pub mod context;
 pub mod errors;
 pub mod events;
 pub mod hubs;
 pub mod node;
 pub mod options;
-pub mod outbox;
+pub mod payload;
 pub mod peer;
 pub mod rest;
 pub mod room;

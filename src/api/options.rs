@@ -7,7 +7,8 @@ use wasm_bindgen::{JsCast, JsValue};
 use super::errors::PeerError;
 use crate::core::chunking::SendWindow;
 use crate::protocol::IceServer;
-use crate::web::rtc::ChannelPolicy;
+use crate::core::engine::ChannelPolicy;
+pub use crate::web::driver::TokenSource;
 
 /// `createPeer` options (see the TypeScript `PeerOptions`).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -25,6 +26,11 @@ pub struct RawPeerOptions {
     pub max_retransmits: Option<u16>,
     pub buffer_high: Option<usize>,
     pub buffer_low: Option<usize>,
+    pub memory_budget: Option<usize>,
+    pub connection_budget: Option<usize>,
+    pub max_streams: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub close_timeout: Option<u64>,
     /// Read from the options object itself (a function does not survive
     /// JSON); see [`token_source`].
     #[serde(default)]
@@ -43,16 +49,11 @@ pub struct PeerOptions {
     pub keep_alive_timeout: u64,
     pub channel: ChannelPolicy,
     pub window: SendWindow,
-    /// The access token given to the broker at every (re)connect.
-    pub token: Option<TokenSource>,
-}
-
-/// Where the broker access token comes from.
-#[derive(Debug, Clone)]
-pub enum TokenSource {
-    Fixed(String),
-    /// Called before every connect; returns a string or a Promise of one.
-    Provider(js_sys::Function),
+    pub memory_budget: Option<usize>,
+    pub connection_budget: Option<usize>,
+    pub max_streams: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub close_timeout: Option<u64>,
 }
 
 /// `options.token`: a string, or a function returning a string or a
@@ -132,7 +133,17 @@ pub const PEER_OPTION_TYPES: &[(&str, Want)] = &[
     ("maxRetransmits", Want::Count(u16::MAX as u32)),
     ("bufferHigh", Want::Bytes),
     ("bufferLow", Want::Bytes),
+    ("memoryBudget", Want::Bytes),
+    ("connectionBudget", Want::Bytes),
+    ("maxStreams", Want::Count(65_535)),
+    ("maxConnections", Want::Count(65_535)),
+    ("closeTimeout", Want::Millis),
 ];
+
+/// `createPeer` / `Node` options, checked and read.
+pub fn parse_peer_options(value: &JsValue) -> Result<Option<RawPeerOptions>, PeerError> {
+    parse_options(value, "options", PEER_OPTION_TYPES)
+}
 
 /// How a JS value reads in an error message: `the string "soon"`.
 fn describe(v: &JsValue) -> String {
@@ -271,7 +282,11 @@ impl PeerOptions {
                 max_retransmits: raw.max_retransmits,
             },
             window,
-            token: None,
+            memory_budget: raw.memory_budget,
+            connection_budget: raw.connection_budget,
+            max_streams: raw.max_streams,
+            max_connections: raw.max_connections,
+            close_timeout: raw.close_timeout,
         })
     }
 }

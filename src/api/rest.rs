@@ -6,11 +6,10 @@
 //! a streamed body (any async iterable or ReadableStream), or a record set
 //! that the client pulls one record at a time.
 
-use std::cell::Cell;
-
-use super::cell::StateCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
+
 
 use futures_channel::mpsc;
 use futures_util::StreamExt;
@@ -18,9 +17,9 @@ use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, future_to_promise, spawn_local};
 
+use super::context::{Ctx, Item, PortListener};
 use super::errors::PeerError;
-use super::peer::PeerShared;
-use super::stream::{Item, StreamShared};
+use crate::core::engine::ChanId;
 use crate::core::rest::{
     Credits, DEFAULT_PORT, RequestHead, ResponseHead, RestUrl, Router, parse_query,
 };
@@ -70,7 +69,7 @@ fn body_bytes(value: &JsValue) -> Result<(Vec<u8>, &'static str), PeerError> {
     if let Some(b) = value.dyn_ref::<js_sys::ArrayBuffer>() {
         return Ok((Uint8Array::new(b).to_vec(), "application/octet-stream"));
     }
-    if let Some(bytes) = super::outbox::view_bytes(value) {
+    if let Some(bytes) = super::payload::view_bytes(value) {
         return Ok((bytes, "application/octet-stream"));
     }
     let json: String = js_sys::JSON::stringify(value)
@@ -93,39 +92,82 @@ async fn next_step(next: &Function) -> Result<Option<JsValue>, JsValue> {
     Ok(Some(Reflect::get(&step, &"value".into())?))
 }
 
+/// One rest exchange's socket: the context and its channel.
+#[derive(Clone)]
+struct Sock {
+    ctx: Rc<Ctx>,
+    chan: ChanId,
+    remote: String,
+}
+
+impl Sock {
+    fn new(ctx: &Rc<Ctx>, chan: ChanId) -> Self {
+        let remote = ctx
+            .d
+            .read(|e| e.chan_remote(chan).unwrap_or_default().to_string());
+        Self {
+            ctx: ctx.clone(),
+            chan,
+            remote,
+        }
+    }
+
+    async fn send_bytes(&self, kind: PayloadType, bytes: Vec<u8>) -> Result<(), PeerError> {
+        let chan = self.chan;
+        self.ctx
+            .d
+            .call(|e, now| e.send(chan, kind, bytes, false, now))
+            .await
+            .map(|_| ())
+    }
+
+    async fn end(&self) -> Result<(), PeerError> {
+        let chan = self.chan;
+        self.ctx.d.call(|e, now| e.end(chan, now)).await.map(|_| ())
+    }
+
+    async fn pull(&self, n: u32) -> Result<(), PeerError> {
+        let chan = self.chan;
+        self.ctx
+            .d
+            .call(|e, now| e.pull(chan, n, now))
+            .await
+            .map(|_| ())
+    }
+
+    fn close(&self, reason: &str) {
+        let chan = self.chan;
+        self.ctx.d.run(|e, now| e.close_stream(chan, reason, now));
+    }
+}
+
 // ---- server ---------------------------------------------------------------
 
 /// A rest server's routes and handlers.
 pub(crate) struct RestServerShared {
-    peer: Weak<PeerShared>,
-    router: StateCell<Router>,
-    handlers: StateCell<Vec<Function>>,
+    ctx: Weak<Ctx>,
+    router: RefCell<Router>,
+    handlers: RefCell<Vec<Function>>,
     port: Cell<Option<u16>>,
 }
 
 impl RestServerShared {
     /// One request arrived on `stream`.
-    pub fn serve(self: &Rc<Self>, stream: Rc<StreamShared>) {
-        let items = stream.take_items();
+    pub fn serve(self: &Rc<Self>, ctx: &Rc<Ctx>, chan: ChanId) {
+        let items = ctx.consume(chan);
+        let stream = Sock::new(ctx, chan);
         let server = self.clone();
         spawn_local(async move { server.exchange(stream, items).await });
     }
 
-    async fn exchange(&self, stream: Rc<StreamShared>, mut items: mpsc::UnboundedReceiver<Item>) {
-        if stream.opened().await.is_err() {
-            return;
-        }
-        let max = self
-            .peer
-            .upgrade()
-            .map(|p| p.options.max_message_size)
-            .unwrap_or(0);
+    async fn exchange(&self, stream: Sock, mut items: mpsc::UnboundedReceiver<Item>) {
+        let max = stream.ctx.d.read(|e| e.config().max_message_size);
         let head: RequestHead = match items.next().await {
             Some(Item::Message(PayloadType::Json, bytes)) => match serde_json::from_slice(&bytes) {
                 Ok(h) => h,
-                Err(e) => return stream.close(&format!("bad request head: {e}"), None, true),
+                Err(e) => return stream.close(&format!("bad request head: {e}")),
             },
-            _ => return stream.close("the request has no head", None, true),
+            _ => return stream.close("the request has no head"),
         };
         let mut body = Vec::new();
         loop {
@@ -185,8 +227,6 @@ impl RestServerShared {
                     "the handler failed mid-response: {}",
                     crate::web::js_error_text(&e)
                 ),
-                None,
-                true,
             ),
             Ok(()) => {
                 // A handler that sent nothing answers with its status and an
@@ -201,18 +241,18 @@ impl RestServerShared {
 }
 
 pub(crate) struct ResponseShared {
-    stream: Rc<StreamShared>,
-    items: StateCell<Option<mpsc::UnboundedReceiver<Item>>>,
+    stream: Sock,
+    items: RefCell<Option<mpsc::UnboundedReceiver<Item>>>,
     status: Cell<u16>,
     headers: Object,
     head_sent: Cell<bool>,
 }
 
 impl ResponseShared {
-    fn new(stream: Rc<StreamShared>, items: mpsc::UnboundedReceiver<Item>) -> Rc<Self> {
+    fn new(stream: Sock, items: mpsc::UnboundedReceiver<Item>) -> Rc<Self> {
         Rc::new(Self {
             stream,
-            items: StateCell::new(Some(items)),
+            items: RefCell::new(Some(items)),
             status: Cell::new(200),
             headers: Object::new(),
             head_sent: Cell::new(false),
@@ -280,7 +320,7 @@ impl ResponseShared {
                 Err(e) => {
                     let reason =
                         format!("the body source failed: {}", crate::web::js_error_text(&e));
-                    self.stream.close(&reason, None, true);
+                    self.stream.close(&reason);
                     return Err(PeerError::InvalidArgument(reason));
                 }
             }
@@ -321,7 +361,7 @@ impl ResponseShared {
                         "the record source failed: {}",
                         crate::web::js_error_text(&e)
                     );
-                    self.stream.close(&reason, None, true);
+                    self.stream.close(&reason);
                     return Err(PeerError::InvalidArgument(reason));
                 }
             }
@@ -564,20 +604,26 @@ impl RestServer {
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn listen(&self, port: Option<u16>) -> Result<Promise, JsValue> {
         let port = port.unwrap_or(DEFAULT_PORT);
-        let peer = self
+        let ctx = self
             .inner
-            .peer
+            .ctx
             .upgrade()
             .ok_or_else(|| PeerError::Closed("the node".into()))?;
-        peer.listen_rest(port, self.inner.clone())?;
+        let server = self.inner.clone();
+        ctx.listen(
+            port,
+            PortListener::Rest(Rc::new(move |ctx: &Rc<Ctx>, chan: ChanId| {
+                server.serve(ctx, chan)
+            })),
+        )?;
         self.inner.port.set(Some(port));
         Ok(Promise::resolve(&JsValue::UNDEFINED))
     }
 
     /// Stops serving (requests under way finish).
     pub fn close(&self) {
-        if let (Some(port), Some(peer)) = (self.inner.port.take(), self.inner.peer.upgrade()) {
-            peer.unlisten(port);
+        if let (Some(port), Some(ctx)) = (self.inner.port.take(), self.inner.ctx.upgrade()) {
+            ctx.unlisten(port);
         }
     }
 }
@@ -587,12 +633,12 @@ impl RestServer {
 /// `node.rest`.
 #[wasm_bindgen]
 pub struct Rest {
-    peer: Rc<PeerShared>,
+    ctx: Rc<Ctx>,
 }
 
 impl Rest {
-    pub(crate) fn new(peer: Rc<PeerShared>) -> Self {
-        Self { peer }
+    pub(crate) fn new(ctx: Rc<Ctx>) -> Self {
+        Self { ctx }
     }
 }
 
@@ -603,9 +649,9 @@ impl Rest {
     pub fn create_server(&self) -> RestServer {
         RestServer {
             inner: Rc::new(RestServerShared {
-                peer: Rc::downgrade(&self.peer),
-                router: StateCell::new(Router::default()),
-                handlers: StateCell::new(Vec::new()),
+                ctx: Rc::downgrade(&self.ctx),
+                router: RefCell::new(Router::default()),
+                handlers: RefCell::new(Vec::new()),
                 port: Cell::new(None),
             }),
         }
@@ -616,14 +662,14 @@ impl Rest {
     /// serves the port; an unknown route is a 404 response, not an error.
     #[wasm_bindgen(unchecked_return_type = "Promise<FetchResponse>")]
     pub fn fetch(&self, url: String, init: Option<super::FetchInitArg>) -> Promise {
-        let peer = self.peer.clone();
+        let ctx = self.ctx.clone();
         let init: JsValue = init.map(Into::into).unwrap_or(JsValue::UNDEFINED);
-        future_to_promise(async move { Ok(fetch(peer, url, init).await?.into()) })
+        future_to_promise(async move { Ok(fetch(ctx, url, init).await?.into()) })
     }
 }
 
 async fn fetch(
-    peer: Rc<PeerShared>,
+    ctx: Rc<Ctx>,
     url: String,
     init: JsValue,
 ) -> Result<FetchResponse, PeerError> {
@@ -650,9 +696,10 @@ async fn fetch(
     let timeout = get("timeout")
         .as_f64()
         .map(|t| t.max(0.0) as u64)
-        .unwrap_or(peer.options.connect_timeout);
-    let stream = peer.open_socket_to(&url.host, url.port, timeout).await?;
-    let mut items = stream.take_items();
+        .unwrap_or_else(|| ctx.d.read(|e| e.config().connect_timeout));
+    let chan = super::node::open_socket(&ctx, &url.host, url.port, timeout).await?;
+    let mut items = ctx.consume(chan);
+    let stream = Sock::new(&ctx, chan);
     let head = RequestHead {
         method,
         path: url.path,
@@ -692,7 +739,7 @@ async fn fetch(
     Ok(FetchResponse {
         inner: Rc::new(BodyShared {
             stream,
-            items: StateCell::new(Some(items)),
+            items: RefCell::new(Some(items)),
             records: head.records,
             used: Cell::new(false),
             done: Cell::new(false),
@@ -703,8 +750,8 @@ async fn fetch(
 }
 
 struct BodyShared {
-    stream: Rc<StreamShared>,
-    items: StateCell<Option<mpsc::UnboundedReceiver<Item>>>,
+    stream: Sock,
+    items: RefCell<Option<mpsc::UnboundedReceiver<Item>>>,
     records: bool,
     used: Cell<bool>,
     done: Cell<bool>,
@@ -928,6 +975,6 @@ impl BodyReader {
     /// Stops reading: closes the request's socket.
     pub fn cancel(&self) {
         self.inner.done.set(true);
-        self.inner.stream.close("the reader cancelled", None, true);
+        self.inner.stream.close("the reader cancelled");
     }
 }

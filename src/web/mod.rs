@@ -1,11 +1,14 @@
-//! Browser glue: the only code that touches WebSocket, RTCPeerConnection,
-//! RTCDataChannel and timers. Each wrapper owns the `Closure`s it installs;
-//! dropping the wrapper unsets every handler and closes the browser object.
-//! Callbacks do one thing: push an event into an unbounded channel that one
-//! driver task drains (browser events cannot be back-pressured; the drivers
-//! keep up because each event is small and handled without waiting).
+//! The browser driver: the only code that touches WebSocket,
+//! RTCPeerConnection, RTCDataChannel and timers. [`driver::Driver`] owns
+//! one peer's engine and browser objects; each wrapper (`socket`, `rtc`,
+//! `channel`, `page`) owns the `Closure`s it installs, and dropping it
+//! unsets every handler and closes the browser object. A callback does one
+//! thing: it hands its event to the driver as an engine input (the driver
+//! borrows the engine only for that call, never while user code runs).
 
+pub mod cell;
 pub mod channel;
+pub mod driver;
 pub mod page;
 pub mod rtc;
 pub mod socket;

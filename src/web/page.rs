@@ -2,13 +2,11 @@
 //! peer that installed it. The browser fires `pagehide` when the page is
 //! unloaded, navigated away from, or put in the back/forward cache.
 
-use futures_channel::mpsc::UnboundedSender;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
 use web_sys::{Event, EventTarget};
 
-/// Pushes `signal()` into `tx` on every `pagehide`; dropping it removes
-/// the listener.
+/// Calls `on_hide` on every `pagehide`; dropping it removes the listener.
 pub struct PageHide {
     target: EventTarget,
     callback: Closure<dyn FnMut(Event)>,
@@ -16,18 +14,13 @@ pub struct PageHide {
 
 impl PageHide {
     /// Listens on the global `window`; `None` where there is none (a worker).
-    pub fn listen<T: 'static>(
-        tx: UnboundedSender<T>,
-        signal: impl Fn() -> T + 'static,
-    ) -> Option<Self> {
+    pub fn listen(on_hide: impl Fn() + 'static) -> Option<Self> {
         let global = js_sys::global();
         if !js_sys::Reflect::has(&global, &"onpagehide".into()).unwrap_or(false) {
             return None;
         }
         let target: EventTarget = global.dyn_into().ok()?;
-        let callback = Closure::<dyn FnMut(Event)>::new(move |_: Event| {
-            let _ = tx.unbounded_send(signal());
-        });
+        let callback = Closure::<dyn FnMut(Event)>::new(move |_: Event| on_hide());
         target
             .add_event_listener_with_callback("pagehide", callback.as_ref().unchecked_ref())
             .ok()?;

@@ -1,19 +1,14 @@
-//! The broker WebSocket.
+//! The broker WebSocket and the handlers it owns.
 
-use futures_channel::mpsc::UnboundedSender;
+use std::rc::Weak;
+
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
-/// What the socket reports.
-#[derive(Debug)]
-pub enum SocketEvent {
-    Open,
-    Text(String),
-    Closed { code: u16, reason: String },
-}
+use super::driver::Driver;
 
-/// An open (or opening) WebSocket and the handlers it owns.
+/// An open (or opening) WebSocket and its handlers.
 pub struct BrokerSocket {
     ws: WebSocket,
     _on_open: Closure<dyn FnMut()>,
@@ -22,33 +17,27 @@ pub struct BrokerSocket {
 }
 
 impl BrokerSocket {
-    /// Opens `url`; every event goes to `tx` tagged with `generation` so that
-    /// late events of a replaced socket can be told apart.
-    pub fn open(
-        url: &str,
-        generation: u64,
-        tx: UnboundedSender<(u64, SocketEvent)>,
-    ) -> Result<Self, String> {
+    /// Opens `url`; its events reach the engine tagged with `generation`,
+    /// so that late events of a replaced socket are told apart.
+    pub fn open(driver: Weak<Driver>, url: &str, generation: u64) -> Result<Self, String> {
         let ws = WebSocket::new(url).map_err(|e| super::js_error_text(&e))?;
         ws.set_binary_type(BinaryType::Arraybuffer);
-        let t = tx.clone();
+        let d = driver.clone();
         let on_open = Closure::<dyn FnMut()>::new(move || {
-            let _ = t.unbounded_send((generation, SocketEvent::Open));
+            Driver::feed(&d, |e, now| e.handle_broker_open(generation, now));
         });
-        let t = tx.clone();
-        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
-            if let Some(text) = e.data().as_string() {
-                let _ = t.unbounded_send((generation, SocketEvent::Text(text)));
+        let d = driver.clone();
+        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
+            if let Some(text) = ev.data().as_string() {
+                Driver::feed(&d, |e, now| e.handle_broker_text(generation, &text, now));
             }
         });
-        let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |e: CloseEvent| {
-            let _ = tx.unbounded_send((
-                generation,
-                SocketEvent::Closed {
-                    code: e.code(),
-                    reason: e.reason(),
-                },
-            ));
+        let d = driver;
+        let on_close = Closure::<dyn FnMut(CloseEvent)>::new(move |ev: CloseEvent| {
+            let (code, reason) = (ev.code(), ev.reason());
+            Driver::feed(&d, |e, now| {
+                e.handle_broker_closed(generation, code, &reason, now)
+            });
         });
         ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));

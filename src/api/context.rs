@@ -1,0 +1,505 @@
+//! `Ctx`: what every JavaScript handle of one peer shares. It holds the
+//! driver (which owns the engine and the browser objects) and the
+//! JavaScript side of the engine's events: the listeners of each object,
+//! the one JS object per connection and per stream, port listeners, and
+//! the in-Rust consumers of rest sockets.
+//!
+//! Handles are `(ctx, id)`: a `Connection` is the context and a `ConnId`;
+//! none of them points at another.
+
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+
+use futures_channel::mpsc;
+use js_sys::{Function, Object, Reflect};
+use wasm_bindgen::JsValue;
+
+use super::errors::PeerError;
+use super::events::Emitter;
+use super::payload::decode_payload;
+use crate::core::engine::{ChanId, ConnId, Event, Listening};
+use crate::protocol::frames::PayloadType;
+use crate::web::cell::StateCell;
+use crate::web::driver::{Driver, Sink};
+
+pub(crate) const PEER_EVENTS: &[&str] = &[
+    "register",
+    "connection",
+    "message",
+    "error",
+    "unavailable",
+    "broker",
+];
+pub(crate) const CONNECTION_EVENTS: &[&str] = &["open", "message", "close", "error", "stream"];
+pub(crate) const STREAM_EVENTS: &[&str] = &["open", "message", "end", "close", "error"];
+pub(crate) const ROOM_EVENTS: &[&str] =
+    &["peer-joined", "peer-left", "broadcast", "state", "closed"];
+pub(crate) const RENDEZVOUS_EVENTS: &[&str] = &["joiner", "unavailable", "closed"];
+
+/// Whose listeners.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Target {
+    Peer,
+    Conn(ConnId),
+    Chan(ChanId),
+    Room(String),
+    Key(String),
+}
+
+/// What an in-Rust consumer (rest) reads instead of JS events.
+#[derive(Debug)]
+pub(crate) enum Item {
+    Message(PayloadType, Vec<u8>),
+    End,
+    Pull(u32),
+    Closed(String),
+}
+
+/// Makes the one JS object of a connection or stream.
+pub(crate) type MakeHandle = fn(&Rc<Ctx>, u32) -> JsValue;
+
+/// What takes sockets on a port.
+#[derive(Clone)]
+pub(crate) enum PortListener {
+    /// `sockets.createServer(callback)`.
+    Sockets(Function),
+    /// A rest server: called with the socket's channel.
+    Rest(Rc<dyn Fn(&Rc<Ctx>, ChanId)>),
+}
+
+/// The JS view of one connection or stream.
+struct View {
+    emitter: Rc<Emitter>,
+    handle: Option<JsValue>,
+    opened: bool,
+}
+
+pub(crate) struct Ctx {
+    pub d: Rc<Driver>,
+    me: Weak<Ctx>,
+    peer: Rc<Emitter>,
+    views: StateCell<HashMap<Target, View>>,
+    ports: StateCell<HashMap<u16, PortListener>>,
+    internal: StateCell<HashMap<ChanId, mpsc::UnboundedSender<Item>>>,
+    make_conn: MakeHandle,
+    make_stream: MakeHandle,
+}
+
+impl Ctx {
+    pub fn new(d: Rc<Driver>, make_conn: MakeHandle, make_stream: MakeHandle) -> Rc<Self> {
+        let ctx = Rc::new_cyclic(|me| Self {
+            d: d.clone(),
+            me: me.clone(),
+            peer: Rc::new(Emitter::new(PEER_EVENTS)),
+            views: StateCell::new(HashMap::new()),
+            ports: StateCell::new(HashMap::new()),
+            internal: StateCell::new(HashMap::new()),
+            make_conn,
+            make_stream,
+        });
+        let sink: Rc<dyn Sink> = ctx.clone();
+        d.set_sink(Rc::downgrade(&sink));
+        ctx
+    }
+
+    fn rc(&self) -> Rc<Ctx> {
+        self.me.upgrade().expect("a Ctx is only used through its Rc")
+    }
+
+    fn known(target: &Target) -> &'static [&'static str] {
+        match target {
+            Target::Peer => PEER_EVENTS,
+            Target::Conn(_) => CONNECTION_EVENTS,
+            Target::Chan(_) => STREAM_EVENTS,
+            Target::Room(_) => ROOM_EVENTS,
+            Target::Key(_) => RENDEZVOUS_EVENTS,
+        }
+    }
+
+    /// The listeners of `target` (created on first use).
+    pub fn emitter(&self, target: &Target) -> Rc<Emitter> {
+        if *target == Target::Peer {
+            return self.peer.clone();
+        }
+        let mut views = self.views.borrow_mut();
+        views
+            .entry(target.clone())
+            .or_insert_with(|| View {
+                emitter: Rc::new(Emitter::new(Self::known(target))),
+                handle: None,
+                opened: false,
+            })
+            .emitter
+            .clone()
+    }
+
+    /// Drops an object's listeners (a rendezvous key closed by the user).
+    pub fn forget(&self, target: &Target) {
+        if let Some(v) = self.drop_view(target) {
+            v.emitter.clear();
+        }
+    }
+
+    /// Forgets a closed object's listeners and JS object.
+    fn drop_view(&self, target: &Target) -> Option<View> {
+        self.views.borrow_mut().remove(target)
+    }
+
+    pub fn on(&self, target: Target, event: &str, listener: Function) -> Result<(), PeerError> {
+        let emitter = self.emitter(&target);
+        emitter.on(event, listener)?;
+        let ctx = self.rc();
+        let event = event.to_string();
+        // Kept and held events are delivered after `on()` returns, never
+        // inside it.
+        wasm_bindgen_futures::spawn_local(async move {
+            emitter.release_kept(&event);
+            if event == "message" {
+                ctx.sync_listening(&target);
+            }
+        });
+        Ok(())
+    }
+
+    pub fn off(&self, target: Target, event: &str, listener: &Function) -> Result<(), PeerError> {
+        self.emitter(&target).off(event, listener)?;
+        if event == "message" {
+            self.sync_listening(&target);
+        }
+        Ok(())
+    }
+
+    /// Tells the engine whether `target` has a `message` listener (it holds
+    /// messages for those that do not yet).
+    fn sync_listening(&self, target: &Target) {
+        let on = self.emitter(target).has("message");
+        let who = match target {
+            Target::Peer => Listening::Peer,
+            Target::Conn(c) => match self.d.read(|e| e.conn_channel(*c)) {
+                Some(ch) => Listening::Chan(ch),
+                None => return,
+            },
+            Target::Chan(ch) => Listening::Chan(*ch),
+            _ => return,
+        };
+        self.d.run(|e, now| e.set_listening(who, on, now));
+    }
+
+    /// The one JS object of connection `conn`.
+    pub fn conn_handle(&self, conn: ConnId) -> JsValue {
+        self.handle(Target::Conn(conn), || (self.make_conn)(&self.rc(), conn.0))
+    }
+
+    /// The one JS object of stream or socket `chan`.
+    pub fn stream_handle(&self, chan: ChanId) -> JsValue {
+        self.handle(Target::Chan(chan), || (self.make_stream)(&self.rc(), chan.0))
+    }
+
+    fn handle(&self, target: Target, make: impl FnOnce() -> JsValue) -> JsValue {
+        let cached = self
+            .views
+            .borrow()
+            .get(&target)
+            .and_then(|v| v.handle.clone());
+        if let Some(h) = cached {
+            return h;
+        }
+        let h = make();
+        self.emitter(&target);
+        if let Some(v) = self.views.borrow_mut().get_mut(&target) {
+            v.handle = Some(h.clone());
+        }
+        h
+    }
+
+    // ---- ports and in-Rust consumers ----------------------------------------
+
+    pub fn listen(&self, port: u16, listener: PortListener) -> Result<(), PeerError> {
+        let use_ = match listener {
+            PortListener::Sockets(_) => crate::core::engine::PortUse::Sockets,
+            PortListener::Rest(_) => crate::core::engine::PortUse::Rest,
+        };
+        self.d.run(|e, _| e.listen(port, use_))?;
+        self.ports.borrow_mut().insert(port, listener);
+        Ok(())
+    }
+
+    pub fn unlisten(&self, port: u16) {
+        self.ports.borrow_mut().remove(&port);
+        self.d.run(|e, _| e.unlisten(port));
+    }
+
+    /// Reads `chan` in Rust (rest) instead of emitting JS events.
+    pub fn consume(&self, chan: ChanId) -> mpsc::UnboundedReceiver<Item> {
+        let (tx, rx) = mpsc::unbounded();
+        self.internal.borrow_mut().insert(chan, tx);
+        self.d
+            .run(|e, now| e.set_listening(Listening::Chan(chan), true, now));
+        rx
+    }
+
+    fn to_consumer(&self, chan: ChanId, item: Item) -> bool {
+        let tx = self.internal.borrow().get(&chan).cloned();
+        match tx {
+            Some(tx) => {
+                let closed = matches!(item, Item::Closed(_));
+                let _ = tx.unbounded_send(item);
+                if closed {
+                    self.internal.borrow_mut().remove(&chan);
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn mark_opened(&self, target: &Target) {
+        self.emitter(target);
+        if let Some(v) = self.views.borrow_mut().get_mut(target) {
+            v.opened = true;
+        }
+    }
+
+    /// A message as the JS value the user gets; a bad one closes its channel.
+    fn value(&self, chan: ChanId, payload: PayloadType, bytes: Vec<u8>) -> Option<JsValue> {
+        match decode_payload(payload, bytes) {
+            Ok(v) => Some(v),
+            Err(detail) => {
+                let reason = format!("the remote peer sent bad data: {detail}");
+                let conn = self.d.read(|e| {
+                    e.chan_conn(chan)
+                        .filter(|c| e.conn_channel(*c) == Some(chan))
+                });
+                match conn {
+                    Some(c) => self.d.run(|e, now| e.disconnect(c, &reason, now)),
+                    None => self.d.run(|e, now| e.close_stream(chan, &reason, now)),
+                }
+                None
+            }
+        }
+    }
+
+    fn closed(&self, target: Target, reason: &str, error: Option<PeerError>, peer_id: Option<&str>) {
+        let Some(view) = self.drop_view(&target) else {
+            return;
+        };
+        if let Some(e) = &error {
+            if view.opened || view.emitter.has("error") {
+                view.emitter.emit("error", &e.to_js());
+            }
+        }
+        let info = Object::new();
+        let _ = Reflect::set(&info, &"reason".into(), &reason.into());
+        if let Some(id) = peer_id {
+            let _ = Reflect::set(&info, &"peerId".into(), &id.into());
+        }
+        view.emitter.emit("close", &info);
+        view.emitter.clear();
+    }
+}
+
+fn object(pairs: &[(&str, JsValue)]) -> JsValue {
+    let o = Object::new();
+    for (k, v) in pairs {
+        let _ = Reflect::set(&o, &(*k).into(), v);
+    }
+    o.into()
+}
+
+/// A JSON value as a JS value.
+pub(crate) fn json_to_js(value: &serde_json::Value) -> JsValue {
+    js_sys::JSON::parse(&value.to_string()).unwrap_or(JsValue::NULL)
+}
+
+impl Sink for Ctx {
+    fn deliver(&self, _driver: &Rc<Driver>, event: Event) {
+        match event {
+            Event::Registered { id, resumed, first } => {
+                self.peer.emit_or_keep("register", id.as_str().into());
+                let status = object(&[
+                    ("state", "registered".into()),
+                    ("id", id.as_str().into()),
+                    ("resumed", resumed.into()),
+                    ("reconnect", (!first).into()),
+                ]);
+                self.peer.emit_or_keep("broker", status);
+            }
+            Event::BrokerDown { code, reason } => {
+                let status = object(&[
+                    ("state", "disconnected".into()),
+                    ("code", code.into()),
+                    ("reason", reason.as_str().into()),
+                ]);
+                self.peer.emit("broker", &status);
+            }
+            Event::Error(e) => self.peer.emit("error", &e.to_js()),
+            Event::Incoming { conn } => {
+                let h = self.conn_handle(conn);
+                self.peer.emit("connection", &h);
+            }
+            Event::Open { conn } => {
+                let target = Target::Conn(conn);
+                self.mark_opened(&target);
+                self.emitter(&target).emit("open", &JsValue::UNDEFINED);
+            }
+            Event::Closed {
+                conn,
+                reason,
+                error,
+            } => {
+                let remote = self.d.read(|e| e.conn_remote(conn).map(str::to_string));
+                let peer_id = remote.unwrap_or_default();
+                self.closed(Target::Conn(conn), &reason, error, Some(&peer_id));
+            }
+            Event::Message {
+                chan,
+                payload,
+                bytes,
+            } => {
+                if self.internal.borrow().contains_key(&chan) {
+                    self.to_consumer(chan, Item::Message(payload, bytes));
+                    return;
+                }
+                let main_of = self.d.read(|e| {
+                    e.chan_conn(chan)
+                        .filter(|c| e.conn_channel(*c) == Some(chan))
+                        .map(|c| (c, e.conn_remote(c).unwrap_or_default().to_string()))
+                });
+                let Some(value) = self.value(chan, payload, bytes) else {
+                    return;
+                };
+                match main_of {
+                    Some((conn, from)) => {
+                        self.emitter(&Target::Conn(conn)).emit("message", &value);
+                        if self.peer.has("message") {
+                            let envelope =
+                                object(&[("from", from.as_str().into()), ("message", value)]);
+                            self.peer.emit("message", &envelope);
+                        }
+                    }
+                    None => self.emitter(&Target::Chan(chan)).emit("message", &value),
+                }
+            }
+            Event::IncomingStream { conn, chan } => {
+                self.mark_opened(&Target::Chan(chan));
+                let h = self.stream_handle(chan);
+                self.emitter(&Target::Conn(conn)).emit("stream", &h);
+            }
+            Event::Accepted { port, chan } => {
+                self.mark_opened(&Target::Chan(chan));
+                let listener = self.ports.borrow().get(&port).cloned();
+                match listener {
+                    Some(PortListener::Sockets(callback)) => {
+                        let h = self.stream_handle(chan);
+                        if let Err(e) = callback.call1(&JsValue::UNDEFINED, &h) {
+                            crate::web::console_error(
+                                "peerwire: a socket server callback threw:",
+                                &e,
+                            );
+                        }
+                    }
+                    Some(PortListener::Rest(serve)) => serve(&self.rc(), chan),
+                    None => self
+                        .d
+                        .run(|e, now| e.close_stream(chan, "the server stopped", now)),
+                }
+            }
+            Event::StreamOpen { chan } => {
+                let target = Target::Chan(chan);
+                self.mark_opened(&target);
+                self.emitter(&target).emit("open", &JsValue::UNDEFINED);
+            }
+            Event::End { chan } => {
+                if !self.to_consumer(chan, Item::End) {
+                    self.emitter(&Target::Chan(chan)).emit("end", &JsValue::UNDEFINED);
+                }
+            }
+            Event::Pull { chan, n } => {
+                self.to_consumer(chan, Item::Pull(n));
+            }
+            Event::StreamClosed {
+                chan,
+                reason,
+                error,
+            } => {
+                if !self.to_consumer(chan, Item::Closed(reason.clone())) {
+                    self.closed(Target::Chan(chan), &reason, error, None);
+                } else {
+                    self.drop_view(&Target::Chan(chan));
+                }
+            }
+            Event::PeerJoined { room, id } => {
+                self.emitter(&Target::Room(room))
+                    .emit("peer-joined", &id.as_str().into());
+            }
+            Event::PeerLeft { room, id } => {
+                self.emitter(&Target::Room(room))
+                    .emit("peer-left", &id.as_str().into());
+            }
+            Event::Broadcast { room, from, data } => {
+                let ev = object(&[("from", from.as_str().into()), ("data", json_to_js(&data))]);
+                self.emitter(&Target::Room(room)).emit("broadcast", &ev);
+            }
+            Event::StateSet {
+                room,
+                key,
+                value,
+                from,
+                ttl_ms,
+            } => {
+                let mut pairs = vec![
+                    ("key", key.as_str().into()),
+                    ("value", json_to_js(&value)),
+                    ("from", from.as_str().into()),
+                ];
+                if let Some(ttl) = ttl_ms {
+                    pairs.push(("ttl", (ttl as f64).into()));
+                }
+                self.emitter(&Target::Room(room)).emit("state", &object(&pairs));
+            }
+            Event::StateRemoved { room, key, reason } => {
+                let ev = object(&[
+                    ("key", key.as_str().into()),
+                    ("value", JsValue::UNDEFINED),
+                    ("removed", reason.as_str().into()),
+                ]);
+                self.emitter(&Target::Room(room)).emit("state", &ev);
+            }
+            Event::RoomClosed { room } => {
+                if let Some(view) = self.drop_view(&Target::Room(room)) {
+                    view.emitter.emit("closed", &JsValue::UNDEFINED);
+                    view.emitter.clear();
+                }
+            }
+            Event::Joiner { key, id } => {
+                self.emitter(&Target::Key(key))
+                    .emit("joiner", &id.as_str().into());
+            }
+            Event::KeyUnavailable {
+                key,
+                id,
+                code,
+                opened,
+            } => {
+                if opened {
+                    self.emitter(&Target::Key(key))
+                        .emit("unavailable", &id.as_str().into());
+                } else {
+                    let mut pairs = vec![("key", key.as_str().into()), ("id", id.as_str().into())];
+                    if let Some(code) = code {
+                        pairs.push(("code", code.into()));
+                    }
+                    self.peer.emit("unavailable", &object(&pairs));
+                }
+            }
+            Event::KeyClosed { key, code, reason } => {
+                if let Some(view) = self.drop_view(&Target::Key(key)) {
+                    let info = object(&[("code", code.into()), ("reason", reason.as_str().into())]);
+                    view.emitter.emit("closed", &info);
+                    view.emitter.clear();
+                }
+            }
+            Event::Done { .. } | Event::Progress { .. } => {}
+        }
+    }
+}
