@@ -663,7 +663,12 @@ impl Engine {
             id: conn.remote.clone(),
             reason: reason.to_string(),
         };
-        self.close_conn(c, &err.to_string(), Some(err), false, now);
+        // An incoming connection was never handed to the user: the peer
+        // reports it. The remote hears at once (a bye).
+        if !conn.initiated {
+            self.events.push_back(Event::Error(err.clone()));
+        }
+        self.close_conn(c, &err.to_string(), Some(err), true, now);
     }
 
     /// `connectionState` changed (`"failed"` ends the connection).
