@@ -6,9 +6,9 @@ use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
 
-use super::context::{Ctx, Target};
+use super::context::{Ctx, Target, send_value};
 use super::errors::PeerError;
-use super::payload::{progress_option, send_value};
+use super::payload::progress_option;
 use crate::core::engine::{ChannelPolicy, ConnId, ConnState, Reply};
 use crate::web::driver::promise;
 

@@ -11,12 +11,13 @@ use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
 use futures_channel::mpsc;
-use js_sys::{Function, Object, Reflect};
+use js_sys::{Function, Object, Reflect, Uint8Array};
 use wasm_bindgen::JsValue;
+use wasm_bindgen_futures::JsFuture;
 
 use super::errors::PeerError;
 use super::events::Emitter;
-use super::payload::decode_payload;
+use super::payload::{Payload, decode_payload, to_payload};
 use crate::core::engine::{ChanId, ConnId, Event, Listening};
 use crate::protocol::frames::PayloadType;
 use crate::web::cell::StateCell;
@@ -58,13 +59,16 @@ pub(crate) enum Item {
 /// Makes the one JS object of a connection or stream.
 pub(crate) type MakeHandle = fn(&Rc<Ctx>, u32) -> JsValue;
 
+/// Serves one rest socket.
+pub(crate) type ServeRest = Rc<dyn Fn(&Rc<Ctx>, ChanId)>;
+
 /// What takes sockets on a port.
 #[derive(Clone)]
 pub(crate) enum PortListener {
     /// `sockets.createServer(callback)`.
     Sockets(Function),
     /// A rest server: called with the socket's channel.
-    Rest(Rc<dyn Fn(&Rc<Ctx>, ChanId)>),
+    Rest(ServeRest),
 }
 
 /// The JS view of one connection or stream.
@@ -103,7 +107,9 @@ impl Ctx {
     }
 
     fn rc(&self) -> Rc<Ctx> {
-        self.me.upgrade().expect("a Ctx is only used through its Rc")
+        self.me
+            .upgrade()
+            .expect("a Ctx is only used through its Rc")
     }
 
     fn known(target: &Target) -> &'static [&'static str] {
@@ -192,7 +198,9 @@ impl Ctx {
 
     /// The one JS object of stream or socket `chan`.
     pub fn stream_handle(&self, chan: ChanId) -> JsValue {
-        self.handle(Target::Chan(chan), || (self.make_stream)(&self.rc(), chan.0))
+        self.handle(Target::Chan(chan), || {
+            (self.make_stream)(&self.rc(), chan.0)
+        })
     }
 
     fn handle(&self, target: Target, make: impl FnOnce() -> JsValue) -> JsValue {
@@ -279,7 +287,13 @@ impl Ctx {
         }
     }
 
-    fn closed(&self, target: Target, reason: &str, error: Option<PeerError>, peer_id: Option<&str>) {
+    fn closed(
+        &self,
+        target: Target,
+        reason: &str,
+        error: Option<PeerError>,
+        peer_id: Option<&str>,
+    ) {
         let Some(view) = self.drop_view(&target) else {
             return;
         };
@@ -296,6 +310,40 @@ impl Ctx {
         view.emitter.emit("close", &info);
         view.emitter.clear();
     }
+}
+
+/// The one `send` path shared by connections, streams and sockets.
+/// Sends `value` on `chan`; resolves once every byte is handed to the
+/// channel. `progress(sent, total)` reports large messages.
+pub(crate) async fn send_value(
+    ctx: &Rc<Ctx>,
+    chan: ChanId,
+    value: &JsValue,
+    progress: Option<Function>,
+) -> Result<(), PeerError> {
+    let wants = progress.is_some();
+    let rx = match to_payload(value)? {
+        Payload::Bytes(kind, bytes) => {
+            ctx.d
+                .begin(|e, now| e.send(chan, kind, bytes, wants, now), progress)?
+                .1
+        }
+        Payload::Blob(blob) => {
+            let size = blob.size() as usize;
+            let (op, rx) = ctx
+                .d
+                .begin(|e, now| e.send_later(chan, size, wants, now), progress)?;
+            let bytes = JsFuture::from(blob.array_buffer())
+                .await
+                .map(|buf| Uint8Array::new(&buf).to_vec())
+                .map_err(|e| crate::web::js_error_text(&e));
+            ctx.d.input(|e, now| e.fill(op, bytes, now));
+            rx
+        }
+    };
+    rx.await
+        .unwrap_or_else(|_| Err(PeerError::Closed("the peer".into())))
+        .map(|_| ())
 }
 
 fn object(pairs: &[(&str, JsValue)]) -> JsValue {
@@ -411,7 +459,8 @@ impl Sink for Ctx {
             }
             Event::End { chan } => {
                 if !self.to_consumer(chan, Item::End) {
-                    self.emitter(&Target::Chan(chan)).emit("end", &JsValue::UNDEFINED);
+                    self.emitter(&Target::Chan(chan))
+                        .emit("end", &JsValue::UNDEFINED);
                 }
             }
             Event::Pull { chan, n } => {
@@ -455,7 +504,8 @@ impl Sink for Ctx {
                 if let Some(ttl) = ttl_ms {
                     pairs.push(("ttl", (ttl as f64).into()));
                 }
-                self.emitter(&Target::Room(room)).emit("state", &object(&pairs));
+                self.emitter(&Target::Room(room))
+                    .emit("state", &object(&pairs));
             }
             Event::StateRemoved { room, key, reason } => {
                 let ev = object(&[

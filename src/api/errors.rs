@@ -4,8 +4,8 @@
 
 use wasm_bindgen::JsValue;
 
-pub use crate::core::error::PeerError;
 use crate::core::engine::Reply;
+pub use crate::core::error::PeerError;
 
 impl PeerError {
     /// As a JavaScript `Error` with `name` and `code`.

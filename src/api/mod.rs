@@ -4,6 +4,7 @@
 //! never trip wasm-bindgen's "recursive use of an object". Errors are real
 //! `Error` objects with a `name` and a `code` (see `errors`).
 
+mod address;
 pub mod connection;
 pub mod context;
 pub mod errors;

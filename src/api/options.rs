@@ -6,8 +6,8 @@ use wasm_bindgen::{JsCast, JsValue};
 
 use super::errors::PeerError;
 use crate::core::chunking::SendWindow;
-use crate::protocol::IceServer;
 use crate::core::engine::ChannelPolicy;
+use crate::protocol::IceServer;
 pub use crate::web::driver::TokenSource;
 
 /// `createPeer` options (see the TypeScript `PeerOptions`).

@@ -1,15 +1,9 @@
-//! User values to message bytes and back, and the one `send` path shared by
-//! connections, streams and sockets.
-
-use std::rc::Rc;
+//! User values to message bytes and back.
 
 use js_sys::{Function, Reflect, Uint8Array};
 use wasm_bindgen::{JsCast, JsValue};
-use wasm_bindgen_futures::JsFuture;
 
-use super::context::Ctx;
 use super::errors::PeerError;
-use crate::core::engine::ChanId;
 use crate::protocol::frames::PayloadType;
 
 /// What a user value becomes.
@@ -17,39 +11,6 @@ pub(crate) enum Payload {
     Bytes(PayloadType, Vec<u8>),
     /// Read (in order) once its turn in the queue is reserved.
     Blob(web_sys::Blob),
-}
-
-/// Sends `value` on `chan`; resolves once every byte is handed to the
-/// channel. `progress(sent, total)` reports large messages.
-pub(crate) async fn send_value(
-    ctx: &Rc<Ctx>,
-    chan: ChanId,
-    value: &JsValue,
-    progress: Option<Function>,
-) -> Result<(), PeerError> {
-    let wants = progress.is_some();
-    let rx = match to_payload(value)? {
-        Payload::Bytes(kind, bytes) => {
-            ctx.d
-                .begin(|e, now| e.send(chan, kind, bytes, wants, now), progress)?
-                .1
-        }
-        Payload::Blob(blob) => {
-            let size = blob.size() as usize;
-            let (op, rx) = ctx
-                .d
-                .begin(|e, now| e.send_later(chan, size, wants, now), progress)?;
-            let bytes = JsFuture::from(blob.array_buffer())
-                .await
-                .map(|buf| Uint8Array::new(&buf).to_vec())
-                .map_err(|e| crate::web::js_error_text(&e));
-            ctx.d.input(|e, now| e.fill(op, bytes, now));
-            rx
-        }
-    };
-    rx.await
-        .unwrap_or_else(|_| Err(PeerError::Closed("the peer".into())))
-        .map(|_| ())
 }
 
 /// `options.onProgress` of a `send()` call, if it is a function.

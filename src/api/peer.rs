@@ -127,9 +127,7 @@ impl Peer {
     /// This peer's id (the one chosen, or the one the broker assigned).
     #[wasm_bindgen(getter)]
     pub fn id(&self) -> String {
-        self.ctx
-            .d
-            .read(|e| e.id().unwrap_or_default().to_string())
+        self.ctx.d.read(|e| e.id().unwrap_or_default().to_string())
     }
 
     /// Whether `close()` was called.
@@ -177,7 +175,7 @@ impl Peer {
                 .d
                 .read(|e| e.conn_channel(conn))
                 .ok_or_else(|| PeerError::Closed(format!("the connection to {id:?}")))?;
-            super::payload::send_value(&ctx, chan, &message, progress).await?;
+            super::context::send_value(&ctx, chan, &message, progress).await?;
             Ok(JsValue::UNDEFINED)
         }))
     }

@@ -10,7 +10,6 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 
-
 use futures_channel::mpsc;
 use futures_util::StreamExt;
 use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
@@ -222,12 +221,10 @@ impl RestServerShared {
                     .send_whole(500, text.into_bytes(), "text/plain; charset=utf-8")
                     .await;
             }
-            Err(e) => stream.close(
-                &format!(
-                    "the handler failed mid-response: {}",
-                    crate::web::js_error_text(&e)
-                ),
-            ),
+            Err(e) => stream.close(&format!(
+                "the handler failed mid-response: {}",
+                crate::web::js_error_text(&e)
+            )),
             Ok(()) => {
                 // A handler that sent nothing answers with its status and an
                 // empty body; one still streaming finishes on its own.
@@ -668,11 +665,7 @@ impl Rest {
     }
 }
 
-async fn fetch(
-    ctx: Rc<Ctx>,
-    url: String,
-    init: JsValue,
-) -> Result<FetchResponse, PeerError> {
+async fn fetch(ctx: Rc<Ctx>, url: String, init: JsValue) -> Result<FetchResponse, PeerError> {
     let url = RestUrl::parse(&url).map_err(PeerError::InvalidArgument)?;
     let get = |k: &str| {
         if init.is_object() {
@@ -697,7 +690,7 @@ async fn fetch(
         .as_f64()
         .map(|t| t.max(0.0) as u64)
         .unwrap_or_else(|| ctx.d.read(|e| e.config().connect_timeout));
-    let chan = super::node::open_socket(&ctx, &url.host, url.port, timeout).await?;
+    let chan = super::address::open_socket(&ctx, &url.host, url.port, timeout).await?;
     let mut items = ctx.consume(chan);
     let stream = Sock::new(&ctx, chan);
     let head = RequestHead {

@@ -90,7 +90,10 @@ impl Room {
     pub fn get(&self, key: &str) -> JsValue {
         self.ctx
             .d
-            .read(|e| e.room(&self.name).and_then(|r| r.state.get(key).map(|v| v.0.clone())))
+            .read(|e| {
+                e.room(&self.name)
+                    .and_then(|r| r.state.get(key).map(|v| v.0.clone()))
+            })
             .map(|v| json_to_js(&v))
             .unwrap_or(JsValue::UNDEFINED)
     }
@@ -98,9 +101,10 @@ impl Room {
     /// Which member last set `key`.
     #[wasm_bindgen(js_name = setBy)]
     pub fn set_by(&self, key: &str) -> Option<String> {
-        self.ctx
-            .d
-            .read(|e| e.room(&self.name).and_then(|r| r.state.get(key).map(|v| v.1.clone())))
+        self.ctx.d.read(|e| {
+            e.room(&self.name)
+                .and_then(|r| r.state.get(key).map(|v| v.1.clone()))
+        })
     }
 
     /// Sends `data` (any JSON value) to every other member (and to this
@@ -154,7 +158,9 @@ impl Room {
     pub fn delete(&self, key: String) -> js_sys::Promise {
         let (ctx, room) = (self.ctx.clone(), self.name.clone());
         promise(Box::pin(async move {
-            ctx.d.call(|e, now| e.delete_state(&room, &key, now)).await?;
+            ctx.d
+                .call(|e, now| e.delete_state(&room, &key, now))
+                .await?;
             Ok(JsValue::UNDEFINED)
         }))
     }

@@ -6,8 +6,8 @@ use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
 
-use super::context::{Ctx, Target};
-use super::payload::{progress_option, send_value};
+use super::context::{Ctx, Target, send_value};
+use super::payload::progress_option;
 use crate::core::engine::ChanId;
 use crate::core::stream::StreamState;
 use crate::protocol::frames::ChannelLabel;
@@ -142,4 +142,3 @@ impl Stream {
 }
 
 super::events::event_methods!(Stream);
-

@@ -32,9 +32,7 @@ use super::page::PageHide;
 use super::rtc::{self, PcLink};
 use super::socket::BrokerSocket;
 use super::{js_error_text, now};
-use crate::core::engine::{
-    Action, ChanId, ConnId, Engine, Event, Millis, OpId, Reply, Transmit,
-};
+use crate::core::engine::{Action, ChanId, ConnId, Engine, Event, Millis, OpId, Reply, Transmit};
 use crate::core::error::PeerError;
 use crate::protocol::IceServer;
 
@@ -402,7 +400,9 @@ impl Driver {
                 let weak = self.me.clone();
                 spawn_local(async move {
                     let result = rtc::set_local(pc).await;
-                    Driver::feed(&weak, |e, now| e.handle_local_description(conn, result, now));
+                    Driver::feed(&weak, |e, now| {
+                        e.handle_local_description(conn, result, now)
+                    });
                 });
             }
             Action::SetRemoteDescription {
@@ -414,7 +414,9 @@ impl Driver {
                 let weak = self.me.clone();
                 spawn_local(async move {
                     let result = rtc::set_remote(pc, sdp_type, sdp).await;
-                    Driver::feed(&weak, |e, now| e.handle_remote_description(conn, result, now));
+                    Driver::feed(&weak, |e, now| {
+                        e.handle_remote_description(conn, result, now)
+                    });
                 });
             }
             Action::AddCandidate { conn, candidate } => {
@@ -433,10 +435,8 @@ impl Driver {
                 low_water,
             } => {
                 let Some(pc) = self.pc(conn) else { return };
-                let dc = pc.create_data_channel_with_data_channel_dict(
-                    &label,
-                    &rtc::channel_init(policy),
-                );
+                let dc = pc
+                    .create_data_channel_with_data_channel_dict(&label, &rtc::channel_init(policy));
                 let link = DcLink::new(self.me.clone(), chan, dc, low_water);
                 let mut io = self.io.borrow_mut();
                 io.dcs.insert(chan, link);
@@ -510,7 +510,9 @@ impl Driver {
         self.io.borrow_mut().socket = None;
         match self.token.clone() {
             None => self.open_socket(&url, generation),
-            Some(TokenSource::Fixed(token)) => self.open_socket(&with_token(&url, &token), generation),
+            Some(TokenSource::Fixed(token)) => {
+                self.open_socket(&with_token(&url, &token), generation)
+            }
             Some(TokenSource::Provider(f)) => {
                 // A fresh token for every connect: the app's server can mint
                 // short-lived ones.
@@ -637,7 +639,9 @@ pub async fn call_js(obj: &JsValue, name: &str, args: &[JsValue]) -> Result<JsVa
 
 /// Calls the `token` function; accepts a string or a Promise of one.
 async fn ask_for_token(f: &Function) -> Result<String, String> {
-    let mut value = f.call0(&JsValue::UNDEFINED).map_err(|e| js_error_text(&e))?;
+    let mut value = f
+        .call0(&JsValue::UNDEFINED)
+        .map_err(|e| js_error_text(&e))?;
     if let Some(p) = value.dyn_ref::<Promise>() {
         value = JsFuture::from(p.clone())
             .await

@@ -71,7 +71,9 @@ impl PcLink {
             move |ev: RtcPeerConnectionIceEvent| {
                 // A null candidate marks the end of gathering: nothing to send.
                 let Some(c) = ev.candidate() else { return };
-                let Some(json) = JSON::stringify(&c.to_json()).ok().and_then(|j| j.as_string())
+                let Some(json) = JSON::stringify(&c.to_json())
+                    .ok()
+                    .and_then(|j| j.as_string())
                 else {
                     return;
                 };

@@ -254,10 +254,7 @@ impl Engine {
     ) -> Option<ChanId> {
         let c = self.conns.get(&conn)?;
         let remote = c.remote.clone();
-        let label = match ChannelLabel::parse(label) {
-            Some(l) => l,
-            None => return None,
-        };
+        let label = ChannelLabel::parse(label)?;
         if c.streams.len() >= self.config.max_streams {
             let err = PeerError::LimitExceeded(format!(
                 "peer {remote:?} opened more than {} streams on one connection (option maxStreams)",

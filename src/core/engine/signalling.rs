@@ -489,10 +489,8 @@ impl Engine {
                     self.events.push_back(Event::PeerLeft { room, id });
                 }
             }
-            ServerMessage::Broadcast { room, from, data } => {
-                if self.rooms.contains_key(&room) {
-                    self.events.push_back(Event::Broadcast { room, from, data });
-                }
+            ServerMessage::Broadcast { room, from, data } if self.rooms.contains_key(&room) => {
+                self.events.push_back(Event::Broadcast { room, from, data });
             }
             ServerMessage::StateSet {
                 room,
@@ -521,10 +519,8 @@ impl Engine {
                         .push_back(Event::StateRemoved { room, key, reason });
                 }
             }
-            ServerMessage::Joiner { key, id } => {
-                if self.opened_keys.contains(&key) {
-                    self.events.push_back(Event::Joiner { key, id });
-                }
+            ServerMessage::Joiner { key, id } if self.opened_keys.contains(&key) => {
+                self.events.push_back(Event::Joiner { key, id });
             }
             ServerMessage::Unavailable { key, id, code } => {
                 let opened = self.opened_keys.contains(&key);
@@ -535,11 +531,10 @@ impl Engine {
                     opened,
                 });
             }
-            ServerMessage::KeyClosed { key, code, reason } => {
-                if self.opened_keys.remove(&key) {
-                    self.events
-                        .push_back(Event::KeyClosed { key, code, reason });
-                }
+            ServerMessage::KeyClosed { key, code, reason } if self.opened_keys.contains(&key) => {
+                self.opened_keys.remove(&key);
+                self.events
+                    .push_back(Event::KeyClosed { key, code, reason });
             }
             _ => {}
         }
