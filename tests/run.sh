@@ -61,7 +61,7 @@ echo "broker for browser tests: $PEERWIRE_TEST_BROKER (control: $PEERWIRE_TEST_C
 export WASM_BINDGEN_TEST_WEBDRIVER_JSON="$ROOT/tests/webdriver.json"
 export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-60}
 wasm-pack test --headless --chrome --chromedriver /usr/bin/chromedriver \
-  --test browser_webrtc --test browser_sdk --test browser_reentry --test browser_node --test browser_restart 2>&1 | tee -a "$LOG"
+  --test browser_webrtc --test browser_sdk --test browser_reentry --test browser_node --test browser_restart --test browser_stress 2>&1 | tee -a "$LOG"
 
 step "layer 3: page-level tests (the npm package in separate Chromium pages, plain and Vite-bundled, via Playwright)"
 # The package as users get it: built, packed, and npm-installed into scratch

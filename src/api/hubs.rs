@@ -148,8 +148,8 @@ impl Drop for BcShared {
     }
 }
 
-/// How long `lookup` waits for another tab to answer.
-const LOOKUP_WAIT_MS: u32 = 300;
+/// How long `lookup` waits for another tab to answer, by default.
+const LOOKUP_TIMEOUT_MS: u32 = 300;
 
 impl BcShared {
     fn post(&self, msg: serde_json::Value) {
@@ -230,13 +230,35 @@ pub struct BroadcastChannelHub {
     inner: Rc<BcShared>,
     /// Identifies this hub instance in lookups.
     instance: String,
+    /// How long `lookup` waits for another tab's answer (option `lookupTimeout`).
+    lookup_timeout: u32,
 }
 
 #[wasm_bindgen]
 impl BroadcastChannelHub {
     /// Joins the channel `name` (default `"peerwire"`).
     #[wasm_bindgen(constructor)]
-    pub fn new(name: Option<String>) -> Result<BroadcastChannelHub, JsValue> {
+    pub fn new(
+        name: Option<String>,
+        #[wasm_bindgen(unchecked_param_type = "{ lookupTimeout?: number }")] options: Option<
+            js_sys::Object,
+        >,
+    ) -> Result<BroadcastChannelHub, JsValue> {
+        let lookup_timeout = match options.map(|o| {
+            js_sys::Reflect::get(&o, &"lookupTimeout".into()).unwrap_or(JsValue::UNDEFINED)
+        }) {
+            None => LOOKUP_TIMEOUT_MS,
+            Some(v) if v.is_undefined() => LOOKUP_TIMEOUT_MS,
+            Some(v) => match v.as_f64() {
+                Some(ms) if ms.is_finite() && ms >= 0.0 => ms.min(u32::MAX as f64) as u32,
+                _ => {
+                    return Err(PeerError::InvalidArgument(
+                        "options.lookupTimeout must be a number of milliseconds".into(),
+                    )
+                    .into());
+                }
+            },
+        };
         let channel = BroadcastChannel::new(name.as_deref().unwrap_or("peerwire"))?;
         let inner = Rc::new(BcShared {
             channel,
@@ -257,7 +279,11 @@ impl BroadcastChannelHub {
             .set_onmessage(Some(handler.as_ref().unchecked_ref()));
         *inner.on_message.borrow_mut() = Some(handler);
         let instance = format!("{:x}", crate::web::random_u64());
-        Ok(BroadcastChannelHub { inner, instance })
+        Ok(BroadcastChannelHub {
+            inner,
+            instance,
+            lookup_timeout,
+        })
     }
 
     pub fn attach(&self, deliver: Function) -> String {
@@ -300,11 +326,14 @@ impl BroadcastChannelHub {
     }
 
     /// The address for `hostname`, asking the other tabs if this one does
-    /// not know it (`UnknownHostError` after 300 ms without an answer).
+    /// not know it (`UnknownHostError` after `lookupTimeout` ms without an
+    /// answer: a tab that does not know a name stays silent, so only a
+    /// deadline can say "nobody").
     #[wasm_bindgen(unchecked_return_type = "Promise<string>")]
     pub fn lookup(&self, hostname: String) -> Promise {
         let inner = self.inner.clone();
         let asker = self.instance.clone();
+        let lookup_timeout = self.lookup_timeout;
         wasm_bindgen_futures::future_to_promise(async move {
             let a = inner.names.borrow().get(&hostname).cloned();
             if let Some(a) = a {
@@ -315,7 +344,7 @@ impl BroadcastChannelHub {
             let (tx, rx) = oneshot::channel();
             inner.lookups.borrow_mut().insert(id, tx);
             inner.post(json!({"t": "who", "id": id, "asker": asker, "hostname": hostname}));
-            let wait = gloo_timers::future::TimeoutFuture::new(LOOKUP_WAIT_MS);
+            let wait = gloo_timers::future::TimeoutFuture::new(lookup_timeout);
             match futures_util::future::select(rx, wait).await {
                 futures_util::future::Either::Left((Ok(address), _)) => Ok(address.into()),
                 _ => {

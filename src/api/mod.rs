@@ -88,6 +88,20 @@ export interface PeerOptions {
   bufferHigh?: number;
   /** Resume sending when the buffer drains to this many bytes. Default 256 KiB. */
   bufferLow?: number;
+  /** Bytes all remotes together may make this peer hold (partial messages, early frames,
+   * messages waiting for a listener). Past it the offending connection closes with
+   * `LimitExceededError`. Default 256 MiB. */
+  memoryBudget?: number;
+  /** The same, for one connection. Default 160 MiB. */
+  connectionBudget?: number;
+  /** Streams and sockets open at once on one connection (a remote opening more is cut off). Default 256. */
+  maxStreams?: number;
+  /** Connections open at once. Default 256. */
+  maxConnections?: number;
+  /** New connections one remote id may offer per minute (each costs an RTCPeerConnection). Default 30. */
+  maxOffersPerMinute?: number;
+  /** How long a closing connection or stream may take to confirm its close before it is released, in ms. Default 5000. */
+  closeTimeout?: number;
 }
 
 /** Options of `send()`. */
@@ -153,7 +167,7 @@ export interface PeerwireError extends Error {
   /** `InvalidIdError`, `IdTakenError`, `InvalidArgumentError`, `BrokerUnreachableError`, `UnauthorizedError`, `BrokerError`,
    * `PeerUnavailableError`, `ConnectTimeoutError`, `ConnectionFailedError`, `ClosedError`,
    * `MessageTooLargeError`, `ProtocolError`, `PortClosedError`, `UnknownHostError`, `HostnameTakenError`,
-   * `QueueFullError` or `TimeoutError`. */
+   * `QueueFullError`, `LimitExceededError` or `TimeoutError`. */
   name: string;
   /** A stable code, e.g. `"id-taken"`, `"unknown-peer"`, `"connect-timeout"`. */
   code: string;

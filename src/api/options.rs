@@ -31,6 +31,7 @@ pub struct RawPeerOptions {
     pub max_streams: Option<usize>,
     pub max_connections: Option<usize>,
     pub close_timeout: Option<u64>,
+    pub max_offers_per_minute: Option<u32>,
     /// Read from the options object itself (a function does not survive
     /// JSON); see [`token_source`].
     #[serde(default)]
@@ -54,6 +55,7 @@ pub struct PeerOptions {
     pub max_streams: Option<usize>,
     pub max_connections: Option<usize>,
     pub close_timeout: Option<u64>,
+    pub max_offers_per_minute: Option<u32>,
 }
 
 /// `options.token`: a string, or a function returning a string or a
@@ -138,6 +140,7 @@ pub const PEER_OPTION_TYPES: &[(&str, Want)] = &[
     ("maxStreams", Want::Count(65_535)),
     ("maxConnections", Want::Count(65_535)),
     ("closeTimeout", Want::Millis),
+    ("maxOffersPerMinute", Want::Count(1_000_000)),
 ];
 
 /// `createPeer` / `Node` options, checked and read.
@@ -287,6 +290,7 @@ impl PeerOptions {
             max_streams: raw.max_streams,
             max_connections: raw.max_connections,
             close_timeout: raw.close_timeout,
+            max_offers_per_minute: raw.max_offers_per_minute,
         })
     }
 }
