@@ -763,3 +763,38 @@ fn hostnames_are_owned_by_the_registering_peer() {
         sim.outcome(1, again)
     );
 }
+
+/// Glare again and again between the same two peers, each round closed
+/// before the next, with slow and jittered candidate gathering: leftovers
+/// of a round never capture the next one.
+#[test]
+fn repeated_glare_between_the_same_peers_with_slow_gathering() {
+    for seed in 0..20 {
+        let mut sim = network(2, 100 + seed);
+        sim.jitter = 10.0;
+        sim.gathering = 60.0;
+        for round in 0..30 {
+            let now = sim.now;
+            let a = sim.with(0, |e| e.connect("p1", now)).unwrap();
+            let b = sim.with(1, |e| e.connect("p0", now)).unwrap();
+            let settled = sim.run_while(6_000.0, |s| {
+                s.outcome(0, a).is_some() && s.outcome(1, b).is_some()
+            });
+            assert!(settled, "seed {seed} round {round}: both settle");
+            let (ca, cb) = match (sim.outcome(0, a), sim.outcome(1, b)) {
+                (Some(Ok(Reply::Connection(x))), Some(Ok(Reply::Connection(y)))) => (*x, *y),
+                other => panic!("seed {seed} round {round}: {other:?}"),
+            };
+            let now = sim.now;
+            if round % 2 == 0 {
+                sim.with(0, |e| e.disconnect(ca, "next", now));
+            } else {
+                sim.with(1, |e| e.disconnect(cb, "next", now));
+            }
+            assert!(sim.run_while(2_000.0, |s| {
+                s.peers[0].engine.conn_state(ca) == ConnState::Closed
+                    && s.peers[1].engine.conn_state(cb) == ConnState::Closed
+            }));
+        }
+    }
+}

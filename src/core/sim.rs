@@ -192,6 +192,8 @@ pub struct Sim<B: Broker> {
     pub jitter: Millis,
     /// Data channel drain rate, bytes per ms.
     pub bandwidth: f64,
+    /// Extra random delay before each local ICE candidate, in ms.
+    pub gathering: Millis,
     rng: Rng,
     seq: u64,
     queue: BinaryHeap<Scheduled>,
@@ -212,6 +214,7 @@ impl<B: Broker> Sim<B> {
             latency: 5.0,
             jitter: 0.0,
             bandwidth: 20_000.0,
+            gathering: 0.0,
             rng: Rng::new(seed),
             seq: 0,
             queue: BinaryHeap::new(),
@@ -689,7 +692,7 @@ impl<B: Broker> Sim<B> {
                     e.handle_local_description(conn, Ok((kind.to_string(), sdp)), now)
                 });
                 for n in 0..2 {
-                    let after = 1.0 + n as f64;
+                    let after = 1.0 + n as f64 + self.gathering * self.rng.unit();
                     self.schedule(after, Delivery::LocalCandidate { pc, n });
                 }
                 self.check_connect(pc);
