@@ -328,7 +328,9 @@ async fn localhost_is_the_node_itself_without_webrtc() {
 async fn a_broadcast_channel_hub_and_a_custom_js_hub_carry_signals() {
     // Two hub instances on one channel name behave like two tabs.
     let name = uid("bc");
-    let hub_1: JsValue = BroadcastChannelHub::new(Some(name.clone()), None).unwrap().into();
+    let hub_1: JsValue = BroadcastChannelHub::new(Some(name.clone()), None)
+        .unwrap()
+        .into();
     let hub_2: JsValue = BroadcastChannelHub::new(Some(name), None).unwrap().into();
     let server = node_on(hub_1.clone());
     let client = node_on(hub_2.clone());

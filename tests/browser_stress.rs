@@ -15,13 +15,16 @@ use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-async fn peer(name: &str) -> (JsValue, String) {
+/// A peer with a 5 s connectTimeout; `debug` logs its negotiation, which
+/// the test runner prints if the test fails.
+async fn peer(name: &str, debug: bool) -> (JsValue, String) {
     let id = uid(name);
     let p = create_with(
         &id,
         &[
             ("connectTimeout", 5000.into()),
             ("maxOffersPerMinute", 100_000.into()),
+            ("debug", debug.into()),
         ],
     )
     .await
@@ -46,8 +49,8 @@ fn connections(p: &JsValue) -> u32 {
 
 #[wasm_bindgen_test]
 async fn glare_never_hangs_in_100_rounds() {
-    let (a, ida) = peer("glare100-a").await;
-    let (b, idb) = peer("glare100-b").await;
+    let (a, ida) = peer("glare100-a", true).await;
+    let (b, idb) = peer("glare100-b", true).await;
     for round in 0..100 {
         if round % 50 == 0 {
             collect_garbage().await;
@@ -86,8 +89,8 @@ async fn glare_never_hangs_in_100_rounds() {
 
 #[wasm_bindgen_test]
 async fn fast_connect_disconnect_never_hangs_in_400_cycles() {
-    let (a, ida) = peer("cycle400-a").await;
-    let (b, idb) = peer("cycle400-b").await;
+    let (a, ida) = peer("cycle400-a", false).await;
+    let (b, idb) = peer("cycle400-b", false).await;
     for cycle in 0..400 {
         if cycle % 50 == 0 {
             collect_garbage().await;

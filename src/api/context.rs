@@ -7,6 +7,7 @@
 //! Handles are `(ctx, id)`: a `Connection` is the context and a `ConnId`;
 //! none of them points at another.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
@@ -56,6 +57,29 @@ pub(crate) enum Item {
     Closed(String),
 }
 
+/// What an in-Rust consumer reads from: the items of one channel, with
+/// the bytes not yet read counted (against `connectionBudget`).
+pub(crate) struct Inbox {
+    rx: mpsc::UnboundedReceiver<Item>,
+    unread: Rc<Cell<usize>>,
+}
+
+impl Inbox {
+    pub async fn next(&mut self) -> Option<Item> {
+        let item = futures_util::StreamExt::next(&mut self.rx).await;
+        if let Some(Item::Message(_, bytes)) = &item {
+            self.unread
+                .set(self.unread.get().saturating_sub(bytes.len()));
+        }
+        item
+    }
+}
+
+struct Consumer {
+    tx: mpsc::UnboundedSender<Item>,
+    unread: Rc<Cell<usize>>,
+}
+
 /// Makes the one JS object of a connection or stream.
 pub(crate) type MakeHandle = fn(&Rc<Ctx>, u32) -> JsValue;
 
@@ -84,7 +108,7 @@ pub(crate) struct Ctx {
     peer: Rc<Emitter>,
     views: StateCell<HashMap<Target, View>>,
     ports: StateCell<HashMap<u16, PortListener>>,
-    internal: StateCell<HashMap<ChanId, mpsc::UnboundedSender<Item>>>,
+    internal: StateCell<HashMap<ChanId, Consumer>>,
     make_conn: MakeHandle,
     make_stream: MakeHandle,
 }
@@ -238,27 +262,58 @@ impl Ctx {
     }
 
     /// Reads `chan` in Rust (rest) instead of emitting JS events.
-    pub fn consume(&self, chan: ChanId) -> mpsc::UnboundedReceiver<Item> {
+    pub fn consume(&self, chan: ChanId) -> Inbox {
         let (tx, rx) = mpsc::unbounded();
-        self.internal.borrow_mut().insert(chan, tx);
+        let unread = Rc::new(Cell::new(0));
+        self.internal.borrow_mut().insert(
+            chan,
+            Consumer {
+                tx,
+                unread: unread.clone(),
+            },
+        );
         self.d
             .run(|e, now| e.set_listening(Listening::Chan(chan), true, now));
-        rx
+        Inbox { rx, unread }
     }
 
+    /// Hands `item` to the consumer of `chan`, if it has one. A consumer
+    /// that stopped reading, or left more than `connectionBudget` bytes
+    /// unread, ends the exchange.
     fn to_consumer(&self, chan: ChanId, item: Item) -> bool {
-        let tx = self.internal.borrow().get(&chan).cloned();
-        match tx {
-            Some(tx) => {
-                let closed = matches!(item, Item::Closed(_));
-                let _ = tx.unbounded_send(item);
-                if closed {
-                    self.internal.borrow_mut().remove(&chan);
-                }
-                true
-            }
-            None => false,
+        let found = self
+            .internal
+            .borrow()
+            .get(&chan)
+            .map(|c| (c.tx.clone(), c.unread.clone()));
+        let Some((tx, unread)) = found else {
+            return false;
+        };
+        let closed = matches!(item, Item::Closed(_));
+        if let Item::Message(_, bytes) = &item {
+            unread.set(unread.get() + bytes.len());
         }
+        let budget = self.d.read(|e| e.config().connection_budget);
+        let problem = if tx.unbounded_send(item).is_err() {
+            Some(None)
+        } else if unread.get() > budget {
+            Some(Some(PeerError::LimitExceeded(format!(
+                "more than {budget} bytes of a rest body arrived unread (option connectionBudget)"
+            ))))
+        } else {
+            None
+        };
+        if closed || problem.is_some() {
+            self.internal.borrow_mut().remove(&chan);
+        }
+        match problem {
+            Some(None) => self
+                .d
+                .run(|e, now| e.close_stream(chan, "the reader stopped", now)),
+            Some(Some(err)) => self.d.run(|e, now| e.fail_stream(chan, err, now)),
+            None => {}
+        }
+        true
     }
 
     fn mark_opened(&self, target: &Target) {
@@ -548,6 +603,10 @@ impl Sink for Ctx {
                     view.emitter.emit("closed", &info);
                     view.emitter.clear();
                 }
+            }
+            Event::Log(line) => {
+                let id = self.d.read(|e| e.id().unwrap_or_default().to_string());
+                crate::web::console_log(&format!("peerwire {id}: {line}"));
             }
             Event::Done { .. } | Event::Progress { .. } => {}
         }

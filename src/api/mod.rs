@@ -102,6 +102,8 @@ export interface PeerOptions {
   maxOffersPerMinute?: number;
   /** How long a closing connection or stream may take to confirm its close before it is released, in ms. Default 5000. */
   closeTimeout?: number;
+  /** Log negotiation steps, signal routing and closes to the console. Default false. */
+  debug?: boolean;
 }
 
 /** Options of `send()`. */

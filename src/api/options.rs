@@ -32,6 +32,7 @@ pub struct RawPeerOptions {
     pub max_connections: Option<usize>,
     pub close_timeout: Option<u64>,
     pub max_offers_per_minute: Option<u32>,
+    pub debug: Option<bool>,
     /// Read from the options object itself (a function does not survive
     /// JSON); see [`token_source`].
     #[serde(default)]
@@ -56,6 +57,7 @@ pub struct PeerOptions {
     pub max_connections: Option<usize>,
     pub close_timeout: Option<u64>,
     pub max_offers_per_minute: Option<u32>,
+    pub debug: bool,
 }
 
 /// `options.token`: a string, or a function returning a string or a
@@ -141,6 +143,7 @@ pub const PEER_OPTION_TYPES: &[(&str, Want)] = &[
     ("maxConnections", Want::Count(65_535)),
     ("closeTimeout", Want::Millis),
     ("maxOffersPerMinute", Want::Count(1_000_000)),
+    ("debug", Want::Bool),
 ];
 
 /// `createPeer` / `Node` options, checked and read.
@@ -291,6 +294,7 @@ impl PeerOptions {
             max_connections: raw.max_connections,
             close_timeout: raw.close_timeout,
             max_offers_per_minute: raw.max_offers_per_minute,
+            debug: raw.debug.unwrap_or(false),
         })
     }
 }

@@ -48,6 +48,7 @@ pub(crate) fn engine_config(
     if let Some(v) = options.close_timeout {
         c.close_timeout = v;
     }
+    c.debug = options.debug;
     if let Some(v) = options.max_offers_per_minute {
         c.max_offers_per_minute = v;
     }

@@ -10,13 +10,11 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 
-use futures_channel::mpsc;
-use futures_util::StreamExt;
 use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, future_to_promise, spawn_local};
 
-use super::context::{Ctx, Item, PortListener};
+use super::context::{Ctx, Inbox, Item, PortListener};
 use super::errors::PeerError;
 use crate::core::engine::ChanId;
 use crate::core::rest::{
@@ -159,7 +157,7 @@ impl RestServerShared {
         spawn_local(async move { server.exchange(stream, items).await });
     }
 
-    async fn exchange(&self, stream: Sock, mut items: mpsc::UnboundedReceiver<Item>) {
+    async fn exchange(&self, stream: Sock, mut items: Inbox) {
         let max = stream.ctx.d.read(|e| e.config().max_message_size);
         let head: RequestHead = match items.next().await {
             Some(Item::Message(PayloadType::Json, bytes)) => match serde_json::from_slice(&bytes) {
@@ -239,14 +237,14 @@ impl RestServerShared {
 
 pub(crate) struct ResponseShared {
     stream: Sock,
-    items: RefCell<Option<mpsc::UnboundedReceiver<Item>>>,
+    items: RefCell<Option<Inbox>>,
     status: Cell<u16>,
     headers: Object,
     head_sent: Cell<bool>,
 }
 
 impl ResponseShared {
-    fn new(stream: Sock, items: mpsc::UnboundedReceiver<Item>) -> Rc<Self> {
+    fn new(stream: Sock, items: Inbox) -> Rc<Self> {
         Rc::new(Self {
             stream,
             items: RefCell::new(Some(items)),
@@ -744,7 +742,7 @@ async fn fetch(ctx: Rc<Ctx>, url: String, init: JsValue) -> Result<FetchResponse
 
 struct BodyShared {
     stream: Sock,
-    items: RefCell<Option<mpsc::UnboundedReceiver<Item>>>,
+    items: RefCell<Option<Inbox>>,
     records: bool,
     used: Cell<bool>,
     done: Cell<bool>,

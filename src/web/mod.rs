@@ -54,8 +54,15 @@ pub fn console_error(text: &str, err: &JsValue) {
     web_sys_console_error(&JsValue::from_str(text), err);
 }
 
+/// Logs a line to the console (the `debug` option).
+pub fn console_log(text: &str) {
+    web_sys_console_log(&JsValue::from_str(text));
+}
+
 #[wasm_bindgen::prelude::wasm_bindgen]
 extern "C" {
+    #[wasm_bindgen(js_namespace = console, js_name = log)]
+    fn web_sys_console_log(a: &JsValue);
     #[wasm_bindgen(js_namespace = console, js_name = error)]
     fn web_sys_console_error(a: &JsValue, b: &JsValue);
 }

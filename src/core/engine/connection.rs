@@ -199,6 +199,10 @@ impl Engine {
             },
         );
         self.by_remote.insert(remote.to_string(), id);
+        self.log(|| {
+            let how = if initiated { "dialled" } else { "incoming" };
+            format!("{id:?}: {how} connection to {remote:?}, session {session}, bound to {remote_session:?}")
+        });
         self.action(Action::CreateConnection {
             conn: id,
             chan: main,
@@ -227,6 +231,7 @@ impl Engine {
         }
         let was_open = conn.state == ConnState::Open;
         conn.state = ConnState::Closed;
+        let line = format!("{c:?}: closed ({reason})");
         conn.close_reason = Some(reason.to_string());
         let main = conn.main;
         let remote = conn.remote.clone();
@@ -234,6 +239,7 @@ impl Engine {
         let remote_session = conn.remote_session;
         let openers = std::mem::take(&mut conn.openers);
         let streams: Vec<ChanId> = conn.streams.iter().copied().collect();
+        self.log(|| line);
         if self.by_remote.get(&remote) == Some(&c) {
             self.by_remote.remove(&remote);
         }
@@ -298,6 +304,7 @@ impl Engine {
         conn.keepalive.sent(now);
         let openers = std::mem::take(&mut conn.openers);
         let incoming = !conn.initiated;
+        self.log(|| format!("{c:?}: open"));
         self.events.push_back(Event::Open { conn: c });
         if incoming {
             self.events.push_back(Event::Incoming { conn: c });
@@ -324,6 +331,29 @@ impl Engine {
         let is_offer =
             matches!(&signal.body, SignalBody::Description { sdp_type, .. } if sdp_type == "offer");
         let existing = self.by_remote.get(&from).copied();
+        if self.config.debug {
+            let line = {
+                let kind = match &signal.body {
+                    SignalBody::Description { sdp_type, .. } => sdp_type.as_str(),
+                    SignalBody::Candidate { .. } => "candidate",
+                    SignalBody::Bye { .. } => "bye",
+                };
+                let here = existing
+                    .and_then(|c| self.conns.get(&c).map(|x| (c, x)))
+                    .map(|(c, x)| {
+                        format!(
+                            "{c:?} session {} bound to {:?}",
+                            x.session, x.remote_session
+                        )
+                    })
+                    .unwrap_or_else(|| "no connection".into());
+                format!(
+                    "signal {kind} from {from:?} session {} to {:?}; here: {here}",
+                    signal.session, signal.to
+                )
+            };
+            self.log(|| line);
+        }
         let target = match (existing, signal.to) {
             // For one of this side's sessions: only the current one counts.
             (Some(c), Some(to)) if self.conns.get(&c).is_some_and(|x| x.session == to) => {
@@ -362,11 +392,14 @@ impl Engine {
             // A candidate, answer or bye for a link this side no longer has.
             (None, None) => None,
         };
-        if let Some(c) = target {
-            if let Some(conn) = self.conns.get_mut(&c) {
-                conn.backlog.push_back(Step::Signal(signal.body));
+        match target {
+            Some(c) => {
+                if let Some(conn) = self.conns.get_mut(&c) {
+                    conn.backlog.push_back(Step::Signal(signal.body));
+                }
+                self.negotiate(c, now);
             }
-            self.negotiate(c, now);
+            None => self.log(|| "  dropped".into()),
         }
     }
 
@@ -496,6 +529,7 @@ impl Engine {
                     };
                     let decision = conn.negotiator.on_remote_description(kind, conn.signaling);
                     if decision == OnDescription::Ignore {
+                        self.log(|| format!("{c:?}: ignored a colliding offer (impolite)"));
                         continue;
                     }
                     conn.busy = Some(Busy::SetRemote { kind });
@@ -508,7 +542,12 @@ impl Engine {
                 Step::Signal(body @ SignalBody::Candidate { .. }) => {
                     conn.remote_candidates += 1;
                     let json = candidate_json(&body);
-                    match conn.negotiator.on_remote_candidate(json) {
+                    let action = conn.negotiator.on_remote_candidate(json);
+                    self.log(|| format!("{c:?}: remote candidate: {action:?}"));
+                    let Some(conn) = self.conns.get_mut(&c) else {
+                        return;
+                    };
+                    match action {
                         OnCandidate::Add(candidate) => {
                             conn.busy = Some(Busy::AddCandidate);
                             self.action(Action::AddCandidate { conn: c, candidate });
@@ -559,6 +598,7 @@ impl Engine {
         conn.busy = None;
         match result {
             Ok((sdp_type, sdp)) => {
+                let line = format!("{c:?}: send {sdp_type}");
                 conn.signaling = match sdp_type.as_str() {
                     "offer" => SignalingState::HaveLocalOffer,
                     _ => SignalingState::Stable,
@@ -566,6 +606,7 @@ impl Engine {
                 if conn.signaling == SignalingState::Stable {
                     conn.backlog.push_front(Step::CheckDeferred);
                 }
+                self.log(|| line);
                 self.send_signal(c, SignalBody::Description { sdp_type, sdp });
                 self.negotiate(c, now);
             }
@@ -650,6 +691,7 @@ impl Engine {
         if let Some(conn) = self.conns.get_mut(&c) {
             conn.local_candidates += 1;
         }
+        self.log(|| format!("{c:?}: local candidate"));
         self.send_signal(c, body);
     }
 

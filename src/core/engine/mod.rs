@@ -585,7 +585,31 @@ impl Engine {
         self.events.push_back(Event::Done { op, result });
     }
 
+    /// A `debug` line (built only when debugging).
+    pub(crate) fn log(&mut self, line: impl FnOnce() -> String) {
+        if self.config.debug {
+            self.events.push_back(Event::Log(line()));
+        }
+    }
+
     pub(crate) fn action(&mut self, action: Action) {
+        if self.config.debug {
+            let line = match &action {
+                Action::DialBroker { generation, .. } => format!("dial broker (#{generation})"),
+                Action::CreateConnection { conn, .. } => {
+                    format!("{conn:?}: create RTCPeerConnection")
+                }
+                Action::SetLocalDescription { conn } => format!("{conn:?}: setLocalDescription"),
+                Action::SetRemoteDescription { conn, sdp_type, .. } => {
+                    format!("{conn:?}: setRemoteDescription({sdp_type})")
+                }
+                Action::ReleaseConnection { conn } => format!("{conn:?}: release"),
+                _ => String::new(),
+            };
+            if !line.is_empty() {
+                self.events.push_back(Event::Log(line));
+            }
+        }
         self.actions.push_back(action);
     }
 

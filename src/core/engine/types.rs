@@ -81,6 +81,9 @@ pub struct Config {
     pub max_connections: usize,
     /// New sessions (offers) accepted from one remote id per minute.
     pub max_offers_per_minute: u32,
+    /// Report negotiation steps, signal routing and closes as
+    /// [`Event::Log`] lines.
+    pub debug: bool,
 }
 
 impl Config {
@@ -103,6 +106,7 @@ impl Config {
             max_streams: 256,
             max_connections: 256,
             max_offers_per_minute: 30,
+            debug: false,
         }
     }
 }
@@ -305,6 +309,8 @@ pub enum Event {
         code: u16,
         reason: String,
     },
+    /// A line for the `debug` log.
+    Log(String),
 }
 
 /// Who is listening for messages, so that nothing arrives unheard.
