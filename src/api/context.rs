@@ -49,13 +49,7 @@ pub(crate) enum Target {
 }
 
 /// What an in-Rust consumer (rest) reads instead of JS events.
-#[derive(Debug)]
-pub(crate) enum Item {
-    Message(PayloadType, Vec<u8>),
-    End,
-    Pull(u32),
-    Closed(String),
-}
+pub(crate) use crate::core::exchange::Incoming as Item;
 
 /// What an in-Rust consumer reads from: the items of one channel, with
 /// the bytes not yet read counted (against `connectionBudget`).

@@ -17,9 +17,10 @@ use wasm_bindgen_futures::{JsFuture, future_to_promise, spawn_local};
 use super::context::{Ctx, Inbox, Item, PortListener};
 use super::errors::PeerError;
 use crate::core::engine::ChanId;
-use crate::core::rest::{
-    Credits, DEFAULT_PORT, RequestHead, ResponseHead, RestUrl, Router, parse_query,
+use crate::core::exchange::{
+    self, Outgoing, ReadStep, RequestReader, ResponseReader, ResponseStep,
 };
+use crate::core::rest::{Credits, DEFAULT_PORT, RequestHead, RestUrl, Router, parse_query};
 use crate::protocol::frames::PayloadType;
 
 #[wasm_bindgen(module = "/src/web/streams.js")]
@@ -136,6 +137,17 @@ impl Sock {
         let chan = self.chan;
         self.ctx.d.run(|e, now| e.close_stream(chan, reason, now));
     }
+
+    /// Sends what an exchange decided, in order.
+    async fn send_all(&self, out: Vec<Outgoing>) -> Result<(), PeerError> {
+        for o in out {
+            match o {
+                Outgoing::Message(kind, bytes) => self.send_bytes(kind, bytes).await?,
+                Outgoing::End => self.end().await?,
+            }
+        }
+        Ok(())
+    }
 }
 
 // ---- server ---------------------------------------------------------------
@@ -159,43 +171,29 @@ impl RestServerShared {
 
     async fn exchange(&self, stream: Sock, mut items: Inbox) {
         let max = stream.ctx.d.read(|e| e.config().max_message_size);
-        let head: RequestHead = match items.next().await {
-            Some(Item::Message(PayloadType::Json, bytes)) => match serde_json::from_slice(&bytes) {
-                Ok(h) => h,
-                Err(e) => return stream.close(&format!("bad request head: {e}")),
-            },
-            _ => return stream.close("the request has no head"),
-        };
-        let mut body = Vec::new();
-        loop {
-            match items.next().await {
-                Some(Item::Message(_, bytes)) => {
-                    body.extend_from_slice(&bytes);
-                    if body.len() > max {
-                        let res = ResponseShared::new(stream.clone(), items);
-                        let _ = res
-                            .send_whole(
-                                413,
-                                format!("request body above {max} bytes").into_bytes(),
-                                "text/plain",
-                            )
-                            .await;
-                        return;
-                    }
+        let mut reader = RequestReader::new(max);
+        let (head, body) = loop {
+            let item = items.next().await.unwrap_or(Item::Closed(String::new()));
+            match reader.feed(item) {
+                ReadStep::More => {}
+                ReadStep::Request { head, body } => break (head, body),
+                ReadStep::Answer(out) => {
+                    let _ = stream.send_all(out).await;
+                    return;
                 }
-                Some(Item::End) => break,
-                Some(Item::Pull(_)) => {}
-                Some(Item::Closed(_)) | None => return,
+                ReadStep::Abort(reason) => return stream.close(&reason),
+                ReadStep::Gone => return,
             }
-        }
+        };
         let res = ResponseShared::new(stream.clone(), items);
-        let matched = self.router.borrow().find(&head.method, &head.path);
-        let Some(m) = matched else {
-            let text = format!("no route for {} {}", head.method, head.path);
-            let _ = res
-                .send_whole(404, text.into_bytes(), "text/plain; charset=utf-8")
-                .await;
-            return;
+        let routed = exchange::route(&self.router.borrow(), &head);
+        let m = match routed {
+            Ok(m) => m,
+            Err(answer) => {
+                res.head_sent.set(true);
+                let _ = stream.send_all(answer).await;
+                return;
+            }
         };
         let handler = self.handlers.borrow()[m.route].clone();
         let req = RestRequest {
@@ -213,11 +211,9 @@ impl RestServerShared {
             Err(e) => Err(e),
         };
         match outcome {
-            Err(e) if !res.head_sent.get() => {
+            Err(e) if !res.head_sent.replace(true) => {
                 let text = crate::web::js_error_text(&e);
-                let _ = res
-                    .send_whole(500, text.into_bytes(), "text/plain; charset=utf-8")
-                    .await;
+                let _ = stream.send_all(exchange::failed_response(&text)).await;
             }
             Err(e) => stream.close(&format!(
                 "the handler failed mid-response: {}",
@@ -269,17 +265,9 @@ impl ResponseShared {
         content_type: &str,
         records: bool,
     ) -> Result<(), PeerError> {
-        let mut headers = from_object(&self.headers);
-        headers
-            .entry("content-type".into())
-            .or_insert_with(|| content_type.to_string());
-        let head = ResponseHead {
-            status,
-            headers,
-            records,
-        };
-        let json = serde_json::to_vec(&head).unwrap_or_default();
-        self.stream.send_bytes(PayloadType::Json, json).await
+        let head =
+            exchange::response_head(status, from_object(&self.headers), content_type, records);
+        self.stream.send_all(vec![head]).await
     }
 
     async fn send_whole(
@@ -289,11 +277,8 @@ impl ResponseShared {
         content_type: &str,
     ) -> Result<(), PeerError> {
         self.claim()?;
-        self.send_head(status, content_type, false).await?;
-        if !body.is_empty() {
-            self.stream.send_bytes(PayloadType::Binary, body).await?;
-        }
-        self.stream.end().await
+        let out = exchange::whole_response(status, from_object(&self.headers), content_type, body);
+        self.stream.send_all(out).await
     }
 
     async fn send_streamed(&self, source: JsValue) -> Result<(), PeerError> {
@@ -672,18 +657,9 @@ async fn fetch(ctx: Rc<Ctx>, url: String, init: JsValue) -> Result<FetchResponse
             JsValue::UNDEFINED
         }
     };
-    let method = get("method")
-        .as_string()
-        .unwrap_or_else(|| "GET".into())
-        .to_ascii_uppercase();
-    let mut headers = from_object(&get("headers"));
-    let body = get("body");
-    let (body, content_type) = body_bytes(&body)?;
-    if !body.is_empty() {
-        headers
-            .entry("content-type".into())
-            .or_insert_with(|| content_type.to_string());
-    }
+    let method = get("method").as_string().unwrap_or_else(|| "GET".into());
+    let headers = from_object(&get("headers"));
+    let (body, content_type) = body_bytes(&get("body"))?;
     let timeout = get("timeout")
         .as_f64()
         .map(|t| t.max(0.0) as u64)
@@ -691,46 +667,35 @@ async fn fetch(ctx: Rc<Ctx>, url: String, init: JsValue) -> Result<FetchResponse
     let chan = super::address::open_socket(&ctx, &url.host, url.port, timeout).await?;
     let mut items = ctx.consume(chan);
     let stream = Sock::new(&ctx, chan);
-    let head = RequestHead {
-        method,
-        path: url.path,
-        query: url.query,
-        headers,
-    };
     stream
-        .send_bytes(
-            PayloadType::Json,
-            serde_json::to_vec(&head).unwrap_or_default(),
-        )
+        .send_all(exchange::request(
+            &method,
+            &url,
+            headers,
+            body,
+            content_type,
+        ))
         .await?;
-    if !body.is_empty() {
-        stream.send_bytes(PayloadType::Binary, body).await?;
-    }
-    stream.end().await?;
-    let head: ResponseHead = match items.next().await {
-        Some(Item::Message(PayloadType::Json, bytes)) => {
-            serde_json::from_slice(&bytes).map_err(|e| PeerError::Protocol {
-                id: stream.remote.clone(),
-                detail: format!("bad response head: {e}"),
-            })?
-        }
-        Some(Item::Closed(reason)) => {
-            return Err(PeerError::ConnectionFailed {
-                id: stream.remote.clone(),
-                reason,
-            });
-        }
-        _ => {
-            return Err(PeerError::Protocol {
-                id: stream.remote.clone(),
-                detail: "the response has no head".into(),
-            });
+    let mut reader = ResponseReader::default();
+    let head = loop {
+        let item = items.next().await.unwrap_or(Item::Closed(String::new()));
+        match reader.feed(item) {
+            ResponseStep::Head(h) => break h,
+            ResponseStep::Failed(detail) => {
+                stream.close(&detail);
+                return Err(PeerError::Protocol {
+                    id: stream.remote.clone(),
+                    detail,
+                });
+            }
+            _ => {}
         }
     };
     Ok(FetchResponse {
         inner: Rc::new(BodyShared {
             stream,
             items: RefCell::new(Some(items)),
+            reader: RefCell::new(reader),
             records: head.records,
             used: Cell::new(false),
             done: Cell::new(false),
@@ -743,6 +708,7 @@ async fn fetch(ctx: Rc<Ctx>, url: String, init: JsValue) -> Result<FetchResponse
 struct BodyShared {
     stream: Sock,
     items: RefCell<Option<Inbox>>,
+    reader: RefCell<ResponseReader>,
     records: bool,
     used: Cell<bool>,
     done: Cell<bool>,
@@ -770,28 +736,26 @@ impl BodyShared {
                 "another read of this body is in progress; await it first".into(),
             )
         })?;
-        let item = items.next().await;
-        *self.items.borrow_mut() = Some(items);
-        match item {
-            Some(Item::Message(kind, bytes)) => Ok(Some((kind, bytes))),
-            Some(Item::End) => {
-                self.done.set(true);
-                Ok(None)
-            }
-            Some(Item::Pull(_)) => Ok(Some((PayloadType::Binary, Vec::new()))),
-            Some(Item::Closed(reason)) => {
-                self.done.set(true);
-                Err(PeerError::ConnectionFailed {
-                    id: self.stream.remote.clone(),
-                    reason: format!("the response broke off: {reason}"),
-                })
-            }
-            None => {
-                self.done.set(true);
-                Err(PeerError::ConnectionFailed {
-                    id: self.stream.remote.clone(),
-                    reason: "the response broke off".into(),
-                })
+        loop {
+            let item = items.next().await.unwrap_or(Item::Closed(String::new()));
+            let step = self.reader.borrow_mut().feed(item);
+            match step {
+                ResponseStep::More | ResponseStep::Head(_) => continue,
+                ResponseStep::Chunk(kind, bytes) => {
+                    *self.items.borrow_mut() = Some(items);
+                    return Ok(Some((kind, bytes)));
+                }
+                ResponseStep::End => {
+                    self.done.set(true);
+                    return Ok(None);
+                }
+                ResponseStep::Failed(reason) => {
+                    self.done.set(true);
+                    return Err(PeerError::ConnectionFailed {
+                        id: self.stream.remote.clone(),
+                        reason,
+                    });
+                }
             }
         }
     }

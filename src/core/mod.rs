@@ -15,6 +15,9 @@
 //! - [`keepalive`]: liveness of a peer connection.
 //! - [`stream`]: the half-close state machine of streams and sockets.
 //! - [`rest`]: rest URLs, exchange heads, routing, record-set credits.
+//! - [`exchange`]: one rest exchange, both ends: reading a request (413 past
+//!   the limit), routing (404), answering (500 for a failed handler),
+//!   reading a response.
 
 pub mod broker;
 #[cfg(test)]
@@ -22,6 +25,7 @@ mod catalogue;
 pub mod chunking;
 pub mod engine;
 pub mod error;
+pub mod exchange;
 pub mod keepalive;
 pub mod negotiation;
 pub mod rest;

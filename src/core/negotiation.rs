@@ -98,7 +98,8 @@ pub enum OnCandidate<C> {
     Add(C),
     /// Held until the remote description is applied.
     Queued,
-    /// It belongs to an ignored offer.
+    /// It belongs to an ignored offer: kept aside, tried once the
+    /// remote's answer is applied (see `take_ignored`).
     Dropped,
     /// The queue is full; it was not kept.
     Overflow,
@@ -124,6 +125,8 @@ pub struct Negotiator<C> {
     has_remote_description: bool,
     deferred_offer: bool,
     queued: VecDeque<C>,
+    /// Candidates that came with an offer this side ignored.
+    ignored: VecDeque<C>,
 }
 
 /// Whether the side with `local` id is polite towards `remote`: the id that
@@ -140,6 +143,7 @@ impl<C> Negotiator<C> {
             has_remote_description: false,
             deferred_offer: false,
             queued: VecDeque::new(),
+            ignored: VecDeque::new(),
         }
     }
 
@@ -186,6 +190,12 @@ impl<C> Negotiator<C> {
 
     pub fn on_remote_candidate(&mut self, candidate: C) -> OnCandidate<C> {
         if self.ignore_offer {
+            // Kept (bounded) in case the remote's answer reuses the ICE
+            // credentials of the offer it rolled back: then these are its
+            // only candidates.
+            if self.ignored.len() < MAX_QUEUED_CANDIDATES {
+                self.ignored.push_back(candidate);
+            }
             return OnCandidate::Dropped;
         }
         if self.has_remote_description {
@@ -196,6 +206,12 @@ impl<C> Negotiator<C> {
         }
         self.queued.push_back(candidate);
         OnCandidate::Queued
+    }
+
+    /// Candidates of an ignored offer, to try (failures expected) once the
+    /// remote's answer is applied.
+    pub fn take_ignored(&mut self) -> Vec<C> {
+        self.ignored.drain(..).collect()
     }
 
     /// Whether a failure to add a remote candidate should be reported: not

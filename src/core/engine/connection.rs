@@ -50,8 +50,13 @@ pub enum ConnState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Busy {
     SetLocal,
-    SetRemote { kind: SdpKind },
-    AddCandidate,
+    SetRemote {
+        kind: SdpKind,
+    },
+    /// `quiet`: a candidate of an ignored offer, whose refusal is expected.
+    AddCandidate {
+        quiet: bool,
+    },
 }
 
 /// Negotiation work waiting for the browser call in flight.
@@ -60,6 +65,8 @@ pub(crate) enum Step {
     Signal(SignalBody),
     NegotiationNeeded,
     AddCandidate(String),
+    /// A candidate of an offer this side ignored, tried after the answer.
+    TryCandidate(String),
     MakeAnswer,
     CheckDeferred,
 }
@@ -511,7 +518,11 @@ impl Engine {
                     self.action(Action::SetLocalDescription { conn: c });
                 }
                 Step::AddCandidate(candidate) => {
-                    conn.busy = Some(Busy::AddCandidate);
+                    conn.busy = Some(Busy::AddCandidate { quiet: false });
+                    self.action(Action::AddCandidate { conn: c, candidate });
+                }
+                Step::TryCandidate(candidate) => {
+                    conn.busy = Some(Busy::AddCandidate { quiet: true });
                     self.action(Action::AddCandidate { conn: c, candidate });
                 }
                 Step::Signal(SignalBody::Description { sdp_type, sdp }) => {
@@ -549,7 +560,7 @@ impl Engine {
                     };
                     match action {
                         OnCandidate::Add(candidate) => {
-                            conn.busy = Some(Busy::AddCandidate);
+                            conn.busy = Some(Busy::AddCandidate { quiet: false });
                             self.action(Action::AddCandidate { conn: c, candidate });
                         }
                         OnCandidate::Queued | OnCandidate::Dropped => {}
@@ -650,6 +661,14 @@ impl Engine {
             .into_iter()
             .map(Step::AddCandidate)
             .collect();
+        if kind == SdpKind::Answer {
+            front.extend(
+                conn.negotiator
+                    .take_ignored()
+                    .into_iter()
+                    .map(Step::TryCandidate),
+            );
+        }
         if kind == SdpKind::Offer {
             front.push(Step::MakeAnswer);
         }
@@ -665,11 +684,11 @@ impl Engine {
         let Some(conn) = self.conns.get_mut(&c) else {
             return;
         };
-        if conn.busy != Some(Busy::AddCandidate) {
+        let Some(Busy::AddCandidate { quiet }) = conn.busy else {
             return;
-        }
+        };
         conn.busy = None;
-        if result.is_err() && conn.negotiator.report_candidate_error() {
+        if result.is_err() && !quiet && conn.negotiator.report_candidate_error() {
             conn.refused_candidates += 1;
         }
         self.negotiate(c, now);
