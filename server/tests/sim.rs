@@ -798,3 +798,327 @@ fn repeated_glare_between_the_same_peers_with_slow_gathering() {
         }
     }
 }
+
+// ---- rest over the engine ----------------------------------------------------
+
+use peerwire::core::exchange::{
+    self, Incoming, Outgoing, ReadStep, RequestReader, ResponseReader, ResponseStep,
+};
+use peerwire::core::rest::{Credits, RestUrl, Router};
+
+/// What channel `chan` of peer `i` received, as exchange items, from event
+/// number `*seen` on.
+fn items(sim: &Sim<HubBroker>, i: usize, chan: ChanId, seen: &mut usize) -> Vec<Incoming> {
+    let events = &sim.peers[i].events[*seen..];
+    *seen = sim.peers[i].events.len();
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message {
+                chan: c,
+                payload,
+                bytes,
+            } if *c == chan => Some(Incoming::Message(*payload, bytes.clone())),
+            Event::End { chan: c } if *c == chan => Some(Incoming::End),
+            Event::Pull { chan: c, n } if *c == chan => Some(Incoming::Pull(*n)),
+            Event::StreamClosed {
+                chan: c, reason, ..
+            } if *c == chan => Some(Incoming::Closed(reason.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn send_out(sim: &mut Sim<HubBroker>, i: usize, chan: ChanId, out: Vec<Outgoing>) {
+    for o in out {
+        let now = sim.now;
+        match o {
+            Outgoing::Message(kind, bytes) => {
+                sim.with(i, |e| e.send(chan, kind, bytes, false, now))
+                    .unwrap();
+            }
+            Outgoing::End => {
+                sim.with(i, |e| e.end(chan, now)).unwrap();
+            }
+        }
+    }
+}
+
+/// p0 fetches `url` with `method`/`body` from p1, whose rest server on port
+/// 80 answers with `answer` (given the request and the route matched).
+/// Returns the client's steps.
+fn fetch(
+    sim: &mut Sim<HubBroker>,
+    conn: ConnId,
+    router: &Router,
+    method: &str,
+    url: &str,
+    body: Vec<u8>,
+    answer: impl Fn(&peerwire::core::rest::RequestHead, usize, Vec<u8>) -> Vec<Outgoing>,
+) -> Vec<ResponseStep> {
+    let max = sim.peers[1].engine.config().max_message_size;
+    let before = sim.peers[1].events.len();
+    let now = sim.now;
+    let (client, op) = sim.with(0, |e| e.connect_port(conn, 80, now)).unwrap();
+    sim.run_for(50.0);
+    assert!(matches!(sim.outcome(0, op), Some(Ok(Reply::Stream(_)))));
+    let server = sim.peers[1].events[before..]
+        .iter()
+        .find_map(|e| match e {
+            Event::Accepted { port: 80, chan } => Some(*chan),
+            _ => None,
+        })
+        .expect("the server took the socket");
+    for (i, c) in [(0, client), (1, server)] {
+        let now = sim.now;
+        sim.with(i, |e| e.set_listening(Listening::Chan(c), true, now));
+    }
+    let url = RestUrl::parse(url).unwrap();
+    send_out(
+        sim,
+        0,
+        client,
+        // A body goes in messages of at most 32 KiB (a rest body may be
+        // streamed in as many messages as it takes).
+        exchange::request(
+            method,
+            &url,
+            Default::default(),
+            body,
+            "application/octet-stream",
+        )
+        .into_iter()
+        .flat_map(|o| match o {
+            Outgoing::Message(PayloadType::Binary, b) => b
+                .chunks(32 * 1024)
+                .map(|c| Outgoing::Message(PayloadType::Binary, c.to_vec()))
+                .collect::<Vec<_>>(),
+            other => vec![other],
+        })
+        .collect(),
+    );
+    sim.run_for(200.0);
+    let mut seen = 0;
+    let mut reader = RequestReader::new(max);
+    let mut answered = false;
+    for item in items(sim, 1, server, &mut seen) {
+        match reader.feed(item) {
+            ReadStep::More => {}
+            ReadStep::Request { head, body } => {
+                let out = match exchange::route(router, &head) {
+                    Ok(m) => answer(&head, m.route, body),
+                    Err(not_found) => not_found,
+                };
+                send_out(sim, 1, server, out);
+                answered = true;
+                break;
+            }
+            ReadStep::Answer(out) => {
+                send_out(sim, 1, server, out);
+                answered = true;
+                break;
+            }
+            other => panic!("server: {other:?}"),
+        }
+    }
+    assert!(answered, "the server answered");
+    sim.run_for(500.0);
+    let mut seen = 0;
+    let mut client_reader = ResponseReader::default();
+    items(sim, 0, client, &mut seen)
+        .into_iter()
+        .map(|i| client_reader.feed(i))
+        .filter(|s| *s != ResponseStep::More)
+        .collect()
+}
+
+fn status(steps: &[ResponseStep]) -> u16 {
+    match steps.first() {
+        Some(ResponseStep::Head(h)) => h.status,
+        other => panic!("no head: {other:?}"),
+    }
+}
+
+fn body(steps: &[ResponseStep]) -> Vec<u8> {
+    assert_eq!(steps.last(), Some(&ResponseStep::End), "{steps:?}");
+    steps
+        .iter()
+        .filter_map(|s| match s {
+            ResponseStep::Chunk(_, b) => Some(b.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// Rest over real engines: routes with params, 404, 413, a handler failure
+/// (500), and a streamed body, on one connection.
+#[test]
+fn rest_exchanges_answer_routes_404_413_500_and_stream_bodies() {
+    let mut sim = network_with(2, 20, |c| c.max_message_size = 64 * 1024);
+    sim.with(1, |e| e.listen(80, PortUse::Rest)).unwrap();
+    let (conn, _) = connect(&mut sim, 0, 1);
+    let mut router = Router::default();
+    router.add(Some("GET"), "/items/:id").unwrap();
+    router.add(Some("POST"), "/fail").unwrap();
+    router.add(Some("GET"), "/stream").unwrap();
+    let answer =
+        |head: &peerwire::core::rest::RequestHead, route: usize, _body: Vec<u8>| match route {
+            0 => exchange::whole_response(
+                200,
+                Default::default(),
+                "text/plain",
+                format!("item {}", head.path).into_bytes(),
+            ),
+            1 => exchange::failed_response("the handler threw"),
+            _ => {
+                let mut out = vec![exchange::response_head(
+                    200,
+                    Default::default(),
+                    "application/octet-stream",
+                    false,
+                )];
+                for n in 0..3u8 {
+                    out.push(Outgoing::Message(PayloadType::Binary, vec![n; 1000]));
+                }
+                out.push(Outgoing::End);
+                out
+            }
+        };
+    let ok = fetch(
+        &mut sim,
+        conn,
+        &router,
+        "GET",
+        "rest://p1/items/7",
+        vec![],
+        answer,
+    );
+    assert_eq!((status(&ok), body(&ok)), (200, b"item /items/7".to_vec()));
+    let missing = fetch(
+        &mut sim,
+        conn,
+        &router,
+        "GET",
+        "rest://p1/nope",
+        vec![],
+        answer,
+    );
+    assert_eq!(status(&missing), 404);
+    let failed = fetch(
+        &mut sim,
+        conn,
+        &router,
+        "POST",
+        "rest://p1/fail",
+        vec![1],
+        answer,
+    );
+    assert_eq!(
+        (status(&failed), body(&failed)),
+        (500, b"the handler threw".to_vec())
+    );
+    let big = fetch(
+        &mut sim,
+        conn,
+        &router,
+        "POST",
+        "rest://p1/items/1",
+        vec![0; 64 * 1024 + 1],
+        answer,
+    );
+    assert_eq!(status(&big), 413);
+    let streamed = fetch(
+        &mut sim,
+        conn,
+        &router,
+        "GET",
+        "rest://p1/stream",
+        vec![],
+        answer,
+    );
+    let chunks = streamed
+        .iter()
+        .filter(|s| matches!(s, ResponseStep::Chunk(..)))
+        .count();
+    assert_eq!((status(&streamed), chunks), (200, 3));
+    assert_eq!(
+        body(&streamed),
+        [vec![0u8; 1000], vec![1; 1000], vec![2; 1000]].concat()
+    );
+    assert_eq!(sim.peers[0].engine.conn_state(conn), ConnState::Open);
+}
+
+/// Record sets: the server sends a record only against a credit the
+/// client granted with `pull`.
+#[test]
+fn record_sets_send_one_record_per_credit() {
+    let mut sim = network(2, 21);
+    sim.with(1, |e| e.listen(80, PortUse::Rest)).unwrap();
+    let (conn, _) = connect(&mut sim, 0, 1);
+    let now = sim.now;
+    let (client, _) = sim.with(0, |e| e.connect_port(conn, 80, now)).unwrap();
+    sim.run_for(50.0);
+    let server = sim.peers[1]
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::Accepted { chan, .. } => Some(*chan),
+            _ => None,
+        })
+        .unwrap();
+    for (i, c) in [(0, client), (1, server)] {
+        let now = sim.now;
+        sim.with(i, |e| e.set_listening(Listening::Chan(c), true, now));
+    }
+    send_out(
+        &mut sim,
+        1,
+        server,
+        vec![exchange::response_head(
+            200,
+            Default::default(),
+            "application/json",
+            true,
+        )],
+    );
+    let mut credits = Credits::default();
+    let (mut seen_server, mut seen_client) = (0, 0);
+    let mut next_record = 0u8;
+    let mut received = Vec::new();
+    let mut reader = ResponseReader::default();
+    for _ in 0..5 {
+        let now = sim.now;
+        sim.with(0, |e| e.pull(client, 1, now)).unwrap();
+        sim.run_for(50.0);
+        for item in items(&sim, 1, server, &mut seen_server) {
+            if let Incoming::Pull(n) = item {
+                credits.grant(n);
+            }
+        }
+        while credits.take() {
+            send_out(
+                &mut sim,
+                1,
+                server,
+                vec![Outgoing::Message(
+                    PayloadType::Json,
+                    format!("{next_record}").into_bytes(),
+                )],
+            );
+            next_record += 1;
+        }
+        sim.run_for(50.0);
+        for item in items(&sim, 0, client, &mut seen_client) {
+            if let ResponseStep::Chunk(_, b) = reader.feed(item) {
+                received.push(String::from_utf8(b).unwrap());
+            }
+        }
+        assert_eq!(
+            received.len(),
+            next_record as usize,
+            "one record per credit"
+        );
+    }
+    assert_eq!(received, ["0", "1", "2", "3", "4"]);
+}
