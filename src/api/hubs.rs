@@ -240,9 +240,9 @@ impl BroadcastChannelHub {
     #[wasm_bindgen(constructor)]
     pub fn new(
         name: Option<String>,
-        #[wasm_bindgen(unchecked_optional_param_type = "{ lookupTimeout?: number }")]
-        options: Option<js_sys::Object>,
+        options: Option<super::BroadcastChannelHubOptionsArg>,
     ) -> Result<BroadcastChannelHub, JsValue> {
+        let options: Option<JsValue> = options.map(Into::into);
         let lookup_timeout = match options.map(|o| {
             js_sys::Reflect::get(&o, &"lookupTimeout".into()).unwrap_or(JsValue::UNDEFINED)
         }) {

@@ -43,6 +43,9 @@ extern "C" {
     /// `FetchInit` as TypeScript sees it.
     #[wasm_bindgen(typescript_type = "FetchInit")]
     pub type FetchInitArg;
+    /// `BroadcastChannelHubOptions` as TypeScript sees it.
+    #[wasm_bindgen(typescript_type = "BroadcastChannelHubOptions")]
+    pub type BroadcastChannelHubOptionsArg;
     /// `StreamOptions` as TypeScript sees it.
     #[wasm_bindgen(typescript_type = "StreamOptions")]
     pub type StreamOptionsArg;
@@ -136,6 +139,12 @@ export interface Hub {
  * `PeerOptions` other than `broker` and `id`. */
 export interface NodeOptions extends Omit<PeerOptions, "broker" | "id"> {
   hub?: Hub | NetworkHub;
+}
+
+/** Options of `new BroadcastChannelHub(name, options)`. */
+export interface BroadcastChannelHubOptions {
+  /** How long a lookup waits for another tab to answer before `UnknownHostError`, in ms. Default 300. */
+  lookupTimeout?: number;
 }
 
 /** Options of `sockets.connect()`. */
