@@ -19,10 +19,10 @@ use wasm_bindgen::prelude::*;
 use super::address::{hub_error, lookup, open_socket, resolve};
 use super::context::{Ctx, PortListener, Target};
 use super::errors::PeerError;
-use super::options::{PeerOptions, RawPeerOptions, parse_peer_options, token_source};
-use super::peer::{build, engine_config};
+use super::options::{RawPeerOptions, engine_config, parse_peer_options, token_source};
+use super::peer::build;
 use super::rest::Rest;
-use crate::core::engine::Signalling;
+use crate::core::engine::Config;
 use crate::web::driver::{TokenSource, call_js, promise};
 
 thread_local! {
@@ -38,11 +38,11 @@ fn default_hub() -> JsValue {
     })
 }
 
-/// Options of `new Node()`: the hub (`None` on a NetworkHub), and the
-/// `PeerOptions` that apply.
+/// Options of `new Node()`: the hub (`None` on a NetworkHub), the engine
+/// settings, and the token source.
 fn node_options(
     options: &JsValue,
-) -> Result<(Option<JsValue>, PeerOptions, Option<TokenSource>), PeerError> {
+) -> Result<(Option<JsValue>, Config, Option<TokenSource>), PeerError> {
     let hub = if options.is_undefined() || options.is_null() {
         JsValue::UNDEFINED
     } else {
@@ -75,15 +75,15 @@ fn node_options(
     let network = Reflect::get(&hub, &"networkUrl".into())
         .ok()
         .and_then(|u| u.as_string());
-    raw.broker = Some(network.clone().unwrap_or_else(|| "ws://hub.invalid".into()));
-    let options = PeerOptions::from_raw(raw)?;
+    raw.broker = network.clone();
     let token = token_source(&rest)?;
     if token.is_some() && network.is_none() {
         return Err(PeerError::InvalidArgument(
             "options.token is for a broker: use it with a NetworkHub".into(),
         ));
     }
-    Ok((network.is_none().then_some(hub), options, token))
+    let config = engine_config(raw, None, &token, network.is_none())?;
+    Ok((network.is_none().then_some(hub), config, token))
 }
 
 /// A node: an address on a hub, sockets on ports, and rest.
@@ -106,15 +106,8 @@ impl Node {
     #[wasm_bindgen(constructor)]
     pub fn new(options: Option<super::NodeOptionsArg>) -> Result<Node, JsValue> {
         let options: JsValue = options.map(Into::into).unwrap_or(JsValue::UNDEFINED);
-        let (hub, opts, token) = node_options(&options)?;
-        let signalling = match hub {
-            Some(_) => Signalling::Hub,
-            None => Signalling::Broker {
-                url: opts.broker.clone(),
-                renewable_token: matches!(token, Some(TokenSource::Provider(_))),
-            },
-        };
-        let ctx = build(engine_config(None, &opts, signalling), token, hub);
+        let (hub, config, token) = node_options(&options)?;
+        let ctx = build(config, token, hub);
         let starting = ctx.clone();
         wasm_bindgen_futures::spawn_local(async move {
             // Failures reach `address()` and the other calls through

@@ -6,7 +6,7 @@ use wasm_bindgen::{JsCast, JsValue};
 
 use super::errors::PeerError;
 use crate::core::chunking::SendWindow;
-use crate::core::engine::ChannelPolicy;
+use crate::core::engine::{ChannelPolicy, Config, Signalling};
 use crate::protocol::IceServer;
 pub use crate::web::driver::TokenSource;
 
@@ -37,27 +37,6 @@ pub struct RawPeerOptions {
     /// JSON); see [`token_source`].
     #[serde(default)]
     pub token: Option<serde_json::Value>,
-}
-
-/// Options with defaults applied.
-#[derive(Debug, Clone)]
-pub struct PeerOptions {
-    pub broker: String,
-    pub ice_servers: Option<Vec<IceServer>>,
-    pub max_message_size: usize,
-    pub connect_timeout: u64,
-    pub request_timeout: u64,
-    pub keep_alive_interval: u64,
-    pub keep_alive_timeout: u64,
-    pub channel: ChannelPolicy,
-    pub window: SendWindow,
-    pub memory_budget: Option<usize>,
-    pub connection_budget: Option<usize>,
-    pub max_streams: Option<usize>,
-    pub max_connections: Option<usize>,
-    pub close_timeout: Option<u64>,
-    pub max_offers_per_minute: Option<u32>,
-    pub debug: bool,
 }
 
 /// `options.token`: a string, or a function returning a string or a
@@ -249,54 +228,65 @@ pub fn broker_url(raw: &str) -> Result<String, PeerError> {
     Ok(format!("{scheme}://{rest}"))
 }
 
-impl PeerOptions {
-    pub fn from_raw(raw: RawPeerOptions) -> Result<Self, PeerError> {
-        let broker = raw.broker.ok_or_else(|| {
+/// The engine settings for checked options: the broker URL (required
+/// unless the peer talks through a JS hub), every default applied, and
+/// the combinations that cannot work refused by name.
+pub fn engine_config(
+    raw: RawPeerOptions,
+    id: Option<String>,
+    token: &Option<TokenSource>,
+    hub: bool,
+) -> Result<Config, PeerError> {
+    let signalling = if hub {
+        Signalling::Hub
+    } else {
+        let broker = raw.broker.as_deref().ok_or_else(|| {
             PeerError::InvalidArgument(
                 "options.broker is required, e.g. { broker: 'ws://localhost:8080' }".into(),
             )
         })?;
-        let window = SendWindow {
-            high: raw.buffer_high.unwrap_or(SendWindow::default().high),
-            low: raw.buffer_low.unwrap_or(SendWindow::default().low),
-        };
-        if window.low >= window.high || window.high > 8 * 1024 * 1024 {
-            return Err(PeerError::InvalidArgument(
-                "bufferLow must be below bufferHigh, and bufferHigh at most 8 MiB".into(),
-            ));
+        Signalling::Broker {
+            url: broker_url(broker)?,
+            renewable_token: matches!(token, Some(TokenSource::Provider(_))),
         }
-        let keep_alive_interval = raw.keep_alive_interval.unwrap_or(1000);
-        let keep_alive_timeout = raw.keep_alive_timeout.unwrap_or(4000);
-        if keep_alive_timeout <= keep_alive_interval {
-            return Err(PeerError::InvalidArgument(
-                "keepAliveTimeout must be longer than keepAliveInterval".into(),
-            ));
-        }
-        Ok(Self {
-            broker: broker_url(&broker)?,
-            ice_servers: raw.ice_servers,
-            max_message_size: raw
-                .max_message_size
-                .unwrap_or(DEFAULT_MAX_MESSAGE)
-                .min(u32::MAX as usize),
-            connect_timeout: raw.connect_timeout.unwrap_or(15_000),
-            request_timeout: raw.request_timeout.unwrap_or(10_000),
-            keep_alive_interval,
-            keep_alive_timeout,
-            channel: ChannelPolicy {
-                ordered: raw.ordered.unwrap_or(true),
-                max_retransmits: raw.max_retransmits,
-            },
-            window,
-            memory_budget: raw.memory_budget,
-            connection_budget: raw.connection_budget,
-            max_streams: raw.max_streams,
-            max_connections: raw.max_connections,
-            close_timeout: raw.close_timeout,
-            max_offers_per_minute: raw.max_offers_per_minute,
-            debug: raw.debug.unwrap_or(false),
-        })
+    };
+    let mut c = Config::new(signalling);
+    c.id = id;
+    c.window = SendWindow {
+        high: raw.buffer_high.unwrap_or(c.window.high),
+        low: raw.buffer_low.unwrap_or(c.window.low),
+    };
+    if c.window.low >= c.window.high || c.window.high > 8 * 1024 * 1024 {
+        return Err(PeerError::InvalidArgument(
+            "bufferLow must be below bufferHigh, and bufferHigh at most 8 MiB".into(),
+        ));
     }
+    c.keep_alive_interval = raw.keep_alive_interval.unwrap_or(c.keep_alive_interval);
+    c.keep_alive_timeout = raw.keep_alive_timeout.unwrap_or(c.keep_alive_timeout);
+    if c.keep_alive_timeout <= c.keep_alive_interval {
+        return Err(PeerError::InvalidArgument(
+            "keepAliveTimeout must be longer than keepAliveInterval".into(),
+        ));
+    }
+    c.ice_servers = raw.ice_servers;
+    c.max_message_size = raw
+        .max_message_size
+        .unwrap_or(DEFAULT_MAX_MESSAGE)
+        .min(u32::MAX as usize);
+    c.connect_timeout = raw.connect_timeout.unwrap_or(c.connect_timeout);
+    c.request_timeout = raw.request_timeout.unwrap_or(c.request_timeout);
+    c.channel = ChannelPolicy {
+        ordered: raw.ordered.unwrap_or(true),
+        max_retransmits: raw.max_retransmits,
+    };
+    c.memory_budget = raw.memory_budget.unwrap_or(c.memory_budget);
+    c.connection_budget = raw.connection_budget.unwrap_or(c.connection_budget);
+    c.max_streams = raw.max_streams.unwrap_or(c.max_streams);
+    c.max_connections = raw.max_connections.unwrap_or(c.max_connections);
+    c.close_timeout = raw.close_timeout.unwrap_or(c.close_timeout);
+    c.max_offers_per_minute = raw.max_offers_per_minute.unwrap_or(c.max_offers_per_minute);
+    c.debug = raw.debug.unwrap_or(false);
+    Ok(c)
 }
 
 /// `{ ordered, maxRetransmits }` from a JS options object, over `base`.

@@ -10,50 +10,12 @@ use wasm_bindgen::prelude::*;
 use super::connection::Connection;
 use super::context::{Ctx, Target};
 use super::errors::{PeerError, unexpected};
-use super::options::{PeerOptions, RawPeerOptions, parse_peer_options, token_source};
+use super::options::{RawPeerOptions, engine_config, parse_peer_options, token_source};
 use super::room::{Rendezvous, Room};
 use super::stream::Stream;
-use crate::core::engine::{Config, Engine, Reply, Signalling};
+use crate::core::engine::{Config, Engine, Reply};
 use crate::protocol::ids;
 use crate::web::driver::{Driver, TokenSource, promise};
-
-/// The engine settings for `options`.
-pub(crate) fn engine_config(
-    id: Option<String>,
-    options: &PeerOptions,
-    signalling: Signalling,
-) -> Config {
-    let mut c = Config::new(signalling);
-    c.id = id;
-    c.ice_servers = options.ice_servers.clone();
-    c.max_message_size = options.max_message_size;
-    c.connect_timeout = options.connect_timeout;
-    c.request_timeout = options.request_timeout;
-    c.keep_alive_interval = options.keep_alive_interval;
-    c.keep_alive_timeout = options.keep_alive_timeout;
-    c.channel = options.channel;
-    c.window = options.window;
-    if let Some(v) = options.memory_budget {
-        c.memory_budget = v;
-    }
-    if let Some(v) = options.connection_budget {
-        c.connection_budget = v;
-    }
-    if let Some(v) = options.max_streams {
-        c.max_streams = v;
-    }
-    if let Some(v) = options.max_connections {
-        c.max_connections = v;
-    }
-    if let Some(v) = options.close_timeout {
-        c.close_timeout = v;
-    }
-    c.debug = options.debug;
-    if let Some(v) = options.max_offers_per_minute {
-        c.max_offers_per_minute = v;
-    }
-    c
-}
 
 /// A driver and context for an engine with `config`.
 pub(crate) fn build(config: Config, token: Option<TokenSource>, hub: Option<JsValue>) -> Rc<Ctx> {
@@ -90,13 +52,8 @@ async fn create(id_or_options: JsValue, options_js: JsValue) -> Result<Peer, Pee
     if let Some(id) = &id {
         ids::check_peer_id(id).map_err(|e| PeerError::InvalidId(e.to_string()))?;
     }
-    let options = PeerOptions::from_raw(raw)?;
     let token = token_source(&options_js)?;
-    let signalling = Signalling::Broker {
-        url: options.broker.clone(),
-        renewable_token: matches!(token, Some(TokenSource::Provider(_))),
-    };
-    let ctx = build(engine_config(id, &options, signalling), token, None);
+    let ctx = build(engine_config(raw, id, &token, false)?, token, None);
     match ctx.d.start().await {
         Ok(_) => Ok(Peer { ctx }),
         Err(e) => {
