@@ -8,7 +8,6 @@
 //! none of them points at another.
 
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
 use futures_channel::mpsc;
@@ -19,7 +18,7 @@ use wasm_bindgen_futures::JsFuture;
 use super::errors::PeerError;
 use super::events::Emitter;
 use super::payload::{Payload, decode_payload, to_payload};
-use crate::core::engine::{ChanId, ConnId, Event, Listening};
+use crate::core::engine::{ChanId, ConnId, Event, Listening, Table};
 use crate::protocol::frames::PayloadType;
 use crate::web::cell::StateCell;
 use crate::web::driver::{Driver, Sink};
@@ -39,7 +38,7 @@ pub(crate) const ROOM_EVENTS: &[&str] =
 pub(crate) const RENDEZVOUS_EVENTS: &[&str] = &["joiner", "unavailable", "closed"];
 
 /// Whose listeners.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Target {
     Peer,
     Conn(ConnId),
@@ -100,9 +99,9 @@ pub(crate) struct Ctx {
     pub d: Rc<Driver>,
     me: Weak<Ctx>,
     peer: Rc<Emitter>,
-    views: StateCell<HashMap<Target, View>>,
-    ports: StateCell<HashMap<u16, PortListener>>,
-    internal: StateCell<HashMap<ChanId, Consumer>>,
+    views: StateCell<Table<Target, View>>,
+    ports: StateCell<Table<u16, PortListener>>,
+    internal: StateCell<Table<ChanId, Consumer>>,
     make_conn: MakeHandle,
     make_stream: MakeHandle,
 }
@@ -113,9 +112,9 @@ impl Ctx {
             d: d.clone(),
             me: me.clone(),
             peer: Rc::new(Emitter::new(PEER_EVENTS)),
-            views: StateCell::new(HashMap::new()),
-            ports: StateCell::new(HashMap::new()),
-            internal: StateCell::new(HashMap::new()),
+            views: StateCell::new(Table::new()),
+            ports: StateCell::new(Table::new()),
+            internal: StateCell::new(Table::new()),
             make_conn,
             make_stream,
         });
@@ -147,8 +146,7 @@ impl Ctx {
         }
         let mut views = self.views.borrow_mut();
         views
-            .entry(target.clone())
-            .or_insert_with(|| View {
+            .get_or_insert_with(target.clone(), || View {
                 emitter: Rc::new(Emitter::new(Self::known(target))),
                 handle: None,
                 opened: false,

@@ -24,9 +24,9 @@ impl From<PeerError> for JsValue {
 }
 
 /// A reply of the wrong kind (an engine bug), as an error.
-pub(crate) fn unexpected(reply: Reply) -> PeerError {
+pub(crate) fn unexpected(_reply: Reply) -> PeerError {
     PeerError::Broker {
         code: crate::protocol::ErrorCode::Internal,
-        message: format!("unexpected reply {reply:?}"),
+        message: "an operation ended with an outcome of another kind (an SDK bug)".into(),
     }
 }

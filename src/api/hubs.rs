@@ -18,8 +18,8 @@
 
 use std::cell::Cell;
 
+use crate::core::engine::Table;
 use crate::web::cell::StateCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use futures_channel::oneshot;
@@ -41,8 +41,8 @@ fn unknown_address(to: &str) -> JsValue {
 #[derive(Default)]
 struct PageState {
     next: u32,
-    endpoints: HashMap<String, Function>,
-    names: HashMap<String, String>,
+    endpoints: Table<String, Function>,
+    names: Table<String, String>,
 }
 
 /// A hub for the nodes of one page: signals are handed over in memory.
@@ -134,9 +134,9 @@ type MessageHandler = Closure<dyn FnMut(MessageEvent)>;
 
 struct BcShared {
     channel: BroadcastChannel,
-    endpoints: StateCell<HashMap<String, Function>>,
-    names: StateCell<HashMap<String, String>>,
-    lookups: StateCell<HashMap<u32, oneshot::Sender<String>>>,
+    endpoints: StateCell<Table<String, Function>>,
+    names: StateCell<Table<String, String>>,
+    lookups: StateCell<Table<u32, oneshot::Sender<String>>>,
     next_lookup: Cell<u32>,
     on_message: StateCell<Option<MessageHandler>>,
 }
@@ -261,9 +261,9 @@ impl BroadcastChannelHub {
         let channel = BroadcastChannel::new(name.as_deref().unwrap_or("peerwire"))?;
         let inner = Rc::new(BcShared {
             channel,
-            endpoints: StateCell::new(HashMap::new()),
-            names: StateCell::new(HashMap::new()),
-            lookups: StateCell::new(HashMap::new()),
+            endpoints: StateCell::new(Table::new()),
+            names: StateCell::new(Table::new()),
+            lookups: StateCell::new(Table::new()),
             next_lookup: Cell::new(1),
             on_message: StateCell::new(None),
         });

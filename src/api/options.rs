@@ -138,8 +138,14 @@ fn describe(v: &JsValue) -> String {
     if let Some(b) = v.as_bool() {
         return format!("the boolean {b}");
     }
-    if let Some(n) = v.as_f64() {
-        return format!("the number {n}");
+    if v.as_f64().is_some() {
+        // The browser's own spelling of the number (no float formatting
+        // in the wasm for one error message).
+        let text = js_sys::JSON::stringify(v)
+            .ok()
+            .and_then(|t| t.as_string())
+            .unwrap_or_default();
+        return format!("the number {text}");
     }
     if js_sys::Array::is_array(v) {
         return "an array".into();

@@ -12,7 +12,9 @@
 //!    └─────────────────────────┴──────────────────────────────────────────────┘
 //! ```
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::core::engine::Table;
 use std::time::Duration;
 
 use crate::protocol::messages::Rid;
@@ -136,7 +138,7 @@ pub struct BrokerSession {
     next_rid: Rid,
     register_rid: Option<Rid>,
     outbox: VecDeque<(Rid, String)>,
-    pending: HashMap<Rid, Pending>,
+    pending: Table<Rid, Pending>,
     backoff: Backoff,
     registered_once: bool,
 }
@@ -154,7 +156,7 @@ impl BrokerSession {
             next_rid: 1,
             register_rid: None,
             outbox: VecDeque::new(),
-            pending: HashMap::new(),
+            pending: Table::new(),
             backoff,
             registered_once: false,
         }
@@ -181,13 +183,23 @@ impl BrokerSession {
         make: impl FnOnce(Rid) -> ClientMessage,
         now: Millis,
     ) -> Result<(Rid, Option<String>), QueueError> {
+        self.send(make(0), now)
+    }
+
+    /// Like [`Self::request`], for a message whose `rid` this numbers.
+    pub fn send(
+        &mut self,
+        mut message: ClientMessage,
+        now: Millis,
+    ) -> Result<(Rid, Option<String>), QueueError> {
         match self.link {
             Link::Closed => return Err(QueueError::Closed),
             Link::Failed => return Err(QueueError::Failed),
             _ => {}
         }
         let rid = self.take_rid();
-        let frame = make(rid).encode();
+        *message.rid_mut() = rid;
+        let frame = message.encode();
         // Every request expects an answer except a successful signal; a
         // signal's deadline only bounds how long an error may take.
         self.pending.insert(

@@ -11,7 +11,7 @@
 //!   another frame may be handed to the browser now or the sender must wait
 //!   for `bufferedamountlow`.
 
-use std::collections::HashMap;
+use crate::core::engine::Table;
 
 use crate::protocol::frames::{
     DataHead, Frame, FrameError, MAX_CHUNK_BYTES, PayloadType, encode_data_head,
@@ -117,7 +117,7 @@ struct Partial {
 pub struct Reassembler {
     max_message: usize,
     max_in_flight: usize,
-    partials: HashMap<u32, Partial>,
+    partials: Table<u32, Partial>,
     /// Bytes held by partial messages.
     pending: usize,
 }
@@ -131,7 +131,7 @@ impl Reassembler {
         Self {
             max_message,
             max_in_flight: MAX_IN_FLIGHT,
-            partials: HashMap::new(),
+            partials: Table::new(),
             pending: 0,
         }
     }

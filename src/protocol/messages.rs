@@ -123,6 +123,27 @@ impl ClientMessage {
         }
     }
 
+    /// The request id, to set (a client numbers a request when it sends it).
+    pub fn rid_mut(&mut self) -> &mut Rid {
+        match self {
+            Self::Register { rid, .. }
+            | Self::Ping { rid }
+            | Self::Find { rid, .. }
+            | Self::Signal { rid, .. }
+            | Self::Join { rid, .. }
+            | Self::Leave { rid, .. }
+            | Self::Broadcast { rid, .. }
+            | Self::Set { rid, .. }
+            | Self::Delete { rid, .. }
+            | Self::OpenKey { rid, .. }
+            | Self::JoinKey { rid, .. }
+            | Self::LeaveKey { rid, .. }
+            | Self::CloseKey { rid, .. }
+            | Self::RegisterHostname { rid, .. }
+            | Self::LookupHostname { rid, .. } => rid,
+        }
+    }
+
     /// Checks every name in the message against [`ids`], returning the
     /// error code and the rule that was broken.
     pub fn validate(&self) -> Result<(), (ErrorCode, String)> {

@@ -14,7 +14,7 @@
 //!    queues its own events behind them.
 
 use std::cell::Cell;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
@@ -32,7 +32,9 @@ use super::page::PageHide;
 use super::rtc::{self, PcLink};
 use super::socket::BrokerSocket;
 use super::{js_error_text, now};
-use crate::core::engine::{Action, ChanId, ConnId, Engine, Event, Millis, OpId, Reply, Transmit};
+use crate::core::engine::{
+    Action, ChanId, ConnId, Engine, Event, Millis, OpId, Reply, Table, Transmit,
+};
 use crate::core::error::PeerError;
 use crate::protocol::IceServer;
 
@@ -54,11 +56,11 @@ pub enum TokenSource {
 #[derive(Default)]
 struct Io {
     socket: Option<BrokerSocket>,
-    pcs: HashMap<ConnId, PcLink>,
-    dcs: HashMap<ChanId, DcLink>,
+    pcs: Table<ConnId, PcLink>,
+    dcs: Table<ChanId, DcLink>,
     /// Each connection's own channel (kept until its close event).
-    mains: HashSet<ChanId>,
-    chan_conn: HashMap<ChanId, ConnId>,
+    mains: Table<ChanId, ()>,
+    chan_conn: Table<ChanId, ConnId>,
     hub_deliver: Option<Closure<dyn FnMut(JsValue, JsValue)>>,
     timer: Option<gloo_timers::callback::Timeout>,
     pagehide: Option<PageHide>,
@@ -73,8 +75,8 @@ pub type Outcome = oneshot::Receiver<Result<Reply, PeerError>>;
 pub struct Driver {
     engine: StateCell<Engine>,
     io: StateCell<Io>,
-    waiters: StateCell<HashMap<OpId, Waiter>>,
-    progress: StateCell<HashMap<OpId, Function>>,
+    waiters: StateCell<Table<OpId, Waiter>>,
+    progress: StateCell<Table<OpId, Function>>,
     queue: StateCell<VecDeque<Event>>,
     emitting: Cell<bool>,
     timer_at: Cell<Millis>,
@@ -100,8 +102,8 @@ impl Driver {
         Rc::new_cyclic(|me| Self {
             engine: StateCell::new(engine),
             io: StateCell::new(Io::default()),
-            waiters: StateCell::new(HashMap::new()),
-            progress: StateCell::new(HashMap::new()),
+            waiters: StateCell::new(Table::new()),
+            progress: StateCell::new(Table::new()),
             queue: StateCell::new(VecDeque::new()),
             emitting: Cell::new(false),
             timer_at: Cell::new(f64::INFINITY),
@@ -165,14 +167,13 @@ impl Driver {
         f(&self.engine.borrow())
     }
 
-    /// Runs a command and waits for its outcome.
-    pub async fn call(
-        self: &Rc<Self>,
-        f: impl FnOnce(&mut Engine, Millis) -> Result<OpId, PeerError>,
-    ) -> Result<Reply, PeerError> {
-        let (_, rx) = self.begin(f, None)?;
-        rx.await
-            .unwrap_or_else(|_| Err(PeerError::Closed("the peer".into())))
+    /// Runs a command and waits for its outcome. Only the call of `f` is
+    /// generic; the waiting is one future type for every command.
+    pub fn call<F>(self: &Rc<Self>, f: F) -> impl Future<Output = Result<Reply, PeerError>> + use<F>
+    where
+        F: FnOnce(&mut Engine, Millis) -> Result<OpId, PeerError>,
+    {
+        outcome(self.begin(f, None).map(|(_, rx)| rx))
     }
 
     /// Starts a command; its outcome arrives on the returned receiver.
@@ -197,22 +198,26 @@ impl Driver {
             let mut engine = self.engine.borrow_mut();
             f(&mut engine, now())
         };
-        let (value, op) = match started {
-            Ok(x) => x,
+        match started {
+            Ok((value, op)) => Ok((value, op, self.register(op, progress))),
             Err(e) => {
                 self.flush();
-                return Err(e);
+                Err(e)
             }
-        };
-        // Registered before the engine's output is carried out, so an
-        // outcome produced at once still finds its waiter.
+        }
+    }
+
+    /// Registers the waiter of `op`, then carries out what the command
+    /// produced. Registered first, so an outcome produced at once still
+    /// finds its waiter.
+    fn register(self: &Rc<Self>, op: OpId, progress: Option<Function>) -> Outcome {
         let (tx, rx) = oneshot::channel();
         self.waiters.borrow_mut().insert(op, tx);
         if let Some(p) = progress {
             self.progress.borrow_mut().insert(op, p);
         }
         self.flush();
-        Ok((value, op, rx))
+        rx
     }
 
     /// Carries out everything the engine produced, then emits its events.
@@ -264,6 +269,7 @@ impl Driver {
             }
         }
         self.arm_timer();
+        self.after_close();
         self.emit();
     }
 
@@ -390,7 +396,7 @@ impl Driver {
                     let mut io = self.io.borrow_mut();
                     io.pcs.insert(conn, pc);
                     io.dcs.insert(chan, link);
-                    io.mains.insert(chan);
+                    io.mains.insert(chan, ());
                     io.chan_conn.insert(chan, conn);
                 }
                 Err(reason) => self.later(move |e, now| e.handle_rtc_failed(conn, &reason, now)),
@@ -444,7 +450,7 @@ impl Driver {
             }
             Action::CloseChannel { chan } => {
                 let mut io = self.io.borrow_mut();
-                if io.mains.contains(&chan) {
+                if io.mains.contains_key(&chan) {
                     // Its close event releases the connection.
                     if let Some(d) = io.dcs.get(&chan) {
                         d.close();
@@ -614,14 +620,27 @@ impl Driver {
         self.hub.clone()
     }
 
-    /// Drops every browser object the engine no longer needs (after close).
-    pub fn release_if_drained(&self) {
-        if self.read(|e| e.is_drained()) {
-            let mut io = self.io.borrow_mut();
-            io.pagehide = None;
+    /// After `close()`: the `pagehide` listener goes at once; the timer
+    /// once nothing is left to release.
+    fn after_close(&self) {
+        let (closed, drained) = self.read(|e| (e.is_closed(), e.is_drained()));
+        if !closed {
+            return;
+        }
+        let mut io = self.io.borrow_mut();
+        io.pagehide = None;
+        io.hub_deliver = None;
+        if drained {
             io.timer = None;
         }
     }
+}
+
+/// Waits for a command's outcome.
+async fn outcome(started: Result<Outcome, PeerError>) -> Result<Reply, PeerError> {
+    started?
+        .await
+        .unwrap_or_else(|_| Err(PeerError::Closed("the peer".into())))
 }
 
 /// Calls `obj.name(...args)`, awaiting a returned Promise; a throw or a

@@ -25,7 +25,7 @@
 //! leftovers of a previous connection to the same id are never taken for
 //! the new one.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 use super::Engine;
 use super::channel::{Channel, Role};
@@ -89,7 +89,7 @@ pub(crate) struct Conn {
     pub keepalive: KeepAlive,
     pub connect_deadline: Millis,
     pub openers: Vec<OpId>,
-    pub streams: BTreeSet<ChanId>,
+    pub streams: super::Table<ChanId, ()>,
     /// Bytes this connection's remote makes this side hold.
     pub held: usize,
     pub close_reason: Option<String>,
@@ -196,7 +196,7 @@ impl Engine {
                 ),
                 connect_deadline: now + self.config.connect_timeout as f64,
                 openers: Vec::new(),
-                streams: BTreeSet::new(),
+                streams: super::Table::new(),
                 held: 0,
                 close_reason: None,
                 local_candidates: 0,
@@ -245,7 +245,7 @@ impl Engine {
         let session = conn.session;
         let remote_session = conn.remote_session;
         let openers = std::mem::take(&mut conn.openers);
-        let streams: Vec<ChanId> = conn.streams.iter().copied().collect();
+        let streams: Vec<ChanId> = conn.streams.keys().copied().collect();
         self.log(|| line);
         if self.by_remote.get(&remote) == Some(&c) {
             self.by_remote.remove(&remote);
@@ -413,7 +413,7 @@ impl Engine {
     fn incoming_conn(&mut self, from: &str, session: u64, now: Millis) -> Option<ConnId> {
         // New sessions from one id are rate limited: each costs an
         // RTCPeerConnection, and a browser allows a few hundred per tab.
-        let window = self.offers.entry(from.to_string()).or_default();
+        let window = self.offers.get_or_insert_with(from.to_string(), Vec::new);
         window.retain(|t| now - *t < 60_000.0);
         if window.len() as u32 >= self.config.max_offers_per_minute {
             let err = PeerError::LimitExceeded(format!(

@@ -282,7 +282,7 @@ impl Engine {
         ch.incoming = true;
         self.chans.insert(id, ch);
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.streams.insert(id);
+            c.streams.insert(id, ());
         }
         Some(id)
     }
@@ -732,7 +732,7 @@ impl Engine {
         ch.openers.push(op);
         self.chans.insert(id, ch);
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.streams.insert(id);
+            c.streams.insert(id, ());
         }
         self.action(Action::CreateChannel {
             conn,
@@ -896,6 +896,14 @@ impl Engine {
             other => format!("the {} to {:?} ({other})", ch.describe(), ch.remote),
         };
         self.closed_reasons.insert(chan, reason);
+        // Only recent ones are asked for (by handles still in use); ids
+        // grow, so the oldest is first.
+        if self.closed_reasons.len() > 1024 {
+            let oldest = self.closed_reasons.keys().next().copied();
+            if let Some(k) = oldest {
+                self.closed_reasons.remove(&k);
+            }
+        }
         let mut ops: Vec<OpId> = ch.openers.drain(..).collect();
         ops.extend(ch.current.take().and_then(|c| c.op));
         ops.extend(ch.queue.drain(..).filter_map(|j| j.op));

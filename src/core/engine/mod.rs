@@ -33,13 +33,15 @@ mod channel;
 mod connection;
 mod data;
 mod signalling;
+mod table;
 mod types;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 pub use connection::ConnState;
 pub use data::{MAX_EARLY_FRAMES, MAX_HELD_MESSAGES};
 pub use signalling::Room;
+pub use table::Table;
 pub use types::*;
 
 use self::channel::Channel;
@@ -94,23 +96,23 @@ pub struct Engine {
     broker_ice: Vec<IceServer>,
     closed: bool,
     next_id: u32,
-    conns: BTreeMap<ConnId, Conn>,
-    by_remote: BTreeMap<String, ConnId>,
-    chans: BTreeMap<ChanId, Channel>,
+    conns: Table<ConnId, Conn>,
+    by_remote: Table<String, ConnId>,
+    chans: Table<ChanId, Channel>,
     /// Closed connections waiting for their channel's close to be released.
-    releasing: BTreeMap<ConnId, (ChanId, Millis)>,
+    releasing: Table<ConnId, (ChanId, Millis)>,
     /// Why each closed channel closed (for later use of its handle).
-    closed_reasons: BTreeMap<ChanId, String>,
+    closed_reasons: Table<ChanId, String>,
     /// Bytes each channel held when last counted.
-    accounted: BTreeMap<ChanId, usize>,
+    accounted: Table<ChanId, usize>,
     total_held: usize,
     peer_listening: bool,
     /// Recent new sessions per remote id (for maxOffersPerMinute).
-    offers: BTreeMap<String, Vec<Millis>>,
-    requests: BTreeMap<Rid, (OpId, Pending)>,
-    rooms: BTreeMap<String, Room>,
-    opened_keys: BTreeSet<String>,
-    ports: BTreeMap<u16, PortUse>,
+    offers: Table<String, Vec<Millis>>,
+    requests: Table<Rid, (OpId, Pending)>,
+    rooms: Table<String, Room>,
+    opened_keys: Table<String, ()>,
+    ports: Table<u16, PortUse>,
     /// Frames between the two ends of loopback sockets, not yet delivered.
     loopback: VecDeque<(ChanId, Vec<u8>)>,
     loop_closed: Vec<ChanId>,
@@ -145,19 +147,19 @@ impl Engine {
             broker_ice: Vec::new(),
             closed: false,
             next_id: 1,
-            conns: BTreeMap::new(),
-            by_remote: BTreeMap::new(),
-            chans: BTreeMap::new(),
-            releasing: BTreeMap::new(),
-            closed_reasons: BTreeMap::new(),
-            accounted: BTreeMap::new(),
+            conns: Table::new(),
+            by_remote: Table::new(),
+            chans: Table::new(),
+            releasing: Table::new(),
+            closed_reasons: Table::new(),
+            accounted: Table::new(),
             total_held: 0,
             peer_listening: false,
-            offers: BTreeMap::new(),
-            requests: BTreeMap::new(),
-            rooms: BTreeMap::new(),
-            opened_keys: BTreeSet::new(),
-            ports: BTreeMap::new(),
+            offers: Table::new(),
+            requests: Table::new(),
+            rooms: Table::new(),
+            opened_keys: Table::new(),
+            ports: Table::new(),
             loopback: VecDeque::new(),
             loop_closed: Vec::new(),
             pending_failures: Vec::new(),
@@ -308,7 +310,7 @@ impl Engine {
     /// `find`: is `id` online?
     pub fn find(&mut self, id: &str, now: Millis) -> Result<OpId, PeerError> {
         let id = id.to_string();
-        self.request(Pending::Find, |rid| ClientMessage::Find { rid, id }, now)
+        self.request(Pending::Find, ClientMessage::Find { rid: 0, id }, now)
     }
 
     /// Joins a room; resolves once its members and state are known.
@@ -317,7 +319,7 @@ impl Engine {
         let r = name.clone();
         self.request(
             Pending::Join(name),
-            |rid| ClientMessage::Join { rid, room: r },
+            ClientMessage::Join { rid: 0, room: r },
             now,
         )
     }
@@ -329,7 +331,7 @@ impl Engine {
         let r = name.clone();
         self.request(
             Pending::Leave(name),
-            |rid| ClientMessage::Leave { rid, room: r },
+            ClientMessage::Leave { rid: 0, room: r },
             now,
         )
     }
@@ -345,8 +347,8 @@ impl Engine {
         let room = room.to_string();
         self.request(
             Pending::Plain,
-            |rid| ClientMessage::Broadcast {
-                rid,
+            ClientMessage::Broadcast {
+                rid: 0,
                 room,
                 data,
                 include_self,
@@ -367,8 +369,8 @@ impl Engine {
         let (room, key) = (room.to_string(), key.to_string());
         self.request(
             Pending::Plain,
-            |rid| ClientMessage::Set {
-                rid,
+            ClientMessage::Set {
+                rid: 0,
                 room,
                 key,
                 value,
@@ -383,7 +385,7 @@ impl Engine {
         let (room, key) = (room.to_string(), key.to_string());
         self.request(
             Pending::Plain,
-            |rid| ClientMessage::Delete { rid, room, key },
+            ClientMessage::Delete { rid: 0, room, key },
             now,
         )
     }
@@ -402,7 +404,7 @@ impl Engine {
         let k = key.to_string();
         self.request(
             Pending::OpenKey(key.to_string()),
-            |rid| ClientMessage::OpenKey { rid, key: k },
+            ClientMessage::OpenKey { rid: 0, key: k },
             now,
         )
     }
@@ -412,7 +414,7 @@ impl Engine {
         let k = key.to_string();
         self.request(
             Pending::JoinKey,
-            |rid| ClientMessage::JoinKey { rid, key: k },
+            ClientMessage::JoinKey { rid: 0, key: k },
             now,
         )
     }
@@ -422,7 +424,7 @@ impl Engine {
         let k = key.to_string();
         self.request(
             Pending::CloseKey(key.to_string()),
-            |rid| ClientMessage::CloseKey { rid, key: k },
+            ClientMessage::CloseKey { rid: 0, key: k },
             now,
         )
     }
@@ -435,7 +437,7 @@ impl Engine {
         let hostname = hostname.to_string();
         self.request(
             Pending::Plain,
-            |rid| ClientMessage::RegisterHostname { rid, hostname },
+            ClientMessage::RegisterHostname { rid: 0, hostname },
             now,
         )
     }
@@ -445,7 +447,7 @@ impl Engine {
         let hostname = hostname.to_string();
         self.request(
             Pending::LookupHostname,
-            |rid| ClientMessage::LookupHostname { rid, hostname },
+            ClientMessage::LookupHostname { rid: 0, hostname },
             now,
         )
     }
@@ -472,7 +474,7 @@ impl Engine {
         self.closed = true;
         let closed = PeerError::Closed("the peer".into());
         self.session.close();
-        for (_, (op, _)) in std::mem::take(&mut self.requests) {
+        for (_, (op, _)) in self.requests.take() {
             self.done(op, Err(closed.clone()));
         }
         let rooms: Vec<String> = self.rooms.keys().cloned().collect();

@@ -12,8 +12,6 @@
 //!                                           broker resumes the id)
 //! ```
 
-use std::collections::BTreeMap;
-
 use super::Engine;
 use super::types::{Action, Event, Millis, OpId, Reply, Signalling, Transmit};
 use crate::core::broker::{Link, QueueError, SessionEvent};
@@ -27,7 +25,7 @@ pub struct Room {
     /// Members in join order, this peer included.
     pub members: Vec<String>,
     /// Key → (value, who set it).
-    pub state: BTreeMap<String, (serde_json::Value, String)>,
+    pub state: super::Table<String, (serde_json::Value, String)>,
 }
 
 impl Room {
@@ -304,7 +302,7 @@ impl Engine {
     pub(crate) fn request(
         &mut self,
         pending: Pending,
-        make: impl FnOnce(Rid) -> ClientMessage,
+        message: ClientMessage,
         now: Millis,
     ) -> Result<OpId, PeerError> {
         self.ensure_open()?;
@@ -313,7 +311,7 @@ impl Engine {
                 "rooms, find and rendezvous keys need the broker: use createPeer, or a Node on a NetworkHub".into(),
             ));
         }
-        let (rid, frame) = self.session.request(make, now).map_err(queue_error)?;
+        let (rid, frame) = self.session.send(message, now).map_err(queue_error)?;
         let op = self.new_op();
         self.requests.insert(rid, (op, pending));
         if let Some(f) = frame {
@@ -324,15 +322,12 @@ impl Engine {
 
     /// Relays a peer signal through the broker.
     pub(crate) fn broker_signal(&mut self, to: &str, data: serde_json::Value) {
-        let to_owned = to.to_string();
-        let result = self.session.request(
-            |rid| ClientMessage::Signal {
-                rid,
-                to: to_owned,
-                data,
-            },
-            0.0,
-        );
+        let message = ClientMessage::Signal {
+            rid: 0,
+            to: to.to_string(),
+            data,
+        };
+        let result = self.session.send(message, 0.0);
         match result {
             Ok((rid, frame)) => {
                 self.session.settle(rid);
@@ -415,7 +410,7 @@ impl Engine {
                 Ok(Reply::Done)
             }
             (Pending::OpenKey(key), _) => {
-                self.opened_keys.insert(key.clone());
+                self.opened_keys.insert(key.clone(), ());
                 Ok(Reply::KeyOpened(key))
             }
             (Pending::CloseKey(key), _) => {
@@ -436,9 +431,9 @@ impl Engine {
                 Ok(Reply::Address(id))
             }
             (Pending::Plain, _) => Ok(Reply::Done),
-            (_, other) => Err(PeerError::Broker {
+            (_, _) => Err(PeerError::Broker {
                 code: ErrorCode::Internal,
-                message: format!("unexpected reply {other:?}"),
+                message: "the broker answered with a reply of another kind".into(),
             }),
         };
         self.done(op, result);
@@ -519,11 +514,11 @@ impl Engine {
                         .push_back(Event::StateRemoved { room, key, reason });
                 }
             }
-            ServerMessage::Joiner { key, id } if self.opened_keys.contains(&key) => {
+            ServerMessage::Joiner { key, id } if self.opened_keys.contains_key(&key) => {
                 self.events.push_back(Event::Joiner { key, id });
             }
             ServerMessage::Unavailable { key, id, code } => {
-                let opened = self.opened_keys.contains(&key);
+                let opened = self.opened_keys.contains_key(&key);
                 self.events.push_back(Event::KeyUnavailable {
                     key,
                     id,
@@ -531,7 +526,9 @@ impl Engine {
                     opened,
                 });
             }
-            ServerMessage::KeyClosed { key, code, reason } if self.opened_keys.contains(&key) => {
+            ServerMessage::KeyClosed { key, code, reason }
+                if self.opened_keys.contains_key(&key) =>
+            {
                 self.opened_keys.remove(&key);
                 self.events
                     .push_back(Event::KeyClosed { key, code, reason });
