@@ -89,8 +89,8 @@ async fn glare_never_hangs_in_100_rounds() {
 
 #[wasm_bindgen_test]
 async fn fast_connect_disconnect_never_hangs_in_400_cycles() {
-    let (a, ida) = peer("cycle400-a", false).await;
-    let (b, idb) = peer("cycle400-b", false).await;
+    let (a, ida) = peer("cycle400-a", true).await;
+    let (b, idb) = peer("cycle400-b", true).await;
     for cycle in 0..400 {
         if cycle % 50 == 0 {
             collect_garbage().await;

@@ -314,6 +314,10 @@ pub enum SignalBody {
     /// The sender closed its connection (so the other side need not wait
     /// for a timeout when the data channel never opened).
     Bye { reason: String },
+    /// The sender wants a connection and asks the receiver to offer: only
+    /// the side whose id sorts first makes the first offer, so two sides
+    /// that connect at once never both offer.
+    Dial,
 }
 
 #[cfg(test)]

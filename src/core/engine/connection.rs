@@ -217,6 +217,11 @@ impl Engine {
             policy: self.config.channel,
             low_water: self.config.window.low,
         });
+        // Only the impolite side (the id that sorts first) makes the first
+        // offer; a polite side that dials asks it to.
+        if initiated && is_polite(&me, remote) {
+            self.send_signal(id, SignalBody::Dial);
+        }
         Ok(id)
     }
 
@@ -335,8 +340,9 @@ impl Engine {
                 return;
             }
         };
-        let is_offer =
-            matches!(&signal.body, SignalBody::Description { sdp_type, .. } if sdp_type == "offer");
+        // An offer, or a dial (a request for one), may start a connection.
+        let is_offer = matches!(&signal.body, SignalBody::Description { sdp_type, .. } if sdp_type == "offer")
+            || signal.body == SignalBody::Dial;
         let existing = self.by_remote.get(&from).copied();
         if self.config.debug {
             let line = {
@@ -344,6 +350,7 @@ impl Engine {
                     SignalBody::Description { sdp_type, .. } => sdp_type.as_str(),
                     SignalBody::Candidate { .. } => "candidate",
                     SignalBody::Bye { .. } => "bye",
+                    SignalBody::Dial => "dial",
                 };
                 let here = existing
                     .and_then(|c| self.conns.get(&c).map(|x| (c, x)))
@@ -496,8 +503,10 @@ impl Engine {
                 Step::NegotiationNeeded => {
                     // Queued before the remote's offer was applied: stale.
                     // The channels are negotiated, and a needless offer
-                    // could collide with the other side's.
-                    if conn.has_remote {
+                    // could collide with the other side's. The polite side
+                    // never makes the first offer: it waits for the other's
+                    // (asked for with a dial), so the two never collide.
+                    if conn.has_remote || conn.negotiator.polite() {
                         continue;
                     }
                     if conn.negotiator.on_negotiation_needed(conn.signaling)
@@ -508,7 +517,10 @@ impl Engine {
                     }
                 }
                 Step::CheckDeferred => {
-                    if conn.negotiator.take_deferred(conn.signaling) && !conn.has_remote {
+                    if conn.negotiator.take_deferred(conn.signaling)
+                        && !conn.has_remote
+                        && !conn.negotiator.polite()
+                    {
                         conn.busy = Some(Busy::SetLocal);
                         self.action(Action::SetLocalDescription { conn: c });
                     }
@@ -580,6 +592,9 @@ impl Engine {
                         }
                     }
                 }
+                // This side is the one to offer, and does so on its own
+                // `negotiationneeded`.
+                Step::Signal(SignalBody::Dial) => {}
                 Step::Signal(SignalBody::Bye { reason }) => {
                     let err = PeerError::ConnectionFailed {
                         id: conn.remote.clone(),
