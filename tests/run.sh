@@ -44,10 +44,12 @@ trap cleanup EXIT
 # The broker runs under a small control server so that a test can kill and
 # restart it (tests/broker_ctl.py).
 # Every test peer connects from 127.0.0.1: the per-address limits are raised
-# for the suite (the broker's own tests check the limits themselves).
+# for the suite, and so is the per-connection message rate, which the stress
+# test's 80 connects a second exceed (the broker's own tests check the
+# limits themselves).
 # Rendezvous deadlines are short so that a test can watch them pass.
 python3 tests/broker_ctl.py target/debug/peerwire-broker --static "$ROOT/www" \
-  --max-connections-per-ip 10000 --ip-rate-limit 100000 --ip-rate-burst 100000 \
+  --max-connections-per-ip 10000 --ip-rate-limit 100000 --ip-rate-burst 100000 --rate-limit 100000 --rate-burst 100000 \
   --listen-timeout-ms 3000 --pipe-timeout-ms 5000 >"$WORK/broker.out" 2>"$WORK/broker.err" &
 BROKER_PID=$!
 for _ in $(seq 100); do

@@ -14,11 +14,14 @@
 //!                                 ReleaseConnection (driver)
 //! ```
 //!
-//! Negotiation is perfect negotiation (`core::negotiation`): the engine
-//! models the signaling state itself, since every description change goes
-//! through it, and asks the driver for one browser call at a time
-//! (`busy`); signals and `negotiationneeded` that arrive meanwhile wait in
-//! `backlog`, in order.
+//! Only the side whose id sorts first (the impolite one) makes the first
+//! offer; the other, when it dials, sends a `dial` signal and waits for
+//! that offer, so a connection never starts with a glare and a rollback.
+//! Later offers follow perfect negotiation (`core::negotiation`). The
+//! engine models the signaling state itself, since every description
+//! change goes through it, and asks the driver for one browser call at a
+//! time (`busy`); signals and `negotiationneeded` that arrive meanwhile
+//! wait in `backlog`, in order.
 //!
 //! Signals carry the sender's session and, once known, the receiver's
 //! (`to`): a signal for an older session of this side is dropped, so the
