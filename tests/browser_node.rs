@@ -72,6 +72,7 @@ async fn streams_multiplex_one_connection_with_half_close() {
     let at_a = Events::on(&sa, "message").await;
     let ended_b = Events::on(&sb, "end").await;
     let closed_a = Events::on(&sa, "close").await;
+    let closed_b = Events::on(&sb, "close").await;
     call(&sa, "send", &["hello stream".into()]).await.unwrap();
     call(&sa, "send", &[json(r#"{"n":1}"#)]).await.unwrap();
     assert_eq!(
@@ -94,9 +95,12 @@ async fn streams_multiplex_one_connection_with_half_close() {
         at_a.nth(0, 3000.0).await.as_string().unwrap(),
         "still answering"
     );
-    // b ends too: both sides are closed.
+    // b ends too: both sides are closed (a on reading b's end, b when a
+    // closes the channel).
     call(&sb, "end", &[]).await.unwrap();
     closed_a.nth(0, 3000.0).await;
+    closed_b.nth(0, 3000.0).await;
+    assert_eq!(get(&sa, "state").as_string().unwrap(), "closed");
     assert_eq!(get(&sb, "state").as_string().unwrap(), "closed");
     // The connection itself is untouched.
     let main = Events::on(&conn_b, "message").await;

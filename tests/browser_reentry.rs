@@ -25,7 +25,7 @@ struct Calls {
 
 impl Calls {
     fn new() -> Calls {
-        Calls { log: Array::new() }
+        Calls { log: recorder() }
     }
 
     /// A listener running `body` (JavaScript, with the event as `e` and
@@ -37,8 +37,8 @@ impl Calls {
             &format!(
                 "const q = (p) => {{ if (p && typeof p.catch === 'function') p.catch(() => {{}}); }};
                  return (e) => {{
-                   try {{ {body}; log.push(label + ': ok'); }}
-                   catch (err) {{ log.push(label + ': threw ' + String(err)); }}
+                   try {{ {body}; log.note(label + ': ok'); }}
+                   catch (err) {{ log.note(label + ': threw ' + String(err)); }}
                  }};"
             ),
         );
@@ -54,22 +54,15 @@ impl Calls {
 
     /// Waits (up to `ms`) until `label` ran at least once.
     async fn wait_for(&self, label: &str, ms: f64) {
-        let start = now();
-        let prefix = format!("{label}: ");
-        loop {
-            let seen = self
-                .log
-                .iter()
-                .any(|e| e.as_string().unwrap_or_default().starts_with(&prefix));
-            if seen {
-                return;
-            }
-            assert!(
-                now() - start < ms,
-                "no '{label}' event within {ms} ms; calls so far: {:?}",
-                self.entries()
-            );
-            sleep(10).await;
+        let pred = Function::new_with_args(
+            "l",
+            &format!(
+                "return l.some((e) => e.startsWith({:?}))",
+                format!("{label}: ")
+            ),
+        );
+        if let Err(e) = until(&self.log, &pred, ms, &format!("no '{label}' event")).await {
+            panic!("{e}; calls so far: {:?}", self.entries());
         }
     }
 

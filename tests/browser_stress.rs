@@ -35,12 +35,11 @@ async fn peer(name: &str, debug: bool) -> (JsValue, String) {
 /// Chrome refuses a new RTCPeerConnection while about 500 exist in the
 /// page, closed ones included until they are garbage collected; a long run
 /// collects now and then (the suite's Chromium runs with `--expose-gc`).
-async fn collect_garbage() {
+fn collect_garbage() {
     let gc = get(&js_sys::global(), "gc");
     if let Some(f) = wasm_bindgen::JsCast::dyn_ref::<js_sys::Function>(&gc) {
         let _ = f.call0(&JsValue::UNDEFINED);
     }
-    sleep(0).await;
 }
 
 fn connections(p: &JsValue) -> u32 {
@@ -53,7 +52,7 @@ async fn glare_never_hangs_in_100_rounds() {
     let (b, idb) = peer("glare100-b", true).await;
     for round in 0..100 {
         if round % 50 == 0 {
-            collect_garbage().await;
+            collect_garbage();
         }
         let (ca, cb) = futures_util::future::join(
             call(&a, "connect", &[idb.clone().into()]),
@@ -93,7 +92,7 @@ async fn fast_connect_disconnect_never_hangs_in_400_cycles() {
     let (b, idb) = peer("cycle400-b", true).await;
     for cycle in 0..400 {
         if cycle % 50 == 0 {
-            collect_garbage().await;
+            collect_garbage();
         }
         // Every third cycle the other side dials.
         let (dialer, target) = if cycle % 3 == 2 {

@@ -8,7 +8,7 @@
 //! none of them points at another.
 
 use std::cell::Cell;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 
 use futures_channel::mpsc;
 use js_sys::{Function, Object, Reflect, Uint8Array};
@@ -97,7 +97,6 @@ struct View {
 
 pub(crate) struct Ctx {
     pub d: Rc<Driver>,
-    me: Weak<Ctx>,
     peer: Rc<Emitter>,
     views: StateCell<Table<Target, View>>,
     ports: StateCell<Table<u16, PortListener>>,
@@ -108,9 +107,8 @@ pub(crate) struct Ctx {
 
 impl Ctx {
     pub fn new(d: Rc<Driver>, make_conn: MakeHandle, make_stream: MakeHandle) -> Rc<Self> {
-        let ctx = Rc::new_cyclic(|me| Self {
+        let ctx = Rc::new(Self {
             d: d.clone(),
-            me: me.clone(),
             peer: Rc::new(Emitter::new(PEER_EVENTS)),
             views: StateCell::new(Table::new()),
             ports: StateCell::new(Table::new()),
@@ -121,12 +119,6 @@ impl Ctx {
         let sink: Rc<dyn Sink> = ctx.clone();
         d.set_sink(Rc::downgrade(&sink));
         ctx
-    }
-
-    fn rc(&self) -> Rc<Ctx> {
-        self.me
-            .upgrade()
-            .expect("a Ctx is only used through its Rc")
     }
 
     fn known(target: &Target) -> &'static [&'static str] {
@@ -167,10 +159,15 @@ impl Ctx {
         self.views.borrow_mut().remove(target)
     }
 
-    pub fn on(&self, target: Target, event: &str, listener: Function) -> Result<(), PeerError> {
+    pub fn on(
+        self: &Rc<Self>,
+        target: Target,
+        event: &str,
+        listener: Function,
+    ) -> Result<(), PeerError> {
         let emitter = self.emitter(&target);
         emitter.on(event, listener)?;
-        let ctx = self.rc();
+        let ctx = self.clone();
         let event = event.to_string();
         // Kept and held events are delivered after `on()` returns, never
         // inside it.
@@ -208,15 +205,13 @@ impl Ctx {
     }
 
     /// The one JS object of connection `conn`.
-    pub fn conn_handle(&self, conn: ConnId) -> JsValue {
-        self.handle(Target::Conn(conn), || (self.make_conn)(&self.rc(), conn.0))
+    pub fn conn_handle(self: &Rc<Self>, conn: ConnId) -> JsValue {
+        self.handle(Target::Conn(conn), || (self.make_conn)(self, conn.0))
     }
 
     /// The one JS object of stream or socket `chan`.
-    pub fn stream_handle(&self, chan: ChanId) -> JsValue {
-        self.handle(Target::Chan(chan), || {
-            (self.make_stream)(&self.rc(), chan.0)
-        })
+    pub fn stream_handle(self: &Rc<Self>, chan: ChanId) -> JsValue {
+        self.handle(Target::Chan(chan), || (self.make_stream)(self, chan.0))
     }
 
     fn handle(&self, target: Target, make: impl FnOnce() -> JsValue) -> JsValue {
@@ -407,7 +402,7 @@ pub(crate) fn json_to_js(value: &serde_json::Value) -> JsValue {
 }
 
 impl Sink for Ctx {
-    fn deliver(&self, _driver: &Rc<Driver>, event: Event) {
+    fn deliver(self: Rc<Self>, _driver: &Rc<Driver>, event: Event) {
         match event {
             Event::Registered { id, resumed, first } => {
                 self.peer.emit_or_keep("register", id.as_str().into());
@@ -493,7 +488,7 @@ impl Sink for Ctx {
                             );
                         }
                     }
-                    Some(PortListener::Rest(serve)) => serve(&self.rc(), chan),
+                    Some(PortListener::Rest(serve)) => serve(&self, chan),
                     None => self
                         .d
                         .run(|e, now| e.close_stream(chan, "the server stopped", now)),

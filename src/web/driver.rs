@@ -41,7 +41,7 @@ use crate::protocol::IceServer;
 /// Where the engine's events go: the JavaScript handles' listeners.
 pub trait Sink {
     /// One event. Nothing of the driver is borrowed while this runs.
-    fn deliver(&self, driver: &Rc<Driver>, event: Event);
+    fn deliver(self: Rc<Self>, driver: &Rc<Driver>, event: Event);
 }
 
 /// Where the broker access token comes from.

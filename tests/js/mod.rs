@@ -96,11 +96,49 @@ pub struct Events {
     listener: JsValue,
 }
 
+/// A list that JavaScript listeners push into, which can be awaited: its
+/// `note(e)` pushes and wakes the waiters (no polling, no fixed wait).
+pub fn recorder() -> Array {
+    Function::new_no_args(
+        "const list = []; const waiters = new Set();
+         list.note = (e) => { list.push(e); for (const w of [...waiters]) w(); };
+         list.until = (pred, ms, what) => new Promise((resolve, reject) => {
+           let timer;
+           const check = () => {
+             if (!pred(list)) return false;
+             waiters.delete(check); clearTimeout(timer); resolve(list); return true;
+           };
+           if (check()) return;
+           waiters.add(check);
+           timer = setTimeout(() => { waiters.delete(check); reject(new Error(what + ' within ' + ms + ' ms')); }, ms);
+         });
+         return list;",
+    )
+    .call0(&JsValue::NULL)
+    .unwrap()
+    .unchecked_into()
+}
+
+/// Waits until `pred(list)` holds (rejecting after `ms` with `what`).
+pub async fn until(list: &Array, pred: &Function, ms: f64, what: &str) -> Result<(), String> {
+    let until: Function = Reflect::get(list, &"until".into())
+        .unwrap()
+        .unchecked_into();
+    let p: Promise = until
+        .call3(list, pred, &ms.into(), &what.into())
+        .unwrap()
+        .unchecked_into();
+    JsFuture::from(p)
+        .await
+        .map(|_| ())
+        .map_err(|e| get(&e, "message").as_string().unwrap_or_default())
+}
+
 impl Events {
     pub async fn on(target: &JsValue, event: &str) -> Events {
-        let list = Array::new();
+        let list = recorder();
         let make =
-            Function::new_with_args("q", "return (e) => { q.push(e === undefined ? null : e) }");
+            Function::new_with_args("q", "return (e) => { q.note(e === undefined ? null : e) }");
         let listener = make.call1(&JsValue::NULL, &list).unwrap();
         call(target, "on", &[event.into(), listener.clone()])
             .await
@@ -117,10 +155,9 @@ impl Events {
 
     /// Waits (up to `ms`) for the `n`-th event and returns it.
     pub async fn nth(&self, n: u32, ms: f64) -> JsValue {
-        let start = now();
-        while self.list.length() <= n {
-            assert!(now() - start < ms, "event #{n} did not come within {ms} ms");
-            sleep(5).await;
+        let pred = Function::new_with_args("l", &format!("return l.length > {n}"));
+        if let Err(e) = until(&self.list, &pred, ms, &format!("event #{n} did not come")).await {
+            panic!("{e}");
         }
         self.list.get(n)
     }
