@@ -52,11 +52,13 @@ pub(crate) use crate::core::exchange::Incoming as Item;
 
 /// What an in-Rust consumer reads from: the items of one channel, with
 /// the bytes not yet read counted (against `connectionBudget`).
+#[cfg_attr(not(feature = "full"), allow(dead_code))] // used by Node (the full build)
 pub(crate) struct Inbox {
     rx: mpsc::UnboundedReceiver<Item>,
     unread: Rc<Cell<usize>>,
 }
 
+#[cfg_attr(not(feature = "full"), allow(dead_code))] // used by Node (the full build)
 impl Inbox {
     pub async fn next(&mut self) -> Option<Item> {
         let item = futures_util::StreamExt::next(&mut self.rx).await;
@@ -80,6 +82,7 @@ pub(crate) type MakeHandle = fn(&Rc<Ctx>, u32) -> JsValue;
 pub(crate) type ServeRest = Rc<dyn Fn(&Rc<Ctx>, ChanId)>;
 
 /// What takes sockets on a port.
+#[cfg_attr(not(feature = "full"), allow(dead_code))] // used by Node (the full build)
 #[derive(Clone)]
 pub(crate) enum PortListener {
     /// `sockets.createServer(callback)`.
@@ -233,6 +236,7 @@ impl Ctx {
 
     // ---- ports and in-Rust consumers ----------------------------------------
 
+    #[cfg_attr(not(feature = "full"), allow(dead_code))] // used by Node (the full build)
     pub fn listen(&self, port: u16, listener: PortListener) -> Result<(), PeerError> {
         let use_ = match listener {
             PortListener::Sockets(_) => crate::core::engine::PortUse::Sockets,
@@ -243,12 +247,14 @@ impl Ctx {
         Ok(())
     }
 
+    #[cfg_attr(not(feature = "full"), allow(dead_code))] // used by Node (the full build)
     pub fn unlisten(&self, port: u16) {
         self.ports.borrow_mut().remove(&port);
         self.d.run(|e, _| e.unlisten(port));
     }
 
     /// Reads `chan` in Rust (rest) instead of emitting JS events.
+    #[cfg_attr(not(feature = "full"), allow(dead_code))] // used by Node (the full build)
     pub fn consume(&self, chan: ChanId) -> Inbox {
         let (tx, rx) = mpsc::unbounded();
         let unread = Rc::new(Cell::new(0));
