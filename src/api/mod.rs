@@ -125,47 +125,6 @@ export interface BroadcastOptions { /** Deliver to this peer too. */ includeSelf
 /** Options of `room.set()`. */
 export interface SetOptions { /** Remove the key after this many milliseconds. */ ttl?: number }
 
-/** The interface a `Node` talks to its hub through; `PageHub`,
- * `BroadcastChannelHub` implement it, and so can your own. */
-export interface Hub {
-  /** A new endpoint: `deliver(from, data)` receives its signals; resolves its address. */
-  attach(deliver: (from: string, data: string) => void): string | Promise<string>;
-  detach(address: string): void;
-  /** Hands `data` to `to`; throw or reject when `to` is unknown, so connecting fails at once. */
-  send(from: string, to: string, data: string): void | Promise<void>;
-  register(address: string, hostname: string): void | Promise<void>;
-  /** Throw or reject (ideally an Error named `UnknownHostError`) when unknown. */
-  lookup(hostname: string): string | Promise<string>;
-  iceServers?: IceServer[];
-}
-
-/** Options of `new Node()`: a hub (default: the page's `PageHub`), and the
- * `PeerOptions` other than `broker` and `id`. */
-export interface NodeOptions extends Omit<PeerOptions, "broker" | "id"> {
-  hub?: Hub | NetworkHub;
-}
-
-/** Options of `new BroadcastChannelHub(name, options)`. */
-export interface BroadcastChannelHubOptions {
-  /** How long a lookup waits for another tab to answer before `UnknownHostError`, in ms. Default 300. */
-  lookupTimeout?: number;
-}
-
-/** Options of `sockets.connect()`. */
-export interface SocketOptions { /** Give up after this many ms (default `connectTimeout`). */ timeout?: number }
-
-/** Options of `rest.fetch()`. */
-export interface FetchInit {
-  method?: "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | string;
-  headers?: Record<string, string>;
-  /** A string, bytes, or any JSON value. */
-  body?: unknown;
-  /** Give up connecting after this many ms (default `connectTimeout`). */
-  timeout?: number;
-}
-
-export type RestHandler = (req: RestRequest, res: RestResponse) => void | Promise<void>;
-
 export type ConnectionState = "connecting" | "open" | "closed";
 export type StreamState = "opening" | "open" | "local-ended" | "remote-ended" | "closed";
 
@@ -258,13 +217,61 @@ export interface Room {
   on<K extends keyof RoomEvents>(type: K, listener: (event: RoomEvents[K]) => void): void;
   off<K extends keyof RoomEvents>(type: K, listener: (event: RoomEvents[K]) => void): void;
 }
+export interface Rendezvous {
+  on<K extends keyof RendezvousEvents>(type: K, listener: (event: RendezvousEvents[K]) => void): void;
+  off<K extends keyof RendezvousEvents>(type: K, listener: (event: RendezvousEvents[K]) => void): void;
+}
+"#;
+
+/// The TypeScript of the full build only: `Node`, its hubs, sockets and rest
+/// (the lite build's definitions must not name them).
+#[cfg(feature = "full")]
+#[wasm_bindgen(typescript_custom_section)]
+const TS_NODE_TYPES: &str = r#"
+/** The interface a `Node` talks to its hub through; `PageHub`,
+ * `BroadcastChannelHub` implement it, and so can your own. */
+export interface Hub {
+  /** A new endpoint: `deliver(from, data)` receives its signals; resolves its address. */
+  attach(deliver: (from: string, data: string) => void): string | Promise<string>;
+  detach(address: string): void;
+  /** Hands `data` to `to`; throw or reject when `to` is unknown, so connecting fails at once. */
+  send(from: string, to: string, data: string): void | Promise<void>;
+  register(address: string, hostname: string): void | Promise<void>;
+  /** Throw or reject (ideally an Error named `UnknownHostError`) when unknown. */
+  lookup(hostname: string): string | Promise<string>;
+  iceServers?: IceServer[];
+}
+
+/** Options of `new Node()`: a hub (default: the page's `PageHub`), and the
+ * `PeerOptions` other than `broker` and `id`. */
+export interface NodeOptions extends Omit<PeerOptions, "broker" | "id"> {
+  hub?: Hub | NetworkHub;
+}
+
+/** Options of `new BroadcastChannelHub(name, options)`. */
+export interface BroadcastChannelHubOptions {
+  /** How long a lookup waits for another tab to answer before `UnknownHostError`, in ms. Default 300. */
+  lookupTimeout?: number;
+}
+
+/** Options of `sockets.connect()`. */
+export interface SocketOptions { /** Give up after this many ms (default `connectTimeout`). */ timeout?: number }
+
+/** Options of `rest.fetch()`. */
+export interface FetchInit {
+  method?: "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | string;
+  headers?: Record<string, string>;
+  /** A string, bytes, or any JSON value. */
+  body?: unknown;
+  /** Give up connecting after this many ms (default `connectTimeout`). */
+  timeout?: number;
+}
+
+export type RestHandler = (req: RestRequest, res: RestResponse) => void | Promise<void>;
+
 export interface NodeEvents extends PeerEvents {}
 export interface Node {
   on<K extends keyof NodeEvents>(type: K, listener: (event: NodeEvents[K]) => void): void;
   off<K extends keyof NodeEvents>(type: K, listener: (event: NodeEvents[K]) => void): void;
-}
-export interface Rendezvous {
-  on<K extends keyof RendezvousEvents>(type: K, listener: (event: RendezvousEvents[K]) => void): void;
-  off<K extends keyof RendezvousEvents>(type: K, listener: (event: RendezvousEvents[K]) => void): void;
 }
 "#;
