@@ -23,10 +23,10 @@ test('the definitions type an app under --strict', () => {
   assert.equal(r.status, 0, r.stdout + r.stderr);
 });
 
-test('misspelt options and events, and wrong hubs, do not compile', () => {
+test('misspelt options and events, wrong hubs, and Node from the lite entry do not compile', () => {
   const r = compile('misuse.ts');
   assert.notEqual(r.status, 0);
-  for (const needle of ["'brokr' does not exist", '"mesage"', "'reasn' does not exist", "number' is not assignable", "Type 'number' is not assignable to type 'string | (() => string | Promise<string>) | undefined'"]) {
+  for (const needle of ["'brokr' does not exist", '"mesage"', "'reasn' does not exist", "number' is not assignable", "Type 'number' is not assignable to type 'string | (() => string | Promise<string>) | undefined'", `'"peerwire/lite"' has no exported member 'NetworkHub'`]) {
     assert.ok(r.stdout.includes(needle), `expected ${needle} in:\n${r.stdout}`);
   }
 });

@@ -1,5 +1,6 @@
 // Must NOT compile: each line below is a mistake the types catch.
 import { createPeer, Node } from 'peerwire';
+import { NetworkHub } from 'peerwire/lite';
 async function misuse(): Promise<void> {
   const peer = await createPeer('a', { brokr: 'ws://x' });
   peer.on('mesage', () => {});

@@ -1,7 +1,7 @@
 // A bundled app: Vite resolves `peerwire` from node_modules and emits the
 // .wasm as an asset (the package loads it with new URL(..., import.meta.url)).
-import init, * as peerwire from 'peerwire';
+// No init() call and no Vite config: the import is all it takes.
+import * as peerwire from 'peerwire';
 
-await init();
 window.peerwire = peerwire;
 window.ready = true;
