@@ -34,7 +34,7 @@ rm -rf "$OUT/lite" "$OUT/snippets" "$OUT"/peerwire* "$OUT/package.json"
 OPT_PIDS=()
 build() {
   local dir=$1; shift
-  say "cargo build --profile wasm-release $* -> $dir"
+  say "cargo build --profile wasm-release${*:+ $*} -> $dir"
   cargo build -q --lib --target wasm32-unknown-unknown --profile wasm-release "$@" >&2
   mkdir -p "$dir"
   wasm-bindgen "$WASM" --target web --out-dir "$dir" >&2

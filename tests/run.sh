@@ -91,10 +91,12 @@ cargo install --path server --locked --debug --root "$WORK/install" >"$WORK/carg
 BROKER_BIN="$WORK/install/bin/peerwire-broker"
 since "cargo publish --dry-run, cargo install" "$t"; t=$SECONDS
 # Scratch apps outside the repository, each npm-installing the .tgz: a plain
-# page (and Node.js), a Vite app, a webpack app (installed side by side).
-APP="$WORK/app" VITE_APP="$WORK/vite-app" WEBPACK_APP="$WORK/webpack-app"
+# page (and Node.js), a Vite 8 app, the same app on Vite 7 with the config
+# line the README gives for it, a webpack app (installed side by side).
+APP="$WORK/app" VITE_APP="$WORK/vite-app" VITE7_APP="$WORK/vite7-app" WEBPACK_APP="$WORK/webpack-app"
 mkdir -p "$APP" && cp tests/e2e/app/*.html "$APP/"
 cp -r tests/e2e/vite-app "$VITE_APP"
+cp -r tests/e2e/vite-app "$VITE7_APP" && cp tests/e2e/vite7-app/vite.config.js "$VITE7_APP/"
 cp -r tests/e2e/webpack-app "$WEBPACK_APP"
 npm_install_in() { # dir, packages...
   local log="$WORK/npm-install-$(basename "$1").log"
@@ -104,6 +106,7 @@ npm_install_in() { # dir, packages...
 (cd "$APP" && npm init -y >/dev/null)
 npm_install_in "$APP" "$TGZ" & installs=($!)
 npm_install_in "$VITE_APP" "$TGZ" vite@8.3.4 & installs+=($!)
+npm_install_in "$VITE7_APP" "$TGZ" vite@7.3.8 & installs+=($!)
 npm_install_in "$WEBPACK_APP" "$TGZ" webpack@5.113.0 webpack-cli@7.3.1 & installs+=($!)
 npm_install_in tests/e2e & installs+=($!)
 failed=0
@@ -119,7 +122,7 @@ since "npm installs" "$t"; t=$SECONDS
 SITE="$WORK/site"
 mkdir -p "$SITE/pkg" && cp -r "$WORK/package/"* "$SITE/pkg/" && cp www/index.html "$SITE/"
 since "Vite and webpack builds" "$t"; t=$SECONDS
-PEERWIRE_BROKER_BIN="$BROKER_BIN" PEERWIRE_APP="$APP" PEERWIRE_VITE_APP="$VITE_APP" PEERWIRE_WEBPACK_APP="$WEBPACK_APP" PEERWIRE_SITE="$SITE" \
+PEERWIRE_BROKER_BIN="$BROKER_BIN" PEERWIRE_APP="$APP" PEERWIRE_VITE_APP="$VITE_APP" PEERWIRE_VITE7_APP="$VITE7_APP" PEERWIRE_WEBPACK_APP="$WEBPACK_APP" PEERWIRE_SITE="$SITE" \
   npm --prefix tests/e2e test 2>&1 | tee -a "$LOG"
 since "page and Node.js tests" "$t"
 

@@ -3,6 +3,7 @@
 // downloaded), and two pages of one app exchanging a message.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import assert from 'node:assert/strict';
@@ -51,12 +52,24 @@ export async function openPage(browser, url) {
   return { page, context, errors };
 }
 
+/** A TCP port nothing listens on right now. */
+async function freePort() {
+  const server = createServer().listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address();
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
 /**
- * Starts the Vite dev server installed in `appDir` (its own node binary, so
- * the pid is Vite's) on a free port; resolves { url, stop }.
+ * Starts the Vite dev server installed in `appDir` (run by node directly, so
+ * the pid is Vite's) on a free port; resolves { url, stop }. (Vite 7 and
+ * older read `--port 0` as "the default port".)
  */
 export async function startVite(appDir) {
-  const proc = spawn(process.execPath, [join(appDir, 'node_modules', 'vite', 'bin', 'vite.js'), '--port', '0', '--strictPort', '--host', '127.0.0.1'], {
+  const port = String(await freePort());
+  const proc = spawn(process.execPath, [join(appDir, 'node_modules', 'vite', 'bin', 'vite.js'), '--port', port, '--strictPort', '--host', '127.0.0.1'], {
     cwd: appDir,
     env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' },
     stdio: ['ignore', 'pipe', 'inherit'],

@@ -41,3 +41,28 @@ test('Node.js can require() the package (require of ES modules)', () => {
   `);
   assert.deepEqual(out, { createPeer: 'function', node: 'object' });
 });
+
+test('peerwire/manual loads nothing at import; init() takes the bytes from the exported .wasm', () => {
+  const out = run(['--input-type=module'], `
+    import { readFileSync } from 'node:fs';
+    const manual = await import('peerwire/manual');
+    const bytes = readFileSync(new URL(import.meta.resolve('peerwire/peerwire_bg.wasm')));
+    const exports = await manual.default({ module_or_path: bytes });
+    const refused = await manual.createPeer('manual-peer', {}).then(() => null, (e) => e.name);
+    console.log(JSON.stringify({ memory: exports.memory instanceof WebAssembly.Memory, refused }));
+  `);
+  assert.deepEqual(out, { memory: true, refused: 'InvalidArgumentError' });
+});
+
+test('every target of the exports map is in the installed package', () => {
+  const out = run(['--input-type=module'], `
+    import { existsSync, readFileSync } from 'node:fs';
+    const dir = new URL('./node_modules/peerwire/', 'file://' + process.cwd() + '/');
+    const pkg = JSON.parse(readFileSync(new URL('package.json', dir), 'utf8'));
+    const targets = Object.values(pkg.exports).flatMap((t) => typeof t === 'string' ? [t] : Object.values(t));
+    targets.push(pkg.main, pkg.module, pkg.types);
+    console.log(JSON.stringify({ count: targets.length, missing: targets.filter((t) => !existsSync(new URL(t, dir))) }));
+  `);
+  assert.deepEqual(out.missing, []);
+  assert.ok(out.count >= 16, `${out.count} targets`);
+});
