@@ -307,6 +307,11 @@ fn unescape(raw: &str) -> Result<String, Error> {
     Ok(out)
 }
 
+/// A string value's text (`"..."`, as [`Object::raw`] gives it).
+pub fn string(raw: &str) -> Result<String, Error> {
+    unescape(raw)
+}
+
 /// An object's fields, each as its raw text, in the order they came.
 pub struct Object<'a> {
     fields: Vec<(String, &'a str)>,
@@ -340,6 +345,11 @@ impl<'a> Object<'a> {
         }
         s.end()?;
         Ok(Self { fields })
+    }
+
+    /// Every field: its name and raw text.
+    pub fn fields(&self) -> impl Iterator<Item = (&str, &'a str)> {
+        self.fields.iter().map(|(k, v)| (k.as_str(), *v))
     }
 
     /// The raw text of field `key`, if present.
