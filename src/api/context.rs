@@ -613,9 +613,9 @@ impl Sink for Ctx {
                     view.emitter.clear();
                 }
             }
-            Event::Log(line) => {
+            Event::Log(level, line) => {
                 let id = self.d.read(|e| e.id().unwrap_or_default().to_string());
-                crate::web::console_log(&format!("peerwire {id}: {line}"));
+                crate::web::console_log(level, &format!("peerwire {id}: {line}"));
             }
             Event::Done { .. } | Event::Progress { .. } => {}
         }

@@ -31,7 +31,7 @@ pub struct RawPeerOptions {
     pub max_connections: Option<usize>,
     pub close_timeout: Option<u64>,
     pub max_offers_per_minute: Option<u32>,
-    pub debug: Option<bool>,
+    pub debug: Option<crate::core::engine::LogLevel>,
 }
 
 /// `options.token`: a string, or a function returning a string or a
@@ -70,6 +70,8 @@ pub enum Want {
     List,
     /// Checked where it is read.
     Any,
+    /// `true`, `false`, or a log level name.
+    Level,
 }
 
 impl Want {
@@ -82,6 +84,7 @@ impl Want {
             Want::Text => "a string".into(),
             Want::List => "an array".into(),
             Want::Any => "set".into(),
+            Want::Level => "true, false, 'error', 'warn', 'info' or 'debug'".into(),
         }
     }
 
@@ -97,6 +100,11 @@ impl Want {
             Want::Text => v.is_string(),
             Want::List => js_sys::Array::is_array(v),
             Want::Any => true,
+            Want::Level => {
+                v.as_bool().is_some()
+                    || v.as_string()
+                        .is_some_and(|s| crate::core::engine::LogLevel::parse(&s).is_some())
+            }
         }
     }
 }
@@ -121,10 +129,58 @@ pub const PEER_OPTION_TYPES: &[(&str, Want)] = &[
     ("maxConnections", Want::Count(65_535)),
     ("closeTimeout", Want::Millis),
     ("maxOffersPerMinute", Want::Count(1_000_000)),
-    ("debug", Want::Bool),
+    ("debug", Want::Level),
     // Read by `token_source`.
     ("token", Want::Any),
+    // Read by `platform`.
+    ("rtc", Want::Any),
+    ("WebSocket", Want::Any),
+    ("rtcConfig", Want::Any),
 ];
+
+/// `options.rtc`, `options.WebSocket` and `options.rtcConfig`.
+pub fn platform(options: &JsValue) -> Result<crate::web::Platform, PeerError> {
+    let mut p = crate::web::Platform::default();
+    if !options.is_object() {
+        return Ok(p);
+    }
+    let get = |k: &str| {
+        Reflect::get(options, &k.into())
+            .ok()
+            .filter(|v| !v.is_undefined() && !v.is_null())
+    };
+    if let Some(rtc) = get("rtc") {
+        // The constructor itself, or a module/object holding one
+        // (`import * as rtc from 'node-datachannel/polyfill'`).
+        let ctor = match rtc.dyn_ref::<js_sys::Function>() {
+            Some(f) => Some(f.clone()),
+            None => Reflect::get(&rtc, &"RTCPeerConnection".into())
+                .ok()
+                .and_then(|c| c.dyn_into::<js_sys::Function>().ok()),
+        };
+        p.rtc = Some(ctor.ok_or_else(|| {
+            PeerError::InvalidArgument(
+                "options.rtc must be an RTCPeerConnection constructor or an object with one (e.g. the module node-datachannel/polyfill)".into(),
+            )
+        })?);
+    }
+    if let Some(ws) = get("WebSocket") {
+        p.websocket = Some(ws.dyn_into::<js_sys::Function>().map_err(|_| {
+            PeerError::InvalidArgument(
+                "options.WebSocket must be a WebSocket constructor (e.g. the ws package's WebSocket)".into(),
+            )
+        })?);
+    }
+    if let Some(config) = get("rtcConfig") {
+        if !config.is_object() || js_sys::Array::is_array(&config) {
+            return Err(PeerError::InvalidArgument(
+                "options.rtcConfig must be an RTCConfiguration object, e.g. { iceTransportPolicy: 'relay' }".into(),
+            ));
+        }
+        p.rtc_config = Some(config);
+    }
+    Ok(p)
+}
 
 /// `createPeer` / `Node` options, checked and read.
 pub fn parse_peer_options(value: &JsValue) -> Result<Option<RawPeerOptions>, PeerError> {
@@ -169,7 +225,11 @@ pub fn parse_peer_options(value: &JsValue) -> Result<Option<RawPeerOptions>, Pee
         max_connections: o.size("maxConnections"),
         close_timeout: o.millis("closeTimeout"),
         max_offers_per_minute: o.millis("maxOffersPerMinute").map(|n| n as u32),
-        debug: o.flag("debug"),
+        debug: o.get("debug").and_then(|v| match v.as_bool() {
+            Some(true) => Some(crate::core::engine::LogLevel::Debug),
+            Some(false) => Some(crate::core::engine::LogLevel::Off),
+            None => crate::core::engine::LogLevel::parse(&v.as_string()?),
+        }),
     }))
 }
 
@@ -368,7 +428,7 @@ pub fn engine_config(
     c.max_connections = raw.max_connections.unwrap_or(c.max_connections);
     c.close_timeout = raw.close_timeout.unwrap_or(c.close_timeout);
     c.max_offers_per_minute = raw.max_offers_per_minute.unwrap_or(c.max_offers_per_minute);
-    c.debug = raw.debug.unwrap_or(false);
+    c.debug = raw.debug.unwrap_or_default();
     Ok(c)
 }
 

@@ -13,7 +13,7 @@
 //! ```
 
 use super::Engine;
-use super::types::{Action, Event, Millis, OpId, Reply, Signalling, Transmit};
+use super::types::{Action, Event, LogLevel, Millis, OpId, Reply, Signalling, Transmit};
 use crate::core::broker::{Link, QueueError, SessionEvent};
 use crate::core::error::PeerError;
 use crate::protocol::messages::Rid;
@@ -170,6 +170,9 @@ impl Engine {
         if generation != self.generation || self.closed {
             return;
         }
+        self.log(LogLevel::Warn, || {
+            format!("broker connection #{generation} closed: {code} {reason}")
+        });
         if code == CloseCode::Unauthorized.code() {
             let err = PeerError::Unauthorized {
                 code: ErrorCode::Unauthorized,
@@ -366,6 +369,10 @@ impl Engine {
                         }
                         self.opened_keys.clear();
                     }
+                    self.log(LogLevel::Info, || {
+                        let how = if resumed { "resumed" } else { "registered" };
+                        format!("{how} as {id:?} on the broker")
+                    });
                     self.events
                         .push_back(Event::Registered { id, resumed, first });
                 }
