@@ -502,3 +502,144 @@ async fn a_mistyped_option_names_the_option_and_what_it_expects() {
         "options.maxRetransmits must be a whole number from 0 to 65535, got the number -1"
     );
 }
+
+/// Evaluates a JavaScript function body (test scaffolding only).
+fn js_eval(body: &str) -> JsValue {
+    Function::new_no_args(body).call0(&JsValue::NULL).unwrap()
+}
+
+#[wasm_bindgen_test]
+async fn stats_peer_connection_and_the_debug_log_at_a_level() {
+    // console.info and console.debug lines are recorded for the test.
+    let (info_lines, debug_lines) = (recorder(), recorder());
+    let swap: Function = js_eval(
+        "return (info, debug) => {
+           globalThis.__pwConsole = { info: console.info, debug: console.debug };
+           console.info = (l) => info.note(String(l));
+           console.debug = (l) => debug.note(String(l));
+         };",
+    )
+    .unchecked_into();
+    swap.call2(&JsValue::NULL, &info_lines, &debug_lines)
+        .unwrap();
+    let (ida, idb) = (uid("dbg-a"), uid("dbg-b"));
+    let a = create_with(&ida, &[("debug", "info".into())])
+        .await
+        .unwrap();
+    let b = create(&idb).await;
+    let conn = call(&a, "connect", &[idb.clone().into()]).await.unwrap();
+    // The RTCPeerConnection's own "connected" may come after the channel
+    // opened.
+    let connected = Function::new_with_args(
+        "l",
+        &format!(
+            "return l.some((x) => x.startsWith('peerwire {ida}:') && x.includes('connection state connected'))"
+        ),
+    );
+    let waited = until(&info_lines, &connected, 5000.0, "a connected line").await;
+    js_eval("console.info = __pwConsole.info; console.debug = __pwConsole.debug; return null;");
+    let info: Vec<String> = info_lines.iter().filter_map(|l| l.as_string()).collect();
+    let debug = debug_lines.length();
+    assert!(waited.is_ok(), "{info:?}");
+    assert!(info.iter().any(|l| l.contains("registered as")), "{info:?}");
+    // 'info' leaves out negotiation steps, which are 'debug' lines.
+    assert!(!info.iter().any(|l| l.contains("candidate")), "{info:?}");
+    assert_eq!(debug, 0);
+
+    // The RTCPeerConnection behind the connection.
+    let pc = get(&conn, "peerConnection");
+    assert!(pc.is_instance_of::<web_sys::RtcPeerConnection>());
+    assert_eq!(
+        get(&pc, "connectionState").as_string().unwrap(),
+        "connected"
+    );
+
+    // Stats: a loopback pair is direct (the remote's mDNS host candidate
+    // may be learnt as peer-reflexive), with bytes counted.
+    let got = Events::on(&b, "message").await;
+    call(&conn, "send", &["x".repeat(10_000).into()])
+        .await
+        .unwrap();
+    got.nth(0, 5000.0).await;
+    let stats = call(&conn, "stats", &[]).await.unwrap();
+    let route = get(&stats, "route").as_string().unwrap();
+    assert!(route == "host" || route == "prflx", "{route}");
+    assert_eq!(
+        get(&stats, "localCandidateType").as_string().unwrap(),
+        "host"
+    );
+    assert!(get(&stats, "bytesSent").as_f64().unwrap() > 10_000.0);
+    assert!(get(&stats, "bytesReceived").as_f64().unwrap() > 0.0);
+    assert!(get(&stats, "report").is_object());
+    call(&a, "close", &[]).await.unwrap();
+    // Released: no RTCPeerConnection, and stats() is a named error.
+    assert!(get(&conn, "peerConnection").is_undefined());
+    let err = call(&conn, "stats", &[]).await.unwrap_err();
+    assert_eq!(error_name(&err), "ClosedError");
+    call(&b, "close", &[]).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn rtc_websocket_and_rtc_config_options_reach_the_browser_objects() {
+    // Own constructors (as Node.js passes node-datachannel's and ws's) are
+    // the ones used.
+    let made = js_eval(
+        "const made = { pcs: 0, sockets: 0 };
+         made.rtc = class extends RTCPeerConnection { constructor(c) { super(c); made.pcs++; } };
+         made.WebSocket = class extends WebSocket { constructor(u) { super(u); made.sockets++; } };
+         return made;",
+    );
+    let (ida, idb) = (uid("rtc-a"), uid("rtc-b"));
+    let a = create_with(
+        &ida,
+        &[
+            ("rtc", get(&made, "rtc")),
+            ("WebSocket", get(&made, "WebSocket")),
+        ],
+    )
+    .await
+    .unwrap();
+    let b = create(&idb).await;
+    let conn = call(&a, "connect", &[idb.clone().into()]).await.unwrap();
+    assert_eq!(get(&conn, "state").as_string().unwrap(), "open");
+    assert_eq!(get(&made, "pcs").as_f64(), Some(1.0));
+    assert_eq!(get(&made, "sockets").as_f64(), Some(1.0));
+    call(&a, "close", &[]).await.unwrap();
+
+    // rtcConfig reaches RTCPeerConnection: relay-only with no TURN server
+    // cannot connect on loopback, so connect() times out.
+    let c = create_with(
+        &uid("rtc-c"),
+        &[
+            ("rtcConfig", json(r#"{"iceTransportPolicy":"relay"}"#)),
+            ("connectTimeout", 1500.into()),
+        ],
+    )
+    .await
+    .unwrap();
+    let err = call(&c, "connect", &[idb.clone().into()])
+        .await
+        .unwrap_err();
+    assert_eq!(error_name(&err), "ConnectTimeoutError");
+    call(&c, "close", &[]).await.unwrap();
+    call(&b, "close", &[]).await.unwrap();
+
+    let message = |err: &JsValue| get(err, "message").as_string().unwrap();
+    for (option, value, words) in [
+        ("rtc", JsValue::from(5), "options.rtc must be"),
+        ("WebSocket", "ws".into(), "options.WebSocket must be"),
+        ("rtcConfig", json("[1]"), "options.rtcConfig must be"),
+        (
+            "debug",
+            "loud".into(),
+            "options.debug must be true, false, 'error'",
+        ),
+        ("rtcConfg", json("{}"), "options has no field \"rtcConfg\""),
+    ] {
+        let err = create_with(&uid("bad"), &[(option, value)])
+            .await
+            .unwrap_err();
+        assert_eq!(error_name(&err), "InvalidArgumentError");
+        assert!(message(&err).contains(words), "{}", message(&err));
+    }
+}

@@ -12,6 +12,12 @@ use super::payload::progress_option;
 use crate::core::engine::{ChannelPolicy, ConnId, ConnState, Reply};
 use crate::web::driver::promise;
 
+#[wasm_bindgen(module = "/src/web/stats.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = connectionStats)]
+    fn connection_stats(pc: &web_sys::RtcPeerConnection) -> js_sys::Promise;
+}
+
 /// A peer-to-peer connection to one remote peer.
 #[wasm_bindgen]
 pub struct Connection {
@@ -38,6 +44,14 @@ impl Connection {
         Target::Conn(self.conn)
     }
 
+    /// The RTCPeerConnection while the connection is not closed.
+    fn live_pc(&self) -> Option<web_sys::RtcPeerConnection> {
+        if self.ctx.d.read(|e| e.conn_state(self.conn)) == ConnState::Closed {
+            return None;
+        }
+        self.ctx.d.pc(self.conn)
+    }
+
     fn closed_error(&self) -> PeerError {
         let remote = self.peer_id();
         PeerError::Closed(format!("the connection to {remote:?}"))
@@ -46,6 +60,29 @@ impl Connection {
 
 #[wasm_bindgen]
 impl Connection {
+    /// The underlying `RTCPeerConnection` (an escape hatch: for reading,
+    /// adding tracks or stats; closing it closes this connection).
+    /// `undefined` once the connection is closed.
+    #[wasm_bindgen(getter, js_name = peerConnection, unchecked_return_type = "RTCPeerConnection | undefined")]
+    pub fn peer_connection(&self) -> JsValue {
+        self.live_pc()
+            .map(JsValue::from)
+            .unwrap_or(JsValue::UNDEFINED)
+    }
+
+    /// The route and counters of the connection (`ConnectionStats`): the
+    /// selected candidate pair's type (`host`, `srflx`, `relay`), its
+    /// round-trip time in ms, and bytes each way.
+    #[wasm_bindgen(unchecked_return_type = "Promise<ConnectionStats>")]
+    pub fn stats(&self) -> js_sys::Promise {
+        let pc = self.live_pc();
+        let closed = self.closed_error();
+        promise(Box::pin(async move {
+            let pc = pc.ok_or(closed)?;
+            wasm_bindgen_futures::JsFuture::from(connection_stats(&pc)).await
+        }))
+    }
+
     /// The remote peer's id.
     #[wasm_bindgen(getter, js_name = peerId)]
     pub fn peer_id(&self) -> String {

@@ -7,6 +7,7 @@
 //! Handles are `(ctx, id)`: a `Connection` is the context and a `ConnId`;
 //! none of them points at another.
 
+use crate::protocol::json::Json;
 use std::cell::Cell;
 use std::rc::Rc;
 
@@ -403,8 +404,23 @@ fn object(pairs: &[(&str, JsValue)]) -> JsValue {
 }
 
 /// A JSON value as a JS value.
-pub(crate) fn json_to_js(value: &serde_json::Value) -> JsValue {
-    js_sys::JSON::parse(&value.to_string()).unwrap_or(JsValue::NULL)
+/// User data as the JS value it stands for.
+pub(crate) fn json_to_js(value: &Json) -> JsValue {
+    js_sys::JSON::parse(value.as_str()).unwrap_or(JsValue::NULL)
+}
+
+/// A JS value as JSON text (`JSON.stringify`); `undefined`, functions,
+/// BigInts and cycles are named errors.
+pub(crate) fn js_to_json(value: &JsValue) -> Result<Json, PeerError> {
+    let text = js_sys::JSON::stringify(value).map_err(|e| {
+        PeerError::InvalidArgument(format!(
+            "the value must be JSON: {}",
+            crate::web::js_error_text(&e)
+        ))
+    })?;
+    text.as_string().map(Json).ok_or_else(|| {
+        PeerError::InvalidArgument("the value must be JSON (not undefined or a function)".into())
+    })
 }
 
 impl Sink for Ctx {
@@ -597,9 +613,9 @@ impl Sink for Ctx {
                     view.emitter.clear();
                 }
             }
-            Event::Log(line) => {
+            Event::Log(level, line) => {
                 let id = self.d.read(|e| e.id().unwrap_or_default().to_string());
-                crate::web::console_log(&format!("peerwire {id}: {line}"));
+                crate::web::console_log(level, &format!("peerwire {id}: {line}"));
             }
             Event::Done { .. } | Event::Progress { .. } => {}
         }

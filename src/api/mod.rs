@@ -64,6 +64,29 @@ export type Sendable = string | ArrayBuffer | ArrayBufferView | Blob | null | bo
 export interface IceServer { urls: string | string[]; username?: string; credential?: string }
 
 /** Options of `createPeer`. Only `broker` is required. */
+/** What `conn.stats()` resolves. */
+export interface ConnectionStats {
+  /**
+   * How the data flows, from the selected candidate pair: `'host'` (directly between local
+   * addresses), `'srflx'` (through a NAT mapping found by STUN), `'prflx'` (an address learnt
+   * during the checks: a NAT mapping, or a host hidden behind an mDNS name), `'relay'`
+   * (through TURN); `null` before ICE picked a pair.
+   */
+  route: 'host' | 'srflx' | 'prflx' | 'relay' | null;
+  /** The selected pair's local and remote candidate types (`host`, `srflx`, `prflx`, `relay`). */
+  localCandidateType: string | null;
+  remoteCandidateType: string | null;
+  /** `'udp'` or `'tcp'`. */
+  protocol: string | null;
+  /** Round-trip time of the selected pair, in ms (`null` until measured). */
+  rtt: number | null;
+  /** Bytes sent and received on the selected pair. */
+  bytesSent: number;
+  bytesReceived: number;
+  /** The browser's whole `RTCStatsReport`. */
+  report: RTCStatsReport;
+}
+
 export interface PeerOptions {
   /** Broker URL, e.g. `ws://localhost:8080` (the `/ws` path is added when missing). */
   broker: string;
@@ -109,8 +132,25 @@ export interface PeerOptions {
   maxOffersPerMinute?: number;
   /** How long a closing connection or stream may take to confirm its close before it is released, in ms. Default 5000. */
   closeTimeout?: number;
-  /** Log negotiation steps, signal routing and closes to the console. Default false. */
-  debug?: boolean;
+  /**
+   * A WebRTC implementation where the runtime has none (Node.js): an `RTCPeerConnection`
+   * constructor, or a module holding one, e.g. `rtc: await import('node-datachannel/polyfill')`.
+   */
+  rtc?: { RTCPeerConnection: unknown } | (new (config?: RTCConfiguration) => RTCPeerConnection);
+  /** A `WebSocket` constructor where the runtime has none (Node.js 20): `(await import('ws')).WebSocket`. */
+  WebSocket?: unknown;
+  /**
+   * Fields copied onto every `RTCConfiguration`, e.g. `{ iceTransportPolicy: 'relay' }`,
+   * `bundlePolicy`, `certificates`. An `iceServers` here replaces the `iceServers` option.
+   */
+  rtcConfig?: RTCConfiguration;
+  /**
+   * Log to the console, each line prefixed with this peer's id: `'warn'` refusals and failures
+   * (limits hit, connections closed by an error, the broker link lost); `'info'` also connection
+   * and ICE states, registration and broker reconnects; `'debug'` (or `true`) also every
+   * negotiation step, candidate and signal routed. Default `false` (nothing).
+   */
+  debug?: boolean | 'error' | 'warn' | 'info' | 'debug';
 }
 
 /** Options of `send()`. */

@@ -42,7 +42,15 @@ fn default_hub() -> JsValue {
 /// settings, and the token source.
 fn node_options(
     options: &JsValue,
-) -> Result<(Option<JsValue>, Config, Option<TokenSource>), PeerError> {
+) -> Result<
+    (
+        Option<JsValue>,
+        Config,
+        Option<TokenSource>,
+        crate::web::Platform,
+    ),
+    PeerError,
+> {
     let hub = if options.is_undefined() || options.is_null() {
         JsValue::UNDEFINED
     } else {
@@ -83,7 +91,8 @@ fn node_options(
         ));
     }
     let config = engine_config(raw, None, &token, network.is_none())?;
-    Ok((network.is_none().then_some(hub), config, token))
+    let platform = super::options::platform(&rest)?;
+    Ok((network.is_none().then_some(hub), config, token, platform))
 }
 
 /// A node: an address on a hub, sockets on ports, and rest.
@@ -106,8 +115,8 @@ impl Node {
     #[wasm_bindgen(constructor)]
     pub fn new(options: Option<super::NodeOptionsArg>) -> Result<Node, JsValue> {
         let options: JsValue = options.map(Into::into).unwrap_or(JsValue::UNDEFINED);
-        let (hub, config, token) = node_options(&options)?;
-        let ctx = build(config, token, hub);
+        let (hub, config, token, platform) = node_options(&options)?;
+        let ctx = build(config, token, hub, platform);
         let starting = ctx.clone();
         wasm_bindgen_futures::spawn_local(async move {
             // Failures reach `address()` and the other calls through

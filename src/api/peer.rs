@@ -18,9 +18,14 @@ use crate::protocol::ids;
 use crate::web::driver::{Driver, TokenSource, promise};
 
 /// A driver and context for an engine with `config`.
-pub(crate) fn build(config: Config, token: Option<TokenSource>, hub: Option<JsValue>) -> Rc<Ctx> {
+pub(crate) fn build(
+    config: Config,
+    token: Option<TokenSource>,
+    hub: Option<JsValue>,
+    platform: crate::web::Platform,
+) -> Rc<Ctx> {
     let seed = crate::web::random_u64();
-    let driver = Driver::new(Engine::new(config, seed), token, hub);
+    let driver = Driver::new(Engine::new(config, seed), token, hub, platform);
     Ctx::new(driver, Connection::make, Stream::make)
 }
 
@@ -53,7 +58,13 @@ async fn create(id_or_options: JsValue, options_js: JsValue) -> Result<Peer, Pee
         ids::check_peer_id(id).map_err(|e| PeerError::InvalidId(e.to_string()))?;
     }
     let token = token_source(&options_js)?;
-    let ctx = build(engine_config(raw, id, &token, false)?, token, None);
+    let platform = super::options::platform(&options_js)?;
+    let ctx = build(
+        engine_config(raw, id, &token, false)?,
+        token,
+        None,
+        platform,
+    );
     match ctx.d.start().await {
         Ok(_) => Ok(Peer { ctx }),
         Err(e) => {

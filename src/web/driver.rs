@@ -84,6 +84,7 @@ pub struct Driver {
     token: Option<TokenSource>,
     /// The JS hub object of a Node (none on the broker).
     hub: Option<JsValue>,
+    platform: super::Platform,
     me: Weak<Driver>,
 }
 
@@ -98,7 +99,12 @@ pub fn promise(job: Job) -> Promise {
 
 impl Driver {
     /// A driver for `engine`; `start` it once its sink is set.
-    pub fn new(engine: Engine, token: Option<TokenSource>, hub: Option<JsValue>) -> Rc<Self> {
+    pub fn new(
+        engine: Engine,
+        token: Option<TokenSource>,
+        hub: Option<JsValue>,
+        platform: super::Platform,
+    ) -> Rc<Self> {
         Rc::new_cyclic(|me| Self {
             engine: StateCell::new(engine),
             io: StateCell::new(Io::default()),
@@ -110,6 +116,7 @@ impl Driver {
             sink: StateCell::new(None),
             token,
             hub,
+            platform,
             me: me.clone(),
         })
     }
@@ -390,7 +397,7 @@ impl Driver {
                 ice_servers,
                 policy,
                 low_water,
-            } => match PcLink::new(self.me.clone(), conn, &ice_servers, policy) {
+            } => match PcLink::new(self.me.clone(), conn, &ice_servers, policy, &self.platform) {
                 Ok((pc, dc)) => {
                     let link = DcLink::new(self.me.clone(), chan, dc, low_water);
                     let mut io = self.io.borrow_mut();
@@ -486,7 +493,8 @@ impl Driver {
         }
     }
 
-    fn pc(&self, conn: ConnId) -> Option<web_sys::RtcPeerConnection> {
+    /// The RTCPeerConnection of `conn`, while it has one.
+    pub fn pc(&self, conn: ConnId) -> Option<web_sys::RtcPeerConnection> {
         self.io.borrow().pcs.get(&conn).map(|p| p.pc.clone())
     }
 
@@ -538,7 +546,7 @@ impl Driver {
     }
 
     fn open_socket(self: &Rc<Self>, url: &str, generation: u64) {
-        match BrokerSocket::open(self.me.clone(), url, generation) {
+        match BrokerSocket::open(self.me.clone(), url, generation, &self.platform.websocket) {
             Ok(socket) => self.io.borrow_mut().socket = Some(socket),
             Err(detail) => self.later(move |e, now| {
                 e.handle_broker_closed(generation, 1006, &detail, now);
@@ -568,7 +576,13 @@ impl Driver {
                         .filter(|v| !v.is_undefined() && !v.is_null())
                         .and_then(|v| js_sys::JSON::stringify(&v).ok())
                         .and_then(|s| s.as_string())
-                        .and_then(|s| serde_json::from_str::<Vec<IceServer>>(&s).ok());
+                        .and_then(|s| {
+                            crate::protocol::json::items(&s)
+                                .ok()?
+                                .into_iter()
+                                .map(|i| IceServer::decode(i).ok())
+                                .collect::<Option<Vec<_>>>()
+                        });
                     d.input(|e, _| e.handle_hub_attached(&address, ice));
                 }
                 Ok(other) => {

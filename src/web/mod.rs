@@ -15,6 +15,47 @@ pub mod socket;
 
 use wasm_bindgen::{JsCast, JsValue};
 
+/// The WebRTC and WebSocket implementations a peer uses, and extra
+/// `RTCConfiguration` fields: the browser's own unless the options name
+/// others (Node.js has neither: `rtc: nodeDataChannelPolyfill, WebSocket`).
+#[derive(Clone, Default)]
+pub struct Platform {
+    /// An `RTCPeerConnection` constructor.
+    pub rtc: Option<js_sys::Function>,
+    /// A `WebSocket` constructor.
+    pub websocket: Option<js_sys::Function>,
+    /// Fields copied onto every `RTCConfiguration` (`rtcConfig`).
+    pub rtc_config: Option<JsValue>,
+}
+
+/// `new ctor(arg)`, or the global `name` when `ctor` is `None`; an error
+/// that names the option to set when neither exists.
+pub fn construct(
+    ctor: &Option<js_sys::Function>,
+    name: &str,
+    option: &str,
+    args: &[JsValue],
+) -> Result<JsValue, String> {
+    let ctor = match ctor {
+        Some(c) => c.clone(),
+        None => js_sys::Reflect::get(&js_sys::global(), &name.into())
+            .ok()
+            .and_then(|c| c.dyn_into::<js_sys::Function>().ok())
+            .ok_or_else(|| {
+                format!(
+                    "this runtime has no {name}; pass an implementation with the `{option}` option (in Node.js: {})",
+                    if option == "rtc" {
+                        "rtc: await import('node-datachannel/polyfill')"
+                    } else {
+                        "WebSocket: (await import('ws')).WebSocket"
+                    }
+                )
+            })?,
+    };
+    let list: js_sys::Array = args.iter().collect();
+    js_sys::Reflect::construct(&ctor, &list).map_err(|e| js_error_text(&e))
+}
+
 /// Milliseconds on a monotonic clock (`performance.now()`), also in workers.
 pub fn now() -> f64 {
     let global = js_sys::global();
@@ -54,15 +95,29 @@ pub fn console_error(text: &str, err: &JsValue) {
     web_sys_console_error(&JsValue::from_str(text), err);
 }
 
-/// Logs a line to the console (the `debug` option).
-pub fn console_log(text: &str) {
-    web_sys_console_log(&JsValue::from_str(text));
+/// Logs a line to the console (the `debug` option) with the console
+/// method of its level.
+pub fn console_log(level: crate::core::engine::LogLevel, text: &str) {
+    use crate::core::engine::LogLevel;
+    let text = JsValue::from_str(text);
+    match level {
+        LogLevel::Error => console_error1(&text),
+        LogLevel::Warn => console_warn(&text),
+        LogLevel::Info => console_info(&text),
+        _ => console_debug(&text),
+    }
 }
 
 #[wasm_bindgen::prelude::wasm_bindgen]
 extern "C" {
-    #[wasm_bindgen(js_namespace = console, js_name = log)]
-    fn web_sys_console_log(a: &JsValue);
+    #[wasm_bindgen(js_namespace = console, js_name = error)]
+    fn console_error1(a: &JsValue);
+    #[wasm_bindgen(js_namespace = console, js_name = warn)]
+    fn console_warn(a: &JsValue);
+    #[wasm_bindgen(js_namespace = console, js_name = info)]
+    fn console_info(a: &JsValue);
+    #[wasm_bindgen(js_namespace = console, js_name = debug)]
+    fn console_debug(a: &JsValue);
     #[wasm_bindgen(js_namespace = console, js_name = error)]
     fn web_sys_console_error(a: &JsValue, b: &JsValue);
 }

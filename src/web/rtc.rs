@@ -30,7 +30,14 @@ pub struct PcLink {
 }
 
 fn ice_servers_js(servers: &[IceServer]) -> Result<JsValue, String> {
-    let json = serde_json::to_string(servers).map_err(|e| e.to_string())?;
+    let mut json = String::from("[");
+    for (i, s) in servers.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        json.push_str(&s.encode());
+    }
+    json.push(']');
     JSON::parse(&json).map_err(|e| js_error_text(&e))
 }
 
@@ -52,11 +59,16 @@ impl PcLink {
         conn: ConnId,
         ice_servers: &[IceServer],
         policy: ChannelPolicy,
+        platform: &super::Platform,
     ) -> Result<(Self, RtcDataChannel), String> {
         let config = RtcConfiguration::new();
         config.set_ice_servers(&ice_servers_js(ice_servers)?);
-        let pc =
-            RtcPeerConnection::new_with_configuration(&config).map_err(|e| js_error_text(&e))?;
+        if let Some(extra) = &platform.rtc_config {
+            js_sys::Object::assign(&config, extra.unchecked_ref());
+        }
+        let pc: RtcPeerConnection =
+            super::construct(&platform.rtc, "RTCPeerConnection", "rtc", &[config.into()])?
+                .unchecked_into();
         let init = channel_init(policy);
         init.set_negotiated(true);
         init.set_id(0);

@@ -19,8 +19,14 @@ pub struct BrokerSocket {
 impl BrokerSocket {
     /// Opens `url`; its events reach the engine tagged with `generation`,
     /// so that late events of a replaced socket are told apart.
-    pub fn open(driver: Weak<Driver>, url: &str, generation: u64) -> Result<Self, String> {
-        let ws = WebSocket::new(url).map_err(|e| super::js_error_text(&e))?;
+    pub fn open(
+        driver: Weak<Driver>,
+        url: &str,
+        generation: u64,
+        ctor: &Option<js_sys::Function>,
+    ) -> Result<Self, String> {
+        let ws: WebSocket =
+            super::construct(ctor, "WebSocket", "WebSocket", &[url.into()])?.unchecked_into();
         ws.set_binary_type(BinaryType::Arraybuffer);
         let d = driver.clone();
         let on_open = Closure::<dyn FnMut()>::new(move || {

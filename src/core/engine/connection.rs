@@ -32,7 +32,9 @@ use std::collections::VecDeque;
 
 use super::Engine;
 use super::channel::{Channel, Role};
-use super::types::{Action, ChanId, ChannelKind, ConnId, Event, Millis, OpId, Reply, Transmit};
+use super::types::{
+    Action, ChanId, ChannelKind, ConnId, Event, LogLevel, Millis, OpId, Reply, Transmit,
+};
 use crate::core::error::PeerError;
 use crate::core::keepalive::{KeepAlive, Tick};
 use crate::core::negotiation::{
@@ -209,7 +211,7 @@ impl Engine {
             },
         );
         self.by_remote.insert(remote.to_string(), id);
-        self.log(|| {
+        self.log(LogLevel::Info, || {
             let how = if initiated { "dialled" } else { "incoming" };
             format!("{id:?}: {how} connection to {remote:?}, session {session}, bound to {remote_session:?}")
         });
@@ -246,7 +248,16 @@ impl Engine {
         }
         let was_open = conn.state == ConnState::Open;
         conn.state = ConnState::Closed;
-        let line = format!("{c:?}: closed ({reason})");
+        let level = if error.is_some() {
+            LogLevel::Warn
+        } else {
+            LogLevel::Info
+        };
+        let line = match &error {
+            Some(e) if level <= self.config.debug => format!("{c:?}: closed ({reason}): {e}"),
+            _ if level <= self.config.debug => format!("{c:?}: closed ({reason})"),
+            _ => String::new(),
+        };
         conn.close_reason = Some(reason.to_string());
         let main = conn.main;
         let remote = conn.remote.clone();
@@ -254,7 +265,7 @@ impl Engine {
         let remote_session = conn.remote_session;
         let openers = std::mem::take(&mut conn.openers);
         let streams: Vec<ChanId> = conn.streams.keys().copied().collect();
-        self.log(|| line);
+        self.log(level, || line);
         if self.by_remote.get(&remote) == Some(&c) {
             self.by_remote.remove(&remote);
         }
@@ -319,7 +330,7 @@ impl Engine {
         conn.keepalive.sent(now);
         let openers = std::mem::take(&mut conn.openers);
         let incoming = !conn.initiated;
-        self.log(|| format!("{c:?}: open"));
+        self.log(LogLevel::Info, || format!("{c:?}: open"));
         self.events.push_back(Event::Open { conn: c });
         if incoming {
             self.events.push_back(Event::Incoming { conn: c });
@@ -333,7 +344,7 @@ impl Engine {
 
     /// A peer signal from `from` (through the broker or the hub).
     pub(crate) fn on_peer_signal(&mut self, from: String, data: &str, now: Millis) {
-        let signal: PeerSignal = match serde_json::from_str(data) {
+        let signal = match PeerSignal::decode(data) {
             Ok(s) => s,
             Err(e) => {
                 self.events.push_back(Event::Error(PeerError::Protocol {
@@ -347,7 +358,7 @@ impl Engine {
         let is_offer = matches!(&signal.body, SignalBody::Description { sdp_type, .. } if sdp_type == "offer")
             || signal.body == SignalBody::Dial;
         let existing = self.by_remote.get(&from).copied();
-        if self.config.debug {
+        if self.config.debug >= LogLevel::Debug {
             let line = {
                 let kind = match &signal.body {
                     SignalBody::Description { sdp_type, .. } => sdp_type.as_str(),
@@ -369,7 +380,7 @@ impl Engine {
                     signal.session, signal.to
                 )
             };
-            self.log(|| line);
+            self.log(LogLevel::Debug, || line);
         }
         let target = match (existing, signal.to) {
             // For one of this side's sessions: only the current one counts.
@@ -416,7 +427,7 @@ impl Engine {
                 }
                 self.negotiate(c, now);
             }
-            None => self.log(|| "  dropped".into()),
+            None => self.log(LogLevel::Debug, || "  dropped".into()),
         }
     }
 
@@ -446,6 +457,9 @@ impl Engine {
     /// Tells the remote at once that its offer is refused (instead of
     /// letting it time out), and this side's user why.
     fn refuse_offer(&mut self, from: &str, session: u64, err: PeerError) {
+        self.log(LogLevel::Warn, || {
+            format!("refused an offer from {from:?}: {err}")
+        });
         self.send_signal_raw(
             from,
             PeerSignal {
@@ -555,7 +569,9 @@ impl Engine {
                     };
                     let decision = conn.negotiator.on_remote_description(kind, conn.signaling);
                     if decision == OnDescription::Ignore {
-                        self.log(|| format!("{c:?}: ignored a colliding offer (impolite)"));
+                        self.log(LogLevel::Debug, || {
+                            format!("{c:?}: ignored a colliding offer (impolite)")
+                        });
                         continue;
                     }
                     conn.busy = Some(Busy::SetRemote { kind });
@@ -567,9 +583,11 @@ impl Engine {
                 }
                 Step::Signal(body @ SignalBody::Candidate { .. }) => {
                     conn.remote_candidates += 1;
-                    let json = candidate_json(&body);
+                    let json = body.candidate_init_json();
                     let action = conn.negotiator.on_remote_candidate(json);
-                    self.log(|| format!("{c:?}: remote candidate: {action:?}"));
+                    self.log(LogLevel::Debug, || {
+                        format!("{c:?}: remote candidate: {action:?}")
+                    });
                     let Some(conn) = self.conns.get_mut(&c) else {
                         return;
                     };
@@ -635,7 +653,7 @@ impl Engine {
                 if conn.signaling == SignalingState::Stable {
                     conn.backlog.push_front(Step::CheckDeferred);
                 }
-                self.log(|| line);
+                self.log(LogLevel::Debug, || line);
                 self.send_signal(c, SignalBody::Description { sdp_type, sdp });
                 self.negotiate(c, now);
             }
@@ -722,13 +740,13 @@ impl Engine {
 
     /// A local ICE candidate (`RTCIceCandidate.toJSON()` text).
     pub fn handle_local_candidate(&mut self, c: ConnId, json: &str) {
-        let Some(body) = candidate_body(json) else {
+        let Some(body) = SignalBody::from_candidate_init_json(json).ok() else {
             return;
         };
         if let Some(conn) = self.conns.get_mut(&c) {
             conn.local_candidates += 1;
         }
-        self.log(|| format!("{c:?}: local candidate"));
+        self.log(LogLevel::Debug, || format!("{c:?}: local candidate"));
         self.send_signal(c, body);
     }
 
@@ -756,6 +774,13 @@ impl Engine {
             return;
         };
         conn.ice_state = state.to_string();
+        let remote = conn.remote.clone();
+        self.log(LogLevel::Info, || {
+            format!("{c:?}: connection state {state} (with {remote:?})")
+        });
+        let Some(conn) = self.conns.get_mut(&c) else {
+            return;
+        };
         if state == "failed" {
             let remote = conn.remote.clone();
             self.fail_conn(
@@ -851,38 +876,15 @@ impl Engine {
     }
 
     pub(crate) fn send_signal_raw(&mut self, to: &str, signal: PeerSignal) {
-        let data = match serde_json::to_string(&signal) {
-            Ok(d) => d,
-            Err(_) => return,
-        };
+        let data = signal.encode();
         match &self.config.signalling {
             super::types::Signalling::Hub => self.transmits.push_back(Transmit::HubSignal {
                 to: to.to_string(),
                 data,
             }),
             super::types::Signalling::Broker { .. } => {
-                let value: serde_json::Value =
-                    serde_json::from_str(&data).unwrap_or(serde_json::Value::Null);
-                self.broker_signal(to, value);
+                self.broker_signal(to, crate::protocol::json::Json(data));
             }
         }
     }
-}
-
-/// A candidate signal body as `RTCIceCandidateInit` JSON.
-fn candidate_json(body: &SignalBody) -> String {
-    let mut value = serde_json::to_value(body).unwrap_or_default();
-    if let Some(o) = value.as_object_mut() {
-        o.remove("kind");
-    }
-    value.to_string()
-}
-
-/// `RTCIceCandidate.toJSON()` text as a candidate signal body.
-fn candidate_body(json: &str) -> Option<SignalBody> {
-    let mut value: serde_json::Value = serde_json::from_str(json).ok()?;
-    value
-        .as_object_mut()?
-        .insert("kind".into(), "candidate".into());
-    serde_json::from_value(value).ok()
 }

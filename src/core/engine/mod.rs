@@ -339,7 +339,7 @@ impl Engine {
     pub fn broadcast(
         &mut self,
         room: &str,
-        data: serde_json::Value,
+        data: crate::protocol::json::Json,
         include_self: bool,
         now: Millis,
     ) -> Result<OpId, PeerError> {
@@ -361,7 +361,7 @@ impl Engine {
         &mut self,
         room: &str,
         key: &str,
-        value: serde_json::Value,
+        value: crate::protocol::json::Json,
         ttl_ms: Option<u64>,
         now: Millis,
     ) -> Result<OpId, PeerError> {
@@ -588,16 +588,17 @@ impl Engine {
     }
 
     /// A `debug` line (built only when debugging).
-    pub(crate) fn log(&mut self, line: impl FnOnce() -> String) {
-        if self.config.debug {
-            self.events.push_back(Event::Log(line()));
+    pub(crate) fn log(&mut self, level: LogLevel, line: impl FnOnce() -> String) {
+        if level <= self.config.debug {
+            self.events.push_back(Event::Log(level, line()));
         }
     }
 
     pub(crate) fn action(&mut self, action: Action) {
-        if self.config.debug {
+        if self.config.debug >= LogLevel::Info {
             let line = match &action {
                 Action::DialBroker { generation, .. } => format!("dial broker (#{generation})"),
+                _ if self.config.debug < LogLevel::Debug => String::new(),
                 Action::CreateConnection { conn, .. } => {
                     format!("{conn:?}: create RTCPeerConnection")
                 }
@@ -609,7 +610,12 @@ impl Engine {
                 _ => String::new(),
             };
             if !line.is_empty() {
-                self.events.push_back(Event::Log(line));
+                let level = if matches!(action, Action::DialBroker { .. }) {
+                    LogLevel::Info
+                } else {
+                    LogLevel::Debug
+                };
+                self.events.push_back(Event::Log(level, line));
             }
         }
         self.actions.push_back(action);

@@ -13,7 +13,7 @@
 //! ```
 
 use super::Engine;
-use super::types::{Action, Event, Millis, OpId, Reply, Signalling, Transmit};
+use super::types::{Action, Event, LogLevel, Millis, OpId, Reply, Signalling, Transmit};
 use crate::core::broker::{Link, QueueError, SessionEvent};
 use crate::core::error::PeerError;
 use crate::protocol::messages::Rid;
@@ -25,7 +25,7 @@ pub struct Room {
     /// Members in join order, this peer included.
     pub members: Vec<String>,
     /// Key → (value, who set it).
-    pub state: super::Table<String, (serde_json::Value, String)>,
+    pub state: super::Table<String, (crate::protocol::json::Json, String)>,
 }
 
 impl Room {
@@ -170,6 +170,9 @@ impl Engine {
         if generation != self.generation || self.closed {
             return;
         }
+        self.log(LogLevel::Warn, || {
+            format!("broker connection #{generation} closed: {code} {reason}")
+        });
         if code == CloseCode::Unauthorized.code() {
             let err = PeerError::Unauthorized {
                 code: ErrorCode::Unauthorized,
@@ -321,7 +324,7 @@ impl Engine {
     }
 
     /// Relays a peer signal through the broker.
-    pub(crate) fn broker_signal(&mut self, to: &str, data: serde_json::Value) {
+    pub(crate) fn broker_signal(&mut self, to: &str, data: crate::protocol::json::Json) {
         let message = ClientMessage::Signal {
             rid: 0,
             to: to.to_string(),
@@ -366,6 +369,10 @@ impl Engine {
                         }
                         self.opened_keys.clear();
                     }
+                    self.log(LogLevel::Info, || {
+                        let how = if resumed { "resumed" } else { "registered" };
+                        format!("{how} as {id:?} on the broker")
+                    });
                     self.events
                         .push_back(Event::Registered { id, resumed, first });
                 }
@@ -442,8 +449,7 @@ impl Engine {
     fn on_push(&mut self, msg: ServerMessage, now: Millis) {
         match msg {
             ServerMessage::Signal { from, data } => {
-                let text = data.to_string();
-                self.on_peer_signal(from, &text, now);
+                self.on_peer_signal(from, data.as_str(), now);
             }
             ServerMessage::Error {
                 code,

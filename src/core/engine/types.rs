@@ -81,9 +81,36 @@ pub struct Config {
     pub max_connections: usize,
     /// New sessions (offers) accepted from one remote id per minute.
     pub max_offers_per_minute: u32,
-    /// Report negotiation steps, signal routing and closes as
-    /// [`Event::Log`] lines.
-    pub debug: bool,
+    /// Which [`Event::Log`] lines to report: refusals and failures
+    /// (`Warn`), connection and broker states (`Info`), negotiation steps
+    /// and signal routing (`Debug`).
+    pub debug: LogLevel,
+}
+
+/// How much the `debug` option logs; each level includes those before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub enum LogLevel {
+    #[default]
+    Off,
+    Error,
+    Warn,
+    Info,
+    Debug,
+}
+
+impl LogLevel {
+    /// The option's spelling: `false`, `'error'`, `'warn'`, `'info'`,
+    /// `'debug'` (`true` is `'debug'`).
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "off" => Self::Off,
+            "error" => Self::Error,
+            "warn" => Self::Warn,
+            "info" => Self::Info,
+            "debug" => Self::Debug,
+            _ => return None,
+        })
+    }
 }
 
 impl Config {
@@ -106,7 +133,7 @@ impl Config {
             max_streams: 256,
             max_connections: 256,
             max_offers_per_minute: 30,
-            debug: false,
+            debug: LogLevel::Off,
         }
     }
 }
@@ -274,12 +301,12 @@ pub enum Event {
     Broadcast {
         room: String,
         from: String,
-        data: serde_json::Value,
+        data: crate::protocol::json::Json,
     },
     StateSet {
         room: String,
         key: String,
-        value: serde_json::Value,
+        value: crate::protocol::json::Json,
         from: String,
         ttl_ms: Option<u64>,
     },
@@ -309,8 +336,8 @@ pub enum Event {
         code: u16,
         reason: String,
     },
-    /// A line for the `debug` log.
-    Log(String),
+    /// A line for the `debug` log, at its level.
+    Log(LogLevel, String),
 }
 
 /// Who is listening for messages, so that nothing arrives unheard.
