@@ -82,7 +82,8 @@ since "npm package built, packed, publish --dry-run" "$t"; t=$SECONDS
 # The crates as crates.io would take them (each packaged crate is built;
 # the broker's build is cached from layer 2), and the broker installed the
 # way the README says (--debug here, to reuse that build): the page tests
-# below run against the installed binary.
+# below run against the installed binary. (--allow-dirty: what is checked is
+# the crates' contents, also in a working copy with uncommitted edits.)
 cargo publish --workspace --dry-run --allow-dirty >"$WORK/cargo-publish.log" 2>&1 \
   || { cat "$WORK/cargo-publish.log" >&2; echo "cargo publish --workspace --dry-run failed" >&2; exit 1; }
 grep 'Packaged' "$WORK/cargo-publish.log"
