@@ -84,6 +84,16 @@ since "npm package built, packed, publish --dry-run" "$t"; t=$SECONDS
 # way the README says (--debug here, to reuse that build): the page tests
 # below run against the installed binary. (--allow-dirty: what is checked is
 # the crates' contents, also in a working copy with uncommitted edits.)
+# The broker's verify build takes the packaged peerwire from a temporary
+# registry, and cargo holds a registry crate of a given name and version
+# immutable: the copy an earlier run unpacked (under $CARGO_HOME/registry/src)
+# and built (in target/debug) would be used again, whatever changed since
+# (seen here: a module added on main "was missing"). Both are forgotten
+# first; nothing else is touched.
+rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/peerwire-[0-9]*
+for depinfo in $(grep -l "registry/src/[^/]*/peerwire-[0-9]" target/debug/deps/*.d 2>/dev/null); do
+  rm -rf "target/debug/.fingerprint/$(basename "$depinfo" .d)"
+done
 cargo publish --workspace --dry-run --allow-dirty >"$WORK/cargo-publish.log" 2>&1 \
   || { cat "$WORK/cargo-publish.log" >&2; echo "cargo publish --workspace --dry-run failed" >&2; exit 1; }
 grep 'Packaged' "$WORK/cargo-publish.log"
