@@ -361,11 +361,13 @@ pub struct RestRequest {
 
 #[wasm_bindgen]
 impl RestRequest {
+    /// The request method, e.g. `"GET"`.
     #[wasm_bindgen(getter)]
     pub fn method(&self) -> String {
         self.head.method.clone()
     }
 
+    /// The path, without the query string, e.g. `"/users/7"`.
     #[wasm_bindgen(getter)]
     pub fn path(&self) -> String {
         self.head.path.clone()
@@ -531,6 +533,8 @@ impl RestServer {
 
 #[wasm_bindgen]
 impl RestServer {
+    /// A route for `GET path` (`:name` segments become `req.params.name`);
+    /// returns the server for chaining.
     pub fn get(
         &self,
         path: &str,
@@ -539,6 +543,8 @@ impl RestServer {
         self.route(Some("GET"), path, handler)
     }
 
+    /// A route for `POST path` (`:name` segments become `req.params.name`);
+    /// returns the server for chaining.
     pub fn post(
         &self,
         path: &str,
@@ -547,6 +553,8 @@ impl RestServer {
         self.route(Some("POST"), path, handler)
     }
 
+    /// A route for `PUT path` (`:name` segments become `req.params.name`);
+    /// returns the server for chaining.
     pub fn put(
         &self,
         path: &str,
@@ -555,6 +563,8 @@ impl RestServer {
         self.route(Some("PUT"), path, handler)
     }
 
+    /// A route for `PATCH path` (`:name` segments become `req.params.name`);
+    /// returns the server for chaining.
     pub fn patch(
         &self,
         path: &str,
@@ -563,6 +573,8 @@ impl RestServer {
         self.route(Some("PATCH"), path, handler)
     }
 
+    /// A route for `DELETE path` (`:name` segments become `req.params.name`);
+    /// returns the server for chaining.
     pub fn delete(
         &self,
         path: &str,
@@ -793,6 +805,7 @@ pub struct FetchResponse {
 
 #[wasm_bindgen]
 impl FetchResponse {
+    /// The status code, e.g. 200, 404.
     #[wasm_bindgen(getter)]
     pub fn status(&self) -> u16 {
         self.status
@@ -810,6 +823,7 @@ impl FetchResponse {
         to_object(&self.headers)
     }
 
+    /// The body as text (UTF-8).
     #[wasm_bindgen(unchecked_return_type = "Promise<string>")]
     pub fn text(&self) -> Promise {
         let inner = self.inner.clone();
@@ -821,6 +835,7 @@ impl FetchResponse {
         })
     }
 
+    /// The body parsed as JSON.
     #[wasm_bindgen(unchecked_return_type = "Promise<unknown>")]
     pub fn json(&self) -> Promise {
         let inner = self.inner.clone();
@@ -832,6 +847,7 @@ impl FetchResponse {
         })
     }
 
+    /// The body as an `ArrayBuffer`.
     #[wasm_bindgen(js_name = arrayBuffer, unchecked_return_type = "Promise<ArrayBuffer>")]
     pub fn array_buffer(&self) -> Promise {
         let inner = self.inner.clone();
@@ -840,6 +856,7 @@ impl FetchResponse {
         )
     }
 
+    /// The body's bytes.
     #[wasm_bindgen(unchecked_return_type = "Promise<Uint8Array>")]
     pub fn bytes(&self) -> Promise {
         let inner = self.inner.clone();
