@@ -12,6 +12,7 @@ mod js;
 
 use js::{Inbox, accept, describe, next_event, opened};
 use peerwire::protocol::{ClientMessage, ServerMessage};
+use peerwire::protocol::json::Json;
 use serde_json::json;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_test::*;
@@ -93,7 +94,7 @@ impl BrokerClient {
         match self.recv().await {
             ServerMessage::Signal { from, data } => {
                 assert_eq!(from, peer);
-                data
+                serde_json::from_str(data.as_str()).expect("the data is JSON")
             }
             other => panic!("expected a signal, got {other:?}"),
         }
@@ -112,7 +113,7 @@ async fn two_peers_signal_through_the_real_broker_then_talk_directly() {
     alice.send(|rid| ClientMessage::Signal {
         rid,
         to: "browser-bob".into(),
-        data: json!({"offer": offer}),
+        data: Json(json!({"offer": offer}).to_string()),
     });
 
     let data = bob.signal_from("browser-alice").await;
@@ -122,7 +123,7 @@ async fn two_peers_signal_through_the_real_broker_then_talk_directly() {
     bob.send(|rid| ClientMessage::Signal {
         rid,
         to: "browser-alice".into(),
-        data: json!({"answer": answer}),
+        data: Json(json!({"answer": answer}).to_string()),
     });
 
     let data = alice.signal_from("browser-bob").await;

@@ -95,21 +95,21 @@ fn message(op: u8, arg: u8, rid: u64, tokens: &[(String, String)]) -> ClientMess
         4 => ClientMessage::Signal {
             rid,
             to: id,
-            data: json!(rid),
+            data: peerwire::protocol::json::Json(json!(rid).to_string()),
         },
         5 => ClientMessage::Join { rid, room },
         6 => ClientMessage::Leave { rid, room },
         7 => ClientMessage::Broadcast {
             rid,
             room,
-            data: json!("x"),
+            data: peerwire::protocol::json::Json(json!("x").to_string()),
             include_self: arg % 2 == 0,
         },
         8 => ClientMessage::Set {
             rid,
             room,
             key: format!("k{}", arg % 3),
-            value: json!(arg),
+            value: peerwire::protocol::json::Json(json!(arg).to_string()),
             ttl_ms: (arg % 2 == 0).then_some(arg as u64),
         },
         9 => ClientMessage::Delete {

@@ -595,11 +595,22 @@ fn rooms_list_members_broadcast_and_share_state() {
     );
     let now = sim.now;
     sim.with(1, |e| {
-        e.broadcast("lobby", serde_json::json!({"hi": 1}), false, now)
+        e.broadcast(
+            "lobby",
+            peerwire::protocol::json::Json(r#"{"hi":1}"#.into()),
+            false,
+            now,
+        )
     })
     .unwrap();
     sim.with(1, |e| {
-        e.set_state("lobby", "k", serde_json::json!(5), Some(100), now)
+        e.set_state(
+            "lobby",
+            "k",
+            peerwire::protocol::json::Json("5".into()),
+            Some(100),
+            now,
+        )
     })
     .unwrap();
     sim.run_for(50.0);
@@ -615,7 +626,7 @@ fn rooms_list_members_broadcast_and_share_state() {
             .state
             .get("k")
             .map(|v| &v.0),
-        Some(&serde_json::json!(5))
+        Some(&peerwire::protocol::json::Json("5".into()))
     );
     sim.run_for(2_000.0);
     assert!(sim.saw(
@@ -629,7 +640,12 @@ fn rooms_list_members_broadcast_and_share_state() {
     assert!(sim.saw(1, |e| matches!(e, Event::RoomClosed { .. })));
     let err = sim
         .with(1, |e| {
-            e.broadcast("lobby", serde_json::json!(1), false, 0.0)
+            e.broadcast(
+                "lobby",
+                peerwire::protocol::json::Json("1".into()),
+                false,
+                0.0,
+            )
         })
         .unwrap_err();
     assert_eq!(err.name(), "ClosedError");

@@ -7,6 +7,7 @@
 //! Handles are `(ctx, id)`: a `Connection` is the context and a `ConnId`;
 //! none of them points at another.
 
+use crate::protocol::json::Json;
 use std::cell::Cell;
 use std::rc::Rc;
 
@@ -52,11 +53,13 @@ pub(crate) use crate::core::exchange::Incoming as Item;
 
 /// What an in-Rust consumer reads from: the items of one channel, with
 /// the bytes not yet read counted (against `connectionBudget`).
+#[cfg_attr(not(feature = "full"), allow(dead_code))] // used by Node (the full build)
 pub(crate) struct Inbox {
     rx: mpsc::UnboundedReceiver<Item>,
     unread: Rc<Cell<usize>>,
 }
 
+#[cfg_attr(not(feature = "full"), allow(dead_code))] // used by Node (the full build)
 impl Inbox {
     pub async fn next(&mut self) -> Option<Item> {
         let item = futures_util::StreamExt::next(&mut self.rx).await;
@@ -80,6 +83,7 @@ pub(crate) type MakeHandle = fn(&Rc<Ctx>, u32) -> JsValue;
 pub(crate) type ServeRest = Rc<dyn Fn(&Rc<Ctx>, ChanId)>;
 
 /// What takes sockets on a port.
+#[cfg_attr(not(feature = "full"), allow(dead_code))] // used by Node (the full build)
 #[derive(Clone)]
 pub(crate) enum PortListener {
     /// `sockets.createServer(callback)`.
@@ -233,6 +237,7 @@ impl Ctx {
 
     // ---- ports and in-Rust consumers ----------------------------------------
 
+    #[cfg_attr(not(feature = "full"), allow(dead_code))] // used by Node (the full build)
     pub fn listen(&self, port: u16, listener: PortListener) -> Result<(), PeerError> {
         let use_ = match listener {
             PortListener::Sockets(_) => crate::core::engine::PortUse::Sockets,
@@ -243,12 +248,14 @@ impl Ctx {
         Ok(())
     }
 
+    #[cfg_attr(not(feature = "full"), allow(dead_code))] // used by Node (the full build)
     pub fn unlisten(&self, port: u16) {
         self.ports.borrow_mut().remove(&port);
         self.d.run(|e, _| e.unlisten(port));
     }
 
     /// Reads `chan` in Rust (rest) instead of emitting JS events.
+    #[cfg_attr(not(feature = "full"), allow(dead_code))] // used by Node (the full build)
     pub fn consume(&self, chan: ChanId) -> Inbox {
         let (tx, rx) = mpsc::unbounded();
         let unread = Rc::new(Cell::new(0));
@@ -397,8 +404,23 @@ fn object(pairs: &[(&str, JsValue)]) -> JsValue {
 }
 
 /// A JSON value as a JS value.
-pub(crate) fn json_to_js(value: &serde_json::Value) -> JsValue {
-    js_sys::JSON::parse(&value.to_string()).unwrap_or(JsValue::NULL)
+/// User data as the JS value it stands for.
+pub(crate) fn json_to_js(value: &Json) -> JsValue {
+    js_sys::JSON::parse(value.as_str()).unwrap_or(JsValue::NULL)
+}
+
+/// A JS value as JSON text (`JSON.stringify`); `undefined`, functions,
+/// BigInts and cycles are named errors.
+pub(crate) fn js_to_json(value: &JsValue) -> Result<Json, PeerError> {
+    let text = js_sys::JSON::stringify(value).map_err(|e| {
+        PeerError::InvalidArgument(format!(
+            "the value must be JSON: {}",
+            crate::web::js_error_text(&e)
+        ))
+    })?;
+    text.as_string().map(Json).ok_or_else(|| {
+        PeerError::InvalidArgument("the value must be JSON (not undefined or a function)".into())
+    })
 }
 
 impl Sink for Ctx {

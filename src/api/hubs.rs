@@ -22,9 +22,9 @@ use crate::core::engine::Table;
 use crate::web::cell::StateCell;
 use std::rc::Rc;
 
+use crate::protocol::json::{Object, Writer};
 use futures_channel::oneshot;
 use js_sys::{Function, Promise};
-use serde_json::json;
 use wasm_bindgen::prelude::*;
 use web_sys::{BroadcastChannel, MessageEvent};
 
@@ -154,24 +154,20 @@ impl Drop for BcShared {
 const LOOKUP_TIMEOUT_MS: u32 = 300;
 
 impl BcShared {
-    fn post(&self, msg: serde_json::Value) {
-        if let Ok(v) = js_sys::JSON::parse(&msg.to_string()) {
-            let _ = self.channel.post_message(&v);
-        }
+    /// Posts one message: a JSON object as text.
+    fn post(&self, msg: &mut Writer) {
+        let _ = self.channel.post_message(&msg.finish().into());
     }
 
     fn on_message(&self, data: JsValue) {
-        let Some(text) = js_sys::JSON::stringify(&data)
-            .ok()
-            .and_then(|t| t.as_string())
-        else {
+        let Some(text) = data.as_string() else {
             return;
         };
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(&text) else {
+        let Ok(msg) = Object::parse(&text) else {
             return;
         };
-        let field = |k: &str| msg.get(k).and_then(|v| v.as_str()).map(str::to_string);
-        match msg.get("t").and_then(|t| t.as_str()) {
+        let field = |k: &str| msg.opt_str(k).ok().flatten();
+        match field("t").as_deref() {
             Some("signal") => {
                 let (Some(from), Some(to), Some(data)) =
                     (field("from"), field("to"), field("data"))
@@ -189,8 +185,7 @@ impl BcShared {
                 }
             }
             Some("who") => {
-                let (Some(host), Some(id)) =
-                    (field("hostname"), msg.get("id").and_then(|i| i.as_u64()))
+                let (Some(host), Some(id)) = (field("hostname"), msg.opt_u64("id").ok().flatten())
                 else {
                     return;
                 };
@@ -202,7 +197,14 @@ impl BcShared {
                     .filter(|a| self.endpoints.borrow().contains_key(a));
                 if let Some(address) = answer {
                     let asker = field("asker").unwrap_or_default();
-                    self.post(json!({"t": "is", "id": id, "asker": asker, "hostname": host, "address": address}));
+                    self.post(
+                        Writer::new()
+                            .str("t", "is")
+                            .u64("id", id)
+                            .str("asker", &asker)
+                            .str("hostname", &host)
+                            .str("address", &address),
+                    );
                 }
             }
             Some("is") => {
@@ -210,7 +212,7 @@ impl BcShared {
                     return;
                 };
                 self.names.borrow_mut().insert(host, address.clone());
-                if let Some(id) = msg.get("id").and_then(|i| i.as_u64()) {
+                if let Ok(Some(id)) = msg.opt_u64("id") {
                     let tx = self.lookups.borrow_mut().remove(&(id as u32));
                     if let Some(tx) = tx {
                         let _ = tx.send(address);
@@ -314,8 +316,13 @@ impl BroadcastChannelHub {
                 .call2(&JsValue::UNDEFINED, &from.into(), &data.into())
                 .map(|_| ()),
             None => {
-                self.inner
-                    .post(json!({"t": "signal", "from": from, "to": to, "data": data}));
+                self.inner.post(
+                    Writer::new()
+                        .str("t", "signal")
+                        .str("from", from)
+                        .str("to", to)
+                        .str("data", data),
+                );
                 Ok(())
             }
         }
@@ -327,8 +334,12 @@ impl BroadcastChannelHub {
             .names
             .borrow_mut()
             .insert(hostname.to_string(), address.to_string());
-        self.inner
-            .post(json!({"t": "name", "hostname": hostname, "address": address}));
+        self.inner.post(
+            Writer::new()
+                .str("t", "name")
+                .str("hostname", hostname)
+                .str("address", address),
+        );
     }
 
     /// The address for `hostname`, asking the other tabs if this one does
@@ -349,7 +360,13 @@ impl BroadcastChannelHub {
             inner.next_lookup.set(id + 1);
             let (tx, rx) = oneshot::channel();
             inner.lookups.borrow_mut().insert(id, tx);
-            inner.post(json!({"t": "who", "id": id, "asker": asker, "hostname": hostname}));
+            inner.post(
+                Writer::new()
+                    .str("t", "who")
+                    .u64("id", id.into())
+                    .str("asker", &asker)
+                    .str("hostname", &hostname),
+            );
             let wait = gloo_timers::future::TimeoutFuture::new(lookup_timeout);
             match futures_util::future::select(rx, wait).await {
                 futures_util::future::Either::Left((Ok(address), _)) => Ok(address.into()),

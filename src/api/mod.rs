@@ -4,16 +4,20 @@
 //! never trip wasm-bindgen's "recursive use of an object". Errors are real
 //! `Error` objects with a `name` and a `code` (see `errors`).
 
+#[cfg(feature = "full")]
 mod address;
 pub mod connection;
 pub mod context;
 pub mod errors;
 pub mod events;
+#[cfg(feature = "full")]
 pub mod hubs;
+#[cfg(feature = "full")]
 pub mod node;
 pub mod options;
 pub mod payload;
 pub mod peer;
+#[cfg(feature = "full")]
 pub mod rest;
 pub mod room;
 pub mod stream;

@@ -1,7 +1,7 @@
-//! Options objects, read from plain JavaScript objects (via JSON, so unknown
-//! or mistyped fields are refused with a message naming them).
+//! Options objects, read field by field from plain JavaScript objects:
+//! unknown or mistyped fields are refused with a message naming them.
 
-use serde::Deserialize;
+use js_sys::{Object, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
 
 use super::errors::PeerError;
@@ -11,8 +11,7 @@ use crate::protocol::IceServer;
 pub use crate::web::driver::TokenSource;
 
 /// `createPeer` options (see the TypeScript `PeerOptions`).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[derive(Debug, Clone, Default)]
 pub struct RawPeerOptions {
     pub broker: Option<String>,
     pub id: Option<String>,
@@ -33,10 +32,6 @@ pub struct RawPeerOptions {
     pub close_timeout: Option<u64>,
     pub max_offers_per_minute: Option<u32>,
     pub debug: Option<bool>,
-    /// Read from the options object itself (a function does not survive
-    /// JSON); see [`token_source`].
-    #[serde(default)]
-    pub token: Option<serde_json::Value>,
 }
 
 /// `options.token`: a string, or a function returning a string or a
@@ -73,6 +68,8 @@ pub enum Want {
     Bool,
     Text,
     List,
+    /// Checked where it is read.
+    Any,
 }
 
 impl Want {
@@ -84,6 +81,7 @@ impl Want {
             Want::Bool => "true or false".into(),
             Want::Text => "a string".into(),
             Want::List => "an array".into(),
+            Want::Any => "set".into(),
         }
     }
 
@@ -98,6 +96,7 @@ impl Want {
             Want::Bool => v.as_bool().is_some(),
             Want::Text => v.is_string(),
             Want::List => js_sys::Array::is_array(v),
+            Want::Any => true,
         }
     }
 }
@@ -123,11 +122,114 @@ pub const PEER_OPTION_TYPES: &[(&str, Want)] = &[
     ("closeTimeout", Want::Millis),
     ("maxOffersPerMinute", Want::Count(1_000_000)),
     ("debug", Want::Bool),
+    // Read by `token_source`.
+    ("token", Want::Any),
 ];
 
 /// `createPeer` / `Node` options, checked and read.
 pub fn parse_peer_options(value: &JsValue) -> Result<Option<RawPeerOptions>, PeerError> {
-    parse_options(value, "options", PEER_OPTION_TYPES)
+    let Some(o) = Fields::check(value, "options", PEER_OPTION_TYPES)? else {
+        return Ok(None);
+    };
+    let ice_servers = match o.get("iceServers") {
+        None => None,
+        Some(list) => Some(
+            js_sys::Array::from(&list)
+                .iter()
+                .map(|s| {
+                    js_sys::JSON::stringify(&s)
+                        .ok()
+                        .and_then(|t| t.as_string())
+                        .and_then(|t| IceServer::decode(&t).ok())
+                        .ok_or_else(|| {
+                            PeerError::InvalidArgument(
+                                "options.iceServers must hold objects like { urls: 'stun:host:3478', username?, credential? }".into(),
+                            )
+                        })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+    Ok(Some(RawPeerOptions {
+        broker: o.text("broker"),
+        id: o.text("id"),
+        ice_servers,
+        max_message_size: o.size("maxMessageSize"),
+        connect_timeout: o.millis("connectTimeout"),
+        request_timeout: o.millis("requestTimeout"),
+        keep_alive_interval: o.millis("keepAliveInterval"),
+        keep_alive_timeout: o.millis("keepAliveTimeout"),
+        ordered: o.flag("ordered"),
+        max_retransmits: o.millis("maxRetransmits").map(|n| n as u16),
+        buffer_high: o.size("bufferHigh"),
+        buffer_low: o.size("bufferLow"),
+        memory_budget: o.size("memoryBudget"),
+        connection_budget: o.size("connectionBudget"),
+        max_streams: o.size("maxStreams"),
+        max_connections: o.size("maxConnections"),
+        close_timeout: o.millis("closeTimeout"),
+        max_offers_per_minute: o.millis("maxOffersPerMinute").map(|n| n as u32),
+        debug: o.flag("debug"),
+    }))
+}
+
+/// An options object whose fields were checked against their [`Want`]s;
+/// the getters read the set ones (absent, `undefined` and `null` are unset).
+pub struct Fields(JsValue);
+
+impl Fields {
+    /// `None` for `undefined` or `null`; an error naming the field for an
+    /// unknown field or one of the wrong type.
+    pub fn check(
+        value: &JsValue,
+        what: &str,
+        fields: &[(&str, Want)],
+    ) -> Result<Option<Self>, PeerError> {
+        if value.is_undefined() || value.is_null() {
+            return Ok(None);
+        }
+        if !value.is_object() || js_sys::Array::is_array(value) {
+            return Err(PeerError::InvalidArgument(format!(
+                "{what} must be a plain object, got {}",
+                describe(value)
+            )));
+        }
+        for key in Object::keys(value.unchecked_ref::<Object>()).iter() {
+            let key = key.as_string().unwrap_or_default();
+            if !fields.iter().any(|(name, _)| *name == key) {
+                let known: Vec<&str> = fields.iter().map(|(n, _)| *n).collect();
+                return Err(PeerError::InvalidArgument(format!(
+                    "{what} has no field {key:?} (known: {})",
+                    known.join(", ")
+                )));
+            }
+        }
+        check_types(value, what, fields)?;
+        Ok(Some(Self(value.clone())))
+    }
+
+    pub fn get(&self, name: &str) -> Option<JsValue> {
+        Reflect::get(&self.0, &name.into())
+            .ok()
+            .filter(|v| !v.is_undefined() && !v.is_null())
+    }
+
+    pub fn text(&self, name: &str) -> Option<String> {
+        self.get(name).and_then(|v| v.as_string())
+    }
+
+    pub fn flag(&self, name: &str) -> Option<bool> {
+        self.get(name).and_then(|v| v.as_bool())
+    }
+
+    /// A whole number (checked by [`Want`]).
+    pub fn millis(&self, name: &str) -> Option<u64> {
+        self.get(name).and_then(|v| v.as_f64()).map(|n| n as u64)
+    }
+
+    pub fn size(&self, name: &str) -> Option<usize> {
+        self.millis(name).map(|n| n as usize)
+    }
 }
 
 /// How a JS value reads in an error message: `the string "soon"`.
@@ -181,33 +283,8 @@ pub fn check_types(value: &JsValue, what: &str, fields: &[(&str, Want)]) -> Resu
     Ok(())
 }
 
-/// `parse_json` after `check_types`.
-pub fn parse_options<T: for<'de> Deserialize<'de>>(
-    value: &JsValue,
-    what: &str,
-    fields: &[(&str, Want)],
-) -> Result<Option<T>, PeerError> {
-    check_types(value, what, fields)?;
-    parse_json(value, what)
-}
-
 /// Default largest message: 64 MiB.
 pub const DEFAULT_MAX_MESSAGE: usize = 64 * 1024 * 1024;
-
-pub fn parse_json<T: for<'de> Deserialize<'de>>(
-    value: &JsValue,
-    what: &str,
-) -> Result<Option<T>, PeerError> {
-    if value.is_undefined() || value.is_null() {
-        return Ok(None);
-    }
-    let json = js_sys::JSON::stringify(value)
-        .map_err(|_| PeerError::InvalidArgument(format!("{what} must be a plain object")))?;
-    let json: String = json.into();
-    serde_json::from_str(&json)
-        .map(Some)
-        .map_err(|e| PeerError::InvalidArgument(format!("bad {what}: {e}")))
-}
 
 /// `ws://host:port` (path added), `http(s)://` (scheme changed) or a full
 /// `ws(s)://host/path`.
@@ -297,23 +374,18 @@ pub fn engine_config(
 
 /// `{ ordered, maxRetransmits }` from a JS options object, over `base`.
 pub fn policy_from(options: &JsValue, base: ChannelPolicy) -> Result<ChannelPolicy, PeerError> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase", deny_unknown_fields)]
-    struct Raw {
-        ordered: Option<bool>,
-        max_retransmits: Option<u16>,
-    }
     let fields = [
         ("ordered", Want::Bool),
         ("maxRetransmits", Want::Count(u16::MAX as u32)),
     ];
-    Ok(
-        match parse_options::<Raw>(options, "stream options", &fields)? {
-            Some(r) => ChannelPolicy {
-                ordered: r.ordered.unwrap_or(base.ordered),
-                max_retransmits: r.max_retransmits.or(base.max_retransmits),
-            },
-            None => base,
+    Ok(match Fields::check(options, "stream options", &fields)? {
+        Some(o) => ChannelPolicy {
+            ordered: o.flag("ordered").unwrap_or(base.ordered),
+            max_retransmits: o
+                .millis("maxRetransmits")
+                .map(|n| n as u16)
+                .or(base.max_retransmits),
         },
-    )
+        None => base,
+    })
 }

@@ -3,31 +3,12 @@
 
 use std::rc::Rc;
 
+use crate::protocol::json::Json;
 use js_sys::{Array, Object, Reflect};
-use serde_json::Value;
 use wasm_bindgen::prelude::*;
 
-use super::context::{Ctx, Target, json_to_js};
-use super::errors::PeerError;
+use super::context::{Ctx, Target, js_to_json as from_js, json_to_js};
 use crate::web::driver::promise;
-
-fn from_js(value: &JsValue) -> Result<Value, PeerError> {
-    if value.is_undefined() {
-        return Err(PeerError::InvalidArgument(
-            "the value must be JSON (not undefined)".into(),
-        ));
-    }
-    let text: String = js_sys::JSON::stringify(value)
-        .map_err(|e| {
-            PeerError::InvalidArgument(format!(
-                "the value must be JSON: {}",
-                crate::web::js_error_text(&e)
-            ))
-        })?
-        .into();
-    serde_json::from_str(&text)
-        .map_err(|e| PeerError::InvalidArgument(format!("the value must be JSON: {e}")))
-}
 
 /// A room joined with `peer.join(name)`.
 #[wasm_bindgen]
@@ -69,7 +50,7 @@ impl Room {
     /// The room's shared state as a plain object `{ key: value }`.
     #[wasm_bindgen(getter, unchecked_return_type = "Record<string, unknown>")]
     pub fn state(&self) -> Object {
-        let entries: Vec<(String, Value)> = self.ctx.d.read(|e| {
+        let entries: Vec<(String, Json)> = self.ctx.d.read(|e| {
             e.room(&self.name)
                 .map(|r| {
                     r.state

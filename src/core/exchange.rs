@@ -81,7 +81,7 @@ impl RequestReader {
             }
             (Incoming::Pull(_), _) => ReadStep::More,
             (Incoming::Message(PayloadType::Json, bytes), false) => {
-                match serde_json::from_slice::<RequestHead>(&bytes) {
+                match RequestHead::decode(&bytes) {
                     Ok(head) => {
                         self.head = Some(head);
                         ReadStep::More
@@ -165,10 +165,7 @@ pub fn response_head(
         headers,
         records,
     };
-    Outgoing::Message(
-        PayloadType::Json,
-        serde_json::to_vec(&head).unwrap_or_default(),
-    )
+    Outgoing::Message(PayloadType::Json, head.encode())
 }
 
 /// A whole response: its head, the body (if any), the end.
@@ -205,10 +202,7 @@ pub fn request(
         query: url.query.clone(),
         headers,
     };
-    let mut out = vec![Outgoing::Message(
-        PayloadType::Json,
-        serde_json::to_vec(&head).unwrap_or_default(),
-    )];
+    let mut out = vec![Outgoing::Message(PayloadType::Json, head.encode())];
     if !body.is_empty() {
         out.push(Outgoing::Message(PayloadType::Binary, body));
     }
@@ -243,7 +237,7 @@ impl ResponseReader {
         match (item, self.head) {
             (Incoming::Pull(_), _) => ResponseStep::More,
             (Incoming::Message(PayloadType::Json, bytes), false) => {
-                match serde_json::from_slice::<ResponseHead>(&bytes) {
+                match ResponseHead::decode(&bytes) {
                     Ok(h) => {
                         self.head = true;
                         ResponseStep::Head(h)

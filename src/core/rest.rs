@@ -11,6 +11,7 @@
 //!                   [pull n] frames, then [end]
 //! ```
 
+use crate::protocol::json::{self, Object, Writer};
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -87,6 +88,68 @@ pub struct ResponseHead {
     /// The body is a record set pulled one record at a time.
     #[serde(default)]
     pub records: bool,
+}
+
+fn write_headers(w: &mut Writer, headers: &BTreeMap<String, String>) {
+    let mut h = Writer::new();
+    for (k, v) in headers {
+        h.str(k, v);
+    }
+    w.raw("headers", &h.finish());
+}
+
+fn read_headers(o: &Object<'_>) -> Result<BTreeMap<String, String>, json::Error> {
+    let Some(text) = o.raw("headers").filter(|t| *t != "null") else {
+        return Ok(BTreeMap::new());
+    };
+    Object::parse(text)?
+        .fields()
+        .map(|(k, v)| Ok((k.to_string(), json::string(v)?)))
+        .collect()
+}
+
+impl RequestHead {
+    /// As the JSON first frame (the SDK's codec; serde reads it too).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.str("method", &self.method)
+            .str("path", &self.path)
+            .str("query", &self.query);
+        write_headers(&mut w, &self.headers);
+        w.finish().into_bytes()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, json::Error> {
+        let text = std::str::from_utf8(bytes).map_err(|_| json::Error("not UTF-8"))?;
+        let o = Object::parse(text)?;
+        Ok(Self {
+            method: o.str("method")?,
+            path: o.str("path")?,
+            query: o.opt_str("query")?.unwrap_or_default(),
+            headers: read_headers(&o)?,
+        })
+    }
+}
+
+impl ResponseHead {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.u64("status", self.status.into());
+        write_headers(&mut w, &self.headers);
+        w.bool("records", self.records);
+        w.finish().into_bytes()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, json::Error> {
+        let text = std::str::from_utf8(bytes).map_err(|_| json::Error("not UTF-8"))?;
+        let o = Object::parse(text)?;
+        Ok(Self {
+            status: u16::try_from(o.u64("status")?)
+                .map_err(|_| json::Error("status out of range"))?,
+            headers: read_headers(&o)?,
+            records: o.bool("records")?,
+        })
+    }
 }
 
 /// The methods routes can name; `all` matches any.
@@ -327,6 +390,34 @@ mod tests {
         );
         let r: ResponseHead = serde_json::from_str(r#"{"status":404}"#).unwrap();
         assert_eq!((r.status, r.records, r.headers.len()), (404, false, 0));
+        // The SDK's codec and serde agree both ways.
+        assert_eq!(
+            serde_json::from_slice::<RequestHead>(&h.encode()).unwrap(),
+            h
+        );
+        assert_eq!(
+            RequestHead::decode(serde_json::to_string(&h).unwrap().as_bytes()).unwrap(),
+            h
+        );
+        let r = ResponseHead {
+            status: 201,
+            headers: [("x-\"q".to_string(), "v\n".to_string())].into(),
+            records: true,
+        };
+        assert_eq!(
+            serde_json::from_slice::<ResponseHead>(&r.encode()).unwrap(),
+            r
+        );
+        assert_eq!(
+            ResponseHead::decode(serde_json::to_string(&r).unwrap().as_bytes()).unwrap(),
+            r
+        );
+        assert_eq!(
+            ResponseHead::decode(br#"{"status":404}"#).unwrap().status,
+            404
+        );
+        assert!(ResponseHead::decode(br#"{"status":70000}"#).is_err());
+        assert!(RequestHead::decode(b"\xff").is_err());
     }
 
     /// The server side of a record set: nothing is produced without credit,

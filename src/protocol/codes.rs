@@ -141,6 +141,11 @@ impl ErrorCode {
         }
     }
 
+    /// The code for its wire name, e.g. `"id-taken"`.
+    pub fn from_wire(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
     /// What a developer should do about it.
     pub fn hint(self) -> &'static str {
         match self {

@@ -22,6 +22,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::json::{self, Object, Writer};
+
 /// Largest frame on a data channel (what every browser delivers whole).
 pub const MAX_FRAME_BYTES: usize = 16 * 1024;
 /// Header bytes of a data frame.
@@ -320,6 +322,97 @@ pub enum SignalBody {
     Dial,
 }
 
+impl PeerSignal {
+    /// As the JSON a peer relays (the SDK's own writer; see
+    /// [`super::json`]). Serde reads it back (tested below).
+    pub fn encode(&self) -> String {
+        let mut w = Writer::new();
+        w.u64("session", self.session).opt_u64("to", self.to);
+        self.body.write(&mut w);
+        w.finish()
+    }
+
+    /// Reads a relayed signal.
+    pub fn decode(text: &str) -> Result<Self, json::Error> {
+        let o = Object::parse(text)?;
+        Ok(Self {
+            session: o.u64("session")?,
+            to: o.opt_u64("to")?,
+            body: SignalBody::read(&o)?,
+        })
+    }
+}
+
+impl SignalBody {
+    fn write(&self, w: &mut Writer) {
+        match self {
+            Self::Description { sdp_type, sdp } => w
+                .str("kind", "description")
+                .str("sdpType", sdp_type)
+                .str("sdp", sdp),
+            Self::Candidate { .. } => w.str("kind", "candidate"),
+            Self::Bye { reason } => w.str("kind", "bye").str("reason", reason),
+            Self::Dial => w.str("kind", "dial"),
+        };
+        self.write_candidate(w);
+    }
+
+    /// A candidate's fields, named as in `RTCIceCandidateInit`.
+    fn write_candidate(&self, w: &mut Writer) {
+        if let Self::Candidate {
+            candidate,
+            sdp_mid,
+            sdp_m_line_index,
+            username_fragment,
+        } = self
+        {
+            w.str("candidate", candidate)
+                .opt_str("sdpMid", sdp_mid.as_deref())
+                .opt_u64("sdpMLineIndex", sdp_m_line_index.map(u64::from))
+                .opt_str("usernameFragment", username_fragment.as_deref());
+        }
+    }
+
+    fn read(o: &Object<'_>) -> Result<Self, json::Error> {
+        Ok(match o.str("kind")?.as_str() {
+            "description" => Self::Description {
+                sdp_type: o.str("sdpType")?,
+                sdp: o.str("sdp")?,
+            },
+            "candidate" => Self::candidate(o)?,
+            "bye" => Self::Bye {
+                reason: o.str("reason")?,
+            },
+            "dial" => Self::Dial,
+            _ => return Err(json::Error("unknown signal kind")),
+        })
+    }
+
+    fn candidate(o: &Object<'_>) -> Result<Self, json::Error> {
+        Ok(Self::Candidate {
+            candidate: o.str("candidate")?,
+            sdp_mid: o.opt_str("sdpMid")?,
+            sdp_m_line_index: o
+                .opt_u64("sdpMLineIndex")?
+                .map(|n| u16::try_from(n).map_err(|_| json::Error("sdpMLineIndex out of range")))
+                .transpose()?,
+            username_fragment: o.opt_str("usernameFragment")?,
+        })
+    }
+
+    /// A candidate as `RTCIceCandidateInit` JSON (for `addIceCandidate`).
+    pub fn candidate_init_json(&self) -> String {
+        let mut w = Writer::new();
+        self.write_candidate(&mut w);
+        w.finish()
+    }
+
+    /// `RTCIceCandidate.toJSON()` text as a candidate body.
+    pub fn from_candidate_init_json(text: &str) -> Result<Self, json::Error> {
+        Self::candidate(&Object::parse(text)?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,5 +522,60 @@ mod tests {
             serde_json::from_str::<PeerSignal>(&serde_json::to_string(&c).unwrap()).unwrap(),
             c
         );
+    }
+
+    #[test]
+    fn the_sdk_codec_agrees_with_serde() {
+        let bodies = [
+            SignalBody::Description {
+                sdp_type: "answer".into(),
+                sdp: "v=0\r\no=- 1 \"q\"\r\n".into(),
+            },
+            SignalBody::Candidate {
+                candidate: "candidate:1 1 udp 2 x.local 5 typ host".into(),
+                sdp_mid: Some("0".into()),
+                sdp_m_line_index: Some(3),
+                username_fragment: Some("uf".into()),
+            },
+            SignalBody::Candidate {
+                candidate: "".into(),
+                sdp_mid: None,
+                sdp_m_line_index: None,
+                username_fragment: None,
+            },
+            SignalBody::Bye {
+                reason: "closed".into(),
+            },
+            SignalBody::Dial,
+        ];
+        for (i, body) in bodies.into_iter().enumerate() {
+            let s = PeerSignal {
+                session: 9,
+                to: (i % 2 == 0).then_some(u64::MAX),
+                body,
+            };
+            let mine = s.encode();
+            assert_eq!(
+                serde_json::from_str::<PeerSignal>(&mine).unwrap(),
+                s,
+                "{mine}"
+            );
+            let theirs = serde_json::to_string(&s).unwrap();
+            assert_eq!(PeerSignal::decode(&theirs).unwrap(), s, "{theirs}");
+            if matches!(s.body, SignalBody::Candidate { .. }) {
+                let init = s.body.candidate_init_json();
+                assert!(!init.contains("kind"), "{init}");
+                assert_eq!(SignalBody::from_candidate_init_json(&init).unwrap(), s.body);
+            }
+        }
+        for bad in [
+            "",
+            "{}",
+            r#"{"session":1,"kind":"nope"}"#,
+            r#"{"session":1,"kind":"candidate","candidate":"c","sdpMLineIndex":70000}"#,
+            r#"{"session":-1,"kind":"dial"}"#,
+        ] {
+            assert!(PeerSignal::decode(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -4,10 +4,13 @@
 //! See `docs/PROTOCOL.md` for examples of every message.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::codes::ErrorCode;
 use super::ids;
+use super::json::{self, Json, Object, Writer};
+
+/// User data in a message: relayed as the text it came as.
+pub type Value = Json;
 
 /// Request id: chosen by the client, echoed by the broker.
 pub type Rid = u64;
@@ -190,9 +193,73 @@ impl ClientMessage {
         }
     }
 
-    /// Encodes as one JSON text frame.
+    /// Encodes as one JSON text frame (the SDK side; no serde, see
+    /// [`json`]). The broker's serde decoder reads it back (tested below).
     pub fn encode(&self) -> String {
-        serde_json::to_string(self).expect("client messages always serialize")
+        let mut w = Writer::new();
+        let (kind, rid) = (Self::TYPES[self.index()], self.rid());
+        w.str("type", kind).u64("rid", rid);
+        match self {
+            Self::Register {
+                id, resume_token, ..
+            } => w
+                .opt_str("id", id.as_deref())
+                .opt_str("resumeToken", resume_token.as_deref()),
+            Self::Ping { .. } => &mut w,
+            Self::Find { id, .. } => w.str("id", id),
+            Self::Signal { to, data, .. } => w.str("to", to).raw("data", data.as_str()),
+            Self::Join { room, .. } | Self::Leave { room, .. } => w.str("room", room),
+            Self::Broadcast {
+                room,
+                data,
+                include_self,
+                ..
+            } => w
+                .str("room", room)
+                .raw("data", data.as_str())
+                .bool("includeSelf", *include_self),
+            Self::Set {
+                room,
+                key,
+                value,
+                ttl_ms,
+                ..
+            } => w
+                .str("room", room)
+                .str("key", key)
+                .raw("value", value.as_str())
+                .opt_u64("ttlMs", *ttl_ms),
+            Self::Delete { room, key, .. } => w.str("room", room).str("key", key),
+            Self::OpenKey { key, .. }
+            | Self::JoinKey { key, .. }
+            | Self::LeaveKey { key, .. }
+            | Self::CloseKey { key, .. } => w.str("key", key),
+            Self::RegisterHostname { hostname, .. } | Self::LookupHostname { hostname, .. } => {
+                w.str("hostname", hostname)
+            }
+        };
+        w.finish()
+    }
+
+    /// This message's position in [`Self::TYPES`].
+    fn index(&self) -> usize {
+        match self {
+            Self::Register { .. } => 0,
+            Self::Ping { .. } => 1,
+            Self::Find { .. } => 2,
+            Self::Signal { .. } => 3,
+            Self::Join { .. } => 4,
+            Self::Leave { .. } => 5,
+            Self::Broadcast { .. } => 6,
+            Self::Set { .. } => 7,
+            Self::Delete { .. } => 8,
+            Self::OpenKey { .. } => 9,
+            Self::JoinKey { .. } => 10,
+            Self::LeaveKey { .. } => 11,
+            Self::CloseKey { .. } => 12,
+            Self::RegisterHostname { .. } => 13,
+            Self::LookupHostname { .. } => 14,
+        }
     }
 }
 
@@ -210,7 +277,7 @@ pub struct DecodeError {
 
 impl DecodeError {
     fn classify(text: &str, err: serde_json::Error) -> Self {
-        let value: Value = match serde_json::from_str(text) {
+        let value: serde_json::Value = match serde_json::from_str(text) {
             Ok(v) => v,
             Err(e) => {
                 return Self {
@@ -227,8 +294,8 @@ impl DecodeError {
                 message: "a message must be a JSON object".into(),
             };
         };
-        let rid = obj.get("rid").and_then(Value::as_u64);
-        match obj.get("type").and_then(Value::as_str) {
+        let rid = obj.get("rid").and_then(serde_json::Value::as_u64);
+        match obj.get("type").and_then(serde_json::Value::as_str) {
             None => Self {
                 code: ErrorCode::BadMessage,
                 rid,
@@ -450,21 +517,172 @@ impl ServerMessage {
         }
     }
 
-    /// Encodes as one JSON text frame.
+    /// Encodes as one JSON text frame (the broker side, with serde).
     pub fn encode(&self) -> String {
         serde_json::to_string(self).expect("server messages always serialize")
     }
 
-    /// Decodes one text frame (the SDK side).
-    pub fn decode(text: &str) -> Result<Self, serde_json::Error> {
-        serde_json::from_str(text)
+    /// Decodes one text frame (the SDK side; no serde, see [`json`]).
+    pub fn decode(text: &str) -> Result<Self, json::Error> {
+        let o = Object::parse(text)?;
+        let rid = || o.u64("rid");
+        let s = |k| o.str(k);
+        Ok(match o.str("type")?.as_str() {
+            "registered" => Self::Registered {
+                rid: rid()?,
+                id: s("id")?,
+                resume_token: s("resumeToken")?,
+                resumed: o.bool("resumed")?,
+                ice_servers: o
+                    .array("iceServers")?
+                    .into_iter()
+                    .map(IceServer::decode)
+                    .collect::<Result<_, _>>()?,
+                grace_ms: o.u64("graceMs")?,
+                protocol: u32::try_from(o.u64("protocol")?)
+                    .map_err(|_| json::Error("protocol version out of range"))?,
+                rooms: o.strings("rooms")?,
+            },
+            "pong" => Self::Pong { rid: rid()? },
+            "found" => Self::Found {
+                rid: rid()?,
+                id: s("id")?,
+                online: o.bool("online")?,
+            },
+            "signal" => Self::Signal {
+                from: s("from")?,
+                data: o.json("data"),
+            },
+            "joined" => Self::Joined {
+                rid: o.opt_u64("rid")?,
+                room: s("room")?,
+                members: o.strings("members")?,
+                state: o
+                    .array("state")?
+                    .into_iter()
+                    .map(StateEntry::decode)
+                    .collect::<Result<_, _>>()?,
+            },
+            "ok" => Self::Ok { rid: rid()? },
+            "peer-joined" => Self::PeerJoined {
+                room: s("room")?,
+                id: s("id")?,
+            },
+            "peer-left" => Self::PeerLeft {
+                room: s("room")?,
+                id: s("id")?,
+            },
+            "broadcast" => Self::Broadcast {
+                room: s("room")?,
+                from: s("from")?,
+                data: o.json("data"),
+            },
+            "state-set" => Self::StateSet {
+                room: s("room")?,
+                key: s("key")?,
+                value: o.json("value"),
+                from: s("from")?,
+                ttl_ms: o.opt_u64("ttlMs")?,
+            },
+            "state-removed" => Self::StateRemoved {
+                room: s("room")?,
+                key: s("key")?,
+                reason: match s("reason")?.as_str() {
+                    "deleted" => RemovalReason::Deleted,
+                    "expired" => RemovalReason::Expired,
+                    _ => return Err(json::Error("unknown removal reason")),
+                },
+                from: o.opt_str("from")?,
+            },
+            "key-opened" => Self::KeyOpened {
+                rid: rid()?,
+                key: s("key")?,
+            },
+            "key-joined" => Self::KeyJoined {
+                rid: rid()?,
+                key: s("key")?,
+                opener: s("opener")?,
+            },
+            "joiner" => Self::Joiner {
+                key: s("key")?,
+                id: s("id")?,
+            },
+            "unavailable" => Self::Unavailable {
+                key: s("key")?,
+                id: s("id")?,
+                code: o.opt_u64("code")?.map(code16).transpose()?,
+            },
+            "key-closed" => Self::KeyClosed {
+                key: s("key")?,
+                code: code16(o.u64("code")?)?,
+                reason: s("reason")?,
+            },
+            "found-host" => Self::FoundHost {
+                rid: rid()?,
+                hostname: s("hostname")?,
+                id: s("id")?,
+            },
+            "error" => Self::Error {
+                rid: o.opt_u64("rid")?,
+                code: ErrorCode::from_wire(&s("code")?).ok_or(json::Error("unknown error code"))?,
+                message: s("message")?,
+                target: o.opt_str("target")?,
+            },
+            _ => return Err(json::Error("unknown message type")),
+        })
+    }
+}
+
+fn code16(n: u64) -> Result<u16, json::Error> {
+    u16::try_from(n).map_err(|_| json::Error("close code out of range"))
+}
+
+impl IceServer {
+    /// Reads one server as the broker or the user wrote it (`urls` may be
+    /// one string).
+    pub fn decode(text: &str) -> Result<Self, json::Error> {
+        let o = Object::parse(text)?;
+        let urls = match o.opt_str("urls") {
+            Ok(Some(one)) => vec![one],
+            _ => o.strings("urls")?,
+        };
+        Ok(Self {
+            urls,
+            username: o.opt_str("username")?,
+            credential: o.opt_str("credential")?,
+        })
+    }
+
+    /// As `RTCIceServer` JSON.
+    pub fn encode(&self) -> String {
+        Writer::new()
+            .raw("urls", &json::string_array(&self.urls))
+            .opt_str("username", self.username.as_deref())
+            .opt_str("credential", self.credential.as_deref())
+            .finish()
+    }
+}
+
+impl StateEntry {
+    fn decode(text: &str) -> Result<Self, json::Error> {
+        let o = Object::parse(text)?;
+        Ok(Self {
+            key: o.str("key")?,
+            value: o.json("value"),
+            from: o.str("from")?,
+            ttl_ms: o.opt_u64("ttlMs")?,
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+
+    /// User data for the examples.
+    macro_rules! json {
+        ($($t:tt)+) => { Json(serde_json::json!($($t)+).to_string()) };
+    }
 
     fn client_examples() -> Vec<ClientMessage> {
         use ClientMessage::*;
@@ -668,7 +886,7 @@ mod tests {
         for msg in examples {
             let text = msg.encode();
             assert_eq!(ClientMessage::decode(&text).unwrap(), msg, "{text}");
-            let t = serde_json::from_str::<Value>(&text).unwrap()["type"]
+            let t = serde_json::from_str::<serde_json::Value>(&text).unwrap()["type"]
                 .as_str()
                 .unwrap()
                 .to_string();
@@ -702,8 +920,8 @@ mod tests {
         }
         .encode();
         assert_eq!(
-            serde_json::from_str::<Value>(&text).unwrap(),
-            json!({"type": "set", "rid": 1, "room": "r", "key": "k", "value": 1, "ttlMs": 5})
+            serde_json::from_str::<serde_json::Value>(&text).unwrap(),
+            serde_json::json!({"type": "set", "rid": 1, "room": "r", "key": "k", "value": 1, "ttlMs": 5})
         );
         let v = ClientMessage::decode(r#"{"type":"open-key","rid":3,"key":"abc"}"#).unwrap();
         assert_eq!(

@@ -21,6 +21,7 @@
 pub mod codes;
 pub mod frames;
 pub mod ids;
+pub mod json;
 pub mod limits;
 pub mod messages;
 

@@ -568,7 +568,13 @@ impl Driver {
                         .filter(|v| !v.is_undefined() && !v.is_null())
                         .and_then(|v| js_sys::JSON::stringify(&v).ok())
                         .and_then(|s| s.as_string())
-                        .and_then(|s| serde_json::from_str::<Vec<IceServer>>(&s).ok());
+                        .and_then(|s| {
+                            crate::protocol::json::items(&s)
+                                .ok()?
+                                .into_iter()
+                                .map(|i| IceServer::decode(i).ok())
+                                .collect::<Option<Vec<_>>>()
+                        });
                     d.input(|e, _| e.handle_hub_attached(&address, ice));
                 }
                 Ok(other) => {

@@ -30,7 +30,14 @@ pub struct PcLink {
 }
 
 fn ice_servers_js(servers: &[IceServer]) -> Result<JsValue, String> {
-    let json = serde_json::to_string(servers).map_err(|e| e.to_string())?;
+    let mut json = String::from("[");
+    for (i, s) in servers.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        json.push_str(&s.encode());
+    }
+    json.push(']');
     JSON::parse(&json).map_err(|e| js_error_text(&e))
 }
 

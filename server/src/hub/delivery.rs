@@ -7,9 +7,9 @@
 
 use std::time::Instant;
 
+use peerwire::protocol::json::Json as Value;
 use peerwire::protocol::messages::Rid;
 use peerwire::protocol::{CloseCode, ErrorCode, ServerMessage};
-use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::{ConnId, Frame, Outgoing, State};

@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use peerwire::protocol::json::Json as Value;
 use peerwire::protocol::messages::Rid;
 use peerwire::protocol::{ErrorCode, RemovalReason, ServerMessage, StateEntry};
-use serde_json::Value;
 
 use super::delivery::Kind;
 use super::{Answer, ConnId, Refusal, State, internal};

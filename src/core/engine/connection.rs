@@ -333,7 +333,7 @@ impl Engine {
 
     /// A peer signal from `from` (through the broker or the hub).
     pub(crate) fn on_peer_signal(&mut self, from: String, data: &str, now: Millis) {
-        let signal: PeerSignal = match serde_json::from_str(data) {
+        let signal = match PeerSignal::decode(data) {
             Ok(s) => s,
             Err(e) => {
                 self.events.push_back(Event::Error(PeerError::Protocol {
@@ -567,7 +567,7 @@ impl Engine {
                 }
                 Step::Signal(body @ SignalBody::Candidate { .. }) => {
                     conn.remote_candidates += 1;
-                    let json = candidate_json(&body);
+                    let json = body.candidate_init_json();
                     let action = conn.negotiator.on_remote_candidate(json);
                     self.log(|| format!("{c:?}: remote candidate: {action:?}"));
                     let Some(conn) = self.conns.get_mut(&c) else {
@@ -722,7 +722,7 @@ impl Engine {
 
     /// A local ICE candidate (`RTCIceCandidate.toJSON()` text).
     pub fn handle_local_candidate(&mut self, c: ConnId, json: &str) {
-        let Some(body) = candidate_body(json) else {
+        let Some(body) = SignalBody::from_candidate_init_json(json).ok() else {
             return;
         };
         if let Some(conn) = self.conns.get_mut(&c) {
@@ -851,38 +851,15 @@ impl Engine {
     }
 
     pub(crate) fn send_signal_raw(&mut self, to: &str, signal: PeerSignal) {
-        let data = match serde_json::to_string(&signal) {
-            Ok(d) => d,
-            Err(_) => return,
-        };
+        let data = signal.encode();
         match &self.config.signalling {
             super::types::Signalling::Hub => self.transmits.push_back(Transmit::HubSignal {
                 to: to.to_string(),
                 data,
             }),
             super::types::Signalling::Broker { .. } => {
-                let value: serde_json::Value =
-                    serde_json::from_str(&data).unwrap_or(serde_json::Value::Null);
-                self.broker_signal(to, value);
+                self.broker_signal(to, crate::protocol::json::Json(data));
             }
         }
     }
-}
-
-/// A candidate signal body as `RTCIceCandidateInit` JSON.
-fn candidate_json(body: &SignalBody) -> String {
-    let mut value = serde_json::to_value(body).unwrap_or_default();
-    if let Some(o) = value.as_object_mut() {
-        o.remove("kind");
-    }
-    value.to_string()
-}
-
-/// `RTCIceCandidate.toJSON()` text as a candidate signal body.
-fn candidate_body(json: &str) -> Option<SignalBody> {
-    let mut value: serde_json::Value = serde_json::from_str(json).ok()?;
-    value
-        .as_object_mut()?
-        .insert("kind".into(), "candidate".into());
-    serde_json::from_value(value).ok()
 }

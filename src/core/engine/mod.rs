@@ -339,7 +339,7 @@ impl Engine {
     pub fn broadcast(
         &mut self,
         room: &str,
-        data: serde_json::Value,
+        data: crate::protocol::json::Json,
         include_self: bool,
         now: Millis,
     ) -> Result<OpId, PeerError> {
@@ -361,7 +361,7 @@ impl Engine {
         &mut self,
         room: &str,
         key: &str,
-        value: serde_json::Value,
+        value: crate::protocol::json::Json,
         ttl_ms: Option<u64>,
         now: Millis,
     ) -> Result<OpId, PeerError> {

@@ -25,7 +25,7 @@ pub struct Room {
     /// Members in join order, this peer included.
     pub members: Vec<String>,
     /// Key → (value, who set it).
-    pub state: super::Table<String, (serde_json::Value, String)>,
+    pub state: super::Table<String, (crate::protocol::json::Json, String)>,
 }
 
 impl Room {
@@ -321,7 +321,7 @@ impl Engine {
     }
 
     /// Relays a peer signal through the broker.
-    pub(crate) fn broker_signal(&mut self, to: &str, data: serde_json::Value) {
+    pub(crate) fn broker_signal(&mut self, to: &str, data: crate::protocol::json::Json) {
         let message = ClientMessage::Signal {
             rid: 0,
             to: to.to_string(),
@@ -442,8 +442,7 @@ impl Engine {
     fn on_push(&mut self, msg: ServerMessage, now: Millis) {
         match msg {
             ServerMessage::Signal { from, data } => {
-                let text = data.to_string();
-                self.on_peer_signal(from, &text, now);
+                self.on_peer_signal(from, data.as_str(), now);
             }
             ServerMessage::Error {
                 code,

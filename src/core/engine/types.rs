@@ -274,12 +274,12 @@ pub enum Event {
     Broadcast {
         room: String,
         from: String,
-        data: serde_json::Value,
+        data: crate::protocol::json::Json,
     },
     StateSet {
         room: String,
         key: String,
-        value: serde_json::Value,
+        value: crate::protocol::json::Json,
         from: String,
         ttl_ms: Option<u64>,
     },
