@@ -139,60 +139,6 @@ export interface SetOptions {
   ttl?: number;
 }
 
-/** The interface a `Node` talks to its hub through; `PageHub`,
- * `BroadcastChannelHub` implement it, and so can your own. */
-export interface Hub {
-  /** A new endpoint: `deliver(from, data)` receives its signals; resolves its address. */
-  attach(deliver: (from: string, data: string) => void): string | Promise<string>;
-  /** The endpoint at `address` is gone (its node closed): forget it and its hostnames. */
-  detach(address: string): void;
-  /** Hands `data` to `to`; throw or reject when `to` is unknown, so connecting fails at once. */
-  send(from: string, to: string, data: string): void | Promise<void>;
-  /** Maps `hostname` to `address`; throw or reject (ideally an Error named
-   * `HostnameTakenError`) when another node holds it. */
-  register(address: string, hostname: string): void | Promise<void>;
-  /** Throw or reject (ideally an Error named `UnknownHostError`) when unknown. */
-  lookup(hostname: string): string | Promise<string>;
-  /** STUN/TURN servers for the nodes on this hub; none by default (enough on one machine or network). */
-  iceServers?: IceServer[];
-}
-
-/** Options of `new Node()`: a hub (default: the page's `PageHub`), and the
- * `PeerOptions` other than `broker` and `id`. */
-export interface NodeOptions extends Omit<PeerOptions, "broker" | "id"> {
-  /** Where the node gets its address and meets other nodes: `PageHub` (this page, the default),
-   * `BroadcastChannelHub` (tabs of one origin), `NetworkHub` (a broker), or your own `Hub`. */
-  hub?: Hub | NetworkHub;
-}
-
-/** Options of `new BroadcastChannelHub(name, options)`. */
-export interface BroadcastChannelHubOptions {
-  /** How long a lookup waits for another tab to answer before `UnknownHostError`, in ms. Default 300. */
-  lookupTimeout?: number;
-}
-
-/** Options of `sockets.connect()`. */
-export interface SocketOptions {
-  /** Give up after this many ms (default `connectTimeout`). */
-  timeout?: number;
-}
-
-/** Options of `rest.fetch()`. */
-export interface FetchInit {
-  /** The request method. Default `"GET"`. */
-  method?: "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | string;
-  /** Request headers (names are sent lowercase). */
-  headers?: Record<string, string>;
-  /** A string, bytes, or any JSON value. */
-  body?: unknown;
-  /** Give up connecting after this many ms (default `connectTimeout`). */
-  timeout?: number;
-}
-
-/** A route of `rest.createServer()`: answer with `res.send()`, `res.json()`, `res.bytes()`,
- * `res.stream()` or `res.records()`. A handler that throws or rejects answers 500 with its message. */
-export type RestHandler = (req: RestRequest, res: RestResponse) => void | Promise<void>;
-
 /** Where a `Connection` is: `"connecting"` until its data channel opens, then `"open"`, then `"closed"`. */
 export type ConnectionState = "connecting" | "open" | "closed";
 /** Where a `Stream` is: it opens, then each side may end its half (`"local-ended"`: this side
@@ -489,6 +435,80 @@ export interface Room {
   /** One key's value (`undefined` if unset), as the type you expect (not checked at run time). */
   get<T = unknown>(key: string): T | undefined;
 }
+export interface Rendezvous {
+  /** Listens for an event; an unknown event name throws `InvalidArgumentError`. */
+  on<K extends keyof RendezvousEvents>(type: K, listener: (event: RendezvousEvents[K]) => void): void;
+  /** Removes a listener added with `on`. */
+  off<K extends keyof RendezvousEvents>(type: K, listener: (event: RendezvousEvents[K]) => void): void;
+}
+declare global {
+  /** wasm-bindgen gives every class a `[Symbol.dispose]()` (for `using`); this declares the
+   * symbol for projects whose `lib` predates it (`es2020`, `es2022`), so the definitions
+   * compile without `esnext`. At run time it exists where the browser has it. */
+  interface SymbolConstructor {
+    readonly dispose: unique symbol;
+  }
+}
+"#;
+
+/// The definitions of the full build only: `Node`, its hubs, sockets and rest.
+#[cfg(feature = "full")]
+#[wasm_bindgen(typescript_custom_section)]
+const TS_FULL_TYPES: &str = r#"
+/** The interface a `Node` talks to its hub through; `PageHub`,
+ * `BroadcastChannelHub` implement it, and so can your own. */
+export interface Hub {
+  /** A new endpoint: `deliver(from, data)` receives its signals; resolves its address. */
+  attach(deliver: (from: string, data: string) => void): string | Promise<string>;
+  /** The endpoint at `address` is gone (its node closed): forget it and its hostnames. */
+  detach(address: string): void;
+  /** Hands `data` to `to`; throw or reject when `to` is unknown, so connecting fails at once. */
+  send(from: string, to: string, data: string): void | Promise<void>;
+  /** Maps `hostname` to `address`; throw or reject (ideally an Error named
+   * `HostnameTakenError`) when another node holds it. */
+  register(address: string, hostname: string): void | Promise<void>;
+  /** Throw or reject (ideally an Error named `UnknownHostError`) when unknown. */
+  lookup(hostname: string): string | Promise<string>;
+  /** STUN/TURN servers for the nodes on this hub; none by default (enough on one machine or network). */
+  iceServers?: IceServer[];
+}
+
+/** Options of `new Node()`: a hub (default: the page's `PageHub`), and the
+ * `PeerOptions` other than `broker` and `id`. */
+export interface NodeOptions extends Omit<PeerOptions, "broker" | "id"> {
+  /** Where the node gets its address and meets other nodes: `PageHub` (this page, the default),
+   * `BroadcastChannelHub` (tabs of one origin), `NetworkHub` (a broker), or your own `Hub`. */
+  hub?: Hub | NetworkHub;
+}
+
+/** Options of `new BroadcastChannelHub(name, options)`. */
+export interface BroadcastChannelHubOptions {
+  /** How long a lookup waits for another tab to answer before `UnknownHostError`, in ms. Default 300. */
+  lookupTimeout?: number;
+}
+
+/** Options of `sockets.connect()`. */
+export interface SocketOptions {
+  /** Give up after this many ms (default `connectTimeout`). */
+  timeout?: number;
+}
+
+/** Options of `rest.fetch()`. */
+export interface FetchInit {
+  /** The request method. Default `"GET"`. */
+  method?: "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | string;
+  /** Request headers (names are sent lowercase). */
+  headers?: Record<string, string>;
+  /** A string, bytes, or any JSON value. */
+  body?: unknown;
+  /** Give up connecting after this many ms (default `connectTimeout`). */
+  timeout?: number;
+}
+
+/** A route of `rest.createServer()`: answer with `res.send()`, `res.json()`, `res.bytes()`,
+ * `res.stream()` or `res.records()`. A handler that throws or rejects answers 500 with its message. */
+export type RestHandler = (req: RestRequest, res: RestResponse) => void | Promise<void>;
+
 /** Events of a `Node`: those of a `Peer`. */
 export interface NodeEvents extends PeerEvents {}
 export interface Node {
@@ -501,12 +521,6 @@ export interface Node {
   /** Removes a listener added with `on`. */
   off<K extends keyof NodeEvents>(type: K, listener: (event: NodeEvents[K]) => void): void;
 }
-export interface Rendezvous {
-  /** Listens for an event; an unknown event name throws `InvalidArgumentError`. */
-  on<K extends keyof RendezvousEvents>(type: K, listener: (event: RendezvousEvents[K]) => void): void;
-  /** Removes a listener added with `on`. */
-  off<K extends keyof RendezvousEvents>(type: K, listener: (event: RendezvousEvents[K]) => void): void;
-}
 export interface FetchResponse {
   /** The body parsed as JSON, as the type you expect (not checked at run time). */
   json<T = unknown>(): Promise<T>;
@@ -514,14 +528,5 @@ export interface FetchResponse {
 export interface RestRequest {
   /** The body parsed as JSON, as the type you expect (not checked at run time). */
   json<T = unknown>(): T;
-}
-
-declare global {
-  /** wasm-bindgen gives every class a `[Symbol.dispose]()` (for `using`); this declares the
-   * symbol for projects whose `lib` predates it (`es2020`, `es2022`), so the definitions
-   * compile without `esnext`. At run time it exists where the browser has it. */
-  interface SymbolConstructor {
-    readonly dispose: unique symbol;
-  }
 }
 "#;
