@@ -11,8 +11,8 @@
 mod js;
 
 use js::{Inbox, accept, describe, next_event, opened};
-use peerwire::protocol::{ClientMessage, ServerMessage};
 use peerwire::protocol::json::Json;
+use peerwire::protocol::{ClientMessage, ServerMessage};
 use serde_json::json;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_test::*;
