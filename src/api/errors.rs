@@ -47,17 +47,20 @@ const ERROR_NAMES: [&str; 18] = [
     "TimeoutError",
 ];
 
-/// `isPeerwireError(err, name?)`: whether `err` is an `Error` with one of
-/// the SDK's names and a string `code` (and, given `name`, that name). Its
-/// TypeScript signature, a type guard, is in the custom section of `api`.
+// `isPeerwireError(err, name?)`: whether `err` is an `Error` with one of
+// the SDK's names and a string `code` (and, given `name`, that name). Its
+// TypeScript signature, a type guard, and its documentation are in the
+// custom section of `api`; a `//` comment here keeps them out of the JS.
 #[wasm_bindgen(js_name = isPeerwireError, skip_typescript)]
-pub fn is_peerwire_error(err: &JsValue, name: Option<String>) -> bool {
+pub fn is_peerwire_error(err: &JsValue, name: &JsValue) -> bool {
     let Some(err) = err.dyn_ref::<js_sys::Error>() else {
         return false;
     };
-    let actual = String::from(err.name());
-    ERROR_NAMES.contains(&actual.as_str())
-        && name.is_none_or(|name| name == actual)
+    let actual = JsValue::from(err.name());
+    (name.is_undefined() || *name == actual)
+        && actual
+            .as_string()
+            .is_some_and(|n| ERROR_NAMES.contains(&n.as_str()))
         && js_sys::Reflect::get(err, &"code".into()).is_ok_and(|code| code.is_string())
 }
 
