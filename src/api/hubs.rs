@@ -351,7 +351,7 @@ impl BroadcastChannelHub {
         let inner = self.inner.clone();
         let asker = self.instance.clone();
         let lookup_timeout = self.lookup_timeout;
-        wasm_bindgen_futures::future_to_promise(async move {
+        crate::web::driver::promise(Box::pin(async move {
             let a = inner.names.borrow().get(&hostname).cloned();
             if let Some(a) = a {
                 return Ok(a.into());
@@ -375,7 +375,7 @@ impl BroadcastChannelHub {
                     Err(PeerError::UnknownHost(format!("no tab answered for {hostname:?}")).to_js())
                 }
             }
-        })
+        }))
     }
 
     /// Leaves the channel.

@@ -10,9 +10,10 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 
+use crate::web::driver::promise;
 use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
-use wasm_bindgen_futures::{JsFuture, future_to_promise, spawn_local};
+use wasm_bindgen_futures::{JsFuture, spawn_local};
 
 use super::context::{Ctx, Inbox, Item, PortListener};
 use super::errors::PeerError;
@@ -442,11 +443,11 @@ impl RestResponse {
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn send(&self, #[wasm_bindgen(unchecked_param_type = "unknown")] body: JsValue) -> Promise {
         let inner = self.inner.clone();
-        future_to_promise(async move {
+        promise(Box::pin(async move {
             let (bytes, kind) = body_bytes(&body)?;
             inner.send_whole(inner.status.get(), bytes, kind).await?;
             Ok(JsValue::UNDEFINED)
-        })
+        }))
     }
 
     /// Sends `value` as JSON.
@@ -456,7 +457,7 @@ impl RestResponse {
         #[wasm_bindgen(unchecked_param_type = "unknown")] value: JsValue,
     ) -> Promise {
         let inner = self.inner.clone();
-        future_to_promise(async move {
+        promise(Box::pin(async move {
             let json: String = js_sys::JSON::stringify(&value)
                 .map_err(|e| PeerError::InvalidArgument(crate::web::js_error_text(&e)))?
                 .into();
@@ -464,7 +465,7 @@ impl RestResponse {
                 .send_whole(inner.status.get(), json.into_bytes(), "application/json")
                 .await?;
             Ok(JsValue::UNDEFINED)
-        })
+        }))
     }
 
     /// Sends bytes.
@@ -485,10 +486,10 @@ impl RestResponse {
         source: JsValue,
     ) -> Promise {
         let inner = self.inner.clone();
-        future_to_promise(async move {
+        promise(Box::pin(async move {
             inner.send_streamed(source).await?;
             Ok(JsValue::UNDEFINED)
-        })
+        }))
     }
 
     /// Answers with a record set: each JSON record is taken from `source`
@@ -499,10 +500,10 @@ impl RestResponse {
         #[wasm_bindgen(unchecked_param_type = "AsyncIterable<unknown> | Iterable<unknown>")] source: JsValue,
     ) -> Promise {
         let inner = self.inner.clone();
-        future_to_promise(async move {
+        promise(Box::pin(async move {
             inner.send_records(source).await?;
             Ok(JsValue::UNDEFINED)
-        })
+        }))
     }
 }
 
@@ -656,7 +657,9 @@ impl Rest {
     pub fn fetch(&self, url: String, init: Option<super::FetchInitArg>) -> Promise {
         let ctx = self.ctx.clone();
         let init: JsValue = init.map(Into::into).unwrap_or(JsValue::UNDEFINED);
-        future_to_promise(async move { Ok(fetch(ctx, url, init).await?.into()) })
+        promise(Box::pin(
+            async move { Ok(fetch(ctx, url, init).await?.into()) },
+        ))
     }
 }
 
@@ -827,40 +830,42 @@ impl FetchResponse {
     #[wasm_bindgen(unchecked_return_type = "Promise<string>")]
     pub fn text(&self) -> Promise {
         let inner = self.inner.clone();
-        future_to_promise(async move {
+        promise(Box::pin(async move {
             let bytes = inner.whole().await?;
             Ok(String::from_utf8(bytes)
                 .map_err(|_| PeerError::InvalidArgument("the body is not UTF-8".into()))?
                 .into())
-        })
+        }))
     }
 
     /// The body parsed as JSON.
     #[wasm_bindgen(unchecked_return_type = "Promise<unknown>")]
     pub fn json(&self) -> Promise {
         let inner = self.inner.clone();
-        future_to_promise(async move {
+        promise(Box::pin(async move {
             let bytes = inner.whole().await?;
             let text = String::from_utf8(bytes)
                 .map_err(|_| PeerError::InvalidArgument("the body is not UTF-8".into()))?;
             js_sys::JSON::parse(&text)
-        })
+        }))
     }
 
     /// The body as an `ArrayBuffer`.
     #[wasm_bindgen(js_name = arrayBuffer, unchecked_return_type = "Promise<ArrayBuffer>")]
     pub fn array_buffer(&self) -> Promise {
         let inner = self.inner.clone();
-        future_to_promise(
-            async move { Ok(Uint8Array::from(&inner.whole().await?[..]).buffer().into()) },
-        )
+        promise(Box::pin(async move {
+            Ok(Uint8Array::from(&inner.whole().await?[..]).buffer().into())
+        }))
     }
 
     /// The body's bytes.
     #[wasm_bindgen(unchecked_return_type = "Promise<Uint8Array>")]
     pub fn bytes(&self) -> Promise {
         let inner = self.inner.clone();
-        future_to_promise(async move { Ok(Uint8Array::from(&inner.whole().await?[..]).into()) })
+        promise(Box::pin(async move {
+            Ok(Uint8Array::from(&inner.whole().await?[..]).into())
+        }))
     }
 
     /// The body as a `ReadableStream` of `Uint8Array` chunks, read as they come.
@@ -906,7 +911,7 @@ impl BodyReader {
     #[wasm_bindgen(unchecked_return_type = "Promise<IteratorResult<Uint8Array, undefined>>")]
     pub fn next(&self) -> Promise {
         let inner = self.inner.clone();
-        future_to_promise(async move {
+        promise(Box::pin(async move {
             loop {
                 match inner.next_message().await? {
                     Some((_, bytes)) if bytes.is_empty() => continue,
@@ -916,14 +921,14 @@ impl BodyReader {
                     None => return Ok(step(true, JsValue::UNDEFINED)),
                 }
             }
-        })
+        }))
     }
 
     /// Asks the server for one record and resolves `{ done, value }`.
     #[wasm_bindgen(js_name = nextRecord, unchecked_return_type = "Promise<IteratorResult<unknown, undefined>>")]
     pub fn next_record(&self) -> Promise {
         let inner = self.inner.clone();
-        future_to_promise(async move {
+        promise(Box::pin(async move {
             if inner.done.get() {
                 return Ok(step(true, JsValue::UNDEFINED));
             }
@@ -941,7 +946,7 @@ impl BodyReader {
                 .into()),
                 None => Ok(step(true, JsValue::UNDEFINED)),
             }
-        })
+        }))
     }
 
     /// Stops reading: closes the request's socket.
