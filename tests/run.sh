@@ -7,7 +7,9 @@
 #   2. wasm-pack test --headless --chrome: the SDK in real headless Chromium,
 #      against a real broker process this script starts (and a test restarts);
 #   3. the package built by wasm-pack, loaded in separate Chromium pages by
-#      Playwright, talking through a real broker.
+#      Playwright, talking through a real broker (the examples too); its
+#      TypeScript definitions checked by tsc and turned into the API
+#      reference by TypeDoc.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -80,6 +82,9 @@ cp -r tests/e2e/vite-app "$VITE_APP"
 SITE="$WORK/site"
 mkdir -p "$SITE/pkg" && cp -r "$WORK/package/"* "$SITE/pkg/" && cp www/index.html "$SITE/"
 (cd tests/e2e && npm install --no-audit --no-fund --silent)
+# The API reference from the package's definitions (TypeDoc; any warning,
+# such as an undocumented export or a broken link, fails it).
+bash tests/docs.sh "$WORK/api-docs" "$WORK/package" >/dev/null
 PEERWIRE_BROKER_BIN="$ROOT/target/debug/peerwire-broker" PEERWIRE_APP="$APP" PEERWIRE_VITE_DIST="$VITE_APP/dist" PEERWIRE_SITE="$SITE" \
   npm --prefix tests/e2e test 2>&1 | tee -a "$LOG"
 
