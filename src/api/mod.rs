@@ -80,15 +80,17 @@ export interface ConnectionStats {
    * (through TURN); `null` before ICE picked a pair.
    */
   route: 'host' | 'srflx' | 'prflx' | 'relay' | null;
-  /** The selected pair's local and remote candidate types (`host`, `srflx`, `prflx`, `relay`). */
+  /** The selected pair's local candidate type (`host`, `srflx`, `prflx`, `relay`). */
   localCandidateType: string | null;
+  /** The selected pair's remote candidate type (`host`, `srflx`, `prflx`, `relay`). */
   remoteCandidateType: string | null;
   /** `'udp'` or `'tcp'`. */
   protocol: string | null;
   /** Round-trip time of the selected pair, in ms (`null` until measured). */
   rtt: number | null;
-  /** Bytes sent and received on the selected pair. */
+  /** Bytes sent on the selected pair. */
   bytesSent: number;
+  /** Bytes received on the selected pair. */
   bytesReceived: number;
   /** The browser's whole `RTCStatsReport`. */
   report: RTCStatsReport;
