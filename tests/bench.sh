@@ -62,8 +62,19 @@ done
 
 echo; echo "== 3. bundle size (release package: wasm-opt -Oz)"
 size() { printf '%-28s %8d bytes raw, %8d gzip\n' "$1" "$(wc -c <"$2")" "$(gzip -9 -c "$2" | wc -c)"; }
-size "peerwire_bg.wasm" "$WORK/package/peerwire_bg.wasm"
-size "peerwire.js (glue)" "$WORK/package/peerwire.js"
+# Each entry: its .wasm, and every .js it loads (entry, glue, snippets), each
+# file gzipped on its own as a server sends them.
+sizes() { # label, files...
+  local label=$1 raw=0 gz=0 f; shift
+  for f in "$@"; do raw=$((raw + $(wc -c <"$f"))); gz=$((gz + $(gzip -9 -c "$f" | wc -c))); done
+  printf '%-28s %8d bytes raw, %8d gzip\n' "$label" "$raw" "$gz"
+}
+for entry in "" lite/; do
+  dir="$WORK/package/$entry"
+  size "${entry}peerwire_bg.wasm" "$dir/peerwire_bg.wasm"
+  sizes "${entry}peerwire JS (all files)" "$dir/peerwire.js" "$dir/peerwire_glue.js" $(find "$dir/snippets" -name '*.js' | sort)
+  sizes "${entry}peerwire total" "$dir/peerwire_bg.wasm" "$dir/peerwire.js" "$dir/peerwire_glue.js" $(find "$dir/snippets" -name '*.js' | sort)
+done
 size "peerjs.min.js (comparison)" "$WORK/bench/node_modules/peerjs/dist/peerjs.min.js"
 if command -v twiggy >/dev/null; then
   echo "code by crate (twiggy over a build that keeps names; before wasm-bindgen and wasm-opt):"

@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
 # Builds the npm package as users get it and packs it:
 #   tests/package.sh OUT_DIR     -> prints the path of peerwire-<version>.tgz
-# Size profile (`wasm-release`: opt-level z, LTO, stripped), then a modern
-# wasm-opt from npm (Debian's binaryen corrupts current wasm-bindgen output).
+# and prints each entry's size (gzip of the .wasm and every .js it loads) on
+# stderr. Two builds of the crate go into one package:
+#   peerwire        the default features (Node, hubs, sockets, rest)
+#   peerwire/lite   --no-default-features (peers, connections, streams, rooms)
+# Each is the size profile (`wasm-release`), wasm-bindgen --target web, then
+# a modern wasm-opt from npm (Debian's binaryen corrupts current wasm-bindgen
+# output), which also strips what wasm-bindgen needed to read (the
+# target_features section) and what users do not need (names, producers).
+# Beside wasm-bindgen's glue (renamed peerwire_glue.js) go the hand-written
+# files in npm/: entries that instantiate the module at import, their types,
+# and package.json.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -10,24 +19,60 @@ OUT=$(mkdir -p "${1:?usage: tests/package.sh OUT_DIR}" && cd "$1" && pwd)
 cd "$ROOT"
 bash tests/setup.sh >&2
 export PATH="$HOME/.cargo/bin:$PATH"
+say() { printf '[package] %s\n' "$*" >&2; }
 
-wasm-pack build --profile wasm-release --target web --out-dir "$OUT" >&2 2>&1 | grep -v '^\[INFO\]' >&2 || true
-[ -f "$OUT/peerwire_bg.wasm" ] || { echo "[package] error: wasm-pack build failed" >&2; exit 1; }
+WASM_OPT="$HOME/.cache/peerwire-tools/node_modules/.bin/wasm-opt"
+TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | node -e 'let s = ""; process.stdin.on("data", (d) => s += d).on("end", () => console.log(JSON.parse(s).target_directory))')
+WASM="$TARGET_DIR/wasm32-unknown-unknown/wasm-release/peerwire.wasm"
+VERSION=$(cargo metadata --format-version 1 --no-deps | node -e 'let s = ""; process.stdin.on("data", (d) => s += d).on("end", () => console.log(JSON.parse(s).packages.find((p) => p.name === "peerwire").version))')
 
-TOOLS="$HOME/.cache/peerwire-tools"
-"$TOOLS/node_modules/.bin/wasm-opt" -Oz \
-  --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-  --enable-mutable-globals --enable-reference-types --enable-multivalue \
-  "$OUT/peerwire_bg.wasm" -o "$OUT/peerwire_bg.wasm"
+# Old contents would be packed too (a stale lite/ or glue).
+rm -rf "$OUT/lite" "$OUT/snippets" "$OUT"/peerwire* "$OUT/package.json"
 
-# An `exports` map (types first) and the repository's files beside the code.
+# build DIR [cargo flags]: one entry's wasm and glue into DIR; wasm-opt runs
+# in the background while the next cargo build goes on.
+OPT_PIDS=()
+build() {
+  local dir=$1; shift
+  say "cargo build --profile wasm-release${*:+ $*} -> $dir"
+  cargo build -q --lib --target wasm32-unknown-unknown --profile wasm-release "$@" >&2
+  mkdir -p "$dir"
+  wasm-bindgen "$WASM" --target web --out-dir "$dir" >&2
+  mv "$dir/peerwire.js" "$dir/peerwire_glue.js"
+  mv "$dir/peerwire.d.ts" "$dir/peerwire_glue.d.ts"
+  rm -f "$dir/peerwire_bg.wasm.d.ts"
+  # The entries ship without their comments (they count in the package size).
+  for f in peerwire.js peerwire.node.js peerwire.d.ts; do sed "/^\/\//d" "npm/$f" >"$dir/$f"; done
+  "$WASM_OPT" -Oz \
+    --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+    --enable-mutable-globals --enable-reference-types --enable-multivalue \
+    --strip-debug --strip-producers --strip-target-features \
+    "$dir/peerwire_bg.wasm" -o "$dir/peerwire_bg.wasm" &
+  OPT_PIDS+=($!)
+}
+build "$OUT"
+build "$OUT/lite" --no-default-features
+for pid in "${OPT_PIDS[@]}"; do wait "$pid" || { say "error: wasm-opt failed"; exit 1; }; done
+
 node -e '
-  const fs = require("fs"), p = process.argv[1] + "/package.json";
-  const pkg = JSON.parse(fs.readFileSync(p, "utf8"));
-  pkg.exports = { ".": { types: "./peerwire.d.ts", default: "./peerwire.js" }, "./package.json": "./package.json" };
-  pkg.module = "peerwire.js";
-  pkg.files = [...new Set([...(pkg.files || []), "README.md", "LICENSE"])];
-  fs.writeFileSync(p, JSON.stringify(pkg, null, 2) + "\n");
-' "$OUT"
-rm -f "$OUT/.gitignore"
+  const fs = require("fs"), [template, out, version] = process.argv.slice(1);
+  const pkg = JSON.parse(fs.readFileSync(template, "utf8"));
+  pkg.version = version;
+  fs.writeFileSync(out + "/package.json", JSON.stringify(pkg, null, 2) + "\n");
+' npm/package.json "$OUT" "$VERSION"
+cp README.md LICENSE "$OUT/"
+
+# What a page downloads for each entry: the .wasm and every .js it imports.
+size() {
+  local dir=$1 name=$2 wasm js
+  wasm=$(gzip -9 -c "$dir/peerwire_bg.wasm" | wc -c)
+  js=0
+  for f in "$dir/peerwire.js" "$dir/peerwire_glue.js" $(find "$dir/snippets" -name '*.js' | sort); do
+    js=$((js + $(gzip -9 -c "$f" | wc -c)))
+  done
+  say "$(printf '%-14s %7d bytes gzip = wasm %d + js %d  (raw wasm %d)' "$name" $((wasm + js)) "$wasm" "$js" "$(wc -c <"$dir/peerwire_bg.wasm")")"
+}
+size "$OUT" peerwire
+size "$OUT/lite" peerwire/lite
+
 (cd "$OUT" && npm pack --silent --pack-destination "$OUT" | tail -n 1 | sed "s|^|$OUT/|")

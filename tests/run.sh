@@ -6,10 +6,14 @@
 #      tests (real WebSocket clients against a real broker on loopback);
 #   2. wasm-pack test --headless --chrome: the SDK in real headless Chromium,
 #      against a real broker process this script starts (and a test restarts);
-#   3. the package built by wasm-pack, loaded in separate Chromium pages by
-#      Playwright, talking through a real broker (the examples too); its
-#      TypeScript definitions checked by tsc and turned into the API
-#      reference by TypeDoc.
+#   3. the packages users install: the npm package built and packed by
+#      tests/package.sh and checked by `npm publish --dry-run`, the crates by
+#      `cargo publish --workspace --dry-run`, the broker by `cargo install`;
+#      then the npm package in scratch apps (a plain page, Vite dev server and
+#      build, webpack build, Node.js, the examples, a Node.js bot with
+#      node-datachannel and ws) loaded in separate Chromium pages by
+#      Playwright, talking through the installed broker; its TypeScript
+#      definitions checked by tsc and turned into the API reference by TypeDoc.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -67,26 +71,81 @@ export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-60}
 wasm-pack test --headless --chrome --chromedriver /usr/bin/chromedriver \
   --test browser_webrtc --test browser_sdk --test browser_reentry --test browser_node --test browser_restart --test browser_stress 2>&1 | tee -a "$LOG"
 
-step "layer 3: page-level tests (the npm package in separate Chromium pages, plain and Vite-bundled, via Playwright)"
-# The package as users get it: built, packed, and npm-installed into scratch
-# apps outside the repository (a plain page, and a Vite build).
+step "layer 3: the packages users install (npm, crates.io) and page tests of the npm package (plain page, Vite dev and build, webpack, Node.js) through a real broker"
+since() { printf '[layer 3] %s: %ds\n' "$1" $((SECONDS - $2)); }
+t=$SECONDS
+# The npm package as users get it (both entries: peerwire, peerwire/lite),
+# packed, and checked by npm the way `npm publish` would take it.
 TGZ=$(bash tests/package.sh "$WORK/package")
-APP="$WORK/app"
-mkdir -p "$APP" && cp tests/e2e/app/index.html "$APP/"
-(cd "$APP" && npm init -y >/dev/null && npm install --no-audit --no-fund --silent "$TGZ")
-VITE_APP="$WORK/vite-app"
+npm publish --dry-run "$TGZ" >"$WORK/npm-publish.log" 2>&1 || { cat "$WORK/npm-publish.log" >&2; echo "npm publish --dry-run failed" >&2; exit 1; }
+if grep -i 'auto-corrected\|errors corrected' "$WORK/npm-publish.log" >&2; then echo "npm publish --dry-run had to fix package.json (npm/package.json)" >&2; exit 1; fi
+grep 'total files\|package size' "$WORK/npm-publish.log"
+since "npm package built, packed, publish --dry-run" "$t"; t=$SECONDS
+# The crates as crates.io would take them (each packaged crate is built;
+# the broker's build is cached from layer 2), and the broker installed the
+# way the README says (--debug here, to reuse that build): the page tests
+# below run against the installed binary. (--allow-dirty: what is checked is
+# the crates' contents, also in a working copy with uncommitted edits.)
+# The broker's verify build takes the packaged peerwire from a temporary
+# registry, and cargo holds a registry crate of a given name and version
+# immutable: the copy an earlier run unpacked (under $CARGO_HOME/registry/src)
+# and built (in target/debug) would be used again, whatever changed since
+# (seen here: a module added on main "was missing"). Both are forgotten
+# first; nothing else is touched.
+rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/peerwire-[0-9]*
+for depinfo in $(grep -l "registry/src/[^/]*/peerwire-[0-9]" target/debug/deps/*.d 2>/dev/null); do
+  rm -rf "target/debug/.fingerprint/$(basename "$depinfo" .d)"
+done
+cargo publish --workspace --dry-run --allow-dirty >"$WORK/cargo-publish.log" 2>&1 \
+  || { cat "$WORK/cargo-publish.log" >&2; echo "cargo publish --workspace --dry-run failed" >&2; exit 1; }
+grep 'Packaged' "$WORK/cargo-publish.log"
+cargo install --path server --locked --debug --root "$WORK/install" >"$WORK/cargo-install.log" 2>&1 \
+  || { cat "$WORK/cargo-install.log" >&2; echo "cargo install --path server failed" >&2; exit 1; }
+BROKER_BIN="$WORK/install/bin/peerwire-broker"
+since "cargo publish --dry-run, cargo install" "$t"; t=$SECONDS
+# Scratch apps outside the repository, each npm-installing the .tgz: a plain
+# page (and Node.js), a Vite 8 app, the same app on Vite 7 with the config
+# line the README gives for it, a webpack app (installed side by side).
+APP="$WORK/app" VITE_APP="$WORK/vite-app" VITE7_APP="$WORK/vite7-app" WEBPACK_APP="$WORK/webpack-app"
+# A Node.js app: the bot example with WebRTC (node-datachannel) and WebSocket (ws) from npm.
+NODE_APP="$WORK/node-app"
+mkdir -p "$NODE_APP" && cp examples/node-bot/bot.mjs "$NODE_APP/" && (cd "$NODE_APP" && npm init -y >/dev/null)
+mkdir -p "$APP" && cp tests/e2e/app/*.html "$APP/"
 cp -r tests/e2e/vite-app "$VITE_APP"
-(cd "$VITE_APP" && npm install --no-audit --no-fund --silent "$TGZ" vite@8.3.4 && npx --no-install vite build >/dev/null)
+cp -r tests/e2e/vite-app "$VITE7_APP" && cp tests/e2e/vite7-app/vite.config.js "$VITE7_APP/"
+cp -r tests/e2e/webpack-app "$WEBPACK_APP"
+npm_install_in() { # dir, packages...
+  local log="$WORK/npm-install-$(basename "$1").log"
+  (cd "$1" && shift && npm install --no-audit --no-fund --silent "$@") >"$log" 2>&1 \
+    || { cat "$log" >&2; echo "npm install in $1 failed" >&2; return 1; }
+}
+(cd "$APP" && npm init -y >/dev/null)
+npm_install_in "$APP" "$TGZ" & installs=($!)
+npm_install_in "$VITE_APP" "$TGZ" vite@8.3.4 & installs+=($!)
+npm_install_in "$VITE7_APP" "$TGZ" vite@7.3.8 & installs+=($!)
+npm_install_in "$WEBPACK_APP" "$TGZ" webpack@5.113.0 webpack-cli@7.3.1 & installs+=($!)
+npm_install_in "$NODE_APP" "$TGZ" node-datachannel@0.33.4 ws@8.23.0 & installs+=($!)
+npm_install_in tests/e2e & installs+=($!)
+failed=0
+for pid in "${installs[@]}"; do wait "$pid" || failed=1; done
+[ "$failed" = 0 ] || exit 1
+since "npm installs" "$t"; t=$SECONDS
+# The production builds, with no bundler config.
+(cd "$VITE_APP" && npx --no-install vite build >/dev/null)
 [ -f "$VITE_APP/dist/index.html" ] || { echo "the Vite build failed" >&2; exit 1; }
+(cd "$WEBPACK_APP" && npx --no-install webpack --mode production --no-stats)
+[ -f "$WEBPACK_APP/dist/main.js" ] && ls "$WEBPACK_APP"/dist/*.wasm >/dev/null || { echo "the webpack build failed" >&2; exit 1; }
 # The demo, with the same package.
 SITE="$WORK/site"
 mkdir -p "$SITE/pkg" && cp -r "$WORK/package/"* "$SITE/pkg/" && cp www/index.html "$SITE/"
-(cd tests/e2e && npm install --no-audit --no-fund --silent)
+since "Vite and webpack builds" "$t"; t=$SECONDS
 # The API reference from the package's definitions (TypeDoc; any warning,
 # such as an undocumented export or a broken link, fails it).
 bash tests/docs.sh "$WORK/api-docs" "$WORK/package" >/dev/null
-PEERWIRE_BROKER_BIN="$ROOT/target/debug/peerwire-broker" PEERWIRE_APP="$APP" PEERWIRE_VITE_DIST="$VITE_APP/dist" PEERWIRE_SITE="$SITE" \
+since "API reference" "$t"; t=$SECONDS
+PEERWIRE_BROKER_BIN="$BROKER_BIN" PEERWIRE_APP="$APP" PEERWIRE_VITE_APP="$VITE_APP" PEERWIRE_VITE7_APP="$VITE7_APP" PEERWIRE_WEBPACK_APP="$WEBPACK_APP" PEERWIRE_SITE="$SITE" PEERWIRE_NODE_APP="$NODE_APP" \
   npm --prefix tests/e2e test 2>&1 | tee -a "$LOG"
+since "page and Node.js tests" "$t"
 
 step "all test layers passed"
 total

@@ -1,8 +1,12 @@
 // Shared by the page-level tests: a broker on a free port serving a folder,
-// and Chromium started from /usr/bin/chromium (never downloaded).
+// a Vite dev server, Chromium started from /usr/bin/chromium (never
+// downloaded), and two pages of one app exchanging a message.
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 
 export const CHROMIUM_ARGS = [
@@ -46,4 +50,74 @@ export async function openPage(browser, url) {
   await page.goto(url);
   await page.waitForFunction(() => window.ready === true, null, { timeout: 15000 });
   return { page, context, errors };
+}
+
+/** A TCP port nothing listens on right now. */
+async function freePort() {
+  const server = createServer().listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address();
+  server.close();
+  await once(server, 'close');
+  return port;
+}
+
+/**
+ * Starts the Vite dev server installed in `appDir` (run by node directly, so
+ * the pid is Vite's) on a free port; resolves { url, stop }. (Vite 7 and
+ * older read `--port 0` as "the default port".)
+ */
+export async function startVite(appDir) {
+  const port = String(await freePort());
+  const proc = spawn(process.execPath, [join(appDir, 'node_modules', 'vite', 'bin', 'vite.js'), '--port', port, '--strictPort', '--host', '127.0.0.1'], {
+    cwd: appDir,
+    env: { ...process.env, NO_COLOR: '1', FORCE_COLOR: '0' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exited = once(proc, 'exit').then(([code]) => { throw new Error(`vite exited with ${code} before listening`); });
+  const lines = createInterface({ input: proc.stdout });
+  const listening = (async () => {
+    for await (const line of lines) {
+      const url = line.match(/Local:\s+(http:\/\/\S+)/)?.[1];
+      if (url) return url;
+    }
+    throw new Error('vite printed no Local: URL');
+  })();
+  const url = await Promise.race([listening, exited]);
+  lines.on('line', () => {}); // keep draining its output
+  return {
+    url: url.replace(/\/$/, ''),
+    stop: async () => { proc.kill('SIGTERM'); await once(proc, 'exit'); },
+  };
+}
+
+/**
+ * Two pages of `url` (separate browser contexts) each call
+ * `window.peerwire.createPeer` through the broker at `ws`; the first sends
+ * the second a message over WebRTC. Asserts the message arrived and no page
+ * threw; resolves the two pages' `window.peerwire` export names.
+ */
+export async function exchangeBetweenPages(browser, url, ws, label) {
+  const a = await openPage(browser, url);
+  const b = await openPage(browser, url);
+  const [ida, idb] = ['a', 'b'].map((p) => `${label}-${p}-${Math.random().toString(36).slice(2, 8)}`);
+  try {
+    await b.page.evaluate(async ({ id, ws }) => {
+      const peer = await window.peerwire.createPeer(id, { broker: ws });
+      window.got = new Promise((resolve) => peer.on('message', resolve));
+    }, { id: idb, ws });
+    const state = await a.page.evaluate(async ({ id, ws, to }) => {
+      const peer = await window.peerwire.createPeer(id, { broker: ws });
+      const conn = await peer.connect(to);
+      await conn.send({ via: 'webrtc', from: id });
+      return conn.state;
+    }, { id: ida, ws, to: idb });
+    assert.equal(state, 'open');
+    assert.deepEqual(await b.page.evaluate(() => window.got), { from: ida, message: { via: 'webrtc', from: ida } });
+    assert.deepEqual([...a.errors, ...b.errors], []);
+    return await a.page.evaluate(() => Object.keys(window.peerwire).sort());
+  } finally {
+    await a.context.close();
+    await b.context.close();
+  }
 }

@@ -1,10 +1,11 @@
 // Two separate pages (separate browser contexts) each load the package as
-// installed with npm into a scratch app outside the repository, call
-// createPeer from their own JavaScript, and talk through a real broker:
-// messages, a rest fetch and a socket.
+// installed with npm into a scratch app outside the repository, with a plain
+// <script type="module"> and no init() call, call createPeer from their own
+// JavaScript, and talk through a real broker: messages, a rest fetch and a
+// socket; and the same with the lite entry.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startBroker, launch, openPage } from './harness.mjs';
+import { startBroker, launch, openPage, exchangeBetweenPages } from './harness.mjs';
 
 const { PEERWIRE_BROKER_BIN, PEERWIRE_APP } = process.env;
 let broker, browser;
@@ -162,4 +163,10 @@ test('two pages serve and fetch rest, and open a socket, as Nodes on the broker'
   assert.deepEqual([...a.errors, ...b.errors], []);
   await a.context.close();
   await b.context.close();
+});
+
+test('the lite entry (peerwire/lite) connects two pages, with no Node in it', async () => {
+  const names = await exchangeBetweenPages(browser, `${broker.url}/lite.html`, broker.ws, 'lite');
+  for (const name of ['createPeer', 'Peer', 'Connection', 'Stream', 'Room', 'Rendezvous', 'init']) assert.ok(names.includes(name), `${name} in ${names}`);
+  for (const name of ['Node', 'NetworkHub', 'PageHub', 'BroadcastChannelHub', 'Rest', 'Sockets']) assert.ok(!names.includes(name), `${name} in ${names}`);
 });

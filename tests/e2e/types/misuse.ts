@@ -3,6 +3,7 @@
 // no error anywhere else (types.test.mjs checks both).
 import { createPeer, isPeerwireError, Node } from 'peerwire';
 import type { Connection, Room, Stream, PeerwireError } from 'peerwire';
+import { NetworkHub } from 'peerwire/lite'; // error: has no exported member 'NetworkHub'
 interface Chat { text: string }
 async function misuse(conn: Connection, room: Room, stream: Stream, caught: unknown, emitted: PeerwireError): Promise<void> {
   const peer = await createPeer('a', { brokr: 'ws://x' }); // error: 'brokr' does not exist

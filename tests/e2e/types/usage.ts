@@ -1,12 +1,27 @@
 // Must compile under `tsc --strict` with `lib: ["es2020", "dom"]` (no esnext):
 // the typed surface as an app uses it.
-import init, { createPeer, isPeerwireError, Node, PageHub, BroadcastChannelHub, NetworkHub } from 'peerwire';
+import { createPeer, init, isPeerwireError, Node, PageHub, BroadcastChannelHub, NetworkHub } from 'peerwire';
+import initDefault, { initSync } from 'peerwire';
+import initManually, { createPeer as createPeerManually } from 'peerwire/manual';
+import { createPeer as createLitePeer, isPeerwireError as isLiteError } from 'peerwire/lite';
+import type { Peer as LitePeer, Connection as LiteConnection, PeerwireError as LiteError } from 'peerwire/lite';
 import type {
   Peer, Connection, Room, Stream, Hub, FetchResponse, PeerwireError, PeerwireErrorName, PeerwireErrorCode,
   MessageEnvelope, StateEvent,
 } from 'peerwire';
 async function main(): Promise<void> {
-  await init();
+  // No init() needed; it stays for code that calls it, and in peerwire/manual.
+  const exports: { memory: WebAssembly.Memory } = await init();
+  await initDefault({ module_or_path: new URL('peerwire/peerwire_bg.wasm', import.meta.url) });
+  initSync({ module: new Uint8Array(8) });
+  await initManually({ module_or_path: fetch('/peerwire_bg.wasm') });
+  await createPeerManually({ broker: 'ws://localhost:8080' });
+  const lite: LitePeer = await createLitePeer('lite', { broker: 'ws://localhost:8080' });
+  const liteConn: LiteConnection = await lite.connect('bob');
+  await liteConn.send('x');
+  liteConn.on<{ n: number }>('message', (m) => console.log(m.n));
+  liteConn.on('error', (e: LiteError) => console.log(isLiteError(e, 'ConnectionFailedError') && e.code === 'connection-failed'));
+  console.log(exports.memory.buffer.byteLength);
   const peer: Peer = await createPeer('alice', { broker: 'ws://localhost:8080', maxMessageSize: 1 << 20 });
   peer.on('message', ({ from, message }) => console.log(from.toUpperCase(), message));
   peer.on('connection', (c) => console.log(c.peerId));
