@@ -76,10 +76,12 @@ for entry in "" lite/; do
   sizes "${entry}peerwire total" "$dir/peerwire_bg.wasm" "$dir/peerwire.js" "$dir/peerwire_glue.js" $(find "$dir/snippets" -name '*.js' | sort)
 done
 size "peerjs.min.js (comparison)" "$WORK/bench/node_modules/peerjs/dist/peerjs.min.js"
+# twiggy (from crates.io) reads the wasm's code by crate.
+command -v twiggy >/dev/null || cargo install -q twiggy --version 0.8.0 >&2 || true
 if command -v twiggy >/dev/null; then
   echo "code by crate (twiggy over a build that keeps names; before wasm-bindgen and wasm-opt):"
   CARGO_PROFILE_WASM_RELEASE_STRIP=false cargo build -q --lib --target wasm32-unknown-unknown --profile wasm-release
   twiggy top -n 100000 --format csv target/wasm32-unknown-unknown/wasm-release/peerwire.wasm | python3 tests/bench/size-by-crate.py
 else
-  echo "(cargo install twiggy for the bytes-by-crate breakdown)"
+  echo "(twiggy did not install: no bytes-by-crate breakdown)"
 fi

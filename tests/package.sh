@@ -22,6 +22,7 @@ export PATH="$HOME/.cargo/bin:$PATH"
 say() { printf '[package] %s\n' "$*" >&2; }
 
 WASM_OPT="$HOME/.cache/peerwire-tools/node_modules/.bin/wasm-opt"
+ESBUILD="$HOME/.cache/peerwire-tools/node_modules/.bin/esbuild"
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | node -e 'let s = ""; process.stdin.on("data", (d) => s += d).on("end", () => console.log(JSON.parse(s).target_directory))')
 WASM="$TARGET_DIR/wasm32-unknown-unknown/wasm-release/peerwire.wasm"
 VERSION=$(cargo metadata --format-version 1 --no-deps | node -e 'let s = ""; process.stdin.on("data", (d) => s += d).on("end", () => console.log(JSON.parse(s).packages.find((p) => p.name === "peerwire").version))')
@@ -38,7 +39,15 @@ build() {
   cargo build -q --lib --target wasm32-unknown-unknown --profile wasm-release "$@" >&2
   mkdir -p "$dir"
   wasm-bindgen "$WASM" --target web --out-dir "$dir" >&2
-  mv "$dir/peerwire.js" "$dir/peerwire_glue.js"
+  # The glue minified (names kept: classes show their own names), as the
+  # .wasm is optimised: what users download is what is measured.
+  # (wasm-bindgen names a snippet module once per extern block importing it;
+  # the repeated key holds the same namespace, so esbuild's warning is off.)
+  "$ESBUILD" --minify --keep-names --format=esm --log-level=warning --log-override:duplicate-object-key=silent "$dir/peerwire.js" --outfile="$dir/peerwire_glue.js"
+  rm "$dir/peerwire.js"
+  for f in $(find "$dir/snippets" -name '*.js'); do
+    "$ESBUILD" --minify --keep-names --format=esm --log-level=warning --allow-overwrite "$f" --outfile="$f"
+  done
   mv "$dir/peerwire.d.ts" "$dir/peerwire_glue.d.ts"
   rm -f "$dir/peerwire_bg.wasm.d.ts"
   # The entries ship without their comments (they count in the package size).

@@ -10,8 +10,10 @@
 #      tests/package.sh and checked by `npm publish --dry-run`, the crates by
 #      `cargo publish --workspace --dry-run`, the broker by `cargo install`;
 #      then the npm package in scratch apps (a plain page, Vite dev server and
-#      build, webpack build, Node.js) loaded in separate Chromium pages by
-#      Playwright, talking through the installed broker.
+#      build, webpack build, Node.js, the examples, a Node.js bot with
+#      node-datachannel and ws) loaded in separate Chromium pages by
+#      Playwright, talking through the installed broker; its TypeScript
+#      definitions checked by tsc and turned into the API reference by TypeDoc.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -105,6 +107,9 @@ since "cargo publish --dry-run, cargo install" "$t"; t=$SECONDS
 # page (and Node.js), a Vite 8 app, the same app on Vite 7 with the config
 # line the README gives for it, a webpack app (installed side by side).
 APP="$WORK/app" VITE_APP="$WORK/vite-app" VITE7_APP="$WORK/vite7-app" WEBPACK_APP="$WORK/webpack-app"
+# A Node.js app: the bot example with WebRTC (node-datachannel) and WebSocket (ws) from npm.
+NODE_APP="$WORK/node-app"
+mkdir -p "$NODE_APP" && cp examples/node-bot/bot.mjs "$NODE_APP/" && (cd "$NODE_APP" && npm init -y >/dev/null)
 mkdir -p "$APP" && cp tests/e2e/app/*.html "$APP/"
 cp -r tests/e2e/vite-app "$VITE_APP"
 cp -r tests/e2e/vite-app "$VITE7_APP" && cp tests/e2e/vite7-app/vite.config.js "$VITE7_APP/"
@@ -119,6 +124,7 @@ npm_install_in "$APP" "$TGZ" & installs=($!)
 npm_install_in "$VITE_APP" "$TGZ" vite@8.3.4 & installs+=($!)
 npm_install_in "$VITE7_APP" "$TGZ" vite@7.3.8 & installs+=($!)
 npm_install_in "$WEBPACK_APP" "$TGZ" webpack@5.113.0 webpack-cli@7.3.1 & installs+=($!)
+npm_install_in "$NODE_APP" "$TGZ" node-datachannel@0.33.4 ws@8.23.0 & installs+=($!)
 npm_install_in tests/e2e & installs+=($!)
 failed=0
 for pid in "${installs[@]}"; do wait "$pid" || failed=1; done
@@ -133,7 +139,11 @@ since "npm installs" "$t"; t=$SECONDS
 SITE="$WORK/site"
 mkdir -p "$SITE/pkg" && cp -r "$WORK/package/"* "$SITE/pkg/" && cp www/index.html "$SITE/"
 since "Vite and webpack builds" "$t"; t=$SECONDS
-PEERWIRE_BROKER_BIN="$BROKER_BIN" PEERWIRE_APP="$APP" PEERWIRE_VITE_APP="$VITE_APP" PEERWIRE_VITE7_APP="$VITE7_APP" PEERWIRE_WEBPACK_APP="$WEBPACK_APP" PEERWIRE_SITE="$SITE" \
+# The API reference from the package's definitions (TypeDoc; any warning,
+# such as an undocumented export or a broken link, fails it).
+bash tests/docs.sh "$WORK/api-docs" "$WORK/package" >/dev/null
+since "API reference" "$t"; t=$SECONDS
+PEERWIRE_BROKER_BIN="$BROKER_BIN" PEERWIRE_APP="$APP" PEERWIRE_VITE_APP="$VITE_APP" PEERWIRE_VITE7_APP="$VITE7_APP" PEERWIRE_WEBPACK_APP="$WEBPACK_APP" PEERWIRE_SITE="$SITE" PEERWIRE_NODE_APP="$NODE_APP" \
   npm --prefix tests/e2e test 2>&1 | tee -a "$LOG"
 since "page and Node.js tests" "$t"
 

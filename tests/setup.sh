@@ -75,5 +75,11 @@ if [ "$("$TOOLS/node_modules/.bin/wasm-opt" --version 2>/dev/null | awk '{print 
   mkdir -p "$TOOLS"
   (cd "$TOOLS" && npm install --silent --no-audit --no-fund binaryen@132.0.0 >/dev/null) || die "npm install binaryen@132.0.0 failed"
 fi
+# esbuild minifies wasm-bindgen's glue for the package (half its gzip size).
+if [ "$("$TOOLS/node_modules/.bin/esbuild" --version 2>/dev/null)" != "0.25.12" ]; then
+  say "installing esbuild 0.25.12 from npm into $TOOLS"
+  mkdir -p "$TOOLS"
+  (cd "$TOOLS" && npm install --silent --no-audit --no-fund binaryen@132.0.0 esbuild@0.25.12 >/dev/null) || die "npm install esbuild@0.25.12 failed"
+fi
 
 say "ready: $(wasm-pack --version), wasm-bindgen $WASM_BINDGEN_VERSION$([ "$BROWSER" = 1 ] && echo ", $(/usr/bin/chromium --version 2>/dev/null)")"

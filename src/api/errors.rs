@@ -2,7 +2,7 @@
 //! says what went wrong and whose `code` is a stable string. The error type
 //! itself is the engine's (`core::error`).
 
-use wasm_bindgen::JsValue;
+use wasm_bindgen::prelude::*;
 
 use crate::core::engine::Reply;
 pub use crate::core::error::PeerError;
@@ -21,6 +21,47 @@ impl From<PeerError> for JsValue {
     fn from(e: PeerError) -> JsValue {
         e.to_js()
     }
+}
+
+/// Every `Error.name` the SDK gives its errors ([`PeerError::name`]), in the
+/// order of docs/ERRORS.md. `tests/error_types.rs` keeps this list, the
+/// TypeScript union (`PeerwireErrorCodes` in `api`) and the doc in step.
+const ERROR_NAMES: [&str; 18] = [
+    "InvalidIdError",
+    "IdTakenError",
+    "InvalidArgumentError",
+    "BrokerUnreachableError",
+    "UnauthorizedError",
+    "BrokerError",
+    "PeerUnavailableError",
+    "ConnectTimeoutError",
+    "ConnectionFailedError",
+    "ClosedError",
+    "MessageTooLargeError",
+    "ProtocolError",
+    "PortClosedError",
+    "UnknownHostError",
+    "HostnameTakenError",
+    "QueueFullError",
+    "LimitExceededError",
+    "TimeoutError",
+];
+
+// `isPeerwireError(err, name?)`: whether `err` is an `Error` with one of
+// the SDK's names and a string `code` (and, given `name`, that name). Its
+// TypeScript signature, a type guard, and its documentation are in the
+// custom section of `api`; a `//` comment here keeps them out of the JS.
+#[wasm_bindgen(js_name = isPeerwireError, skip_typescript)]
+pub fn is_peerwire_error(err: &JsValue, name: &JsValue) -> bool {
+    let Some(err) = err.dyn_ref::<js_sys::Error>() else {
+        return false;
+    };
+    let actual = JsValue::from(err.name());
+    (name.is_undefined() || *name == actual)
+        && actual
+            .as_string()
+            .is_some_and(|n| ERROR_NAMES.contains(&n.as_str()))
+        && js_sys::Reflect::get(err, &"code".into()).is_ok_and(|code| code.is_string())
 }
 
 /// A reply of the wrong kind (an engine bug), as an error.

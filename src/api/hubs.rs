@@ -117,6 +117,8 @@ impl PageHub {
         Ok(())
     }
 
+    /// The address registered for `hostname`; throws `UnknownHostError`
+    /// when no node on this page registered it.
     pub fn lookup(&self, hostname: &str) -> Result<String, JsValue> {
         self.state
             .borrow()
@@ -287,6 +289,8 @@ impl BroadcastChannelHub {
         })
     }
 
+    /// A new address for a node of this tab; `deliver(from, data)` receives
+    /// its signals.
     pub fn attach(&self, deliver: Function) -> String {
         let address = format!("bc-{:x}", crate::web::random_u64());
         self.inner
@@ -303,6 +307,8 @@ impl BroadcastChannelHub {
         self.inner.names.borrow_mut().retain(|_, a| a != address);
     }
 
+    /// Delivers `data` to `to`: directly for a node of this tab, else over
+    /// the channel (unanswered if no tab has `to`).
     pub fn send(&self, from: &str, to: &str, data: &str) -> Result<(), JsValue> {
         let local = self.inner.endpoints.borrow().get(to).cloned();
         match local {
@@ -322,6 +328,7 @@ impl BroadcastChannelHub {
         }
     }
 
+    /// Maps `hostname` to `address` here and tells the other tabs.
     pub fn register(&self, address: &str, hostname: &str) {
         self.inner
             .names

@@ -61,7 +61,14 @@ const TS_TYPES: &str = r#"
 export type Sendable = string | ArrayBuffer | ArrayBufferView | Blob | null | boolean | number | object;
 
 /** A STUN/TURN server, as in `RTCIceServer`. */
-export interface IceServer { urls: string | string[]; username?: string; credential?: string }
+export interface IceServer {
+  /** One URL or several, e.g. `"stun:stun.example.com:3478"` or `"turn:turn.example.com:3478?transport=tcp"`. */
+  urls: string | string[];
+  /** The TURN user name. */
+  username?: string;
+  /** The TURN password. */
+  credential?: string;
+}
 
 /** Options of `createPeer`. Only `broker` is required. */
 /** What `conn.stats()` resolves. */
@@ -73,15 +80,17 @@ export interface ConnectionStats {
    * (through TURN); `null` before ICE picked a pair.
    */
   route: 'host' | 'srflx' | 'prflx' | 'relay' | null;
-  /** The selected pair's local and remote candidate types (`host`, `srflx`, `prflx`, `relay`). */
+  /** The selected pair's local candidate type (`host`, `srflx`, `prflx`, `relay`). */
   localCandidateType: string | null;
+  /** The selected pair's remote candidate type (`host`, `srflx`, `prflx`, `relay`). */
   remoteCandidateType: string | null;
   /** `'udp'` or `'tcp'`. */
   protocol: string | null;
   /** Round-trip time of the selected pair, in ms (`null` until measured). */
   rtt: number | null;
-  /** Bytes sent and received on the selected pair. */
+  /** Bytes sent on the selected pair. */
   bytesSent: number;
+  /** Bytes received on the selected pair. */
   bytesReceived: number;
   /** The browser's whole `RTCStatsReport`. */
   report: RTCStatsReport;
@@ -160,12 +169,22 @@ export interface SendOptions {
 }
 
 /** Options of `room.broadcast()`. */
-export interface BroadcastOptions { /** Deliver to this peer too. */ includeSelf?: boolean }
+export interface BroadcastOptions {
+  /** Deliver to this peer too. Default false. */
+  includeSelf?: boolean;
+}
 
 /** Options of `room.set()`. */
-export interface SetOptions { /** Remove the key after this many milliseconds. */ ttl?: number }
+export interface SetOptions {
+  /** Remove the key after this many milliseconds (members then get a `state` event with
+   * `removed: "expired"`). Unset: the key stays until deleted. */
+  ttl?: number;
+}
 
+/** Where a `Connection` is: `"connecting"` until its data channel opens, then `"open"`, then `"closed"`. */
 export type ConnectionState = "connecting" | "open" | "closed";
+/** Where a `Stream` is: it opens, then each side may end its half (`"local-ended"`: this side
+ * ended, `"remote-ended"`: the remote did), and it is `"closed"` once both have or it was closed. */
 export type StreamState = "opening" | "open" | "local-ended" | "remote-ended" | "closed";
 
 /** Options of `openStream()`: this side's sending policy for the stream. */
@@ -176,20 +195,154 @@ export interface StreamOptions {
   maxRetransmits?: number;
 }
 
-/** Every error the SDK throws or emits is an `Error` with these two fields. */
-export interface PeerwireError extends Error {
-  /** `InvalidIdError`, `IdTakenError`, `InvalidArgumentError`, `BrokerUnreachableError`, `UnauthorizedError`, `BrokerError`,
-   * `PeerUnavailableError`, `ConnectTimeoutError`, `ConnectionFailedError`, `ClosedError`,
-   * `MessageTooLargeError`, `ProtocolError`, `PortClosedError`, `UnknownHostError`, `HostnameTakenError`,
-   * `QueueFullError`, `LimitExceededError` or `TimeoutError`. */
-  name: string;
-  /** A stable code, e.g. `"id-taken"`, `"unknown-peer"`, `"connect-timeout"`. */
-  code: string;
+/** Every `code` the broker refuses a request with (the "broker" rows of docs/ERRORS.md). */
+export type BrokerErrorCode =
+  | "bad-json" | "bad-message" | "unknown-type" | "invalid-id" | "id-taken" | "bad-resume-token"
+  | "not-registered" | "already-registered" | "unknown-peer" | "peer-gone" | "queue-full"
+  | "invalid-room" | "not-in-room" | "room-full" | "too-many-rooms" | "invalid-state-key"
+  | "invalid-key" | "key-taken" | "unknown-key" | "not-opener" | "too-many-keys"
+  | "unauthorized" | "forbidden" | "invalid-hostname" | "hostname-taken" | "unknown-host"
+  | "too-many-hostnames" | "internal";
+
+/**
+ * Every error `name` the SDK uses, with the `code`s an error of that name carries.
+ * What each means and what to do about it: docs/ERRORS.md.
+ */
+export interface PeerwireErrorCodes {
+  /** An id breaks the id rules. */
+  InvalidIdError: "invalid-id";
+  /** Another peer holds this id. */
+  IdTakenError: "id-taken";
+  /** A bad argument; the message names it. */
+  InvalidArgumentError: "invalid-argument";
+  /** `createPeer` could not reach or register with the broker. */
+  BrokerUnreachableError: "broker-unreachable";
+  /** The broker refused the token, or the id or room needs one. */
+  UnauthorizedError: "unauthorized" | "forbidden";
+  /** The broker refused a request; `code` is the broker's. */
+  BrokerError: BrokerErrorCode;
+  /** The remote id is not online. */
+  PeerUnavailableError: "unknown-peer" | "peer-gone" | "queue-full";
+  /** No connection within `connectTimeout`; the message says what was missing. */
+  ConnectTimeoutError: "connect-timeout";
+  /** ICE failed, or the remote went silent. */
+  ConnectionFailedError: "connection-failed";
+  /** The peer, connection, stream or room is closed. */
+  ClosedError: "closed";
+  /** A message above `maxMessageSize` (or above one frame on an unreliable channel). */
+  MessageTooLargeError: "message-too-large";
+  /** The remote sent bad frames. */
+  ProtocolError: "protocol-error";
+  /** Nothing listens on that port. */
+  PortClosedError: "port-closed";
+  /** No node registered that hostname. */
+  UnknownHostError: "unknown-host";
+  /** Another node holds that hostname. */
+  HostnameTakenError: "hostname-taken";
+  /** Too much waits to be sent, or to be read. */
+  QueueFullError: "queue-full";
+  /** A resource cap was reached; the message names its option. */
+  LimitExceededError: "limit-exceeded";
+  /** The broker did not answer within `requestTimeout`. */
+  TimeoutError: "timeout";
 }
 
-export interface MessageEnvelope { from: string; message: unknown }
-export interface BrokerStatus { state: "registered" | "disconnected"; id?: string; resumed?: boolean; reconnect?: boolean; code?: number; reason?: string }
+/** The `name` of an error the SDK throws or emits, e.g. `"ConnectTimeoutError"`. */
+export type PeerwireErrorName = keyof PeerwireErrorCodes;
 
+/** The `code` of an error the SDK throws or emits, e.g. `"unknown-peer"`. */
+export type PeerwireErrorCode = PeerwireErrorCodes[PeerwireErrorName];
+
+/** An SDK error of one name: a real `Error` whose `code` is one of that name's codes. */
+export interface NamedPeerwireError<N extends PeerwireErrorName> extends Error {
+  /** What went wrong, e.g. `"PeerUnavailableError"`. */
+  name: N;
+  /** A stable code, e.g. `"unknown-peer"` (the broker's code where the broker refused). */
+  code: PeerwireErrorCodes[N];
+}
+
+/**
+ * An error the SDK throws (rejects) or emits (`error` events): a union over every name, so
+ * checking `err.name` narrows `err.code` too. Narrow a caught `unknown` with
+ * `isPeerwireError(err)` or `isPeerwireError(err, "ConnectTimeoutError")`.
+ */
+export type PeerwireError<N extends PeerwireErrorName = PeerwireErrorName> =
+  N extends PeerwireErrorName ? NamedPeerwireError<N> : never;
+
+/**
+ * Whether `err` is an error the SDK threw or emitted (an `Error` with one of the SDK's names
+ * and a string `code`), and with `name`, one of that name. A type guard:
+ *
+ * ```ts
+ * try { await peer.connect("bob") } catch (err) {
+ *   if (isPeerwireError(err, "PeerUnavailableError")) console.log("offline:", err.code)
+ *   else throw err
+ * }
+ * ```
+ */
+export function isPeerwireError<N extends PeerwireErrorName = PeerwireErrorName>(err: unknown, name?: N): err is PeerwireError<N>;
+
+/** A message from any connection of a peer (its `message` event). */
+export interface MessageEnvelope<T = unknown> {
+  /** The sender's id. */
+  from: string;
+  /** The message: a string, a `Uint8Array` for bytes, or the JSON value that was sent. */
+  message: T;
+}
+
+/** The broker link, as the `broker` event reports it. */
+export interface BrokerStatus {
+  /** `"registered"`: the id is registered (again); `"disconnected"`: the link dropped and the peer is reconnecting. */
+  state: "registered" | "disconnected";
+  /** The registered id (when `"registered"`). */
+  id?: string;
+  /** The id was reclaimed with its resume token after a reconnect (when `"registered"`). */
+  resumed?: boolean;
+  /** This registration follows a reconnect, not the first connect (when `"registered"`). */
+  reconnect?: boolean;
+  /** The WebSocket close code (when `"disconnected"`; see docs/ERRORS.md). */
+  code?: number;
+  /** The close reason (when `"disconnected"`). */
+  reason?: string;
+}
+
+/** A broadcast to a room (its `broadcast` event). */
+export interface BroadcastEvent<T = unknown> {
+  /** The sender's id. */
+  from: string;
+  /** The JSON value broadcast. */
+  data: T;
+}
+
+/** A change of a room's shared state (its `state` event): a key set, or a key removed.
+ * Check `removed` to tell them apart. */
+export type StateEvent<T = unknown> = StateSetEvent<T> | StateRemovedEvent;
+
+/** A key of a room's shared state was set. */
+export interface StateSetEvent<T = unknown> {
+  /** The key. */
+  key: string;
+  /** Its new value. */
+  value: T;
+  /** The member that set it. */
+  from: string;
+  /** Its time to live in ms, if it was set with one. */
+  ttl?: number;
+  /** Absent: the key was set, not removed. */
+  removed?: undefined;
+}
+
+/** A key of a room's shared state went away. */
+export interface StateRemovedEvent {
+  /** The key. */
+  key: string;
+  /** Absent: the key has no value any more. */
+  value?: undefined;
+  /** Why: `room.delete()`, or its ttl ran out. */
+  removed: "deleted" | "expired";
+}
+
+/** Events of a `Peer` (and a `Node`), for `peer.on(type, listener)`. */
 export interface PeerEvents {
   /** The id is registered: at start and after every reconnect that reclaimed it. */
   register: string;
@@ -197,94 +350,176 @@ export interface PeerEvents {
   connection: Connection;
   /** A message from any connection. */
   message: MessageEnvelope;
+  /** Something went wrong outside any call that could reject (a refused offer, a broker error, ...). */
   error: PeerwireError;
   /** The opener of a key this peer joined went away; `code` 4001: the broker ended the pairing at its pipe deadline. */
-  unavailable: { key: string; id: string; code?: number };
+  unavailable: {
+    /** The rendezvous key. */
+    key: string;
+    /** The opener's id. */
+    id: string;
+    /** 4001 when the pipe deadline ended the pairing. */
+    code?: number;
+  };
   /** The broker link went down or came back. */
   broker: BrokerStatus;
 }
 
+/** Events of a `Connection`, for `conn.on(type, listener)`. */
 export interface ConnectionEvents {
+  /** The data channel is open. */
   open: void;
+  /** A message from the remote: a string, a `Uint8Array`, or a JSON value. */
   message: unknown;
-  close: { reason: string; peerId: string };
+  /** The connection closed, by either side or by failure; `reason` says why. */
+  close: {
+    /** Why it closed, e.g. "closed by the remote peer". */
+    reason: string;
+    /** The remote peer's id. */
+    peerId: string;
+  };
+  /** The connection failed (the `close` event follows). */
   error: PeerwireError;
   /** The remote opened a stream with `openStream(name)`. */
   stream: Stream;
 }
 
+/** Events of a `Stream` (or socket), for `stream.on(type, listener)`. */
 export interface StreamEvents {
+  /** The stream's channel is open. */
   open: void;
+  /** A message from the remote: a string, a `Uint8Array`, or a JSON value. */
   message: unknown;
   /** The remote ended its side (half-close); this side may still send. */
   end: void;
-  close: { reason: string };
+  /** Both directions are closed. */
+  close: {
+    /** Why it closed. */
+    reason: string;
+  };
+  /** The stream failed (the `close` event follows). */
   error: PeerwireError;
 }
 
+/** Events of a `Room`, for `room.on(type, listener)`. */
 export interface RoomEvents {
+  /** A peer joined the room (its id). */
   "peer-joined": string;
+  /** A peer left the room or went offline (its id). */
   "peer-left": string;
-  broadcast: { from: string; data: unknown };
+  /** A member broadcast to the room. */
+  broadcast: BroadcastEvent;
   /** A key was set (`value`, `from`, `ttl`) or removed (`removed`: "deleted" | "expired"). */
-  state: { key: string; value: unknown; from?: string; ttl?: number; removed?: "deleted" | "expired" };
+  state: StateEvent;
   /** This peer is no longer in the room (left, peer closed, or id lost). */
   closed: void;
 }
 
+/** Events of a `Rendezvous` (an opened key), for `key.on(type, listener)`. */
 export interface RendezvousEvents {
   /** A peer joined the key. */
   joiner: string;
   /** A joiner left (or the broker ended the pairing at its pipe deadline, 4001). */
   unavailable: string;
   /** The broker closed the key: `code` 4000, nobody joined within its listen timeout. */
-  closed: { code: number; reason: string };
+  closed: {
+    /** The close code (4000). */
+    code: number;
+    /** Why. */
+    reason: string;
+  };
 }
 
 export interface Peer {
+  /** Listens for messages from every connection. `T` is the message type you expect
+   * (not checked at run time). */
+  on<T = unknown>(type: "message", listener: (event: MessageEnvelope<T>) => void): void;
+  /** Listens for an event; an unknown event name throws `InvalidArgumentError`. */
   on<K extends keyof PeerEvents>(type: K, listener: (event: PeerEvents[K]) => void): void;
+  /** Removes a `message` listener. */
+  off<T = unknown>(type: "message", listener: (event: MessageEnvelope<T>) => void): void;
+  /** Removes a listener added with `on`. */
   off<K extends keyof PeerEvents>(type: K, listener: (event: PeerEvents[K]) => void): void;
 }
 export interface Connection {
+  /** Listens for the remote's messages. `T` is the message type you expect (not checked at run time). */
+  on<T = unknown>(type: "message", listener: (message: T) => void): void;
+  /** Listens for an event; an unknown event name throws `InvalidArgumentError`. */
   on<K extends keyof ConnectionEvents>(type: K, listener: (event: ConnectionEvents[K]) => void): void;
+  /** Removes a `message` listener. */
+  off<T = unknown>(type: "message", listener: (message: T) => void): void;
+  /** Removes a listener added with `on`. */
   off<K extends keyof ConnectionEvents>(type: K, listener: (event: ConnectionEvents[K]) => void): void;
 }
 export interface Stream {
+  /** Listens for the remote's messages. `T` is the message type you expect (not checked at run time). */
+  on<T = unknown>(type: "message", listener: (message: T) => void): void;
+  /** Listens for an event; an unknown event name throws `InvalidArgumentError`. */
   on<K extends keyof StreamEvents>(type: K, listener: (event: StreamEvents[K]) => void): void;
+  /** Removes a `message` listener. */
+  off<T = unknown>(type: "message", listener: (message: T) => void): void;
+  /** Removes a listener added with `on`. */
   off<K extends keyof StreamEvents>(type: K, listener: (event: StreamEvents[K]) => void): void;
 }
 export interface Room {
+  /** Listens for broadcasts. `T` is the data type you expect (not checked at run time). */
+  on<T = unknown>(type: "broadcast", listener: (event: BroadcastEvent<T>) => void): void;
+  /** Listens for changes of the shared state. `T` is the value type you expect (not checked at run time). */
+  on<T = unknown>(type: "state", listener: (event: StateEvent<T>) => void): void;
+  /** Listens for an event; an unknown event name throws `InvalidArgumentError`. */
   on<K extends keyof RoomEvents>(type: K, listener: (event: RoomEvents[K]) => void): void;
+  /** Removes a `broadcast` listener. */
+  off<T = unknown>(type: "broadcast", listener: (event: BroadcastEvent<T>) => void): void;
+  /** Removes a `state` listener. */
+  off<T = unknown>(type: "state", listener: (event: StateEvent<T>) => void): void;
+  /** Removes a listener added with `on`. */
   off<K extends keyof RoomEvents>(type: K, listener: (event: RoomEvents[K]) => void): void;
+  /** One key's value (`undefined` if unset), as the type you expect (not checked at run time). */
+  get<T = unknown>(key: string): T | undefined;
 }
 export interface Rendezvous {
+  /** Listens for an event; an unknown event name throws `InvalidArgumentError`. */
   on<K extends keyof RendezvousEvents>(type: K, listener: (event: RendezvousEvents[K]) => void): void;
+  /** Removes a listener added with `on`. */
   off<K extends keyof RendezvousEvents>(type: K, listener: (event: RendezvousEvents[K]) => void): void;
+}
+declare global {
+  /** wasm-bindgen gives every class a `[Symbol.dispose]()` (for `using`); this declares the
+   * symbol for projects whose `lib` predates it (`es2020`, `es2022`), so the definitions
+   * compile without `esnext`. At run time it exists where the browser has it. */
+  interface SymbolConstructor {
+    readonly dispose: unique symbol;
+  }
 }
 "#;
 
-/// The TypeScript of the full build only: `Node`, its hubs, sockets and rest
-/// (the lite build's definitions must not name them).
+/// The definitions of the full build only: `Node`, its hubs, sockets and rest.
 #[cfg(feature = "full")]
 #[wasm_bindgen(typescript_custom_section)]
-const TS_NODE_TYPES: &str = r#"
+const TS_FULL_TYPES: &str = r#"
 /** The interface a `Node` talks to its hub through; `PageHub`,
  * `BroadcastChannelHub` implement it, and so can your own. */
 export interface Hub {
   /** A new endpoint: `deliver(from, data)` receives its signals; resolves its address. */
   attach(deliver: (from: string, data: string) => void): string | Promise<string>;
+  /** The endpoint at `address` is gone (its node closed): forget it and its hostnames. */
   detach(address: string): void;
   /** Hands `data` to `to`; throw or reject when `to` is unknown, so connecting fails at once. */
   send(from: string, to: string, data: string): void | Promise<void>;
+  /** Maps `hostname` to `address`; throw or reject (ideally an Error named
+   * `HostnameTakenError`) when another node holds it. */
   register(address: string, hostname: string): void | Promise<void>;
   /** Throw or reject (ideally an Error named `UnknownHostError`) when unknown. */
   lookup(hostname: string): string | Promise<string>;
+  /** STUN/TURN servers for the nodes on this hub; none by default (enough on one machine or network). */
   iceServers?: IceServer[];
 }
 
 /** Options of `new Node()`: a hub (default: the page's `PageHub`), and the
  * `PeerOptions` other than `broker` and `id`. */
 export interface NodeOptions extends Omit<PeerOptions, "broker" | "id"> {
+  /** Where the node gets its address and meets other nodes: `PageHub` (this page, the default),
+   * `BroadcastChannelHub` (tabs of one origin), `NetworkHub` (a broker), or your own `Hub`. */
   hub?: Hub | NetworkHub;
 }
 
@@ -295,11 +530,16 @@ export interface BroadcastChannelHubOptions {
 }
 
 /** Options of `sockets.connect()`. */
-export interface SocketOptions { /** Give up after this many ms (default `connectTimeout`). */ timeout?: number }
+export interface SocketOptions {
+  /** Give up after this many ms (default `connectTimeout`). */
+  timeout?: number;
+}
 
 /** Options of `rest.fetch()`. */
 export interface FetchInit {
+  /** The request method. Default `"GET"`. */
   method?: "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | string;
+  /** Request headers (names are sent lowercase). */
   headers?: Record<string, string>;
   /** A string, bytes, or any JSON value. */
   body?: unknown;
@@ -307,11 +547,28 @@ export interface FetchInit {
   timeout?: number;
 }
 
+/** A route of `rest.createServer()`: answer with `res.send()`, `res.json()`, `res.bytes()`,
+ * `res.stream()` or `res.records()`. A handler that throws or rejects answers 500 with its message. */
 export type RestHandler = (req: RestRequest, res: RestResponse) => void | Promise<void>;
 
+/** Events of a `Node`: those of a `Peer`. */
 export interface NodeEvents extends PeerEvents {}
 export interface Node {
+  /** Listens for messages from every connection. `T` is the message type you expect (not checked at run time). */
+  on<T = unknown>(type: "message", listener: (event: MessageEnvelope<T>) => void): void;
+  /** Listens for an event; an unknown event name throws `InvalidArgumentError`. */
   on<K extends keyof NodeEvents>(type: K, listener: (event: NodeEvents[K]) => void): void;
+  /** Removes a `message` listener. */
+  off<T = unknown>(type: "message", listener: (event: MessageEnvelope<T>) => void): void;
+  /** Removes a listener added with `on`. */
   off<K extends keyof NodeEvents>(type: K, listener: (event: NodeEvents[K]) => void): void;
+}
+export interface FetchResponse {
+  /** The body parsed as JSON, as the type you expect (not checked at run time). */
+  json<T = unknown>(): Promise<T>;
+}
+export interface RestRequest {
+  /** The body parsed as JSON, as the type you expect (not checked at run time). */
+  json<T = unknown>(): T;
 }
 "#;

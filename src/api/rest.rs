@@ -362,11 +362,13 @@ pub struct RestRequest {
 
 #[wasm_bindgen]
 impl RestRequest {
+    /// The request method, e.g. `"GET"`.
     #[wasm_bindgen(getter)]
     pub fn method(&self) -> String {
         self.head.method.clone()
     }
 
+    /// The path, without the query string, e.g. `"/users/7"`.
     #[wasm_bindgen(getter)]
     pub fn path(&self) -> String {
         self.head.path.clone()
@@ -532,6 +534,8 @@ impl RestServer {
 
 #[wasm_bindgen]
 impl RestServer {
+    /// A route for `GET path` (`:name` segments become `req.params.name`);
+    /// returns the server for chaining.
     pub fn get(
         &self,
         path: &str,
@@ -540,6 +544,8 @@ impl RestServer {
         self.route(Some("GET"), path, handler)
     }
 
+    /// A route for `POST path` (`:name` segments become `req.params.name`);
+    /// returns the server for chaining.
     pub fn post(
         &self,
         path: &str,
@@ -548,6 +554,8 @@ impl RestServer {
         self.route(Some("POST"), path, handler)
     }
 
+    /// A route for `PUT path` (`:name` segments become `req.params.name`);
+    /// returns the server for chaining.
     pub fn put(
         &self,
         path: &str,
@@ -556,6 +564,8 @@ impl RestServer {
         self.route(Some("PUT"), path, handler)
     }
 
+    /// A route for `PATCH path` (`:name` segments become `req.params.name`);
+    /// returns the server for chaining.
     pub fn patch(
         &self,
         path: &str,
@@ -564,6 +574,8 @@ impl RestServer {
         self.route(Some("PATCH"), path, handler)
     }
 
+    /// A route for `DELETE path` (`:name` segments become `req.params.name`);
+    /// returns the server for chaining.
     pub fn delete(
         &self,
         path: &str,
@@ -796,6 +808,7 @@ pub struct FetchResponse {
 
 #[wasm_bindgen]
 impl FetchResponse {
+    /// The status code, e.g. 200, 404.
     #[wasm_bindgen(getter)]
     pub fn status(&self) -> u16 {
         self.status
@@ -813,6 +826,7 @@ impl FetchResponse {
         to_object(&self.headers)
     }
 
+    /// The body as text (UTF-8).
     #[wasm_bindgen(unchecked_return_type = "Promise<string>")]
     pub fn text(&self) -> Promise {
         let inner = self.inner.clone();
@@ -824,6 +838,7 @@ impl FetchResponse {
         }))
     }
 
+    /// The body parsed as JSON.
     #[wasm_bindgen(unchecked_return_type = "Promise<unknown>")]
     pub fn json(&self) -> Promise {
         let inner = self.inner.clone();
@@ -835,6 +850,7 @@ impl FetchResponse {
         }))
     }
 
+    /// The body as an `ArrayBuffer`.
     #[wasm_bindgen(js_name = arrayBuffer, unchecked_return_type = "Promise<ArrayBuffer>")]
     pub fn array_buffer(&self) -> Promise {
         let inner = self.inner.clone();
@@ -843,6 +859,7 @@ impl FetchResponse {
         }))
     }
 
+    /// The body's bytes.
     #[wasm_bindgen(unchecked_return_type = "Promise<Uint8Array>")]
     pub fn bytes(&self) -> Promise {
         let inner = self.inner.clone();

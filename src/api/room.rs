@@ -29,6 +29,7 @@ impl Room {
 
 #[wasm_bindgen]
 impl Room {
+    /// The room's name.
     #[wasm_bindgen(getter)]
     pub fn name(&self) -> String {
         self.name.clone()
@@ -176,6 +177,7 @@ impl Rendezvous {
 
 #[wasm_bindgen]
 impl Rendezvous {
+    /// The rendezvous key.
     #[wasm_bindgen(getter)]
     pub fn key(&self) -> String {
         self.key.clone()

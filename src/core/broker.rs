@@ -360,13 +360,13 @@ impl BrokerSession {
 
     /// Requests whose deadline has passed.
     pub fn poll_timeouts(&mut self, now: Millis) -> Vec<SessionEvent> {
-        let mut expired: Vec<Rid> = self
+        let expired: Vec<Rid> = self
             .pending
             .iter()
             .filter(|(_, p)| p.deadline <= now)
             .map(|(r, _)| *r)
             .collect();
-        expired.sort_unstable();
+        // In rid order already: `pending` is a sorted table.
         for rid in &expired {
             self.pending.remove(rid);
             self.outbox.retain(|(r, _)| r != rid);

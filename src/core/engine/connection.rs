@@ -227,6 +227,16 @@ impl Engine {
         if initiated && is_polite(&me, remote) {
             self.send_signal(id, SignalBody::Dial);
         }
+        // The first offer does not wait for `negotiationneeded`: some
+        // WebRTC implementations (node-datachannel's) never fire it for a
+        // negotiated channel. The browser's event, when it comes, finds the
+        // offer made and is dropped.
+        if !is_polite(&me, remote) {
+            if let Some(conn) = self.conns.get_mut(&id) {
+                conn.backlog.push_back(Step::NegotiationNeeded);
+            }
+            self.negotiate(id, now);
+        }
         Ok(id)
     }
 

@@ -1,12 +1,25 @@
-// Must NOT compile: each line below is a mistake the types catch.
-import { createPeer, Node } from 'peerwire';
-import { NetworkHub } from 'peerwire/lite';
-async function misuse(): Promise<void> {
-  const peer = await createPeer('a', { brokr: 'ws://x' });
-  peer.on('mesage', () => {});
-  const conn = await peer.connect('b');
-  conn.on('close', (e) => e.reasn);
-  new Node({ hub: 42 });
-  await createPeer('b', { broker: 'ws://x', token: 7 });
+// Must NOT compile. Each line marked with an "error:" comment is a mistake the
+// types catch: tsc must report an error on that line containing the text after it, and
+// no error anywhere else (types.test.mjs checks both).
+import { createPeer, isPeerwireError, Node } from 'peerwire';
+import type { Connection, Room, Stream, PeerwireError } from 'peerwire';
+import { NetworkHub } from 'peerwire/lite'; // error: has no exported member 'NetworkHub'
+interface Chat { text: string }
+async function misuse(conn: Connection, room: Room, stream: Stream, caught: unknown, emitted: PeerwireError): Promise<void> {
+  const peer = await createPeer('a', { brokr: 'ws://x' }); // error: 'brokr' does not exist
+  peer.on('mesage', () => {}); // error: "mesage"
+  conn.on('close', (e) => e.reasn); // error: 'reasn' does not exist
+  new Node({ hub: 42 }); // error: Type 'number' is not assignable to type 'Hub | NetworkHub | undefined'
+  await createPeer('b', { broker: 'ws://x', token: 7 }); // error: Type 'number' is not assignable to type 'string | (() => string | Promise<string>) | undefined'
+  conn.on<Chat>('message', (msg) => msg.txt); // error: Property 'txt' does not exist on type 'Chat'
+  stream.on<Chat>('message', (msg: number) => msg); // error: Type 'Chat' is not assignable to type 'number'
+  conn.on<Chat>('close', () => {}); // error: "close"
+  room.on<number>('state', (ev) => ev.value.toFixed()); // error: 'ev.value' is possibly 'undefined'
+  if (isPeerwireError(caught, 'ConnectTimeout')) return; // error: "ConnectTimeout"
+  if (isPeerwireError(caught, 'ConnectTimeoutError') && caught.code === 'unknown-peer') return; // error: no overlap
+  if (emitted.name === 'ClosedErr') return; // error: no overlap
+  if (emitted.code === 'closd') return; // error: no overlap
+  const code: 'closed' = emitted.code; // error: is not assignable to type '"closed"'
+  console.log(code, caught.message); // error: 'caught' is of type 'unknown'
 }
-misuse();
+void misuse;

@@ -1,10 +1,14 @@
-// Must compile under `tsc --strict`: the typed surface as an app uses it.
-import { createPeer, init, Node, PageHub, BroadcastChannelHub, NetworkHub } from 'peerwire';
+// Must compile under `tsc --strict` with `lib: ["es2020", "dom"]` (no esnext):
+// the typed surface as an app uses it.
+import { createPeer, init, isPeerwireError, Node, PageHub, BroadcastChannelHub, NetworkHub } from 'peerwire';
 import initDefault, { initSync } from 'peerwire';
 import initManually, { createPeer as createPeerManually } from 'peerwire/manual';
-import { createPeer as createLitePeer } from 'peerwire/lite';
-import type { Peer as LitePeer, Connection as LiteConnection } from 'peerwire/lite';
-import type { Peer, Connection, Room, Stream, Hub, FetchResponse } from 'peerwire';
+import { createPeer as createLitePeer, isPeerwireError as isLiteError } from 'peerwire/lite';
+import type { Peer as LitePeer, Connection as LiteConnection, PeerwireError as LiteError } from 'peerwire/lite';
+import type {
+  Peer, Connection, Room, Stream, Hub, FetchResponse, PeerwireError, PeerwireErrorName, PeerwireErrorCode,
+  MessageEnvelope, StateEvent,
+} from 'peerwire';
 async function main(): Promise<void> {
   // No init() needed; it stays for code that calls it, and in peerwire/manual.
   const exports: { memory: WebAssembly.Memory } = await init();
@@ -15,6 +19,8 @@ async function main(): Promise<void> {
   const lite: LitePeer = await createLitePeer('lite', { broker: 'ws://localhost:8080' });
   const liteConn: LiteConnection = await lite.connect('bob');
   await liteConn.send('x');
+  liteConn.on<{ n: number }>('message', (m) => console.log(m.n));
+  liteConn.on('error', (e: LiteError) => console.log(isLiteError(e, 'ConnectionFailedError') && e.code === 'connection-failed'));
   console.log(exports.memory.buffer.byteLength);
   const peer: Peer = await createPeer('alice', { broker: 'ws://localhost:8080', maxMessageSize: 1 << 20 });
   peer.on('message', ({ from, message }) => console.log(from.toUpperCase(), message));
@@ -37,6 +43,70 @@ async function main(): Promise<void> {
   console.log(online, peer.id, room.members.length);
 }
 main();
+
+// Typed messages: the type you expect the remote to send, per listener.
+interface Chat { text: string; at: number }
+interface Cursor { x: number; y: number; seq: number }
+async function typedMessages(peer: Peer, conn: Connection, room: Room, stream: Stream): Promise<void> {
+  conn.on<Chat>('message', (msg) => console.log(msg.text.toUpperCase(), msg.at.toFixed()));
+  conn.on('message', (msg: Chat) => console.log(msg.text));
+  conn.on('message', (msg) => console.log(msg));
+  const onChat = (msg: Chat): void => console.log(msg.at);
+  conn.on('message', onChat);
+  conn.off('message', onChat);
+  stream.on<Cursor>('message', ({ x, y, seq }) => console.log(x + y + seq));
+  peer.on<Chat>('message', ({ from, message }: MessageEnvelope<Chat>) => console.log(from, message.text));
+  room.on<Cursor>('broadcast', ({ from, data }) => console.log(from, data.x));
+  room.on<Cursor>('state', (ev: StateEvent<Cursor>) => {
+    if (ev.removed) console.log(ev.key, 'gone:', ev.removed === 'expired' ? 'ttl' : 'deleted');
+    else console.log(ev.key, ev.value.x, ev.from.length, ev.ttl);
+  });
+  const here: Cursor | undefined = room.get<Cursor>('cursor');
+  console.log(here?.seq);
+  const node = new Node();
+  node.on<Chat>('message', ({ message }) => console.log(message.text));
+  const r = await node.rest.fetch('rest://svc/chat');
+  const chat: Chat = await r.json<Chat>();
+  console.log(chat.at);
+}
+void typedMessages;
+
+// Errors: a union of every name, narrowed by the guard or by `name`.
+async function errors(peer: Peer): Promise<void> {
+  try {
+    await peer.connect('bob');
+  } catch (err) {
+    if (isPeerwireError(err, 'PeerUnavailableError')) {
+      const code: 'unknown-peer' | 'peer-gone' | 'queue-full' = err.code;
+      console.log('offline', code, err.message);
+    } else if (isPeerwireError(err, 'ConnectTimeoutError')) {
+      const code: 'connect-timeout' = err.code;
+      console.log(code, err.stack);
+    } else if (isPeerwireError(err)) {
+      const name: PeerwireErrorName = err.name;
+      const code: PeerwireErrorCode = err.code;
+      if (err.name === 'BrokerError' && err.code === 'room-full') console.log('full');
+      if (err.name === 'UnauthorizedError') {
+        const why: 'unauthorized' | 'forbidden' = err.code;
+        console.log(why);
+      }
+      console.log(name, code);
+    } else {
+      throw err;
+    }
+  }
+  peer.on('error', (e: PeerwireError) => {
+    switch (e.name) {
+      case 'LimitExceededError': { const c: 'limit-exceeded' = e.code; console.log(c); break; }
+      case 'ProtocolError': console.log(e.code === 'protocol-error'); break;
+      default: console.log(e.name, e.code);
+    }
+  });
+  const one: PeerwireError<'ClosedError'> | undefined = undefined;
+  console.log(one, isPeerwireError(new Error('x')), isPeerwireError('not an error', 'ClosedError'));
+}
+void errors;
+
 async function nodes(): Promise<void> {
   const peer = await createPeer('a', { broker: 'ws://localhost:8080' });
   const conn = await peer.connect('b');
@@ -45,16 +115,19 @@ async function nodes(): Promise<void> {
   await s.send('x'); await s.end();
   const reader = s.readable.getReader(); await reader.read();
   const custom: Hub = { attach: () => 'x', detach: () => {}, send: () => {}, register: () => {}, lookup: async () => 'x' };
-  const nodes = [new Node(), new Node({ hub: new PageHub() }), new Node({ hub: new BroadcastChannelHub() }), new Node({ hub: new NetworkHub('ws://localhost:8080') }), new Node({ hub: custom, connectTimeout: 1000 })];
-  const n = nodes[0];
+  const n = new Node();
+  const nodes: Node[] = [n, new Node({ hub: new PageHub() }), new Node({ hub: new BroadcastChannelHub() }), new Node({ hub: new NetworkHub('ws://localhost:8080') }), new Node({ hub: custom, connectTimeout: 1000 })];
+  console.log(nodes.length);
   const addr: string = await n.address();
   await n.hub.register('svc'); const found: string = await n.hub.lookup('svc');
   n.sockets.createServer((sock) => sock.on('message', (m) => sock.send(m as string))).listen(7);
   const sock: Stream = await n.sockets.connect(addr, 7, { timeout: 100 });
   const app = n.rest.createServer();
-  app.get('/u/:id', (req, res) => { res.status(200).headers['x'] = req.params.id; return res.json({ q: req.query.q }); }).listen(80);
+  app.get('/u/:id', (req, res) => { res.status(200).headers['x'] = req.params['id'] ?? ''; return res.json({ q: req.query.q }); }).listen(80);
+  app.post('/chat', async (req, res) => { const c = req.json<Chat>(); await res.json({ ok: c.text.length > 0 }); });
   const r: FetchResponse = await n.rest.fetch('rest://svc/u/1', { method: 'POST', body: { a: 1 }, headers: { a: 'b' } });
   console.log(r.status, r.ok, r.headers['content-type'], await r.json(), found, sock.port);
   for await (const rec of r.records() as AsyncIterable<unknown>) console.log(rec);
+  peer.free(); peer[Symbol.dispose]();
 }
 nodes();

@@ -1,0 +1,87 @@
+// A Node.js process peer and a browser page peer through a real broker: the
+// package as npm installs it, in Node.js 20 with node-datachannel (WebRTC)
+// and ws (WebSocket) from npm, running examples/node-bot/bot.mjs.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { startBroker, launch, openPage } from './harness.mjs';
+
+const { PEERWIRE_BROKER_BIN, PEERWIRE_APP, PEERWIRE_NODE_APP } = process.env;
+let broker, browser, bot;
+const botId = `bot-${Math.random().toString(36).slice(2, 8)}`;
+
+before(async () => {
+  assert.ok(PEERWIRE_BROKER_BIN && PEERWIRE_APP && PEERWIRE_NODE_APP, 'run through tests/run.sh');
+  broker = await startBroker(PEERWIRE_BROKER_BIN, PEERWIRE_APP);
+  browser = await launch();
+  bot = spawn(process.execPath, ['bot.mjs', broker.ws, botId], {
+    cwd: PEERWIRE_NODE_APP,
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const lines = createInterface({ input: bot.stdout });
+  const ready = new Promise((resolve, reject) => {
+    lines.on('line', (l) => { if (l.startsWith(`bot ${botId} ready`)) resolve(); });
+    bot.once('exit', (code) => reject(new Error(`the bot exited (${code}) before it was ready`)));
+  });
+  await ready;
+});
+
+after(async () => {
+  if (bot && bot.exitCode === null) {
+    bot.kill('SIGTERM');
+    await once(bot, 'exit');
+  }
+  await browser?.close();
+  await broker?.stop();
+});
+
+test('a browser page and a Node.js peer exchange messages, 10 MiB and a stream', async () => {
+  const { page, errors } = await openPage(browser, `${broker.url}/index.html`);
+  const got = await page.evaluate(async ({ ws, bot }) => {
+    const peer = await window.peerwire.createPeer(`page-${Math.random().toString(36).slice(2, 8)}`, { broker: ws });
+    const conn = await peer.connect(bot);
+    const replies = [];
+    let wake;
+    conn.on('message', (m) => { replies.push(m); wake?.(); });
+    const reply = async (n) => { while (replies.length < n) await new Promise((r) => { wake = r; }); return replies[n - 1]; };
+
+    await conn.send('hello bot');
+    const text = await reply(1);
+    await conn.send({ n: [1, 2, 3] });
+    const json = await reply(2);
+
+    // 10 MiB of a pattern, and its Adler-32 computed here.
+    const big = new Uint8Array(10 * 1024 * 1024);
+    for (let i = 0; i < big.length; i++) big[i] = (i * 7 + (i >> 12)) & 255;
+    let a = 1, b = 0;
+    for (const x of big) { a = (a + x) % 65521; b = (b + a) % 65521; }
+    const started = performance.now();
+    await conn.send(big);
+    const bigReply = await reply(3);
+    const bigMs = performance.now() - started;
+
+    // A stream up, and the bot's stream back.
+    const back = new Promise((resolve) => conn.on('stream', (s) => {
+      const chunks = [];
+      s.on('message', (c) => chunks.push(c));
+      s.on('end', () => resolve({ name: s.name, chunks }));
+    }));
+    const up = await conn.openStream('up');
+    for (const c of ['one', 'two', 'three']) await up.send(c);
+    await up.end();
+    const stream = await back;
+    const stats = await conn.stats();
+    await peer.close();
+    return { text, json, bigReply, expected: (b * 65536 + a) >>> 0, bigMs, stream, route: stats.route };
+  }, { ws: broker.ws, bot: botId });
+
+  assert.equal(got.text, 'echo: hello bot');
+  assert.deepEqual(got.json, { echo: { n: [1, 2, 3] } });
+  assert.deepEqual(got.bigReply, { bytes: 10 * 1024 * 1024, checksum: got.expected });
+  assert.deepEqual(got.stream, { name: 'up-back', chunks: ['one', 'two', 'three'] });
+  assert.ok(['host', 'prflx', 'srflx'].includes(got.route), got.route);
+  console.log(`# 10 MiB browser -> Node.js peer, acknowledged in ${got.bigMs.toFixed(0)} ms`);
+  assert.deepEqual(errors, []);
+});
