@@ -70,7 +70,6 @@ export interface IceServer {
   credential?: string;
 }
 
-/** Options of `createPeer`. Only `broker` is required. */
 /** What `conn.stats()` resolves. */
 export interface ConnectionStats {
   /**
@@ -96,6 +95,7 @@ export interface ConnectionStats {
   report: RTCStatsReport;
 }
 
+/** Options of `createPeer`. Only `broker` is required. */
 export interface PeerOptions {
   /** Broker URL, e.g. `ws://localhost:8080` (the `/ws` path is added when missing). */
   broker: string;
@@ -145,7 +145,10 @@ export interface PeerOptions {
    * A WebRTC implementation where the runtime has none (Node.js): an `RTCPeerConnection`
    * constructor, or a module holding one, e.g. `rtc: await import('node-datachannel/polyfill')`.
    */
-  rtc?: { RTCPeerConnection: unknown } | (new (config?: RTCConfiguration) => RTCPeerConnection);
+  rtc?: {
+    /** The module's `RTCPeerConnection` constructor. */
+    RTCPeerConnection: unknown;
+  } | (new (config?: RTCConfiguration) => RTCPeerConnection);
   /** A `WebSocket` constructor where the runtime has none (Node.js 20): `(await import('ws')).WebSocket`. */
   WebSocket?: unknown;
   /**
