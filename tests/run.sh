@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test layer (the README's test command, `npm test`, calls this):
 #   0. cargo fmt --check and clippy with warnings denied, for the native and
-#      the wasm32 target (Cargo.toml denies significant_drop_in_scrutinee);
+#      the wasm32 target, full and lite (Cargo.toml denies
+#      significant_drop_in_scrutinee);
 #   1. cargo test --workspace: protocol, core, and the broker's integration
 #      tests (real WebSocket clients against a real broker on loopback);
 #   2. wasm-pack test --headless --chrome: the SDK in real headless Chromium,
@@ -34,6 +35,8 @@ step "layer 0: cargo fmt --check, clippy -D warnings (native and wasm32)"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy -p peerwire --target wasm32-unknown-unknown --all-targets -- -D warnings
+# The lite build (peerwire/lite: no Node, hubs, sockets or rest) too.
+cargo clippy -p peerwire --target wasm32-unknown-unknown --no-default-features --all-targets -- -D warnings
 
 step "layer 1: cargo test --workspace (protocol, core, broker)"
 cargo test --workspace 2>&1 | tee -a "$LOG"
