@@ -157,8 +157,9 @@ export interface PeerOptions {
    */
   rtcConfig?: RTCConfiguration;
   /**
-   * Log to the console, each line prefixed with this peer's id: `'warn'` refusals and failures
-   * (limits hit, connections closed by an error, the broker link lost); `'info'` also connection
+   * Log to the console, each line prefixed with this peer's id: `'error'` connections closed by
+   * an error (timeouts, ICE failure, limits hit) and the broker link lost; `'warn'` also offers
+   * refused; `'info'` also connection
    * and ICE states, registration and broker reconnects; `'debug'` (or `true`) also every
    * negotiation step, candidate and signal routed. Default `false` (nothing).
    */

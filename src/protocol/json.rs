@@ -37,13 +37,14 @@ impl Json {
     }
 }
 
-// The broker's side: a `Json` is any JSON value to serde. Parsed into a
-// `serde_json::Value` (which also works inside internally tagged enums,
-// where serde buffers fields) and written back compactly.
+// The broker's side: a `Json` is any JSON value to serde. Read through a
+// `serde_json::Value` (a raw value cannot be read inside internally tagged
+// enums, where serde buffers fields), written as it is: a relayed value is
+// parsed once, not again on the way out.
 impl serde::Serialize for Json {
     fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
-        match serde_json::from_str::<serde_json::Value>(&self.0) {
-            Ok(v) => v.serialize(ser),
+        match serde_json::value::RawValue::from_string(self.0.clone()) {
+            Ok(raw) => raw.serialize(ser),
             Err(e) => Err(serde::ser::Error::custom(e)),
         }
     }

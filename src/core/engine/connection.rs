@@ -259,7 +259,7 @@ impl Engine {
         let was_open = conn.state == ConnState::Open;
         conn.state = ConnState::Closed;
         let level = if error.is_some() {
-            LogLevel::Warn
+            LogLevel::Error
         } else {
             LogLevel::Info
         };

@@ -170,7 +170,7 @@ impl Engine {
         if generation != self.generation || self.closed {
             return;
         }
-        self.log(LogLevel::Warn, || {
+        self.log(LogLevel::Error, || {
             format!("broker connection #{generation} closed: {code} {reason}")
         });
         if code == CloseCode::Unauthorized.code() {

@@ -81,9 +81,10 @@ pub struct Config {
     pub max_connections: usize,
     /// New sessions (offers) accepted from one remote id per minute.
     pub max_offers_per_minute: u32,
-    /// Which [`Event::Log`] lines to report: refusals and failures
-    /// (`Warn`), connection and broker states (`Info`), negotiation steps
-    /// and signal routing (`Debug`).
+    /// Which [`Event::Log`] lines to report: connections closed by an
+    /// error and the broker link lost (`Error`), refused offers (`Warn`),
+    /// connection and broker states (`Info`), negotiation steps and signal
+    /// routing (`Debug`).
     pub debug: LogLevel,
 }
 
