@@ -83,8 +83,10 @@ export interface ConnectionStats {
   localCandidateType: string | null;
   /** The selected pair's remote candidate type (`host`, `srflx`, `prflx`, `relay`). */
   remoteCandidateType: string | null;
-  /** `'udp'` or `'tcp'`. */
+  /** `'udp'` or `'tcp'`: the transport of the local candidate (for a relay candidate, between the TURN server and the remote). */
   protocol: string | null;
+  /** For a local relay candidate, how this side reaches its TURN server: `'udp'`, `'tcp'` or `'tls'`; otherwise `null`. */
+  relayProtocol: string | null;
   /** Round-trip time of the selected pair, in ms (`null` until measured). */
   rtt: number | null;
   /** Bytes sent on the selected pair. */

@@ -28,6 +28,7 @@ export async function connectionStats(pc) {
     localCandidateType: (local && local.candidateType) || null,
     remoteCandidateType: (remote && remote.candidateType) || null,
     protocol: (local && local.protocol) || null,
+    relayProtocol: (local && local.candidateType === 'relay' && local.relayProtocol) || null,
     rtt: typeof rtt === 'number' ? rtt * 1000 : null,
     bytesSent: (pair && pair.bytesSent) || 0,
     bytesReceived: (pair && pair.bytesReceived) || 0,

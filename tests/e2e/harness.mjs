@@ -37,8 +37,9 @@ export async function startBroker(binary, dir, extra = [], port = 0) {
   };
 }
 
-export async function launch(extraArgs = []) {
-  return chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: [...CHROMIUM_ARGS, ...extraArgs] });
+/** Chromium with the test flags (`executable`: a wrapper, e.g. one that enters a network namespace). */
+export async function launch(extraArgs = [], executable = process.env.CHROMIUM || '/usr/bin/chromium') {
+  return chromium.launch({ executablePath: executable, args: [...CHROMIUM_ARGS, ...extraArgs] });
 }
 
 /** A page in its own browser context, loaded and initialised. */
