@@ -9,59 +9,7 @@ use peerwire::core::engine::{ChanId, ConnId, ConnState, Event, Listening, OpId, 
 use peerwire::core::error::PeerError;
 use peerwire::core::sim::Sim;
 use peerwire::protocol::frames::PayloadType;
-use simnet::{HubBroker, network, network_with};
-
-/// Connects `a` to `b`; returns the connection on each side.
-fn connect(sim: &mut Sim<HubBroker>, a: usize, b: usize) -> (ConnId, ConnId) {
-    let now = sim.now;
-    let remote = format!("p{b}");
-    let op = sim
-        .with(a, |e| e.connect(&remote, now))
-        .expect("connect starts");
-    assert!(
-        sim.run_while(5_000.0, |s| s.outcome(a, op).is_some()),
-        "connect settles"
-    );
-    let ca = match sim.outcome(a, op) {
-        Some(Ok(Reply::Connection(c))) => *c,
-        other => panic!("connect failed: {other:?}"),
-    };
-    let me = format!("p{a}");
-    let cb = sim.peers[b]
-        .engine
-        .connection_to(&me)
-        .expect("b has a connection");
-    sim.run_while(1_000.0, |s| {
-        s.peers[b].engine.conn_state(cb) == ConnState::Open
-    });
-    assert_eq!(sim.peers[b].engine.conn_state(cb), ConnState::Open);
-    (ca, cb)
-}
-
-fn messages(sim: &Sim<HubBroker>, i: usize, chan: ChanId) -> Vec<Vec<u8>> {
-    sim.peers[i]
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Message { chan: c, bytes, .. } if *c == chan => Some(bytes.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn send(sim: &mut Sim<HubBroker>, i: usize, chan: ChanId, bytes: &[u8]) -> OpId {
-    let now = sim.now;
-    let b = bytes.to_vec();
-    sim.with(i, |e| e.send(chan, PayloadType::Binary, b, false, now))
-        .expect("send accepted")
-}
-
-fn listen_all(sim: &mut Sim<HubBroker>) {
-    for i in 0..sim.peers.len() {
-        let now = sim.now;
-        sim.with(i, |e| e.set_listening(Listening::Peer, true, now));
-    }
-}
+use simnet::{HubBroker, connect, listen_all, messages, network, network_with, send};
 
 #[test]
 fn two_peers_connect_and_exchange_messages() {
@@ -430,26 +378,28 @@ fn loopback_sockets_carry_messages_without_webrtc() {
 }
 
 /// A remote that stops answering is detected by the keep-alive.
+/// A frozen tab answers nothing. Silence is noticed after keepAliveTimeout;
+/// ICE restarts are tried (they cannot help), then the connection closes.
+/// With restarts off it closes at the first silence.
 #[test]
 fn keep_alive_detects_a_silent_remote() {
-    let mut sim = network(2, 8);
-    let (ca, _) = connect(&mut sim, 0, 1);
-    sim.freeze(1);
-    let t0 = sim.now;
-    assert!(sim.run_while(10_000.0, |s| s.peers[0].engine.conn_state(ca)
-        == ConnState::Closed));
-    let took = sim.now - t0;
-    assert!(
-        (3_500.0..6_000.0).contains(&took),
-        "detected after {took} ms"
-    );
-    assert!(sim.saw(0, |e| matches!(
-        e,
-        Event::Closed {
-            error: Some(PeerError::ConnectionFailed { .. }),
-            ..
-        }
-    )));
+    for (restarts, window) in [(3, 18_500.0..21_000.0), (0, 3_500.0..6_000.0)] {
+        let mut sim = network_with(2, 8, |c| c.ice_restarts = restarts);
+        let (ca, _) = connect(&mut sim, 0, 1);
+        sim.freeze(1);
+        let t0 = sim.now;
+        assert!(sim.run_while(30_000.0, |s| s.peers[0].engine.conn_state(ca)
+            == ConnState::Closed));
+        let took = sim.now - t0;
+        assert!(window.contains(&took), "detected after {took} ms");
+        assert!(sim.saw(0, |e| matches!(
+            e,
+            Event::Closed {
+                error: Some(PeerError::ConnectionFailed { .. }),
+                ..
+            }
+        )));
+    }
 }
 
 #[test]

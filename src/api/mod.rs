@@ -119,8 +119,28 @@ export interface PeerOptions {
   requestTimeout?: number;
   /** Keep-alive ping interval on idle connections, in ms. Default 1000. */
   keepAliveInterval?: number;
-  /** Silence after which a connection closes as dead, in ms. Default 4000. */
+  /**
+   * Silence after which a connection's network path counts as lost, in ms: ICE restarts begin
+   * (see `iceRestarts`). Also how long the broker may take to answer a check. Default 4000.
+   */
   keepAliveTimeout?: number;
+  /**
+   * ICE restarts tried when an open connection loses its network path (silence, ICE
+   * `disconnected` or `failed`, the browser's network change) before it closes with
+   * `ConnectionFailedError`. Messages sent meanwhile wait and arrive in order. `0`: close at
+   * once. Default 3.
+   */
+  iceRestarts?: number;
+  /** How long one ICE restart may take to bring the path back, in ms. Default 5000. */
+  iceRestartTimeout?: number;
+  /** How long ICE may stay `disconnected` before a restart, in ms. Default 2000. */
+  disconnectedGrace?: number;
+  /**
+   * After this much silence from the broker, in ms, the SDK pings it; no answer within
+   * `keepAliveTimeout` means the socket is dead (after a network change) and it reconnects,
+   * keeping its id. `0`: never. Default 15000.
+   */
+  brokerKeepAlive?: number;
   /** Deliver this side's messages in order (default true). `false` for games and live data. */
   ordered?: boolean;
   /** Give up retransmitting a lost message after this many tries (unreliable). Unset: reliable. */

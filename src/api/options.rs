@@ -21,6 +21,10 @@ pub struct RawPeerOptions {
     pub request_timeout: Option<u64>,
     pub keep_alive_interval: Option<u64>,
     pub keep_alive_timeout: Option<u64>,
+    pub ice_restarts: Option<u32>,
+    pub ice_restart_timeout: Option<u64>,
+    pub disconnected_grace: Option<u64>,
+    pub broker_keep_alive: Option<u64>,
     pub ordered: Option<bool>,
     pub max_retransmits: Option<u16>,
     pub buffer_high: Option<usize>,
@@ -119,6 +123,10 @@ pub const PEER_OPTION_TYPES: &[(&str, Want)] = &[
     ("requestTimeout", Want::Millis),
     ("keepAliveInterval", Want::Millis),
     ("keepAliveTimeout", Want::Millis),
+    ("iceRestarts", Want::Count(100)),
+    ("iceRestartTimeout", Want::Millis),
+    ("disconnectedGrace", Want::Millis),
+    ("brokerKeepAlive", Want::Millis),
     ("ordered", Want::Bool),
     ("maxRetransmits", Want::Count(u16::MAX as u32)),
     ("bufferHigh", Want::Bytes),
@@ -215,6 +223,10 @@ pub fn parse_peer_options(value: &JsValue) -> Result<Option<RawPeerOptions>, Pee
         request_timeout: o.millis("requestTimeout"),
         keep_alive_interval: o.millis("keepAliveInterval"),
         keep_alive_timeout: o.millis("keepAliveTimeout"),
+        ice_restarts: o.millis("iceRestarts").map(|n| n as u32),
+        ice_restart_timeout: o.millis("iceRestartTimeout"),
+        disconnected_grace: o.millis("disconnectedGrace"),
+        broker_keep_alive: o.millis("brokerKeepAlive"),
         ordered: o.flag("ordered"),
         max_retransmits: o.millis("maxRetransmits").map(|n| n as u16),
         buffer_high: o.size("bufferHigh"),
@@ -411,6 +423,10 @@ pub fn engine_config(
             "keepAliveTimeout must be longer than keepAliveInterval".into(),
         ));
     }
+    c.ice_restarts = raw.ice_restarts.unwrap_or(c.ice_restarts);
+    c.ice_restart_timeout = raw.ice_restart_timeout.unwrap_or(c.ice_restart_timeout);
+    c.disconnected_grace = raw.disconnected_grace.unwrap_or(c.disconnected_grace);
+    c.broker_keep_alive = raw.broker_keep_alive.unwrap_or(c.broker_keep_alive);
     c.ice_servers = raw.ice_servers;
     c.max_message_size = raw
         .max_message_size

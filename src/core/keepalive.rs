@@ -57,6 +57,22 @@ impl KeepAlive {
         }
     }
 
+    /// Like `tick`, without the verdict: pings only (while the path is
+    /// being restored, silence is expected).
+    pub fn tick_ping(&mut self, now: Millis) -> Tick {
+        if now - self.last_sent >= self.interval {
+            self.last_sent = now;
+            Tick::SendPing
+        } else {
+            Tick::Nothing
+        }
+    }
+
+    /// When the next ping is due.
+    pub fn next_ping(&self) -> Millis {
+        self.last_sent + self.interval
+    }
+
     /// When `tick` next has something to do.
     pub fn next_deadline(&self) -> Millis {
         (self.last_heard + self.timeout).min(self.last_sent + self.interval)

@@ -172,6 +172,12 @@ impl<C> Negotiator<C> {
     }
 
     pub fn on_remote_description(&mut self, kind: SdpKind, state: SignalingState) -> OnDescription {
+        // An answer with no offer out: a second answer to an offer sent
+        // twice (an ICE restart sends it again when it may have been
+        // lost). The browser would refuse it; it changes nothing.
+        if kind == SdpKind::Answer && state == SignalingState::Stable {
+            return OnDescription::Ignore;
+        }
         let collision = kind == SdpKind::Offer && state != SignalingState::Stable;
         self.ignore_offer = !self.polite && collision;
         if self.ignore_offer {
@@ -407,6 +413,21 @@ mod tests {
             let out = from.receive(s);
             to.inbox.extend(out);
         }
+    }
+
+    #[test]
+    fn an_answer_with_no_offer_out_is_ignored_and_keeps_later_candidates() {
+        let mut n: Negotiator<u32> = Negotiator::new(false);
+        assert_eq!(
+            n.on_remote_description(SdpKind::Answer, SignalingState::Stable),
+            OnDescription::Ignore
+        );
+        n.remote_description_applied();
+        assert_eq!(n.on_remote_candidate(7), OnCandidate::Add(7));
+        assert_eq!(
+            n.on_remote_description(SdpKind::Answer, SignalingState::HaveLocalOffer),
+            OnDescription::Apply { answer: false }
+        );
     }
 
     #[test]

@@ -19,6 +19,13 @@
 //!   drains at a set rate and fires `bufferedamountlow`; closing sends what
 //!   is buffered first.
 //!
+//! - a lost path (`break_path`, a network change): frames wait (SCTP keeps
+//!   them) while ICE reports `disconnected`, then `failed`; an ICE restart
+//!   (a new offer after `RestartIce`, answered) brings the path back and
+//!   the held frames arrive in order — unless the break is permanent;
+//! - a half-open broker socket (`stall_broker`): frames both ways vanish
+//!   and no close event comes.
+//!
 //! Every delay can be dialled in (`latency`, `jitter`, `bandwidth`), and a
 //! peer can be taken off the network (`set_online`).
 
@@ -106,6 +113,12 @@ enum Delivery {
     DcClosed {
         dc: usize,
     },
+    /// ICE's `connectionState` for `pc`, if its path epoch is still `epoch`.
+    PcState {
+        pc: usize,
+        state: &'static str,
+        epoch: u32,
+    },
 }
 
 struct Scheduled {
@@ -150,6 +163,14 @@ struct Pc {
     connected: bool,
     closed: bool,
     dcs: Vec<usize>,
+    /// The ICE path is gone: frames wait in `held`.
+    path_down: bool,
+    /// Counts breaks and repairs (stale state reports are dropped).
+    epoch: u32,
+    /// `restartIce()` was called: the next offer restarts ICE.
+    restart: bool,
+    /// The offer out is a restart.
+    restart_out: bool,
 }
 
 struct Dc {
@@ -203,6 +224,14 @@ pub struct Sim<B: Broker> {
     /// When the last frame on each broker link arrives, per direction.
     link_arrival: BTreeMap<(u64, bool), Millis>,
     frozen: Vec<usize>,
+    /// Frames sent while their path was down, in order: (sending dc, bytes).
+    held: Vec<(usize, Vec<u8>)>,
+    /// Peers whose broken path no restart repairs.
+    unrepairable: Vec<usize>,
+    /// Broker links that silently drop everything.
+    stalled: Vec<u64>,
+    /// ICE restarts each peer made (`RestartIce` actions).
+    pub restarts: Vec<u32>,
 }
 
 impl<B: Broker> Sim<B> {
@@ -223,6 +252,10 @@ impl<B: Broker> Sim<B> {
             links: BTreeMap::new(),
             link_arrival: BTreeMap::new(),
             frozen: Vec::new(),
+            held: Vec::new(),
+            unrepairable: Vec::new(),
+            stalled: Vec::new(),
+            restarts: Vec::new(),
         }
     }
 
@@ -238,6 +271,7 @@ impl<B: Broker> Sim<B> {
             pcs: BTreeMap::new(),
             dcs: BTreeMap::new(),
         });
+        self.restarts.push(0);
         let now = self.now;
         self.with(i, |e| {
             e.start(now);
@@ -256,6 +290,91 @@ impl<B: Broker> Sim<B> {
     /// it would send is lost, what it is sent is never read.
     pub fn freeze(&mut self, i: usize) {
         self.frozen.push(i);
+    }
+
+    /// Peer `i`'s network changes: the ICE paths of its connections break
+    /// (ICE says `disconnected` after 2.5 s, `failed` after 15 s). An ICE
+    /// restart repairs them, unless `repairable` is false.
+    pub fn break_path(&mut self, i: usize, repairable: bool) {
+        if !repairable {
+            self.unrepairable.push(i);
+        }
+        let pcs: Vec<usize> = self.peers[i].pcs.values().copied().collect();
+        for pc in pcs {
+            for p in [Some(pc), self.pcs[pc].remote_pc].into_iter().flatten() {
+                if self.pcs[p].closed || !self.pcs[p].connected {
+                    continue;
+                }
+                self.pcs[p].path_down = true;
+                self.pcs[p].epoch += 1;
+                let epoch = self.pcs[p].epoch;
+                self.schedule(
+                    2500.0,
+                    Delivery::PcState {
+                        pc: p,
+                        state: "disconnected",
+                        epoch,
+                    },
+                );
+                self.schedule(
+                    15_000.0,
+                    Delivery::PcState {
+                        pc: p,
+                        state: "failed",
+                        epoch,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Peer `i`'s broker socket goes half-open: what either side sends on
+    /// it is lost, and neither hears a close.
+    pub fn stall_broker(&mut self, i: usize) {
+        if let Some(link) = self.peers[i].link {
+            self.stalled.push(link);
+        }
+    }
+
+    /// Repairs the path of `pc` and its remote after a restart.
+    fn repair(&mut self, pc: usize) {
+        let Some(r) = self.pcs[pc].remote_pc else {
+            return;
+        };
+        let peers = [self.pcs[pc].peer, self.pcs[r].peer];
+        if peers
+            .iter()
+            .any(|p| self.unrepairable.contains(p) || self.frozen.contains(p))
+        {
+            return;
+        }
+        let mut repaired = Vec::new();
+        for p in [pc, r] {
+            if self.pcs[p].path_down && !self.pcs[p].closed {
+                self.pcs[p].path_down = false;
+                self.pcs[p].epoch += 1;
+                let epoch = self.pcs[p].epoch;
+                self.schedule(
+                    self.latency * 2.0,
+                    Delivery::PcState {
+                        pc: p,
+                        state: "connected",
+                        epoch,
+                    },
+                );
+                repaired.push(p);
+            }
+        }
+        // What waited goes out in order.
+        let held = std::mem::take(&mut self.held);
+        for (dc, bytes) in held {
+            if repaired.contains(&self.dcs[dc].pc) {
+                self.dcs[dc].buffered -= bytes.len();
+                self.dc_send(dc, bytes);
+            } else {
+                self.held.push((dc, bytes));
+            }
+        }
     }
 
     /// Takes peer `i` off the network (its broker socket drops) or back on.
@@ -409,7 +528,7 @@ impl<B: Broker> Sim<B> {
     fn transmit(&mut self, i: usize, t: Transmit) {
         match t {
             Transmit::Broker(text) => {
-                if let Some(link) = self.peers[i].link {
+                if let Some(link) = self.peers[i].link.filter(|l| !self.stalled.contains(l)) {
                     let mut floor = self.link_arrival.get(&(link, true)).copied().unwrap_or(0.0);
                     self.schedule_ordered(&mut floor, Delivery::ToBroker { link, text });
                     self.link_arrival.insert((link, true), floor);
@@ -440,7 +559,12 @@ impl<B: Broker> Sim<B> {
             return;
         };
         let n = bytes.len();
+        let pc = d.pc;
         self.dcs[dc].buffered += n;
+        if self.pcs[pc].path_down {
+            self.held.push((dc, bytes));
+            return;
+        }
         // Drains at `bandwidth`; arrives after the latency.
         let drain = n as f64 / self.bandwidth;
         let mut floor = self.dcs[dc].last_arrival.max(self.now) + drain;
@@ -499,6 +623,12 @@ impl<B: Broker> Sim<B> {
                 }
             }
             Action::AttachHub | Action::DetachHub => {}
+            Action::RestartIce { conn } => {
+                self.restarts[i] += 1;
+                if let Some(&pc) = self.peers[i].pcs.get(&conn) {
+                    self.pcs[pc].restart = true;
+                }
+            }
             Action::CreateConnection { conn, chan, .. } => {
                 let pc = self.pcs.len();
                 self.pcs.push(Pc {
@@ -511,6 +641,10 @@ impl<B: Broker> Sim<B> {
                     connected: false,
                     closed: false,
                     dcs: Vec::new(),
+                    path_down: false,
+                    epoch: 0,
+                    restart: false,
+                    restart_out: false,
                 });
                 self.peers[i].pcs.insert(conn, pc);
                 let dc = self.new_dc(pc, i, Some(chan), "peerwire", true, 0);
@@ -679,6 +813,7 @@ impl<B: Broker> Sim<B> {
                     Sig::Stable => {
                         self.pcs[pc].sig = Sig::HaveLocalOffer;
                         self.pcs[pc].pending_local = true;
+                        self.pcs[pc].restart_out = std::mem::take(&mut self.pcs[pc].restart);
                         "offer"
                     }
                     Sig::HaveRemoteOffer => {
@@ -727,6 +862,9 @@ impl<B: Broker> Sim<B> {
                         self.pcs[pc].sig = Sig::Stable;
                         self.pcs[pc].pending_local = false;
                         self.pcs[pc].remote_pc = from;
+                        if std::mem::take(&mut self.pcs[pc].restart_out) {
+                            self.repair(pc);
+                        }
                         Ok(())
                     }
                     (t, s) => Err(format!(
@@ -858,6 +996,14 @@ impl<B: Broker> Sim<B> {
                     }
                 }
             }
+            Delivery::PcState { pc, state, epoch } => {
+                let p = &self.pcs[pc];
+                if p.closed || p.epoch != epoch {
+                    return;
+                }
+                let (peer, conn) = (p.peer, p.conn);
+                self.with(peer, |e| e.handle_connection_state(conn, state, now));
+            }
             Delivery::DcClosed { dc } => {
                 if self.dcs[dc].closed {
                     return;
@@ -898,6 +1044,9 @@ impl<B: Broker> Sim<B> {
         let links: Vec<(u64, (usize, u64))> = self.links.iter().map(|(l, x)| (*l, *x)).collect();
         for (link, (peer, generation)) in links {
             let (frames, closed) = self.broker.poll(link);
+            if self.stalled.contains(&link) {
+                continue;
+            }
             let mut floor = self
                 .link_arrival
                 .get(&(link, false))

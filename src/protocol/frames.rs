@@ -320,6 +320,9 @@ pub enum SignalBody {
     /// the side whose id sorts first makes the first offer, so two sides
     /// that connect at once never both offer.
     Dial,
+    /// The sender lost the network path of an open connection and asks
+    /// the receiver (the side whose id sorts first) to restart ICE.
+    Restart,
 }
 
 impl PeerSignal {
@@ -353,6 +356,7 @@ impl SignalBody {
             Self::Candidate { .. } => w.str("kind", "candidate"),
             Self::Bye { reason } => w.str("kind", "bye").str("reason", reason),
             Self::Dial => w.str("kind", "dial"),
+            Self::Restart => w.str("kind", "restart"),
         };
         self.write_candidate(w);
     }
@@ -384,6 +388,7 @@ impl SignalBody {
                 reason: o.str("reason")?,
             },
             "dial" => Self::Dial,
+            "restart" => Self::Restart,
             _ => return Err(json::Error("unknown signal kind")),
         })
     }
@@ -547,6 +552,7 @@ mod tests {
                 reason: "closed".into(),
             },
             SignalBody::Dial,
+            SignalBody::Restart,
         ];
         for (i, body) in bodies.into_iter().enumerate() {
             let s = PeerSignal {

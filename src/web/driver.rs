@@ -28,7 +28,7 @@ use web_sys::RtcDataChannel;
 
 use super::cell::StateCell;
 use super::channel::DcLink;
-use super::page::PageHide;
+use super::page::Listener;
 use super::rtc::{self, PcLink};
 use super::socket::BrokerSocket;
 use super::{js_error_text, now};
@@ -63,7 +63,8 @@ struct Io {
     chan_conn: Table<ChanId, ConnId>,
     hub_deliver: Option<Closure<dyn FnMut(JsValue, JsValue)>>,
     timer: Option<gloo_timers::callback::Timeout>,
-    pagehide: Option<PageHide>,
+    /// `pagehide`, and the network change events.
+    listeners: Vec<Listener>,
 }
 
 type Waiter = oneshot::Sender<Result<Reply, PeerError>>;
@@ -136,7 +137,19 @@ impl Driver {
                 d.input(|e, now| e.close(now));
             }
         };
-        self.io.borrow_mut().pagehide = PageHide::listen(closes);
+        let changed = |weak: Weak<Driver>| {
+            move || {
+                if let Some(d) = weak.upgrade() {
+                    d.input(|e, now| e.handle_network_change(now));
+                }
+            }
+        };
+        let listeners = [
+            Listener::on_window("pagehide", closes),
+            Listener::on_window("online", changed(self.me.clone())),
+            Listener::on_connection_change(changed(self.me.clone())),
+        ];
+        self.io.borrow_mut().listeners = listeners.into_iter().flatten().collect();
         self.call(|e, now| Ok(e.start(now))).await
     }
 
@@ -409,6 +422,11 @@ impl Driver {
                 }
                 Err(reason) => self.later(move |e, now| e.handle_rtc_failed(conn, &reason, now)),
             },
+            Action::RestartIce { conn } => {
+                if let Some(pc) = self.pc(conn) {
+                    rtc::restart_ice(&pc);
+                }
+            }
             Action::SetLocalDescription { conn } => {
                 let Some(pc) = self.pc(conn) else { return };
                 let weak = self.me.clone();
@@ -635,7 +653,7 @@ impl Driver {
         self.hub.clone()
     }
 
-    /// After `close()`: the `pagehide` listener goes at once; the timer
+    /// After `close()`: the page listeners go at once; the timer
     /// once nothing is left to release.
     fn after_close(&self) {
         let (closed, drained) = self.read(|e| (e.is_closed(), e.is_drained()));
@@ -643,7 +661,7 @@ impl Driver {
             return;
         }
         let mut io = self.io.borrow_mut();
-        io.pagehide = None;
+        io.listeners.clear();
         io.hub_deliver = None;
         if drained {
             io.timer = None;

@@ -1,37 +1,58 @@
-//! `PageHide`: a `pagehide` listener on the page's window, owned by the
-//! peer that installed it. The browser fires `pagehide` when the page is
-//! unloaded, navigated away from, or put in the back/forward cache.
+//! Listeners on page-wide event targets, owned by the peer that installed
+//! them: `pagehide` on the window (the page is unloaded, navigated away
+//! from, or put in the back/forward cache), and the network change events
+//! (`online` on the window, `change` on `navigator.connection`).
 
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
 use web_sys::{Event, EventTarget};
 
-/// Calls `on_hide` on every `pagehide`; dropping it removes the listener.
-pub struct PageHide {
+/// Calls its function on every `event` of `target`; dropping it removes
+/// the listener.
+pub struct Listener {
     target: EventTarget,
+    event: &'static str,
     callback: Closure<dyn FnMut(Event)>,
 }
 
-impl PageHide {
-    /// Listens on the global `window`; `None` where there is none (a worker).
-    pub fn listen(on_hide: impl Fn() + 'static) -> Option<Self> {
+impl Listener {
+    /// Listens on the global `window` for `event` (`on<event>` must exist);
+    /// `None` where there is none (a worker, Node.js).
+    pub fn on_window(event: &'static str, f: impl Fn() + 'static) -> Option<Self> {
         let global = js_sys::global();
-        if !js_sys::Reflect::has(&global, &"onpagehide".into()).unwrap_or(false) {
+        let handler = format!("on{event}");
+        if !js_sys::Reflect::has(&global, &handler.into()).unwrap_or(false) {
             return None;
         }
-        let target: EventTarget = global.dyn_into().ok()?;
-        let callback = Closure::<dyn FnMut(Event)>::new(move |_: Event| on_hide());
+        Self::on(global.dyn_into().ok()?, event, f)
+    }
+
+    /// Listens for `change` on `navigator.connection` (Network Information
+    /// API), where the browser has it.
+    pub fn on_connection_change(f: impl Fn() + 'static) -> Option<Self> {
+        let global = js_sys::global();
+        let navigator = js_sys::Reflect::get(&global, &"navigator".into()).ok()?;
+        let connection = js_sys::Reflect::get(&navigator, &"connection".into()).ok()?;
+        Self::on(connection.dyn_into().ok()?, "change", f)
+    }
+
+    fn on(target: EventTarget, event: &'static str, f: impl Fn() + 'static) -> Option<Self> {
+        let callback = Closure::<dyn FnMut(Event)>::new(move |_: Event| f());
         target
-            .add_event_listener_with_callback("pagehide", callback.as_ref().unchecked_ref())
+            .add_event_listener_with_callback(event, callback.as_ref().unchecked_ref())
             .ok()?;
-        Some(Self { target, callback })
+        Some(Self {
+            target,
+            event,
+            callback,
+        })
     }
 }
 
-impl Drop for PageHide {
+impl Drop for Listener {
     fn drop(&mut self) {
         let _ = self.target.remove_event_listener_with_callback(
-            "pagehide",
+            self.event,
             self.callback.as_ref().unchecked_ref(),
         );
     }

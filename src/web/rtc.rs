@@ -135,6 +135,17 @@ impl Drop for PcLink {
     }
 }
 
+/// `restartIce()`: the next offer gathers new candidates with new ICE
+/// credentials. A WebRTC implementation without it (some Node.js ones)
+/// makes an ordinary offer instead.
+pub fn restart_ice(pc: &RtcPeerConnection) {
+    if let Ok(f) = Reflect::get(pc, &"restartIce".into()) {
+        if let Some(f) = f.dyn_ref::<Function>() {
+            let _ = f.call0(pc);
+        }
+    }
+}
+
 /// `setLocalDescription()` with no argument: the browser creates the offer
 /// or answer that fits the state. Returns `(type, sdp)` to send.
 pub async fn set_local(pc: RtcPeerConnection) -> Result<(String, String), String> {

@@ -7,15 +7,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use peerwire::core::engine::{Config, Engine, Millis, Signalling};
+use peerwire::core::engine::{
+    ChanId, Config, ConnId, ConnState, Engine, Event, Listening, Millis, OpId, Reply, Signalling,
+};
 use peerwire::core::sim::{Broker, Sim};
+use peerwire::protocol::frames::PayloadType;
 use peerwire::protocol::{ClientMessage, CloseCode};
-use peerwire_broker::hub::{ConnId, Hub, HubConfig, HubEnv, Outgoing};
+use peerwire_broker::hub::{self, Hub, HubConfig, HubEnv, Outgoing};
 use peerwire_broker::metrics::Metrics;
 use tokio::sync::{mpsc, oneshot};
 
 struct Link {
-    conn: ConnId,
+    conn: hub::ConnId,
     rx: mpsc::Receiver<Outgoing>,
     kill: oneshot::Receiver<CloseCode>,
 }
@@ -134,4 +137,56 @@ pub fn peer_config(id: &str) -> Config {
     });
     c.id = Some(id.to_string());
     c
+}
+
+/// Connects `a` to `b`; returns the connection on each side.
+pub fn connect(sim: &mut Sim<HubBroker>, a: usize, b: usize) -> (ConnId, ConnId) {
+    let now = sim.now;
+    let remote = format!("p{b}");
+    let op = sim
+        .with(a, |e| e.connect(&remote, now))
+        .expect("connect starts");
+    assert!(
+        sim.run_while(5_000.0, |s| s.outcome(a, op).is_some()),
+        "connect settles"
+    );
+    let ca = match sim.outcome(a, op) {
+        Some(Ok(Reply::Connection(c))) => *c,
+        other => panic!("connect failed: {other:?}"),
+    };
+    let me = format!("p{a}");
+    let cb = sim.peers[b]
+        .engine
+        .connection_to(&me)
+        .expect("b has a connection");
+    sim.run_while(1_000.0, |s| {
+        s.peers[b].engine.conn_state(cb) == ConnState::Open
+    });
+    assert_eq!(sim.peers[b].engine.conn_state(cb), ConnState::Open);
+    (ca, cb)
+}
+
+pub fn messages(sim: &Sim<HubBroker>, i: usize, chan: ChanId) -> Vec<Vec<u8>> {
+    sim.peers[i]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Message { chan: c, bytes, .. } if *c == chan => Some(bytes.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn send(sim: &mut Sim<HubBroker>, i: usize, chan: ChanId, bytes: &[u8]) -> OpId {
+    let now = sim.now;
+    let b = bytes.to_vec();
+    sim.with(i, |e| e.send(chan, PayloadType::Binary, b, false, now))
+        .expect("send accepted")
+}
+
+pub fn listen_all(sim: &mut Sim<HubBroker>) {
+    for i in 0..sim.peers.len() {
+        let now = sim.now;
+        sim.with(i, |e| e.set_listening(Listening::Peer, true, now));
+    }
 }

@@ -3,11 +3,11 @@
 //!
 //! ```text
 //!             connect() / an offer arrives            own channel open
-//!   (none) ─────────────────────────────► Connecting ─────────────────► Open
-//!                                            │                            │
-//!      unknown peer, bye, ICE failed,        │  close(), remote close,    │
-//!      connectTimeout, close()               ▼  keep-alive silence,       ▼
-//!                                          Closed ◄──── bad frames ───────┘
+//!   (none) ─────────────────────────────► Connecting ─────────────────► Open ◄─┐
+//!                                            │                            │    │ path lost:
+//!      unknown peer, bye, ICE failed,        │  close(), remote close,    │    │ ICE restarts
+//!      connectTimeout, close()               ▼  bad frames, restarts      ▼    │ (`recovery`)
+//!                                          Closed ◄──── used up ──────────┴────┘
 //!                                            │
 //!             own channel's close event, or closeTimeout
 //!                                            ▼
@@ -102,6 +102,19 @@ pub(crate) struct Conn {
     pub remote_candidates: u32,
     pub refused_candidates: u32,
     pub ice_state: String,
+    /// Set while the path is being restored (ICE restarts).
+    pub recovery: Option<super::recovery::Recovery>,
+    /// When ICE reported `disconnected` (cleared on `connected`).
+    pub disconnected_at: Option<Millis>,
+    /// `restartIce()` was called; the next `negotiationneeded` makes the
+    /// restart offer even though the session is already agreed.
+    pub want_restart: bool,
+    /// This side's offer while it waits for the answer (sent again if a
+    /// restart finds it unanswered: it may have been lost with the broker
+    /// link).
+    pub pending_offer: Option<String>,
+    /// When `pending_offer` was sent.
+    pub offer_sent: Millis,
 }
 
 impl Conn {
@@ -208,6 +221,11 @@ impl Engine {
                 remote_candidates: 0,
                 refused_candidates: 0,
                 ice_state: String::new(),
+                recovery: None,
+                disconnected_at: None,
+                want_restart: false,
+                pending_offer: None,
+                offer_sent: now,
             },
         );
         self.by_remote.insert(remote.to_string(), id);
@@ -375,6 +393,7 @@ impl Engine {
                     SignalBody::Candidate { .. } => "candidate",
                     SignalBody::Bye { .. } => "bye",
                     SignalBody::Dial => "dial",
+                    SignalBody::Restart => "restart",
                 };
                 let here = existing
                     .and_then(|c| self.conns.get(&c).map(|x| (c, x)))
@@ -533,7 +552,7 @@ impl Engine {
                     // could collide with the other side's. The polite side
                     // never makes the first offer: it waits for the other's
                     // (asked for with a dial), so the two never collide.
-                    if conn.has_remote || conn.negotiator.polite() {
+                    if (conn.has_remote && !conn.want_restart) || conn.negotiator.polite() {
                         continue;
                     }
                     if conn.negotiator.on_negotiation_needed(conn.signaling)
@@ -545,7 +564,7 @@ impl Engine {
                 }
                 Step::CheckDeferred => {
                     if conn.negotiator.take_deferred(conn.signaling)
-                        && !conn.has_remote
+                        && (!conn.has_remote || conn.want_restart)
                         && !conn.negotiator.polite()
                     {
                         conn.busy = Some(Busy::SetLocal);
@@ -580,7 +599,7 @@ impl Engine {
                     let decision = conn.negotiator.on_remote_description(kind, conn.signaling);
                     if decision == OnDescription::Ignore {
                         self.log(LogLevel::Debug, || {
-                            format!("{c:?}: ignored a colliding offer (impolite)")
+                            format!("{c:?}: ignored a colliding offer (impolite) or a stray answer")
                         });
                         continue;
                     }
@@ -626,6 +645,7 @@ impl Engine {
                 // This side is the one to offer, and does so on its own
                 // `negotiationneeded`.
                 Step::Signal(SignalBody::Dial) => {}
+                Step::Signal(SignalBody::Restart) => self.on_restart_request(c, now),
                 Step::Signal(SignalBody::Bye { reason }) => {
                     let err = PeerError::ConnectionFailed {
                         id: conn.remote.clone(),
@@ -657,7 +677,12 @@ impl Engine {
             Ok((sdp_type, sdp)) => {
                 let line = format!("{c:?}: send {sdp_type}");
                 conn.signaling = match sdp_type.as_str() {
-                    "offer" => SignalingState::HaveLocalOffer,
+                    "offer" => {
+                        conn.want_restart = false;
+                        conn.pending_offer = Some(sdp.clone());
+                        conn.offer_sent = now;
+                        SignalingState::HaveLocalOffer
+                    }
                     _ => SignalingState::Stable,
                 };
                 if conn.signaling == SignalingState::Stable {
@@ -694,6 +719,7 @@ impl Engine {
             return;
         }
         conn.has_remote = true;
+        conn.pending_offer = None;
         conn.signaling = match kind {
             SdpKind::Offer => SignalingState::HaveRemoteOffer,
             SdpKind::Pranswer => SignalingState::HaveRemotePranswer,
@@ -778,29 +804,42 @@ impl Engine {
         self.close_conn(c, &err.to_string(), Some(err), true, now);
     }
 
-    /// `connectionState` changed (`"failed"` ends the connection).
+    /// `connectionState` changed. `"failed"` ends a connection still
+    /// connecting; on an open one, `"failed"`, and `"disconnected"` past
+    /// the grace, start ICE restarts (`recovery`).
     pub fn handle_connection_state(&mut self, c: ConnId, state: &str, now: Millis) {
         let Some(conn) = self.conns.get_mut(&c) else {
             return;
         };
         conn.ice_state = state.to_string();
         let remote = conn.remote.clone();
+        let open = conn.state == ConnState::Open;
         self.log(LogLevel::Info, || {
             format!("{c:?}: connection state {state} (with {remote:?})")
         });
         let Some(conn) = self.conns.get_mut(&c) else {
             return;
         };
-        if state == "failed" {
-            let remote = conn.remote.clone();
-            self.fail_conn(
+        match state {
+            "connected" => {
+                conn.disconnected_at = None;
+                if conn.recovery.is_some() {
+                    self.path_restored(c, now);
+                }
+            }
+            "disconnected" if open => {
+                conn.disconnected_at.get_or_insert(now);
+            }
+            "failed" if open => self.path_lost(c, "ICE failed", now),
+            "failed" => self.fail_conn(
                 c,
                 PeerError::ConnectionFailed {
                     id: remote,
                     reason: "ICE failed: no network path between the peers (a TURN server in iceServers may help)".into(),
                 },
                 now,
-            );
+            ),
+            _ => {}
         }
     }
 
@@ -809,7 +848,18 @@ impl Engine {
     pub(crate) fn conn_deadline(&self, c: &Conn) -> Option<Millis> {
         match c.state {
             ConnState::Connecting => Some(c.connect_deadline),
-            ConnState::Open => Some(c.keepalive.next_deadline()),
+            ConnState::Open => {
+                let grace = self.config.disconnected_grace as f64;
+                let mut t = match &c.recovery {
+                    // Silence is expected meanwhile: only the pings are due.
+                    Some(r) => c.keepalive.next_ping().min(r.deadline),
+                    None => c.keepalive.next_deadline(),
+                };
+                if let (None, Some(d)) = (&c.recovery, c.disconnected_at) {
+                    t = t.min(d + grace);
+                }
+                Some(t)
+            }
             ConnState::Closed => None,
         }
     }
@@ -829,27 +879,28 @@ impl Engine {
                     };
                     self.fail_conn(c, err, now);
                 }
-                ConnState::Open => match conn.keepalive.tick(now) {
-                    Tick::Nothing => {}
-                    Tick::SendPing => {
-                        let main = conn.main;
-                        self.transmit_frame(main, &Frame::Ping(0), now);
+                ConnState::Open => {
+                    let tick = if conn.recovery.is_some() {
+                        conn.keepalive.tick_ping(now)
+                    } else {
+                        conn.keepalive.tick(now)
+                    };
+                    match tick {
+                        Tick::Nothing => {}
+                        Tick::SendPing => {
+                            let main = conn.main;
+                            self.transmit_frame(main, &Frame::Ping(0), now);
+                        }
+                        Tick::Dead => {
+                            let silence = conn.keepalive.silence(now) as u64;
+                            let why = format!(
+                                "nothing heard for {silence} ms: the remote page closed or the network dropped"
+                            );
+                            self.path_lost(c, &why, now);
+                        }
                     }
-                    Tick::Dead => {
-                        let silence = conn.keepalive.silence(now) as u64;
-                        let remote = conn.remote.clone();
-                        self.fail_conn(
-                            c,
-                            PeerError::ConnectionFailed {
-                                id: remote,
-                                reason: format!(
-                                    "nothing heard for {silence} ms (the remote page closed or the network dropped)"
-                                ),
-                            },
-                            now,
-                        );
-                    }
-                },
+                    self.recovery_timeouts(c, now);
+                }
                 _ => {}
             }
         }
@@ -874,8 +925,14 @@ impl Engine {
 
     /// Traffic from the remote of `c`: it is alive.
     pub(crate) fn heard(&mut self, c: Option<ConnId>, now: Millis) {
-        if let Some(conn) = c.and_then(|c| self.conns.get_mut(&c)) {
+        let Some(c) = c else {
+            return;
+        };
+        if let Some(conn) = self.conns.get_mut(&c) {
             conn.keepalive.heard(now);
+            if conn.recovery.is_some() {
+                self.path_restored(c, now);
+            }
         }
     }
 

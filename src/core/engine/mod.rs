@@ -32,6 +32,7 @@
 mod channel;
 mod connection;
 mod data;
+mod recovery;
 mod signalling;
 mod table;
 mod types;
@@ -90,6 +91,10 @@ pub struct Engine {
     /// Which broker socket is current (events of older ones are ignored).
     generation: u64,
     reconnect_at: Option<Millis>,
+    /// When the broker was last heard from (any frame).
+    broker_heard: Millis,
+    /// A ping is out: the link is dead if nothing is heard by then.
+    broker_probe: Option<Millis>,
     ready: Ready,
     ready_deadline: Option<Millis>,
     id: Option<String>,
@@ -141,6 +146,8 @@ impl Engine {
             session,
             generation: 0,
             reconnect_at: None,
+            broker_heard: 0.0,
+            broker_probe: None,
             ready: Ready::Waiting(Vec::new()),
             ready_deadline: None,
             id: None,

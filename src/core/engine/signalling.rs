@@ -145,10 +145,12 @@ impl Engine {
     // ---- broker socket inputs ----------------------------------------------
 
     /// The broker socket of `generation` opened.
-    pub fn handle_broker_open(&mut self, generation: u64, _now: Millis) {
+    pub fn handle_broker_open(&mut self, generation: u64, now: Millis) {
         if generation != self.generation || self.closed {
             return;
         }
+        self.broker_heard = now;
+        self.broker_probe = None;
         let frame = self.session.on_open();
         self.transmits.push_back(Transmit::Broker(frame));
     }
@@ -158,6 +160,8 @@ impl Engine {
         if generation != self.generation || self.closed {
             return;
         }
+        self.broker_heard = now;
+        self.broker_probe = None;
         let (events, frames) = self.session.on_message(text);
         for f in frames {
             self.transmits.push_back(Transmit::Broker(f));
@@ -170,6 +174,7 @@ impl Engine {
         if generation != self.generation || self.closed {
             return;
         }
+        self.broker_probe = None;
         self.log(LogLevel::Error, || {
             format!("broker connection #{generation} closed: {code} {reason}")
         });
@@ -375,6 +380,9 @@ impl Engine {
                     });
                     self.events
                         .push_back(Event::Registered { id, resumed, first });
+                    if !first {
+                        self.retry_restarts(now);
+                    }
                 }
                 SessionEvent::RegisterFailed { code, message } => {
                     self.action(Action::CloseBroker {
@@ -552,7 +560,55 @@ impl Engine {
         }
     }
 
+    /// Checks the broker link now: a ping, unless one is out or the link
+    /// is not up. No answer within `keepAliveTimeout` ends the link.
+    pub(crate) fn probe_broker(&mut self, now: Millis) {
+        if self.broker_probe.is_some()
+            || self.session.link() != Link::Up
+            || self.config.broker_keep_alive == 0
+        {
+            return;
+        }
+        if let Ok((rid, frame)) = self.session.send(ClientMessage::Ping { rid: 0 }, now) {
+            // The answer is watched here, not as a request.
+            self.session.settle(rid);
+            if let Some(f) = frame {
+                self.transmits.push_back(Transmit::Broker(f));
+            }
+            self.broker_probe = Some(now + self.config.keep_alive_timeout as f64);
+        }
+    }
+
+    /// The probe went unanswered: the socket is dead though it looks open
+    /// (a half-open TCP connection). It is dropped and replaced; the
+    /// broker hands the id over to the new one with the resume token.
+    fn broker_link_dead(&mut self, now: Millis) {
+        self.broker_probe = None;
+        let ms = (now - self.broker_heard) as u64;
+        self.action(Action::CloseBroker {
+            code: 4000,
+            reason: "no answer from the broker".into(),
+        });
+        let generation = self.generation;
+        self.handle_broker_closed(
+            generation,
+            1006,
+            &format!("nothing heard from the broker for {ms} ms"),
+            now,
+        );
+        // The dead socket's own close event, whenever it comes, is old news.
+        self.generation += 1;
+    }
+
     pub(crate) fn broker_timeouts(&mut self, now: Millis) {
+        if self.broker_probe.is_some_and(|t| t <= now) {
+            self.broker_link_dead(now);
+        } else if self.config.broker_keep_alive > 0
+            && self.session.link() == Link::Up
+            && now - self.broker_heard >= self.config.broker_keep_alive as f64
+        {
+            self.probe_broker(now);
+        }
         if self.reconnect_at.is_some_and(|t| t <= now) {
             self.reconnect_at = None;
             if self.session.link() == Link::Down {
@@ -576,10 +632,16 @@ impl Engine {
     }
 
     pub(crate) fn broker_deadline(&self) -> Option<Millis> {
+        let keep_alive = (self.config.broker_keep_alive > 0
+            && self.broker_probe.is_none()
+            && self.session.link() == Link::Up)
+            .then_some(self.broker_heard + self.config.broker_keep_alive as f64);
         [
             self.reconnect_at,
             self.ready_deadline,
             self.session.next_deadline(),
+            self.broker_probe,
+            keep_alive,
         ]
         .into_iter()
         .flatten()

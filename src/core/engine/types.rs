@@ -64,6 +64,20 @@ pub struct Config {
     pub request_timeout: u64,
     pub keep_alive_interval: u64,
     pub keep_alive_timeout: u64,
+    /// ICE restarts tried, one after another, when an open connection's
+    /// path is lost (keep-alive silence, ICE `disconnected` past
+    /// `disconnected_grace`, ICE `failed`, a network change) before it
+    /// closes. `0`: close at once, as before restarts existed.
+    pub ice_restarts: u32,
+    /// How long one ICE restart may take to bring the path back.
+    pub ice_restart_timeout: u64,
+    /// How long ICE may stay `disconnected` before a restart.
+    pub disconnected_grace: u64,
+    /// Idle time after which the broker link is checked with a ping; no
+    /// answer within `keep_alive_timeout` means the socket is dead (a
+    /// half-open TCP connection after a network change) and it is
+    /// replaced. `0`: never.
+    pub broker_keep_alive: u64,
     /// How long a closing channel or connection may take to confirm its
     /// close before its browser objects are released anyway.
     pub close_timeout: u64,
@@ -126,6 +140,10 @@ impl Config {
             request_timeout: 10_000,
             keep_alive_interval: 1000,
             keep_alive_timeout: 4000,
+            ice_restarts: 3,
+            ice_restart_timeout: 5000,
+            disconnected_grace: 2000,
+            broker_keep_alive: 15_000,
             close_timeout: 5000,
             channel: ChannelPolicy::RELIABLE,
             window: SendWindow::default(),
@@ -157,6 +175,9 @@ pub enum Action {
     /// Open the broker WebSocket (asking the token function first, if any).
     /// Its events come back tagged with `generation`.
     DialBroker { url: String, generation: u64 },
+    /// Restart ICE on a connection (`RTCPeerConnection.restartIce()`);
+    /// a `SetLocalDescription` for the restart offer follows.
+    RestartIce { conn: ConnId },
     /// Close the broker WebSocket.
     CloseBroker { code: u16, reason: String },
     /// Attach to the hub; answer with `handle_hub_attached`.
