@@ -14,7 +14,10 @@
 #      build, webpack build, Node.js, the examples, a Node.js bot with
 #      node-datachannel and ws) loaded in separate Chromium pages by
 #      Playwright, talking through the installed broker; its TypeScript
-#      definitions checked by tsc and turned into the API reference by TypeDoc.
+#      definitions checked by tsc and turned into the API reference by TypeDoc;
+#   4. the NAT lab (tests/netlab, root): Chromium in client network namespaces
+#      behind nftables NAT routers, the broker and coturn in a public one;
+#      direct, TURN (UDP and TCP) paths and a client moving mid-session.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -149,6 +152,16 @@ since "API reference" "$t"; t=$SECONDS
 PEERWIRE_BROKER_BIN="$BROKER_BIN" PEERWIRE_APP="$APP" PEERWIRE_VITE_APP="$VITE_APP" PEERWIRE_VITE7_APP="$VITE7_APP" PEERWIRE_WEBPACK_APP="$WEBPACK_APP" PEERWIRE_SITE="$SITE" PEERWIRE_NODE_APP="$NODE_APP" \
   npm --prefix tests/e2e test 2>&1 | tee -a "$LOG"
 since "page and Node.js tests" "$t"
+
+step "layer 4: the NAT lab: Chromium behind NAT routers in network namespaces, coturn and the broker in a public one"
+# Root only (CI is root): each scenario builds its network (tests/netlab/lab.sh),
+# connects two pages of the npm package through it and checks the path ICE took.
+NETLAB_PREFIX="pwl$$"
+trap 'bash tests/netlab/lab.sh down "$NETLAB_PREFIX"; cleanup' EXIT
+t=$SECONDS
+PEERWIRE_BROKER_BIN="$BROKER_BIN" PEERWIRE_APP="$APP" NETLAB_PREFIX="$NETLAB_PREFIX" \
+  node --test --test-concurrency=1 tests/netlab/ 2>&1 | tee -a "$LOG"
+since "NAT lab" "$t"
 
 step "all test layers passed"
 total

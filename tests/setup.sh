@@ -29,6 +29,10 @@ command -v pkg-config >/dev/null || packages+=(pkg-config)
 if [ "$BROWSER" = 1 ]; then
   [ -x /usr/bin/chromium ] || packages+=(chromium)
   [ -x /usr/bin/chromedriver ] || packages+=(chromium-driver)
+  # The NAT lab (tests/netlab): namespaces, NAT and a TURN server.
+  command -v ip >/dev/null && command -v ss >/dev/null || packages+=(iproute2)
+  command -v nft >/dev/null || packages+=(nftables)
+  command -v turnserver >/dev/null || packages+=(coturn)
 fi
 if [ ${#packages[@]} -gt 0 ]; then
   say "installing Debian packages: ${packages[*]}"

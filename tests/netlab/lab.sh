@@ -118,7 +118,12 @@ move() { # side: the client's link goes, a new one in a new subnet comes
   echo "$net.2"
 }
 
-down() {
+down() { # what runs inside the namespaces is stopped by pid, then they go
+  local pids
+  for n in a b ra rb pub; do
+    pids=$(ip netns pids "$P-$n" 2>/dev/null || true)
+    [ -n "$pids" ] && kill $pids 2>/dev/null || true
+  done
   for n in a b ra rb pub; do ip netns del "$P-$n" 2>/dev/null || true; done
 }
 
