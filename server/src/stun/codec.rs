@@ -288,11 +288,15 @@ pub fn parse_request(packet: &[u8]) -> Result<BindingRequest, Ignored> {
                 request.fingerprint = true;
             }
             attr::MESSAGE_INTEGRITY | attr::MESSAGE_INTEGRITY_SHA256 => after_integrity = true,
-            kind if kind < 0x8000 && !after_integrity && !KNOWN_REQUIRED.contains(&kind) => {
-                if request.unknown.len() < MAX_UNKNOWN_LISTED {
-                    request.unknown.push(kind);
-                }
+            kind if kind < 0x8000
+                && !after_integrity
+                && !KNOWN_REQUIRED.contains(&kind)
+                && request.unknown.len() < MAX_UNKNOWN_LISTED =>
+            {
+                request.unknown.push(kind);
             }
+            // Comprehension-optional, known, past MESSAGE-INTEGRITY, or an
+            // unknown one beyond those listed.
             _ => {}
         }
     }
