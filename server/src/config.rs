@@ -52,8 +52,8 @@ pub struct Config {
     pub ice_servers: Vec<String>,
 
     /// UDP port answering STUN binding requests, on the --host address; each
-    /// client is handed stun:<host it reached the broker by>:<port>. 0: no
-    /// STUN. Default 3478; if that is taken the broker warns and runs
+    /// client is handed stun:HOST:PORT, HOST being the name it reached the
+    /// broker by. 0: no STUN. Default 3478; if that is taken the broker warns and runs
     /// without STUN, while a port given here that cannot be had is an error.
     #[arg(long, env = "PEERWIRE_STUN_PORT", value_name = "PORT")]
     pub stun_port: Option<u16>,
