@@ -313,9 +313,9 @@ mod tests {
     #[test]
     fn stun_packet_holds_for_mutations_of_the_rfc5769_vectors() {
         let seeds: [&[u8]; 3] = [
-            &codec::rfc5769::REQUEST,
-            &codec::rfc5769::RESPONSE_V4,
-            &codec::rfc5769::RESPONSE_V6,
+            &crate::stun::rfc5769::REQUEST,
+            &crate::stun::rfc5769::RESPONSE_V4,
+            &crate::stun::rfc5769::RESPONSE_V6,
         ];
         let mut state = 0x9e37_79b9_7f4a_7c15_u64;
         let mut next = move || {

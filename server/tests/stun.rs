@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytecodec::{DecodeExt, EncodeExt};
-use peerwire_broker::stun::codec::rfc5769;
+use peerwire_broker::stun::rfc5769;
 use serde_json::{Value, json};
 use stun_codec::rfc5389::attributes::{Fingerprint, Software, XorMappedAddress};
 use stun_codec::rfc5389::{Attribute, methods::BINDING};

@@ -4,6 +4,7 @@
 //! one broker process is all a deployment needs for such peers.
 //!
 //! - [`codec`]: reading a request and writing its answer (no I/O).
+//! - [`rfc5769`]: the RFC's test vectors.
 //! - [`bind`]: which port, and what happens when it is taken.
 //! - [`run`]: the receive loop, with a rate limit per source address and
 //!   a counter per outcome in [`Metrics`].
@@ -12,6 +13,7 @@
 //! is the name it reached the broker by (see [`crate::ice`]).
 
 pub mod codec;
+pub mod rfc5769;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
