@@ -32,8 +32,10 @@ cp tests/bench/bench.html tests/bench/bench.mjs tests/bench/peerjs-server.mjs te
 (cd "$WORK/bench" && npm install --no-audit --no-fund --silent && npm install --no-audit --no-fund --silent --no-save "$TGZ")
 
 BROKER_PORT=$(free_port)
+# No STUN (--stun-port 0): the baselines get no ICE servers either, and
+# udp/3478 may be taken by another broker or coturn.
 target/release/peerwire-broker --port "$BROKER_PORT" --static "$WORK/bench" --max-connections-per-ip 10000 \
-  --ip-rate-limit 100000 --ip-rate-burst 100000 >/dev/null 2>&1 &
+  --ip-rate-limit 100000 --ip-rate-burst 100000 --stun-port 0 >/dev/null 2>&1 &
 BROKER_PID=$!; PIDS+=("$BROKER_PID")
 PEERJS_PORT=$(free_port)
 (cd "$WORK/bench" && exec node peerjs-server.mjs "$PEERJS_PORT" >/dev/null 2>&1) &
@@ -51,7 +53,7 @@ for n in ${PEERWIRE_BENCH_CLIENTS:-1000 10000}; do
   # The load comes from one address and far above a browser's rate: the
   # per-connection and per-address limits are lifted for the measurement.
   target/release/peerwire-broker --port "$BROKER_PORT" --static /nonexistent --max-connections-per-ip 100000 \
-    --rate-limit 1000000 --rate-burst 1000000 --ip-rate-limit 10000000 --ip-rate-burst 10000000 >/dev/null 2>&1 &
+    --rate-limit 1000000 --rate-burst 1000000 --ip-rate-limit 10000000 --ip-rate-burst 10000000 --stun-port 0 >/dev/null 2>&1 &
   BROKER_PID=$!; PIDS+=("$BROKER_PID")
   (cd "$WORK/bench" && exec node peerjs-server.mjs "$PEERJS_PORT" >/dev/null 2>&1) &
   PEERJS_PID=$!; PIDS+=("$PEERJS_PID")

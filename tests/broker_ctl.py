@@ -38,8 +38,11 @@ class Broker:
 
     def start(self):
         env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
+        # No STUN unless the flags ask for a port: the tests must not
+        # depend on udp/3478 being free (nor hold it across a restart).
+        stun = [] if "--stun-port" in self.flags else ["--stun-port", "0"]
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), *self.flags],
+            [self.binary, "--port", str(self.port), *stun, *self.flags],
             stdout=subprocess.DEVNULL, env=env)
         deadline = time.time() + 10
         while time.time() < deadline:

@@ -12,6 +12,7 @@
 #   reassembly      the chunk reassembler: hostile frames, and interleaved real messages
 #   rest_codec      rest URLs, queries, request/response heads, routing
 #   hub_sequence    the broker hub under arbitrary connections, requests, drops and clock jumps
+#   stun_packet     the broker's STUN codec: any datagram, answered only if a binding request, briefly
 #
 # A crash is copied into fuzz/regressions/<target>/ (commit it with the fix:
 # the replay test then keeps it fixed) and the script exits non-zero.
@@ -19,7 +20,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${FUZZ_SECONDS:-60}
 TARGETS=("$@")
-[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(broker_message peer_frame reassembly rest_codec hub_sequence)
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(broker_message peer_frame reassembly rest_codec hub_sequence stun_packet)
 
 # cargo fuzz instruments with -Z flags: nightly if installed, otherwise the
 # stable compiler with RUSTC_BOOTSTRAP=1 (the flags it needs exist there).

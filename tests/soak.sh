@@ -49,7 +49,7 @@ trap cleanup EXIT
 "$TARGET/release/peerwire-broker" --port "$PORT" --static /nonexistent \
   --grace-ms "$GRACE_MS" \
   --max-connections-per-ip 1000000 --ip-rate-limit 100000000 --ip-rate-burst 100000000 \
-  >"$LOG" 2>&1 &
+  --stun-port 0 >"$LOG" 2>&1 &
 BROKER_PID=$!
 wait_port "$PORT" || { cat "$LOG" >&2; echo "the broker did not start" >&2; exit 1; }
 sleep 1 # let the baseline RSS settle

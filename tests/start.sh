@@ -2,7 +2,9 @@
 # Runs the product (the README's run command, `npm start`, calls this):
 # installs what is missing, builds the wasm package into www/pkg, builds the
 # broker, and starts it serving www/ on a printed URL. Extra arguments go to
-# the broker, e.g. `npm start -- --port 9000 --host 0.0.0.0`.
+# the broker, e.g. `npm start -- --port 9000 --host 0.0.0.0`. The broker
+# answers STUN on udp/3478 as it does for users (if that port is taken it
+# says so and runs without; `-- --stun-port 0` turns STUN off).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

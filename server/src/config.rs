@@ -9,16 +9,17 @@ use peerwire::protocol::limits;
 
 use crate::auth::Policy;
 use crate::hub::HubConfig;
-use crate::ice::IceConfig;
+use crate::ice::{self, IceConfig, OwnStun};
 
 /// The peerwire signalling broker.
 ///
 /// Serves the WebSocket protocol at /ws, the demo pages (or any folder) at /,
-/// /healthz and Prometheus /metrics.
+/// /healthz and Prometheus /metrics, and answers STUN on UDP port 3478.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "peerwire-broker", version, about, long_about = None)]
 pub struct Config {
-    /// Address to bind. Use 0.0.0.0 to accept other machines.
+    /// Address to bind (TCP for HTTP and WebSocket, UDP for STUN). Use
+    /// 0.0.0.0 to accept other machines.
     #[arg(long, env = "PEERWIRE_HOST", default_value = "127.0.0.1")]
     pub host: String,
 
@@ -49,6 +50,28 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub ice_servers: Vec<String>,
+
+    /// UDP port answering STUN binding requests, on the --host address; each
+    /// client is handed stun:HOST:PORT, HOST being the name it reached the
+    /// broker by. 0: no STUN. Default 3478; if that is taken the broker warns and runs
+    /// without STUN, while a port given here that cannot be had is an error.
+    #[arg(long, env = "PEERWIRE_STUN_PORT", value_name = "PORT")]
+    pub stun_port: Option<u16>,
+
+    /// Host name or address put in the broker's stun: URL, instead of the
+    /// one each client reached the broker by (for a broker behind a proxy
+    /// or a CDN that does not pass UDP).
+    #[arg(long, env = "PEERWIRE_STUN_PUBLIC_HOST", value_name = "HOST")]
+    pub stun_public_host: Option<String>,
+
+    /// STUN answers per second to one address (token bucket; beyond: no
+    /// answer).
+    #[arg(long, env = "PEERWIRE_STUN_RATE_LIMIT", default_value_t = 100.0)]
+    pub stun_rate_limit: f64,
+
+    /// STUN answers one address may get in a burst.
+    #[arg(long, env = "PEERWIRE_STUN_RATE_BURST", default_value_t = 500.0)]
+    pub stun_rate_burst: f64,
 
     /// Shared secret for issuing short-lived TURN credentials (TURN REST format).
     #[arg(long, env = "PEERWIRE_TURN_SECRET", hide_env_values = true)]
@@ -181,8 +204,9 @@ pub struct Config {
 }
 
 impl Config {
-    /// The hub's share of the configuration.
-    pub fn hub(&self) -> Result<HubConfig, String> {
+    /// The hub's share of the configuration; `stun_port` is the port the
+    /// broker's own STUN answers on, if it does.
+    pub fn hub(&self, stun_port: Option<u16>) -> Result<HubConfig, String> {
         Ok(HubConfig {
             grace: Duration::from_millis(self.grace_ms),
             max_queued: self.max_queued,
@@ -198,6 +222,10 @@ impl Config {
                 urls: self.ice_servers.clone(),
                 turn_secret: self.turn_secret.clone(),
                 turn_ttl_secs: self.turn_ttl_secs,
+                own_stun: stun_port.map(|port| OwnStun {
+                    port,
+                    public_host: self.stun_public_host.as_deref().and_then(ice::bare_host),
+                }),
             },
         })
     }
@@ -225,6 +253,13 @@ impl Config {
                 ));
             }
         }
+        if let Some(host) = &self.stun_public_host {
+            if ice::bare_host(host).is_none() {
+                return Err(format!(
+                    "--stun-public-host {host:?} must be a host name or an IP address, without a port"
+                ));
+            }
+        }
         if self.heartbeat_interval_ms == 0 || self.heartbeat_timeout_ms == 0 || self.sweep_ms == 0 {
             return Err(
                 "--heartbeat-interval-ms, --heartbeat-timeout-ms and --sweep-ms must be above 0"
@@ -240,6 +275,8 @@ impl Config {
             || self.rate_burst < 1.0
             || self.ip_rate_limit <= 0.0
             || self.ip_rate_burst < 1.0
+            || self.stun_rate_limit <= 0.0
+            || self.stun_rate_burst < 1.0
         {
             return Err("rate limits must be above 0 and bursts at least 1".into());
         }

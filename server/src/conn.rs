@@ -39,11 +39,18 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Frames written per flush at most.
 const WRITE_BATCH: usize = 64;
 
-/// Runs one connection to its end.
-pub async fn run(socket: WebSocket, app: Arc<App>, ip: std::net::IpAddr, grant: Option<Grant>) {
+/// Runs one connection to its end. `grant` is what its token allows and
+/// `broker_host` the host it reached the broker by (see [`crate::hub::Hub::connect`]).
+pub async fn run(
+    socket: WebSocket,
+    app: Arc<App>,
+    ip: std::net::IpAddr,
+    grant: Option<Grant>,
+    broker_host: Option<String>,
+) {
     let (tx, mut rx) = mpsc::channel::<Outgoing>(app.config.outbound_queue);
     let (kill_tx, mut kill_rx) = oneshot::channel::<CloseCode>();
-    let conn = app.hub.connect(tx, kill_tx, grant);
+    let conn = app.hub.connect(tx, kill_tx, grant, broker_host);
     app.metrics.connections_total.inc();
     let (mut sink, mut stream) = socket.split();
     let heartbeat_every = Duration::from_millis(app.config.heartbeat_interval_ms);

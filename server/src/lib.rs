@@ -8,6 +8,7 @@
 //! - [`ice`]: STUN/TURN configuration and TURN REST credentials.
 //! - [`limits`]: rate limits, connections per address, origin patterns.
 //! - [`metrics`]: Prometheus counters and gauges.
+//! - [`stun`]: the broker's own STUN service (binding requests over UDP).
 
 pub mod auth;
 pub mod config;
@@ -18,13 +19,15 @@ pub mod hub;
 pub mod ice;
 pub mod limits;
 pub mod metrics;
+pub mod stun;
 
 use std::future::Future;
 use std::io;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::Extension;
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, State};
@@ -32,7 +35,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum_server::Handle;
-use axum_server::accept::NoDelayAcceptor;
+use axum_server::accept::Accept;
 use peerwire::protocol::CloseCode;
 use tower_http::services::ServeDir;
 
@@ -49,6 +52,8 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     /// Connections and message budget per client address.
     pub addresses: limits::AddressTable,
+    /// Where the broker's own STUN service answers, when it does.
+    pub stun: Option<SocketAddr>,
 }
 
 /// The HTTP routes: `/ws`, `/healthz`, `/metrics`, and static files.
@@ -63,10 +68,53 @@ pub fn router(app: Arc<App>) -> Router {
     router.with_state(app)
 }
 
+/// The local address a TCP connection arrived on (a request extension).
+#[derive(Debug, Clone, Copy)]
+pub struct ArrivedOn(pub SocketAddr);
+
+/// Accepts each TCP connection: sets `TCP_NODELAY` (signalling is many
+/// small frames: without it, Nagle's algorithm and delayed ACKs add ~40 ms
+/// to each offer/answer round trip) and hands its requests the local
+/// address it arrived on ([`ArrivedOn`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct Acceptor;
+
+impl<S> Accept<tokio::net::TcpStream, S> for Acceptor {
+    type Stream = tokio::net::TcpStream;
+    type Service = axum::middleware::AddExtension<S, ArrivedOn>;
+    type Future = std::future::Ready<io::Result<(Self::Stream, Self::Service)>>;
+
+    fn accept(&self, stream: tokio::net::TcpStream, service: S) -> Self::Future {
+        use tower_layer::Layer as _;
+        let accepted = stream
+            .set_nodelay(true)
+            .and_then(|()| stream.local_addr())
+            .map(|local| (stream, Extension(ArrivedOn(local)).layer(service)));
+        std::future::ready(accepted)
+    }
+}
+
+/// The host a client reached the broker by, as it goes in the broker's
+/// `stun:` URL: its `Host` header (or the request URI's authority) without
+/// the port, else the local address its connection arrived on.
+fn broker_host(
+    headers: &axum::http::HeaderMap,
+    uri: &axum::http::Uri,
+    arrived_on: Option<SocketAddr>,
+) -> Option<String> {
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(ice::url_host)
+        .or_else(|| uri.authority().and_then(|a| ice::url_host(a.as_str())))
+        .or_else(|| arrived_on.and_then(|a| ice::address_host(a.ip())))
+}
+
 async fn ws_upgrade(
     ws: WebSocketUpgrade,
     State(app): State<Arc<App>>,
-    ConnectInfo(peer_addr): ConnectInfo<std::net::SocketAddr>,
+    ConnectInfo(peer_addr): ConnectInfo<SocketAddr>,
+    arrived_on: Option<Extension<ArrivedOn>>,
     headers: axum::http::HeaderMap,
     uri: axum::http::Uri,
 ) -> Response {
@@ -111,6 +159,11 @@ async fn ws_upgrade(
             });
         }
     };
+    let broker_host = app
+        .stun
+        .is_some()
+        .then(|| broker_host(&headers, &uri, arrived_on.map(|Extension(a)| a.0)))
+        .flatten();
     // tungstenite's own limit sits above ours so that a frame just over the
     // limit is read and refused with 1009 by `conn`, while a huge one is
     // refused by tungstenite before it is buffered.
@@ -123,7 +176,7 @@ async fn ws_upgrade(
         .read_buffer_size(4 * 1024)
         .write_buffer_size(4 * 1024)
         .on_upgrade(move |socket| async move {
-            conn::run(socket, app.clone(), ip, grant).await;
+            conn::run(socket, app.clone(), ip, grant, broker_host).await;
             app.addresses.release(ip);
         })
 }
@@ -158,17 +211,31 @@ pub async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
-/// Serves on `listener` until `shutdown` resolves, then closes every client
-/// with 1001 and returns once they are gone (at most a few seconds).
+/// Serves HTTP and WebSocket on `listener`, and STUN on `stun` when given
+/// (see [`stun::bind`] for how `main` picks it), until `shutdown`
+/// resolves; then closes every client with 1001 and returns once they are
+/// gone (at most a few seconds).
 pub async fn serve(
     config: Config,
     listener: TcpListener,
+    stun: Option<UdpSocket>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
+    let stun = match stun {
+        Some(socket) => {
+            socket.set_nonblocking(true)?;
+            let local = socket.local_addr()?;
+            Some((tokio::net::UdpSocket::from_std(socket)?, local))
+        }
+        None => None,
+    };
+    let stun_addr = stun.as_ref().map(|(_, local)| *local);
     let metrics = Arc::new(Metrics::new());
-    let hub_config = config.hub().map_err(io::Error::other)?;
+    let hub_config = config
+        .hub(stun_addr.map(|a| a.port()))
+        .map_err(io::Error::other)?;
     let auth = hub_config.auth.clone();
     let hub = Hub::new(hub_config, metrics.clone(), hub::HubEnv::os());
     let tls = match (&config.tls_cert, &config.tls_key) {
@@ -186,6 +253,16 @@ pub async fn serve(
         hub,
         metrics,
         addresses,
+        stun: stun_addr,
+    });
+
+    let stun_task = stun.map(|(socket, _)| {
+        tokio::spawn(stun::run(
+            socket,
+            app.metrics.clone(),
+            app.config.stun_rate_limit,
+            app.config.stun_rate_burst,
+        ))
     });
 
     let sweeper = {
@@ -208,7 +285,7 @@ pub async fn serve(
         })
     };
 
-    let handle: Handle<std::net::SocketAddr> = Handle::new();
+    let handle: Handle<SocketAddr> = Handle::new();
     {
         let app = app.clone();
         let handle = handle.clone();
@@ -234,14 +311,16 @@ pub async fn serve(
     } else {
         "no static folder".to_string()
     };
+    let stun_note = match stun_addr {
+        Some(a) => format!("STUN udp://{a}"),
+        None => "no STUN".to_string(),
+    };
     println!(
-        "peerwire-broker listening on {http}://{addr}/ (WebSocket {ws}://{addr}/ws, {static_note})"
+        "peerwire-broker listening on {http}://{addr}/ (WebSocket {ws}://{addr}/ws, {static_note}, {stun_note})"
     );
-    tracing::info!(%addr, tls = tls.is_some(), "listening");
+    tracing::info!(%addr, tls = tls.is_some(), stun = ?stun_addr, "listening");
 
-    // Signalling is many small frames: without TCP_NODELAY, Nagle's
-    // algorithm and delayed ACKs add ~40 ms to each offer/answer round trip.
-    let service = router(app.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let service = router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let mut server = axum_server::from_tcp(listener)?.handle(handle);
     // A client that never finishes its request (slowloris) is dropped
     // instead of holding a socket: the per-address cap counts only
@@ -256,12 +335,15 @@ pub async fn serve(
         Some(tls) => {
             let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
                 .handshake_timeout(handshake)
-                .acceptor(NoDelayAcceptor);
+                .acceptor(Acceptor);
             server.acceptor(acceptor).serve(service).await
         }
-        None => server.acceptor(NoDelayAcceptor).serve(service).await,
+        None => server.acceptor(Acceptor).serve(service).await,
     };
     sweeper.abort();
+    if let Some(task) = stun_task {
+        task.abort();
+    }
     result
 }
 

@@ -1,5 +1,7 @@
 //! Abuse limits: token buckets for message rates, per connection and per
-//! client address, and the table of addresses with their connection counts.
+//! client address, the table of addresses with their connection counts,
+//! and a bounded table of buckets per address for connectionless traffic
+//! (STUN over UDP).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -23,6 +25,13 @@ impl TokenBucket {
             tokens: burst,
             last: now,
         }
+    }
+
+    /// Whether the bucket would be full at `now`: then it limits nothing
+    /// that a fresh one would not, and can be forgotten.
+    pub fn is_full(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens + elapsed * self.rate >= self.burst
     }
 
     /// Takes one token; `false` when the bucket is empty.
@@ -91,6 +100,88 @@ impl AddressTable {
     pub fn take(&self, ip: IpAddr, now: Instant) -> bool {
         let mut t = self.table.lock().unwrap_or_else(|p| p.into_inner());
         t.get_mut(&ip).is_none_or(|e| e.bucket.take(now))
+    }
+}
+
+/// A token bucket per address for traffic that has no connection to hang
+/// a bucket on (STUN over UDP, whose source addresses may be forged).
+///
+/// The table is bounded: an address whose bucket has refilled is
+/// forgotten, and when `capacity` addresses are tracked and none can be
+/// forgotten, a new address is refused until some can. Forgetting scans
+/// the table, so it runs at most once per [`AddressBuckets::PRUNE_EVERY`]
+/// while the table is full, and once per minute anyway.
+pub struct AddressBuckets {
+    rate: f64,
+    burst: f64,
+    capacity: usize,
+    buckets: HashMap<IpAddr, TokenBucket>,
+    /// When the table was last scanned, if ever.
+    last_scan: Option<Instant>,
+    /// When the table was last scanned, or made.
+    tidied: Instant,
+}
+
+impl AddressBuckets {
+    /// How often a full table is scanned for refilled buckets at most.
+    pub const PRUNE_EVERY: Duration = Duration::from_secs(1);
+
+    /// How often the table is scanned anyway, to hand memory back.
+    pub const TIDY_EVERY: Duration = Duration::from_secs(60);
+
+    /// `rate` tokens per second per address, `burst` at most, for at most
+    /// `capacity` addresses at once.
+    pub fn new(rate: f64, burst: f64, capacity: usize, now: Instant) -> Self {
+        Self {
+            rate,
+            burst,
+            capacity,
+            buckets: HashMap::new(),
+            last_scan: None,
+            tidied: now,
+        }
+    }
+
+    /// Takes one token from `ip`'s bucket; `false` when it is empty, or
+    /// when `ip` is new and the table is full.
+    pub fn take(&mut self, ip: IpAddr, now: Instant) -> bool {
+        if now.saturating_duration_since(self.tidied) >= Self::TIDY_EVERY {
+            self.prune(now);
+        }
+        if let Some(bucket) = self.buckets.get_mut(&ip) {
+            return bucket.take(now);
+        }
+        if self.buckets.len() >= self.capacity {
+            let may_scan = self
+                .last_scan
+                .is_none_or(|t| now.saturating_duration_since(t) >= Self::PRUNE_EVERY);
+            if may_scan {
+                self.prune(now);
+            }
+            if self.buckets.len() >= self.capacity {
+                return false;
+            }
+        }
+        let mut bucket = TokenBucket::new(self.rate, self.burst, now);
+        let taken = bucket.take(now);
+        self.buckets.insert(ip, bucket);
+        taken
+    }
+
+    /// Addresses tracked now.
+    pub fn len(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// Whether no address is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
+    }
+
+    fn prune(&mut self, now: Instant) {
+        self.buckets.retain(|_, b| !b.is_full(now));
+        self.last_scan = Some(now);
+        self.tidied = now;
     }
 }
 
@@ -175,6 +266,40 @@ mod tests {
             t.take("10.0.0.1".parse().unwrap(), now),
             "unknown addresses are not limited here"
         );
+    }
+
+    #[test]
+    fn address_buckets_limit_each_address_and_stay_bounded() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let ip = |n: u8| IpAddr::from([10, 0, 0, n]);
+        let mut t = AddressBuckets::new(1.0, 2.0, 3, t0);
+        assert_eq!((0..5).filter(|_| t.take(ip(1), t0)).count(), 2, "the burst");
+        assert!(
+            t.take(ip(2), t0) && t.take(ip(3), t0),
+            "others have their own"
+        );
+        assert_eq!(t.len(), 3);
+        assert!(
+            !t.take(ip(4), t0),
+            "full, nothing refilled: a new address waits"
+        );
+        assert!(
+            !t.take(ip(4), at(500)),
+            "a full table is scanned once a second"
+        );
+        // 1.1 s on, ip 2 and 3 have refilled (one token taken, 1/s) but
+        // ip 1 (both taken) has not: the scan frees two places.
+        assert!(t.take(ip(4), at(1100)), "refilled buckets are forgotten");
+        assert_eq!(t.len(), 2, "ip 1 and ip 4");
+        assert!(t.take(ip(5), at(1100)));
+        assert!(!t.take(ip(6), at(1600)));
+        assert!(t.take(ip(6), at(3200)), "everything had refilled");
+        assert_eq!(t.len(), 1);
+        // And tidied within a minute whatever happens.
+        assert!(t.take(ip(1), at(3200) + AddressBuckets::TIDY_EVERY));
+        assert_eq!(t.len(), 1, "ip 6 had refilled");
+        assert!(!t.is_empty());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! `peerwire-broker`: parse flags, set up logging, serve until SIGINT/SIGTERM.
+//! `peerwire-broker`: parse flags, set up logging, bind the TCP listener and
+//! the STUN socket, serve until SIGINT/SIGTERM.
 
 use clap::Parser;
 use peerwire_broker::{Config, serve, shutdown_signal};
@@ -27,7 +28,14 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    match serve(config, listener, shutdown_signal()).await {
+    let stun = match peerwire_broker::stun::bind(&config) {
+        Ok(stun) => stun,
+        Err(msg) => {
+            eprintln!("peerwire-broker: {msg}");
+            return std::process::ExitCode::from(1);
+        }
+    };
+    match serve(config, listener, stun, shutdown_signal()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("peerwire-broker: {e}");

@@ -14,6 +14,40 @@ struct CodeLabel {
     code: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: &'static str,
+}
+
+/// What became of one datagram on the STUN port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StunOutcome {
+    /// A binding request answered with the sender's address.
+    Answered,
+    /// A binding request answered with 420 (unknown attributes).
+    UnknownAttribute,
+    /// Not STUN, or broken STUN: no answer.
+    Malformed,
+    /// STUN but not a binding request (a response, an indication, another
+    /// method): no answer.
+    NotBindingRequest,
+    /// A binding request from an address over its rate: no answer.
+    RateLimited,
+}
+
+impl StunOutcome {
+    /// The `outcome` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StunOutcome::Answered => "answered",
+            StunOutcome::UnknownAttribute => "unknown-attribute",
+            StunOutcome::Malformed => "malformed",
+            StunOutcome::NotBindingRequest => "not-binding-request",
+            StunOutcome::RateLimited => "rate-limited",
+        }
+    }
+}
+
 /// Every counter and gauge the broker exports.
 pub struct Metrics {
     registry: Mutex<Registry>,
@@ -23,6 +57,7 @@ pub struct Metrics {
     errors: Family<CodeLabel, Counter>,
     closes: Family<CodeLabel, Counter>,
     refused: Family<CodeLabel, Counter>,
+    stun: Family<OutcomeLabel, Counter>,
     connections: Gauge,
     ids: Gauge,
     detached: Gauge,
@@ -47,6 +82,7 @@ impl Metrics {
             errors: Family::default(),
             closes: Family::default(),
             refused: Family::default(),
+            stun: Family::default(),
             connections: Gauge::default(),
             ids: Gauge::default(),
             detached: Gauge::default(),
@@ -81,6 +117,11 @@ impl Metrics {
                 "refused",
                 "Upgrades refused, by reason (origin, connections-per-ip)",
                 m.refused.clone(),
+            );
+            r.register(
+                "stun_packets",
+                "Datagrams on the STUN port, by outcome (answered and unknown-attribute got an answer; malformed, not-binding-request and rate-limited did not)",
+                m.stun.clone(),
             );
             r.register(
                 "connections",
@@ -134,6 +175,24 @@ impl Metrics {
                 code: reason.into(),
             })
             .inc();
+    }
+
+    /// Counts one datagram on the STUN port.
+    pub fn stun(&self, outcome: StunOutcome) {
+        self.stun
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.as_str(),
+            })
+            .inc();
+    }
+
+    /// How many datagrams on the STUN port had `outcome` so far.
+    pub fn stun_count(&self, outcome: StunOutcome) -> u64 {
+        self.stun
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.as_str(),
+            })
+            .get()
     }
 
     /// The exposition text, with gauges taken from `stats`.

@@ -1,5 +1,6 @@
 //! The `peerwire-broker` binary as a user runs it: flags, the printed URL,
-//! static files, TLS, and graceful shutdown on SIGTERM.
+//! static files, TLS, graceful shutdown on SIGTERM, and the STUN port (the
+//! default one, and one that is taken).
 
 mod support;
 
@@ -23,8 +24,20 @@ impl Drop for Process {
     }
 }
 
-/// Starts the binary on port 0 and reads the address it prints.
+/// Starts the binary on port 0 (without STUN unless `args` ask for a
+/// port) and reads the address it prints.
 fn spawn(args: &[&str]) -> Process {
+    let mut all = Vec::new();
+    if !args.contains(&"--stun-port") {
+        all.extend(["--stun-port", "0"]);
+    }
+    all.extend(args);
+    spawn_exactly(&all).0
+}
+
+/// Starts the binary on port 0 with `args` and nothing else; returns it
+/// and the line it printed.
+fn spawn_exactly(args: &[&str]) -> (Process, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_peerwire-broker"))
         .args(["--port", "0"])
         .args(args)
@@ -46,7 +59,7 @@ fn spawn(args: &[&str]) -> Process {
         .trim_end_matches('/')
         .parse()
         .unwrap();
-    Process { child, addr }
+    (Process { child, addr }, line)
 }
 
 #[tokio::test]
@@ -114,12 +127,22 @@ async fn env_vars_configure_and_bad_flags_fail_with_a_clear_message() {
         "--ice-server",
         "--turn-secret",
         "--grace-ms",
+        "--stun-port",
+        "--stun-public-host",
+        "--stun-rate-limit",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_peerwire-broker"))
-        .args(["--port", "0", "--static", "/nonexistent"])
+        .args([
+            "--port",
+            "0",
+            "--stun-port",
+            "0",
+            "--static",
+            "/nonexistent",
+        ])
         .env("PEERWIRE_GRACE_MS", "1234")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
@@ -200,4 +223,123 @@ async fn serves_https_with_the_given_certificate() {
     assert_ne!(String::from_utf8_lossy(&plain.stdout), "ok\n");
     drop(p);
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The ICE URLs a client registering at `addr` is handed.
+async fn ice_urls(addr: SocketAddr) -> Vec<serde_json::Value> {
+    let mut c = Client::connect(&format!("ws://{addr}/ws")).await;
+    let r = c.request(json!({"type": "register"})).await;
+    r["iceServers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["urls"].as_array().unwrap().clone())
+        .collect()
+}
+
+/// Sends a bare binding request to `stun` and reads the address answered.
+fn stun_binding(stun: SocketAddr) -> Option<(std::net::UdpSocket, SocketAddr)> {
+    use peerwire_broker::stun::codec;
+    let client = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut request = vec![0x00, 0x01, 0x00, 0x00];
+    request.extend(codec::MAGIC_COOKIE.to_be_bytes());
+    request.extend([0x42; 12]);
+    client.send_to(&request, stun).unwrap();
+    let mut buf = [0u8; 256];
+    let (n, _) = client.recv_from(&mut buf).ok()?;
+    let (id, mapped) = codec::parse_success(&buf[..n])?;
+    assert_eq!(id, [0x42; 12]);
+    Some((client, mapped))
+}
+
+#[tokio::test]
+async fn an_explicit_stun_port_that_is_taken_is_a_startup_error_naming_the_flag() {
+    let holder = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = holder.local_addr().unwrap().port().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_peerwire-broker"))
+        .args([
+            "--port",
+            "0",
+            "--static",
+            "/nonexistent",
+            "--stun-port",
+            &port,
+        ])
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--stun-port") && stderr.contains(&format!("127.0.0.1:{port}")),
+        "{stderr}"
+    );
+    // The same through the environment variable.
+    let out = Command::new(env!("CARGO_BIN_EXE_peerwire-broker"))
+        .args(["--port", "0", "--static", "/nonexistent"])
+        .env("PEERWIRE_STUN_PORT", &port)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+}
+
+/// The default path: no STUN flag at all. Port 3478 is shared with the
+/// rest of the machine (another broker, coturn), so the test first holds
+/// it itself to see the broker warn and run without STUN, then lets it go
+/// and sees the broker answer on it, unless something else took it in
+/// between, which the broker must then report the same way.
+#[tokio::test]
+async fn the_default_stun_port_3478_is_used_or_skipped_with_a_warning() {
+    let default = peerwire_broker::stun::DEFAULT_PORT;
+    let held = std::net::UdpSocket::bind(("127.0.0.1", default));
+    if held.is_ok() {
+        let mut p = Command::new(env!("CARGO_BIN_EXE_peerwire-broker"))
+            .args(["--port", "0", "--static", "/nonexistent"])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(p.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(line.contains("no STUN"), "{line}");
+        let addr: SocketAddr = line
+            .split_whitespace()
+            .nth(3)
+            .unwrap()
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .parse()
+            .unwrap();
+        assert!(ice_urls(addr).await.is_empty(), "no stun: URL of its own");
+        let _ = p.kill();
+        let _ = p.wait();
+        let mut warning = String::new();
+        std::io::Read::read_to_string(&mut p.stderr.take().unwrap(), &mut warning).unwrap();
+        assert!(
+            warning.contains("WARN") && warning.contains("running without the broker's STUN"),
+            "{warning}"
+        );
+    }
+    drop(held);
+
+    let (p, line) = spawn_exactly(&["--static", "/nonexistent"]);
+    if line.contains("no STUN") {
+        eprintln!("udp/{default} is taken by something else here: only the fallback was checked");
+        assert!(ice_urls(p.addr).await.is_empty());
+        return;
+    }
+    let stun: SocketAddr = format!("127.0.0.1:{default}").parse().unwrap();
+    assert!(line.contains(&format!("STUN udp://{stun}")), "{line}");
+    assert_eq!(
+        ice_urls(p.addr).await,
+        [json!(format!("stun:127.0.0.1:{default}"))]
+    );
+    let (client, mapped) = stun_binding(stun).expect("an answer on the default port");
+    assert_eq!(mapped, client.local_addr().unwrap());
 }

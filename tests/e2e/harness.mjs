@@ -16,11 +16,13 @@ export const CHROMIUM_ARGS = [
 
 /**
  * Starts `peerwire-broker --port <port> --static dir ...extra`; resolves
- * { url, ws, port, stop }.
+ * { url, ws, port, stop }. Without STUN unless `extra` gives a
+ * `--stun-port`: several brokers run at once here, and udp/3478 may be taken.
  */
 export async function startBroker(binary, dir, extra = [], port = 0) {
   // All test pages connect from 127.0.0.1: raise the per-address limits.
-  const args = ['--port', String(port), '--static', dir, '--max-connections-per-ip', '10000', '--ip-rate-limit', '100000', '--ip-rate-burst', '100000', ...extra];
+  const stun = extra.includes('--stun-port') ? [] : ['--stun-port', '0'];
+  const args = ['--port', String(port), '--static', dir, '--max-connections-per-ip', '10000', '--ip-rate-limit', '100000', '--ip-rate-burst', '100000', ...stun, ...extra];
   const proc = spawn(binary, args, {
     env: { ...process.env, RUST_LOG: 'warn' },
     stdio: ['ignore', 'pipe', 'inherit'],

@@ -178,12 +178,15 @@ impl Hub {
     }
 
     /// A new WebSocket connection: `tx` is its bounded outbound queue, `kill`
-    /// closes it with a code.
+    /// closes it with a code, `grant` is what its token allows, and
+    /// `broker_host` the host it reached the broker by (for the broker's
+    /// own `stun:` URL; see [`crate::ice::url_host`]).
     pub fn connect(
         &self,
         tx: mpsc::Sender<Outgoing>,
         kill: oneshot::Sender<CloseCode>,
         grant: Option<Grant>,
+        broker_host: Option<String>,
     ) -> ConnId {
         let mut st = self.lock();
         let id = st.next_conn;
@@ -195,6 +198,7 @@ impl Hub {
                 kill: Some(kill),
                 peer: None,
                 grant,
+                broker_host,
             },
         );
         id
@@ -312,6 +316,9 @@ struct Conn {
     peer: Option<String>,
     /// What the token presented at upgrade allows.
     grant: Option<Grant>,
+    /// The host this connection reached the broker by, for the broker's
+    /// own `stun:` URL.
+    broker_host: Option<String>,
 }
 
 /// Why a request was refused: the code, the request it answers, and a

@@ -136,12 +136,13 @@ impl State {
         if let Some(entry) = self.conns.get_mut(&conn) {
             entry.peer = Some(id.clone());
         }
-        let msg = self.registered(rid, &id, token, false, Vec::new());
+        let msg = self.registered(conn, rid, &id, token, false, Vec::new());
         self.send_conn(conn, &msg, now);
     }
 
     fn registered(
         &self,
+        conn: ConnId,
         rid: Rid,
         id: &str,
         token: String,
@@ -153,7 +154,11 @@ impl State {
             id: id.to_string(),
             resume_token: token,
             resumed,
-            ice_servers: self.config.ice.servers_for(id, (self.env.unix_clock)()),
+            ice_servers: self.config.ice.servers_for(
+                id,
+                (self.env.unix_clock)(),
+                self.conns.get(&conn).and_then(|c| c.broker_host.as_deref()),
+            ),
             grace_ms: self.config.grace.as_millis() as u64,
             protocol: PROTOCOL_VERSION,
             rooms,
@@ -191,7 +196,7 @@ impl State {
         if let Some(entry) = self.conns.get_mut(&conn) {
             entry.peer = Some(id.clone());
         }
-        let msg = self.registered(rid, &id, token, true, rooms.clone());
+        let msg = self.registered(conn, rid, &id, token, true, rooms.clone());
         self.send_conn(conn, &msg, now);
         for room in rooms {
             let snapshot = self.room_snapshot(None, &room, now);

@@ -74,7 +74,7 @@ impl Harness {
     pub fn connect(&mut self) -> ConnId {
         let (tx, rx) = mpsc::channel(8);
         let (kill_tx, kill) = oneshot::channel();
-        let conn = self.hub.connect(tx, kill_tx, None);
+        let conn = self.hub.connect(tx, kill_tx, None, None);
         self.clients.insert(
             conn,
             Client {

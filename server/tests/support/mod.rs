@@ -20,13 +20,33 @@ pub const WAIT: Duration = Duration::from_secs(5);
 
 pub struct Broker {
     pub addr: std::net::SocketAddr,
+    stun_addr: Option<std::net::SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl Broker {
-    /// Starts an in-process broker with the given extra flags.
+    /// Starts an in-process broker with the given extra flags, without
+    /// STUN unless the flags ask for a port: tests never depend on 3478.
     pub async fn start(flags: &[&str]) -> Broker {
+        let mut args = vec![
+            "peerwire-broker",
+            "--static",
+            "/nonexistent-peerwire-static",
+        ];
+        if !flags.contains(&"--stun-port") {
+            args.extend(["--stun-port", "0"]);
+        }
+        args.extend_from_slice(flags);
+        let config = Config::parse_from(args);
+        config.validate().expect("valid test config");
+        let stun = peerwire_broker::stun::bind(&config).expect("the STUN port asked for");
+        Self::serve(config, stun)
+    }
+
+    /// Starts an in-process broker answering STUN on a UDP socket of its
+    /// own on `stun_host` (port 0: a free one; see [`Broker::stun_addr`]).
+    pub async fn start_with_stun(flags: &[&str], stun_host: &str) -> Broker {
         let mut args = vec![
             "peerwire-broker",
             "--static",
@@ -35,17 +55,29 @@ impl Broker {
         args.extend_from_slice(flags);
         let config = Config::parse_from(args);
         config.validate().expect("valid test config");
+        let stun = std::net::UdpSocket::bind((stun_host, 0)).expect("a free UDP port");
+        Self::serve(config, Some(stun))
+    }
+
+    fn serve(config: Config, stun: Option<std::net::UdpSocket>) -> Broker {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
+        let stun_addr = stun.as_ref().map(|s| s.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(config, listener, async move {
+        let task = tokio::spawn(serve(config, listener, stun, async move {
             let _ = stopped.await;
         }));
         Broker {
             addr,
+            stun_addr,
             stop: Some(stop),
             task,
         }
+    }
+
+    /// Where the broker answers STUN, if it does.
+    pub fn stun_addr(&self) -> Option<std::net::SocketAddr> {
+        self.stun_addr
     }
 
     pub fn url(&self) -> String {
