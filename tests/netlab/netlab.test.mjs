@@ -23,6 +23,7 @@ const LAB = join(HERE, 'lab.sh');
 const PREFIX = process.env.NETLAB_PREFIX || `pwl${process.pid % 100000}`;
 const PUB = '203.0.113.1';
 const BROKER_PORT = 8080;
+const TURN_PORT = 3479;
 const TURN_SECRET = 'lab-secret-' + Math.random().toString(36).slice(2);
 const { PEERWIRE_BROKER_BIN, PEERWIRE_APP } = process.env;
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -65,12 +66,12 @@ async function listening(ns, port, proc) {
 
 async function startTurn() {
   const proc = spawnIn('pub', 'turnserver', [
-    '-n', '--listening-ip', PUB, '--relay-ip', PUB, '--listening-port', '3478',
+    '-n', '--listening-ip', PUB, '--relay-ip', PUB, '--listening-port', String(TURN_PORT),
     '--use-auth-secret', '--static-auth-secret', TURN_SECRET, '--realm', 'peerwire.lab',
     '--no-tls', '--no-dtls', '--no-cli', '--log-file', 'stdout', '--simple-log',
     '--pidfile', join(dir, 'turn.pid'),
   ]);
-  await listening('pub', 3478, proc);
+  await listening('pub', TURN_PORT, proc);
   return proc;
 }
 
@@ -188,9 +189,10 @@ function record(name, r) {
   console.log(`[netlab] ${line}`);
 }
 
-const STUN = `stun:${PUB}:3478`;
-const TURN_UDP = `turn:${PUB}:3478?transport=udp`;
-const TURN_TCP = `turn:${PUB}:3478?transport=tcp`;
+// The broker answers STUN itself (on 3478, its default) and hands
+// `stun:203.0.113.1:3478` to every client; coturn relays, on 3479.
+const TURN_UDP = `turn:${PUB}:${TURN_PORT}?transport=udp`;
+const TURN_TCP = `turn:${PUB}:${TURN_PORT}?transport=tcp`;
 
 before(async () => {
   assert.ok(PEERWIRE_BROKER_BIN && PEERWIRE_APP, 'run through tests/run.sh (it builds the broker and installs the package into an app)');
@@ -205,8 +207,9 @@ after(async () => {
   if (report.length) console.log(`[netlab] paths:\n  ${report.join('\n  ')}`);
 });
 
-test('both behind endpoint-independent NAT: a direct path through the NAT mappings, not TURN', async () => {
-  await scenario({ kinds: ['eim', 'eim'], iceServers: [STUN, TURN_UDP] }, async (a, b) => {
+test('both behind endpoint-independent NAT: a direct path through the NAT mappings found with the broker\'s STUN, not TURN', async () => {
+  // No TURN server is configured: the only STUN answers come from the broker.
+  await scenario({ kinds: ['eim', 'eim'], iceServers: [] }, async (a, b) => {
     const r = await connectAndExchange(a, b, 'eim');
     record('endpoint-independent NAT both sides', r);
     for (const s of [r.a, r.b]) {
@@ -218,7 +221,7 @@ test('both behind endpoint-independent NAT: a direct path through the NAT mappin
 });
 
 test('both behind symmetric NAT: relayed by TURN with the credentials the broker issued', async () => {
-  await scenario({ kinds: ['symmetric', 'symmetric'], iceServers: [STUN, TURN_UDP] }, async (a, b) => {
+  await scenario({ kinds: ['symmetric', 'symmetric'], iceServers: [TURN_UDP] }, async (a, b) => {
     const r = await connectAndExchange(a, b, 'sym');
     record('symmetric NAT both sides', r);
     for (const s of [r.a, r.b]) assert.equal(s.route, 'relay', `through TURN, got ${JSON.stringify(s)}`);
@@ -227,7 +230,7 @@ test('both behind symmetric NAT: relayed by TURN with the credentials the broker
 });
 
 test('UDP dropped on one side: TURN over TCP', async () => {
-  await scenario({ kinds: ['noudp', 'eim'], iceServers: [STUN, TURN_UDP, TURN_TCP] }, async (a, b) => {
+  await scenario({ kinds: ['noudp', 'eim'], iceServers: [TURN_UDP, TURN_TCP] }, async (a, b) => {
     const r = await connectAndExchange(a, b, 'noudp');
     record('UDP dropped at a, TURN over TCP', r);
     assert.equal(r.a.localCandidateType, 'relay', `a relays, got ${JSON.stringify(r.a)}`);
@@ -259,7 +262,7 @@ test('coturn refuses TURN credentials that the broker did not issue', async () =
 });
 
 test('a client moves to a new address mid-session: ICE restarts, the connection survives, nothing is lost or reordered', async () => {
-  await scenario({ kinds: ['eim', 'eim'], iceServers: [STUN, TURN_UDP] }, async (a, b) => {
+  await scenario({ kinds: ['eim', 'eim'], iceServers: [TURN_UDP] }, async (a, b) => {
     const ws = `ws://${PUB}:${BROKER_PORT}/ws`;
     const suffix = Math.random().toString(36).slice(2, 8);
     // 'move-a' sorts first: a is the side that restarts ICE; b asks it to.
