@@ -70,13 +70,19 @@ pub enum ErrorCode {
     UnknownHost,
     /// This id holds as many hostnames as it may.
     TooManyHostnames,
+    /// `relay`: the broker does not relay (`--relay off`), or relays for
+    /// as many pairs as it may (`--relay-max-pairs`).
+    RelayRefused,
+    /// A relay passed its byte cap (`--relay-max-bytes`) or its rate
+    /// (`--relay-rate`), or sent a frame to an id it has no relay with.
+    RelayLimit,
     /// The broker failed; the request had no effect.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in documentation order.
-    pub const ALL: [ErrorCode; 28] = [
+    pub const ALL: [ErrorCode; 30] = [
         Self::BadJson,
         Self::BadMessage,
         Self::UnknownType,
@@ -104,6 +110,8 @@ impl ErrorCode {
         Self::HostnameTaken,
         Self::UnknownHost,
         Self::TooManyHostnames,
+        Self::RelayRefused,
+        Self::RelayLimit,
         Self::Internal,
     ];
 
@@ -137,6 +145,8 @@ impl ErrorCode {
             Self::HostnameTaken => "hostname-taken",
             Self::UnknownHost => "unknown-host",
             Self::TooManyHostnames => "too-many-hostnames",
+            Self::RelayRefused => "relay-refused",
+            Self::RelayLimit => "relay-limit",
             Self::Internal => "internal",
         }
     }
@@ -182,6 +192,12 @@ impl ErrorCode {
             Self::HostnameTaken => "another id holds this hostname; pick another",
             Self::UnknownHost => "no id holds this hostname (yet)",
             Self::TooManyHostnames => "this id holds as many hostnames as it may",
+            Self::RelayRefused => {
+                "this broker does not relay now (--relay off, or --relay-max-pairs reached); configure a TURN server"
+            }
+            Self::RelayLimit => {
+                "the relay passed the broker's --relay-rate or --relay-max-bytes, or had no relay-ready pair"
+            }
             Self::Internal => "a broker bug; the request had no effect; please report it",
         }
     }

@@ -83,11 +83,18 @@ pub enum ClientMessage {
     /// Which id holds `hostname`? Answered by `found-host`, or
     /// `unknown-host`.
     LookupHostname { rid: Rid, hostname: String },
+    /// Agree to relay data with `to` through the broker (when no direct
+    /// path exists). Answered by `ok` (or `relay-refused`); once both ids
+    /// have agreed, both get `relay-ready`, and binary frames between them
+    /// are forwarded (see [`super::relay`]).
+    Relay { rid: Rid, to: String },
+    /// End the relay with `to`. Answered by `ok`; `to` gets `relay-closed`.
+    RelayEnd { rid: Rid, to: String },
 }
 
 impl ClientMessage {
     /// Every `type` a client may send.
-    pub const TYPES: [&'static str; 15] = [
+    pub const TYPES: [&'static str; 17] = [
         "register",
         "ping",
         "find",
@@ -103,6 +110,8 @@ impl ClientMessage {
         "close-key",
         "register-hostname",
         "lookup-hostname",
+        "relay",
+        "relay-end",
     ];
 
     /// The request id.
@@ -122,7 +131,9 @@ impl ClientMessage {
             | Self::LeaveKey { rid, .. }
             | Self::CloseKey { rid, .. }
             | Self::RegisterHostname { rid, .. }
-            | Self::LookupHostname { rid, .. } => *rid,
+            | Self::LookupHostname { rid, .. }
+            | Self::Relay { rid, .. }
+            | Self::RelayEnd { rid, .. } => *rid,
         }
     }
 
@@ -143,7 +154,9 @@ impl ClientMessage {
             | Self::LeaveKey { rid, .. }
             | Self::CloseKey { rid, .. }
             | Self::RegisterHostname { rid, .. }
-            | Self::LookupHostname { rid, .. } => rid,
+            | Self::LookupHostname { rid, .. }
+            | Self::Relay { rid, .. }
+            | Self::RelayEnd { rid, .. } => rid,
         }
     }
 
@@ -159,7 +172,10 @@ impl ClientMessage {
         match self {
             Self::Register { id: Some(i), .. } => id(i),
             Self::Register { id: None, .. } | Self::Ping { .. } => Ok(()),
-            Self::Find { id: i, .. } | Self::Signal { to: i, .. } => id(i),
+            Self::Find { id: i, .. }
+            | Self::Signal { to: i, .. }
+            | Self::Relay { to: i, .. }
+            | Self::RelayEnd { to: i, .. } => id(i),
             Self::Join { room: r, .. }
             | Self::Leave { room: r, .. }
             | Self::Broadcast { room: r, .. } => room(r),
@@ -207,6 +223,7 @@ impl ClientMessage {
                 .opt_str("resumeToken", resume_token.as_deref()),
             Self::Ping { .. } => &mut w,
             Self::Find { id, .. } => w.str("id", id),
+            Self::Relay { to, .. } | Self::RelayEnd { to, .. } => w.str("to", to),
             Self::Signal { to, data, .. } => w.str("to", to).raw("data", data.as_str()),
             Self::Join { room, .. } | Self::Leave { room, .. } => w.str("room", room),
             Self::Broadcast {
@@ -259,6 +276,8 @@ impl ClientMessage {
             Self::CloseKey { .. } => 12,
             Self::RegisterHostname { .. } => 13,
             Self::LookupHostname { .. } => 14,
+            Self::Relay { .. } => 15,
+            Self::RelayEnd { .. } => 16,
         }
     }
 }
@@ -477,6 +496,19 @@ pub enum ServerMessage {
         hostname: String,
         id: String,
     },
+    /// Both this client and `id` agreed to relay: binary frames between
+    /// them are forwarded from now on, up to `rate` bytes a second each way.
+    RelayReady {
+        id: String,
+        rate: u64,
+    },
+    /// The relay with `id` ended: `id` ended it or went offline
+    /// (`peer-gone`), or the broker did (`relay-limit`: a cap was passed).
+    RelayClosed {
+        id: String,
+        code: ErrorCode,
+        message: String,
+    },
     /// A request failed, or (with `target`) a message to `target` could not
     /// be delivered.
     Error {
@@ -622,6 +654,15 @@ impl ServerMessage {
                 hostname: s("hostname")?,
                 id: s("id")?,
             },
+            "relay-ready" => Self::RelayReady {
+                id: s("id")?,
+                rate: o.u64("rate")?,
+            },
+            "relay-closed" => Self::RelayClosed {
+                id: s("id")?,
+                code: ErrorCode::from_wire(&s("code")?).ok_or(json::Error("unknown error code"))?,
+                message: s("message")?,
+            },
             "error" => Self::Error {
                 rid: o.opt_u64("rid")?,
                 code: ErrorCode::from_wire(&s("code")?).ok_or(json::Error("unknown error code"))?,
@@ -757,6 +798,14 @@ mod tests {
                 rid: 16,
                 hostname: "printer.local".into(),
             },
+            Relay {
+                rid: 16,
+                to: "bob".into(),
+            },
+            RelayEnd {
+                rid: 17,
+                to: "bob".into(),
+            },
         ]
     }
 
@@ -864,6 +913,15 @@ mod tests {
                 rid: 10,
                 hostname: "printer.local".into(),
                 id: "alice".into(),
+            },
+            RelayReady {
+                id: "bob".into(),
+                rate: 1_048_576,
+            },
+            RelayClosed {
+                id: "bob".into(),
+                code: ErrorCode::RelayLimit,
+                message: "the relay with \"bob\" passed --relay-max-bytes".into(),
             },
             ServerMessage::error(Some(8), ErrorCode::IdTaken, "id \"alice\" is taken"),
             ServerMessage::delivery_error(9, ErrorCode::UnknownPeer, "bob"),

@@ -24,6 +24,7 @@ pub mod ids;
 pub mod json;
 pub mod limits;
 pub mod messages;
+pub mod relay;
 
 pub use codes::{CloseCode, ErrorCode};
 pub use messages::{

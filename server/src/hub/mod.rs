@@ -446,6 +446,14 @@ impl State {
             (ClientMessage::LookupHostname { rid, hostname }, Some(_)) => {
                 self.lookup_hostname(rid, hostname)
             }
+            // Not built yet: the broker relays nothing.
+            (ClientMessage::Relay { rid, .. } | ClientMessage::RelayEnd { rid, .. }, Some(_)) => {
+                Err((
+                    ErrorCode::RelayRefused,
+                    rid,
+                    "this broker does not relay".into(),
+                ))
+            }
         };
         self.reply(conn, result, now);
     }
