@@ -77,7 +77,11 @@ impl Connection {
     pub fn stats(&self) -> js_sys::Promise {
         let pc = self.live_pc();
         let closed = self.closed_error();
+        let relayed = self.ctx.d.read(|e| e.relay_stats(self.conn));
         promise(Box::pin(async move {
+            if let Some(json) = relayed {
+                return js_sys::JSON::parse(&json);
+            }
             let pc = pc.ok_or(closed)?;
             wasm_bindgen_futures::JsFuture::from(connection_stats(&pc)).await
         }))

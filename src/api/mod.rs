@@ -76,9 +76,10 @@ export interface ConnectionStats {
    * How the data flows, from the selected candidate pair: `'host'` (directly between local
    * addresses), `'srflx'` (through a NAT mapping found by STUN), `'prflx'` (an address learnt
    * during the checks: a NAT mapping, or a host hidden behind an mDNS name), `'relay'`
-   * (through TURN); `null` before ICE picked a pair.
+   * (through TURN), `'broker'` (the broker's relay: no WebRTC path was found); `null` before
+   * ICE picked a pair.
    */
-  route: 'host' | 'srflx' | 'prflx' | 'relay' | null;
+  route: 'host' | 'srflx' | 'prflx' | 'relay' | 'broker' | null;
   /** The selected pair's local candidate type (`host`, `srflx`, `prflx`, `relay`). */
   localCandidateType: string | null;
   /** The selected pair's remote candidate type (`host`, `srflx`, `prflx`, `relay`). */
@@ -93,8 +94,8 @@ export interface ConnectionStats {
   bytesSent: number;
   /** Bytes received on the selected pair. */
   bytesReceived: number;
-  /** The browser's whole `RTCStatsReport`. */
-  report: RTCStatsReport;
+  /** The browser's whole `RTCStatsReport` (`null` on the broker's relay). */
+  report: RTCStatsReport | null;
 }
 
 /** Options of `createPeer`. Only `broker` is required. */
@@ -141,6 +142,16 @@ export interface PeerOptions {
    * keeping its id. `0`: never. Default 15000.
    */
   brokerKeepAlive?: number;
+  /**
+   * When a connection runs over the broker's relay (the broker forwards its bytes) instead of
+   * WebRTC: `'fallback'` (default) when WebRTC finds no path within `relayAfter` or ICE fails
+   * while connecting; `'always'` (no RTCPeerConnection at all); `'never'`. Both sides must
+   * allow it, and the broker must relay (its `--relay` flags cap the rate and bytes).
+   * `conn.stats().route` is `'broker'` on the relay.
+   */
+  relay?: 'fallback' | 'always' | 'never';
+  /** How long a connection looks for a WebRTC path before it falls back to the relay, in ms. Default 7500. */
+  relayAfter?: number;
   /** Deliver this side's messages in order (default true). `false` for games and live data. */
   ordered?: boolean;
   /** Give up retransmitting a lost message after this many tries (unreliable). Unset: reliable. */

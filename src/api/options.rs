@@ -25,6 +25,8 @@ pub struct RawPeerOptions {
     pub ice_restart_timeout: Option<u64>,
     pub disconnected_grace: Option<u64>,
     pub broker_keep_alive: Option<u64>,
+    pub relay: Option<crate::core::engine::RelayPolicy>,
+    pub relay_after: Option<u64>,
     pub ordered: Option<bool>,
     pub max_retransmits: Option<u16>,
     pub buffer_high: Option<usize>,
@@ -76,6 +78,8 @@ pub enum Want {
     Any,
     /// `true`, `false`, or a log level name.
     Level,
+    /// `'fallback'`, `'always'` or `'never'`.
+    Relay,
 }
 
 impl Want {
@@ -89,6 +93,7 @@ impl Want {
             Want::List => "an array".into(),
             Want::Any => "set".into(),
             Want::Level => "true, false, 'error', 'warn', 'info' or 'debug'".into(),
+            Want::Relay => "'fallback', 'always' or 'never'".into(),
         }
     }
 
@@ -104,6 +109,9 @@ impl Want {
             Want::Text => v.is_string(),
             Want::List => js_sys::Array::is_array(v),
             Want::Any => true,
+            Want::Relay => v
+                .as_string()
+                .is_some_and(|s| crate::core::engine::RelayPolicy::parse(&s).is_some()),
             Want::Level => {
                 v.as_bool().is_some()
                     || v.as_string()
@@ -138,6 +146,8 @@ pub const PEER_OPTION_TYPES: &[(&str, Want)] = &[
     ("closeTimeout", Want::Millis),
     ("maxOffersPerMinute", Want::Count(1_000_000)),
     ("debug", Want::Level),
+    ("relay", Want::Relay),
+    ("relayAfter", Want::Millis),
     // Read by `token_source`.
     ("token", Want::Any),
     // Read by `platform`.
@@ -227,6 +237,10 @@ pub fn parse_peer_options(value: &JsValue) -> Result<Option<RawPeerOptions>, Pee
         ice_restart_timeout: o.millis("iceRestartTimeout"),
         disconnected_grace: o.millis("disconnectedGrace"),
         broker_keep_alive: o.millis("brokerKeepAlive"),
+        relay: o
+            .text("relay")
+            .and_then(|s| crate::core::engine::RelayPolicy::parse(&s)),
+        relay_after: o.millis("relayAfter"),
         ordered: o.flag("ordered"),
         max_retransmits: o.millis("maxRetransmits").map(|n| n as u16),
         buffer_high: o.size("bufferHigh"),
@@ -427,6 +441,8 @@ pub fn engine_config(
     c.ice_restart_timeout = raw.ice_restart_timeout.unwrap_or(c.ice_restart_timeout);
     c.disconnected_grace = raw.disconnected_grace.unwrap_or(c.disconnected_grace);
     c.broker_keep_alive = raw.broker_keep_alive.unwrap_or(c.broker_keep_alive);
+    c.relay = raw.relay.unwrap_or(c.relay);
+    c.relay_after = raw.relay_after.unwrap_or(c.relay_after);
     c.ice_servers = raw.ice_servers;
     c.max_message_size = raw
         .max_message_size

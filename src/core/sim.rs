@@ -46,6 +46,13 @@ pub trait Broker {
     fn poll(&mut self, link: u64) -> (Vec<String>, Option<u16>);
     /// Time passed.
     fn tick(&mut self, now: Millis);
+    /// A binary frame (relayed bytes) from a client. A broker that does
+    /// not relay drops it.
+    fn receive_binary(&mut self, _link: u64, _bytes: &[u8], _now: Millis) {}
+    /// Binary frames for `link`.
+    fn poll_binary(&mut self, _link: u64) -> Vec<Vec<u8>> {
+        Vec::new()
+    }
 }
 
 /// What happens at a scheduled time.
@@ -68,6 +75,15 @@ enum Delivery {
     ToBroker {
         link: u64,
         text: String,
+    },
+    ToBrokerBinary {
+        link: u64,
+        bytes: Vec<u8>,
+    },
+    BrokerBinary {
+        peer: usize,
+        generation: u64,
+        bytes: Vec<u8>,
     },
     BrokerGone {
         link: u64,
@@ -534,6 +550,13 @@ impl<B: Broker> Sim<B> {
                     self.link_arrival.insert((link, true), floor);
                 }
             }
+            Transmit::BrokerBinary(bytes) => {
+                if let Some(link) = self.peers[i].link.filter(|l| !self.stalled.contains(l)) {
+                    let mut floor = self.link_arrival.get(&(link, true)).copied().unwrap_or(0.0);
+                    self.schedule_ordered(&mut floor, Delivery::ToBrokerBinary { link, bytes });
+                    self.link_arrival.insert((link, true), floor);
+                }
+            }
             Transmit::HubSignal { .. } => {}
             Transmit::Frame { chan, bytes } => {
                 let Some(&dc) = self.peers[i].dcs.get(&chan) else {
@@ -791,6 +814,19 @@ impl<B: Broker> Sim<B> {
                     self.pump_broker();
                 }
             }
+            Delivery::ToBrokerBinary { link, bytes } => {
+                if self.links.contains_key(&link) {
+                    self.broker.receive_binary(link, &bytes, now);
+                    self.pump_broker();
+                }
+            }
+            Delivery::BrokerBinary {
+                peer,
+                generation,
+                bytes,
+            } => {
+                self.with(peer, |e| e.handle_broker_binary(generation, &bytes, now));
+            }
             Delivery::BrokerGone { link, clean } => {
                 self.links.remove(&link);
                 self.broker.disconnect(link, clean, now);
@@ -1044,6 +1080,7 @@ impl<B: Broker> Sim<B> {
         let links: Vec<(u64, (usize, u64))> = self.links.iter().map(|(l, x)| (*l, *x)).collect();
         for (link, (peer, generation)) in links {
             let (frames, closed) = self.broker.poll(link);
+            let binary = self.broker.poll_binary(link);
             if self.stalled.contains(&link) {
                 continue;
             }
@@ -1059,6 +1096,16 @@ impl<B: Broker> Sim<B> {
                         peer,
                         generation,
                         text,
+                    },
+                );
+            }
+            for bytes in binary {
+                self.schedule_ordered(
+                    &mut floor,
+                    Delivery::BrokerBinary {
+                        peer,
+                        generation,
+                        bytes,
                     },
                 );
             }

@@ -323,6 +323,10 @@ pub enum SignalBody {
     /// The sender lost the network path of an open connection and asks
     /// the receiver (the side whose id sorts first) to restart ICE.
     Restart,
+    /// The sender found no WebRTC path and relays through the broker; the
+    /// receiver does the same (it may also start a connection, like an
+    /// offer).
+    Relay,
 }
 
 impl PeerSignal {
@@ -357,6 +361,7 @@ impl SignalBody {
             Self::Bye { reason } => w.str("kind", "bye").str("reason", reason),
             Self::Dial => w.str("kind", "dial"),
             Self::Restart => w.str("kind", "restart"),
+            Self::Relay => w.str("kind", "relay"),
         };
         self.write_candidate(w);
     }
@@ -389,6 +394,7 @@ impl SignalBody {
             },
             "dial" => Self::Dial,
             "restart" => Self::Restart,
+            "relay" => Self::Relay,
             _ => return Err(json::Error("unknown signal kind")),
         })
     }
@@ -553,6 +559,7 @@ mod tests {
             },
             SignalBody::Dial,
             SignalBody::Restart,
+            SignalBody::Relay,
         ];
         for (i, body) in bodies.into_iter().enumerate() {
             let s = PeerSignal {

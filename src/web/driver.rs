@@ -363,6 +363,11 @@ impl Driver {
                     s.send(&text);
                 }
             }
+            Transmit::BrokerBinary(bytes) => {
+                if let Some(s) = self.io.borrow().socket.as_ref() {
+                    s.send_bytes(&bytes);
+                }
+            }
             Transmit::Frame { chan, bytes } => {
                 let result = self.io.borrow().dcs.get(&chan).map(|d| d.send(&bytes));
                 match result {

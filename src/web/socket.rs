@@ -34,8 +34,13 @@ impl BrokerSocket {
         });
         let d = driver.clone();
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
-            if let Some(text) = ev.data().as_string() {
+            let data = ev.data();
+            if let Some(text) = data.as_string() {
                 Driver::feed(&d, |e, now| e.handle_broker_text(generation, &text, now));
+            } else if data.is_instance_of::<js_sys::ArrayBuffer>() {
+                // Relayed bytes (binary frames only carry the relay).
+                let bytes = js_sys::Uint8Array::new(&data).to_vec();
+                Driver::feed(&d, |e, now| e.handle_broker_binary(generation, &bytes, now));
             }
         });
         let d = driver;
@@ -59,6 +64,11 @@ impl BrokerSocket {
     /// Sends a text frame; `false` when the socket is not open.
     pub fn send(&self, text: &str) -> bool {
         self.ws.ready_state() == WebSocket::OPEN && self.ws.send_with_str(text).is_ok()
+    }
+
+    /// Sends a binary frame (relayed bytes); `false` when not open.
+    pub fn send_bytes(&self, bytes: &[u8]) -> bool {
+        self.ws.ready_state() == WebSocket::OPEN && self.ws.send_with_u8_array(bytes).is_ok()
     }
 
     /// Closes with a code (1000 releases the id at once on the broker).

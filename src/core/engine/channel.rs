@@ -108,6 +108,8 @@ pub(crate) struct Channel {
     pub partner: Option<super::types::ChanId>,
     /// Waiting for the remote to close the channel, until then.
     pub linger_until: Option<Millis>,
+    /// Its number on the broker relay, when its connection is relayed.
+    pub relay_num: Option<u32>,
 }
 
 impl Channel {
@@ -143,6 +145,7 @@ impl Channel {
             openers: Vec::new(),
             partner: None,
             linger_until: None,
+            relay_num: None,
         }
     }
 

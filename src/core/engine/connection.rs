@@ -33,7 +33,8 @@ use std::collections::VecDeque;
 use super::Engine;
 use super::channel::{Channel, Role};
 use super::types::{
-    Action, ChanId, ChannelKind, ConnId, Event, LogLevel, Millis, OpId, Reply, Transmit,
+    Action, ChanId, ChannelKind, ConnId, Event, LogLevel, Millis, OpId, RelayPolicy, Reply,
+    Transmit,
 };
 use crate::core::error::PeerError;
 use crate::core::keepalive::{KeepAlive, Tick};
@@ -115,6 +116,12 @@ pub(crate) struct Conn {
     pub pending_offer: Option<String>,
     /// When `pending_offer` was sent.
     pub offer_sent: Millis,
+    /// Set once the connection runs over the broker's relay.
+    pub relay: Option<super::relay::Relay>,
+    /// When to fall back to the relay if WebRTC has found no path.
+    pub relay_at: Option<Millis>,
+    /// The driver holds an RTCPeerConnection for it.
+    pub has_pc: bool,
 }
 
 impl Conn {
@@ -163,14 +170,16 @@ impl Engine {
             }
             return Ok(c);
         }
-        self.create_conn(remote, true, None, now)
+        self.create_conn(remote, true, None, false, now)
     }
 
+    /// `relayed`: the remote asked to relay from the start (no WebRTC).
     pub(crate) fn create_conn(
         &mut self,
         remote: &str,
         initiated: bool,
         remote_session: Option<u64>,
+        relayed: bool,
         now: Millis,
     ) -> Result<ConnId, PeerError> {
         if self.conns.len() >= self.config.max_connections {
@@ -226,6 +235,9 @@ impl Engine {
                 want_restart: false,
                 pending_offer: None,
                 offer_sent: now,
+                relay: None,
+                relay_at: None,
+                has_pc: false,
             },
         );
         self.by_remote.insert(remote.to_string(), id);
@@ -233,6 +245,24 @@ impl Engine {
             let how = if initiated { "dialled" } else { "incoming" };
             format!("{id:?}: {how} connection to {remote:?}, session {session}, bound to {remote_session:?}")
         });
+        let relay = self.config.relay;
+        let broker = matches!(
+            self.config.signalling,
+            super::types::Signalling::Broker { .. }
+        );
+        if broker && (relayed || relay == RelayPolicy::Always) {
+            // No WebRTC at all: both sides agree on the relay right away.
+            self.enter_relay(id, "option relay: 'always'", !relayed, now);
+            return Ok(id);
+        }
+        if broker && relay == RelayPolicy::Fallback {
+            if let Some(conn) = self.conns.get_mut(&id) {
+                conn.relay_at = Some(now + self.config.relay_after as f64);
+            }
+        }
+        if let Some(conn) = self.conns.get_mut(&id) {
+            conn.has_pc = true;
+        }
         self.action(Action::CreateConnection {
             conn: id,
             chan: main,
@@ -291,6 +321,7 @@ impl Engine {
         let remote = conn.remote.clone();
         let session = conn.session;
         let remote_session = conn.remote_session;
+        let relayed = conn.relay.is_some();
         let openers = std::mem::take(&mut conn.openers);
         let streams: Vec<ChanId> = conn.streams.keys().copied().collect();
         self.log(level, || line);
@@ -324,13 +355,22 @@ impl Engine {
         }
         // The own channel: its queue fails, what it held is released.
         self.drop_chan(main, &err);
-        if was_open {
+        if was_open && relayed {
+            // The close frame, then the own channel's close, go on the
+            // relay in order; the broker forgets the pair after them.
+            self.relay_close_channel(c, main, 0, now);
+            self.releasing
+                .insert(c, (main, now + self.config.close_timeout as f64));
+        } else if was_open {
             // Let the close frame go out: the connection is released when
             // the channel confirms its close, or after closeTimeout.
             self.action(Action::CloseChannel { chan: main });
             self.releasing
                 .insert(c, (main, now + self.config.close_timeout as f64));
         } else {
+            if relayed {
+                self.end_relay(&remote, now);
+            }
             self.action(Action::ReleaseConnection { conn: c });
             self.conns.remove(&c);
         }
@@ -384,7 +424,9 @@ impl Engine {
         };
         // An offer, or a dial (a request for one), may start a connection.
         let is_offer = matches!(&signal.body, SignalBody::Description { sdp_type, .. } if sdp_type == "offer")
-            || signal.body == SignalBody::Dial;
+            || signal.body == SignalBody::Dial
+            || signal.body == SignalBody::Relay;
+        let relayed = signal.body == SignalBody::Relay;
         let existing = self.by_remote.get(&from).copied();
         if self.config.debug >= LogLevel::Debug {
             let line = {
@@ -394,6 +436,7 @@ impl Engine {
                     SignalBody::Bye { .. } => "bye",
                     SignalBody::Dial => "dial",
                     SignalBody::Restart => "restart",
+                    SignalBody::Relay => "relay",
                 };
                 let here = existing
                     .and_then(|c| self.conns.get(&c).map(|x| (c, x)))
@@ -440,12 +483,12 @@ impl Engine {
                     // reloaded or reconnected. Its offer replaces the link.
                     Some(_) if is_offer => {
                         self.close_conn(c, "the remote peer reconnected", None, false, now);
-                        self.incoming_conn(&from, signal.session, now)
+                        self.incoming_conn(&from, signal.session, relayed, now)
                     }
                     Some(_) => None,
                 }
             }
-            (None, None) if is_offer => self.incoming_conn(&from, signal.session, now),
+            (None, None) if is_offer => self.incoming_conn(&from, signal.session, relayed, now),
             // A candidate, answer or bye for a link this side no longer has.
             (None, None) => None,
         };
@@ -460,7 +503,13 @@ impl Engine {
         }
     }
 
-    fn incoming_conn(&mut self, from: &str, session: u64, now: Millis) -> Option<ConnId> {
+    fn incoming_conn(
+        &mut self,
+        from: &str,
+        session: u64,
+        relayed: bool,
+        now: Millis,
+    ) -> Option<ConnId> {
         // New sessions from one id are rate limited: each costs an
         // RTCPeerConnection, and a browser allows a few hundred per tab.
         let window = self.offers.get_or_insert_with(from.to_string(), Vec::new);
@@ -474,7 +523,7 @@ impl Engine {
             return None;
         }
         window.push(now);
-        match self.create_conn(from, false, Some(session), now) {
+        match self.create_conn(from, false, Some(session), relayed, now) {
             Ok(c) => Some(c),
             Err(e) => {
                 self.refuse_offer(from, session, e);
@@ -646,6 +695,7 @@ impl Engine {
                 // `negotiationneeded`.
                 Step::Signal(SignalBody::Dial) => {}
                 Step::Signal(SignalBody::Restart) => self.on_restart_request(c, now),
+                Step::Signal(SignalBody::Relay) => self.on_relay_signal(c, now),
                 Step::Signal(SignalBody::Bye { reason }) => {
                     let err = PeerError::ConnectionFailed {
                         id: conn.remote.clone(),
@@ -831,6 +881,7 @@ impl Engine {
                 conn.disconnected_at.get_or_insert(now);
             }
             "failed" if open => self.path_lost(c, "ICE failed", now),
+            "failed" if self.enter_relay(c, "ICE failed", true, now) => {}
             "failed" => self.fail_conn(
                 c,
                 PeerError::ConnectionFailed {
@@ -847,7 +898,10 @@ impl Engine {
 
     pub(crate) fn conn_deadline(&self, c: &Conn) -> Option<Millis> {
         match c.state {
-            ConnState::Connecting => Some(c.connect_deadline),
+            ConnState::Connecting => Some(match c.relay_at {
+                Some(t) => t.min(c.connect_deadline),
+                None => c.connect_deadline,
+            }),
             ConnState::Open => {
                 let grace = self.config.disconnected_grace as f64;
                 let mut t = match &c.recovery {
@@ -870,6 +924,11 @@ impl Engine {
             let Some(conn) = self.conns.get_mut(&c) else {
                 continue;
             };
+            if conn.state == ConnState::Connecting && conn.relay_at.is_some_and(|t| now >= t) {
+                let ms = self.config.relay_after;
+                self.enter_relay(c, &format!("no WebRTC path after {ms} ms"), true, now);
+                continue;
+            }
             match conn.state {
                 ConnState::Connecting if now >= conn.connect_deadline => {
                     let err = PeerError::ConnectTimeout {

@@ -652,12 +652,16 @@ impl Engine {
             return;
         };
         let conn = ch.conn;
-        match ch.partner {
-            Some(partner) => {
+        match (ch.partner, ch.relay_num, conn) {
+            (Some(partner), _, _) => {
                 self.last_now = now;
                 self.loopback.push_back((partner, bytes));
             }
-            None => {
+            (None, Some(num), Some(c)) => {
+                ch.buffered += bytes.len();
+                self.relay_send(c, chan, num, &bytes, now);
+            }
+            _ => {
                 ch.buffered += bytes.len();
                 self.transmits.push_back(Transmit::Frame { chan, bytes });
             }
@@ -731,16 +735,24 @@ impl Engine {
         let op = self.new_op();
         ch.openers.push(op);
         self.chans.insert(id, ch);
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.streams.insert(id, ());
+        let relayed = match self.conns.get_mut(&conn) {
+            Some(c) => {
+                c.streams.insert(id, ());
+                c.relay.is_some()
+            }
+            None => false,
+        };
+        if relayed {
+            self.relay_open_channel(conn, id, &label_text, _now);
+        } else {
+            self.action(Action::CreateChannel {
+                conn,
+                chan: id,
+                label: label_text,
+                policy,
+                low_water: self.config.window.low,
+            });
         }
-        self.action(Action::CreateChannel {
-            conn,
-            chan: id,
-            label: label_text,
-            policy,
-            low_water: self.config.window.low,
-        });
         Ok((id, op))
     }
 
@@ -864,15 +876,16 @@ impl Engine {
             ch.describe(),
             ch.remote
         ));
-        let (conn, partner) = (ch.conn, ch.partner);
+        let (conn, partner, num) = (ch.conn, ch.partner, ch.relay_num);
         self.drop_chan(chan, error.as_ref().unwrap_or(&closed));
-        match partner {
+        match (partner, num, conn) {
             // The other end of a loopback socket sees the close.
-            Some(p) => {
+            (Some(p), _, _) => {
                 self.last_now = now;
                 self.loop_closed.push(p);
             }
-            None => self.action(Action::CloseChannel { chan }),
+            (None, Some(num), Some(c)) => self.relay_close_channel(c, chan, num, now),
+            _ => self.action(Action::CloseChannel { chan }),
         }
         if let Some(c) = conn.and_then(|c| self.conns.get_mut(&c)) {
             c.streams.remove(&chan);

@@ -33,6 +33,7 @@ mod channel;
 mod connection;
 mod data;
 mod recovery;
+mod relay;
 mod signalling;
 mod table;
 mod types;
@@ -121,6 +122,11 @@ pub struct Engine {
     /// Frames between the two ends of loopback sockets, not yet delivered.
     loopback: VecDeque<(ChanId, Vec<u8>)>,
     loop_closed: Vec<ChanId>,
+    /// Relayed channels opened, closed, and bytes that left the relay
+    /// queue, for `settle` (not handled inside the call that caused them).
+    relay_opened: Vec<ChanId>,
+    relay_closed: Vec<ChanId>,
+    relay_drained: Vec<(ChanId, usize)>,
     /// Connections to fail once the current input is handled.
     pending_failures: Vec<(ConnId, PeerError)>,
     /// The time of the latest input that left work for `settle`.
@@ -169,6 +175,9 @@ impl Engine {
             ports: Table::new(),
             loopback: VecDeque::new(),
             loop_closed: Vec::new(),
+            relay_opened: Vec::new(),
+            relay_closed: Vec::new(),
+            relay_drained: Vec::new(),
             pending_failures: Vec::new(),
             last_now: 0.0,
             transmits: VecDeque::new(),
@@ -514,6 +523,7 @@ impl Engine {
         let releases = self.releasing.values().map(|(_, t)| *t).reduce(f64::min);
         [
             self.broker_deadline(),
+            self.relay_deadline(),
             conns,
             releases,
             self.chan_deadline(),
@@ -526,6 +536,7 @@ impl Engine {
     /// Time passed: deadlines, keep-alive, reconnects.
     pub fn handle_timeout(&mut self, now: Millis) {
         self.broker_timeouts(now);
+        self.relay_timeouts(now);
         self.conn_timeouts(now);
         self.chan_timeouts(now);
         self.settle(now);
@@ -558,6 +569,9 @@ impl Engine {
         if self.loopback.is_empty()
             && self.loop_closed.is_empty()
             && self.pending_failures.is_empty()
+            && self.relay_opened.is_empty()
+            && self.relay_closed.is_empty()
+            && self.relay_drained.is_empty()
         {
             return;
         }
@@ -568,6 +582,21 @@ impl Engine {
             }
             if let Some(chan) = self.loop_closed.pop() {
                 self.close_chan(chan, "closed by the remote peer", None, false, now);
+                continue;
+            }
+            if !self.relay_opened.is_empty() {
+                let chan = self.relay_opened.remove(0);
+                self.handle_channel_open(chan, now);
+                continue;
+            }
+            if !self.relay_closed.is_empty() {
+                let chan = self.relay_closed.remove(0);
+                self.handle_channel_closed(chan, now);
+                continue;
+            }
+            if !self.relay_drained.is_empty() {
+                let (chan, n) = self.relay_drained.remove(0);
+                self.relay_left(chan, n, now);
                 continue;
             }
             if let Some((c, err)) = self.pending_failures.pop() {

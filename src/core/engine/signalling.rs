@@ -52,6 +52,8 @@ pub(crate) enum Pending {
     JoinKey,
     CloseKey(String),
     LookupHostname,
+    /// A connection's `relay` request.
+    Relay(super::ConnId),
 }
 
 /// Readiness: the first registration (or hub address).
@@ -382,6 +384,15 @@ impl Engine {
                         .push_back(Event::Registered { id, resumed, first });
                     if !first {
                         self.retry_restarts(now);
+                        let relayed: Vec<super::ConnId> = self
+                            .conns
+                            .iter()
+                            .filter(|(_, x)| x.relay.is_some())
+                            .map(|(c, _)| *c)
+                            .collect();
+                        for c in relayed {
+                            self.relay_pump(c, now);
+                        }
                     }
                 }
                 SessionEvent::RegisterFailed { code, message } => {
@@ -409,6 +420,13 @@ impl Engine {
         let Some((op, pending)) = self.requests.remove(&rid) else {
             return;
         };
+        if let (Pending::Relay(c), ServerMessage::Error { code, message, .. }) =
+            (&pending, &message)
+        {
+            if let Some(remote) = self.conns.get(c).map(|x| x.remote.clone()) {
+                self.on_relay_ended(&remote, *code, message, now);
+            }
+        }
         if let ServerMessage::Error { code, message, .. } = message {
             self.done(op, Err(PeerError::from_broker(code, message)));
             return;
@@ -445,7 +463,7 @@ impl Engine {
             (Pending::LookupHostname, ServerMessage::FoundHost { id, .. }) => {
                 Ok(Reply::Address(id))
             }
-            (Pending::Plain, _) => Ok(Reply::Done),
+            (Pending::Plain | Pending::Relay(_), _) => Ok(Reply::Done),
             (_, _) => Err(PeerError::Broker {
                 code: ErrorCode::Internal,
                 message: "the broker answered with a reply of another kind".into(),
@@ -456,6 +474,10 @@ impl Engine {
 
     fn on_push(&mut self, msg: ServerMessage, now: Millis) {
         match msg {
+            ServerMessage::RelayReady { id, rate } => self.on_relay_ready(&id, rate, now),
+            ServerMessage::RelayClosed { id, code, message } => {
+                self.on_relay_ended(&id, code, &message, now)
+            }
             ServerMessage::Signal { from, data } => {
                 self.on_peer_signal(from, data.as_str(), now);
             }

@@ -78,6 +78,11 @@ pub struct Config {
     /// half-open TCP connection after a network change) and it is
     /// replaced. `0`: never.
     pub broker_keep_alive: u64,
+    /// When the broker relays a connection (see `engine::relay`).
+    pub relay: RelayPolicy,
+    /// How long a connection may look for a WebRTC path before it falls
+    /// back to the relay (`RelayPolicy::Fallback`).
+    pub relay_after: u64,
     /// How long a closing channel or connection may take to confirm its
     /// close before its browser objects are released anyway.
     pub close_timeout: u64,
@@ -100,6 +105,32 @@ pub struct Config {
     /// connection and broker states (`Info`), negotiation steps and signal
     /// routing (`Debug`).
     pub debug: LogLevel,
+}
+
+/// When a connection runs over the broker's relay instead of WebRTC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RelayPolicy {
+    /// When WebRTC finds no path while connecting (`relayAfter`, or ICE
+    /// `failed`).
+    #[default]
+    Fallback,
+    /// Always: no RTCPeerConnection at all (for testing, or networks that
+    /// block WebRTC).
+    Always,
+    /// Never: a connection with no WebRTC path fails.
+    Never,
+}
+
+impl RelayPolicy {
+    /// The option's spelling: `'fallback'`, `'always'`, `'never'`.
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "fallback" => Self::Fallback,
+            "always" => Self::Always,
+            "never" => Self::Never,
+            _ => return None,
+        })
+    }
 }
 
 /// How much the `debug` option logs; each level includes those before it.
@@ -140,6 +171,8 @@ impl Config {
             request_timeout: 10_000,
             keep_alive_interval: 1000,
             keep_alive_timeout: 4000,
+            relay: RelayPolicy::Fallback,
+            relay_after: 7500,
             ice_restarts: 3,
             ice_restart_timeout: 5000,
             disconnected_grace: 2000,
@@ -162,6 +195,8 @@ impl Config {
 pub enum Transmit {
     /// A text frame on the broker WebSocket.
     Broker(String),
+    /// A binary frame on the broker WebSocket (relayed bytes).
+    BrokerBinary(Vec<u8>),
     /// A signal for the hub to carry to `to`.
     HubSignal { to: String, data: String },
     /// One frame on a data channel.
