@@ -944,6 +944,10 @@ impl<B: Broker> Sim<B> {
                 }
                 self.pcs[a].connected = true;
                 self.pcs[b].connected = true;
+                for pc in [a, b] {
+                    let (peer, conn) = (self.pcs[pc].peer, self.pcs[pc].conn);
+                    self.with(peer, |e| e.handle_connection_state(conn, "connected", now));
+                }
                 // Pair the negotiated channels, then announce the others.
                 let main_a = self.pcs[a].dcs.iter().copied().find(|d| self.dcs[*d].main);
                 let main_b = self.pcs[b].dcs.iter().copied().find(|d| self.dcs[*d].main);

@@ -55,7 +55,8 @@ impl Engine {
             return;
         }
         let remote = conn.remote.clone();
-        if self.config.ice_restarts == 0 {
+        // On the broker's relay there is no ICE to restart.
+        if self.config.ice_restarts == 0 || conn.relay.is_some() {
             self.fail_conn(
                 c,
                 PeerError::ConnectionFailed {
@@ -209,7 +210,7 @@ impl Engine {
         let open: Vec<ConnId> = self
             .conns
             .iter()
-            .filter(|(_, x)| x.state == ConnState::Open)
+            .filter(|(_, x)| x.state == ConnState::Open && x.relay.is_none())
             .map(|(c, _)| *c)
             .collect();
         for c in open {
