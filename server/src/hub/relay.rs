@@ -652,3 +652,384 @@ impl State {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{Harness, config, ms};
+    use super::*;
+    use serde_json::{Value, json};
+
+    /// Alice and bob, registered, each having agreed to relay with the other.
+    fn paired() -> (Harness, ConnId, ConnId) {
+        let mut h = Harness::new();
+        let (a, b) = (h.connect(), h.connect());
+        h.register(a, "alice");
+        h.register(b, "bob");
+        relay(&mut h, a, "bob");
+        relay(&mut h, b, "alice");
+        h.frames(a);
+        h.frames(b);
+        (h, a, b)
+    }
+
+    fn relay(h: &mut Harness, conn: ConnId, to: &str) -> Value {
+        h.request(conn, json!({"type": "relay", "rid": 9, "to": to}))
+    }
+
+    fn types(frames: &[Value]) -> Vec<&str> {
+        frames.iter().map(|f| f["type"].as_str().unwrap()).collect()
+    }
+
+    fn closed_with(frames: &[Value], about: &str, code: &str) -> String {
+        let [f] = frames else {
+            panic!("one relay-closed expected: {frames:?}")
+        };
+        assert_eq!(
+            (f["type"].as_str(), f["id"].as_str(), f["code"].as_str()),
+            (Some("relay-closed"), Some(about), Some(code)),
+            "{f}"
+        );
+        f["message"].as_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn a_pair_needs_both_sides_then_frames_flow_both_ways_in_order() {
+        let mut h = Harness::new();
+        let (a, b) = (h.connect(), h.connect());
+        h.register(a, "alice");
+        h.register(b, "bob");
+        assert_eq!(relay(&mut h, a, "bob")["type"], "ok");
+        assert!(h.frames(b).is_empty(), "bob hears nothing of alice's side alone");
+        // One side alone: nothing is forwarded, and alice is told.
+        let frame = frames::encode("bob", b"early");
+        assert_eq!(h.send_binary(a, &frame), Relayed::Dropped);
+        assert!(h.binary(b).is_empty());
+        let why = closed_with(&h.frames(a), "bob", "relay-limit");
+        assert!(why.contains("no relay with \"bob\" is ready"), "{why}");
+        assert_eq!(h.hub.stats().relay_pending, 1);
+
+        // Bob agrees: both hear relay-ready, bob before his ok.
+        h.send(b, json!({"type": "relay", "rid": 4, "to": "alice"}));
+        let got = h.frames(b);
+        assert_eq!(types(&got), ["relay-ready", "ok"]);
+        assert_eq!(got[0]["id"], "alice");
+        assert_eq!(got[0]["rate"], 100_000);
+        let got = h.frames(a);
+        assert_eq!(types(&got), ["relay-ready"]);
+        assert_eq!(got[0]["id"], "bob");
+        assert_eq!((h.hub.stats().relay_pairs, h.hub.stats().relay_pending), (1, 0));
+
+        for n in 0..5u8 {
+            assert_eq!(h.send_binary(a, &frames::encode("bob", &[n])), Relayed::Forwarded);
+        }
+        let want: Vec<Vec<u8>> = (0..5u8).map(|n| frames::encode("alice", &[n])).collect();
+        assert_eq!(h.binary(b), want);
+        assert_eq!(h.send_binary(b, &frames::encode("alice", b"back")), Relayed::Forwarded);
+        assert_eq!(h.binary(a), vec![frames::encode("bob", b"back")]);
+        assert!(h.frames(a).is_empty() && h.frames(b).is_empty());
+
+        // Asked again (after a lost reply, say): relay-ready to the asker only.
+        h.send(a, json!({"type": "relay", "rid": 5, "to": "bob"}));
+        assert_eq!(types(&h.frames(a)), ["relay-ready", "ok"]);
+        assert!(h.frames(b).is_empty());
+    }
+
+    #[test]
+    fn requests_that_cannot_be_a_relay_are_refused() {
+        let mut h = Harness::new();
+        let a = h.connect();
+        h.register(a, "alice");
+        assert_eq!(relay(&mut h, a, "alice")["code"], "bad-message");
+        assert_eq!(relay(&mut h, a, "carol")["code"], "unknown-peer");
+        assert_eq!(relay(&mut h, a, "no spaces")["code"], "invalid-id");
+        let end = h.request(a, json!({"type": "relay-end", "rid": 3, "to": "carol"}));
+        assert_eq!(end["type"], "ok", "ending nothing is fine");
+
+        let mut off = config();
+        off.relay.enabled = false;
+        let mut h = Harness::with_config(off);
+        let (a, b) = (h.connect(), h.connect());
+        h.register(a, "alice");
+        h.register(b, "bob");
+        let r = relay(&mut h, a, "bob");
+        assert_eq!(r["code"], "relay-refused");
+        assert!(r["message"].as_str().unwrap().contains("--relay off"), "{r}");
+        h.send_binary(a, &frames::encode("bob", b"x"));
+        let why = closed_with(&h.frames(a), "bob", "relay-limit");
+        assert!(why.contains("--relay off"), "{why}");
+    }
+
+    #[test]
+    fn bad_frames_are_named_and_dropped() {
+        let (mut h, a, b) = paired();
+        for (frame, what) in [
+            (vec![], "an empty relay frame"),
+            (vec![9, b'b'], "shorter than its id"),
+            (vec![1, b' ', 1], "not a peer id"),
+            (frames::encode("bob", &vec![0; MAX_RELAY_PAYLOAD + 1]), "over 64 KiB"),
+        ] {
+            assert_eq!(h.send_binary(a, &frame), Relayed::Dropped);
+            let got = h.frames(a);
+            assert_eq!(got.len(), 1);
+            assert_eq!((got[0]["type"].as_str(), got[0]["code"].as_str()), (Some("error"), Some("bad-message")));
+            assert!(got[0]["message"].as_str().unwrap().contains(what), "{}", got[0]);
+        }
+        assert!(h.binary(b).is_empty());
+        let c = h.connect();
+        assert_eq!(h.send_binary(c, &frames::encode("bob", b"x")), Relayed::Dropped);
+        assert_eq!(h.frames(c)[0]["code"], "not-registered");
+    }
+
+    #[test]
+    fn the_rate_cap_ends_the_pair_for_both_sides() {
+        let (mut h, a, b) = paired(); // 100 000 bytes/s, one second's burst
+        assert_eq!(h.send_binary(a, &frames::encode("bob", &[1; 60_000])), Relayed::Forwarded);
+        h.at(ms(100)); // 10 000 bytes back: 50 000 left, 60 000 asked
+        assert_eq!(h.send_binary(a, &frames::encode("bob", &[2; 60_000])), Relayed::Dropped);
+        let why = closed_with(&h.frames(a), "bob", "relay-limit");
+        assert!(why.contains("--relay-rate (100000 bytes/s)"), "{why}");
+        let got = h.frames(b);
+        closed_with(&got, "alice", "relay-limit");
+        assert_eq!(h.binary(b).len(), 1, "only the first frame");
+        assert_eq!(h.hub.stats().relay_pairs, 0);
+        // Ended means ended: later frames are answered, not forwarded.
+        assert_eq!(h.send_binary(b, &frames::encode("alice", b"x")), Relayed::Dropped);
+        closed_with(&h.frames(b), "alice", "relay-limit");
+    }
+
+    #[test]
+    fn small_frames_count_at_least_the_minimum_charge() {
+        let (mut h, a, b) = paired();
+        let fits = (100_000 / MIN_FRAME_CHARGE) as usize;
+        for _ in 0..fits {
+            assert_eq!(h.send_binary(a, &frames::encode("bob", &[])), Relayed::Forwarded);
+            h.binary(b);
+        }
+        assert_eq!(h.send_binary(a, &frames::encode("bob", &[])), Relayed::Dropped);
+        closed_with(&h.frames(a), "bob", "relay-limit");
+    }
+
+    #[test]
+    fn the_byte_cap_counts_both_directions() {
+        let (mut h, a, b) = paired(); // 1 000 000 bytes per pair
+        for n in 0..20u64 {
+            h.at(ms(1000 * n));
+            let (from, to) = if n % 2 == 0 { (a, "bob") } else { (b, "alice") };
+            assert_eq!(h.send_binary(from, &frames::encode(to, &[0; 50_000])), Relayed::Forwarded, "frame {n}");
+            h.binary(a);
+            h.binary(b);
+        }
+        h.at(ms(20_000));
+        assert_eq!(h.send_binary(a, &frames::encode("bob", &[0; 1])), Relayed::Dropped);
+        let why = closed_with(&h.frames(a), "bob", "relay-limit");
+        assert!(why.contains("--relay-max-bytes (1000000 bytes)"), "{why}");
+        closed_with(&h.frames(b), "alice", "relay-limit");
+    }
+
+    #[test]
+    fn the_total_rate_ends_the_pair_that_passes_it() {
+        let (mut h, a, b) = paired(); // 150 000 bytes/s through every pair
+        let (c, d) = (h.connect(), h.connect());
+        h.register(c, "carol");
+        h.register(d, "dave");
+        relay(&mut h, c, "dave");
+        relay(&mut h, d, "carol");
+        h.frames(c);
+        h.frames(d);
+        // Each within its pair's 100 000 a second (one each way for alice
+        // and bob), 180 000 together.
+        assert_eq!(h.send_binary(a, &frames::encode("bob", &[0; 60_000])), Relayed::Forwarded);
+        assert_eq!(h.send_binary(b, &frames::encode("alice", &[0; 60_000])), Relayed::Forwarded);
+        assert_eq!(h.send_binary(c, &frames::encode("dave", &[0; 60_000])), Relayed::Dropped);
+        let why = closed_with(&h.frames(c), "dave", "relay-limit");
+        assert!(why.contains("--relay-total-rate"), "{why}");
+        closed_with(&h.frames(d), "carol", "relay-limit");
+        assert!(h.frames(a).is_empty() && h.frames(b).is_empty(), "alice and bob go on");
+        assert_eq!(h.binary(d), Vec::<Vec<u8>>::new());
+        assert_eq!(h.hub.stats().relay_pairs, 1);
+    }
+
+    #[test]
+    fn pairs_are_bounded_in_total_and_per_id() {
+        let mut h = Harness::new(); // 3 pairs, 2 agreed to per id
+        let ids = ["alice", "bob", "carol", "dave", "erin"];
+        let conns: Vec<ConnId> = ids
+            .iter()
+            .map(|id| {
+                let c = h.connect();
+                h.register(c, id);
+                c
+            })
+            .collect();
+        assert_eq!(relay(&mut h, conns[0], "bob")["type"], "ok");
+        assert_eq!(relay(&mut h, conns[0], "carol")["type"], "ok");
+        let r = relay(&mut h, conns[0], "dave");
+        assert_eq!(r["code"], "relay-refused");
+        assert!(r["message"].as_str().unwrap().contains("--relay-max-per-peer"), "{r}");
+        assert_eq!(relay(&mut h, conns[3], "erin")["type"], "ok");
+        let r = relay(&mut h, conns[1], "carol");
+        assert_eq!(r["code"], "relay-refused");
+        assert!(r["message"].as_str().unwrap().contains("--relay-max-pairs"), "{r}");
+        // Completing a pending pair takes no new place.
+        assert_eq!(relay(&mut h, conns[1], "alice")["type"], "relay-ready");
+        // Ending one frees its place.
+        h.request(conns[0], json!({"type": "relay-end", "rid": 3, "to": "carol"}));
+        assert_eq!(relay(&mut h, conns[1], "carol")["type"], "ok");
+    }
+
+    #[test]
+    fn relay_end_tells_the_other_side_if_it_had_agreed() {
+        let (mut h, a, b) = paired();
+        let r = h.request(b, json!({"type": "relay-end", "rid": 3, "to": "alice"}));
+        assert_eq!(r["type"], "ok");
+        let why = closed_with(&h.frames(a), "bob", "peer-gone");
+        assert_eq!(why, "\"bob\" ended the relay");
+        assert!(h.frames(b).is_empty());
+        // A pending side only: the other never agreed, so hears nothing.
+        relay(&mut h, a, "bob");
+        h.request(a, json!({"type": "relay-end", "rid": 4, "to": "bob"}));
+        assert!(h.frames(b).is_empty());
+        assert!(h.hub.stats().relay_pending == 0);
+    }
+
+    #[test]
+    fn one_sided_requests_expire_and_the_asker_is_told() {
+        let mut h = Harness::new(); // 50 ms to agree
+        let (a, b) = (h.connect(), h.connect());
+        h.register(a, "alice");
+        h.register(b, "bob");
+        relay(&mut h, a, "bob");
+        h.sweep(ms(30));
+        relay(&mut h, a, "bob"); // asking again restarts the wait
+        h.sweep(ms(79));
+        assert!(h.frames(a).is_empty());
+        h.sweep(ms(80));
+        let why = closed_with(&h.frames(a), "bob", "relay-limit");
+        assert!(why.contains("did not agree to relay within 0.05 s"), "{why}");
+        assert!(h.frames(b).is_empty());
+        assert_eq!(h.hub.stats().relay_pending, 0);
+    }
+
+    #[test]
+    fn a_drop_ends_the_pair_and_the_dropped_side_hears_it_on_resume() {
+        let (mut h, a, b) = paired();
+        h.drop_conn(a, false);
+        let why = closed_with(&h.frames(b), "alice", "peer-gone");
+        assert!(why.contains("lost its connection"), "{why}");
+        assert_eq!(h.send_binary(b, &frames::encode("alice", b"x")), Relayed::Dropped);
+        closed_with(&h.frames(b), "alice", "relay-limit");
+        assert!(h.hub.stats().relay_pairs == 0);
+    }
+
+    #[test]
+    fn a_resumed_id_learns_which_pairs_ended_while_it_was_away() {
+        let mut h = Harness::new();
+        let (a, b) = (h.connect(), h.connect());
+        let token = h.register(a, "alice");
+        h.register(b, "bob");
+        relay(&mut h, a, "bob");
+        relay(&mut h, b, "alice");
+        h.frames(a);
+        h.frames(b);
+        h.drop_conn(a, false);
+        closed_with(&h.frames(b), "alice", "peer-gone");
+        let a2 = h.connect();
+        let r = h.request(
+            a2,
+            json!({"type": "register", "rid": 1, "id": "alice", "resumeToken": token}),
+        );
+        assert_eq!(r["resumed"], true);
+        let why = closed_with(&h.frames(a2), "bob", "peer-gone");
+        assert!(why.contains("dropped"), "{why}");
+        // Both ask again: a new pair.
+        relay(&mut h, a2, "bob");
+        assert_eq!(relay(&mut h, b, "alice")["type"], "relay-ready");
+        h.frames(a2);
+        h.frames(b);
+        // A newer connection taking over a live one (4005) ends active pairs.
+        let a3 = h.connect();
+        h.request(
+            a3,
+            json!({"type": "register", "rid": 1, "id": "alice", "resumeToken": token}),
+        );
+        assert_eq!(h.killed(a2), Some(4005));
+        let why = closed_with(&h.frames(a3), "bob", "peer-gone");
+        assert!(why.contains("reconnected"), "{why}");
+        let why = closed_with(&h.frames(b), "alice", "peer-gone");
+        assert!(why.contains("reconnected"), "{why}");
+        h.drop_conn(a2, false);
+        h.drop_conn(a3, true);
+        h.drop_conn(b, true);
+        assert!(h.hub.is_idle());
+    }
+
+    #[test]
+    fn release_ends_pending_and_active_pairs_and_leaves_nothing_behind() {
+        let mut h = Harness::new();
+        let (a, b, c) = (h.connect(), h.connect(), h.connect());
+        h.register(a, "alice");
+        h.register(b, "bob");
+        h.register(c, "carol");
+        relay(&mut h, a, "bob");
+        relay(&mut h, b, "alice");
+        relay(&mut h, c, "alice");
+        h.frames(a);
+        h.frames(b);
+        h.drop_conn(a, true);
+        assert_eq!(closed_with(&h.frames(b), "alice", "peer-gone"), "\"alice\" went offline");
+        closed_with(&h.frames(c), "alice", "peer-gone");
+        // A detached id's owed news goes with it when its window ends.
+        h.drop_conn(b, false);
+        h.sweep(ms(100));
+        h.drop_conn(c, true);
+        assert!(h.hub.is_idle());
+    }
+
+    #[test]
+    fn a_receiver_that_does_not_read_ends_the_pair_not_the_memory() {
+        // A long outbound queue so that the relay backlog (1 MiB here) is
+        // reached before the queue's frame count (4003).
+        let mut cfg = config();
+        cfg.relay.max_bytes = u64::MAX;
+        cfg.relay.total_rate = 1 << 30;
+        cfg.relay.rate = 1 << 20;
+        let mut h = Harness::with_config(cfg);
+        let (a, b) = (h.connect(), h.connect_with_queue(64));
+        h.register(a, "alice");
+        h.register(b, "bob");
+        relay(&mut h, a, "bob");
+        relay(&mut h, b, "alice");
+        h.frames(a);
+        let frame = frames::encode("bob", &[0; MAX_RELAY_PAYLOAD]);
+        let mut sent = 0;
+        for n in 0..40 {
+            h.at(ms(1000 * n));
+            if h.send_binary(a, &frame) == Relayed::Dropped {
+                break;
+            }
+            sent += 1;
+        }
+        assert_eq!(sent, (1 << 21) / (MAX_RELAY_PAYLOAD + 6), "2 MiB waiting at most");
+        let why = closed_with(&h.frames(a), "bob", "relay-limit");
+        assert!(why.contains("does not read its relay frames fast enough"), "{why}");
+        assert_eq!(h.killed(b), None, "bob keeps his connection");
+        // What bob reads gives the backlog back.
+        assert_eq!(h.binary(b).len(), sent);
+        relay(&mut h, a, "bob");
+        relay(&mut h, b, "alice");
+        h.frames(a);
+        assert_eq!(h.send_binary(a, &frame), Relayed::Forwarded);
+    }
+
+    #[test]
+    fn a_full_outbound_queue_cuts_the_receiver_off_and_ends_its_pairs() {
+        let (mut h, a, b) = paired(); // 8-frame queues
+        for n in 0..9u8 {
+            h.at(ms(1000 * n as u64));
+            h.send_binary(a, &frames::encode("bob", &[n; 1000]));
+        }
+        assert_eq!(h.killed(b), Some(4003));
+        let why = closed_with(&h.frames(a), "bob", "peer-gone");
+        assert!(why.contains("lost its connection"), "{why}");
+    }
+}

@@ -83,7 +83,12 @@ impl Harness {
 
     /// A connection with an outbound queue of 8 frames.
     pub fn connect(&mut self) -> ConnId {
-        let (tx, rx) = mpsc::channel(8);
+        self.connect_with_queue(8)
+    }
+
+    /// A connection with an outbound queue of `frames` frames.
+    pub fn connect_with_queue(&mut self, frames: usize) -> ConnId {
+        let (tx, rx) = mpsc::channel(frames);
         let (kill_tx, kill) = oneshot::channel();
         let conn = self.hub.connect(tx, kill_tx, None, None);
         self.clients.insert(
