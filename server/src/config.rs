@@ -214,7 +214,13 @@ pub struct Config {
     /// Relay data between two ids that both ask for it (`relay`), over their
     /// broker connections, when they have no direct path. off: every
     /// `relay` is refused (relay-refused).
-    #[arg(long, env = "PEERWIRE_RELAY", value_enum, default_value = "on", value_name = "on|off")]
+    #[arg(
+        long,
+        env = "PEERWIRE_RELAY",
+        value_enum,
+        default_value = "on",
+        value_name = "on|off"
+    )]
     pub relay: Switch,
 
     /// Bytes per second one relay pair may carry in each direction (token

@@ -259,15 +259,14 @@ pub fn hub_sequence(data: &[u8]) {
 /// pair with `b`.
 pub fn relay_frame(data: &[u8]) {
     if let Ok((id, payload)) = relay::decode(data) {
-        assert_eq!(relay::encode(id, payload), data, "the codec reads back what it wrote");
+        assert_eq!(
+            relay::encode(id, payload),
+            data,
+            "the codec reads back what it wrote"
+        );
     }
-    let mut relay = RelayConfig::default();
-    relay.rate = 1 << 20;
     let hub = Hub::new(
-        HubConfig {
-            relay,
-            ..HubConfig::default()
-        },
+        HubConfig::default(),
         Arc::new(Metrics::new()),
         HubEnv::seeded(1, 1_700_000_000),
     );
@@ -307,7 +306,10 @@ pub fn relay_frame(data: &[u8]) {
     let outcome = hub.handle_binary(a, data, now);
     let (told, sent_back) = read(0);
     let (_, received) = read(1);
-    assert!(sent_back.is_empty(), "nothing binary goes back to the sender");
+    assert!(
+        sent_back.is_empty(),
+        "nothing binary goes back to the sender"
+    );
     match outcome {
         Relayed::Forwarded => {
             let (to, payload) = relay::decode(data).expect("forwarded frames are valid");

@@ -336,7 +336,10 @@ impl State {
                 pair.agreed[side] = true;
                 pair.deadline = None;
                 let (r, burst) = (rate as f64, rate as f64);
-                pair.rates = Some([TokenBucket::new(r, burst, now), TokenBucket::new(r, burst, now)]);
+                pair.rates = Some([
+                    TokenBucket::new(r, burst, now),
+                    TokenBucket::new(r, burst, now),
+                ]);
                 self.relays.active += 1;
                 let theirs = ServerMessage::RelayReady {
                     id: me.to_string(),
@@ -377,7 +380,8 @@ impl State {
             return Err((ErrorCode::BadMessage, rid, detail));
         }
         if let Some((pair, side)) = self.relays.remove(me, to) {
-            self.metrics.relay_end(ErrorCode::PeerGone, Cause::Ended.as_str());
+            self.metrics
+                .relay_end(ErrorCode::PeerGone, Cause::Ended.as_str());
             if pair.agreed[1 - side] {
                 let msg = closed(me, ErrorCode::PeerGone, format!("{me:?} ended the relay"));
                 let _ = self.deliver(to, &msg, None, Kind::Queued, now);
@@ -471,7 +475,15 @@ impl State {
             })
         });
         if let Some((cause, message)) = over {
-            self.end_both(&me, to, ErrorCode::RelayLimit, cause, &message, &message, now);
+            self.end_both(
+                &me,
+                to,
+                ErrorCode::RelayLimit,
+                cause,
+                &message,
+                &message,
+                now,
+            );
             return Relayed::Dropped;
         }
 
@@ -493,7 +505,15 @@ impl State {
             let message = format!(
                 "{to:?} does not read its relay frames fast enough ({waiting} bytes waiting)"
             );
-            self.end_both(&me, to, ErrorCode::RelayLimit, Cause::Backlog, &message, &message, now);
+            self.end_both(
+                &me,
+                to,
+                ErrorCode::RelayLimit,
+                Cause::Backlog,
+                &message,
+                &message,
+                now,
+            );
             return Relayed::Dropped;
         }
         counter.fetch_add(out.len(), Ordering::Relaxed);
@@ -554,7 +574,8 @@ impl State {
             let Some((pair, side)) = self.relays.remove(peer, &other) else {
                 continue;
             };
-            self.metrics.relay_end(ErrorCode::PeerGone, Cause::Gone.as_str());
+            self.metrics
+                .relay_end(ErrorCode::PeerGone, Cause::Gone.as_str());
             if pair.agreed[1 - side] {
                 let message = format!("{peer:?} lost its connection to the broker");
                 let msg = closed(peer, ErrorCode::PeerGone, message);
@@ -581,7 +602,8 @@ impl State {
             let Some((pair, side)) = self.relays.remove(peer, &other) else {
                 continue;
             };
-            self.metrics.relay_end(ErrorCode::PeerGone, Cause::Gone.as_str());
+            self.metrics
+                .relay_end(ErrorCode::PeerGone, Cause::Gone.as_str());
             if pair.agreed[1 - side] {
                 let msg = closed(peer, ErrorCode::PeerGone, format!("{peer:?} went offline"));
                 let _ = self.deliver(&other, &msg, None, Kind::Queued, now);
@@ -594,13 +616,7 @@ impl State {
     /// still open (4005), relay frames may be left unwritten on the old
     /// one: its active pairs end and both sides hear it (pending ones,
     /// which carried nothing yet, stay).
-    pub(super) fn relay_resumed(
-        &mut self,
-        peer: &str,
-        conn: ConnId,
-        replaced: bool,
-        now: Instant,
-    ) {
+    pub(super) fn relay_resumed(&mut self, peer: &str, conn: ConnId, replaced: bool, now: Instant) {
         for msg in self.relays.owed.remove(peer).unwrap_or_default() {
             self.send_conn(conn, &msg, now);
         }
@@ -641,7 +657,8 @@ impl State {
             let Some((pair, _)) = self.relays.remove(&a, &b) else {
                 continue;
             };
-            self.metrics.relay_end(ErrorCode::RelayLimit, Cause::Expired.as_str());
+            self.metrics
+                .relay_end(ErrorCode::RelayLimit, Cause::Expired.as_str());
             for (side, (who, other)) in [(&a, &b), (&b, &a)].into_iter().enumerate() {
                 if pair.agreed[side] {
                     let message = format!("{other:?} did not agree to relay within {secs} s");
@@ -699,7 +716,10 @@ mod tests {
         h.register(a, "alice");
         h.register(b, "bob");
         assert_eq!(relay(&mut h, a, "bob")["type"], "ok");
-        assert!(h.frames(b).is_empty(), "bob hears nothing of alice's side alone");
+        assert!(
+            h.frames(b).is_empty(),
+            "bob hears nothing of alice's side alone"
+        );
         // One side alone: nothing is forwarded, and alice is told.
         let frame = frames::encode("bob", b"early");
         assert_eq!(h.send_binary(a, &frame), Relayed::Dropped);
@@ -717,14 +737,23 @@ mod tests {
         let got = h.frames(a);
         assert_eq!(types(&got), ["relay-ready"]);
         assert_eq!(got[0]["id"], "bob");
-        assert_eq!((h.hub.stats().relay_pairs, h.hub.stats().relay_pending), (1, 0));
+        assert_eq!(
+            (h.hub.stats().relay_pairs, h.hub.stats().relay_pending),
+            (1, 0)
+        );
 
         for n in 0..5u8 {
-            assert_eq!(h.send_binary(a, &frames::encode("bob", &[n])), Relayed::Forwarded);
+            assert_eq!(
+                h.send_binary(a, &frames::encode("bob", &[n])),
+                Relayed::Forwarded
+            );
         }
         let want: Vec<Vec<u8>> = (0..5u8).map(|n| frames::encode("alice", &[n])).collect();
         assert_eq!(h.binary(b), want);
-        assert_eq!(h.send_binary(b, &frames::encode("alice", b"back")), Relayed::Forwarded);
+        assert_eq!(
+            h.send_binary(b, &frames::encode("alice", b"back")),
+            Relayed::Forwarded
+        );
         assert_eq!(h.binary(a), vec![frames::encode("bob", b"back")]);
         assert!(h.frames(a).is_empty() && h.frames(b).is_empty());
 
@@ -753,7 +782,10 @@ mod tests {
         h.register(b, "bob");
         let r = relay(&mut h, a, "bob");
         assert_eq!(r["code"], "relay-refused");
-        assert!(r["message"].as_str().unwrap().contains("--relay off"), "{r}");
+        assert!(
+            r["message"].as_str().unwrap().contains("--relay off"),
+            "{r}"
+        );
         h.send_binary(a, &frames::encode("bob", b"x"));
         let why = closed_with(&h.frames(a), "bob", "relay-limit");
         assert!(why.contains("--relay off"), "{why}");
@@ -766,26 +798,45 @@ mod tests {
             (vec![], "an empty relay frame"),
             (vec![9, b'b'], "shorter than its id"),
             (vec![1, b' ', 1], "not a peer id"),
-            (frames::encode("bob", &vec![0; MAX_RELAY_PAYLOAD + 1]), "over 64 KiB"),
+            (
+                frames::encode("bob", &vec![0; MAX_RELAY_PAYLOAD + 1]),
+                "over 64 KiB",
+            ),
         ] {
             assert_eq!(h.send_binary(a, &frame), Relayed::Dropped);
             let got = h.frames(a);
             assert_eq!(got.len(), 1);
-            assert_eq!((got[0]["type"].as_str(), got[0]["code"].as_str()), (Some("error"), Some("bad-message")));
-            assert!(got[0]["message"].as_str().unwrap().contains(what), "{}", got[0]);
+            assert_eq!(
+                (got[0]["type"].as_str(), got[0]["code"].as_str()),
+                (Some("error"), Some("bad-message"))
+            );
+            assert!(
+                got[0]["message"].as_str().unwrap().contains(what),
+                "{}",
+                got[0]
+            );
         }
         assert!(h.binary(b).is_empty());
         let c = h.connect();
-        assert_eq!(h.send_binary(c, &frames::encode("bob", b"x")), Relayed::Dropped);
+        assert_eq!(
+            h.send_binary(c, &frames::encode("bob", b"x")),
+            Relayed::Dropped
+        );
         assert_eq!(h.frames(c)[0]["code"], "not-registered");
     }
 
     #[test]
     fn the_rate_cap_ends_the_pair_for_both_sides() {
         let (mut h, a, b) = paired(); // 100 000 bytes/s, one second's burst
-        assert_eq!(h.send_binary(a, &frames::encode("bob", &[1; 60_000])), Relayed::Forwarded);
+        assert_eq!(
+            h.send_binary(a, &frames::encode("bob", &[1; 60_000])),
+            Relayed::Forwarded
+        );
         h.at(ms(100)); // 10 000 bytes back: 50 000 left, 60 000 asked
-        assert_eq!(h.send_binary(a, &frames::encode("bob", &[2; 60_000])), Relayed::Dropped);
+        assert_eq!(
+            h.send_binary(a, &frames::encode("bob", &[2; 60_000])),
+            Relayed::Dropped
+        );
         let why = closed_with(&h.frames(a), "bob", "relay-limit");
         assert!(why.contains("--relay-rate (100000 bytes/s)"), "{why}");
         let got = h.frames(b);
@@ -793,7 +844,10 @@ mod tests {
         assert_eq!(h.binary(b).len(), 1, "only the first frame");
         assert_eq!(h.hub.stats().relay_pairs, 0);
         // Ended means ended: later frames are answered, not forwarded.
-        assert_eq!(h.send_binary(b, &frames::encode("alice", b"x")), Relayed::Dropped);
+        assert_eq!(
+            h.send_binary(b, &frames::encode("alice", b"x")),
+            Relayed::Dropped
+        );
         closed_with(&h.frames(b), "alice", "relay-limit");
     }
 
@@ -802,10 +856,16 @@ mod tests {
         let (mut h, a, b) = paired();
         let fits = (100_000 / MIN_FRAME_CHARGE) as usize;
         for _ in 0..fits {
-            assert_eq!(h.send_binary(a, &frames::encode("bob", &[])), Relayed::Forwarded);
+            assert_eq!(
+                h.send_binary(a, &frames::encode("bob", &[])),
+                Relayed::Forwarded
+            );
             h.binary(b);
         }
-        assert_eq!(h.send_binary(a, &frames::encode("bob", &[])), Relayed::Dropped);
+        assert_eq!(
+            h.send_binary(a, &frames::encode("bob", &[])),
+            Relayed::Dropped
+        );
         closed_with(&h.frames(a), "bob", "relay-limit");
     }
 
@@ -815,12 +875,19 @@ mod tests {
         for n in 0..20u64 {
             h.at(ms(1000 * n));
             let (from, to) = if n % 2 == 0 { (a, "bob") } else { (b, "alice") };
-            assert_eq!(h.send_binary(from, &frames::encode(to, &[0; 50_000])), Relayed::Forwarded, "frame {n}");
+            assert_eq!(
+                h.send_binary(from, &frames::encode(to, &[0; 50_000])),
+                Relayed::Forwarded,
+                "frame {n}"
+            );
             h.binary(a);
             h.binary(b);
         }
         h.at(ms(20_000));
-        assert_eq!(h.send_binary(a, &frames::encode("bob", &[0; 1])), Relayed::Dropped);
+        assert_eq!(
+            h.send_binary(a, &frames::encode("bob", &[0; 1])),
+            Relayed::Dropped
+        );
         let why = closed_with(&h.frames(a), "bob", "relay-limit");
         assert!(why.contains("--relay-max-bytes (1000000 bytes)"), "{why}");
         closed_with(&h.frames(b), "alice", "relay-limit");
@@ -838,13 +905,25 @@ mod tests {
         h.frames(d);
         // Each within its pair's 100 000 a second (one each way for alice
         // and bob), 180 000 together.
-        assert_eq!(h.send_binary(a, &frames::encode("bob", &[0; 60_000])), Relayed::Forwarded);
-        assert_eq!(h.send_binary(b, &frames::encode("alice", &[0; 60_000])), Relayed::Forwarded);
-        assert_eq!(h.send_binary(c, &frames::encode("dave", &[0; 60_000])), Relayed::Dropped);
+        assert_eq!(
+            h.send_binary(a, &frames::encode("bob", &[0; 60_000])),
+            Relayed::Forwarded
+        );
+        assert_eq!(
+            h.send_binary(b, &frames::encode("alice", &[0; 60_000])),
+            Relayed::Forwarded
+        );
+        assert_eq!(
+            h.send_binary(c, &frames::encode("dave", &[0; 60_000])),
+            Relayed::Dropped
+        );
         let why = closed_with(&h.frames(c), "dave", "relay-limit");
         assert!(why.contains("--relay-total-rate"), "{why}");
         closed_with(&h.frames(d), "carol", "relay-limit");
-        assert!(h.frames(a).is_empty() && h.frames(b).is_empty(), "alice and bob go on");
+        assert!(
+            h.frames(a).is_empty() && h.frames(b).is_empty(),
+            "alice and bob go on"
+        );
         assert_eq!(h.binary(d), Vec::<Vec<u8>>::new());
         assert_eq!(h.hub.stats().relay_pairs, 1);
     }
@@ -865,15 +944,27 @@ mod tests {
         assert_eq!(relay(&mut h, conns[0], "carol")["type"], "ok");
         let r = relay(&mut h, conns[0], "dave");
         assert_eq!(r["code"], "relay-refused");
-        assert!(r["message"].as_str().unwrap().contains("--relay-max-per-peer"), "{r}");
+        assert!(
+            r["message"]
+                .as_str()
+                .unwrap()
+                .contains("--relay-max-per-peer"),
+            "{r}"
+        );
         assert_eq!(relay(&mut h, conns[3], "erin")["type"], "ok");
         let r = relay(&mut h, conns[1], "carol");
         assert_eq!(r["code"], "relay-refused");
-        assert!(r["message"].as_str().unwrap().contains("--relay-max-pairs"), "{r}");
+        assert!(
+            r["message"].as_str().unwrap().contains("--relay-max-pairs"),
+            "{r}"
+        );
         // Completing a pending pair takes no new place.
         assert_eq!(relay(&mut h, conns[1], "alice")["type"], "relay-ready");
         // Ending one frees its place.
-        h.request(conns[0], json!({"type": "relay-end", "rid": 3, "to": "carol"}));
+        h.request(
+            conns[0],
+            json!({"type": "relay-end", "rid": 3, "to": "carol"}),
+        );
         assert_eq!(relay(&mut h, conns[1], "carol")["type"], "ok");
     }
 
@@ -905,7 +996,10 @@ mod tests {
         assert!(h.frames(a).is_empty());
         h.sweep(ms(80));
         let why = closed_with(&h.frames(a), "bob", "relay-limit");
-        assert!(why.contains("did not agree to relay within 0.05 s"), "{why}");
+        assert!(
+            why.contains("did not agree to relay within 0.05 s"),
+            "{why}"
+        );
         assert!(h.frames(b).is_empty());
         assert_eq!(h.hub.stats().relay_pending, 0);
     }
@@ -916,7 +1010,10 @@ mod tests {
         h.drop_conn(a, false);
         let why = closed_with(&h.frames(b), "alice", "peer-gone");
         assert!(why.contains("lost its connection"), "{why}");
-        assert_eq!(h.send_binary(b, &frames::encode("alice", b"x")), Relayed::Dropped);
+        assert_eq!(
+            h.send_binary(b, &frames::encode("alice", b"x")),
+            Relayed::Dropped
+        );
         closed_with(&h.frames(b), "alice", "relay-limit");
         assert!(h.hub.stats().relay_pairs == 0);
     }
@@ -976,7 +1073,10 @@ mod tests {
         h.frames(a);
         h.frames(b);
         h.drop_conn(a, true);
-        assert_eq!(closed_with(&h.frames(b), "alice", "peer-gone"), "\"alice\" went offline");
+        assert_eq!(
+            closed_with(&h.frames(b), "alice", "peer-gone"),
+            "\"alice\" went offline"
+        );
         closed_with(&h.frames(c), "alice", "peer-gone");
         // A detached id's owed news goes with it when its window ends.
         h.drop_conn(b, false);
@@ -1009,9 +1109,16 @@ mod tests {
             }
             sent += 1;
         }
-        assert_eq!(sent, (1 << 21) / (MAX_RELAY_PAYLOAD + 6), "2 MiB waiting at most");
+        assert_eq!(
+            sent,
+            (1 << 21) / (MAX_RELAY_PAYLOAD + 6),
+            "2 MiB waiting at most"
+        );
         let why = closed_with(&h.frames(a), "bob", "relay-limit");
-        assert!(why.contains("does not read its relay frames fast enough"), "{why}");
+        assert!(
+            why.contains("does not read its relay frames fast enough"),
+            "{why}"
+        );
         assert_eq!(h.killed(b), None, "bob keeps his connection");
         // What bob reads gives the backlog back.
         assert_eq!(h.binary(b).len(), sent);
