@@ -11,7 +11,8 @@
 #   peer_frame      the peer-to-peer frame decoder and channel labels
 #   reassembly      the chunk reassembler: hostile frames, and interleaved real messages
 #   rest_codec      rest URLs, queries, request/response heads, routing
-#   hub_sequence    the broker hub under arbitrary connections, requests, drops and clock jumps
+#   hub_sequence    the broker hub under arbitrary connections, requests, relays, drops and clock jumps
+#   relay_frame     the relay frame codec and the hub forwarding any binary frame between a relay pair
 #   stun_packet     the broker's STUN codec: any datagram, answered only if a binding request, briefly
 #
 # A crash is copied into fuzz/regressions/<target>/ (commit it with the fix:
@@ -20,7 +21,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_EACH=${FUZZ_SECONDS:-60}
 TARGETS=("$@")
-[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(broker_message peer_frame reassembly rest_codec hub_sequence stun_packet)
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(broker_message peer_frame reassembly rest_codec hub_sequence relay_frame stun_packet)
 
 # cargo fuzz instruments with -Z flags: nightly if installed, otherwise the
 # stable compiler with RUSTC_BOOTSTRAP=1 (the flags it needs exist there).

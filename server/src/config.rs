@@ -4,12 +4,26 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use peerwire::protocol::limits;
+use peerwire::protocol::relay::MAX_RELAY_PAYLOAD;
 
 use crate::auth::Policy;
-use crate::hub::HubConfig;
+use crate::hub::{HubConfig, RelayConfig, relay_defaults};
 use crate::ice::{self, IceConfig, OwnStun};
+
+/// A feature switched on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+impl Switch {
+    pub fn is_on(self) -> bool {
+        self == Switch::On
+    }
+}
 
 /// The peerwire signalling broker.
 ///
@@ -197,6 +211,45 @@ pub struct Config {
     )]
     pub protected_rooms: Vec<String>,
 
+    /// Relay data between two ids that both ask for it (`relay`), over their
+    /// broker connections, when they have no direct path. off: every
+    /// `relay` is refused (relay-refused).
+    #[arg(
+        long,
+        env = "PEERWIRE_RELAY",
+        value_enum,
+        default_value = "on",
+        value_name = "on|off"
+    )]
+    pub relay: Switch,
+
+    /// Bytes per second one relay pair may carry in each direction (token
+    /// bucket, one second's worth of burst); faster ends the pair
+    /// (relay-limit). At least 65536.
+    #[arg(long, env = "PEERWIRE_RELAY_RATE", default_value_t = relay_defaults::DEFAULT_RATE)]
+    pub relay_rate: u64,
+
+    /// Bytes one relay pair may carry in total, both directions together;
+    /// beyond, the pair ends (relay-limit).
+    #[arg(long, env = "PEERWIRE_RELAY_MAX_BYTES", default_value_t = relay_defaults::DEFAULT_MAX_BYTES)]
+    pub relay_max_bytes: u64,
+
+    /// Relay pairs, active and waiting for the other side, at once; beyond,
+    /// `relay` is refused (relay-refused).
+    #[arg(long, env = "PEERWIRE_RELAY_MAX_PAIRS", default_value_t = relay_defaults::DEFAULT_MAX_PAIRS)]
+    pub relay_max_pairs: usize,
+
+    /// Relay pairs one id may have asked for at once; beyond, its `relay`
+    /// is refused (relay-refused).
+    #[arg(long, env = "PEERWIRE_RELAY_MAX_PER_PEER", default_value_t = relay_defaults::DEFAULT_MAX_PER_PEER)]
+    pub relay_max_per_peer: usize,
+
+    /// Bytes per second all relay pairs together may carry (token bucket,
+    /// one second's worth of burst); a frame beyond it ends the pair that
+    /// sent it (relay-limit).
+    #[arg(long, env = "PEERWIRE_RELAY_TOTAL_RATE", default_value_t = relay_defaults::DEFAULT_TOTAL_RATE)]
+    pub relay_total_rate: u64,
+
     /// How often grace windows, state TTLs and rendezvous deadlines are
     /// checked, in ms.
     #[arg(long, env = "PEERWIRE_SWEEP_MS", default_value_t = 100)]
@@ -226,6 +279,15 @@ impl Config {
                     port,
                     public_host: self.stun_public_host.as_deref().and_then(ice::bare_host),
                 }),
+            },
+            relay: RelayConfig {
+                enabled: self.relay.is_on(),
+                rate: self.relay_rate,
+                max_bytes: self.relay_max_bytes,
+                max_pairs: self.relay_max_pairs,
+                max_per_peer: self.relay_max_per_peer,
+                total_rate: self.relay_total_rate,
+                ..RelayConfig::default()
             },
         })
     }
@@ -292,6 +354,21 @@ impl Config {
         if self.max_frame_bytes < 1024 || self.outbound_queue == 0 {
             return Err(
                 "--max-frame-bytes must be at least 1024 and --outbound-queue above 0".into(),
+            );
+        }
+        let one_frame = MAX_RELAY_PAYLOAD as u64;
+        if self.relay_rate < one_frame || self.relay_max_bytes < one_frame {
+            return Err(format!(
+                "--relay-rate and --relay-max-bytes must be at least {one_frame} (one relay frame's largest payload)"
+            ));
+        }
+        if self.relay_total_rate < self.relay_rate {
+            return Err("--relay-total-rate must be at least --relay-rate".into());
+        }
+        if self.relay_max_pairs == 0 || self.relay_max_per_peer == 0 {
+            return Err(
+                "--relay-max-pairs and --relay-max-per-peer must be above 0 (use --relay off to relay nothing)"
+                    .into(),
             );
         }
         if self.outbound_queue <= self.max_queued + self.max_rooms_per_peer + 1 {

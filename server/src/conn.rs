@@ -5,20 +5,26 @@
 //! ends first decides how the connection closes. The writer drains a bounded
 //! queue (the hub closes clients that let it fill, 4003) and obeys the hub's
 //! one-shot close switch (4005 replaced, 1001 shutdown).
+//!
+//! Text frames are JSON messages; binary frames are relay frames, handed to
+//! [`crate::hub::Hub::handle_binary`]. Every text frame costs a token of the
+//! connection's (and its address's) message rate limit; a relay frame the
+//! hub forwarded does not (the relay's byte caps pace those), one it
+//! dropped does.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
-use peerwire::protocol::{ClientMessage, CloseCode, DecodeError, ErrorCode};
+use peerwire::protocol::{ClientMessage, CloseCode};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{MissedTickBehavior, interval, timeout};
 
 use crate::App;
 use crate::auth::Grant;
-use crate::hub::Outgoing;
+use crate::hub::{Outgoing, Relayed};
 
 /// How a connection ended.
 enum Ending {
@@ -56,6 +62,7 @@ pub async fn run(
     let heartbeat_every = Duration::from_millis(app.config.heartbeat_interval_ms);
     let silence_limit = Duration::from_millis(app.config.heartbeat_timeout_ms);
     let max_frame = app.config.max_frame_bytes;
+    let max_binary = max_binary_frame(app.config.max_frame_bytes, app.config.relay.is_on());
     let mut bucket = crate::limits::TokenBucket::new(
         app.config.rate_limit,
         app.config.rate_burst,
@@ -73,7 +80,7 @@ pub async fn run(
                     biased;
                     code = &mut kill_rx => return Ending::Killed(code.unwrap_or(CloseCode::GoingAway)),
                     frame = rx.recv() => match frame {
-                        Some(o) => Message::Text(o.frame),
+                        Some(o) => o.into_message(),
                         None => return Ending::Killed(CloseCode::GoingAway),
                     },
                     _ = ping.tick() => Message::Ping(Default::default()),
@@ -85,7 +92,7 @@ pub async fn run(
                     sink.feed(out).await?;
                     for _ in 0..WRITE_BATCH {
                         match rx.try_recv() {
-                            Ok(o) => sink.feed(Message::Text(o.frame)).await?,
+                            Ok(o) => sink.feed(o.into_message()).await?,
                             Err(_) => break,
                         }
                     }
@@ -118,16 +125,18 @@ pub async fn run(
                     }
                     Ok(Some(Ok(frame))) => frame,
                 };
-                // Every data frame costs a token, from this connection's
-                // bucket and from its address's.
-                if matches!(frame, Message::Text(_) | Message::Binary(_)) {
+                // Every JSON message costs a token, from this connection's
+                // bucket and from its address's; so does every relay frame
+                // the hub did not forward.
+                let mut take_token = || {
                     let now = Instant::now();
-                    if !bucket.take(now) || !app.addresses.take(ip, now) {
-                        return Ending::Close(CloseCode::TooManyMessages);
-                    }
-                }
+                    bucket.take(now) && app.addresses.take(ip, now)
+                };
                 match frame {
                     Message::Text(text) => {
+                        if !take_token() {
+                            return Ending::Close(CloseCode::TooManyMessages);
+                        }
                         if text.len() > max_frame {
                             return Ending::Close(CloseCode::MessageTooBig);
                         }
@@ -137,18 +146,13 @@ pub async fn run(
                         }
                     }
                     Message::Binary(bytes) => {
-                        if bytes.len() > max_frame {
+                        if bytes.len() > max_binary {
                             return Ending::Close(CloseCode::MessageTooBig);
                         }
-                        app.hub.reject(
-                            conn,
-                            DecodeError {
-                                code: ErrorCode::BadMessage,
-                                rid: None,
-                                message: "binary frames are not part of the protocol; send JSON text frames".into(),
-                            },
-                            Instant::now(),
-                        );
+                        let relayed = app.hub.handle_binary(conn, &bytes, Instant::now());
+                        if relayed == Relayed::Dropped && !take_token() {
+                            return Ending::Close(CloseCode::TooManyMessages);
+                        }
                     }
                     Message::Ping(_) | Message::Pong(_) => {}
                     Message::Close(frame) => {
@@ -195,6 +199,17 @@ pub async fn run(
         .await;
     }
     let _ = timeout(Duration::from_secs(2), sink.close()).await;
+}
+
+/// The largest binary frame a client may send: a whole relay frame when
+/// the broker relays (its payload may be 64 KiB whatever
+/// `--max-frame-bytes` says), else `--max-frame-bytes`.
+pub fn max_binary_frame(max_frame_bytes: usize, relay: bool) -> usize {
+    if relay {
+        max_frame_bytes.max(crate::hub::MAX_RELAY_FRAME)
+    } else {
+        max_frame_bytes
+    }
 }
 
 /// Closes a just-upgraded socket at once with `code` and `reason` (cut to

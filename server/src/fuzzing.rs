@@ -7,6 +7,10 @@
 //!   limit is reached. Checked for every input: no panic, and once every
 //!   connection has gone and the grace window has passed, the hub holds
 //!   nothing (no connection, id, room, key or hostname left behind).
+//! - [`relay_frame`]: a relay frame from an id with a `relay-ready` pair.
+//!   Checked: no panic; the codec reads back what it wrote; the receiver
+//!   gets the frame, rewritten to name the sender, exactly when the hub
+//!   says it forwarded it, and the sender is told otherwise.
 //! - [`stun_packet`]: the STUN codec on any datagram. Checked: no panic; an
 //!   answer only to a binding request, at most one, never longer than
 //!   `MAX_RESPONSE_LEN`, carrying the request's transaction id and the
@@ -15,12 +19,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use peerwire::protocol::relay;
 use peerwire::protocol::{ClientMessage, CloseCode};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::{Grant, Policy};
-use crate::hub::{ConnId, Hub, HubConfig, HubEnv, HubStats, Outgoing};
+use crate::hub::{ConnId, Frame, Hub, HubConfig, HubEnv, HubStats, Outgoing, RelayConfig, Relayed};
 use crate::ice::{IceConfig, OwnStun};
 use crate::metrics::Metrics;
 use crate::stun::codec;
@@ -29,8 +34,11 @@ use crate::stun::codec;
 pub type Target = fn(&[u8]);
 
 /// The targets, by the name of their folder under `fuzz/regressions/`.
-pub const TARGETS: [(&str, Target); 2] =
-    [("hub_sequence", hub_sequence), ("stun_packet", stun_packet)];
+pub const TARGETS: [(&str, Target); 3] = [
+    ("hub_sequence", hub_sequence),
+    ("relay_frame", relay_frame),
+    ("stun_packet", stun_packet),
+];
 
 const IDS: [&str; 4] = ["a", "b", "c", "admin-1"];
 const ROOMS: [&str; 3] = ["r1", "r2", "staff"];
@@ -72,13 +80,25 @@ fn config() -> HubConfig {
             }),
             ..IceConfig::default()
         },
+        relay: RelayConfig {
+            enabled: true,
+            rate: 2_000,
+            max_bytes: 5_000,
+            max_pairs: 3,
+            max_per_peer: 2,
+            total_rate: 3_000,
+            intent_timeout: Duration::from_millis(30),
+        },
     }
 }
 
 /// Reads what a connection was sent; remembers resume tokens.
 fn drain(slot: &mut Slot) {
     while let Ok(Outgoing { frame, .. }) = slot.rx.try_recv() {
-        let v: serde_json::Value = serde_json::from_str(frame.as_str()).expect("hub sends JSON");
+        let Some(text) = frame.as_text() else {
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_str(text).expect("hub sends JSON");
         if v["type"] == "registered" {
             let id = v["id"].as_str().unwrap_or_default().to_string();
             let token = v["resumeToken"].as_str().unwrap_or_default().to_string();
@@ -197,6 +217,21 @@ pub fn hub_sequence(data: &[u8]) {
             }
             // Read everything pending (otherwise the reader is slow).
             (3, Some(slot)) => drain(slot),
+            // Relay: agree, end, a relay frame, or a broken one.
+            (4, Some(slot)) => {
+                let to = IDS[(arg / 4) as usize % IDS.len()].to_string();
+                match arg % 4 {
+                    0 => hub.handle(slot.conn, ClientMessage::Relay { rid, to }, now),
+                    1 => hub.handle(slot.conn, ClientMessage::RelayEnd { rid, to }, now),
+                    2 => {
+                        let payload = vec![arg; arg as usize * 8];
+                        hub.handle_binary(slot.conn, &relay::encode(&to, &payload), now);
+                    }
+                    _ => {
+                        hub.handle_binary(slot.conn, &[arg, b'a', arg], now);
+                    }
+                }
+            }
             (_, Some(slot)) => {
                 drain(slot);
                 if let Some(t) = slot.token.take() {
@@ -218,6 +253,75 @@ pub fn hub_sequence(data: &[u8]) {
         "the hub let go of everything"
     );
     assert!(hub.is_idle(), "no cut-off connection left behind");
+}
+
+/// Runs one input as a relay frame from `a`, which has a `relay-ready`
+/// pair with `b`.
+pub fn relay_frame(data: &[u8]) {
+    if let Ok((id, payload)) = relay::decode(data) {
+        assert_eq!(
+            relay::encode(id, payload),
+            data,
+            "the codec reads back what it wrote"
+        );
+    }
+    let hub = Hub::new(
+        HubConfig::default(),
+        Arc::new(Metrics::new()),
+        HubEnv::seeded(1, 1_700_000_000),
+    );
+    let now = Instant::now();
+    let mut conns = Vec::new();
+    for id in ["a", "b"] {
+        let (tx, rx) = mpsc::channel(64);
+        let (kill, kill_rx) = oneshot::channel();
+        let conn = hub.connect(tx, kill, None, None);
+        let register = ClientMessage::Register {
+            rid: 1,
+            id: Some(id.into()),
+            resume_token: None,
+        };
+        hub.handle(conn, register, now);
+        conns.push((conn, rx, kill_rx));
+    }
+    let a = conns[0].0;
+    for (conn, to) in [(a, "b"), (conns[1].0, "a")] {
+        let relay = ClientMessage::Relay {
+            rid: 2,
+            to: to.into(),
+        };
+        hub.handle(conn, relay, now);
+    }
+    let mut read = |i: usize| -> (Vec<serde_json::Value>, Vec<Vec<u8>>) {
+        let (mut text, mut binary) = (Vec::new(), Vec::new());
+        while let Ok(o) = conns[i].1.try_recv() {
+            match o.frame {
+                Frame::Text(t) => text.push(serde_json::from_str(t.as_str()).expect("JSON")),
+                Frame::Binary(b) => binary.push(b.to_vec()),
+            }
+        }
+        (text, binary)
+    };
+    let _ = (read(0), read(1));
+    let outcome = hub.handle_binary(a, data, now);
+    let (told, sent_back) = read(0);
+    let (_, received) = read(1);
+    assert!(
+        sent_back.is_empty(),
+        "nothing binary goes back to the sender"
+    );
+    match outcome {
+        Relayed::Forwarded => {
+            let (to, payload) = relay::decode(data).expect("forwarded frames are valid");
+            assert_eq!(to, "b");
+            assert!(told.is_empty(), "{told:?}");
+            assert_eq!(received, vec![relay::encode("a", payload)]);
+        }
+        Relayed::Dropped => {
+            assert!(received.is_empty(), "a dropped frame reaches nobody");
+            assert_eq!(told.len(), 1, "the sender is told why: {told:?}");
+        }
+    }
 }
 
 /// Senders the STUN target answers: IPv4, IPv6, and IPv4 seen through a

@@ -167,7 +167,8 @@ async fn ws_upgrade(
     // tungstenite's own limit sits above ours so that a frame just over the
     // limit is read and refused with 1009 by `conn`, while a huge one is
     // refused by tungstenite before it is buffered.
-    let hard_limit = app.config.max_frame_bytes.saturating_mul(2);
+    let largest = conn::max_binary_frame(app.config.max_frame_bytes, app.config.relay.is_on());
+    let hard_limit = largest.saturating_mul(2);
     // Signalling frames are small: 4 KiB buffers instead of tungstenite's
     // 128 KiB defaults cut memory per idle connection by a factor of ~20
     // (larger frames still arrive whole, up to the limit).

@@ -36,11 +36,17 @@ impl TokenBucket {
 
     /// Takes one token; `false` when the bucket is empty.
     pub fn take(&mut self, now: Instant) -> bool {
+        self.take_n(1.0, now)
+    }
+
+    /// Takes `n` tokens (bytes, for the relay's byte rates); `false`, and
+    /// nothing taken, when fewer are left.
+    pub fn take_n(&mut self, n: f64, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+        if self.tokens >= n {
+            self.tokens -= n;
             true
         } else {
             false
@@ -244,6 +250,17 @@ mod tests {
             5,
             "never above the burst"
         );
+    }
+
+    #[test]
+    fn byte_buckets_take_amounts_or_nothing() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(1000.0, 1000.0, t0);
+        assert!(b.take_n(600.0, t0));
+        assert!(!b.take_n(600.0, t0), "400 left");
+        assert!(b.take_n(400.0, t0), "a refused take takes nothing");
+        assert!(b.take_n(500.0, t0 + Duration::from_millis(500)));
+        assert!(!b.take_n(1.0, t0 + Duration::from_millis(500)));
     }
 
     #[test]

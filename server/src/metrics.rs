@@ -15,6 +15,12 @@ struct CodeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RelayEndLabel {
+    code: String,
+    cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
     outcome: &'static str,
 }
@@ -54,6 +60,9 @@ pub struct Metrics {
     pub messages_in: Counter,
     pub messages_out: Counter,
     pub connections_total: Counter,
+    /// Payload bytes the broker relayed between ids.
+    pub relayed_bytes: Counter,
+    relay_ends: Family<RelayEndLabel, Counter>,
     errors: Family<CodeLabel, Counter>,
     closes: Family<CodeLabel, Counter>,
     refused: Family<CodeLabel, Counter>,
@@ -64,6 +73,8 @@ pub struct Metrics {
     rooms: Gauge,
     keys: Gauge,
     hostnames: Gauge,
+    relay_pairs: Gauge,
+    relay_pending: Gauge,
 }
 
 impl Default for Metrics {
@@ -79,6 +90,8 @@ impl Metrics {
             messages_in: Counter::default(),
             messages_out: Counter::default(),
             connections_total: Counter::default(),
+            relayed_bytes: Counter::default(),
+            relay_ends: Family::default(),
             errors: Family::default(),
             closes: Family::default(),
             refused: Family::default(),
@@ -89,6 +102,8 @@ impl Metrics {
             rooms: Gauge::default(),
             keys: Gauge::default(),
             hostnames: Gauge::default(),
+            relay_pairs: Gauge::default(),
+            relay_pending: Gauge::default(),
         };
         {
             let mut r = m.registry.lock().unwrap_or_else(|p| p.into_inner());
@@ -145,6 +160,26 @@ impl Metrics {
                 "Hostnames registered by ids",
                 m.hostnames.clone(),
             );
+            r.register(
+                "relay_pairs",
+                "Relay pairs both ids agreed to (relay-ready sent)",
+                m.relay_pairs.clone(),
+            );
+            r.register(
+                "relay_pending",
+                "Relay requests waiting for the other id to agree",
+                m.relay_pending.clone(),
+            );
+            r.register(
+                "relayed_bytes",
+                "Payload bytes relayed between ids",
+                m.relayed_bytes.clone(),
+            );
+            r.register(
+                "relay_ends",
+                "Relay pairs ended (or pending requests dropped), by the code both sides were told and the cause (ended, gone, expired, rate, max-bytes, total-rate, backlog)",
+                m.relay_ends.clone(),
+            );
         }
         m
     }
@@ -166,6 +201,26 @@ impl Metrics {
                 code: code.code().to_string(),
             })
             .inc();
+    }
+
+    /// Counts one relay pair ended (or a pending one dropped).
+    pub fn relay_end(&self, code: ErrorCode, cause: &'static str) {
+        self.relay_ends
+            .get_or_create(&RelayEndLabel {
+                code: code.as_str().into(),
+                cause,
+            })
+            .inc();
+    }
+
+    /// How many relay pairs ended with `code` and `cause` so far.
+    pub fn relay_end_count(&self, code: ErrorCode, cause: &'static str) -> u64 {
+        self.relay_ends
+            .get_or_create(&RelayEndLabel {
+                code: code.as_str().into(),
+                cause,
+            })
+            .get()
     }
 
     /// Counts one refused upgrade.
@@ -203,6 +258,8 @@ impl Metrics {
         self.rooms.set(stats.rooms as i64);
         self.keys.set(stats.keys as i64);
         self.hostnames.set(stats.hostnames as i64);
+        self.relay_pairs.set(stats.relay_pairs as i64);
+        self.relay_pending.set(stats.relay_pending as i64);
         let mut out = String::new();
         let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
         encode(&mut out, &registry).expect("writing to a String cannot fail");

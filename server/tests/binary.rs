@@ -130,8 +130,35 @@ async fn env_vars_configure_and_bad_flags_fail_with_a_clear_message() {
         "--stun-port",
         "--stun-public-host",
         "--stun-rate-limit",
+        "--relay <on|off>",
+        "--relay-rate",
+        "--relay-max-bytes",
+        "--relay-max-pairs",
+        "--relay-max-per-peer",
+        "--relay-total-rate",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
+    }
+
+    for (args, says) in [
+        (
+            ["--relay-rate", "1000"],
+            "--relay-rate and --relay-max-bytes must be at least 65536",
+        ),
+        (
+            ["--relay-total-rate", "65536"],
+            "--relay-total-rate must be at least --relay-rate",
+        ),
+        (["--relay-max-pairs", "0"], "use --relay off"),
+        (["--relay", "maybe"], "possible values: on, off"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_peerwire-broker"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(says), "{args:?}: {err}");
     }
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_peerwire-broker"))

@@ -292,9 +292,17 @@ fn catalogue() -> Vec<Case> {
             Close(1009),
         ),
         case(
-            "binary frame above the size limit",
+            "binary frame that is not a relay frame",
             Registered,
             Input::Binary(vec![7; 9000]),
+            Error("bad-message"),
+        ),
+        case(
+            // Binary frames are relay frames: their limit is a whole relay
+            // frame (64 KiB of payload), whatever --max-frame-bytes says.
+            "binary frame above a relay frame's size",
+            Registered,
+            Input::Binary(vec![7; peerwire_broker::hub::MAX_RELAY_FRAME + 1]),
             Close(1009),
         ),
         case(

@@ -4,6 +4,8 @@
 //! bounded grace-window queue. Frames a connection never wrote come back
 //! through [`State::requeue`]. Whatever cannot be delivered is reported to
 //! its sender (`queue-full`, `peer-gone`), so nothing is lost silently.
+//! Relay frames share the outbound queue but are never queued for a
+//! detached id (see `relay`).
 
 use std::time::Instant;
 
@@ -12,7 +14,7 @@ use peerwire::protocol::messages::Rid;
 use peerwire::protocol::{CloseCode, ErrorCode, ServerMessage};
 use tokio::sync::mpsc;
 
-use super::{ConnId, Frame, Outgoing, State};
+use super::{ConnId, Frame, Outgoing, State, TextFrame};
 
 /// How a message should be treated if its target is detached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,17 +23,20 @@ pub(super) enum Kind {
     Queued,
     /// Room membership/state: dropped while detached, resent as a snapshot on resume.
     RoomEvent,
+    /// A binary relay frame: never queued for a detached id; the relay
+    /// pair ends instead (both sides hear `relay-closed`).
+    Relay,
 }
 
 /// One message held for a detached id.
 pub(super) struct Queued {
-    pub(super) frame: Frame,
+    pub(super) frame: TextFrame,
     /// Who to tell (`peer-gone`) if the id never comes back.
     pub(super) origin: Option<(String, Rid)>,
 }
 
-fn encode(msg: &ServerMessage) -> Frame {
-    Frame::from(msg.encode())
+fn encode(msg: &ServerMessage) -> TextFrame {
+    TextFrame::from(msg.encode())
 }
 
 impl State {
@@ -62,21 +67,33 @@ impl State {
     pub(super) fn send_frame(
         &mut self,
         conn: ConnId,
-        frame: Frame,
+        frame: TextFrame,
         origin: Option<(String, Rid)>,
         kind: Kind,
         now: Instant,
     ) {
+        self.push(
+            conn,
+            Outgoing {
+                frame: Frame::Text(frame),
+                origin,
+                kind,
+                _backlog: None,
+            },
+            now,
+        );
+    }
+
+    /// Puts one frame in a connection's outbound queue; `false` when it
+    /// could not be (the connection is gone, or was cut off just now).
+    pub(super) fn push(&mut self, conn: ConnId, out: Outgoing, now: Instant) -> bool {
         let Some(entry) = self.conns.get_mut(&conn) else {
-            return;
+            return false;
         };
-        match entry.tx.try_send(Outgoing {
-            frame,
-            origin,
-            kind,
-        }) {
+        match entry.tx.try_send(out) {
             Ok(()) => {
                 self.metrics.messages_out.inc();
+                true
             }
             Err(err) => {
                 // Full: the client does not read fast enough. Closed: its
@@ -99,10 +116,11 @@ impl State {
                 if let Some(peer) = peer {
                     self.cut_off.insert(conn, peer.clone());
                     self.detach(&peer, now);
-                    if out.kind == Kind::Queued {
-                        self.enqueue_or_tell(&peer, out.frame, out.origin, now);
+                    if let (Kind::Queued, Frame::Text(frame)) = (out.kind, out.frame) {
+                        self.enqueue_or_tell(&peer, frame, out.origin, now);
                     }
                 }
+                false
             }
         }
     }
@@ -134,7 +152,7 @@ impl State {
     fn enqueue_or_tell(
         &mut self,
         to: &str,
-        frame: Frame,
+        frame: TextFrame,
         origin: Option<(String, Rid)>,
         now: Instant,
     ) {
@@ -163,34 +181,37 @@ impl State {
     /// newest beyond it are refused with `queue-full`); if a newer
     /// connection holds the id they go to it; if the id is gone their
     /// senders get `peer-gone`.
+    ///
+    /// Relay frames are not requeued: the change of connection that left
+    /// them unsent ended their relay pairs, and both sides were told.
     pub(super) fn requeue(&mut self, peer: &str, unsent: Vec<Outgoing>, now: Instant) {
-        let frames: Vec<Outgoing> = unsent
+        let frames: Vec<(TextFrame, Option<(String, Rid)>)> = unsent
             .into_iter()
-            .filter(|o| o.kind == Kind::Queued)
+            .filter_map(|o| match (o.kind, o.frame) {
+                (Kind::Queued, Frame::Text(frame)) => Some((frame, o.origin)),
+                _ => None,
+            })
             .collect();
         if frames.is_empty() {
             return;
         }
         let max = self.config.max_queued;
         let Some(session) = self.sessions.get_mut(peer) else {
-            for o in frames {
-                self.tell_origin(o.origin, ErrorCode::PeerGone, peer, now);
+            for (_, origin) in frames {
+                self.tell_origin(origin, ErrorCode::PeerGone, peer, now);
             }
             return;
         };
         if let Some(conn) = session.conn {
             // A newer connection reclaimed the id (4005): deliver late
             // rather than not at all.
-            for o in frames {
-                self.send_frame(conn, o.frame, o.origin, Kind::Queued, now);
+            for (frame, origin) in frames {
+                self.send_frame(conn, frame, origin, Kind::Queued, now);
             }
             return;
         }
-        for o in frames.into_iter().rev() {
-            session.queue.push_front(Queued {
-                frame: o.frame,
-                origin: o.origin,
-            });
+        for (frame, origin) in frames.into_iter().rev() {
+            session.queue.push_front(Queued { frame, origin });
         }
         let mut refused = Vec::new();
         while session.queue.len() > max {
@@ -206,7 +227,7 @@ impl State {
     fn enqueue(
         &mut self,
         to: &str,
-        frame: Frame,
+        frame: TextFrame,
         origin: Option<(String, Rid)>,
     ) -> Result<(), ErrorCode> {
         let max = self.config.max_queued;

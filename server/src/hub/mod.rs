@@ -3,7 +3,8 @@
 //! API.
 //!
 //! The socket code knows only a handful of calls: [`Hub::connect`],
-//! [`Hub::handle`], [`Hub::reject`], [`Hub::disconnect`] and [`Hub::sweep`].
+//! [`Hub::handle`], [`Hub::handle_binary`], [`Hub::reject`],
+//! [`Hub::disconnect`] and [`Hub::sweep`].
 //! Everything the hub sends leaves through a connection's bounded outbound
 //! queue (a `tokio::sync::mpsc::Sender`), or a one-shot "close with this
 //! code" switch. The hub never awaits: its lock is held only for plain,
@@ -23,6 +24,8 @@
 //! - `rooms`: membership, broadcast, room state with TTL, snapshots.
 //! - `rendezvous`: keys, joiners, listen and pipe deadlines.
 //! - `hostnames`: names owned by ids, registered and looked up atomically.
+//! - `relay`: relay pairs (both ids agreed), binary relay frames forwarded
+//!   between them within rate and byte caps.
 //! - `sweep`: everything that happens because time passed.
 //! - `env`: the random source and wall clock the hub is built with.
 //!
@@ -40,13 +43,16 @@
 //! While detached, signals, broadcasts and rendezvous events for the id are
 //! queued (bounded); room membership and state are resent as snapshots on
 //! resume, so room events are not queued. Rooms, keys and hostnames stay
-//! with the id until it is released.
+//! with the id until it is released. Relay pairs do not survive a change of
+//! connection: detaching (or being replaced, 4005) ends them (see `relay`).
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::Utf8Bytes;
+use axum::body::Bytes;
+use axum::extract::ws::{Message, Utf8Bytes};
 use peerwire::protocol::messages::Rid;
 use peerwire::protocol::{ClientMessage, CloseCode, DecodeError, ErrorCode, ServerMessage};
 use tokio::sync::{mpsc, oneshot};
@@ -58,6 +64,7 @@ use crate::metrics::Metrics;
 mod delivery;
 mod env;
 mod hostnames;
+mod relay;
 mod rendezvous;
 mod rooms;
 mod sessions;
@@ -70,12 +77,58 @@ pub use env::SeededRng;
 pub use env::{HubEnv, HubRng, OsRng, RandomUnavailable};
 
 use delivery::Kind;
+use relay::{Backlog, Relays};
+pub use relay::{MAX_RELAY_FRAME, RelayConfig, Relayed};
+
+/// The relay's default caps (the `--relay-*` flags' defaults).
+pub mod relay_defaults {
+    pub use super::relay::{
+        DEFAULT_MAX_BYTES, DEFAULT_MAX_PAIRS, DEFAULT_MAX_PER_PEER, DEFAULT_RATE,
+        DEFAULT_TOTAL_RATE, INTENT_TIMEOUT, MIN_FRAME_CHARGE,
+    };
+}
 use rendezvous::Rendezvous;
 use rooms::Room;
 use sessions::Session;
 
-/// One encoded frame on its way to a client (cheap to clone for fan-out).
-pub type Frame = Utf8Bytes;
+/// One encoded JSON message on its way to a client (cheap to clone for
+/// fan-out).
+pub type TextFrame = Utf8Bytes;
+
+/// One frame on its way to a client: a JSON message (text), or a relay
+/// frame (binary, `[n][sender id][payload]`; see
+/// [`peerwire::protocol::relay`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    Text(TextFrame),
+    Binary(Bytes),
+}
+
+impl Frame {
+    /// The JSON text, if this is a text frame.
+    pub fn as_text(&self) -> Option<&str> {
+        match self {
+            Frame::Text(t) => Some(t.as_str()),
+            Frame::Binary(_) => None,
+        }
+    }
+
+    /// The bytes, if this is a binary (relay) frame.
+    pub fn as_binary(&self) -> Option<&[u8]> {
+        match self {
+            Frame::Text(_) => None,
+            Frame::Binary(b) => Some(b),
+        }
+    }
+
+    /// The WebSocket message that carries it.
+    pub fn into_message(self) -> Message {
+        match self {
+            Frame::Text(t) => Message::Text(t),
+            Frame::Binary(b) => Message::Binary(b),
+        }
+    }
+}
 
 /// Identifies one WebSocket connection for the life of the process.
 pub type ConnId = u64;
@@ -83,12 +136,24 @@ pub type ConnId = u64;
 /// One frame in a connection's outbound queue, with what the hub needs if
 /// the connection ends before it is written: frames for a detached id go
 /// back to the front of its grace-window queue, and senders of frames that
-/// can no longer be delivered are told.
+/// can no longer be delivered are told. A relay frame also holds its share
+/// of the receiver's relay backlog, given back when it is dropped (written,
+/// or thrown away with its connection).
 #[derive(Debug)]
 pub struct Outgoing {
     pub frame: Frame,
     origin: Option<(String, Rid)>,
     kind: Kind,
+    /// Held for its `Drop`, which gives the bytes back.
+    _backlog: Option<Backlog>,
+}
+
+impl Outgoing {
+    /// The WebSocket message that carries this frame. Dropping the rest
+    /// gives a relay frame's bytes back to the receiver's relay backlog.
+    pub fn into_message(self) -> Message {
+        self.frame.into_message()
+    }
 }
 
 /// Limits and timings the hub enforces.
@@ -110,6 +175,8 @@ pub struct HubConfig {
     /// A matched opener/joiner pair is ended after this (4001).
     pub pipe_timeout: Option<Duration>,
     pub ice: IceConfig,
+    /// Whether and within which caps the broker relays (`--relay*`).
+    pub relay: RelayConfig,
 }
 
 impl Default for HubConfig {
@@ -127,6 +194,7 @@ impl Default for HubConfig {
             listen_timeout: Some(Duration::from_millis(LISTEN_TIMEOUT_MS)),
             pipe_timeout: Some(Duration::from_millis(PIPE_TIMEOUT_MS)),
             ice: IceConfig::default(),
+            relay: RelayConfig::default(),
         }
     }
 }
@@ -140,6 +208,10 @@ pub struct HubStats {
     pub rooms: usize,
     pub keys: usize,
     pub hostnames: usize,
+    /// Relay pairs both ids agreed to (`relay-ready` sent).
+    pub relay_pairs: usize,
+    /// Relay intents waiting for the other id to agree.
+    pub relay_pending: usize,
 }
 
 /// The shared broker state. Cheap to share as `Arc<Hub>`.
@@ -165,6 +237,7 @@ impl Hub {
                 detached: HashSet::new(),
                 ttl_rooms: HashSet::new(),
                 cut_off: HashMap::new(),
+                relays: Relays::default(),
             }),
         }
     }
@@ -199,6 +272,7 @@ impl Hub {
                 peer: None,
                 grant,
                 broker_host,
+                relay_backlog: Arc::new(AtomicUsize::new(0)),
             },
         );
         id
@@ -207,6 +281,19 @@ impl Hub {
     /// One decoded message from connection `conn`.
     pub fn handle(&self, conn: ConnId, msg: ClientMessage, now: Instant) {
         self.lock().handle(conn, msg, now);
+    }
+
+    /// One binary WebSocket frame from `conn`: a relay frame
+    /// (`[n][receiver id][payload]`). Forwarded to the receiver as
+    /// `[n][sender id][payload]` when the two have a `relay-ready` pair and
+    /// the pair's caps allow; otherwise `conn` hears why (`error`
+    /// `bad-message` for a malformed frame, `relay-closed` when there is no
+    /// pair or a cap ended it) and the frame is dropped. The answer says
+    /// which, so that the socket code charges dropped frames to the
+    /// connection's message rate limit (forwarded ones are paced by the
+    /// relay's byte caps instead).
+    pub fn handle_binary(&self, conn: ConnId, frame: &[u8], now: Instant) -> Relayed {
+        self.lock().relay_frame(conn, frame, now)
     }
 
     /// A frame from `conn` that could not be decoded.
@@ -292,6 +379,7 @@ impl Hub {
             && st.hostnames.is_empty()
             && st.ttl_rooms.is_empty()
             && st.cut_off.is_empty()
+            && st.relays.is_empty()
     }
 
     /// The gauges `/metrics` reports.
@@ -304,6 +392,8 @@ impl Hub {
             rooms: st.rooms.len(),
             keys: st.keys.len(),
             hostnames: st.hostnames.len(),
+            relay_pairs: st.relays.active(),
+            relay_pending: st.relays.pending(),
         }
     }
 }
@@ -319,6 +409,8 @@ struct Conn {
     /// The host this connection reached the broker by, for the broker's
     /// own `stun:` URL.
     broker_host: Option<String>,
+    /// Bytes of relay frames in the outbound queue, not yet written.
+    relay_backlog: Arc<AtomicUsize>,
 }
 
 /// Why a request was refused: the code, the request it answers, and a
@@ -353,6 +445,8 @@ struct State {
     /// Connections the hub cut off (4003, 4005) whose tasks have not yet
     /// handed back their unsent frames, with the id they had.
     cut_off: HashMap<ConnId, String>,
+    /// Relay pairs, pending and active.
+    relays: Relays,
 }
 
 impl State {
@@ -446,14 +540,8 @@ impl State {
             (ClientMessage::LookupHostname { rid, hostname }, Some(_)) => {
                 self.lookup_hostname(rid, hostname)
             }
-            // Not built yet: the broker relays nothing.
-            (ClientMessage::Relay { rid, .. } | ClientMessage::RelayEnd { rid, .. }, Some(_)) => {
-                Err((
-                    ErrorCode::RelayRefused,
-                    rid,
-                    "this broker does not relay".into(),
-                ))
-            }
+            (ClientMessage::Relay { rid, to }, Some(me)) => self.relay(&me, rid, to, now),
+            (ClientMessage::RelayEnd { rid, to }, Some(me)) => self.relay_end(&me, rid, &to, now),
         };
         self.reply(conn, result, now);
     }

@@ -3,7 +3,8 @@
 //! session changes state: attach (register or resume), detach (a drop that
 //! was not a clean close), release (a clean close, or the grace window's
 //! end). Releasing an id gives back everything it held: rooms, keys,
-//! hostnames and its queued messages (their senders get `peer-gone`).
+//! hostnames, relay pairs and its queued messages (their senders get
+//! `peer-gone`).
 
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Instant;
@@ -205,6 +206,7 @@ impl State {
         for q in queued {
             self.send_frame(conn, q.frame, q.origin, Kind::Queued, now);
         }
+        self.relay_resumed(&id, conn, old.is_some(), now);
     }
 
     /// The id's connection is gone; hold the id for the grace window.
@@ -220,6 +222,7 @@ impl State {
         // than panicking here.
         s.grace_deadline = now.checked_add(self.config.grace);
         self.detached.insert(peer.to_string());
+        self.relay_detached(peer, now);
     }
 
     /// Frees the id: rooms, keys, hostnames, and a `peer-gone` for every
@@ -242,6 +245,7 @@ impl State {
             self.drop_joiner(peer, key, now);
         }
         self.drop_hostnames(peer, &session.hostnames);
+        self.relay_released(peer, now);
     }
 }
 

@@ -1,6 +1,7 @@
 //! Sweep: everything that happens because time passed, and nothing else.
 //! Grace windows end (the id is released), rendezvous deadlines pass
-//! (listen 4000, pipe 4001), and room state keys expire. The caller says
+//! (listen 4000, pipe 4001), room state keys expire, and relay intents the
+//! other side never agreed to are dropped. The caller says
 //! what time it is; the server calls this every `--sweep-ms`.
 
 use std::time::Instant;
@@ -14,6 +15,7 @@ impl State {
         self.end_grace_windows(now);
         self.sweep_keys(now);
         self.expire_state(now);
+        self.expire_relay_intents(now);
     }
 
     /// Releases every detached id whose grace window has ended.

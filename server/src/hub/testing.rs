@@ -10,7 +10,7 @@ use peerwire::protocol::{ClientMessage, CloseCode};
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use super::{ConnId, Hub, HubConfig, HubEnv, Outgoing};
+use super::{ConnId, Frame, Hub, HubConfig, HubEnv, Outgoing, RelayConfig, Relayed};
 use crate::metrics::Metrics;
 
 /// `n` milliseconds after the harness's base instant.
@@ -30,6 +30,15 @@ pub fn config() -> HubConfig {
         max_hostnames_per_peer: 2,
         listen_timeout: Some(ms(30)),
         pipe_timeout: Some(ms(40)),
+        relay: RelayConfig {
+            rate: 100_000,
+            max_bytes: 1_000_000,
+            max_pairs: 3,
+            max_per_peer: 2,
+            total_rate: 150_000,
+            intent_timeout: ms(50),
+            ..RelayConfig::default()
+        },
         ..HubConfig::default()
     }
 }
@@ -38,6 +47,8 @@ struct Client {
     rx: mpsc::Receiver<Outgoing>,
     /// Frames read but not yet returned (those after a request's reply).
     unread: Vec<Value>,
+    /// Binary (relay) frames read but not yet returned.
+    binary: Vec<Vec<u8>>,
     kill: oneshot::Receiver<CloseCode>,
 }
 
@@ -72,7 +83,12 @@ impl Harness {
 
     /// A connection with an outbound queue of 8 frames.
     pub fn connect(&mut self) -> ConnId {
-        let (tx, rx) = mpsc::channel(8);
+        self.connect_with_queue(8)
+    }
+
+    /// A connection with an outbound queue of `frames` frames.
+    pub fn connect_with_queue(&mut self, frames: usize) -> ConnId {
+        let (tx, rx) = mpsc::channel(frames);
         let (kill_tx, kill) = oneshot::channel();
         let conn = self.hub.connect(tx, kill_tx, None, None);
         self.clients.insert(
@@ -80,6 +96,7 @@ impl Harness {
             Client {
                 rx,
                 unread: Vec::new(),
+                binary: Vec::new(),
                 kill,
             },
         );
@@ -129,16 +146,38 @@ impl Harness {
             .to_string()
     }
 
-    /// Every frame waiting for `conn`, decoded.
+    /// Every JSON frame waiting for `conn`, decoded (binary frames wait
+    /// for [`Harness::binary`]).
     pub fn frames(&mut self, conn: ConnId) -> Vec<Value> {
         let mut out = Vec::new();
         if let Some(c) = self.clients.get_mut(&conn) {
             out.append(&mut c.unread);
             while let Ok(o) = c.rx.try_recv() {
-                out.push(serde_json::from_str(o.frame.as_str()).expect("the hub sends JSON"));
+                match o.frame {
+                    Frame::Text(t) => {
+                        out.push(serde_json::from_str(t.as_str()).expect("the hub sends JSON"))
+                    }
+                    Frame::Binary(b) => c.binary.push(b.to_vec()),
+                }
             }
         }
         out
+    }
+
+    /// Every binary frame waiting for `conn` (JSON frames wait for
+    /// [`Harness::frames`]).
+    pub fn binary(&mut self, conn: ConnId) -> Vec<Vec<u8>> {
+        let text = self.frames(conn);
+        let Some(c) = self.clients.get_mut(&conn) else {
+            return Vec::new();
+        };
+        c.unread = text;
+        std::mem::take(&mut c.binary)
+    }
+
+    /// Sends one binary frame, as the socket code would.
+    pub fn send_binary(&mut self, conn: ConnId, frame: &[u8]) -> Relayed {
+        self.hub.handle_binary(conn, frame, self.now)
     }
 
     /// The close code the hub asked for on `conn`, if any.

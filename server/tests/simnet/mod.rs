@@ -91,7 +91,11 @@ impl Broker for HubBroker {
         };
         let mut frames = Vec::new();
         while let Ok(o) = l.rx.try_recv() {
-            frames.push(o.frame.as_str().to_string());
+            // The sim's `Broker` carries text frames only; the engines send
+            // no relay frames here, so the hub sends none back.
+            if let Some(text) = o.frame.as_text() {
+                frames.push(text.to_string());
+            }
         }
         let closed = l.kill.try_recv().ok().map(|c| c.code());
         (frames, closed)

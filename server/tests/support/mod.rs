@@ -236,6 +236,48 @@ impl Client {
         }
     }
 
+    /// The next binary frame; a JSON message before it fails the test.
+    pub async fn recv_binary(&mut self) -> Vec<u8> {
+        loop {
+            let next = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("a binary frame within 5 s");
+            match next.expect("connection open").expect("no transport error") {
+                Message::Binary(b) => return b.to_vec(),
+                Message::Text(t) => panic!("a message instead of a binary frame: {t}"),
+                Message::Close(f) => panic!("closed while waiting for a binary frame: {f:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Asserts no binary frame arrives for `ms` milliseconds; returns the
+    /// JSON messages that did.
+    pub async fn no_binary_for(&mut self, ms: u64) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(ms);
+        let mut got = Vec::new();
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return got,
+                Ok(Some(Ok(Message::Binary(b)))) => panic!("unexpected binary frame: {b:?}"),
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    got.push(serde_json::from_str(t.as_str()).expect("broker sends JSON"))
+                }
+                Ok(Some(Ok(Message::Close(f)))) => panic!("unexpected close: {f:?}"),
+                Ok(Some(Ok(_))) => continue,
+                Ok(other) => panic!("connection ended: {other:?}"),
+            }
+        }
+    }
+
+    /// Sends binary frames in one flush (a burst, as fast as the socket takes them).
+    pub async fn send_binary_burst(&mut self, frames: Vec<Vec<u8>>) {
+        for f in frames {
+            self.ws.feed(Message::binary(f)).await.unwrap();
+        }
+        self.ws.flush().await.unwrap();
+    }
+
     /// The next message, which must have this `type`.
     pub async fn expect(&mut self, kind: &str) -> Value {
         let m = self.recv().await;
