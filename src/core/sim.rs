@@ -42,17 +42,20 @@ pub trait Broker {
     fn receive(&mut self, link: u64, text: &str, now: Millis);
     /// A client's socket ended (`clean`: it closed with 1000).
     fn disconnect(&mut self, link: u64, clean: bool, now: Millis);
-    /// Frames for `link`, and the close code if the broker closed it.
-    fn poll(&mut self, link: u64) -> (Vec<String>, Option<u16>);
+    /// Frames for `link`, in order, and the close code if the broker
+    /// closed it.
+    fn poll(&mut self, link: u64) -> (Vec<BrokerFrame>, Option<u16>);
     /// Time passed.
     fn tick(&mut self, now: Millis);
-    /// A binary frame (relayed bytes) from a client. A broker that does
-    /// not relay drops it.
-    fn receive_binary(&mut self, _link: u64, _bytes: &[u8], _now: Millis) {}
-    /// Binary frames for `link`.
-    fn poll_binary(&mut self, _link: u64) -> Vec<Vec<u8>> {
-        Vec::new()
-    }
+    /// A binary frame (relayed bytes) from a client.
+    fn receive_binary(&mut self, link: u64, bytes: &[u8], now: Millis);
+}
+
+/// A WebSocket frame from the broker.
+#[derive(Debug, Clone)]
+pub enum BrokerFrame {
+    Text(String),
+    Binary(Vec<u8>),
 }
 
 /// What happens at a scheduled time.
@@ -248,6 +251,8 @@ pub struct Sim<B: Broker> {
     stalled: Vec<u64>,
     /// ICE restarts each peer made (`RestartIce` actions).
     pub restarts: Vec<u32>,
+    /// No WebRTC path exists between any two peers (UDP blocked, no TURN).
+    pub no_webrtc: bool,
 }
 
 impl<B: Broker> Sim<B> {
@@ -272,6 +277,7 @@ impl<B: Broker> Sim<B> {
             unrepairable: Vec::new(),
             stalled: Vec::new(),
             restarts: Vec::new(),
+            no_webrtc: false,
         }
     }
 
@@ -936,6 +942,10 @@ impl<B: Broker> Sim<B> {
                 if self.pcs[a].closed || self.pcs[b].closed || self.pcs[a].connected {
                     return;
                 }
+                // A network with no WebRTC path: ICE never connects.
+                if self.no_webrtc {
+                    return;
+                }
                 // A frozen tab answers no connectivity checks.
                 if self.frozen.contains(&self.pcs[a].peer)
                     || self.frozen.contains(&self.pcs[b].peer)
@@ -1084,7 +1094,6 @@ impl<B: Broker> Sim<B> {
         let links: Vec<(u64, (usize, u64))> = self.links.iter().map(|(l, x)| (*l, *x)).collect();
         for (link, (peer, generation)) in links {
             let (frames, closed) = self.broker.poll(link);
-            let binary = self.broker.poll_binary(link);
             if self.stalled.contains(&link) {
                 continue;
             }
@@ -1093,25 +1102,20 @@ impl<B: Broker> Sim<B> {
                 .get(&(link, false))
                 .copied()
                 .unwrap_or(0.0);
-            for text in frames {
-                self.schedule_ordered(
-                    &mut floor,
-                    Delivery::BrokerText {
+            for frame in frames {
+                let what = match frame {
+                    BrokerFrame::Text(text) => Delivery::BrokerText {
                         peer,
                         generation,
                         text,
                     },
-                );
-            }
-            for bytes in binary {
-                self.schedule_ordered(
-                    &mut floor,
-                    Delivery::BrokerBinary {
+                    BrokerFrame::Binary(bytes) => Delivery::BrokerBinary {
                         peer,
                         generation,
                         bytes,
                     },
-                );
+                };
+                self.schedule_ordered(&mut floor, what);
             }
             if let Some(code) = closed {
                 self.links.remove(&link);

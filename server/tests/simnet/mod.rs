@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use peerwire::core::engine::{
     ChanId, Config, ConnId, ConnState, Engine, Event, Listening, Millis, OpId, Reply, Signalling,
 };
-use peerwire::core::sim::{Broker, Sim};
+use peerwire::core::sim::{Broker, BrokerFrame, Sim};
 use peerwire::protocol::frames::PayloadType;
 use peerwire::protocol::{ClientMessage, CloseCode};
 use peerwire_broker::hub::{self, Hub, HubConfig, HubEnv, Outgoing};
@@ -78,6 +78,13 @@ impl Broker for HubBroker {
         }
     }
 
+    fn receive_binary(&mut self, link: u64, bytes: &[u8], now: Millis) {
+        let at = self.at(now);
+        if let Some(l) = self.links.get(&link) {
+            self.hub.handle_binary(l.conn, bytes, at);
+        }
+    }
+
     fn disconnect(&mut self, link: u64, clean: bool, now: Millis) {
         let at = self.at(now);
         if let Some(mut l) = self.links.remove(&link) {
@@ -85,17 +92,17 @@ impl Broker for HubBroker {
         }
     }
 
-    fn poll(&mut self, link: u64) -> (Vec<String>, Option<u16>) {
+    fn poll(&mut self, link: u64) -> (Vec<BrokerFrame>, Option<u16>) {
         let Some(l) = self.links.get_mut(&link) else {
             return (Vec::new(), None);
         };
         let mut frames = Vec::new();
         while let Ok(o) = l.rx.try_recv() {
-            // The sim's `Broker` carries text frames only; the engines send
-            // no relay frames here, so the hub sends none back.
-            if let Some(text) = o.frame.as_text() {
-                frames.push(text.to_string());
-            }
+            frames.push(match (o.frame.as_text(), o.frame.as_binary()) {
+                (Some(text), _) => BrokerFrame::Text(text.to_string()),
+                (None, Some(bytes)) => BrokerFrame::Binary(bytes.to_vec()),
+                (None, None) => continue,
+            });
         }
         let closed = l.kill.try_recv().ok().map(|c| c.code());
         (frames, closed)
@@ -114,7 +121,17 @@ pub fn network(n: usize, seed: u64) -> Sim<HubBroker> {
 
 /// Like [`network`], with each peer's config adjusted by `tune`.
 pub fn network_with(n: usize, seed: u64, tune: impl Fn(&mut Config)) -> Sim<HubBroker> {
-    let mut sim = Sim::new(HubBroker::new(HubConfig::default()), seed);
+    network_on(HubConfig::default(), n, seed, tune)
+}
+
+/// Like [`network_with`], on a hub configured with `hub`.
+pub fn network_on(
+    hub: HubConfig,
+    n: usize,
+    seed: u64,
+    tune: impl Fn(&mut Config),
+) -> Sim<HubBroker> {
+    let mut sim = Sim::new(HubBroker::new(hub), seed);
     for i in 0..n {
         let mut config = peer_config(&format!("p{i}"));
         tune(&mut config);

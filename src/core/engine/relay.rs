@@ -97,9 +97,15 @@ impl Relay {
         if !self.ready || self.rate <= 0.0 {
             return None;
         }
-        let missing = p.len() as f64 - self.tokens;
+        let missing = charge(p).min(self.burst()) - self.tokens;
         Some(self.refilled + (missing / self.rate).max(0.0))
     }
+}
+
+/// What a payload costs against the broker's rate: its bytes, and at least
+/// 256 (the broker charges small frames so).
+fn charge(p: &[u8]) -> f64 {
+    p.len().max(256) as f64
 }
 
 fn payload(kind: u8, num: u32, body: &[u8]) -> Vec<u8> {
@@ -309,11 +315,11 @@ impl Engine {
         r.refill(now);
         while let Some((_, p, _)) = r.queue.front() {
             // A payload larger than the bucket goes once the bucket is full.
-            if (p.len() as f64) > r.tokens && r.tokens < r.burst() {
+            if charge(p) > r.tokens && r.tokens < r.burst() {
                 break;
             }
             let (chan, p, data) = r.queue.pop_front().expect("peeked");
-            r.tokens -= p.len() as f64;
+            r.tokens -= charge(&p);
             r.bytes_sent += p.len() as u64;
             // The own channel's close is the last payload: then the broker
             // may forget the pair.
