@@ -11,6 +11,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
+import { createHmac } from 'node:crypto';
 import { launch } from '../e2e/harness.mjs';
 
 const run = promisify(execFile);
@@ -113,7 +114,7 @@ export async function scenario({ kinds, iceServers, brokerArgs = [] }, body) {
   try {
     browsers.push(await browserIn('a'), await browserIn('b'));
     const [a, b] = await Promise.all(browsers.map(openPage));
-    await body(a, b);
+    await body(a, b, broker);
     assert.deepEqual([...a.errors, ...b.errors].map(String), []);
   } catch (e) {
     e.message += `\n--- broker ---\n${broker.output.slice(-3000)}\n--- coturn ---\n${turn.output.slice(-3000)}`;
@@ -193,6 +194,16 @@ export function record(name, r) {
 export const TURN_UDP = `turn:${PUB}:${TURN_PORT}?transport=udp`;
 export const TURN_TCP = `turn:${PUB}:${TURN_PORT}?transport=tcp`;
 
+
+/**
+ * The ICE servers the broker hands out, with TURN credentials made here the
+ * same way (for raw RTCPeerConnections, the benchmark's baseline).
+ */
+export function iceServersFor(urls) {
+  const username = `${Math.floor(Date.now() / 1000) + 3600}:raw`;
+  const credential = createHmac('sha1', TURN_SECRET).update(username).digest('base64');
+  return [{ urls: `stun:${PUB}:3478` }, ...urls.map((u) => ({ urls: u, username, credential }))];
+}
 
 /** Checks the machine and makes the lab's scratch folder. */
 export function setUp() {
