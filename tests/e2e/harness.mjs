@@ -124,3 +124,45 @@ export async function exchangeBetweenPages(browser, url, ws, label) {
     await b.context.close();
   }
 }
+
+/**
+ * Two pages, each a `Node` on the broker at `broker.ws` (with `options`
+ * for the Node, e.g. `{ relay: 'always' }`): one serves rest and a socket
+ * port under a fresh hostname, the other fetches and connects. Asserts the
+ * answers and that no page threw.
+ */
+export async function restAndSocketBetweenNodes(browser, broker, options = {}) {
+  const a = await openPage(browser, `${broker.url}/index.html`);
+  const b = await openPage(browser, `${broker.url}/index.html`);
+  const host = `svc-${Math.random().toString(36).slice(2, 8)}`;
+  try {
+    await b.page.evaluate(async ({ ws, host, options }) => {
+      const { Node, NetworkHub } = window.peerwire;
+      const node = new Node({ hub: new NetworkHub(ws), ...options });
+      window.node = node;
+      await node.hub.register(host);
+      const app = node.rest.createServer();
+      app.get('/hello/:name', (req, res) => res.json({ hello: req.params.name, from: req.from }));
+      await app.listen();
+      await node.sockets.createServer((s) => s.on('message', (m) => s.send('echo ' + m))).listen(9000);
+    }, { ws: broker.ws, host, options });
+    const out = await a.page.evaluate(async ({ ws, host, options }) => {
+      const { Node, NetworkHub } = window.peerwire;
+      const node = new Node({ hub: new NetworkHub(ws), ...options });
+      const r = await node.rest.fetch(`rest://${host}/hello/page-a`);
+      const body = await r.json();
+      const socket = await node.sockets.connect(host, 9000);
+      const reply = new Promise((resolve) => socket.on('message', resolve));
+      await socket.send('over a socket');
+      return { status: r.status, body, me: await node.address(), reply: await reply };
+    }, { ws: broker.ws, host, options });
+    assert.equal(out.status, 200);
+    assert.deepEqual(out.body, { hello: 'page-a', from: out.me });
+    assert.equal(out.reply, 'echo over a socket');
+    assert.deepEqual([...a.errors, ...b.errors], []);
+  } finally {
+    await a.context.close();
+    await b.context.close();
+  }
+}
+

@@ -5,7 +5,7 @@
 // WebRTC finds no path is tested in the NAT lab, tests/netlab.)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startBroker, launch, openPage } from './harness.mjs';
+import { startBroker, launch, openPage, restAndSocketBetweenNodes } from './harness.mjs';
 
 const { PEERWIRE_BROKER_BIN, PEERWIRE_APP } = process.env;
 let broker, browser;
@@ -79,31 +79,5 @@ test('with relay: always, two pages talk through the broker: messages, 2 MiB, a 
 });
 
 test('with relay: always, two Nodes serve and fetch rest and open a socket through the broker', async () => {
-  const a = await openPage(browser, `${broker.url}/index.html`);
-  const b = await openPage(browser, `${broker.url}/index.html`);
-  const host = `rsvc-${Math.random().toString(36).slice(2, 8)}`;
-  await b.page.evaluate(async ({ ws, host }) => {
-    const { Node, NetworkHub } = window.peerwire;
-    const node = new Node({ hub: new NetworkHub(ws), relay: 'always' });
-    window.node = node;
-    await node.hub.register(host);
-    const app = node.rest.createServer();
-    app.get('/hello/:name', (req, res) => res.json({ hello: req.params.name }));
-    await app.listen();
-    await node.sockets.createServer((s) => s.on('message', (m) => s.send('echo ' + m))).listen(9000);
-  }, { ws: broker.ws, host });
-  const out = await a.page.evaluate(async ({ ws, host }) => {
-    const { Node, NetworkHub } = window.peerwire;
-    const node = new Node({ hub: new NetworkHub(ws), relay: 'always' });
-    const r = await node.rest.fetch(`rest://${host}/hello/relay`);
-    const body = await r.json();
-    const socket = await node.sockets.connect(host, 9000);
-    const reply = new Promise((resolve) => socket.on('message', resolve));
-    await socket.send('over the relay');
-    return { status: r.status, body, reply: await reply };
-  }, { ws: broker.ws, host });
-  assert.deepEqual(out, { status: 200, body: { hello: 'relay' }, reply: 'echo over the relay' });
-  assert.deepEqual([...a.errors, ...b.errors], []);
-  await a.context.close();
-  await b.context.close();
+  await restAndSocketBetweenNodes(browser, broker, { relay: 'always' });
 });

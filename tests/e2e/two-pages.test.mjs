@@ -5,7 +5,7 @@
 // socket; and the same with the lite entry.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startBroker, launch, openPage, exchangeBetweenPages } from './harness.mjs';
+import { startBroker, launch, openPage, exchangeBetweenPages, restAndSocketBetweenNodes } from './harness.mjs';
 
 const { PEERWIRE_BROKER_BIN, PEERWIRE_APP } = process.env;
 let broker, browser;
@@ -134,35 +134,7 @@ test('a remote that goes silent is detected by the keep-alive within seconds', a
 });
 
 test('two pages serve and fetch rest, and open a socket, as Nodes on the broker', async () => {
-  const a = await openPage(browser, `${broker.url}/index.html`);
-  const b = await openPage(browser, `${broker.url}/index.html`);
-  const host = `svc-${Math.random().toString(36).slice(2, 8)}`;
-  await b.page.evaluate(async ({ ws, host }) => {
-    const { Node, NetworkHub } = window.peerwire;
-    const node = new Node({ hub: new NetworkHub(ws) });
-    window.node = node;
-    await node.hub.register(host);
-    const app = node.rest.createServer();
-    app.get('/hello/:name', (req, res) => res.json({ hello: req.params.name, from: req.from }));
-    await app.listen();
-    await node.sockets.createServer((s) => s.on('message', (m) => s.send('echo ' + m))).listen(9000);
-  }, { ws: broker.ws, host });
-  const out = await a.page.evaluate(async ({ ws, host }) => {
-    const { Node, NetworkHub } = window.peerwire;
-    const node = new Node({ hub: new NetworkHub(ws) });
-    const r = await node.rest.fetch(`rest://${host}/hello/page-a`);
-    const body = await r.json();
-    const socket = await node.sockets.connect(host, 9000);
-    const reply = new Promise((resolve) => socket.on('message', resolve));
-    await socket.send('over a socket');
-    return { status: r.status, body, me: await node.address(), reply: await reply };
-  }, { ws: broker.ws, host });
-  assert.equal(out.status, 200);
-  assert.deepEqual(out.body, { hello: 'page-a', from: out.me });
-  assert.equal(out.reply, 'echo over a socket');
-  assert.deepEqual([...a.errors, ...b.errors], []);
-  await a.context.close();
-  await b.context.close();
+  await restAndSocketBetweenNodes(browser, broker);
 });
 
 test('the lite entry (peerwire/lite) connects two pages, with no Node in it', async () => {
