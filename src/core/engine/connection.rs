@@ -933,9 +933,13 @@ impl Engine {
                 continue;
             };
             if conn.state == ConnState::Connecting && conn.relay_at.is_some_and(|t| now >= t) {
-                let ms = self.config.relay_after;
-                self.enter_relay(c, &format!("no WebRTC path after {ms} ms"), true, now);
-                continue;
+                conn.relay_at = None;
+                // ICE connected: the channel is about to open; no fallback.
+                if conn.ice_state != "connected" {
+                    let ms = self.config.relay_after;
+                    self.enter_relay(c, &format!("no WebRTC path after {ms} ms"), true, now);
+                    continue;
+                }
             }
             match conn.state {
                 ConnState::Connecting if now >= conn.connect_deadline => {

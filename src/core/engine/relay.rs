@@ -338,6 +338,10 @@ impl Engine {
 
     /// The earliest time a relay can send more.
     pub(crate) fn relay_deadline(&self) -> Option<Millis> {
+        // With the link down, nothing can go: the link's return pumps.
+        if self.session.link() != crate::core::broker::Link::Up {
+            return None;
+        }
         self.conns
             .values()
             .filter_map(|c| c.relay.as_ref().and_then(Relay::due))
@@ -345,6 +349,9 @@ impl Engine {
     }
 
     pub(crate) fn relay_timeouts(&mut self, now: Millis) {
+        if self.relay_deadline().is_none() {
+            return;
+        }
         let due: Vec<ConnId> = self
             .conns
             .iter()
