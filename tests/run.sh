@@ -161,7 +161,7 @@ trap 'bash tests/netlab/lab.sh down "$NETLAB_PREFIX"; cleanup' EXIT
 t=$SECONDS
 PEERWIRE_BROKER_BIN="$BROKER_BIN" PEERWIRE_APP="$APP" NETLAB_PREFIX="$NETLAB_PREFIX" \
   node --test --test-concurrency=1 tests/netlab/ 2>&1 | tee -a "$LOG"
-since "NAT lab" "$t"
+printf "[layer 4] NAT lab: %ds\n" $((SECONDS - t))
 
 step "all test layers passed"
 total
