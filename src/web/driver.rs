@@ -42,6 +42,22 @@ use crate::protocol::IceServer;
 pub trait Sink {
     /// One event. Nothing of the driver is borrowed while this runs.
     fn deliver(self: Rc<Self>, driver: &Rc<Driver>, event: Event);
+
+    /// What a Promise started by [`Driver::ask`] settles with: the JS value
+    /// of the outcome (`Ok` resolves, `Err` rejects), as `then` says.
+    fn settle(
+        self: Rc<Self>,
+        then: Then,
+        result: Result<Reply, PeerError>,
+    ) -> Result<JsValue, JsValue>;
+}
+
+/// What the sink makes of an outcome that settles a Promise ([`Driver::ask`]).
+pub enum Then {
+    /// The reply as its JS value (a handle, a boolean, `undefined`).
+    Reply,
+    /// The new peer's handle (`createPeer`); a failure closes its engine.
+    Peer,
 }
 
 /// Where the broker access token comes from.
@@ -66,7 +82,21 @@ struct Io {
     pagehide: Option<PageHide>,
 }
 
-type Waiter = oneshot::Sender<Result<Reply, PeerError>>;
+/// Who waits for a command's outcome.
+enum Waiter {
+    /// A Rust future ([`Driver::call`], [`Driver::begin`]).
+    Task(oneshot::Sender<Result<Reply, PeerError>>),
+    /// A JS Promise ([`Driver::ask`]): settled when the outcome is emitted,
+    /// with no Rust future per call. The sink (the handles' context, which
+    /// owns this driver) is held until then, as a future would hold it:
+    /// `createPeer` has no other owner before it resolves.
+    Promise {
+        resolve: Function,
+        reject: Function,
+        then: Then,
+        sink: Option<Rc<dyn Sink>>,
+    },
+}
 
 /// The outcome of a command, once the engine reports it.
 pub type Outcome = oneshot::Receiver<Result<Reply, PeerError>>;
@@ -126,8 +156,23 @@ impl Driver {
         *self.sink.borrow_mut() = Some(sink);
     }
 
-    /// Registers (or attaches to the hub); resolves once the id is known.
-    pub async fn start(self: &Rc<Self>) -> Result<Reply, PeerError> {
+    /// Registers (or attaches to the hub); the Promise settles once the id
+    /// is known, as `then` says.
+    pub fn start(self: &Rc<Self>, then: Then) -> Promise {
+        self.close_on_pagehide();
+        self.ask(|e, now| Ok(e.start(now)), None, then)
+    }
+
+    /// Like [`Driver::start`], with nobody waiting: the outcome reaches
+    /// later calls through `Engine::when_ready` (a `Node`).
+    pub fn start_detached(self: &Rc<Self>) {
+        self.close_on_pagehide();
+        self.run(|e, now| {
+            e.start(now);
+        });
+    }
+
+    fn close_on_pagehide(self: &Rc<Self>) {
         let weak = self.me.clone();
         let closes = move || {
             if let Some(d) = weak.upgrade() {
@@ -137,7 +182,6 @@ impl Driver {
             }
         };
         self.io.borrow_mut().pagehide = PageHide::listen(closes);
-        self.call(|e, now| Ok(e.start(now))).await
     }
 
     // ---- the three steps --------------------------------------------------
@@ -219,12 +263,83 @@ impl Driver {
     /// finds its waiter.
     fn register(self: &Rc<Self>, op: OpId, progress: Option<Function>) -> Outcome {
         let (tx, rx) = oneshot::channel();
-        self.waiters.borrow_mut().insert(op, tx);
+        self.wait(op, Waiter::Task(tx), progress);
+        rx
+    }
+
+    fn wait(self: &Rc<Self>, op: OpId, waiter: Waiter, progress: Option<Function>) {
+        self.waiters.borrow_mut().insert(op, waiter);
         if let Some(p) = progress {
             self.progress.borrow_mut().insert(op, p);
         }
         self.flush();
-        rx
+    }
+
+    /// Runs a command and returns a Promise that its outcome settles, as
+    /// `then` says ([`Sink::settle`]). Only the call of `f` is generic: no
+    /// future, no task, no state machine per method.
+    pub fn ask(
+        self: &Rc<Self>,
+        f: impl FnOnce(&mut Engine, Millis) -> Result<OpId, PeerError>,
+        progress: Option<Function>,
+        then: Then,
+    ) -> Promise {
+        let started = {
+            let mut engine = self.engine.borrow_mut();
+            f(&mut engine, now())
+        };
+        self.ask_started(started, progress, then)
+    }
+
+    fn ask_started(
+        self: &Rc<Self>,
+        started: Result<OpId, PeerError>,
+        progress: Option<Function>,
+        then: Then,
+    ) -> Promise {
+        let mut functions = None;
+        let promise = Promise::new(&mut |resolve, reject| functions = Some((resolve, reject)));
+        let Some((resolve, reject)) = functions else {
+            return promise;
+        };
+        let waiter = Waiter::Promise {
+            resolve,
+            reject,
+            then,
+            sink: self.sink.borrow().as_ref().and_then(Weak::upgrade),
+        };
+        match started {
+            Ok(op) => self.wait(op, waiter, progress),
+            Err(e) => {
+                self.flush();
+                self.settle(waiter, Err(e));
+            }
+        }
+        promise
+    }
+
+    /// Hands an outcome to its waiter.
+    fn settle(self: &Rc<Self>, waiter: Waiter, result: Result<Reply, PeerError>) {
+        match waiter {
+            Waiter::Task(tx) => {
+                let _ = tx.send(result);
+            }
+            Waiter::Promise {
+                resolve,
+                reject,
+                then,
+                sink,
+            } => {
+                let settled = match sink {
+                    Some(sink) => sink.settle(then, result),
+                    None => Ok(JsValue::UNDEFINED),
+                };
+                let _ = match settled {
+                    Ok(v) => resolve.call1(&JsValue::UNDEFINED, &v),
+                    Err(e) => reject.call1(&JsValue::UNDEFINED, &e),
+                };
+            }
+        }
     }
 
     /// Carries out everything the engine produced, then emits its events.
@@ -289,8 +404,8 @@ impl Driver {
                 Event::Done { op, result } => {
                     self.progress.borrow_mut().remove(&op);
                     let waiter = self.waiters.borrow_mut().remove(&op);
-                    if let Some(tx) = waiter {
-                        let _ = tx.send(result);
+                    if let Some(w) = waiter {
+                        self.settle(w, result);
                     }
                 }
                 Event::Progress { op, sent, total } => {
