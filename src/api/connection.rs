@@ -53,7 +53,7 @@ impl Connection {
 
     fn closed_error(&self) -> PeerError {
         let remote = self.peer_id();
-        PeerError::Closed(format!("the connection to {remote:?}"))
+        PeerError::Closed(format!("the connection to \"{remote}\""))
     }
 }
 

@@ -133,7 +133,7 @@ impl Peer {
             let chan = ctx
                 .d
                 .read(|e| e.conn_channel(conn))
-                .ok_or_else(|| PeerError::Closed(format!("the connection to {id:?}")));
+                .ok_or_else(|| PeerError::Closed(format!("the connection to \"{id}\"")));
             JsFuture::from(super::context::send_value(&ctx, chan, &message, progress)).await
         }))
     }

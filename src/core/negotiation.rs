@@ -105,6 +105,18 @@ pub enum OnCandidate<C> {
     Overflow,
 }
 
+impl<C> OnCandidate<C> {
+    /// The variant's name, for log lines.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Add(_) => "Add",
+            Self::Queued => "Queued",
+            Self::Dropped => "Dropped",
+            Self::Overflow => "Overflow",
+        }
+    }
+}
+
 /// What to do about `negotiationneeded`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnNegotiationNeeded {

@@ -685,8 +685,8 @@ impl Driver {
         spawn_local(async move {
             let result = call_js(&hub, "attach", &[deliver_js]).await;
             let Some(d) = weak.upgrade() else { return };
-            match result.map(|v| v.as_string()) {
-                Ok(Some(address)) => {
+            match result.map(|v| (v.as_string(), v)) {
+                Ok((Some(address), _)) => {
                     let ice = Reflect::get(&hub, &"iceServers".into())
                         .ok()
                         .filter(|v| !v.is_undefined() && !v.is_null())
@@ -701,8 +701,9 @@ impl Driver {
                         });
                     d.input(|e, _| e.handle_hub_attached(&address, ice));
                 }
-                Ok(other) => {
-                    let detail = format!("it must resolve an address, got {other:?}");
+                Ok((None, other)) => {
+                    let detail =
+                        format!("it must resolve an address, got {}", js_error_text(&other));
                     d.input(|e, _| e.handle_hub_failed(&detail));
                 }
                 Err(err) => {

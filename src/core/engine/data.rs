@@ -257,7 +257,7 @@ impl Engine {
         let label = ChannelLabel::parse(label)?;
         if c.streams.len() >= self.config.max_streams {
             let err = PeerError::LimitExceeded(format!(
-                "peer {remote:?} opened more than {} streams on one connection (option maxStreams)",
+                "peer \"{remote}\" opened more than {} streams on one connection (option maxStreams)",
                 self.config.max_streams
             ));
             self.fail_conn(conn, err, now);
@@ -705,7 +705,7 @@ impl Engine {
         };
         if c.state != super::ConnState::Open {
             return Err(PeerError::Closed(format!(
-                "the connection to {:?} ({})",
+                "the connection to \"{}\" ({})",
                 c.remote,
                 c.close_reason.as_deref().unwrap_or("not open")
             )));
@@ -808,12 +808,12 @@ impl Engine {
         x.held = x.held + total - before;
         let over = if x.held > self.config.connection_budget {
             Some(format!(
-                "peer {:?} made this side hold {} bytes of unfinished or unread messages, above the {}-byte connectionBudget option",
+                "peer \"{}\" made this side hold {} bytes of unfinished or unread messages, above the {}-byte connectionBudget option",
                 x.remote, x.held, self.config.connection_budget
             ))
         } else if self.total_held > self.config.memory_budget {
             Some(format!(
-                "remotes made this peer hold {} bytes, above the {}-byte memoryBudget option; closing the connection to {:?}",
+                "remotes made this peer hold {} bytes, above the {}-byte memoryBudget option; closing the connection to \"{}\"",
                 self.total_held, self.config.memory_budget, x.remote
             ))
         } else {
@@ -860,7 +860,7 @@ impl Engine {
         }
         let ch = self.chans.get(&chan).expect("checked");
         let closed = PeerError::Closed(format!(
-            "the {} to {:?} ({reason})",
+            "the {} to \"{}\" ({reason})",
             ch.describe(),
             ch.remote
         ));
@@ -893,7 +893,7 @@ impl Engine {
         ch.state = StreamState::Closed;
         let reason = match err {
             PeerError::Closed(r) => r.clone(),
-            other => format!("the {} to {:?} ({other})", ch.describe(), ch.remote),
+            other => format!("the {} to \"{}\" ({other})", ch.describe(), ch.remote),
         };
         self.closed_reasons.insert(chan, reason);
         // Only recent ones are asked for (by handles still in use); ids
