@@ -197,7 +197,7 @@ impl<C> Negotiator<C> {
     /// The remote description is set: returns the queued candidates to add.
     pub fn remote_description_applied(&mut self) -> Vec<C> {
         self.has_remote_description = true;
-        self.queued.drain(..).collect()
+        std::mem::take(&mut self.queued).into()
     }
 
     pub fn on_remote_candidate(&mut self, candidate: C) -> OnCandidate<C> {
@@ -223,7 +223,7 @@ impl<C> Negotiator<C> {
     /// Candidates of an ignored offer, to try (failures expected) once the
     /// remote's answer is applied.
     pub fn take_ignored(&mut self) -> Vec<C> {
-        self.ignored.drain(..).collect()
+        std::mem::take(&mut self.ignored).into()
     }
 
     /// Whether a failure to add a remote candidate should be reported: not

@@ -324,7 +324,7 @@ impl Engine {
         let early: Vec<Vec<u8>> = match self.chans.get_mut(&chan) {
             Some(ch) => {
                 ch.early_bytes = 0;
-                ch.early.drain(..).collect()
+                std::mem::take(&mut ch.early).into()
             }
             None => return,
         };
@@ -781,7 +781,7 @@ impl Engine {
         if !(ch.listening || (ch.is_main() && peer_listening)) {
             return;
         }
-        let items: Vec<Held> = ch.held.drain(..).collect();
+        let items = std::mem::take(&mut ch.held);
         ch.held_bytes = 0;
         for item in items {
             self.events.push_back(held_event(chan, item));
@@ -906,7 +906,11 @@ impl Engine {
         }
         let mut ops: Vec<OpId> = ch.openers.drain(..).collect();
         ops.extend(ch.current.take().and_then(|c| c.op));
-        ops.extend(ch.queue.drain(..).filter_map(|j| j.op));
+        ops.extend(
+            std::mem::take(&mut ch.queue)
+                .into_iter()
+                .filter_map(|j| j.op),
+        );
         for op in ops {
             self.done(op, Err(err.clone()));
         }
