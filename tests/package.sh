@@ -56,14 +56,17 @@ build() {
   "${CARGO[@]}" build -q --lib --target wasm32-unknown-unknown --profile wasm-release "$@" >&2
   mkdir -p "$dir"
   wasm-bindgen "$WASM" --target web --out-dir "$dir" >&2
-  # The glue minified (names kept: classes show their own names), as the
-  # .wasm is optimised: what users download is what is measured.
+  # The glue minified, as the .wasm is optimised: what users download is
+  # what is measured. The exported classes get their own names back
+  # (tests/class-names.mjs: `Peer {…}` in the console); esbuild's
+  # --keep-names would name every one of the glue's functions (1 KB gzip).
   # (wasm-bindgen names a snippet module once per extern block importing it;
   # the repeated key holds the same namespace, so esbuild's warning is off.)
-  "$ESBUILD" --minify --keep-names --format=esm --log-level=warning --log-override:duplicate-object-key=silent "$dir/peerwire.js" --outfile="$dir/peerwire_glue.js"
+  "$ESBUILD" --minify --format=esm --log-level=warning --log-override:duplicate-object-key=silent "$dir/peerwire.js" --outfile="$dir/peerwire_glue.js"
+  node tests/class-names.mjs "$dir/peerwire_glue.js"
   rm "$dir/peerwire.js"
   for f in $(find "$dir/snippets" -name '*.js'); do
-    "$ESBUILD" --minify --keep-names --format=esm --log-level=warning --allow-overwrite "$f" --outfile="$f"
+    "$ESBUILD" --minify --format=esm --log-level=warning --allow-overwrite "$f" --outfile="$f"
   done
   mv "$dir/peerwire.d.ts" "$dir/peerwire_glue.d.ts"
   rm -f "$dir/peerwire_bg.wasm.d.ts"
