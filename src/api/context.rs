@@ -455,13 +455,27 @@ impl Sink for Ctx {
         result: Result<Reply, PeerError>,
     ) -> Result<JsValue, JsValue> {
         let reply = match (then, result) {
-            (Then::Reply, Ok(reply)) => reply,
             (Then::Peer, Ok(_)) => return Ok(super::peer::Peer { ctx: self }.into()),
             (Then::Peer, Err(e)) => {
                 self.d.run(|e, now| e.close(now));
                 return Err(e.to_js());
             }
-            (Then::Reply, Err(e)) => return Err(e.to_js()),
+            (_, Err(e)) => return Err(e.to_js()),
+            (Then::Send { message, progress }, Ok(Reply::Connection(conn))) => {
+                let chan = self.d.read(|e| {
+                    e.conn_channel(conn).ok_or_else(|| {
+                        let remote = e.conn_remote(conn).unwrap_or_default();
+                        PeerError::Closed(format!("the connection to \"{remote}\""))
+                    })
+                });
+                // A Promise resolved with a Promise settles as that one does.
+                return Ok(send_value(&self, chan, &message, progress).into());
+            }
+            (Then::ForgetKey(key), Ok(_)) => {
+                self.forget(&Target::Key(key));
+                return Ok(JsValue::UNDEFINED);
+            }
+            (_, Ok(reply)) => reply,
         };
         Ok(match reply {
             Reply::Done => JsValue::UNDEFINED,

@@ -9,13 +9,12 @@ use wasm_bindgen::prelude::*;
 
 use super::connection::Connection;
 use super::context::{Ctx, Target};
-use super::errors::{PeerError, unexpected};
+use super::errors::PeerError;
 use super::options::{RawPeerOptions, engine_config, parse_peer_options, token_source};
 use super::stream::Stream;
-use crate::core::engine::{Config, Engine, Reply};
+use crate::core::engine::{Config, Engine};
 use crate::protocol::ids;
-use crate::web::driver::{Driver, Then, TokenSource, promise};
-use wasm_bindgen_futures::JsFuture;
+use crate::web::driver::{Driver, Then, TokenSource};
 
 /// A driver and context for an engine with `config`.
 pub(crate) fn build(
@@ -123,19 +122,11 @@ impl Peer {
         #[wasm_bindgen(unchecked_param_type = "Sendable")] message: JsValue,
         options: Option<super::SendOptionsArg>,
     ) -> js_sys::Promise {
-        let ctx = self.ctx.clone();
-        let progress = super::payload::progress_option(options);
-        promise(Box::pin(async move {
-            let conn = match ctx.d.call(|e, now| e.connect(&id, now)).await? {
-                Reply::Connection(c) => c,
-                other => return Err(unexpected(other).into()),
-            };
-            let chan = ctx
-                .d
-                .read(|e| e.conn_channel(conn))
-                .ok_or_else(|| PeerError::Closed(format!("the connection to \"{id}\"")));
-            JsFuture::from(super::context::send_value(&ctx, chan, &message, progress)).await
-        }))
+        let then = Then::Send {
+            message,
+            progress: super::payload::progress_option(options),
+        };
+        self.ctx.d.ask(|e, now| e.connect(&id, now), None, then)
     }
 
     /// Closes the connection to `id`, if there is one.

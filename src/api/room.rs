@@ -8,7 +8,7 @@ use js_sys::{Array, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 
 use super::context::{Ctx, Target, js_to_json as from_js, json_to_js};
-use crate::web::driver::promise;
+use crate::web::driver::Then;
 
 /// A room joined with `peer.join(name)`.
 #[wasm_bindgen]
@@ -172,12 +172,12 @@ impl Rendezvous {
     /// Closes the key; joiners get `unavailable`.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn close(&self) -> js_sys::Promise {
-        let (ctx, key) = (self.ctx.clone(), self.key.clone());
-        promise(Box::pin(async move {
-            ctx.d.call(|e, now| e.close_key(&key, now)).await?;
-            ctx.forget(&Target::Key(key));
-            Ok(JsValue::UNDEFINED)
-        }))
+        let key = self.key.clone();
+        self.ctx.d.ask(
+            |e, now| e.close_key(&key, now),
+            None,
+            Then::ForgetKey(key.clone()),
+        )
     }
 }
 

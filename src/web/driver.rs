@@ -58,6 +58,15 @@ pub enum Then {
     Reply,
     /// The new peer's handle (`createPeer`); a failure closes its engine.
     Peer,
+    /// Sends `message` on the connection the reply names (`peer.send`):
+    /// settles as that send does.
+    Send {
+        message: JsValue,
+        progress: Option<Function>,
+    },
+    /// `undefined`, once the rendezvous key's listeners are dropped
+    /// (`Rendezvous.close`).
+    ForgetKey(String),
 }
 
 /// Where the broker access token comes from.
@@ -85,6 +94,7 @@ struct Io {
 /// Who waits for a command's outcome.
 enum Waiter {
     /// A Rust future ([`Driver::call`], [`Driver::begin`]).
+    #[cfg_attr(not(feature = "full"), allow(dead_code))] // rest and Node (the full build)
     Task(oneshot::Sender<Result<Reply, PeerError>>),
     /// A JS Promise ([`Driver::ask`]): settled when the outcome is emitted,
     /// with no Rust future per call. The sink (the handles' context, which
@@ -220,6 +230,7 @@ impl Driver {
 
     /// Runs a command and waits for its outcome. Only the call of `f` is
     /// generic; the waiting is one future type for every command.
+    #[cfg_attr(not(feature = "full"), allow(dead_code))] // rest and Node (the full build)
     pub fn call<F>(self: &Rc<Self>, f: F) -> impl Future<Output = Result<Reply, PeerError>> + use<F>
     where
         F: FnOnce(&mut Engine, Millis) -> Result<OpId, PeerError>,
@@ -229,6 +240,7 @@ impl Driver {
 
     /// Starts a command; its outcome arrives on the returned receiver.
     /// `progress` is called with `(sent, total)` as the engine reports it.
+    #[cfg_attr(not(feature = "full"), allow(dead_code))] // rest and Node (the full build)
     pub fn begin(
         self: &Rc<Self>,
         f: impl FnOnce(&mut Engine, Millis) -> Result<OpId, PeerError>,
@@ -240,6 +252,7 @@ impl Driver {
 
     /// Like [`Driver::begin`], for a command that also returns a value (the
     /// channel of a socket being opened).
+    #[cfg_attr(not(feature = "full"), allow(dead_code))] // rest and Node (the full build)
     pub fn begin_with<T>(
         self: &Rc<Self>,
         f: impl FnOnce(&mut Engine, Millis) -> Result<(T, OpId), PeerError>,
@@ -261,6 +274,7 @@ impl Driver {
     /// Registers the waiter of `op`, then carries out what the command
     /// produced. Registered first, so an outcome produced at once still
     /// finds its waiter.
+    #[cfg_attr(not(feature = "full"), allow(dead_code))] // rest and Node (the full build)
     fn register(self: &Rc<Self>, op: OpId, progress: Option<Function>) -> Outcome {
         let (tx, rx) = oneshot::channel();
         self.wait(op, Waiter::Task(tx), progress);
@@ -768,6 +782,7 @@ impl Driver {
 }
 
 /// Waits for a command's outcome.
+#[cfg_attr(not(feature = "full"), allow(dead_code))] // rest and Node (the full build)
 async fn outcome(started: Result<Outcome, PeerError>) -> Result<Reply, PeerError> {
     started?
         .await
