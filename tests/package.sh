@@ -56,6 +56,9 @@ build() {
   "${CARGO[@]}" build -q --lib --target wasm32-unknown-unknown --profile wasm-release "$@" >&2
   mkdir -p "$dir"
   wasm-bindgen "$WASM" --target web --out-dir "$dir" >&2
+  # Short names for the wasm's imports and exports, in the .wasm and the
+  # glue alike (wasm-bindgen's are hashed and long: 3 KB gzip).
+  node tests/short-names.mjs "$dir"
   # The glue minified, as the .wasm is optimised: what users download is
   # what is measured. The exported classes get their own names back
   # (tests/class-names.mjs: `Peer {…}` in the console); esbuild's
