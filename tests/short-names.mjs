@@ -1,5 +1,5 @@
-// Gives the wasm's imports from the glue and all its exports one- or
-// two-letter names, in the .wasm and in wasm-bindgen's glue and types:
+// Gives the wasm's imports from the glue and its exports (but `memory`) one-
+// or two-letter names, in the .wasm and in wasm-bindgen's glue and types:
 //   node tests/short-names.mjs DIR      (DIR: wasm-bindgen --target web output)
 // wasm-bindgen names each import `__wbg_<name>_<16 hex digits>` and each
 // closure export after its full Rust type (200 characters); every name is
@@ -70,8 +70,11 @@ for (let at = 8; at < bytes.length;) {
       [field, p] = readName(body, p);
       const descStart = p++;
       [, p] = readLeb(body, p);
-      exports.set(field, short(i));
-      out.push(name(short(i)), body.subarray(descStart, p));
+      // `memory` keeps its name: init() resolves the exports, and its
+      // InitOutput type promises `memory` to users.
+      const now = field === 'memory' ? field : short(exports.size);
+      exports.set(field, now);
+      out.push(name(now), body.subarray(descStart, p));
     }
     body = Buffer.concat(out);
   }
@@ -92,6 +95,7 @@ for (const [old, now] of imports) {
   if (js.includes(old)) fail(`import ${old} is named elsewhere in the glue`);
 }
 for (const [old, now] of exports) {
+  if (old === now) continue;
   const uses = new RegExp(`\\bwasm\\.${escape(old)}\\b`, 'g');
   js = js.replace(uses, () => `wasm.${now}`);
   if (new RegExp(`\\.${escape(old)}\\b|["'\`]${escape(old)}["'\`]`).test(js.replace(/\/\*[\s\S]*?\*\//g, ''))) {
