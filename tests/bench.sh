@@ -82,8 +82,14 @@ size "peerjs.min.js (comparison)" "$WORK/bench/node_modules/peerjs/dist/peerjs.m
 command -v twiggy >/dev/null || cargo install -q twiggy --version 0.8.0 >&2 || true
 if command -v twiggy >/dev/null; then
   echo "code by crate (twiggy over a build that keeps names; before wasm-bindgen and wasm-opt):"
-  CARGO_PROFILE_WASM_RELEASE_STRIP=false cargo build -q --lib --target wasm32-unknown-unknown --profile wasm-release
-  twiggy top -n 100000 --format csv target/wasm32-unknown-unknown/wasm-release/peerwire.wasm | python3 tests/bench/size-by-crate.py
+  # The full entry's build as tests/package.sh makes it (the pinned nightly,
+  # std rebuilt for size), into that script's target directory.
+  NIGHTLY=$(sed -n 's/^NIGHTLY=\${PEERWIRE_NIGHTLY:-\(.*\)}$/\1/p' tests/package.sh)
+  SIZE_DIR="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/wasm-size"
+  CARGO_TARGET_DIR="$SIZE_DIR" RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort" \
+    cargo "+$NIGHTLY" -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size \
+    build -q --lib --target wasm32-unknown-unknown --profile wasm-release
+  twiggy top -n 100000 --format csv "$SIZE_DIR/wasm32-unknown-unknown/wasm-release/peerwire.wasm" | python3 tests/bench/size-by-crate.py
 else
   echo "(twiggy did not install: no bytes-by-crate breakdown)"
 fi

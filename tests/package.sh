@@ -5,7 +5,8 @@
 # stderr. Two builds of the crate go into one package:
 #   peerwire        the default features (Node, hubs, sockets, rest)
 #   peerwire/lite   --no-default-features (peers, connections, streams, rooms)
-# Each is the size profile (`wasm-release`), wasm-bindgen --target web, then
+# Each is the size profile (`wasm-release`) built by a pinned nightly with
+# std rebuilt for size (see below), wasm-bindgen --target web, then
 # a modern wasm-opt from npm (Debian's binaryen corrupts current wasm-bindgen
 # output), which also strips what wasm-bindgen needed to read (the
 # target_features section) and what users do not need (names, producers).
@@ -24,7 +25,23 @@ say() { printf '[package] %s\n' "$*" >&2; }
 WASM_OPT="$HOME/.cache/peerwire-tools/node_modules/.bin/wasm-opt"
 ESBUILD="$HOME/.cache/peerwire-tools/node_modules/.bin/esbuild"
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | node -e 'let s = ""; process.stdin.on("data", (d) => s += d).on("end", () => console.log(JSON.parse(s).target_directory))')
-WASM="$TARGET_DIR/wasm32-unknown-unknown/wasm-release/peerwire.wasm"
+# The pinned nightly (tests/setup.sh installs it with rust-src) rebuilds std
+# with the crate: `-Cpanic=immediate-abort` drops the panic machinery and
+# its message formatting (a panic traps, as it does with panic=abort), and
+# std's optimize_for_size picks its smaller code. 14 KB gzip off the full
+# entry, 10 KB off lite; the throughput is unchanged (tests/bench.sh). Its
+# own target directory: the stable builds (tests, clippy) keep theirs.
+# PEERWIRE_NIGHTLY=stable builds with the stable toolchain instead (bigger).
+NIGHTLY=${PEERWIRE_NIGHTLY:-nightly-2026-05-20}
+if [ "$NIGHTLY" = stable ]; then
+  CARGO=(cargo)
+  export CARGO_TARGET_DIR="$TARGET_DIR/wasm-stable"
+else
+  CARGO=(cargo "+$NIGHTLY" -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size)
+  export CARGO_TARGET_DIR="$TARGET_DIR/wasm-size"
+  export RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort"
+fi
+WASM="$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm-release/peerwire.wasm"
 VERSION=$(cargo metadata --format-version 1 --no-deps | node -e 'let s = ""; process.stdin.on("data", (d) => s += d).on("end", () => console.log(JSON.parse(s).packages.find((p) => p.name === "peerwire").version))')
 
 # Old contents would be packed too (a stale lite/ or glue).
@@ -35,18 +52,24 @@ rm -rf "$OUT/lite" "$OUT/snippets" "$OUT"/peerwire* "$OUT/package.json"
 OPT_PIDS=()
 build() {
   local dir=$1; shift
-  say "cargo build --profile wasm-release${*:+ $*} -> $dir"
-  cargo build -q --lib --target wasm32-unknown-unknown --profile wasm-release "$@" >&2
+  say "cargo +$NIGHTLY build --profile wasm-release${*:+ $*} -> $dir"
+  "${CARGO[@]}" build -q --lib --target wasm32-unknown-unknown --profile wasm-release "$@" >&2
   mkdir -p "$dir"
   wasm-bindgen "$WASM" --target web --out-dir "$dir" >&2
-  # The glue minified (names kept: classes show their own names), as the
-  # .wasm is optimised: what users download is what is measured.
+  # Short names for the wasm's imports and exports, in the .wasm and the
+  # glue alike (wasm-bindgen's are hashed and long: 3 KB gzip).
+  node tests/short-names.mjs "$dir"
+  # The glue minified, as the .wasm is optimised: what users download is
+  # what is measured. The exported classes get their own names back
+  # (tests/class-names.mjs: `Peer {…}` in the console); esbuild's
+  # --keep-names would name every one of the glue's functions (1 KB gzip).
   # (wasm-bindgen names a snippet module once per extern block importing it;
   # the repeated key holds the same namespace, so esbuild's warning is off.)
-  "$ESBUILD" --minify --keep-names --format=esm --log-level=warning --log-override:duplicate-object-key=silent "$dir/peerwire.js" --outfile="$dir/peerwire_glue.js"
+  "$ESBUILD" --minify --format=esm --log-level=warning --log-override:duplicate-object-key=silent "$dir/peerwire.js" --outfile="$dir/peerwire_glue.js"
+  node tests/class-names.mjs "$dir/peerwire_glue.js"
   rm "$dir/peerwire.js"
   for f in $(find "$dir/snippets" -name '*.js'); do
-    "$ESBUILD" --minify --keep-names --format=esm --log-level=warning --allow-overwrite "$f" --outfile="$f"
+    "$ESBUILD" --minify --format=esm --log-level=warning --allow-overwrite "$f" --outfile="$f"
   done
   mv "$dir/peerwire.d.ts" "$dir/peerwire_glue.d.ts"
   rm -f "$dir/peerwire_bg.wasm.d.ts"

@@ -9,8 +9,7 @@ use wasm_bindgen::prelude::*;
 use super::context::{Ctx, Target, send_value};
 use super::errors::PeerError;
 use super::payload::progress_option;
-use crate::core::engine::{ChannelPolicy, ConnId, ConnState, Reply};
-use crate::web::driver::promise;
+use crate::core::engine::{ConnId, ConnState};
 
 #[wasm_bindgen(module = "/src/web/stats.js")]
 extern "C" {
@@ -54,7 +53,7 @@ impl Connection {
 
     fn closed_error(&self) -> PeerError {
         let remote = self.peer_id();
-        PeerError::Closed(format!("the connection to {remote:?}"))
+        PeerError::Closed(format!("the connection to \"{remote}\""))
     }
 }
 
@@ -75,16 +74,16 @@ impl Connection {
     /// round-trip time in ms, and bytes each way.
     #[wasm_bindgen(unchecked_return_type = "Promise<ConnectionStats>")]
     pub fn stats(&self) -> js_sys::Promise {
-        let pc = self.live_pc();
-        let closed = self.closed_error();
-        let relayed = self.ctx.d.read(|e| e.relay_stats(self.conn));
-        promise(Box::pin(async move {
-            if let Some(json) = relayed {
-                return js_sys::JSON::parse(&json);
-            }
-            let pc = pc.ok_or(closed)?;
-            wasm_bindgen_futures::JsFuture::from(connection_stats(&pc)).await
-        }))
+        if let Some(json) = self.ctx.d.read(|e| e.relay_stats(self.conn)) {
+            return match js_sys::JSON::parse(&json) {
+                Ok(v) => js_sys::Promise::resolve(&v),
+                Err(e) => js_sys::Promise::reject(&e),
+            };
+        }
+        match self.live_pc() {
+            Some(pc) => connection_stats(&pc),
+            None => js_sys::Promise::reject(&self.closed_error().to_js()),
+        }
     }
 
     /// The remote peer's id.
@@ -113,15 +112,12 @@ impl Connection {
         #[wasm_bindgen(unchecked_param_type = "Sendable")] message: JsValue,
         options: Option<super::SendOptionsArg>,
     ) -> js_sys::Promise {
-        let ctx = self.ctx.clone();
-        let chan = ctx.d.read(|e| e.conn_channel(self.conn));
-        let closed = self.closed_error();
-        let progress = progress_option(options);
-        promise(Box::pin(async move {
-            let chan = chan.ok_or(closed)?;
-            send_value(&ctx, chan, &message, progress).await?;
-            Ok(JsValue::UNDEFINED)
-        }))
+        let chan = self
+            .ctx
+            .d
+            .read(|e| e.conn_channel(self.conn))
+            .ok_or_else(|| self.closed_error());
+        send_value(&self.ctx, chan, &message, progress_option(options))
     }
 
     /// Opens a named stream: a channel of its own on this connection. The
@@ -132,21 +128,15 @@ impl Connection {
         name: String,
         options: Option<super::StreamOptionsArg>,
     ) -> js_sys::Promise {
-        let ctx = self.ctx.clone();
-        let conn = self.conn;
         let options: JsValue = options.map(Into::into).unwrap_or(JsValue::UNDEFINED);
-        promise(Box::pin(async move {
-            let base = ctx.d.read(|e| e.config().channel);
-            let policy: ChannelPolicy = super::options::policy_from(&options, base)?;
-            match ctx
-                .d
-                .call(|e, now| e.open_stream(conn, &name, Some(policy), now))
-                .await?
-            {
-                Reply::Stream(chan) => Ok(ctx.stream_handle(chan)),
-                other => Err(super::errors::unexpected(other).into()),
-            }
-        }))
+        let base = self.ctx.d.read(|e| e.config().channel);
+        let conn = self.conn;
+        match super::options::policy_from(&options, base) {
+            Ok(policy) => self
+                .ctx
+                .ask(|e, now| e.open_stream(conn, &name, Some(policy), now)),
+            Err(e) => js_sys::Promise::reject(&e.to_js()),
+        }
     }
 
     /// Closes the connection; the remote gets `close` at once.

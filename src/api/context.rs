@@ -12,17 +12,17 @@ use std::cell::Cell;
 use std::rc::Rc;
 
 use futures_channel::mpsc;
-use js_sys::{Function, Object, Reflect, Uint8Array};
+use js_sys::{Function, Object, Promise, Reflect, Uint8Array};
 use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::JsFuture;
 
 use super::errors::PeerError;
 use super::events::Emitter;
 use super::payload::{Payload, decode_payload, to_payload};
-use crate::core::engine::{ChanId, ConnId, Event, Listening, Table};
+use crate::core::engine::{ChanId, ConnId, Event, Listening, OpId, Reply, Table};
 use crate::protocol::frames::PayloadType;
 use crate::web::cell::StateCell;
-use crate::web::driver::{Driver, Sink};
+use crate::web::driver::{Driver, Sink, Then};
 
 pub(crate) const PEER_EVENTS: &[&str] = &[
     "register",
@@ -362,37 +362,62 @@ impl Ctx {
 }
 
 /// The one `send` path shared by connections, streams and sockets.
-/// Sends `value` on `chan`; resolves once every byte is handed to the
-/// channel. `progress(sent, total)` reports large messages.
-pub(crate) async fn send_value(
+/// Sends `value` on `chan`; the Promise resolves once every byte is handed
+/// to the channel. `progress(sent, total)` reports large messages. The
+/// message takes its place in the channel's queue before this returns
+/// (a Blob's too: its bytes fill the place once read).
+pub(crate) fn send_value(
     ctx: &Rc<Ctx>,
-    chan: ChanId,
+    chan: Result<ChanId, PeerError>,
     value: &JsValue,
     progress: Option<Function>,
-) -> Result<(), PeerError> {
+) -> Promise {
     let wants = progress.is_some();
-    let rx = match to_payload(value)? {
-        Payload::Bytes(kind, bytes) => {
-            ctx.d
-                .begin(|e, now| e.send(chan, kind, bytes, wants, now), progress)?
-                .1
-        }
-        Payload::Blob(blob) => {
+    let payload = chan.and_then(|chan| Ok((chan, to_payload(value)?)));
+    match payload {
+        Err(e) => Promise::reject(&e.to_js()),
+        Ok((chan, Payload::Bytes(kind, bytes))) => ctx.d.ask(
+            move |e, now| e.send(chan, kind, bytes, wants, now),
+            progress,
+            Then::Reply,
+        ),
+        Ok((chan, Payload::Blob(blob))) => {
             let size = blob.size() as usize;
-            let (op, rx) = ctx
-                .d
-                .begin(|e, now| e.send_later(chan, size, wants, now), progress)?;
-            let bytes = JsFuture::from(blob.array_buffer())
-                .await
-                .map(|buf| Uint8Array::new(&buf).to_vec())
-                .map_err(|e| crate::web::js_error_text(&e));
-            ctx.d.input(|e, now| e.fill(op, bytes, now));
-            rx
+            let reserved = Rc::new(Cell::new(None));
+            let slot = reserved.clone();
+            let done = ctx.d.ask(
+                move |e, now| {
+                    let op = e.send_later(chan, size, wants, now)?;
+                    slot.set(Some(op));
+                    Ok(op)
+                },
+                progress,
+                Then::Reply,
+            );
+            if let Some(op) = reserved.get() {
+                let weak = Rc::downgrade(&ctx.d);
+                wasm_bindgen_futures::spawn_local(async move {
+                    let bytes = JsFuture::from(blob.array_buffer())
+                        .await
+                        .map(|buf| Uint8Array::new(&buf).to_vec())
+                        .map_err(|e| crate::web::js_error_text(&e));
+                    Driver::feed(&weak, |e, now| e.fill(op, bytes, now));
+                });
+            }
+            done
         }
-    };
-    rx.await
-        .unwrap_or_else(|_| Err(PeerError::Closed("the peer".into())))
-        .map(|_| ())
+    }
+}
+
+impl Ctx {
+    /// Runs an engine command; the Promise resolves its reply as a JS
+    /// value (a handle, a boolean, `undefined`) or rejects with its error.
+    pub fn ask(
+        &self,
+        f: impl FnOnce(&mut crate::core::engine::Engine, f64) -> Result<OpId, PeerError>,
+    ) -> Promise {
+        self.d.ask(f, None, Then::Reply)
+    }
 }
 
 fn object(pairs: &[(&str, JsValue)]) -> JsValue {
@@ -424,6 +449,45 @@ pub(crate) fn js_to_json(value: &JsValue) -> Result<Json, PeerError> {
 }
 
 impl Sink for Ctx {
+    fn settle(
+        self: Rc<Self>,
+        then: Then,
+        result: Result<Reply, PeerError>,
+    ) -> Result<JsValue, JsValue> {
+        let reply = match (then, result) {
+            (Then::Peer, Ok(_)) => return Ok(super::peer::Peer { ctx: self }.into()),
+            (Then::Peer, Err(e)) => {
+                self.d.run(|e, now| e.close(now));
+                return Err(e.to_js());
+            }
+            (_, Err(e)) => return Err(e.to_js()),
+            (Then::Send { message, progress }, Ok(Reply::Connection(conn))) => {
+                let chan = self.d.read(|e| {
+                    e.conn_channel(conn).ok_or_else(|| {
+                        let remote = e.conn_remote(conn).unwrap_or_default();
+                        PeerError::Closed(format!("the connection to \"{remote}\""))
+                    })
+                });
+                // A Promise resolved with a Promise settles as that one does.
+                return Ok(send_value(&self, chan, &message, progress).into());
+            }
+            (Then::ForgetKey(key), Ok(_)) => {
+                self.forget(&Target::Key(key));
+                return Ok(JsValue::UNDEFINED);
+            }
+            (_, Ok(reply)) => reply,
+        };
+        Ok(match reply {
+            Reply::Done => JsValue::UNDEFINED,
+            Reply::Connection(c) => self.conn_handle(c),
+            Reply::Stream(chan) => self.stream_handle(chan),
+            Reply::Found(online) => online.into(),
+            Reply::Joined(room) => super::room::Room::new(self, room).into(),
+            Reply::KeyOpened(key) => super::room::Rendezvous::new(self, key).into(),
+            Reply::Address(address) => address.into(),
+        })
+    }
+
     fn deliver(self: Rc<Self>, _driver: &Rc<Driver>, event: Event) {
         match event {
             Event::Registered { id, resumed, first } => {

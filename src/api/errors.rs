@@ -65,6 +65,7 @@ pub fn is_peerwire_error(err: &JsValue, name: &JsValue) -> bool {
 }
 
 /// A reply of the wrong kind (an engine bug), as an error.
+#[cfg_attr(not(feature = "full"), allow(dead_code))] // rest and Node (the full build)
 pub(crate) fn unexpected(_reply: Reply) -> PeerError {
     PeerError::Broker {
         code: crate::protocol::ErrorCode::Internal,

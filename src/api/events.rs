@@ -32,7 +32,7 @@ impl Emitter {
             .copied()
             .ok_or_else(|| {
                 PeerError::InvalidArgument(format!(
-                    "unknown event {event:?}; events are: {}",
+                    "unknown event \"{event}\"; events are: {}",
                     self.known.join(", ")
                 ))
             })

@@ -108,7 +108,7 @@ impl PageHub {
         if let Some(owner) = st.names.get(hostname) {
             if owner != address {
                 return Err(PeerError::HostnameTaken(format!(
-                    "hostname {hostname:?} belongs to {owner:?}"
+                    "hostname \"{hostname}\" belongs to \"{owner}\""
                 ))
                 .to_js());
             }
@@ -126,7 +126,7 @@ impl PageHub {
             .get(hostname)
             .cloned()
             .ok_or_else(|| {
-                PeerError::UnknownHost(format!("no node registered {hostname:?} on this page"))
+                PeerError::UnknownHost(format!("no node registered \"{hostname}\" on this page"))
                     .to_js()
             })
     }
@@ -372,7 +372,10 @@ impl BroadcastChannelHub {
                 futures_util::future::Either::Left((Ok(address), _)) => Ok(address.into()),
                 _ => {
                     inner.lookups.borrow_mut().remove(&id);
-                    Err(PeerError::UnknownHost(format!("no tab answered for {hostname:?}")).to_js())
+                    Err(
+                        PeerError::UnknownHost(format!("no tab answered for \"{hostname}\""))
+                            .to_js(),
+                    )
                 }
             }
         }))

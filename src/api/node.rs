@@ -15,6 +15,7 @@ use std::rc::Rc;
 
 use js_sys::{Function, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
 
 use super::address::{hub_error, lookup, open_socket, resolve};
 use super::context::{Ctx, PortListener, Target};
@@ -117,12 +118,9 @@ impl Node {
         let options: JsValue = options.map(Into::into).unwrap_or(JsValue::UNDEFINED);
         let (hub, config, token, platform) = node_options(&options)?;
         let ctx = build(config, token, hub, platform);
-        let starting = ctx.clone();
-        wasm_bindgen_futures::spawn_local(async move {
-            // Failures reach `address()` and the other calls through
-            // `when_ready`.
-            let _ = starting.d.start().await;
-        });
+        // Failures reach `address()` and the other calls through
+        // `when_ready`.
+        ctx.d.start_detached();
         Ok(Node { ctx })
     }
 
@@ -183,7 +181,7 @@ impl Node {
                     "a node reaches itself through sockets to localhost, not connect()".into(),
                 )
             })?;
-            Ok(super::peer::connect(&ctx, &address).await?)
+            JsFuture::from(ctx.ask(|e, now| e.connect(&address, now))).await
         }))
     }
 

@@ -285,7 +285,7 @@ impl Fields {
             if !fields.iter().any(|(name, _)| *name == key) {
                 let known: Vec<&str> = fields.iter().map(|(n, _)| *n).collect();
                 return Err(PeerError::InvalidArgument(format!(
-                    "{what} has no field {key:?} (known: {})",
+                    "{what} has no field \"{key}\" (known: {})",
                     known.join(", ")
                 )));
             }
@@ -321,7 +321,7 @@ impl Fields {
 /// How a JS value reads in an error message: `the string "soon"`.
 fn describe(v: &JsValue) -> String {
     if let Some(s) = v.as_string() {
-        return format!("the string {s:?}");
+        return format!("the string \"{s}\"");
     }
     if let Some(b) = v.as_bool() {
         return format!("the boolean {b}");
@@ -377,7 +377,7 @@ pub const DEFAULT_MAX_MESSAGE: usize = 64 * 1024 * 1024;
 pub fn broker_url(raw: &str) -> Result<String, PeerError> {
     let (scheme, rest) = raw.split_once("://").ok_or_else(|| {
         PeerError::InvalidArgument(format!(
-            "broker {raw:?} must be a URL such as ws://localhost:8080"
+            "broker \"{raw}\" must be a URL such as ws://localhost:8080"
         ))
     })?;
     let scheme = match scheme {
@@ -385,7 +385,7 @@ pub fn broker_url(raw: &str) -> Result<String, PeerError> {
         "wss" | "https" => "wss",
         other => {
             return Err(PeerError::InvalidArgument(format!(
-                "broker URL scheme {other:?} must be ws:// or wss://"
+                "broker URL scheme \"{other}\" must be ws:// or wss://"
             )));
         }
     };

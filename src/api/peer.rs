@@ -9,13 +9,12 @@ use wasm_bindgen::prelude::*;
 
 use super::connection::Connection;
 use super::context::{Ctx, Target};
-use super::errors::{PeerError, unexpected};
+use super::errors::PeerError;
 use super::options::{RawPeerOptions, engine_config, parse_peer_options, token_source};
-use super::room::{Rendezvous, Room};
 use super::stream::Stream;
-use crate::core::engine::{Config, Engine, Reply};
+use crate::core::engine::{Config, Engine};
 use crate::protocol::ids;
-use crate::web::driver::{Driver, TokenSource, promise};
+use crate::web::driver::{Driver, Then, TokenSource};
 
 /// A driver and context for an engine with `config`.
 pub(crate) fn build(
@@ -40,12 +39,15 @@ pub fn create_peer(
     options: Option<super::PeerOptionsArg>,
 ) -> js_sys::Promise {
     let options: JsValue = options.map(Into::into).unwrap_or(JsValue::UNDEFINED);
-    promise(Box::pin(async move {
-        Ok(create(id_or_options, options).await?.into())
-    }))
+    match create(id_or_options, options) {
+        // The Promise resolves the `Peer` once registered; a failure closes
+        // the engine (`Then::Peer` in `Ctx::settle`).
+        Ok(ctx) => ctx.d.start(Then::Peer),
+        Err(e) => js_sys::Promise::reject(&e.to_js()),
+    }
 }
 
-async fn create(id_or_options: JsValue, options_js: JsValue) -> Result<Peer, PeerError> {
+fn create(id_or_options: JsValue, options_js: JsValue) -> Result<Rc<Ctx>, PeerError> {
     let (id, options_js) = match id_or_options.as_string() {
         Some(id) => (Some(id), options_js),
         None => (None, id_or_options),
@@ -59,19 +61,12 @@ async fn create(id_or_options: JsValue, options_js: JsValue) -> Result<Peer, Pee
     }
     let token = token_source(&options_js)?;
     let platform = super::options::platform(&options_js)?;
-    let ctx = build(
+    Ok(build(
         engine_config(raw, id, &token, false)?,
         token,
         None,
         platform,
-    );
-    match ctx.d.start().await {
-        Ok(_) => Ok(Peer { ctx }),
-        Err(e) => {
-            ctx.d.run(|e, now| e.close(now));
-            Err(e)
-        }
-    }
+    ))
 }
 
 /// A peer: an id on the broker and connections to other peers.
@@ -83,14 +78,6 @@ pub struct Peer {
 impl Peer {
     fn target(&self) -> Target {
         Target::Peer
-    }
-}
-
-/// Resolves the connection to `id` once it is open.
-pub(crate) async fn connect(ctx: &Rc<Ctx>, id: &str) -> Result<JsValue, PeerError> {
-    match ctx.d.call(|e, now| e.connect(id, now)).await? {
-        Reply::Connection(c) => Ok(ctx.conn_handle(c)),
-        other => Err(unexpected(other)),
     }
 }
 
@@ -124,8 +111,7 @@ impl Peer {
     /// if `id` is not online.
     #[wasm_bindgen(unchecked_return_type = "Promise<Connection>")]
     pub fn connect(&self, id: String) -> js_sys::Promise {
-        let ctx = self.ctx.clone();
-        promise(Box::pin(async move { Ok(connect(&ctx, &id).await?) }))
+        self.ctx.ask(|e, now| e.connect(&id, now))
     }
 
     /// Sends `message` to `id`, connecting first if needed.
@@ -136,20 +122,11 @@ impl Peer {
         #[wasm_bindgen(unchecked_param_type = "Sendable")] message: JsValue,
         options: Option<super::SendOptionsArg>,
     ) -> js_sys::Promise {
-        let ctx = self.ctx.clone();
-        let progress = super::payload::progress_option(options);
-        promise(Box::pin(async move {
-            let conn = match ctx.d.call(|e, now| e.connect(&id, now)).await? {
-                Reply::Connection(c) => c,
-                other => return Err(unexpected(other).into()),
-            };
-            let chan = ctx
-                .d
-                .read(|e| e.conn_channel(conn))
-                .ok_or_else(|| PeerError::Closed(format!("the connection to {id:?}")))?;
-            super::context::send_value(&ctx, chan, &message, progress).await?;
-            Ok(JsValue::UNDEFINED)
-        }))
+        let then = Then::Send {
+            message,
+            progress: super::payload::progress_option(options),
+        };
+        self.ctx.d.ask(|e, now| e.connect(&id, now), None, then)
     }
 
     /// Closes the connection to `id`, if there is one.
@@ -167,49 +144,25 @@ impl Peer {
     /// Is `id` online (registered, or inside its reconnect grace window)?
     #[wasm_bindgen(unchecked_return_type = "Promise<boolean>")]
     pub fn find(&self, id: String) -> js_sys::Promise {
-        let ctx = self.ctx.clone();
-        promise(Box::pin(async move {
-            match ctx.d.call(|e, now| e.find(&id, now)).await? {
-                Reply::Found(online) => Ok(online.into()),
-                other => Err(unexpected(other).into()),
-            }
-        }))
+        self.ctx.ask(|e, now| e.find(&id, now))
     }
 
     /// Joins a room: its members, events, broadcast and shared state.
     #[wasm_bindgen(unchecked_return_type = "Promise<Room>")]
     pub fn join(&self, room: String) -> js_sys::Promise {
-        let ctx = self.ctx.clone();
-        promise(Box::pin(async move {
-            match ctx.d.call(|e, now| e.join(&room, now)).await? {
-                Reply::Joined(name) => Ok(Room::new(ctx, name).into()),
-                other => Err(unexpected(other).into()),
-            }
-        }))
+        self.ctx.ask(|e, now| e.join(&room, now))
     }
 
     /// Opens a rendezvous key: others `joinKey(key)` to reach this peer.
     #[wasm_bindgen(js_name = openKey, unchecked_return_type = "Promise<Rendezvous>")]
     pub fn open_key(&self, key: String) -> js_sys::Promise {
-        let ctx = self.ctx.clone();
-        promise(Box::pin(async move {
-            match ctx.d.call(|e, now| e.open_key(&key, now)).await? {
-                Reply::KeyOpened(key) => Ok(Rendezvous::new(ctx, key).into()),
-                other => Err(unexpected(other).into()),
-            }
-        }))
+        self.ctx.ask(|e, now| e.open_key(&key, now))
     }
 
     /// Joins a rendezvous key and connects to the peer that opened it.
     #[wasm_bindgen(js_name = joinKey, unchecked_return_type = "Promise<Connection>")]
     pub fn join_key(&self, key: String) -> js_sys::Promise {
-        let ctx = self.ctx.clone();
-        promise(Box::pin(async move {
-            match ctx.d.call(|e, now| e.join_key(&key, now)).await? {
-                Reply::Connection(c) => Ok(ctx.conn_handle(c)),
-                other => Err(unexpected(other).into()),
-            }
-        }))
+        self.ctx.ask(|e, now| e.join_key(&key, now))
     }
 
     /// Closes every connection and the broker link, stops every timer and

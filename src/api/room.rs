@@ -4,11 +4,11 @@
 use std::rc::Rc;
 
 use crate::protocol::json::Json;
-use js_sys::{Array, Object, Reflect};
+use js_sys::{Array, Object, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 
 use super::context::{Ctx, Target, js_to_json as from_js, json_to_js};
-use crate::web::driver::promise;
+use crate::web::driver::Then;
 
 /// A room joined with `peer.join(name)`.
 #[wasm_bindgen]
@@ -96,20 +96,18 @@ impl Room {
         &self,
         #[wasm_bindgen(unchecked_param_type = "unknown")] data: JsValue,
         options: Option<super::BroadcastOptionsArg>,
-    ) -> js_sys::Promise {
-        let (ctx, room) = (self.ctx.clone(), self.name.clone());
+    ) -> Promise {
         let options: JsValue = options.map(Into::into).unwrap_or(JsValue::UNDEFINED);
         let include_self = Reflect::get(&options, &"includeSelf".into())
             .ok()
             .and_then(|v| v.as_bool())
             .unwrap_or(false);
-        promise(Box::pin(async move {
-            let data = from_js(&data)?;
-            ctx.d
-                .call(|e, now| e.broadcast(&room, data, include_self, now))
-                .await?;
-            Ok(JsValue::UNDEFINED)
-        }))
+        match from_js(&data) {
+            Ok(data) => self
+                .ctx
+                .ask(|e, now| e.broadcast(&self.name, data, include_self, now)),
+            Err(e) => Promise::reject(&e.to_js()),
+        }
     }
 
     /// Sets a key of the shared state, expiring after `options.ttl` ms.
@@ -119,42 +117,30 @@ impl Room {
         key: String,
         #[wasm_bindgen(unchecked_param_type = "unknown")] value: JsValue,
         options: Option<super::SetOptionsArg>,
-    ) -> js_sys::Promise {
-        let (ctx, room) = (self.ctx.clone(), self.name.clone());
+    ) -> Promise {
         let options: JsValue = options.map(Into::into).unwrap_or(JsValue::UNDEFINED);
         let ttl_ms = Reflect::get(&options, &"ttl".into())
             .ok()
             .and_then(|v| v.as_f64())
             .map(|t| t.max(0.0) as u64);
-        promise(Box::pin(async move {
-            let value = from_js(&value)?;
-            ctx.d
-                .call(|e, now| e.set_state(&room, &key, value, ttl_ms, now))
-                .await?;
-            Ok(JsValue::UNDEFINED)
-        }))
+        match from_js(&value) {
+            Ok(value) => self
+                .ctx
+                .ask(|e, now| e.set_state(&self.name, &key, value, ttl_ms, now)),
+            Err(e) => Promise::reject(&e.to_js()),
+        }
     }
 
     /// Deletes a key of the shared state.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
-    pub fn delete(&self, key: String) -> js_sys::Promise {
-        let (ctx, room) = (self.ctx.clone(), self.name.clone());
-        promise(Box::pin(async move {
-            ctx.d
-                .call(|e, now| e.delete_state(&room, &key, now))
-                .await?;
-            Ok(JsValue::UNDEFINED)
-        }))
+    pub fn delete(&self, key: String) -> Promise {
+        self.ctx.ask(|e, now| e.delete_state(&self.name, &key, now))
     }
 
     /// Leaves the room; members get `peer-left`, this room gets `closed`.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
-    pub fn leave(&self) -> js_sys::Promise {
-        let (ctx, room) = (self.ctx.clone(), self.name.clone());
-        promise(Box::pin(async move {
-            ctx.d.call(|e, now| e.leave(&room, now)).await?;
-            Ok(JsValue::UNDEFINED)
-        }))
+    pub fn leave(&self) -> Promise {
+        self.ctx.ask(|e, now| e.leave(&self.name, now))
     }
 }
 
@@ -186,12 +172,12 @@ impl Rendezvous {
     /// Closes the key; joiners get `unavailable`.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn close(&self) -> js_sys::Promise {
-        let (ctx, key) = (self.ctx.clone(), self.key.clone());
-        promise(Box::pin(async move {
-            ctx.d.call(|e, now| e.close_key(&key, now)).await?;
-            ctx.forget(&Target::Key(key));
-            Ok(JsValue::UNDEFINED)
-        }))
+        let key = self.key.clone();
+        self.ctx.d.ask(
+            |e, now| e.close_key(&key, now),
+            None,
+            Then::ForgetKey(key.clone()),
+        )
     }
 }
 

@@ -11,7 +11,6 @@ use super::payload::progress_option;
 use crate::core::engine::ChanId;
 use crate::core::stream::StreamState;
 use crate::protocol::frames::ChannelLabel;
-use crate::web::driver::promise;
 
 #[wasm_bindgen(module = "/src/web/streams.js")]
 extern "C" {
@@ -99,24 +98,14 @@ impl Stream {
         #[wasm_bindgen(unchecked_param_type = "Sendable")] message: JsValue,
         options: Option<super::SendOptionsArg>,
     ) -> js_sys::Promise {
-        let ctx = self.ctx.clone();
-        let chan = self.chan;
-        let progress = progress_option(options);
-        promise(Box::pin(async move {
-            send_value(&ctx, chan, &message, progress).await?;
-            Ok(JsValue::UNDEFINED)
-        }))
+        send_value(&self.ctx, Ok(self.chan), &message, progress_option(options))
     }
 
     /// Half-close: sends nothing more, keeps receiving. The remote gets `end`.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn end(&self) -> js_sys::Promise {
-        let ctx = self.ctx.clone();
         let chan = self.chan;
-        promise(Box::pin(async move {
-            ctx.d.call(|e, now| e.end(chan, now)).await?;
-            Ok(JsValue::UNDEFINED)
-        }))
+        self.ctx.ask(|e, now| e.end(chan, now))
     }
 
     /// Closes both directions now.

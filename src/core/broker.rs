@@ -269,7 +269,10 @@ impl BrokerSession {
                 self.resume_token = Some(resume_token);
                 let first = !self.registered_once;
                 self.registered_once = true;
-                let frames = self.outbox.drain(..).map(|(_, f)| f).collect();
+                let frames = std::mem::take(&mut self.outbox)
+                    .into_iter()
+                    .map(|(_, f)| f)
+                    .collect();
                 (
                     vec![SessionEvent::Registered {
                         id,
@@ -311,9 +314,8 @@ impl BrokerSession {
     pub fn refuse(&mut self, code: ErrorCode, message: String) -> Vec<SessionEvent> {
         self.register_rid = None;
         self.link = Link::Failed;
-        let failed: Vec<SessionEvent> = self
-            .outbox
-            .drain(..)
+        let failed: Vec<SessionEvent> = std::mem::take(&mut self.outbox)
+            .into_iter()
             .map(|(rid, _)| SessionEvent::Reply {
                 rid,
                 message: ServerMessage::error(Some(rid), code, "registration failed"),

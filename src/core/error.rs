@@ -19,16 +19,16 @@ pub enum PeerError {
     Unauthorized { code: ErrorCode, message: String },
     #[error("broker refused the request ({code}): {message}")]
     Broker { code: ErrorCode, message: String },
-    #[error("peer {id:?} is not online ({code}); check the id, or wait for it to register")]
+    #[error("peer \"{id}\" is not online ({code}); check the id, or wait for it to register")]
     PeerUnavailable { id: String, code: ErrorCode },
-    #[error("no connection to {id:?} within {ms} ms: {waiting}")]
+    #[error("no connection to \"{id}\" within {ms} ms: {waiting}")]
     ConnectTimeout {
         id: String,
         ms: u64,
         /// What the engine was still waiting for when time ran out.
         waiting: String,
     },
-    #[error("connection to {id:?} failed: {reason}")]
+    #[error("connection to \"{id}\" failed: {reason}")]
     ConnectionFailed { id: String, reason: String },
     #[error("{0} is closed")]
     Closed(String),
@@ -38,9 +38,9 @@ pub enum PeerError {
         max: usize,
         hint: &'static str,
     },
-    #[error("peer {id:?} sent bad data: {detail}")]
+    #[error("peer \"{id}\" sent bad data: {detail}")]
     Protocol { id: String, detail: String },
-    #[error("nothing listens on port {port} of {id:?} ({reason})")]
+    #[error("nothing listens on port {port} of \"{id}\" ({reason})")]
     PortClosed {
         id: String,
         port: u16,

@@ -105,6 +105,18 @@ pub enum OnCandidate<C> {
     Overflow,
 }
 
+impl<C> OnCandidate<C> {
+    /// The variant's name, for log lines.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Add(_) => "Add",
+            Self::Queued => "Queued",
+            Self::Dropped => "Dropped",
+            Self::Overflow => "Overflow",
+        }
+    }
+}
+
 /// What to do about `negotiationneeded`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnNegotiationNeeded {
@@ -191,7 +203,7 @@ impl<C> Negotiator<C> {
     /// The remote description is set: returns the queued candidates to add.
     pub fn remote_description_applied(&mut self) -> Vec<C> {
         self.has_remote_description = true;
-        self.queued.drain(..).collect()
+        std::mem::take(&mut self.queued).into()
     }
 
     pub fn on_remote_candidate(&mut self, candidate: C) -> OnCandidate<C> {
@@ -217,7 +229,7 @@ impl<C> Negotiator<C> {
     /// Candidates of an ignored offer, to try (failures expected) once the
     /// remote's answer is applied.
     pub fn take_ignored(&mut self) -> Vec<C> {
-        self.ignored.drain(..).collect()
+        std::mem::take(&mut self.ignored).into()
     }
 
     /// Whether a failure to add a remote candidate should be reported: not

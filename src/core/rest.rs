@@ -34,7 +34,7 @@ pub struct RestUrl {
 impl RestUrl {
     pub fn parse(url: &str) -> Result<Self, String> {
         let rest = url.strip_prefix("rest://").ok_or_else(|| {
-            format!("{url:?} is not a rest:// URL (use rest://address[:port]/path)")
+            format!("\"{url}\" is not a rest:// URL (use rest://address[:port]/path)")
         })?;
         let (authority, path_query) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -44,12 +44,12 @@ impl RestUrl {
             Some((h, p)) => (
                 h,
                 p.parse::<u16>()
-                    .map_err(|_| format!("bad port {p:?} in {url:?}"))?,
+                    .map_err(|_| format!("bad port \"{p}\" in \"{url}\""))?,
             ),
             None => (authority, DEFAULT_PORT),
         };
         if host.is_empty() {
-            return Err(format!("{url:?} names no host"));
+            return Err(format!("\"{url}\" names no host"));
         }
         let (path, query) = path_query.split_once('?').unwrap_or((path_query, ""));
         Ok(Self {
@@ -191,13 +191,13 @@ impl Router {
     /// `/users/:id/posts`, with `*` as a last segment for "anything below".
     pub fn add(&mut self, method: Option<&str>, pattern: &str) -> Result<usize, String> {
         if !pattern.starts_with('/') {
-            return Err(format!("route {pattern:?} must start with '/'"));
+            return Err(format!("route \"{pattern}\" must start with '/'"));
         }
         let method = match method {
             Some(m) => {
                 let m = m.to_ascii_uppercase();
                 if !METHODS.contains(&m.as_str()) {
-                    return Err(format!("unknown method {m:?}"));
+                    return Err(format!("unknown method \"{m}\""));
                 }
                 Some(m)
             }
@@ -208,12 +208,14 @@ impl Router {
         for (i, s) in parts.iter().enumerate() {
             out.push(if let Some(name) = s.strip_prefix(':') {
                 if name.is_empty() {
-                    return Err(format!("route {pattern:?} has a parameter without a name"));
+                    return Err(format!(
+                        "route \"{pattern}\" has a parameter without a name"
+                    ));
                 }
                 Segment::Param(name.to_string())
             } else if *s == "*" {
                 if i + 1 != parts.len() {
-                    return Err(format!("route {pattern:?}: '*' must be the last segment"));
+                    return Err(format!("route \"{pattern}\": '*' must be the last segment"));
                 }
                 Segment::Rest
             } else {

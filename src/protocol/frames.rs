@@ -272,7 +272,7 @@ impl ChannelLabel {
 pub fn check_stream_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 200 || name.chars().any(char::is_control) {
         return Err(format!(
-            "stream name {name:?} must be 1 to 200 bytes without control characters"
+            "stream name \"{name}\" must be 1 to 200 bytes without control characters"
         ));
     }
     Ok(())

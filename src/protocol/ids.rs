@@ -14,7 +14,7 @@
 /// Why a name was refused: says what the rule is, so the message can be
 /// shown to a developer as is.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{what} {value:?} is invalid: {rule}")]
+#[error("{what} \"{value}\" is invalid: {rule}")]
 pub struct NameError {
     /// Which kind of name ("peer id", "room name", ...).
     pub what: &'static str,

@@ -42,6 +42,31 @@ use crate::protocol::IceServer;
 pub trait Sink {
     /// One event. Nothing of the driver is borrowed while this runs.
     fn deliver(self: Rc<Self>, driver: &Rc<Driver>, event: Event);
+
+    /// What a Promise started by [`Driver::ask`] settles with: the JS value
+    /// of the outcome (`Ok` resolves, `Err` rejects), as `then` says.
+    fn settle(
+        self: Rc<Self>,
+        then: Then,
+        result: Result<Reply, PeerError>,
+    ) -> Result<JsValue, JsValue>;
+}
+
+/// What the sink makes of an outcome that settles a Promise ([`Driver::ask`]).
+pub enum Then {
+    /// The reply as its JS value (a handle, a boolean, `undefined`).
+    Reply,
+    /// The new peer's handle (`createPeer`); a failure closes its engine.
+    Peer,
+    /// Sends `message` on the connection the reply names (`peer.send`):
+    /// settles as that send does.
+    Send {
+        message: JsValue,
+        progress: Option<Function>,
+    },
+    /// `undefined`, once the rendezvous key's listeners are dropped
+    /// (`Rendezvous.close`).
+    ForgetKey(String),
 }
 
 /// Where the broker access token comes from.
@@ -67,7 +92,22 @@ struct Io {
     listeners: Vec<Listener>,
 }
 
-type Waiter = oneshot::Sender<Result<Reply, PeerError>>;
+/// Who waits for a command's outcome.
+enum Waiter {
+    /// A Rust future ([`Driver::call`], [`Driver::begin`]).
+    #[cfg_attr(not(feature = "full"), allow(dead_code))] // rest and Node (the full build)
+    Task(oneshot::Sender<Result<Reply, PeerError>>),
+    /// A JS Promise ([`Driver::ask`]): settled when the outcome is emitted,
+    /// with no Rust future per call. The sink (the handles' context, which
+    /// owns this driver) is held until then, as a future would hold it:
+    /// `createPeer` has no other owner before it resolves.
+    Promise {
+        resolve: Function,
+        reject: Function,
+        then: Then,
+        sink: Option<Rc<dyn Sink>>,
+    },
+}
 
 /// The outcome of a command, once the engine reports it.
 pub type Outcome = oneshot::Receiver<Result<Reply, PeerError>>;
@@ -127,8 +167,23 @@ impl Driver {
         *self.sink.borrow_mut() = Some(sink);
     }
 
-    /// Registers (or attaches to the hub); resolves once the id is known.
-    pub async fn start(self: &Rc<Self>) -> Result<Reply, PeerError> {
+    /// Registers (or attaches to the hub); the Promise settles once the id
+    /// is known, as `then` says.
+    pub fn start(self: &Rc<Self>, then: Then) -> Promise {
+        self.listen_to_the_page();
+        self.ask(|e, now| Ok(e.start(now)), None, then)
+    }
+
+    /// Like [`Driver::start`], with nobody waiting: the outcome reaches
+    /// later calls through `Engine::when_ready` (a `Node`).
+    pub fn start_detached(self: &Rc<Self>) {
+        self.listen_to_the_page();
+        self.run(|e, now| {
+            e.start(now);
+        });
+    }
+
+    fn listen_to_the_page(self: &Rc<Self>) {
         let weak = self.me.clone();
         let closes = move || {
             if let Some(d) = weak.upgrade() {
@@ -150,7 +205,6 @@ impl Driver {
             Listener::on_connection_change(changed(self.me.clone())),
         ];
         self.io.borrow_mut().listeners = listeners.into_iter().flatten().collect();
-        self.call(|e, now| Ok(e.start(now))).await
     }
 
     // ---- the three steps --------------------------------------------------
@@ -189,6 +243,7 @@ impl Driver {
 
     /// Runs a command and waits for its outcome. Only the call of `f` is
     /// generic; the waiting is one future type for every command.
+    #[cfg_attr(not(feature = "full"), allow(dead_code))] // rest and Node (the full build)
     pub fn call<F>(self: &Rc<Self>, f: F) -> impl Future<Output = Result<Reply, PeerError>> + use<F>
     where
         F: FnOnce(&mut Engine, Millis) -> Result<OpId, PeerError>,
@@ -198,6 +253,7 @@ impl Driver {
 
     /// Starts a command; its outcome arrives on the returned receiver.
     /// `progress` is called with `(sent, total)` as the engine reports it.
+    #[cfg_attr(not(feature = "full"), allow(dead_code))] // rest and Node (the full build)
     pub fn begin(
         self: &Rc<Self>,
         f: impl FnOnce(&mut Engine, Millis) -> Result<OpId, PeerError>,
@@ -209,6 +265,7 @@ impl Driver {
 
     /// Like [`Driver::begin`], for a command that also returns a value (the
     /// channel of a socket being opened).
+    #[cfg_attr(not(feature = "full"), allow(dead_code))] // rest and Node (the full build)
     pub fn begin_with<T>(
         self: &Rc<Self>,
         f: impl FnOnce(&mut Engine, Millis) -> Result<(T, OpId), PeerError>,
@@ -230,14 +287,86 @@ impl Driver {
     /// Registers the waiter of `op`, then carries out what the command
     /// produced. Registered first, so an outcome produced at once still
     /// finds its waiter.
+    #[cfg_attr(not(feature = "full"), allow(dead_code))] // rest and Node (the full build)
     fn register(self: &Rc<Self>, op: OpId, progress: Option<Function>) -> Outcome {
         let (tx, rx) = oneshot::channel();
-        self.waiters.borrow_mut().insert(op, tx);
+        self.wait(op, Waiter::Task(tx), progress);
+        rx
+    }
+
+    fn wait(self: &Rc<Self>, op: OpId, waiter: Waiter, progress: Option<Function>) {
+        self.waiters.borrow_mut().insert(op, waiter);
         if let Some(p) = progress {
             self.progress.borrow_mut().insert(op, p);
         }
         self.flush();
-        rx
+    }
+
+    /// Runs a command and returns a Promise that its outcome settles, as
+    /// `then` says ([`Sink::settle`]). Only the call of `f` is generic: no
+    /// future, no task, no state machine per method.
+    pub fn ask(
+        self: &Rc<Self>,
+        f: impl FnOnce(&mut Engine, Millis) -> Result<OpId, PeerError>,
+        progress: Option<Function>,
+        then: Then,
+    ) -> Promise {
+        let started = {
+            let mut engine = self.engine.borrow_mut();
+            f(&mut engine, now())
+        };
+        self.ask_started(started, progress, then)
+    }
+
+    fn ask_started(
+        self: &Rc<Self>,
+        started: Result<OpId, PeerError>,
+        progress: Option<Function>,
+        then: Then,
+    ) -> Promise {
+        let mut functions = None;
+        let promise = Promise::new(&mut |resolve, reject| functions = Some((resolve, reject)));
+        let Some((resolve, reject)) = functions else {
+            return promise;
+        };
+        let waiter = Waiter::Promise {
+            resolve,
+            reject,
+            then,
+            sink: self.sink.borrow().as_ref().and_then(Weak::upgrade),
+        };
+        match started {
+            Ok(op) => self.wait(op, waiter, progress),
+            Err(e) => {
+                self.flush();
+                self.settle(waiter, Err(e));
+            }
+        }
+        promise
+    }
+
+    /// Hands an outcome to its waiter.
+    fn settle(self: &Rc<Self>, waiter: Waiter, result: Result<Reply, PeerError>) {
+        match waiter {
+            Waiter::Task(tx) => {
+                let _ = tx.send(result);
+            }
+            Waiter::Promise {
+                resolve,
+                reject,
+                then,
+                sink,
+            } => {
+                let settled = match sink {
+                    Some(sink) => sink.settle(then, result),
+                    None => Ok(JsValue::UNDEFINED),
+                };
+                let _ = match settled {
+                    Ok(v) => resolve.call1(&JsValue::UNDEFINED, &v),
+                    Err(e) => reject.call1(&JsValue::UNDEFINED, &e),
+                };
+            }
+        }
     }
 
     /// Carries out everything the engine produced, then emits its events.
@@ -302,8 +431,8 @@ impl Driver {
                 Event::Done { op, result } => {
                     self.progress.borrow_mut().remove(&op);
                     let waiter = self.waiters.borrow_mut().remove(&op);
-                    if let Some(tx) = waiter {
-                        let _ = tx.send(result);
+                    if let Some(w) = waiter {
+                        self.settle(w, result);
                     }
                 }
                 Event::Progress { op, sent, total } => {
@@ -593,8 +722,8 @@ impl Driver {
         spawn_local(async move {
             let result = call_js(&hub, "attach", &[deliver_js]).await;
             let Some(d) = weak.upgrade() else { return };
-            match result.map(|v| v.as_string()) {
-                Ok(Some(address)) => {
+            match result.map(|v| (v.as_string(), v)) {
+                Ok((Some(address), _)) => {
                     let ice = Reflect::get(&hub, &"iceServers".into())
                         .ok()
                         .filter(|v| !v.is_undefined() && !v.is_null())
@@ -609,8 +738,9 @@ impl Driver {
                         });
                     d.input(|e, _| e.handle_hub_attached(&address, ice));
                 }
-                Ok(other) => {
-                    let detail = format!("it must resolve an address, got {other:?}");
+                Ok((None, other)) => {
+                    let detail =
+                        format!("it must resolve an address, got {}", js_error_text(&other));
                     d.input(|e, _| e.handle_hub_failed(&detail));
                 }
                 Err(err) => {
@@ -675,6 +805,7 @@ impl Driver {
 }
 
 /// Waits for a command's outcome.
+#[cfg_attr(not(feature = "full"), allow(dead_code))] // rest and Node (the full build)
 async fn outcome(started: Result<Outcome, PeerError>) -> Result<Reply, PeerError> {
     started?
         .await

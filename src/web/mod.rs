@@ -81,12 +81,18 @@ pub fn random_u64() -> u64 {
     (random() * 9_007_199_254_740_992.0) as u64
 }
 
-/// The message of a JS exception, whatever was thrown.
+/// The message of a JS exception, whatever was thrown: an `Error`'s
+/// message, a string as it is, anything else as its JSON, or its type
+/// (`undefined`, `function`). (Not `{:?}`: JsValue's Debug brings
+/// wasm-bindgen's debugString into the glue.)
 pub fn js_error_text(err: &JsValue) -> String {
     if let Some(e) = err.dyn_ref::<js_sys::Error>() {
         return String::from(e.message());
     }
-    err.as_string().unwrap_or_else(|| format!("{err:?}"))
+    err.as_string()
+        .or_else(|| js_sys::JSON::stringify(err).ok()?.as_string())
+        .or_else(|| err.js_typeof().as_string())
+        .unwrap_or_default()
 }
 
 /// Logs to the console (for errors thrown by user listeners, which must not

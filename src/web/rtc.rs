@@ -175,7 +175,7 @@ pub async fn set_remote(pc: RtcPeerConnection, kind: String, sdp: String) -> Res
         "answer" => RtcSdpType::Answer,
         "pranswer" => RtcSdpType::Pranswer,
         "rollback" => RtcSdpType::Rollback,
-        other => return Err(format!("unknown description type {other:?}")),
+        other => return Err(format!("unknown description type \"{other}\"")),
     };
     let init = RtcSessionDescriptionInit::new(sdp_type);
     init.set_sdp(&sdp);

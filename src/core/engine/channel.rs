@@ -162,7 +162,7 @@ impl Channel {
     pub fn describe(&self) -> String {
         match &self.kind {
             ChannelKind::Main => "connection".to_string(),
-            ChannelKind::Labelled(ChannelLabel::Stream(name)) => format!("stream {name:?}"),
+            ChannelKind::Labelled(ChannelLabel::Stream(name)) => format!("stream \"{name}\""),
             ChannelKind::Labelled(ChannelLabel::Port(port)) => format!("socket on port {port}"),
         }
     }

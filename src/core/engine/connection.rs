@@ -124,6 +124,11 @@ pub(crate) struct Conn {
     pub has_pc: bool,
 }
 
+/// A session number in a log line (`none` before the remote's is known).
+fn session_text(session: Option<u64>) -> String {
+    session.map_or_else(|| "none".into(), |s| s.to_string())
+}
+
 impl Conn {
     /// What a connection still in `Connecting` waits for, for the timeout.
     fn waiting_for(&self) -> String {
@@ -138,7 +143,7 @@ impl Conn {
             );
         }
         format!(
-            "ICE found no network path ({} local and {} remote candidates exchanged, {} refused; ICE state {:?}); the network may block WebRTC: configure a TURN server in iceServers",
+            "ICE found no network path ({} local and {} remote candidates exchanged, {} refused; ICE state \"{}\"); the network may block WebRTC: configure a TURN server in iceServers",
             self.local_candidates,
             self.remote_candidates,
             self.refused_candidates,
@@ -243,7 +248,10 @@ impl Engine {
         self.by_remote.insert(remote.to_string(), id);
         self.log(LogLevel::Info, || {
             let how = if initiated { "dialled" } else { "incoming" };
-            format!("{id:?}: {how} connection to {remote:?}, session {session}, bound to {remote_session:?}")
+            format!(
+                "{id}: {how} connection to \"{remote}\", session {session}, bound to {}",
+                session_text(remote_session)
+            )
         });
         let relay = self.config.relay;
         let broker = matches!(
@@ -312,8 +320,8 @@ impl Engine {
             LogLevel::Info
         };
         let line = match &error {
-            Some(e) if level <= self.config.debug => format!("{c:?}: closed ({reason}): {e}"),
-            _ if level <= self.config.debug => format!("{c:?}: closed ({reason})"),
+            Some(e) if level <= self.config.debug => format!("{c}: closed ({reason}): {e}"),
+            _ if level <= self.config.debug => format!("{c}: closed ({reason})"),
             _ => String::new(),
         };
         conn.close_reason = Some(reason.to_string());
@@ -348,7 +356,7 @@ impl Engine {
             }
         }
         let err = error.clone().unwrap_or_else(|| {
-            PeerError::Closed(format!("the connection to {remote:?} ({reason})"))
+            PeerError::Closed(format!("the connection to \"{remote}\" ({reason})"))
         });
         for op in openers {
             self.done(op, Err(err.clone()));
@@ -398,7 +406,7 @@ impl Engine {
         conn.keepalive.sent(now);
         let openers = std::mem::take(&mut conn.openers);
         let incoming = !conn.initiated;
-        self.log(LogLevel::Info, || format!("{c:?}: open"));
+        self.log(LogLevel::Info, || format!("{c}: open"));
         self.events.push_back(Event::Open { conn: c });
         if incoming {
             self.events.push_back(Event::Incoming { conn: c });
@@ -442,14 +450,16 @@ impl Engine {
                     .and_then(|c| self.conns.get(&c).map(|x| (c, x)))
                     .map(|(c, x)| {
                         format!(
-                            "{c:?} session {} bound to {:?}",
-                            x.session, x.remote_session
+                            "{c} session {} bound to {}",
+                            x.session,
+                            session_text(x.remote_session)
                         )
                     })
                     .unwrap_or_else(|| "no connection".into());
                 format!(
-                    "signal {kind} from {from:?} session {} to {:?}; here: {here}",
-                    signal.session, signal.to
+                    "signal {kind} from \"{from}\" session {} to {}; here: {here}",
+                    signal.session,
+                    session_text(signal.to)
                 )
             };
             self.log(LogLevel::Debug, || line);
@@ -516,7 +526,7 @@ impl Engine {
         window.retain(|t| now - *t < 60_000.0);
         if window.len() as u32 >= self.config.max_offers_per_minute {
             let err = PeerError::LimitExceeded(format!(
-                "peer {from:?} offered more than {} new connections in a minute; refused (option maxOffersPerMinute)",
+                "peer \"{from}\" offered more than {} new connections in a minute; refused (option maxOffersPerMinute)",
                 self.config.max_offers_per_minute
             ));
             self.refuse_offer(from, session, err);
@@ -536,7 +546,7 @@ impl Engine {
     /// letting it time out), and this side's user why.
     fn refuse_offer(&mut self, from: &str, session: u64, err: PeerError) {
         self.log(LogLevel::Warn, || {
-            format!("refused an offer from {from:?}: {err}")
+            format!("refused an offer from \"{from}\": {err}")
         });
         self.send_signal_raw(
             from,
@@ -639,7 +649,7 @@ impl Engine {
                             c,
                             PeerError::Protocol {
                                 id: remote,
-                                detail: format!("description type {sdp_type:?}"),
+                                detail: format!("description type \"{sdp_type}\""),
                             },
                             now,
                         );
@@ -648,7 +658,7 @@ impl Engine {
                     let decision = conn.negotiator.on_remote_description(kind, conn.signaling);
                     if decision == OnDescription::Ignore {
                         self.log(LogLevel::Debug, || {
-                            format!("{c:?}: ignored a colliding offer (impolite) or a stray answer")
+                            format!("{c}: ignored a colliding offer (impolite) or a stray answer")
                         });
                         continue;
                     }
@@ -664,7 +674,7 @@ impl Engine {
                     let json = body.candidate_init_json();
                     let action = conn.negotiator.on_remote_candidate(json);
                     self.log(LogLevel::Debug, || {
-                        format!("{c:?}: remote candidate: {action:?}")
+                        format!("{c}: remote candidate: {}", action.name())
                     });
                     let Some(conn) = self.conns.get_mut(&c) else {
                         return;
@@ -725,7 +735,7 @@ impl Engine {
         conn.busy = None;
         match result {
             Ok((sdp_type, sdp)) => {
-                let line = format!("{c:?}: send {sdp_type}");
+                let line = format!("{c}: send {sdp_type}");
                 conn.signaling = match sdp_type.as_str() {
                     "offer" => {
                         conn.want_restart = false;
@@ -832,7 +842,7 @@ impl Engine {
         if let Some(conn) = self.conns.get_mut(&c) {
             conn.local_candidates += 1;
         }
-        self.log(LogLevel::Debug, || format!("{c:?}: local candidate"));
+        self.log(LogLevel::Debug, || format!("{c}: local candidate"));
         self.send_signal(c, body);
     }
 
@@ -865,7 +875,7 @@ impl Engine {
         let remote = conn.remote.clone();
         let open = conn.state == ConnState::Open;
         self.log(LogLevel::Info, || {
-            format!("{c:?}: connection state {state} (with {remote:?})")
+            format!("{c}: connection state {state} (with \"{remote}\")")
         });
         let Some(conn) = self.conns.get_mut(&c) else {
             return;

@@ -257,7 +257,7 @@ impl Engine {
         let label = ChannelLabel::parse(label)?;
         if c.streams.len() >= self.config.max_streams {
             let err = PeerError::LimitExceeded(format!(
-                "peer {remote:?} opened more than {} streams on one connection (option maxStreams)",
+                "peer \"{remote}\" opened more than {} streams on one connection (option maxStreams)",
                 self.config.max_streams
             ));
             self.fail_conn(conn, err, now);
@@ -324,7 +324,7 @@ impl Engine {
         let early: Vec<Vec<u8>> = match self.chans.get_mut(&chan) {
             Some(ch) => {
                 ch.early_bytes = 0;
-                ch.early.drain(..).collect()
+                std::mem::take(&mut ch.early).into()
             }
             None => return,
         };
@@ -709,7 +709,7 @@ impl Engine {
         };
         if c.state != super::ConnState::Open {
             return Err(PeerError::Closed(format!(
-                "the connection to {:?} ({})",
+                "the connection to \"{}\" ({})",
                 c.remote,
                 c.close_reason.as_deref().unwrap_or("not open")
             )));
@@ -793,7 +793,7 @@ impl Engine {
         if !(ch.listening || (ch.is_main() && peer_listening)) {
             return;
         }
-        let items: Vec<Held> = ch.held.drain(..).collect();
+        let items = std::mem::take(&mut ch.held);
         ch.held_bytes = 0;
         for item in items {
             self.events.push_back(held_event(chan, item));
@@ -820,12 +820,12 @@ impl Engine {
         x.held = x.held + total - before;
         let over = if x.held > self.config.connection_budget {
             Some(format!(
-                "peer {:?} made this side hold {} bytes of unfinished or unread messages, above the {}-byte connectionBudget option",
+                "peer \"{}\" made this side hold {} bytes of unfinished or unread messages, above the {}-byte connectionBudget option",
                 x.remote, x.held, self.config.connection_budget
             ))
         } else if self.total_held > self.config.memory_budget {
             Some(format!(
-                "remotes made this peer hold {} bytes, above the {}-byte memoryBudget option; closing the connection to {:?}",
+                "remotes made this peer hold {} bytes, above the {}-byte memoryBudget option; closing the connection to \"{}\"",
                 self.total_held, self.config.memory_budget, x.remote
             ))
         } else {
@@ -872,7 +872,7 @@ impl Engine {
         }
         let ch = self.chans.get(&chan).expect("checked");
         let closed = PeerError::Closed(format!(
-            "the {} to {:?} ({reason})",
+            "the {} to \"{}\" ({reason})",
             ch.describe(),
             ch.remote
         ));
@@ -906,7 +906,7 @@ impl Engine {
         ch.state = StreamState::Closed;
         let reason = match err {
             PeerError::Closed(r) => r.clone(),
-            other => format!("the {} to {:?} ({other})", ch.describe(), ch.remote),
+            other => format!("the {} to \"{}\" ({other})", ch.describe(), ch.remote),
         };
         self.closed_reasons.insert(chan, reason);
         // Only recent ones are asked for (by handles still in use); ids
@@ -919,7 +919,11 @@ impl Engine {
         }
         let mut ops: Vec<OpId> = ch.openers.drain(..).collect();
         ops.extend(ch.current.take().and_then(|c| c.op));
-        ops.extend(ch.queue.drain(..).filter_map(|j| j.op));
+        ops.extend(
+            std::mem::take(&mut ch.queue)
+                .into_iter()
+                .filter_map(|j| j.op),
+        );
         for op in ops {
             self.done(op, Err(err.clone()));
         }

@@ -411,7 +411,7 @@ impl Engine {
         if self.rooms.contains_key(room) {
             Ok(())
         } else {
-            Err(PeerError::Closed(format!("room {room:?} (left)")))
+            Err(PeerError::Closed(format!("room \"{room}\" (left)")))
         }
     }
 
@@ -636,13 +636,13 @@ impl Engine {
                 Action::DialBroker { generation, .. } => format!("dial broker (#{generation})"),
                 _ if self.config.debug < LogLevel::Debug => String::new(),
                 Action::CreateConnection { conn, .. } => {
-                    format!("{conn:?}: create RTCPeerConnection")
+                    format!("{conn}: create RTCPeerConnection")
                 }
-                Action::SetLocalDescription { conn } => format!("{conn:?}: setLocalDescription"),
+                Action::SetLocalDescription { conn } => format!("{conn}: setLocalDescription"),
                 Action::SetRemoteDescription { conn, sdp_type, .. } => {
-                    format!("{conn:?}: setRemoteDescription({sdp_type})")
+                    format!("{conn}: setRemoteDescription({sdp_type})")
                 }
-                Action::ReleaseConnection { conn } => format!("{conn:?}: release"),
+                Action::ReleaseConnection { conn } => format!("{conn}: release"),
                 _ => String::new(),
             };
             if !line.is_empty() {

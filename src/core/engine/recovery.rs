@@ -74,7 +74,7 @@ impl Engine {
             why: why.to_string(),
         });
         self.log(LogLevel::Warn, || {
-            format!("{c:?}: lost the path to {remote:?} ({why}); restarting ICE")
+            format!("{c}: lost the path to \"{remote}\" ({why}); restarting ICE")
         });
         self.probe_broker(now);
         self.restart_attempt(c, now);
@@ -103,9 +103,7 @@ impl Engine {
         r.attempts += 1;
         r.deadline = now + timeout;
         let n = r.attempts;
-        self.log(LogLevel::Info, || {
-            format!("{c:?}: ICE restart {n} of {max}")
-        });
+        self.log(LogLevel::Info, || format!("{c}: ICE restart {n} of {max}"));
         self.request_restart(c, now);
     }
 
@@ -129,7 +127,7 @@ impl Engine {
                 return;
             }
             conn.offer_sent = now;
-            self.log(LogLevel::Debug, || format!("{c:?}: offer sent again"));
+            self.log(LogLevel::Debug, || format!("{c}: offer sent again"));
             self.send_signal(
                 c,
                 SignalBody::Description {
@@ -179,7 +177,7 @@ impl Engine {
         let remote = conn.remote.clone();
         self.log(LogLevel::Warn, || {
             format!(
-                "{c:?}: path to {remote:?} restored after {} ms and {} ICE restart(s)",
+                "{c}: path to \"{remote}\" restored after {} ms and {} ICE restart(s)",
                 (now - r.since) as u64,
                 r.attempts
             )

@@ -160,7 +160,7 @@ impl Engine {
         let had_pc = conn.has_pc;
         conn.has_pc = false;
         self.log(LogLevel::Warn, || {
-            format!("{c:?}: relaying through the broker to {remote:?} ({why})")
+            format!("{c}: relaying through the broker to \"{remote}\" ({why})")
         });
         // WebRTC's objects for this connection go; the connection stays.
         if had_pc {
@@ -217,7 +217,7 @@ impl Engine {
         r.refilled = now;
         r.tokens = r.burst();
         self.log(LogLevel::Info, || {
-            format!("{c:?}: relay ready ({rate} bytes/s each way)")
+            format!("{c}: relay ready ({rate} bytes/s each way)")
         });
         if let Some(ch) = self.chans.get_mut(&main) {
             ch.relay_num = Some(0);

@@ -378,7 +378,7 @@ impl Engine {
                     }
                     self.log(LogLevel::Info, || {
                         let how = if resumed { "resumed" } else { "registered" };
-                        format!("{how} as {id:?} on the broker")
+                        format!("{how} as \"{id}\" on the broker")
                     });
                     self.events
                         .push_back(Event::Registered { id, resumed, first });

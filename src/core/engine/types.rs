@@ -13,6 +13,14 @@ pub type Millis = f64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ConnId(pub u32);
 
+/// As in log lines: `ConnId(3)` (the same text as `Debug`, without
+/// pulling Debug formatting into the wasm).
+impl std::fmt::Display for ConnId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ConnId({})", self.0)
+    }
+}
+
 /// One data channel: a connection's own channel, a stream, a socket, or
 /// one end of an in-memory loopback socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
