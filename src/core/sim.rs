@@ -308,8 +308,10 @@ impl<B: Broker> Sim<B> {
         r
     }
 
-    /// Peer `i` stops answering on its data channels (a frozen tab): what
-    /// it would send is lost, what it is sent is never read.
+    /// Peer `i`'s page hangs (a frozen tab): its JavaScript runs no more —
+    /// no timers, no broker frames read — and what its data channels would
+    /// send is lost, what they are sent is never read. Its browser keeps
+    /// the sockets and the ICE path up.
     pub fn freeze(&mut self, i: usize) {
         self.frozen.push(i);
     }
@@ -452,7 +454,9 @@ impl<B: Broker> Sim<B> {
             let next_timer = self
                 .peers
                 .iter()
-                .filter_map(|p| p.engine.poll_timeout())
+                .enumerate()
+                .filter(|(i, _)| !self.frozen.contains(i))
+                .filter_map(|(_, p)| p.engine.poll_timeout())
                 .reduce(f64::min);
             let next = match (next_event, next_timer) {
                 (Some(a), Some(b)) => a.min(b),
@@ -473,10 +477,11 @@ impl<B: Broker> Sim<B> {
                 self.deliver(s.what);
             } else {
                 for i in 0..self.peers.len() {
-                    if self.peers[i]
-                        .engine
-                        .poll_timeout()
-                        .is_some_and(|t| t <= self.now)
+                    if !self.frozen.contains(&i)
+                        && self.peers[i]
+                            .engine
+                            .poll_timeout()
+                            .is_some_and(|t| t <= self.now)
                     {
                         let now = self.now;
                         self.with(i, |e| e.handle_timeout(now));
@@ -786,6 +791,12 @@ impl<B: Broker> Sim<B> {
 
     fn deliver(&mut self, what: Delivery) {
         let now = self.now;
+        // A hung page reads nothing from the broker.
+        if let Delivery::BrokerText { peer, .. } | Delivery::BrokerBinary { peer, .. } = &what {
+            if self.frozen.contains(peer) {
+                return;
+            }
+        }
         match what {
             Delivery::BrokerOpen { peer, generation } => {
                 self.with(peer, |e| e.handle_broker_open(generation, now));

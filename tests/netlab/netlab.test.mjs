@@ -106,6 +106,8 @@ test('a client moves to a new address mid-session: ICE restarts, the connection 
     await a.page.evaluate(async (to) => window.hook(await window.peer.connect(to)), idb);
     await b.page.waitForFunction(() => !!window.conn, null, { timeout: 10000 });
     const pumps = [a, b].map((p) => p.page.evaluate(() => window.pump()));
+    // A pump that fails fails this test where it is awaited, not later.
+    for (const p of pumps) p.catch(() => {});
     const count = (p) => p.page.evaluate(() => window.inbox.length);
     const waitMore = async (p, than, ms) => {
       await p.page.waitForFunction((than) => window.inbox.length > than, than, { timeout: ms });

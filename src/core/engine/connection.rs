@@ -505,6 +505,9 @@ impl Engine {
         match target {
             Some(c) => {
                 if let Some(conn) = self.conns.get_mut(&c) {
+                    if let Some(r) = conn.recovery.as_mut() {
+                        r.heard_signal = true;
+                    }
                     conn.backlog.push_back(Step::Signal(signal.body));
                 }
                 self.negotiate(c, now);
@@ -917,14 +920,6 @@ impl Engine {
                 let mut t = match &c.recovery {
                     // Silence is expected meanwhile: only the pings are due.
                     Some(r) => c.keepalive.next_ping().min(r.deadline),
-                    // With ICE up, silence waits for the grace too.
-                    None if c.ice_state == "connected" && c.relay.is_none() => {
-                        c.keepalive.next_ping().min(
-                            c.keepalive.last_heard()
-                                + (self.config.keep_alive_timeout + self.config.disconnected_grace)
-                                    as f64,
-                        )
-                    }
                     None => c.keepalive.next_deadline(),
                 };
                 if let (None, Some(d)) = (&c.recovery, c.disconnected_at) {
@@ -971,33 +966,6 @@ impl Engine {
                         Tick::SendPing => {
                             let main = conn.main;
                             self.transmit_frame(main, &Frame::Ping(0), now);
-                        }
-                        // ICE still holds the path: the remote page itself is
-                        // not answering (hung, or paused in a debugger). ICE
-                        // gets `disconnectedGrace` to notice a network
-                        // change first; then the connection closes.
-                        Tick::Dead if conn.ice_state == "connected" && conn.relay.is_none() => {
-                            let silence = conn.keepalive.silence(now);
-                            if silence
-                                >= (self.config.keep_alive_timeout + self.config.disconnected_grace)
-                                    as f64
-                            {
-                                let remote = conn.remote.clone();
-                                let reason = format!(
-                                    "nothing heard for {} ms while the network path is up: the remote page is not answering",
-                                    silence as u64
-                                );
-                                self.fail_conn(
-                                    c,
-                                    PeerError::ConnectionFailed { id: remote, reason },
-                                    now,
-                                );
-                                continue;
-                            }
-                            if conn.keepalive.tick_ping(now) == Tick::SendPing {
-                                let main = conn.main;
-                                self.transmit_frame(main, &Frame::Ping(0), now);
-                            }
                         }
                         Tick::Dead => {
                             let silence = conn.keepalive.silence(now) as u64;

@@ -42,6 +42,8 @@ pub(crate) struct Recovery {
     pub since: Millis,
     /// What lost it, for the log and the final error.
     pub why: String,
+    /// A signal of the remote's arrived since (it is alive and answering).
+    pub heard_signal: bool,
 }
 
 impl Engine {
@@ -72,6 +74,7 @@ impl Engine {
             deadline: now,
             since: now,
             why: why.to_string(),
+            heard_signal: false,
         });
         self.log(LogLevel::Warn, || {
             format!("{c}: lost the path to \"{remote}\" ({why}); restarting ICE")
@@ -90,6 +93,21 @@ impl Engine {
         let Some(r) = conn.recovery.as_mut() else {
             return;
         };
+        // Two restarts and not one signal back, while ICE still says the
+        // path is up: the remote page itself is not answering (hung, or
+        // paused in a debugger); more restarts cannot help. (ICE's own
+        // state alone cannot tell: after a local network change Chromium
+        // may report `connected` for seconds.)
+        if r.attempts >= 2 && !r.heard_signal && conn.ice_state == "connected" {
+            let reason = format!(
+                "no answer to {} ICE restarts in {} ms while the network path is up: the remote page is not answering",
+                r.attempts,
+                (now - r.since) as u64
+            );
+            let remote = conn.remote.clone();
+            self.fail_conn(c, PeerError::ConnectionFailed { id: remote, reason }, now);
+            return;
+        }
         if r.attempts >= max {
             let reason = format!(
                 "the network path was lost ({}) and {max} ICE restarts in {} ms found no new one",
