@@ -98,22 +98,21 @@ impl Engine {
         // paused in a debugger); more restarts cannot help. (ICE's own
         // state alone cannot tell: after a local network change Chromium
         // may report `connected` for seconds.)
-        if r.attempts >= 2 && !r.heard_signal && conn.ice_state == "connected" {
-            let reason = format!(
-                "no answer to {} ICE restarts in {} ms while the network path is up: the remote page is not answering",
-                r.attempts,
-                (now - r.since) as u64
-            );
-            let remote = conn.remote.clone();
-            self.fail_conn(c, PeerError::ConnectionFailed { id: remote, reason }, now);
-            return;
-        }
-        if r.attempts >= max {
-            let reason = format!(
-                "the network path was lost ({}) and {max} ICE restarts in {} ms found no new one",
-                r.why,
-                (now - r.since) as u64
-            );
+        let took = (now - r.since) as u64;
+        let verdict = if r.attempts >= 2 && !r.heard_signal && conn.ice_state == "connected" {
+            Some(format!(
+                "no answer to {} ICE restarts in {took} ms while the network path is up: the remote page is not answering",
+                r.attempts
+            ))
+        } else if r.attempts >= max {
+            Some(format!(
+                "the network path was lost ({}) and {max} ICE restarts in {took} ms found no new one",
+                r.why
+            ))
+        } else {
+            None
+        };
+        if let Some(reason) = verdict {
             let remote = conn.remote.clone();
             self.fail_conn(c, PeerError::ConnectionFailed { id: remote, reason }, now);
             return;
