@@ -186,14 +186,21 @@ impl Engine {
     /// The remote asks to relay (its `relay` signal).
     pub(crate) fn on_relay_signal(&mut self, c: ConnId, now: Millis) {
         if !self.enter_relay(c, "the remote peer asked", false, now) {
-            let remote = self.conns.get(&c).map(|x| x.remote.clone());
-            if let Some(remote) = remote {
-                let err = PeerError::ConnectionFailed {
-                    id: remote,
-                    reason: "the remote peer has no WebRTC path and asked to relay through the broker, which this side does not allow (option relay: 'never')".into(),
-                };
-                self.fail_conn(c, err, now);
-            }
+            let Some(conn) = self.conns.get(&c) else {
+                return;
+            };
+            let reason = if conn.state == ConnState::Open {
+                // Its ICE gave up just as this side's channel opened.
+                "the remote peer found no WebRTC path and moved to the broker's relay as this side's channel opened; connect again"
+            } else {
+                "the remote peer has no WebRTC path and asked to relay through the broker, which this side does not allow (option relay: 'never')"
+            };
+            let id = conn.remote.clone();
+            let err = PeerError::ConnectionFailed {
+                id,
+                reason: reason.into(),
+            };
+            self.fail_conn(c, err, now);
         }
     }
 
