@@ -61,7 +61,7 @@ up() { # kind_a kind_b
     ns "$s" ip addr add "10.0.$x.2/24" dev eth0
     ns "$s" ip link set eth0 up
     ns "$s" ip route add default via "10.0.$x.1"
-    nat_rules "$s" "$(eval echo "\$kind_$s")"
+    if [ "$s" = a ]; then nat_rules a "$kind_a"; else nat_rules b "$kind_b"; fi
   done
 }
 
