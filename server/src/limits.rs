@@ -122,8 +122,6 @@ pub struct AddressBuckets {
     burst: f64,
     capacity: usize,
     buckets: HashMap<IpAddr, TokenBucket>,
-    /// When the table was last scanned, if ever.
-    last_scan: Option<Instant>,
     /// When the table was last scanned, or made.
     tidied: Instant,
 }
@@ -143,7 +141,6 @@ impl AddressBuckets {
             burst,
             capacity,
             buckets: HashMap::new(),
-            last_scan: None,
             tidied: now,
         }
     }
@@ -158,10 +155,7 @@ impl AddressBuckets {
             return bucket.take(now);
         }
         if self.buckets.len() >= self.capacity {
-            let may_scan = self
-                .last_scan
-                .is_none_or(|t| now.saturating_duration_since(t) >= Self::PRUNE_EVERY);
-            if may_scan {
+            if now.saturating_duration_since(self.tidied) >= Self::PRUNE_EVERY {
                 self.prune(now);
             }
             if self.buckets.len() >= self.capacity {
@@ -186,7 +180,6 @@ impl AddressBuckets {
 
     fn prune(&mut self, now: Instant) {
         self.buckets.retain(|_, b| !b.is_full(now));
-        self.last_scan = Some(now);
         self.tidied = now;
     }
 }

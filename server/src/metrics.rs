@@ -213,16 +213,6 @@ impl Metrics {
             .inc();
     }
 
-    /// How many relay pairs ended with `code` and `cause` so far.
-    pub fn relay_end_count(&self, code: ErrorCode, cause: &'static str) -> u64 {
-        self.relay_ends
-            .get_or_create(&RelayEndLabel {
-                code: code.as_str().into(),
-                cause,
-            })
-            .get()
-    }
-
     /// Counts one refused upgrade.
     pub fn refuse(&self, reason: &str) {
         self.refused
@@ -239,15 +229,6 @@ impl Metrics {
                 outcome: outcome.as_str(),
             })
             .inc();
-    }
-
-    /// How many datagrams on the STUN port had `outcome` so far.
-    pub fn stun_count(&self, outcome: StunOutcome) -> u64 {
-        self.stun
-            .get_or_create(&OutcomeLabel {
-                outcome: outcome.as_str(),
-            })
-            .get()
     }
 
     /// The exposition text, with gauges taken from `stats`.

@@ -203,3 +203,14 @@ fn an_idle_half_open_broker_socket_is_found_by_the_keep_alive_ping() {
     );
     assert_eq!(sim.peers[0].engine.id(), Some("p0"));
 }
+
+#[test]
+fn with_restarts_off_a_network_change_event_closes_nothing() {
+    let mut sim = network_with(2, 51, |c| c.ice_restarts = 0);
+    let (ca, _) = connect(&mut sim, 0, 1);
+    let now = sim.now;
+    sim.with(0, |e| e.handle_network_change(now));
+    sim.run_for(2_000.0);
+    assert_eq!(sim.peers[0].engine.conn_state(ca), ConnState::Open);
+    assert_eq!(sim.restarts[0], 0);
+}

@@ -192,3 +192,39 @@ fn a_relayed_connection_ends_by_name_when_a_broker_link_drops() {
         )));
     }
 }
+
+#[test]
+fn closing_right_after_a_send_lets_the_relay_carry_both_then_ends_the_pair() {
+    // At the lowest rate the broker allows, 256 KiB takes about 4 s: the
+    // close waits behind it, and the pair ends after both have left.
+    let hub = HubConfig {
+        relay: RelayConfig {
+            rate: 64 * 1024,
+            ..RelayConfig::default()
+        },
+        ..HubConfig::default()
+    };
+    let mut sim = network_on(hub, 2, 66, |c| c.relay = RelayPolicy::Always);
+    listen_all(&mut sim);
+    let (ca, cb) = connect(&mut sim, 0, 1);
+    let (main_a, main_b) = (
+        sim.peers[0].engine.conn_channel(ca).unwrap(),
+        sim.peers[1].engine.conn_channel(cb).unwrap(),
+    );
+    let now = sim.now;
+    sim.with(0, |e| {
+        e.send(main_a, PayloadType::Binary, vec![1; 256 * 1024], false, now)
+            .unwrap();
+        e.disconnect(ca, "done", now);
+    });
+    assert!(sim.run_while(10_000.0, |s| s.peers[1].engine.conn_state(cb)
+        == ConnState::Closed));
+    assert_eq!(messages(&sim, 1, main_b), vec![vec![1; 256 * 1024]]);
+    assert!(sim.saw(
+        1,
+        |e| matches!(e, Event::Closed { reason, .. } if reason.contains("done"))
+    ));
+    sim.run_for(500.0);
+    let stats = sim.broker.hub.stats();
+    assert_eq!((stats.relay_pairs, stats.relay_pending), (0, 0));
+}

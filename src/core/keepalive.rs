@@ -68,11 +68,6 @@ impl KeepAlive {
         }
     }
 
-    /// When the remote was last heard.
-    pub fn last_heard(&self) -> Millis {
-        self.last_heard
-    }
-
     /// When the next ping is due.
     pub fn next_ping(&self) -> Millis {
         self.last_sent + self.interval

@@ -192,17 +192,17 @@ impl Driver {
                 d.input(|e, now| e.close(now));
             }
         };
-        let changed = |weak: Weak<Driver>| {
-            move || {
-                if let Some(d) = weak.upgrade() {
-                    d.input(|e, now| e.handle_network_change(now));
-                }
+        let weak = self.me.clone();
+        let changed = move || {
+            if let Some(d) = weak.upgrade() {
+                d.input(|e, now| e.handle_network_change(now));
             }
         };
         let listeners = [
             Listener::on_window("pagehide", closes),
-            Listener::on_window("online", changed(self.me.clone())),
-            Listener::on_connection_change(changed(self.me.clone())),
+            // Not `navigator.connection`'s `change`: it also fires when
+            // the browser's estimate of the bandwidth or RTT moves.
+            Listener::on_window("online", changed),
         ];
         self.io.borrow_mut().listeners = listeners.into_iter().flatten().collect();
     }

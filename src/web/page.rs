@@ -1,7 +1,7 @@
 //! Listeners on page-wide event targets, owned by the peer that installed
 //! them: `pagehide` on the window (the page is unloaded, navigated away
-//! from, or put in the back/forward cache), and the network change events
-//! (`online` on the window, `change` on `navigator.connection`).
+//! from, or put in the back/forward cache), and `online` (the network
+//! came back or changed).
 
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
@@ -25,15 +25,6 @@ impl Listener {
             return None;
         }
         Self::on(global.dyn_into().ok()?, event, f)
-    }
-
-    /// Listens for `change` on `navigator.connection` (Network Information
-    /// API), where the browser has it.
-    pub fn on_connection_change(f: impl Fn() + 'static) -> Option<Self> {
-        let global = js_sys::global();
-        let navigator = js_sys::Reflect::get(&global, &"navigator".into()).ok()?;
-        let connection = js_sys::Reflect::get(&navigator, &"connection".into()).ok()?;
-        Self::on(connection.dyn_into().ok()?, "change", f)
     }
 
     fn on(target: EventTarget, event: &'static str, f: impl Fn() + 'static) -> Option<Self> {

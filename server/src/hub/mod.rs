@@ -84,7 +84,7 @@ pub use relay::{MAX_RELAY_FRAME, RelayConfig, Relayed};
 pub mod relay_defaults {
     pub use super::relay::{
         DEFAULT_MAX_BYTES, DEFAULT_MAX_PAIRS, DEFAULT_MAX_PER_PEER, DEFAULT_RATE,
-        DEFAULT_TOTAL_RATE, INTENT_TIMEOUT, MIN_FRAME_CHARGE,
+        DEFAULT_TOTAL_RATE,
     };
 }
 use rendezvous::Rendezvous;
@@ -293,7 +293,9 @@ impl Hub {
     /// connection's message rate limit (forwarded ones are paced by the
     /// relay's byte caps instead).
     pub fn handle_binary(&self, conn: ConnId, frame: &[u8], now: Instant) -> Relayed {
-        self.lock().relay_frame(conn, frame, now)
+        // Read outside the lock every connection shares.
+        let decoded = peerwire::protocol::relay::decode(frame);
+        self.lock().relay_frame(conn, decoded, now)
     }
 
     /// A frame from `conn` that could not be decoded.

@@ -391,7 +391,12 @@ impl State {
     }
 
     /// One binary frame from `conn`: see [`super::Hub::handle_binary`].
-    pub(super) fn relay_frame(&mut self, conn: ConnId, frame: &[u8], now: Instant) -> Relayed {
+    pub(super) fn relay_frame(
+        &mut self,
+        conn: ConnId,
+        decoded: Result<(&str, &[u8]), &'static str>,
+        now: Instant,
+    ) -> Relayed {
         let Some(entry) = self.conns.get(&conn) else {
             return Relayed::Dropped;
         };
@@ -405,7 +410,7 @@ impl State {
             self.send_conn(conn, &msg, now);
             return Relayed::Dropped;
         };
-        let (to, payload) = match frames::decode(frame) {
+        let (to, payload) = match decoded {
             Ok(decoded) => decoded,
             Err(what) => {
                 self.metrics.error(ErrorCode::BadMessage);

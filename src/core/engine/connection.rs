@@ -366,9 +366,9 @@ impl Engine {
         if was_open && relayed {
             // The close frame, then the own channel's close, go on the
             // relay in order; the broker forgets the pair after them.
-            self.relay_close_channel(c, main, 0, now);
             self.releasing
                 .insert(c, (main, now + self.config.close_timeout as f64));
+            self.relay_close_channel(c, main, 0, now);
         } else if was_open {
             // Let the close frame go out: the connection is released when
             // the channel confirms its close, or after closeTimeout.

@@ -124,9 +124,9 @@ pub struct Engine {
     loop_closed: Vec<ChanId>,
     /// Relayed channels opened, closed, and bytes that left the relay
     /// queue, for `settle` (not handled inside the call that caused them).
-    relay_opened: Vec<ChanId>,
-    relay_closed: Vec<ChanId>,
-    relay_drained: Vec<(ChanId, usize)>,
+    relay_opened: VecDeque<ChanId>,
+    relay_closed: VecDeque<ChanId>,
+    relay_drained: VecDeque<(ChanId, usize)>,
     /// Connections to fail once the current input is handled.
     pending_failures: Vec<(ConnId, PeerError)>,
     /// The time of the latest input that left work for `settle`.
@@ -175,9 +175,9 @@ impl Engine {
             ports: Table::new(),
             loopback: VecDeque::new(),
             loop_closed: Vec::new(),
-            relay_opened: Vec::new(),
-            relay_closed: Vec::new(),
-            relay_drained: Vec::new(),
+            relay_opened: VecDeque::new(),
+            relay_closed: VecDeque::new(),
+            relay_drained: VecDeque::new(),
             pending_failures: Vec::new(),
             last_now: 0.0,
             transmits: VecDeque::new(),
@@ -584,18 +584,15 @@ impl Engine {
                 self.close_chan(chan, "closed by the remote peer", None, false, now);
                 continue;
             }
-            if !self.relay_opened.is_empty() {
-                let chan = self.relay_opened.remove(0);
+            if let Some(chan) = self.relay_opened.pop_front() {
                 self.handle_channel_open(chan, now);
                 continue;
             }
-            if !self.relay_closed.is_empty() {
-                let chan = self.relay_closed.remove(0);
+            if let Some(chan) = self.relay_closed.pop_front() {
                 self.handle_channel_closed(chan, now);
                 continue;
             }
-            if !self.relay_drained.is_empty() {
-                let (chan, n) = self.relay_drained.remove(0);
+            if let Some((chan, n)) = self.relay_drained.pop_front() {
                 self.relay_left(chan, n, now);
                 continue;
             }

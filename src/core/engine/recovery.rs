@@ -216,12 +216,18 @@ impl Engine {
         }
     }
 
-    /// The browser reports a network change: every open connection checks
-    /// its path now instead of waiting for silence.
+    /// The browser reports a network change (`online`): the broker link is
+    /// checked, and every open connection restarts ICE now instead of
+    /// waiting for silence (a restart on a path that still works is
+    /// harmless: the old pair carries data until the new one is chosen).
+    /// With restarts off, the event alone closes nothing.
     pub fn handle_network_change(&mut self, now: Millis) {
         self.last_now = now;
         self.log(LogLevel::Info, || "the network changed".into());
         self.probe_broker(now);
+        if self.config.ice_restarts == 0 {
+            return;
+        }
         let open: Vec<ConnId> = self
             .conns
             .iter()

@@ -274,16 +274,21 @@ impl Engine {
         self.relay_queue(c, chan, payload(OPEN, num, label.as_bytes()), 0, now);
         // Frames after the open go the same way, in order: the channel is
         // usable at once.
-        self.relay_opened.push(chan);
+        self.relay_opened.push_back(chan);
     }
 
-    /// Sends a channel's close on the relay.
+    /// Sends a channel's close on the relay. A stream's channel closes at
+    /// once; the own channel's close (`num` 0) is the connection's last
+    /// payload, and the connection is released once it has left (or after
+    /// closeTimeout, if it cannot leave).
     pub(crate) fn relay_close_channel(&mut self, c: ConnId, chan: ChanId, num: u32, now: Millis) {
         if let Some(r) = self.conns.get_mut(&c).and_then(|x| x.relay.as_mut()) {
             r.nums.remove(&num);
         }
+        if num != 0 {
+            self.relay_closed.push_back(chan);
+        }
         self.relay_queue(c, chan, payload(CLOSE, num, &[]), 0, now);
-        self.relay_closed.push(chan);
     }
 
     /// One frame of channel `chan` (number `num`) on the relay.
@@ -322,7 +327,8 @@ impl Engine {
         r.refill(now);
         while let Some((_, p, _)) = r.queue.front() {
             // A payload larger than the bucket goes once the bucket is full.
-            if charge(p) > r.tokens && r.tokens < r.burst() {
+            // (Half a byte of slack: `due` may land a rounding error short.)
+            if charge(p) > r.tokens + 0.5 && r.tokens + 0.5 < r.burst() {
                 break;
             }
             let (chan, p, data) = r.queue.pop_front().expect("peeked");
@@ -334,10 +340,11 @@ impl Engine {
             self.transmits
                 .push_back(Transmit::BrokerBinary(relay::encode(&remote, &p)));
             if data > 0 {
-                self.relay_drained.push((chan, data));
+                self.relay_drained.push_back((chan, data));
             }
             if last {
                 self.end_relay(&remote, now);
+                self.release_conn(c);
                 return;
             }
         }
