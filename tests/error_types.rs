@@ -93,6 +93,7 @@ fn every_error() -> Vec<PeerError> {
         ErrorCode::UnknownPeer,
         ErrorCode::PeerGone,
         ErrorCode::QueueFull,
+        ErrorCode::Unavailable,
     ] {
         all.push(PeerError::PeerUnavailable { id: s(), code });
     }

@@ -33,6 +33,8 @@ if [ "$BROWSER" = 1 ]; then
   command -v ip >/dev/null && command -v ss >/dev/null || packages+=(iproute2)
   command -v nft >/dev/null || packages+=(nftables)
   command -v turnserver >/dev/null || packages+=(coturn)
+  # The broker network's tests (server/tests/cluster.rs) start their own.
+  command -v redis-server >/dev/null || packages+=(redis-server)
 fi
 if [ ${#packages[@]} -gt 0 ]; then
   say "installing Debian packages: ${packages[*]}"

@@ -250,6 +250,22 @@ pub struct Config {
     #[arg(long, env = "PEERWIRE_RELAY_TOTAL_RATE", default_value_t = relay_defaults::DEFAULT_TOTAL_RATE)]
     pub relay_total_rate: u64,
 
+    /// Join a network of brokers sharing this Redis (or Valkey) server,
+    /// e.g. redis://127.0.0.1:6379: ids are unique across them, and signals
+    /// and `find` reach ids on any of them. Without it the broker is alone.
+    #[arg(long, env = "PEERWIRE_REDIS", value_name = "URL")]
+    pub redis: Option<String>,
+
+    /// How long the ids of a broker that died stay claimed in Redis, in ms
+    /// (each broker renews its ids' claims every third of this).
+    #[arg(long, env = "PEERWIRE_REDIS_LEASE_MS", default_value_t = 10_000)]
+    pub redis_lease_ms: u64,
+
+    /// Bytes of messages for other brokers this broker holds while Redis
+    /// is slow; beyond, senders get queue-full.
+    #[arg(long, env = "PEERWIRE_REDIS_MAX_QUEUED_BYTES", default_value_t = 64 << 20)]
+    pub redis_max_queued_bytes: usize,
+
     /// How often grace windows, state TTLs and rendezvous deadlines are
     /// checked, in ms.
     #[arg(long, env = "PEERWIRE_SWEEP_MS", default_value_t = 100)]
@@ -370,6 +386,15 @@ impl Config {
                 "--relay-max-pairs and --relay-max-per-peer must be above 0 (use --relay off to relay nothing)"
                     .into(),
             );
+        }
+        if let Some(url) = &self.redis {
+            crate::cluster::check_url(url)?;
+            if self.redis_lease_ms < 300 {
+                return Err("--redis-lease-ms must be at least 300".into());
+            }
+            if self.redis_max_queued_bytes < self.max_frame_bytes {
+                return Err("--redis-max-queued-bytes must be at least --max-frame-bytes".into());
+            }
         }
         if self.outbound_queue <= self.max_queued + self.max_rooms_per_peer + 1 {
             return Err(format!(

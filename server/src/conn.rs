@@ -141,6 +141,23 @@ pub async fn run(
                             return Ending::Close(CloseCode::MessageTooBig);
                         }
                         match ClientMessage::decode(text.as_str()) {
+                            // In a network of brokers the id is claimed in
+                            // Redis first; this connection's next frames
+                            // wait for the answer.
+                            Ok(ClientMessage::Register {
+                                rid,
+                                id,
+                                resume_token,
+                            }) if app.config.redis.is_some() && !app.hub.is_registered(conn) => {
+                                let now = Instant::now();
+                                if let Some(claim) =
+                                    app.hub.begin_register(conn, rid, id, resume_token, now)
+                                {
+                                    let outcome = app.hub.claim(claim.clone()).await;
+                                    app.hub
+                                        .finish_register(conn, claim, outcome, Instant::now());
+                                }
+                            }
                             Ok(msg) => app.hub.handle(conn, msg, Instant::now()),
                             Err(err) => app.hub.reject(conn, err, Instant::now()),
                         }

@@ -11,6 +11,7 @@
 //! - [`stun`]: the broker's own STUN service (binding requests over UDP).
 
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod conn;
 #[cfg(any(test, feature = "fuzzing"))]
@@ -60,7 +61,7 @@ pub struct App {
 pub fn router(app: Arc<App>) -> Router {
     let mut router = Router::new()
         .route("/ws", get(ws_upgrade))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics_text));
     if app.config.static_dir.is_dir() {
         router = router.fallback_service(ServeDir::new(&app.config.static_dir));
@@ -182,6 +183,19 @@ async fn ws_upgrade(
         })
 }
 
+/// `ok`; or, for a broker of a network that has lost Redis, 503 and
+/// `degraded` (it serves its own clients, but reaches no other broker).
+async fn healthz(State(app): State<Arc<App>>) -> Response {
+    match app.hub.cluster_up() {
+        Some(false) => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "degraded: Redis is unreachable; this broker serves its own clients only\n",
+        )
+            .into_response(),
+        _ => "ok\n".into_response(),
+    }
+}
+
 async fn metrics_text(State(app): State<Arc<App>>) -> impl IntoResponse {
     let body = app.metrics.render(app.hub.stats());
     (
@@ -255,6 +269,17 @@ pub async fn serve(
         metrics,
         addresses,
         stun: stun_addr,
+    });
+
+    let cluster_task = app.config.redis.clone().map(|url| {
+        let (link, end) = hub::link(app.config.redis_max_queued_bytes);
+        app.hub.set_cluster(link);
+        let config = cluster::ClusterConfig {
+            url,
+            lease: Duration::from_millis(app.config.redis_lease_ms),
+            broker: cluster::broker_name(),
+        };
+        tokio::spawn(cluster::run(app.clone(), config, end))
     });
 
     let stun_task = stun.map(|(socket, _)| {
@@ -342,6 +367,9 @@ pub async fn serve(
         None => server.acceptor(Acceptor).serve(service).await,
     };
     sweeper.abort();
+    if let Some(task) = cluster_task {
+        task.abort();
+    }
     if let Some(task) = stun_task {
         task.abort();
     }

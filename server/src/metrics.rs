@@ -75,6 +75,12 @@ pub struct Metrics {
     hostnames: Gauge,
     relay_pairs: Gauge,
     relay_pending: Gauge,
+    /// Frames published to other brokers of the network (`--redis`).
+    pub cluster_forwarded: Counter,
+    /// Frames other brokers published to this one.
+    pub cluster_received: Counter,
+    /// 1 while this broker reaches Redis (`--redis`), else 0.
+    cluster_up: Gauge,
 }
 
 impl Default for Metrics {
@@ -104,6 +110,9 @@ impl Metrics {
             hostnames: Gauge::default(),
             relay_pairs: Gauge::default(),
             relay_pending: Gauge::default(),
+            cluster_forwarded: Counter::default(),
+            cluster_received: Counter::default(),
+            cluster_up: Gauge::default(),
         };
         {
             let mut r = m.registry.lock().unwrap_or_else(|p| p.into_inner());
@@ -180,8 +189,28 @@ impl Metrics {
                 "Relay pairs ended (or pending requests dropped), by the code both sides were told and the cause (ended, gone, expired, rate, max-bytes, total-rate, backlog)",
                 m.relay_ends.clone(),
             );
+            r.register(
+                "cluster_forwarded",
+                "Frames published to other brokers of the network (--redis)",
+                m.cluster_forwarded.clone(),
+            );
+            r.register(
+                "cluster_received",
+                "Frames other brokers of the network published to this one",
+                m.cluster_received.clone(),
+            );
+            r.register(
+                "cluster_up",
+                "1 while this broker reaches Redis (--redis), else 0",
+                m.cluster_up.clone(),
+            );
         }
         m
+    }
+
+    /// Whether this broker reaches Redis now.
+    pub fn set_cluster_up(&self, up: bool) {
+        self.cluster_up.set(i64::from(up));
     }
 
     /// Counts one error reply.

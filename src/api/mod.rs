@@ -239,7 +239,7 @@ export type BrokerErrorCode =
   | "invalid-room" | "not-in-room" | "room-full" | "too-many-rooms" | "invalid-state-key"
   | "invalid-key" | "key-taken" | "unknown-key" | "not-opener" | "too-many-keys"
   | "unauthorized" | "forbidden" | "invalid-hostname" | "hostname-taken" | "unknown-host"
-  | "too-many-hostnames" | "relay-refused" | "relay-limit" | "internal";
+  | "too-many-hostnames" | "relay-refused" | "relay-limit" | "unavailable" | "internal";
 
 /**
  * Every error `name` the SDK uses, with the `code`s an error of that name carries.
@@ -259,7 +259,7 @@ export interface PeerwireErrorCodes {
   /** The broker refused a request; `code` is the broker's. */
   BrokerError: BrokerErrorCode;
   /** The remote id is not online. */
-  PeerUnavailableError: "unknown-peer" | "peer-gone" | "queue-full";
+  PeerUnavailableError: "unknown-peer" | "peer-gone" | "queue-full" | "unavailable";
   /** No connection within `connectTimeout`; the message says what was missing. */
   ConnectTimeoutError: "connect-timeout";
   /** ICE failed, or the remote went silent. */

@@ -76,13 +76,17 @@ pub enum ErrorCode {
     /// A relay passed its byte cap (`--relay-max-bytes`) or its rate
     /// (`--relay-rate`), or sent a frame to an id it has no relay with.
     RelayLimit,
+    /// The target is on another broker of the network that cannot be
+    /// reached right now (that broker died, or this one lost Redis); the
+    /// message was not delivered.
+    Unavailable,
     /// The broker failed; the request had no effect.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in documentation order.
-    pub const ALL: [ErrorCode; 30] = [
+    pub const ALL: [ErrorCode; 31] = [
         Self::BadJson,
         Self::BadMessage,
         Self::UnknownType,
@@ -112,6 +116,7 @@ impl ErrorCode {
         Self::TooManyHostnames,
         Self::RelayRefused,
         Self::RelayLimit,
+        Self::Unavailable,
         Self::Internal,
     ];
 
@@ -147,6 +152,7 @@ impl ErrorCode {
             Self::TooManyHostnames => "too-many-hostnames",
             Self::RelayRefused => "relay-refused",
             Self::RelayLimit => "relay-limit",
+            Self::Unavailable => "unavailable",
             Self::Internal => "internal",
         }
     }
@@ -197,6 +203,9 @@ impl ErrorCode {
             }
             Self::RelayLimit => {
                 "the relay passed the broker's --relay-rate or --relay-max-bytes, or had no relay-ready pair"
+            }
+            Self::Unavailable => {
+                "the target's broker cannot be reached right now (it failed, or Redis is away); retry in a few seconds"
             }
             Self::Internal => "a broker bug; the request had no effect; please report it",
         }

@@ -134,10 +134,23 @@ impl State {
         kind: Kind,
         now: Instant,
     ) -> Result<(), ErrorCode> {
+        self.deliver_frame(to, encode(msg), origin, kind, now)
+    }
+
+    /// Delivers an encoded message to a registered id: on its connection,
+    /// in its grace-window queue, or (held by another broker of the
+    /// network) through the cluster task.
+    pub(super) fn deliver_frame(
+        &mut self,
+        to: &str,
+        frame: TextFrame,
+        origin: Option<(String, Rid)>,
+        kind: Kind,
+        now: Instant,
+    ) -> Result<(), ErrorCode> {
         let Some(session) = self.sessions.get(to) else {
-            return Err(ErrorCode::UnknownPeer);
+            return self.forward(to, &frame, origin, kind);
         };
-        let frame = encode(msg);
         match session.conn {
             Some(conn) => {
                 self.send_frame(conn, frame, origin, kind, now);

@@ -61,6 +61,7 @@ use crate::auth::{Grant, Policy};
 use crate::ice::IceConfig;
 use crate::metrics::Metrics;
 
+mod cluster;
 mod delivery;
 mod env;
 mod hostnames;
@@ -76,6 +77,7 @@ mod testing;
 pub use env::SeededRng;
 pub use env::{HubEnv, HubRng, OsRng, RandomUnavailable};
 
+pub use cluster::{Claim, Envelope, Link, LinkEnd, Notice, Op, Outcome, link};
 use delivery::Kind;
 use relay::{Backlog, Relays};
 pub use relay::{MAX_RELAY_FRAME, RelayConfig, Relayed};
@@ -238,6 +240,7 @@ impl Hub {
                 ttl_rooms: HashSet::new(),
                 cut_off: HashMap::new(),
                 relays: Relays::default(),
+                cluster: None,
             }),
         }
     }
@@ -449,6 +452,9 @@ struct State {
     cut_off: HashMap<ConnId, String>,
     /// Relay pairs, pending and active.
     relays: Relays,
+    /// The queue to the cluster task, when this broker is one of a
+    /// network (`--redis`).
+    cluster: Option<Link>,
 }
 
 impl State {
@@ -494,8 +500,18 @@ impl State {
             (ClientMessage::Ping { rid }, _) => Ok(ServerMessage::Pong { rid }),
             (_, None) => Err((ErrorCode::NotRegistered, rid, String::new())),
             (ClientMessage::Find { rid, id }, Some(_)) => {
-                let online = self.sessions.contains_key(&id);
-                Ok(ServerMessage::Found { rid, id, online })
+                if self.sessions.contains_key(&id) {
+                    Ok(ServerMessage::Found {
+                        rid,
+                        id,
+                        online: true,
+                    })
+                } else {
+                    match self.find_elsewhere(conn, rid, id) {
+                        Some(msg) => Ok(msg),
+                        None => return,
+                    }
+                }
             }
             (ClientMessage::Signal { rid, to, data }, Some(me)) => {
                 match self.signal(&me, rid, &to, data, now) {

@@ -13,6 +13,7 @@ use base64::Engine as _;
 use peerwire::protocol::messages::Rid;
 use peerwire::protocol::{CloseCode, ErrorCode, PROTOCOL_VERSION, ServerMessage, ids};
 
+use super::cluster::Claim;
 use super::delivery::{Kind, Queued};
 use super::{ConnId, Refusal, State, internal};
 
@@ -36,6 +37,22 @@ pub(super) struct Session {
     pub(super) opened_keys: BTreeSet<String>,
     pub(super) joined_keys: BTreeSet<String>,
     pub(super) hostnames: BTreeSet<String>,
+}
+
+impl Session {
+    /// A session just registered on `conn`, holding nothing yet.
+    pub(super) fn new(token: String, conn: ConnId) -> Self {
+        Self {
+            token,
+            conn: Some(conn),
+            grace_deadline: None,
+            queue: VecDeque::new(),
+            rooms: BTreeSet::new(),
+            opened_keys: BTreeSet::new(),
+            joined_keys: BTreeSet::new(),
+            hostnames: BTreeSet::new(),
+        }
+    }
 }
 
 /// Compares two tokens in time that does not depend on where they differ.
@@ -71,6 +88,8 @@ impl State {
         Err(internal(rid, "every assigned id tried was taken"))
     }
 
+    /// `register` on a broker alone: the checks, then the id is this
+    /// connection's at once.
     pub(super) fn register(
         &mut self,
         conn: ConnId,
@@ -79,6 +98,23 @@ impl State {
         token: Option<String>,
         now: Instant,
     ) {
+        if let Some(claim) = self.admit_register(conn, rid, id, token, now) {
+            self.attach_new(conn, claim.rid, claim.id, claim.token, now);
+        }
+    }
+
+    /// The checks of `register` that need no other broker: auth, an id held
+    /// here (resumed with its token, or `id-taken`), a token without an id.
+    /// What passes is the claim of a free id with a fresh token; `None`
+    /// when the request was answered.
+    pub(super) fn admit_register(
+        &mut self,
+        conn: ConnId,
+        rid: Rid,
+        id: Option<String>,
+        token: Option<String>,
+        now: Instant,
+    ) -> Option<Claim> {
         let grant = self.conns.get(&conn).and_then(|c| c.grant.clone());
         // A token that binds an id registers that id when none is asked for.
         let id = id.or_else(|| grant.as_ref().and_then(|g| g.sub.clone()));
@@ -93,55 +129,54 @@ impl State {
             None => Ok(()),
         };
         if let Err(detail) = checked {
-            return self.reply(conn, Err((ErrorCode::Unauthorized, rid, detail)), now);
+            self.reply(conn, Err((ErrorCode::Unauthorized, rid, detail)), now);
+            return None;
         }
         let held = id.as_ref().is_some_and(|id| self.sessions.contains_key(id));
-        let id = match (id, token) {
+        let (id, assigned) = match (id, &token) {
             (Some(id), Some(token)) if held => {
-                return self.resume(conn, rid, id, token, now);
+                self.resume(conn, rid, id, token.clone(), now);
+                return None;
             }
             (Some(id), None) if held => {
                 let detail = format!("id {id:?} is taken");
-                return self.reply(conn, Err((ErrorCode::IdTaken, rid, detail)), now);
+                self.reply(conn, Err((ErrorCode::IdTaken, rid, detail)), now);
+                return None;
             }
-            // Free. With a token for it: the grace window ended (or the
-            // broker restarted), so take it afresh; `resumed: false` tells
-            // the client its rooms are gone.
-            (Some(id), _) => id,
+            // Free here. With a token for it: the grace window ended (or the
+            // broker restarted), so take it afresh, and `resumed: false`
+            // tells the client its rooms are gone; in a network of brokers
+            // the token may still be another broker's claim (see `cluster`).
+            (Some(id), _) => (id, false),
             (None, Some(_)) => {
                 let detail = "resumeToken needs the id it was issued with".to_string();
-                return self.reply(conn, Err((ErrorCode::BadMessage, rid, detail)), now);
+                self.reply(conn, Err((ErrorCode::BadMessage, rid, detail)), now);
+                return None;
             }
             (None, None) => match self.assign_peer_id(rid) {
-                Ok(id) => id,
-                Err(refusal) => return self.reply(conn, Err(refusal), now),
+                Ok(id) => (id, true),
+                Err(refusal) => {
+                    self.reply(conn, Err(refusal), now);
+                    return None;
+                }
             },
         };
-        let token = match self.new_token(rid) {
-            Ok(token) => token,
-            Err(refusal) => return self.reply(conn, Err(refusal), now),
-        };
-        self.sessions.insert(
-            id.clone(),
-            Session {
-                token: token.clone(),
-                conn: Some(conn),
-                grace_deadline: None,
-                queue: VecDeque::new(),
-                rooms: BTreeSet::new(),
-                opened_keys: BTreeSet::new(),
-                joined_keys: BTreeSet::new(),
-                hostnames: BTreeSet::new(),
-            },
-        );
-        if let Some(entry) = self.conns.get_mut(&conn) {
-            entry.peer = Some(id.clone());
+        match self.new_token(rid) {
+            Ok(new) => Some(Claim {
+                rid,
+                id,
+                token: new,
+                resume: token,
+                assigned,
+            }),
+            Err(refusal) => {
+                self.reply(conn, Err(refusal), now);
+                None
+            }
         }
-        let msg = self.registered(conn, rid, &id, token, false, Vec::new());
-        self.send_conn(conn, &msg, now);
     }
 
-    fn registered(
+    pub(super) fn registered(
         &self,
         conn: ConnId,
         rid: Rid,
@@ -246,6 +281,14 @@ impl State {
         }
         self.drop_hostnames(peer, &session.hostnames);
         self.relay_released(peer, now);
+        // The network's claim goes too (an empty token: the claim is
+        // another broker's now, see `cluster`).
+        if !session.token.is_empty() {
+            self.cluster_op(super::cluster::Op::Release {
+                id: peer.to_string(),
+                token: session.token,
+            });
+        }
     }
 }
 

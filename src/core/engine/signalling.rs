@@ -487,7 +487,10 @@ impl Engine {
                 ..
             } if matches!(
                 code,
-                ErrorCode::UnknownPeer | ErrorCode::PeerGone | ErrorCode::QueueFull
+                ErrorCode::UnknownPeer
+                    | ErrorCode::PeerGone
+                    | ErrorCode::QueueFull
+                    | ErrorCode::Unavailable
             ) && self.by_remote.contains_key(&target) =>
             {
                 self.undeliverable(&target, code, "", now);

@@ -1,0 +1,471 @@
+//! The hub's side of a network of brokers (`--redis`): what it hands to the
+//! cluster task (`crate::cluster`, which talks to Redis) and what it takes
+//! back from it. Without `--redis`, `State::cluster` is `None` and nothing
+//! here runs.
+//!
+//! The hub stays the authority for the ids connected to this broker. Redis
+//! holds, for every id of the network, which broker holds it and its resume
+//! token (a claim with a lease). The hub hands the task, in one ordered
+//! queue ([`Op`]):
+//!
+//! - frames for ids it does not hold ([`Envelope`]), which the task
+//!   publishes to the holder's broker in the order they were handed over;
+//! - claims of ids being registered here (the socket code awaits them
+//!   between [`Hub::begin_register`] and [`Hub::finish_register`]);
+//! - releases of ids, `find`s of ids it does not hold, and the notice that
+//!   an id was taken over from another broker.
+//!
+//! What cannot be delivered comes back to its sender as a `delivery_error`
+//! (`unknown-peer`, `peer-gone`, `unavailable`), as on one broker.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use peerwire::protocol::messages::Rid;
+use peerwire::protocol::{CloseCode, ErrorCode, ServerMessage};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use super::delivery::{Kind, Queued};
+use super::sessions::Session;
+use super::{ConnId, Hub, State, TextFrame};
+
+/// A frame on its way to an id held by another broker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The id it is for.
+    pub to: String,
+    /// Who to tell if it cannot be delivered: the sender's id and request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<(String, Rid)>,
+    /// A room event (dropped, not queued, while `to` is detached).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub room_event: bool,
+    /// The JSON text the client receives.
+    pub frame: String,
+}
+
+/// What one broker publishes to another's channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Notice {
+    /// Deliver this to one of your ids.
+    Deliver(Envelope),
+    /// A client reclaimed this id on another broker with its resume token:
+    /// let its connection here go, and send on what was queued for it.
+    TakenOver(String),
+}
+
+/// A claim of an id being registered on this broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub rid: Rid,
+    pub id: String,
+    /// The resume token a fresh claim stores.
+    pub token: String,
+    /// The resume token the client presented, if any.
+    pub resume: Option<String>,
+    /// The id was assigned by the broker (`register` without an id).
+    pub assigned: bool,
+}
+
+/// What Redis said of a [`Claim`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Nobody held the id: it is this broker's now, with the claim's token.
+    Fresh,
+    /// The resume token matched a claim another broker held: it is this
+    /// broker's now, with the same token; `from` held it.
+    TakenOver { from: String },
+    /// Another client holds it.
+    Taken,
+    /// A claim exists and the resume token does not match it.
+    BadToken,
+    /// Redis could not be asked: the id is taken on this broker alone,
+    /// and claimed network-wide once Redis is back.
+    Unavailable,
+}
+
+/// One piece of work for the cluster task, in the order the hub made it.
+#[derive(Debug)]
+pub enum Op {
+    Forward(Envelope),
+    Claim(Claim, oneshot::Sender<Outcome>),
+    Find { conn: ConnId, rid: Rid, id: String },
+    Release { id: String, token: String },
+    TookOver { id: String, from: String },
+}
+
+impl Op {
+    /// Bytes this op holds against `--redis-max-queued-bytes`.
+    pub fn weight(&self) -> usize {
+        match self {
+            Op::Forward(e) => e.frame.len() + e.to.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// The hub's end of the queue to the cluster task.
+#[derive(Debug, Clone)]
+pub struct Link {
+    ops: mpsc::UnboundedSender<Op>,
+    /// Bytes of frames waiting in `ops`.
+    queued: Arc<AtomicUsize>,
+    max_queued: usize,
+    /// Whether the task has Redis now.
+    up: Arc<AtomicBool>,
+}
+
+/// The task's end of the queue.
+pub struct LinkEnd {
+    pub ops: mpsc::UnboundedReceiver<Op>,
+    queued: Arc<AtomicUsize>,
+    up: Arc<AtomicBool>,
+}
+
+impl LinkEnd {
+    /// `op` has left the queue (sent to Redis, or answered as failed).
+    pub fn done(&self, op: &Op) {
+        self.queued.fetch_sub(op.weight(), Ordering::Relaxed);
+    }
+
+    /// Redis is reachable (and this broker's claims rebuilt), or not.
+    pub fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::Release);
+    }
+}
+
+/// A linked pair: the hub's end and the task's. `max_queued` bounds the
+/// bytes of frames waiting for Redis.
+pub fn link(max_queued: usize) -> (Link, LinkEnd) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let up = Arc::new(AtomicBool::new(false));
+    (
+        Link {
+            ops: tx,
+            queued: queued.clone(),
+            max_queued,
+            up: up.clone(),
+        },
+        LinkEnd {
+            ops: rx,
+            queued,
+            up,
+        },
+    )
+}
+
+impl Link {
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    /// Hands `op` to the task. A task that is gone counts as Redis away.
+    fn send(&self, op: Op) -> Result<(), Op> {
+        let weight = op.weight();
+        self.queued.fetch_add(weight, Ordering::Relaxed);
+        self.ops.send(op).map_err(|e| {
+            self.queued.fetch_sub(weight, Ordering::Relaxed);
+            e.0
+        })
+    }
+
+    /// Queues a frame for an id held elsewhere.
+    fn forward(&self, envelope: Envelope) -> Result<(), ErrorCode> {
+        if !self.is_up() {
+            return Err(ErrorCode::Unavailable);
+        }
+        if self.queued.load(Ordering::Relaxed) + envelope.frame.len() > self.max_queued {
+            return Err(ErrorCode::QueueFull);
+        }
+        self.send(Op::Forward(envelope))
+            .map_err(|_| ErrorCode::Unavailable)
+    }
+}
+
+impl Hub {
+    /// Joins this hub to a network of brokers through `link`.
+    pub fn set_cluster(&self, link: Link) {
+        self.lock().cluster = Some(link);
+    }
+
+    /// Whether this broker is part of a network and reaches Redis now
+    /// (`None`: a broker alone).
+    pub fn cluster_up(&self) -> Option<bool> {
+        self.lock().cluster.as_ref().map(Link::is_up)
+    }
+
+    /// The first half of a `register` on a broker in a network: the checks
+    /// of one broker (auth, an id held here), then the claim to put to
+    /// Redis, or `None` when the request was already answered (refused, or
+    /// an id held here resumed).
+    pub fn begin_register(
+        &self,
+        conn: ConnId,
+        rid: Rid,
+        id: Option<String>,
+        resume: Option<String>,
+        now: Instant,
+    ) -> Option<Claim> {
+        self.lock().begin_register(conn, rid, id, resume, now)
+    }
+
+    /// The second half: what Redis said of `claim`.
+    pub fn finish_register(&self, conn: ConnId, claim: Claim, outcome: Outcome, now: Instant) {
+        self.lock().finish_register(conn, claim, outcome, now);
+    }
+
+    /// Hands `claim` to the cluster task and waits for Redis's answer
+    /// (`Unavailable` when Redis cannot be asked).
+    pub async fn claim(&self, claim: Claim) -> Outcome {
+        let (tx, rx) = oneshot::channel();
+        let sent = {
+            let st = self.lock();
+            match &st.cluster {
+                Some(link) if link.is_up() => link.send(Op::Claim(claim, tx)).is_ok(),
+                _ => false,
+            }
+        };
+        if !sent {
+            return Outcome::Unavailable;
+        }
+        rx.await.unwrap_or(Outcome::Unavailable)
+    }
+
+    /// A frame another broker sent for one of this broker's ids.
+    pub fn deliver_remote(&self, envelope: Envelope, now: Instant) {
+        self.lock().deliver_remote(envelope, now);
+    }
+
+    /// The task could not deliver `envelope`: its sender hears `code`.
+    pub fn undeliverable(&self, envelope: Envelope, code: ErrorCode, now: Instant) {
+        let mut st = self.lock();
+        st.tell_origin(envelope.origin, code, &envelope.to, now);
+    }
+
+    /// The answer to a `find` the task looked up.
+    pub fn found(
+        &self,
+        conn: ConnId,
+        rid: Rid,
+        id: String,
+        online: Result<bool, ErrorCode>,
+        now: Instant,
+    ) {
+        let mut st = self.lock();
+        let reply = match online {
+            Ok(online) => Ok(ServerMessage::Found { rid, id, online }),
+            Err(code) => Err((code, rid, format!("cannot look {id:?} up: {}", code.hint()))),
+        };
+        st.reply(conn, reply, now);
+    }
+
+    /// Every id held here, with its token: the claims the task renews, and
+    /// rebuilds after Redis comes back.
+    pub fn claims(&self) -> Vec<(String, String)> {
+        let st = self.lock();
+        st.sessions
+            .iter()
+            .map(|(id, s)| (id.clone(), s.token.clone()))
+            .collect()
+    }
+
+    /// Another broker holds `id` now (it was taken over with its resume
+    /// token, or claimed while this broker had lost Redis): its connection
+    /// here closes with 4005 and what was queued for it goes on to the
+    /// other broker.
+    pub fn lost(&self, id: &str, now: Instant) {
+        self.lock().lost(id, now);
+    }
+}
+
+impl State {
+    fn begin_register(
+        &mut self,
+        conn: ConnId,
+        rid: Rid,
+        id: Option<String>,
+        resume: Option<String>,
+        now: Instant,
+    ) -> Option<Claim> {
+        self.admit_register(conn, rid, id, resume, now)
+    }
+
+    fn finish_register(&mut self, conn: ConnId, claim: Claim, outcome: Outcome, now: Instant) {
+        let gone = !self.conns.contains_key(&conn);
+        let held_here = self.sessions.contains_key(&claim.id);
+        let token = match outcome {
+            Outcome::Fresh | Outcome::Unavailable => claim.token.clone(),
+            Outcome::TakenOver { .. } => claim.resume.clone().unwrap_or_default(),
+            Outcome::Taken if claim.assigned => {
+                let detail = "an assigned id was taken on another broker; register again";
+                return self.reply(
+                    conn,
+                    Err((ErrorCode::Internal, claim.rid, detail.into())),
+                    now,
+                );
+            }
+            Outcome::Taken => {
+                let detail = format!("id {:?} is taken", claim.id);
+                return self.reply(conn, Err((ErrorCode::IdTaken, claim.rid, detail)), now);
+            }
+            Outcome::BadToken => {
+                let detail = format!("the resume token does not match id {:?}", claim.id);
+                return self.reply(
+                    conn,
+                    Err((ErrorCode::BadResumeToken, claim.rid, detail)),
+                    now,
+                );
+            }
+        };
+        if gone || held_here {
+            // The client left while Redis answered, or (Redis away) another
+            // connection here took the id meanwhile: give back what Redis
+            // gave this claim.
+            if matches!(outcome, Outcome::Fresh | Outcome::TakenOver { .. }) && !held_here {
+                self.cluster_op(Op::Release {
+                    id: claim.id.clone(),
+                    token,
+                });
+            }
+            if !gone {
+                let detail = format!("id {:?} is taken", claim.id);
+                self.reply(conn, Err((ErrorCode::IdTaken, claim.rid, detail)), now);
+            }
+            return;
+        }
+        if let Outcome::TakenOver { from } = &outcome {
+            self.cluster_op(Op::TookOver {
+                id: claim.id.clone(),
+                from: from.clone(),
+            });
+        }
+        // Rooms, keys and queued messages stayed with the other broker:
+        // `resumed: false` tells the client to set them up again.
+        self.attach_new(conn, claim.rid, claim.id, token, now);
+    }
+
+    /// Hands `op` to the cluster task, if this broker is in a network.
+    pub(super) fn cluster_op(&mut self, op: Op) {
+        if let Some(link) = &self.cluster {
+            let _ = link.send(op);
+        }
+    }
+
+    /// Sends `frame` towards an id this broker does not hold: to the broker
+    /// that holds it when in a network, else `unknown-peer`.
+    pub(super) fn forward(
+        &mut self,
+        to: &str,
+        frame: &TextFrame,
+        origin: Option<(String, Rid)>,
+        kind: Kind,
+    ) -> Result<(), ErrorCode> {
+        let Some(link) = &self.cluster else {
+            return Err(ErrorCode::UnknownPeer);
+        };
+        link.forward(Envelope {
+            to: to.to_string(),
+            origin,
+            room_event: kind == Kind::RoomEvent,
+            frame: frame.as_str().to_string(),
+        })
+    }
+
+    /// Answers `find` for an id not held here: asks Redis, unless this
+    /// broker is alone (then it is offline).
+    pub(super) fn find_elsewhere(
+        &mut self,
+        conn: ConnId,
+        rid: Rid,
+        id: String,
+    ) -> Option<ServerMessage> {
+        match &self.cluster {
+            None => Some(ServerMessage::Found {
+                rid,
+                id,
+                online: false,
+            }),
+            Some(link) if link.is_up() => {
+                let _ = link.send(Op::Find { conn, rid, id });
+                None
+            }
+            Some(_) => {
+                let err = ErrorCode::Unavailable;
+                Some(ServerMessage::error(
+                    Some(rid),
+                    err,
+                    format!("cannot look {id:?} up: {}", err.hint()),
+                ))
+            }
+        }
+    }
+
+    fn deliver_remote(&mut self, envelope: Envelope, now: Instant) {
+        let kind = if envelope.room_event {
+            Kind::RoomEvent
+        } else {
+            Kind::Queued
+        };
+        let frame = TextFrame::from(envelope.frame);
+        if !self.sessions.contains_key(&envelope.to) {
+            // It moved on (taken over, or released) since Redis routed it.
+            return self.tell_origin(envelope.origin, ErrorCode::PeerGone, &envelope.to, now);
+        }
+        if let Err(code) =
+            self.deliver_frame(&envelope.to, frame, envelope.origin.clone(), kind, now)
+        {
+            self.tell_origin(envelope.origin, code, &envelope.to, now);
+        }
+    }
+
+    fn lost(&mut self, id: &str, now: Instant) {
+        let Some(session) = self.sessions.get_mut(id) else {
+            return;
+        };
+        let queued: Vec<Queued> = session.queue.drain(..).collect();
+        if let Some(conn) = session.conn.take() {
+            if let Some(mut entry) = self.conns.remove(&conn) {
+                if let Some(kill) = entry.kill.take() {
+                    let _ = kill.send(CloseCode::Replaced);
+                }
+                self.metrics.close(CloseCode::Replaced);
+                self.cut_off.insert(conn, id.to_string());
+            }
+        }
+        // Released here without giving up the claim, which is no longer
+        // this broker's.
+        if let Some(session) = self.sessions.get_mut(id) {
+            session.token.clear();
+        }
+        self.release(id, now);
+        for q in queued {
+            if let Err(code) = self.deliver_frame(id, q.frame, q.origin.clone(), Kind::Queued, now)
+            {
+                self.tell_origin(q.origin, code, id, now);
+            }
+        }
+    }
+
+    /// Creates the session for a newly registered id on `conn` and tells
+    /// the client.
+    pub(super) fn attach_new(
+        &mut self,
+        conn: ConnId,
+        rid: Rid,
+        id: String,
+        token: String,
+        now: Instant,
+    ) {
+        self.sessions
+            .insert(id.clone(), Session::new(token.clone(), conn));
+        if let Some(entry) = self.conns.get_mut(&conn) {
+            entry.peer = Some(id.clone());
+        }
+        let msg = self.registered(conn, rid, &id, token, false, Vec::new());
+        self.send_conn(conn, &msg, now);
+    }
+}

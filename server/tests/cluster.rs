@@ -1,0 +1,374 @@
+//! A network of brokers on a real `redis-server` (Debian's; `tests/setup.sh`
+//! installs it), started on a free loopback port by each test and stopped
+//! by pid: ids unique across brokers, signals and `find` across them,
+//! resume tokens valid on any of them, a broker process killed with
+//! SIGKILL, and Redis restarted under live brokers.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use support::{Broker, Client, Closed, http_get};
+
+/// A `redis-server` on a loopback port of its own, killed when dropped.
+struct Redis {
+    port: u16,
+    child: Child,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self::start_on(port)
+    }
+
+    fn start_on(port: u16) -> Redis {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH (tests/setup.sh installs Debian's redis-server)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis { port, child }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// An in-process broker of the network on `redis`, once it has joined.
+async fn broker(redis: &Redis, extra: &[&str]) -> Broker {
+    let url = redis.url();
+    let mut flags = vec!["--redis", url.as_str(), "--redis-lease-ms", "1500"];
+    flags.extend_from_slice(extra);
+    let b = Broker::start(&flags).await;
+    healthy(b.addr).await;
+    b
+}
+
+/// Waits until `/healthz` at `addr` says ok (the broker reaches Redis).
+async fn healthy(addr: SocketAddr) {
+    until(
+        Duration::from_secs(10),
+        "the broker reaches Redis",
+        || async move { http_get(addr, "/healthz").await.ends_with("ok\n") },
+    )
+    .await;
+}
+
+/// Polls `check` every 20 ms until it holds; fails the test after `limit`.
+async fn until<F, Fut>(limit: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !check().await {
+        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn find(c: &mut Client, id: &str) -> bool {
+    let r = c.request(json!({"type": "find", "id": id})).await;
+    assert_eq!(r["type"], "found", "{r}");
+    r["online"].as_bool().unwrap()
+}
+
+/// Asks `find` every 20 ms until `id` is offline; fails after `limit`.
+async fn until_offline(c: &mut Client, id: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while find(c, id).await {
+        assert!(
+            Instant::now() < deadline,
+            "{id} still online after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn signal(c: &mut Client, to: &str, data: Value) -> u64 {
+    c.send(json!({"type": "signal", "to": to, "data": data}))
+        .await
+}
+
+#[tokio::test]
+async fn an_id_is_unique_across_the_network_and_find_sees_every_broker() {
+    let redis = Redis::start();
+    let (b1, b2) = (broker(&redis, &[]).await, broker(&redis, &[]).await);
+    let (mut alice, _) = b1.registered("alice").await;
+    let mut other = b2.client().await;
+    let r = other
+        .request_err(json!({"type": "register", "id": "alice"}), "id-taken")
+        .await;
+    assert!(r["message"].as_str().unwrap().contains("alice"), "{r}");
+    let (mut bob, _) = b2.registered("bob").await;
+    assert!(
+        find(&mut bob, "alice").await,
+        "alice is on the other broker"
+    );
+    assert!(find(&mut alice, "bob").await);
+    assert!(!find(&mut bob, "nobody").await);
+    // A clean close gives the id back to the whole network at once.
+    alice.close_normally().await;
+    until_offline(&mut bob, "alice", Duration::from_secs(5)).await;
+    let (_again, _) = b2.registered("alice").await;
+    // Assigned ids are claimed network-wide too.
+    let mut anon = b1.client().await;
+    let r = anon.request(json!({"type": "register"})).await;
+    let assigned = r["id"].as_str().unwrap().to_string();
+    assert!(find(&mut bob, &assigned).await, "{assigned} is known on b2");
+}
+
+#[tokio::test]
+async fn signals_cross_brokers_in_order_and_refusals_reach_their_sender() {
+    let redis = Redis::start();
+    let (b1, b2) = (broker(&redis, &[]).await, broker(&redis, &[]).await);
+    let (mut alice, _) = b1.registered("alice").await;
+    let (mut bob, _) = b2.registered("bob").await;
+    for n in 0..150 {
+        signal(&mut alice, "bob", json!(n)).await;
+    }
+    for n in 0..150 {
+        let m = bob.expect("signal").await;
+        assert_eq!(
+            (m["from"].as_str(), m["data"].as_i64()),
+            (Some("alice"), Some(n))
+        );
+    }
+    signal(&mut bob, "alice", json!("back")).await;
+    assert_eq!(alice.expect("signal").await["data"], "back");
+    // Nobody holds carol: the sender hears so, with its request's rid.
+    let rid = signal(&mut alice, "carol", json!(1)).await;
+    let e = alice.expect("error").await;
+    assert_eq!(
+        (e["code"].as_str(), e["rid"].as_u64()),
+        (Some("unknown-peer"), Some(rid))
+    );
+    assert_eq!(e["target"], "carol");
+    alice.quiet_for(200).await;
+    bob.quiet_for(0).await;
+}
+
+#[tokio::test]
+async fn a_resume_token_reclaims_the_id_on_another_broker() {
+    let redis = Redis::start();
+    let b1 = broker(&redis, &[]).await;
+    let b2 = broker(&redis, &[]).await;
+    let b3 = broker(&redis, &[]).await;
+    let (mut alice, token) = b1.registered("alice").await;
+    let (mut carol, _) = b3.registered("carol").await;
+
+    // A wrong token is refused wherever it is presented.
+    let mut thief = b2.client().await;
+    let forged = format!("{}x", &token[..token.len() - 1]);
+    thief
+        .request_err(
+            json!({"type": "register", "id": "alice", "resumeToken": forged}),
+            "bad-resume-token",
+        )
+        .await;
+
+    // The right one moves alice to b2; her old connection on b1, still
+    // open, is closed with 4005.
+    let mut moved = b2.client().await;
+    let r = moved
+        .request(json!({"type": "register", "id": "alice", "resumeToken": token}))
+        .await;
+    assert_eq!(r["type"], "registered", "{r}");
+    assert_eq!(r["id"], "alice");
+    assert_eq!(r["resumeToken"], token.as_str(), "the token stays valid");
+    assert_eq!(alice.closed().await, Closed::Code(4005));
+
+    // Signals now reach her on b2, from a third broker.
+    signal(&mut carol, "alice", json!("hi")).await;
+    assert_eq!(moved.expect("signal").await["data"], "hi");
+    signal(&mut moved, "carol", json!("hello")).await;
+    assert_eq!(carol.expect("signal").await["data"], "hello");
+}
+
+#[tokio::test]
+async fn a_broker_without_redis_says_degraded_serves_its_own_clients_and_rejoins() {
+    let mut redis = Redis::start();
+    let port = redis.port;
+    let b1 = broker(&redis, &[]).await;
+    let b2 = broker(&redis, &[]).await;
+    let (mut alice, _) = b1.registered("alice").await;
+    let (mut ann, _) = b1.registered("ann").await;
+    let (mut bob, _) = b2.registered("bob").await;
+
+    redis.stop();
+    for b in [&b1, &b2] {
+        let addr = b.addr;
+        until(
+            Duration::from_secs(10),
+            "healthz says degraded",
+            || async move {
+                let text = http_get(addr, "/healthz").await;
+                text.contains(" 503 ") && text.contains("degraded")
+            },
+        )
+        .await;
+    }
+    assert!(
+        b1.http_get("/metrics")
+            .await
+            .contains("peerwire_cluster_up 0")
+    );
+    // Clients of one broker still reach each other.
+    signal(&mut alice, "ann", json!("local")).await;
+    assert_eq!(ann.expect("signal").await["data"], "local");
+    // Another broker's client cannot be reached: the sender is told.
+    let rid = signal(&mut alice, "bob", json!("lost")).await;
+    let e = alice.expect("error").await;
+    assert_eq!(
+        (e["code"].as_str(), e["rid"].as_u64()),
+        (Some("unavailable"), Some(rid))
+    );
+    // New ids register on their broker meanwhile.
+    let (mut dave, _) = b2.registered("dave").await;
+
+    // Redis comes back empty: the brokers claim their ids again.
+    let _redis = Redis::start_on(port);
+    healthy(b1.addr).await;
+    healthy(b2.addr).await;
+    assert!(find(&mut alice, "dave").await, "b2 claimed dave again");
+    assert!(find(&mut dave, "alice").await, "b1 claimed alice again");
+    signal(&mut alice, "bob", json!("again")).await;
+    assert_eq!(bob.expect("signal").await["data"], "again");
+}
+
+/// A broker process (the real binary), so that it can be SIGKILLed.
+struct Process {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Process {
+    fn start(redis: &Redis) -> Process {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_peerwire-broker"))
+            .args([
+                "--port",
+                "0",
+                "--stun-port",
+                "0",
+                "--static",
+                "/nonexistent",
+            ])
+            .args(["--redis", &redis.url(), "--redis-lease-ms", "1500"])
+            .args(["--grace-ms", "5000"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the broker binary");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // "peerwire-broker listening on http://127.0.0.1:PORT/ (…"
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        Process { child, addr }
+    }
+
+    async fn client(&self) -> Client {
+        Client::connect(&format!("ws://{}/ws", self.addr)).await
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+#[tokio::test]
+async fn a_killed_brokers_clients_reclaim_their_ids_elsewhere_and_the_rest_are_freed() {
+    let redis = Redis::start();
+    let mut p1 = Process::start(&redis);
+    healthy(p1.addr).await;
+    let b2 = broker(&redis, &[]).await;
+
+    let mut alice = p1.client().await;
+    let r = alice
+        .request(json!({"type": "register", "id": "alice"}))
+        .await;
+    let token = r["resumeToken"].as_str().unwrap().to_string();
+    let mut lost = p1.client().await;
+    lost.request(json!({"type": "register", "id": "lost"}))
+        .await;
+    let (mut bob, _) = b2.registered("bob").await;
+    signal(&mut bob, "alice", json!("before")).await;
+    assert_eq!(alice.expect("signal").await["data"], "before");
+
+    p1.kill();
+    assert!(matches!(alice.closed().await, Closed::NoFrame));
+    // Until alice is back, her broker is not listening: senders hear so.
+    let rid = signal(&mut bob, "alice", json!("meanwhile")).await;
+    let e = bob.expect("error").await;
+    assert_eq!(
+        (e["code"].as_str(), e["rid"].as_u64()),
+        (Some("unavailable"), Some(rid))
+    );
+
+    // Alice fails over to b2 with her token.
+    let mut back = b2.client().await;
+    let r = back
+        .request(json!({"type": "register", "id": "alice", "resumeToken": token}))
+        .await;
+    assert_eq!(r["type"], "registered", "{r}");
+    signal(&mut bob, "alice", json!("after")).await;
+    assert_eq!(back.expect("signal").await["data"], "after");
+
+    // Nobody reclaims "lost": its claim ends with its lease, not never.
+    assert!(
+        find(&mut bob, "lost").await,
+        "held until the lease runs out"
+    );
+    let freed = Instant::now();
+    until_offline(&mut bob, "lost", Duration::from_secs(5)).await;
+    assert!(
+        freed.elapsed() <= Duration::from_millis(1500 + 500),
+        "{:?}",
+        freed.elapsed()
+    );
+    let (_taken, _) = b2.registered("lost").await;
+}
