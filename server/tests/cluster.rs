@@ -225,6 +225,9 @@ async fn a_broker_without_redis_says_degraded_serves_its_own_clients_and_rejoins
     let (mut alice, _) = b1.registered("alice").await;
     let (mut ann, _) = b1.registered("ann").await;
     let (mut bob, _) = b2.registered("bob").await;
+    join(&mut alice, "lobby").await;
+    join(&mut bob, "lobby").await;
+    alice.expect("peer-joined").await;
 
     redis.stop();
     for b in [&b1, &b2] {
@@ -265,6 +268,11 @@ async fn a_broker_without_redis_says_degraded_serves_its_own_clients_and_rejoins
     assert!(find(&mut dave, "alice").await, "b1 claimed alice again");
     signal(&mut alice, "bob", json!("again")).await;
     assert_eq!(bob.expect("signal").await["data"], "again");
+    // And their rooms: the memberships were made again.
+    alice
+        .request(json!({"type": "broadcast", "room": "lobby", "data": "still here"}))
+        .await;
+    assert_eq!(bob.expect("broadcast").await["data"], "still here");
 }
 
 /// A broker process (the real binary), so that it can be SIGKILLed.
@@ -371,4 +379,173 @@ async fn a_killed_brokers_clients_reclaim_their_ids_elsewhere_and_the_rest_are_f
         freed.elapsed()
     );
     let (_taken, _) = b2.registered("lost").await;
+}
+
+async fn join(c: &mut Client, room: &str) -> Value {
+    let r = c.request(json!({"type": "join", "room": room})).await;
+    assert_eq!(r["type"], "joined", "{r}");
+    r
+}
+
+#[tokio::test]
+async fn rooms_span_brokers_with_members_broadcasts_state_and_limits() {
+    let redis = Redis::start();
+    let limits = ["--max-room-members", "3"];
+    let b1 = broker(&redis, &limits).await;
+    let b2 = broker(&redis, &limits).await;
+    let b3 = broker(&redis, &limits).await;
+    let (mut alice, _) = b1.registered("alice").await;
+    let (mut bob, _) = b2.registered("bob").await;
+    let (mut carol, _) = b3.registered("carol").await;
+
+    assert_eq!(join(&mut alice, "lobby").await["members"], json!(["alice"]));
+    assert_eq!(
+        join(&mut bob, "lobby").await["members"],
+        json!(["alice", "bob"])
+    );
+    let m = alice.expect("peer-joined").await;
+    assert_eq!(
+        (m["room"].as_str(), m["id"].as_str()),
+        (Some("lobby"), Some("bob"))
+    );
+    join(&mut carol, "lobby").await;
+    alice.expect("peer-joined").await;
+    bob.expect("peer-joined").await;
+
+    // The member limit holds across brokers.
+    let (mut dave, _) = b1.registered("dave").await;
+    let e = dave
+        .request_err(json!({"type": "join", "room": "lobby"}), "room-full")
+        .await;
+    assert!(e["message"].as_str().unwrap().contains("3 members"), "{e}");
+
+    // A broadcast reaches the members on every broker, the sender only
+    // when it asks.
+    let r = alice
+        .request(json!({"type": "broadcast", "room": "lobby", "data": "hey"}))
+        .await;
+    assert_eq!(r["type"], "ok");
+    for c in [&mut bob, &mut carol] {
+        let m = c.expect("broadcast").await;
+        assert_eq!(
+            (m["from"].as_str(), m["data"].as_str()),
+            (Some("alice"), Some("hey"))
+        );
+    }
+    let r = bob
+        .request(json!({"type": "broadcast", "room": "lobby", "data": 2, "includeSelf": true}))
+        .await;
+    assert_eq!(r["type"], "ok");
+    for c in [&mut alice, &mut bob, &mut carol] {
+        assert_eq!(c.expect("broadcast").await["data"], 2);
+    }
+
+    // State: set, seen by all; a TTL ends network-wide; delete.
+    let r = bob
+        .request(json!({"type": "set", "room": "lobby", "key": "topic", "value": {"t": "rust"}}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+    for c in [&mut alice, &mut bob, &mut carol] {
+        let m = c.expect("state-set").await;
+        assert_eq!(
+            (m["key"].as_str(), m["from"].as_str()),
+            (Some("topic"), Some("bob"))
+        );
+        assert_eq!(m["value"], json!({"t": "rust"}));
+    }
+    carol
+        .request(json!({"type": "set", "room": "lobby", "key": "cursor", "value": 1, "ttlMs": 300}))
+        .await;
+    for c in [&mut alice, &mut bob, &mut carol] {
+        assert_eq!(c.expect("state-set").await["ttlMs"], 300);
+    }
+    for c in [&mut alice, &mut bob, &mut carol] {
+        let m = c.expect("state-removed").await;
+        assert_eq!(
+            (m["key"].as_str(), m["reason"].as_str()),
+            (Some("cursor"), Some("expired"))
+        );
+    }
+    alice
+        .request_err(
+            json!({"type": "set", "room": "elsewhere", "key": "k", "value": 1}),
+            "not-in-room",
+        )
+        .await;
+
+    // Bob leaves; dave takes his place and gets the room as it is.
+    assert_eq!(
+        bob.request(json!({"type": "leave", "room": "lobby"})).await["type"],
+        "ok"
+    );
+    for c in [&mut alice, &mut carol] {
+        let m = c.expect("peer-left").await;
+        assert_eq!(m["id"], "bob");
+    }
+    let snapshot = join(&mut dave, "lobby").await;
+    assert_eq!(snapshot["members"], json!(["alice", "carol", "dave"]));
+    assert_eq!(snapshot["state"][0]["key"], "topic");
+    assert_eq!(snapshot["state"][0]["value"], json!({"t": "rust"}));
+    for c in [&mut alice, &mut carol] {
+        assert_eq!(c.expect("peer-joined").await["id"], "dave");
+    }
+    let r = alice
+        .request(json!({"type": "delete", "room": "lobby", "key": "topic"}))
+        .await;
+    assert_eq!(r["type"], "ok");
+    for c in [&mut alice, &mut carol, &mut dave] {
+        let m = c.expect("state-removed").await;
+        assert_eq!(
+            (m["reason"].as_str(), m["from"].as_str()),
+            (Some("deleted"), Some("alice"))
+        );
+    }
+    bob.quiet_for(100).await;
+}
+
+#[tokio::test]
+async fn after_a_broker_dies_its_clients_are_back_in_their_rooms_and_the_rest_leave() {
+    let redis = Redis::start();
+    let mut p1 = Process::start(&redis);
+    healthy(p1.addr).await;
+    let b2 = broker(&redis, &[]).await;
+    let mut alice = p1.client().await;
+    let r = alice
+        .request(json!({"type": "register", "id": "alice"}))
+        .await;
+    let token = r["resumeToken"].as_str().unwrap().to_string();
+    join(&mut alice, "lobby").await;
+    let mut lost = p1.client().await;
+    lost.request(json!({"type": "register", "id": "lost"}))
+        .await;
+    join(&mut lost, "lobby").await;
+    let (mut bob, _) = b2.registered("bob").await;
+    assert_eq!(
+        join(&mut bob, "lobby").await["members"],
+        json!(["alice", "lost", "bob"])
+    );
+
+    p1.kill();
+    let mut back = b2.client().await;
+    let r = back
+        .request(json!({"type": "register", "id": "alice", "resumeToken": token}))
+        .await;
+    assert_eq!(
+        (r["type"].as_str(), r["resumed"].as_bool()),
+        (Some("registered"), Some(true)),
+        "{r}"
+    );
+    assert_eq!(r["rooms"], json!(["lobby"]));
+    let snapshot = back.expect("joined").await;
+    assert_eq!(snapshot["members"], json!(["alice", "lost", "bob"]));
+    bob.request(json!({"type": "broadcast", "room": "lobby", "data": "welcome back"}))
+        .await;
+    assert_eq!(back.expect("broadcast").await["data"], "welcome back");
+
+    // Nobody reclaims "lost": once its lease ends the room hears it left.
+    let m = bob.expect("peer-left").await;
+    assert_eq!(m["id"], "lost");
+    assert_eq!(back.expect("peer-left").await["id"], "lost");
+    let snapshot = join(&mut bob, "lobby").await;
+    assert_eq!(snapshot["members"], json!(["alice", "bob"]));
 }

@@ -76,8 +76,9 @@ pub enum Outcome {
     /// Nobody held the id: it is this broker's now, with the claim's token.
     Fresh,
     /// The resume token matched a claim another broker held: it is this
-    /// broker's now, with the same token; `from` held it.
-    TakenOver { from: String },
+    /// broker's now, with the same token; `from` held it, and the id is in
+    /// `rooms`.
+    TakenOver { from: String, rooms: Vec<String> },
     /// Another client holds it.
     Taken,
     /// A claim exists and the resume token does not match it.
@@ -92,9 +93,70 @@ pub enum Outcome {
 pub enum Op {
     Forward(Envelope),
     Claim(Claim, oneshot::Sender<Outcome>),
-    Find { conn: ConnId, rid: Rid, id: String },
-    Release { id: String, token: String },
-    TookOver { id: String, from: String },
+    Find {
+        conn: ConnId,
+        rid: Rid,
+        id: String,
+    },
+    Release {
+        id: String,
+        token: String,
+    },
+    TookOver {
+        id: String,
+        from: String,
+    },
+    /// Joins `id` to `room` within `max_members`; `event` (a
+    /// [`super::RoomNotice`]) is published when it was not a member yet.
+    Join {
+        conn: ConnId,
+        rid: Rid,
+        id: String,
+        room: String,
+        max_members: usize,
+        event: String,
+    },
+    /// Takes `id` out of `room`, publishing `event` to those who stay.
+    Leave {
+        id: String,
+        room: String,
+        event: String,
+    },
+    /// Publishes a notice on `room`'s channel (a broadcast).
+    Publish {
+        room: String,
+        payload: String,
+    },
+    #[allow(clippy::enum_variant_names)]
+    Set {
+        conn: ConnId,
+        rid: Rid,
+        id: String,
+        room: String,
+        key: String,
+        value: String,
+        /// 0: no TTL.
+        ttl_ms: u64,
+        max_keys: usize,
+        event: String,
+    },
+    Delete {
+        conn: ConnId,
+        rid: Rid,
+        id: String,
+        room: String,
+        key: String,
+        event: String,
+    },
+    /// Sends `conn` a snapshot of `room` (an id resumed here).
+    Snapshot {
+        conn: ConnId,
+        room: String,
+    },
+    /// This broker has no member left in `room`.
+    Unsubscribe {
+        room: String,
+    },
 }
 
 impl Op {
@@ -102,6 +164,8 @@ impl Op {
     pub fn weight(&self) -> usize {
         match self {
             Op::Forward(e) => e.frame.len() + e.to.len(),
+            Op::Publish { payload, .. } => payload.len(),
+            Op::Set { value, event, .. } => value.len() + event.len(),
             _ => 0,
         }
     }
@@ -163,14 +227,16 @@ impl Link {
         self.up.load(Ordering::Acquire)
     }
 
-    /// Hands `op` to the task. A task that is gone counts as Redis away.
-    fn send(&self, op: Op) -> Result<(), Op> {
+    /// Hands `op` to the task; `false` when the task is gone (which
+    /// counts as Redis away).
+    fn send(&self, op: Op) -> bool {
         let weight = op.weight();
         self.queued.fetch_add(weight, Ordering::Relaxed);
-        self.ops.send(op).map_err(|e| {
+        let sent = self.ops.send(op).is_ok();
+        if !sent {
             self.queued.fetch_sub(weight, Ordering::Relaxed);
-            e.0
-        })
+        }
+        sent
     }
 
     /// Queues a frame for an id held elsewhere.
@@ -181,8 +247,11 @@ impl Link {
         if self.queued.load(Ordering::Relaxed) + envelope.frame.len() > self.max_queued {
             return Err(ErrorCode::QueueFull);
         }
-        self.send(Op::Forward(envelope))
-            .map_err(|_| ErrorCode::Unavailable)
+        if self.send(Op::Forward(envelope)) {
+            Ok(())
+        } else {
+            Err(ErrorCode::Unavailable)
+        }
     }
 }
 
@@ -225,7 +294,7 @@ impl Hub {
         let sent = {
             let st = self.lock();
             match &st.cluster {
-                Some(link) if link.is_up() => link.send(Op::Claim(claim, tx)).is_ok(),
+                Some(link) if link.is_up() => link.send(Op::Claim(claim, tx)),
                 _ => false,
             }
         };
@@ -297,7 +366,7 @@ impl State {
     fn finish_register(&mut self, conn: ConnId, claim: Claim, outcome: Outcome, now: Instant) {
         let gone = !self.conns.contains_key(&conn);
         let held_here = self.sessions.contains_key(&claim.id);
-        let token = match outcome {
+        let token = match &outcome {
             Outcome::Fresh | Outcome::Unavailable => claim.token.clone(),
             Outcome::TakenOver { .. } => claim.resume.clone().unwrap_or_default(),
             Outcome::Taken if claim.assigned => {
@@ -337,15 +406,28 @@ impl State {
             }
             return;
         }
-        if let Outcome::TakenOver { from } = &outcome {
-            self.cluster_op(Op::TookOver {
-                id: claim.id.clone(),
-                from: from.clone(),
-            });
+        let Outcome::TakenOver { from, rooms } = outcome else {
+            return self.attach_new(conn, claim.rid, claim.id, token, now);
+        };
+        // The id's rooms are the network's: it is still in them. What was
+        // queued for it on the other broker follows (`lost` there).
+        self.cluster_op(Op::TookOver {
+            id: claim.id.clone(),
+            from,
+        });
+        self.sessions
+            .insert(claim.id.clone(), Session::new(token.clone(), conn));
+        if let Some(entry) = self.conns.get_mut(&conn) {
+            entry.peer = Some(claim.id.clone());
         }
-        // Rooms, keys and queued messages stayed with the other broker:
-        // `resumed: false` tells the client to set them up again.
-        self.attach_new(conn, claim.rid, claim.id, token, now);
+        for room in &rooms {
+            self.add_membership(&claim.id, room);
+        }
+        let msg = self.registered(conn, claim.rid, &claim.id, token, true, rooms.clone());
+        self.send_conn(conn, &msg, now);
+        for room in rooms {
+            self.cluster_op(Op::Snapshot { conn, room });
+        }
     }
 
     /// Hands `op` to the cluster task, if this broker is in a network.
@@ -436,8 +518,16 @@ impl State {
                 self.cut_off.insert(conn, id.to_string());
             }
         }
-        // Released here without giving up the claim, which is no longer
-        // this broker's.
+        // Released here without giving up the claim or the rooms, which
+        // are the other broker's now.
+        let rooms: Vec<String> = self
+            .sessions
+            .get(id)
+            .map(|s| s.rooms.iter().cloned().collect())
+            .unwrap_or_default();
+        for room in rooms {
+            self.forget_membership(id, &room);
+        }
         if let Some(session) = self.sessions.get_mut(id) {
             session.token.clear();
         }

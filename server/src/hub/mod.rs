@@ -65,6 +65,7 @@ mod cluster;
 mod delivery;
 mod env;
 mod hostnames;
+mod network_rooms;
 mod relay;
 mod rendezvous;
 mod rooms;
@@ -79,6 +80,7 @@ pub use env::{HubEnv, HubRng, OsRng, RandomUnavailable};
 
 pub use cluster::{Claim, Envelope, Link, LinkEnd, Notice, Op, Outcome, link};
 use delivery::Kind;
+pub use network_rooms::{RoomAnswer, RoomNotice, RoomView};
 use relay::{Backlog, Relays};
 pub use relay::{MAX_RELAY_FRAME, RelayConfig, Relayed};
 
@@ -241,6 +243,7 @@ impl Hub {
                 cut_off: HashMap::new(),
                 relays: Relays::default(),
                 cluster: None,
+                net_rooms: HashMap::new(),
             }),
         }
     }
@@ -385,6 +388,7 @@ impl Hub {
             && st.ttl_rooms.is_empty()
             && st.cut_off.is_empty()
             && st.relays.is_empty()
+            && st.net_rooms.is_empty()
     }
 
     /// The gauges `/metrics` reports.
@@ -455,6 +459,9 @@ struct State {
     /// The queue to the cluster task, when this broker is one of a
     /// network (`--redis`).
     cluster: Option<Link>,
+    /// In a network: the rooms this broker's ids are in, with those ids
+    /// (Redis holds the rooms themselves; see `network_rooms`).
+    net_rooms: HashMap<String, Vec<String>>,
 }
 
 impl State {
@@ -481,6 +488,13 @@ impl State {
             return;
         };
         let me = entry.peer.clone();
+        let msg = match (&me, self.cluster.is_some()) {
+            (Some(me), true) => match self.network_room_request(conn, me, msg, now) {
+                Some(msg) => msg,
+                None => return,
+            },
+            _ => msg,
+        };
         let result = match (msg, me) {
             (
                 ClientMessage::Register {

@@ -271,7 +271,11 @@ impl State {
             self.tell_origin(q.origin, ErrorCode::PeerGone, peer, now);
         }
         for room in &session.rooms {
-            self.leave_room(peer, room, now);
+            if self.cluster.is_some() {
+                self.net_leave_room(peer, room);
+            } else {
+                self.leave_room(peer, room, now);
+            }
         }
         for key in &session.opened_keys {
             self.drop_key(key, now);

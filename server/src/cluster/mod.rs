@@ -1,0 +1,858 @@
+//! A network of brokers sharing one Redis (`--redis redis://…`).
+//!
+//! One task per broker talks to Redis; the hub talks to the task through an
+//! ordered queue ([`crate::hub::Op`]) and the task calls back into the hub.
+//!
+//! In Redis, every id of the network is a hash `pw:id:<id>` holding the
+//! broker that has it (`b`) and its resume token (`t`), with a lease
+//! (`--redis-lease-ms`): each broker renews the leases of its ids, so the
+//! ids of a broker that dies are free once their leases run out. Each
+//! broker subscribes to its own channel `pw:b:<broker>`; a frame for an id
+//! held elsewhere is published there by a script that looks the holder up
+//! and publishes in one step. The task sends the hub's ops to Redis in the
+//! order it was handed them, in pipelines, over one connection, and Redis
+//! delivers one connection's publishes to a subscriber in order: frames
+//! from one broker to another keep their order.
+//!
+//! Delivery between brokers is at most once: a frame Redis accepted is
+//! lost if the receiving broker dies or loses Redis before it reads it.
+//! Everything else that cannot be delivered is answered to its sender
+//! (`unknown-peer`: no broker holds the id; `unavailable`: the holder's
+//! broker is not listening, or this broker has lost Redis; `peer-gone`:
+//! the id moved on while the frame was on its way).
+//!
+//! When Redis goes away the broker keeps serving its own clients, reports
+//! itself degraded on `/healthz`, refuses frames for other brokers with
+//! `unavailable`, and registers new ids on its own; when Redis is back it
+//! re-subscribes and claims every id it holds again (the same script that
+//! renews leases: a claim that is missing is made, one that is this
+//! broker's is renewed, one another broker made meanwhile wins, and the
+//! client here is closed with 4005).
+
+mod scripts;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use peerwire::protocol::{ErrorCode, RemovalReason, ServerMessage};
+use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
+use redis::{AsyncConnectionConfig, Client, Value};
+use tokio::time::{MissedTickBehavior, interval, sleep};
+
+use crate::App;
+use crate::hub::{LinkEnd, Notice, Op, Outcome, RoomAnswer, RoomNotice, RoomView};
+use scripts::{
+    ROOM_CHANNEL_PREFIX, Scripts, broker_channel, evalsha, id_key, members_key, room_channel,
+    rooms_of, state_key,
+};
+
+/// How many ops go to Redis in one pipeline at most.
+const BATCH: usize = 256;
+
+/// How many leases one renewal script call handles.
+const RENEW_CHUNK: usize = 512;
+
+/// How long one Redis command may take before the connection counts as
+/// lost.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Between attempts to reach Redis.
+const RETRY_MIN: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(2);
+
+/// How often this broker ends expired state keys and the rooms of ids
+/// whose claims ran out (every broker does; it is idempotent).
+const REAP_EVERY: Duration = Duration::from_millis(250);
+
+/// The cluster's settings (from `--redis*`).
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub url: String,
+    /// How long an id's claim outlives its broker.
+    pub lease: Duration,
+    /// This broker's name in the network (random per process).
+    pub broker: String,
+}
+
+/// A live link to Redis: the command connection and the subscriptions.
+struct Session {
+    conn: MultiplexedConnection,
+    sink: PubSubSink,
+    notices: PubSubStream,
+    /// Room channels subscribed to.
+    rooms: HashSet<String>,
+}
+
+/// Runs the cluster task until the hub lets go of its end of the queue.
+pub async fn run(app: Arc<App>, config: ClusterConfig, mut end: LinkEnd) {
+    let client = match Client::open(config.url.as_str()) {
+        Ok(c) => c,
+        Err(e) => {
+            // Checked at startup (`check_url`); kept as a safety net.
+            tracing::error!("--redis {:?} cannot be used: {e}", config.url);
+            return;
+        }
+    };
+    let scripts = Scripts::new();
+    let mut retry = RETRY_MIN;
+    let mut was_up = true;
+    loop {
+        match connect(&client, &config, &scripts, &app).await {
+            Ok(session) => {
+                retry = RETRY_MIN;
+                end.set_up(true);
+                app.metrics.set_cluster_up(true);
+                tracing::info!(broker = %config.broker, "joined the broker network on Redis");
+                was_up = true;
+                let why = serve(&app, &config, &scripts, &mut end, session).await;
+                end.set_up(false);
+                app.metrics.set_cluster_up(false);
+                match why {
+                    Ended::Closed => return,
+                    Ended::Lost(e) => {
+                        tracing::warn!(
+                            "lost Redis ({e}); serving this broker's clients alone until it is back"
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                if was_up {
+                    tracing::warn!("cannot reach Redis at {:?}: {e}; retrying", config.url);
+                }
+                was_up = false;
+            }
+        }
+        // Meanwhile every op is answered as failed, so nothing waits.
+        let wake = sleep(retry);
+        tokio::pin!(wake);
+        loop {
+            tokio::select! {
+                _ = &mut wake => break,
+                op = end.ops.recv() => match op {
+                    Some(op) => fail(&app, &end, op),
+                    None => return,
+                },
+            }
+        }
+        retry = (retry * 2).min(RETRY_MAX);
+    }
+}
+
+/// Connects, subscribes, loads the scripts, and makes again what this
+/// broker holds: its ids' claims and their room memberships (a no-op when
+/// Redis kept them; after a Redis restart, the rebuild).
+async fn connect(
+    client: &Client,
+    config: &ClusterConfig,
+    scripts: &Scripts,
+    app: &App,
+) -> redis::RedisResult<Session> {
+    let settings = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(RESPONSE_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT));
+    let mut conn = client
+        .get_multiplexed_async_connection_with_config(&settings)
+        .await?;
+    let (mut sink, notices) = client.get_async_pubsub().await?.split();
+    sink.subscribe(broker_channel(&config.broker)).await?;
+    let mut rooms = HashSet::new();
+    for room in app.hub.network_rooms() {
+        sink.subscribe(room_channel(&room)).await?;
+        rooms.insert(room);
+    }
+    for s in scripts.all() {
+        s.prepare_invoke().load_async(&mut conn).await?;
+    }
+    renew(app, config, scripts, &mut conn).await?;
+    let memberships = app.hub.memberships();
+    for chunk in memberships.chunks(BATCH) {
+        let mut pipe = redis::pipe();
+        for (id, room) in chunk {
+            let keys = [members_key(room), state_key(room), rooms_of(id)];
+            pipe.add_command(
+                evalsha(&scripts.join, &keys)
+                    .arg(id)
+                    .arg(room)
+                    .arg(usize::MAX)
+                    .arg(room_channel(room))
+                    .arg("")
+                    .clone(),
+            )
+            .ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await?;
+    }
+    Ok(Session {
+        conn,
+        sink,
+        notices,
+        rooms,
+    })
+}
+
+enum Ended {
+    /// The hub is gone (shutdown).
+    Closed,
+    Lost(redis::RedisError),
+}
+
+async fn serve(
+    app: &App,
+    config: &ClusterConfig,
+    scripts: &Scripts,
+    end: &mut LinkEnd,
+    mut session: Session,
+) -> Ended {
+    let mut renew_every = interval(config.lease / 3);
+    renew_every.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    renew_every.tick().await;
+    let mut reap_every = interval(REAP_EVERY);
+    reap_every.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        let done = tokio::select! {
+            op = end.ops.recv() => {
+                let Some(op) = op else { return Ended::Closed };
+                let mut batch = vec![op];
+                while batch.len() < BATCH {
+                    match end.ops.try_recv() {
+                        Ok(op) => batch.push(op),
+                        Err(_) => break,
+                    }
+                }
+                run_batch(app, config, scripts, end, &mut session, batch).await
+            }
+            notice = session.notices.next() => match notice {
+                Some(msg) => {
+                    on_notice(app, msg.get_channel_name(), msg.get_payload_bytes());
+                    Ok(())
+                }
+                None => Err(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "the subscription ended",
+                ))),
+            },
+            _ = renew_every.tick() => renew(app, config, scripts, &mut session.conn).await,
+            _ = reap_every.tick() => reap(scripts, &mut session.conn).await,
+        };
+        if let Err(e) = done {
+            return Ended::Lost(e);
+        }
+    }
+}
+
+/// A message on this broker's channel or on a room's.
+fn on_notice(app: &App, channel: &str, payload: &[u8]) {
+    let now = Instant::now();
+    if let Some(room) = channel.strip_prefix(ROOM_CHANNEL_PREFIX) {
+        match serde_json::from_slice::<RoomNotice>(payload) {
+            Ok(notice) => app.hub.room_notice(room, notice, now),
+            Err(e) => tracing::warn!("ignored a malformed room notice: {e}"),
+        }
+        return;
+    }
+    match serde_json::from_slice::<Notice>(payload) {
+        Ok(Notice::Deliver(envelope)) => {
+            app.metrics.cluster_received.inc();
+            app.hub.deliver_remote(envelope, now);
+        }
+        Ok(Notice::TakenOver(id)) => app.hub.lost(&id, now),
+        Err(e) => tracing::warn!("ignored a malformed message from another broker: {e}"),
+    }
+}
+
+/// The command one op sends, if it sends one.
+fn command(config: &ClusterConfig, scripts: &Scripts, op: &Op) -> Option<redis::Cmd> {
+    let lease = config.lease.as_millis() as u64;
+    let cmd = match op {
+        Op::Forward(envelope) => {
+            let payload = serde_json::to_vec(&Notice::Deliver(envelope.clone())).ok()?;
+            evalsha(&scripts.route, &[id_key(&envelope.to)])
+                .arg(broker_channel(""))
+                .arg(payload)
+                .clone()
+        }
+        Op::Claim(claim, _) => evalsha(&scripts.claim, &[id_key(&claim.id)])
+            .arg(&config.broker)
+            .arg(&claim.token)
+            .arg(claim.resume.as_deref().unwrap_or(""))
+            .arg(lease)
+            .arg(&claim.id)
+            .clone(),
+        Op::Find { id, .. } => redis::cmd("EXISTS").arg(id_key(id)).clone(),
+        Op::Release { id, token } => evalsha(&scripts.release, &[id_key(id)])
+            .arg(&config.broker)
+            .arg(token)
+            .arg(id)
+            .clone(),
+        Op::TookOver { id, from } => {
+            let payload = serde_json::to_vec(&Notice::TakenOver(id.clone())).ok()?;
+            redis::cmd("PUBLISH")
+                .arg(broker_channel(from))
+                .arg(payload)
+                .clone()
+        }
+        Op::Join {
+            id,
+            room,
+            max_members,
+            event,
+            ..
+        } => evalsha(
+            &scripts.join,
+            &[members_key(room), state_key(room), rooms_of(id)],
+        )
+        .arg(id)
+        .arg(room)
+        .arg(*max_members)
+        .arg(room_channel(room))
+        .arg(event)
+        .clone(),
+        Op::Leave { id, room, event } => evalsha(
+            &scripts.leave,
+            &[members_key(room), state_key(room), rooms_of(id)],
+        )
+        .arg(id)
+        .arg(room)
+        .arg(room_channel(room))
+        .arg(event)
+        .clone(),
+        Op::Publish { room, payload } => redis::cmd("PUBLISH")
+            .arg(room_channel(room))
+            .arg(payload)
+            .clone(),
+        Op::Set {
+            id,
+            room,
+            key,
+            value,
+            ttl_ms,
+            max_keys,
+            event,
+            ..
+        } => evalsha(&scripts.set, &[members_key(room), state_key(room)])
+            .arg(id)
+            .arg(key)
+            .arg(format!("{id}|{value}"))
+            .arg(*max_keys)
+            .arg(*ttl_ms)
+            .arg(room_channel(room))
+            .arg(event)
+            .arg(format!("{room}\n{key}"))
+            .clone(),
+        Op::Delete {
+            id,
+            room,
+            key,
+            event,
+            ..
+        } => evalsha(&scripts.delete, &[members_key(room), state_key(room)])
+            .arg(id)
+            .arg(key)
+            .arg(room_channel(room))
+            .arg(event)
+            .clone(),
+        Op::Snapshot { room, .. } => {
+            evalsha(&scripts.snapshot, &[members_key(room), state_key(room)])
+        }
+        Op::Unsubscribe { .. } => return None,
+    };
+    Some(cmd)
+}
+
+/// Sends `batch` to Redis as one pipeline, after subscribing to the rooms
+/// it joins (so that no change made after a join is missed), and hands
+/// each answer back. On a connection error every op of the batch is
+/// answered as failed.
+async fn run_batch(
+    app: &App,
+    config: &ClusterConfig,
+    scripts: &Scripts,
+    end: &LinkEnd,
+    session: &mut Session,
+    batch: Vec<Op>,
+) -> redis::RedisResult<()> {
+    let subscribed = update_subscriptions(session, &batch).await;
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    let mut sent = Vec::with_capacity(batch.len());
+    for op in &batch {
+        let cmd = command(config, scripts, op);
+        sent.push(cmd.is_some());
+        if let Some(cmd) = cmd {
+            pipe.add_command(cmd);
+        }
+    }
+    let answers: redis::RedisResult<Vec<redis::RedisResult<Value>>> = match subscribed {
+        Err(e) => Err(e),
+        Ok(()) if pipe.is_empty() => Ok(Vec::new()),
+        Ok(()) => pipe.query_async(&mut session.conn).await,
+    };
+    let answers = match answers {
+        Ok(answers) => answers,
+        Err(e) => {
+            for op in batch {
+                fail(app, end, op);
+            }
+            return Err(e);
+        }
+    };
+    let mut answers = answers.into_iter();
+    let now = Instant::now();
+    let mut notices = Vec::new();
+    for (op, sent) in batch.into_iter().zip(sent) {
+        end.done(&op);
+        let answer = if sent {
+            answers.next().unwrap_or(Ok(Value::Nil))
+        } else {
+            Ok(Value::Nil)
+        };
+        answer_op(app, op, answer, now, &mut notices);
+    }
+    publish(&mut session.conn, notices).await
+}
+
+/// Subscribes to the rooms `batch` joins and unsubscribes from those it
+/// leaves for good, in the batch's order.
+async fn update_subscriptions(session: &mut Session, batch: &[Op]) -> redis::RedisResult<()> {
+    for op in batch {
+        match op {
+            Op::Join { room, .. } | Op::Snapshot { room, .. } if !session.rooms.contains(room) => {
+                session.sink.subscribe(room_channel(room)).await?;
+                session.rooms.insert(room.clone());
+            }
+            Op::Unsubscribe { room } if session.rooms.remove(room) => {
+                session.sink.unsubscribe(room_channel(room)).await?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Hands Redis's answer to `op` back to the hub; notices to publish go in
+/// `notices` (room channel, payload).
+fn answer_op(
+    app: &App,
+    op: Op,
+    answer: redis::RedisResult<Value>,
+    now: Instant,
+    notices: &mut Vec<(String, String)>,
+) {
+    let refused = |e: &redis::RedisError| {
+        tracing::warn!("Redis refused a request: {e}");
+        RoomAnswer::Refused(
+            ErrorCode::Unavailable,
+            format!(
+                "the broker network failed: {}",
+                ErrorCode::Unavailable.hint()
+            ),
+        )
+    };
+    match op {
+        Op::Forward(envelope) => match answer {
+            Ok(Value::Int(n)) if n > 0 => {
+                app.metrics.cluster_forwarded.inc();
+            }
+            Ok(Value::Int(-1)) => app.hub.undeliverable(envelope, ErrorCode::UnknownPeer, now),
+            Ok(_) => app.hub.undeliverable(envelope, ErrorCode::Unavailable, now),
+            Err(e) => {
+                tracing::warn!("Redis refused a forward: {e}");
+                app.hub.undeliverable(envelope, ErrorCode::Unavailable, now);
+            }
+        },
+        Op::Claim(claim, reply) => {
+            let outcome = claim_outcome(answer, &claim.id, notices);
+            let _ = reply.send(outcome);
+        }
+        Op::Find { conn, rid, id } => {
+            let online = match answer {
+                Ok(Value::Int(n)) => Ok(n > 0),
+                _ => Err(ErrorCode::Unavailable),
+            };
+            app.hub.found(conn, rid, id, online, now);
+        }
+        Op::Release { .. }
+        | Op::TookOver { .. }
+        | Op::Leave { .. }
+        | Op::Publish { .. }
+        | Op::Unsubscribe { .. } => {
+            if let Err(e) = answer {
+                tracing::warn!("Redis refused a release, leave or notice: {e}");
+            }
+        }
+        Op::Join {
+            conn,
+            rid,
+            id,
+            room,
+            ..
+        } => {
+            let answer = match answer.as_ref().map(parse_view) {
+                Ok(Ok(view)) => RoomAnswer::Joined(view),
+                Ok(Err(n)) => RoomAnswer::Refused(
+                    ErrorCode::RoomFull,
+                    format!("room {room:?} has {n} members"),
+                ),
+                Err(e) => refused(e),
+            };
+            app.hub.room_answer(conn, rid, &id, &room, answer, now);
+        }
+        Op::Set {
+            conn,
+            rid,
+            id,
+            room,
+            max_keys,
+            ..
+        } => {
+            let answer = match answer {
+                Ok(Value::SimpleString(s)) if s == "ok" => RoomAnswer::Done,
+                Ok(Value::BulkString(s)) if s == b"ok" => RoomAnswer::Done,
+                Ok(Value::BulkString(s)) if s == b"full" => RoomAnswer::Refused(
+                    ErrorCode::InvalidStateKey,
+                    format!("room {room:?} holds {max_keys} keys"),
+                ),
+                Ok(_) => RoomAnswer::Refused(ErrorCode::NotInRoom, format!("not in room {room:?}")),
+                Err(e) => refused(&e),
+            };
+            app.hub.room_answer(conn, rid, &id, &room, answer, now);
+        }
+        Op::Delete {
+            conn,
+            rid,
+            id,
+            room,
+            ..
+        } => {
+            let answer = match answer {
+                Ok(Value::BulkString(s)) if s == b"ok" => RoomAnswer::Done,
+                Ok(Value::SimpleString(s)) if s == "ok" => RoomAnswer::Done,
+                Ok(_) => RoomAnswer::Refused(ErrorCode::NotInRoom, format!("not in room {room:?}")),
+                Err(e) => refused(&e),
+            };
+            app.hub.room_answer(conn, rid, &id, &room, answer, now);
+        }
+        Op::Snapshot { conn, room } => {
+            if let Ok(Ok(view)) = answer.as_ref().map(parse_view) {
+                app.hub.room_resync(conn, &room, view, now);
+            }
+        }
+    }
+}
+
+/// A room's view from `{'ok', now, members, state…}`, or the member count
+/// of a full room from `{'full', n}`.
+fn parse_view(value: &Value) -> Result<RoomView, u64> {
+    let Value::Array(parts) = value else {
+        return Err(0);
+    };
+    let text = |v: &Value| -> String {
+        match v {
+            Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+            Value::SimpleString(s) => s.clone(),
+            _ => String::new(),
+        }
+    };
+    let int = |v: Option<&Value>| match v {
+        Some(Value::Int(n)) => *n as u64,
+        _ => 0,
+    };
+    if parts.first().map(text).as_deref() != Some("ok") {
+        return Err(int(parts.get(1)));
+    }
+    let list = |v: Option<&Value>| match v {
+        Some(Value::Array(items)) => items.iter().map(text).collect::<Vec<_>>(),
+        _ => Vec::new(),
+    };
+    let flat = list(parts.get(3));
+    let state = flat
+        .chunks(2)
+        .filter_map(|kv| {
+            let [key, stored] = kv else { return None };
+            let (expires, rest) = stored.split_once('|')?;
+            let (from, value) = rest.split_once('|')?;
+            Some((
+                key.clone(),
+                from.to_string(),
+                value.to_string(),
+                expires.parse().ok()?,
+            ))
+        })
+        .collect();
+    Ok(RoomView {
+        now_ms: int(parts.get(1)),
+        members: list(parts.get(2)),
+        state,
+    })
+}
+
+fn claim_outcome(
+    answer: redis::RedisResult<Value>,
+    id: &str,
+    notices: &mut Vec<(String, String)>,
+) -> Outcome {
+    let words: Vec<String> = match answer.and_then(|v| Ok(redis::from_redis_value(v)?)) {
+        Ok(words) => words,
+        Err(e) => {
+            tracing::warn!("Redis refused a claim: {e}");
+            return Outcome::Unavailable;
+        }
+    };
+    match words.split_first() {
+        Some((w, left)) if w == "fresh" => {
+            // Rooms an earlier, expired claim of this id was still in.
+            for room in left {
+                notices.push(peer_left(room, id));
+            }
+            Outcome::Fresh
+        }
+        Some((w, _)) if w == "taken" => Outcome::Taken,
+        Some((w, _)) if w == "bad-token" => Outcome::BadToken,
+        Some((w, rest)) if w == "taken-over" && !rest.is_empty() => Outcome::TakenOver {
+            from: rest[0].clone(),
+            rooms: rest[1..].to_vec(),
+        },
+        _ => Outcome::Unavailable,
+    }
+}
+
+/// `peer-left` for `id` on `room`'s channel.
+fn peer_left(room: &str, id: &str) -> (String, String) {
+    let msg = ServerMessage::PeerLeft {
+        room: room.to_string(),
+        id: id.to_string(),
+    };
+    (
+        room_channel(room),
+        RoomNotice::event(&msg, Some(id)).payload(),
+    )
+}
+
+async fn publish(
+    conn: &mut MultiplexedConnection,
+    notices: Vec<(String, String)>,
+) -> redis::RedisResult<()> {
+    if notices.is_empty() {
+        return Ok(());
+    }
+    let mut pipe = redis::pipe();
+    for (channel, payload) in notices {
+        pipe.cmd("PUBLISH").arg(channel).arg(payload).ignore();
+    }
+    pipe.query_async::<()>(conn).await
+}
+
+/// Answers an op that cannot reach Redis.
+fn fail(app: &App, end: &LinkEnd, op: Op) {
+    end.done(&op);
+    let now = Instant::now();
+    let unavailable = || {
+        RoomAnswer::Refused(
+            ErrorCode::Unavailable,
+            format!("Redis is unreachable: {}", ErrorCode::Unavailable.hint()),
+        )
+    };
+    match op {
+        Op::Forward(envelope) => app.hub.undeliverable(envelope, ErrorCode::Unavailable, now),
+        Op::Claim(_, reply) => {
+            let _ = reply.send(Outcome::Unavailable);
+        }
+        Op::Find { conn, rid, id } => {
+            app.hub
+                .found(conn, rid, id, Err(ErrorCode::Unavailable), now)
+        }
+        Op::Join {
+            conn,
+            rid,
+            id,
+            room,
+            ..
+        }
+        | Op::Set {
+            conn,
+            rid,
+            id,
+            room,
+            ..
+        }
+        | Op::Delete {
+            conn,
+            rid,
+            id,
+            room,
+            ..
+        } => app
+            .hub
+            .room_answer(conn, rid, &id, &room, unavailable(), now),
+        // Its lease runs out; the reaper takes it out of its rooms.
+        Op::Release { .. } => {}
+        // The other broker finds out when it renews its leases.
+        Op::TookOver { .. } => {}
+        // Made again from this broker's memberships once Redis is back.
+        Op::Leave { .. } | Op::Snapshot { .. } | Op::Unsubscribe { .. } => {}
+        Op::Publish { .. } => {}
+    }
+}
+
+/// Renews the lease of every id held here (making claims Redis lost
+/// again); ids another broker holds now are let go.
+async fn renew(
+    app: &App,
+    config: &ClusterConfig,
+    scripts: &Scripts,
+    conn: &mut MultiplexedConnection,
+) -> redis::RedisResult<()> {
+    let claims = app.hub.claims();
+    for chunk in claims.chunks(RENEW_CHUNK) {
+        let mut call = scripts.renew.prepare_invoke();
+        call.arg(&config.broker)
+            .arg(config.lease.as_millis() as u64);
+        for (id, token) in chunk {
+            call.key(id_key(id)).arg(id).arg(token);
+        }
+        let lost: Vec<usize> = call.invoke_async(conn).await?;
+        let now = Instant::now();
+        for i in lost {
+            if let Some((id, _)) = i.checked_sub(1).and_then(|i| chunk.get(i)) {
+                tracing::info!(%id, "another broker holds this id now; letting it go");
+                app.hub.lost(id, now);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Ends expired state keys and the memberships of ids whose claims ran
+/// out, and tells the rooms.
+async fn reap(scripts: &Scripts, conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
+    let (expired, gone): (Vec<String>, Vec<String>) =
+        scripts.reap.prepare_invoke().invoke_async(conn).await?;
+    let mut notices = Vec::new();
+    for pair in expired.chunks(2) {
+        if let [room, key] = pair {
+            let msg = ServerMessage::StateRemoved {
+                room: room.clone(),
+                key: key.clone(),
+                reason: RemovalReason::Expired,
+                from: None,
+            };
+            notices.push((room_channel(room), RoomNotice::event(&msg, None).payload()));
+        }
+    }
+    for pair in gone.chunks(2) {
+        if let [id, room] = pair {
+            notices.push(peer_left(room, id));
+        }
+    }
+    publish(conn, notices).await
+}
+
+/// Checks a `--redis` URL at startup.
+pub fn check_url(url: &str) -> Result<(), String> {
+    Client::open(url).map(|_| ()).map_err(|e| {
+        format!("--redis {url:?} is not a Redis URL ({e}); e.g. redis://127.0.0.1:6379")
+    })
+}
+
+/// A fresh random name for this broker in the network.
+pub fn broker_name() -> String {
+    let mut bytes = [0u8; 8];
+    if getrandom::fill(&mut bytes).is_err() {
+        // Unique enough among brokers started at different times.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        bytes = (t as u64).to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::Envelope;
+
+    #[test]
+    fn claim_answers_map_to_outcomes() {
+        let words = |w: &[&str]| -> redis::RedisResult<Value> {
+            Ok(Value::Array(
+                w.iter()
+                    .map(|s| Value::BulkString(s.as_bytes().to_vec()))
+                    .collect(),
+            ))
+        };
+        let mut notices = Vec::new();
+        let mut outcome = |w: &[&str]| claim_outcome(words(w), "ann", &mut notices);
+        assert_eq!(outcome(&["fresh"]), Outcome::Fresh);
+        assert_eq!(outcome(&["taken"]), Outcome::Taken);
+        assert_eq!(outcome(&["bad-token"]), Outcome::BadToken);
+        assert_eq!(
+            outcome(&["taken-over", "b1", "lobby"]),
+            Outcome::TakenOver {
+                from: "b1".into(),
+                rooms: vec!["lobby".into()]
+            }
+        );
+        assert_eq!(outcome(&["what"]), Outcome::Unavailable);
+        // A fresh claim of an id an expired claim left in a room tells
+        // the room it left.
+        assert_eq!(outcome(&["fresh", "lobby"]), Outcome::Fresh);
+        assert_eq!(notices.len(), 1);
+        assert_eq!(notices[0].0, "pw:rc:lobby");
+        assert!(notices[0].1.contains("peer-left"), "{}", notices[0].1);
+    }
+
+    #[test]
+    fn notices_round_trip_as_json() {
+        let n = Notice::Deliver(Envelope {
+            to: "bob".into(),
+            origin: Some(("alice".into(), 7)),
+            room_event: false,
+            frame: r#"{"type":"signal"}"#.into(),
+        });
+        let text = serde_json::to_string(&n).unwrap();
+        assert_eq!(serde_json::from_str::<Notice>(&text).unwrap(), n);
+        let t = Notice::TakenOver("bob".into());
+        let text = serde_json::to_string(&t).unwrap();
+        assert_eq!(text, r#"{"taken-over":"bob"}"#);
+        assert_eq!(serde_json::from_str::<Notice>(&text).unwrap(), t);
+    }
+
+    #[test]
+    fn room_views_parse_members_and_state_with_expiry() {
+        let bulk = |s: &str| Value::BulkString(s.as_bytes().to_vec());
+        let view = Value::Array(vec![
+            bulk("ok"),
+            Value::Int(1000),
+            Value::Array(vec![bulk("ann"), bulk("bob")]),
+            Value::Array(vec![
+                bulk("topic"),
+                bulk("0|ann|\"hi|there\""),
+                bulk("cursor"),
+                bulk("1500|bob|{\"x\":1}"),
+                bulk("old"),
+                bulk("900|bob|1"),
+            ]),
+        ]);
+        let view = parse_view(&view).unwrap();
+        assert_eq!(view.members, ["ann", "bob"]);
+        let joined = view.snapshot(Some(3), "lobby");
+        let text = joined.encode();
+        assert!(text.contains(r#""value":"hi|there""#), "{text}");
+        assert!(text.contains(r#""ttlMs":500"#), "{text}");
+        assert!(!text.contains("old"), "an expired key is not shown: {text}");
+        let full = Value::Array(vec![bulk("full"), Value::Int(8)]);
+        assert_eq!(parse_view(&full), Err(8));
+    }
+
+    #[test]
+    fn bad_urls_are_named() {
+        assert!(check_url("redis://127.0.0.1:6379").is_ok());
+        let err = check_url("http://x").unwrap_err();
+        assert!(err.contains("--redis"), "{err}");
+    }
+}
