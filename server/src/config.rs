@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use ipnet::IpNet;
 use peerwire::protocol::limits;
 use peerwire::protocol::relay::MAX_RELAY_PAYLOAD;
 
@@ -167,6 +168,20 @@ pub struct Config {
         value_delimiter = ','
     )]
     pub allow_origins: Vec<String>,
+
+    /// Reverse proxies or load balancers (addresses or CIDR ranges; repeat,
+    /// or comma-separate in the env var) whose X-Forwarded-For or Forwarded
+    /// header names the client: connections from them are counted, limited
+    /// and logged under that client's address. Headers from anyone else are
+    /// ignored.
+    #[arg(
+        long = "trust-proxy",
+        env = "PEERWIRE_TRUST_PROXY",
+        value_delimiter = ',',
+        value_name = "ADDR|CIDR",
+        value_parser = crate::proxy::parse_trusted
+    )]
+    pub trust_proxy: Vec<IpNet>,
 
     /// Time a client has to finish its TLS handshake and send its HTTP
     /// request headers, in ms; a connection that dawdles is dropped.
@@ -385,4 +400,36 @@ impl Config {
 /// `Some(duration)`, or `None` for 0 ("no limit").
 fn nonzero_ms(ms: u64) -> Option<Duration> {
     (ms > 0).then(|| Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(flags: &[&str]) -> Result<Config, String> {
+        let args = std::iter::once("peerwire-broker").chain(flags.iter().copied());
+        Config::try_parse_from(args).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_and_ranges_and_a_bad_one_is_named() {
+        let c = parse(&[
+            "--trust-proxy",
+            "127.0.0.1,10.0.0.0/8",
+            "--trust-proxy",
+            "fd00::/8",
+        ])
+        .unwrap();
+        let proxies: Vec<String> = c.trust_proxy.iter().map(|n| n.to_string()).collect();
+        assert_eq!(proxies, ["127.0.0.1/32", "10.0.0.0/8", "fd00::/8"]);
+        assert!(
+            parse(&[]).unwrap().trust_proxy.is_empty(),
+            "none by default"
+        );
+        let err = parse(&["--trust-proxy", "10.0.0.1,10.0.0.0/33"]).unwrap_err();
+        assert!(
+            err.contains("--trust-proxy") && err.contains("10.0.0.0/33"),
+            "{err}"
+        );
+    }
 }

@@ -8,6 +8,7 @@
 //! - [`ice`]: STUN/TURN configuration and TURN REST credentials.
 //! - [`limits`]: rate limits, connections per address, origin patterns.
 //! - [`metrics`]: Prometheus counters and gauges.
+//! - [`proxy`]: the client's address behind trusted proxies (`--trust-proxy`).
 //! - [`stun`]: the broker's own STUN service (binding requests over UDP).
 
 pub mod auth;
@@ -19,6 +20,7 @@ pub mod hub;
 pub mod ice;
 pub mod limits;
 pub mod metrics;
+pub mod proxy;
 pub mod stun;
 
 use std::future::Future;
@@ -119,26 +121,29 @@ async fn ws_upgrade(
     uri: axum::http::Uri,
 ) -> Response {
     use axum::http::StatusCode;
+    // Behind a trusted proxy, the client it names (see `proxy`).
+    let ip = proxy::client_addr(&app.config.trust_proxy, peer_addr.ip(), &headers);
+    let refuse = |reason: &str, status: StatusCode, text: String| {
+        app.metrics.refuse(reason);
+        (status, text).into_response()
+    };
     if !app.config.allow_origins.is_empty() {
         let origin = headers
             .get(header::ORIGIN)
             .and_then(|o| o.to_str().ok())
             .unwrap_or("");
         if !limits::origin_allowed(&app.config.allow_origins, origin) {
-            app.metrics.refuse("origin");
             let text =
                 format!("origin {origin:?} is not allowed on this broker (--allow-origin)\n");
-            return (StatusCode::FORBIDDEN, text).into_response();
+            return refuse("origin", StatusCode::FORBIDDEN, text);
         }
     }
-    let ip = peer_addr.ip();
     if !app.addresses.admit(ip, Instant::now()) {
-        app.metrics.refuse("connections-per-ip");
         let text = format!(
             "too many connections from {ip} (--max-connections-per-ip {})\n",
             app.config.max_connections_per_ip
         );
-        return (StatusCode::TOO_MANY_REQUESTS, text).into_response();
+        return refuse("connections-per-ip", StatusCode::TOO_MANY_REQUESTS, text);
     }
     let token = auth::token_from(
         uri.query(),

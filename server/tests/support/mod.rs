@@ -155,6 +155,15 @@ impl Client {
         Client { ws, next_rid: 1 }
     }
 
+    /// Connects, or the error: a refused upgrade is
+    /// `tungstenite::Error::Http` with the status and body.
+    pub async fn try_connect_with(
+        req: impl tokio_tungstenite::tungstenite::client::IntoClientRequest + Unpin,
+    ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+        let (ws, _) = tokio_tungstenite::connect_async(req).await?;
+        Ok(Client { ws, next_rid: 1 })
+    }
+
     /// Every JSON message until the connection ends, and the close frame's
     /// code and reason.
     pub async fn drain_until_closed(&mut self) -> (Vec<Value>, Option<(u16, String)>) {
