@@ -1,6 +1,7 @@
 //! Command-line flags and environment variables (clap). Every flag has a
 //! `PEERWIRE_*` environment variable; flags win.
 
+use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -38,9 +39,10 @@ pub struct Config {
     #[arg(long, env = "PEERWIRE_HOST", default_value = "127.0.0.1")]
     pub host: String,
 
-    /// Port to listen on (0 picks a free one; the URL is printed).
-    #[arg(short, long, env = "PEERWIRE_PORT", default_value_t = 8080)]
-    pub port: u16,
+    /// Port to listen on (0 picks a free one; the URL is printed). Without
+    /// it: the PORT variable that Heroku, Render or Cloud Run set, else 8080.
+    #[arg(short, long, env = "PEERWIRE_PORT")]
+    pub port: Option<u16>,
 
     /// Folder served at / (the demo pages by default). Missing folder: no static files.
     #[arg(long = "static", env = "PEERWIRE_STATIC", default_value = "www")]
@@ -271,7 +273,36 @@ pub struct Config {
     pub sweep_ms: u64,
 }
 
+/// The port used when neither `--port`, `PEERWIRE_PORT` nor `PORT` says.
+pub const DEFAULT_PORT: u16 = 8080;
+
+/// The port to listen on: `given` (`--port`, else `PEERWIRE_PORT`), else
+/// `port_env` (the `PORT` variable PaaS platforms set), else
+/// [`DEFAULT_PORT`]. A `PORT` that is not a port number (empty included,
+/// as clap treats an empty `PEERWIRE_PORT`) is an error naming it.
+pub fn resolve_port(given: Option<u16>, port_env: Option<&OsStr>) -> Result<u16, String> {
+    if let Some(port) = given {
+        return Ok(port);
+    }
+    let Some(raw) = port_env else {
+        return Ok(DEFAULT_PORT);
+    };
+    raw.to_str()
+        .and_then(|v| v.trim().parse::<u16>().ok())
+        .ok_or_else(|| {
+            format!(
+                "PORT={raw:?} is not a port number (0-65535): fix or unset PORT, or pass --port"
+            )
+        })
+}
+
 impl Config {
+    /// The port to listen on (see [`resolve_port`]), reading `PORT` from
+    /// the process environment.
+    pub fn listen_port(&self) -> Result<u16, String> {
+        resolve_port(self.port, std::env::var_os("PORT").as_deref())
+    }
+
     /// The hub's share of the configuration; `stun_port` is the port the
     /// broker's own STUN answers on, if it does.
     pub fn hub(&self, stun_port: Option<u16>) -> Result<HubConfig, String> {
@@ -405,6 +436,29 @@ fn nonzero_ms(ms: u64) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_port_comes_from_the_flag_then_port_then_8080() {
+        let env = |v: &str| Some(OsStr::new(v).to_owned());
+        let port = |given, env: Option<std::ffi::OsString>| resolve_port(given, env.as_deref());
+        assert_eq!(
+            port(Some(9000), env("5000")),
+            Ok(9000),
+            "--port or PEERWIRE_PORT win"
+        );
+        assert_eq!(port(Some(0), env("5000")), Ok(0), "0 is a port given");
+        assert_eq!(port(None, env("5000")), Ok(5000), "PORT as a PaaS sets it");
+        assert_eq!(port(None, env(" 5000\n")), Ok(5000));
+        assert_eq!(port(None, None), Ok(DEFAULT_PORT));
+        for bad in ["", "http", "80a", "65536", "-1", "8080.0"] {
+            let err = port(None, env(bad)).unwrap_err();
+            assert!(
+                err.contains(&format!("PORT={bad:?}")) && err.contains("--port"),
+                "{err}"
+            );
+        }
+        assert_eq!(port(Some(7000), env("junk")), Ok(7000), "PORT unread");
+    }
 
     fn parse(flags: &[&str]) -> Result<Config, String> {
         let args = std::iter::once("peerwire-broker").chain(flags.iter().copied());

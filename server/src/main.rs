@@ -18,12 +18,19 @@ async fn main() -> std::process::ExitCode {
         eprintln!("peerwire-broker: {msg}");
         return std::process::ExitCode::from(2);
     }
-    let listener = match std::net::TcpListener::bind((config.host.as_str(), config.port)) {
+    let port = match config.listen_port() {
+        Ok(port) => port,
+        Err(msg) => {
+            eprintln!("peerwire-broker: {msg}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let listener = match std::net::TcpListener::bind((config.host.as_str(), port)) {
         Ok(l) => l,
         Err(e) => {
             eprintln!(
-                "peerwire-broker: cannot listen on {}:{}: {e} (pick another --port, or stop what holds it)",
-                config.host, config.port
+                "peerwire-broker: cannot listen on {}:{port}: {e} (pick another --port, or stop what holds it)",
+                config.host
             );
             return std::process::ExitCode::from(1);
         }
