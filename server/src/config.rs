@@ -2,6 +2,7 @@
 //! `PEERWIRE_*` environment variable; flags win.
 
 use std::ffi::OsStr;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -47,6 +48,11 @@ pub struct Config {
     /// Folder served at / (the demo pages by default). Missing folder: no static files.
     #[arg(long = "static", env = "PEERWIRE_STATIC", default_value = "www")]
     pub static_dir: PathBuf,
+
+    /// Serve /metrics (and /healthz) on this address instead, a separate
+    /// listener (plain HTTP); the main port then answers /metrics with 404.
+    #[arg(long, env = "PEERWIRE_METRICS_ADDR", value_name = "ADDR:PORT")]
+    pub metrics_addr: Option<SocketAddr>,
 
     /// TLS certificate chain (PEM). With --tls-key, the broker serves https/wss.
     #[arg(long, env = "PEERWIRE_TLS_CERT", requires = "tls_key")]
@@ -483,6 +489,22 @@ mod tests {
         let err = parse(&["--trust-proxy", "10.0.0.1,10.0.0.0/33"]).unwrap_err();
         assert!(
             err.contains("--trust-proxy") && err.contains("10.0.0.0/33"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_metrics_address_is_an_address_and_a_port() {
+        let c = parse(&["--metrics-addr", "127.0.0.1:9100"]).unwrap();
+        assert_eq!(c.metrics_addr, Some("127.0.0.1:9100".parse().unwrap()));
+        assert_eq!(
+            parse(&[]).unwrap().metrics_addr,
+            None,
+            "the main port by default"
+        );
+        let err = parse(&["--metrics-addr", "9100"]).unwrap_err();
+        assert!(
+            err.contains("--metrics-addr") && err.contains("9100"),
             "{err}"
         );
     }

@@ -56,18 +56,45 @@ pub struct App {
     pub addresses: limits::AddressTable,
     /// Where the broker's own STUN service answers, when it does.
     pub stun: Option<SocketAddr>,
+    /// Where `/metrics` is served instead of the main port
+    /// (`--metrics-addr`), when it is.
+    pub metrics_elsewhere: Option<SocketAddr>,
 }
 
-/// The HTTP routes: `/ws`, `/healthz`, `/metrics`, and static files.
+/// The HTTP routes: `/ws`, `/healthz`, `/metrics` (a 404 when
+/// [`App::metrics_elsewhere`]), and static files.
 pub fn router(app: Arc<App>) -> Router {
+    let metrics = if app.metrics_elsewhere.is_some() {
+        get(metrics_not_here)
+    } else {
+        get(metrics_text)
+    };
     let mut router = Router::new()
         .route("/ws", get(ws_upgrade))
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/metrics", get(metrics_text));
+        .route("/healthz", get(healthz))
+        .route("/metrics", metrics);
     if app.config.static_dir.is_dir() {
         router = router.fallback_service(ServeDir::new(&app.config.static_dir));
     }
     router.with_state(app)
+}
+
+/// The routes of the `--metrics-addr` listener: `/metrics` and `/healthz`.
+pub fn metrics_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(healthz))
+        .with_state(app)
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+/// `/metrics` on the main port when they are served elsewhere: a plain
+/// 404, saying no more than that.
+async fn metrics_not_here() -> impl IntoResponse {
+    (axum::http::StatusCode::NOT_FOUND, "not found\n")
 }
 
 /// The local address a TCP connection arrived on (a request extension).
@@ -217,18 +244,72 @@ pub async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
-/// Serves HTTP and WebSocket on `listener`, and STUN on `stun` when given
-/// (see [`stun::bind`] for how `main` picks it), until `shutdown`
-/// resolves; then closes every client with 1001 and returns once they are
-/// gone (at most a few seconds).
+/// Serves HTTP and WebSocket on `listener`, STUN on `stun` when given
+/// (see [`stun::bind`] for how `main` picks it), and metrics on
+/// `--metrics-addr` when the config names one, until `shutdown` resolves;
+/// then closes every client with 1001 and returns once they are gone (at
+/// most a few seconds).
 pub async fn serve(
     config: Config,
     listener: TcpListener,
     stun: Option<UdpSocket>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    let metrics = config.metrics_addr.map(bind_metrics).transpose()?;
+    let listeners = Listeners {
+        http: listener,
+        metrics,
+        stun,
+    };
+    serve_on(config, listeners, shutdown).await
+}
+
+/// The sockets [`serve_on`] serves, bound beforehand.
+pub struct Listeners {
+    /// HTTP and WebSocket, and the static folder.
+    pub http: TcpListener,
+    /// `/metrics` and `/healthz` alone (`--metrics-addr`); with one, the
+    /// main listener answers `/metrics` with 404.
+    pub metrics: Option<TcpListener>,
+    /// STUN binding requests (see [`stun::bind`]).
+    pub stun: Option<UdpSocket>,
+}
+
+/// Binds the `--metrics-addr` listener; the error names the flag.
+pub fn bind_metrics(addr: SocketAddr) -> io::Result<TcpListener> {
+    TcpListener::bind(addr).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot listen on --metrics-addr {addr}: {e} (pick another address, or stop what holds it)"
+            ),
+        )
+    })
+}
+
+/// [`serve`] on listeners bound beforehand (tests bind port 0 and read
+/// the ports back); `config.metrics_addr` is not read here.
+pub async fn serve_on(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let Listeners {
+        http: listener,
+        metrics: metrics_listener,
+        stun,
+    } = listeners;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
+    let metrics_listener = match metrics_listener {
+        Some(l) => {
+            l.set_nonblocking(true)?;
+            let local = l.local_addr()?;
+            Some((tokio::net::TcpListener::from_std(l)?, local))
+        }
+        None => None,
+    };
+    let metrics_addr = metrics_listener.as_ref().map(|(_, local)| *local);
     let stun = match stun {
         Some(socket) => {
             socket.set_nonblocking(true)?;
@@ -260,6 +341,16 @@ pub async fn serve(
         metrics,
         addresses,
         stun: stun_addr,
+        metrics_elsewhere: metrics_addr,
+    });
+
+    let metrics_task = metrics_listener.map(|(listener, _)| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, metrics_router(app)).await {
+                tracing::error!("the --metrics-addr listener failed: {e}");
+            }
+        })
     });
 
     let stun_task = stun.map(|(socket, _)| {
@@ -321,10 +412,20 @@ pub async fn serve(
         Some(a) => format!("STUN udp://{a}"),
         None => "no STUN".to_string(),
     };
+    let metrics_note = match metrics_addr {
+        Some(a) => format!("metrics http://{a}/metrics"),
+        None => format!("metrics {http}://{addr}/metrics"),
+    };
     println!(
-        "peerwire-broker listening on {http}://{addr}/ (WebSocket {ws}://{addr}/ws, {static_note}, {stun_note})"
+        "peerwire-broker listening on {http}://{addr}/ (WebSocket {ws}://{addr}/ws, {static_note}, {stun_note}, {metrics_note})"
     );
-    tracing::info!(%addr, tls = tls.is_some(), stun = ?stun_addr, "listening");
+    tracing::info!(
+        %addr,
+        tls = tls.is_some(),
+        stun = ?stun_addr,
+        metrics = metrics_addr.map(tracing::field::display),
+        "listening"
+    );
 
     let service = router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let mut server = axum_server::from_tcp(listener)?.handle(handle);
@@ -347,7 +448,7 @@ pub async fn serve(
         None => server.acceptor(Acceptor).serve(service).await,
     };
     sweeper.abort();
-    if let Some(task) = stun_task {
+    for task in stun_task.into_iter().chain(metrics_task) {
         task.abort();
     }
     result

@@ -1,5 +1,6 @@
 //! `peerwire-broker`: parse flags, set up logging, bind the TCP listener and
-//! the STUN socket, serve until SIGINT/SIGTERM.
+//! the STUN socket (and the metrics listener in `serve`), serve until
+//! SIGINT/SIGTERM.
 
 use clap::Parser;
 use peerwire_broker::{Config, serve, shutdown_signal};

@@ -1,7 +1,8 @@
 //! A broker behind a load balancer, against a real broker on loopback:
 //! with `--trust-proxy`, the per-address limits apply to the client that
 //! `X-Forwarded-For` or `Forwarded` names; without it (or from a peer not
-//! listed) the headers change nothing.
+//! listed) the headers change nothing; and `--metrics-addr` moves
+//! `/metrics` off the public port.
 
 mod support;
 
@@ -166,4 +167,40 @@ async fn without_trust_the_forwarding_headers_change_nothing() {
         assert_eq!(first.request(json!({"type": "ping"})).await["type"], "pong");
         b.stop().await;
     }
+}
+
+#[tokio::test]
+async fn metrics_are_served_on_their_own_listener_and_404_on_the_main_port() {
+    let b = Broker::start_with_metrics_listener(&[]).await;
+    let metrics_addr = b.metrics_addr().unwrap();
+    let (_alice, _) = b.registered("alice").await;
+
+    let public = b.http_get("/metrics").await;
+    assert!(public.starts_with("HTTP/1.0 404 "), "{public}");
+    assert!(!public.contains("peerwire_"), "{public}");
+    assert!(
+        b.http_get("/healthz").await.ends_with("ok\n"),
+        "the load balancer's check"
+    );
+
+    let private = support::http_get(metrics_addr, "/metrics").await;
+    assert!(private.starts_with("HTTP/1.0 200"), "{private}");
+    assert!(private.contains("peerwire_ids 1"), "{private}");
+    assert!(
+        support::http_get(metrics_addr, "/healthz")
+            .await
+            .ends_with("ok\n")
+    );
+    let ws = support::http_get(metrics_addr, "/ws").await;
+    assert!(ws.starts_with("HTTP/1.0 404"), "no WebSocket there: {ws}");
+    b.stop().await;
+
+    // Without --metrics-addr, the main port serves them as before.
+    let b = Broker::start(&[]).await;
+    assert!(
+        b.http_get("/metrics")
+            .await
+            .contains("peerwire_connections")
+    );
+    b.stop().await;
 }

@@ -24,7 +24,12 @@ impl Drop for Process {
 /// care about (the caller's shell may set them).
 fn broker_command() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_peerwire-broker"));
-    for var in ["PORT", "PEERWIRE_PORT", "PEERWIRE_TRUST_PROXY"] {
+    for var in [
+        "PORT",
+        "PEERWIRE_PORT",
+        "PEERWIRE_TRUST_PROXY",
+        "PEERWIRE_METRICS_ADDR",
+    ] {
         cmd.env_remove(var);
     }
     cmd.env("RUST_LOG", "info").args([
