@@ -54,6 +54,16 @@ pub struct Config {
     #[arg(long, env = "PEERWIRE_METRICS_ADDR", value_name = "ADDR:PORT")]
     pub metrics_addr: Option<SocketAddr>,
 
+    /// Log lines as text, or as one JSON object a line (for log collectors).
+    #[arg(
+        long,
+        env = "PEERWIRE_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        value_name = "text|json"
+    )]
+    pub log_format: LogFormat,
+
     /// TLS certificate chain (PEM). With --tls-key, the broker serves https/wss.
     #[arg(long, env = "PEERWIRE_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
@@ -277,6 +287,15 @@ pub struct Config {
     /// checked, in ms.
     #[arg(long, env = "PEERWIRE_SWEEP_MS", default_value_t = 100)]
     pub sweep_ms: u64,
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line, the event's fields at the top level.
+    Json,
 }
 
 /// The port used when neither `--port`, `PEERWIRE_PORT` nor `PORT` says.
@@ -507,5 +526,14 @@ mod tests {
             err.contains("--metrics-addr") && err.contains("9100"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_log_format_is_text_or_json() {
+        assert_eq!(parse(&[]).unwrap().log_format, LogFormat::Text);
+        let c = parse(&["--log-format", "json"]).unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
+        let err = parse(&["--log-format", "xml"]).unwrap_err();
+        assert!(err.contains("--log-format") && err.contains("xml"), "{err}");
     }
 }

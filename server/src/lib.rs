@@ -1,6 +1,7 @@
 //! The peerwire signalling broker as a library, so that tests can start a
 //! real broker on a port-0 listener in-process; `main.rs` is a thin CLI.
 //!
+//! - [`access`]: the access log (a line per connection opened, closed, refused).
 //! - [`auth`]: access tokens (HS256 JWT) and protected ids and rooms.
 //! - [`config`]: flags and environment variables.
 //! - [`hub`]: all shared state behind one small API.
@@ -11,6 +12,7 @@
 //! - [`proxy`]: the client's address behind trusted proxies (`--trust-proxy`).
 //! - [`stun`]: the broker's own STUN service (binding requests over UDP).
 
+pub mod access;
 pub mod auth;
 pub mod config;
 pub mod conn;
@@ -152,6 +154,7 @@ async fn ws_upgrade(
     let ip = proxy::client_addr(&app.config.trust_proxy, peer_addr.ip(), &headers);
     let refuse = |reason: &str, status: StatusCode, text: String| {
         app.metrics.refuse(reason);
+        access::refused_http(ip, reason, status.as_u16(), &text);
         (status, text).into_response()
     };
     if !app.config.allow_origins.is_empty() {
@@ -185,6 +188,7 @@ async fn ws_upgrade(
             // upgrade and close at once with 4007 and the reason.
             app.metrics.refuse("token");
             app.metrics.close(CloseCode::Unauthorized);
+            access::refused_ws(ip, "token", CloseCode::Unauthorized, &reason);
             return ws.on_upgrade(move |socket| async move {
                 conn::refuse(socket, CloseCode::Unauthorized, &reason).await;
                 app.addresses.release(ip);
