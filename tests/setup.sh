@@ -33,6 +33,11 @@ if [ "$BROWSER" = 1 ]; then
   command -v ip >/dev/null && command -v ss >/dev/null || packages+=(iproute2)
   command -v nft >/dev/null || packages+=(nftables)
   command -v turnserver >/dev/null || packages+=(coturn)
+  # `nginx -t` on deploy/nginx.conf (server/tests/deploy.rs; without nginx
+  # the test checks the file with its own parser only). nginx-light takes
+  # about 3 s; apt starts its service unless policy-rc.d forbids it, as in
+  # containers.
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || packages+=(nginx-light)
 fi
 if [ ${#packages[@]} -gt 0 ]; then
   say "installing Debian packages: ${packages[*]}"
