@@ -374,6 +374,10 @@ pub async fn serve_on(
             url,
             lease: Duration::from_millis(app.config.redis_lease_ms),
             broker: cluster::broker_name(),
+            listen_ms: app.config.listen_timeout_ms,
+            pipe_ms: app.config.pipe_timeout_ms,
+            max_keys: app.config.max_keys_per_peer,
+            max_hostnames: app.config.max_hostnames_per_peer,
         };
         tokio::spawn(cluster::run(app.clone(), config, end))
     });
