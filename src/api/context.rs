@@ -490,7 +490,9 @@ impl Sink for Ctx {
 
     fn deliver(self: Rc<Self>, _driver: &Rc<Driver>, event: Event) {
         match event {
-            Event::Registered { id, resumed, first } => {
+            Event::Registered {
+                id, resumed, first, ..
+            } => {
                 self.peer.emit_or_keep("register", id.as_str().into());
                 let status = object(&[
                     ("state", "registered".into()),
@@ -500,7 +502,7 @@ impl Sink for Ctx {
                 ]);
                 self.peer.emit_or_keep("broker", status);
             }
-            Event::BrokerDown { code, reason } => {
+            Event::BrokerDown { code, reason, .. } => {
                 let status = object(&[
                     ("state", "disconnected".into()),
                     ("code", code.into()),

@@ -415,7 +415,7 @@ pub fn engine_config(
             )
         })?;
         Signalling::Broker {
-            url: broker_url(broker)?,
+            urls: vec![broker_url(broker)?],
             renewable_token: matches!(token, Some(TokenSource::Provider(_))),
         }
     };

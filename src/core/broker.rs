@@ -104,6 +104,58 @@ impl Backoff {
     }
 }
 
+/// The brokers a peer may use (the `broker` option's list) and which one
+/// it dials: the first at start, then the next one, round-robin, after
+/// each socket that closed. With one URL (or one behind a load balancer)
+/// every dial goes to it.
+///
+/// ```text
+///  [a, b, c]   dial a ──closed──► dial b ──closed──► dial c ──closed──► dial a …
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrls {
+    urls: Vec<String>,
+    current: usize,
+}
+
+impl BrokerUrls {
+    /// `urls` in the order given; the first is dialled first.
+    pub fn new(urls: Vec<String>) -> Self {
+        Self { urls, current: 0 }
+    }
+
+    /// The URL dialled (or to dial next); `None` for an empty list.
+    pub fn current(&self) -> Option<&str> {
+        self.urls.get(self.current).map(String::as_str)
+    }
+
+    /// The position of [`Self::current`] in the list.
+    pub fn index(&self) -> usize {
+        self.current
+    }
+
+    pub fn len(&self) -> usize {
+        self.urls.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.urls.is_empty()
+    }
+
+    /// Every URL, in the order given.
+    pub fn all(&self) -> &[String] {
+        &self.urls
+    }
+
+    /// Moves on to the next URL (after the last: the first again).
+    pub fn advance(&mut self) -> Option<&str> {
+        if !self.urls.is_empty() {
+            self.current = (self.current + 1) % self.urls.len();
+        }
+        self.current()
+    }
+}
+
 struct Pending {
     deadline: Millis,
 }
@@ -580,6 +632,37 @@ mod tests {
         assert_eq!(b.next_delay(0.0).as_millis(), 50);
         b.reset();
         assert_eq!(b.next_delay(0.5).as_millis(), 75);
+    }
+
+    #[test]
+    fn broker_urls_start_at_the_first_and_rotate_round_robin() {
+        let mut urls = BrokerUrls::new(vec![
+            "ws://a/ws".into(),
+            "ws://b/ws".into(),
+            "ws://c/ws".into(),
+        ]);
+        assert_eq!((urls.current(), urls.index()), (Some("ws://a/ws"), 0));
+        assert_eq!(urls.advance(), Some("ws://b/ws"));
+        assert_eq!(urls.advance(), Some("ws://c/ws"));
+        // After the last, the first again.
+        assert_eq!(urls.advance(), Some("ws://a/ws"));
+        assert_eq!(urls.index(), 0);
+        assert_eq!(urls.advance(), Some("ws://b/ws"));
+        assert_eq!(urls.len(), 3);
+        assert_eq!(urls.all()[2], "ws://c/ws");
+    }
+
+    #[test]
+    fn one_broker_url_is_always_the_one_dialled() {
+        let mut urls = BrokerUrls::new(vec!["ws://lb/ws".into()]);
+        for _ in 0..3 {
+            assert_eq!(urls.advance(), Some("ws://lb/ws"));
+            assert_eq!(urls.index(), 0);
+        }
+        let mut none = BrokerUrls::new(Vec::new());
+        assert!(none.is_empty());
+        assert_eq!(none.current(), None);
+        assert_eq!(none.advance(), None);
     }
 
     #[test]
