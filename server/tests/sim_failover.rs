@@ -242,3 +242,46 @@ fn when_a_broker_crashes_peers_move_to_the_next_with_their_ids_and_connections()
     let (c2, _) = connect(&mut sim, p2, p0);
     assert_eq!(sim.peers[p2].engine.conn_state(c2), ConnState::Open);
 }
+
+/// A network blip drops p0's link to A while A keeps running: p0 moves to
+/// B (A holds its id for the grace window). B goes away before that window
+/// ends, and p0 comes back to A holding B's token, which A does not know.
+/// It reclaims its id on A with the token A gave it (resumed), instead of
+/// being refused for good, and peers on A reach it again.
+#[test]
+fn back_on_a_broker_that_still_holds_the_id_the_peer_resumes_with_that_brokers_token() {
+    let mut sim = Sim::new(TwoBrokers::new(), 9);
+    let (p0, p1) = (add(&mut sim, &[A, B], 9), add(&mut sim, &[A], 9));
+    sim.run_for(100.0);
+    sim.set_online(p0, false);
+    sim.set_online(p0, true);
+    assert!(sim.run_while(5_000.0, |s| reregistered_on(s, p0, B)));
+    assert!(sim.saw(p0, |e| matches!(
+        e,
+        Event::Registered {
+            resumed: false,
+            first: false,
+            ..
+        }
+    )));
+
+    // Within A's grace window: B goes, p0 returns to A.
+    let now = sim.now;
+    sim.unreachable.insert(B.into(), Unreachable::Refused);
+    sim.broker.hubs[1].restart(now);
+    sim.set_online(p0, false);
+    sim.set_online(p0, true);
+    assert!(sim.run_while(5_000.0, |s| reregistered_on(s, p0, A)));
+    assert!(
+        sim.saw(p0, |e| matches!(
+            e,
+            Event::Registered { resumed: true, first: false, url: Some(u), .. } if u == A
+        )),
+        "A resumed the session it held"
+    );
+    assert_eq!(dials(&sim, p0), [A, B, A]);
+    assert!(!sim.saw(p0, |e| matches!(e, Event::Error(_))));
+    // And p0 is usable there: p1 (on A) connects to it.
+    let (c1, _) = connect(&mut sim, p1, p0);
+    assert_eq!(sim.peers[p1].engine.conn_state(c1), ConnState::Open);
+}

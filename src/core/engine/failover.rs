@@ -10,7 +10,11 @@
 //! that does not know the token registers the id afresh if it is free
 //! (`resumed: false`: rooms and keys are gone, the peer stays usable).
 //! Connections between peers do not go through the broker and are left
-//! alone; only signalling waits for the new link.
+//! alone; only signalling waits for the new link. Back on a broker that
+//! still holds the id in its grace window under a token it issued itself
+//! (the peer left it and returned before the window ended), the latest
+//! token is refused (`bad-resume-token`) and the peer reclaims the id with
+//! that broker's own token instead (`BrokerSession::offer_fallback_token`).
 //!
 //! Before the first registration each URL is tried once, one after the
 //! other without waiting; `createPeer` rejects with `BrokerUnreachable`

@@ -96,6 +96,8 @@ pub struct Engine {
     unreached: Vec<(String, String)>,
     /// With several URLs: when the dial under way is abandoned for the next.
     attempt_deadline: Option<Millis>,
+    /// The resume token each broker URL issued last (see `failover`).
+    broker_tokens: Table<String, String>,
     /// Which broker socket is current (events of older ones are ignored).
     generation: u64,
     reconnect_at: Option<Millis>,
@@ -164,6 +166,7 @@ impl Engine {
             brokers,
             unreached: Vec::new(),
             attempt_deadline: None,
+            broker_tokens: Table::new(),
             generation: 0,
             reconnect_at: None,
             broker_heard: 0.0,

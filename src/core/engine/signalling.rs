@@ -157,6 +157,11 @@ impl Engine {
         }
         self.broker_heard = now;
         self.broker_probe = None;
+        let fallback = self
+            .broker_url()
+            .and_then(|url| self.broker_tokens.get(url))
+            .cloned();
+        self.session.offer_fallback_token(fallback);
         let frame = self.session.on_open();
         self.transmits.push_back(Transmit::Broker(frame));
     }
@@ -417,6 +422,9 @@ impl Engine {
                         self.opened_keys.clear();
                     }
                     let url = self.broker_url().map(str::to_string);
+                    if let (Some(url), Some(token)) = (&url, self.session.resume_token()) {
+                        self.broker_tokens.insert(url.clone(), token.to_string());
+                    }
                     self.log(LogLevel::Info, || {
                         let how = if resumed { "resumed" } else { "registered" };
                         let at = url.as_deref().unwrap_or_default();
