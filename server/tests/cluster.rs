@@ -722,3 +722,29 @@ async fn a_relay_with_an_id_on_another_broker_is_refused_naming_why() {
     ann.send(json!({"type": "relay", "to": "alice"})).await;
     assert_eq!(alice.expect("relay-ready").await["id"], "ann");
 }
+
+#[tokio::test]
+async fn a_resume_on_the_same_broker_gets_the_networks_room_snapshot() {
+    let redis = Redis::start();
+    let (b1, b2) = (broker(&redis, &[]).await, broker(&redis, &[]).await);
+    let (mut alice, token) = b1.registered("alice").await;
+    let (mut bob, _) = b2.registered("bob").await;
+    join(&mut alice, "lobby").await;
+    join(&mut bob, "lobby").await;
+    bob.request(json!({"type": "set", "room": "lobby", "key": "k", "value": 7}))
+        .await;
+    alice.vanish();
+    let mut again = b1.client().await;
+    let r = again
+        .request(json!({"type": "register", "id": "alice", "resumeToken": token}))
+        .await;
+    assert_eq!(
+        (r["resumed"].as_bool(), r["rooms"].clone()),
+        (Some(true), json!(["lobby"])),
+        "{r}"
+    );
+    let snapshot = again.expect("joined").await;
+    assert_eq!(snapshot["members"], json!(["alice", "bob"]));
+    assert_eq!(snapshot["state"][0]["value"], 7);
+    assert!(b1.http_get("/metrics").await.contains("peerwire_rooms 1"));
+}
