@@ -31,13 +31,18 @@ export async function startBroker(binary, dir, extra = [], port = 0) {
   const [line] = await once(lines, 'line');
   const url = line.match(/http:\/\/[0-9.:]+/)?.[0];
   if (!url) throw new Error(`broker printed: ${line}`);
+  const exited = once(proc, 'exit');
+  const end = async (signal) => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+    await exited;
+  };
   return {
     url,
     port: Number(new URL(url).port),
     ws: url.replace('http:', 'ws:') + '/ws',
-    stop: async () => { proc.kill('SIGTERM'); await once(proc, 'exit'); },
+    stop: () => end('SIGTERM'),
     /** SIGKILL: a crash, with no goodbye to anyone. */
-    kill: async () => { proc.kill('SIGKILL'); await once(proc, 'exit'); },
+    kill: () => end('SIGKILL'),
   };
 }
 

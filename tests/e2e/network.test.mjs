@@ -22,7 +22,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  await b1?.stop().catch(() => {});
+  await b1?.stop();
   await b2?.stop();
   await redis?.stop();
 });
@@ -67,8 +67,10 @@ test('two brokers, one network: pages on different brokers connect; a killed bro
   await b.page.waitForFunction(() => window.inbox.length >= 1, null, { timeout: 10000 });
 
   // Broker 1 dies. Page a moves to broker 2 with its token.
+  const killed = Date.now();
   await b1.kill();
   await a.page.waitForFunction(() => window.brokerEvents.some((e) => e.state === 'registered' && e.reconnect), null, { timeout: 20000 });
+  console.log(`[network] broker killed: its page registered on the other broker after ${Date.now() - killed} ms`);
   const after = await a.page.evaluate(() => ({
     broker: window.peer.broker,
     registered: window.brokerEvents.filter((e) => e.state === 'registered').at(-1),
