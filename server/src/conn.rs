@@ -155,15 +155,11 @@ pub async fn run(
                             // In a network of brokers the id is claimed in
                             // Redis first; this connection's next frames
                             // wait for the answer.
-                            Ok(ClientMessage::Register {
-                                rid,
-                                id,
-                                resume_token,
-                            }) if app.config.redis.is_some() && !app.hub.is_registered(conn) => {
+                            Ok(msg @ ClientMessage::Register { .. })
+                                if app.config.redis.is_some() =>
+                            {
                                 let now = Instant::now();
-                                if let Some(claim) =
-                                    app.hub.begin_register(conn, rid, id, resume_token, now)
-                                {
+                                if let Some(claim) = app.hub.begin_register(conn, msg, now) {
                                     let outcome = app.hub.claim(claim.clone()).await;
                                     app.hub
                                         .finish_register(conn, claim, outcome, Instant::now());

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use peerwire::protocol::messages::Rid;
-use peerwire::protocol::{CloseCode, ErrorCode, ServerMessage};
+use peerwire::protocol::{ClientMessage, CloseCode, ErrorCode, ServerMessage};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
@@ -276,18 +276,28 @@ impl Hub {
     }
 
     /// The first half of a `register` on a broker in a network: the checks
-    /// of one broker (auth, an id held here), then the claim to put to
-    /// Redis, or `None` when the request was already answered (refused, or
-    /// an id held here resumed).
-    pub fn begin_register(
-        &self,
-        conn: ConnId,
-        rid: Rid,
-        id: Option<String>,
-        resume: Option<String>,
-        now: Instant,
-    ) -> Option<Claim> {
-        self.lock().begin_register(conn, rid, id, resume, now)
+    /// of one broker (the message, auth, an id held here), then the claim
+    /// to put to Redis, or `None` when the request was already answered
+    /// (refused, or an id held here resumed).
+    pub fn begin_register(&self, conn: ConnId, msg: ClientMessage, now: Instant) -> Option<Claim> {
+        let mut st = self.lock();
+        let registered = st.conns.get(&conn).is_some_and(|c| c.peer.is_some());
+        let ClientMessage::Register {
+            rid,
+            id,
+            resume_token,
+        } = msg.clone()
+        else {
+            st.handle(conn, msg, now);
+            return None;
+        };
+        if registered || msg.validate().is_err() {
+            // Answered as on one broker.
+            st.handle(conn, msg, now);
+            return None;
+        }
+        st.metrics.messages_in.inc();
+        st.admit_register(conn, rid, id, resume_token, now)
     }
 
     /// The second half: what Redis said of `claim`.
@@ -375,17 +385,6 @@ impl Hub {
 }
 
 impl State {
-    fn begin_register(
-        &mut self,
-        conn: ConnId,
-        rid: Rid,
-        id: Option<String>,
-        resume: Option<String>,
-        now: Instant,
-    ) -> Option<Claim> {
-        self.admit_register(conn, rid, id, resume, now)
-    }
-
     fn finish_register(&mut self, conn: ConnId, claim: Claim, outcome: Outcome, now: Instant) {
         let gone = !self.conns.contains_key(&conn);
         let held_here = self.sessions.contains_key(&claim.id);
