@@ -458,6 +458,9 @@ impl Config {
                     .into(),
             );
         }
+        for pattern in &self.allow_origins {
+            crate::limits::check_origin_pattern(pattern)?;
+        }
         if let Some(url) = &self.redis {
             crate::cluster::check_url(url)?;
             if self.redis_lease_ms < 300 {

@@ -199,26 +199,139 @@ pub fn return_free_memory() {
     }
 }
 
-/// Whether `origin` matches an allow-list entry: exact, or with `*`
-/// standing for any run of characters (`https://*.example.com`).
+/// The longest `Origin` header looked at; a longer one is refused.
+pub const MAX_ORIGIN_BYTES: usize = 512;
+
+/// Whether a page at `origin` may connect, given the `--allow-origin`
+/// patterns. Both are parsed as `scheme://host[:port]` (nothing else: an
+/// origin has no path, user or query) and compared part by part: the
+/// scheme exactly, the host exactly or with `*` standing for any run of
+/// host characters, the port exactly, or `*` for any. `null` matches only
+/// the pattern `null`. Linear in the lengths.
 pub fn origin_allowed(allowed: &[String], origin: &str) -> bool {
+    if origin.len() > MAX_ORIGIN_BYTES {
+        return false;
+    }
+    if origin == "null" {
+        return allowed.iter().any(|p| p == "null");
+    }
+    let Some(origin) = Origin::parse(origin, false) else {
+        return false;
+    };
     allowed
         .iter()
-        .any(|pattern| wildcard_match(pattern, origin))
+        .filter_map(|p| Origin::parse(p, true))
+        .any(|pattern| pattern.matches(&origin))
+}
+
+/// Checks an `--allow-origin` pattern at startup.
+pub fn check_origin_pattern(pattern: &str) -> Result<(), String> {
+    if pattern == "null" || Origin::parse(pattern, true).is_some() {
+        Ok(())
+    } else {
+        Err(format!(
+            "--allow-origin {pattern:?} must be scheme://host or scheme://host:port, host and port exact or with * (e.g. https://*.example.com, http://localhost:*), or null"
+        ))
+    }
+}
+
+/// An origin, or an `--allow-origin` pattern.
+#[derive(Debug)]
+struct Origin {
+    scheme: String,
+    host: String,
+    port: Option<String>,
+}
+
+impl Origin {
+    fn parse(text: &str, pattern: bool) -> Option<Origin> {
+        let (scheme, rest) = text.split_once("://")?;
+        let scheme_ok = !scheme.is_empty()
+            && scheme.as_bytes()[0].is_ascii_alphabetic()
+            && scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+        if !scheme_ok {
+            return None;
+        }
+        let (host, port) = match rest.strip_prefix('[') {
+            // An IPv6 address (never a pattern).
+            Some(v6) => {
+                let (addr, after) = v6.split_once(']')?;
+                if addr.is_empty()
+                    || !addr
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.'))
+                {
+                    return None;
+                }
+                let port = match after {
+                    "" => None,
+                    p => Some(p.strip_prefix(':')?),
+                };
+                (&rest[..addr.len() + 2], port)
+            }
+            None => match rest.split_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (rest, None),
+            },
+        };
+        let host_ok = !host.is_empty()
+            && (host.starts_with('[')
+                || host.bytes().all(|b| {
+                    b.is_ascii_alphanumeric()
+                        || matches!(b, b'.' | b'-' | b'_')
+                        || (pattern && b == b'*')
+                }));
+        let port_ok = port.is_none_or(|p| {
+            (pattern && p == "*")
+                || (!p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
+        });
+        (host_ok && port_ok).then(|| Origin {
+            scheme: scheme.to_ascii_lowercase(),
+            host: host.to_ascii_lowercase(),
+            port: port.map(str::to_string),
+        })
+    }
+
+    /// Whether origin `o` matches this pattern.
+    fn matches(&self, o: &Origin) -> bool {
+        self.scheme == o.scheme
+            && wildcard_match(&self.host, &o.host)
+            && match (self.port.as_deref(), o.port.as_deref()) {
+                (Some("*"), _) => true,
+                (p, q) => p == q,
+            }
+    }
 }
 
 /// Whether `s` matches `pattern`: exact, or with `*` standing for any run
-/// of characters.
+/// of characters. Linear in the lengths: the pieces between `*`s are found
+/// left to right, each at its first place after the one before (which is
+/// always as good as any later place).
 pub fn wildcard_match(pattern: &str, s: &str) -> bool {
-    wildcard(pattern.as_bytes(), s.as_bytes())
-}
-
-fn wildcard(p: &[u8], s: &[u8]) -> bool {
-    match p.split_first() {
-        None => s.is_empty(),
-        Some((b'*', rest)) => (0..=s.len()).any(|i| wildcard(rest, &s[i..])),
-        Some((c, rest)) => s.first() == Some(c) && wildcard(rest, &s[1..]),
+    let mut pieces = pattern.split('*');
+    let first = pieces.next().unwrap_or("");
+    let Some(rest) = s.strip_prefix(first) else {
+        return false;
+    };
+    let mut middle: Vec<&str> = pieces.collect();
+    let Some(last) = middle.pop() else {
+        return rest.is_empty(); // no `*`
+    };
+    let Some(mut rest) = rest.strip_suffix(last) else {
+        return false;
+    };
+    if s.len() < first.len() + last.len() {
+        return false;
     }
+    for piece in middle {
+        match rest.find(piece) {
+            Some(at) => rest = &rest[at + piece.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -330,8 +443,77 @@ mod tests {
             "http://app.example.org",
             "https://example.com.evil.org",
             "",
+            // Spellings that a plain text match let through.
+            "https://evil.org/.example.com",
+            "https://evil.org?.example.com",
+            "https://evil.org#.example.com",
+            "https://user@evil.org/x.example.com",
+            "https://evil.org\\.example.com",
+            "https://evil.org:443.example.com",
+            "https://a.example.com:8443",
+            "null",
         ] {
             assert!(!origin_allowed(&allowed, bad), "{bad}");
         }
+        let ports = vec!["http://localhost:*".to_string(), "null".to_string()];
+        assert!(origin_allowed(&ports, "http://localhost:5173"));
+        assert!(origin_allowed(&ports, "http://localhost"));
+        assert!(origin_allowed(&ports, "null"));
+        assert!(!origin_allowed(&ports, "http://localhost.evil.org:80"));
+        assert!(origin_allowed(
+            &["http://[::1]:8080".to_string()],
+            "http://[::1]:8080"
+        ));
+    }
+
+    #[test]
+    fn matching_is_linear_in_the_lengths() {
+        // A pattern with three stars against a long origin that almost
+        // matches took seconds with backtracking.
+        let allowed = vec!["https://*a*a*a.example.com".to_string()];
+        let long = format!("https://{}.example.org", "a".repeat(MAX_ORIGIN_BYTES - 30));
+        let started = std::time::Instant::now();
+        for _ in 0..1000 {
+            assert!(!origin_allowed(&allowed, &long));
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        let text = "a".repeat(100_000);
+        assert!(!wildcard_match("*a*a*a*b", &text));
+        assert!(wildcard_match("*a*a*a*", &text));
+        assert!(
+            !origin_allowed(&allowed, &format!("https://{}", "a".repeat(600))),
+            "too long"
+        );
+    }
+
+    #[test]
+    fn wildcards_match_as_before() {
+        for (p, s, want) in [
+            ("admin-*", "admin-1", true),
+            ("admin-*", "admin-", true),
+            ("admin-*", "admin", false),
+            ("*", "", true),
+            ("a*b*c", "abc", true),
+            ("a*b*c", "aXbYc", true),
+            ("a*b*c", "acb", false),
+            ("ab*ba", "aba", false),
+            ("exact", "exact", true),
+            ("exact", "exact!", false),
+        ] {
+            assert_eq!(wildcard_match(p, s), want, "{p} ~ {s}");
+        }
+    }
+
+    #[test]
+    fn bad_origin_patterns_are_named() {
+        assert!(check_origin_pattern("https://*.example.com").is_ok());
+        assert!(check_origin_pattern("null").is_ok());
+        let err = check_origin_pattern("example.com").unwrap_err();
+        assert!(err.contains("--allow-origin"), "{err}");
+        assert!(check_origin_pattern("https://example.com/app").is_err());
     }
 }
