@@ -1326,6 +1326,27 @@ fn held_intervals(conns: &[ConnRec], grace: u64) -> Vec<(u64, u64)> {
     out
 }
 
+/// The client's connections that overlap `t` ± 5 s: how each began, on
+/// which broker, from when to when (s since the wave started), how it ended.
+fn history(conns: &[ConnRec], t: u64) -> String {
+    let w = 5_000_000;
+    let near: Vec<String> = conns
+        .iter()
+        .filter(|c| c.t_reg <= t + w && c.t_end + w >= t)
+        .map(|c| {
+            format!(
+                "{}@b{} {:.3}-{:.3} {}",
+                if c.resumed { "resume" } else { "register" },
+                c.broker,
+                c.t_reg as f64 / 1e6,
+                c.t_end as f64 / 1e6,
+                c.end.name()
+            )
+        })
+        .collect();
+    format!("[{}]", near.join(", "))
+}
+
 fn bucket_of(desc: &str) -> &str {
     desc.split([' ', '@']).next().unwrap_or(desc)
 }
@@ -1501,10 +1522,12 @@ fn analyse(logs: &[ClientLog], grace_us: u64, w: u64) -> Analysis {
                         // The first two of each kind, at most 16 in all.
                         if *bucket <= 2 && a.lost_examples.len() < 16 {
                             a.lost_examples.push(format!(
-                                "{s} -> {r} seq {} sent at {:.3}s ({}); receiver event: {rx}; sender event: {tx}; a later seq of the pair delivered: {later}",
+                                "{s} -> {r} seq {} sent at {:.3}s ({}); receiver event: {rx}; sender event: {tx}; a later seq of the pair delivered: {later}; receiver connections {}; sender connections {}",
                                 sig.seq,
                                 t as f64 / 1e6,
-                                if cross { "two brokers" } else { "one broker" }
+                                if cross { "two brokers" } else { "one broker" },
+                                history(&logs[r].conns, t),
+                                history(&log.conns, t)
                             ));
                         }
                     }
