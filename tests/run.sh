@@ -87,7 +87,7 @@ echo "broker for browser tests: $PEERWIRE_TEST_BROKER (control: $PEERWIRE_TEST_C
 export WASM_BINDGEN_TEST_WEBDRIVER_JSON="$ROOT/tests/webdriver.json"
 export WASM_BINDGEN_TEST_TIMEOUT=${WASM_BINDGEN_TEST_TIMEOUT:-60}
 wasm-pack test --headless --chrome --chromedriver /usr/bin/chromedriver \
-  --test browser_webrtc --test browser_sdk --test browser_reentry --test browser_node --test browser_restart --test browser_stress 2>&1 | tee -a "$LOG"
+  --test browser_webrtc --test browser_sdk --test browser_reentry --test browser_node --test browser_restart --test browser_failover --test browser_stress 2>&1 | tee -a "$LOG"
 
 step "layer 3: the packages users install (npm, crates.io) and page tests of the npm package (plain page, Vite dev and build, webpack, Node.js) through a real broker"
 since() { printf '[layer 3] %s: %ds\n' "$1" $((SECONDS - $2)); }

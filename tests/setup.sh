@@ -35,6 +35,11 @@ if [ "$BROWSER" = 1 ]; then
   command -v turnserver >/dev/null || packages+=(coturn)
   # The broker network's tests (server/tests/cluster.rs) start their own.
   command -v redis-server >/dev/null || packages+=(redis-server)
+  # `nginx -t` on deploy/nginx.conf (server/tests/deploy.rs; without nginx
+  # the test checks the file with its own parser only). nginx-light takes
+  # about 3 s; apt starts its service unless policy-rc.d forbids it, as in
+  # containers.
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || packages+=(nginx-light)
 fi
 if [ ${#packages[@]} -gt 0 ]; then
   say "installing Debian packages: ${packages[*]}"

@@ -1,10 +1,13 @@
 //! Command-line flags and environment variables (clap). Every flag has a
 //! `PEERWIRE_*` environment variable; flags win.
 
+use std::ffi::OsStr;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
+use ipnet::IpNet;
 use peerwire::protocol::limits;
 use peerwire::protocol::relay::MAX_RELAY_PAYLOAD;
 
@@ -37,13 +40,29 @@ pub struct Config {
     #[arg(long, env = "PEERWIRE_HOST", default_value = "127.0.0.1")]
     pub host: String,
 
-    /// Port to listen on (0 picks a free one; the URL is printed).
-    #[arg(short, long, env = "PEERWIRE_PORT", default_value_t = 8080)]
-    pub port: u16,
+    /// Port to listen on (0 picks a free one; the URL is printed). Without
+    /// it: the PORT variable that Heroku, Render or Cloud Run set, else 8080.
+    #[arg(short, long, env = "PEERWIRE_PORT")]
+    pub port: Option<u16>,
 
     /// Folder served at / (the demo pages by default). Missing folder: no static files.
     #[arg(long = "static", env = "PEERWIRE_STATIC", default_value = "www")]
     pub static_dir: PathBuf,
+
+    /// Serve /metrics (and /healthz) on this address instead, a separate
+    /// listener (plain HTTP); the main port then answers /metrics with 404.
+    #[arg(long, env = "PEERWIRE_METRICS_ADDR", value_name = "ADDR:PORT")]
+    pub metrics_addr: Option<SocketAddr>,
+
+    /// Log lines as text, or as one JSON object a line (for log collectors).
+    #[arg(
+        long,
+        env = "PEERWIRE_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        value_name = "text|json"
+    )]
+    pub log_format: LogFormat,
 
     /// TLS certificate chain (PEM). With --tls-key, the broker serves https/wss.
     #[arg(long, env = "PEERWIRE_TLS_CERT", requires = "tls_key")]
@@ -168,6 +187,20 @@ pub struct Config {
     )]
     pub allow_origins: Vec<String>,
 
+    /// Reverse proxies or load balancers (addresses or CIDR ranges; repeat,
+    /// or comma-separate in the env var) whose X-Forwarded-For or Forwarded
+    /// header names the client: connections from them are counted, limited
+    /// and logged under that client's address. Headers from anyone else are
+    /// ignored.
+    #[arg(
+        long = "trust-proxy",
+        env = "PEERWIRE_TRUST_PROXY",
+        value_delimiter = ',',
+        value_name = "ADDR|CIDR",
+        value_parser = crate::proxy::parse_trusted
+    )]
+    pub trust_proxy: Vec<IpNet>,
+
     /// Time a client has to finish its TLS handshake and send its HTTP
     /// request headers, in ms; a connection that dawdles is dropped.
     #[arg(long, env = "PEERWIRE_HANDSHAKE_TIMEOUT_MS", default_value_t = 10_000)]
@@ -272,7 +305,45 @@ pub struct Config {
     pub sweep_ms: u64,
 }
 
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object a line, the event's fields at the top level.
+    Json,
+}
+
+/// The port used when neither `--port`, `PEERWIRE_PORT` nor `PORT` says.
+pub const DEFAULT_PORT: u16 = 8080;
+
+/// The port to listen on: `given` (`--port`, else `PEERWIRE_PORT`), else
+/// `port_env` (the `PORT` variable PaaS platforms set), else
+/// [`DEFAULT_PORT`]. A `PORT` that is not a port number (empty included,
+/// as clap treats an empty `PEERWIRE_PORT`) is an error naming it.
+pub fn resolve_port(given: Option<u16>, port_env: Option<&OsStr>) -> Result<u16, String> {
+    if let Some(port) = given {
+        return Ok(port);
+    }
+    let Some(raw) = port_env else {
+        return Ok(DEFAULT_PORT);
+    };
+    raw.to_str()
+        .and_then(|v| v.trim().parse::<u16>().ok())
+        .ok_or_else(|| {
+            format!(
+                "PORT={raw:?} is not a port number (0-65535): fix or unset PORT, or pass --port"
+            )
+        })
+}
+
 impl Config {
+    /// The port to listen on (see [`resolve_port`]), reading `PORT` from
+    /// the process environment.
+    pub fn listen_port(&self) -> Result<u16, String> {
+        resolve_port(self.port, std::env::var_os("PORT").as_deref())
+    }
+
     /// The hub's share of the configuration; `stun_port` is the port the
     /// broker's own STUN answers on, if it does.
     pub fn hub(&self, stun_port: Option<u16>) -> Result<HubConfig, String> {
@@ -410,4 +481,84 @@ impl Config {
 /// `Some(duration)`, or `None` for 0 ("no limit").
 fn nonzero_ms(ms: u64) -> Option<Duration> {
     (ms > 0).then(|| Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_port_comes_from_the_flag_then_port_then_8080() {
+        let env = |v: &str| Some(OsStr::new(v).to_owned());
+        let port = |given, env: Option<std::ffi::OsString>| resolve_port(given, env.as_deref());
+        assert_eq!(
+            port(Some(9000), env("5000")),
+            Ok(9000),
+            "--port or PEERWIRE_PORT win"
+        );
+        assert_eq!(port(Some(0), env("5000")), Ok(0), "0 is a port given");
+        assert_eq!(port(None, env("5000")), Ok(5000), "PORT as a PaaS sets it");
+        assert_eq!(port(None, env(" 5000\n")), Ok(5000));
+        assert_eq!(port(None, None), Ok(DEFAULT_PORT));
+        for bad in ["", "http", "80a", "65536", "-1", "8080.0"] {
+            let err = port(None, env(bad)).unwrap_err();
+            assert!(
+                err.contains(&format!("PORT={bad:?}")) && err.contains("--port"),
+                "{err}"
+            );
+        }
+        assert_eq!(port(Some(7000), env("junk")), Ok(7000), "PORT unread");
+    }
+
+    fn parse(flags: &[&str]) -> Result<Config, String> {
+        let args = std::iter::once("peerwire-broker").chain(flags.iter().copied());
+        Config::try_parse_from(args).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_and_ranges_and_a_bad_one_is_named() {
+        let c = parse(&[
+            "--trust-proxy",
+            "127.0.0.1,10.0.0.0/8",
+            "--trust-proxy",
+            "fd00::/8",
+        ])
+        .unwrap();
+        let proxies: Vec<String> = c.trust_proxy.iter().map(|n| n.to_string()).collect();
+        assert_eq!(proxies, ["127.0.0.1/32", "10.0.0.0/8", "fd00::/8"]);
+        assert!(
+            parse(&[]).unwrap().trust_proxy.is_empty(),
+            "none by default"
+        );
+        let err = parse(&["--trust-proxy", "10.0.0.1,10.0.0.0/33"]).unwrap_err();
+        assert!(
+            err.contains("--trust-proxy") && err.contains("10.0.0.0/33"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_metrics_address_is_an_address_and_a_port() {
+        let c = parse(&["--metrics-addr", "127.0.0.1:9100"]).unwrap();
+        assert_eq!(c.metrics_addr, Some("127.0.0.1:9100".parse().unwrap()));
+        assert_eq!(
+            parse(&[]).unwrap().metrics_addr,
+            None,
+            "the main port by default"
+        );
+        let err = parse(&["--metrics-addr", "9100"]).unwrap_err();
+        assert!(
+            err.contains("--metrics-addr") && err.contains("9100"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_log_format_is_text_or_json() {
+        assert_eq!(parse(&[]).unwrap().log_format, LogFormat::Text);
+        let c = parse(&["--log-format", "json"]).unwrap();
+        assert_eq!(c.log_format, LogFormat::Json);
+        let err = parse(&["--log-format", "xml"]).unwrap_err();
+        assert!(err.contains("--log-format") && err.contains("xml"), "{err}");
+    }
 }

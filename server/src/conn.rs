@@ -23,13 +23,14 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{MissedTickBehavior, interval, timeout};
 
 use crate::App;
+use crate::access::ClosedBy;
 use crate::auth::Grant;
 use crate::hub::{Outgoing, Relayed};
 
 /// How a connection ended.
 enum Ending {
-    /// The client sent a close frame; `clean` when its code was 1000.
-    ClientClosed { clean: bool },
+    /// The client sent a close frame with this code (1000: clean).
+    ClientClosed { code: Option<u16> },
     /// The socket broke or the stream ended without a close frame.
     Lost,
     /// The broker closes with this code.
@@ -58,6 +59,16 @@ pub async fn run(
     let (kill_tx, mut kill_rx) = oneshot::channel::<CloseCode>();
     let conn = app.hub.connect(tx, kill_tx, grant, broker_host);
     app.metrics.connections_total.inc();
+    let opened_at = Instant::now();
+    crate::access::opened(ip, conn);
+    // The id the hub confirmed to this client, for the access log.
+    let mut registered: Option<String> = None;
+    let mut outgoing = |o: Outgoing| {
+        if registered.is_none() {
+            registered = crate::access::registered_id(&o.frame);
+        }
+        o.into_message()
+    };
     let (mut sink, mut stream) = socket.split();
     let heartbeat_every = Duration::from_millis(app.config.heartbeat_interval_ms);
     let silence_limit = Duration::from_millis(app.config.heartbeat_timeout_ms);
@@ -80,7 +91,7 @@ pub async fn run(
                     biased;
                     code = &mut kill_rx => return Ending::Killed(code.unwrap_or(CloseCode::GoingAway)),
                     frame = rx.recv() => match frame {
-                        Some(o) => o.into_message(),
+                        Some(o) => outgoing(o),
                         None => return Ending::Killed(CloseCode::GoingAway),
                     },
                     _ = ping.tick() => Message::Ping(Default::default()),
@@ -92,7 +103,7 @@ pub async fn run(
                     sink.feed(out).await?;
                     for _ in 0..WRITE_BATCH {
                         match rx.try_recv() {
-                            Ok(o) => sink.feed(o.into_message()).await?,
+                            Ok(o) => sink.feed(outgoing(o)).await?,
                             Err(_) => break,
                         }
                     }
@@ -173,8 +184,8 @@ pub async fn run(
                     }
                     Message::Ping(_) | Message::Pong(_) => {}
                     Message::Close(frame) => {
-                        let clean = frame.is_some_and(|f| f.code == CloseCode::Normal.code());
-                        return Ending::ClientClosed { clean };
+                        let code = frame.map(|f| f.code);
+                        return Ending::ClientClosed { code };
                     }
                 }
             }
@@ -193,14 +204,18 @@ pub async fn run(
         }
     };
 
-    let (close_with, clean) = match ending {
-        Ending::ClientClosed { clean } => (None, clean),
-        Ending::Lost => (None, false),
+    let (close_with, clean, by) = match ending {
+        Ending::ClientClosed { code } => (
+            None,
+            code == Some(CloseCode::Normal.code()),
+            ClosedBy::Client(code),
+        ),
+        Ending::Lost => (None, false, ClosedBy::Network),
         Ending::Close(code) => {
             app.metrics.close(code);
-            (Some(code), false)
+            (Some(code), false, ClosedBy::Broker(code))
         }
-        Ending::Killed(code) => (Some(code), false),
+        Ending::Killed(code) => (Some(code), false, ClosedBy::Broker(code)),
     };
     // First stop the hub sending here and take back what was never written.
     app.hub.disconnect(conn, clean, Instant::now(), &mut rx);
@@ -216,6 +231,7 @@ pub async fn run(
         .await;
     }
     let _ = timeout(Duration::from_secs(2), sink.close()).await;
+    crate::access::closed(ip, conn, registered.as_deref(), by, opened_at.elapsed());
 }
 
 /// The largest binary frame a client may send: a whole relay frame when

@@ -1,6 +1,7 @@
 //! The peerwire signalling broker as a library, so that tests can start a
 //! real broker on a port-0 listener in-process; `main.rs` is a thin CLI.
 //!
+//! - [`access`]: the access log (a line per connection opened, closed, refused).
 //! - [`auth`]: access tokens (HS256 JWT) and protected ids and rooms.
 //! - [`config`]: flags and environment variables.
 //! - [`hub`]: all shared state behind one small API.
@@ -8,8 +9,10 @@
 //! - [`ice`]: STUN/TURN configuration and TURN REST credentials.
 //! - [`limits`]: rate limits, connections per address, origin patterns.
 //! - [`metrics`]: Prometheus counters and gauges.
+//! - [`proxy`]: the client's address behind trusted proxies (`--trust-proxy`).
 //! - [`stun`]: the broker's own STUN service (binding requests over UDP).
 
+pub mod access;
 pub mod auth;
 pub mod cluster;
 pub mod config;
@@ -20,6 +23,7 @@ pub mod hub;
 pub mod ice;
 pub mod limits;
 pub mod metrics;
+pub mod proxy;
 pub mod stun;
 
 use std::future::Future;
@@ -55,18 +59,41 @@ pub struct App {
     pub addresses: limits::AddressTable,
     /// Where the broker's own STUN service answers, when it does.
     pub stun: Option<SocketAddr>,
+    /// Where `/metrics` is served instead of the main port
+    /// (`--metrics-addr`), when it is.
+    pub metrics_elsewhere: Option<SocketAddr>,
 }
 
-/// The HTTP routes: `/ws`, `/healthz`, `/metrics`, and static files.
+/// The HTTP routes: `/ws`, `/healthz`, `/metrics` (a 404 when
+/// [`App::metrics_elsewhere`]), and static files.
 pub fn router(app: Arc<App>) -> Router {
+    let metrics = if app.metrics_elsewhere.is_some() {
+        get(metrics_not_here)
+    } else {
+        get(metrics_text)
+    };
     let mut router = Router::new()
         .route("/ws", get(ws_upgrade))
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics_text));
+        .route("/metrics", metrics);
     if app.config.static_dir.is_dir() {
         router = router.fallback_service(ServeDir::new(&app.config.static_dir));
     }
     router.with_state(app)
+}
+
+/// The routes of the `--metrics-addr` listener: `/metrics` and `/healthz`.
+pub fn metrics_router(app: Arc<App>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics_text))
+        .route("/healthz", get(healthz))
+        .with_state(app)
+}
+
+/// `/metrics` on the main port when they are served elsewhere: a plain
+/// 404, saying no more than that.
+async fn metrics_not_here() -> impl IntoResponse {
+    (axum::http::StatusCode::NOT_FOUND, "not found\n")
 }
 
 /// The local address a TCP connection arrived on (a request extension).
@@ -120,26 +147,30 @@ async fn ws_upgrade(
     uri: axum::http::Uri,
 ) -> Response {
     use axum::http::StatusCode;
+    // Behind a trusted proxy, the client it names (see `proxy`).
+    let ip = proxy::client_addr(&app.config.trust_proxy, peer_addr.ip(), &headers);
+    let refuse = |reason: &str, status: StatusCode, text: String| {
+        app.metrics.refuse(reason);
+        access::refused_http(ip, reason, status.as_u16(), &text);
+        (status, text).into_response()
+    };
     if !app.config.allow_origins.is_empty() {
         let origin = headers
             .get(header::ORIGIN)
             .and_then(|o| o.to_str().ok())
             .unwrap_or("");
         if !limits::origin_allowed(&app.config.allow_origins, origin) {
-            app.metrics.refuse("origin");
             let text =
                 format!("origin {origin:?} is not allowed on this broker (--allow-origin)\n");
-            return (StatusCode::FORBIDDEN, text).into_response();
+            return refuse("origin", StatusCode::FORBIDDEN, text);
         }
     }
-    let ip = peer_addr.ip();
     if !app.addresses.admit(ip, Instant::now()) {
-        app.metrics.refuse("connections-per-ip");
         let text = format!(
             "too many connections from {ip} (--max-connections-per-ip {})\n",
             app.config.max_connections_per_ip
         );
-        return (StatusCode::TOO_MANY_REQUESTS, text).into_response();
+        return refuse("connections-per-ip", StatusCode::TOO_MANY_REQUESTS, text);
     }
     let token = auth::token_from(
         uri.query(),
@@ -154,6 +185,7 @@ async fn ws_upgrade(
             // upgrade and close at once with 4007 and the reason.
             app.metrics.refuse("token");
             app.metrics.close(CloseCode::Unauthorized);
+            access::refused_ws(ip, "token", CloseCode::Unauthorized, &reason);
             return ws.on_upgrade(move |socket| async move {
                 conn::refuse(socket, CloseCode::Unauthorized, &reason).await;
                 app.addresses.release(ip);
@@ -226,18 +258,72 @@ pub async fn shutdown_signal() {
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
 }
 
-/// Serves HTTP and WebSocket on `listener`, and STUN on `stun` when given
-/// (see [`stun::bind`] for how `main` picks it), until `shutdown`
-/// resolves; then closes every client with 1001 and returns once they are
-/// gone (at most a few seconds).
+/// Serves HTTP and WebSocket on `listener`, STUN on `stun` when given
+/// (see [`stun::bind`] for how `main` picks it), and metrics on
+/// `--metrics-addr` when the config names one, until `shutdown` resolves;
+/// then closes every client with 1001 and returns once they are gone (at
+/// most a few seconds).
 pub async fn serve(
     config: Config,
     listener: TcpListener,
     stun: Option<UdpSocket>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    let metrics = config.metrics_addr.map(bind_metrics).transpose()?;
+    let listeners = Listeners {
+        http: listener,
+        metrics,
+        stun,
+    };
+    serve_on(config, listeners, shutdown).await
+}
+
+/// The sockets [`serve_on`] serves, bound beforehand.
+pub struct Listeners {
+    /// HTTP and WebSocket, and the static folder.
+    pub http: TcpListener,
+    /// `/metrics` and `/healthz` alone (`--metrics-addr`); with one, the
+    /// main listener answers `/metrics` with 404.
+    pub metrics: Option<TcpListener>,
+    /// STUN binding requests (see [`stun::bind`]).
+    pub stun: Option<UdpSocket>,
+}
+
+/// Binds the `--metrics-addr` listener; the error names the flag.
+pub fn bind_metrics(addr: SocketAddr) -> io::Result<TcpListener> {
+    TcpListener::bind(addr).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot listen on --metrics-addr {addr}: {e} (pick another address, or stop what holds it)"
+            ),
+        )
+    })
+}
+
+/// [`serve`] on listeners bound beforehand (tests bind port 0 and read
+/// the ports back); `config.metrics_addr` is not read here.
+pub async fn serve_on(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let Listeners {
+        http: listener,
+        metrics: metrics_listener,
+        stun,
+    } = listeners;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
+    let metrics_listener = match metrics_listener {
+        Some(l) => {
+            l.set_nonblocking(true)?;
+            let local = l.local_addr()?;
+            Some((tokio::net::TcpListener::from_std(l)?, local))
+        }
+        None => None,
+    };
+    let metrics_addr = metrics_listener.as_ref().map(|(_, local)| *local);
     let stun = match stun {
         Some(socket) => {
             socket.set_nonblocking(true)?;
@@ -269,6 +355,16 @@ pub async fn serve(
         metrics,
         addresses,
         stun: stun_addr,
+        metrics_elsewhere: metrics_addr,
+    });
+
+    let metrics_task = metrics_listener.map(|(listener, _)| {
+        let app = app.clone();
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, metrics_router(app)).await {
+                tracing::error!("the --metrics-addr listener failed: {e}");
+            }
+        })
     });
 
     let cluster_task = app.config.redis.clone().map(|url| {
@@ -278,6 +374,10 @@ pub async fn serve(
             url,
             lease: Duration::from_millis(app.config.redis_lease_ms),
             broker: cluster::broker_name(),
+            listen_ms: app.config.listen_timeout_ms,
+            pipe_ms: app.config.pipe_timeout_ms,
+            max_keys: app.config.max_keys_per_peer,
+            max_hostnames: app.config.max_hostnames_per_peer,
         };
         tokio::spawn(cluster::run(app.clone(), config, end))
     });
@@ -341,10 +441,20 @@ pub async fn serve(
         Some(a) => format!("STUN udp://{a}"),
         None => "no STUN".to_string(),
     };
+    let metrics_note = match metrics_addr {
+        Some(a) => format!("metrics http://{a}/metrics"),
+        None => format!("metrics {http}://{addr}/metrics"),
+    };
     println!(
-        "peerwire-broker listening on {http}://{addr}/ (WebSocket {ws}://{addr}/ws, {static_note}, {stun_note})"
+        "peerwire-broker listening on {http}://{addr}/ (WebSocket {ws}://{addr}/ws, {static_note}, {stun_note}, {metrics_note})"
     );
-    tracing::info!(%addr, tls = tls.is_some(), stun = ?stun_addr, "listening");
+    tracing::info!(
+        %addr,
+        tls = tls.is_some(),
+        stun = ?stun_addr,
+        metrics = metrics_addr.map(tracing::field::display),
+        "listening"
+    );
 
     let service = router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let mut server = axum_server::from_tcp(listener)?.handle(handle);
@@ -367,10 +477,11 @@ pub async fn serve(
         None => server.acceptor(Acceptor).serve(service).await,
     };
     sweeper.abort();
-    if let Some(task) = cluster_task {
-        task.abort();
-    }
-    if let Some(task) = stun_task {
+    for task in stun_task
+        .into_iter()
+        .chain(metrics_task)
+        .chain(cluster_task)
+    {
         task.abort();
     }
     result

@@ -519,11 +519,19 @@ async fn after_a_broker_dies_its_clients_are_back_in_their_rooms_and_the_rest_le
     lost.request(json!({"type": "register", "id": "lost"}))
         .await;
     join(&mut lost, "lobby").await;
+    lost.request(json!({"type": "open-key", "key": "lost-key"}))
+        .await;
+    lost.request(json!({"type": "register-hostname", "hostname": "lost-host"}))
+        .await;
     let (mut bob, _) = b2.registered("bob").await;
     assert_eq!(
         join(&mut bob, "lobby").await["members"],
         json!(["alice", "lost", "bob"])
     );
+    let r = bob
+        .request(json!({"type": "join-key", "key": "lost-key"}))
+        .await;
+    assert_eq!(r["opener"], "lost", "{r}");
 
     p1.kill();
     let mut back = b2.client().await;
@@ -542,12 +550,203 @@ async fn after_a_broker_dies_its_clients_are_back_in_their_rooms_and_the_rest_le
         .await;
     assert_eq!(back.expect("broadcast").await["data"], "welcome back");
 
-    // Nobody reclaims "lost": once its lease ends the room hears it left.
-    let m = bob.expect("peer-left").await;
-    assert_eq!(m["id"], "lost");
+    // Nobody reclaims "lost": once its lease ends the room hears it left,
+    // its key's joiner hears it is gone, and its hostname is free.
+    let mut heard = Vec::new();
+    for _ in 0..2 {
+        let m = bob.recv().await;
+        heard.push((
+            m["type"].as_str().unwrap().to_string(),
+            m["id"].as_str().unwrap().to_string(),
+        ));
+    }
+    heard.sort();
+    assert_eq!(
+        heard,
+        [
+            ("peer-left".to_string(), "lost".to_string()),
+            ("unavailable".to_string(), "lost".to_string())
+        ]
+    );
     assert_eq!(back.expect("peer-left").await["id"], "lost");
     let snapshot = join(&mut bob, "lobby").await;
     assert_eq!(snapshot["members"], json!(["alice", "bob"]));
+    bob.request_err(
+        json!({"type": "lookup-hostname", "hostname": "lost-host"}),
+        "unknown-host",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn rendezvous_keys_and_hostnames_span_brokers() {
+    let redis = Redis::start();
+    let timeouts = ["--listen-timeout-ms", "400", "--pipe-timeout-ms", "600"];
+    let b1 = broker(&redis, &timeouts).await;
+    let b2 = broker(&redis, &timeouts).await;
+    let (mut alice, _) = b1.registered("alice").await;
+    let (mut bob, _) = b2.registered("bob").await;
+    let (mut carol, _) = b2.registered("carol").await;
+
+    let r = alice
+        .request(json!({"type": "open-key", "key": "meet-a"}))
+        .await;
+    assert_eq!(r["type"], "key-opened", "{r}");
+    carol
+        .request_err(json!({"type": "open-key", "key": "meet-a"}), "key-taken")
+        .await;
+    let r = bob
+        .request(json!({"type": "join-key", "key": "meet-a"}))
+        .await;
+    assert_eq!(
+        (r["type"].as_str(), r["opener"].as_str()),
+        (Some("key-joined"), Some("alice")),
+        "{r}"
+    );
+    let m = alice.expect("joiner").await;
+    assert_eq!(
+        (m["key"].as_str(), m["id"].as_str()),
+        (Some("meet-a"), Some("bob"))
+    );
+    // Leaving and closing are told across brokers.
+    assert_eq!(
+        bob.request(json!({"type": "leave-key", "key": "meet-a"}))
+            .await["type"],
+        "ok"
+    );
+    let m = alice.expect("unavailable").await;
+    assert_eq!(m["id"], "bob");
+    bob.request(json!({"type": "join-key", "key": "meet-a"}))
+        .await;
+    alice.expect("joiner").await;
+    carol
+        .request_err(json!({"type": "close-key", "key": "meet-a"}), "not-opener")
+        .await;
+    assert_eq!(
+        alice
+            .request(json!({"type": "close-key", "key": "meet-a"}))
+            .await["type"],
+        "ok"
+    );
+    let m = bob.expect("unavailable").await;
+    assert_eq!(
+        (m["key"].as_str(), m["id"].as_str()),
+        (Some("meet-a"), Some("alice"))
+    );
+    carol
+        .request_err(json!({"type": "join-key", "key": "meet-a"}), "unknown-key")
+        .await;
+
+    // Deadlines hold network-wide: nobody joins (4000); a pair's time ends (4001).
+    alice
+        .request(json!({"type": "open-key", "key": "lonely"}))
+        .await;
+    let m = alice.expect("key-closed").await;
+    assert_eq!(
+        (m["key"].as_str(), m["code"].as_u64()),
+        (Some("lonely"), Some(4000))
+    );
+    alice
+        .request(json!({"type": "open-key", "key": "short"}))
+        .await;
+    bob.request(json!({"type": "join-key", "key": "short"}))
+        .await;
+    alice.expect("joiner").await;
+    for (c, other) in [(&mut alice, "bob"), (&mut bob, "alice")] {
+        let m = c.expect("unavailable").await;
+        assert_eq!(
+            (m["id"].as_str(), m["code"].as_u64()),
+            (Some(other), Some(4001))
+        );
+    }
+
+    // Hostnames: one owner in the whole network, found from anywhere,
+    // free again once the owner leaves.
+    assert_eq!(
+        alice
+            .request(json!({"type": "register-hostname", "hostname": "printer"}))
+            .await["type"],
+        "ok"
+    );
+    let r = bob
+        .request(json!({"type": "lookup-hostname", "hostname": "printer"}))
+        .await;
+    assert_eq!(
+        (r["type"].as_str(), r["id"].as_str()),
+        (Some("found-host"), Some("alice")),
+        "{r}"
+    );
+    let e = bob
+        .request_err(
+            json!({"type": "register-hostname", "hostname": "printer"}),
+            "hostname-taken",
+        )
+        .await;
+    assert!(e["message"].as_str().unwrap().contains("alice"), "{e}");
+    // A joiner hears when the opener goes for good.
+    bob.request(json!({"type": "open-key", "key": "bobs"}))
+        .await;
+    alice
+        .request(json!({"type": "join-key", "key": "bobs"}))
+        .await;
+    bob.expect("joiner").await;
+    alice.close_normally().await;
+    let m = bob.expect("unavailable").await;
+    assert_eq!(
+        (m["key"].as_str(), m["id"].as_str()),
+        (Some("bobs"), Some("alice"))
+    );
+    bob.request_err(
+        json!({"type": "lookup-hostname", "hostname": "printer"}),
+        "unknown-host",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_relay_with_an_id_on_another_broker_is_refused_naming_why() {
+    let redis = Redis::start();
+    let (b1, b2) = (broker(&redis, &[]).await, broker(&redis, &[]).await);
+    let (mut alice, _) = b1.registered("alice").await;
+    let (_bob, _) = b2.registered("bob").await;
+    let e = alice
+        .request_err(json!({"type": "relay", "to": "bob"}), "relay-refused")
+        .await;
+    assert!(e["message"].as_str().unwrap().contains("TURN"), "{e}");
+    // On one broker the relay still pairs.
+    let (mut ann, _) = b1.registered("ann").await;
+    assert_eq!(
+        alice.request(json!({"type": "relay", "to": "ann"})).await["type"],
+        "ok"
+    );
+    ann.send(json!({"type": "relay", "to": "alice"})).await;
+    assert_eq!(alice.expect("relay-ready").await["id"], "ann");
+}
+
+#[tokio::test]
+async fn a_resume_on_the_same_broker_gets_the_networks_room_snapshot() {
+    let redis = Redis::start();
+    let (b1, b2) = (broker(&redis, &[]).await, broker(&redis, &[]).await);
+    let (mut alice, token) = b1.registered("alice").await;
+    let (mut bob, _) = b2.registered("bob").await;
+    join(&mut alice, "lobby").await;
+    join(&mut bob, "lobby").await;
+    bob.request(json!({"type": "set", "room": "lobby", "key": "k", "value": 7}))
+        .await;
+    alice.vanish();
+    let mut again = b1.client().await;
+    let r = again
+        .request(json!({"type": "register", "id": "alice", "resumeToken": token}))
+        .await;
+    assert_eq!(
+        (r["resumed"].as_bool(), r["rooms"].clone()),
+        (Some(true), json!(["lobby"])),
+        "{r}"
+    );
+    let snapshot = again.expect("joined").await;
+    assert_eq!(snapshot["members"], json!(["alice", "bob"]));
+    assert_eq!(snapshot["state"][0]["value"], 7);
+    assert!(b1.http_get("/metrics").await.contains("peerwire_rooms 1"));
 }
 
 /// Found by the three-broker soak (`SOAK_BROKERS=3 tests/soak.sh`): a

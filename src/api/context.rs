@@ -490,21 +490,30 @@ impl Sink for Ctx {
 
     fn deliver(self: Rc<Self>, _driver: &Rc<Driver>, event: Event) {
         match event {
-            Event::Registered { id, resumed, first } => {
+            Event::Registered {
+                id,
+                resumed,
+                first,
+                url,
+            } => {
                 self.peer.emit_or_keep("register", id.as_str().into());
-                let status = object(&[
+                let mut fields = vec![
                     ("state", "registered".into()),
                     ("id", id.as_str().into()),
                     ("resumed", resumed.into()),
                     ("reconnect", (!first).into()),
-                ]);
-                self.peer.emit_or_keep("broker", status);
+                ];
+                if let Some(url) = url {
+                    fields.push(("url", url.into()));
+                }
+                self.peer.emit_or_keep("broker", object(&fields));
             }
-            Event::BrokerDown { code, reason } => {
+            Event::BrokerDown { code, reason, url } => {
                 let status = object(&[
                     ("state", "disconnected".into()),
                     ("code", code.into()),
                     ("reason", reason.as_str().into()),
+                    ("url", url.into()),
                 ]);
                 self.peer.emit("broker", &status);
             }

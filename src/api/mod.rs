@@ -100,8 +100,14 @@ export interface ConnectionStats {
 
 /** Options of `createPeer`. Only `broker` is required. */
 export interface PeerOptions {
-  /** Broker URL, e.g. `ws://localhost:8080` (the `/ws` path is added when missing). */
-  broker: string;
+  /**
+   * Broker URL, e.g. `ws://localhost:8080` (the `/ws` path is added when missing), or a list of
+   * them to fail over between: `['wss://a.example.com', 'wss://b.example.com']`. The peer
+   * connects to the first; when the connection fails or drops, the reconnect tries the next,
+   * round-robin, and registers there with the same id (connections between peers stay open).
+   * `createPeer` tries each URL once before it rejects. `peer.broker` is the one in use.
+   */
+  broker: string | string[];
   /** The id to register (or pass it as createPeer's first argument). Omit it for a broker-assigned id. */
   id?: string;
   /**
@@ -337,6 +343,9 @@ export interface BrokerStatus {
   resumed?: boolean;
   /** This registration follows a reconnect, not the first connect (when `"registered"`). */
   reconnect?: boolean;
+  /** The broker's URL: the one registered with (`"registered"`), or the one whose link dropped or
+   * could not be opened (`"disconnected"`); the reconnect tries the next URL of the `broker` list. */
+  url?: string;
   /** The WebSocket close code (when `"disconnected"`; see docs/ERRORS.md). */
   code?: number;
   /** The close reason (when `"disconnected"`). */

@@ -84,7 +84,7 @@ fn node_options(
     let network = Reflect::get(&hub, &"networkUrl".into())
         .ok()
         .and_then(|u| u.as_string());
-    raw.broker = network.clone();
+    raw.broker = network.clone().map(super::options::BrokerOption::One);
     let token = token_source(&rest)?;
     if token.is_some() && network.is_none() {
         return Err(PeerError::InvalidArgument(

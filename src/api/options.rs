@@ -10,10 +10,17 @@ use crate::core::engine::{ChannelPolicy, Config, Signalling};
 use crate::protocol::IceServer;
 pub use crate::web::driver::TokenSource;
 
+/// `options.broker`: one URL, or a list to fail over between.
+#[derive(Debug, Clone)]
+pub enum BrokerOption {
+    One(String),
+    List(Vec<String>),
+}
+
 /// `createPeer` options (see the TypeScript `PeerOptions`).
 #[derive(Debug, Clone, Default)]
 pub struct RawPeerOptions {
-    pub broker: Option<String>,
+    pub broker: Option<BrokerOption>,
     pub id: Option<String>,
     pub ice_servers: Option<Vec<IceServer>>,
     pub max_message_size: Option<usize>,
@@ -73,6 +80,8 @@ pub enum Want {
     Count(u32),
     Bool,
     Text,
+    /// A string, or an array (its items are checked where it is read).
+    TextOrList,
     List,
     /// Checked where it is read.
     Any,
@@ -90,6 +99,7 @@ impl Want {
             Want::Count(max) => format!("a whole number from 0 to {max}"),
             Want::Bool => "true or false".into(),
             Want::Text => "a string".into(),
+            Want::TextOrList => "a string or an array of strings".into(),
             Want::List => "an array".into(),
             Want::Any => "set".into(),
             Want::Level => "true, false, 'error', 'warn', 'info' or 'debug'".into(),
@@ -107,6 +117,7 @@ impl Want {
             Want::Count(max) => whole(max as f64),
             Want::Bool => v.as_bool().is_some(),
             Want::Text => v.is_string(),
+            Want::TextOrList => v.is_string() || js_sys::Array::is_array(v),
             Want::List => js_sys::Array::is_array(v),
             Want::Any => true,
             Want::Relay => v
@@ -123,7 +134,7 @@ impl Want {
 
 /// The `createPeer` / `Node` options with a type to check.
 pub const PEER_OPTION_TYPES: &[(&str, Want)] = &[
-    ("broker", Want::Text),
+    ("broker", Want::TextOrList),
     ("id", Want::Text),
     ("iceServers", Want::List),
     ("maxMessageSize", Want::Bytes),
@@ -224,8 +235,28 @@ pub fn parse_peer_options(value: &JsValue) -> Result<Option<RawPeerOptions>, Pee
                 .collect::<Result<Vec<_>, _>>()?,
         ),
     };
+    let broker = match o.get("broker") {
+        None => None,
+        Some(v) => Some(match v.as_string() {
+            Some(url) => BrokerOption::One(url),
+            None => BrokerOption::List(
+                js_sys::Array::from(&v)
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| {
+                        item.as_string().ok_or_else(|| {
+                            PeerError::InvalidArgument(format!(
+                                "options.broker[{i}] must be a broker URL string, got {}",
+                                describe(&item)
+                            ))
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+        }),
+    };
     Ok(Some(RawPeerOptions {
-        broker: o.text("broker"),
+        broker,
         id: o.text("id"),
         ice_servers,
         max_message_size: o.size("maxMessageSize"),
@@ -397,7 +428,27 @@ pub fn broker_url(raw: &str) -> Result<String, PeerError> {
     Ok(format!("{scheme}://{rest}"))
 }
 
-/// The engine settings for checked options: the broker URL (required
+/// The broker URLs of `options.broker`, each checked as [`broker_url`]; an
+/// entry of a list that is not a URL is named by its index and value.
+pub fn broker_urls(option: &BrokerOption) -> Result<Vec<String>, PeerError> {
+    match option {
+        BrokerOption::One(raw) => Ok(vec![broker_url(raw)?]),
+        BrokerOption::List(list) if list.is_empty() => Err(PeerError::InvalidArgument(
+            "options.broker is an empty array: list at least one broker URL, e.g. ['wss://a.example.com', 'wss://b.example.com']".into(),
+        )),
+        BrokerOption::List(list) => list
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| {
+                broker_url(raw).map_err(|e| {
+                    PeerError::InvalidArgument(format!("options.broker[{i}] \"{raw}\": {e}"))
+                })
+            })
+            .collect(),
+    }
+}
+
+/// The engine settings for checked options: the broker URLs (required
 /// unless the peer talks through a JS hub), every default applied, and
 /// the combinations that cannot work refused by name.
 pub fn engine_config(
@@ -409,13 +460,13 @@ pub fn engine_config(
     let signalling = if hub {
         Signalling::Hub
     } else {
-        let broker = raw.broker.as_deref().ok_or_else(|| {
+        let broker = raw.broker.as_ref().ok_or_else(|| {
             PeerError::InvalidArgument(
                 "options.broker is required, e.g. { broker: 'ws://localhost:8080' }".into(),
             )
         })?;
         Signalling::Broker {
-            url: broker_url(broker)?,
+            urls: broker_urls(broker)?,
             renewable_token: matches!(token, Some(TokenSource::Provider(_))),
         }
     };

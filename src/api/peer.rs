@@ -89,6 +89,16 @@ impl Peer {
         self.ctx.d.read(|e| e.id().unwrap_or_default().to_string())
     }
 
+    /// The URL of the broker in use: the one connected to or being
+    /// connected to; after the link dropped, the one the reconnect tries
+    /// (with several `broker` URLs, the next in the list).
+    #[wasm_bindgen(getter)]
+    pub fn broker(&self) -> String {
+        self.ctx
+            .d
+            .read(|e| e.broker_url().unwrap_or_default().to_string())
+    }
+
     /// Whether `close()` was called.
     #[wasm_bindgen(getter)]
     pub fn closed(&self) -> bool {

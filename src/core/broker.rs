@@ -4,6 +4,8 @@
 //! is down or not yet registered (bounded, flushed in order once registered),
 //! matches replies to requests, times requests out, remembers the id and
 //! resume token for reconnects, and computes the reconnect backoff.
+//! [`BrokerUrls`] is the list of brokers a peer may use and which one it
+//! dials (failover, round-robin).
 //!
 //! ```text
 //!            open()                registered             socket closed
@@ -104,6 +106,58 @@ impl Backoff {
     }
 }
 
+/// The brokers a peer may use (the `broker` option's list) and which one
+/// it dials: the first at start, then the next one, round-robin, after
+/// each socket that closed. With one URL (or one behind a load balancer)
+/// every dial goes to it.
+///
+/// ```text
+///  [a, b, c]   dial a ──closed──► dial b ──closed──► dial c ──closed──► dial a …
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerUrls {
+    urls: Vec<String>,
+    current: usize,
+}
+
+impl BrokerUrls {
+    /// `urls` in the order given; the first is dialled first.
+    pub fn new(urls: Vec<String>) -> Self {
+        Self { urls, current: 0 }
+    }
+
+    /// The URL dialled (or to dial next); `None` for an empty list.
+    pub fn current(&self) -> Option<&str> {
+        self.urls.get(self.current).map(String::as_str)
+    }
+
+    /// The position of [`Self::current`] in the list.
+    pub fn index(&self) -> usize {
+        self.current
+    }
+
+    pub fn len(&self) -> usize {
+        self.urls.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.urls.is_empty()
+    }
+
+    /// Every URL, in the order given.
+    pub fn all(&self) -> &[String] {
+        &self.urls
+    }
+
+    /// Moves on to the next URL (after the last: the first again).
+    pub fn advance(&mut self) -> Option<&str> {
+        if !self.urls.is_empty() {
+            self.current = (self.current + 1) % self.urls.len();
+        }
+        self.current()
+    }
+}
+
 struct Pending {
     deadline: Millis,
 }
@@ -135,6 +189,9 @@ pub struct BrokerSession {
     wanted_id: Option<String>,
     id: Option<String>,
     resume_token: Option<String>,
+    /// A token the broker being dialled issued earlier, tried if it
+    /// refuses [`Self::resume_token`] (see [`Self::offer_fallback_token`]).
+    fallback_token: Option<String>,
     next_rid: Rid,
     register_rid: Option<Rid>,
     outbox: VecDeque<(Rid, String)>,
@@ -153,6 +210,7 @@ impl BrokerSession {
             wanted_id: id,
             id: None,
             resume_token: None,
+            fallback_token: None,
             next_rid: 1,
             register_rid: None,
             outbox: VecDeque::new(),
@@ -169,6 +227,21 @@ impl BrokerSession {
     /// The registered id (kept across reconnects).
     pub fn id(&self) -> Option<&str> {
         self.id.as_deref()
+    }
+
+    /// The resume token of the last registration.
+    pub fn resume_token(&self) -> Option<&str> {
+        self.resume_token.as_deref()
+    }
+
+    /// Before [`Self::on_open`]: a token the broker about to be registered
+    /// with issued earlier. Brokers that share no sessions (before they
+    /// form one network) refuse each other's tokens, yet one may still
+    /// hold this peer's id in its grace window: refused the latest token
+    /// (`bad-resume-token`), the session reclaims the id with this one
+    /// instead of failing. Ignored when it is the latest token.
+    pub fn offer_fallback_token(&mut self, token: Option<String>) {
+        self.fallback_token = token.filter(|t| Some(t) != self.resume_token.as_ref());
     }
 
     /// Messages waiting for the link to come up.
@@ -234,13 +307,17 @@ impl BrokerSession {
     /// The socket opened: the frame to send first (`register`).
     pub fn on_open(&mut self) -> String {
         self.link = Link::Registering;
+        self.register_frame(self.resume_token.clone())
+    }
+
+    fn register_frame(&mut self, resume_token: Option<String>) -> String {
         let rid = self.take_rid();
         self.register_rid = Some(rid);
         let id = self.id.clone().or_else(|| self.wanted_id.clone());
         ClientMessage::Register {
             rid,
             id,
-            resume_token: self.resume_token.clone(),
+            resume_token,
         }
         .encode()
     }
@@ -282,6 +359,16 @@ impl BrokerSession {
                     }],
                     frames,
                 )
+            }
+            ServerMessage::Error {
+                rid: Some(rid),
+                code: ErrorCode::BadResumeToken,
+                ..
+            } if Some(rid) == self.register_rid && self.fallback_token.is_some() => {
+                // Another broker issued the latest token; this one knows
+                // the one it issued itself.
+                let token = self.fallback_token.take();
+                (vec![], vec![self.register_frame(token)])
             }
             ServerMessage::Error {
                 rid: Some(rid),
@@ -555,6 +642,61 @@ mod tests {
     }
 
     #[test]
+    fn a_refused_token_is_retried_once_with_the_one_this_broker_issued() {
+        let mut s = BrokerSession::new(Some("alice".into()), SessionConfig::default());
+        s.on_open();
+        s.on_message(&registered(1, "alice", "from-a"));
+        s.on_close(0.0);
+        // Moved to broker b, which issued its own token.
+        s.offer_fallback_token(None);
+        let rid = ClientMessage::decode(&s.on_open()).unwrap().rid();
+        s.on_message(&registered(rid, "alice", "from-b"));
+        assert_eq!(s.resume_token(), Some("from-b"));
+        s.on_close(0.0);
+        // Back on a, which still holds the id under its own token.
+        s.offer_fallback_token(Some("from-a".into()));
+        let first = ClientMessage::decode(&s.on_open()).unwrap();
+        assert!(matches!(
+            &first,
+            ClientMessage::Register { resume_token: Some(t), .. } if t == "from-b"
+        ));
+        let refusal = ServerMessage::error(Some(first.rid()), ErrorCode::BadResumeToken, "no");
+        let (events, frames) = s.on_message(&refusal.encode());
+        assert!(events.is_empty(), "not a failure yet");
+        let retry = ClientMessage::decode(&frames[0]).unwrap();
+        assert!(matches!(
+            &retry,
+            ClientMessage::Register { id: Some(id), resume_token: Some(t), .. }
+                if id == "alice" && t == "from-a"
+        ));
+        // Refused again: a failure, as without a fallback.
+        let refusal = ServerMessage::error(Some(retry.rid()), ErrorCode::BadResumeToken, "no");
+        let (events, _) = s.on_message(&refusal.encode());
+        assert!(matches!(
+            &events[0],
+            SessionEvent::RegisterFailed {
+                code: ErrorCode::BadResumeToken,
+                ..
+            }
+        ));
+        assert_eq!(s.link(), Link::Failed);
+    }
+
+    #[test]
+    fn a_fallback_equal_to_the_latest_token_is_not_retried() {
+        let mut s = BrokerSession::new(Some("alice".into()), SessionConfig::default());
+        s.on_open();
+        s.on_message(&registered(1, "alice", "tok"));
+        s.on_close(0.0);
+        s.offer_fallback_token(Some("tok".into()));
+        let rid = ClientMessage::decode(&s.on_open()).unwrap().rid();
+        let refusal = ServerMessage::error(Some(rid), ErrorCode::BadResumeToken, "no");
+        let (events, frames) = s.on_message(&refusal.encode());
+        assert!(frames.is_empty());
+        assert!(matches!(&events[0], SessionEvent::RegisterFailed { .. }));
+    }
+
+    #[test]
     fn the_outbox_is_bounded_and_requests_time_out() {
         let config = SessionConfig {
             max_outbox: 3,
@@ -580,6 +722,37 @@ mod tests {
         assert_eq!(b.next_delay(0.0).as_millis(), 50);
         b.reset();
         assert_eq!(b.next_delay(0.5).as_millis(), 75);
+    }
+
+    #[test]
+    fn broker_urls_start_at_the_first_and_rotate_round_robin() {
+        let mut urls = BrokerUrls::new(vec![
+            "ws://a/ws".into(),
+            "ws://b/ws".into(),
+            "ws://c/ws".into(),
+        ]);
+        assert_eq!((urls.current(), urls.index()), (Some("ws://a/ws"), 0));
+        assert_eq!(urls.advance(), Some("ws://b/ws"));
+        assert_eq!(urls.advance(), Some("ws://c/ws"));
+        // After the last, the first again.
+        assert_eq!(urls.advance(), Some("ws://a/ws"));
+        assert_eq!(urls.index(), 0);
+        assert_eq!(urls.advance(), Some("ws://b/ws"));
+        assert_eq!(urls.len(), 3);
+        assert_eq!(urls.all()[2], "ws://c/ws");
+    }
+
+    #[test]
+    fn one_broker_url_is_always_the_one_dialled() {
+        let mut urls = BrokerUrls::new(vec!["ws://lb/ws".into()]);
+        for _ in 0..3 {
+            assert_eq!(urls.advance(), Some("ws://lb/ws"));
+            assert_eq!(urls.index(), 0);
+        }
+        let mut none = BrokerUrls::new(Vec::new());
+        assert!(none.is_empty());
+        assert_eq!(none.current(), None);
+        assert_eq!(none.advance(), None);
     }
 
     #[test]

@@ -24,7 +24,10 @@
 //!   (a new offer after `RestartIce`, answered) brings the path back and
 //!   the held frames arrive in order — unless the break is permanent;
 //! - a half-open broker socket (`stall_broker`): frames both ways vanish
-//!   and no close event comes.
+//!   and no close event comes;
+//! - broker URLs nothing answers at (`unreachable`): a dial there is
+//!   refused (the socket closes) or hangs (it never opens); a broker
+//!   behind several URLs routes each dial by its URL (`Broker::connect_to`).
 //!
 //! Every delay can be dialled in (`latency`, `jitter`, `bandwidth`), and a
 //! peer can be taken off the network (`set_online`).
@@ -38,6 +41,12 @@ use crate::core::engine::{Action, ChanId, ConnId, Engine, Event, Millis, Rng, Tr
 pub trait Broker {
     /// A client connects; returns its link id.
     fn connect(&mut self, now: Millis) -> u64;
+    /// A client connects to `url` (for a broker that models several,
+    /// e.g. two brokers of one network); by default, as [`Self::connect`].
+    fn connect_to(&mut self, url: &str, now: Millis) -> u64 {
+        let _ = url;
+        self.connect(now)
+    }
     /// A text frame from a client.
     fn receive(&mut self, link: u64, text: &str, now: Millis);
     /// A client's socket ended (`clean`: it closed with 1000).
@@ -49,6 +58,15 @@ pub trait Broker {
     fn tick(&mut self, now: Millis);
     /// A binary frame (relayed bytes) from a client.
     fn receive_binary(&mut self, link: u64, bytes: &[u8], now: Millis);
+}
+
+/// How a dial to an unreachable broker URL fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unreachable {
+    /// The connection is refused: the socket closes (1006) at once.
+    Refused,
+    /// Packets are dropped: the socket neither opens nor closes.
+    Silent,
 }
 
 /// A WebSocket frame from the broker.
@@ -253,6 +271,10 @@ pub struct Sim<B: Broker> {
     pub restarts: Vec<u32>,
     /// No WebRTC path exists between any two peers (UDP blocked, no TURN).
     pub no_webrtc: bool,
+    /// Broker URLs nothing answers at, and how a dial there fails.
+    pub unreachable: BTreeMap<String, Unreachable>,
+    /// Every broker dial, in order: (peer, URL).
+    pub dials: Vec<(usize, String)>,
 }
 
 impl<B: Broker> Sim<B> {
@@ -278,6 +300,8 @@ impl<B: Broker> Sim<B> {
             stalled: Vec::new(),
             restarts: Vec::new(),
             no_webrtc: false,
+            unreachable: BTreeMap::new(),
+            dials: Vec::new(),
         }
     }
 
@@ -611,10 +635,14 @@ impl<B: Broker> Sim<B> {
 
     fn act(&mut self, i: usize, a: Action) {
         match a {
-            Action::DialBroker { generation, .. } => {
+            Action::DialBroker { url, generation } => {
                 self.peers[i].generation = generation;
-                if self.peers[i].online {
-                    let link = self.broker.connect(self.now);
+                self.dials.push((i, url.clone()));
+                let unreachable = self.unreachable.get(&url).copied();
+                if unreachable == Some(Unreachable::Silent) {
+                    // Nothing comes back; the engine gives up on its own.
+                } else if self.peers[i].online && unreachable.is_none() {
+                    let link = self.broker.connect_to(&url, self.now);
                     self.peers[i].link = Some(link);
                     self.links.insert(link, (i, generation));
                     self.schedule(

@@ -36,6 +36,28 @@ export async function startBroker(binary, dir, extra = [], port = 0) {
     port: Number(new URL(url).port),
     ws: url.replace('http:', 'ws:') + '/ws',
     stop: async () => { proc.kill('SIGTERM'); await once(proc, 'exit'); },
+    /** SIGKILL: a crash, with no goodbye to anyone. */
+    kill: async () => { proc.kill('SIGKILL'); await once(proc, 'exit'); },
+  };
+}
+
+/**
+ * Starts Debian's `redis-server` on a free loopback port without
+ * persistence; resolves { url, stop }.
+ */
+export async function startRedis() {
+  const port = await freePort();
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const lines = createInterface({ input: proc.stdout });
+  for await (const line of lines) {
+    if (/ready to accept connections/i.test(line)) break;
+  }
+  lines.on('line', () => {});
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    stop: async () => { proc.kill('SIGTERM'); await once(proc, 'exit'); },
   };
 }
 

@@ -36,7 +36,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use peerwire::protocol::{ErrorCode, RemovalReason, ServerMessage};
+use peerwire::protocol::messages::Rid;
+use peerwire::protocol::{ClientMessage, CloseCode, ErrorCode, RemovalReason, ServerMessage};
 use redis::aio::{MultiplexedConnection, PubSubSink, PubSubStream};
 use redis::{AsyncConnectionConfig, Client, Value};
 use tokio::time::{MissedTickBehavior, interval, sleep};
@@ -44,8 +45,8 @@ use tokio::time::{MissedTickBehavior, interval, sleep};
 use crate::App;
 use crate::hub::{LinkEnd, Notice, Op, Outcome, RoomAnswer, RoomNotice, RoomView};
 use scripts::{
-    ROOM_CHANNEL_PREFIX, Scripts, broker_channel, evalsha, id_key, members_key, room_channel,
-    rooms_of, state_key,
+    ROOM_CHANNEL_PREFIX, Scripts, broker_channel, evalsha, host_key, hosts_of, id_key, joined_by,
+    joiners_key, key_key, members_key, opened_by, room_channel, rooms_of, state_key,
 };
 
 /// How many ops go to Redis in one pipeline at most.
@@ -74,6 +75,13 @@ pub struct ClusterConfig {
     pub lease: Duration,
     /// This broker's name in the network (random per process).
     pub broker: String,
+    /// Rendezvous deadlines (`--listen-timeout-ms`, `--pipe-timeout-ms`;
+    /// 0: none) and per-id limits (`--max-keys-per-peer`,
+    /// `--max-hostnames-per-peer`), kept in Redis for the whole network.
+    pub listen_ms: u64,
+    pub pipe_ms: u64,
+    pub max_keys: usize,
+    pub max_hostnames: usize,
 }
 
 /// A live link to Redis: the command connection and the subscriptions.
@@ -235,7 +243,7 @@ async fn serve(
                 ))),
             },
             _ = renew_every.tick() => renew(app, config, scripts, &mut session.conn).await,
-            _ = reap_every.tick() => reap(scripts, &mut session.conn).await,
+            _ = reap_every.tick() => reap(app, config, scripts, &mut session.conn).await,
         };
         if let Err(e) = done {
             return Ended::Lost(e);
@@ -281,13 +289,16 @@ fn command(config: &ClusterConfig, scripts: &Scripts, op: &Op) -> Option<redis::
             .arg(claim.resume.as_deref().unwrap_or(""))
             .arg(lease)
             .arg(&claim.id)
+            .arg(config.listen_ms)
             .clone(),
         Op::Find { id, .. } => redis::cmd("EXISTS").arg(id_key(id)).clone(),
         Op::Release { id, token } => evalsha(&scripts.release, &[id_key(id)])
             .arg(&config.broker)
             .arg(token)
             .arg(id)
+            .arg(config.listen_ms)
             .clone(),
+        Op::Request { id, msg, .. } => request_command(config, scripts, id, msg)?,
         Op::TookOver { id, from } => {
             let payload = serde_json::to_vec(&Notice::TakenOver(id.clone())).ok()?;
             redis::cmd("PUBLISH")
@@ -409,7 +420,7 @@ async fn run_batch(
     };
     let mut answers = answers.into_iter();
     let now = Instant::now();
-    let mut notices = Vec::new();
+    let mut effects = Effects::default();
     for (op, sent) in batch.into_iter().zip(sent) {
         end.done(&op);
         let answer = if sent {
@@ -417,9 +428,9 @@ async fn run_batch(
         } else {
             Ok(Value::Nil)
         };
-        answer_op(app, op, answer, now, &mut notices);
+        answer_op(app, config, op, answer, now, &mut effects);
     }
-    publish(&mut session.conn, notices).await
+    effects.apply(app, &mut session.conn).await
 }
 
 /// Subscribes to the rooms `batch` joins and unsubscribes from those it
@@ -440,14 +451,15 @@ async fn update_subscriptions(session: &mut Session, batch: &[Op]) -> redis::Red
     Ok(())
 }
 
-/// Hands Redis's answer to `op` back to the hub; notices to publish go in
-/// `notices` (room channel, payload).
+/// Hands Redis's answer to `op` back to the hub; what it asks of the
+/// network goes in `effects`.
 fn answer_op(
     app: &App,
+    config: &ClusterConfig,
     op: Op,
     answer: redis::RedisResult<Value>,
     now: Instant,
-    notices: &mut Vec<(String, String)>,
+    effects: &mut Effects,
 ) {
     let refused = |e: &redis::RedisError| {
         tracing::warn!("Redis refused a request: {e}");
@@ -472,7 +484,7 @@ fn answer_op(
             }
         },
         Op::Claim(claim, reply) => {
-            let outcome = claim_outcome(answer, &claim.id, notices);
+            let outcome = claim_outcome(answer, &claim.id, effects);
             let _ = reply.send(outcome);
         }
         Op::Find { conn, rid, id } => {
@@ -482,19 +494,37 @@ fn answer_op(
             };
             app.hub.found(conn, rid, id, online, now);
         }
+        Op::Release { id, .. } => match answer {
+            Ok(v) => {
+                let list = |i: usize| items(&v).get(i).map(strings).unwrap_or_default();
+                effects.forgotten(&id, &list(0), &list(1), &list(2));
+            }
+            Err(e) => tracing::warn!("Redis refused a release: {e}"),
+        },
+        Op::Request { conn, id, msg } => {
+            let reply = match answer {
+                Ok(v) => request_answer(config, &id, msg, &v, effects),
+                Err(e) => {
+                    tracing::warn!("Redis refused a request: {e}");
+                    let code = ErrorCode::Unavailable;
+                    Err((
+                        code,
+                        msg.rid(),
+                        format!("the broker network failed: {}", code.hint()),
+                    ))
+                }
+            };
+            app.hub.answer(conn, reply, now);
+        }
         // Nobody heard the takeover (the old broker died): nothing will be
         // handed over.
         Op::TookOver { id, .. } => match answer {
             Ok(Value::Int(n)) if n > 0 => {}
             _ => app.hub.handed_over(&id, now),
         },
-        Op::Release { .. }
-        | Op::HandedOver { .. }
-        | Op::Leave { .. }
-        | Op::Publish { .. }
-        | Op::Unsubscribe { .. } => {
+        Op::HandedOver { .. } | Op::Leave { .. } | Op::Publish { .. } | Op::Unsubscribe { .. } => {
             if let Err(e) = answer {
-                tracing::warn!("Redis refused a release, leave or notice: {e}");
+                tracing::warn!("Redis refused a leave or a notice: {e}");
             }
         }
         Op::Join {
@@ -603,60 +633,121 @@ fn parse_view(value: &Value) -> Result<RoomView, u64> {
     })
 }
 
-fn claim_outcome(
-    answer: redis::RedisResult<Value>,
-    id: &str,
-    notices: &mut Vec<(String, String)>,
-) -> Outcome {
-    let words: Vec<String> = match answer.and_then(|v| Ok(redis::from_redis_value(v)?)) {
-        Ok(words) => words,
+fn claim_outcome(answer: redis::RedisResult<Value>, id: &str, effects: &mut Effects) -> Outcome {
+    let value = match answer {
+        Ok(v) => v,
         Err(e) => {
             tracing::warn!("Redis refused a claim: {e}");
             return Outcome::Unavailable;
         }
     };
-    match words.split_first() {
-        Some((w, left)) if w == "fresh" => {
-            // Rooms an earlier, expired claim of this id was still in.
-            for room in left {
-                notices.push(peer_left(room, id));
-            }
+    let parts = items(&value);
+    let word = parts.first().and_then(text);
+    match word.as_deref() {
+        Some("fresh") => {
+            // What an earlier, expired claim of this id still held.
+            let list = |i: usize| parts.get(i).map(strings).unwrap_or_default();
+            effects.forgotten(id, &list(1), &list(2), &list(3));
             Outcome::Fresh
         }
-        Some((w, _)) if w == "taken" => Outcome::Taken,
-        Some((w, _)) if w == "bad-token" => Outcome::BadToken,
-        Some((w, rest)) if w == "taken-over" && !rest.is_empty() => Outcome::TakenOver {
-            from: rest[0].clone(),
-            rooms: rest[1..].to_vec(),
+        Some("taken") => Outcome::Taken,
+        Some("bad-token") => Outcome::BadToken,
+        Some("taken-over") => match parts.get(1).and_then(text) {
+            Some(from) => Outcome::TakenOver {
+                from,
+                rooms: parts[2..].iter().filter_map(text).collect(),
+            },
+            None => Outcome::Unavailable,
         },
         _ => Outcome::Unavailable,
     }
 }
 
-/// `peer-left` for `id` on `room`'s channel.
-fn peer_left(room: &str, id: &str) -> (String, String) {
-    let msg = ServerMessage::PeerLeft {
-        room: room.to_string(),
-        id: id.to_string(),
-    };
-    (
-        room_channel(room),
-        RoomNotice::event(&msg, Some(id)).payload(),
-    )
+/// What an answer from Redis asks of this broker once the whole batch is
+/// answered: notices to publish on room channels, events for ids.
+#[derive(Default)]
+struct Effects {
+    publish: Vec<(String, String)>,
+    notify: Vec<(String, ServerMessage)>,
 }
 
-async fn publish(
-    conn: &mut MultiplexedConnection,
-    notices: Vec<(String, String)>,
-) -> redis::RedisResult<()> {
-    if notices.is_empty() {
-        return Ok(());
+impl Effects {
+    /// `peer-left` for `id` on `room`'s channel.
+    fn peer_left(&mut self, room: &str, id: &str) {
+        let msg = ServerMessage::PeerLeft {
+            room: room.to_string(),
+            id: id.to_string(),
+        };
+        self.publish.push((
+            room_channel(room),
+            RoomNotice::event(&msg, Some(id)).payload(),
+        ));
     }
-    let mut pipe = redis::pipe();
-    for (channel, payload) in notices {
-        pipe.cmd("PUBLISH").arg(channel).arg(payload).ignore();
+
+    /// `unavailable` for `to`: `id` is gone from `key` (`code` 4001: the
+    /// pipe deadline).
+    fn unavailable(&mut self, to: &str, key: &str, id: &str, code: Option<u16>) {
+        let msg = ServerMessage::Unavailable {
+            key: key.to_string(),
+            id: id.to_string(),
+            code,
+        };
+        self.notify.push((to.to_string(), msg));
     }
-    pipe.query_async::<()>(conn).await
+
+    /// The notices for what an id gave back (`forget` and `forget_keys`):
+    /// rooms it left, and `{key, other, id}` triples of keys closed (the
+    /// joiner hears) and left (the opener hears).
+    fn forgotten(&mut self, id: &str, rooms: &[String], closed: &[String], left: &[String]) {
+        for room in rooms {
+            self.peer_left(room, id);
+        }
+        for t in closed.chunks(3).chain(left.chunks(3)) {
+            if let [key, other, gone] = t {
+                self.unavailable(other, key, gone, None);
+            }
+        }
+    }
+
+    async fn apply(self, app: &App, conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
+        let now = Instant::now();
+        for (to, msg) in &self.notify {
+            app.hub.notify(to, msg, now);
+        }
+        if self.publish.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        for (channel, payload) in self.publish {
+            pipe.cmd("PUBLISH").arg(channel).arg(payload).ignore();
+        }
+        pipe.query_async::<()>(conn).await
+    }
+}
+
+/// The strings of an array reply (nested arrays and nils are skipped).
+fn strings(v: &Value) -> Vec<String> {
+    match v {
+        Value::Array(items) => items.iter().filter_map(text).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::Int(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The items of an array reply.
+fn items(v: &Value) -> &[Value] {
+    match v {
+        Value::Array(items) => items,
+        _ => &[],
+    }
 }
 
 /// Answers an op that cannot reach Redis.
@@ -677,6 +768,11 @@ fn fail(app: &App, end: &LinkEnd, op: Op) {
         Op::Find { conn, rid, id } => {
             app.hub
                 .found(conn, rid, id, Err(ErrorCode::Unavailable), now)
+        }
+        Op::Request { conn, msg, .. } => {
+            let code = ErrorCode::Unavailable;
+            let detail = format!("Redis is unreachable: {}", code.hint());
+            app.hub.answer(conn, Err((code, msg.rid(), detail)), now);
         }
         Op::Join {
             conn,
@@ -742,13 +838,24 @@ async fn renew(
     Ok(())
 }
 
-/// Ends expired state keys and the memberships of ids whose claims ran
-/// out, and tells the rooms.
-async fn reap(scripts: &Scripts, conn: &mut MultiplexedConnection) -> redis::RedisResult<()> {
-    let (expired, gone): (Vec<String>, Vec<String>) =
-        scripts.reap.prepare_invoke().invoke_async(conn).await?;
-    let mut notices = Vec::new();
-    for pair in expired.chunks(2) {
+/// Ends what time ended network-wide (expired state keys, the rooms, keys
+/// and hostnames of ids whose claims ran out, rendezvous deadlines) and
+/// tells those concerned.
+async fn reap(
+    app: &App,
+    config: &ClusterConfig,
+    scripts: &Scripts,
+    conn: &mut MultiplexedConnection,
+) -> redis::RedisResult<()> {
+    let v: Value = scripts
+        .reap
+        .prepare_invoke()
+        .arg(config.listen_ms)
+        .invoke_async(conn)
+        .await?;
+    let list = |i: usize| items(&v).get(i).map(strings).unwrap_or_default();
+    let mut effects = Effects::default();
+    for pair in list(0).chunks(2) {
         if let [room, key] = pair {
             let msg = ServerMessage::StateRemoved {
                 room: room.clone(),
@@ -756,15 +863,202 @@ async fn reap(scripts: &Scripts, conn: &mut MultiplexedConnection) -> redis::Red
                 reason: RemovalReason::Expired,
                 from: None,
             };
-            notices.push((room_channel(room), RoomNotice::event(&msg, None).payload()));
+            effects
+                .publish
+                .push((room_channel(room), RoomNotice::event(&msg, None).payload()));
         }
     }
-    for pair in gone.chunks(2) {
+    for pair in list(1).chunks(2) {
         if let [id, room] = pair {
-            notices.push(peer_left(room, id));
+            effects.peer_left(room, id);
         }
     }
-    publish(conn, notices).await
+    effects.forgotten("", &[], &list(2), &list(3));
+    for pair in list(4).chunks(2) {
+        if let [key, opener] = pair {
+            app.metrics.close(CloseCode::ListenTimeout);
+            let msg = ServerMessage::KeyClosed {
+                key: key.clone(),
+                code: CloseCode::ListenTimeout.code(),
+                reason: CloseCode::ListenTimeout.reason().to_string(),
+            };
+            effects.notify.push((opener.clone(), msg));
+        }
+    }
+    let code = Some(CloseCode::PipeTimeout.code());
+    for t in list(5).chunks(3) {
+        if let [key, joiner, opener] = t {
+            app.metrics.close(CloseCode::PipeTimeout);
+            effects.unavailable(opener, key, joiner, code);
+            effects.unavailable(joiner, key, opener, code);
+        }
+    }
+    effects.apply(app, conn).await
+}
+
+/// The script call for a rendezvous-key or hostname request.
+fn request_command(
+    config: &ClusterConfig,
+    scripts: &Scripts,
+    id: &str,
+    msg: &ClientMessage,
+) -> Option<redis::Cmd> {
+    let cmd = match msg {
+        ClientMessage::OpenKey { key, .. } => {
+            evalsha(&scripts.open_key, &[key_key(key), opened_by(id)])
+                .arg(id)
+                .arg(key)
+                .arg(config.listen_ms)
+                .arg(config.max_keys)
+                .clone()
+        }
+        ClientMessage::JoinKey { key, .. } => evalsha(
+            &scripts.join_key,
+            &[key_key(key), joiners_key(key), joined_by(id)],
+        )
+        .arg(id)
+        .arg(key)
+        .arg(config.pipe_ms)
+        .arg(config.max_keys)
+        .clone(),
+        ClientMessage::LeaveKey { key, .. } => evalsha(&scripts.leave_key, &[key_key(key)])
+            .arg(id)
+            .arg(key)
+            .arg(config.listen_ms)
+            .clone(),
+        ClientMessage::CloseKey { key, .. } => evalsha(&scripts.close_key, &[key_key(key)])
+            .arg(id)
+            .arg(key)
+            .clone(),
+        ClientMessage::RegisterHostname { hostname, .. } => {
+            evalsha(&scripts.register_host, &[host_key(hostname), hosts_of(id)])
+                .arg(id)
+                .arg(hostname)
+                .arg(config.max_hostnames)
+                .clone()
+        }
+        ClientMessage::LookupHostname { hostname, .. } => {
+            redis::cmd("GET").arg(host_key(hostname)).clone()
+        }
+        _ => return None,
+    };
+    Some(cmd)
+}
+
+/// The reply to a rendezvous-key or hostname request from Redis's answer
+/// `v`, as one broker would give it; events for others go in `effects`.
+fn request_answer(
+    config: &ClusterConfig,
+    id: &str,
+    msg: ClientMessage,
+    v: &Value,
+    effects: &mut Effects,
+) -> Result<ServerMessage, (ErrorCode, Rid, String)> {
+    let rid = msg.rid();
+    let parts = strings(v);
+    let first = text(v).or_else(|| parts.first().cloned());
+    let too_many_keys = || {
+        let max = config.max_keys;
+        (
+            ErrorCode::TooManyKeys,
+            rid,
+            format!("already holding {max} rendezvous keys (--max-keys-per-peer)"),
+        )
+    };
+    match msg {
+        ClientMessage::OpenKey { key, .. } => match first.as_deref() {
+            Some("ok") => Ok(ServerMessage::KeyOpened { rid, key }),
+            Some("taken") => Err((ErrorCode::KeyTaken, rid, format!("key {key:?} is open"))),
+            _ => Err(too_many_keys()),
+        },
+        ClientMessage::JoinKey { key, .. } => match parts.as_slice() {
+            [ok, opener, new] if ok == "ok" => {
+                if new == "1" {
+                    let event = ServerMessage::Joiner {
+                        key: key.clone(),
+                        id: id.to_string(),
+                    };
+                    effects.notify.push((opener.clone(), event));
+                }
+                Ok(ServerMessage::KeyJoined {
+                    rid,
+                    key,
+                    opener: opener.clone(),
+                })
+            }
+            [w] if w == "self" => Err((
+                ErrorCode::BadMessage,
+                rid,
+                format!("you opened key {key:?}; others join it"),
+            )),
+            [w] if w == "too-many" => Err(too_many_keys()),
+            _ => Err((
+                ErrorCode::UnknownKey,
+                rid,
+                format!("key {key:?} is not open"),
+            )),
+        },
+        ClientMessage::LeaveKey { key, .. } => match first {
+            Some(opener) => {
+                effects.unavailable(&opener, &key, id, None);
+                Ok(ServerMessage::Ok { rid })
+            }
+            None => Err((
+                ErrorCode::UnknownKey,
+                rid,
+                format!("you have not joined key {key:?}"),
+            )),
+        },
+        ClientMessage::CloseKey { key, .. } => match parts.split_first() {
+            Some((ok, joiners)) if ok == "ok" => {
+                for j in joiners {
+                    effects.unavailable(j, &key, id, None);
+                }
+                Ok(ServerMessage::Ok { rid })
+            }
+            Some((w, _)) if w == "not-opener" => Err((
+                ErrorCode::NotOpener,
+                rid,
+                format!("key {key:?} was opened by another peer"),
+            )),
+            _ => Err((
+                ErrorCode::UnknownKey,
+                rid,
+                format!("key {key:?} is not open"),
+            )),
+        },
+        ClientMessage::RegisterHostname { hostname, .. } => match parts.as_slice() {
+            [ok] if ok == "ok" => Ok(ServerMessage::Ok { rid }),
+            [w, owner] if w == "taken" => Err((
+                ErrorCode::HostnameTaken,
+                rid,
+                format!("hostname {hostname:?} belongs to {owner:?}"),
+            )),
+            [_, n] => Err((
+                ErrorCode::TooManyHostnames,
+                rid,
+                format!("already holding {n} hostnames"),
+            )),
+            _ => Err((
+                ErrorCode::Internal,
+                rid,
+                "an unexpected answer from Redis".into(),
+            )),
+        },
+        ClientMessage::LookupHostname { hostname, .. } => match first {
+            Some(owner) => Ok(ServerMessage::FoundHost {
+                rid,
+                id: owner,
+                hostname,
+            }),
+            None => Err((
+                ErrorCode::UnknownHost,
+                rid,
+                format!("no id holds hostname {hostname:?}"),
+            )),
+        },
+        _ => Err((ErrorCode::Internal, rid, "not a network request".into())),
+    }
 }
 
 /// Checks a `--redis` URL at startup.
@@ -802,8 +1096,8 @@ mod tests {
                     .collect(),
             ))
         };
-        let mut notices = Vec::new();
-        let mut outcome = |w: &[&str]| claim_outcome(words(w), "ann", &mut notices);
+        let mut effects = Effects::default();
+        let mut outcome = |w: &[&str]| claim_outcome(words(w), "ann", &mut effects);
         assert_eq!(outcome(&["fresh"]), Outcome::Fresh);
         assert_eq!(outcome(&["taken"]), Outcome::Taken);
         assert_eq!(outcome(&["bad-token"]), Outcome::BadToken);
@@ -817,10 +1111,25 @@ mod tests {
         assert_eq!(outcome(&["what"]), Outcome::Unavailable);
         // A fresh claim of an id an expired claim left in a room tells
         // the room it left.
-        assert_eq!(outcome(&["fresh", "lobby"]), Outcome::Fresh);
-        assert_eq!(notices.len(), 1);
-        assert_eq!(notices[0].0, "pw:rc:lobby");
-        assert!(notices[0].1.contains("peer-left"), "{}", notices[0].1);
+        let fresh = Value::Array(vec![
+            Value::BulkString(b"fresh".to_vec()),
+            words(&["lobby"]).unwrap(),
+            words(&["k1", "joiner", "ann"]).unwrap(),
+            words(&[]).unwrap(),
+        ]);
+        assert_eq!(
+            claim_outcome(Ok(fresh), "ann", &mut effects),
+            Outcome::Fresh
+        );
+        assert_eq!(effects.publish.len(), 1);
+        assert_eq!(effects.publish[0].0, "pw:rc:lobby");
+        assert!(
+            effects.publish[0].1.contains("peer-left"),
+            "{}",
+            effects.publish[0].1
+        );
+        assert_eq!(effects.notify.len(), 1);
+        assert_eq!(effects.notify[0].0, "joiner");
     }
 
     #[test]

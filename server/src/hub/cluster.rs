@@ -197,6 +197,14 @@ pub enum Op {
         conn: ConnId,
         room: String,
     },
+    /// Rendezvous keys and hostnames: the request `msg` of `id` on `conn`
+    /// (`open-key`, `join-key`, `leave-key`, `close-key`,
+    /// `register-hostname`, `lookup-hostname`), done in Redis.
+    Request {
+        conn: ConnId,
+        id: String,
+        msg: peerwire::protocol::ClientMessage,
+    },
     /// This broker has no member left in `room`.
     Unsubscribe {
         room: String,
@@ -357,6 +365,21 @@ impl Hub {
     pub fn undeliverable(&self, envelope: Envelope, code: ErrorCode, now: Instant) {
         let mut st = self.lock();
         st.tell_origin(envelope.origin, code, &envelope.to, now);
+    }
+
+    /// The reply to a request the task did in Redis.
+    pub fn answer(
+        &self,
+        conn: ConnId,
+        answer: Result<ServerMessage, (ErrorCode, Rid, String)>,
+        now: Instant,
+    ) {
+        self.lock().reply(conn, answer, now);
+    }
+
+    /// An event for `to`, wherever it is in the network.
+    pub fn notify(&self, to: &str, msg: &ServerMessage, now: Instant) {
+        let _ = self.lock().deliver(to, msg, None, Kind::Queued, now);
     }
 
     /// The answer to a `find` the task looked up.

@@ -400,7 +400,8 @@ impl Hub {
             connections: st.conns.len(),
             ids: st.sessions.len(),
             detached: st.detached.len(),
-            rooms: st.rooms.len(),
+            // In a network, the rooms this broker has members in.
+            rooms: st.rooms.len() + st.net_rooms.len(),
             keys: st.keys.len(),
             hostnames: st.hostnames.len(),
             relay_pairs: st.relays.active(),

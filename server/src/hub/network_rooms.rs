@@ -136,8 +136,8 @@ impl Hub {
 }
 
 impl State {
-    /// Takes the room requests of an id of this broker, in a network;
-    /// gives back any other message.
+    /// Takes the room, rendezvous-key and hostname requests of an id of
+    /// this broker, in a network; gives back any other message.
     pub(super) fn network_room_request(
         &mut self,
         conn: ConnId,
@@ -162,6 +162,21 @@ impl State {
                 ttl_ms,
             } => self.net_set(conn, me, rid, room, key, value, ttl_ms),
             ClientMessage::Delete { rid, room, key } => self.net_delete(conn, me, rid, room, key),
+            // Rendezvous keys and hostnames live in Redis, with the per-id
+            // limits; the cluster task answers.
+            msg @ (ClientMessage::OpenKey { .. }
+            | ClientMessage::JoinKey { .. }
+            | ClientMessage::LeaveKey { .. }
+            | ClientMessage::CloseKey { .. }
+            | ClientMessage::RegisterHostname { .. }
+            | ClientMessage::LookupHostname { .. }) => {
+                self.cluster_op(Op::Request {
+                    conn,
+                    id: me.to_string(),
+                    msg,
+                });
+                None
+            }
             other => return Some(other),
         };
         if let Some(answer) = answer {

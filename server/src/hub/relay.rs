@@ -304,6 +304,13 @@ impl State {
             let detail = "`to` names this id: a relay is between two ids".to_string();
             return Err((ErrorCode::BadMessage, rid, detail));
         }
+        if !self.sessions.contains_key(&to) && self.cluster.is_some() {
+            // Relay frames go over WebSocket connections of one broker.
+            let detail = format!(
+                "{to:?} is not connected to this broker: the broker relay needs both ids on one broker of the network (configure a TURN server)"
+            );
+            return Err((ErrorCode::RelayRefused, rid, detail));
+        }
         if !self.sessions.contains_key(&to) {
             let detail = format!("no id {to:?} is registered to relay with");
             return Err((ErrorCode::UnknownPeer, rid, detail));

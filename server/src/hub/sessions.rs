@@ -239,8 +239,13 @@ impl State {
         let msg = self.registered(conn, rid, &id, token, true, rooms.clone());
         self.send_conn(conn, &msg, now);
         for room in rooms {
-            let snapshot = self.room_snapshot(None, &room, now);
-            self.send_conn(conn, &snapshot, now);
+            if self.cluster.is_some() {
+                // The room is the network's: Redis has its snapshot.
+                self.cluster_op(super::cluster::Op::Snapshot { conn, room });
+            } else {
+                let snapshot = self.room_snapshot(None, &room, now);
+                self.send_conn(conn, &snapshot, now);
+            }
         }
         for q in queued {
             self.send_frame(conn, q.frame, q.origin, Kind::Queued, now);

@@ -153,7 +153,7 @@ pub fn network_on(
 
 pub fn peer_config(id: &str) -> Config {
     let mut c = Config::new(Signalling::Broker {
-        url: "ws://sim/ws".into(),
+        urls: vec!["ws://sim/ws".into()],
         renewable_token: false,
     });
     c.id = Some(id.to_string());
@@ -161,7 +161,7 @@ pub fn peer_config(id: &str) -> Config {
 }
 
 /// Connects `a` to `b`; returns the connection on each side.
-pub fn connect(sim: &mut Sim<HubBroker>, a: usize, b: usize) -> (ConnId, ConnId) {
+pub fn connect<B: Broker>(sim: &mut Sim<B>, a: usize, b: usize) -> (ConnId, ConnId) {
     let now = sim.now;
     let remote = format!("p{b}");
     let op = sim
@@ -187,7 +187,7 @@ pub fn connect(sim: &mut Sim<HubBroker>, a: usize, b: usize) -> (ConnId, ConnId)
     (ca, cb)
 }
 
-pub fn messages(sim: &Sim<HubBroker>, i: usize, chan: ChanId) -> Vec<Vec<u8>> {
+pub fn messages<B: Broker>(sim: &Sim<B>, i: usize, chan: ChanId) -> Vec<Vec<u8>> {
     sim.peers[i]
         .events
         .iter()
@@ -198,14 +198,14 @@ pub fn messages(sim: &Sim<HubBroker>, i: usize, chan: ChanId) -> Vec<Vec<u8>> {
         .collect()
 }
 
-pub fn send(sim: &mut Sim<HubBroker>, i: usize, chan: ChanId, bytes: &[u8]) -> OpId {
+pub fn send<B: Broker>(sim: &mut Sim<B>, i: usize, chan: ChanId, bytes: &[u8]) -> OpId {
     let now = sim.now;
     let b = bytes.to_vec();
     sim.with(i, |e| e.send(chan, PayloadType::Binary, b, false, now))
         .expect("send accepted")
 }
 
-pub fn listen_all(sim: &mut Sim<HubBroker>) {
+pub fn listen_all<B: Broker>(sim: &mut Sim<B>) {
     for i in 0..sim.peers.len() {
         let now = sim.now;
         sim.with(i, |e| e.set_listening(Listening::Peer, true, now));

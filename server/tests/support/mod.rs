@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use futures_util::{SinkExt, StreamExt};
-use peerwire_broker::{Config, serve};
+use peerwire_broker::{Config, Listeners, serve_on};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
@@ -21,6 +21,7 @@ pub const WAIT: Duration = Duration::from_secs(5);
 pub struct Broker {
     pub addr: std::net::SocketAddr,
     stun_addr: Option<std::net::SocketAddr>,
+    metrics_addr: Option<std::net::SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
 }
@@ -59,20 +60,58 @@ impl Broker {
         Self::serve(config, Some(stun))
     }
 
+    /// Starts an in-process broker (no STUN) that serves `/metrics` on a
+    /// listener of its own, on a free loopback port, as `--metrics-addr`
+    /// does; see [`Broker::metrics_addr`].
+    pub async fn start_with_metrics_listener(flags: &[&str]) -> Broker {
+        let mut args = vec![
+            "peerwire-broker",
+            "--static",
+            "/nonexistent-peerwire-static",
+            "--stun-port",
+            "0",
+        ];
+        args.extend_from_slice(flags);
+        let config = Config::parse_from(args);
+        config.validate().expect("valid test config");
+        let metrics = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        Self::serve_on(config, None, Some(metrics))
+    }
+
     fn serve(config: Config, stun: Option<std::net::UdpSocket>) -> Broker {
+        Self::serve_on(config, stun, None)
+    }
+
+    fn serve_on(
+        config: Config,
+        stun: Option<std::net::UdpSocket>,
+        metrics: Option<std::net::TcpListener>,
+    ) -> Broker {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let stun_addr = stun.as_ref().map(|s| s.local_addr().unwrap());
+        let metrics_addr = metrics.as_ref().map(|m| m.local_addr().unwrap());
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(serve(config, listener, stun, async move {
+        let listeners = Listeners {
+            http: listener,
+            metrics,
+            stun,
+        };
+        let task = tokio::spawn(serve_on(config, listeners, async move {
             let _ = stopped.await;
         }));
         Broker {
             addr,
             stun_addr,
+            metrics_addr,
             stop: Some(stop),
             task,
         }
+    }
+
+    /// Where the broker serves `/metrics` apart from its main port, if it does.
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics_addr
     }
 
     /// Where the broker answers STUN, if it does.
@@ -153,6 +192,15 @@ impl Client {
             .await
             .expect("broker accepts WebSockets");
         Client { ws, next_rid: 1 }
+    }
+
+    /// Connects, or the error: a refused upgrade is
+    /// `tungstenite::Error::Http` with the status and body.
+    pub async fn try_connect_with(
+        req: impl tokio_tungstenite::tungstenite::client::IntoClientRequest + Unpin,
+    ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+        let (ws, _) = tokio_tungstenite::connect_async(req).await?;
+        Ok(Client { ws, next_rid: 1 })
     }
 
     /// Every JSON message until the connection ends, and the close frame's

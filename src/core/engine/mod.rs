@@ -32,6 +32,7 @@
 mod channel;
 mod connection;
 mod data;
+mod failover;
 mod recovery;
 mod relay;
 mod signalling;
@@ -49,7 +50,7 @@ pub use types::*;
 use self::channel::Channel;
 use self::connection::Conn;
 use self::signalling::{Pending, Ready};
-use crate::core::broker::{BrokerSession, Link, SessionConfig};
+use crate::core::broker::{BrokerSession, BrokerUrls, Link, SessionConfig};
 use crate::core::error::PeerError;
 use crate::core::stream::StreamState;
 use crate::protocol::frames::ChannelLabel;
@@ -89,6 +90,14 @@ pub struct Engine {
     config: Config,
     rng: Rng,
     session: BrokerSession,
+    /// The `broker` list and the URL dialled (see `failover`).
+    brokers: BrokerUrls,
+    /// Before the first registration: each URL that failed, and how.
+    unreached: Vec<(String, String)>,
+    /// With several URLs: when the dial under way is abandoned for the next.
+    attempt_deadline: Option<Millis>,
+    /// The resume token each broker URL issued last (see `failover`).
+    broker_tokens: Table<String, String>,
     /// Which broker socket is current (events of older ones are ignored).
     generation: u64,
     reconnect_at: Option<Millis>,
@@ -146,10 +155,18 @@ impl Engine {
                 ..SessionConfig::default()
             },
         );
+        let brokers = BrokerUrls::new(match &config.signalling {
+            Signalling::Broker { urls, .. } => urls.clone(),
+            Signalling::Hub => Vec::new(),
+        });
         Self {
             config,
             rng: Rng::new(seed),
             session,
+            brokers,
+            unreached: Vec::new(),
+            attempt_deadline: None,
+            broker_tokens: Table::new(),
             generation: 0,
             reconnect_at: None,
             broker_heard: 0.0,
@@ -500,6 +517,7 @@ impl Engine {
         self.opened_keys.clear();
         self.ports.clear();
         self.reconnect_at = None;
+        self.attempt_deadline = None;
         self.settle_ready(Err(closed));
         match self.config.signalling {
             Signalling::Broker { .. } => self.action(Action::CloseBroker {
@@ -630,7 +648,9 @@ impl Engine {
     pub(crate) fn action(&mut self, action: Action) {
         if self.config.debug >= LogLevel::Info {
             let line = match &action {
-                Action::DialBroker { generation, .. } => format!("dial broker (#{generation})"),
+                Action::DialBroker { url, generation } => {
+                    format!("dial broker {url} (#{generation})")
+                }
                 _ if self.config.debug < LogLevel::Debug => String::new(),
                 Action::CreateConnection { conn, .. } => {
                     format!("{conn}: create RTCPeerConnection")

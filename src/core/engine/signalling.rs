@@ -6,11 +6,15 @@
 //!              ▲   │                   │ refused: Failed (createPeer rejects;
 //!              │   │ closed before     │  later: an `error` event)
 //!              │   │ the first         │
-//!              │   └─registration──► createPeer rejects at once (unreachable)
-//!              │                         │ closed after it
-//!              └──── backoff ◄───────────┘ (BrokerDown; rooms kept while the
+//!              │   └─registration──► the next URL of the list at once; once
+//!              │                     every URL failed, createPeer rejects
+//!              │                         │ closed after it      (unreachable)
+//!              └──── backoff ◄───────────┘ (BrokerDown; the next URL of the
+//!                                           list; rooms kept while the
 //!                                           broker resumes the id)
 //! ```
+//!
+//! Which URL of the `broker` list a dial goes to is `failover`'s.
 
 use super::Engine;
 use super::types::{Action, Event, LogLevel, Millis, OpId, Reply, Signalling, Transmit};
@@ -77,7 +81,12 @@ impl Engine {
             }
         }
         match self.config.signalling.clone() {
-            Signalling::Broker { .. } => self.dial(),
+            Signalling::Broker { .. } if self.brokers.is_empty() => {
+                self.settle_ready(Err(PeerError::InvalidArgument(
+                    "no broker URL: options.broker must name at least one".into(),
+                )));
+            }
+            Signalling::Broker { .. } => self.dial(now),
             Signalling::Hub => self.action(Action::AttachHub),
         }
         op
@@ -96,17 +105,19 @@ impl Engine {
         op
     }
 
-    fn dial(&mut self) {
-        if self.closed {
+    /// Dials the current URL of the broker list.
+    pub(super) fn dial(&mut self, now: Millis) {
+        if self.closed || self.config.signalling == Signalling::Hub {
             return;
         }
-        let Signalling::Broker { url, .. } = &self.config.signalling else {
+        let Some(url) = self.brokers.current().map(str::to_string) else {
             return;
         };
         self.generation += 1;
         self.reconnect_at = None;
+        self.attempt_deadline = self.attempt_limit().map(|limit| now + limit);
         self.action(Action::DialBroker {
-            url: url.clone(),
+            url,
             generation: self.generation,
         });
     }
@@ -137,13 +148,6 @@ impl Engine {
         ) && self.session.registered_once()
     }
 
-    fn broker_url(&self) -> String {
-        match &self.config.signalling {
-            Signalling::Broker { url, .. } => url.clone(),
-            Signalling::Hub => String::new(),
-        }
-    }
-
     // ---- broker socket inputs ----------------------------------------------
 
     /// The broker socket of `generation` opened.
@@ -153,6 +157,11 @@ impl Engine {
         }
         self.broker_heard = now;
         self.broker_probe = None;
+        let fallback = self
+            .broker_url()
+            .and_then(|url| self.broker_tokens.get(url))
+            .cloned();
+        self.session.offer_fallback_token(fallback);
         let frame = self.session.on_open();
         self.transmits.push_back(Transmit::Broker(frame));
     }
@@ -176,9 +185,27 @@ impl Engine {
         if generation != self.generation || self.closed {
             return;
         }
+        self.broker_closed(generation, code, reason, None, now);
+    }
+
+    /// The socket of `generation` is gone: before the first registration
+    /// the next URL is dialled at once (`detail`, or the link state, says
+    /// for the error why this one failed), or `createPeer` rejects once
+    /// every URL failed; after it, a reconnect to the next URL follows the
+    /// backoff.
+    pub(super) fn broker_closed(
+        &mut self,
+        generation: u64,
+        code: u16,
+        reason: &str,
+        detail: Option<String>,
+        now: Millis,
+    ) {
         self.broker_probe = None;
+        self.attempt_deadline = None;
+        let url = self.broker_url().unwrap_or_default().to_string();
         self.log(LogLevel::Error, || {
-            format!("broker connection #{generation} closed: {code} {reason}")
+            format!("broker connection #{generation} to {url} closed: {code} {reason}")
         });
         if code == CloseCode::Unauthorized.code() {
             let err = PeerError::Unauthorized {
@@ -193,28 +220,41 @@ impl Engine {
                 self.refuse(err, now);
             }
         } else if !self.session.registered_once() && self.session.link() != Link::Failed {
-            // Before the first registration, a socket that closes means the
-            // broker cannot be reached: say so now rather than retry until
+            // Before the first registration, a socket that closes means
+            // this broker cannot be reached: try the next URL of the list
+            // now, and once each failed say so rather than retry until
             // connectTimeout.
-            let detail = if self.session.link() == Link::Registering {
-                format!("the connection closed before registering (code {code} {reason})")
-            } else {
-                "the connection was refused or dropped".to_string()
-            };
-            self.refuse(
-                PeerError::BrokerUnreachable {
-                    url: self.broker_url(),
-                    detail,
-                },
-                now,
-            );
+            let detail = detail.unwrap_or_else(|| {
+                if self.session.link() == Link::Registering {
+                    format!("the connection closed before registering (code {code} {reason})")
+                } else {
+                    "the connection was refused or dropped".to_string()
+                }
+            });
+            if self.first_pass_failed(detail) {
+                self.session.on_close(self.rng.unit());
+                self.events.push_back(Event::BrokerDown {
+                    code,
+                    reason: reason.to_string(),
+                    url,
+                });
+                // (The dial's log line names the next URL.)
+                self.dial(now);
+                return;
+            }
+            let err = self.unreachable_error();
+            self.refuse(err, now);
         }
         let delay = self.session.on_close(self.rng.unit());
         self.events.push_back(Event::BrokerDown {
             code,
             reason: reason.to_string(),
+            url,
         });
         if let Some(delay) = delay {
+            // The reconnect dials the next broker of the list (with one
+            // URL, the same one again).
+            self.brokers.advance();
             self.reconnect_at = Some(now + delay.as_secs_f64() * 1000.0);
         }
     }
@@ -230,6 +270,8 @@ impl Engine {
         };
         if self.renewable_token() {
             self.events.push_back(Event::Error(err));
+            // The broker is not at fault: the reconnect dials it again.
+            self.attempt_deadline = None;
             if let Some(delay) = self.session.on_close(self.rng.unit()) {
                 self.reconnect_at = Some(now + delay.as_secs_f64() * 1000.0);
             }
@@ -284,6 +326,7 @@ impl Engine {
             id: address.to_string(),
             resumed: false,
             first: true,
+            url: None,
         });
     }
 
@@ -366,6 +409,8 @@ impl Engine {
                 } => {
                     self.broker_ice = ice_servers;
                     self.id = Some(id.clone());
+                    self.attempt_deadline = None;
+                    self.unreached.clear();
                     self.settle_ready(Ok(()));
                     if !first && !resumed {
                         // The grace window ended while this peer was away:
@@ -376,12 +421,21 @@ impl Engine {
                         }
                         self.opened_keys.clear();
                     }
+                    let url = self.broker_url().map(str::to_string);
+                    if let (Some(url), Some(token)) = (&url, self.session.resume_token()) {
+                        self.broker_tokens.insert(url.clone(), token.to_string());
+                    }
                     self.log(LogLevel::Info, || {
                         let how = if resumed { "resumed" } else { "registered" };
-                        format!("{how} as \"{id}\" on the broker")
+                        let at = url.as_deref().unwrap_or_default();
+                        format!("{how} as \"{id}\" on the broker at {at}")
                     });
-                    self.events
-                        .push_back(Event::Registered { id, resumed, first });
+                    self.events.push_back(Event::Registered {
+                        id,
+                        resumed,
+                        first,
+                        url,
+                    });
                     if !first {
                         self.retry_restarts(now);
                         let relayed: Vec<super::ConnId> = self
@@ -615,14 +669,10 @@ impl Engine {
             reason: "no answer from the broker".into(),
         });
         let generation = self.generation;
-        self.handle_broker_closed(
-            generation,
-            1006,
-            &format!("nothing heard from the broker for {ms} ms"),
-            now,
-        );
         // The dead socket's own close event, whenever it comes, is old news.
         self.generation += 1;
+        let reason = format!("nothing heard from the broker for {ms} ms");
+        self.broker_closed(generation, 1006, &reason, None, now);
     }
 
     pub(crate) fn broker_timeouts(&mut self, now: Millis) {
@@ -634,10 +684,13 @@ impl Engine {
         {
             self.probe_broker(now);
         }
+        if self.attempt_deadline.is_some_and(|t| t <= now) {
+            self.attempt_timed_out(now);
+        }
         if self.reconnect_at.is_some_and(|t| t <= now) {
             self.reconnect_at = None;
             if self.session.link() == Link::Down {
-                self.dial();
+                self.dial(now);
             }
         }
         if self.ready_deadline.is_some_and(|t| t <= now) {
@@ -645,10 +698,12 @@ impl Engine {
             let ms = self.config.connect_timeout;
             let err = match self.config.signalling {
                 Signalling::Hub => PeerError::Timeout(ms),
-                Signalling::Broker { .. } => PeerError::BrokerUnreachable {
-                    url: self.broker_url(),
-                    detail: format!("no registration within {ms} ms"),
-                },
+                Signalling::Broker { .. } => {
+                    let url = self.broker_url().unwrap_or_default().to_string();
+                    self.unreached
+                        .push((url, format!("no registration within {ms} ms")));
+                    self.unreachable_error()
+                }
             };
             self.settle_ready(Err(err));
         }
@@ -663,6 +718,7 @@ impl Engine {
             .then_some(self.broker_heard + self.config.broker_keep_alive as f64);
         [
             self.reconnect_at,
+            self.attempt_deadline,
             self.ready_deadline,
             self.session.next_deadline(),
             self.broker_probe,

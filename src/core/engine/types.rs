@@ -52,9 +52,14 @@ impl ChannelPolicy {
 /// How this peer finds others.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Signalling {
-    /// The broker at `url`; `renewable_token`: the driver asks a function
-    /// for a fresh token before every dial, so a refused token is retried.
-    Broker { url: String, renewable_token: bool },
+    /// The broker at `urls[0]`, failing over to the next URL, round-robin,
+    /// whenever the socket fails to open or drops (see `engine::failover`);
+    /// `renewable_token`: the driver asks a function for a fresh token
+    /// before every dial, so a refused token is retried.
+    Broker {
+        urls: Vec<String>,
+        renewable_token: bool,
+    },
     /// A hub object in the page: signals go out as [`Transmit::HubSignal`].
     Hub,
 }
@@ -292,16 +297,20 @@ pub enum Event {
         sent: usize,
         total: usize,
     },
-    /// The id is registered (first time, or again after a reconnect).
+    /// The id is registered (first time, or again after a reconnect), on
+    /// the broker at `url` (`None` on a hub).
     Registered {
         id: String,
         resumed: bool,
         first: bool,
+        url: Option<String>,
     },
-    /// The broker link went down; it is redialled unless the peer failed.
+    /// The link to the broker at `url` went down (or never came up); it is
+    /// redialled, on the next URL of the list, unless the peer failed.
     BrokerDown {
         code: u16,
         reason: String,
+        url: String,
     },
     /// A peer-level error (bad signal, refused token after the first
     /// registration, a connection that could not be created).

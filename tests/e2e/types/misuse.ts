@@ -11,6 +11,7 @@ async function misuse(conn: Connection, room: Room, stream: Stream, caught: unkn
   conn.on('close', (e) => e.reasn); // error: 'reasn' does not exist
   new Node({ hub: 42 }); // error: Type 'number' is not assignable to type 'Hub | NetworkHub | undefined'
   await createPeer('b', { broker: 'ws://x', token: 7 }); // error: Type 'number' is not assignable to type 'string | (() => string | Promise<string>) | undefined'
+  await createPeer('c', { broker: ['ws://a', 7] }); // error: Type 'number' is not assignable to type 'string'
   conn.on<Chat>('message', (msg) => msg.txt); // error: Property 'txt' does not exist on type 'Chat'
   stream.on<Chat>('message', (msg: number) => msg); // error: Type 'Chat' is not assignable to type 'number'
   conn.on<Chat>('close', () => {}); // error: "close"

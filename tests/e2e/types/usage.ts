@@ -37,6 +37,9 @@ async function main(): Promise<void> {
   const online: boolean = await peer.find('bob');
   const fixed = await createPeer('carol', { broker: 'ws://localhost:8080', token: 'eyJ...' });
   const fresh = await createPeer('dave', { broker: 'ws://localhost:8080', token: () => fetch('/t').then((r) => r.text()) });
+  const failover: Peer = await createPeer('erin', { broker: ['wss://a.example.com', 'wss://b.example.com'] });
+  failover.on('broker', ({ state, url, resumed }) => console.log(state, url?.length, resumed));
+  console.log(failover.broker.toUpperCase());
   const key = await fixed.openKey('meet_here');
   key.on('closed', ({ code, reason }) => console.log(code + 1, reason.length));
   fresh.on('unavailable', ({ key, id, code }) => console.log(key, id, code));
