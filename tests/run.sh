@@ -5,6 +5,10 @@
 #      significant_drop_in_scrutinee);
 #   1. cargo test --workspace: protocol, core, and the broker's integration
 #      tests (real WebSocket clients against a real broker on loopback);
+#      then a small soak of three brokers sharing a Redis (tests/soak.sh
+#      with SOAK_BROKERS=3, on the debug builds layer 1 made): 400 clients
+#      spread over the brokers and moving between them, every signal
+#      accounted for, every broker's gauges and memory back, Redis empty;
 #   2. wasm-pack test --headless --chrome: the SDK in real headless Chromium,
 #      against a real broker process this script starts (and a test restarts);
 #   3. the packages users install: the npm package built and packed by
@@ -31,6 +35,7 @@ LOG=$(mktemp)
 total() {
   awk '/test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
        /^# pass / { p += $3 } /^# fail / { f += $3 }
+       /^RESULT: PASS/ { p += 1 } /^RESULT: FAIL/ { f += 1 }
        END { printf "total: %d passed, %d failed\n", p, f }' "$LOG"
 }
 
@@ -43,6 +48,13 @@ cargo clippy -p peerwire --target wasm32-unknown-unknown --no-default-features -
 
 step "layer 1: cargo test --workspace (protocol, core, broker)"
 cargo test --workspace 2>&1 | tee -a "$LOG"
+
+step "layer 1: a soak of three brokers on Redis (400 clients, 40 s, debug builds)"
+# The debug builds `cargo test` just made (broker and examples): a release
+# build would add minutes to CI for no more coverage at this size.
+t=$SECONDS
+SOAK_BROKERS=3 SOAK_CLIENTS=400 SOAK_SECONDS=40 SOAK_PROFILE=debug bash tests/soak.sh 2>&1 | tee -a "$LOG"
+printf '[layer 1] three-broker soak: %ds\n' $((SECONDS - t))
 
 step "layer 2: browser tests in headless Chromium against a real broker"
 cargo build -q -p peerwire-broker

@@ -748,3 +748,107 @@ async fn a_resume_on_the_same_broker_gets_the_networks_room_snapshot() {
     assert_eq!(snapshot["state"][0]["value"], 7);
     assert!(b1.http_get("/metrics").await.contains("peerwire_rooms 1"));
 }
+
+/// Found by the three-broker soak (`SOAK_BROKERS=3 tests/soak.sh`): a
+/// client resuming on another broker got signals out of order, or room
+/// broadcasts twice. Frames queued for it on its old broker were handed on
+/// after those sent to it on the new broker, and a broadcast published
+/// while both brokers had it as a member came through both. Here alice
+/// signals and broadcasts without pause while bob resumes from b2 on b3:
+/// bob must get each signal and broadcast at most once and in order, and
+/// every one he does not get must be refused to alice.
+#[tokio::test]
+async fn a_resume_on_another_broker_keeps_order_and_delivers_each_frame_once() {
+    let redis = Redis::start();
+    let flags = ["--rate-limit", "100000", "--rate-burst", "100000"];
+    let b1 = broker(&redis, &flags).await;
+    let b2 = broker(&redis, &flags).await;
+    let b3 = broker(&redis, &flags).await;
+    let (mut alice, _) = b1.registered("alice").await;
+    let (mut bob, token) = b2.registered("bob").await;
+    join(&mut alice, "lobby").await;
+    join(&mut bob, "lobby").await;
+    alice.expect("peer-joined").await;
+    bob.vanish();
+    let b2_addr = b2.addr;
+    until(
+        Duration::from_secs(5),
+        "b2 holds bob detached",
+        || async move {
+            http_get(b2_addr, "/metrics")
+                .await
+                .contains("peerwire_ids_detached 1")
+        },
+    )
+    .await;
+
+    // Alice sends 300 signals and 300 broadcasts, a signal and a broadcast
+    // each millisecond or so, then one of each marked "end"; bob resumes
+    // on b3 after the first 100 (queued for him on b2).
+    const N: u64 = 300;
+    let (hundred_tx, hundred) = tokio::sync::oneshot::channel();
+    let sender = tokio::spawn(async move {
+        let mut hundred_tx = Some(hundred_tx);
+        let mut rids = Vec::new();
+        for n in 0..N {
+            let s = signal(&mut alice, "bob", json!(n)).await;
+            let b = alice
+                .send(json!({"type": "broadcast", "room": "lobby", "data": n}))
+                .await;
+            rids.push((s, b));
+            if n == 100 {
+                let _ = hundred_tx.take().map(|tx| tx.send(()));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        (alice, rids)
+    });
+    hundred.await.unwrap();
+    let mut back = b3.client().await;
+    let r = back
+        .request(json!({"type": "register", "id": "bob", "resumeToken": token}))
+        .await;
+    assert_eq!(
+        (r["type"].as_str(), r["resumed"].as_bool()),
+        (Some("registered"), Some(true)),
+        "{r}"
+    );
+    let (mut alice, rids) = sender.await.unwrap();
+    signal(&mut alice, "bob", json!("end")).await;
+    alice
+        .send(json!({"type": "broadcast", "room": "lobby", "data": "end"}))
+        .await;
+    let (mut signals, mut broadcasts) = (Vec::new(), Vec::new());
+    let mut ends = 0;
+    while ends < 2 {
+        let m = back.recv().await;
+        let data = &m["data"];
+        match m["type"].as_str() {
+            _ if data == "end" => ends += 1,
+            Some("signal") => signals.push(data.as_u64().unwrap()),
+            Some("broadcast") => broadcasts.push(data.as_u64().unwrap()),
+            _ => {}
+        }
+    }
+    for (what, got) in [("signals", &signals), ("broadcasts", &broadcasts)] {
+        assert!(
+            got.windows(2).all(|w| w[0] < w[1]),
+            "{what} duplicated or out of order: {got:?}"
+        );
+    }
+    // Each one bob did not get is refused to alice.
+    let mut missing: Vec<u64> = (0..N)
+        .flat_map(|n| {
+            let (s, b) = rids[n as usize];
+            let s = (!signals.contains(&n)).then_some(s);
+            let b = (!broadcasts.contains(&n)).then_some(b);
+            s.into_iter().chain(b)
+        })
+        .collect();
+    while !missing.is_empty() {
+        let m = alice.recv().await;
+        if m["type"] == "error" {
+            missing.retain(|&rid| m["rid"] != rid);
+        }
+    }
+}

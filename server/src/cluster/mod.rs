@@ -267,6 +267,7 @@ fn on_notice(app: &App, channel: &str, payload: &[u8]) {
             app.hub.deliver_remote(envelope, now);
         }
         Ok(Notice::TakenOver(id)) => app.hub.lost(&id, now),
+        Ok(Notice::HandedOver(id)) => app.hub.handed_over(&id, now),
         Err(e) => tracing::warn!("ignored a malformed message from another broker: {e}"),
     }
 }
@@ -302,6 +303,13 @@ fn command(config: &ClusterConfig, scripts: &Scripts, op: &Op) -> Option<redis::
             let payload = serde_json::to_vec(&Notice::TakenOver(id.clone())).ok()?;
             redis::cmd("PUBLISH")
                 .arg(broker_channel(from))
+                .arg(payload)
+                .clone()
+        }
+        Op::HandedOver { id } => {
+            let payload = serde_json::to_vec(&Notice::HandedOver(id.clone())).ok()?;
+            evalsha(&scripts.route, &[id_key(id)])
+                .arg(broker_channel(""))
                 .arg(payload)
                 .clone()
         }
@@ -508,7 +516,13 @@ fn answer_op(
             };
             app.hub.answer(conn, reply, now);
         }
-        Op::TookOver { .. } | Op::Leave { .. } | Op::Publish { .. } | Op::Unsubscribe { .. } => {
+        // Nobody heard the takeover (the old broker died): nothing will be
+        // handed over.
+        Op::TookOver { id, .. } => match answer {
+            Ok(Value::Int(n)) if n > 0 => {}
+            _ => app.hub.handed_over(&id, now),
+        },
+        Op::HandedOver { .. } | Op::Leave { .. } | Op::Publish { .. } | Op::Unsubscribe { .. } => {
             if let Err(e) = answer {
                 tracing::warn!("Redis refused a leave or a notice: {e}");
             }
@@ -785,8 +799,11 @@ fn fail(app: &App, end: &LinkEnd, op: Op) {
             .room_answer(conn, rid, &id, &room, unavailable(), now),
         // Its lease runs out; the reaper takes it out of its rooms.
         Op::Release { .. } => {}
-        // The other broker finds out when it renews its leases.
-        Op::TookOver { .. } => {}
+        // The other broker finds out when it renews its leases; nothing
+        // will be handed over meanwhile.
+        Op::TookOver { id, .. } => app.hub.handed_over(&id, now),
+        // The other broker stops waiting at its deadline.
+        Op::HandedOver { .. } => {}
         // Made again from this broker's memberships once Redis is back.
         Op::Leave { .. } | Op::Snapshot { .. } | Op::Unsubscribe { .. } => {}
         Op::Publish { .. } => {}
@@ -1121,6 +1138,7 @@ mod tests {
             to: "bob".into(),
             origin: Some(("alice".into(), 7)),
             room_event: false,
+            handoff: false,
             frame: r#"{"type":"signal"}"#.into(),
         });
         let text = serde_json::to_string(&n).unwrap();

@@ -17,10 +17,26 @@
 //!
 //! What cannot be delivered comes back to its sender as a `delivery_error`
 //! (`unknown-peer`, `peer-gone`, `unavailable`), as on one broker.
+//!
+//! # Hand-over after a resume on another broker
+//!
+//! When an id is taken over (its client resumed here with its token), the
+//! broker that had it may still hold frames for it: queued while it was
+//! detached, or arriving there until it hears of the takeover. That broker
+//! sends them on in its order ([`Envelope::handoff`]) and then says
+//! [`Notice::HandedOver`], all through the one ordered pipeline. Until then
+//! this broker holds what else arrives for the id (the frames sent to it
+//! here since the claim: [`Handoff`]), so the client gets everything in
+//! order; a room broadcast that both brokers passed on (its member was on
+//! both while the takeover travelled) is given once, told apart by its
+//! sender's request. Nothing is held when the old broker is not listening
+//! (it died: the takeover notice reached nobody), nor past
+//! [`HANDOFF_TIMEOUT`] (it died on the way).
 
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use peerwire::protocol::messages::Rid;
 use peerwire::protocol::{ClientMessage, CloseCode, ErrorCode, ServerMessage};
@@ -42,6 +58,10 @@ pub struct Envelope {
     /// A room event (dropped, not queued, while `to` is detached).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub room_event: bool,
+    /// Sent on by the broker `to` was taken over from: delivered ahead of
+    /// what waits for the hand-over (see the module docs).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub handoff: bool,
     /// The JSON text the client receives.
     pub frame: String,
 }
@@ -55,6 +75,25 @@ pub enum Notice {
     /// A client reclaimed this id on another broker with its resume token:
     /// let its connection here go, and send on what was queued for it.
     TakenOver(String),
+    /// The broker this id was taken over from has sent on all it held for
+    /// it (as `Deliver`s with `handoff`, before this).
+    HandedOver(String),
+}
+
+/// How long a broker that took an id over waits for the old broker's
+/// [`Notice::HandedOver`] before it delivers what it held meanwhile (the
+/// old broker died after hearing of the takeover). A few Redis round
+/// trips take milliseconds; this is Redis's own response timeout.
+pub const HANDOFF_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Frames for an id taken over here, held until the old broker has handed
+/// over what it had.
+pub(super) struct Handoff {
+    deadline: Instant,
+    pub(super) held: VecDeque<Queued>,
+    /// Requests (sender, rid) whose frames came through the old broker: a
+    /// held copy of one of them is a duplicate (a room broadcast).
+    handed: HashSet<(String, Rid)>,
 }
 
 /// A claim of an id being registered on this broker.
@@ -105,6 +144,11 @@ pub enum Op {
     TookOver {
         id: String,
         from: String,
+    },
+    /// Tells the broker holding `id` now that this one has sent on all it
+    /// had for it.
+    HandedOver {
+        id: String,
     },
     /// Joins `id` to `room` within `max_members`; `event` (a
     /// [`super::RoomNotice`]) is published when it was not a member yet.
@@ -378,9 +422,16 @@ impl Hub {
     /// Another broker holds `id` now (it was taken over with its resume
     /// token, or claimed while this broker had lost Redis): its connection
     /// here closes with 4005 and what was queued for it goes on to the
-    /// other broker.
+    /// other broker, followed by [`Notice::HandedOver`].
     pub fn lost(&self, id: &str, now: Instant) {
         self.lock().lost(id, now);
+    }
+
+    /// The broker `id` was taken over from has handed over what it had
+    /// (or cannot: it is not listening): what was held here for the id
+    /// goes to it now.
+    pub fn handed_over(&self, id: &str, now: Instant) {
+        self.lock().end_handoff(id, now);
     }
 }
 
@@ -437,8 +488,14 @@ impl State {
             id: claim.id.clone(),
             from,
         });
-        self.sessions
-            .insert(claim.id.clone(), Session::new(token.clone(), conn));
+        let mut session = Session::new(token.clone(), conn);
+        session.handoff = Some(Handoff {
+            deadline: now + HANDOFF_TIMEOUT,
+            held: VecDeque::new(),
+            handed: HashSet::new(),
+        });
+        self.handoffs.insert(claim.id.clone());
+        self.sessions.insert(claim.id.clone(), session);
         if let Some(entry) = self.conns.get_mut(&conn) {
             entry.peer = Some(claim.id.clone());
         }
@@ -475,6 +532,7 @@ impl State {
             to: to.to_string(),
             origin,
             room_event: kind == Kind::RoomEvent,
+            handoff: false,
             frame: frame.as_str().to_string(),
         })
     }
@@ -515,22 +573,91 @@ impl State {
             Kind::Queued
         };
         let frame = TextFrame::from(envelope.frame);
-        if !self.sessions.contains_key(&envelope.to) {
+        let Some(session) = self.sessions.get_mut(&envelope.to) else {
             // It moved on (taken over, or released) since Redis routed it.
             return self.tell_origin(envelope.origin, ErrorCode::PeerGone, &envelope.to, now);
-        }
-        if let Err(code) =
-            self.deliver_frame(&envelope.to, frame, envelope.origin.clone(), kind, now)
-        {
+        };
+        let delivered = match (&mut session.handoff, envelope.handoff) {
+            // From the old broker: ahead of what is held, bypassing it.
+            (Some(handoff), true) => {
+                handoff.handed.extend(envelope.origin.clone());
+                self.deliver_now(&envelope.to, frame, envelope.origin.clone(), kind, now)
+            }
+            _ => self.deliver_frame(&envelope.to, frame, envelope.origin.clone(), kind, now),
+        };
+        if let Err(code) = delivered {
             self.tell_origin(envelope.origin, code, &envelope.to, now);
+        }
+    }
+
+    /// Holds a frame for `to` while it waits for a hand-over; gives it
+    /// back when there is none.
+    pub(super) fn hold(
+        &mut self,
+        to: &str,
+        frame: TextFrame,
+        origin: Option<(String, Rid)>,
+    ) -> Result<Option<Queued>, ErrorCode> {
+        let max = self.config.max_queued;
+        let Some(handoff) = self.sessions.get_mut(to).and_then(|s| s.handoff.as_mut()) else {
+            return Ok(Some(Queued { frame, origin }));
+        };
+        if handoff.held.len() >= max {
+            return Err(ErrorCode::QueueFull);
+        }
+        handoff.held.push_back(Queued { frame, origin });
+        Ok(None)
+    }
+
+    /// Ends `id`'s wait for a hand-over: what was held goes to it now, in
+    /// order, but for room broadcasts the old broker already passed on.
+    pub(super) fn end_handoff(&mut self, id: &str, now: Instant) {
+        self.handoffs.remove(id);
+        let Some(handoff) = self.sessions.get_mut(id).and_then(|s| s.handoff.take()) else {
+            return;
+        };
+        for q in handoff.held {
+            if q.origin
+                .as_ref()
+                .is_some_and(|o| handoff.handed.contains(o))
+            {
+                continue;
+            }
+            if let Err(code) = self.deliver_now(id, q.frame, q.origin.clone(), Kind::Queued, now) {
+                self.tell_origin(q.origin, code, id, now);
+            }
+        }
+    }
+
+    /// Ends the hand-overs whose old broker has not answered in time.
+    pub(super) fn end_overdue_handoffs(&mut self, now: Instant) {
+        let due: Vec<String> = self
+            .handoffs
+            .iter()
+            .filter(|id| {
+                self.sessions
+                    .get(*id)
+                    .and_then(|s| s.handoff.as_ref())
+                    .is_none_or(|h| h.deadline <= now)
+            })
+            .cloned()
+            .collect();
+        for id in due {
+            self.end_handoff(&id, now);
         }
     }
 
     fn lost(&mut self, id: &str, now: Instant) {
         let Some(session) = self.sessions.get_mut(id) else {
-            return;
+            // Nothing held here: the new broker need not wait.
+            return self.cluster_op(Op::HandedOver { id: id.to_string() });
         };
-        let queued: Vec<Queued> = session.queue.drain(..).collect();
+        let mut queued: Vec<Queued> = session.queue.drain(..).collect();
+        // Taken over again while itself waiting for a hand-over: what it
+        // held follows what it had queued.
+        if let Some(handoff) = session.handoff.take() {
+            queued.extend(handoff.held);
+        }
         if let Some(conn) = session.conn.take() {
             if let Some(mut entry) = self.conns.remove(&conn) {
                 if let Some(kill) = entry.kill.take() {
@@ -555,11 +682,22 @@ impl State {
         }
         self.release(id, now);
         for q in queued {
-            if let Err(code) = self.deliver_frame(id, q.frame, q.origin.clone(), Kind::Queued, now)
-            {
+            let sent = match &self.cluster {
+                Some(link) => link.forward(Envelope {
+                    to: id.to_string(),
+                    origin: q.origin.clone(),
+                    room_event: false,
+                    handoff: true,
+                    frame: q.frame.as_str().to_string(),
+                }),
+                None => Err(ErrorCode::Unavailable),
+            };
+            if let Err(code) = sent {
                 self.tell_origin(q.origin, code, id, now);
             }
         }
+        // After the frames, in the same ordered queue.
+        self.cluster_op(Op::HandedOver { id: id.to_string() });
     }
 
     /// Creates the session for a newly registered id on `conn` and tells

@@ -148,6 +148,30 @@ impl State {
         kind: Kind,
         now: Instant,
     ) -> Result<(), ErrorCode> {
+        if !self.sessions.contains_key(to) {
+            return self.forward(to, &frame, origin, kind);
+        }
+        // An id just taken over from another broker waits for what that
+        // broker still had for it (see `cluster`).
+        let (frame, origin) = match kind {
+            Kind::Queued => match self.hold(to, frame, origin)? {
+                Some(back) => (back.frame, back.origin),
+                None => return Ok(()),
+            },
+            _ => (frame, origin),
+        };
+        self.deliver_now(to, frame, origin, kind, now)
+    }
+
+    /// [`State::deliver_frame`] without waiting for a hand-over.
+    pub(super) fn deliver_now(
+        &mut self,
+        to: &str,
+        frame: TextFrame,
+        origin: Option<(String, Rid)>,
+        kind: Kind,
+        now: Instant,
+    ) -> Result<(), ErrorCode> {
         let Some(session) = self.sessions.get(to) else {
             return self.forward(to, &frame, origin, kind);
         };

@@ -244,6 +244,7 @@ impl Hub {
                 relays: Relays::default(),
                 cluster: None,
                 net_rooms: HashMap::new(),
+                handoffs: HashSet::new(),
             }),
         }
     }
@@ -389,6 +390,7 @@ impl Hub {
             && st.cut_off.is_empty()
             && st.relays.is_empty()
             && st.net_rooms.is_empty()
+            && st.handoffs.is_empty()
     }
 
     /// The gauges `/metrics` reports.
@@ -463,6 +465,9 @@ struct State {
     /// In a network: the rooms this broker's ids are in, with those ids
     /// (Redis holds the rooms themselves; see `network_rooms`).
     net_rooms: HashMap<String, Vec<String>>,
+    /// In a network: ids taken over from another broker that wait for what
+    /// it still had for them (see `cluster`), for `sweep`.
+    handoffs: HashSet<String>,
 }
 
 impl State {

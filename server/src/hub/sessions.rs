@@ -13,7 +13,7 @@ use base64::Engine as _;
 use peerwire::protocol::messages::Rid;
 use peerwire::protocol::{CloseCode, ErrorCode, PROTOCOL_VERSION, ServerMessage, ids};
 
-use super::cluster::Claim;
+use super::cluster::{Claim, Handoff};
 use super::delivery::{Kind, Queued};
 use super::{ConnId, Refusal, State, internal};
 
@@ -37,6 +37,9 @@ pub(super) struct Session {
     pub(super) opened_keys: BTreeSet<String>,
     pub(super) joined_keys: BTreeSet<String>,
     pub(super) hostnames: BTreeSet<String>,
+    /// Taken over from another broker, and waiting for what it still had
+    /// for the id (see `cluster`).
+    pub(super) handoff: Option<Handoff>,
 }
 
 impl Session {
@@ -51,6 +54,7 @@ impl Session {
             opened_keys: BTreeSet::new(),
             joined_keys: BTreeSet::new(),
             hostnames: BTreeSet::new(),
+            handoff: None,
         }
     }
 }
@@ -272,7 +276,9 @@ impl State {
             return;
         };
         self.detached.remove(peer);
-        for q in session.queue {
+        self.handoffs.remove(peer);
+        let held = session.handoff.into_iter().flat_map(|h| h.held);
+        for q in session.queue.into_iter().chain(held) {
             self.tell_origin(q.origin, ErrorCode::PeerGone, peer, now);
         }
         for room in &session.rooms {

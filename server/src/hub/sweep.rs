@@ -16,6 +16,7 @@ impl State {
         self.sweep_keys(now);
         self.expire_state(now);
         self.expire_relay_intents(now);
+        self.end_overdue_handoffs(now);
     }
 
     /// Releases every detached id whose grace window has ended.
