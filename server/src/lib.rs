@@ -10,6 +10,7 @@
 //! - [`limits`]: rate limits, connections per address, origin patterns.
 //! - [`metrics`]: Prometheus counters and gauges.
 //! - [`proxy`]: the client's address behind trusted proxies (`--trust-proxy`).
+//! - [`statics`]: the `--static` folder, without hidden files or symlinks out of it.
 //! - [`stun`]: the broker's own STUN service (binding requests over UDP).
 
 pub mod access;
@@ -24,6 +25,7 @@ pub mod ice;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;
+pub mod statics;
 pub mod stun;
 
 use std::future::Future;
@@ -42,7 +44,6 @@ use axum::routing::get;
 use axum_server::Handle;
 use axum_server::accept::Accept;
 use peerwire::protocol::CloseCode;
-use tower_http::services::ServeDir;
 
 pub use config::Config;
 use hub::Hub;
@@ -77,7 +78,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", metrics);
     if app.config.static_dir.is_dir() {
-        router = router.fallback_service(ServeDir::new(&app.config.static_dir));
+        router = router.fallback_service(statics::service(&app.config.static_dir));
     }
     router.with_state(app)
 }

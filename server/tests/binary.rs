@@ -76,6 +76,37 @@ async fn serves_static_files_healthz_and_shuts_down_gracefully_with_1001() {
     );
     assert!(http_get(p.addr, "/healthz").await.ends_with("ok\n"));
 
+    // Hidden files and symlinks out of the folder are not served.
+    std::fs::create_dir_all(dir.join(".git")).unwrap();
+    std::fs::write(dir.join(".git/config"), "[remote] secret").unwrap();
+    std::fs::write(dir.join(".env"), "SECRET=1").unwrap();
+    let outside = dir.with_extension("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("passwd"), "root:x:0:0").unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join("escape")).unwrap();
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    std::fs::write(dir.join("sub/page.html"), "inside").unwrap();
+    std::os::unix::fs::symlink(dir.join("sub"), dir.join("alias")).unwrap();
+    for hidden in [
+        "/.git/config",
+        "/.env",
+        "/%2egit/config",
+        "/escape/passwd",
+        "/escape/",
+    ] {
+        let answer = http_get(p.addr, hidden).await;
+        assert!(answer.starts_with("HTTP/1.0 404"), "{hidden}: {answer}");
+        assert!(
+            !answer.contains("secret") && !answer.contains("root:"),
+            "{hidden}: {answer}"
+        );
+    }
+    let inside = http_get(p.addr, "/alias/page.html").await;
+    assert!(
+        inside.contains("200 OK") && inside.ends_with("inside"),
+        "a link within the folder: {inside}"
+    );
+
     let mut c = Client::connect(&format!("ws://{}/ws", p.addr)).await;
     assert_eq!(
         c.request(json!({"type": "register", "id": "alice"})).await["type"],
@@ -102,6 +133,7 @@ async fn serves_static_files_healthz_and_shuts_down_gracefully_with_1001() {
     };
     assert!(exit.success(), "{exit:?}");
     std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::remove_dir_all(&outside).unwrap();
 }
 
 #[tokio::test]
