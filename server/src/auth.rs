@@ -34,12 +34,25 @@ pub struct Grant {
     pub sub: Option<String>,
     /// Room patterns the connection may join (any unprotected room if `None`).
     pub rooms: Option<Vec<String>>,
+    /// When the token stops being accepted (Unix seconds): also for joins
+    /// later on the connection it opened.
+    pub exp: Option<u64>,
+}
+
+impl Grant {
+    /// Whether the token has expired at `now` (Unix seconds), leeway
+    /// allowed.
+    pub fn expired(&self, now: u64) -> bool {
+        self.exp
+            .is_some_and(|exp| exp.saturating_add(LEEWAY_SECS) < now)
+    }
 }
 
 #[derive(Deserialize)]
 struct Claims {
     sub: Option<String>,
     rooms: Option<Vec<String>>,
+    exp: Option<u64>,
 }
 
 /// Which ids and rooms need a token, and the key that checks tokens.
@@ -126,6 +139,7 @@ impl Policy {
         Ok(Some(Grant {
             sub: data.claims.sub,
             rooms: data.claims.rooms,
+            exp: data.claims.exp,
         }))
     }
 
@@ -160,19 +174,42 @@ impl Policy {
 }
 
 /// The token a WebSocket upgrade carries: `?token=` in the URL (browsers
-/// cannot set headers on a WebSocket), or `Authorization: Bearer`.
-pub fn token_from(query: Option<&str>, authorization: Option<&str>) -> Option<String> {
-    let from_query = query.and_then(|q| {
-        q.split('&')
-            .filter_map(|pair| pair.split_once('='))
-            .find(|(k, _)| *k == "token")
-            .map(|(_, v)| percent_decode(v))
-    });
-    from_query.or_else(|| {
-        authorization
-            .and_then(|h| h.strip_prefix("Bearer "))
-            .map(|t| t.trim().to_string())
-    })
+/// cannot set headers on a WebSocket), or `Authorization: Bearer` (the
+/// scheme in any case). An empty `?token=` counts as none. Two different
+/// tokens, or a `Bearer` with nothing after it, are refused rather than
+/// one of them silently ignored; another scheme (`Basic`, for a proxy) is
+/// not a token.
+pub fn token_from(
+    query: Option<&str>,
+    authorization: Option<&str>,
+) -> Result<Option<String>, String> {
+    let from_query = query
+        .and_then(|q| {
+            q.split('&')
+                .filter_map(|pair| pair.split_once('='))
+                .find(|(k, _)| *k == "token")
+                .map(|(_, v)| percent_decode(v))
+        })
+        .filter(|t| !t.is_empty());
+    let from_header = match authorization.map(str::trim) {
+        Some(h) if h.len() >= 6 && h[..6].eq_ignore_ascii_case("bearer") => {
+            let token = h[6..].trim();
+            if token.is_empty() || !h[6..].starts_with([' ', '\t']) {
+                return Err(
+                    "the Authorization header's Bearer scheme has no token after it".into(),
+                );
+            }
+            Some(token.to_string())
+        }
+        _ => None,
+    };
+    match (from_query, from_header) {
+        (Some(q), Some(h)) if q != h => Err(
+            "two different tokens: one in ?token= and one in the Authorization header; send one"
+                .into(),
+        ),
+        (q, h) => Ok(q.or(h)),
+    }
 }
 
 fn percent_decode(s: &str) -> String {
@@ -247,6 +284,11 @@ mod tests {
         assert!(p.may_join(Some(&g), "team-red").is_ok());
         assert!(p.may_join(Some(&g), "lobby").is_err(), "rooms claim limits");
         assert!(p.may_join(Some(&g), "staff").is_err());
+        assert!(!g.expired(now()), "valid now");
+        assert!(
+            g.expired(now() + 60 + LEEWAY_SECS + 1),
+            "expired later, leeway past"
+        );
     }
 
     #[test]
@@ -330,19 +372,30 @@ mod tests {
 
     #[test]
     fn the_token_comes_from_the_query_or_the_authorization_header() {
+        let got = |q, h| token_from(q, h).map(|t| t.unwrap_or_default());
+        assert_eq!(got(Some("a=1&token=x.y.z"), None).as_deref(), Ok("x.y.z"));
+        assert_eq!(got(Some("token=a%2Eb"), None).as_deref(), Ok("a.b"));
+        assert_eq!(got(Some("token=%zz%"), None).as_deref(), Ok("%zz%"));
+        assert_eq!(got(None, Some("Bearer abc")).as_deref(), Ok("abc"));
+        assert_eq!(token_from(Some("other=1"), Some("Basic abc")), Ok(None));
+        // The scheme in any case; an empty ?token= does not hide the header.
+        assert_eq!(got(None, Some("bearer abc")).as_deref(), Ok("abc"));
         assert_eq!(
-            token_from(Some("a=1&token=x.y.z"), None).as_deref(),
-            Some("x.y.z")
+            got(Some("token="), Some("Bearer abc")).as_deref(),
+            Ok("abc")
         );
         assert_eq!(
-            token_from(Some("token=a%2Eb"), None).as_deref(),
-            Some("a.b")
+            got(Some("token=abc"), Some("Bearer abc")).as_deref(),
+            Ok("abc")
         );
+        // Never one of two tokens silently dropped.
+        assert!(token_from(Some("token=abc"), Some("Bearer xyz")).is_err());
+        assert!(token_from(None, Some("Bearer")).is_err());
+        assert!(token_from(None, Some("Bearer   ")).is_err());
         assert_eq!(
-            token_from(Some("token=%zz%"), None).as_deref(),
-            Some("%zz%")
+            token_from(None, Some("Bearerabc")),
+            Ok(None),
+            "not the Bearer scheme"
         );
-        assert_eq!(token_from(None, Some("Bearer abc")).as_deref(), Some("abc"));
-        assert_eq!(token_from(Some("other=1"), Some("Basic abc")), None);
     }
 }

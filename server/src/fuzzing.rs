@@ -180,6 +180,7 @@ pub fn hub_sequence(data: &[u8]) {
     let token_for = |sub: &str| Grant {
         sub: Some(sub.to_string()),
         rooms: Some(vec!["staff".into(), "r*".into()]),
+        exp: None,
     };
     for step in data.chunks(3) {
         let [s, op, arg] = [

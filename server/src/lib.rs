@@ -179,7 +179,8 @@ async fn ws_upgrade(
             .get(header::AUTHORIZATION)
             .and_then(|h| h.to_str().ok()),
     );
-    let grant = match app.auth.admit(token.as_deref()) {
+    let admitted = token.and_then(|token| app.auth.admit(token.as_deref()));
+    let grant = match admitted {
         Ok(grant) => grant,
         Err(reason) => {
             // A browser cannot read an upgrade's HTTP status: complete the

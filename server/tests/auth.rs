@@ -152,3 +152,119 @@ async fn a_broker_without_a_secret_refuses_tokens_instead_of_ignoring_them() {
     assert!(reason.contains("--auth-secret"), "{reason}");
     b.stop().await;
 }
+
+/// A client whose upgrade carries `query` and an `Authorization` header.
+async fn with_query_and_header(b: &Broker, query: &str, authorization: &str) -> Client {
+    let mut req = format!("{}?{query}", b.url())
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("authorization", authorization.parse().unwrap());
+    Client::connect_with(req).await
+}
+
+#[tokio::test]
+async fn a_token_is_never_ignored_however_it_is_sent() {
+    let b = protected_broker(&[]).await;
+    let good = mint(json!({"sub": "bob"}));
+    for (query, header, why) in [
+        // An empty ?token= used to hide the header's bad token.
+        ("token=", "Bearer garbage", "malformed"),
+        // The scheme is case-insensitive: a lowercase bearer is checked too.
+        ("x=1", "bearer garbage", "malformed"),
+        ("x=1", "Bearer ", "no token"),
+        (
+            &format!("token={good}") as &str,
+            "Bearer garbage",
+            "two different tokens",
+        ),
+    ] {
+        let mut c = with_query_and_header(&b, query, header).await;
+        let (code, reason) = c.close_frame().await.expect("a close frame");
+        assert_eq!(code, 4007, "{query} / {header}");
+        assert!(reason.contains(why), "{query} / {header}: {reason}");
+    }
+    let mut ok = with_query_and_header(&b, "token=", &format!("bearer {good}")).await;
+    assert_eq!(
+        ok.request(json!({"type": "register", "id": "bob"})).await["type"],
+        "registered"
+    );
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_that_expires_on_an_open_connection_joins_nothing_more() {
+    let b = protected_broker(&[]).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // Valid for one or two more seconds (the broker allows 30 s of skew).
+    let token = mint(json!({"sub": "bob", "exp": now - 29}));
+    let mut c = with_token(&b, &token).await;
+    assert_eq!(
+        c.request(json!({"type": "register", "id": "bob"})).await["type"],
+        "registered"
+    );
+    assert_eq!(
+        c.request(json!({"type": "join", "room": "r0"})).await["type"],
+        "joined"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    for n in 1.. {
+        let r = c
+            .request(json!({"type": "join", "room": format!("r{n}")}))
+            .await;
+        if r["type"] == "error" {
+            assert_eq!(r["code"], "unauthorized", "{r}");
+            assert!(r["message"].as_str().unwrap().contains("expired"), "{r}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "joins still accepted after the token expired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_resume_keeps_only_the_rooms_the_new_token_lists() {
+    let b = protected_broker(&[]).await;
+    let both = mint(json!({"sub": "admin-1", "rooms": ["staff", "team-*"]}));
+    let mut c = with_token(&b, &both).await;
+    let r = c
+        .request(json!({"type": "register", "id": "admin-1"}))
+        .await;
+    let resume = r["resumeToken"].as_str().unwrap().to_string();
+    for room in ["staff", "team-red"] {
+        c.request(json!({"type": "join", "room": room})).await;
+    }
+    let mut other = with_token(&b, &mint(json!({"sub": "admin-2", "rooms": ["staff"]}))).await;
+    other
+        .request(json!({"type": "register", "id": "admin-2"}))
+        .await;
+    other
+        .request(json!({"type": "join", "room": "staff"}))
+        .await;
+    c.vanish();
+
+    // Back with a token that no longer lists staff.
+    let narrower = mint(json!({"sub": "admin-1", "rooms": ["team-*"]}));
+    let mut again = with_token(&b, &narrower).await;
+    let r = again
+        .request(json!({"type": "register", "id": "admin-1", "resumeToken": resume}))
+        .await;
+    assert_eq!(
+        (r["resumed"].as_bool(), r["rooms"].clone()),
+        (Some(true), json!(["team-red"])),
+        "{r}"
+    );
+    let left = other.expect("peer-left").await;
+    assert_eq!(
+        (left["room"].as_str(), left["id"].as_str()),
+        (Some("staff"), Some("admin-1"))
+    );
+    b.stop().await;
+}

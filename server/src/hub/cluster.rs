@@ -502,6 +502,7 @@ impl State {
         for room in &rooms {
             self.add_membership(&claim.id, room);
         }
+        let rooms = self.rooms_still_allowed(&claim.id, conn, rooms, now);
         let msg = self.registered(conn, claim.rid, &claim.id, token, true, rooms.clone());
         self.send_conn(conn, &msg, now);
         for room in rooms {

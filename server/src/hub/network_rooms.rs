@@ -204,11 +204,8 @@ impl State {
     ) -> Option<Result<ServerMessage, Refusal>> {
         let session = self.sessions.get(me)?;
         if !session.rooms.contains(&room) {
-            let grant = session
-                .conn
-                .and_then(|c| self.conns.get(&c)?.grant.as_ref());
-            if let Err(detail) = self.config.auth.may_join(grant, &room) {
-                return Some(Err((ErrorCode::Forbidden, rid, detail)));
+            if let Err((code, detail)) = self.may_join(session.conn, &room) {
+                return Some(Err((code, rid, detail)));
             }
             if session.rooms.len() >= self.config.max_rooms_per_peer {
                 let detail = format!("already in {} rooms", session.rooms.len());

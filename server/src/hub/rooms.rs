@@ -79,16 +79,31 @@ impl State {
         }
     }
 
+    /// Whether connection `conn` may be in `room` now: its token (if any)
+    /// has not expired and allows the room, or no token is needed for it.
+    pub(super) fn may_join(
+        &self,
+        conn: Option<ConnId>,
+        room: &str,
+    ) -> Result<(), (ErrorCode, String)> {
+        let grant = conn.and_then(|c| self.conns.get(&c)?.grant.as_ref());
+        if grant.is_some_and(|g| g.expired((self.env.unix_clock)())) {
+            let detail = "the token this connection presented has expired: reconnect with a fresh one (the `token` option)";
+            return Err((ErrorCode::Unauthorized, detail.into()));
+        }
+        self.config
+            .auth
+            .may_join(grant, room)
+            .map_err(|detail| (ErrorCode::Forbidden, detail))
+    }
+
     pub(super) fn join(&mut self, me: &str, rid: Rid, room: String, now: Instant) -> Answer {
         let Some(session) = self.sessions.get(me) else {
             return Err(internal(rid, "join from a connection without a session"));
         };
         if !session.rooms.contains(&room) {
-            let grant = session
-                .conn
-                .and_then(|c| self.conns.get(&c)?.grant.as_ref());
-            if let Err(detail) = self.config.auth.may_join(grant, &room) {
-                return Err((ErrorCode::Forbidden, rid, detail));
+            if let Err((code, detail)) = self.may_join(session.conn, &room) {
+                return Err((code, rid, detail));
             }
             if session.rooms.len() >= self.config.max_rooms_per_peer {
                 let detail = format!("already in {} rooms", session.rooms.len());

@@ -236,6 +236,7 @@ impl State {
         if let Some(entry) = self.conns.get_mut(&conn) {
             entry.peer = Some(id.clone());
         }
+        let rooms = self.rooms_still_allowed(&id, conn, rooms, now);
         let msg = self.registered(conn, rid, &id, token, true, rooms.clone());
         self.send_conn(conn, &msg, now);
         for room in rooms {
@@ -251,6 +252,28 @@ impl State {
             self.send_frame(conn, q.frame, q.origin, Kind::Queued, now);
         }
         self.relay_resumed(&id, conn, old.is_some(), now);
+    }
+
+    /// The rooms of `id`, resumed on `conn`, that `conn`'s token still
+    /// allows; it leaves the others (their members hear `peer-left`).
+    pub(super) fn rooms_still_allowed(
+        &mut self,
+        id: &str,
+        conn: ConnId,
+        rooms: Vec<String>,
+        now: Instant,
+    ) -> Vec<String> {
+        let (kept, refused): (Vec<String>, Vec<String>) = rooms
+            .into_iter()
+            .partition(|room| self.may_join(Some(conn), room).is_ok());
+        for room in &refused {
+            if self.cluster.is_some() {
+                self.net_leave_room(id, room);
+            } else {
+                self.leave_room(id, room, now);
+            }
+        }
+        kept
     }
 
     /// The id's connection is gone; hold the id for the grace window.
