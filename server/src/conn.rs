@@ -109,7 +109,7 @@ pub async fn run(
                     }
                     sink.flush().await
                 };
-                match timeout(WRITE_TIMEOUT, write).await {
+                match patient_timeout(WRITE_TIMEOUT, write).await {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return Ending::Lost,
                     Err(_) => return Ending::Close(CloseCode::SlowConsumer),
@@ -118,7 +118,7 @@ pub async fn run(
         };
         let reader = async {
             loop {
-                let frame = match timeout(silence_limit, stream.next()).await {
+                let frame = match patient_timeout(silence_limit, stream.next()).await {
                     Err(_) => return Ending::Close(CloseCode::HeartbeatTimeout),
                     Ok(None) => return Ending::Lost,
                     Ok(Some(Err(e))) => {
@@ -228,6 +228,36 @@ pub async fn run(
     }
     let _ = timeout(Duration::from_secs(2), sink.close()).await;
     crate::access::closed(ip, conn, registered.as_deref(), by, opened_at.elapsed());
+}
+
+/// How late a timer may fire before the broker counts itself as having
+/// been paused.
+const PAUSE_SLACK: Duration = Duration::from_secs(1);
+
+/// `fut`, or `Err` when it takes longer than `limit` of the broker's own
+/// running time: a deadline that passes while the broker itself was not
+/// running (SIGSTOP, a VM migration, a starved host: its timer fires more
+/// than [`PAUSE_SLACK`] late) is moved on instead, and the same future
+/// polled on, so that a client is not blamed for the broker's silence and
+/// a write is never cut in half.
+async fn patient_timeout<F: std::future::Future>(
+    limit: Duration,
+    fut: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    tokio::pin!(fut);
+    let mut deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, &mut fut).await {
+            Ok(out) => return Ok(out),
+            Err(elapsed) => {
+                let now = tokio::time::Instant::now();
+                if now.duration_since(deadline) <= PAUSE_SLACK {
+                    return Err(elapsed);
+                }
+                deadline = now + limit;
+            }
+        }
+    }
 }
 
 /// The largest binary frame a client may send: a whole relay frame when

@@ -402,3 +402,52 @@ async fn the_default_stun_port_3478_is_used_or_skipped_with_a_warning() {
     let (client, mapped) = stun_binding(stun).expect("an answer on the default port");
     assert_eq!(mapped, client.local_addr().unwrap());
 }
+
+#[tokio::test]
+async fn a_paused_broker_does_not_blame_its_clients_for_its_own_silence() {
+    // Heartbeats every 200 ms, silence limit 1 s; the broker is then
+    // stopped (SIGSTOP) for 2.5 s, as in a VM migration or a long stall.
+    let p = spawn(&[
+        "--heartbeat-interval-ms",
+        "200",
+        "--heartbeat-timeout-ms",
+        "1000",
+    ]);
+    let mut readers = Vec::new();
+    for i in 0..20 {
+        let mut c = Client::connect(&format!("ws://{}/ws", p.addr)).await;
+        let r = c
+            .request(json!({"type": "register", "id": format!("c{i}")}))
+            .await;
+        assert_eq!(r["type"], "registered");
+        // Each client keeps reading (so pings are answered) until the end.
+        readers.push(tokio::spawn(async move {
+            let closed = c.closed_within(Duration::from_millis(5000)).await;
+            (c, closed)
+        }));
+    }
+    let pid = p.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-STOP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        Command::new("kill")
+            .args(["-CONT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    for r in readers {
+        let (mut c, closed) = r.await.unwrap();
+        assert_eq!(
+            closed, None,
+            "a client was cut off after the broker's pause"
+        );
+        assert_eq!(c.request(json!({"type": "ping"})).await["type"], "pong");
+    }
+}
