@@ -192,9 +192,14 @@ pub fn token_from(
         })
         .filter(|t| !t.is_empty());
     let from_header = match authorization.map(str::trim) {
-        Some(h) if h.len() >= 6 && h[..6].eq_ignore_ascii_case("bearer") => {
+        Some(h)
+            if h.len() >= 6
+                && h.is_char_boundary(6)
+                && h[..6].eq_ignore_ascii_case("bearer")
+                && (h.len() == 6 || h[6..].starts_with([' ', '\t'])) =>
+        {
             let token = h[6..].trim();
-            if token.is_empty() || !h[6..].starts_with([' ', '\t']) {
+            if token.is_empty() {
                 return Err(
                     "the Authorization header's Bearer scheme has no token after it".into(),
                 );

@@ -124,14 +124,9 @@ pub async fn run(
                     Ok(Some(Err(e))) => {
                         // tungstenite refuses frames above its own limit
                         // (set a little above ours) before buffering them.
-                        let text = e.to_string();
-                        return if text.contains("Space limit")
-                            || text.contains("too long")
-                            || text.contains("too big")
-                        {
-                            Ending::Close(CloseCode::MessageTooBig)
-                        } else {
-                            Ending::Lost
+                        return match read_error_close(&e.to_string()) {
+                            Some(code) => Ending::Close(code),
+                            None => Ending::Lost,
                         };
                     }
                     Ok(Some(Ok(frame))) => frame,
@@ -228,6 +223,26 @@ pub async fn run(
     }
     let _ = timeout(Duration::from_secs(2), sink.close()).await;
     crate::access::closed(ip, conn, registered.as_deref(), by, opened_at.elapsed());
+}
+
+/// The close code a read error calls for (RFC 6455, section 7.4.1), from
+/// tungstenite's description of it (axum hands it over as text); `None`
+/// for a connection that simply broke.
+fn read_error_close(text: &str) -> Option<CloseCode> {
+    let text = text.to_ascii_lowercase();
+    if text.contains("without closing handshake") {
+        None
+    } else if text.contains("protocol error") {
+        // Including "control frame too big": a framing rule, not a size limit.
+        Some(CloseCode::ProtocolError)
+    } else if text.contains("space limit") || text.contains("too long") || text.contains("too big")
+    {
+        Some(CloseCode::MessageTooBig)
+    } else if text.contains("utf-8") || text.contains("utf8") {
+        Some(CloseCode::InvalidPayload)
+    } else {
+        None
+    }
 }
 
 /// How late a timer may fire before the broker counts itself as having

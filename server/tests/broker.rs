@@ -1213,3 +1213,119 @@ async fn signals_to_a_cut_off_client_are_delivered_after_resume_or_refused_never
     assert!(!refused.is_empty() && !after.is_empty());
     b.stop().await;
 }
+
+/// A WebSocket opened by hand on a TCP stream, for frames no library sends.
+async fn raw_socket(b: &Broker) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(b.addr).await.unwrap();
+    let request = format!(
+        "GET /ws HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        b.addr
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        s.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    s
+}
+
+/// One frame: `first` is FIN, RSV bits and opcode; masked with a zero key
+/// unless `masked` is false.
+fn raw_frame(first: u8, masked: bool, payload: &[u8]) -> Vec<u8> {
+    assert!(payload.len() < 65536);
+    let mut f = vec![first];
+    let mask_bit = if masked { 0x80 } else { 0 };
+    if payload.len() < 126 {
+        f.push(mask_bit | payload.len() as u8);
+    } else {
+        f.push(mask_bit | 126);
+        f.extend((payload.len() as u16).to_be_bytes());
+    }
+    if masked {
+        f.extend([0, 0, 0, 0]);
+    }
+    f.extend(payload);
+    f
+}
+
+/// The code of the close frame the broker answers with (`None`: the
+/// connection ended without one).
+async fn close_code_after(b: &Broker, frames: &[Vec<u8>]) -> Option<u16> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = raw_socket(b).await;
+    for f in frames {
+        s.write_all(f).await.unwrap();
+    }
+    let mut got = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 1024];
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
+    // Skip any ping frames; find the close frame (opcode 8).
+    let mut at = 0;
+    while at + 2 <= got.len() {
+        let (op, len) = (got[at] & 0x0f, (got[at + 1] & 0x7f) as usize);
+        if op == 8 && len >= 2 && at + 4 <= got.len() {
+            return Some(u16::from_be_bytes([got[at + 2], got[at + 3]]));
+        }
+        at += 2 + len;
+    }
+    None
+}
+
+#[tokio::test]
+async fn framing_violations_are_closed_with_the_rfc_6455_codes() {
+    let b = Broker::start(&[]).await;
+    let text = |payload: &[u8]| raw_frame(0x81, true, payload);
+    for (what, frames, code) in [
+        (
+            "text that is not UTF-8",
+            vec![text(&[0xff, 0xfe, 0x80])],
+            1007,
+        ),
+        (
+            "an unmasked frame",
+            vec![raw_frame(0x81, false, b"{}")],
+            1002,
+        ),
+        ("a reserved opcode", vec![raw_frame(0x83, true, b"x")], 1002),
+        ("an RSV bit", vec![raw_frame(0xc1, true, b"{}")], 1002),
+        (
+            "a ping over 125 bytes",
+            vec![raw_frame(0x89, true, &[0; 200])],
+            1002,
+        ),
+        (
+            "a continuation with nothing to continue",
+            vec![raw_frame(0x80, true, b"x")],
+            1002,
+        ),
+    ] {
+        assert_eq!(close_code_after(&b, &frames).await, Some(code), "{what}");
+    }
+    // A well-formed frame on the same kind of socket is answered.
+    let mut ok = raw_socket(&b).await;
+    tokio::io::AsyncWriteExt::write_all(&mut ok, &text(br#"{"type":"ping","rid":1}"#))
+        .await
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::io::AsyncReadExt::read(&mut ok, &mut buf)
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).contains("pong"));
+    b.stop().await;
+}

@@ -226,6 +226,12 @@ pub enum CloseCode {
     Normal = 1000,
     /// The broker is shutting down; reconnect (to another broker) later.
     GoingAway = 1001,
+    /// The client broke the WebSocket framing rules (RFC 6455): an unmasked
+    /// frame, a reserved opcode or bit, a control frame over 125 bytes or
+    /// fragmented, a continuation with nothing to continue.
+    ProtocolError = 1002,
+    /// A text frame that is not UTF-8.
+    InvalidPayload = 1007,
     /// The connection broke a policy (for example a disallowed origin).
     PolicyViolation = 1008,
     /// A frame was larger than the broker's maximum frame size.
@@ -255,9 +261,11 @@ pub enum CloseCode {
 
 impl CloseCode {
     /// Every code, in documentation order.
-    pub const ALL: [CloseCode; 13] = [
+    pub const ALL: [CloseCode; 15] = [
         Self::Normal,
         Self::GoingAway,
+        Self::ProtocolError,
+        Self::InvalidPayload,
         Self::PolicyViolation,
         Self::MessageTooBig,
         Self::InternalError,
@@ -281,6 +289,8 @@ impl CloseCode {
         match self {
             Self::Normal => "normal",
             Self::GoingAway => "broker shutting down",
+            Self::ProtocolError => "websocket protocol error",
+            Self::InvalidPayload => "text frame is not utf-8",
             Self::PolicyViolation => "policy violation",
             Self::MessageTooBig => "message too big",
             Self::InternalError => "internal error",
