@@ -206,6 +206,12 @@ pub struct Config {
     #[arg(long, env = "PEERWIRE_HANDSHAKE_TIMEOUT_MS", default_value_t = 10_000)]
     pub handshake_timeout_ms: u64,
 
+    /// Connections accepted but not yet upgraded to a WebSocket (beyond:
+    /// new ones are dropped at once). Default: half the open-file limit,
+    /// which the broker raises to its hard limit at start.
+    #[arg(long, env = "PEERWIRE_MAX_HANDSHAKES")]
+    pub max_handshakes: Option<usize>,
+
     /// Time a connection has to register before it is closed (4006), in ms.
     #[arg(long, env = "PEERWIRE_REGISTER_TIMEOUT_MS", default_value_t = 10_000)]
     pub register_timeout_ms: u64,

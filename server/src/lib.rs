@@ -22,6 +22,7 @@ pub mod conn;
 pub mod fuzzing;
 pub mod hub;
 pub mod ice;
+pub mod idle;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;
@@ -103,14 +104,22 @@ pub struct ArrivedOn(pub SocketAddr);
 
 /// Accepts each TCP connection: sets `TCP_NODELAY` (signalling is many
 /// small frames: without it, Nagle's algorithm and delayed ACKs add ~40 ms
-/// to each offer/answer round trip) and hands its requests the local
-/// address it arrived on ([`ArrivedOn`]).
-#[derive(Debug, Clone, Copy, Default)]
-struct Acceptor;
+/// to each offer/answer round trip), holds it to the handshake timeout
+/// until it upgrades ([`idle`]; beyond the bound on such connections it is
+/// dropped at once), and hands its requests the local address it arrived
+/// on ([`ArrivedOn`]) and its [`idle::Upgraded`] switch.
+#[derive(Debug, Clone)]
+struct Acceptor {
+    silence: Duration,
+    pending: Arc<idle::Pending>,
+}
 
 impl<S> Accept<tokio::net::TcpStream, S> for Acceptor {
-    type Stream = tokio::net::TcpStream;
-    type Service = axum::middleware::AddExtension<S, ArrivedOn>;
+    type Stream = idle::Idle<tokio::net::TcpStream>;
+    type Service = axum::middleware::AddExtension<
+        axum::middleware::AddExtension<S, idle::Upgraded>,
+        ArrivedOn,
+    >;
     type Future = std::future::Ready<io::Result<(Self::Stream, Self::Service)>>;
 
     fn accept(&self, stream: tokio::net::TcpStream, service: S) -> Self::Future {
@@ -118,7 +127,14 @@ impl<S> Accept<tokio::net::TcpStream, S> for Acceptor {
         let accepted = stream
             .set_nodelay(true)
             .and_then(|()| stream.local_addr())
-            .map(|local| (stream, Extension(ArrivedOn(local)).layer(service)));
+            .and_then(|local| {
+                let (stream, upgraded) = idle::Idle::new(stream, self.silence, &self.pending)
+                    .ok_or_else(|| {
+                        io::Error::other("too many connections waiting to upgrade; dropped")
+                    })?;
+                let service = Extension(upgraded).layer(service);
+                Ok((stream, Extension(ArrivedOn(local)).layer(service)))
+            });
         std::future::ready(accepted)
     }
 }
@@ -144,10 +160,13 @@ async fn ws_upgrade(
     State(app): State<Arc<App>>,
     ConnectInfo(peer_addr): ConnectInfo<SocketAddr>,
     arrived_on: Option<Extension<ArrivedOn>>,
+    upgraded: Option<Extension<idle::Upgraded>>,
     headers: axum::http::HeaderMap,
     uri: axum::http::Uri,
 ) -> Response {
     use axum::http::StatusCode;
+    // Once upgraded, the WebSocket's heartbeats judge the connection.
+    let upgraded = upgraded.map(|Extension(u)| u).unwrap_or_default();
     // Behind a trusted proxy, the client it names (see `proxy`).
     let ip = proxy::client_addr(&app.config.trust_proxy, peer_addr.ip(), &headers);
     let refuse = |reason: &str, status: StatusCode, text: String| {
@@ -189,6 +208,7 @@ async fn ws_upgrade(
             app.metrics.close(CloseCode::Unauthorized);
             access::refused_ws(ip, "token", CloseCode::Unauthorized, &reason);
             return ws.on_upgrade(move |socket| async move {
+                upgraded.mark();
                 conn::refuse(socket, CloseCode::Unauthorized, &reason).await;
                 app.addresses.release(ip);
             });
@@ -212,6 +232,7 @@ async fn ws_upgrade(
         .read_buffer_size(4 * 1024)
         .write_buffer_size(4 * 1024)
         .on_upgrade(move |socket| async move {
+            upgraded.mark();
             conn::run(socket, app.clone(), ip, grant, broker_host).await;
             app.addresses.release(ip);
         })
@@ -469,14 +490,26 @@ pub async fn serve_on(
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(handshake);
+    // Connections that have not upgraded yet: at most half the file
+    // limit (raised to its hard limit first), so that silent ones cannot
+    // take every descriptor.
+    let files = idle::raise_file_limit().unwrap_or(1024);
+    let acceptor = Acceptor {
+        silence: handshake,
+        pending: idle::Pending::new(
+            app.config
+                .max_handshakes
+                .unwrap_or_else(|| usize::try_from(files / 2).unwrap_or(usize::MAX).max(64)),
+        ),
+    };
     let result = match tls {
         Some(tls) => {
             let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(tls)
                 .handshake_timeout(handshake)
-                .acceptor(Acceptor);
+                .acceptor(acceptor);
             server.acceptor(acceptor).serve(service).await
         }
-        None => server.acceptor(Acceptor).serve(service).await,
+        None => server.acceptor(acceptor).serve(service).await,
     };
     sweeper.abort();
     for task in stun_task

@@ -1329,3 +1329,72 @@ async fn framing_violations_are_closed_with_the_rfc_6455_codes() {
     assert!(String::from_utf8_lossy(&buf[..n]).contains("pong"));
     b.stop().await;
 }
+
+/// Whether the broker ends `s` within `limit` (EOF or reset), reading
+/// whatever it sends first.
+async fn ended_within(s: &mut tokio::net::TcpStream, limit: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 256];
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match tokio::time::timeout_at(deadline, s.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn connections_that_never_speak_are_dropped_at_the_handshake_deadline() {
+    use tokio::io::AsyncWriteExt;
+    let b = Broker::start(&["--handshake-timeout-ms", "400"]).await;
+    // Silent from the start; and silent after an answered request (an
+    // idle keep-alive connection).
+    let mut silent = Vec::new();
+    for _ in 0..5 {
+        silent.push(tokio::net::TcpStream::connect(b.addr).await.unwrap());
+    }
+    let mut idle = tokio::net::TcpStream::connect(b.addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    for s in silent.iter_mut().chain([&mut idle]) {
+        assert!(
+            ended_within(s, Duration::from_secs(3)).await,
+            "a silent connection is still open"
+        );
+    }
+    // An upgraded connection is not held to the deadline: heartbeats are
+    // its liveness check.
+    let mut ws = b.client().await;
+    ws.request(json!({"type": "register", "id": "alice"})).await;
+    ws.quiet_for(800).await;
+    assert_eq!(ws.request(json!({"type": "ping"})).await["type"], "pong");
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn connections_waiting_to_upgrade_are_bounded() {
+    let b = Broker::start(&["--max-handshakes", "3", "--handshake-timeout-ms", "10000"]).await;
+    let mut silent = Vec::new();
+    for _ in 0..3 {
+        silent.push(tokio::net::TcpStream::connect(b.addr).await.unwrap());
+    }
+    // The fourth is dropped at once rather than held.
+    let mut extra = tokio::net::TcpStream::connect(b.addr).await.unwrap();
+    assert!(ended_within(&mut extra, Duration::from_secs(2)).await);
+    // A place comes free when a silent one goes.
+    drop(silent.pop());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    // (The broker may not have seen that socket end yet: try until it has.)
+    let mut c = loop {
+        if let Ok(c) = Client::try_connect_with(b.url()).await {
+            break c;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no place came free");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(c.request(json!({"type": "ping"})).await["type"], "pong");
+    b.stop().await;
+}
