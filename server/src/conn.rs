@@ -220,6 +220,18 @@ pub async fn run(
             sink.send(Message::Close(Some(frame))),
         )
         .await;
+        // Read (and drop) what the client is still sending until its own
+        // close frame, briefly: a socket closed with input unread is reset,
+        // and a reset can overtake the close frame, so the client would see
+        // 1006 instead of the code that says why.
+        let _ = timeout(Duration::from_secs(1), async {
+            while let Some(Ok(msg)) = stream.next().await {
+                if matches!(msg, Message::Close(_)) {
+                    break;
+                }
+            }
+        })
+        .await;
     }
     let _ = timeout(Duration::from_secs(2), sink.close()).await;
     crate::access::closed(ip, conn, registered.as_deref(), by, opened_at.elapsed());

@@ -1398,3 +1398,60 @@ async fn connections_waiting_to_upgrade_are_bounded() {
     assert_eq!(c.request(json!({"type": "ping"})).await["type"], "pong");
     b.stop().await;
 }
+
+#[tokio::test]
+async fn a_flood_past_the_rate_limit_gets_its_4002_close_frame_not_a_reset() {
+    use tokio::io::AsyncWriteExt;
+    let b = Broker::start(&["--rate-limit", "5", "--rate-burst", "10"]).await;
+    for _ in 0..5 {
+        let s = raw_socket(&b).await;
+        // Far past the burst.
+        let mut burst = Vec::new();
+        for rid in 0..400 {
+            burst.extend(raw_frame(
+                0x81,
+                true,
+                format!(r#"{{"type":"ping","rid":{rid}}}"#).as_bytes(),
+            ));
+        }
+        // The client keeps sending while the broker closes (as an SDK with
+        // a full outbox does), so input is unread when the broker ends it.
+        let (mut rd, mut wr) = s.into_split();
+        let writer = tokio::spawn(async move { while wr.write_all(&burst).await.is_ok() {} });
+        assert_eq!(close_code_of(&mut rd).await, Some(4002));
+        writer.abort();
+    }
+    b.stop().await;
+}
+
+/// Reads `s` to its end; the code of the close frame among what came.
+async fn close_code_of(s: &mut (impl tokio::io::AsyncRead + Unpin)) -> Option<u16> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read = async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
+    let mut at = 0;
+    while at + 2 <= got.len() {
+        let (op, len7) = (got[at] & 0x0f, (got[at + 1] & 0x7f) as usize);
+        let (len, head) = match len7 {
+            126 if at + 4 <= got.len() => {
+                (u16::from_be_bytes([got[at + 2], got[at + 3]]) as usize, 4)
+            }
+            126 | 127 => return None,
+            n => (n, 2),
+        };
+        if op == 8 && len >= 2 && at + head + 2 <= got.len() {
+            return Some(u16::from_be_bytes([got[at + head], got[at + head + 1]]));
+        }
+        at += head + len;
+    }
+    None
+}
