@@ -748,3 +748,32 @@ async fn a_resume_on_the_same_broker_gets_the_networks_room_snapshot() {
     assert_eq!(snapshot["state"][0]["value"], 7);
     assert!(b1.http_get("/metrics").await.contains("peerwire_rooms 1"));
 }
+
+#[tokio::test]
+async fn joins_sent_without_waiting_cannot_pass_the_per_id_room_limit() {
+    let redis = Redis::start();
+    let b1 = broker(&redis, &["--max-rooms-per-peer", "2"]).await;
+    let (mut alice, _) = b1.registered("alice").await;
+    // Five joins in a row, before any answer: as on one broker, two are
+    // joined and three refused, whatever Redis answered meanwhile.
+    let mut rids = Vec::new();
+    for n in 0..5 {
+        rids.push(
+            alice
+                .send(json!({"type": "join", "room": format!("r{n}")}))
+                .await,
+        );
+    }
+    let mut joined = 0;
+    let mut refused = 0;
+    for _ in 0..5 {
+        let m = alice.recv().await;
+        match (m["type"].as_str(), m["code"].as_str()) {
+            (Some("joined"), _) => joined += 1,
+            (Some("error"), Some("too-many-rooms")) => refused += 1,
+            _ => panic!("unexpected {m}"),
+        }
+    }
+    assert_eq!((joined, refused), (2, 3));
+    alice.quiet_for(100).await;
+}

@@ -528,7 +528,7 @@ fn answer_op(
                 ),
                 Err(e) => refused(e),
             };
-            app.hub.room_answer(conn, rid, &id, &room, answer, now);
+            app.hub.join_answer(conn, rid, &id, &room, answer, now);
         }
         Op::Set {
             conn,
@@ -766,8 +766,10 @@ fn fail(app: &App, end: &LinkEnd, op: Op) {
             id,
             room,
             ..
-        }
-        | Op::Set {
+        } => app
+            .hub
+            .join_answer(conn, rid, &id, &room, unavailable(), now),
+        Op::Set {
             conn,
             rid,
             id,

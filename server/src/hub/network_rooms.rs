@@ -94,7 +94,24 @@ pub enum RoomAnswer {
 }
 
 impl Hub {
-    /// Redis's answer to this broker's `join`, `set` or `delete` for `id`.
+    /// Redis's answer to this broker's `join` of `room` for `id`.
+    pub fn join_answer(
+        &self,
+        conn: ConnId,
+        rid: Rid,
+        id: &str,
+        room: &str,
+        answer: RoomAnswer,
+        now: Instant,
+    ) {
+        let mut st = self.lock();
+        if let Some(session) = st.sessions.get_mut(id) {
+            session.joining.remove(room);
+        }
+        st.room_answer(conn, rid, id, room, answer, now);
+    }
+
+    /// Redis's answer to this broker's `set` or `delete` for `id`.
     pub fn room_answer(
         &self,
         conn: ConnId,
@@ -203,16 +220,22 @@ impl State {
         room: String,
     ) -> Option<Result<ServerMessage, Refusal>> {
         let session = self.sessions.get(me)?;
-        if !session.rooms.contains(&room) {
+        if !session.rooms.contains(&room) && !session.joining.contains(&room) {
             let grant = session
                 .conn
                 .and_then(|c| self.conns.get(&c)?.grant.as_ref());
             if let Err(detail) = self.config.auth.may_join(grant, &room) {
                 return Some(Err((ErrorCode::Forbidden, rid, detail)));
             }
-            if session.rooms.len() >= self.config.max_rooms_per_peer {
-                let detail = format!("already in {} rooms", session.rooms.len());
+            // Joins still in flight count: answers come later, and a
+            // client that does not wait for them must not pass the limit.
+            let held = session.rooms.len() + session.joining.len();
+            if held >= self.config.max_rooms_per_peer {
+                let detail = format!("already in {held} rooms");
                 return Some(Err((ErrorCode::TooManyRooms, rid, detail)));
+            }
+            if let Some(session) = self.sessions.get_mut(me) {
+                session.joining.insert(room.clone());
             }
         }
         let event = ServerMessage::PeerJoined {
