@@ -53,6 +53,23 @@ impl Redis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Runs one command with `redis-cli` and returns its output.
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli on PATH");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// How many brokers listen on `room`'s channel.
+    fn room_listeners(&self, room: &str) -> String {
+        let channel = format!("pw:rc:{room}");
+        let out = self.cli(&["PUBSUB", "NUMSUB", &channel]);
+        out.lines().nth(1).unwrap_or_default().to_string()
+    }
+
     fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -776,4 +793,63 @@ async fn joins_sent_without_waiting_cannot_pass_the_per_id_room_limit() {
     }
     assert_eq!((joined, refused), (2, 3));
     alice.quiet_for(100).await;
+}
+
+#[tokio::test]
+async fn a_refused_join_leaves_no_subscription_behind() {
+    let redis = Redis::start();
+    let limits = ["--max-room-members", "1"];
+    let (b1, b2) = (broker(&redis, &limits).await, broker(&redis, &limits).await);
+    let (mut alice, _) = b2.registered("alice").await;
+    let (mut bob, _) = b1.registered("bob").await;
+    join(&mut alice, "full").await;
+    assert_eq!(redis.room_listeners("full"), "1");
+    bob.request_err(json!({"type": "join", "room": "full"}), "room-full")
+        .await;
+    // b1 has no member there: it stops listening to the room.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while redis.room_listeners("full") != "1" {
+        assert!(
+            Instant::now() < deadline,
+            "b1 still listens to a room it has no member in"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_last_member_leaving_while_another_joins_keeps_the_room_heard() {
+    let redis = Redis::start();
+    let (b1, b2) = (broker(&redis, &[]).await, broker(&redis, &[]).await);
+    let (mut alice, _) = b1.registered("alice").await;
+    let (mut bob, _) = b1.registered("bob").await;
+    let (mut carol, _) = b2.registered("carol").await;
+    join(&mut alice, "lobby").await;
+    join(&mut carol, "lobby").await;
+    alice.expect("peer-joined").await;
+    // Redis holds bob's join while alice, b1's last member, leaves.
+    assert_eq!(redis.cli(&["CLIENT", "PAUSE", "300", "ALL"]), "OK");
+    let rid = bob.send(json!({"type": "join", "room": "lobby"})).await;
+    assert_eq!(bob.request(json!({"type": "ping"})).await["type"], "pong");
+    assert_eq!(
+        alice
+            .request(json!({"type": "leave", "room": "lobby"}))
+            .await["type"],
+        "ok"
+    );
+    let m = bob.expect("joined").await;
+    assert_eq!(m["rid"], rid);
+    let mut heard: Vec<String> = Vec::new();
+    for _ in 0..2 {
+        let m = carol.recv().await;
+        heard.push(format!("{} {}", m["type"].as_str().unwrap(), m["id"]));
+    }
+    heard.sort();
+    assert_eq!(heard, ["peer-joined \"bob\"", "peer-left \"alice\""]);
+    // b1 still hears the room for bob: alice left after he joined.
+    assert_eq!(bob.expect("peer-left").await["id"], "alice");
+    carol
+        .request(json!({"type": "broadcast", "room": "lobby", "data": "hi bob"}))
+        .await;
+    assert_eq!(bob.expect("broadcast").await["data"], "hi bob");
 }

@@ -385,7 +385,16 @@ async fn run_batch(
     session: &mut Session,
     batch: Vec<Op>,
 ) -> redis::RedisResult<()> {
-    let subscribed = update_subscriptions(session, &batch).await;
+    let subscribed = subscribe_joined(session, &batch).await;
+    let touched: Vec<String> = batch
+        .iter()
+        .filter_map(|op| match op {
+            Op::Join { room, .. } | Op::Snapshot { room, .. } | Op::Unsubscribe { room } => {
+                Some(room.clone())
+            }
+            _ => None,
+        })
+        .collect();
     let mut pipe = redis::pipe();
     pipe.ignore_errors();
     let mut sent = Vec::with_capacity(batch.len());
@@ -422,22 +431,37 @@ async fn run_batch(
         };
         answer_op(app, config, op, answer, now, &mut effects);
     }
-    effects.apply(app, &mut session.conn).await
+    effects.apply(app, &mut session.conn).await?;
+    unsubscribe_unheld(app, session, touched).await
 }
 
-/// Subscribes to the rooms `batch` joins and unsubscribes from those it
-/// leaves for good, in the batch's order.
-async fn update_subscriptions(session: &mut Session, batch: &[Op]) -> redis::RedisResult<()> {
+/// Subscribes to the rooms `batch` joins or resyncs, before their scripts
+/// run (so that no change made after a join is missed).
+async fn subscribe_joined(session: &mut Session, batch: &[Op]) -> redis::RedisResult<()> {
     for op in batch {
-        match op {
-            Op::Join { room, .. } | Op::Snapshot { room, .. } if !session.rooms.contains(room) => {
+        if let Op::Join { room, .. } | Op::Snapshot { room, .. } = op {
+            if !session.rooms.contains(room) {
                 session.sink.subscribe(room_channel(room)).await?;
                 session.rooms.insert(room.clone());
             }
-            Op::Unsubscribe { room } if session.rooms.remove(room) => {
-                session.sink.unsubscribe(room_channel(room)).await?;
-            }
-            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Stops listening to those of `rooms` this broker has no member in, once
+/// their ops are answered: the hub's members are the truth, not the order
+/// of the ops (an `Unsubscribe` may follow a join still in flight, and a
+/// refused join leaves nobody to listen for).
+async fn unsubscribe_unheld(
+    app: &App,
+    session: &mut Session,
+    rooms: Vec<String>,
+) -> redis::RedisResult<()> {
+    for room in rooms {
+        if session.rooms.contains(&room) && !app.hub.has_network_members(&room) {
+            session.sink.unsubscribe(room_channel(&room)).await?;
+            session.rooms.remove(&room);
         }
     }
     Ok(())

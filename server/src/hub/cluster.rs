@@ -161,7 +161,8 @@ pub enum Op {
         id: String,
         msg: peerwire::protocol::ClientMessage,
     },
-    /// This broker has no member left in `room`.
+    /// This broker has no member left in `room`: the task stops listening
+    /// to it unless a join made since has one again.
     Unsubscribe {
         room: String,
     },

@@ -141,6 +141,12 @@ impl Hub {
         self.lock().net_rooms.keys().cloned().collect()
     }
 
+    /// Whether this broker has members in `room` (a join not yet sent to
+    /// Redis subscribes again before it runs).
+    pub fn has_network_members(&self, room: &str) -> bool {
+        self.lock().net_rooms.contains_key(room)
+    }
+
     /// Every (id, room) membership of this broker's ids (to make again in
     /// a Redis that lost them).
     pub fn memberships(&self) -> Vec<(String, String)> {
