@@ -70,6 +70,37 @@ impl Redis {
         out.lines().nth(1).unwrap_or_default().to_string()
     }
 
+    /// Cuts every broker off while keeping the data: new connections need
+    /// a password the brokers do not have, and the open ones are closed.
+    fn refuse_brokers(&self) {
+        assert_eq!(self.cli(&["CONFIG", "SET", "requirepass", "cut-off"]), "OK");
+        for kind in ["normal", "pubsub"] {
+            self.cli(&[
+                "-a",
+                "cut-off",
+                "--no-auth-warning",
+                "CLIENT",
+                "KILL",
+                "TYPE",
+                kind,
+            ]);
+        }
+    }
+
+    /// Lets the brokers in again.
+    fn admit_brokers(&self) {
+        let out = self.cli(&[
+            "-a",
+            "cut-off",
+            "--no-auth-warning",
+            "CONFIG",
+            "SET",
+            "requirepass",
+            "",
+        ]);
+        assert_eq!(out, "OK");
+    }
+
     fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -98,6 +129,19 @@ async fn healthy(addr: SocketAddr) {
         Duration::from_secs(10),
         "the broker reaches Redis",
         || async move { http_get(addr, "/healthz").await.ends_with("ok\n") },
+    )
+    .await;
+}
+
+/// Waits until `/healthz` at `addr` says the broker lost Redis.
+async fn degraded(addr: SocketAddr) {
+    until(
+        Duration::from_secs(10),
+        "healthz says degraded",
+        || async move {
+            let text = http_get(addr, "/healthz").await;
+            text.contains(" 503 ") && text.contains("degraded")
+        },
     )
     .await;
 }
@@ -852,4 +896,29 @@ async fn the_last_member_leaving_while_another_joins_keeps_the_room_heard() {
         .request(json!({"type": "broadcast", "room": "lobby", "data": "hi bob"}))
         .await;
     assert_eq!(bob.expect("broadcast").await["data"], "hi bob");
+}
+
+#[tokio::test]
+async fn an_id_registered_again_while_redis_was_away_resumes_on_another_broker() {
+    let redis = Redis::start();
+    let (b1, b2) = (broker(&redis, &[]).await, broker(&redis, &[]).await);
+    let (alice, _) = b1.registered("alice").await;
+    redis.refuse_brokers();
+    degraded(b1.addr).await;
+    // Alice goes and comes back on b1 alone, with a new token.
+    alice.close_normally().await;
+    let (_alice, token) = b1.registered("alice").await;
+    redis.admit_brokers();
+    healthy(b1.addr).await;
+    healthy(b2.addr).await;
+    // Her new token is the one the network knows.
+    let mut moved = b2.client().await;
+    let r = moved
+        .request(json!({"type": "register", "id": "alice", "resumeToken": token}))
+        .await;
+    assert_eq!(
+        (r["type"].as_str(), r["resumed"].as_bool()),
+        (Some("registered"), Some(true)),
+        "{r}"
+    );
 }
