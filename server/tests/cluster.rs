@@ -116,7 +116,10 @@ impl Drop for Redis {
 /// An in-process broker of the network on `redis`, once it has joined.
 async fn broker(redis: &Redis, extra: &[&str]) -> Broker {
     let url = redis.url();
-    let mut flags = vec!["--redis", url.as_str(), "--redis-lease-ms", "1500"];
+    let mut flags = vec!["--redis", url.as_str()];
+    if !extra.contains(&"--redis-lease-ms") {
+        flags.extend(["--redis-lease-ms", "1500"]);
+    }
     flags.extend_from_slice(extra);
     let b = Broker::start(&flags).await;
     healthy(b.addr).await;
@@ -921,4 +924,64 @@ async fn an_id_registered_again_while_redis_was_away_resumes_on_another_broker()
         (Some("registered"), Some(true)),
         "{r}"
     );
+}
+
+#[tokio::test]
+async fn what_an_id_left_while_redis_was_away_is_left_in_redis_when_it_is_back() {
+    let redis = Redis::start();
+    // Leases outlive the outage: the reaper does not tidy up instead.
+    let lease = ["--redis-lease-ms", "20000"];
+    let (b1, b2) = (broker(&redis, &lease).await, broker(&redis, &lease).await);
+    let (mut alice, _) = b1.registered("alice").await;
+    let (ann, _) = b1.registered("ann").await;
+    let (mut bob, _) = b2.registered("bob").await;
+    join(&mut alice, "lobby").await;
+    join(&mut bob, "lobby").await;
+    alice.expect("peer-joined").await;
+    let mut ann = ann;
+    join(&mut ann, "lobby").await;
+    ann.request(json!({"type": "register-hostname", "hostname": "printer"}))
+        .await;
+    alice.expect("peer-joined").await;
+    bob.expect("peer-joined").await;
+    redis.refuse_brokers();
+    degraded(b1.addr).await;
+    // Alice leaves the room, ann goes and comes back as a new client,
+    // all while b1 cannot reach Redis (the data stays there).
+    assert_eq!(
+        alice
+            .request(json!({"type": "leave", "room": "lobby"}))
+            .await["type"],
+        "ok"
+    );
+    ann.close_normally().await;
+    let (mut ann, _) = b1.registered("ann").await;
+    redis.admit_brokers();
+    healthy(b1.addr).await;
+    healthy(b2.addr).await;
+    // Redis's room is as the brokers hold it, and the room heard both go.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while redis.cli(&["ZRANGE", "pw:r:lobby:m", "0", "-1"]) != "bob" {
+        assert!(Instant::now() < deadline, "alice and ann are still members");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut heard: Vec<String> = Vec::new();
+    for _ in 0..2 {
+        let m = bob.expect("peer-left").await;
+        heard.push(m["id"].as_str().unwrap().to_string());
+    }
+    heard.sort();
+    assert_eq!(heard, ["alice", "ann"]);
+    // And the new ann does not inherit the old one's hostname.
+    let r = bob
+        .request_err(
+            json!({"type": "lookup-hostname", "hostname": "printer"}),
+            "unknown-host",
+        )
+        .await;
+    assert_eq!(r["code"], "unknown-host");
+    let r = ann
+        .request(json!({"type": "register-hostname", "hostname": "printer"}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
 }

@@ -147,6 +147,13 @@ impl Hub {
         self.lock().net_rooms.contains_key(room)
     }
 
+    /// Whether this broker holds `id` and it is not in `room` (a leave of
+    /// the room that Redis missed is to be done again).
+    pub fn held_outside(&self, id: &str, room: &str) -> bool {
+        let st = self.lock();
+        st.sessions.get(id).is_some_and(|s| !s.rooms.contains(room))
+    }
+
     /// Every (id, room) membership of this broker's ids (to make again in
     /// a Redis that lost them).
     pub fn memberships(&self) -> Vec<(String, String)> {
