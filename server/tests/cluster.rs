@@ -985,3 +985,61 @@ async fn what_an_id_left_while_redis_was_away_is_left_in_redis_when_it_is_back()
         .await;
     assert_eq!(r["type"], "ok", "{r}");
 }
+
+#[tokio::test]
+async fn a_claim_answered_after_the_register_timeout_is_given_back() {
+    let redis = Redis::start();
+    let lease = ["--redis-lease-ms", "20000"];
+    let quick = ["--redis-lease-ms", "20000", "--register-timeout-ms", "300"];
+    let (b1, b2) = (broker(&redis, &quick).await, broker(&redis, &lease).await);
+    let mut late = b1.client().await;
+    // Redis answers the claim only after the connection's register time.
+    assert_eq!(redis.cli(&["CLIENT", "PAUSE", "800", "ALL"]), "OK");
+    late.send(json!({"type": "register", "id": "alice"})).await;
+    assert_eq!(late.closed().await, Closed::Code(4006));
+    // Nobody holds alice: the claim Redis made for nobody is given back
+    // (not held until its lease runs out).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let mut c = b2.client().await;
+        let r = c.request(json!({"type": "register", "id": "alice"})).await;
+        if r["type"] == "registered" {
+            break;
+        }
+        assert_eq!(r["code"], "id-taken", "{r}");
+        assert!(Instant::now() < deadline, "alice is held by nobody");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_takeover_answered_after_the_register_timeout_still_moves_the_id() {
+    let redis = Redis::start();
+    let lease = ["--redis-lease-ms", "20000"];
+    let quick = ["--redis-lease-ms", "20000", "--register-timeout-ms", "300"];
+    let (b1, b2) = (broker(&redis, &lease).await, broker(&redis, &quick).await);
+    let (mut alice, token) = b1.registered("alice").await;
+    join(&mut alice, "lobby").await;
+    let mut late = b2.client().await;
+    assert_eq!(redis.cli(&["CLIENT", "PAUSE", "800", "ALL"]), "OK");
+    late.send(json!({"type": "register", "id": "alice", "resumeToken": token}))
+        .await;
+    assert_eq!(late.closed().await, Closed::Code(4006));
+    // Redis moved alice to b2: as on one broker when a resume's connection
+    // drops at once, the old connection is replaced and the id waits for
+    // its client on b2, in its rooms.
+    assert_eq!(
+        alice.closed_within(Duration::from_secs(3)).await,
+        Some(Closed::Code(4005))
+    );
+    let mut back = b2.client().await;
+    let r = back
+        .request(json!({"type": "register", "id": "alice", "resumeToken": token}))
+        .await;
+    assert_eq!(
+        (r["resumed"].as_bool(), r["rooms"].clone()),
+        (Some(true), json!(["lobby"])),
+        "{r}"
+    );
+    assert_eq!(back.expect("joined").await["members"], json!(["alice"]));
+}

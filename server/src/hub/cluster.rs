@@ -413,7 +413,8 @@ impl State {
                 );
             }
         };
-        if gone || held_here {
+        let took_over = matches!(outcome, Outcome::TakenOver { .. });
+        if held_here || (gone && !took_over) {
             // The client left while Redis answered, or (Redis away) another
             // connection here took the id meanwhile: give back what Redis
             // gave this claim.
@@ -440,11 +441,17 @@ impl State {
         });
         self.sessions
             .insert(claim.id.clone(), Session::new(token.clone(), conn));
-        if let Some(entry) = self.conns.get_mut(&conn) {
-            entry.peer = Some(claim.id.clone());
-        }
         for room in &rooms {
             self.add_membership(&claim.id, room);
+        }
+        if gone {
+            // The id is this broker's now (the old connection is replaced)
+            // and its client, whose connection ended while Redis answered,
+            // may come back within the grace window, as on one broker.
+            return self.detach(&claim.id, now);
+        }
+        if let Some(entry) = self.conns.get_mut(&conn) {
+            entry.peer = Some(claim.id.clone());
         }
         let msg = self.registered(conn, claim.rid, &claim.id, token, true, rooms.clone());
         self.send_conn(conn, &msg, now);
