@@ -321,6 +321,13 @@ async fn a_broker_without_redis_says_degraded_serves_its_own_clients_and_rejoins
         (e["code"].as_str(), e["rid"].as_u64()),
         (Some("unavailable"), Some(rid))
     );
+    // A broadcast cannot reach the room's channel: refused, not lost.
+    alice
+        .request_err(
+            json!({"type": "broadcast", "room": "lobby", "data": "lost"}),
+            "unavailable",
+        )
+        .await;
     // New ids register on their broker meanwhile.
     let (mut dave, _) = b2.registered("dave").await;
 
@@ -1042,4 +1049,46 @@ async fn a_takeover_answered_after_the_register_timeout_still_moves_the_id() {
         "{r}"
     );
     assert_eq!(back.expect("joined").await["members"], json!(["alice"]));
+}
+
+#[tokio::test]
+async fn broadcasts_waiting_for_redis_count_against_its_queue_bound() {
+    let redis = Redis::start();
+    let small = [
+        "--max-frame-bytes",
+        "4096",
+        "--redis-max-queued-bytes",
+        "8192",
+    ];
+    let (b1, b2) = (broker(&redis, &small).await, broker(&redis, &small).await);
+    let (mut alice, _) = b1.registered("alice").await;
+    let (mut bob, _) = b2.registered("bob").await;
+    join(&mut alice, "lobby").await;
+    join(&mut bob, "lobby").await;
+    alice.expect("peer-joined").await;
+    // Redis is slow: at most 8 KiB of broadcasts wait for it; beyond, the
+    // sender hears queue-full rather than the broker holding any amount.
+    assert_eq!(redis.cli(&["CLIENT", "PAUSE", "500", "ALL"]), "OK");
+    let big = "x".repeat(2000);
+    for n in 0..10 {
+        alice
+            .send(json!({"type": "broadcast", "room": "lobby", "data": format!("{n}{big}")}))
+            .await;
+    }
+    let mut sent = Vec::new();
+    for n in 0..10 {
+        let m = alice.recv().await;
+        match (m["type"].as_str(), m["code"].as_str()) {
+            (Some("ok"), _) => sent.push(n),
+            (Some("error"), Some("queue-full")) => {}
+            _ => panic!("unexpected {m}"),
+        }
+    }
+    assert!((1..10).contains(&sent.len()), "{} of 10 sent", sent.len());
+    // What was accepted arrives, in order.
+    for n in sent {
+        let m = bob.expect("broadcast").await;
+        assert!(m["data"].as_str().unwrap().starts_with(&n.to_string()));
+    }
+    bob.quiet_for(100).await;
 }

@@ -248,15 +248,17 @@ impl Link {
         sent
     }
 
-    /// Queues a frame for an id held elsewhere.
-    fn forward(&self, envelope: Envelope) -> Result<(), ErrorCode> {
+    /// Queues an op carrying a client's bytes (a frame for an id held
+    /// elsewhere, a broadcast, a state value) within `max_queued`:
+    /// `queue-full` beyond, `unavailable` while Redis is away.
+    fn send_bounded(&self, op: Op) -> Result<(), ErrorCode> {
         if !self.is_up() {
             return Err(ErrorCode::Unavailable);
         }
-        if self.queued.load(Ordering::Relaxed) + envelope.frame.len() > self.max_queued {
+        if self.queued.load(Ordering::Relaxed) + op.weight() > self.max_queued {
             return Err(ErrorCode::QueueFull);
         }
-        if self.send(Op::Forward(envelope)) {
+        if self.send(op) {
             Ok(())
         } else {
             Err(ErrorCode::Unavailable)
@@ -467,6 +469,15 @@ impl State {
         }
     }
 
+    /// Hands `op`, which carries a client's bytes, to the cluster task
+    /// within `--redis-max-queued-bytes` (see [`Link::send_bounded`]).
+    pub(super) fn cluster_op_bounded(&mut self, op: Op) -> Result<(), ErrorCode> {
+        match &self.cluster {
+            Some(link) => link.send_bounded(op),
+            None => Err(ErrorCode::Unavailable),
+        }
+    }
+
     /// Sends `frame` towards an id this broker does not hold: to the broker
     /// that holds it when in a network, else `unknown-peer`.
     pub(super) fn forward(
@@ -479,12 +490,12 @@ impl State {
         let Some(link) = &self.cluster else {
             return Err(ErrorCode::UnknownPeer);
         };
-        link.forward(Envelope {
+        link.send_bounded(Op::Forward(Envelope {
             to: to.to_string(),
             origin,
             room_event: kind == Kind::RoomEvent,
             frame: frame.as_str().to_string(),
-        })
+        }))
     }
 
     /// Answers `find` for an id not held here: asks Redis, unless this

@@ -342,11 +342,17 @@ impl State {
             except: (!include_self).then(|| me.to_string()),
             origin: Some((me.to_string(), rid)),
         };
-        self.cluster_op(Op::Publish {
+        // Refused whole when it cannot reach Redis (nobody, not even this
+        // broker's members, would get it: it comes back on the room's
+        // channel).
+        let sent = self.cluster_op_bounded(Op::Publish {
             room,
             payload: notice.payload(),
         });
-        Some(Ok(ServerMessage::Ok { rid }))
+        Some(match sent {
+            Ok(()) => Ok(ServerMessage::Ok { rid }),
+            Err(code) => Err(Self::not_queued(code, rid)),
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -370,7 +376,7 @@ impl State {
             from: me.to_string(),
             ttl_ms,
         };
-        self.cluster_op(Op::Set {
+        let sent = self.cluster_op_bounded(Op::Set {
             conn,
             rid,
             id: me.to_string(),
@@ -381,7 +387,20 @@ impl State {
             max_keys: self.config.max_state_keys,
             event: RoomNotice::event(&event, None).payload(),
         });
-        None
+        sent.err().map(|code| Err(Self::not_queued(code, rid)))
+    }
+
+    /// A request refused because it cannot wait for Redis (`code`:
+    /// `queue-full` or `unavailable`).
+    fn not_queued(code: ErrorCode, rid: Rid) -> Refusal {
+        let detail = match code {
+            ErrorCode::QueueFull => format!(
+                "this broker holds --redis-max-queued-bytes of messages waiting for Redis: {}",
+                code.hint()
+            ),
+            _ => format!("the broker network cannot be reached: {}", code.hint()),
+        };
+        (code, rid, detail)
     }
 
     fn net_delete(
