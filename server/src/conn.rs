@@ -149,15 +149,26 @@ pub async fn run(
                         match ClientMessage::decode(text.as_str()) {
                             // In a network of brokers the id is claimed in
                             // Redis first; this connection's next frames
-                            // wait for the answer.
+                            // wait for the answer. The claim runs in a task
+                            // of its own: if this connection ends meanwhile
+                            // (its register time runs out), what Redis
+                            // answers is still taken, or given back.
                             Ok(msg @ ClientMessage::Register { .. })
                                 if app.config.redis.is_some() =>
                             {
                                 let now = Instant::now();
                                 if let Some(claim) = app.hub.begin_register(conn, msg, now) {
-                                    let outcome = app.hub.claim(claim.clone()).await;
-                                    app.hub
-                                        .finish_register(conn, claim, outcome, Instant::now());
+                                    let app = app.clone();
+                                    let _ = tokio::spawn(async move {
+                                        let outcome = app.hub.claim(claim.clone()).await;
+                                        app.hub.finish_register(
+                                            conn,
+                                            claim,
+                                            outcome,
+                                            Instant::now(),
+                                        );
+                                    })
+                                    .await;
                                 }
                             }
                             Ok(msg) => app.hub.handle(conn, msg, Instant::now()),

@@ -53,6 +53,54 @@ impl Redis {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// Runs one command with `redis-cli` and returns its output.
+    fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli on PATH");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// How many brokers listen on `room`'s channel.
+    fn room_listeners(&self, room: &str) -> String {
+        let channel = format!("pw:rc:{room}");
+        let out = self.cli(&["PUBSUB", "NUMSUB", &channel]);
+        out.lines().nth(1).unwrap_or_default().to_string()
+    }
+
+    /// Cuts every broker off while keeping the data: new connections need
+    /// a password the brokers do not have, and the open ones are closed.
+    fn refuse_brokers(&self) {
+        assert_eq!(self.cli(&["CONFIG", "SET", "requirepass", "cut-off"]), "OK");
+        for kind in ["normal", "pubsub"] {
+            self.cli(&[
+                "-a",
+                "cut-off",
+                "--no-auth-warning",
+                "CLIENT",
+                "KILL",
+                "TYPE",
+                kind,
+            ]);
+        }
+    }
+
+    /// Lets the brokers in again.
+    fn admit_brokers(&self) {
+        let out = self.cli(&[
+            "-a",
+            "cut-off",
+            "--no-auth-warning",
+            "CONFIG",
+            "SET",
+            "requirepass",
+            "",
+        ]);
+        assert_eq!(out, "OK");
+    }
+
     fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -68,7 +116,10 @@ impl Drop for Redis {
 /// An in-process broker of the network on `redis`, once it has joined.
 async fn broker(redis: &Redis, extra: &[&str]) -> Broker {
     let url = redis.url();
-    let mut flags = vec!["--redis", url.as_str(), "--redis-lease-ms", "1500"];
+    let mut flags = vec!["--redis", url.as_str()];
+    if !extra.contains(&"--redis-lease-ms") {
+        flags.extend(["--redis-lease-ms", "1500"]);
+    }
     flags.extend_from_slice(extra);
     let b = Broker::start(&flags).await;
     healthy(b.addr).await;
@@ -81,6 +132,19 @@ async fn healthy(addr: SocketAddr) {
         Duration::from_secs(10),
         "the broker reaches Redis",
         || async move { http_get(addr, "/healthz").await.ends_with("ok\n") },
+    )
+    .await;
+}
+
+/// Waits until `/healthz` at `addr` says the broker lost Redis.
+async fn degraded(addr: SocketAddr) {
+    until(
+        Duration::from_secs(10),
+        "healthz says degraded",
+        || async move {
+            let text = http_get(addr, "/healthz").await;
+            text.contains(" 503 ") && text.contains("degraded")
+        },
     )
     .await;
 }
@@ -190,7 +254,9 @@ async fn a_resume_token_reclaims_the_id_on_another_broker() {
 
     // A wrong token is refused wherever it is presented.
     let mut thief = b2.client().await;
-    let forged = format!("{}x", &token[..token.len() - 1]);
+    // Its last character changed (a token ending in 'x' gets a 'y').
+    let last = if token.ends_with('x') { 'y' } else { 'x' };
+    let forged = format!("{}{last}", &token[..token.len() - 1]);
     thief
         .request_err(
             json!({"type": "register", "id": "alice", "resumeToken": forged}),
@@ -257,6 +323,13 @@ async fn a_broker_without_redis_says_degraded_serves_its_own_clients_and_rejoins
         (e["code"].as_str(), e["rid"].as_u64()),
         (Some("unavailable"), Some(rid))
     );
+    // A broadcast cannot reach the room's channel: refused, not lost.
+    alice
+        .request_err(
+            json!({"type": "broadcast", "room": "lobby", "data": "lost"}),
+            "unavailable",
+        )
+        .await;
     // New ids register on their broker meanwhile.
     let (mut dave, _) = b2.registered("dave").await;
 
@@ -747,6 +820,279 @@ async fn a_resume_on_the_same_broker_gets_the_networks_room_snapshot() {
     assert_eq!(snapshot["members"], json!(["alice", "bob"]));
     assert_eq!(snapshot["state"][0]["value"], 7);
     assert!(b1.http_get("/metrics").await.contains("peerwire_rooms 1"));
+}
+
+#[tokio::test]
+async fn joins_sent_without_waiting_cannot_pass_the_per_id_room_limit() {
+    let redis = Redis::start();
+    let b1 = broker(&redis, &["--max-rooms-per-peer", "2"]).await;
+    let (mut alice, _) = b1.registered("alice").await;
+    // Five joins in a row, before any answer: as on one broker, two are
+    // joined and three refused, whatever Redis answered meanwhile.
+    let mut rids = Vec::new();
+    for n in 0..5 {
+        rids.push(
+            alice
+                .send(json!({"type": "join", "room": format!("r{n}")}))
+                .await,
+        );
+    }
+    let mut joined = 0;
+    let mut refused = 0;
+    for _ in 0..5 {
+        let m = alice.recv().await;
+        match (m["type"].as_str(), m["code"].as_str()) {
+            (Some("joined"), _) => joined += 1,
+            (Some("error"), Some("too-many-rooms")) => refused += 1,
+            _ => panic!("unexpected {m}"),
+        }
+    }
+    assert_eq!((joined, refused), (2, 3));
+    alice.quiet_for(100).await;
+}
+
+#[tokio::test]
+async fn a_refused_join_leaves_no_subscription_behind() {
+    let redis = Redis::start();
+    let limits = ["--max-room-members", "1"];
+    let (b1, b2) = (broker(&redis, &limits).await, broker(&redis, &limits).await);
+    let (mut alice, _) = b2.registered("alice").await;
+    let (mut bob, _) = b1.registered("bob").await;
+    join(&mut alice, "full").await;
+    assert_eq!(redis.room_listeners("full"), "1");
+    bob.request_err(json!({"type": "join", "room": "full"}), "room-full")
+        .await;
+    // b1 has no member there: it stops listening to the room.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while redis.room_listeners("full") != "1" {
+        assert!(
+            Instant::now() < deadline,
+            "b1 still listens to a room it has no member in"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_last_member_leaving_while_another_joins_keeps_the_room_heard() {
+    let redis = Redis::start();
+    let (b1, b2) = (broker(&redis, &[]).await, broker(&redis, &[]).await);
+    let (mut alice, _) = b1.registered("alice").await;
+    let (mut bob, _) = b1.registered("bob").await;
+    let (mut carol, _) = b2.registered("carol").await;
+    join(&mut alice, "lobby").await;
+    join(&mut carol, "lobby").await;
+    alice.expect("peer-joined").await;
+    // Redis holds bob's join while alice, b1's last member, leaves.
+    assert_eq!(redis.cli(&["CLIENT", "PAUSE", "300", "ALL"]), "OK");
+    let rid = bob.send(json!({"type": "join", "room": "lobby"})).await;
+    assert_eq!(bob.request(json!({"type": "ping"})).await["type"], "pong");
+    assert_eq!(
+        alice
+            .request(json!({"type": "leave", "room": "lobby"}))
+            .await["type"],
+        "ok"
+    );
+    let m = bob.expect("joined").await;
+    assert_eq!(m["rid"], rid);
+    let mut heard: Vec<String> = Vec::new();
+    for _ in 0..2 {
+        let m = carol.recv().await;
+        heard.push(format!("{} {}", m["type"].as_str().unwrap(), m["id"]));
+    }
+    heard.sort();
+    assert_eq!(heard, ["peer-joined \"bob\"", "peer-left \"alice\""]);
+    // b1 still hears the room for bob: alice left after he joined.
+    assert_eq!(bob.expect("peer-left").await["id"], "alice");
+    carol
+        .request(json!({"type": "broadcast", "room": "lobby", "data": "hi bob"}))
+        .await;
+    assert_eq!(bob.expect("broadcast").await["data"], "hi bob");
+}
+
+#[tokio::test]
+async fn an_id_registered_again_while_redis_was_away_resumes_on_another_broker() {
+    let redis = Redis::start();
+    let (b1, b2) = (broker(&redis, &[]).await, broker(&redis, &[]).await);
+    let (alice, _) = b1.registered("alice").await;
+    redis.refuse_brokers();
+    degraded(b1.addr).await;
+    // Alice goes and comes back on b1 alone, with a new token.
+    alice.close_normally().await;
+    let (_alice, token) = b1.registered("alice").await;
+    redis.admit_brokers();
+    healthy(b1.addr).await;
+    healthy(b2.addr).await;
+    // Her new token is the one the network knows.
+    let mut moved = b2.client().await;
+    let r = moved
+        .request(json!({"type": "register", "id": "alice", "resumeToken": token}))
+        .await;
+    assert_eq!(
+        (r["type"].as_str(), r["resumed"].as_bool()),
+        (Some("registered"), Some(true)),
+        "{r}"
+    );
+}
+
+#[tokio::test]
+async fn what_an_id_left_while_redis_was_away_is_left_in_redis_when_it_is_back() {
+    let redis = Redis::start();
+    // Leases outlive the outage: the reaper does not tidy up instead.
+    let lease = ["--redis-lease-ms", "20000"];
+    let (b1, b2) = (broker(&redis, &lease).await, broker(&redis, &lease).await);
+    let (mut alice, _) = b1.registered("alice").await;
+    let (ann, _) = b1.registered("ann").await;
+    let (mut bob, _) = b2.registered("bob").await;
+    join(&mut alice, "lobby").await;
+    join(&mut bob, "lobby").await;
+    alice.expect("peer-joined").await;
+    let mut ann = ann;
+    join(&mut ann, "lobby").await;
+    ann.request(json!({"type": "register-hostname", "hostname": "printer"}))
+        .await;
+    alice.expect("peer-joined").await;
+    bob.expect("peer-joined").await;
+    redis.refuse_brokers();
+    degraded(b1.addr).await;
+    // Alice leaves the room, ann goes and comes back as a new client,
+    // all while b1 cannot reach Redis (the data stays there).
+    assert_eq!(
+        alice
+            .request(json!({"type": "leave", "room": "lobby"}))
+            .await["type"],
+        "ok"
+    );
+    ann.close_normally().await;
+    let (mut ann, _) = b1.registered("ann").await;
+    redis.admit_brokers();
+    healthy(b1.addr).await;
+    healthy(b2.addr).await;
+    // Redis's room is as the brokers hold it, and the room heard both go.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while redis.cli(&["ZRANGE", "pw:r:lobby:m", "0", "-1"]) != "bob" {
+        assert!(Instant::now() < deadline, "alice and ann are still members");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut heard: Vec<String> = Vec::new();
+    for _ in 0..2 {
+        let m = bob.expect("peer-left").await;
+        heard.push(m["id"].as_str().unwrap().to_string());
+    }
+    heard.sort();
+    assert_eq!(heard, ["alice", "ann"]);
+    // And the new ann does not inherit the old one's hostname.
+    let r = bob
+        .request_err(
+            json!({"type": "lookup-hostname", "hostname": "printer"}),
+            "unknown-host",
+        )
+        .await;
+    assert_eq!(r["code"], "unknown-host");
+    let r = ann
+        .request(json!({"type": "register-hostname", "hostname": "printer"}))
+        .await;
+    assert_eq!(r["type"], "ok", "{r}");
+}
+
+#[tokio::test]
+async fn a_claim_answered_after_the_register_timeout_is_given_back() {
+    let redis = Redis::start();
+    let lease = ["--redis-lease-ms", "20000"];
+    let quick = ["--redis-lease-ms", "20000", "--register-timeout-ms", "300"];
+    let (b1, b2) = (broker(&redis, &quick).await, broker(&redis, &lease).await);
+    let mut late = b1.client().await;
+    // Redis answers the claim only after the connection's register time.
+    assert_eq!(redis.cli(&["CLIENT", "PAUSE", "800", "ALL"]), "OK");
+    late.send(json!({"type": "register", "id": "alice"})).await;
+    assert_eq!(late.closed().await, Closed::Code(4006));
+    // Nobody holds alice: the claim Redis made for nobody is given back
+    // (not held until its lease runs out).
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let mut c = b2.client().await;
+        let r = c.request(json!({"type": "register", "id": "alice"})).await;
+        if r["type"] == "registered" {
+            break;
+        }
+        assert_eq!(r["code"], "id-taken", "{r}");
+        assert!(Instant::now() < deadline, "alice is held by nobody");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_takeover_answered_after_the_register_timeout_still_moves_the_id() {
+    let redis = Redis::start();
+    let lease = ["--redis-lease-ms", "20000"];
+    let quick = ["--redis-lease-ms", "20000", "--register-timeout-ms", "300"];
+    let (b1, b2) = (broker(&redis, &lease).await, broker(&redis, &quick).await);
+    let (mut alice, token) = b1.registered("alice").await;
+    join(&mut alice, "lobby").await;
+    let mut late = b2.client().await;
+    assert_eq!(redis.cli(&["CLIENT", "PAUSE", "800", "ALL"]), "OK");
+    late.send(json!({"type": "register", "id": "alice", "resumeToken": token}))
+        .await;
+    assert_eq!(late.closed().await, Closed::Code(4006));
+    // Redis moved alice to b2: as on one broker when a resume's connection
+    // drops at once, the old connection is replaced and the id waits for
+    // its client on b2, in its rooms.
+    assert_eq!(
+        alice.closed_within(Duration::from_secs(3)).await,
+        Some(Closed::Code(4005))
+    );
+    let mut back = b2.client().await;
+    let r = back
+        .request(json!({"type": "register", "id": "alice", "resumeToken": token}))
+        .await;
+    assert_eq!(
+        (r["resumed"].as_bool(), r["rooms"].clone()),
+        (Some(true), json!(["lobby"])),
+        "{r}"
+    );
+    assert_eq!(back.expect("joined").await["members"], json!(["alice"]));
+}
+
+#[tokio::test]
+async fn broadcasts_waiting_for_redis_count_against_its_queue_bound() {
+    let redis = Redis::start();
+    let small = [
+        "--max-frame-bytes",
+        "4096",
+        "--redis-max-queued-bytes",
+        "8192",
+    ];
+    let (b1, b2) = (broker(&redis, &small).await, broker(&redis, &small).await);
+    let (mut alice, _) = b1.registered("alice").await;
+    let (mut bob, _) = b2.registered("bob").await;
+    join(&mut alice, "lobby").await;
+    join(&mut bob, "lobby").await;
+    alice.expect("peer-joined").await;
+    // Redis is slow: at most 8 KiB of broadcasts wait for it; beyond, the
+    // sender hears queue-full rather than the broker holding any amount.
+    assert_eq!(redis.cli(&["CLIENT", "PAUSE", "500", "ALL"]), "OK");
+    let big = "x".repeat(2000);
+    for n in 0..10 {
+        alice
+            .send(json!({"type": "broadcast", "room": "lobby", "data": format!("{n}{big}")}))
+            .await;
+    }
+    let mut sent = Vec::new();
+    for n in 0..10 {
+        let m = alice.recv().await;
+        match (m["type"].as_str(), m["code"].as_str()) {
+            (Some("ok"), _) => sent.push(n),
+            (Some("error"), Some("queue-full")) => {}
+            _ => panic!("unexpected {m}"),
+        }
+    }
+    assert!((1..10).contains(&sent.len()), "{} of 10 sent", sent.len());
+    // What was accepted arrives, in order.
+    for n in sent {
+        let m = bob.expect("broadcast").await;
+        assert!(m["data"].as_str().unwrap().starts_with(&n.to_string()));
+    }
+    bob.quiet_for(100).await;
 }
 
 /// Found by the three-broker soak (`SOAK_BROKERS=3 tests/soak.sh`): a

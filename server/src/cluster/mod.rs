@@ -31,7 +31,7 @@
 
 mod scripts;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -70,6 +70,36 @@ const RETRY_MAX: Duration = Duration::from_secs(2);
 /// How often this broker ends expired state keys and the rooms of ids
 /// whose claims ran out (every broker does; it is idempotent).
 const REAP_EVERY: Duration = Duration::from_millis(250);
+
+/// How many failed releases, and leaves, are kept to be done again once
+/// Redis is back (beyond, a release waits for its lease to run out).
+const REDO_MAX: usize = 65_536;
+
+/// What failed while Redis was away and is done once it is back (Redis
+/// may have kept its data: then the id would stay in the room, or keep
+/// what it held, for as long as this broker renews its claim).
+#[derive(Default)]
+struct Redo {
+    /// The first release of each id, tried as it was: a claim another
+    /// broker, or a newer token, holds now is left alone.
+    releases: HashMap<String, String>,
+    /// Leaves, done again for ids still held here and not in the room again.
+    leaves: HashMap<(String, String), String>,
+}
+
+impl Redo {
+    fn keep(&mut self, op: Op) {
+        match op {
+            Op::Release { id, token } if self.releases.len() < REDO_MAX => {
+                self.releases.entry(id).or_insert(token);
+            }
+            Op::Leave { id, room, event } if self.leaves.len() < REDO_MAX => {
+                self.leaves.insert((id, room), event);
+            }
+            _ => {}
+        }
+    }
+}
 
 /// The cluster's settings (from `--redis*`).
 #[derive(Debug, Clone)]
@@ -110,15 +140,16 @@ pub async fn run(app: Arc<App>, config: ClusterConfig, mut end: LinkEnd) {
     let scripts = Scripts::new();
     let mut retry = RETRY_MIN;
     let mut was_up = true;
+    let mut redo = Redo::default();
     loop {
-        match connect(&client, &config, &scripts, &app).await {
+        match connect(&client, &config, &scripts, &app, &mut redo).await {
             Ok(session) => {
                 retry = RETRY_MIN;
                 end.set_up(true);
                 app.metrics.set_cluster_up(true);
                 tracing::info!(broker = %config.broker, "joined the broker network on Redis");
                 was_up = true;
-                let why = serve(&app, &config, &scripts, &mut end, session).await;
+                let why = serve(&app, &config, &scripts, &mut end, session, &mut redo).await;
                 end.set_up(false);
                 app.metrics.set_cluster_up(false);
                 match why {
@@ -144,7 +175,7 @@ pub async fn run(app: Arc<App>, config: ClusterConfig, mut end: LinkEnd) {
             tokio::select! {
                 _ = &mut wake => break,
                 op = end.ops.recv() => match op {
-                    Some(op) => fail(&app, &end, op),
+                    Some(op) => fail(&app, &end, op, &mut redo),
                     None => return,
                 },
             }
@@ -153,14 +184,17 @@ pub async fn run(app: Arc<App>, config: ClusterConfig, mut end: LinkEnd) {
     }
 }
 
-/// Connects, subscribes, loads the scripts, and makes again what this
-/// broker holds: its ids' claims and their room memberships (a no-op when
-/// Redis kept them; after a Redis restart, the rebuild).
+/// Connects, subscribes, loads the scripts, gives back what was released
+/// while Redis was away, and makes again what this broker holds: its ids'
+/// claims and their room memberships (a no-op when Redis kept them; after
+/// a Redis restart, the rebuild); then takes its ids out of the rooms they
+/// left meanwhile.
 async fn connect(
     client: &Client,
     config: &ClusterConfig,
     scripts: &Scripts,
     app: &App,
+    redo: &mut Redo,
 ) -> redis::RedisResult<Session> {
     let settings = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(RESPONSE_TIMEOUT))
@@ -177,6 +211,27 @@ async fn connect(
     }
     for s in scripts.all() {
         s.prepare_invoke().load_async(&mut conn).await?;
+    }
+    let mut effects = Effects::default();
+    let releases: Vec<(String, String)> = redo.releases.clone().into_iter().collect();
+    for chunk in releases.chunks(BATCH) {
+        let mut pipe = redis::pipe();
+        let mut ids = Vec::with_capacity(chunk.len());
+        for (id, token) in chunk {
+            let op = Op::Release {
+                id: id.clone(),
+                token: token.clone(),
+            };
+            if let Some(cmd) = command(config, scripts, &op) {
+                pipe.add_command(cmd);
+                ids.push(id);
+            }
+        }
+        let answers: Vec<Value> = pipe.query_async(&mut conn).await?;
+        for (id, v) in ids.into_iter().zip(&answers) {
+            let list = |i: usize| items(v).get(i).map(strings).unwrap_or_default();
+            effects.forgotten(id, &list(0), &list(1), &list(2));
+        }
     }
     renew(app, config, scripts, &mut conn).await?;
     let memberships = app.hub.memberships();
@@ -197,6 +252,28 @@ async fn connect(
         }
         pipe.query_async::<()>(&mut conn).await?;
     }
+    let leaves: Vec<((String, String), String)> = redo
+        .leaves
+        .iter()
+        .filter(|((id, room), _)| app.hub.held_outside(id, room))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    for chunk in leaves.chunks(BATCH) {
+        let mut pipe = redis::pipe();
+        for ((id, room), event) in chunk {
+            let op = Op::Leave {
+                id: id.clone(),
+                room: room.clone(),
+                event: event.clone(),
+            };
+            if let Some(cmd) = command(config, scripts, &op) {
+                pipe.add_command(cmd).ignore();
+            }
+        }
+        pipe.query_async::<()>(&mut conn).await?;
+    }
+    effects.apply(app, &mut conn).await?;
+    *redo = Redo::default();
     Ok(Session {
         conn,
         sink,
@@ -217,6 +294,7 @@ async fn serve(
     scripts: &Scripts,
     end: &mut LinkEnd,
     mut session: Session,
+    redo: &mut Redo,
 ) -> Ended {
     let mut renew_every = interval(config.lease / 3);
     renew_every.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -234,7 +312,7 @@ async fn serve(
                         Err(_) => break,
                     }
                 }
-                run_batch(app, config, scripts, end, &mut session, batch).await
+                run_batch(app, config, scripts, end, &mut session, batch, redo).await
             }
             notice = session.notices.next() => match notice {
                 Some(msg) => {
@@ -396,8 +474,18 @@ async fn run_batch(
     end: &LinkEnd,
     session: &mut Session,
     batch: Vec<Op>,
+    redo: &mut Redo,
 ) -> redis::RedisResult<()> {
-    let subscribed = update_subscriptions(session, &batch).await;
+    let subscribed = subscribe_joined(session, &batch).await;
+    let touched: Vec<String> = batch
+        .iter()
+        .filter_map(|op| match op {
+            Op::Join { room, .. } | Op::Snapshot { room, .. } | Op::Unsubscribe { room } => {
+                Some(room.clone())
+            }
+            _ => None,
+        })
+        .collect();
     let mut pipe = redis::pipe();
     pipe.ignore_errors();
     let mut sent = Vec::with_capacity(batch.len());
@@ -417,7 +505,7 @@ async fn run_batch(
         Ok(answers) => answers,
         Err(e) => {
             for op in batch {
-                fail(app, end, op);
+                fail(app, end, op, redo);
             }
             return Err(e);
         }
@@ -434,22 +522,37 @@ async fn run_batch(
         };
         answer_op(app, config, op, answer, now, &mut effects);
     }
-    effects.apply(app, &mut session.conn).await
+    effects.apply(app, &mut session.conn).await?;
+    unsubscribe_unheld(app, session, touched).await
 }
 
-/// Subscribes to the rooms `batch` joins and unsubscribes from those it
-/// leaves for good, in the batch's order.
-async fn update_subscriptions(session: &mut Session, batch: &[Op]) -> redis::RedisResult<()> {
+/// Subscribes to the rooms `batch` joins or resyncs, before their scripts
+/// run (so that no change made after a join is missed).
+async fn subscribe_joined(session: &mut Session, batch: &[Op]) -> redis::RedisResult<()> {
     for op in batch {
-        match op {
-            Op::Join { room, .. } | Op::Snapshot { room, .. } if !session.rooms.contains(room) => {
+        if let Op::Join { room, .. } | Op::Snapshot { room, .. } = op {
+            if !session.rooms.contains(room) {
                 session.sink.subscribe(room_channel(room)).await?;
                 session.rooms.insert(room.clone());
             }
-            Op::Unsubscribe { room } if session.rooms.remove(room) => {
-                session.sink.unsubscribe(room_channel(room)).await?;
-            }
-            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Stops listening to those of `rooms` this broker has no member in, once
+/// their ops are answered: the hub's members are the truth, not the order
+/// of the ops (an `Unsubscribe` may follow a join still in flight, and a
+/// refused join leaves nobody to listen for).
+async fn unsubscribe_unheld(
+    app: &App,
+    session: &mut Session,
+    rooms: Vec<String>,
+) -> redis::RedisResult<()> {
+    for room in rooms {
+        if session.rooms.contains(&room) && !app.hub.has_network_members(&room) {
+            session.sink.unsubscribe(room_channel(&room)).await?;
+            session.rooms.remove(&room);
         }
     }
     Ok(())
@@ -546,7 +649,7 @@ fn answer_op(
                 ),
                 Err(e) => refused(e),
             };
-            app.hub.room_answer(conn, rid, &id, &room, answer, now);
+            app.hub.join_answer(conn, rid, &id, &room, answer, now);
         }
         Op::Set {
             conn,
@@ -754,8 +857,9 @@ fn items(v: &Value) -> &[Value] {
     }
 }
 
-/// Answers an op that cannot reach Redis.
-fn fail(app: &App, end: &LinkEnd, op: Op) {
+/// Answers an op that cannot reach Redis; releases and leaves are kept in
+/// `redo` for when it is back.
+fn fail(app: &App, end: &LinkEnd, op: Op, redo: &mut Redo) {
     end.done(&op);
     let now = Instant::now();
     let unavailable = || {
@@ -784,8 +888,10 @@ fn fail(app: &App, end: &LinkEnd, op: Op) {
             id,
             room,
             ..
-        }
-        | Op::Set {
+        } => app
+            .hub
+            .join_answer(conn, rid, &id, &room, unavailable(), now),
+        Op::Set {
             conn,
             rid,
             id,
@@ -801,15 +907,15 @@ fn fail(app: &App, end: &LinkEnd, op: Op) {
         } => app
             .hub
             .room_answer(conn, rid, &id, &room, unavailable(), now),
-        // Its lease runs out; the reaper takes it out of its rooms.
-        Op::Release { .. } => {}
+        // Done once Redis is back (`connect`).
+        op @ (Op::Release { .. } | Op::Leave { .. }) => redo.keep(op),
         // The other broker finds out when it renews its leases; nothing
         // will be handed over meanwhile.
         Op::TookOver { id, .. } => app.hub.handed_over(&id, now),
         // The other broker stops waiting at its deadline.
         Op::HandedOver { .. } => {}
-        // Made again from this broker's memberships once Redis is back.
-        Op::Leave { .. } | Op::Snapshot { .. } | Op::Unsubscribe { .. } => {}
+        // Subscriptions are made again from this broker's memberships.
+        Op::Snapshot { .. } | Op::Unsubscribe { .. } => {}
         Op::Publish { .. } => {}
     }
 }

@@ -208,17 +208,17 @@ return {{}, {}, {}}
 
 /// Renews (or makes again) this broker's claims. KEYS: id keys. ARGV: this
 /// broker, the lease in ms, then an id and its token per key. Returns the
-/// (1-based) indexes of the ids another broker holds now.
+/// (1-based) indexes of the ids another broker holds now. The token is
+/// this broker's too: an id registered again here while Redis was away
+/// has a new one, and the claim Redis kept holds the old one.
 const RENEW: &str = r"
 local lost = {}
 local until_ms = now + tonumber(ARGV[2])
 for i, key in ipairs(KEYS) do
   local id, token = ARGV[2 * i + 1], ARGV[2 * i + 2]
   local b = redis.call('HGET', key, 'b')
-  if not b then
-    redis.call('HSET', key, 'b', ARGV[1], 't', token)
-  end
   if not b or b == ARGV[1] then
+    redis.call('HSET', key, 'b', ARGV[1], 't', token)
     redis.call('PEXPIRE', key, ARGV[2])
     redis.call('ZADD', 'pw:leases', until_ms, id)
   else

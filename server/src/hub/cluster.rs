@@ -205,7 +205,8 @@ pub enum Op {
         id: String,
         msg: peerwire::protocol::ClientMessage,
     },
-    /// This broker has no member left in `room`.
+    /// This broker has no member left in `room`: the task stops listening
+    /// to it unless a join made since has one again.
     Unsubscribe {
         room: String,
     },
@@ -291,15 +292,17 @@ impl Link {
         sent
     }
 
-    /// Queues a frame for an id held elsewhere.
-    fn forward(&self, envelope: Envelope) -> Result<(), ErrorCode> {
+    /// Queues an op carrying a client's bytes (a frame for an id held
+    /// elsewhere, a broadcast, a state value) within `max_queued`:
+    /// `queue-full` beyond, `unavailable` while Redis is away.
+    fn send_bounded(&self, op: Op) -> Result<(), ErrorCode> {
         if !self.is_up() {
             return Err(ErrorCode::Unavailable);
         }
-        if self.queued.load(Ordering::Relaxed) + envelope.frame.len() > self.max_queued {
+        if self.queued.load(Ordering::Relaxed) + op.weight() > self.max_queued {
             return Err(ErrorCode::QueueFull);
         }
-        if self.send(Op::Forward(envelope)) {
+        if self.send(op) {
             Ok(())
         } else {
             Err(ErrorCode::Unavailable)
@@ -463,7 +466,8 @@ impl State {
                 );
             }
         };
-        if gone || held_here {
+        let took_over = matches!(outcome, Outcome::TakenOver { .. });
+        if held_here || (gone && !took_over) {
             // The client left while Redis answered, or (Redis away) another
             // connection here took the id meanwhile: give back what Redis
             // gave this claim.
@@ -496,11 +500,17 @@ impl State {
         });
         self.handoffs.insert(claim.id.clone());
         self.sessions.insert(claim.id.clone(), session);
-        if let Some(entry) = self.conns.get_mut(&conn) {
-            entry.peer = Some(claim.id.clone());
-        }
         for room in &rooms {
             self.add_membership(&claim.id, room);
+        }
+        if gone {
+            // The id is this broker's now (the old connection is replaced)
+            // and its client, whose connection ended while Redis answered,
+            // may come back within the grace window, as on one broker.
+            return self.detach(&claim.id, now);
+        }
+        if let Some(entry) = self.conns.get_mut(&conn) {
+            entry.peer = Some(claim.id.clone());
         }
         let rooms = self.rooms_still_allowed(&claim.id, conn, rooms, now);
         let msg = self.registered(conn, claim.rid, &claim.id, token, true, rooms.clone());
@@ -517,6 +527,15 @@ impl State {
         }
     }
 
+    /// Hands `op`, which carries a client's bytes, to the cluster task
+    /// within `--redis-max-queued-bytes` (see [`Link::send_bounded`]).
+    pub(super) fn cluster_op_bounded(&mut self, op: Op) -> Result<(), ErrorCode> {
+        match &self.cluster {
+            Some(link) => link.send_bounded(op),
+            None => Err(ErrorCode::Unavailable),
+        }
+    }
+
     /// Sends `frame` towards an id this broker does not hold: to the broker
     /// that holds it when in a network, else `unknown-peer`.
     pub(super) fn forward(
@@ -529,13 +548,13 @@ impl State {
         let Some(link) = &self.cluster else {
             return Err(ErrorCode::UnknownPeer);
         };
-        link.forward(Envelope {
+        link.send_bounded(Op::Forward(Envelope {
             to: to.to_string(),
             origin,
             room_event: kind == Kind::RoomEvent,
             handoff: false,
             frame: frame.as_str().to_string(),
-        })
+        }))
     }
 
     /// Answers `find` for an id not held here: asks Redis, unless this
@@ -684,13 +703,13 @@ impl State {
         self.release(id, now);
         for q in queued {
             let sent = match &self.cluster {
-                Some(link) => link.forward(Envelope {
+                Some(link) => link.send_bounded(Op::Forward(Envelope {
                     to: id.to_string(),
                     origin: q.origin.clone(),
                     room_event: false,
                     handoff: true,
                     frame: q.frame.as_str().to_string(),
-                }),
+                })),
                 None => Err(ErrorCode::Unavailable),
             };
             if let Err(code) = sent {

@@ -94,7 +94,24 @@ pub enum RoomAnswer {
 }
 
 impl Hub {
-    /// Redis's answer to this broker's `join`, `set` or `delete` for `id`.
+    /// Redis's answer to this broker's `join` of `room` for `id`.
+    pub fn join_answer(
+        &self,
+        conn: ConnId,
+        rid: Rid,
+        id: &str,
+        room: &str,
+        answer: RoomAnswer,
+        now: Instant,
+    ) {
+        let mut st = self.lock();
+        if let Some(session) = st.sessions.get_mut(id) {
+            session.joining.remove(room);
+        }
+        st.room_answer(conn, rid, id, room, answer, now);
+    }
+
+    /// Redis's answer to this broker's `set` or `delete` for `id`.
     pub fn room_answer(
         &self,
         conn: ConnId,
@@ -122,6 +139,19 @@ impl Hub {
     /// Every room this broker has members in (to subscribe to again).
     pub fn network_rooms(&self) -> Vec<String> {
         self.lock().net_rooms.keys().cloned().collect()
+    }
+
+    /// Whether this broker has members in `room` (a join not yet sent to
+    /// Redis subscribes again before it runs).
+    pub fn has_network_members(&self, room: &str) -> bool {
+        self.lock().net_rooms.contains_key(room)
+    }
+
+    /// Whether this broker holds `id` and it is not in `room` (a leave of
+    /// the room that Redis missed is to be done again).
+    pub fn held_outside(&self, id: &str, room: &str) -> bool {
+        let st = self.lock();
+        st.sessions.get(id).is_some_and(|s| !s.rooms.contains(room))
     }
 
     /// Every (id, room) membership of this broker's ids (to make again in
@@ -203,13 +233,19 @@ impl State {
         room: String,
     ) -> Option<Result<ServerMessage, Refusal>> {
         let session = self.sessions.get(me)?;
-        if !session.rooms.contains(&room) {
+        if !session.rooms.contains(&room) && !session.joining.contains(&room) {
             if let Err((code, detail)) = self.may_join(session.conn, &room) {
                 return Some(Err((code, rid, detail)));
             }
-            if session.rooms.len() >= self.config.max_rooms_per_peer {
-                let detail = format!("already in {} rooms", session.rooms.len());
+            // Joins still in flight count: answers come later, and a
+            // client that does not wait for them must not pass the limit.
+            let held = session.rooms.len() + session.joining.len();
+            if held >= self.config.max_rooms_per_peer {
+                let detail = format!("already in {held} rooms");
                 return Some(Err((ErrorCode::TooManyRooms, rid, detail)));
+            }
+            if let Some(session) = self.sessions.get_mut(me) {
+                session.joining.insert(room.clone());
             }
         }
         let event = ServerMessage::PeerJoined {
@@ -303,11 +339,17 @@ impl State {
             except: (!include_self).then(|| me.to_string()),
             origin: Some((me.to_string(), rid)),
         };
-        self.cluster_op(Op::Publish {
+        // Refused whole when it cannot reach Redis (nobody, not even this
+        // broker's members, would get it: it comes back on the room's
+        // channel).
+        let sent = self.cluster_op_bounded(Op::Publish {
             room,
             payload: notice.payload(),
         });
-        Some(Ok(ServerMessage::Ok { rid }))
+        Some(match sent {
+            Ok(()) => Ok(ServerMessage::Ok { rid }),
+            Err(code) => Err(Self::not_queued(code, rid)),
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -331,7 +373,7 @@ impl State {
             from: me.to_string(),
             ttl_ms,
         };
-        self.cluster_op(Op::Set {
+        let sent = self.cluster_op_bounded(Op::Set {
             conn,
             rid,
             id: me.to_string(),
@@ -342,7 +384,20 @@ impl State {
             max_keys: self.config.max_state_keys,
             event: RoomNotice::event(&event, None).payload(),
         });
-        None
+        sent.err().map(|code| Err(Self::not_queued(code, rid)))
+    }
+
+    /// A request refused because it cannot wait for Redis (`code`:
+    /// `queue-full` or `unavailable`).
+    fn not_queued(code: ErrorCode, rid: Rid) -> Refusal {
+        let detail = match code {
+            ErrorCode::QueueFull => format!(
+                "this broker holds --redis-max-queued-bytes of messages waiting for Redis: {}",
+                code.hint()
+            ),
+            _ => format!("the broker network cannot be reached: {}", code.hint()),
+        };
+        (code, rid, detail)
     }
 
     fn net_delete(

@@ -34,6 +34,9 @@ pub(super) struct Session {
     /// Messages held for the id while it is detached.
     pub(super) queue: VecDeque<Queued>,
     pub(super) rooms: BTreeSet<String>,
+    /// In a network: rooms whose `join` Redis has not answered yet (they
+    /// count against `--max-rooms-per-peer` like the rooms joined).
+    pub(super) joining: BTreeSet<String>,
     pub(super) opened_keys: BTreeSet<String>,
     pub(super) joined_keys: BTreeSet<String>,
     pub(super) hostnames: BTreeSet<String>,
@@ -51,6 +54,7 @@ impl Session {
             grace_deadline: None,
             queue: VecDeque::new(),
             rooms: BTreeSet::new(),
+            joining: BTreeSet::new(),
             opened_keys: BTreeSet::new(),
             joined_keys: BTreeSet::new(),
             hostnames: BTreeSet::new(),
