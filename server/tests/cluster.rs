@@ -1072,20 +1072,29 @@ async fn broadcasts_waiting_for_redis_count_against_its_queue_bound() {
     // sender hears queue-full rather than the broker holding any amount.
     assert_eq!(redis.cli(&["CLIENT", "PAUSE", "500", "ALL"]), "OK");
     let big = "x".repeat(2000);
+    let mut rids = Vec::new();
     for n in 0..10 {
-        alice
-            .send(json!({"type": "broadcast", "room": "lobby", "data": format!("{n}{big}")}))
-            .await;
+        rids.push(
+            alice
+                .send(json!({"type": "broadcast", "room": "lobby", "data": format!("{n}{big}")}))
+                .await,
+        );
     }
+    // Refusals come at once, `ok`s once published: match them by rid.
     let mut sent = Vec::new();
-    for n in 0..10 {
+    for _ in 0..10 {
         let m = alice.recv().await;
+        let n = rids
+            .iter()
+            .position(|&r| m["rid"] == r)
+            .expect("a reply to a broadcast");
         match (m["type"].as_str(), m["code"].as_str()) {
             (Some("ok"), _) => sent.push(n),
             (Some("error"), Some("queue-full")) => {}
             _ => panic!("unexpected {m}"),
         }
     }
+    sent.sort();
     assert!((1..10).contains(&sent.len()), "{} of 10 sent", sent.len());
     // What was accepted arrives, in order.
     for n in sent {
@@ -1196,5 +1205,48 @@ async fn a_resume_on_another_broker_keeps_order_and_delivers_each_frame_once() {
         if m["type"] == "error" {
             missing.retain(|&rid| m["rid"] != rid);
         }
+    }
+}
+
+#[tokio::test]
+async fn requests_sent_right_after_a_join_wait_for_it_as_on_one_broker() {
+    let redis = Redis::start();
+    let (b1, b2) = (broker(&redis, &[]).await, broker(&redis, &[]).await);
+    let (mut bob, _) = b2.registered("bob").await;
+    join(&mut bob, "lobby").await;
+    let (mut alice, _) = b1.registered("alice").await;
+    // No waiting between the requests: each is answered as if the join
+    // before it were done.
+    let rids = [
+        alice.send(json!({"type": "join", "room": "lobby"})).await,
+        alice
+            .send(json!({"type": "set", "room": "lobby", "key": "k", "value": 1}))
+            .await,
+        alice
+            .send(json!({"type": "broadcast", "room": "lobby", "data": "hi"}))
+            .await,
+        alice.send(json!({"type": "leave", "room": "lobby"})).await,
+    ];
+    let mut replies = Vec::new();
+    while replies.len() < rids.len() {
+        let m = alice.recv().await;
+        if m.get("rid").is_some() {
+            replies.push((
+                m["rid"].as_u64().unwrap(),
+                m["type"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    assert_eq!(
+        replies,
+        [
+            (rids[0], "joined".to_string()),
+            (rids[1], "ok".to_string()),
+            (rids[2], "ok".to_string()),
+            (rids[3], "ok".to_string())
+        ]
+    );
+    for kind in ["peer-joined", "state-set", "broadcast", "peer-left"] {
+        assert_eq!(bob.expect(kind).await["type"], kind);
     }
 }

@@ -419,6 +419,7 @@ fn command(config: &ClusterConfig, scripts: &Scripts, op: &Op) -> Option<redis::
         .arg(room)
         .arg(room_channel(room))
         .arg(event)
+        .arg(&config.broker)
         .clone(),
         Op::Publish { room, payload } => redis::cmd("PUBLISH")
             .arg(room_channel(room))
@@ -458,7 +459,7 @@ fn command(config: &ClusterConfig, scripts: &Scripts, op: &Op) -> Option<redis::
         Op::Snapshot { room, .. } => {
             evalsha(&scripts.snapshot, &[members_key(room), state_key(room)])
         }
-        Op::Unsubscribe { .. } => return None,
+        Op::Unsubscribe { .. } | Op::Reply { .. } => return None,
     };
     Some(cmd)
 }
@@ -579,6 +580,9 @@ fn answer_op(
         )
     };
     match op {
+        Op::Reply { conn, rid, .. } => {
+            app.hub.answer(conn, Ok(ServerMessage::Ok { rid }), now);
+        }
         Op::Forward(envelope) => match answer {
             Ok(Value::Int(n)) if n > 0 => {
                 app.metrics.cluster_forwarded.inc();
@@ -870,6 +874,13 @@ fn fail(app: &App, end: &LinkEnd, op: Op, redo: &mut Redo) {
     };
     match op {
         Op::Forward(envelope) => app.hub.undeliverable(envelope, ErrorCode::Unavailable, now),
+        Op::Reply { conn, rid, failed } => {
+            let answer = match failed {
+                None => Ok(ServerMessage::Ok { rid }),
+                Some(code) => Err((code, rid, format!("Redis is unreachable: {}", code.hint()))),
+            };
+            app.hub.answer(conn, answer, now);
+        }
         Op::Claim(_, reply) => {
             let _ = reply.send(Outcome::Unavailable);
         }

@@ -256,8 +256,12 @@ return view(KEYS[1], KEYS[2])
 ";
 
 /// Leaves a room. KEYS: members, state, `pw:in:<id>`. ARGV: id, room, the
-/// room channel, the `peer-left` notice. 1 if it was a member.
+/// room channel, the `peer-left` notice, this broker. 1 if it was a
+/// member. Nothing when another broker holds the id now (a join answered
+/// here after the id moved on must not take it out of the room there).
 const LEAVE: &str = r"
+local holder = redis.call('HGET', 'pw:id:' .. ARGV[1], 'b')
+if holder and holder ~= ARGV[5] then return 0 end
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('SREM', KEYS[3], ARGV[2])
 if redis.call('ZCARD', KEYS[1]) == 0 then

@@ -167,6 +167,14 @@ pub enum Op {
         event: String,
     },
     /// Publishes a notice on `room`'s channel (a broadcast).
+    /// Answers request `rid` on `conn` once the ops before it are done
+    /// (a reply in order with those Redis answers); if they could not reach
+    /// Redis, with `failed` when given.
+    Reply {
+        conn: ConnId,
+        rid: Rid,
+        failed: Option<ErrorCode>,
+    },
     Publish {
         room: String,
         payload: String,

@@ -93,6 +93,18 @@ pub enum RoomAnswer {
     Refused(ErrorCode, String),
 }
 
+/// The room a room request names.
+fn room_of(msg: &ClientMessage) -> Option<&str> {
+    match msg {
+        ClientMessage::Join { room, .. }
+        | ClientMessage::Leave { room, .. }
+        | ClientMessage::Broadcast { room, .. }
+        | ClientMessage::Set { room, .. }
+        | ClientMessage::Delete { room, .. } => Some(room),
+        _ => None,
+    }
+}
+
 impl Hub {
     /// Redis's answer to this broker's `join` of `room` for `id`.
     pub fn join_answer(
@@ -105,10 +117,30 @@ impl Hub {
         now: Instant,
     ) {
         let mut st = self.lock();
+        let mut waiting = Vec::new();
         if let Some(session) = st.sessions.get_mut(id) {
             session.joining.remove(room);
+            // The requests that waited for this join, in order (those for
+            // other rooms still joining wait on).
+            let (now_due, still): (Vec<_>, Vec<_>) = session
+                .after_join
+                .drain(..)
+                .partition(|(_, msg)| room_of(msg) == Some(room));
+            session.after_join = still.into();
+            waiting = now_due;
         }
         st.room_answer(conn, rid, id, room, answer, now);
+        for (conn, msg) in waiting {
+            let still_here = st
+                .conns
+                .get(&conn)
+                .is_some_and(|c| c.peer.as_deref() == Some(id));
+            if still_here {
+                if let Some(other) = st.network_room_request(conn, id, msg, now) {
+                    st.handle(conn, other, now);
+                }
+            }
+        }
     }
 
     /// Redis's answer to this broker's `set` or `delete` for `id`.
@@ -175,15 +207,33 @@ impl State {
         msg: ClientMessage,
         now: Instant,
     ) -> Option<ClientMessage> {
+        // A request about a room whose join Redis has not answered yet
+        // waits for that answer: on one broker the join is done first.
+        if let Some(room) = room_of(&msg).map(str::to_string) {
+            let max = self.config.max_queued;
+            if let Some(session) = self.sessions.get_mut(me) {
+                if session.joining.contains(&room) {
+                    if session.after_join.len() >= max {
+                        let detail = format!(
+                            "{max} requests already wait for a join to be answered (--max-queued)"
+                        );
+                        self.reply(conn, Err((ErrorCode::QueueFull, msg.rid(), detail)), now);
+                    } else {
+                        session.after_join.push_back((conn, msg));
+                    }
+                    return None;
+                }
+            }
+        }
         let answer = match msg {
             ClientMessage::Join { rid, room } => self.net_join(conn, me, rid, room),
-            ClientMessage::Leave { rid, room } => self.net_leave(me, rid, &room),
+            ClientMessage::Leave { rid, room } => self.net_leave(conn, me, rid, &room),
             ClientMessage::Broadcast {
                 rid,
                 room,
                 data,
                 include_self,
-            } => self.net_broadcast(me, rid, room, data, include_self),
+            } => self.net_broadcast(conn, me, rid, room, data, include_self),
             ClientMessage::Set {
                 rid,
                 room,
@@ -265,6 +315,7 @@ impl State {
 
     fn net_leave(
         &mut self,
+        conn: ConnId,
         me: &str,
         rid: Rid,
         room: &str,
@@ -273,7 +324,14 @@ impl State {
             return Some(Self::not_member(rid, room));
         }
         self.net_leave_room(me, room);
-        Some(Ok(ServerMessage::Ok { rid }))
+        // In order with the requests before it (a leave that cannot reach
+        // Redis now is done when it is back: `ok` all the same).
+        self.cluster_op(Op::Reply {
+            conn,
+            rid,
+            failed: None,
+        });
+        None
     }
 
     /// Takes `me` out of `room` here and in Redis (whose script tells the
@@ -318,8 +376,10 @@ impl State {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn net_broadcast(
         &mut self,
+        conn: ConnId,
         me: &str,
         rid: Rid,
         room: String,
@@ -346,10 +406,18 @@ impl State {
             room,
             payload: notice.payload(),
         });
-        Some(match sent {
-            Ok(()) => Ok(ServerMessage::Ok { rid }),
-            Err(code) => Err(Self::not_queued(code, rid)),
-        })
+        match sent {
+            // `ok` once published, in order with the requests before it.
+            Ok(()) => {
+                self.cluster_op(Op::Reply {
+                    conn,
+                    rid,
+                    failed: Some(ErrorCode::Unavailable),
+                });
+                None
+            }
+            Err(code) => Some(Err(Self::not_queued(code, rid))),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -37,6 +37,9 @@ pub(super) struct Session {
     /// In a network: rooms whose `join` Redis has not answered yet (they
     /// count against `--max-rooms-per-peer` like the rooms joined).
     pub(super) joining: BTreeSet<String>,
+    /// In a network: room requests that came after a join still in flight
+    /// to the same room, run once Redis has answered the join.
+    pub(super) after_join: VecDeque<(ConnId, peerwire::protocol::ClientMessage)>,
     pub(super) opened_keys: BTreeSet<String>,
     pub(super) joined_keys: BTreeSet<String>,
     pub(super) hostnames: BTreeSet<String>,
@@ -55,6 +58,7 @@ impl Session {
             queue: VecDeque::new(),
             rooms: BTreeSet::new(),
             joining: BTreeSet::new(),
+            after_join: VecDeque::new(),
             opened_keys: BTreeSet::new(),
             joined_keys: BTreeSet::new(),
             hostnames: BTreeSet::new(),
