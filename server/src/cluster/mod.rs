@@ -968,6 +968,23 @@ async fn reap(
     scripts: &Scripts,
     conn: &mut MultiplexedConnection,
 ) -> redis::RedisResult<()> {
+    // A broker with many ids died: up to 16 rounds of 256 now, the rest at
+    // the next ticks, so that no single script holds Redis for long.
+    for _ in 0..16 {
+        if reap_once(app, config, scripts, conn).await? < 256 {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// One round of the reaper; how many ended leases it looked at.
+async fn reap_once(
+    app: &App,
+    config: &ClusterConfig,
+    scripts: &Scripts,
+    conn: &mut MultiplexedConnection,
+) -> redis::RedisResult<i64> {
     let v: Value = scripts
         .reap
         .prepare_invoke()
@@ -1014,7 +1031,11 @@ async fn reap(
             effects.unavailable(joiner, key, opener, code);
         }
     }
-    effects.apply(app, conn).await
+    effects.apply(app, conn).await?;
+    Ok(match items(&v).get(6) {
+        Some(Value::Int(n)) => *n,
+        _ => 0,
+    })
 }
 
 /// The script call for a rendezvous-key or hostname request.

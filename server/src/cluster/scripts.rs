@@ -306,7 +306,8 @@ return 'ok'
 /// ARGV: the listen timeout in ms. Returns, for the notices: `{room, key,
 /// …}` expired, `{id, room, …}` gone, the closed and left triples of
 /// `forget_keys`, `{key, opener, …}` keys nobody joined in time, `{key,
-/// joiner, opener, …}` pairs whose pipe deadline passed.
+/// joiner, opener, …}` pairs whose pipe deadline passed; and how many
+/// ended leases it looked at (256: there may be more).
 const REAP: &str = r"
 local expired = {}
 for _, item in ipairs(redis.call('ZRANGEBYSCORE', 'pw:ttl', '-inf', now, 'LIMIT', 0, 256)) do
@@ -328,7 +329,8 @@ for _, item in ipairs(redis.call('ZRANGEBYSCORE', 'pw:ttl', '-inf', now, 'LIMIT'
 end
 local gone, closed, left = {}, {}, {}
 local listen_ms = tonumber(ARGV[1])
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', 'pw:leases', '-inf', now, 'LIMIT', 0, 256)) do
+local leases = redis.call('ZRANGEBYSCORE', 'pw:leases', '-inf', now, 'LIMIT', 0, 256)
+for _, id in ipairs(leases) do
   redis.call('ZREM', 'pw:leases', id)
   if redis.call('EXISTS', 'pw:id:' .. id) == 0 then
     for _, room in ipairs(forget(id)) do
@@ -365,7 +367,7 @@ for _, item in ipairs(redis.call('ZRANGEBYSCORE', 'pw:pipe', '-inf', now, 'LIMIT
     end
   end
 end
-return {expired, gone, closed, left, unheard, ended}
+return {expired, gone, closed, left, unheard, ended, #leases}
 ";
 
 /// Opens a rendezvous key. KEYS: `pw:k:<key>`, `pw:opened:<id>`. ARGV: id,
