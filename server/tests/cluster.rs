@@ -385,6 +385,15 @@ impl Process {
         Process { child, addr }
     }
 
+    /// A client registered as `id` on this process; with its resume token.
+    async fn registered(&self, id: &str) -> (Client, String) {
+        let mut c = self.client().await;
+        let r = c.request(json!({"type": "register", "id": id})).await;
+        assert_eq!(r["type"], "registered", "{r}");
+        let token = r["resumeToken"].as_str().unwrap().to_string();
+        (c, token)
+    }
+
     async fn client(&self) -> Client {
         Client::connect(&format!("ws://{}/ws", self.addr)).await
     }
@@ -408,14 +417,8 @@ async fn a_killed_brokers_clients_reclaim_their_ids_elsewhere_and_the_rest_are_f
     healthy(p1.addr).await;
     let b2 = broker(&redis, &[]).await;
 
-    let mut alice = p1.client().await;
-    let r = alice
-        .request(json!({"type": "register", "id": "alice"}))
-        .await;
-    let token = r["resumeToken"].as_str().unwrap().to_string();
-    let mut lost = p1.client().await;
-    lost.request(json!({"type": "register", "id": "lost"}))
-        .await;
+    let (mut alice, token) = p1.registered("alice").await;
+    let (_lost, _) = p1.registered("lost").await;
     let (mut bob, _) = b2.registered("bob").await;
     signal(&mut bob, "alice", json!("before")).await;
     assert_eq!(alice.expect("signal").await["data"], "before");
@@ -582,15 +585,9 @@ async fn after_a_broker_dies_its_clients_are_back_in_their_rooms_and_the_rest_le
     let mut p1 = Process::start(&redis);
     healthy(p1.addr).await;
     let b2 = broker(&redis, &[]).await;
-    let mut alice = p1.client().await;
-    let r = alice
-        .request(json!({"type": "register", "id": "alice"}))
-        .await;
-    let token = r["resumeToken"].as_str().unwrap().to_string();
+    let (mut alice, token) = p1.registered("alice").await;
     join(&mut alice, "lobby").await;
-    let mut lost = p1.client().await;
-    lost.request(json!({"type": "register", "id": "lost"}))
-        .await;
+    let (mut lost, _) = p1.registered("lost").await;
     join(&mut lost, "lobby").await;
     lost.request(json!({"type": "open-key", "key": "lost-key"}))
         .await;
