@@ -80,7 +80,7 @@ async function errors(peer: Peer): Promise<void> {
     await peer.connect('bob');
   } catch (err) {
     if (isPeerwireError(err, 'PeerUnavailableError')) {
-      const code: 'unknown-peer' | 'peer-gone' | 'queue-full' = err.code;
+      const code: 'unknown-peer' | 'peer-gone' | 'queue-full' | 'unavailable' = err.code;
       console.log('offline', code, err.message);
     } else if (isPeerwireError(err, 'ConnectTimeoutError')) {
       const code: 'connect-timeout' = err.code;
