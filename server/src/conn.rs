@@ -184,7 +184,15 @@ pub async fn run(
                             return Ending::Close(CloseCode::TooManyMessages);
                         }
                     }
-                    Message::Ping(_) | Message::Pong(_) => {}
+                    // A ping costs a token like a message: each is
+                    // answered with a pong, and a flood of them kept a
+                    // core busy. (Pongs answer the broker's own pings.)
+                    Message::Ping(_) => {
+                        if !take_token() {
+                            return Ending::Close(CloseCode::TooManyMessages);
+                        }
+                    }
+                    Message::Pong(_) => {}
                     Message::Close(frame) => {
                         let code = frame.map(|f| f.code);
                         return Ending::ClientClosed { code };

@@ -1455,3 +1455,28 @@ async fn close_code_of(s: &mut (impl tokio::io::AsyncRead + Unpin)) -> Option<u1
     }
     None
 }
+
+#[tokio::test]
+async fn a_flood_of_websocket_pings_is_rate_limited_like_messages() {
+    use tokio::io::AsyncWriteExt;
+    let b = Broker::start(&["--rate-limit", "5", "--rate-burst", "10"]).await;
+    let s = raw_socket(&b).await;
+    let (mut rd, mut wr) = s.into_split();
+    let pings: Vec<u8> = (0..200).flat_map(|_| raw_frame(0x89, true, b"x")).collect();
+    let writer = tokio::spawn(async move { while wr.write_all(&pings).await.is_ok() {} });
+    assert_eq!(close_code_of(&mut rd).await, Some(4002));
+    writer.abort();
+    // A few pings, within the budget, are answered and cost nothing more.
+    let mut ok = raw_socket(&b).await;
+    ok.write_all(&raw_frame(0x89, true, b"hi")).await.unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::io::AsyncReadExt::read(&mut ok, &mut buf)
+        .await
+        .unwrap();
+    assert_eq!(
+        (buf[0] & 0x0f, &buf[2..n]),
+        (0xA, &b"hi"[..]),
+        "a pong with the ping's payload"
+    );
+    b.stop().await;
+}
