@@ -225,6 +225,14 @@ impl State {
                 }
             }
         }
+        // Leave, broadcast, set and delete need the id in the room.
+        if let Some(room) = room_of(&msg) {
+            if !matches!(msg, ClientMessage::Join { .. }) && !self.is_member(me, room) {
+                let refusal = Self::not_member(msg.rid(), room);
+                self.reply(conn, refusal, now);
+                return None;
+            }
+        }
         let answer = match msg {
             ClientMessage::Join { rid, room } => self.net_join(conn, me, rid, room),
             ClientMessage::Leave { rid, room } => self.net_leave(conn, me, rid, &room),
@@ -320,9 +328,6 @@ impl State {
         rid: Rid,
         room: &str,
     ) -> Option<Result<ServerMessage, Refusal>> {
-        if !self.is_member(me, room) {
-            return Some(Self::not_member(rid, room));
-        }
         self.net_leave_room(me, room);
         // In order with the requests before it (a leave that cannot reach
         // Redis now is done when it is back: `ok` all the same).
@@ -386,9 +391,6 @@ impl State {
         data: Value,
         include_self: bool,
     ) -> Option<Result<ServerMessage, Refusal>> {
-        if !self.is_member(me, &room) {
-            return Some(Self::not_member(rid, &room));
-        }
         let msg = ServerMessage::Broadcast {
             room: room.clone(),
             from: me.to_string(),
@@ -431,9 +433,6 @@ impl State {
         value: Value,
         ttl_ms: Option<u64>,
     ) -> Option<Result<ServerMessage, Refusal>> {
-        if !self.is_member(me, &room) {
-            return Some(Self::not_member(rid, &room));
-        }
         let event = ServerMessage::StateSet {
             room: room.clone(),
             key: key.clone(),
@@ -476,9 +475,6 @@ impl State {
         room: String,
         key: String,
     ) -> Option<Result<ServerMessage, Refusal>> {
-        if !self.is_member(me, &room) {
-            return Some(Self::not_member(rid, &room));
-        }
         let event = ServerMessage::StateRemoved {
             room: room.clone(),
             key: key.clone(),
