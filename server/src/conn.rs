@@ -12,7 +12,7 @@
 //! hub forwarded does not (the relay's byte caps pace those), one it
 //! dropped does.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
@@ -40,6 +40,21 @@ enum Ending {
     Killed(CloseCode),
 }
 
+/// The frame a connection's writer is handing to its socket (shared by
+/// the writer and the code that runs after it ends, in one task; the lock
+/// is never contended).
+struct Slot(Mutex<Option<Outgoing>>);
+
+impl Slot {
+    fn put(&self, frame: Option<Outgoing>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = frame;
+    }
+
+    fn take(&self) -> Option<Outgoing> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
+}
+
 /// How long a single write may take before the client counts as stuck.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -63,11 +78,17 @@ pub async fn run(
     crate::access::opened(ip, conn);
     // The id the hub confirmed to this client, for the access log.
     let mut registered: Option<String> = None;
+    // The frame the writer is handing to the socket: until the socket has
+    // taken it, it is the hub's to deliver again if the connection ends (a
+    // write cut short must not lose it).
+    let unwritten = Slot(Mutex::new(None));
     let mut outgoing = |o: Outgoing| {
         if registered.is_none() {
             registered = crate::access::registered_id(&o.frame);
         }
-        o.into_message()
+        let message = o.frame.clone().into_message();
+        unwritten.put(Some(o));
+        message
     };
     let (mut sink, mut stream) = socket.split();
     let heartbeat_every = Duration::from_millis(app.config.heartbeat_interval_ms);
@@ -101,15 +122,28 @@ pub async fn run(
                 // queue is written before anything else can happen.
                 let write = async {
                     sink.feed(out).await?;
+                    unwritten.put(None);
                     for _ in 0..WRITE_BATCH {
                         match rx.try_recv() {
-                            Ok(o) => sink.feed(outgoing(o)).await?,
+                            Ok(o) => {
+                                sink.feed(outgoing(o)).await?;
+                                unwritten.put(None);
+                            }
                             Err(_) => break,
                         }
                     }
                     sink.flush().await
                 };
-                match patient_timeout(WRITE_TIMEOUT, write).await {
+                // The hub's close switch also ends a write that is stuck
+                // (a client that stopped reading): the connection's
+                // unsent frames go back to the hub at once, not after the
+                // write timeout, so that a resuming client gets them first.
+                let written = tokio::select! {
+                    biased;
+                    code = &mut kill_rx => return Ending::Killed(code.unwrap_or(CloseCode::GoingAway)),
+                    written = patient_timeout(WRITE_TIMEOUT, write) => written,
+                };
+                match written {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return Ending::Lost,
                     Err(_) => return Ending::Close(CloseCode::SlowConsumer),
@@ -228,7 +262,9 @@ pub async fn run(
         Ending::Killed(code) => (Some(code), false, ClosedBy::Broker(code)),
     };
     // First stop the hub sending here and take back what was never written.
-    app.hub.disconnect(conn, clean, Instant::now(), &mut rx);
+    let unwritten = unwritten.take();
+    app.hub
+        .disconnect_with(conn, clean, Instant::now(), &mut rx, unwritten);
     if let Some(code) = close_with {
         let frame = CloseFrame {
             code: code.code(),

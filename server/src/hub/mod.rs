@@ -326,9 +326,22 @@ impl Hub {
         now: Instant,
         rx: &mut mpsc::Receiver<Outgoing>,
     ) {
+        self.disconnect_with(conn, clean, now, rx, None);
+    }
+
+    /// [`Hub::disconnect`] for a connection that had taken `unwritten` off
+    /// its queue but not yet handed it to its socket: it goes back first.
+    pub fn disconnect_with(
+        &self,
+        conn: ConnId,
+        clean: bool,
+        now: Instant,
+        rx: &mut mpsc::Receiver<Outgoing>,
+        unwritten: Option<Outgoing>,
+    ) {
         let mut st = self.lock();
         rx.close();
-        let mut unsent = Vec::new();
+        let mut unsent: Vec<Outgoing> = unwritten.into_iter().collect();
         while let Ok(o) = rx.try_recv() {
             unsent.push(o);
         }
@@ -347,6 +360,7 @@ impl Hub {
             None => {
                 if let Some(peer) = st.cut_off.remove(&conn) {
                     st.requeue(&peer, unsent, now);
+                    st.end_local_handoff(&peer, now);
                 }
             }
         }

@@ -256,8 +256,26 @@ impl State {
                 self.send_conn(conn, &snapshot, now);
             }
         }
-        for q in queued {
-            self.send_frame(conn, q.frame, q.origin, Kind::Queued, now);
+        // An earlier connection of the id (cut off with 4003, or replaced
+        // just now) may not have given back what it never wrote: those
+        // frames are older than the queued ones, so everything for the id
+        // waits until they are in (`Hub::disconnect`).
+        let waiting = self.cut_off.values().any(|peer| *peer == id);
+        match self.sessions.get_mut(&id) {
+            Some(session) if waiting && session.handoff.is_none() => {
+                session.handoff = Some(Handoff::local(now, queued));
+                self.handoffs.insert(id.clone());
+            }
+            Some(session) if waiting => {
+                if let Some(handoff) = session.handoff.as_mut() {
+                    handoff.held.extend(queued);
+                }
+            }
+            _ => {
+                for q in queued {
+                    self.send_frame(conn, q.frame, q.origin, Kind::Queued, now);
+                }
+            }
         }
         self.relay_resumed(&id, conn, old.is_some(), now);
     }
