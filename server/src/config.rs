@@ -382,6 +382,12 @@ impl Config {
                 total_rate: self.relay_total_rate,
                 ..RelayConfig::default()
             },
+            // Whole messages (a client cannot send a fraction of one); at
+            // least one, as the broker always lets one through.
+            message_rate: Some((
+                (self.rate_limit.floor() as u64).max(1),
+                (self.rate_burst.floor() as u64).max(1),
+            )),
         })
     }
 

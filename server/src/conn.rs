@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
-use peerwire::protocol::{ClientMessage, CloseCode};
+use peerwire::protocol::{ClientMessage, CloseCode, ErrorCode, ServerMessage};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{MissedTickBehavior, interval, timeout};
@@ -101,6 +101,9 @@ pub async fn run(
         Instant::now(),
     );
     let register_within = Duration::from_millis(app.config.register_timeout_ms);
+    // The answer to a message refused by closing the connection (4002 over
+    // the rate, 1009 too big): its sender is told which message was lost.
+    let mut refused: Option<String> = None;
 
     let ending = {
         let writer = async {
@@ -150,6 +153,7 @@ pub async fn run(
                 }
             }
         };
+        let refused = &mut refused;
         let reader = async {
             loop {
                 let frame = match patient_timeout(silence_limit, stream.next()).await {
@@ -175,9 +179,11 @@ pub async fn run(
                 match frame {
                     Message::Text(text) => {
                         if !take_token() {
+                            *refused = refusal(&text, ErrorCode::RateLimited);
                             return Ending::Close(CloseCode::TooManyMessages);
                         }
                         if text.len() > max_frame {
+                            *refused = refusal(&text, ErrorCode::TooBig);
                             return Ending::Close(CloseCode::MessageTooBig);
                         }
                         match ClientMessage::decode(text.as_str()) {
@@ -248,6 +254,24 @@ pub async fn run(
         }
     };
 
+    // A connection refused for what it sent can still read: what its queue
+    // holds now (answers to the messages before the refused one) is
+    // written ahead of the refusal, within the close's time.
+    if matches!(
+        ending,
+        Ending::Close(CloseCode::TooManyMessages | CloseCode::MessageTooBig)
+    ) {
+        let _ = timeout(Duration::from_secs(2), async {
+            while let Ok(o) = rx.try_recv() {
+                if sink.feed(outgoing(o)).await.is_err() {
+                    return;
+                }
+                unwritten.put(None);
+            }
+            let _ = sink.flush().await;
+        })
+        .await;
+    }
     let (close_with, clean, by) = match ending {
         Ending::ClientClosed { code } => (
             None,
@@ -266,6 +290,13 @@ pub async fn run(
     app.hub
         .disconnect_with(conn, clean, Instant::now(), &mut rx, unwritten);
     if let Some(code) = close_with {
+        if let Some(answer) = refused {
+            let _ = timeout(
+                Duration::from_secs(2),
+                sink.send(Message::Text(answer.into())),
+            )
+            .await;
+        }
         let frame = CloseFrame {
             code: code.code(),
             reason: code.reason().into(),
@@ -290,6 +321,18 @@ pub async fn run(
     }
     let _ = timeout(Duration::from_secs(2), sink.close()).await;
     crate::access::closed(ip, conn, registered.as_deref(), by, opened_at.elapsed());
+}
+
+/// The error that answers a message the broker refuses by closing the
+/// connection: with its `rid` (and, for a signal, its target) when the
+/// message can be read, so the sender knows which one was lost.
+fn refusal(text: &str, code: ErrorCode) -> Option<String> {
+    let msg = ClientMessage::decode(text).ok()?;
+    let answer = match &msg {
+        ClientMessage::Signal { rid, to, .. } => ServerMessage::delivery_error(*rid, code, to),
+        other => ServerMessage::error(Some(other.rid()), code, ""),
+    };
+    Some(answer.encode())
 }
 
 /// The close code a read error calls for (RFC 6455, section 7.4.1), from

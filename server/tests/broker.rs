@@ -960,6 +960,37 @@ async fn bad_frames_get_named_errors_and_leave_the_connection_usable() {
 }
 
 #[tokio::test]
+async fn a_message_refused_by_closing_the_connection_is_answered_first() {
+    // Over the rate: the refused ping's rid gets `rate-limited`, then 4002.
+    let b = Broker::start(&["--rate-limit", "1", "--rate-burst", "5"]).await;
+    let (mut c, _) = b.registered("c").await;
+    let mut rids = Vec::new();
+    for _ in 0..8 {
+        rids.push(c.send(json!({"type": "ping"})).await);
+    }
+    let (got, close) = c.drain_until_closed().await;
+    assert_eq!(close.map(|c| c.0), Some(4002));
+    let answered: Vec<_> = got.iter().map(|m| m["rid"].as_u64().unwrap()).collect();
+    // register took one token: four pongs, then the fifth ping is refused.
+    assert_eq!(answered, rids[..5].to_vec(), "{got:?}");
+    let last = got.last().unwrap();
+    assert_eq!((&last["type"], &last["code"]), (&json!("error"), &json!("rate-limited")));
+    assert!(last["message"].as_str().unwrap().contains("--rate-limit"), "{last}");
+    // Too big: the signal's sender learns its rid and target, then 1009.
+    let (mut c, _) = b.registered("d").await;
+    let rid = c
+        .send(json!({"type": "signal", "to": "e", "data": "x".repeat(70_000)}))
+        .await;
+    let (got, close) = c.drain_until_closed().await;
+    assert_eq!(close.map(|c| c.0), Some(1009));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["code"], "too-big");
+    assert_eq!(got[0]["rid"], rid);
+    assert_eq!(got[0]["target"], "e");
+    b.stop().await;
+}
+
+#[tokio::test]
 async fn an_oversize_frame_closes_with_1009() {
     let b = Broker::start(&["--max-frame-bytes", "4096"]).await;
     let mut c = b.client().await;

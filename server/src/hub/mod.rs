@@ -181,6 +181,10 @@ pub struct HubConfig {
     pub ice: IceConfig,
     /// Whether and within which caps the broker relays (`--relay*`).
     pub relay: RelayConfig,
+    /// The message rate and burst each connection may use (`--rate-limit`,
+    /// `--rate-burst`), told to clients in `registered` so that they pace
+    /// themselves; `None` tells nothing.
+    pub message_rate: Option<(u64, u64)>,
 }
 
 impl Default for HubConfig {
@@ -199,6 +203,7 @@ impl Default for HubConfig {
             pipe_timeout: Some(Duration::from_millis(PIPE_TIMEOUT_MS)),
             ice: IceConfig::default(),
             relay: RelayConfig::default(),
+            message_rate: None,
         }
     }
 }

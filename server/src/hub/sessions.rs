@@ -210,6 +210,8 @@ impl State {
             grace_ms: self.config.grace.as_millis() as u64,
             protocol: PROTOCOL_VERSION,
             rooms,
+            rate_limit: self.config.message_rate.map(|r| r.0),
+            rate_burst: self.config.message_rate.map(|r| r.1),
         }
     }
 

@@ -173,7 +173,7 @@ impl Engine {
         }
         self.broker_heard = now;
         self.broker_probe = None;
-        let (events, frames) = self.session.on_message(text);
+        let (events, frames) = self.session.on_message_at(text, now);
         for f in frames {
             self.transmits.push_back(Transmit::Broker(f));
         }
@@ -709,6 +709,9 @@ impl Engine {
         }
         let events = self.session.poll_timeouts(now);
         self.on_session_events(events, now);
+        for f in self.session.poll_paced(now) {
+            self.transmits.push_back(Transmit::Broker(f));
+        }
     }
 
     pub(crate) fn broker_deadline(&self) -> Option<Millis> {
