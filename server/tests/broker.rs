@@ -974,8 +974,14 @@ async fn a_message_refused_by_closing_the_connection_is_answered_first() {
     // register took one token: four pongs, then the fifth ping is refused.
     assert_eq!(answered, rids[..5].to_vec(), "{got:?}");
     let last = got.last().unwrap();
-    assert_eq!((&last["type"], &last["code"]), (&json!("error"), &json!("rate-limited")));
-    assert!(last["message"].as_str().unwrap().contains("--rate-limit"), "{last}");
+    assert_eq!(
+        (&last["type"], &last["code"]),
+        (&json!("error"), &json!("rate-limited"))
+    );
+    assert!(
+        last["message"].as_str().unwrap().contains("--rate-limit"),
+        "{last}"
+    );
     // Too big: the signal's sender learns its rid and target, then 1009.
     let (mut c, _) = b.registered("d").await;
     let rid = c

@@ -637,7 +637,10 @@ mod tests {
         let (_, first) = s.on_message_at(&reply, 1000.0);
         // Within the burst, with a margin (register took one token too).
         assert_eq!(first.len(), 179);
-        assert!(s.request(signal("bob", 300), 1000.0).unwrap().1.is_none(), "waits behind");
+        assert!(
+            s.request(signal("bob", 300), 1000.0).unwrap().1.is_none(),
+            "waits behind"
+        );
         // The rest at 45 a second (90 % of 50), in order, each when due.
         let mut sent: Vec<String> = first;
         let mut now = 1000.0;
@@ -661,12 +664,23 @@ mod tests {
         assert_eq!(ns, (0..=300).collect::<Vec<_>>());
         let elapsed = now - 1000.0;
         let rate = (301 - 179) as f64 / (elapsed / 1000.0);
-        assert!((44.0..=46.0).contains(&rate), "{rate} a second over {elapsed} ms");
+        assert!(
+            (44.0..=46.0).contains(&rate),
+            "{rate} a second over {elapsed} ms"
+        );
         // The broker's own limit is never passed: no more than 50 a second
         // beyond its burst of 200 over any stretch from registration.
         for (at, _) in &per_second {
-            let upto: usize = 179 + per_second.iter().filter(|(t, _)| t <= at).map(|(_, n)| n).sum::<usize>();
-            assert!((upto as f64) <= 200.0 + 50.0 * (at - 1000.0) / 1000.0, "{upto} by {at}");
+            let upto: usize = 179
+                + per_second
+                    .iter()
+                    .filter(|(t, _)| t <= at)
+                    .map(|(_, n)| n)
+                    .sum::<usize>();
+            assert!(
+                (upto as f64) <= 200.0 + 50.0 * (at - 1000.0) / 1000.0,
+                "{upto} by {at}"
+            );
         }
     }
 
