@@ -228,11 +228,11 @@ pub async fn run(
         Ending::Killed(code) => (Some(code), false, ClosedBy::Broker(code)),
     };
     // First stop the hub sending here and take back what was never written.
-    app.hub.disconnect(conn, clean, Instant::now(), &mut rx);
+    let reason = app.hub.disconnect(conn, clean, Instant::now(), &mut rx);
     if let Some(code) = close_with {
         let frame = CloseFrame {
             code: code.code(),
-            reason: code.reason().into(),
+            reason: reason.unwrap_or(code.reason()).into(),
         };
         let _ = timeout(
             Duration::from_secs(2),

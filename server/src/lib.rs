@@ -26,6 +26,7 @@ pub mod idle;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;
+pub mod state;
 pub mod statics;
 pub mod stun;
 
@@ -312,6 +313,31 @@ pub struct Listeners {
     pub stun: Option<UdpSocket>,
 }
 
+/// The key resume tokens are signed with (see [`state`]), said once in the
+/// log: where it came from, or why ids will not outlive a restart.
+fn resume_key(config: &Config) -> hub::ResumeKey {
+    let dir = config.state_dir();
+    let (key, source) = state::resume_key(config.resume_secret.as_deref(), dir.as_deref());
+    match source {
+        state::KeySource::Secret => {
+            tracing::info!("resume tokens are signed with --resume-secret")
+        }
+        state::KeySource::File { path, created } => tracing::info!(
+            "resume tokens are signed with the key in {} ({})",
+            path.to_string_lossy(),
+            if created {
+                "made now"
+            } else {
+                "kept from before"
+            }
+        ),
+        state::KeySource::Process { why } => tracing::warn!(
+            "{why}; resume tokens are signed with a key of this process, so ids do not survive a restart of the broker (give a writable --state-dir, or --resume-secret)"
+        ),
+    }
+    key
+}
+
 /// Binds the `--metrics-addr` listener; the error names the flag.
 pub fn bind_metrics(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::bind(addr).map_err(|e| {
@@ -361,7 +387,11 @@ pub async fn serve_on(
         .hub(stun_addr.map(|a| a.port()))
         .map_err(io::Error::other)?;
     let auth = hub_config.auth.clone();
-    let hub = Hub::new(hub_config, metrics.clone(), hub::HubEnv::os());
+    let hub = Hub::new(
+        hub_config,
+        metrics.clone(),
+        hub::HubEnv::os().with_resume_key(resume_key(&config)),
+    );
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(tls_config(cert, key, config.tls_ca.as_deref()).await?),
         _ => None,
