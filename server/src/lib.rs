@@ -313,11 +313,9 @@ pub struct Listeners {
     pub stun: Option<UdpSocket>,
 }
 
-/// The key resume tokens are signed with (see [`state`]), said once in the
-/// log: where it came from, or why ids will not outlive a restart.
-fn resume_key(config: &Config) -> hub::ResumeKey {
-    let dir = config.state_dir();
-    let (key, source) = state::resume_key(config.resume_secret.as_deref(), dir.as_deref());
+/// Says once in the log where the key resume tokens are signed with came
+/// from (see [`state`]), or why ids will not outlive a restart.
+fn log_key_source(source: state::KeySource) {
     match source {
         state::KeySource::Secret => {
             tracing::info!("resume tokens are signed with --resume-secret")
@@ -335,7 +333,6 @@ fn resume_key(config: &Config) -> hub::ResumeKey {
             "{why}; resume tokens are signed with a key of this process, so ids do not survive a restart of the broker (give a writable --state-dir, or --resume-secret)"
         ),
     }
-    key
 }
 
 /// Binds the `--metrics-addr` listener; the error names the flag.
@@ -387,10 +384,14 @@ pub async fn serve_on(
         .hub(stun_addr.map(|a| a.port()))
         .map_err(io::Error::other)?;
     let auth = hub_config.auth.clone();
+    let (resume_key, key_source) = state::resume_key(
+        config.resume_secret.as_deref(),
+        config.state_dir().as_deref(),
+    );
     let hub = Hub::new(
         hub_config,
         metrics.clone(),
-        hub::HubEnv::os().with_resume_key(resume_key(&config)),
+        hub::HubEnv::os().with_resume_key(resume_key),
     );
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(tls_config(cert, key, config.tls_ca.as_deref()).await?),
@@ -508,6 +509,7 @@ pub async fn serve_on(
         metrics = metrics_addr.map(tracing::field::display),
         "listening"
     );
+    log_key_source(key_source);
 
     let service = router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let mut server = axum_server::from_tcp(listener)?.handle(handle);
