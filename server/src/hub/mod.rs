@@ -355,7 +355,7 @@ impl Hub {
         }
         match st.conns.remove(&conn) {
             Some(entry) => {
-                let Some(peer) = entry.peer else { return None };
+                let peer = entry.peer?;
                 if clean {
                     st.release(&peer, now);
                 } else {

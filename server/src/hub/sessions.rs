@@ -101,7 +101,7 @@ impl State {
     /// restart: issued for it by an earlier run, inside the grace window
     /// after this run started, and the id not yet won back since. Not in a
     /// network of brokers (Redis keeps sessions across restarts there).
-    fn from_before_restart(&self, id: &str, token: &str, now: Instant) -> bool {
+    fn wins_back_after_restart(&self, id: &str, token: &str, now: Instant) -> bool {
         let in_window = self
             .started
             .and_then(|started| started.checked_add(self.config.grace))
@@ -113,7 +113,7 @@ impl State {
     }
 
     /// The id's owner came back with a token of an earlier run (see
-    /// [`Self::from_before_restart`]): whoever registered the id since the
+    /// [`Self::wins_back_after_restart`]): whoever registered the id since the
     /// restart loses it (closed with 4005, what it held released), and
     /// the id is the owner's, afresh.
     fn revive(&mut self, id: &str, now: Instant) {
@@ -213,7 +213,7 @@ impl State {
             return None;
         }
         if let (Some(id), Some(token)) = (&id, &token) {
-            if self.from_before_restart(id, token, now) {
+            if self.wins_back_after_restart(id, token, now) {
                 self.revive(id, now);
             }
         }
