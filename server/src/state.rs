@@ -215,6 +215,32 @@ mod tests {
     }
 
     #[test]
+    fn brokers_starting_together_agree_on_one_key_and_a_damaged_file_is_left_alone() {
+        let dir = std::env::temp_dir().join(format!("peerwire-state-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let made: Vec<(ResumeKey, bool)> = std::thread::scope(|s| {
+            let starts: Vec<_> = (0..4).map(|_| s.spawn(|| load_or_create(&dir))).collect();
+            starts
+                .into_iter()
+                .map(|t| t.join().unwrap().unwrap())
+                .collect()
+        });
+        assert_eq!(made.iter().filter(|(_, created)| *created).count(), 1);
+        assert!(made.iter().all(|(key, _)| *key == made[0].0));
+        let leftovers = std::fs::read_dir(&dir).unwrap().count();
+        assert_eq!(leftovers, 1, "only the key file stays");
+        std::fs::write(dir.join(KEY_FILE), "not hex\n").unwrap();
+        let (_, source) = resume_key(None, Some(&dir));
+        assert!(
+            matches!(&source, KeySource::Process { why } if why.contains("is not 32 hex bytes")),
+            "{source:?}"
+        );
+        let kept = std::fs::read_to_string(dir.join(KEY_FILE)).unwrap();
+        assert_eq!(kept, "not hex\n", "an operator's file is not overwritten");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_secret_wins_and_no_dir_is_a_process_key_that_says_why() {
         let (key, source) = resume_key(Some("s"), None);
         assert_eq!(
