@@ -18,6 +18,15 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// How long a test waits for an expected message.
 pub const WAIT: Duration = Duration::from_secs(5);
 
+/// The state directory of this test process's in-process brokers (their
+/// resume key), under the temporary folder rather than the user's home.
+pub fn test_state_dir() -> String {
+    std::env::temp_dir()
+        .join(format!("peerwire-test-state-{}", std::process::id()))
+        .to_string_lossy()
+        .into_owned()
+}
+
 pub struct Broker {
     pub addr: std::net::SocketAddr,
     stun_addr: Option<std::net::SocketAddr>,
@@ -39,6 +48,10 @@ impl Broker {
             args.extend(["--stun-port", "0"]);
         }
         args.extend_from_slice(flags);
+        let state = test_state_dir();
+        if !flags.contains(&"--state-dir") {
+            args.extend(["--state-dir", state.as_str()]);
+        }
         let config = Config::parse_from(args);
         config.validate().expect("valid test config");
         let stun = peerwire_broker::stun::bind(&config).expect("the STUN port asked for");
@@ -54,6 +67,10 @@ impl Broker {
             "/nonexistent-peerwire-static",
         ];
         args.extend_from_slice(flags);
+        let state = test_state_dir();
+        if !flags.contains(&"--state-dir") {
+            args.extend(["--state-dir", state.as_str()]);
+        }
         let config = Config::parse_from(args);
         config.validate().expect("valid test config");
         let stun = std::net::UdpSocket::bind((stun_host, 0)).expect("a free UDP port");
@@ -72,6 +89,10 @@ impl Broker {
             "0",
         ];
         args.extend_from_slice(flags);
+        let state = test_state_dir();
+        if !flags.contains(&"--state-dir") {
+            args.extend(["--state-dir", state.as_str()]);
+        }
         let config = Config::parse_from(args);
         config.validate().expect("valid test config");
         let metrics = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
