@@ -413,7 +413,7 @@ export interface PeerEvents {
     /** 4001 when the pipe deadline ended the pairing. */
     code?: number;
   };
-  /** The broker link went down or came back. */
+  /** The broker link went down or came back, or the broker would not give the id back after a reconnect. */
   broker: BrokerStatus;
 }
 
