@@ -114,9 +114,26 @@ pub struct Config {
     #[arg(long, env = "PEERWIRE_TURN_TTL_SECS", default_value_t = 86_400)]
     pub turn_ttl_secs: u64,
 
-    /// How long a dropped client may take to reclaim its id, in ms.
+    /// How long a dropped client may take to reclaim its id, in ms; also
+    /// how long after a restart the owners of ids may reclaim them with
+    /// their tokens ahead of anyone else.
     #[arg(long, env = "PEERWIRE_GRACE_MS", default_value_t = limits::GRACE_MS)]
     pub grace_ms: u64,
+
+    /// Folder where the broker keeps what outlives a restart: the key its
+    /// resume tokens are signed with (file `resume-key`, mode 0600).
+    /// Default: $STATE_DIRECTORY (systemd's StateDirectory=), else
+    /// $XDG_STATE_HOME/peerwire-broker, else ~/.local/state/peerwire-broker.
+    /// If it cannot be used the broker says so and ids do not survive a
+    /// restart.
+    #[arg(long, env = "PEERWIRE_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Sign resume tokens with a key derived from this secret instead of
+    /// the state directory's key file: brokers given the same secret
+    /// honour each other's tokens after a restart.
+    #[arg(long, env = "PEERWIRE_RESUME_SECRET", hide_env_values = true)]
+    pub resume_secret: Option<String>,
 
     /// Interval between WebSocket pings to each client, in ms.
     #[arg(long, env = "PEERWIRE_HEARTBEAT_INTERVAL_MS", default_value_t = limits::HEARTBEAT_INTERVAL_MS)]
@@ -401,9 +418,23 @@ impl Config {
         )
     }
 
+    /// The state directory: `--state-dir`, else the default one (see
+    /// [`crate::state::default_dir`]); `None` when no variable names one.
+    pub fn state_dir(&self) -> Option<PathBuf> {
+        self.state_dir
+            .clone()
+            .or_else(|| crate::state::default_dir(|name| std::env::var_os(name)))
+    }
+
     /// Checks what clap cannot: URL schemes and non-zero timings.
     pub fn validate(&self) -> Result<(), String> {
         self.auth_policy()?;
+        if self.resume_secret.as_deref().is_some_and(|s| s.len() < 32) {
+            return Err(
+                "--resume-secret must be at least 32 bytes (or leave it out: the key is kept in --state-dir)"
+                    .into(),
+            );
+        }
         for url in &self.ice_servers {
             if !["stun:", "stuns:", "turn:", "turns:"]
                 .iter()

@@ -287,7 +287,8 @@ pub async fn run(
     };
     // First stop the hub sending here and take back what was never written.
     let unwritten = unwritten.take();
-    app.hub
+    let reason = app
+        .hub
         .disconnect_with(conn, clean, Instant::now(), &mut rx, unwritten);
     if let Some(code) = close_with {
         if let Some(answer) = refused {
@@ -299,7 +300,7 @@ pub async fn run(
         }
         let frame = CloseFrame {
             code: code.code(),
-            reason: code.reason().into(),
+            reason: reason.unwrap_or(code.reason()).into(),
         };
         let _ = timeout(
             Duration::from_secs(2),

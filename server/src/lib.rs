@@ -26,6 +26,7 @@ pub mod idle;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;
+pub mod state;
 pub mod statics;
 pub mod stun;
 
@@ -312,6 +313,28 @@ pub struct Listeners {
     pub stun: Option<UdpSocket>,
 }
 
+/// Says once in the log where the key resume tokens are signed with came
+/// from (see [`state`]), or why ids will not outlive a restart.
+fn log_key_source(source: state::KeySource) {
+    match source {
+        state::KeySource::Secret => {
+            tracing::info!("resume tokens are signed with --resume-secret")
+        }
+        state::KeySource::File { path, created } => tracing::info!(
+            "resume tokens are signed with the key in {} ({})",
+            path.to_string_lossy(),
+            if created {
+                "made now"
+            } else {
+                "kept from before"
+            }
+        ),
+        state::KeySource::Process { why } => tracing::warn!(
+            "{why}; resume tokens are signed with a key of this process, so ids do not survive a restart of the broker (give a writable --state-dir, or --resume-secret)"
+        ),
+    }
+}
+
 /// Binds the `--metrics-addr` listener; the error names the flag.
 pub fn bind_metrics(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::bind(addr).map_err(|e| {
@@ -361,7 +384,15 @@ pub async fn serve_on(
         .hub(stun_addr.map(|a| a.port()))
         .map_err(io::Error::other)?;
     let auth = hub_config.auth.clone();
-    let hub = Hub::new(hub_config, metrics.clone(), hub::HubEnv::os());
+    let (resume_key, key_source) = state::resume_key(
+        config.resume_secret.as_deref(),
+        config.state_dir().as_deref(),
+    );
+    let hub = Hub::new(
+        hub_config,
+        metrics.clone(),
+        hub::HubEnv::os().with_resume_key(resume_key),
+    );
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(tls_config(cert, key, config.tls_ca.as_deref()).await?),
         _ => None,
@@ -478,6 +509,7 @@ pub async fn serve_on(
         metrics = metrics_addr.map(tracing::field::display),
         "listening"
     );
+    log_key_source(key_source);
 
     let service = router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let mut server = axum_server::from_tcp(listener)?.handle(handle);

@@ -10,9 +10,20 @@
 //! ```text
 //!            open()                registered             socket closed
 //!  Down ───────────────► Registering ────────► Up ─────────────────────► Down
-//!    ▲  (after backoff)        │ error (id-taken, invalid-id): Failed         │
-//!    └─────────────────────────┴──────────────────────────────────────────────┘
+//!    ▲  (after backoff)     │   ▲  │ error (first registration: id-taken,     │
+//!    │                      │   │  │ invalid-id; any: unauthorized): Failed   │
+//!    │     bad-resume-token │   │  └─ id-taken after a reconnect: Down ───────┤
+//!    │    (after a reconnect)   │     (ResumeRefused; the engine redials)     │
+//!    │      register afresh └───┘                                             │
+//!    └────────────────────────────────────────────────────────────────────────┘
 //! ```
+//!
+//! Once registered, a peer never gives its id up on its own: a refused
+//! resume token (the broker restarted without its key, or the grace window
+//! ended) is followed at once by a registration of the same id without a
+//! token, and an id someone else holds now is asked for again after each
+//! backoff, both reported ([`SessionEvent::ResumeRefused`]), until the id
+//! is free again or the peer is closed.
 
 use std::collections::VecDeque;
 
@@ -52,6 +63,11 @@ pub enum SessionEvent {
     },
     /// Registration refused: the peer cannot come online with this id.
     RegisterFailed { code: ErrorCode, message: String },
+    /// After a reconnect, the broker refused the resume token
+    /// (`bad-resume-token`: the session registers the id afresh at once)
+    /// or the id itself (`id-taken`: someone else holds it now; the glue
+    /// closes the socket and redials after the backoff). Not final.
+    ResumeRefused { code: ErrorCode, message: String },
     /// The reply to request `rid` (an `error` reply included).
     Reply { rid: Rid, message: ServerMessage },
     /// A message the broker sent on its own (signal, room event, ...), or an
@@ -463,12 +479,30 @@ impl BrokerSession {
             }
             ServerMessage::Error {
                 rid: Some(rid),
+                code: code @ (ErrorCode::BadResumeToken | ErrorCode::IdTaken),
+                message,
+                ..
+            } if Some(rid) == self.register_rid && self.registered_once => {
+                // The id was this peer's: never give it up. A dead token
+                // is dropped and the id asked for without one; a taken id
+                // is asked for again after the backoff.
+                self.register_rid = None;
+                let events = vec![SessionEvent::ResumeRefused { code, message }];
+                if code == ErrorCode::BadResumeToken {
+                    self.resume_token = None;
+                    (events, vec![self.register_frame(None)])
+                } else {
+                    (events, vec![])
+                }
+            }
+            ServerMessage::Error {
+                rid: Some(rid),
                 code,
                 message,
                 ..
             } if Some(rid) == self.register_rid => {
-                // Taken or invalid: retrying cannot fix it (after a
-                // reconnect, the grace window ended and someone took the id).
+                // The first registration's id is taken or invalid, or the
+                // access token is refused: retrying cannot fix it.
                 (self.refuse(code, message), vec![])
             }
             other => {
@@ -843,17 +877,77 @@ mod tests {
             ClientMessage::Register { id: Some(id), resume_token: Some(t), .. }
                 if id == "alice" && t == "from-a"
         ));
-        // Refused again: a failure, as without a fallback.
+        // Refused again: reported, and the id asked for without a token.
         let refusal = ServerMessage::error(Some(retry.rid()), ErrorCode::BadResumeToken, "no");
-        let (events, _) = s.on_message(&refusal.encode());
+        let (events, frames) = s.on_message(&refusal.encode());
         assert!(matches!(
             &events[0],
-            SessionEvent::RegisterFailed {
+            SessionEvent::ResumeRefused {
                 code: ErrorCode::BadResumeToken,
                 ..
             }
         ));
-        assert_eq!(s.link(), Link::Failed);
+        assert!(matches!(
+            ClientMessage::decode(&frames[0]).unwrap(),
+            ClientMessage::Register { id: Some(id), resume_token: None, .. } if id == "alice"
+        ));
+        assert_eq!(s.link(), Link::Registering);
+    }
+
+    #[test]
+    fn after_a_reconnect_a_refused_token_or_a_taken_id_is_reported_and_the_id_asked_for_again() {
+        // A broker-assigned id is asked for again as it is.
+        let mut s = BrokerSession::new(None, SessionConfig::default());
+        s.on_open();
+        s.on_message(&registered(1, "p-00aa", "tok"));
+        s.on_close(0.0);
+        let (queued, _) = s.request(signal("bob", 1), 0.0).unwrap();
+        let first = ClientMessage::decode(&s.on_open()).unwrap();
+        let refusal =
+            ServerMessage::error(Some(first.rid()), ErrorCode::BadResumeToken, "restarted");
+        let (events, frames) = s.on_message(&refusal.encode());
+        assert!(matches!(
+            &events[..],
+            [SessionEvent::ResumeRefused { code: ErrorCode::BadResumeToken, message }] if message.starts_with("restarted")
+        ));
+        let fresh = ClientMessage::decode(&frames[0]).unwrap();
+        assert!(matches!(
+            &fresh,
+            ClientMessage::Register { id: Some(id), resume_token: None, .. } if id == "p-00aa"
+        ));
+        assert_eq!(s.resume_token(), None, "the dead token is dropped");
+        // Someone holds the id now: reported, the link stays down for the
+        // glue to redial after the backoff, the queued request waits.
+        let taken = ServerMessage::error(Some(fresh.rid()), ErrorCode::IdTaken, "taken");
+        let (events, frames) = s.on_message(&taken.encode());
+        assert!(frames.is_empty());
+        assert!(matches!(
+            &events[..],
+            [SessionEvent::ResumeRefused {
+                code: ErrorCode::IdTaken,
+                ..
+            }]
+        ));
+        assert_ne!(s.link(), Link::Failed);
+        assert_eq!(
+            s.on_close(1.0),
+            Some(Duration::from_millis(500)),
+            "the backoff grows"
+        );
+        assert_eq!(s.outbox_len(), 1);
+        let again = ClientMessage::decode(&s.on_open()).unwrap();
+        assert!(matches!(
+            &again,
+            ClientMessage::Register { id: Some(id), resume_token: None, .. } if id == "p-00aa"
+        ));
+        // Free again: registered, and what waited is sent.
+        let (events, frames) = s.on_message(&registered(again.rid(), "p-00aa", "tok2"));
+        assert!(matches!(
+            &events[0],
+            SessionEvent::Registered { first: false, .. }
+        ));
+        assert_eq!(frames.len(), 1);
+        assert!(frames[0].contains(&format!("\"rid\":{queued}")));
     }
 
     #[test]
@@ -866,8 +960,15 @@ mod tests {
         let rid = ClientMessage::decode(&s.on_open()).unwrap().rid();
         let refusal = ServerMessage::error(Some(rid), ErrorCode::BadResumeToken, "no");
         let (events, frames) = s.on_message(&refusal.encode());
-        assert!(frames.is_empty());
-        assert!(matches!(&events[0], SessionEvent::RegisterFailed { .. }));
+        // Not sent again: the id is asked for without a token instead.
+        assert!(matches!(
+            ClientMessage::decode(&frames[0]).unwrap(),
+            ClientMessage::Register {
+                resume_token: None,
+                ..
+            }
+        ));
+        assert!(matches!(&events[0], SessionEvent::ResumeRefused { .. }));
     }
 
     #[test]

@@ -275,6 +275,17 @@ impl State {
         }
     }
 
+    /// Frames never written to a connection that lost its id to the id's
+    /// owner (see `sessions::revive`): they were meant for that
+    /// connection, so their senders hear `peer-gone`.
+    pub(super) fn refuse_unsent(&mut self, peer: &str, unsent: Vec<Outgoing>, now: Instant) {
+        for o in unsent {
+            if let (Kind::Queued, Frame::Text(_)) = (o.kind, &o.frame) {
+                self.tell_origin(o.origin, ErrorCode::PeerGone, peer, now);
+            }
+        }
+    }
+
     fn enqueue(
         &mut self,
         to: &str,
