@@ -114,6 +114,11 @@ pub struct Config {
     #[arg(long, env = "PEERWIRE_TURN_TTL_SECS", default_value_t = 86_400)]
     pub turn_ttl_secs: u64,
 
+    /// The `key` of PeerJS's protocol, served at `/peerjs` and
+    /// `/<key>/id` for unmodified PeerJS clients; `off` turns it off.
+    #[arg(long, env = "PEERWIRE_PEERJS_KEY", default_value = "peerjs", value_parser = peerjs_key)]
+    pub peerjs_key: PeerJsKey,
+
     /// How long a dropped client may take to reclaim its id, in ms; also
     /// how long after a restart the owners of ids may reclaim them with
     /// their tokens ahead of anyone else.
@@ -606,5 +611,29 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Json);
         let err = parse(&["--log-format", "xml"]).unwrap_err();
         assert!(err.contains("--log-format") && err.contains("xml"), "{err}");
+    }
+}
+
+/// `--peerjs-key`: the key, or `None` for `off`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerJsKey(pub Option<String>);
+
+/// `--peerjs-key`: `off`, or a key PeerJS clients can send (letters,
+/// digits, `-` and `_`; it is also a path segment).
+fn peerjs_key(value: &str) -> Result<PeerJsKey, String> {
+    if value == "off" {
+        return Ok(PeerJsKey(None));
+    }
+    let fits = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if fits {
+        Ok(PeerJsKey(Some(value.to_string())))
+    } else {
+        Err(format!(
+            "{value:?} is not a PeerJS key this broker can serve: use 1-64 letters, digits, - or _ (or `off`)"
+        ))
     }
 }

@@ -12,6 +12,7 @@
 //! hub forwarded does not (the relay's byte caps pace those), one it
 //! dropped does.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,7 +26,8 @@ use tokio::time::{MissedTickBehavior, interval, timeout};
 use crate::App;
 use crate::access::ClosedBy;
 use crate::auth::Grant;
-use crate::hub::{Outgoing, Relayed};
+use crate::frontends::peerjs;
+use crate::hub::{Frame, Outgoing, Relayed};
 
 /// How a connection ended.
 enum Ending {
@@ -38,6 +40,32 @@ enum Ending {
     /// The hub already closed this connection (and already updated its
     /// state); just send the close frame.
     Killed(CloseCode),
+}
+
+/// Hands a `register` to the hub. In a network of brokers the id is
+/// claimed in Redis first, and the connection's next frames wait for the
+/// answer. The claim runs in a task of its own: if this connection ends
+/// meanwhile (its register time runs out), what Redis answers is still
+/// taken, or given back.
+async fn register(app: &Arc<App>, conn: crate::hub::ConnId, msg: ClientMessage) {
+    if app.config.redis.is_none() {
+        return app.hub.handle(conn, msg, Instant::now());
+    }
+    if let Some(claim) = app.hub.begin_register(conn, msg, Instant::now()) {
+        let app = app.clone();
+        let _ = tokio::spawn(async move {
+            let outcome = app.hub.claim(claim.clone()).await;
+            app.hub
+                .finish_register(conn, claim, outcome, Instant::now());
+        })
+        .await;
+    }
+}
+
+/// Locks a mutex that is never contended (it is shared by the futures of
+/// one task) and cannot be poisoned in a way that matters here.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The frame a connection's writer is handing to its socket (shared by
@@ -69,10 +97,20 @@ pub async fn run(
     ip: std::net::IpAddr,
     grant: Option<Grant>,
     broker_host: Option<String>,
+    peerjs: Option<peerjs::Connection>,
 ) {
     let (tx, mut rx) = mpsc::channel::<Outgoing>(app.config.outbound_queue);
     let (kill_tx, mut kill_rx) = oneshot::channel::<CloseCode>();
     let conn = app.hub.connect(tx, kill_tx, grant, broker_host);
+    // A PeerJS client speaks PeerJS's protocol (see `frontends::peerjs`):
+    // its id is registered at once, and its frames are translated both ways.
+    let peerjs = peerjs.map(Mutex::new);
+    if let Some(pj) = &peerjs {
+        let msg = lock(pj).register(&app.peerjs_tokens);
+        register(&app, conn, msg).await;
+    }
+    // Set when a frame written to a PeerJS client ends the connection.
+    let closing = AtomicBool::new(false);
     app.metrics.connections_total.inc();
     let opened_at = Instant::now();
     crate::access::opened(ip, conn);
@@ -82,11 +120,24 @@ pub async fn run(
     // taken it, it is the hub's to deliver again if the connection ends (a
     // write cut short must not lose it).
     let unwritten = Slot(Mutex::new(None));
-    let mut outgoing = |o: Outgoing| {
+    let mut outgoing = |o: Outgoing| -> Option<Message> {
         if registered.is_none() {
             registered = crate::access::registered_id(&o.frame);
         }
-        let message = o.frame.clone().into_message();
+        let message = match (&peerjs, &o.frame) {
+            (Some(pj), Frame::Text(text)) => {
+                let holds = |id: &str| app.hub.holds(id);
+                match lock(pj).outbound(text.as_str(), &app.peerjs_tokens, holds) {
+                    peerjs::Outbound::Send(s) => Some(Message::Text(s.into())),
+                    peerjs::Outbound::SendAndClose(s) => {
+                        closing.store(true, Ordering::Relaxed);
+                        Some(Message::Text(s.into()))
+                    }
+                    peerjs::Outbound::Nothing => None,
+                }
+            }
+            _ => Some(o.frame.clone().into_message()),
+        };
         unwritten.put(Some(o));
         message
     };
@@ -115,7 +166,14 @@ pub async fn run(
                     biased;
                     code = &mut kill_rx => return Ending::Killed(code.unwrap_or(CloseCode::GoingAway)),
                     frame = rx.recv() => match frame {
-                        Some(o) => outgoing(o),
+                        Some(o) => match outgoing(o) {
+                            Some(message) => message,
+                            // Nothing for this client in its protocol.
+                            None => {
+                                unwritten.put(None);
+                                continue;
+                            }
+                        },
                         None => return Ending::Killed(CloseCode::GoingAway),
                     },
                     _ = ping.tick() => Message::Ping(Default::default()),
@@ -129,7 +187,9 @@ pub async fn run(
                     for _ in 0..WRITE_BATCH {
                         match rx.try_recv() {
                             Ok(o) => {
-                                sink.feed(outgoing(o)).await?;
+                                if let Some(message) = outgoing(o) {
+                                    sink.feed(message).await?;
+                                }
                                 unwritten.put(None);
                             }
                             Err(_) => break,
@@ -147,6 +207,9 @@ pub async fn run(
                     written = patient_timeout(WRITE_TIMEOUT, write) => written,
                 };
                 match written {
+                    Ok(Ok(())) if closing.load(Ordering::Relaxed) => {
+                        return Ending::Close(CloseCode::Normal);
+                    }
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return Ending::Lost,
                     Err(_) => return Ending::Close(CloseCode::SlowConsumer),
@@ -178,38 +241,36 @@ pub async fn run(
                 };
                 match frame {
                     Message::Text(text) => {
+                        let native = peerjs.is_none();
                         if !take_token() {
-                            *refused = refusal(&text, ErrorCode::RateLimited);
+                            if native {
+                                *refused = refusal(&text, ErrorCode::RateLimited);
+                            }
                             return Ending::Close(CloseCode::TooManyMessages);
                         }
                         if text.len() > max_frame {
-                            *refused = refusal(&text, ErrorCode::TooBig);
+                            if native {
+                                *refused = refusal(&text, ErrorCode::TooBig);
+                            }
                             return Ending::Close(CloseCode::MessageTooBig);
                         }
-                        match ClientMessage::decode(text.as_str()) {
-                            // In a network of brokers the id is claimed in
-                            // Redis first; this connection's next frames
-                            // wait for the answer. The claim runs in a task
-                            // of its own: if this connection ends meanwhile
-                            // (its register time runs out), what Redis
-                            // answers is still taken, or given back.
-                            Ok(msg @ ClientMessage::Register { .. })
-                                if app.config.redis.is_some() =>
-                            {
-                                let now = Instant::now();
-                                if let Some(claim) = app.hub.begin_register(conn, msg, now) {
-                                    let app = app.clone();
-                                    let _ = tokio::spawn(async move {
-                                        let outcome = app.hub.claim(claim.clone()).await;
-                                        app.hub.finish_register(
-                                            conn,
-                                            claim,
-                                            outcome,
-                                            Instant::now(),
-                                        );
-                                    })
-                                    .await;
+                        if let Some(pj) = &peerjs {
+                            let inbound = lock(pj).inbound(text.as_str());
+                            match inbound {
+                                peerjs::Inbound::Hub(msg) => {
+                                    app.hub.handle(conn, msg, Instant::now())
                                 }
+                                peerjs::Inbound::Ignore(why) => {
+                                    tracing::debug!(conn, why, "a PeerJS message ignored");
+                                }
+                            }
+                            continue;
+                        }
+                        match ClientMessage::decode(text.as_str()) {
+                            // (In a network of brokers, a claim in Redis
+                            // first: see `register`.)
+                            Ok(msg @ ClientMessage::Register { .. }) => {
+                                register(&app, conn, msg).await
                             }
                             Ok(msg) => app.hub.handle(conn, msg, Instant::now()),
                             Err(err) => app.hub.reject(conn, err, Instant::now()),
@@ -263,8 +324,10 @@ pub async fn run(
     ) {
         let _ = timeout(Duration::from_secs(2), async {
             while let Ok(o) = rx.try_recv() {
-                if sink.feed(outgoing(o)).await.is_err() {
-                    return;
+                if let Some(message) = outgoing(o) {
+                    if sink.feed(message).await.is_err() {
+                        return;
+                    }
                 }
                 unwritten.put(None);
             }
@@ -395,6 +458,27 @@ pub fn max_binary_frame(max_frame_bytes: usize, relay: bool) -> usize {
     } else {
         max_frame_bytes
     }
+}
+
+/// Sends `text` on a just-upgraded socket, then closes it normally (the
+/// way PeerJS's server refuses a connect: an `ERROR` message, then a
+/// close).
+pub async fn refuse_with_text(mut socket: WebSocket, text: String) {
+    let _ = timeout(
+        Duration::from_secs(2),
+        socket.send(Message::Text(text.into())),
+    )
+    .await;
+    let frame = CloseFrame {
+        code: CloseCode::Normal.code(),
+        reason: "".into(),
+    };
+    let _ = timeout(
+        Duration::from_secs(2),
+        socket.send(Message::Close(Some(frame))),
+    )
+    .await;
+    let _ = timeout(Duration::from_secs(2), socket.recv()).await;
 }
 
 /// Closes a just-upgraded socket at once with `code` and `reason` (cut to

@@ -18,6 +18,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod conn;
+pub mod frontends;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 pub mod hub;
@@ -65,6 +66,8 @@ pub struct App {
     /// Where `/metrics` is served instead of the main port
     /// (`--metrics-addr`), when it is.
     pub metrics_elsewhere: Option<SocketAddr>,
+    /// The PeerJS tokens of ids registered through `/peerjs`.
+    pub peerjs_tokens: frontends::peerjs::Tokens,
 }
 
 /// The HTTP routes: `/ws`, `/healthz`, `/metrics` (a 404 when
@@ -79,6 +82,12 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/ws", get(ws_upgrade))
         .route("/healthz", get(healthz))
         .route("/metrics", metrics);
+    if let Some(key) = &app.config.peerjs_key.0 {
+        router = router
+            .route(frontends::peerjs::PATH, get(peerjs_upgrade))
+            .route(&format!("/{key}/id"), get(peerjs_id))
+            .route(&format!("/{key}/peers"), get(peerjs_peers));
+    }
     if app.config.static_dir.is_dir() {
         router = router.fallback_service(statics::service(&app.config.static_dir));
     }
@@ -165,9 +174,110 @@ async fn ws_upgrade(
     headers: axum::http::HeaderMap,
     uri: axum::http::Uri,
 ) -> Response {
-    use axum::http::StatusCode;
-    // Once upgraded, the WebSocket's heartbeats judge the connection.
+    let request = Upgrade {
+        ws,
+        app,
+        peer_addr,
+        arrived_on: arrived_on.map(|Extension(a)| a),
+        upgraded: upgraded.map(|Extension(u)| u).unwrap_or_default(),
+        headers,
+        uri,
+    };
+    upgrade(request, None)
+}
+
+/// PeerJS's WebSocket (`frontends::peerjs`): its `id`, `token` and `key`
+/// are checked as PeerJS's server checks them, and refused with its
+/// `ERROR` texts.
+async fn peerjs_upgrade(
+    ws: WebSocketUpgrade,
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer_addr): ConnectInfo<SocketAddr>,
+    arrived_on: Option<Extension<ArrivedOn>>,
+    upgraded: Option<Extension<idle::Upgraded>>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    let key = app.config.peerjs_key.0.clone().unwrap_or_default();
     let upgraded = upgraded.map(|Extension(u)| u).unwrap_or_default();
+    match frontends::peerjs::connect_params(uri.query(), &key) {
+        Ok((id, token)) => {
+            let request = Upgrade {
+                ws,
+                app,
+                peer_addr,
+                arrived_on: arrived_on.map(|Extension(a)| a),
+                upgraded,
+                headers,
+                uri,
+            };
+            upgrade(request, Some(frontends::peerjs::Connection::new(id, token)))
+        }
+        Err(msg) => {
+            app.metrics.refuse("peerjs-parameters");
+            ws.on_upgrade(move |socket| async move {
+                upgraded.mark();
+                conn::refuse_with_text(socket, frontends::peerjs::error_text(msg)).await;
+            })
+        }
+    }
+}
+
+/// PeerJS's `GET /<key>/id`: an id nobody holds, as plain text.
+async fn peerjs_id(State(app): State<Arc<App>>) -> Response {
+    match app.hub.fresh_id() {
+        Some(id) => (
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            ],
+            id,
+        )
+            .into_response(),
+        None => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "no free id; retry\n",
+        )
+            .into_response(),
+    }
+}
+
+/// PeerJS's `GET /<key>/peers`: the list of ids, which PeerJS's server
+/// gives only with discovery on (off by default, as here: 401).
+async fn peerjs_peers() -> Response {
+    (
+        axum::http::StatusCode::UNAUTHORIZED,
+        [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")],
+        "Unauthorized",
+    )
+        .into_response()
+}
+
+/// What an upgrade request brought.
+struct Upgrade {
+    ws: WebSocketUpgrade,
+    app: Arc<App>,
+    peer_addr: SocketAddr,
+    arrived_on: Option<ArrivedOn>,
+    upgraded: idle::Upgraded,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+}
+
+/// Admits a WebSocket (origin, address, token) and runs it; `peerjs` when
+/// it speaks PeerJS's protocol (whose `token` in the URL is PeerJS's own,
+/// not an access token: those come in the `Authorization` header there).
+fn upgrade(request: Upgrade, peerjs: Option<frontends::peerjs::Connection>) -> Response {
+    use axum::http::StatusCode;
+    let Upgrade {
+        ws,
+        app,
+        peer_addr,
+        arrived_on,
+        upgraded,
+        headers,
+        uri,
+    } = request;
     // Behind a trusted proxy, the client it names (see `proxy`).
     let ip = proxy::client_addr(&app.config.trust_proxy, peer_addr.ip(), &headers);
     let refuse = |reason: &str, status: StatusCode, text: String| {
@@ -193,8 +303,9 @@ async fn ws_upgrade(
         );
         return refuse("connections-per-ip", StatusCode::TOO_MANY_REQUESTS, text);
     }
+    let query = if peerjs.is_some() { None } else { uri.query() };
     let token = auth::token_from(
-        uri.query(),
+        query,
         headers
             .get(header::AUTHORIZATION)
             .and_then(|h| h.to_str().ok()),
@@ -218,7 +329,7 @@ async fn ws_upgrade(
     let broker_host = app
         .stun
         .is_some()
-        .then(|| broker_host(&headers, &uri, arrived_on.map(|Extension(a)| a.0)))
+        .then(|| broker_host(&headers, &uri, arrived_on.map(|a| a.0)))
         .flatten();
     // tungstenite's own limit sits above ours so that a frame just over the
     // limit is read and refused with 1009 by `conn`, while a huge one is
@@ -234,7 +345,7 @@ async fn ws_upgrade(
         .write_buffer_size(4 * 1024)
         .on_upgrade(move |socket| async move {
             upgraded.mark();
-            conn::run(socket, app.clone(), ip, grant, broker_host).await;
+            conn::run(socket, app.clone(), ip, grant, broker_host, peerjs).await;
             app.addresses.release(ip);
         })
 }
@@ -410,6 +521,7 @@ pub async fn serve_on(
         addresses,
         stun: stun_addr,
         metrics_elsewhere: metrics_addr,
+        peerjs_tokens: Default::default(),
     });
 
     let metrics_task = metrics_listener.map(|(listener, _)| {

@@ -399,6 +399,17 @@ impl Hub {
         }
     }
 
+    /// Whether the hub holds `id` (connected, or inside its grace window).
+    pub fn holds(&self, id: &str) -> bool {
+        self.lock().sessions.contains_key(id)
+    }
+
+    /// An id nobody holds now, of the kind `register` assigns (for
+    /// protocols whose clients ask for an id before they connect).
+    pub fn fresh_id(&self) -> Option<String> {
+        self.lock().assign_peer_id(0).ok()
+    }
+
     /// Whether connection `conn` has registered an id.
     pub fn is_registered(&self, conn: ConnId) -> bool {
         self.lock()

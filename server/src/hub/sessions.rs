@@ -152,7 +152,7 @@ impl State {
     }
 
     /// A fresh `p-…` id nobody holds.
-    fn assign_peer_id(&mut self, rid: Rid) -> Result<String, Refusal> {
+    pub(super) fn assign_peer_id(&mut self, rid: Rid) -> Result<String, Refusal> {
         for _ in 0..ASSIGN_ATTEMPTS {
             let mut bytes = [0u8; 8];
             self.env
