@@ -119,6 +119,12 @@ pub struct Config {
     #[arg(long, env = "PEERWIRE_PEERJS_KEY", default_value = "peerjs", value_parser = peerjs_key)]
     pub peerjs_key: PeerJsKey,
 
+    /// signaller's protocol (`/listen/<handle>`, `/connect/<handle>`): the
+    /// messages one side of a pipe may send before both are closed with
+    /// 4002; `0` turns the protocol off.
+    #[arg(long, env = "PEERWIRE_SIGNALLER_MAX_MESSAGES", default_value_t = 64)]
+    pub signaller_max_messages: usize,
+
     /// How long a dropped client may take to reclaim its id, in ms; also
     /// how long after a restart the owners of ids may reclaim them with
     /// their tokens ahead of anyone else.

@@ -12,7 +12,7 @@
 //! hub forwarded does not (the relay's byte caps pace those), one it
 //! dropped does.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,7 +26,7 @@ use tokio::time::{MissedTickBehavior, interval, timeout};
 use crate::App;
 use crate::access::ClosedBy;
 use crate::auth::Grant;
-use crate::frontends::peerjs;
+use crate::frontends::{Dialect, In, Out};
 use crate::hub::{Frame, Outgoing, Relayed};
 
 /// How a connection ended.
@@ -40,6 +40,39 @@ enum Ending {
     /// The hub already closed this connection (and already updated its
     /// state); just send the close frame.
     Killed(CloseCode),
+}
+
+/// Records the code a dialect asks to close with; the first one stands.
+fn close_once(closing: &AtomicU16, code: CloseCode) {
+    let _ = closing.compare_exchange(0, code.code(), Ordering::Relaxed, Ordering::Relaxed);
+}
+
+/// The code a dialect asked to close with, if it did.
+fn closing_code(closing: &AtomicU16) -> Option<CloseCode> {
+    CloseCode::from_code(closing.load(Ordering::Relaxed))
+}
+
+/// Makes the requests a dialect's client frame asks for; the ending, when
+/// it asks to close.
+fn carry(app: &Arc<App>, conn: crate::hub::ConnId, inbound: In) -> Option<Ending> {
+    match inbound {
+        In::Hub(requests) => {
+            for r in requests {
+                app.hub.handle(conn, r, Instant::now());
+            }
+            None
+        }
+        In::Nothing(why) => {
+            tracing::debug!(conn, why, "a message of another protocol not carried");
+            None
+        }
+        In::Close(code, requests) => {
+            for r in requests {
+                app.hub.handle(conn, r, Instant::now());
+            }
+            Some(Ending::Close(code))
+        }
+    }
 }
 
 /// Hands a `register` to the hub. In a network of brokers the id is
@@ -97,20 +130,25 @@ pub async fn run(
     ip: std::net::IpAddr,
     grant: Option<Grant>,
     broker_host: Option<String>,
-    peerjs: Option<peerjs::Connection>,
+    dialect: Option<Dialect>,
 ) {
     let (tx, mut rx) = mpsc::channel::<Outgoing>(app.config.outbound_queue);
     let (kill_tx, mut kill_rx) = oneshot::channel::<CloseCode>();
     let conn = app.hub.connect(tx, kill_tx, grant, broker_host);
-    // A PeerJS client speaks PeerJS's protocol (see `frontends::peerjs`):
-    // its id is registered at once, and its frames are translated both ways.
-    let peerjs = peerjs.map(Mutex::new);
-    if let Some(pj) = &peerjs {
-        let msg = lock(pj).register(&app.peerjs_tokens);
-        register(&app, conn, msg).await;
+    // A client of another protocol (see `frontends`): its id is registered
+    // at once, and its frames are translated both ways.
+    let dialect = dialect.map(Mutex::new);
+    if let Some(d) = &dialect {
+        let start = lock(d).start(&app.peerjs_tokens);
+        for msg in start {
+            match msg {
+                ClientMessage::Register { .. } => register(&app, conn, msg).await,
+                _ => app.hub.handle(conn, msg, Instant::now()),
+            }
+        }
     }
-    // Set when a frame written to a PeerJS client ends the connection.
-    let closing = AtomicBool::new(false);
+    // The code to close with when the dialect ends the connection (0: none).
+    let closing = AtomicU16::new(0);
     app.metrics.connections_total.inc();
     let opened_at = Instant::now();
     crate::access::opened(ip, conn);
@@ -124,18 +162,30 @@ pub async fn run(
         if registered.is_none() {
             registered = crate::access::registered_id(&o.frame);
         }
-        let message = match (&peerjs, &o.frame) {
-            (Some(pj), Frame::Text(text)) => {
+        let message = match (&dialect, &o.frame) {
+            (Some(d), Frame::Text(text)) => {
                 let holds = |id: &str| app.hub.holds(id);
-                match lock(pj).outbound(text.as_str(), &app.peerjs_tokens, holds) {
-                    peerjs::Outbound::Send(s) => Some(Message::Text(s.into())),
-                    peerjs::Outbound::SendAndClose(s) => {
-                        closing.store(true, Ordering::Relaxed);
-                        Some(Message::Text(s.into()))
+                let out = lock(d).outbound(text.as_str(), &app.peerjs_tokens, holds);
+                match out {
+                    Out::Send(m) => Some(m),
+                    Out::SendAndClose(m) => {
+                        close_once(&closing, CloseCode::Normal);
+                        Some(m)
                     }
-                    peerjs::Outbound::Nothing => None,
+                    Out::Hub(requests) => {
+                        for r in requests {
+                            app.hub.handle(conn, r, Instant::now());
+                        }
+                        None
+                    }
+                    Out::Close(code) => {
+                        close_once(&closing, code);
+                        None
+                    }
+                    Out::Nothing => None,
                 }
             }
+            (Some(_), Frame::Binary(_)) => None,
             _ => Some(o.frame.clone().into_message()),
         };
         unwritten.put(Some(o));
@@ -168,9 +218,13 @@ pub async fn run(
                     frame = rx.recv() => match frame {
                         Some(o) => match outgoing(o) {
                             Some(message) => message,
-                            // Nothing for this client in its protocol.
+                            // Nothing for this client in its protocol (or
+                            // the end of the connection).
                             None => {
                                 unwritten.put(None);
+                                if let Some(code) = closing_code(&closing) {
+                                    return Ending::Close(code);
+                                }
                                 continue;
                             }
                         },
@@ -185,6 +239,10 @@ pub async fn run(
                     sink.feed(out).await?;
                     unwritten.put(None);
                     for _ in 0..WRITE_BATCH {
+                        // Nothing after what ends the connection.
+                        if closing_code(&closing).is_some() {
+                            break;
+                        }
                         match rx.try_recv() {
                             Ok(o) => {
                                 if let Some(message) = outgoing(o) {
@@ -207,8 +265,8 @@ pub async fn run(
                     written = patient_timeout(WRITE_TIMEOUT, write) => written,
                 };
                 match written {
-                    Ok(Ok(())) if closing.load(Ordering::Relaxed) => {
-                        return Ending::Close(CloseCode::Normal);
+                    Ok(Ok(())) if closing_code(&closing).is_some() => {
+                        return Ending::Close(closing_code(&closing).unwrap_or(CloseCode::Normal));
                     }
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return Ending::Lost,
@@ -241,7 +299,7 @@ pub async fn run(
                 };
                 match frame {
                     Message::Text(text) => {
-                        let native = peerjs.is_none();
+                        let native = dialect.is_none();
                         if !take_token() {
                             if native {
                                 *refused = refusal(&text, ErrorCode::RateLimited);
@@ -254,15 +312,10 @@ pub async fn run(
                             }
                             return Ending::Close(CloseCode::MessageTooBig);
                         }
-                        if let Some(pj) = &peerjs {
-                            let inbound = lock(pj).inbound(text.as_str());
-                            match inbound {
-                                peerjs::Inbound::Hub(msg) => {
-                                    app.hub.handle(conn, msg, Instant::now())
-                                }
-                                peerjs::Inbound::Ignore(why) => {
-                                    tracing::debug!(conn, why, "a PeerJS message ignored");
-                                }
+                        if let Some(d) = &dialect {
+                            let inbound = lock(d).text(text.as_str());
+                            if let Some(ending) = carry(&app, conn, inbound) {
+                                return ending;
                             }
                             continue;
                         }
@@ -277,6 +330,19 @@ pub async fn run(
                         }
                     }
                     Message::Binary(bytes) => {
+                        if let Some(d) = &dialect {
+                            if !take_token() {
+                                return Ending::Close(CloseCode::TooManyMessages);
+                            }
+                            if bytes.len() > max_frame {
+                                return Ending::Close(CloseCode::MessageTooBig);
+                            }
+                            let inbound = lock(d).binary(&bytes);
+                            if let Some(ending) = carry(&app, conn, inbound) {
+                                return ending;
+                            }
+                            continue;
+                        }
                         if bytes.len() > max_binary {
                             return Ending::Close(CloseCode::MessageTooBig);
                         }
@@ -348,6 +414,26 @@ pub async fn run(
         }
         Ending::Killed(code) => (Some(code), false, ClosedBy::Broker(code)),
     };
+    // A client of another protocol: its last word to whom it talked to (a
+    // signaller pipe's other side closes with this side's code: 1000 for a
+    // normal close, 1011 for one without a close frame), and an id its
+    // protocol cannot resume is released at once.
+    let mut clean = clean;
+    if let Some(d) = &dialect {
+        let code = match &ending {
+            Ending::ClientClosed { code } => code
+                .and_then(CloseCode::from_code)
+                .filter(|c| *c == CloseCode::Normal)
+                .unwrap_or(CloseCode::InternalError),
+            Ending::Lost => CloseCode::InternalError,
+            Ending::Close(code) | Ending::Killed(code) => *code,
+        };
+        let last = lock(d).ended(code);
+        for r in last {
+            app.hub.handle(conn, r, Instant::now());
+        }
+        clean |= lock(d).releases_at_once();
+    }
     // First stop the hub sending here and take back what was never written.
     let unwritten = unwritten.take();
     let reason = app

@@ -82,6 +82,11 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/ws", get(ws_upgrade))
         .route("/healthz", get(healthz))
         .route("/metrics", metrics);
+    if app.config.signaller_max_messages > 0 {
+        router = router
+            .route("/listen/{handle}", get(signaller_listen))
+            .route("/connect/{handle}", get(signaller_connect));
+    }
     if let Some(key) = &app.config.peerjs_key.0 {
         router = router
             .route(frontends::peerjs::PATH, get(peerjs_upgrade))
@@ -211,7 +216,8 @@ async fn peerjs_upgrade(
                 headers,
                 uri,
             };
-            upgrade(request, Some(frontends::peerjs::Connection::new(id, token)))
+            let connection = frontends::peerjs::Connection::new(id, token);
+            upgrade(request, Some(frontends::Dialect::PeerJs(connection)))
         }
         Err(msg) => {
             app.metrics.refuse("peerjs-parameters");
@@ -221,6 +227,86 @@ async fn peerjs_upgrade(
             })
         }
     }
+}
+
+/// signaller's `/listen/<handle>`: 404 for a handle it would not route,
+/// 409 when someone listens on it already.
+#[allow(clippy::too_many_arguments)]
+async fn signaller_listen(
+    ws: WebSocketUpgrade,
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer_addr): ConnectInfo<SocketAddr>,
+    arrived_on: Option<Extension<ArrivedOn>>,
+    upgraded: Option<Extension<idle::Upgraded>>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+    axum::extract::Path(handle): axum::extract::Path<String>,
+) -> Response {
+    use frontends::signaller::{Role, key, valid_handle};
+    if !valid_handle(&handle) {
+        return (
+            axum::http::StatusCode::NOT_FOUND,
+            "not a signaller handle\n",
+        )
+            .into_response();
+    }
+    // (In a network of brokers the key may be on another broker: the hub
+    // decides after the upgrade, and a refusal closes with 1011.)
+    if app.config.redis.is_none() && app.hub.key_joiners(&key(&handle)).is_some() {
+        return (
+            axum::http::StatusCode::CONFLICT,
+            "someone listens on this handle\n",
+        )
+            .into_response();
+    }
+    let request = Upgrade {
+        ws,
+        app: app.clone(),
+        peer_addr,
+        arrived_on: arrived_on.map(|Extension(a)| a),
+        upgraded: upgraded.map(|Extension(u)| u).unwrap_or_default(),
+        headers,
+        uri,
+    };
+    let max = app.config.signaller_max_messages;
+    let connection = frontends::signaller::Connection::new(handle, Role::Listen, max);
+    upgrade(request, Some(frontends::Dialect::Signaller(connection)))
+}
+
+/// signaller's `/connect/<handle>`: 404 unless someone listens on the
+/// handle and nobody has connected to it yet.
+#[allow(clippy::too_many_arguments)]
+async fn signaller_connect(
+    ws: WebSocketUpgrade,
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer_addr): ConnectInfo<SocketAddr>,
+    arrived_on: Option<Extension<ArrivedOn>>,
+    upgraded: Option<Extension<idle::Upgraded>>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+    axum::extract::Path(handle): axum::extract::Path<String>,
+) -> Response {
+    use frontends::signaller::{Role, key, valid_handle};
+    let unpaired = app.config.redis.is_some() || app.hub.key_joiners(&key(&handle)) == Some(0);
+    if !valid_handle(&handle) || !unpaired {
+        return (
+            axum::http::StatusCode::NOT_FOUND,
+            "nobody listens on this handle\n",
+        )
+            .into_response();
+    }
+    let request = Upgrade {
+        ws,
+        app: app.clone(),
+        peer_addr,
+        arrived_on: arrived_on.map(|Extension(a)| a),
+        upgraded: upgraded.map(|Extension(u)| u).unwrap_or_default(),
+        headers,
+        uri,
+    };
+    let max = app.config.signaller_max_messages;
+    let connection = frontends::signaller::Connection::new(handle, Role::Connect, max);
+    upgrade(request, Some(frontends::Dialect::Signaller(connection)))
 }
 
 /// PeerJS's `GET /<key>/id`: an id nobody holds, as plain text.
@@ -267,7 +353,7 @@ struct Upgrade {
 /// Admits a WebSocket (origin, address, token) and runs it; `peerjs` when
 /// it speaks PeerJS's protocol (whose `token` in the URL is PeerJS's own,
 /// not an access token: those come in the `Authorization` header there).
-fn upgrade(request: Upgrade, peerjs: Option<frontends::peerjs::Connection>) -> Response {
+fn upgrade(request: Upgrade, dialect: Option<frontends::Dialect>) -> Response {
     use axum::http::StatusCode;
     let Upgrade {
         ws,
@@ -303,7 +389,8 @@ fn upgrade(request: Upgrade, peerjs: Option<frontends::peerjs::Connection>) -> R
         );
         return refuse("connections-per-ip", StatusCode::TOO_MANY_REQUESTS, text);
     }
-    let query = if peerjs.is_some() { None } else { uri.query() };
+    let peerjs = matches!(dialect, Some(frontends::Dialect::PeerJs(_)));
+    let query = if peerjs { None } else { uri.query() };
     let token = auth::token_from(
         query,
         headers
@@ -345,7 +432,7 @@ fn upgrade(request: Upgrade, peerjs: Option<frontends::peerjs::Connection>) -> R
         .write_buffer_size(4 * 1024)
         .on_upgrade(move |socket| async move {
             upgraded.mark();
-            conn::run(socket, app.clone(), ip, grant, broker_host, peerjs).await;
+            conn::run(socket, app.clone(), ip, grant, broker_host, dialect).await;
             app.addresses.release(ip);
         })
 }

@@ -399,6 +399,12 @@ impl Hub {
         }
     }
 
+    /// How many joiners rendezvous key `key` has, if it is open on this
+    /// broker.
+    pub fn key_joiners(&self, key: &str) -> Option<usize> {
+        self.lock().keys.get(key).map(|rv| rv.joiners.len())
+    }
+
     /// Whether the hub holds `id` (connected, or inside its grace window).
     pub fn holds(&self, id: &str) -> bool {
         self.lock().sessions.contains_key(id)
