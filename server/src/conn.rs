@@ -25,7 +25,7 @@ use tokio::time::{MissedTickBehavior, interval, timeout};
 use crate::App;
 use crate::access::ClosedBy;
 use crate::auth::Grant;
-use crate::hub::{Outgoing, Relayed};
+use crate::hub::{Held, Outgoing, Relayed};
 
 /// How a connection ended.
 enum Ending {
@@ -57,17 +57,23 @@ pub async fn run(
 ) {
     let (tx, mut rx) = mpsc::channel::<Outgoing>(app.config.outbound_queue);
     let (kill_tx, mut kill_rx) = oneshot::channel::<CloseCode>();
-    let conn = app.hub.connect(tx, kill_tx, grant, broker_host);
+    let conn = app.hub.connect(tx, kill_tx, grant, broker_host, Some(ip));
     app.metrics.connections_total.inc();
     let opened_at = Instant::now();
     crate::access::opened(ip, conn);
     // The id the hub confirmed to this client, for the access log.
     let mut registered: Option<String> = None;
-    let mut outgoing = |o: Outgoing| {
+    // What the frames being written hold of the byte budgets: given back
+    // once the write is flushed, so that a frame stuck in a write to a
+    // client that does not read still counts.
+    let mut writing: Vec<Held> = Vec::new();
+    let mut outgoing = |o: Outgoing, writing: &mut Vec<Held>| {
         if registered.is_none() {
             registered = crate::access::registered_id(&o.frame);
         }
-        o.into_message()
+        let (message, held) = o.into_written();
+        writing.push(held);
+        message
     };
     let (mut sink, mut stream) = socket.split();
     let heartbeat_every = Duration::from_millis(app.config.heartbeat_interval_ms);
@@ -91,7 +97,7 @@ pub async fn run(
                     biased;
                     code = &mut kill_rx => return Ending::Killed(code.unwrap_or(CloseCode::GoingAway)),
                     frame = rx.recv() => match frame {
-                        Some(o) => outgoing(o),
+                        Some(o) => outgoing(o, &mut writing),
                         None => return Ending::Killed(CloseCode::GoingAway),
                     },
                     _ = ping.tick() => Message::Ping(Default::default()),
@@ -103,13 +109,15 @@ pub async fn run(
                     sink.feed(out).await?;
                     for _ in 0..WRITE_BATCH {
                         match rx.try_recv() {
-                            Ok(o) => sink.feed(outgoing(o)).await?,
+                            Ok(o) => sink.feed(outgoing(o, &mut writing)).await?,
                             Err(_) => break,
                         }
                     }
                     sink.flush().await
                 };
-                match patient_timeout(WRITE_TIMEOUT, write).await {
+                let written = patient_timeout(WRITE_TIMEOUT, write).await;
+                writing.clear();
+                match written {
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return Ending::Lost,
                     Err(_) => return Ending::Close(CloseCode::SlowConsumer),

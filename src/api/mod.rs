@@ -245,7 +245,8 @@ export type BrokerErrorCode =
   | "invalid-room" | "not-in-room" | "room-full" | "too-many-rooms" | "invalid-state-key"
   | "invalid-key" | "key-taken" | "unknown-key" | "not-opener" | "too-many-keys"
   | "unauthorized" | "forbidden" | "invalid-hostname" | "hostname-taken" | "unknown-host"
-  | "too-many-hostnames" | "relay-refused" | "relay-limit" | "unavailable" | "internal";
+  | "too-many-hostnames" | "relay-refused" | "relay-limit" | "unavailable" | "state-full"
+  | "fanout-limit" | "internal";
 
 /**
  * Every error `name` the SDK uses, with the `code`s an error of that name carries.

@@ -80,13 +80,22 @@ pub enum ErrorCode {
     /// reached right now (that broker died, or this one lost Redis); the
     /// message was not delivered.
     Unavailable,
+    /// A `set` would take the room's state, the state this id has set, or
+    /// the state set from this address past its byte budget
+    /// (`--max-room-state-bytes`, `--max-peer-state-bytes`,
+    /// `--ip-state-bytes`); the value was not stored.
+    StateFull,
+    /// A `broadcast` (its bytes times its recipients) or the snapshot a
+    /// `join` answers with would pass this connection's fan-out byte rate
+    /// (`--fanout-rate`); nothing was sent.
+    FanoutLimit,
     /// The broker failed; the request had no effect.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in documentation order.
-    pub const ALL: [ErrorCode; 31] = [
+    pub const ALL: [ErrorCode; 33] = [
         Self::BadJson,
         Self::BadMessage,
         Self::UnknownType,
@@ -117,6 +126,8 @@ impl ErrorCode {
         Self::RelayRefused,
         Self::RelayLimit,
         Self::Unavailable,
+        Self::StateFull,
+        Self::FanoutLimit,
         Self::Internal,
     ];
 
@@ -153,6 +164,8 @@ impl ErrorCode {
             Self::RelayRefused => "relay-refused",
             Self::RelayLimit => "relay-limit",
             Self::Unavailable => "unavailable",
+            Self::StateFull => "state-full",
+            Self::FanoutLimit => "fanout-limit",
             Self::Internal => "internal",
         }
     }
@@ -206,6 +219,12 @@ impl ErrorCode {
             }
             Self::Unavailable => {
                 "the target's broker cannot be reached right now (it failed, or Redis is away); retry in a few seconds"
+            }
+            Self::StateFull => {
+                "the room's state, or the state this id (or address) has set, is at its byte budget; delete keys or store less"
+            }
+            Self::FanoutLimit => {
+                "broadcasts (bytes times recipients) and join snapshots passed this connection's --fanout-rate; send less, or to smaller rooms, and retry"
             }
             Self::Internal => "a broker bug; the request had no effect; please report it",
         }

@@ -43,8 +43,7 @@ use peerwire::protocol::{ClientMessage, CloseCode, ErrorCode, ServerMessage};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use super::delivery::{Kind, Queued};
-use super::sessions::Session;
+use super::delivery::{Kind, Queued, grace_charge};
 use super::{ConnId, Hub, State, TextFrame};
 
 /// A frame on its way to an id held by another broker.
@@ -500,7 +499,7 @@ impl State {
             id: claim.id.clone(),
             from,
         });
-        let mut session = Session::new(token.clone(), conn);
+        let mut session = self.new_session(token.clone(), conn);
         session.handoff = Some(Handoff {
             deadline: now + HANDOFF_TIMEOUT,
             held: VecDeque::new(),
@@ -625,16 +624,29 @@ impl State {
         to: &str,
         frame: TextFrame,
         origin: Option<(String, Rid)>,
-    ) -> Result<Option<Queued>, ErrorCode> {
+    ) -> Result<Option<(TextFrame, Option<(String, Rid)>)>, ErrorCode> {
         let max = self.config.max_queued;
-        let Some(handoff) = self.sessions.get_mut(to).and_then(|s| s.handoff.as_mut()) else {
-            return Ok(Some(Queued { frame, origin }));
+        let Some(session) = self.sessions.get_mut(to).filter(|s| s.handoff.is_some()) else {
+            return Ok(Some((frame, origin)));
+        };
+        // Held frames count against the id's grace budgets, as queued ones.
+        let charge = grace_charge(&self.config, &self.totals, session, frame.len());
+        let Some(handoff) = session.handoff.as_mut() else {
+            return Ok(Some((frame, origin)));
         };
         if handoff.held.len() >= max {
             return Err(ErrorCode::QueueFull);
         }
-        handoff.held.push_back(Queued { frame, origin });
-        Ok(None)
+        match charge {
+            Ok(charge) => {
+                handoff.held.push_back(Queued::new(frame, origin, charge));
+                Ok(None)
+            }
+            Err(limit) => {
+                self.metrics.budget_refused(limit);
+                Err(ErrorCode::QueueFull)
+            }
+        }
     }
 
     /// Ends `id`'s wait for a hand-over: what was held goes to it now, in
@@ -738,8 +750,8 @@ impl State {
         token: String,
         now: Instant,
     ) {
-        self.sessions
-            .insert(id.clone(), Session::new(token.clone(), conn));
+        let session = self.new_session(token.clone(), conn);
+        self.sessions.insert(id.clone(), session);
         if let Some(entry) = self.conns.get_mut(&conn) {
             entry.peer = Some(id.clone());
         }

@@ -6,6 +6,13 @@
 //! its sender (`queue-full`, `peer-gone`), so nothing is lost silently.
 //! Relay frames share the outbound queue but are never queued for a
 //! detached id (see `relay`).
+//!
+//! Both queues are bounded in frames and in bytes (see `budget`): a frame
+//! that would take a connection's queue past `--outbound-queue-bytes`, or
+//! its address's queues past `--ip-queued-bytes`, cuts the connection off
+//! like a full queue (4003); one that would take a detached id's queue past
+//! `--max-queued-bytes` or its address's past `--ip-queued-bytes` is
+//! refused to its sender with `queue-full`.
 
 use std::time::Instant;
 
@@ -14,7 +21,9 @@ use peerwire::protocol::messages::Rid;
 use peerwire::protocol::{CloseCode, ErrorCode, ServerMessage};
 use tokio::sync::mpsc;
 
-use super::{ConnId, Frame, Outgoing, State, TextFrame};
+use super::budget::{Charge, Limit, Totals};
+use super::sessions::Session;
+use super::{ConnId, Frame, HubConfig, Outgoing, State, TextFrame};
 
 /// How a message should be treated if its target is detached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +42,47 @@ pub(super) struct Queued {
     pub(super) frame: TextFrame,
     /// Who to tell (`peer-gone`) if the id never comes back.
     pub(super) origin: Option<(String, Rid)>,
+    /// Its bytes against the id's and its address's grace budgets.
+    _charge: Charge,
+}
+
+impl Queued {
+    pub(super) fn new(frame: TextFrame, origin: Option<(String, Rid)>, charge: Charge) -> Self {
+        Self {
+            frame,
+            origin,
+            _charge: charge,
+        }
+    }
+}
+
+/// Charges a frame of `bytes` to `session`'s grace-window queue, or names
+/// the budget it would pass.
+pub(super) fn grace_charge(
+    config: &HubConfig,
+    totals: &Totals,
+    session: &Session,
+    bytes: usize,
+) -> Result<Charge, Limit> {
+    Charge::take(
+        bytes,
+        [
+            Some((&session.queued_bytes, config.max_queued_bytes)),
+            session
+                .address
+                .as_ref()
+                .map(|a| (&a.queued, config.ip_queued_bytes)),
+            Some((&totals.grace, usize::MAX)),
+            None,
+        ],
+    )
+    .map_err(|i| {
+        if i == 0 {
+            Limit::MaxQueuedBytes
+        } else {
+            Limit::IpQueuedBytes
+        }
+    })
 }
 
 fn encode(msg: &ServerMessage) -> TextFrame {
@@ -79,18 +129,49 @@ impl State {
                 origin,
                 kind,
                 _backlog: None,
+                charge: None,
             },
             now,
         );
     }
 
     /// Puts one frame in a connection's outbound queue; `false` when it
-    /// could not be (the connection is gone, or was cut off just now).
-    pub(super) fn push(&mut self, conn: ConnId, out: Outgoing, now: Instant) -> bool {
+    /// could not be (the connection is gone, or was cut off just now: its
+    /// queue was full in frames, or would have passed a byte budget).
+    pub(super) fn push(&mut self, conn: ConnId, mut out: Outgoing, now: Instant) -> bool {
         let Some(entry) = self.conns.get_mut(&conn) else {
             return false;
         };
-        match entry.tx.try_send(out) {
+        let (bytes, own) = match &out.frame {
+            Frame::Text(t) => (t.len(), Some((&entry.outbound, self.config.outbound_queue_bytes))),
+            // The relay backlog bounds a connection's relay frames.
+            Frame::Binary(b) => (b.len(), None),
+        };
+        let charge = Charge::take(
+            bytes,
+            [
+                own,
+                Some((&entry.address.queued, self.config.ip_queued_bytes)),
+                Some((&self.totals.outbound, usize::MAX)),
+                None,
+            ],
+        );
+        let sent = match charge {
+            Ok(charge) => {
+                out.charge = Some(charge);
+                entry.tx.try_send(out)
+            }
+            Err(i) => {
+                let limit = if i == 0 {
+                    Limit::OutboundQueueBytes
+                } else {
+                    Limit::IpQueuedBytes
+                };
+                self.metrics.budget_refused(limit);
+                Err(mpsc::error::TrySendError::Full(out))
+            }
+        };
+        match sent {
             Ok(()) => {
                 self.metrics.messages_out.inc();
                 true
@@ -155,7 +236,7 @@ impl State {
         // broker still had for it (see `cluster`).
         let (frame, origin) = match kind {
             Kind::Queued => match self.hold(to, frame, origin)? {
-                Some(back) => (back.frame, back.origin),
+                Some(back) => back,
                 None => return Ok(()),
             },
             _ => (frame, origin),
@@ -247,16 +328,32 @@ impl State {
             }
             return;
         }
-        for (frame, origin) in frames.into_iter().rev() {
-            session.queue.push_front(Queued { frame, origin });
-        }
+        // The unsent frames go first, then what was queued; the oldest are
+        // kept while the queue's bounds (frames and bytes) allow, and the
+        // rest refused, so the id gets a prefix of its messages in order.
+        let queued: Vec<(TextFrame, Option<(String, Rid)>)> = std::mem::take(&mut session.queue)
+            .into_iter()
+            .map(|q| (q.frame, q.origin))
+            .collect();
         let mut refused = Vec::new();
-        while session.queue.len() > max {
-            if let Some(q) = session.queue.pop_back() {
-                refused.push(q.origin);
+        for (frame, origin) in frames.into_iter().chain(queued) {
+            if !refused.is_empty() || session.queue.len() >= max {
+                refused.push(origin);
+                continue;
+            }
+            match grace_charge(&self.config, &self.totals, session, frame.len()) {
+                Ok(charge) => session.queue.push_back(Queued {
+                    frame,
+                    origin,
+                    _charge: charge,
+                }),
+                Err(limit) => {
+                    self.metrics.budget_refused(limit);
+                    refused.push(origin);
+                }
             }
         }
-        for origin in refused.into_iter().rev() {
+        for origin in refused {
             self.tell_origin(origin, ErrorCode::QueueFull, peer, now);
         }
     }
@@ -272,8 +369,20 @@ impl State {
         if session.queue.len() >= max {
             return Err(ErrorCode::QueueFull);
         }
-        session.queue.push_back(Queued { frame, origin });
-        Ok(())
+        match grace_charge(&self.config, &self.totals, session, frame.len()) {
+            Ok(charge) => {
+                session.queue.push_back(Queued {
+                    frame,
+                    origin,
+                    _charge: charge,
+                });
+                Ok(())
+            }
+            Err(limit) => {
+                self.metrics.budget_refused(limit);
+                Err(ErrorCode::QueueFull)
+            }
+        }
     }
 }
 

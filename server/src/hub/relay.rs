@@ -540,6 +540,7 @@ impl State {
                 origin: None,
                 kind: Kind::Relay,
                 _backlog: Some(backlog),
+                charge: None,
             },
             now,
         );

@@ -7,12 +7,14 @@
 //! `peer-gone`).
 
 use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
 use base64::Engine as _;
 use peerwire::protocol::messages::Rid;
 use peerwire::protocol::{CloseCode, ErrorCode, PROTOCOL_VERSION, ServerMessage, ids};
 
+use super::budget::{AddressMeters, Meter};
 use super::cluster::{Claim, Handoff};
 use super::delivery::{Kind, Queued};
 use super::{ConnId, Refusal, State, internal};
@@ -46,6 +48,14 @@ pub(super) struct Session {
     /// Taken over from another broker, and waiting for what it still had
     /// for the id (see `cluster`).
     pub(super) handoff: Option<Handoff>,
+    /// Bytes in `queue` (and a hand-over's held frames), against
+    /// `--max-queued-bytes`.
+    pub(super) queued_bytes: Arc<Meter>,
+    /// Bytes of room state this id has set, against `--max-peer-state-bytes`.
+    pub(super) state_bytes: Arc<Meter>,
+    /// The budgets of the address the id last connected from: its queue
+    /// counts against them while it is detached.
+    pub(super) address: Option<AddressMeters>,
 }
 
 impl Session {
@@ -63,6 +73,9 @@ impl Session {
             joined_keys: BTreeSet::new(),
             hostnames: BTreeSet::new(),
             handoff: None,
+            queued_bytes: Arc::default(),
+            state_bytes: Arc::default(),
+            address: None,
         }
     }
 }
@@ -74,6 +87,14 @@ fn same_token(a: &str, b: &str) -> bool {
 }
 
 impl State {
+    /// A session just registered on `conn`, sharing the byte budgets of
+    /// its connection's address.
+    pub(super) fn new_session(&self, token: String, conn: ConnId) -> Session {
+        let mut session = Session::new(token, conn);
+        session.address = self.conns.get(&conn).map(|c| c.address.clone());
+        session
+    }
+
     /// A resume token from the hub's random source.
     fn new_token(&mut self, rid: Rid) -> Result<String, Refusal> {
         let mut bytes = [0u8; TOKEN_BYTES];
@@ -227,6 +248,7 @@ impl State {
         }
         let old = session.conn.replace(conn);
         session.grace_deadline = None;
+        session.address = self.conns.get(&conn).map(|c| c.address.clone());
         let queued = std::mem::take(&mut session.queue);
         let rooms: Vec<String> = session.rooms.iter().cloned().collect();
         // The old connection may still look alive (a half-open socket after
