@@ -66,6 +66,8 @@ use budget::{AddressMeters, Addresses, Charge, Meter, Totals};
 pub use budget::Limit;
 
 mod budget;
+#[cfg(test)]
+mod budget_tests;
 mod cluster;
 mod delivery;
 mod env;

@@ -174,6 +174,19 @@ impl Harness {
         out
     }
 
+    /// Every JSON frame waiting for `conn`, as the hub encoded it.
+    pub fn raw_text(&mut self, conn: ConnId) -> Vec<super::TextFrame> {
+        let mut out = Vec::new();
+        if let Some(c) = self.clients.get_mut(&conn) {
+            while let Ok(o) = c.rx.try_recv() {
+                if let Frame::Text(t) = o.frame {
+                    out.push(t);
+                }
+            }
+        }
+        out
+    }
+
     /// Every binary frame waiting for `conn` (JSON frames wait for
     /// [`Harness::frames`]).
     pub fn binary(&mut self, conn: ConnId) -> Vec<Vec<u8>> {
