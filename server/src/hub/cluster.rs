@@ -189,6 +189,8 @@ pub enum Op {
         /// 0: no TTL.
         ttl_ms: u64,
         max_keys: usize,
+        /// `--max-room-state-bytes`, checked by the script.
+        max_bytes: usize,
         event: String,
     },
     Delete {
