@@ -72,7 +72,14 @@ fn grace_queue_bytes_a_detached_id_holds_a_bounded_number_of_bytes() {
 
 /// `n` sets of `size`-byte values under keys `prefix0`, `prefix1`, … from
 /// `conn`; the codes of the refusals.
-fn set_many(h: &mut Harness, conn: u64, room: &str, prefix: &str, n: usize, size: usize) -> Vec<String> {
+fn set_many(
+    h: &mut Harness,
+    conn: u64,
+    room: &str,
+    prefix: &str,
+    n: usize,
+    size: usize,
+) -> Vec<String> {
     let mut refusals = Vec::new();
     for i in 0..n {
         let key = format!("{prefix}{i}");
@@ -98,12 +105,19 @@ fn room_state_bytes_a_room_holds_a_bounded_number_of_bytes_whoever_sets_them() {
     assert!(set_many(&mut h, a, "r", "a", 3, 40_000).is_empty());
     h.frames(b);
     let refused = set_many(&mut h, b, "r", "b", 4, 40_000);
-    assert_eq!(refused, vec!["state-full"], "the seventh value does not fit");
+    assert_eq!(
+        refused,
+        vec!["state-full"],
+        "the seventh value does not fit"
+    );
     // The refused value was not stored nor announced.
     let snapshot = h.request(b, json!({"type": "join", "rid": 9, "room": "r"}));
     assert_eq!(snapshot["state"].as_array().map(Vec::len), Some(6));
     // Deleting gives the bytes back.
-    h.send(a, json!({"type": "delete", "rid": 10, "room": "r", "key": "a0"}));
+    h.send(
+        a,
+        json!({"type": "delete", "rid": 10, "room": "r", "key": "a0"}),
+    );
     h.frames(a);
     h.frames(b);
     assert!(set_many(&mut h, b, "r", "c", 1, 40_000).is_empty());
@@ -256,7 +270,10 @@ fn one_address_shares_one_state_byte_budget_across_its_ids() {
     let c = h.connect_from("198.51.100.1");
     for (conn, id) in [(a, "a"), (b, "b"), (c, "c")] {
         h.register(conn, id);
-        h.request(conn, json!({"type": "join", "rid": 2, "room": format!("room-{id}")}));
+        h.request(
+            conn,
+            json!({"type": "join", "rid": 2, "room": format!("room-{id}")}),
+        );
     }
     assert!(set_many(&mut h, a, "room-a", "k", 2, 40_000).is_empty());
     let refused = h.request(

@@ -143,7 +143,10 @@ impl State {
             return false;
         };
         let (bytes, own) = match &out.frame {
-            Frame::Text(t) => (t.len(), Some((&entry.outbound, self.config.outbound_queue_bytes))),
+            Frame::Text(t) => (
+                t.len(),
+                Some((&entry.outbound, self.config.outbound_queue_bytes)),
+            ),
             // The relay backlog bounds a connection's relay frames.
             Frame::Binary(b) => (b.len(), None),
         };

@@ -62,8 +62,8 @@ use crate::auth::{Grant, Policy};
 use crate::ice::IceConfig;
 use crate::limits::TokenBucket;
 use crate::metrics::Metrics;
-use budget::{AddressMeters, Addresses, Charge, Meter, Totals};
 pub use budget::Limit;
+use budget::{AddressMeters, Addresses, Charge, Meter, Totals};
 
 mod budget;
 #[cfg(test)]
