@@ -22,7 +22,7 @@ pub const MAX_QUEUED_BYTES: usize = 1024 * 1024;
 
 /// Bytes the broker holds in outbound and grace-window queues for the
 /// connections and ids of one client address, all together.
-pub const IP_QUEUED_BYTES: usize = 32 * 1024 * 1024;
+pub const IP_QUEUED_BYTES: usize = 16 * 1024 * 1024;
 
 /// Bytes of one room's state (keys, values and setters' ids, plus a fixed
 /// overhead per key; see `STATE_ENTRY_OVERHEAD`).

@@ -348,3 +348,42 @@ fn gauges_report_the_bytes_held_and_fall_back_to_zero() {
     assert_eq!((s.outbound_bytes, s.grace_bytes, s.state_bytes), (0, 0, 0));
     assert!(h.hub.is_idle());
 }
+
+#[test]
+fn a_resume_is_not_cut_off_by_what_its_id_already_held() {
+    // The grace queue may hold more than the connection's own budget: a
+    // resume that had to fit the latter would be cut off every time.
+    let mut h = Harness::with_config(HubConfig {
+        grace: ms(100),
+        outbound_queue_bytes: 400_000,
+        ..HubConfig::default()
+    });
+    let a = h.connect();
+    let b = h.connect_with_queue(64);
+    let token = h.register(a, "alice");
+    h.register(b, "bob");
+    h.drop_conn(a, false);
+    for n in 0..10 {
+        h.send(
+            b,
+            json!({"type": "signal", "rid": n, "to": "alice", "data": blob(60_000)}),
+        );
+    }
+    assert!(h.frames(b).is_empty(), "all ten queued");
+    let a2 = h.connect_with_queue(64);
+    let reply = h.request(
+        a2,
+        json!({"type": "register", "rid": 1, "id": "alice", "resumeToken": token}),
+    );
+    assert_eq!(reply["resumed"], true);
+    assert_eq!(h.killed(a2), None);
+    assert_eq!(h.frames(a2).len(), 10);
+    // New messages are held to the budget again.
+    for n in 0..8 {
+        h.send(
+            b,
+            json!({"type": "signal", "rid": 20 + n, "to": "alice", "data": blob(60_000)}),
+        );
+    }
+    assert_eq!(h.killed(a2), Some(4003));
+}

@@ -130,6 +130,34 @@ impl State {
                 kind,
                 _backlog: None,
                 charge: None,
+                resync: false,
+            },
+            now,
+        );
+    }
+
+    /// Sends a resumed id what it already holds: a snapshot of a kept room
+    /// (`origin` `None`) or a message queued for it in its grace window.
+    /// Bounded already (by `--max-rooms-per-peer` times
+    /// `--max-room-state-bytes`, and `--max-queued-bytes`), it is not held
+    /// to the connection's own `--outbound-queue-bytes`, which it might
+    /// pass by itself at every resume; the address's budget still applies.
+    pub(super) fn send_resync(
+        &mut self,
+        conn: ConnId,
+        frame: TextFrame,
+        origin: Option<(String, Rid)>,
+        now: Instant,
+    ) {
+        self.push(
+            conn,
+            Outgoing {
+                frame: Frame::Text(frame),
+                origin,
+                kind: Kind::Queued,
+                _backlog: None,
+                charge: None,
+                resync: true,
             },
             now,
         );
@@ -143,6 +171,7 @@ impl State {
             return false;
         };
         let (bytes, own) = match &out.frame {
+            Frame::Text(t) if out.resync => (t.len(), None),
             Frame::Text(t) => (
                 t.len(),
                 Some((&entry.outbound, self.config.outbound_queue_bytes)),

@@ -161,6 +161,11 @@ pub struct Outgoing {
     /// outbound budgets (`--outbound-queue-bytes`, `--ip-queued-bytes`),
     /// given back when dropped.
     charge: Option<Charge>,
+    /// Part of a resume (a snapshot of a kept room, a message queued in
+    /// the grace window): not held to the connection's own byte budget,
+    /// which it could pass by itself and so cut the client off at every
+    /// resume; its address's budget still applies.
+    resync: bool,
 }
 
 impl Outgoing {

@@ -174,7 +174,7 @@ impl Hub {
     pub fn room_resync(&self, conn: ConnId, room: &str, view: RoomView, now: Instant) {
         let mut st = self.lock();
         let msg = view.snapshot(None, room);
-        st.send_conn(conn, &msg, now);
+        st.send_resync(conn, TextFrame::from(msg.encode()), None, now);
     }
 
     /// A change another broker (or this one) published on `room`'s channel.

@@ -541,6 +541,7 @@ impl State {
                 kind: Kind::Relay,
                 _backlog: Some(backlog),
                 charge: None,
+                resync: false,
             },
             now,
         );

@@ -158,14 +158,7 @@ impl State {
         let Some(session) = self.sessions.get(me) else {
             return Err(internal(rid, "join from a connection without a session"));
         };
-        // The snapshot is paid for first, also by a member joining again:
-        // a 50-byte request must not buy a room's state over and over.
         let (conn, member) = (session.conn, session.rooms.contains(&room));
-        let cost = self.snapshot_cost(&room);
-        self.take_fanout(conn, rid, cost, "the snapshot of this join", now)?;
-        let Some(session) = self.sessions.get(me) else {
-            return Err(internal(rid, "join from a connection without a session"));
-        };
         if !member {
             if let Err((code, detail)) = self.may_join(session.conn, &room) {
                 return Err((code, rid, detail));
@@ -182,6 +175,12 @@ impl State {
                     format!("room {room:?} has {size} members"),
                 ));
             }
+        }
+        // The snapshot is paid for, also by a member joining again: a
+        // 50-byte request must not buy a room's state over and over.
+        let cost = self.snapshot_cost(&room);
+        self.take_fanout(conn, rid, cost, "the snapshot of this join", now)?;
+        if !member {
             if let Some(session) = self.sessions.get_mut(me) {
                 session.rooms.insert(room.clone());
             }

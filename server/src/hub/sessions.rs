@@ -16,8 +16,8 @@ use peerwire::protocol::{CloseCode, ErrorCode, PROTOCOL_VERSION, ServerMessage, 
 
 use super::budget::{AddressMeters, Meter};
 use super::cluster::{Claim, Handoff};
-use super::delivery::{Kind, Queued};
-use super::{ConnId, Refusal, State, internal};
+use super::delivery::Queued;
+use super::{ConnId, Refusal, State, TextFrame, internal};
 
 /// Random bytes in a resume token (192 bits).
 const TOKEN_BYTES: usize = 24;
@@ -275,11 +275,11 @@ impl State {
                 self.cluster_op(super::cluster::Op::Snapshot { conn, room });
             } else {
                 let snapshot = self.room_snapshot(None, &room, now);
-                self.send_conn(conn, &snapshot, now);
+                self.send_resync(conn, TextFrame::from(snapshot.encode()), None, now);
             }
         }
         for q in queued {
-            self.send_frame(conn, q.frame, q.origin, Kind::Queued, now);
+            self.send_resync(conn, q.frame, q.origin, now);
         }
         self.relay_resumed(&id, conn, old.is_some(), now);
     }
