@@ -43,7 +43,7 @@ use peerwire::protocol::{ClientMessage, CloseCode, ErrorCode, ServerMessage};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use super::delivery::{Kind, Queued, grace_charge};
+use super::delivery::{Kind, Origin, Queued, grace_charge};
 use super::{ConnId, Hub, State, TextFrame};
 
 /// A frame on its way to an id held by another broker.
@@ -626,7 +626,7 @@ impl State {
         to: &str,
         frame: TextFrame,
         origin: Option<(String, Rid)>,
-    ) -> Result<Option<(TextFrame, Option<(String, Rid)>)>, ErrorCode> {
+    ) -> Result<Option<(TextFrame, Origin)>, ErrorCode> {
         let max = self.config.max_queued;
         let Some(session) = self.sessions.get_mut(to).filter(|s| s.handoff.is_some()) else {
             return Ok(Some((frame, origin)));

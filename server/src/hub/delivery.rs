@@ -37,6 +37,10 @@ pub(super) enum Kind {
     Relay,
 }
 
+/// Who sent a message and which request it was, to be told if it cannot
+/// be delivered.
+pub(super) type Origin = Option<(String, Rid)>;
+
 /// One message held for a detached id.
 pub(super) struct Queued {
     pub(super) frame: TextFrame,
