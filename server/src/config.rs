@@ -162,9 +162,48 @@ pub struct Config {
     #[arg(long, env = "PEERWIRE_MAX_QUEUED", default_value_t = limits::MAX_QUEUED_PER_PEER)]
     pub max_queued: usize,
 
+    /// Bytes of messages queued for an id inside its grace window; beyond,
+    /// the sender gets queue-full.
+    #[arg(long, env = "PEERWIRE_MAX_QUEUED_BYTES", default_value_t = limits::MAX_QUEUED_BYTES)]
+    pub max_queued_bytes: usize,
+
     /// Frames waiting to be written to one client before it is cut off (close 4003).
     #[arg(long, env = "PEERWIRE_OUTBOUND_QUEUE", default_value_t = limits::OUTBOUND_QUEUE)]
     pub outbound_queue: usize,
+
+    /// Bytes of messages waiting to be written to one client (not yet
+    /// written) before it is cut off (close 4003).
+    #[arg(long, env = "PEERWIRE_OUTBOUND_QUEUE_BYTES", default_value_t = limits::OUTBOUND_QUEUE_BYTES)]
+    pub outbound_queue_bytes: usize,
+
+    /// Bytes waiting in the outbound queues of all connections from one
+    /// address and in the grace queues of the ids they held, together;
+    /// beyond, the connection a frame was for is cut off (4003), or a
+    /// message for a detached id is refused (queue-full).
+    #[arg(long, env = "PEERWIRE_IP_QUEUED_BYTES", default_value_t = limits::IP_QUEUED_BYTES)]
+    pub ip_queued_bytes: usize,
+
+    /// Bytes of one room's state (keys, values, setters' ids, and 64 bytes
+    /// a key); a set beyond gets state-full.
+    #[arg(long, env = "PEERWIRE_MAX_ROOM_STATE_BYTES", default_value_t = limits::MAX_ROOM_STATE_BYTES)]
+    pub max_room_state_bytes: usize,
+
+    /// Bytes of room state one id may have set, across its rooms (counted
+    /// as for --max-room-state-bytes); a set beyond gets state-full.
+    #[arg(long, env = "PEERWIRE_MAX_PEER_STATE_BYTES", default_value_t = limits::MAX_PEER_STATE_BYTES)]
+    pub max_peer_state_bytes: usize,
+
+    /// Bytes of room state set from one address, across its ids; a set
+    /// beyond gets state-full.
+    #[arg(long, env = "PEERWIRE_IP_STATE_BYTES", default_value_t = limits::IP_STATE_BYTES)]
+    pub ip_state_bytes: usize,
+
+    /// Bytes a second one connection may make the broker send by
+    /// broadcasts (each one's bytes times its recipients) and join
+    /// snapshots (token bucket, one second's worth of burst); beyond, the
+    /// request gets fanout-limit and nothing is sent.
+    #[arg(long, env = "PEERWIRE_FANOUT_RATE", default_value_t = limits::FANOUT_RATE)]
+    pub fanout_rate: u64,
 
     /// Members one room may have.
     #[arg(long, env = "PEERWIRE_MAX_ROOM_MEMBERS", default_value_t = limits::MAX_ROOM_MEMBERS)]
@@ -384,6 +423,13 @@ impl Config {
         Ok(HubConfig {
             grace: Duration::from_millis(self.grace_ms),
             max_queued: self.max_queued,
+            max_queued_bytes: self.max_queued_bytes,
+            outbound_queue_bytes: self.outbound_queue_bytes,
+            ip_queued_bytes: self.ip_queued_bytes,
+            max_room_state_bytes: self.max_room_state_bytes,
+            max_peer_state_bytes: self.max_peer_state_bytes,
+            ip_state_bytes: self.ip_state_bytes,
+            fanout_rate: self.fanout_rate,
             max_room_members: self.max_room_members,
             max_rooms_per_peer: self.max_rooms_per_peer,
             max_state_keys: self.max_state_keys,
@@ -496,6 +542,20 @@ impl Config {
             return Err(
                 "--max-frame-bytes must be at least 1024 and --outbound-queue above 0".into(),
             );
+        }
+        // Every budget must fit what one request may legitimately need:
+        // a largest message with its envelope, and a room's snapshot.
+        let two_frames = 2 * self.max_frame_bytes;
+        let snapshot = self.max_room_state_bytes + 128 * 1024;
+        if self.outbound_queue_bytes < two_frames.max(snapshot)
+            || self.ip_queued_bytes < self.outbound_queue_bytes
+            || self.max_queued_bytes < two_frames
+            || self.fanout_rate < two_frames.max(snapshot) as u64
+        {
+            return Err(format!(
+                "--outbound-queue-bytes and --fanout-rate must be at least twice --max-frame-bytes and --max-room-state-bytes + 131072 ({}), --ip-queued-bytes at least --outbound-queue-bytes, --max-queued-bytes at least twice --max-frame-bytes ({two_frames})",
+                two_frames.max(snapshot)
+            ));
         }
         let one_frame = MAX_RELAY_PAYLOAD as u64;
         if self.relay_rate < one_frame || self.relay_max_bytes < one_frame {

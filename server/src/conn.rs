@@ -27,7 +27,7 @@ use crate::App;
 use crate::access::ClosedBy;
 use crate::auth::Grant;
 use crate::frontends::{Dialect, In, Out};
-use crate::hub::{Frame, Outgoing, Relayed};
+use crate::hub::{Frame, Held, Outgoing, Relayed};
 
 /// How a connection ended.
 enum Ending {
@@ -134,7 +134,7 @@ pub async fn run(
 ) {
     let (tx, mut rx) = mpsc::channel::<Outgoing>(app.config.outbound_queue);
     let (kill_tx, mut kill_rx) = oneshot::channel::<CloseCode>();
-    let conn = app.hub.connect(tx, kill_tx, grant, broker_host);
+    let conn = app.hub.connect(tx, kill_tx, grant, broker_host, Some(ip));
     // A client of another protocol (see `frontends`): its id is registered
     // at once, and its frames are translated both ways.
     let dialect = dialect.map(Mutex::new);
@@ -158,6 +158,15 @@ pub async fn run(
     // taken it, it is the hub's to deliver again if the connection ends (a
     // write cut short must not lose it).
     let unwritten = Slot(Mutex::new(None));
+    // What the frames fed to the socket hold of the byte budgets: given
+    // back once the write is flushed, so that a frame stuck in a write to
+    // a client that does not read still counts.
+    let mut writing: Vec<Held> = Vec::new();
+    let fed = |writing: &mut Vec<Held>| {
+        if let Some(o) = unwritten.take() {
+            writing.push(o.into_held());
+        }
+    };
     let mut outgoing = |o: Outgoing| -> Option<Message> {
         if registered.is_none() {
             registered = crate::access::registered_id(&o.frame);
@@ -237,7 +246,7 @@ pub async fn run(
                 // queue is written before anything else can happen.
                 let write = async {
                     sink.feed(out).await?;
-                    unwritten.put(None);
+                    fed(&mut writing);
                     for _ in 0..WRITE_BATCH {
                         // Nothing after what ends the connection.
                         if closing_code(&closing).is_some() {
@@ -248,7 +257,7 @@ pub async fn run(
                                 if let Some(message) = outgoing(o) {
                                     sink.feed(message).await?;
                                 }
-                                unwritten.put(None);
+                                fed(&mut writing);
                             }
                             Err(_) => break,
                         }
@@ -264,6 +273,7 @@ pub async fn run(
                     code = &mut kill_rx => return Ending::Killed(code.unwrap_or(CloseCode::GoingAway)),
                     written = patient_timeout(WRITE_TIMEOUT, write) => written,
                 };
+                writing.clear();
                 match written {
                     Ok(Ok(())) if closing_code(&closing).is_some() => {
                         return Ending::Close(closing_code(&closing).unwrap_or(CloseCode::Normal));

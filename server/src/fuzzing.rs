@@ -65,6 +65,13 @@ fn config() -> HubConfig {
     HubConfig {
         grace: Duration::from_millis(50),
         max_queued: 3,
+        max_queued_bytes: 600,
+        outbound_queue_bytes: 2_000,
+        ip_queued_bytes: 1_000_000,
+        max_room_state_bytes: 400,
+        max_peer_state_bytes: 300,
+        ip_state_bytes: 1_000_000,
+        fanout_rate: 5_000,
         max_room_members: 3,
         max_rooms_per_peer: 2,
         max_state_keys: 2,
@@ -199,7 +206,7 @@ pub fn hub_sequence(data: &[u8]) {
                 let (kill, kill_rx) = oneshot::channel();
                 let grant = (arg % 3 == 0).then(|| token_for("admin-1"));
                 let host = (arg % 2 == 0).then(|| "broker.test".to_string());
-                let conn = hub.connect(tx, kill, grant, host);
+                let conn = hub.connect(tx, kill, grant, host, None);
                 slots[i] = Some(Slot {
                     conn,
                     rx,
@@ -277,7 +284,7 @@ pub fn relay_frame(data: &[u8]) {
     for id in ["a", "b"] {
         let (tx, rx) = mpsc::channel(64);
         let (kill, kill_rx) = oneshot::channel();
-        let conn = hub.connect(tx, kill, None, None);
+        let conn = hub.connect(tx, kill, None, None, None);
         let register = ClientMessage::Register {
             rid: 1,
             id: Some(id.into()),

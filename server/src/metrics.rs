@@ -7,7 +7,7 @@ use prometheus_client::encoding::{EncodeLabelSet, text::encode};
 use prometheus_client::metrics::{counter::Counter, family::Family, gauge::Gauge};
 use prometheus_client::registry::Registry;
 
-use crate::hub::HubStats;
+use crate::hub::{HubStats, Limit};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CodeLabel {
@@ -18,6 +18,11 @@ struct CodeLabel {
 struct RelayEndLabel {
     code: String,
     cause: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabel {
+    limit: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -75,6 +80,10 @@ pub struct Metrics {
     hostnames: Gauge,
     relay_pairs: Gauge,
     relay_pending: Gauge,
+    budget_refusals: Family<LimitLabel, Counter>,
+    outbound_bytes: Gauge,
+    grace_bytes: Gauge,
+    state_bytes: Gauge,
     /// Frames published to other brokers of the network (`--redis`).
     pub cluster_forwarded: Counter,
     /// Frames other brokers published to this one.
@@ -110,6 +119,10 @@ impl Metrics {
             hostnames: Gauge::default(),
             relay_pairs: Gauge::default(),
             relay_pending: Gauge::default(),
+            budget_refusals: Family::default(),
+            outbound_bytes: Gauge::default(),
+            grace_bytes: Gauge::default(),
+            state_bytes: Gauge::default(),
             cluster_forwarded: Counter::default(),
             cluster_received: Counter::default(),
             cluster_up: Gauge::default(),
@@ -190,6 +203,26 @@ impl Metrics {
                 m.relay_ends.clone(),
             );
             r.register(
+                "budget_refusals",
+                "Frames or requests refused by a byte budget, by limit (the flag: outbound-queue-bytes and ip-queued-bytes cut a connection off with 4003 or answer queue-full, max-queued-bytes answers queue-full, max-room-state-bytes, max-peer-state-bytes and ip-state-bytes answer state-full, fanout-rate answers fanout-limit)",
+                m.budget_refusals.clone(),
+            );
+            r.register(
+                "outbound_bytes",
+                "Bytes of frames in connections' outbound queues, not yet written",
+                m.outbound_bytes.clone(),
+            );
+            r.register(
+                "grace_bytes",
+                "Bytes of frames queued for ids inside their grace window",
+                m.grace_bytes.clone(),
+            );
+            r.register(
+                "state_bytes",
+                "Bytes of room state, as counted against the state budgets",
+                m.state_bytes.clone(),
+            );
+            r.register(
                 "cluster_forwarded",
                 "Frames published to other brokers of the network (--redis)",
                 m.cluster_forwarded.clone(),
@@ -242,6 +275,15 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts one refusal by a byte budget.
+    pub fn budget_refused(&self, limit: Limit) {
+        self.budget_refusals
+            .get_or_create(&LimitLabel {
+                limit: limit.label(),
+            })
+            .inc();
+    }
+
     /// Counts one refused upgrade.
     pub fn refuse(&self, reason: &str) {
         self.refused
@@ -270,6 +312,9 @@ impl Metrics {
         self.hostnames.set(stats.hostnames as i64);
         self.relay_pairs.set(stats.relay_pairs as i64);
         self.relay_pending.set(stats.relay_pending as i64);
+        self.outbound_bytes.set(stats.outbound_bytes as i64);
+        self.grace_bytes.set(stats.grace_bytes as i64);
+        self.state_bytes.set(stats.state_bytes as i64);
         let mut out = String::new();
         let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
         encode(&mut out, &registry).expect("writing to a String cannot fail");

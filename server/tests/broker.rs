@@ -1587,3 +1587,49 @@ async fn a_flood_of_websocket_pings_is_rate_limited_like_messages() {
     );
     b.stop().await;
 }
+
+/// Issue 16, item 4: the outbound queue is bounded in bytes, not only in
+/// frames. With 1 024 frames of 40 KB allowed, a client that does not read
+/// made the broker hold 40 MB before it was cut off; 200 000 bytes is what
+/// it may hold now (plus what the loopback socket buffers take).
+#[tokio::test]
+async fn a_client_that_does_not_read_is_cut_off_by_the_bytes_it_left_unread() {
+    let b = Broker::start(&[
+        "--outbound-queue-bytes",
+        "200000",
+        "--max-room-state-bytes",
+        "65536",
+        "--rate-limit",
+        "100000",
+        "--rate-burst",
+        "100000",
+        "--ip-rate-limit",
+        "100000",
+        "--ip-rate-burst",
+        "100000",
+    ])
+    .await;
+    let (_sleepy, _) = b.registered("sleepy").await;
+    let (mut flooder, _) = b.registered("flooder").await;
+    let blob = "x".repeat(40_000);
+    let mut sent = 0;
+    loop {
+        for _ in 0..8 {
+            flooder
+                .send(json!({"type": "signal", "to": "sleepy", "data": blob}))
+                .await;
+            sent += 1;
+        }
+        let m = b.http_get("/metrics").await;
+        if m.contains("peerwire_closes_total{code=\"4003\"} 1") {
+            assert!(
+                m.contains("peerwire_budget_refusals_total{limit=\"outbound-queue-bytes\"} 1"),
+                "{m}"
+            );
+            break;
+        }
+        // Loopback buffers take a few MB; 1 024 queued frames 40 MB more.
+        assert!(sent < 600, "not cut off after {sent} signals of 40 KB");
+    }
+    b.stop().await;
+}

@@ -16,7 +16,13 @@ enum Setup {
     Registered,
     /// Connects with this access token in the URL.
     Token(String),
+    /// Registered, and a member of a room of its own, `own-<case>` (the
+    /// `ROOM` in an input's text).
+    InRoom,
 }
+
+/// Stands for the case's own room in inputs (see [`Setup::InRoom`]).
+const ROOM: &str = "ROOM";
 
 const SECRET: &str = "catalogue-secret-catalogue-secret";
 
@@ -29,6 +35,8 @@ enum Input {
     Binary(Vec<u8>),
     /// Many copies of one frame.
     Flood(&'static str, usize),
+    /// These frames, in order.
+    Many(Vec<String>),
     /// Nothing at all.
     Silence,
 }
@@ -36,6 +44,9 @@ enum Input {
 enum Expect {
     Error(&'static str),
     Close(u16),
+    /// An error with this code after other replies (those of the inputs
+    /// before the one refused).
+    ErrorAmong(&'static str),
 }
 
 struct Case {
@@ -305,6 +316,42 @@ fn catalogue() -> Vec<Case> {
             Input::Binary(vec![7; peerwire_broker::hub::MAX_RELAY_FRAME + 1]),
             Close(1009),
         ),
+        // Byte budgets (issue 16, item 4), with the flags below: rooms of
+        // 4 096 bytes of state, 135 168 bytes a second of fan-out.
+        case(
+            "state value past the room's byte budget",
+            InRoom,
+            msg(json!({"type": "set", "rid": 1, "room": ROOM, "key": "k", "value": "v".repeat(5000)})),
+            Error("state-full"),
+        ),
+        case(
+            "broadcasts past the fan-out byte rate",
+            InRoom,
+            Input::Many(
+                (0..20)
+                    .map(|n| {
+                        json!({"type": "broadcast", "rid": n + 1, "room": ROOM, "data": "b".repeat(8000), "includeSelf": true})
+                            .to_string()
+                    })
+                    .collect(),
+            ),
+            ErrorAmong("fanout-limit"),
+        ),
+        case(
+            "joining a room with large state again and again",
+            InRoom,
+            Input::Many(
+                std::iter::once(
+                    json!({"type": "set", "rid": 1, "room": ROOM, "key": "k", "value": "v".repeat(3900)})
+                        .to_string(),
+                )
+                .chain((0..60).map(|n| {
+                    json!({"type": "join", "rid": n + 2, "room": ROOM}).to_string()
+                }))
+                .collect(),
+            ),
+            ErrorAmong("fanout-limit"),
+        ),
         case(
             "message flood",
             Registered,
@@ -364,6 +411,10 @@ async fn every_bad_input_gets_its_named_answer_and_the_broker_keeps_serving() {
         "500",
         "--auth-secret",
         SECRET,
+        "--max-room-state-bytes",
+        "4096",
+        "--fanout-rate",
+        "135168",
     ];
     flags.extend_from_slice(&support::PROTECT_FLAGS);
     let b = Broker::start(&flags).await;
@@ -382,10 +433,24 @@ async fn every_bad_input_gets_its_named_answer_and_the_broker_keeps_serving() {
             Setup::Fresh => b.client().await,
             Setup::Registered => b.registered(&format!("case-{i}")).await.0,
             Setup::Token(t) => b.client_with_token(t).await,
+            Setup::InRoom => {
+                let (mut c, _) = b.registered(&format!("case-{i}")).await;
+                let r = c
+                    .request(json!({"type": "join", "room": format!("own-{i}")}))
+                    .await;
+                assert_eq!(r["type"], "joined", "{}: {r}", case.name);
+                c
+            }
         };
+        let own_room = |t: &str| t.replace(&format!("\"{ROOM}\""), &format!("\"own-{i}\""));
         // Inputs answered by a close may see the socket reset mid-write.
         match &case.input {
-            Input::Text(t) => c.send_raw_lossy(t).await,
+            Input::Text(t) => c.send_raw_lossy(&own_room(t)).await,
+            Input::Many(frames) => {
+                for t in frames {
+                    c.send_raw_lossy(&own_room(t)).await;
+                }
+            }
             Input::Binary(bytes) => c.send_binary_lossy(bytes.clone()).await,
             Input::Flood(frame, n) => {
                 for _ in 0..*n {
@@ -415,6 +480,23 @@ async fn every_bad_input_gets_its_named_answer_and_the_broker_keeps_serving() {
                     "{}",
                     case.name
                 );
+            }
+            Expect::ErrorAmong(code) => {
+                let m = loop {
+                    let m = c.recv().await;
+                    if m["type"] == "error" {
+                        break m;
+                    }
+                };
+                assert_eq!(m["code"], code, "{}: {m}", case.name);
+                assert!(
+                    m["message"].as_str().is_some_and(|s| s.contains("--")),
+                    "{}: the message names the flag: {m}",
+                    case.name
+                );
+                // Usable still, once the replies to the rest are read.
+                c.send(json!({"type": "ping"})).await;
+                while c.recv().await["type"] != "pong" {}
             }
             Expect::Close(code) => {
                 assert_eq!(

@@ -819,6 +819,58 @@ async fn a_resume_on_the_same_broker_gets_the_networks_room_snapshot() {
     assert!(b1.http_get("/metrics").await.contains("peerwire_rooms 1"));
 }
 
+/// Issue 16, item 4: a room's state is bounded in bytes across the
+/// network, whichever broker each value is set through.
+#[tokio::test]
+async fn a_rooms_state_is_bounded_in_bytes_across_brokers() {
+    let redis = Redis::start();
+    let limits = ["--max-room-state-bytes", "10000"];
+    let b1 = broker(&redis, &limits).await;
+    let b2 = broker(&redis, &limits).await;
+    let (mut alice, _) = b1.registered("alice").await;
+    let (mut bob, _) = b2.registered("bob").await;
+    join(&mut alice, "r").await;
+    join(&mut bob, "r").await;
+    alice.expect("peer-joined").await;
+    let value = "v".repeat(4000);
+    for (c, key) in [(&mut alice, "a"), (&mut bob, "b")] {
+        c.send(json!({"type": "set", "room": "r", "key": key, "value": value}))
+            .await;
+        read_until(c, |m| m["type"] == "ok").await;
+    }
+    // Events on a room's channel keep their order: b's event comes after a's.
+    read_until(&mut alice, |m| m["type"] == "state-set" && m["key"] == "b").await;
+    let e = alice
+        .request_err(
+            json!({"type": "set", "room": "r", "key": "c", "value": value}),
+            "state-full",
+        )
+        .await;
+    assert!(
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("--max-room-state-bytes")),
+        "{e}"
+    );
+    // Replacing a value counts the new one instead of the old.
+    alice
+        .send(json!({"type": "set", "room": "r", "key": "a", "value": "v".repeat(4500)}))
+        .await;
+    read_until(&mut alice, |m| m["type"] == "ok").await;
+}
+
+/// Reads `c`'s messages until one that `wanted` says is it; an error
+/// before it fails the test.
+async fn read_until(c: &mut Client, wanted: impl Fn(&Value) -> bool) {
+    loop {
+        let m = c.recv().await;
+        assert_ne!(m["type"], "error", "{m}");
+        if wanted(&m) {
+            return;
+        }
+    }
+}
+
 #[tokio::test]
 async fn joins_sent_without_waiting_cannot_pass_the_per_id_room_limit() {
     let redis = Redis::start();

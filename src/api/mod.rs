@@ -246,7 +246,7 @@ export type BrokerErrorCode =
   | "invalid-key" | "key-taken" | "unknown-key" | "not-opener" | "too-many-keys"
   | "unauthorized" | "forbidden" | "invalid-hostname" | "hostname-taken" | "unknown-host"
   | "too-many-hostnames" | "relay-refused" | "relay-limit" | "unavailable" | "rate-limited"
-  | "too-big" | "internal";
+  | "too-big" | "state-full" | "fanout-limit" | "internal";
 
 /**
  * Every error `name` the SDK uses, with the `code`s an error of that name carries.

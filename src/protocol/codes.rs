@@ -87,13 +87,22 @@ pub enum ErrorCode {
     /// A message larger than `--max-frame-bytes`; the broker closes the
     /// connection with 1009 after this answer.
     TooBig,
+    /// A `set` would take the room's state, the state this id has set, or
+    /// the state set from this address past its byte budget
+    /// (`--max-room-state-bytes`, `--max-peer-state-bytes`,
+    /// `--ip-state-bytes`); the value was not stored.
+    StateFull,
+    /// A `broadcast` (its bytes times its recipients) or the snapshot a
+    /// `join` answers with would pass this connection's fan-out byte rate
+    /// (`--fanout-rate`); nothing was sent.
+    FanoutLimit,
     /// The broker failed; the request had no effect.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in documentation order.
-    pub const ALL: [ErrorCode; 33] = [
+    pub const ALL: [ErrorCode; 35] = [
         Self::BadJson,
         Self::BadMessage,
         Self::UnknownType,
@@ -126,6 +135,8 @@ impl ErrorCode {
         Self::Unavailable,
         Self::RateLimited,
         Self::TooBig,
+        Self::StateFull,
+        Self::FanoutLimit,
         Self::Internal,
     ];
 
@@ -164,6 +175,8 @@ impl ErrorCode {
             Self::Unavailable => "unavailable",
             Self::RateLimited => "rate-limited",
             Self::TooBig => "too-big",
+            Self::StateFull => "state-full",
+            Self::FanoutLimit => "fanout-limit",
             Self::Internal => "internal",
         }
     }
@@ -223,6 +236,12 @@ impl ErrorCode {
             }
             Self::TooBig => {
                 "the message is larger than the broker's --max-frame-bytes; the connection is closed (1009): send smaller messages"
+            }
+            Self::StateFull => {
+                "the room's state, or the state this id (or address) has set, is at its byte budget; delete keys or store less"
+            }
+            Self::FanoutLimit => {
+                "broadcasts (bytes times recipients) and join snapshots passed this connection's --fanout-rate; send less, or to smaller rooms, and retry"
             }
             Self::Internal => "a broker bug; the request had no effect; please report it",
         }

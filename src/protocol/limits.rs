@@ -12,6 +12,38 @@ pub const MAX_QUEUED_PER_PEER: usize = 256;
 /// decides the client cannot keep up (close code 4003).
 pub const OUTBOUND_QUEUE: usize = 1024;
 
+/// Bytes of text frames waiting in one connection's outbound queue (not
+/// yet written) before the broker decides the client cannot keep up (4003).
+pub const OUTBOUND_QUEUE_BYTES: usize = 1024 * 1024;
+
+/// Bytes queued for an id inside its reconnect grace window (beyond:
+/// `queue-full` to the sender).
+pub const MAX_QUEUED_BYTES: usize = 1024 * 1024;
+
+/// Bytes the broker holds in outbound and grace-window queues for the
+/// connections and ids of one client address, all together.
+pub const IP_QUEUED_BYTES: usize = 16 * 1024 * 1024;
+
+/// Bytes of one room's state (keys, values and setters' ids, plus a fixed
+/// overhead per key; see `STATE_ENTRY_OVERHEAD`).
+pub const MAX_ROOM_STATE_BYTES: usize = 256 * 1024;
+
+/// Bytes of room state one id may have set, across its rooms.
+pub const MAX_PEER_STATE_BYTES: usize = 256 * 1024;
+
+/// Bytes of room state set from one client address, across its ids.
+pub const IP_STATE_BYTES: usize = 8 * 1024 * 1024;
+
+/// What one state key costs beyond its key, value and setter's id, against
+/// the state byte budgets (the JSON around it in a snapshot, and the map
+/// entry that holds it).
+pub const STATE_ENTRY_OVERHEAD: usize = 64;
+
+/// Bytes a second one connection may make the broker send on its behalf
+/// by broadcasts (each one's bytes times its recipients) and join
+/// snapshots; one second's worth may be spent at once.
+pub const FANOUT_RATE: u64 = 4 * 1024 * 1024;
+
 /// How long a dropped client may take to reclaim its id, in milliseconds.
 pub const GRACE_MS: u64 = 10_000;
 

@@ -43,7 +43,7 @@ use redis::{AsyncConnectionConfig, Client, Value};
 use tokio::time::{MissedTickBehavior, interval, sleep};
 
 use crate::App;
-use crate::hub::{LinkEnd, Notice, Op, Outcome, RoomAnswer, RoomNotice, RoomView};
+use crate::hub::{Limit, LinkEnd, Notice, Op, Outcome, RoomAnswer, RoomNotice, RoomView};
 use scripts::{
     ROOM_CHANNEL_PREFIX, Scripts, broker_channel, evalsha, host_key, hosts_of, id_key, joined_by,
     joiners_key, key_key, members_key, opened_by, room_channel, rooms_of, state_key,
@@ -432,6 +432,7 @@ fn command(config: &ClusterConfig, scripts: &Scripts, op: &Op) -> Option<redis::
             value,
             ttl_ms,
             max_keys,
+            max_bytes,
             event,
             ..
         } => evalsha(&scripts.set, &[members_key(room), state_key(room)])
@@ -443,6 +444,7 @@ fn command(config: &ClusterConfig, scripts: &Scripts, op: &Op) -> Option<redis::
             .arg(room_channel(room))
             .arg(event)
             .arg(format!("{room}\n{key}"))
+            .arg(*max_bytes)
             .clone(),
         Op::Delete {
             id,
@@ -661,9 +663,19 @@ fn answer_op(
             id,
             room,
             max_keys,
+            max_bytes,
             ..
         } => {
             let answer = match answer {
+                Ok(Value::BulkString(s)) if s == b"too-large" => {
+                    app.metrics.budget_refused(Limit::MaxRoomStateBytes);
+                    RoomAnswer::Refused(
+                        ErrorCode::StateFull,
+                        format!(
+                            "room {room:?} would hold more than --max-room-state-bytes ({max_bytes} bytes) of state with this value"
+                        ),
+                    )
+                }
                 Ok(Value::SimpleString(s)) if s == "ok" => RoomAnswer::Done,
                 Ok(Value::BulkString(s)) if s == b"ok" => RoomAnswer::Done,
                 Ok(Value::BulkString(s)) if s == b"full" => RoomAnswer::Refused(

@@ -274,12 +274,19 @@ return 1
 
 /// Sets a state key. KEYS: members, state. ARGV: id, key, `<from>|<value>`,
 /// the key limit, the TTL in ms (0: none), the room channel, the
-/// `state-set` notice, `<room>\n<key>`. 'ok', 'not-in-room' or 'full'.
+/// `state-set` notice, `<room>\n<key>`, the room's byte budget. 'ok',
+/// 'not-in-room', 'full' or 'too-large' (each key costs its name, what is
+/// stored for it and 64 bytes; the value it replaces does not count).
 const SET: &str = r"
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 'not-in-room' end
 if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 0 and redis.call('HLEN', KEYS[2]) >= tonumber(ARGV[4]) then
   return 'full'
 end
+local size = #ARGV[2] + #ARGV[3] + 64
+for _, k in ipairs(redis.call('HKEYS', KEYS[2])) do
+  if k ~= ARGV[2] then size = size + #k + redis.call('HSTRLEN', KEYS[2], k) + 64 end
+end
+if size > tonumber(ARGV[9]) then return 'too-large' end
 local e = 0
 if tonumber(ARGV[5]) > 0 then
   e = now + tonumber(ARGV[5])

@@ -43,8 +43,7 @@ use peerwire::protocol::{ClientMessage, CloseCode, ErrorCode, ServerMessage};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
-use super::delivery::{Kind, Queued};
-use super::sessions::Session;
+use super::delivery::{Kind, Origin, Queued, grace_charge};
 use super::{ConnId, Hub, State, TextFrame};
 
 /// A frame on its way to an id held by another broker.
@@ -213,6 +212,8 @@ pub enum Op {
         /// 0: no TTL.
         ttl_ms: u64,
         max_keys: usize,
+        /// `--max-room-state-bytes`, checked by the script.
+        max_bytes: usize,
         event: String,
     },
     Delete {
@@ -523,7 +524,7 @@ impl State {
             id: claim.id.clone(),
             from,
         });
-        let mut session = Session::new(token.clone(), conn);
+        let mut session = self.new_session(token.clone(), conn);
         session.handoff = Some(Handoff {
             deadline: now + HANDOFF_TIMEOUT,
             held: VecDeque::new(),
@@ -649,16 +650,29 @@ impl State {
         to: &str,
         frame: TextFrame,
         origin: Option<(String, Rid)>,
-    ) -> Result<Option<Queued>, ErrorCode> {
+    ) -> Result<Option<(TextFrame, Origin)>, ErrorCode> {
         let max = self.config.max_queued;
-        let Some(handoff) = self.sessions.get_mut(to).and_then(|s| s.handoff.as_mut()) else {
-            return Ok(Some(Queued { frame, origin }));
+        let Some(session) = self.sessions.get_mut(to).filter(|s| s.handoff.is_some()) else {
+            return Ok(Some((frame, origin)));
+        };
+        // Held frames count against the id's grace budgets, as queued ones.
+        let charge = grace_charge(&self.config, &self.totals, session, frame.len());
+        let Some(handoff) = session.handoff.as_mut() else {
+            return Ok(Some((frame, origin)));
         };
         if handoff.held.len() >= max {
             return Err(ErrorCode::QueueFull);
         }
-        handoff.held.push_back(Queued { frame, origin });
-        Ok(None)
+        match charge {
+            Ok(charge) => {
+                handoff.held.push_back(Queued::new(frame, origin, charge));
+                Ok(None)
+            }
+            Err(limit) => {
+                self.metrics.budget_refused(limit);
+                Err(ErrorCode::QueueFull)
+            }
+        }
     }
 
     /// Ends `id`'s wait for a hand-over: what was held goes to it now, in
@@ -675,7 +689,14 @@ impl State {
             {
                 continue;
             }
-            if let Err(code) = self.deliver_now(id, q.frame, q.origin.clone(), Kind::Queued, now) {
+            // Bounded already (by the grace budgets it was charged to), a
+            // backlog is not held to the connection's own outbound budget,
+            // which it might pass by itself (see `send_resync`).
+            if let Some(conn) = self.sessions.get(id).and_then(|s| s.conn) {
+                self.send_resync(conn, q.frame, q.origin, now);
+            } else if let Err(code) =
+                self.deliver_now(id, q.frame, q.origin.clone(), Kind::Queued, now)
+            {
                 self.tell_origin(q.origin, code, id, now);
             }
         }
@@ -775,8 +796,8 @@ impl State {
         token: String,
         now: Instant,
     ) {
-        self.sessions
-            .insert(id.clone(), Session::new(token.clone(), conn));
+        let session = self.new_session(token.clone(), conn);
+        self.sessions.insert(id.clone(), session);
         if let Some(entry) = self.conns.get_mut(&conn) {
             entry.peer = Some(id.clone());
         }

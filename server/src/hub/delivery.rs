@@ -6,6 +6,13 @@
 //! its sender (`queue-full`, `peer-gone`), so nothing is lost silently.
 //! Relay frames share the outbound queue but are never queued for a
 //! detached id (see `relay`).
+//!
+//! Both queues are bounded in frames and in bytes (see `budget`): a frame
+//! that would take a connection's queue past `--outbound-queue-bytes`, or
+//! its address's queues past `--ip-queued-bytes`, cuts the connection off
+//! like a full queue (4003); one that would take a detached id's queue past
+//! `--max-queued-bytes` or its address's past `--ip-queued-bytes` is
+//! refused to its sender with `queue-full`.
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -15,7 +22,9 @@ use peerwire::protocol::messages::Rid;
 use peerwire::protocol::{CloseCode, ErrorCode, ServerMessage};
 use tokio::sync::mpsc;
 
-use super::{ConnId, Frame, Outgoing, State, TextFrame};
+use super::budget::{Charge, Limit, Totals};
+use super::sessions::Session;
+use super::{ConnId, Frame, HubConfig, Outgoing, State, TextFrame};
 
 /// How a message should be treated if its target is detached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,11 +38,56 @@ pub(super) enum Kind {
     Relay,
 }
 
+/// Who sent a message and which request it was, to be told if it cannot
+/// be delivered.
+pub(super) type Origin = Option<(String, Rid)>;
+
 /// One message held for a detached id.
 pub(super) struct Queued {
     pub(super) frame: TextFrame,
     /// Who to tell (`peer-gone`) if the id never comes back.
     pub(super) origin: Option<(String, Rid)>,
+    /// Its bytes against the id's and its address's grace budgets.
+    _charge: Charge,
+}
+
+impl Queued {
+    pub(super) fn new(frame: TextFrame, origin: Option<(String, Rid)>, charge: Charge) -> Self {
+        Self {
+            frame,
+            origin,
+            _charge: charge,
+        }
+    }
+}
+
+/// Charges a frame of `bytes` to `session`'s grace-window queue, or names
+/// the budget it would pass.
+pub(super) fn grace_charge(
+    config: &HubConfig,
+    totals: &Totals,
+    session: &Session,
+    bytes: usize,
+) -> Result<Charge, Limit> {
+    Charge::take(
+        bytes,
+        [
+            Some((&session.queued_bytes, config.max_queued_bytes)),
+            session
+                .address
+                .as_ref()
+                .map(|a| (&a.queued, config.ip_queued_bytes)),
+            Some((&totals.grace, usize::MAX)),
+            None,
+        ],
+    )
+    .map_err(|i| {
+        if i == 0 {
+            Limit::MaxQueuedBytes
+        } else {
+            Limit::IpQueuedBytes
+        }
+    })
 }
 
 fn encode(msg: &ServerMessage) -> TextFrame {
@@ -80,18 +134,81 @@ impl State {
                 origin,
                 kind,
                 _backlog: None,
+                charge: None,
+                resync: false,
+            },
+            now,
+        );
+    }
+
+    /// Sends a resumed id what it already holds: a snapshot of a kept room
+    /// (`origin` `None`) or a message queued for it in its grace window.
+    /// Bounded already (by `--max-rooms-per-peer` times
+    /// `--max-room-state-bytes`, and `--max-queued-bytes`), it is not held
+    /// to the connection's own `--outbound-queue-bytes`, which it might
+    /// pass by itself at every resume; the address's budget still applies.
+    pub(super) fn send_resync(
+        &mut self,
+        conn: ConnId,
+        frame: TextFrame,
+        origin: Option<(String, Rid)>,
+        now: Instant,
+    ) {
+        self.push(
+            conn,
+            Outgoing {
+                frame: Frame::Text(frame),
+                origin,
+                kind: Kind::Queued,
+                _backlog: None,
+                charge: None,
+                resync: true,
             },
             now,
         );
     }
 
     /// Puts one frame in a connection's outbound queue; `false` when it
-    /// could not be (the connection is gone, or was cut off just now).
-    pub(super) fn push(&mut self, conn: ConnId, out: Outgoing, now: Instant) -> bool {
+    /// could not be (the connection is gone, or was cut off just now: its
+    /// queue was full in frames, or would have passed a byte budget).
+    pub(super) fn push(&mut self, conn: ConnId, mut out: Outgoing, now: Instant) -> bool {
         let Some(entry) = self.conns.get_mut(&conn) else {
             return false;
         };
-        match entry.tx.try_send(out) {
+        let (bytes, own) = match &out.frame {
+            Frame::Text(t) if out.resync => (t.len(), None),
+            Frame::Text(t) => (
+                t.len(),
+                Some((&entry.outbound, self.config.outbound_queue_bytes)),
+            ),
+            // The relay backlog bounds a connection's relay frames.
+            Frame::Binary(b) => (b.len(), None),
+        };
+        let charge = Charge::take(
+            bytes,
+            [
+                own,
+                Some((&entry.address.queued, self.config.ip_queued_bytes)),
+                Some((&self.totals.outbound, usize::MAX)),
+                None,
+            ],
+        );
+        let sent = match charge {
+            Ok(charge) => {
+                out.charge = Some(charge);
+                entry.tx.try_send(out)
+            }
+            Err(i) => {
+                let limit = if i == 0 {
+                    Limit::OutboundQueueBytes
+                } else {
+                    Limit::IpQueuedBytes
+                };
+                self.metrics.budget_refused(limit);
+                Err(mpsc::error::TrySendError::Full(out))
+            }
+        };
+        match sent {
             Ok(()) => {
                 self.metrics.messages_out.inc();
                 true
@@ -156,7 +273,7 @@ impl State {
         // broker still had for it (see `cluster`).
         let (frame, origin) = match kind {
             Kind::Queued => match self.hold(to, frame, origin)? {
-                Some(back) => (back.frame, back.origin),
+                Some(back) => back,
                 None => return Ok(()),
             },
             _ => (frame, origin),
@@ -241,37 +358,51 @@ impl State {
             }
             return;
         };
-        // Where they go: in front of what waits for the id, which keeps its
-        // bound (a resumed connection's queue must hold its whole backlog).
-        let mut late = VecDeque::new();
-        let waiting = match (session.conn, session.handoff.as_mut()) {
-            // Detached: the grace-window queue.
-            (None, _) => &mut session.queue,
-            // Resumed on a newer connection (after 4003, or replacing this
-            // one, 4005), which waits for these frames: ahead of what it
-            // holds meanwhile.
-            (Some(_), Some(handoff)) if handoff.local => &mut handoff.held,
-            // Resumed, and done waiting (these come late): sent now rather
-            // than not at all.
-            (Some(_), _) => &mut late,
-        };
-        for (frame, origin) in frames.into_iter().rev() {
-            waiting.push_front(Queued { frame, origin });
-        }
-        let mut refused = Vec::new();
-        while waiting.len() > max {
-            if let Some(q) = waiting.pop_back() {
-                refused.push(q.origin);
-            }
-        }
         let conn = session.conn;
-        for origin in refused.into_iter().rev() {
-            self.tell_origin(origin, ErrorCode::QueueFull, peer, now);
-        }
-        if let Some(conn) = conn {
-            for q in late {
-                self.send_frame(conn, q.frame, q.origin, Kind::Queued, now);
+        let waits = matches!(&session.handoff, Some(h) if h.local);
+        if let (Some(conn), false) = (conn, waits) {
+            // Resumed on a newer connection, done waiting (these come
+            // late): sent now rather than not at all.
+            for (frame, origin) in frames {
+                self.send_frame(conn, frame, origin, Kind::Queued, now);
             }
+            return;
+        }
+        // Where they go: in front of what waits for the id. Detached, the
+        // grace-window queue; resumed on a newer connection (after 4003,
+        // or replacing this one, 4005) that waits for these frames, what
+        // it holds meanwhile. The oldest are kept while the bounds (frames
+        // and bytes) allow and the rest refused, so the id gets a prefix
+        // of its messages in order.
+        let waiting = match session.handoff.as_mut() {
+            Some(handoff) if conn.is_some() => &mut handoff.held,
+            _ => &mut session.queue,
+        };
+        let queued: Vec<(TextFrame, Origin)> = std::mem::take(waiting)
+            .into_iter()
+            .map(|q| (q.frame, q.origin))
+            .collect();
+        let mut kept = VecDeque::new();
+        let mut refused = Vec::new();
+        for (frame, origin) in frames.into_iter().chain(queued) {
+            if !refused.is_empty() || kept.len() >= max {
+                refused.push(origin);
+                continue;
+            }
+            match grace_charge(&self.config, &self.totals, session, frame.len()) {
+                Ok(charge) => kept.push_back(Queued::new(frame, origin, charge)),
+                Err(limit) => {
+                    self.metrics.budget_refused(limit);
+                    refused.push(origin);
+                }
+            }
+        }
+        match session.handoff.as_mut() {
+            Some(handoff) if conn.is_some() => handoff.held = kept,
+            _ => session.queue = kept,
+        }
+        for origin in refused {
+            self.tell_origin(origin, ErrorCode::QueueFull, peer, now);
         }
     }
 
@@ -297,8 +428,20 @@ impl State {
         if session.queue.len() >= max {
             return Err(ErrorCode::QueueFull);
         }
-        session.queue.push_back(Queued { frame, origin });
-        Ok(())
+        match grace_charge(&self.config, &self.totals, session, frame.len()) {
+            Ok(charge) => {
+                session.queue.push_back(Queued {
+                    frame,
+                    origin,
+                    _charge: charge,
+                });
+                Ok(())
+            }
+            Err(limit) => {
+                self.metrics.budget_refused(limit);
+                Err(ErrorCode::QueueFull)
+            }
+        }
     }
 }
 

@@ -49,6 +49,7 @@
 //! connection: detaching (or being replaced, 4005) ends them (see `relay`).
 
 use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -61,8 +62,14 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::{Grant, Policy};
 use crate::ice::IceConfig;
+use crate::limits::TokenBucket;
 use crate::metrics::Metrics;
+pub use budget::Limit;
+use budget::{AddressMeters, Addresses, Charge, Meter, Totals};
 
+mod budget;
+#[cfg(test)]
+mod budget_tests;
 mod cluster;
 mod delivery;
 mod env;
@@ -154,6 +161,15 @@ pub struct Outgoing {
     kind: Kind,
     /// Held for its `Drop`, which gives the bytes back.
     _backlog: Option<Backlog>,
+    /// The frame's bytes against the connection's and its address's
+    /// outbound budgets (`--outbound-queue-bytes`, `--ip-queued-bytes`),
+    /// given back when dropped.
+    charge: Option<Charge>,
+    /// Part of a resume (a snapshot of a kept room, a message queued in
+    /// the grace window): not held to the connection's own byte budget,
+    /// which it could pass by itself and so cut the client off at every
+    /// resume; its address's budget still applies.
+    resync: bool,
 }
 
 impl Outgoing {
@@ -162,6 +178,25 @@ impl Outgoing {
     pub fn into_message(self) -> Message {
         self.frame.into_message()
     }
+
+    /// What the frame holds of the byte budgets, once its message was fed
+    /// to the socket: the socket task drops that once the write is
+    /// flushed, so that a frame taken from the queue but stuck in a write
+    /// still counts.
+    pub fn into_held(self) -> Held {
+        Held {
+            _backlog: self._backlog,
+            _charge: self.charge,
+        }
+    }
+}
+
+/// A frame's share of the byte budgets, while it is being written; dropping
+/// it gives the bytes back.
+#[derive(Debug)]
+pub struct Held {
+    _backlog: Option<Backlog>,
+    _charge: Option<Charge>,
 }
 
 /// The reason of the 4005 that closes a connection which registered an id
@@ -174,6 +209,23 @@ pub const OWNER_CAME_BACK: &str =
 pub struct HubConfig {
     pub grace: Duration,
     pub max_queued: usize,
+    /// Bytes queued for one detached id (`--max-queued-bytes`).
+    pub max_queued_bytes: usize,
+    /// Bytes of text frames in one connection's outbound queue
+    /// (`--outbound-queue-bytes`).
+    pub outbound_queue_bytes: usize,
+    /// Bytes in outbound and grace queues for one address
+    /// (`--ip-queued-bytes`).
+    pub ip_queued_bytes: usize,
+    /// Bytes of one room's state (`--max-room-state-bytes`).
+    pub max_room_state_bytes: usize,
+    /// Bytes of room state one id has set (`--max-peer-state-bytes`).
+    pub max_peer_state_bytes: usize,
+    /// Bytes of room state set from one address (`--ip-state-bytes`).
+    pub ip_state_bytes: usize,
+    /// Bytes a second of broadcast fan-out and join snapshots per
+    /// connection (`--fanout-rate`).
+    pub fanout_rate: u64,
     pub max_room_members: usize,
     pub max_rooms_per_peer: usize,
     pub max_state_keys: usize,
@@ -202,6 +254,13 @@ impl Default for HubConfig {
         Self {
             grace: Duration::from_millis(GRACE_MS),
             max_queued: MAX_QUEUED_PER_PEER,
+            max_queued_bytes: MAX_QUEUED_BYTES,
+            outbound_queue_bytes: OUTBOUND_QUEUE_BYTES,
+            ip_queued_bytes: IP_QUEUED_BYTES,
+            max_room_state_bytes: MAX_ROOM_STATE_BYTES,
+            max_peer_state_bytes: MAX_PEER_STATE_BYTES,
+            ip_state_bytes: IP_STATE_BYTES,
+            fanout_rate: FANOUT_RATE,
             max_room_members: MAX_ROOM_MEMBERS,
             max_rooms_per_peer: MAX_ROOMS_PER_PEER,
             max_state_keys: MAX_STATE_KEYS,
@@ -230,6 +289,12 @@ pub struct HubStats {
     pub relay_pairs: usize,
     /// Relay intents waiting for the other id to agree.
     pub relay_pending: usize,
+    /// Bytes in outbound queues, not yet written.
+    pub outbound_bytes: usize,
+    /// Bytes in grace-window queues of detached ids.
+    pub grace_bytes: usize,
+    /// Bytes of room state (as charged against the state budgets).
+    pub state_bytes: usize,
 }
 
 /// The shared broker state. Cheap to share as `Arc<Hub>`.
@@ -267,6 +332,8 @@ impl Hub {
                 cluster: None,
                 net_rooms: HashMap::new(),
                 handoffs: HashSet::new(),
+                addresses: Addresses::default(),
+                totals: Totals::default(),
             }),
         }
     }
@@ -280,19 +347,25 @@ impl Hub {
     }
 
     /// A new WebSocket connection: `tx` is its bounded outbound queue, `kill`
-    /// closes it with a code, `grant` is what its token allows, and
+    /// closes it with a code, `grant` is what its token allows,
     /// `broker_host` the host it reached the broker by (for the broker's
-    /// own `stun:` URL; see [`crate::ice::url_host`]).
+    /// own `stun:` URL; see [`crate::ice::url_host`]), and `address` the
+    /// client's address, whose byte budgets it shares (`None`: its own).
     pub fn connect(
         &self,
         tx: mpsc::Sender<Outgoing>,
         kill: oneshot::Sender<CloseCode>,
         grant: Option<Grant>,
         broker_host: Option<String>,
+        address: Option<IpAddr>,
     ) -> ConnId {
         let mut st = self.lock();
         let id = st.next_conn;
         st.next_conn += 1;
+        let address = match address {
+            Some(ip) => st.addresses.of(ip),
+            None => AddressMeters::default(),
+        };
         st.conns.insert(
             id,
             Conn {
@@ -302,6 +375,9 @@ impl Hub {
                 grant,
                 broker_host,
                 relay_backlog: Arc::new(AtomicUsize::new(0)),
+                outbound: Arc::new(Meter::default()),
+                address,
+                fanout: None,
             },
         );
         id
@@ -371,15 +447,16 @@ impl Hub {
         while let Ok(o) = rx.try_recv() {
             unsent.push(o);
         }
-        match st.conns.remove(&conn) {
+        let reason = match st.conns.remove(&conn) {
             Some(entry) => {
-                let peer = entry.peer?;
-                if clean {
-                    st.release(&peer, now);
-                } else {
-                    st.detach(&peer, now);
+                if let Some(peer) = entry.peer {
+                    if clean {
+                        st.release(&peer, now);
+                    } else {
+                        st.detach(&peer, now);
+                    }
+                    st.requeue(&peer, unsent, now);
                 }
-                st.requeue(&peer, unsent, now);
                 None
             }
             // Cut off earlier by the hub (4003, 4005): its id was detached,
@@ -396,7 +473,9 @@ impl Hub {
                     None
                 }
             }
-        }
+        };
+        st.addresses.prune();
+        reason
     }
 
     /// How many joiners rendezvous key `key` has, if it is open on this
@@ -443,7 +522,8 @@ impl Hub {
     /// Whether the hub holds nothing at all: no connection, id, room, key,
     /// hostname, or cut-off connection still to hand back its frames.
     pub fn is_idle(&self) -> bool {
-        let st = self.lock();
+        let mut st = self.lock();
+        st.addresses.prune();
         st.conns.is_empty()
             && st.sessions.is_empty()
             && st.detached.is_empty()
@@ -456,6 +536,10 @@ impl Hub {
             && st.relays.is_empty()
             && st.net_rooms.is_empty()
             && st.handoffs.is_empty()
+            && st.addresses.is_empty()
+            && st.totals.outbound.held() == 0
+            && st.totals.grace.held() == 0
+            && st.totals.state.held() == 0
     }
 
     /// The gauges `/metrics` reports.
@@ -471,6 +555,9 @@ impl Hub {
             hostnames: st.hostnames.len(),
             relay_pairs: st.relays.active(),
             relay_pending: st.relays.pending(),
+            outbound_bytes: st.totals.outbound.held(),
+            grace_bytes: st.totals.grace.held(),
+            state_bytes: st.totals.state.held(),
         }
     }
 }
@@ -488,6 +575,13 @@ struct Conn {
     broker_host: Option<String>,
     /// Bytes of relay frames in the outbound queue, not yet written.
     relay_backlog: Arc<AtomicUsize>,
+    /// Bytes of text frames in the outbound queue, not yet written.
+    outbound: Arc<Meter>,
+    /// The byte budgets of the client's address.
+    address: AddressMeters,
+    /// Bytes a second of broadcast fan-out and join snapshots
+    /// (`--fanout-rate`), made full at first use.
+    fanout: Option<TokenBucket>,
 }
 
 /// Why a request was refused: the code, the request it answers, and a
@@ -545,6 +639,10 @@ struct State {
     /// In a network: ids taken over from another broker that wait for what
     /// it still had for them (see `cluster`), for `sweep`.
     handoffs: HashSet<String>,
+    /// Byte budgets per client address (see `budget`).
+    addresses: Addresses,
+    /// Bytes held broker-wide, by class, for the gauges.
+    totals: Totals,
 }
 
 impl State {

@@ -11,6 +11,20 @@
 //! `broadcast` are answered at once (this broker knows whether the id is a
 //! member); what a broadcast cannot deliver reaches its sender as
 //! `delivery_error`s, as on one broker.
+//!
+//! Byte budgets: the room's state is bounded in bytes by the `set` script
+//! (`--max-room-state-bytes`, counted as on one broker give or take the
+//! expiry's digits Redis stores with each value). The per-id and
+//! per-address state budgets are not applied here: the values live in
+//! Redis, not in this broker, and are set through any broker of the
+//! network, so a count per id or address would need records of its own in
+//! Redis kept in step by every script that drops a value (delete, expiry,
+//! the room's end, a broker's death). What a value can cost this broker is
+//! its share of a snapshot or an event, bounded by the room's budget and
+//! the outbound budgets. Nor is `--fanout-rate` charged for network
+//! broadcasts and join snapshots: the recipients and the snapshot are known
+//! only to Redis; the outbound byte budgets still bound what they make
+//! this broker hold.
 
 use std::time::Instant;
 
@@ -160,7 +174,7 @@ impl Hub {
     pub fn room_resync(&self, conn: ConnId, room: &str, view: RoomView, now: Instant) {
         let mut st = self.lock();
         let msg = view.snapshot(None, room);
-        st.send_conn(conn, &msg, now);
+        st.send_resync(conn, TextFrame::from(msg.encode()), None, now);
     }
 
     /// A change another broker (or this one) published on `room`'s channel.
@@ -449,6 +463,7 @@ impl State {
             value: value.0,
             ttl_ms: ttl_ms.unwrap_or(0),
             max_keys: self.config.max_state_keys,
+            max_bytes: self.config.max_room_state_bytes,
             event: RoomNotice::event(&event, None).payload(),
         });
         sent.err().map(|code| Err(Self::not_queued(code, rid)))

@@ -540,6 +540,8 @@ impl State {
                 origin: None,
                 kind: Kind::Relay,
                 _backlog: Some(backlog),
+                charge: None,
+                resync: false,
             },
             now,
         );

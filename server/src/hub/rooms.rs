@@ -3,16 +3,30 @@
 //! `peer-left`, `state-set` and `state-removed`; a joiner (and a resumed
 //! id) gets a snapshot of members and state. A room exists while it has a
 //! member. Expiry of state keys is in `sweep`.
+//!
+//! Byte budgets (see `budget`): each state value costs its key, value and
+//! setter's id plus [`STATE_ENTRY_OVERHEAD`], against the room
+//! (`--max-room-state-bytes`), the setter (`--max-peer-state-bytes`) and
+//! the setter's address (`--ip-state-bytes`), until it is overwritten,
+//! deleted, expires or its room goes; a `set` beyond any of them gets
+//! `state-full`. A broadcast costs its encoded bytes times its recipients,
+//! and a `join` its snapshot's bytes, against the sender's `--fanout-rate`;
+//! beyond it the request gets `fanout-limit` and nothing is sent. A
+//! broadcast or event is encoded once and shared by its recipients.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use peerwire::protocol::json::Json as Value;
+use peerwire::protocol::limits::STATE_ENTRY_OVERHEAD;
 use peerwire::protocol::messages::Rid;
 use peerwire::protocol::{ErrorCode, RemovalReason, ServerMessage, StateEntry};
 
+use super::budget::{Charge, Limit, Meter};
 use super::delivery::Kind;
-use super::{Answer, ConnId, Refusal, State, internal};
+use super::{Answer, ConnId, Refusal, State, TextFrame, internal};
+use crate::limits::TokenBucket;
 
 /// One room.
 #[derive(Default)]
@@ -20,6 +34,8 @@ pub(super) struct Room {
     /// Members in join order.
     pub(super) members: Vec<String>,
     pub(super) state: BTreeMap<String, StateValue>,
+    /// Bytes of `state`, against `--max-room-state-bytes`.
+    state_bytes: Arc<Meter>,
 }
 
 /// One key of a room's state.
@@ -27,6 +43,8 @@ pub(super) struct StateValue {
     value: Value,
     from: String,
     pub(super) expires: Option<Instant>,
+    /// Its bytes against the state budgets, given back when it goes.
+    _charge: Charge,
 }
 
 fn remaining_ms(expires: Option<Instant>, now: Instant) -> Option<u64> {
@@ -62,7 +80,8 @@ impl State {
         }
     }
 
-    /// Tells every member of `room` (but `except`) about a change.
+    /// Tells every member of `room` (but `except`) about a change, with
+    /// one encoded frame they all share.
     pub(super) fn announce(
         &mut self,
         room: &str,
@@ -74,9 +93,47 @@ impl State {
             Some(r) => r.members.clone(),
             None => return,
         };
+        let frame = TextFrame::from(msg.encode());
         for m in members.iter().filter(|m| Some(m.as_str()) != except) {
-            let _ = self.deliver(m, msg, None, Kind::RoomEvent, now);
+            let _ = self.deliver_frame(m, frame.clone(), None, Kind::RoomEvent, now);
         }
+    }
+
+    /// Takes `bytes` from connection `conn`'s fan-out budget
+    /// (`--fanout-rate`), or refuses the request `rid` with `fanout-limit`
+    /// and takes nothing. `what` says what the bytes are for.
+    pub(super) fn take_fanout(
+        &mut self,
+        conn: Option<ConnId>,
+        rid: Rid,
+        bytes: usize,
+        what: &str,
+        now: Instant,
+    ) -> Result<(), Refusal> {
+        let rate = self.config.fanout_rate;
+        let Some(entry) = conn.and_then(|c| self.conns.get_mut(&c)) else {
+            return Ok(());
+        };
+        let bucket = entry
+            .fanout
+            .get_or_insert_with(|| TokenBucket::new(rate as f64, rate as f64, now));
+        if bucket.take_n(bytes as f64, now) {
+            return Ok(());
+        }
+        self.metrics.budget_refused(Limit::FanoutRate);
+        let detail = format!(
+            "{what} would send {bytes} bytes, past this connection's --fanout-rate ({rate} bytes a second); nothing was sent"
+        );
+        Err((ErrorCode::FanoutLimit, rid, detail))
+    }
+
+    /// What `room`'s snapshot costs against `--fanout-rate`: its state as
+    /// counted against the state budgets, and its members' ids.
+    fn snapshot_cost(&self, room: &str) -> usize {
+        self.rooms.get(room).map_or(0, |r| {
+            r.state_bytes.held() + r.members.iter().map(|m| m.len() + 3).sum::<usize>()
+        }) + room.len()
+            + 64
     }
 
     /// Whether connection `conn` may be in `room` now: its token (if any)
@@ -101,7 +158,8 @@ impl State {
         let Some(session) = self.sessions.get(me) else {
             return Err(internal(rid, "join from a connection without a session"));
         };
-        if !session.rooms.contains(&room) {
+        let (conn, member) = (session.conn, session.rooms.contains(&room));
+        if !member {
             if let Err((code, detail)) = self.may_join(session.conn, &room) {
                 return Err((code, rid, detail));
             }
@@ -117,6 +175,12 @@ impl State {
                     format!("room {room:?} has {size} members"),
                 ));
             }
+        }
+        // The snapshot is paid for, also by a member joining again: a
+        // 50-byte request must not buy a room's state over and over.
+        let cost = self.snapshot_cost(&room);
+        self.take_fanout(conn, rid, cost, "the snapshot of this join", now)?;
+        if !member {
             if let Some(session) = self.sessions.get_mut(me) {
                 session.rooms.insert(room.clone());
             }
@@ -206,9 +270,19 @@ impl State {
             from: me.to_string(),
             data,
         };
-        for m in members.iter().filter(|m| include_self || m.as_str() != me) {
-            if let Err(code) = self.deliver(m, &msg, Some((me.to_string(), rid)), Kind::Queued, now)
-            {
+        // Encoded once; every recipient's queue holds the same bytes.
+        let frame = TextFrame::from(msg.encode());
+        let to: Vec<&String> = members
+            .iter()
+            .filter(|m| include_self || m.as_str() != me)
+            .collect();
+        let cost = frame.len().saturating_mul(to.len());
+        if let Err(refusal) = self.take_fanout(Some(conn), rid, cost, "this broadcast", now) {
+            return self.reply(conn, Err(refusal), now);
+        }
+        for m in to {
+            let origin = Some((me.to_string(), rid));
+            if let Err(code) = self.deliver_frame(m, frame.clone(), origin, Kind::Queued, now) {
                 self.metrics.error(code);
                 self.send_conn(conn, &ServerMessage::delivery_error(rid, code, m), now);
             }
@@ -228,6 +302,17 @@ impl State {
         now: Instant,
     ) -> Answer {
         let max = self.config.max_state_keys;
+        let (peer_bytes, address) = match self.sessions.get(me) {
+            Some(s) => (s.state_bytes.clone(), s.address.clone()),
+            None => return Err(internal(rid, "set from a connection without a session")),
+        };
+        let cost = key.len() + value.0.len() + me.len() + STATE_ENTRY_OVERHEAD;
+        let caps = [
+            self.config.max_room_state_bytes,
+            self.config.max_peer_state_bytes,
+            self.config.ip_state_bytes,
+        ];
+        let total = self.totals.state.clone();
         let r = self.member_room(me, rid, &room)?;
         if !r.state.contains_key(&key) && r.state.len() >= max {
             return Err((
@@ -236,6 +321,50 @@ impl State {
                 format!("room {room:?} holds {max} keys"),
             ));
         }
+        // The value it replaces gives its bytes back first (and is put
+        // back if the new one does not fit).
+        let old = r.state.remove(&key);
+        let charge = Charge::take(
+            cost,
+            [
+                Some((&r.state_bytes, caps[0])),
+                Some((&peer_bytes, caps[1])),
+                address.as_ref().map(|a| (&a.state, caps[2])),
+                Some((&total, usize::MAX)),
+            ],
+        );
+        let charge = match charge {
+            Ok(charge) => charge,
+            Err(i) => {
+                if let Some(old) = old {
+                    r.state.insert(key, old);
+                }
+                let (limit, whose, held) = match i {
+                    0 => (
+                        Limit::MaxRoomStateBytes,
+                        format!("room {room:?}"),
+                        r.state_bytes.held(),
+                    ),
+                    1 => (
+                        Limit::MaxPeerStateBytes,
+                        format!("id {me:?}"),
+                        peer_bytes.held(),
+                    ),
+                    _ => (
+                        Limit::IpStateBytes,
+                        "this address".to_string(),
+                        address.as_ref().map_or(0, |a| a.state.held()),
+                    ),
+                };
+                self.metrics.budget_refused(limit);
+                let detail = format!(
+                    "{whose} holds {held} bytes of state and this value costs {cost}, past {} ({} bytes)",
+                    limit.flag(),
+                    caps[i.min(2)]
+                );
+                return Err((ErrorCode::StateFull, rid, detail));
+            }
+        };
         // A TTL too far out to represent simply never expires.
         let expires = ttl_ms.and_then(|ms| now.checked_add(Duration::from_millis(ms)));
         r.state.insert(
@@ -244,6 +373,7 @@ impl State {
                 value: value.clone(),
                 from: me.to_string(),
                 expires,
+                _charge: charge,
             },
         );
         if expires.is_some() {

@@ -22,15 +22,17 @@
 //! a restart already; this path is for a broker alone.
 
 use std::collections::{BTreeSet, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
 use peerwire::protocol::messages::Rid;
 use peerwire::protocol::{CloseCode, ErrorCode, PROTOCOL_VERSION, ServerMessage, ids};
 
+use super::budget::{AddressMeters, Meter};
 use super::cluster::{Claim, Handoff};
-use super::delivery::{Kind, Queued};
+use super::delivery::Queued;
 use super::tokens::{NONCE_BYTES, Verdict};
-use super::{ConnId, Refusal, State, internal};
+use super::{ConnId, Refusal, State, TextFrame, internal};
 
 /// How many fresh random ids to try before giving up on assigning one (a
 /// collision of 64 random bits is already vanishingly rare).
@@ -58,6 +60,14 @@ pub(super) struct Session {
     /// Taken over from another broker, and waiting for what it still had
     /// for the id (see `cluster`).
     pub(super) handoff: Option<Handoff>,
+    /// Bytes in `queue` (and a hand-over's held frames), against
+    /// `--max-queued-bytes`.
+    pub(super) queued_bytes: Arc<Meter>,
+    /// Bytes of room state this id has set, against `--max-peer-state-bytes`.
+    pub(super) state_bytes: Arc<Meter>,
+    /// The budgets of the address the id last connected from: its queue
+    /// counts against them while it is detached.
+    pub(super) address: Option<AddressMeters>,
 }
 
 impl Session {
@@ -75,6 +85,9 @@ impl Session {
             joined_keys: BTreeSet::new(),
             hostnames: BTreeSet::new(),
             handoff: None,
+            queued_bytes: Arc::default(),
+            state_bytes: Arc::default(),
+            address: None,
         }
     }
 }
@@ -86,6 +99,14 @@ fn same_token(a: &str, b: &str) -> bool {
 }
 
 impl State {
+    /// A session just registered on `conn`, sharing the byte budgets of
+    /// its connection's address.
+    pub(super) fn new_session(&self, token: String, conn: ConnId) -> Session {
+        let mut session = Session::new(token, conn);
+        session.address = self.conns.get(&conn).map(|c| c.address.clone());
+        session
+    }
+
     /// A resume token for `id`: a nonce from the hub's random source,
     /// signed with the resume key (see `tokens`).
     fn new_token(&mut self, rid: Rid, id: &str) -> Result<String, Refusal> {
@@ -311,6 +332,7 @@ impl State {
         }
         let old = session.conn.replace(conn);
         session.grace_deadline = None;
+        session.address = self.conns.get(&conn).map(|c| c.address.clone());
         let queued = std::mem::take(&mut session.queue);
         let rooms: Vec<String> = session.rooms.iter().cloned().collect();
         // The old connection may still look alive (a half-open socket after
@@ -337,7 +359,7 @@ impl State {
                 self.cluster_op(super::cluster::Op::Snapshot { conn, room });
             } else {
                 let snapshot = self.room_snapshot(None, &room, now);
-                self.send_conn(conn, &snapshot, now);
+                self.send_resync(conn, TextFrame::from(snapshot.encode()), None, now);
             }
         }
         // An earlier connection of the id (cut off with 4003, or replaced
@@ -357,7 +379,7 @@ impl State {
             }
             _ => {
                 for q in queued {
-                    self.send_frame(conn, q.frame, q.origin, Kind::Queued, now);
+                    self.send_resync(conn, q.frame, q.origin, now);
                 }
             }
         }

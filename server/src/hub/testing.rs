@@ -108,9 +108,19 @@ impl Harness {
 
     /// A connection with an outbound queue of `frames` frames.
     pub fn connect_with_queue(&mut self, frames: usize) -> ConnId {
+        self.connect_full(frames, None)
+    }
+
+    /// A connection from address `ip` (sharing its byte budgets with the
+    /// others from it), with an outbound queue of 64 frames.
+    pub fn connect_from(&mut self, ip: &str) -> ConnId {
+        self.connect_full(64, Some(ip.parse().expect("an IP address")))
+    }
+
+    fn connect_full(&mut self, frames: usize, ip: Option<std::net::IpAddr>) -> ConnId {
         let (tx, rx) = mpsc::channel(frames);
         let (kill_tx, kill) = oneshot::channel();
-        let conn = self.hub.connect(tx, kill_tx, None, None);
+        let conn = self.hub.connect(tx, kill_tx, None, None, ip);
         self.clients.insert(
             conn,
             Client {
@@ -178,6 +188,19 @@ impl Harness {
                         out.push(serde_json::from_str(t.as_str()).expect("the hub sends JSON"))
                     }
                     Frame::Binary(b) => c.binary.push(b.to_vec()),
+                }
+            }
+        }
+        out
+    }
+
+    /// Every JSON frame waiting for `conn`, as the hub encoded it.
+    pub fn raw_text(&mut self, conn: ConnId) -> Vec<super::TextFrame> {
+        let mut out = Vec::new();
+        if let Some(c) = self.clients.get_mut(&conn) {
+            while let Ok(o) = c.rx.try_recv() {
+                if let Frame::Text(t) = o.frame {
+                    out.push(t);
                 }
             }
         }

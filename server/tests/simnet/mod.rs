@@ -87,7 +87,7 @@ impl Broker for HubBroker {
     fn connect(&mut self, _now: Millis) -> u64 {
         let (tx, rx) = mpsc::channel(peerwire::protocol::limits::OUTBOUND_QUEUE);
         let (kill_tx, kill) = oneshot::channel();
-        let conn = self.hub.connect(tx, kill_tx, None, None);
+        let conn = self.hub.connect(tx, kill_tx, None, None, None);
         let id = self.next;
         self.next += 1;
         self.links.insert(id, Link { conn, rx, kill });
