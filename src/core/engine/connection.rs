@@ -992,9 +992,14 @@ impl Engine {
                     self.fail_conn(c, err, now);
                 }
                 ConnState::Open if conn.relay.is_some() && !carrying => {
-                    // Nothing can come while the pair forms (again): no
-                    // silence is counted meanwhile.
+                    // Nothing can come while the pair forms (again) or the
+                    // broker link is down: no silence is counted meanwhile,
+                    // but the pair must be back within connectTimeout.
                     conn.keepalive.heard(now);
+                    let form = self.config.connect_timeout as f64;
+                    if let Some(r) = conn.relay.as_mut() {
+                        r.until.get_or_insert(now + form);
+                    }
                     self.relayed_timeouts(c, now);
                 }
                 ConnState::Open => {

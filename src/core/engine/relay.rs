@@ -281,13 +281,17 @@ impl Engine {
         let Some(r) = conn.relay.as_ref() else {
             return;
         };
-        if !refused && code == ErrorCode::PeerGone && conn.state == ConnState::Open {
-            // A notice about the pair before this side asked again: the
-            // answer to that request decides.
-            if r.ready {
-                self.relay_lost(c, now);
+        if !refused && conn.state == ConnState::Open {
+            if !r.ready {
+                // About the pair before this side asked again (frames sent
+                // on it as it ended): the answer to that request decides.
+                return;
             }
-            return;
+            if code == ErrorCode::PeerGone {
+                // The remote's broker link dropped.
+                self.relay_lost(c, now);
+                return;
+            }
         }
         let reason = format!("the broker's relay ended ({code}: {message})");
         let remote = id.to_string();
