@@ -133,7 +133,11 @@ fn restarts_used_up_move_a_live_connection_to_the_relay_with_nothing_lost() {
         assert!(sim.peers[i].engine.is_relayed(c), "p{i} is on the relay");
         assert!(!closed(&sim, i), "p{i} saw no close");
     }
-    assert_eq!(sim.live_objects(0).0, 0, "the RTCPeerConnection was released");
+    assert_eq!(
+        sim.live_objects(0).0,
+        0,
+        "the RTCPeerConnection was released"
+    );
     assert!(sim.restarts[0] >= 3, "the restarts came first");
     // Frames were lost with the path: some were sent again.
     assert!(flow.sent_a > 500 && flow.sent_b > 500);

@@ -184,7 +184,10 @@ fn a_relayed_connection_ends_by_name_when_a_broker_link_does_not_come_back() {
     }));
     // connectTimeout (15 s) for the pair to form again.
     let took = sim.now - t0;
-    assert!((15_000.0..17_000.0).contains(&took), "closed after {took} ms");
+    assert!(
+        (15_000.0..17_000.0).contains(&took),
+        "closed after {took} ms"
+    );
     for i in [0, 1] {
         assert!(sim.saw(i, |e| matches!(
             e,

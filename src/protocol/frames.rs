@@ -115,7 +115,10 @@ pub enum Frame<'a> {
     Ack(u32),
     /// The channel's number on its connection, and the number of the next
     /// numbered frame.
-    Mark { channel: u32, next: u32 },
+    Mark {
+        channel: u32,
+        next: u32,
+    },
 }
 
 impl FrameKind {

@@ -137,7 +137,10 @@ impl Engine {
         }
         let covered = ahead as usize;
         if covered > a.sent.wrapping_sub(a.acked) as usize {
-            let detail = format!("an acknowledgement of frame {n}, beyond the {} sent", a.sent);
+            let detail = format!(
+                "an acknowledgement of frame {n}, beyond the {} sent",
+                a.sent
+            );
             return self.protocol_fail(chan, detail, now);
         }
         a.acked = n;
@@ -161,7 +164,11 @@ impl Engine {
         match ch.num {
             Some(n) if n == channel => {}
             Some(_) => {
-                return self.protocol_fail(chan, "a mark with another channel's number".into(), now);
+                return self.protocol_fail(
+                    chan,
+                    "a mark with another channel's number".into(),
+                    now,
+                );
             }
             None => {
                 let Some(conn) = self.conns.get_mut(&c) else {
@@ -169,7 +176,8 @@ impl Engine {
                 };
                 // The remote numbers its channels with the other parity.
                 if channel % 2 == conn.next_num % 2 || conn.nums.contains_key(&channel) {
-                    let detail = format!("a mark naming channel {channel}, not the remote's to name");
+                    let detail =
+                        format!("a mark naming channel {channel}, not the remote's to name");
                     return self.protocol_fail(chan, detail, now);
                 }
                 conn.nums.insert(channel, chan);

@@ -528,7 +528,9 @@ impl Engine {
         match target {
             Some(c) => {
                 if !self.probe_signal(c, &signal.body, is_offer, now) {
-                    self.log(LogLevel::Debug, || "  dropped (no direct path tried)".into());
+                    self.log(LogLevel::Debug, || {
+                        "  dropped (no direct path tried)".into()
+                    });
                     return;
                 }
                 if let Some(conn) = self.conns.get_mut(&c) {

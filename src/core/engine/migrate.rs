@@ -140,17 +140,24 @@ impl Engine {
         // the path) cannot be found again on the new one.
         for chan in unnamed {
             let err = PeerError::ConnectionFailed {
-                id: self.chans.get(&chan).map(|x| x.remote.clone()).unwrap_or_default(),
+                id: self
+                    .chans
+                    .get(&chan)
+                    .map(|x| x.remote.clone())
+                    .unwrap_or_default(),
                 reason: "the stream could not move to another path: its number never arrived"
                     .into(),
             };
             self.close_chan(chan, &err.to_string(), Some(err), false, now);
         }
         for chan in &chans[1..] {
-            let announce = self.chans.get(chan).and_then(|ch| match (&ch.kind, ch.num) {
-                (ChannelKind::Labelled(l), Some(n)) if !ch.incoming => Some((n, l.encode())),
-                _ => None,
-            });
+            let announce = self
+                .chans
+                .get(chan)
+                .and_then(|ch| match (&ch.kind, ch.num) {
+                    (ChannelKind::Labelled(l), Some(n)) if !ch.incoming => Some((n, l.encode())),
+                    _ => None,
+                });
             if let Some((n, label)) = announce {
                 self.relay_queue(c, *chan, payload(OPEN, n, label.as_bytes()), 0, now);
             }
@@ -410,7 +417,10 @@ impl Engine {
         };
         self.drop_direct_path(c);
         self.log(LogLevel::Info, || {
-            format!("{c}: no direct path ({why}); next try in {} ms", wait as u64)
+            format!(
+                "{c}: no direct path ({why}); next try in {} ms",
+                wait as u64
+            )
         });
         if lost {
             self.relink(c, now);

@@ -37,11 +37,11 @@
 
 use std::collections::VecDeque;
 
+use super::Action;
 use super::Engine;
 use super::connection::ConnState;
 use super::signalling::Pending;
 use super::types::{ChanId, ConnId, LogLevel, Millis, RelayPolicy, Signalling, Transmit};
-use super::Action;
 use crate::core::error::PeerError;
 use crate::protocol::frames::{ChannelLabel, SignalBody};
 use crate::protocol::{ClientMessage, ErrorCode, relay};
@@ -145,7 +145,11 @@ impl Engine {
         if !self.relay_allowed() {
             return false;
         }
-        if self.conns.get(&c).is_some_and(|x| x.state == ConnState::Open) {
+        if self
+            .conns
+            .get(&c)
+            .is_some_and(|x| x.state == ConnState::Open)
+        {
             return self.move_to_relay(c, why, tell, now);
         }
         let timeout = self.config.request_timeout as f64;
