@@ -310,7 +310,8 @@ impl Engine {
     pub(crate) fn relayed_deadline(&self, c: &super::connection::Conn) -> Option<Millis> {
         let r = c.relay.as_ref()?;
         let carrying = r.ready && self.session.link() == crate::core::broker::Link::Up;
-        let keepalive = carrying.then(|| c.keepalive.next_deadline());
+        // Not carrying and no deadline yet: the next check sets one.
+        let keepalive = (carrying || r.until.is_none()).then(|| c.keepalive.next_deadline());
         let probe = c.probe.as_ref().and_then(|p| {
             let start = p
                 .next_at

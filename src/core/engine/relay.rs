@@ -216,8 +216,7 @@ impl Engine {
                 return;
             };
             let reason = if conn.state == ConnState::Open {
-                // Its ICE gave up just as this side's channel opened.
-                "the remote peer found no WebRTC path and moved to the broker's relay as this side's channel opened; connect again"
+                "the remote peer lost the direct path and moved to the broker's relay, which this side does not allow (option relay: 'never')"
             } else {
                 "the remote peer has no WebRTC path and asked to relay through the broker, which this side does not allow (option relay: 'never')"
             };
