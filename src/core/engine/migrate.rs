@@ -446,7 +446,9 @@ impl Engine {
         }
         match body {
             SignalBody::Description { .. } | SignalBody::Candidate { .. } if !conn.has_pc => {
-                if is_offer && self.config.direct_retry > 0 {
+                // With relay: 'always' this side stays on the relay.
+                let stays = self.config.relay == super::types::RelayPolicy::Always;
+                if is_offer && self.config.direct_retry > 0 && !stays {
                     self.open_probe(c, false, now);
                     true
                 } else {
