@@ -6,7 +6,7 @@
 
 mod simnet;
 
-use peerwire::core::engine::{ConnId, ConnState, Event};
+use peerwire::core::engine::{ConnId, ConnState, Event, RelayPolicy};
 use peerwire::core::error::PeerError;
 use peerwire::core::sim::Sim;
 use simnet::{HubBroker, connect, listen_all, messages, network, network_with, send};
@@ -114,7 +114,9 @@ fn a_network_change_event_restarts_at_once() {
 
 #[test]
 fn a_path_no_restart_repairs_closes_after_the_restarts_by_name() {
-    let mut sim = network(2, 46);
+    // Where relaying is not allowed (with it, the connection moves to the
+    // relay instead: sim_migrate.rs).
+    let mut sim = network_with(2, 46, |c| c.relay = RelayPolicy::Never);
     let (ca, cb) = connect(&mut sim, 0, 1);
     let t0 = sim.now;
     sim.break_path(0, false);

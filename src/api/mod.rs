@@ -158,6 +158,19 @@ export interface PeerOptions {
   relay?: 'fallback' | 'always' | 'never';
   /** How long a connection looks for a WebRTC path before it falls back to the relay, in ms. Default 7500. */
   relayAfter?: number;
+  /**
+   * Bytes each channel keeps of what it sent until the remote acknowledges them, so that a
+   * connection moving to another path (the relay when its ICE restarts are used up, or back to a
+   * direct path) sends them again and loses nothing; a channel with this much unacknowledged
+   * waits. Default 4 MiB, at least 64 KiB.
+   */
+  resendBuffer?: number;
+  /**
+   * While a connection is on the broker's relay after WebRTC found no path, how long it waits
+   * before it tries a direct path again, in ms (doubling after each try that finds none, up to
+   * 16 times this). `0`: it stays on the relay. Default 30000.
+   */
+  directRetry?: number;
   /** Deliver this side's messages in order (default true). `false` for games and live data. */
   ordered?: boolean;
   /** Give up retransmitting a lost message after this many tries (unreliable). Unset: reliable. */

@@ -34,6 +34,8 @@ pub struct RawPeerOptions {
     pub broker_keep_alive: Option<u64>,
     pub relay: Option<crate::core::engine::RelayPolicy>,
     pub relay_after: Option<u64>,
+    pub resend_buffer: Option<usize>,
+    pub direct_retry: Option<u64>,
     pub ordered: Option<bool>,
     pub max_retransmits: Option<u16>,
     pub buffer_high: Option<usize>,
@@ -159,6 +161,8 @@ pub const PEER_OPTION_TYPES: &[(&str, Want)] = &[
     ("debug", Want::Level),
     ("relay", Want::Relay),
     ("relayAfter", Want::Millis),
+    ("resendBuffer", Want::Bytes),
+    ("directRetry", Want::Millis),
     // Read by `token_source`.
     ("token", Want::Any),
     // Read by `platform`.
@@ -272,6 +276,8 @@ pub fn parse_peer_options(value: &JsValue) -> Result<Option<RawPeerOptions>, Pee
             .text("relay")
             .and_then(|s| crate::core::engine::RelayPolicy::parse(&s)),
         relay_after: o.millis("relayAfter"),
+        resend_buffer: o.size("resendBuffer"),
+        direct_retry: o.millis("directRetry"),
         ordered: o.flag("ordered"),
         max_retransmits: o.millis("maxRetransmits").map(|n| n as u16),
         buffer_high: o.size("bufferHigh"),
@@ -494,6 +500,13 @@ pub fn engine_config(
     c.broker_keep_alive = raw.broker_keep_alive.unwrap_or(c.broker_keep_alive);
     c.relay = raw.relay.unwrap_or(c.relay);
     c.relay_after = raw.relay_after.unwrap_or(c.relay_after);
+    c.resend_buffer = raw.resend_buffer.unwrap_or(c.resend_buffer);
+    if c.resend_buffer < 64 * 1024 {
+        return Err(PeerError::InvalidArgument(
+            "resendBuffer must be at least 64 KiB (65536)".into(),
+        ));
+    }
+    c.direct_retry = raw.direct_retry.unwrap_or(c.direct_retry);
     c.ice_servers = raw.ice_servers;
     c.max_message_size = raw
         .max_message_size

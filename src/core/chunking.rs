@@ -256,6 +256,8 @@ impl Reassembler {
             Frame::Accept => Received::Accept,
             Frame::Refuse(reason) => Received::Refuse(reason),
             Frame::Pull(n) => Received::Pull(n),
+            Frame::Ack(n) => Received::Ack(n),
+            Frame::Mark { channel, next } => Received::Mark { channel, next },
         })
     }
 }
@@ -272,6 +274,8 @@ pub enum Received {
     Accept,
     Refuse(String),
     Pull(u32),
+    Ack(u32),
+    Mark { channel: u32, next: u32 },
 }
 
 /// High/low water marks for a data channel's send buffer.

@@ -809,7 +809,9 @@ impl<B: Broker> Sim<B> {
         // After what is buffered, both ends see the close.
         let mut floor = self.dcs[dc].last_arrival.max(self.now);
         self.schedule_ordered(&mut floor, Delivery::DcClosed { dc });
-        if let Some(r) = self.dcs[dc].remote {
+        // Over a broken path the remote hears nothing.
+        let path_down = self.pcs[self.dcs[dc].pc].path_down;
+        if let Some(r) = self.dcs[dc].remote.filter(|_| !path_down) {
             let mut floor2 = floor;
             self.schedule_ordered(&mut floor2, Delivery::DcClosed { dc: r });
         }

@@ -13,7 +13,17 @@
 //! accept | 5 |                      a listener took this port's channel
 //! refuse | 6 | reason (UTF-8) … |   nobody listens on this port
 //! pull   | 7 | count u32 |          the receiver wants `count` more records
+//! ack    | 8 | count u32 |          the sender has received `count` numbered frames
+//! mark   | 9 | channel u32 | next u32 |  this channel's number on the connection; the
+//!                                     next numbered frame is number `next`
 //! ```
+//!
+//! Every frame but ping, pong, ack and mark is *numbered*: each side counts
+//! the numbered frames it sends and receives on a channel (numbers are
+//! implicit: a channel keeps order), keeps what it sent until an `ack`
+//! covers it, and, after the connection moves to another path, starts
+//! with a `mark` and sends again what was not acknowledged; the receiver
+//! drops the first frames it already has (see `core::engine::acks`).
 //!
 //! A message larger than one frame is cut into chunks that share its
 //! message id; the receiver puts them back together (see
@@ -43,6 +53,8 @@ pub enum FrameKind {
     Accept = 5,
     Refuse = 6,
     Pull = 7,
+    Ack = 8,
+    Mark = 9,
     /// Any other byte: refused by the decoder.
     Unknown = 255,
 }
@@ -58,6 +70,8 @@ impl From<u8> for FrameKind {
             5 => Self::Accept,
             6 => Self::Refuse,
             7 => Self::Pull,
+            8 => Self::Ack,
+            9 => Self::Mark,
             _ => Self::Unknown,
         }
     }
@@ -97,6 +111,25 @@ pub enum Frame<'a> {
     Accept,
     Refuse(String),
     Pull(u32),
+    /// Numbered frames received so far on this channel (cumulative).
+    Ack(u32),
+    /// The channel's number on its connection, and the number of the next
+    /// numbered frame.
+    Mark {
+        channel: u32,
+        next: u32,
+    },
+}
+
+impl FrameKind {
+    /// Whether frames of this kind are counted for acknowledgements (and
+    /// sent again after a move): all but keep-alive and the counting's own.
+    pub fn numbered(first_byte: Option<u8>) -> bool {
+        !matches!(
+            first_byte.map(FrameKind::from),
+            Some(FrameKind::Ping | FrameKind::Pong | FrameKind::Ack | FrameKind::Mark)
+        )
+    }
 }
 
 /// The header of a data frame.
@@ -167,13 +200,21 @@ impl<'a> Frame<'a> {
                 };
                 Ok(Frame::Data(head, &bytes[DATA_HEADER_BYTES..]))
             }
-            FrameKind::Ping | FrameKind::Pong | FrameKind::Pull => {
+            FrameKind::Ping | FrameKind::Pong | FrameKind::Pull | FrameKind::Ack => {
                 need(5)?;
                 let n = u32_at(bytes, 1);
                 Ok(match kind {
                     FrameKind::Ping => Frame::Ping(n),
                     FrameKind::Pong => Frame::Pong(n),
+                    FrameKind::Ack => Frame::Ack(n),
                     _ => Frame::Pull(n),
+                })
+            }
+            FrameKind::Mark => {
+                need(9)?;
+                Ok(Frame::Mark {
+                    channel: u32_at(bytes, 1),
+                    next: u32_at(bytes, 5),
                 })
             }
             FrameKind::Close | FrameKind::Refuse => {
@@ -199,14 +240,21 @@ impl<'a> Frame<'a> {
                 out.extend_from_slice(bytes);
                 out
             }
-            Frame::Ping(n) | Frame::Pong(n) | Frame::Pull(n) => {
+            Frame::Ping(n) | Frame::Pong(n) | Frame::Pull(n) | Frame::Ack(n) => {
                 let kind = match self {
                     Frame::Ping(_) => FrameKind::Ping,
                     Frame::Pong(_) => FrameKind::Pong,
+                    Frame::Ack(_) => FrameKind::Ack,
                     _ => FrameKind::Pull,
                 };
                 let mut out = vec![kind as u8];
                 out.extend_from_slice(&n.to_le_bytes());
+                out
+            }
+            Frame::Mark { channel, next } => {
+                let mut out = vec![FrameKind::Mark as u8];
+                out.extend_from_slice(&channel.to_le_bytes());
+                out.extend_from_slice(&next.to_le_bytes());
                 out
             }
             Frame::End => vec![FrameKind::End as u8],
@@ -445,6 +493,11 @@ mod tests {
             Frame::Accept,
             Frame::Refuse("port 81 closed".into()),
             Frame::Pull(3),
+            Frame::Ack(u32::MAX),
+            Frame::Mark {
+                channel: 7,
+                next: 1 << 31,
+            },
         ] {
             assert_eq!(Frame::decode(&f.encode()).unwrap(), f);
         }
@@ -456,7 +509,15 @@ mod tests {
     #[test]
     fn bad_frames_are_named() {
         assert_eq!(Frame::decode(&[]), Err(FrameError::Empty));
-        assert_eq!(Frame::decode(&[9]), Err(FrameError::UnknownKind(9)));
+        assert_eq!(Frame::decode(&[10]), Err(FrameError::UnknownKind(10)));
+        assert!(matches!(
+            Frame::decode(&[9, 1, 0, 0, 0, 2]),
+            Err(FrameError::Truncated { need: 9, .. })
+        ));
+        assert!(matches!(
+            Frame::decode(&[8, 1]),
+            Err(FrameError::Truncated { need: 5, .. })
+        ));
         assert!(matches!(
             Frame::decode(&[7, 1]),
             Err(FrameError::Truncated { .. })

@@ -2,7 +2,8 @@
 # The NAT lab's network: namespaces joined by veth pairs, NAT by nftables.
 # Root only. Every address lives inside namespaces this script creates.
 #
-#   usage: lab.sh up PREFIX [KIND_A [KIND_B]] | move PREFIX SIDE | down PREFIX
+#   usage: lab.sh up PREFIX [KIND_A [KIND_B]] | move PREFIX SIDE | drop-udp PREFIX SIDE
+#          | down PREFIX
 #
 #                          ┌───────────── PREFIX-pub ─────────────┐
 #                          │  br0 203.0.113.1/24 (broker, TURN)   │
@@ -22,7 +23,8 @@
 #   noudp      eim, and every UDP packet from the client is dropped.
 # `move` gives a client a new link in a new subnet (10.K.X.2 on the K-th) and
 # takes the old one away: a network change mid-session. It prints the new
-# address.
+# address. `drop-udp` makes a side's router drop every UDP packet from then
+# on, both ways (flows already open included): a direct path cut for good.
 set -euo pipefail
 
 PUB_IP=203.0.113.1
@@ -118,6 +120,11 @@ move() { # side: the client's link goes, a new one in a new subnet comes
   echo "$net.2"
 }
 
+drop_udp() { # side: from now on the router passes no UDP at all
+  local s=$1; side_num "$s" >/dev/null
+  ns "r$s" nft insert rule inet filter forward meta l4proto udp drop
+}
+
 down() { # what runs inside the namespaces is stopped by pid, then they go
   local pids
   for n in a b ra rb pub; do
@@ -130,6 +137,7 @@ down() { # what runs inside the namespaces is stopped by pid, then they go
 case $cmd in
   up) down; up "${3:-eim}" "${4:-eim}" ;;
   move) move "${3:?side}" ;;
+  drop-udp) drop_udp "${3:?side}" ;;
   down) down ;;
-  *) echo "usage: lab.sh up|move|down PREFIX ..." >&2; exit 2 ;;
+  *) echo "usage: lab.sh up|move|drop-udp|down PREFIX ..." >&2; exit 2 ;;
 esac

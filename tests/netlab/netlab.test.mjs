@@ -148,6 +148,73 @@ test('a client moves to a new address mid-session: ICE restarts, the connection 
 });
 
 
+test('UDP cut for good mid-stream, no TURN: after the ICE restarts the live connection moves to the broker relay, nothing lost or reordered', async () => {
+  await scenario({ kinds: ['eim', 'eim'], iceServers: [] }, async (a, b) => {
+    const ws = `ws://${PUB}:${BROKER_PORT}/ws`;
+    const suffix = Math.random().toString(36).slice(2, 8);
+    const [ida, idb] = [`cut-a-${suffix}`, `cut-b-${suffix}`];
+    for (const [p, id] of [[a, ida], [b, idb]]) {
+      await p.page.evaluate(async ({ id, ws }) => {
+        // directRetry 0: UDP stays cut, so no direct path is tried again.
+        const peer = await window.peerwire.createPeer(id, { broker: ws, debug: 'warn', directRetry: 0 });
+        window.peer = peer;
+        window.inbox = [];
+        window.closedWith = null;
+        const hook = (conn) => {
+          window.conn = conn;
+          conn.on('message', (m) => window.inbox.push(m));
+          conn.on('close', (e) => { window.closedWith = String(e?.reason ?? e); });
+        };
+        peer.on('connection', hook);
+        window.hook = hook;
+        window.pump = async () => {
+          window.sending = true;
+          let n = 0;
+          while (window.sending) {
+            await window.conn.send({ n: n++, from: window.peer.id });
+            await new Promise((r) => setTimeout(r, 20));
+          }
+          return n;
+        };
+      }, { id, ws });
+    }
+    await a.page.evaluate(async (to) => window.hook(await window.peer.connect(to)), idb);
+    await b.page.waitForFunction(() => !!window.conn, null, { timeout: 10000 });
+    const route = (p) => p.page.evaluate(async () => (await window.conn.stats()).route);
+    const direct = await route(a);
+    assert.notEqual(direct, 'broker', 'direct before the cut');
+    const pumps = [a, b].map((p) => p.page.evaluate(() => window.pump()));
+    for (const p of pumps) p.catch(() => {});
+    const count = (p) => p.page.evaluate(() => window.inbox.length);
+    await a.page.waitForFunction(() => window.inbox.length > 20, null, { timeout: 5000 });
+    await b.page.waitForFunction(() => window.inbox.length > 20, null, { timeout: 5000 });
+    const t0 = Date.now();
+    await lab('drop-udp', 'a');
+    // keepAliveTimeout (4 s), three ICE restarts of 5 s, then the relay pair.
+    const deadline = Date.now() + 40000;
+    while ((await route(a)) !== 'broker' || (await route(b)) !== 'broker') {
+      assert.ok(Date.now() < deadline, 'both sides on the relay within 40 s');
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    const moved = Date.now() - t0;
+    const before = await Promise.all([count(a), count(b)]);
+    await a.page.waitForFunction((n) => window.inbox.length > n, before[0] + 25, { timeout: 20000 });
+    await b.page.waitForFunction((n) => window.inbox.length > n, before[1] + 25, { timeout: 20000 });
+    await Promise.all([a, b].map((p) => p.page.evaluate(() => { window.sending = false; })));
+    const sent = await Promise.all(pumps);
+    for (const [p, from, n] of [[a, idb, sent[1]], [b, ida, sent[0]]]) {
+      await p.page.waitForFunction((n) => window.inbox.length >= n, n, { timeout: 20000 });
+      const inbox = await p.page.evaluate(() => window.inbox);
+      assert.deepEqual(inbox, Array.from({ length: n }, (_, k) => ({ n: k, from })), 'every message once, in order');
+    }
+    const states = await Promise.all([a, b].map((p) => p.page.evaluate(() => ({ state: window.conn.state, closed: window.closedWith }))));
+    assert.deepEqual(states, [{ state: 'open', closed: null }, { state: 'open', closed: null }]);
+    const m = `UDP cut at a mid-stream (route ${direct} before): both on the broker relay ${moved} ms later; ${sent[0]} messages a→b, ${sent[1]} b→a, none lost or reordered`;
+    report.push(m);
+    console.log(`[netlab] ${m}`);
+  });
+});
+
 test('UDP dropped and no TURN: the connection falls back to the broker relay; messages, a stream and a 3 MiB message get through', async () => {
   await scenario({ kinds: ['noudp', 'eim'], iceServers: [] }, async (a, b) => {
     const r = await connectAndExchange(a, b, 'relay');

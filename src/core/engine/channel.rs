@@ -108,8 +108,13 @@ pub(crate) struct Channel {
     pub partner: Option<super::types::ChanId>,
     /// Waiting for the remote to close the channel, until then.
     pub linger_until: Option<Millis>,
-    /// Its number on the broker relay, when its connection is relayed.
+    /// Its number on the broker relay (or the direct path that replaced
+    /// it), once its connection runs channels inside one carrier.
     pub relay_num: Option<u32>,
+    /// Its number on its connection, known to both sides (see `acks`).
+    pub num: Option<u32>,
+    /// Delivery acknowledgements (see `acks`).
+    pub acks: super::acks::Acks,
 }
 
 impl Channel {
@@ -146,6 +151,8 @@ impl Channel {
             partner: None,
             linger_until: None,
             relay_num: None,
+            num: None,
+            acks: super::acks::Acks::default(),
         }
     }
 

@@ -122,6 +122,20 @@ pub(crate) struct Conn {
     pub relay_at: Option<Millis>,
     /// The driver holds an RTCPeerConnection for it.
     pub has_pc: bool,
+    /// The number for the next channel this side opens (this side's
+    /// parity: 2, 4, … for the id that sorts first, else 1, 3, …).
+    pub next_num: u32,
+    /// Each channel by its number (the own channel is 0).
+    pub nums: super::Table<u32, ChanId>,
+    /// The highest number of a channel the remote opened.
+    pub their_top: u32,
+    /// Its direct path carries every channel in the own data channel, in
+    /// relay payloads (after the relay: see `migrate`).
+    pub carried: bool,
+    /// The own data channel's `bufferedAmount` while `carried`.
+    pub carried_buffered: usize,
+    /// While relayed: the next try of a direct path (see `migrate`).
+    pub probe: Option<super::migrate::Probe>,
 }
 
 /// A session number in a log line (`none` before the remote's is known).
@@ -205,6 +219,9 @@ impl Engine {
             self.config.max_message_size,
         );
         chan.listening = self.peer_listening;
+        chan.num = Some(0);
+        let mut nums = super::Table::new();
+        nums.insert(0, main);
         self.chans.insert(main, chan);
         let session = self.rng.next_u53();
         self.conns.insert(
@@ -243,6 +260,12 @@ impl Engine {
                 relay: None,
                 relay_at: None,
                 has_pc: false,
+                next_num: if is_polite(&me, remote) { 1 } else { 2 },
+                nums,
+                their_top: 0,
+                carried: false,
+                carried_buffered: 0,
+                probe: None,
             },
         );
         self.by_remote.insert(remote.to_string(), id);
@@ -504,6 +527,12 @@ impl Engine {
         };
         match target {
             Some(c) => {
+                if !self.probe_signal(c, &signal.body, is_offer, now) {
+                    self.log(LogLevel::Debug, || {
+                        "  dropped (no direct path tried)".into()
+                    });
+                    return;
+                }
                 if let Some(conn) = self.conns.get_mut(&c) {
                     if let Some(r) = conn.recovery.as_mut() {
                         r.heard_signal = true;
@@ -883,6 +912,13 @@ impl Engine {
         let Some(conn) = self.conns.get_mut(&c) else {
             return;
         };
+        if open && conn.relay.is_some() {
+            // A direct path being tried while relayed.
+            if state == "failed" {
+                self.probe_failed(c, "ICE failed", now);
+            }
+            return;
+        }
         match state {
             "connected" => {
                 conn.disconnected_at = None;
@@ -915,6 +951,7 @@ impl Engine {
                 Some(t) => t.min(c.connect_deadline),
                 None => c.connect_deadline,
             }),
+            ConnState::Open if c.relay.is_some() => self.relayed_deadline(c),
             ConnState::Open => {
                 let grace = self.config.disconnected_grace as f64;
                 let mut t = match &c.recovery {
@@ -934,6 +971,7 @@ impl Engine {
     pub(crate) fn conn_timeouts(&mut self, now: Millis) {
         let ids: Vec<ConnId> = self.conns.keys().copied().collect();
         for c in ids {
+            let carrying = self.relay_carrying(c);
             let Some(conn) = self.conns.get_mut(&c) else {
                 continue;
             };
@@ -955,7 +993,24 @@ impl Engine {
                     };
                     self.fail_conn(c, err, now);
                 }
+                ConnState::Open if conn.relay.is_some() && !carrying => {
+                    // Nothing can come while the pair forms (again) or the
+                    // broker link is down: no silence is counted meanwhile,
+                    // but the pair must be back within connectTimeout.
+                    conn.keepalive.heard(now);
+                    let form = self.config.connect_timeout as f64;
+                    if let Some(r) = conn.relay.as_mut() {
+                        r.until.get_or_insert(now + form);
+                    }
+                    self.relayed_timeouts(c, now);
+                }
                 ConnState::Open => {
+                    if conn.relay.is_some() {
+                        self.relayed_timeouts(c, now);
+                    }
+                    let Some(conn) = self.conns.get_mut(&c) else {
+                        continue;
+                    };
                     let tick = if conn.recovery.is_some() {
                         conn.keepalive.tick_ping(now)
                     } else {

@@ -293,10 +293,30 @@ impl Engine {
             return;
         };
         if ch.transport_open {
+            // The own channel of a direct path found while relayed.
+            if let Some(c) = ch.conn.filter(|_| ch.is_main()) {
+                self.direct_path_open(c, now);
+            }
             return;
         }
         ch.transport_open = true;
         let conn = ch.conn;
+        // A stream this side opened on its own data channel names itself
+        // first (see `acks`).
+        let mark = match (ch.incoming, &ch.role, ch.relay_num, ch.num) {
+            (false, Role::Stream | Role::Dialer, None, Some(n)) => Some(n),
+            _ => None,
+        };
+        if let Some(n) = mark {
+            let frame = Frame::Mark {
+                channel: n,
+                next: 0,
+            };
+            self.transmit_frame(chan, &frame, now);
+        }
+        let Some(ch) = self.chans.get_mut(&chan) else {
+            return;
+        };
         match ch.role.clone() {
             Role::Main => {
                 if let Some(c) = conn {
@@ -330,13 +350,26 @@ impl Engine {
         };
         self.account(chan, now);
         for frame in early {
-            self.handle_channel_message(chan, &frame, now);
+            self.channel_frame(chan, &frame, now);
         }
         self.pump(chan, now);
     }
 
-    /// One frame from a channel.
+    /// One message from a data channel: a frame, or, on the own channel of
+    /// a connection whose direct path carries its channels in one (after
+    /// the relay), a carrier payload.
     pub fn handle_channel_message(&mut self, chan: ChanId, bytes: &[u8], now: Millis) {
+        self.last_now = now;
+        if let Some(c) = self.carrier_of(chan, now) {
+            self.carrier_payload(c, bytes, now);
+            self.settle(now);
+            return;
+        }
+        self.channel_frame(chan, bytes, now);
+    }
+
+    /// One frame of a channel, whatever carried it.
+    pub(crate) fn channel_frame(&mut self, chan: ChanId, bytes: &[u8], now: Millis) {
         let Some(ch) = self.chans.get_mut(&chan) else {
             return;
         };
@@ -356,6 +389,14 @@ impl Engine {
             self.account(chan, now);
             return;
         }
+        if !self.note_received(chan, bytes, now) {
+            // Sent again after a move, and already here.
+            self.heard(conn, now);
+            return;
+        }
+        let Some(ch) = self.chans.get_mut(&chan) else {
+            return;
+        };
         let received = ch.reassembler.frame(bytes);
         let is_main = ch.is_main();
         let role = ch.role.clone();
@@ -369,6 +410,8 @@ impl Engine {
                 }
             }
             Ok(Received::Pong(_)) => {}
+            Ok(Received::Ack(n)) => self.on_ack(chan, n, now),
+            Ok(Received::Mark { channel, next }) => self.on_mark(chan, channel, next, now),
             Ok(Received::Close(reason)) => {
                 let reason = if reason.is_empty() {
                     "closed by the remote peer".to_string()
@@ -447,6 +490,10 @@ impl Engine {
             self.release_conn(c);
             return;
         }
+        if let Some(c) = self.relayed_main(chan) {
+            // The channel of a direct path tried while relayed.
+            return self.probe_failed(c, "its data channel closed", now);
+        }
         let Some(ch) = self.chans.get(&chan) else {
             return;
         };
@@ -463,6 +510,9 @@ impl Engine {
 
     /// A channel's `error` event.
     pub fn handle_channel_error(&mut self, chan: ChanId, text: &str, now: Millis) {
+        if let Some(c) = self.relayed_main(chan) {
+            return self.probe_failed(c, text, now);
+        }
         let Some(ch) = self.chans.get(&chan) else {
             return;
         };
@@ -483,6 +533,15 @@ impl Engine {
     /// The channel's `bufferedAmount` now (after a batch of frames, and at
     /// each `bufferedamountlow`).
     pub fn handle_buffered(&mut self, chan: ChanId, amount: usize, now: Millis) {
+        let carried = self
+            .chans
+            .get(&chan)
+            .filter(|ch| ch.is_main())
+            .and_then(|ch| ch.conn)
+            .filter(|c| self.conns.get(c).is_some_and(|x| x.carried));
+        if let Some(c) = carried {
+            return self.carrier_buffered(c, amount, now);
+        }
         if let Some(ch) = self.chans.get_mut(&chan) {
             ch.buffered = amount;
             self.pump(chan, now);
@@ -490,6 +549,14 @@ impl Engine {
     }
 
     // ---- inside ------------------------------------------------------------
+
+    /// The connection whose own channel `chan` is, while it is relayed
+    /// (its data channel is then a direct path's being tried).
+    fn relayed_main(&self, chan: ChanId) -> Option<ConnId> {
+        let ch = self.chans.get(&chan).filter(|ch| ch.is_main())?;
+        let c = ch.conn?;
+        self.conns.get(&c).filter(|x| x.relay.is_some()).map(|_| c)
+    }
 
     pub(crate) fn chan(&self, chan: ChanId) -> Result<&Channel, PeerError> {
         match self.chans.get(&chan) {
@@ -574,6 +641,7 @@ impl Engine {
     /// Hands frames to the channel while its window allows.
     pub(crate) fn pump(&mut self, chan: ChanId, now: Millis) {
         let high = self.config.window.high;
+        let resend_cap = self.config.resend_buffer;
         loop {
             let Some(ch) = self.chans.get_mut(&chan) else {
                 return;
@@ -585,7 +653,13 @@ impl Engine {
             if ch.role == Role::Dialer && !ch.accepted {
                 return;
             }
-            if ch.buffered >= high {
+            // On a direct path that carries every channel in one, the own
+            // channel's buffer is the one that fills.
+            let buffered = match ch.conn.and_then(|c| self.conns.get(&c)) {
+                Some(x) if x.carried => x.carried_buffered,
+                _ => ch.buffered,
+            };
+            if buffered >= high || ch.acks.kept_bytes >= resend_cap {
                 return;
             }
             if ch.current.is_none() {
@@ -648,6 +722,12 @@ impl Engine {
     }
 
     fn transmit_bytes(&mut self, chan: ChanId, bytes: Vec<u8>, now: Millis) {
+        self.note_sent(chan, &bytes);
+        self.route_bytes(chan, bytes, now);
+    }
+
+    /// Sends a frame on whatever carries `chan` now (not counted again).
+    pub(crate) fn route_bytes(&mut self, chan: ChanId, bytes: Vec<u8>, now: Millis) {
         let Some(ch) = self.chans.get_mut(&chan) else {
             return;
         };
@@ -658,7 +738,6 @@ impl Engine {
                 self.loopback.push_back((partner, bytes));
             }
             (None, Some(num), Some(c)) => {
-                ch.buffered += bytes.len();
                 self.relay_send(c, chan, num, &bytes, now);
             }
             _ => {
@@ -734,14 +813,18 @@ impl Engine {
         );
         let op = self.new_op();
         ch.openers.push(op);
-        self.chans.insert(id, ch);
         let relayed = match self.conns.get_mut(&conn) {
             Some(c) => {
                 c.streams.insert(id, ());
-                c.relay.is_some()
+                let num = c.next_num;
+                c.next_num = c.next_num.wrapping_add(2);
+                c.nums.insert(num, id);
+                ch.num = Some(num);
+                c.relay.is_some() || c.carried
             }
             None => false,
         };
+        self.chans.insert(id, ch);
         if relayed {
             self.relay_open_channel(conn, id, &label_text, _now);
         } else {
@@ -838,7 +921,7 @@ impl Engine {
         }
     }
 
-    fn protocol_fail(&mut self, chan: ChanId, detail: String, now: Millis) {
+    pub(crate) fn protocol_fail(&mut self, chan: ChanId, detail: String, now: Millis) {
         let Some(ch) = self.chans.get(&chan) else {
             return;
         };
@@ -931,6 +1014,9 @@ impl Engine {
         self.total_held -= before;
         if let Some(c) = ch.conn.and_then(|c| self.conns.get_mut(&c)) {
             c.held -= before;
+            if let Some(n) = ch.num.filter(|n| *n != 0) {
+                c.nums.remove(&n);
+            }
         }
     }
 
@@ -938,10 +1024,12 @@ impl Engine {
         self.chans
             .values()
             .filter_map(|c| c.linger_until)
+            .chain(self.ack_deadline())
             .reduce(f64::min)
     }
 
     pub(crate) fn chan_timeouts(&mut self, now: Millis) {
+        self.ack_timeouts(now);
         let due: Vec<ChanId> = self
             .chans
             .iter()

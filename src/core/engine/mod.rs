@@ -29,10 +29,12 @@
 //! `signalling`, a connection in `connection`, a stream or socket in
 //! `channel`.
 
+mod acks;
 mod channel;
 mod connection;
 mod data;
 mod failover;
+mod migrate;
 mod recovery;
 mod relay;
 mod signalling;
@@ -280,6 +282,17 @@ impl Engine {
     /// Bytes waiting to be sent on a channel.
     pub fn queued_bytes(&self, chan: ChanId) -> usize {
         self.chans.get(&chan).map(|c| c.queued_bytes).unwrap_or(0)
+    }
+
+    /// Bytes a channel keeps of what it sent until the remote
+    /// acknowledges them (sent again if the connection changes path).
+    pub fn unacked_bytes(&self, chan: ChanId) -> usize {
+        self.chans.get(&chan).map_or(0, |c| c.acks.kept_bytes)
+    }
+
+    /// Whether connection `conn` runs over the broker's relay now.
+    pub fn is_relayed(&self, conn: ConnId) -> bool {
+        self.conns.get(&conn).is_some_and(|c| c.relay.is_some())
     }
 
     /// Bytes remotes make this peer hold (partial, early and unread).

@@ -15,7 +15,8 @@
 //! sorts first) restarts ICE, through the same perfect negotiation as any
 //! offer; the polite side asks it to with a `restart` signal. Each attempt
 //! has `iceRestartTimeout`; after `iceRestarts` attempts the connection
-//! closes with `ConnectionFailed`. The data channels (SCTP over the same
+//! moves to the broker's relay (`migrate`), or closes with
+//! `ConnectionFailed` where it may not relay. The data channels (SCTP over the same
 //! DTLS transport) survive the restart, so nothing sent meanwhile is lost
 //! or reordered: it waits in the channels' buffers.
 //!
@@ -113,6 +114,16 @@ impl Engine {
             None
         };
         if let Some(reason) = verdict {
+            // Restarts used up: the connection moves to the broker's relay,
+            // what was not acknowledged sent again (unless the remote page
+            // itself is not answering, or relaying is not allowed).
+            let used_up = r.attempts >= max && (r.heard_signal || conn.ice_state != "connected");
+            if used_up && self.move_to_relay(c, &reason, true, now) {
+                return;
+            }
+            let Some(conn) = self.conns.get(&c) else {
+                return;
+            };
             let remote = conn.remote.clone();
             self.fail_conn(c, PeerError::ConnectionFailed { id: remote, reason }, now);
             return;

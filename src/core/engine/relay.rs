@@ -28,23 +28,27 @@
 //! bytes count as buffered until they leave, so the send window works as
 //! it does on a data channel.
 //!
-//! A connection stays on the relay until it closes: if the broker link
-//! drops, the broker ends the relay and the connection closes by name.
+//! An open connection moves here too when its ICE restarts are used up,
+//! and may move back to a direct path later, or re-form its relay pair
+//! after a broker link drop (see `migrate`); per-channel acknowledgements
+//! (`acks`) make every move lossless. The same payloads then also run on
+//! the direct path's own data channel (a connection is then *carried*):
+//! its streams keep their numbers, not new data channels.
 
 use std::collections::VecDeque;
 
+use super::Action;
 use super::Engine;
 use super::connection::ConnState;
 use super::signalling::Pending;
 use super::types::{ChanId, ConnId, LogLevel, Millis, RelayPolicy, Signalling, Transmit};
-use super::{Action, Table};
 use crate::core::error::PeerError;
 use crate::protocol::frames::{ChannelLabel, SignalBody};
 use crate::protocol::{ClientMessage, ErrorCode, relay};
 
-const DATA: u8 = 0;
-const OPEN: u8 = 1;
-const CLOSE: u8 = 2;
+pub(crate) const DATA: u8 = 0;
+pub(crate) const OPEN: u8 = 1;
+pub(crate) const CLOSE: u8 = 2;
 
 /// A connection's relay.
 #[derive(Debug)]
@@ -55,26 +59,27 @@ pub(crate) struct Relay {
     rate: f64,
     tokens: f64,
     refilled: Millis,
-    /// The number for the next channel this side opens.
-    next_num: u32,
-    pub nums: Table<u32, ChanId>,
+    /// On an open connection: the pair must form (again) by then, or the
+    /// connection closes.
+    pub until: Option<Millis>,
+    /// The pair ended while a direct path was being tried: wait for it
+    /// rather than ask the broker again.
+    pub lost: bool,
     /// Payloads waiting for the rate: (channel, payload, data bytes).
-    queue: VecDeque<(ChanId, Vec<u8>, usize)>,
+    pub queue: VecDeque<(ChanId, Vec<u8>, usize)>,
     pub bytes_sent: u64,
     pub bytes_received: u64,
 }
 
 impl Relay {
-    fn new(first: bool, main: ChanId) -> Self {
-        let mut nums = Table::new();
-        nums.insert(0, main);
+    pub(crate) fn new() -> Self {
         Self {
             ready: false,
             rate: 0.0,
             tokens: 0.0,
             refilled: 0.0,
-            next_num: if first { 2 } else { 1 },
-            nums,
+            until: None,
+            lost: false,
             queue: VecDeque::new(),
             bytes_sent: 0,
             bytes_received: 0,
@@ -108,7 +113,7 @@ fn charge(p: &[u8]) -> f64 {
     p.len().max(256) as f64
 }
 
-fn payload(kind: u8, num: u32, body: &[u8]) -> Vec<u8> {
+pub(crate) fn payload(kind: u8, num: u32, body: &[u8]) -> Vec<u8> {
     let mut p = Vec::with_capacity(5 + body.len());
     p.push(kind);
     p.extend_from_slice(&num.to_be_bytes());
@@ -128,7 +133,7 @@ impl Engine {
     }
 
     /// Whether connections here may fall back to the broker's relay.
-    fn relay_allowed(&self) -> bool {
+    pub(crate) fn relay_allowed(&self) -> bool {
         self.config.relay != RelayPolicy::Never
             && matches!(self.config.signalling, Signalling::Broker { .. })
     }
@@ -140,11 +145,13 @@ impl Engine {
         if !self.relay_allowed() {
             return false;
         }
-        let first = self.id.as_deref().is_some_and(|me| {
-            self.conns
-                .get(&c)
-                .is_some_and(|x| !crate::core::negotiation::is_polite(me, &x.remote))
-        });
+        if self
+            .conns
+            .get(&c)
+            .is_some_and(|x| x.state == ConnState::Open)
+        {
+            return self.move_to_relay(c, why, tell, now);
+        }
         let timeout = self.config.request_timeout as f64;
         let Some(conn) = self.conns.get_mut(&c) else {
             return false;
@@ -152,8 +159,12 @@ impl Engine {
         if conn.state != ConnState::Connecting || conn.relay.is_some() {
             return conn.relay.is_some();
         }
-        conn.relay = Some(Relay::new(first, conn.main));
+        conn.relay = Some(Relay::new());
         conn.relay_at = None;
+        if self.config.relay == RelayPolicy::Fallback && self.config.direct_retry > 0 {
+            let retry = self.config.direct_retry as f64;
+            conn.probe = Some(super::migrate::Probe::new(now, retry));
+        }
         // The broker needs a moment to pair the two requests.
         conn.connect_deadline = conn.connect_deadline.max(now + timeout);
         let remote = conn.remote.clone();
@@ -183,6 +194,21 @@ impl Engine {
         true
     }
 
+    /// Asks the broker for the pair (again) for connection `c`.
+    pub(crate) fn ask_relay(&mut self, c: ConnId, now: Millis) {
+        let Some(remote) = self.conns.get(&c).map(|x| x.remote.clone()) else {
+            return;
+        };
+        let asked = self.request(
+            Pending::Relay(c),
+            ClientMessage::Relay { rid: 0, to: remote },
+            now,
+        );
+        if let Err(e) = asked {
+            self.fail_conn(c, e, now);
+        }
+    }
+
     /// The remote asks to relay (its `relay` signal).
     pub(crate) fn on_relay_signal(&mut self, c: ConnId, now: Millis) {
         if !self.enter_relay(c, "the remote peer asked", false, now) {
@@ -190,8 +216,7 @@ impl Engine {
                 return;
             };
             let reason = if conn.state == ConnState::Open {
-                // Its ICE gave up just as this side's channel opened.
-                "the remote peer found no WebRTC path and moved to the broker's relay as this side's channel opened; connect again"
+                "the remote peer lost the direct path and moved to the broker's relay, which this side does not allow (option relay: 'never')"
             } else {
                 "the remote peer has no WebRTC path and asked to relay through the broker, which this side does not allow (option relay: 'never')"
             };
@@ -213,6 +238,7 @@ impl Engine {
             return;
         };
         let main = conn.main;
+        let open = conn.state == ConnState::Open;
         let Some(r) = conn.relay.as_mut() else {
             return;
         };
@@ -220,6 +246,8 @@ impl Engine {
             return;
         }
         r.ready = true;
+        r.until = None;
+        r.lost = false;
         r.rate = rate as f64 / 1000.0;
         r.refilled = now;
         r.tokens = r.burst();
@@ -229,17 +257,44 @@ impl Engine {
         if let Some(ch) = self.chans.get_mut(&main) {
             ch.relay_num = Some(0);
         }
-        self.handle_channel_open(main, now);
+        if !open {
+            self.handle_channel_open(main, now);
+        }
         self.relay_pump(c, now);
     }
 
-    /// `relay-closed`, or the `relay` request refused: the connection ends.
-    pub(crate) fn on_relay_ended(&mut self, id: &str, code: ErrorCode, message: &str, now: Millis) {
+    /// `relay-closed`, or (`refused`) the `relay` request refused. A
+    /// refusal, or a cap the pair passed, ends the connection; an open
+    /// connection whose pair ended because a broker link dropped asks for
+    /// it again (see `migrate`).
+    pub(crate) fn on_relay_ended(
+        &mut self,
+        id: &str,
+        code: ErrorCode,
+        message: &str,
+        refused: bool,
+        now: Millis,
+    ) {
         let Some(&c) = self.by_remote.get(id) else {
             return;
         };
-        if self.conns.get(&c).is_none_or(|x| x.relay.is_none()) {
+        let Some(conn) = self.conns.get(&c) else {
             return;
+        };
+        let Some(r) = conn.relay.as_ref() else {
+            return;
+        };
+        if !refused && conn.state == ConnState::Open {
+            if !r.ready {
+                // About the pair before this side asked again (frames sent
+                // on it as it ended): the answer to that request decides.
+                return;
+            }
+            if code == ErrorCode::PeerGone {
+                // The remote's broker link dropped.
+                self.relay_lost(c, now);
+                return;
+            }
         }
         let reason = format!("the broker's relay ended ({code}: {message})");
         let remote = id.to_string();
@@ -262,12 +317,9 @@ impl Engine {
 
     /// Numbers and announces a channel opened on relayed connection `c`.
     pub(crate) fn relay_open_channel(&mut self, c: ConnId, chan: ChanId, label: &str, now: Millis) {
-        let Some(r) = self.conns.get_mut(&c).and_then(|x| x.relay.as_mut()) else {
+        let Some(num) = self.chans.get(&chan).and_then(|ch| ch.num) else {
             return;
         };
-        let num = r.next_num;
-        r.next_num += 2;
-        r.nums.insert(num, chan);
         if let Some(ch) = self.chans.get_mut(&chan) {
             ch.relay_num = Some(num);
         }
@@ -282,8 +334,10 @@ impl Engine {
     /// payload, and the connection is released once it has left (or after
     /// closeTimeout, if it cannot leave).
     pub(crate) fn relay_close_channel(&mut self, c: ConnId, chan: ChanId, num: u32, now: Millis) {
-        if let Some(r) = self.conns.get_mut(&c).and_then(|x| x.relay.as_mut()) {
-            r.nums.remove(&num);
+        if let Some(x) = self.conns.get_mut(&c) {
+            if num != 0 {
+                x.nums.remove(&num);
+            }
         }
         if num != 0 {
             self.relay_closed.push_back(chan);
@@ -303,12 +357,34 @@ impl Engine {
         self.relay_queue(c, chan, payload(DATA, num, bytes), bytes.len(), now);
     }
 
-    fn relay_queue(&mut self, c: ConnId, chan: ChanId, p: Vec<u8>, data: usize, now: Millis) {
-        let Some(r) = self.conns.get_mut(&c).and_then(|x| x.relay.as_mut()) else {
+    /// One payload on what carries connection `c`: the relay (paced; the
+    /// channel's bytes count as buffered until they leave), or its direct
+    /// path's own data channel.
+    pub(crate) fn relay_queue(
+        &mut self,
+        c: ConnId,
+        chan: ChanId,
+        p: Vec<u8>,
+        data: usize,
+        now: Millis,
+    ) {
+        let Some(conn) = self.conns.get_mut(&c) else {
             return;
         };
-        r.queue.push_back((chan, p, data));
-        self.relay_pump(c, now);
+        if let Some(r) = conn.relay.as_mut() {
+            r.queue.push_back((chan, p, data));
+            if let Some(ch) = self.chans.get_mut(&chan) {
+                ch.buffered += data;
+            }
+            self.relay_pump(c, now);
+        } else if conn.carried {
+            conn.carried_buffered += p.len();
+            let main = conn.main;
+            self.transmits.push_back(Transmit::Frame {
+                chan: main,
+                bytes: p,
+            });
+        }
     }
 
     /// Sends what the rate allows now.
@@ -410,11 +486,6 @@ impl Engine {
         let Some(&c) = self.by_remote.get(from) else {
             return;
         };
-        let from = from.to_string();
-        let bad = |detail: &str| PeerError::Protocol {
-            id: from.clone(),
-            detail: format!("relay: {detail}"),
-        };
         let Some(conn) = self.conns.get_mut(&c) else {
             return;
         };
@@ -422,32 +493,58 @@ impl Engine {
             return;
         };
         r.bytes_received += p.len() as u64;
+        self.carrier_payload(c, p, now);
+        self.settle(now);
+    }
+
+    /// A payload of connection `c`'s carrier (the relay, or its direct
+    /// path's own data channel): a frame, an open or a close of one of its
+    /// channels.
+    pub(crate) fn carrier_payload(&mut self, c: ConnId, p: &[u8], now: Millis) {
+        let Some(conn) = self.conns.get(&c) else {
+            return;
+        };
+        let from = conn.remote.clone();
+        let bad = |detail: &str| PeerError::Protocol {
+            id: from.clone(),
+            detail: format!("relay: {detail}"),
+        };
         if p.len() < 5 {
             return self.fail_conn(c, bad("a payload shorter than its header"), now);
         }
         let (kind, num, body) = (p[0], u32::from_be_bytes([p[1], p[2], p[3], p[4]]), &p[5..]);
-        let chan = r.nums.get(&num).copied();
-        // The remote numbers its channels with the other parity.
-        let theirs = num % 2 != r.next_num % 2;
+        let chan = conn.nums.get(&num).copied();
+        // The remote numbers its channels with the other parity; one it
+        // numbered at most `their_top` was opened before (announced again
+        // after a move, or closed since).
+        let theirs = num % 2 != conn.next_num % 2;
+        let known = num <= conn.their_top;
         match (kind, chan) {
-            (DATA, Some(chan)) => self.handle_channel_message(chan, body, now),
+            (DATA, Some(chan)) => self.channel_frame(chan, body, now),
             // Frames for a channel this side already closed.
             (DATA | CLOSE, None) => {}
             (CLOSE, Some(chan)) => {
-                if let Some(r) = self.conns.get_mut(&c).and_then(|x| x.relay.as_mut()) {
-                    r.nums.remove(&num);
+                if let Some(x) = self.conns.get_mut(&c) {
+                    x.nums.remove(&num);
                 }
                 self.handle_channel_closed(chan, now);
             }
+            // Announced again after a move.
+            (OPEN, Some(_)) if theirs => {}
+            (OPEN, None) if theirs && known => {}
             (OPEN, None) if theirs => {
+                if let Some(x) = self.conns.get_mut(&c) {
+                    x.their_top = num;
+                }
                 let label = String::from_utf8_lossy(body).into_owned();
                 match self.handle_incoming_channel(c, &label, now) {
                     Some(chan) => {
-                        if let Some(r) = self.conns.get_mut(&c).and_then(|x| x.relay.as_mut()) {
-                            r.nums.insert(num, chan);
+                        if let Some(x) = self.conns.get_mut(&c) {
+                            x.nums.insert(num, chan);
                         }
                         if let Some(ch) = self.chans.get_mut(&chan) {
                             ch.relay_num = Some(num);
+                            ch.num = Some(num);
                         }
                         self.handle_channel_open(chan, now);
                     }
@@ -461,6 +558,5 @@ impl Engine {
             (OPEN, _) => self.fail_conn(c, bad("a channel number opened twice"), now),
             _ => self.fail_conn(c, bad("an unknown payload kind"), now),
         }
-        self.settle(now);
     }
 }

@@ -438,15 +438,9 @@ impl Engine {
                     });
                     if !first {
                         self.retry_restarts(now);
-                        let relayed: Vec<super::ConnId> = self
-                            .conns
-                            .iter()
-                            .filter(|(_, x)| x.relay.is_some())
-                            .map(|(c, _)| *c)
-                            .collect();
-                        for c in relayed {
-                            self.relay_pump(c, now);
-                        }
+                        // The broker ended every relay pair with the old
+                        // socket: ask again.
+                        self.relink_relays(now);
                     }
                 }
                 SessionEvent::ResumeRefused { code, message } => {
@@ -509,7 +503,7 @@ impl Engine {
             (&pending, &message)
         {
             if let Some(remote) = self.conns.get(c).map(|x| x.remote.clone()) {
-                self.on_relay_ended(&remote, *code, message, now);
+                self.on_relay_ended(&remote, *code, message, true, now);
             }
         }
         if let ServerMessage::Error { code, message, .. } = message {
@@ -561,7 +555,7 @@ impl Engine {
         match msg {
             ServerMessage::RelayReady { id, rate } => self.on_relay_ready(&id, rate, now),
             ServerMessage::RelayClosed { id, code, message } => {
-                self.on_relay_ended(&id, code, &message, now)
+                self.on_relay_ended(&id, code, &message, false, now)
             }
             ServerMessage::Signal { from, data } => {
                 self.on_peer_signal(from, data.as_str(), now);

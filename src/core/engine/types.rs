@@ -96,6 +96,16 @@ pub struct Config {
     /// How long a connection may look for a WebRTC path before it falls
     /// back to the relay (`RelayPolicy::Fallback`).
     pub relay_after: u64,
+    /// Bytes each channel keeps of what it sent until the remote
+    /// acknowledges them, so that a connection moving to another path
+    /// (the relay, or back to a direct one) sends them again; a channel
+    /// with this much unacknowledged waits before it sends more.
+    pub resend_buffer: usize,
+    /// While a connection runs over the broker's relay after losing its
+    /// direct path, how long it waits before it tries a direct path again
+    /// (doubling after each attempt that finds none, up to 16 times this).
+    /// `0`: it stays on the relay.
+    pub direct_retry: u64,
     /// How long a closing channel or connection may take to confirm its
     /// close before its browser objects are released anyway.
     pub close_timeout: u64,
@@ -186,6 +196,8 @@ impl Config {
             keep_alive_timeout: 4000,
             relay: RelayPolicy::Fallback,
             relay_after: 7500,
+            resend_buffer: 4 * 1024 * 1024,
+            direct_retry: 30_000,
             ice_restarts: 3,
             ice_restart_timeout: 5000,
             disconnected_grace: 2000,
