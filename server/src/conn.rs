@@ -307,8 +307,7 @@ pub async fn run(
                 match frame {
                     Message::Text(text) => {
                         if !take_token() {
-                            *refused =
-                                refusal_for(dialect.as_ref(), &text, ErrorCode::RateLimited);
+                            *refused = refusal_for(dialect.as_ref(), &text, ErrorCode::RateLimited);
                             return Ending::Close(CloseCode::TooManyMessages);
                         }
                         if text.len() > max_frame {

@@ -163,7 +163,12 @@ impl Connection {
             let detail = "the message needs a string `type`";
             return self.refuse(id, ErrorCode::BadMessage, detail);
         };
-        let field = |name: &str| message.get(name).and_then(Value::as_str).map(str::to_string);
+        let field = |name: &str| {
+            message
+                .get(name)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
         match kind {
             "ping" => {
                 let rid = self.track(id, Pending::Ping);
@@ -311,7 +316,12 @@ mod tests {
             json!({"id": "u-1", "message": "pong", "error": null})
         );
         let register = hub(c.inbound(r#"{"id":"u-2","message":{"type":"register","id":"alice"}}"#));
-        let ClientMessage::Register { rid, id, resume_token } = register else {
+        let ClientMessage::Register {
+            rid,
+            id,
+            resume_token,
+        } = register
+        else {
             panic!("{register:?}")
         };
         assert_eq!((id.as_deref(), resume_token), (Some("alice"), None));
@@ -362,12 +372,18 @@ mod tests {
         let ClientMessage::Signal { to, data, .. } = &signal else {
             panic!("{signal:?}")
         };
-        assert_eq!((to.as_str(), data.as_str()), ("bob", r#""{\"sdp\":\"x\"}""#));
+        assert_eq!(
+            (to.as_str(), data.as_str()),
+            ("bob", r#""{\"sdp\":\"x\"}""#)
+        );
         assert!(alice.pending.is_empty(), "a notification waits for nothing");
         // Bob's connection, registered as bob, gets it from the hub.
         let mut bob = Connection::new();
         bob.id = Some("bob".into());
-        let from_hub = format!(r#"{{"type":"signal","from":"alice","data":{}}}"#, data.as_str());
+        let from_hub = format!(
+            r#"{{"type":"signal","from":"alice","data":{}}}"#,
+            data.as_str()
+        );
         assert_eq!(
             value(&bob.outbound(&from_hub).unwrap()),
             json!({"message": {"type": "signal", "from": "alice", "to": "bob",
@@ -388,12 +404,36 @@ mod tests {
             ("{not json", None, "bad-json: "),
             ("[1,2]", None, "bad-message: "),
             (r#"{"id":"a"}"#, Some("a"), "bad-message: "),
-            (r#"{"id":"b","message":{"id":"x"}}"#, Some("b"), "bad-message: "),
-            (r#"{"id":"c","message":{"type":"register"}}"#, Some("c"), "bad-message: "),
-            (r#"{"id":"d","message":{"type":"find","id":5}}"#, Some("d"), "bad-message: "),
-            (r#"{"message":{"type":"signal","signal":"s"}}"#, None, "bad-message: "),
-            (r#"{"message":{"type":"signal","to":"bob"}}"#, None, "bad-message: "),
-            (r#"{"id":"e","message":{"type":"connect"}}"#, Some("e"), "unknown-type: "),
+            (
+                r#"{"id":"b","message":{"id":"x"}}"#,
+                Some("b"),
+                "bad-message: ",
+            ),
+            (
+                r#"{"id":"c","message":{"type":"register"}}"#,
+                Some("c"),
+                "bad-message: ",
+            ),
+            (
+                r#"{"id":"d","message":{"type":"find","id":5}}"#,
+                Some("d"),
+                "bad-message: ",
+            ),
+            (
+                r#"{"message":{"type":"signal","signal":"s"}}"#,
+                None,
+                "bad-message: ",
+            ),
+            (
+                r#"{"message":{"type":"signal","to":"bob"}}"#,
+                None,
+                "bad-message: ",
+            ),
+            (
+                r#"{"id":"e","message":{"type":"connect"}}"#,
+                Some("e"),
+                "unknown-type: ",
+            ),
         ];
         for (text, id, prefix) in cases {
             let mut c = Connection::new();
@@ -428,7 +468,10 @@ mod tests {
             c.inbound(&format!(r#"{{"id":{n},"message":{{"type":"ping"}}}}"#));
         }
         assert_eq!(c.pending.len(), MAX_PENDING);
-        assert_eq!(c.outbound(&json!({"type":"pong","rid":first}).to_string()), None);
+        assert_eq!(
+            c.outbound(&json!({"type":"pong","rid":first}).to_string()),
+            None
+        );
         // Answers the connection did not ask for are dropped.
         let stray = json!({"type":"registered","rid":9999,"id":"x","resumeToken":"t"});
         assert_eq!(c.outbound(&stray.to_string()), None);
