@@ -41,6 +41,11 @@ pub const PATH: &str = "/linkup";
 /// a network of brokers, so only a stalled Redis fills this.
 pub const MAX_PENDING: usize = 256;
 
+/// The longest request `id` (as JSON text) the broker keeps to echo: a
+/// UUID is 38. A longer one is refused (`bad-message`, answered without
+/// `id`), so that the answers waiting stay small.
+pub const MAX_REQUEST_ID_BYTES: usize = 256;
+
 /// What a request waiting for the hub becomes when it is answered.
 #[derive(Debug, Clone, PartialEq)]
 enum Pending {
@@ -155,6 +160,13 @@ impl Connection {
             return Inbound::Ignore("a response (the broker sends no requests)");
         }
         let id = envelope.get("id").filter(|id| !id.is_null()).cloned();
+        if id
+            .as_ref()
+            .is_some_and(|id| id.to_string().len() > MAX_REQUEST_ID_BYTES)
+        {
+            let detail = format!("the request id is longer than {MAX_REQUEST_ID_BYTES} bytes");
+            return self.refuse(None, ErrorCode::BadMessage, &detail);
+        }
         let Some(Value::Object(message)) = envelope.get("message") else {
             let detail = "the envelope needs a `message` object";
             return self.refuse(id, ErrorCode::BadMessage, detail);
@@ -400,6 +412,8 @@ mod tests {
 
     #[test]
     fn bad_input_gets_named_errors_and_responses_are_not_answered() {
+        let long_id = json!({"id": "x".repeat(MAX_REQUEST_ID_BYTES), "message": {"type": "ping"}})
+            .to_string();
         let cases = [
             ("{not json", None, "bad-json: "),
             ("[1,2]", None, "bad-message: "),
@@ -434,6 +448,7 @@ mod tests {
                 Some("e"),
                 "unknown-type: ",
             ),
+            (&long_id, None, "bad-message: "),
         ];
         for (text, id, prefix) in cases {
             let mut c = Connection::new();
