@@ -52,26 +52,33 @@ fn closing_code(closing: &AtomicU16) -> Option<CloseCode> {
     CloseCode::from_code(closing.load(Ordering::Relaxed))
 }
 
-/// Makes the requests a dialect's client frame asks for; the ending, when
-/// it asks to close.
-fn carry(app: &Arc<App>, conn: crate::hub::ConnId, inbound: In) -> Option<Ending> {
-    match inbound {
-        In::Hub(requests) => {
-            for r in requests {
-                app.hub.handle(conn, r, Instant::now());
-            }
-            None
-        }
+/// Makes the requests a dialect's client frame asks for (a `register` as
+/// [`register`] does, claimed in Redis first in a network of brokers); the
+/// ending, when it asks to close.
+async fn carry(app: &Arc<App>, conn: crate::hub::ConnId, inbound: In) -> Option<Ending> {
+    let (requests, ending) = match inbound {
+        In::Hub(requests) => (requests, None),
         In::Nothing(why) => {
             tracing::debug!(conn, why, "a message of another protocol not carried");
-            None
+            return None;
         }
-        In::Close(code, requests) => {
-            for r in requests {
-                app.hub.handle(conn, r, Instant::now());
-            }
-            Some(Ending::Close(code))
+        In::Close(code, requests) => (requests, Some(Ending::Close(code))),
+    };
+    for r in requests {
+        match r {
+            ClientMessage::Register { .. } => register(app, conn, r).await,
+            _ => app.hub.handle(conn, r, Instant::now()),
         }
+    }
+    ending
+}
+
+/// The answer to a message refused by closing the connection: the native
+/// `error`, or the dialect's own (`None` when it has none).
+fn refusal_for(dialect: Option<&Mutex<Dialect>>, text: &str, code: ErrorCode) -> Option<String> {
+    match dialect {
+        None => refusal(text, code),
+        Some(d) => lock(d).refusal(text, code, code.hint()),
     }
 }
 
@@ -309,22 +316,17 @@ pub async fn run(
                 };
                 match frame {
                     Message::Text(text) => {
-                        let native = dialect.is_none();
                         if !take_token() {
-                            if native {
-                                *refused = refusal(&text, ErrorCode::RateLimited);
-                            }
+                            *refused = refusal_for(dialect.as_ref(), &text, ErrorCode::RateLimited);
                             return Ending::Close(CloseCode::TooManyMessages);
                         }
                         if text.len() > max_frame {
-                            if native {
-                                *refused = refusal(&text, ErrorCode::TooBig);
-                            }
+                            *refused = refusal_for(dialect.as_ref(), &text, ErrorCode::TooBig);
                             return Ending::Close(CloseCode::MessageTooBig);
                         }
                         if let Some(d) = &dialect {
                             let inbound = lock(d).text(text.as_str());
-                            if let Some(ending) = carry(&app, conn, inbound) {
+                            if let Some(ending) = carry(&app, conn, inbound).await {
                                 return ending;
                             }
                             continue;
@@ -342,13 +344,15 @@ pub async fn run(
                     Message::Binary(bytes) => {
                         if let Some(d) = &dialect {
                             if !take_token() {
+                                *refused = refusal_for(Some(d), "", ErrorCode::RateLimited);
                                 return Ending::Close(CloseCode::TooManyMessages);
                             }
                             if bytes.len() > max_frame {
+                                *refused = refusal_for(Some(d), "", ErrorCode::TooBig);
                                 return Ending::Close(CloseCode::MessageTooBig);
                             }
                             let inbound = lock(d).binary(&bytes);
-                            if let Some(ending) = carry(&app, conn, inbound) {
+                            if let Some(ending) = carry(&app, conn, inbound).await {
                                 return ending;
                             }
                             continue;

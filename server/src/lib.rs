@@ -80,6 +80,7 @@ pub fn router(app: Arc<App>) -> Router {
     };
     let mut router = Router::new()
         .route("/ws", get(ws_upgrade))
+        .route(frontends::linkup::PATH, get(linkup_upgrade))
         .route("/healthz", get(healthz))
         .route("/metrics", metrics);
     if app.config.signaller_max_messages > 0 {
@@ -189,6 +190,30 @@ async fn ws_upgrade(
         uri,
     };
     upgrade(request, None)
+}
+
+/// linkup's broker protocol (`frontends::linkup`): the client registers
+/// its id with its first message, as linkup's clients do.
+async fn linkup_upgrade(
+    ws: WebSocketUpgrade,
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer_addr): ConnectInfo<SocketAddr>,
+    arrived_on: Option<Extension<ArrivedOn>>,
+    upgraded: Option<Extension<idle::Upgraded>>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    let request = Upgrade {
+        ws,
+        app,
+        peer_addr,
+        arrived_on: arrived_on.map(|Extension(a)| a),
+        upgraded: upgraded.map(|Extension(u)| u).unwrap_or_default(),
+        headers,
+        uri,
+    };
+    let connection = frontends::linkup::Connection::new();
+    upgrade(request, Some(frontends::Dialect::Linkup(connection)))
 }
 
 /// PeerJS's WebSocket (`frontends::peerjs`): its `id`, `token` and `key`

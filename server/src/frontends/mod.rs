@@ -6,16 +6,18 @@
 //! (`conn`), with a [`Dialect`] that turns its frames into hub requests and
 //! the hub's frames into its own.
 
+pub mod linkup;
 pub mod peerjs;
 pub mod signaller;
 
 use axum::extract::ws::Message;
-use peerwire::protocol::{ClientMessage, CloseCode};
+use peerwire::protocol::{ClientMessage, CloseCode, ErrorCode};
 
 /// The protocol a connection speaks, with its state.
 pub enum Dialect {
     PeerJs(peerjs::Connection),
     Signaller(signaller::Connection),
+    Linkup(linkup::Connection),
 }
 
 /// What the connection does with a frame from its client.
@@ -43,13 +45,24 @@ impl Dialect {
         match self {
             Dialect::PeerJs(c) => vec![c.register(tokens)],
             Dialect::Signaller(c) => c.start(),
+            Dialect::Linkup(_) => Vec::new(),
         }
     }
 
     /// Whether the id is released as soon as the connection ends (there is
     /// no resume in the protocol), rather than held for the grace window.
     pub fn releases_at_once(&self) -> bool {
-        matches!(self, Dialect::Signaller(_))
+        matches!(self, Dialect::Signaller(_) | Dialect::Linkup(_))
+    }
+
+    /// What answers a message the broker refuses by closing the connection
+    /// (`rate-limited` before 4002, `too-big` before 1009), in the
+    /// protocol's own shape; `None` when the protocol has no such answer.
+    pub fn refusal(&self, text: &str, code: ErrorCode, detail: &str) -> Option<String> {
+        match self {
+            Dialect::Linkup(_) => Some(linkup::refusal(text, code, detail)),
+            Dialect::PeerJs(_) | Dialect::Signaller(_) => None,
+        }
     }
 
     pub fn text(&mut self, text: &str) -> In {
@@ -59,12 +72,20 @@ impl Dialect {
                 peerjs::Inbound::Ignore(why) => In::Nothing(why),
             },
             Dialect::Signaller(c) => signaller_in(c.text(text)),
+            Dialect::Linkup(c) => match c.inbound(text) {
+                linkup::Inbound::Hub(m) => In::Hub(vec![m]),
+                linkup::Inbound::Ignore(why) => In::Nothing(why),
+            },
         }
     }
 
     pub fn binary(&mut self, bytes: &[u8]) -> In {
         match self {
             Dialect::PeerJs(_) => In::Nothing("a binary frame"),
+            Dialect::Linkup(c) => match c.binary() {
+                linkup::Inbound::Hub(m) => In::Hub(vec![m]),
+                linkup::Inbound::Ignore(why) => In::Nothing(why),
+            },
             Dialect::Signaller(c) => signaller_in(c.binary(bytes)),
         }
     }
@@ -89,6 +110,10 @@ impl Dialect {
                 signaller::Outbound::Close(code) => Out::Close(code),
                 signaller::Outbound::Nothing => Out::Nothing,
             },
+            Dialect::Linkup(c) => match c.outbound(text) {
+                Some(t) => Out::Send(Message::Text(t.into())),
+                None => Out::Nothing,
+            },
         }
     }
 
@@ -96,7 +121,7 @@ impl Dialect {
     /// client sent (`None`: no close frame) or the broker's.
     pub fn ended(&mut self, code: CloseCode) -> Vec<ClientMessage> {
         match self {
-            Dialect::PeerJs(_) => Vec::new(),
+            Dialect::PeerJs(_) | Dialect::Linkup(_) => Vec::new(),
             Dialect::Signaller(c) => c.end(code),
         }
     }
