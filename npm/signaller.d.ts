@@ -1,0 +1,126 @@
+// Types of peerwire/signaller (npm/signaller.js): signaller's client API for
+// peerwire-broker's /listen/<handle> and /connect/<handle>.
+
+/** The name of each close code a signaller pipe can end with. */
+export declare const CLOSE_CODES: Readonly<{
+  1000: 'normal';
+  1001: 'going-away';
+  1006: 'abnormal';
+  1008: 'policy-violation';
+  1009: 'message-too-big';
+  1011: 'internal-error';
+  4000: 'listen-timeout';
+  4001: 'pipe-timeout';
+  4002: 'too-many-messages';
+  4003: 'slow-consumer';
+  4004: 'heartbeat-timeout';
+  4007: 'unauthorized';
+}>;
+
+/** A close code's name (`'unknown'` for a code not in {@link CLOSE_CODES}). */
+export type SignallerCloseName = (typeof CLOSE_CODES)[keyof typeof CLOSE_CODES] | 'unknown';
+
+/**
+ * What went wrong. Thrown: `invalid-argument`, `invalid-handle`,
+ * `already-started`, `closed`, `buffer-full` (a signal beyond
+ * `maxBufferedBytes` before the WebSocket opened). Reported on `onerror`:
+ * `refused` (the WebSocket never opened: nobody listens on the handle,
+ * someone listens on it already, or the broker refused or cannot be
+ * reached), `buffer-full` (more than `maxBufferedBytes` of messages came
+ * with no `onsignal` handler), or the name of the close code that ended the
+ * pipe abnormally.
+ */
+export type SignallerErrorCode =
+  | 'invalid-argument'
+  | 'invalid-handle'
+  | 'already-started'
+  | 'closed'
+  | 'buffer-full'
+  | 'refused'
+  | Exclude<SignallerCloseName, 'normal'>;
+
+/** Every error peerwire/signaller throws or reports. */
+export declare class SignallerError extends Error {
+  readonly name: 'SignallerError';
+  /** What went wrong, stable across versions. */
+  readonly code: SignallerErrorCode;
+  /** The close code, for an error that ended the pipe. */
+  readonly closeCode?: number;
+}
+
+/** How a signaller pipe ended: reported once, on `onclose`. */
+export interface SignallerCloseEvent {
+  /** The WebSocket close code (1006: closed with no close frame, as when the broker refused the upgrade). */
+  code: number;
+  /** The code's name. */
+  name: SignallerCloseName;
+  /** The reason the broker gave, or `''`. */
+  reason: string;
+  wasClean: boolean;
+  /** Why the pipe ended abnormally; `null` after a normal close by either side. */
+  error: SignallerError | null;
+}
+
+/** A message from the other side: text as a string, bytes as a Uint8Array. */
+export type SignalData = string | Uint8Array;
+
+/** Options of {@link Signaller}. */
+export interface SignallerOptions {
+  /** Bytes of signals held before the WebSocket opens, and of messages held until `onsignal` is set (1 MiB). */
+  maxBufferedBytes?: number;
+  /** An access token, sent as `?token=` (see the README's Auth). */
+  token?: string;
+  /** A WebSocket implementation where the runtime has none (Node.js 20: `ws`). */
+  WebSocket?: new (url: string) => WebSocket;
+}
+
+/** Anything `signal()` carries: text, bytes, or a JSON value (sent as its JSON text). */
+export type SignalInput = string | ArrayBuffer | ArrayBufferView | Blob | number | boolean | null | object;
+
+/**
+ * One end of a signaller pipe: `listen()` on a handle, or `connect()` to
+ * the side listening on it; then what either side `signal()`s reaches the
+ * other's `onsignal`.
+ *
+ * ```js
+ * const s = new Signaller('wss://broker.example.com', 'a_handle')
+ * s.onsignal = (data) => peer.signal(data)        // e.g. simple-peer
+ * peer.on('signal', (data) => s.signal(data))     // sent once the pipe opens
+ * s.listen()                                      // the other side: s.connect()
+ * ```
+ */
+export declare class Signaller {
+  /** `server`: the broker's URL (ws, wss, http or https; a path prefix is kept). */
+  constructor(server: string, handle?: string, options?: SignallerOptions);
+  constructor(server: string, options: SignallerOptions);
+  /** The broker's URL, as ws:// or wss://. */
+  readonly server: string;
+  /** The handle given to the constructor, `listen` or `connect`; `null` before one is. */
+  readonly handle: string | null;
+  /** Which end this is, once `listen` or `connect` was called. */
+  readonly role: 'listen' | 'connect' | null;
+  readonly state: 'idle' | 'connecting' | 'open' | 'closed';
+  /** Bytes of signals waiting for the WebSocket to open. */
+  readonly bufferedBytes: number;
+  /** Each message from the other side, in order. */
+  onsignal: ((data: SignalData) => void) | null;
+  /** The WebSocket opened (for a listener: it listens; the other side may not be there yet). */
+  onopen: (() => void) | null;
+  /** The pipe ended abnormally; `onclose` follows. */
+  onerror: ((error: SignallerError) => void) | null;
+  /** The pipe ended, once, whatever the reason. */
+  onclose: ((event: SignallerCloseEvent) => void) | null;
+  /** Waits on `handle` (or the constructor's) for the other side. Throws `invalid-handle`, `already-started`, `closed`. */
+  listen(handle?: string): void;
+  /** Connects to the side listening on `handle` (or the constructor's). Throws `invalid-handle`, `already-started`, `closed`. */
+  connect(handle?: string): void;
+  /** Sends `data`, or holds it until the WebSocket opens. Throws `buffer-full`, `closed`, `invalid-argument`. */
+  signal(data: SignalInput): void;
+  /** Closes the pipe normally (the other side sees 1000). */
+  close(): void;
+}
+
+/** Whether the broker routes `handle`: 3–32 characters, a lowercase letter first, then lowercase letters, digits and single underscores, not ending with one. */
+export declare function isValidHandle(handle: string): boolean;
+
+export default Signaller;
