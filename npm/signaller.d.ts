@@ -3,17 +3,29 @@
 
 /** The name of each close code a signaller pipe can end with. */
 export declare const CLOSE_CODES: Readonly<{
+  /** Either side closed normally. */
   1000: 'normal';
+  /** The broker is shutting down. */
   1001: 'going-away';
+  /** No close frame: the upgrade was refused (HTTP 404, 409, 403, 429) or the network dropped. */
   1006: 'abnormal';
+  /** The connection broke a broker policy. */
   1008: 'policy-violation';
+  /** A message was larger than the broker's `--max-frame-bytes`; both sides are closed. */
   1009: 'message-too-big';
+  /** The other side went away without closing (or the broker failed). */
   1011: 'internal-error';
+  /** Nobody connected within the broker's `--listen-timeout-ms`. */
   4000: 'listen-timeout';
+  /** The pipe outlived the broker's `--pipe-timeout-ms`; both sides are closed. */
   4001: 'pipe-timeout';
+  /** A side sent more than `--signaller-max-messages` (or faster than `--rate-limit`); both sides are closed. */
   4002: 'too-many-messages';
+  /** This side did not read its messages fast enough. */
   4003: 'slow-consumer';
+  /** The broker heard nothing from this side within `--heartbeat-timeout-ms`. */
   4004: 'heartbeat-timeout';
+  /** The access token was refused, or the broker requires one. */
   4007: 'unauthorized';
 }>;
 
@@ -41,6 +53,7 @@ export type SignallerErrorCode =
 
 /** Every error peerwire/signaller throws or reports. */
 export declare class SignallerError extends Error {
+  /** Always `'SignallerError'`. */
   readonly name: 'SignallerError';
   /** What went wrong, stable across versions. */
   readonly code: SignallerErrorCode;
@@ -56,6 +69,7 @@ export interface SignallerCloseEvent {
   name: SignallerCloseName;
   /** The reason the broker gave, or `''`. */
   reason: string;
+  /** Whether the WebSocket closed with a closing handshake. */
   wasClean: boolean;
   /** Why the pipe ended abnormally; `null` after a normal close by either side. */
   error: SignallerError | null;
@@ -70,8 +84,15 @@ export interface SignallerOptions {
   maxBufferedBytes?: number;
   /** An access token, sent as `?token=` (see the README's Auth). */
   token?: string;
-  /** A WebSocket implementation where the runtime has none (Node.js 20: `ws`). */
-  WebSocket?: new (url: string) => WebSocket;
+  /**
+   * A WebSocket implementation where the runtime has none (Node.js 20: `ws`):
+   * anything with the browser WebSocket's `binaryType`, `send`, `close` and
+   * `onopen`/`onmessage`/`onerror`/`onclose`.
+   */
+  WebSocket?: {
+    /** Opens a WebSocket to `url`. */
+    new (url: string): object;
+  };
 }
 
 /** Anything `signal()` carries: text, bytes, or a JSON value (sent as its JSON text). */
@@ -99,6 +120,7 @@ export declare class Signaller {
   readonly handle: string | null;
   /** Which end this is, once `listen` or `connect` was called. */
   readonly role: 'listen' | 'connect' | null;
+  /** `'idle'` before `listen`/`connect`, `'connecting'` until the WebSocket opens, then `'open'`, and `'closed'` once `onclose` fired (or `close()` was called before starting). */
   readonly state: 'idle' | 'connecting' | 'open' | 'closed';
   /** Bytes of signals waiting for the WebSocket to open. */
   readonly bufferedBytes: number;
