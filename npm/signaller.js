@@ -263,7 +263,8 @@ export class Signaller {
       this.onopen?.();
     };
     ws.onmessage = (event) => {
-      if (this.#state !== 'open') return;
+      // (After close(), what still comes is not handed over.)
+      if (this.#state !== 'open' || this.#userClosed) return;
       const data = typeof event.data === 'string' ? event.data : new Uint8Array(event.data);
       if (this.#onsignal && this.#inbox.length === 0) {
         this.#onsignal(data);

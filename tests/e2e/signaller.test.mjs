@@ -210,10 +210,10 @@ test('the listener closing: a normal close reaches the connector as 1000; a list
   }
 });
 
-test('signals wait in order before the pipe opens, within maxBufferedBytes; bad handles and arguments are named errors', async () => {
+test('signals wait in order before the pipe opens, and messages until onsignal is set, within maxBufferedBytes; bad handles and arguments are named errors', async () => {
   const { page, context, errors } = await openPage(browser, `${broker.url}/index.html`);
   try {
-    const r = await page.evaluate(async ({ server, h }) => {
+    const r = await page.evaluate(async ({ server, h, h2 }) => {
       const out = {};
       out.badHandles = ['ab', 'Abc', 'a__b', '1abc', 'ab_', 'a-b', 'a'.repeat(33)].map((bad) => window.thrown(() => new Signaller(server).listen(bad))?.code);
       out.noHandle = window.thrown(() => new Signaller(server).connect())?.code;
@@ -247,8 +247,23 @@ test('signals wait in order before the pipe opens, within maxBufferedBytes; bad 
       out.got = await got;
       connector.close();
       out.end = await end;
+
+      // What comes with no onsignal handler waits, within maxBufferedBytes
+      // too: past it, this side gives up and the other sees 1011.
+      const talker = new Signaller(server, h2);
+      talker.signal('0123456789');
+      talker.signal('0123456789');
+      const talkerOpen = window.opened(talker);
+      talker.listen();
+      await talkerOpen;
+      const talkerEnd = window.ending(talker);
+      const deaf = new Signaller(server, h2, { maxBufferedBytes: 16 });
+      const deafEnd = window.ending(deaf);
+      deaf.connect();
+      out.deaf = await deafEnd;
+      out.talker = await talkerEnd;
       return out;
-    }, { server: wsOf(broker), h: handle('buffer') });
+    }, { server: wsOf(broker), h: handle('buffer'), h2: handle('deaf') });
     assert.deepEqual(r.badHandles, Array(7).fill('invalid-handle'));
     assert.equal(r.noHandle, 'invalid-argument');
     assert.match(r.badOption, /unknown option options\.maxBuffer/);
@@ -260,6 +275,10 @@ test('signals wait in order before the pipe opens, within maxBufferedBytes; bad 
     assert.equal(r.twice, 'already-started');
     assert.deepEqual(r.got, ['a'.repeat(40), { bytes: [1, 2, 3], isUint8Array: true }, '{"n":1}']);
     assert.deepEqual(r.end, { code: 1000, name: 'normal', error: null, errors: [], state: 'closed' });
+    assert.equal(r.deaf.error.code, 'buffer-full');
+    assert.match(r.deaf.error.message, /more than options\.maxBufferedBytes \(16\) of messages came with no onsignal handler/);
+    assert.equal(r.talker.code, 1011);
+    assert.equal(r.talker.error.code, 'internal-error');
     assert.deepEqual(errors, []);
   } finally {
     await context.close();
