@@ -118,6 +118,8 @@ export class Signaller {
   #inbox = [];
   #inboxBytes = 0;
   #onsignal = null;
+  // Why this side ended the pipe itself, if it did.
+  #failure = null;
 
   constructor(server, handle, options) {
     if (options === undefined && handle !== null && typeof handle === 'object') [handle, options] = [undefined, handle];
@@ -146,7 +148,8 @@ export class Signaller {
     const WebSocketImpl = options.WebSocket ?? globalThis.WebSocket;
     if (typeof WebSocketImpl !== 'function') throw new SignallerError('invalid-argument', 'this runtime has no WebSocket: pass one as options.WebSocket (in Node.js 20: `import { WebSocket } from "ws"`)');
     this.#options = { maxBufferedBytes: max, token: options.token, WebSocket: WebSocketImpl };
-    /** Called with each message from the other side: a string, or a Uint8Array for bytes. */
+    // The WebSocket opened; the pipe ended abnormally (a SignallerError);
+    // the pipe ended, once, with { code, name, reason, wasClean, error }.
     this.onopen = null;
     this.onerror = null;
     this.onclose = null;
@@ -289,8 +292,6 @@ export class Signaller {
       this.#report(event, error);
     };
   }
-
-  #failure = null;
 
   // Ends this side for a reason of its own: a close code from the
   // application range (the broker tells the other side 1011).
