@@ -1,6 +1,7 @@
 // The TypeScript definitions of the installed package: a usage file
 // compiles under --strict with and without esnext in `lib`, and each line of
-// a misuse file fails to compile with the error it is marked with.
+// a misuse file fails to compile with the error it is marked with; the same
+// for peerwire/signaller's (signaller-usage.ts, signaller-misuse.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
