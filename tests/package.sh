@@ -12,7 +12,7 @@
 # target_features section) and what users do not need (names, producers).
 # Beside wasm-bindgen's glue (renamed peerwire_glue.js) go the hand-written
 # files in npm/: entries that instantiate the module at import, their types,
-# and package.json.
+# package.json, and peerwire/signaller (signaller.js, no wasm).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -45,7 +45,7 @@ WASM="$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm-release/peerwire.wasm"
 VERSION=$(cargo metadata --format-version 1 --no-deps | node -e 'let s = ""; process.stdin.on("data", (d) => s += d).on("end", () => console.log(JSON.parse(s).packages.find((p) => p.name === "peerwire").version))')
 
 # Old contents would be packed too (a stale lite/ or glue).
-rm -rf "$OUT/lite" "$OUT/snippets" "$OUT"/peerwire* "$OUT/package.json"
+rm -rf "$OUT/lite" "$OUT/snippets" "$OUT"/peerwire* "$OUT"/signaller* "$OUT/package.json"
 
 # build DIR [cargo flags]: one entry's wasm and glue into DIR; wasm-opt runs
 # in the background while the next cargo build goes on.
@@ -84,6 +84,9 @@ build() {
 }
 build "$OUT"
 build "$OUT/lite" --no-default-features
+# peerwire/signaller: plain JavaScript with no wasm, shipped as written
+# (without its comment lines, like the entries).
+for f in signaller.js signaller.d.ts; do sed "/^\/\//d" "npm/$f" >"$OUT/$f"; done
 for pid in "${OPT_PIDS[@]}"; do wait "$pid" || { say "error: wasm-opt failed"; exit 1; }; done
 
 node -e '

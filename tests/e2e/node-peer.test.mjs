@@ -3,7 +3,7 @@
 // and ws (WebSocket) from npm, running examples/node-bot/bot.mjs.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import { startBroker, launch, openPage } from './harness.mjs';
@@ -89,4 +89,49 @@ test('a browser page and a Node.js peer exchange messages, 10 MiB and a stream',
   assert.ok(['host', 'prflx', 'srflx'].includes(got.route), got.route);
   console.log(`# 10 MiB browser -> Node.js peer, acknowledged in ${got.bigMs.toFixed(0)} ms`);
   assert.deepEqual(errors, []);
+});
+
+// peerwire/signaller in Node.js, with `ws` as its WebSocket: a pipe between
+// two Node.js ends carries text, bytes and JSON both ways, and a handle
+// nobody listens on is refused with its named error.
+test('Node.js: peerwire/signaller over ws carries text, bytes and JSON through the broker', () => {
+  const script = `
+    import { WebSocket } from 'ws';
+    import { Signaller, SignallerError } from 'peerwire/signaller';
+    const [server, h] = process.argv.slice(1);
+    const out = {};
+    out.noWebSocket = globalThis.WebSocket ? 'has one' : (() => { try { new Signaller(server, h); } catch (e) { return e.code; } })();
+    const ending = (s) => new Promise((resolve) => { s.onclose = (e) => resolve({ code: e.code, name: e.name, error: e.error?.code ?? null }); });
+    const next = (s, n) => new Promise((resolve) => { const got = []; s.onsignal = (d) => { got.push(typeof d === 'string' ? d : [...d]); if (got.length === n) resolve(got); }; });
+    const l = new Signaller(server, h, { WebSocket });
+    await new Promise((resolve) => { l.onopen = resolve; l.listen(); });
+    const heard = next(l, 2);
+    const lEnd = ending(l);
+    const c = new Signaller(server, h, { WebSocket });
+    const answered = next(c, 1);
+    const cEnd = ending(c);
+    c.signal('offer from node');
+    c.signal(new Uint8Array([7, 8, 9]));
+    c.connect();
+    out.heard = await heard;
+    l.signal({ answer: true });
+    out.answered = await answered;
+    c.close();
+    out.ends = [await lEnd, await cEnd];
+    const lost = new Signaller(server, 'nobody_listens_here', { WebSocket });
+    const lostEnd = ending(lost);
+    lost.connect();
+    out.lost = await lostEnd;
+    console.log(JSON.stringify(out));
+  `;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script, broker.url.replace('http:', 'ws:'), `node_pipe_${Math.random().toString(36).slice(2, 8)}`], {
+    cwd: PEERWIRE_NODE_APP, encoding: 'utf8', timeout: 30000,
+  });
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  const out = JSON.parse(r.stdout.trim().split('\n').at(-1));
+  assert.ok(['invalid-argument', 'has one'].includes(out.noWebSocket), out.noWebSocket);
+  assert.deepEqual(out.heard, ['offer from node', [7, 8, 9]]);
+  assert.deepEqual(out.answered, ['{"answer":true}']);
+  assert.deepEqual(out.ends, [{ code: 1000, name: 'normal', error: null }, { code: 1000, name: 'normal', error: null }]);
+  assert.deepEqual(out.lost, { code: 1006, name: 'abnormal', error: 'refused' });
 });

@@ -1,6 +1,7 @@
 // The TypeScript definitions of the installed package: a usage file
 // compiles under --strict with and without esnext in `lib`, and each line of
-// a misuse file fails to compile with the error it is marked with.
+// a misuse file fails to compile with the error it is marked with; the same
+// for peerwire/signaller's (signaller-usage.ts, signaller-misuse.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -45,26 +46,35 @@ test('the definitions also compile with lib esnext (Symbol.dispose declared by b
   assert.equal(r.status, 0, r.stdout + r.stderr);
 });
 
-test('each misuse fails to compile with its own error, and nothing else does', () => {
-  const r = compile('misuse.ts');
-  assert.notEqual(r.status, 0, 'misuse.ts compiled');
+/** Each line of `file` marked `// error: text` fails with that text, and nothing else fails. */
+function checkMisuse(file) {
+  const r = compile(file);
+  assert.notEqual(r.status, 0, `${file} compiled`);
   const found = errors(r.stdout);
   assert.ok(found.length > 0, r.stdout + r.stderr);
-  const elsewhere = found.filter((e) => e.file !== 'misuse.ts');
-  assert.deepEqual(elsewhere, [], 'errors outside misuse.ts (in the definitions?)');
+  const elsewhere = found.filter((e) => e.file !== file);
+  assert.deepEqual(elsewhere, [], `errors outside ${file} (in the definitions?)`);
 
-  const source = readFileSync(join(here, 'types', 'misuse.ts'), 'utf8').split('\n');
+  const source = readFileSync(join(here, 'types', file), 'utf8').split('\n');
   const expected = new Map();
   source.forEach((text, i) => {
     const m = text.match(/\/\/ error: (.+)$/);
     if (m) expected.set(i + 1, m[1].trim());
   });
-  assert.ok(expected.size >= 10, 'misuse.ts marks its lines');
+  assert.ok(expected.size >= 10, `${file} marks its lines`);
   for (const [line, needle] of expected) {
     const onLine = found.filter((e) => e.line === line).map((e) => e.text);
     assert.ok(onLine.some((t) => t.includes(needle)),
-      `misuse.ts:${line} (${source[line - 1].trim()}) should fail with "${needle}"; tsc said: ${onLine.join(' / ') || 'nothing'}`);
+      `${file}:${line} (${source[line - 1].trim()}) should fail with "${needle}"; tsc said: ${onLine.join(' / ') || 'nothing'}`);
   }
   const unexpected = found.filter((e) => !expected.has(e.line));
   assert.deepEqual(unexpected, [], 'errors on lines not marked as mistakes');
+}
+
+test('each misuse fails to compile with its own error, and nothing else does', () => checkMisuse('misuse.ts'));
+
+test('peerwire/signaller: the definitions type an app under --strict, and each misuse fails with its own error', () => {
+  const r = compile('signaller-usage.ts');
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  checkMisuse('signaller-misuse.ts');
 });

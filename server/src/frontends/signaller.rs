@@ -12,7 +12,7 @@
 //!
 //! Close codes, as signaller's: 1000 when the other side closed normally,
 //! 1011 when it went away without closing, 1009 for a message over
-//! `--signaller-max-bytes`, 4000 nobody connected within
+//! `--max-frame-bytes`, 4000 nobody connected within
 //! `--listen-timeout-ms`, 4001 the pipe outlived `--pipe-timeout-ms`, 4002
 //! one side sent more than `--signaller-max-messages` (both sides close).
 
