@@ -64,17 +64,24 @@ pub struct Config {
     )]
     pub log_format: LogFormat,
 
-    /// TLS certificate chain (PEM). With --tls-key, the broker serves https/wss.
-    #[arg(long, env = "PEERWIRE_TLS_CERT", requires = "tls_key")]
+    /// TLS certificate chain (PEM). With --tls-key, the broker serves
+    /// https/wss. `-c` as sigver's `--cert`.
+    #[arg(short = 'c', long, env = "PEERWIRE_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
 
-    /// TLS private key (PEM).
-    #[arg(long, env = "PEERWIRE_TLS_KEY", requires = "tls_cert")]
+    /// TLS private key (PEM). `-k` as sigver's `--key`.
+    #[arg(short = 'k', long, env = "PEERWIRE_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
     /// Extra intermediate certificates (PEM) sent after the certificate.
-    #[arg(long, env = "PEERWIRE_TLS_CA", requires = "tls_cert")]
+    /// `-a` as sigver's `--ca`.
+    #[arg(short = 'a', long, env = "PEERWIRE_TLS_CA", requires = "tls_cert")]
     pub tls_ca: Option<PathBuf>,
+
+    /// Serve wss only: refuse to start without -c/--tls-cert and
+    /// -k/--tls-key (sigver's `-s`; TLS is on whenever both are given).
+    #[arg(short = 's', long, requires_all = ["tls_cert", "tls_key"])]
+    pub secure: bool,
 
     /// A STUN or TURN URL handed to clients (repeat, or comma-separate in the env var).
     #[arg(
@@ -677,6 +684,22 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Json);
         let err = parse(&["--log-format", "xml"]).unwrap_err();
         assert!(err.contains("--log-format") && err.contains("xml"), "{err}");
+    }
+
+    #[test]
+    fn sigvers_tls_flags_are_spelled_as_sigver_spells_them() {
+        let c = parse(&["-s", "-k", "key.pem", "-c", "cert.pem", "-a", "ca.pem"]).unwrap();
+        assert!(c.secure);
+        assert_eq!(c.tls_key, Some(PathBuf::from("key.pem")));
+        assert_eq!(c.tls_cert, Some(PathBuf::from("cert.pem")));
+        assert_eq!(c.tls_ca, Some(PathBuf::from("ca.pem")));
+        // sigver's -s without the files: it would fail reading them; here
+        // the flags say what is missing.
+        let err = parse(&["-s"]).unwrap_err();
+        assert!(err.contains("--tls-cert") && err.contains("--tls-key"), "{err}");
+        assert!(!parse(&[]).unwrap().secure);
+        // sigver's -h (host) stays help here, and -p is the port as in sigver.
+        assert_eq!(parse(&["-p", "9000"]).unwrap().port, Some(9000));
     }
 }
 

@@ -461,9 +461,18 @@ pub async fn run(
             )
             .await;
         }
-        let frame = CloseFrame {
-            code: code.code(),
-            reason: reason.unwrap_or(code.reason()).into(),
+        // A protocol that closes with codes of its own (sigver's) says
+        // which, in place of the hub's.
+        let own = dialect.as_ref().and_then(|d| lock(d).close_frame());
+        let frame = match own {
+            Some((code, reason)) => CloseFrame {
+                code,
+                reason: reason.into(),
+            },
+            None => CloseFrame {
+                code: code.code(),
+                reason: reason.unwrap_or(code.reason()).into(),
+            },
         };
         let _ = timeout(
             Duration::from_secs(2),

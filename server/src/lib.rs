@@ -81,6 +81,7 @@ pub fn router(app: Arc<App>) -> Router {
     let mut router = Router::new()
         .route("/ws", get(ws_upgrade))
         .route(frontends::linkup::PATH, get(linkup_upgrade))
+        .route(frontends::sigver::PATH, get(sigver_upgrade))
         .route("/healthz", get(healthz))
         .route("/metrics", metrics);
     if app.config.signaller_max_messages > 0 {
@@ -214,6 +215,30 @@ async fn linkup_upgrade(
     };
     let connection = frontends::linkup::Connection::new();
     upgrade(request, Some(frontends::Dialect::Linkup(connection)))
+}
+
+/// sigver's protocol (`frontends::sigver`): the client opens or joins a
+/// key with its first message, as sigver's clients (netflux) do.
+async fn sigver_upgrade(
+    ws: WebSocketUpgrade,
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer_addr): ConnectInfo<SocketAddr>,
+    arrived_on: Option<Extension<ArrivedOn>>,
+    upgraded: Option<Extension<idle::Upgraded>>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    let request = Upgrade {
+        ws,
+        app,
+        peer_addr,
+        arrived_on: arrived_on.map(|Extension(a)| a),
+        upgraded: upgraded.map(|Extension(u)| u).unwrap_or_default(),
+        headers,
+        uri,
+    };
+    let connection = frontends::sigver::Connection::new();
+    upgrade(request, Some(frontends::Dialect::Sigver(connection)))
 }
 
 /// PeerJS's WebSocket (`frontends::peerjs`): its `id`, `token` and `key`

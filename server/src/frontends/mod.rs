@@ -9,6 +9,7 @@
 pub mod linkup;
 pub mod peerjs;
 pub mod signaller;
+pub mod sigver;
 
 use axum::extract::ws::Message;
 use peerwire::protocol::{ClientMessage, CloseCode, ErrorCode};
@@ -18,6 +19,7 @@ pub enum Dialect {
     PeerJs(peerjs::Connection),
     Signaller(signaller::Connection),
     Linkup(linkup::Connection),
+    Sigver(sigver::Connection),
 }
 
 /// What the connection does with a frame from its client.
@@ -46,13 +48,17 @@ impl Dialect {
             Dialect::PeerJs(c) => vec![c.register(tokens)],
             Dialect::Signaller(c) => c.start(),
             Dialect::Linkup(_) => Vec::new(),
+            Dialect::Sigver(c) => c.start(),
         }
     }
 
     /// Whether the id is released as soon as the connection ends (there is
     /// no resume in the protocol), rather than held for the grace window.
     pub fn releases_at_once(&self) -> bool {
-        matches!(self, Dialect::Signaller(_) | Dialect::Linkup(_))
+        matches!(
+            self,
+            Dialect::Signaller(_) | Dialect::Linkup(_) | Dialect::Sigver(_)
+        )
     }
 
     /// What answers a message the broker refuses by closing the connection
@@ -61,7 +67,16 @@ impl Dialect {
     pub fn refusal(&self, text: &str, code: ErrorCode, detail: &str) -> Option<String> {
         match self {
             Dialect::Linkup(_) => Some(linkup::refusal(text, code, detail)),
-            Dialect::PeerJs(_) | Dialect::Signaller(_) => None,
+            Dialect::PeerJs(_) | Dialect::Signaller(_) | Dialect::Sigver(_) => None,
+        }
+    }
+
+    /// The close frame the protocol ends this connection with, in place of
+    /// the hub's code, when it asked to close with a code of its own.
+    pub fn close_frame(&self) -> Option<(u16, String)> {
+        match self {
+            Dialect::Sigver(c) => c.close_frame(),
+            _ => None,
         }
     }
 
@@ -76,6 +91,7 @@ impl Dialect {
                 linkup::Inbound::Hub(m) => In::Hub(vec![m]),
                 linkup::Inbound::Ignore(why) => In::Nothing(why),
             },
+            Dialect::Sigver(c) => sigver_in(c.text(text)),
         }
     }
 
@@ -87,6 +103,7 @@ impl Dialect {
                 linkup::Inbound::Ignore(why) => In::Nothing(why),
             },
             Dialect::Signaller(c) => signaller_in(c.binary(bytes)),
+            Dialect::Sigver(c) => sigver_in(c.binary()),
         }
     }
 
@@ -114,6 +131,13 @@ impl Dialect {
                 Some(t) => Out::Send(Message::Text(t.into())),
                 None => Out::Nothing,
             },
+            Dialect::Sigver(c) => match c.outbound(text) {
+                sigver::Outbound::Text(t) => Out::Send(Message::Text(t.into())),
+                sigver::Outbound::TextAndClose(t) => Out::SendAndClose(Message::Text(t.into())),
+                sigver::Outbound::Hub(m) => Out::Hub(m),
+                sigver::Outbound::Close => Out::Close(CloseCode::PolicyViolation),
+                sigver::Outbound::Nothing => Out::Nothing,
+            },
         }
     }
 
@@ -121,7 +145,7 @@ impl Dialect {
     /// client sent (`None`: no close frame) or the broker's.
     pub fn ended(&mut self, code: CloseCode) -> Vec<ClientMessage> {
         match self {
-            Dialect::PeerJs(_) | Dialect::Linkup(_) => Vec::new(),
+            Dialect::PeerJs(_) | Dialect::Linkup(_) | Dialect::Sigver(_) => Vec::new(),
             Dialect::Signaller(c) => c.end(code),
         }
     }
@@ -132,5 +156,14 @@ fn signaller_in(inbound: signaller::Inbound) -> In {
         signaller::Inbound::Hub(m) => In::Hub(m),
         signaller::Inbound::Held => In::Nothing("held until the other side connects"),
         signaller::Inbound::Close(code, m) => In::Close(code, m),
+    }
+}
+
+fn sigver_in(inbound: sigver::Inbound) -> In {
+    match inbound {
+        sigver::Inbound::Hub(m) => In::Hub(m),
+        sigver::Inbound::Ignore(why) => In::Nothing(why),
+        // The close frame carries sigver's own code (`close_frame`).
+        sigver::Inbound::Close => In::Close(CloseCode::PolicyViolation, Vec::new()),
     }
 }
