@@ -696,7 +696,10 @@ mod tests {
         // sigver's -s without the files: it would fail reading them; here
         // the flags say what is missing.
         let err = parse(&["-s"]).unwrap_err();
-        assert!(err.contains("--tls-cert") && err.contains("--tls-key"), "{err}");
+        assert!(
+            err.contains("--tls-cert") && err.contains("--tls-key"),
+            "{err}"
+        );
         assert!(!parse(&[]).unwrap().secure);
         // sigver's -h (host) stays help here, and -p is the port as in sigver.
         assert_eq!(parse(&["-p", "9000"]).unwrap().port, Some(9000));

@@ -69,8 +69,13 @@ enum Role {
     /// Neither opened nor joined.
     Idle,
     /// `open-key` sent (rid), waiting for `key-opened`.
-    Opening { key: String, rid: Rid },
-    Opener { key: String },
+    Opening {
+        key: String,
+        rid: Rid,
+    },
+    Opener {
+        key: String,
+    },
     /// `join-key` sent (rid), with the `data` sent meanwhile.
     Joining {
         key: String,
@@ -119,18 +124,27 @@ pub enum Outbound {
 }
 
 /// A client's frame: the fields sigver reads, `data` kept as sent.
-#[derive(Deserialize)]
 struct Frame<'a> {
-    #[serde(borrow, default)]
     key: Option<&'a RawValue>,
-    #[serde(borrow, default)]
     open: Option<&'a RawValue>,
-    #[serde(borrow, default)]
     join: Option<&'a RawValue>,
-    #[serde(borrow, default)]
     id: Option<&'a RawValue>,
-    #[serde(borrow, default)]
     data: Option<&'a RawValue>,
+}
+
+impl<'a> Frame<'a> {
+    /// `None` unless `text` is a JSON object.
+    fn parse(text: &'a str) -> Option<Self> {
+        let mut fields: BTreeMap<String, &'a RawValue> = serde_json::from_str(text).ok()?;
+        let mut take = |name: &str| fields.remove(name);
+        Some(Frame {
+            key: take("key"),
+            open: take("open"),
+            join: take("join"),
+            id: take("id"),
+            data: take("data"),
+        })
+    }
 }
 
 /// A hub frame: the fields this dialect reads.
@@ -236,7 +250,7 @@ impl Connection {
 
     /// A text frame from the client.
     pub fn text(&mut self, text: &str) -> Inbound {
-        let Ok(frame) = serde_json::from_str::<Frame>(text) else {
+        let Some(frame) = Frame::parse(text) else {
             // Not JSON, or JSON but not an object.
             return self.refuse(NOT_JSON, "Server accepts only JSON string".into());
         };
@@ -247,7 +261,10 @@ impl Connection {
                 return self.refuse(NOT_JSON, why);
             };
             if !matches!(self.role, Role::Idle) {
-                return self.refuse(UNKNOWN_MESSAGE, "This socket has opened or joined a key already".into());
+                return self.refuse(
+                    UNKNOWN_MESSAGE,
+                    "This socket has opened or joined a key already".into(),
+                );
             }
             let rid = self.rid();
             let hub = hub_key(&key);
@@ -276,11 +293,17 @@ impl Connection {
                 return self.refuse(NOT_JSON, why);
             };
             if !matches!(self.role, Role::Idle) {
-                return self.refuse(UNKNOWN_MESSAGE, "This socket has opened or joined a key already".into());
+                return self.refuse(
+                    UNKNOWN_MESSAGE,
+                    "This socket has opened or joined a key already".into(),
+                );
             }
             let rid = self.rid();
             let hub = hub_key(&key);
-            let held = frame.data.map(|d| vec![d.get().to_string()]).unwrap_or_default();
+            let held = frame
+                .data
+                .map(|d| vec![d.get().to_string()])
+                .unwrap_or_default();
             self.role = Role::Joining { key, rid, held };
             return Inbound::Hub(vec![ClientMessage::JoinKey { rid, key: hub }]);
         }
@@ -296,7 +319,8 @@ impl Connection {
                 }
                 Role::Joining { held, .. } => {
                     if held.len() >= MAX_HELD {
-                        let why = format!("More than {MAX_HELD} messages before the join was confirmed");
+                        let why =
+                            format!("More than {MAX_HELD} messages before the join was confirmed");
                         return self.refuse(UNKNOWN_MESSAGE, why);
                     }
                     held.push(data.get().to_string());
@@ -338,7 +362,11 @@ impl Connection {
                 let key = key.clone();
                 let held = std::mem::take(held);
                 if held.is_empty() {
-                    self.role = Role::Joiner { key, opener, ok_after: None };
+                    self.role = Role::Joiner {
+                        key,
+                        opener,
+                        ok_after: None,
+                    };
                     return Outbound::Text(KEY_OK.into());
                 }
                 let mut requests: Vec<ClientMessage> = held
@@ -351,7 +379,11 @@ impl Connection {
                     .collect();
                 let ping = self.rid();
                 requests.push(ClientMessage::Ping { rid: ping });
-                self.role = Role::Joiner { key, opener, ok_after: Some(ping) };
+                self.role = Role::Joiner {
+                    key,
+                    opener,
+                    ok_after: Some(ping),
+                };
                 Outbound::Hub(requests)
             }
             "pong" => match &mut self.role {
@@ -382,7 +414,12 @@ impl Connection {
                     None => Outbound::Nothing,
                 },
                 (Role::Joiner { key, opener, .. }, Some(id)) if *opener == id => {
-                    let reason = format!("{key} is no longer available");
+                    let pipe = CloseCode::PipeTimeout.code();
+                    let reason = if frame.code.and_then(|c| c.as_u64()) == Some(pipe.into()) {
+                        format!("{key} is no longer available: --pipe-timeout-ms passed")
+                    } else {
+                        format!("{key} is no longer available")
+                    };
                     self.close(OPENER_GONE, reason);
                     Outbound::Close
                 }
@@ -393,7 +430,10 @@ impl Connection {
             "key-closed" => match &self.role {
                 Role::Opener { key } => {
                     let key = hub_key(key);
-                    Outbound::Hub(vec![ClientMessage::OpenKey { rid: self.rid(), key }])
+                    Outbound::Hub(vec![ClientMessage::OpenKey {
+                        rid: self.rid(),
+                        key,
+                    }])
                 }
                 _ => Outbound::Nothing,
             },
@@ -409,7 +449,9 @@ impl Connection {
                 };
                 match &self.role {
                     Role::Opener { .. } => match self.ids.get(&from) {
-                        Some(n) => Outbound::Text(format!(r#"{{"id":{n},"data":{}}}"#, data.sv.get())),
+                        Some(n) => {
+                            Outbound::Text(format!(r#"{{"id":{n},"data":{}}}"#, data.sv.get()))
+                        }
                         None => Outbound::Nothing,
                     },
                     Role::Joiner { opener, .. } if *opener == from => {
@@ -427,8 +469,17 @@ impl Connection {
     }
 
     /// The hub refused a request.
-    fn error(&mut self, rid: Option<Rid>, code: Option<serde_json::Value>, message: String) -> Outbound {
-        let code = code.as_ref().and_then(|c| c.as_str()).unwrap_or("").to_string();
+    fn error(
+        &mut self,
+        rid: Option<Rid>,
+        code: Option<serde_json::Value>,
+        message: String,
+    ) -> Outbound {
+        let code = code
+            .as_ref()
+            .and_then(|c| c.as_str())
+            .unwrap_or("")
+            .to_string();
         match &self.role {
             Role::Opening { key, rid: r } if rid == Some(*r) => {
                 let reason = if code == "key-taken" {
@@ -457,10 +508,140 @@ impl Connection {
             }
             // The register failed (the broker is not up): nothing can work.
             _ if rid == Some(1) => {
-                self.close(CloseCode::InternalError.code(), format!("{code}: {message}"));
+                self.close(
+                    CloseCode::InternalError.code(),
+                    format!("{code}: {message}"),
+                );
                 Outbound::Close
             }
             _ => Outbound::Nothing,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signal_data(m: &ClientMessage) -> (&str, &str) {
+        match m {
+            ClientMessage::Signal { to, data, .. } => (to.as_str(), data.as_str()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn keys_map_to_hub_keys_that_follow_the_hubs_rules() {
+        for key in ["a", "Ab3xZ", "with space", &"é".repeat(512), "--"] {
+            let hub = hub_key(key);
+            assert!(
+                peerwire::protocol::ids::check_rendezvous_key(&hub).is_ok(),
+                "{hub}"
+            );
+            assert_eq!(hub.len(), 35);
+        }
+        assert_ne!(hub_key("a"), hub_key("A"));
+    }
+
+    #[test]
+    fn a_joiner_holds_its_data_until_the_join_is_confirmed_then_sends_it_before_is_key_ok() {
+        let mut j = Connection::new();
+        j.start();
+        let Inbound::Hub(join) = j.text(r#"{"join":"k","data":{"offer":1}}"#) else {
+            panic!()
+        };
+        let ClientMessage::JoinKey { rid, key } = &join[0] else {
+            panic!()
+        };
+        assert_eq!(key, &hub_key("k"));
+        assert!(matches!(j.text(r#"{"data":"c1"}"#), Inbound::Ignore(_)));
+        let joined = format!(r#"{{"type":"key-joined","rid":{rid},"key":"x","opener":"p-1"}}"#);
+        let Outbound::Hub(sent) = j.outbound(&joined) else {
+            panic!()
+        };
+        assert_eq!(signal_data(&sent[0]), ("p-1", r#"{"sv":{"offer":1}}"#));
+        assert_eq!(signal_data(&sent[1]), ("p-1", r#"{"sv":"c1"}"#));
+        let ClientMessage::Ping { rid: ping } = sent[2] else {
+            panic!()
+        };
+        let pong = format!(r#"{{"type":"pong","rid":{ping}}}"#);
+        assert_eq!(j.outbound(&pong), Outbound::Text(KEY_OK.into()));
+        assert_eq!(j.outbound(&pong), Outbound::Nothing, "once");
+        // From the opener: plain data; from anyone else: nothing.
+        let from = |who: &str| format!(r#"{{"type":"signal","from":"{who}","data":{{"sv":[1]}}}}"#);
+        assert_eq!(
+            j.outbound(&from("p-1")),
+            Outbound::Text(r#"{"data":[1]}"#.into())
+        );
+        assert_eq!(j.outbound(&from("p-9")), Outbound::Nothing);
+    }
+
+    #[test]
+    fn too_much_held_data_closes_with_4001() {
+        let mut j = Connection::new();
+        j.start();
+        j.text(r#"{"join":"k"}"#);
+        for _ in 0..MAX_HELD {
+            assert!(matches!(j.text(r#"{"data":1}"#), Inbound::Ignore(_)));
+        }
+        assert_eq!(j.text(r#"{"data":1}"#), Inbound::Close);
+        assert_eq!(j.close_frame().map(|c| c.0), Some(UNKNOWN_MESSAGE));
+    }
+
+    #[test]
+    fn an_opener_numbers_its_joiners_up_to_the_bound_and_reopens_its_key_after_the_listen_timeout()
+    {
+        let mut a = Connection::new();
+        a.start();
+        let Inbound::Hub(open) = a.text(r#"{"open":"k"}"#) else {
+            panic!()
+        };
+        let ClientMessage::OpenKey { rid, .. } = open[0] else {
+            panic!()
+        };
+        let opened = format!(r#"{{"type":"key-opened","rid":{rid},"key":"x"}}"#);
+        assert_eq!(a.outbound(&opened), Outbound::Text(KEY_OK.into()));
+        for n in 0..MAX_JOINERS + 5 {
+            a.outbound(&format!(r#"{{"type":"joiner","key":"x","id":"p-{n}"}}"#));
+        }
+        assert_eq!(a.numbers.len(), MAX_JOINERS, "bounded");
+        let from = |who: &str| format!(r#"{{"type":"signal","from":"{who}","data":{{"sv":"d"}}}}"#);
+        assert_eq!(
+            a.outbound(&from("p-0")),
+            Outbound::Text(r#"{"id":1,"data":"d"}"#.into())
+        );
+        assert_eq!(
+            a.outbound(&from(&format!("p-{MAX_JOINERS}"))),
+            Outbound::Nothing
+        );
+        // A joiner gone frees its number's place.
+        let gone = r#"{"type":"unavailable","key":"x","id":"p-0"}"#;
+        assert_eq!(
+            a.outbound(gone),
+            Outbound::Text(r#"{"id":1,"unavailable":true}"#.into())
+        );
+        assert_eq!(a.numbers.len(), MAX_JOINERS - 1);
+        // The listen timeout closed the key: opened again, silently.
+        let closed = r#"{"type":"key-closed","key":"x","code":4000,"reason":"r"}"#;
+        let Outbound::Hub(again) = a.outbound(closed) else {
+            panic!()
+        };
+        assert!(matches!(&again[0], ClientMessage::OpenKey { key, .. } if *key == hub_key("k")));
+        // Taken meanwhile: closed as sigver closes a taken key.
+        let taken = r#"{"type":"error","rid":99,"code":"key-taken","message":"m"}"#;
+        assert_eq!(a.outbound(taken), Outbound::Close);
+        assert_eq!(
+            a.close_frame(),
+            Some((KEY_EXISTS, "The key k exists already".into()))
+        );
+    }
+
+    #[test]
+    fn a_failed_register_closes_with_1011() {
+        let mut c = Connection::new();
+        c.start();
+        let e = r#"{"type":"error","rid":1,"code":"unavailable","message":"no redis"}"#;
+        assert_eq!(c.outbound(e), Outbound::Close);
+        assert_eq!(c.close_frame().map(|c| c.0), Some(1011));
     }
 }
