@@ -637,6 +637,67 @@ mod tests {
     }
 
     #[test]
+    fn any_input_from_either_side_is_handled_without_a_panic_and_reasons_fit_a_close_frame() {
+        // Pieces of both sides' messages, shuffled together by a fixed
+        // generator: every combination is handled by a named outcome.
+        let pieces = [
+            "{",
+            "}",
+            "[",
+            "]",
+            ",",
+            ":",
+            "null",
+            "1",
+            "-1",
+            "1e400",
+            "18446744073709551616",
+            "\"key\"",
+            "\"open\"",
+            "\"join\"",
+            "\"id\"",
+            "\"data\"",
+            "\"type\"",
+            "\"key-opened\"",
+            "\"key-joined\"",
+            "\"signal\"",
+            "\"unavailable\"",
+            "\"error\"",
+            "\"rid\"",
+            "\"from\"",
+            "\"opener\"",
+            "\"sv\"",
+            "\"p-1\"",
+            "\"\\ud800\"",
+            "\"é\"",
+            "true",
+        ];
+        let mut seed: u64 = 0x5eed;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for _ in 0..4000 {
+            let mut c = Connection::new();
+            c.start();
+            for _ in 0..6 {
+                let len = 1 + next(12);
+                let text: String = (0..len).map(|_| pieces[next(pieces.len())]).collect();
+                let _ = c.text(&text);
+                let _ = c.outbound(&text);
+                let wrapped = format!(r#"{{"type":"signal","from":"p-1","data":{text}}}"#);
+                let _ = c.outbound(&wrapped);
+            }
+            if let Some((code, reason)) = c.close_frame() {
+                assert!(reason.len() <= 123);
+                assert!((1000..5000).contains(&code));
+            }
+        }
+    }
+
+    #[test]
     fn a_failed_register_closes_with_1011() {
         let mut c = Connection::new();
         c.start();
