@@ -20,7 +20,8 @@
 //!
 //! sigver's close codes (4000 not JSON, 4001 an unknown message, 4002 the
 //! key is open already, 4003 unknown key, 4004 the opener went) are sent
-//! as such, with sigver's reasons; the hub counts them as 1008 (policy).
+//! as such, with sigver's reasons; the hub's metrics count them as 1000
+//! (after `isKeyOk: false`) or 1008 (policy).
 //! The broker's own limits keep their codes (1009, 4002 over the rate, 4003
 //! slow consumer, 4004 heartbeat). An opened key with nobody joining is
 //! opened again when the hub's listen timeout closes it: sigver keeps a
