@@ -307,3 +307,65 @@ async fn across_a_network_of_brokers_a_key_opened_on_one_is_joined_on_another() 
     b1.stop().await;
     b2.stop().await;
 }
+
+/// sigver's `-s -k <key> -c <cert> -a <ca> -p <port>`, given to the broker's
+/// binary as they are: it serves TLS (wss:// for sigver's clients).
+#[test]
+fn sigvers_command_line_starts_the_broker_with_tls() {
+    use std::io::{BufRead, BufReader};
+    let dir = std::env::temp_dir().join(format!("peerwire-sigver-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let ok = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl is installed (tests/setup.sh installs it)");
+    assert!(ok.success());
+    let (cert_s, key_s) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_peerwire-broker"))
+        .args(["-s", "-k", key_s, "-c", cert_s, "-a", cert_s, "-p", "0"])
+        .args(["--stun-port", "0"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the broker binary starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .nth(3)
+        .unwrap_or_default()
+        .to_string();
+    let port = url.rsplit(':').next().unwrap().trim_end_matches('/');
+    let out = Command::new("curl")
+        .args(["-s", "--cacert", cert_s, "--resolve"])
+        .arg(format!("localhost:{port}:127.0.0.1"))
+        .arg(format!("https://localhost:{port}/healthz"))
+        .output()
+        .expect("curl is installed (tests/setup.sh installs it)");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(url.starts_with("https://"), "{line}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "ok\n");
+    // sigver's -s without a certificate: the flags say what is missing.
+    let out = Command::new(env!("CARGO_BIN_EXE_peerwire-broker"))
+        .arg("-s")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--tls-cert") && err.contains("--tls-key"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
