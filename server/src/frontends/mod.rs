@@ -8,6 +8,7 @@
 
 pub mod linkup;
 pub mod peerjs;
+pub mod sigchan;
 pub mod signaller;
 
 use axum::extract::ws::Message;
@@ -18,6 +19,7 @@ pub enum Dialect {
     PeerJs(peerjs::Connection),
     Signaller(signaller::Connection),
     Linkup(linkup::Connection),
+    SignalChannel(sigchan::Connection),
 }
 
 /// What the connection does with a frame from its client.
@@ -46,13 +48,17 @@ impl Dialect {
             Dialect::PeerJs(c) => vec![c.register(tokens)],
             Dialect::Signaller(c) => c.start(),
             Dialect::Linkup(_) => Vec::new(),
+            Dialect::SignalChannel(c) => c.start(),
         }
     }
 
     /// Whether the id is released as soon as the connection ends (there is
     /// no resume in the protocol), rather than held for the grace window.
     pub fn releases_at_once(&self) -> bool {
-        matches!(self, Dialect::Signaller(_) | Dialect::Linkup(_))
+        matches!(
+            self,
+            Dialect::Signaller(_) | Dialect::Linkup(_) | Dialect::SignalChannel(_)
+        )
     }
 
     /// What answers a message the broker refuses by closing the connection
@@ -61,7 +67,7 @@ impl Dialect {
     pub fn refusal(&self, text: &str, code: ErrorCode, detail: &str) -> Option<String> {
         match self {
             Dialect::Linkup(_) => Some(linkup::refusal(text, code, detail)),
-            Dialect::PeerJs(_) | Dialect::Signaller(_) => None,
+            Dialect::PeerJs(_) | Dialect::Signaller(_) | Dialect::SignalChannel(_) => None,
         }
     }
 
@@ -76,6 +82,7 @@ impl Dialect {
                 linkup::Inbound::Hub(m) => In::Hub(vec![m]),
                 linkup::Inbound::Ignore(why) => In::Nothing(why),
             },
+            Dialect::SignalChannel(c) => sigchan_in(c.text(text)),
         }
     }
 
@@ -87,6 +94,7 @@ impl Dialect {
                 linkup::Inbound::Ignore(why) => In::Nothing(why),
             },
             Dialect::Signaller(c) => signaller_in(c.binary(bytes)),
+            Dialect::SignalChannel(c) => sigchan_in(c.binary(bytes)),
         }
     }
 
@@ -114,6 +122,13 @@ impl Dialect {
                 Some(t) => Out::Send(Message::Text(t.into())),
                 None => Out::Nothing,
             },
+            Dialect::SignalChannel(c) => match c.outbound(text) {
+                sigchan::Outbound::Text(t) => Out::Send(Message::Text(t.into())),
+                sigchan::Outbound::Binary(b) => Out::Send(Message::Binary(b.into())),
+                sigchan::Outbound::Hub(m) => Out::Hub(m),
+                sigchan::Outbound::Close(code) => Out::Close(code),
+                sigchan::Outbound::Nothing => Out::Nothing,
+            },
         }
     }
 
@@ -123,6 +138,7 @@ impl Dialect {
         match self {
             Dialect::PeerJs(_) | Dialect::Linkup(_) => Vec::new(),
             Dialect::Signaller(c) => c.end(code),
+            Dialect::SignalChannel(c) => c.end(code),
         }
     }
 }
@@ -132,5 +148,13 @@ fn signaller_in(inbound: signaller::Inbound) -> In {
         signaller::Inbound::Hub(m) => In::Hub(m),
         signaller::Inbound::Held => In::Nothing("held until the other side connects"),
         signaller::Inbound::Close(code, m) => In::Close(code, m),
+    }
+}
+
+fn sigchan_in(inbound: sigchan::Inbound) -> In {
+    match inbound {
+        sigchan::Inbound::Hub(m) => In::Hub(m),
+        sigchan::Inbound::Nothing(why) => In::Nothing(why),
+        sigchan::Inbound::Close(code, m) => In::Close(code, m),
     }
 }
