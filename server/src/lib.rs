@@ -435,7 +435,10 @@ fn sigchan_upgrade(request: Upgrade, endpoint: &str, namespace: String) -> Respo
         app.config.max_frame_bytes,
         app.config.sigchan_expiry_ms,
     );
-    upgrade(request, Some(frontends::Dialect::SignalChannel(connection)))
+    upgrade(
+        request,
+        Some(frontends::Dialect::SignalChannel(Box::new(connection))),
+    )
 }
 
 /// PeerJS's `GET /<key>/id`: an id nobody holds, as plain text.

@@ -19,7 +19,7 @@ pub enum Dialect {
     PeerJs(peerjs::Connection),
     Signaller(signaller::Connection),
     Linkup(linkup::Connection),
-    SignalChannel(sigchan::Connection),
+    SignalChannel(Box<sigchan::Connection>),
 }
 
 /// What the connection does with a frame from its client.
@@ -37,6 +37,8 @@ pub enum Out {
     Hub(Vec<ClientMessage>),
     /// Send, then close normally.
     SendAndClose(Message),
+    /// Send, and make these requests (whose answers come after it).
+    SendThen(Message, Vec<ClientMessage>),
     Close(CloseCode),
     Nothing,
 }
@@ -126,6 +128,7 @@ impl Dialect {
                 sigchan::Outbound::Text(t) => Out::Send(Message::Text(t.into())),
                 sigchan::Outbound::Binary(b) => Out::Send(Message::Binary(b.into())),
                 sigchan::Outbound::Hub(m) => Out::Hub(m),
+                sigchan::Outbound::TextThen(t, m) => Out::SendThen(Message::Text(t.into()), m),
                 sigchan::Outbound::Close(code) => Out::Close(code),
                 sigchan::Outbound::Nothing => Out::Nothing,
             },

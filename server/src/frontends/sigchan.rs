@@ -184,6 +184,8 @@ pub enum Outbound {
     Text(String),
     Binary(Vec<u8>),
     Hub(Vec<ClientMessage>),
+    /// Send the text, and make these requests.
+    TextThen(String, Vec<ClientMessage>),
     Close(CloseCode),
     Nothing,
 }
@@ -321,10 +323,6 @@ struct Relay {
     /// Its header: local, remote, and the line as written.
     header: Option<(String, String, String)>,
     partner: Option<String>,
-    /// The partner's header line, sent to the client when the ping in
-    /// `announce_rid` is answered (after the hub has taken the pairing).
-    partner_line: Option<String>,
-    announce_rid: Option<Rid>,
     held: Vec<Chunk>,
     held_bytes: usize,
     ended: bool,
@@ -743,11 +741,12 @@ impl Connection {
         }
     }
 
-    /// Pairs with `partner` (whose header line is `line`): what was held
-    /// goes to it, and a ping whose answer sends the client `line`.
+    /// Pairs with `partner` (whose header line is `line`): the client gets
+    /// `line` first, then what was held goes to the partner (after
+    /// `first`). The partner sends nothing before it is paired too, so its
+    /// chunks come after `line`.
     fn paired(&mut self, partner: &str, line: String, first: Option<ClientMessage>) -> Outbound {
         self.relay.partner = Some(partner.to_string());
-        self.relay.partner_line = Some(line);
         let mut requests: Vec<ClientMessage> = first.into_iter().collect();
         let held = std::mem::take(&mut self.relay.held);
         self.relay.held_bytes = 0;
@@ -755,10 +754,7 @@ impl Connection {
             let data = chunk.encode();
             requests.push(self.signal(partner, data));
         }
-        let rid = self.rid();
-        self.relay.announce_rid = Some(rid);
-        requests.push(ClientMessage::Ping { rid });
-        Outbound::Hub(requests)
+        Outbound::TextThen(format!("{line}\n"), requests)
     }
 
     /// Whether a header from another stream mirrors this one's.
@@ -846,13 +842,6 @@ impl Connection {
                     return Outbound::Close(code);
                 }
                 Chunk::decode(data).map_or(Outbound::Nothing, Chunk::outbound)
-            }
-            "pong" if msg.get("rid").and_then(Value::as_u64) == self.relay.announce_rid => {
-                self.relay.announce_rid = None;
-                match self.relay.partner_line.take() {
-                    Some(line) => Outbound::Text(format!("{line}\n")),
-                    None => Outbound::Nothing,
-                }
             }
             // The partner went without a word (its end signal comes first
             // when it closes).
