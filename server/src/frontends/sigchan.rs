@@ -537,6 +537,10 @@ impl Connection {
                 error = %text,
                 "a signal-channel stream closed on a hub error"
             );
+            // A chunk for a relay partner that is gone: as if it went.
+            if msg.contains_key("target") {
+                return Outbound::Close(CloseCode::InternalError);
+            }
             return Outbound::Close(CloseCode::PolicyViolation);
         }
         match self.endpoint {
