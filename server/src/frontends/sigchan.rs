@@ -871,3 +871,168 @@ impl Connection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stream(endpoint: Endpoint, namespaces: &Namespaces) -> Connection {
+        let lease = namespaces
+            .lease(&namespace_room(endpoint, "ns"), 8)
+            .unwrap();
+        Connection::new(endpoint, "ns".into(), lease, 1024, 60_000)
+    }
+
+    fn text(out: Outbound) -> String {
+        match out {
+            Outbound::Text(t) => t,
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn namespaces_are_checked_hashed_apart_per_end_point_and_bounded() {
+        assert!(valid_namespace("optional namespace ✓"));
+        assert!(!valid_namespace(""));
+        assert!(!valid_namespace("a\nb"));
+        assert!(!valid_namespace(&"n".repeat(257)));
+        let echo = namespace_room(Endpoint::Echo, "x");
+        assert_ne!(echo, namespace_room(Endpoint::Scuttlebutt, "x"));
+        assert_ne!(echo, namespace_room(Endpoint::Echo, "y"));
+        // Parts cannot run into each other.
+        assert_ne!(
+            room_of(Endpoint::Relay, &["ab", "c"]),
+            room_of(Endpoint::Relay, &["a", "bc"])
+        );
+        assert!(peerwire::protocol::ids::check_room(&echo).is_ok());
+        let table = Namespaces::default();
+        let a = table.lease("a", 2).unwrap();
+        let a2 = table.lease("a", 2).unwrap();
+        let b = table.lease("b", 2).unwrap();
+        assert!(table.lease("c", 2).is_none());
+        drop(a);
+        assert!(table.lease("c", 2).is_none(), "a still has a stream");
+        drop(a2);
+        assert_eq!(table.len(), 1);
+        assert!(table.lease("c", 2).is_some());
+        drop(b);
+    }
+
+    #[test]
+    fn scuttlebutt_sends_what_the_client_lacks_and_keeps_the_newest_value() {
+        let table = Namespaces::default();
+        let mut c = stream(Endpoint::Scuttlebutt, &table);
+        let room = namespace_room(Endpoint::Scuttlebutt, "ns");
+        let now = unix_ms();
+        let update = |k: &str, ts: f64, src: &str| json!([[k, "v"], ts, src]);
+        let state = json!([
+            {"key": state_key("a"), "value": update("a", now, "A"), "from": "p-1"},
+            {"key": state_key("b"), "value": update("b", now + 1.0, "B"), "from": "p-2"},
+            {"key": "junk", "value": 5, "from": "p-3"},
+        ]);
+        let joined =
+            json!({"type": "joined", "rid": 2, "room": room, "members": [], "state": state});
+        let digest: Value =
+            serde_json::from_str(text(c.outbound(&joined.to_string())).trim()).unwrap();
+        assert_eq!(
+            digest,
+            json!({"id": "signal-channel", "clock": {"A": now, "B": now + 1.0}})
+        );
+        // The client has A's: it gets B's, then SYNC.
+        let digest = json!({"id": "C", "clock": {"A": now}});
+        let Inbound::Hub(reqs) = c.text(&format!("{digest}\n")) else {
+            panic!()
+        };
+        let [ClientMessage::Ping { rid }] = reqs.as_slice() else {
+            panic!("{reqs:?}")
+        };
+        let pong = json!({"type": "pong", "rid": rid}).to_string();
+        assert_eq!(
+            text(c.outbound(&pong)),
+            format!("{}\n\"SYNC\"\n", update("b", now + 1.0, "B"))
+        );
+        // Older than the model's value for its key: nothing.
+        let stale = update("a", now - 1.0, "Z");
+        assert!(matches!(c.text(&format!("{stale}\n")), Inbound::Nothing(_)));
+        // Newer: stored with what is left of its life.
+        let fresh = update("a", now + 2.0, "C");
+        let Inbound::Hub(reqs) = c.text(&format!("{fresh}\n")) else {
+            panic!()
+        };
+        assert!(
+            matches!(&reqs[0], ClientMessage::Set { key, ttl_ms: Some(ttl), .. }
+            if *key == state_key("a") && *ttl <= 60_000 && *ttl > 59_000)
+        );
+        // Its own update, back from the hub: not sent again.
+        let set = json!({"type": "state-set", "room": room, "key": state_key("a"), "value": fresh, "from": "p-9"});
+        assert_eq!(c.outbound(&set.to_string()), Outbound::Nothing);
+        // Removed: a null update later than both the value and anything
+        // this source sent before.
+        let removed = json!({"type": "state-removed", "room": room, "key": state_key("a"), "reason": "expired"});
+        let gone: Value =
+            serde_json::from_str(text(c.outbound(&removed.to_string())).trim()).unwrap();
+        assert_eq!(gone[0], json!(["a", null]));
+        let first = gone[1].as_f64().unwrap();
+        assert!(first > now + 2.0);
+        let removed_b = json!({"type": "state-removed", "room": room, "key": state_key("b"), "reason": "expired"});
+        let gone_b: Value =
+            serde_json::from_str(text(c.outbound(&removed_b.to_string())).trim()).unwrap();
+        assert!(gone_b[1].as_f64().unwrap() > first);
+    }
+
+    #[test]
+    fn relay_headers_pair_mirrors_and_refuse_the_rest() {
+        let table = Namespaces::default();
+        let mut a = stream(Endpoint::Relay, &table);
+        assert_eq!(a.start().len(), 1, "no room before the header");
+        a.outbound(r#"{"type":"registered","id":"p-a"}"#);
+        // The header in two parts, a chunk after it.
+        assert!(matches!(a.text("{\"local\":12,"), Inbound::Nothing(_)));
+        let Inbound::Hub(reqs) = a.text("\"remote\":\"22\"}\nearly") else {
+            panic!()
+        };
+        assert!(
+            matches!(&reqs[..], [ClientMessage::Join { .. }]),
+            "{reqs:?}"
+        );
+        let room = a.room.clone().unwrap();
+        // Another stream's hello with the mirrored header: welcome, held chunk.
+        let hello = json!({"type": "signal", "from": "p-b", "data": {"hello": {"local": "22", "remote": "12", "line": "{\"local\":\"22\",\"remote\":\"12\"}"}}});
+        let Outbound::TextThen(line, reqs) = a.outbound(&hello.to_string()) else {
+            panic!()
+        };
+        assert_eq!(line, "{\"local\":\"22\",\"remote\":\"12\"}\n");
+        assert_eq!(reqs.len(), 2);
+        // A second hello, even mirrored: taken.
+        let Outbound::Hub(reqs) = a.outbound(&hello.to_string().replace("p-b", "p-c")) else {
+            panic!()
+        };
+        assert!(
+            matches!(&reqs[0], ClientMessage::Signal { to, data, .. } if to == "p-c" && data.as_str().contains("taken"))
+        );
+        // Chunks from a stranger are not delivered; the partner's are.
+        let chunk =
+            |from: &str| json!({"type": "signal", "from": from, "data": {"t": "hi"}}).to_string();
+        assert_eq!(a.outbound(&chunk("p-c")), Outbound::Nothing);
+        assert_eq!(a.outbound(&chunk("p-b")), Outbound::Text("hi".into()));
+        let left = json!({"type": "peer-left", "room": room, "id": "p-b"}).to_string();
+        assert_eq!(a.outbound(&left), Outbound::Close(CloseCode::InternalError));
+        for (bad, code) in [
+            ("nope\n", CloseCode::InvalidPayload),
+            (
+                "{\"local\":\"1\",\"remote\":[]}\n",
+                CloseCode::InvalidPayload,
+            ),
+            (
+                "{\"local\":\"1\",\"remote\":\"1\"}\n",
+                CloseCode::PolicyViolation,
+            ),
+        ] {
+            let mut s = stream(Endpoint::Relay, &table);
+            assert!(
+                matches!(s.text(bad), Inbound::Close(c, _) if c == code),
+                "{bad}"
+            );
+        }
+    }
+}
