@@ -471,10 +471,6 @@ impl Connection {
     /// its key or it has expired already.
     fn client_update(&mut self, update: Update) -> Option<ClientMessage> {
         let sb = &mut self.scuttlebutt;
-        if let Some(clock) = sb.client_clock.as_mut() {
-            let seen = clock.entry(update.source.clone()).or_insert(update.ts);
-            *seen = seen.max(update.ts);
-        }
         if update.source == BROKER_SOURCE {
             return None;
         }
@@ -489,6 +485,12 @@ impl Connection {
         }
         let ttl = ((expiry - age).ceil() as u64).clamp(1, sb.expiry_ms);
         let room = self.room.clone()?;
+        // The client has it: not sent back. (Only updates the model takes
+        // are recorded, so the clock stays as small as the model.)
+        if let Some(clock) = sb.client_clock.as_mut() {
+            let seen = clock.entry(update.source.clone()).or_insert(update.ts);
+            *seen = seen.max(update.ts);
+        }
         sb.entries.insert(key.clone(), update.clone());
         Some(ClientMessage::Set {
             rid: self.rid(),
