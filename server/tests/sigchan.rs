@@ -494,3 +494,96 @@ async fn the_hubs_auth_and_message_rate_hold_on_signal_channel_streams() {
     assert_eq!(s.closed().await, Some(4002));
     b.stop().await;
 }
+
+/// A `redis-server` on a loopback port of its own, killed when dropped.
+struct Redis {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH (tests/setup.sh installs Debian's redis-server)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis { port, child }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A broker of the network on `redis`, once `/healthz` says it reaches it.
+async fn network_broker(redis: &Redis, extra: &[&str]) -> Broker {
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let mut flags = vec!["--redis", &url, "--redis-lease-ms", "1500"];
+    flags.extend_from_slice(extra);
+    let b = Broker::start(&flags).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !http_get(b.addr, "/healthz").await.ends_with("ok\n") {
+        assert!(Instant::now() < deadline, "the broker reaches Redis");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    b
+}
+
+#[tokio::test]
+async fn across_a_network_of_brokers_namespaces_are_the_networks() {
+    let redis = Redis::start();
+    let expiry = ["--sigchan-expiry-ms", "600", "--sweep-ms", "20"];
+    let b1 = network_broker(&redis, &expiry).await;
+    let b2 = network_broker(&redis, &expiry).await;
+    // echo: a stream on each broker.
+    let mut e1 = Stream::open(&b1, "echo/net").await;
+    e1.write("e1 here").await;
+    assert_eq!(e1.read_text().await, "e1 here");
+    let mut e2 = Stream::open(&b2, "echo/net").await;
+    e2.write("e2 here").await;
+    assert_eq!(e2.read_text().await, "e2 here");
+    assert_eq!(e1.read_text().await, "e2 here");
+    // scuttlebutt: one model for the namespace, and its keys expire.
+    let mut s1 = Stream::open(&b1, "scuttlebutt/net").await;
+    sync(&mut s1, "A", json!({})).await;
+    let mut s2 = Stream::open(&b2, "scuttlebutt/net").await;
+    sync(&mut s2, "B", json!({})).await;
+    let u = json!([["k", "v"], now_ms(), "A"]);
+    s1.write(&format!("{u}\n")).await;
+    assert_eq!(s2.line().await, u);
+    let mut late = Stream::open(&b2, "scuttlebutt/net").await;
+    let (_, history) = sync(&mut late, "C", json!({})).await;
+    assert_eq!(history, [u.clone()]);
+    for s in [&mut s1, &mut s2, &mut late] {
+        assert_eq!(s.line().await[0], json!(["k", null]));
+    }
+    // relay: the two sides on different brokers.
+    let mut r1 = Stream::open(&b1, "relay/net").await;
+    r1.write("{\"local\":\"x\",\"remote\":\"y\"}\n").await;
+    let mut r2 = Stream::open(&b2, "relay/net").await;
+    r2.write("{\"local\":\"y\",\"remote\":\"x\"}\nfrom r2")
+        .await;
+    assert_eq!(r1.read_text().await, "{\"local\":\"y\",\"remote\":\"x\"}\n");
+    assert_eq!(r2.read_text().await, "{\"local\":\"x\",\"remote\":\"y\"}\n");
+    assert_eq!(r1.read_text().await, "from r2");
+    r1.write("from r1").await;
+    assert_eq!(r2.read_text().await, "from r1");
+    b1.stop().await;
+    b2.stop().await;
+}
