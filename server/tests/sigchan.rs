@@ -569,7 +569,7 @@ async fn across_a_network_of_brokers_namespaces_are_the_networks() {
     assert_eq!(s2.line().await, u);
     let mut late = Stream::open(&b2, "scuttlebutt/net").await;
     let (_, history) = sync(&mut late, "C", json!({})).await;
-    assert_eq!(history, [u.clone()]);
+    assert_eq!(history, [u]);
     for s in [&mut s1, &mut s2, &mut late] {
         assert_eq!(s.line().await[0], json!(["k", null]));
     }
