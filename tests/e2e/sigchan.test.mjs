@@ -40,13 +40,18 @@ async function open(path) {
 }
 
 /** A model's replication stream piped to a WebSocket, both ways (what
- * `stream.pipe(m.createStream()).pipe(stream)` does in the README). */
+ * `stream.pipe(m.createStream()).pipe(stream)` does in the README). The
+ * listeners go on before the socket opens: the broker speaks first (its
+ * digest), and a frame may come in the same read as the upgrade. */
 async function replicate(model, namespace) {
-  const ws = await open(`scuttlebutt/${encodeURIComponent(namespace)}`);
+  const ws = new WebSocket(url(`scuttlebutt/${encodeURIComponent(namespace)}`));
   const s = model.createStream();
-  s.on('data', (line) => ws.send(line));
+  const early = [];
+  s.on('data', (line) => (ws.readyState === WebSocket.OPEN ? ws.send(line) : early.push(line)));
   ws.on('message', (data) => s.write(data.toString()));
   const synced = once(s, 'synced');
+  await once(ws, 'open');
+  for (const line of early.splice(0)) ws.send(line);
   return { ws, s, synced };
 }
 
