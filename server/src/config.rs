@@ -132,6 +132,22 @@ pub struct Config {
     #[arg(long, env = "PEERWIRE_SIGNALLER_MAX_MESSAGES", default_value_t = 64)]
     pub signaller_max_messages: usize,
 
+    /// signal-channel's streams (`/signal-channel/echo|scuttlebutt|relay`):
+    /// how many namespaces (per end point) may have open streams at once;
+    /// `0` turns the end points off.
+    #[arg(
+        long,
+        env = "PEERWIRE_SIGCHAN_MAX_NAMESPACES",
+        default_value_t = 10_000
+    )]
+    pub sigchan_max_namespaces: usize,
+
+    /// signal-channel's scuttlebutt end point: how long a key lives after
+    /// its update's timestamp, in ms (then it is removed, and the streams
+    /// told).
+    #[arg(long, env = "PEERWIRE_SIGCHAN_EXPIRY_MS", default_value_t = 60_000)]
+    pub sigchan_expiry_ms: u64,
+
     /// How long a dropped client may take to reclaim its id, in ms; also
     /// how long after a restart the owners of ids may reclaim them with
     /// their tokens ahead of anyone else.
@@ -515,6 +531,9 @@ impl Config {
                     "--stun-public-host {host:?} must be a host name or an IP address, without a port"
                 ));
             }
+        }
+        if self.sigchan_expiry_ms == 0 {
+            return Err("--sigchan-expiry-ms must be above 0".to_string());
         }
         if self.heartbeat_interval_ms == 0 || self.heartbeat_timeout_ms == 0 || self.sweep_ms == 0 {
             return Err(

@@ -194,6 +194,12 @@ pub async fn run(
                         }
                         None
                     }
+                    Out::SendThen(m, requests) => {
+                        for r in requests {
+                            app.hub.handle(conn, r, Instant::now());
+                        }
+                        Some(m)
+                    }
                     Out::Close(code) => {
                         close_once(&closing, code);
                         None

@@ -68,6 +68,8 @@ pub struct App {
     pub metrics_elsewhere: Option<SocketAddr>,
     /// The PeerJS tokens of ids registered through `/peerjs`.
     pub peerjs_tokens: frontends::peerjs::Tokens,
+    /// The signal-channel namespaces with open streams.
+    pub sigchan_namespaces: frontends::sigchan::Namespaces,
 }
 
 /// The HTTP routes: `/ws`, `/healthz`, `/metrics` (a 404 when
@@ -88,6 +90,15 @@ pub fn router(app: Arc<App>) -> Router {
         router = router
             .route("/listen/{handle}", get(signaller_listen))
             .route("/connect/{handle}", get(signaller_connect));
+    }
+    if app.config.sigchan_max_namespaces > 0 {
+        use frontends::sigchan::PREFIX;
+        router = router
+            .route(&format!("{PREFIX}/{{endpoint}}"), get(sigchan_default))
+            .route(
+                &format!("{PREFIX}/{{endpoint}}/{{namespace}}"),
+                get(sigchan_named),
+            );
     }
     if let Some(key) = &app.config.peerjs_key.0 {
         router = router
@@ -357,6 +368,102 @@ async fn signaller_connect(
     let max = app.config.signaller_max_messages;
     let connection = frontends::signaller::Connection::new(handle, Role::Connect, max);
     upgrade(request, Some(frontends::Dialect::Signaller(connection)))
+}
+
+/// signal-channel's `/signal-channel/<end point>`: the default namespace.
+#[allow(clippy::too_many_arguments)]
+async fn sigchan_default(
+    ws: WebSocketUpgrade,
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer_addr): ConnectInfo<SocketAddr>,
+    arrived_on: Option<Extension<ArrivedOn>>,
+    upgraded: Option<Extension<idle::Upgraded>>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+    axum::extract::Path(endpoint): axum::extract::Path<String>,
+) -> Response {
+    let request = Upgrade {
+        ws,
+        app,
+        peer_addr,
+        arrived_on: arrived_on.map(|Extension(a)| a),
+        upgraded: upgraded.map(|Extension(u)| u).unwrap_or_default(),
+        headers,
+        uri,
+    };
+    let namespace = frontends::sigchan::DEFAULT_NAMESPACE.to_string();
+    sigchan_upgrade(request, &endpoint, namespace)
+}
+
+/// signal-channel's `/signal-channel/<end point>/<namespace>` (the
+/// namespace percent-encoded).
+#[allow(clippy::too_many_arguments)]
+async fn sigchan_named(
+    ws: WebSocketUpgrade,
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer_addr): ConnectInfo<SocketAddr>,
+    arrived_on: Option<Extension<ArrivedOn>>,
+    upgraded: Option<Extension<idle::Upgraded>>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+    axum::extract::Path((endpoint, namespace)): axum::extract::Path<(String, String)>,
+) -> Response {
+    let request = Upgrade {
+        ws,
+        app,
+        peer_addr,
+        arrived_on: arrived_on.map(|Extension(a)| a),
+        upgraded: upgraded.map(|Extension(u)| u).unwrap_or_default(),
+        headers,
+        uri,
+    };
+    sigchan_upgrade(request, &endpoint, namespace)
+}
+
+/// A signal-channel stream: 404 for an unknown end point or a namespace
+/// the broker does not take, 503 when `--sigchan-max-namespaces` are open
+/// and this is a new one.
+fn sigchan_upgrade(request: Upgrade, endpoint: &str, namespace: String) -> Response {
+    use axum::http::StatusCode;
+    use frontends::sigchan::{Connection, Endpoint, namespace_room, valid_namespace};
+    let Some(endpoint) = Endpoint::from_path(endpoint) else {
+        return (
+            StatusCode::NOT_FOUND,
+            "signal-channel's end points are echo, scuttlebutt and relay\n",
+        )
+            .into_response();
+    };
+    if !valid_namespace(&namespace) {
+        return (
+            StatusCode::NOT_FOUND,
+            "a signal-channel namespace is 1 to 256 bytes without control characters\n",
+        )
+            .into_response();
+    }
+    let app = request.app.clone();
+    let max = app.config.sigchan_max_namespaces;
+    let Some(lease) = app
+        .sigchan_namespaces
+        .lease(&namespace_room(endpoint, &namespace), max)
+    else {
+        app.metrics.refuse("sigchan-namespaces");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{max} signal-channel namespaces are open (--sigchan-max-namespaces)\n"),
+        )
+            .into_response();
+    };
+    let connection = Connection::new(
+        endpoint,
+        namespace,
+        lease,
+        app.config.max_frame_bytes,
+        app.config.sigchan_expiry_ms,
+    );
+    upgrade(
+        request,
+        Some(frontends::Dialect::SignalChannel(Box::new(connection))),
+    )
 }
 
 /// PeerJS's `GET /<key>/id`: an id nobody holds, as plain text.
@@ -659,6 +766,7 @@ pub async fn serve_on(
         stun: stun_addr,
         metrics_elsewhere: metrics_addr,
         peerjs_tokens: Default::default(),
+        sigchan_namespaces: Default::default(),
     });
 
     let metrics_task = metrics_listener.map(|(listener, _)| {

@@ -8,6 +8,7 @@
 
 pub mod linkup;
 pub mod peerjs;
+pub mod sigchan;
 pub mod signaller;
 pub mod sigver;
 
@@ -20,6 +21,7 @@ pub enum Dialect {
     Signaller(signaller::Connection),
     Linkup(linkup::Connection),
     Sigver(sigver::Connection),
+    SignalChannel(Box<sigchan::Connection>),
 }
 
 /// What the connection does with a frame from its client.
@@ -37,6 +39,8 @@ pub enum Out {
     Hub(Vec<ClientMessage>),
     /// Send, then close normally.
     SendAndClose(Message),
+    /// Send, and make these requests (whose answers come after it).
+    SendThen(Message, Vec<ClientMessage>),
     Close(CloseCode),
     Nothing,
 }
@@ -49,6 +53,7 @@ impl Dialect {
             Dialect::Signaller(c) => c.start(),
             Dialect::Linkup(_) => Vec::new(),
             Dialect::Sigver(c) => c.start(),
+            Dialect::SignalChannel(c) => c.start(),
         }
     }
 
@@ -57,7 +62,10 @@ impl Dialect {
     pub fn releases_at_once(&self) -> bool {
         matches!(
             self,
-            Dialect::Signaller(_) | Dialect::Linkup(_) | Dialect::Sigver(_)
+            Dialect::Signaller(_)
+                | Dialect::Linkup(_)
+                | Dialect::Sigver(_)
+                | Dialect::SignalChannel(_)
         )
     }
 
@@ -67,7 +75,10 @@ impl Dialect {
     pub fn refusal(&self, text: &str, code: ErrorCode, detail: &str) -> Option<String> {
         match self {
             Dialect::Linkup(_) => Some(linkup::refusal(text, code, detail)),
-            Dialect::PeerJs(_) | Dialect::Signaller(_) | Dialect::Sigver(_) => None,
+            Dialect::PeerJs(_)
+            | Dialect::Signaller(_)
+            | Dialect::Sigver(_)
+            | Dialect::SignalChannel(_) => None,
         }
     }
 
@@ -92,6 +103,7 @@ impl Dialect {
                 linkup::Inbound::Ignore(why) => In::Nothing(why),
             },
             Dialect::Sigver(c) => sigver_in(c.text(text)),
+            Dialect::SignalChannel(c) => sigchan_in(c.text(text)),
         }
     }
 
@@ -104,6 +116,7 @@ impl Dialect {
             },
             Dialect::Signaller(c) => signaller_in(c.binary(bytes)),
             Dialect::Sigver(c) => sigver_in(c.binary()),
+            Dialect::SignalChannel(c) => sigchan_in(c.binary(bytes)),
         }
     }
 
@@ -138,6 +151,14 @@ impl Dialect {
                 sigver::Outbound::Close => Out::Close(CloseCode::PolicyViolation),
                 sigver::Outbound::Nothing => Out::Nothing,
             },
+            Dialect::SignalChannel(c) => match c.outbound(text) {
+                sigchan::Outbound::Text(t) => Out::Send(Message::Text(t.into())),
+                sigchan::Outbound::Binary(b) => Out::Send(Message::Binary(b.into())),
+                sigchan::Outbound::Hub(m) => Out::Hub(m),
+                sigchan::Outbound::TextThen(t, m) => Out::SendThen(Message::Text(t.into()), m),
+                sigchan::Outbound::Close(code) => Out::Close(code),
+                sigchan::Outbound::Nothing => Out::Nothing,
+            },
         }
     }
 
@@ -147,6 +168,7 @@ impl Dialect {
         match self {
             Dialect::PeerJs(_) | Dialect::Linkup(_) | Dialect::Sigver(_) => Vec::new(),
             Dialect::Signaller(c) => c.end(code),
+            Dialect::SignalChannel(c) => c.end(code),
         }
     }
 }
@@ -165,5 +187,13 @@ fn sigver_in(inbound: sigver::Inbound) -> In {
         sigver::Inbound::Ignore(why) => In::Nothing(why),
         // The close frame carries sigver's own code (`close_frame`).
         sigver::Inbound::Close => In::Close(CloseCode::PolicyViolation, Vec::new()),
+    }
+}
+
+fn sigchan_in(inbound: sigchan::Inbound) -> In {
+    match inbound {
+        sigchan::Inbound::Hub(m) => In::Hub(m),
+        sigchan::Inbound::Nothing(why) => In::Nothing(why),
+        sigchan::Inbound::Close(code, m) => In::Close(code, m),
     }
 }
