@@ -139,7 +139,7 @@ pub async fn run(
     broker_host: Option<String>,
     dialect: Option<Dialect>,
 ) {
-    let (tx, mut rx) = mpsc::channel::<Outgoing>(app.config.outbound_queue);
+    let (tx, mut rx) = mpsc::channel::<Box<Outgoing>>(app.config.outbound_queue);
     let (kill_tx, mut kill_rx) = oneshot::channel::<CloseCode>();
     let conn = app.hub.connect(tx, kill_tx, grant, broker_host, Some(ip));
     // A client of another protocol (see `frontends`): its id is registered
@@ -174,7 +174,7 @@ pub async fn run(
             writing.push(o.into_held());
         }
     };
-    let mut outgoing = |o: Outgoing| -> Option<Message> {
+    let mut outgoing = |o: Box<Outgoing>| -> Option<Message> {
         if registered.is_none() {
             registered = crate::access::registered_id(&o.frame);
         }
@@ -210,7 +210,7 @@ pub async fn run(
             (Some(_), Frame::Binary(_)) => None,
             _ => Some(o.frame.clone().into_message()),
         };
-        unwritten.put(Some(o));
+        unwritten.put(Some(*o));
         message
     };
     let (mut sink, mut stream) = socket.split();

@@ -48,7 +48,7 @@ const SLOTS: usize = 4;
 
 struct Slot {
     conn: ConnId,
-    rx: mpsc::Receiver<Outgoing>,
+    rx: mpsc::Receiver<Box<Outgoing>>,
     _kill: oneshot::Receiver<CloseCode>,
     /// The last resume token this connection was given.
     token: Option<(String, String)>,
@@ -102,7 +102,7 @@ fn config() -> HubConfig {
 
 /// Reads what a connection was sent; remembers resume tokens.
 fn drain(slot: &mut Slot) {
-    while let Ok(Outgoing { frame, .. }) = slot.rx.try_recv() {
+    while let Ok(frame) = slot.rx.try_recv().map(|o| o.frame) {
         let Some(text) = frame.as_text() else {
             continue;
         };

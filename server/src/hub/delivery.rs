@@ -196,7 +196,7 @@ impl State {
         let sent = match charge {
             Ok(charge) => {
                 out.charge = Some(charge);
-                entry.tx.try_send(out)
+                entry.tx.try_send(Box::new(out))
             }
             Err(i) => {
                 let limit = if i == 0 {
@@ -205,7 +205,7 @@ impl State {
                     Limit::IpQueuedBytes
                 };
                 self.metrics.budget_refused(limit);
-                Err(mpsc::error::TrySendError::Full(out))
+                Err(mpsc::error::TrySendError::Full(Box::new(out)))
             }
         };
         match sent {

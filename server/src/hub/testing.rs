@@ -44,7 +44,7 @@ pub fn config() -> HubConfig {
 }
 
 struct Client {
-    rx: mpsc::Receiver<Outgoing>,
+    rx: mpsc::Receiver<Box<Outgoing>>,
     /// Frames read but not yet returned (those after a request's reply).
     unread: Vec<Value>,
     /// Binary (relay) frames read but not yet returned.

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 struct Link {
     conn: hub::ConnId,
-    rx: mpsc::Receiver<Outgoing>,
+    rx: mpsc::Receiver<Box<Outgoing>>,
     kill: oneshot::Receiver<CloseCode>,
 }
 
