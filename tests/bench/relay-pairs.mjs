@@ -49,6 +49,12 @@ async function startBroker() {
     '--relay-max-pairs', String(PAIRS + 10), '--relay-max-per-peer', '4',
     '--max-connections-per-ip', String(2 * PAIRS + 10),
     '--ip-rate-limit', '100000', '--ip-rate-burst', '100000',
+    // Every client is on loopback, one address: the per-address byte
+    // budget (16 MiB) is what many pairs of real clients would have each,
+    // and this script's senders do not wait for their receivers as the
+    // SDK's windows do.
+    '--ip-queued-bytes', big, '--outbound-queue-bytes', String(2 ** 32),
+    '--rate-limit', '1000000', '--rate-burst', '1000000',
   ];
   const broker = spawn(BIN, args, { stdio: ['ignore', 'ignore', 'inherit'] });
   const deadline = Date.now() + 10_000;
@@ -62,6 +68,11 @@ async function startBroker() {
   return { broker, url: `ws://127.0.0.1:${port}/ws` };
 }
 
+/** Set once the figures are printed: closes after it are expected. */
+let finished = false;
+/** The broker process, stopped on the way out whatever happens. */
+let brokerProcess;
+
 /** A registered client; `next(type)` resolves its next message of that type. */
 function client(url, id) {
   const ws = new WebSocket(url);
@@ -70,10 +81,16 @@ function client(url, id) {
   ws.on('message', (data, binary) => {
     if (binary) return ws.emit('relayed', data);
     const m = JSON.parse(data.toString());
-    if (m.type === 'error' || m.type === 'relay-closed') console.error(`${id}:`, m);
+    if (m.type === 'error' || (m.type === 'relay-closed' && !finished)) console.error(`${id}:`, m);
     waiting.get(m.type)?.(m);
   });
   const next = (type) => new Promise((resolve) => waiting.set(type, resolve));
+  ws.on('close', (code, reason) => {
+    if (finished) return;
+    console.error(`${id}: the broker closed the connection mid-run: ${code} ${reason}`);
+    brokerProcess?.kill();
+    process.exit(1);
+  });
   const ready = new Promise((resolve, reject) => {
     ws.on('open', () => {
       next('registered').then(resolve);
@@ -121,6 +138,7 @@ function transfer({ a, b }) {
 }
 
 const { broker, url } = await startBroker();
+brokerProcess = broker;
 try {
   const pairs = [];
   for (let i = 0; i < PAIRS; i++) pairs.push(await pair(url, i));
@@ -133,6 +151,7 @@ try {
   console.log(`relay, ${PAIRS} pairs × ${MIB} MiB one way through one broker (${BIN}):`);
   console.log(`  ${mb.toFixed(0)} MB in ${secs.toFixed(2)} s = ${(mb / secs).toFixed(1)} MB/s in total, ${((mb / secs) / PAIRS).toFixed(2)} MB/s per pair`);
   console.log(`  broker CPU ${cpu.toFixed(2)} s (${((100 * cpu) / secs).toFixed(0)} % of one core) = ${(mb / cpu).toFixed(0)} MB relayed per broker CPU second`);
+  finished = true;
   for (const { a, b } of pairs) { a.ws.close(); b.ws.close(); }
 } finally {
   broker.kill();
