@@ -9,6 +9,7 @@
 pub mod linkup;
 pub mod peerjs;
 pub mod signaller;
+pub mod smoke;
 
 use axum::extract::ws::Message;
 use peerwire::protocol::{ClientMessage, CloseCode, ErrorCode};
@@ -18,6 +19,7 @@ pub enum Dialect {
     PeerJs(peerjs::Connection),
     Signaller(signaller::Connection),
     Linkup(linkup::Connection),
+    Smoke(smoke::Connection),
 }
 
 /// What the connection does with a frame from its client.
@@ -45,6 +47,7 @@ impl Dialect {
         match self {
             Dialect::PeerJs(c) => vec![c.register(tokens)],
             Dialect::Signaller(c) => c.start(),
+            Dialect::Smoke(c) => c.start(),
             Dialect::Linkup(_) => Vec::new(),
         }
     }
@@ -52,7 +55,10 @@ impl Dialect {
     /// Whether the id is released as soon as the connection ends (there is
     /// no resume in the protocol), rather than held for the grace window.
     pub fn releases_at_once(&self) -> bool {
-        matches!(self, Dialect::Signaller(_) | Dialect::Linkup(_))
+        matches!(
+            self,
+            Dialect::Signaller(_) | Dialect::Linkup(_) | Dialect::Smoke(_)
+        )
     }
 
     /// What answers a message the broker refuses by closing the connection
@@ -61,7 +67,7 @@ impl Dialect {
     pub fn refusal(&self, text: &str, code: ErrorCode, detail: &str) -> Option<String> {
         match self {
             Dialect::Linkup(_) => Some(linkup::refusal(text, code, detail)),
-            Dialect::PeerJs(_) | Dialect::Signaller(_) => None,
+            Dialect::PeerJs(_) | Dialect::Signaller(_) | Dialect::Smoke(_) => None,
         }
     }
 
@@ -76,6 +82,11 @@ impl Dialect {
                 linkup::Inbound::Hub(m) => In::Hub(vec![m]),
                 linkup::Inbound::Ignore(why) => In::Nothing(why),
             },
+            Dialect::Smoke(c) => match c.text(text) {
+                smoke::Inbound::Hub(m) => In::Hub(vec![m]),
+                smoke::Inbound::Ignore(why) => In::Nothing(why),
+                smoke::Inbound::Close(code) => In::Close(code, Vec::new()),
+            },
         }
     }
 
@@ -87,6 +98,8 @@ impl Dialect {
                 linkup::Inbound::Ignore(why) => In::Nothing(why),
             },
             Dialect::Signaller(c) => signaller_in(c.binary(bytes)),
+            // smoke's hub reads every frame as JSON text.
+            Dialect::Smoke(_) => In::Close(CloseCode::InvalidPayload, Vec::new()),
         }
     }
 
@@ -114,6 +127,11 @@ impl Dialect {
                 Some(t) => Out::Send(Message::Text(t.into())),
                 None => Out::Nothing,
             },
+            Dialect::Smoke(c) => match c.outbound(text) {
+                smoke::Outbound::Send(t) => Out::Send(Message::Text(t.into())),
+                smoke::Outbound::Close(code) => Out::Close(code),
+                smoke::Outbound::Nothing => Out::Nothing,
+            },
         }
     }
 
@@ -121,7 +139,7 @@ impl Dialect {
     /// client sent (`None`: no close frame) or the broker's.
     pub fn ended(&mut self, code: CloseCode) -> Vec<ClientMessage> {
         match self {
-            Dialect::PeerJs(_) | Dialect::Linkup(_) => Vec::new(),
+            Dialect::PeerJs(_) | Dialect::Linkup(_) | Dialect::Smoke(_) => Vec::new(),
             Dialect::Signaller(c) => c.end(code),
         }
     }
