@@ -145,7 +145,11 @@ async fn bad_frames_close_with_1007_and_the_limits_of_ws_hold() {
         let mut n = Node::connect(&b).await;
         n.c.send_raw_lossy(bad).await;
         let (got, close) = n.c.drain_until_closed().await;
-        assert_eq!(close.map(|c| c.0), Some(1007), "{bad}: {got:?}");
+        assert_eq!(
+            close,
+            Some((1007, "invalid frame payload".to_string())),
+            "{bad}: {got:?}"
+        );
     }
     let mut n = Node::connect(&b).await;
     n.c.send_binary_lossy(vec![1, 2, 3]).await;
