@@ -84,6 +84,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/ws", get(ws_upgrade))
         .route(frontends::linkup::PATH, get(linkup_upgrade))
         .route(frontends::sigver::PATH, get(sigver_upgrade))
+        .route(frontends::smoke::PATH, get(smoke_upgrade))
         .route("/healthz", get(healthz))
         .route("/metrics", metrics);
     if app.config.signaller_max_messages > 0 {
@@ -250,6 +251,30 @@ async fn sigver_upgrade(
     };
     let connection = frontends::sigver::Connection::new();
     upgrade(request, Some(frontends::Dialect::Sigver(connection)))
+}
+
+/// smoke's hub protocol (`frontends::smoke`): the node gets an assigned
+/// id as its address at once.
+async fn smoke_upgrade(
+    ws: WebSocketUpgrade,
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer_addr): ConnectInfo<SocketAddr>,
+    arrived_on: Option<Extension<ArrivedOn>>,
+    upgraded: Option<Extension<idle::Upgraded>>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    let request = Upgrade {
+        ws,
+        app,
+        peer_addr,
+        arrived_on: arrived_on.map(|Extension(a)| a),
+        upgraded: upgraded.map(|Extension(u)| u).unwrap_or_default(),
+        headers,
+        uri,
+    };
+    let connection = frontends::smoke::Connection::new();
+    upgrade(request, Some(frontends::Dialect::Smoke(connection)))
 }
 
 /// PeerJS's WebSocket (`frontends::peerjs`): its `id`, `token` and `key`

@@ -326,7 +326,7 @@ impl CloseCode {
             Self::Normal => "normal",
             Self::GoingAway => "broker shutting down",
             Self::ProtocolError => "websocket protocol error",
-            Self::InvalidPayload => "text frame is not utf-8",
+            Self::InvalidPayload => "invalid frame payload",
             Self::PolicyViolation => "policy violation",
             Self::MessageTooBig => "message too big",
             Self::InternalError => "internal error",

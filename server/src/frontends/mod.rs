@@ -11,6 +11,7 @@ pub mod peerjs;
 pub mod sigchan;
 pub mod signaller;
 pub mod sigver;
+pub mod smoke;
 
 use axum::extract::ws::Message;
 use peerwire::protocol::{ClientMessage, CloseCode, ErrorCode};
@@ -22,6 +23,7 @@ pub enum Dialect {
     Linkup(linkup::Connection),
     Sigver(sigver::Connection),
     SignalChannel(Box<sigchan::Connection>),
+    Smoke(smoke::Connection),
 }
 
 /// What the connection does with a frame from its client.
@@ -51,6 +53,7 @@ impl Dialect {
         match self {
             Dialect::PeerJs(c) => vec![c.register(tokens)],
             Dialect::Signaller(c) => c.start(),
+            Dialect::Smoke(c) => c.start(),
             Dialect::Linkup(_) => Vec::new(),
             Dialect::Sigver(c) => c.start(),
             Dialect::SignalChannel(c) => c.start(),
@@ -66,6 +69,7 @@ impl Dialect {
                 | Dialect::Linkup(_)
                 | Dialect::Sigver(_)
                 | Dialect::SignalChannel(_)
+                | Dialect::Smoke(_)
         )
     }
 
@@ -78,7 +82,8 @@ impl Dialect {
             Dialect::PeerJs(_)
             | Dialect::Signaller(_)
             | Dialect::Sigver(_)
-            | Dialect::SignalChannel(_) => None,
+            | Dialect::SignalChannel(_)
+            | Dialect::Smoke(_) => None,
         }
     }
 
@@ -104,6 +109,11 @@ impl Dialect {
             },
             Dialect::Sigver(c) => sigver_in(c.text(text)),
             Dialect::SignalChannel(c) => sigchan_in(c.text(text)),
+            Dialect::Smoke(c) => match c.text(text) {
+                smoke::Inbound::Hub(m) => In::Hub(vec![m]),
+                smoke::Inbound::Ignore(why) => In::Nothing(why),
+                smoke::Inbound::Close(code) => In::Close(code, Vec::new()),
+            },
         }
     }
 
@@ -117,6 +127,8 @@ impl Dialect {
             Dialect::Signaller(c) => signaller_in(c.binary(bytes)),
             Dialect::Sigver(c) => sigver_in(c.binary()),
             Dialect::SignalChannel(c) => sigchan_in(c.binary(bytes)),
+            // smoke's hub reads every frame as JSON text.
+            Dialect::Smoke(_) => In::Close(CloseCode::InvalidPayload, Vec::new()),
         }
     }
 
@@ -159,6 +171,11 @@ impl Dialect {
                 sigchan::Outbound::Close(code) => Out::Close(code),
                 sigchan::Outbound::Nothing => Out::Nothing,
             },
+            Dialect::Smoke(c) => match c.outbound(text) {
+                smoke::Outbound::Send(t) => Out::Send(Message::Text(t.into())),
+                smoke::Outbound::Close(code) => Out::Close(code),
+                smoke::Outbound::Nothing => Out::Nothing,
+            },
         }
     }
 
@@ -166,7 +183,9 @@ impl Dialect {
     /// client sent (`None`: no close frame) or the broker's.
     pub fn ended(&mut self, code: CloseCode) -> Vec<ClientMessage> {
         match self {
-            Dialect::PeerJs(_) | Dialect::Linkup(_) | Dialect::Sigver(_) => Vec::new(),
+            Dialect::PeerJs(_) | Dialect::Linkup(_) | Dialect::Sigver(_) | Dialect::Smoke(_) => {
+                Vec::new()
+            }
             Dialect::Signaller(c) => c.end(code),
             Dialect::SignalChannel(c) => c.end(code),
         }
