@@ -151,6 +151,8 @@ mod tests {
             grace_ms: 10_000,
             protocol: 1,
             rooms: Vec::new(),
+            rate_limit: None,
+            rate_burst: None,
         };
         let frame = Frame::Text(reply.encode().into());
         assert_eq!(registered_id(&frame).as_deref(), Some("alice"));

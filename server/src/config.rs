@@ -114,9 +114,37 @@ pub struct Config {
     #[arg(long, env = "PEERWIRE_TURN_TTL_SECS", default_value_t = 86_400)]
     pub turn_ttl_secs: u64,
 
-    /// How long a dropped client may take to reclaim its id, in ms.
+    /// The `key` of PeerJS's protocol, served at `/peerjs` and
+    /// `/<key>/id` for unmodified PeerJS clients; `off` turns it off.
+    #[arg(long, env = "PEERWIRE_PEERJS_KEY", default_value = "peerjs", value_parser = peerjs_key)]
+    pub peerjs_key: PeerJsKey,
+
+    /// signaller's protocol (`/listen/<handle>`, `/connect/<handle>`): the
+    /// messages one side of a pipe may send before both are closed with
+    /// 4002; `0` turns the protocol off.
+    #[arg(long, env = "PEERWIRE_SIGNALLER_MAX_MESSAGES", default_value_t = 64)]
+    pub signaller_max_messages: usize,
+
+    /// How long a dropped client may take to reclaim its id, in ms; also
+    /// how long after a restart the owners of ids may reclaim them with
+    /// their tokens ahead of anyone else.
     #[arg(long, env = "PEERWIRE_GRACE_MS", default_value_t = limits::GRACE_MS)]
     pub grace_ms: u64,
+
+    /// Folder where the broker keeps what outlives a restart: the key its
+    /// resume tokens are signed with (file `resume-key`, mode 0600).
+    /// Default: $STATE_DIRECTORY (systemd's StateDirectory=), else
+    /// $XDG_STATE_HOME/peerwire-broker, else ~/.local/state/peerwire-broker.
+    /// If it cannot be used the broker says so and ids do not survive a
+    /// restart.
+    #[arg(long, env = "PEERWIRE_STATE_DIR", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Sign resume tokens with a key derived from this secret instead of
+    /// the state directory's key file: brokers given the same secret
+    /// honour each other's tokens after a restart.
+    #[arg(long, env = "PEERWIRE_RESUME_SECRET", hide_env_values = true)]
+    pub resume_secret: Option<String>,
 
     /// Interval between WebSocket pings to each client, in ms.
     #[arg(long, env = "PEERWIRE_HEARTBEAT_INTERVAL_MS", default_value_t = limits::HEARTBEAT_INTERVAL_MS)]
@@ -382,6 +410,12 @@ impl Config {
                 total_rate: self.relay_total_rate,
                 ..RelayConfig::default()
             },
+            // Whole messages (a client cannot send a fraction of one); at
+            // least one, as the broker always lets one through.
+            message_rate: Some((
+                (self.rate_limit.floor() as u64).max(1),
+                (self.rate_burst.floor() as u64).max(1),
+            )),
         })
     }
 
@@ -395,9 +429,23 @@ impl Config {
         )
     }
 
+    /// The state directory: `--state-dir`, else the default one (see
+    /// [`crate::state::default_dir`]); `None` when no variable names one.
+    pub fn state_dir(&self) -> Option<PathBuf> {
+        self.state_dir
+            .clone()
+            .or_else(|| crate::state::default_dir(|name| std::env::var_os(name)))
+    }
+
     /// Checks what clap cannot: URL schemes and non-zero timings.
     pub fn validate(&self) -> Result<(), String> {
         self.auth_policy()?;
+        if self.resume_secret.as_deref().is_some_and(|s| s.len() < 32) {
+            return Err(
+                "--resume-secret must be at least 32 bytes (or leave it out: the key is kept in --state-dir)"
+                    .into(),
+            );
+        }
         for url in &self.ice_servers {
             if !["stun:", "stuns:", "turn:", "turns:"]
                 .iter()
@@ -569,5 +617,29 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Json);
         let err = parse(&["--log-format", "xml"]).unwrap_err();
         assert!(err.contains("--log-format") && err.contains("xml"), "{err}");
+    }
+}
+
+/// `--peerjs-key`: the key, or `None` for `off`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerJsKey(pub Option<String>);
+
+/// `--peerjs-key`: `off`, or a key PeerJS clients can send (letters,
+/// digits, `-` and `_`; it is also a path segment).
+fn peerjs_key(value: &str) -> Result<PeerJsKey, String> {
+    if value == "off" {
+        return Ok(PeerJsKey(None));
+    }
+    let fits = !value.is_empty()
+        && value.len() <= 64
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if fits {
+        Ok(PeerJsKey(Some(value.to_string())))
+    } else {
+        Err(format!(
+            "{value:?} is not a PeerJS key this broker can serve: use 1-64 letters, digits, - or _ (or `off`)"
+        ))
     }
 }

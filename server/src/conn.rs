@@ -12,12 +12,13 @@
 //! hub forwarded does not (the relay's byte caps pace those), one it
 //! dropped does.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
-use peerwire::protocol::{ClientMessage, CloseCode};
+use peerwire::protocol::{ClientMessage, CloseCode, ErrorCode, ServerMessage};
 
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{MissedTickBehavior, interval, timeout};
@@ -25,7 +26,8 @@ use tokio::time::{MissedTickBehavior, interval, timeout};
 use crate::App;
 use crate::access::ClosedBy;
 use crate::auth::Grant;
-use crate::hub::{Outgoing, Relayed};
+use crate::frontends::{Dialect, In, Out};
+use crate::hub::{Frame, Outgoing, Relayed};
 
 /// How a connection ended.
 enum Ending {
@@ -38,6 +40,80 @@ enum Ending {
     /// The hub already closed this connection (and already updated its
     /// state); just send the close frame.
     Killed(CloseCode),
+}
+
+/// Records the code a dialect asks to close with; the first one stands.
+fn close_once(closing: &AtomicU16, code: CloseCode) {
+    let _ = closing.compare_exchange(0, code.code(), Ordering::Relaxed, Ordering::Relaxed);
+}
+
+/// The code a dialect asked to close with, if it did.
+fn closing_code(closing: &AtomicU16) -> Option<CloseCode> {
+    CloseCode::from_code(closing.load(Ordering::Relaxed))
+}
+
+/// Makes the requests a dialect's client frame asks for; the ending, when
+/// it asks to close.
+fn carry(app: &Arc<App>, conn: crate::hub::ConnId, inbound: In) -> Option<Ending> {
+    match inbound {
+        In::Hub(requests) => {
+            for r in requests {
+                app.hub.handle(conn, r, Instant::now());
+            }
+            None
+        }
+        In::Nothing(why) => {
+            tracing::debug!(conn, why, "a message of another protocol not carried");
+            None
+        }
+        In::Close(code, requests) => {
+            for r in requests {
+                app.hub.handle(conn, r, Instant::now());
+            }
+            Some(Ending::Close(code))
+        }
+    }
+}
+
+/// Hands a `register` to the hub. In a network of brokers the id is
+/// claimed in Redis first, and the connection's next frames wait for the
+/// answer. The claim runs in a task of its own: if this connection ends
+/// meanwhile (its register time runs out), what Redis answers is still
+/// taken, or given back.
+async fn register(app: &Arc<App>, conn: crate::hub::ConnId, msg: ClientMessage) {
+    if app.config.redis.is_none() {
+        return app.hub.handle(conn, msg, Instant::now());
+    }
+    if let Some(claim) = app.hub.begin_register(conn, msg, Instant::now()) {
+        let app = app.clone();
+        let _ = tokio::spawn(async move {
+            let outcome = app.hub.claim(claim.clone()).await;
+            app.hub
+                .finish_register(conn, claim, outcome, Instant::now());
+        })
+        .await;
+    }
+}
+
+/// Locks a mutex that is never contended (it is shared by the futures of
+/// one task) and cannot be poisoned in a way that matters here.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The frame a connection's writer is handing to its socket (shared by
+/// the writer and the code that runs after it ends, in one task; the lock
+/// is never contended).
+struct Slot(Mutex<Option<Outgoing>>);
+
+impl Slot {
+    fn put(&self, frame: Option<Outgoing>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = frame;
+    }
+
+    fn take(&self) -> Option<Outgoing> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
+    }
 }
 
 /// How long a single write may take before the client counts as stuck.
@@ -54,20 +130,66 @@ pub async fn run(
     ip: std::net::IpAddr,
     grant: Option<Grant>,
     broker_host: Option<String>,
+    dialect: Option<Dialect>,
 ) {
     let (tx, mut rx) = mpsc::channel::<Outgoing>(app.config.outbound_queue);
     let (kill_tx, mut kill_rx) = oneshot::channel::<CloseCode>();
     let conn = app.hub.connect(tx, kill_tx, grant, broker_host);
+    // A client of another protocol (see `frontends`): its id is registered
+    // at once, and its frames are translated both ways.
+    let dialect = dialect.map(Mutex::new);
+    if let Some(d) = &dialect {
+        let start = lock(d).start(&app.peerjs_tokens);
+        for msg in start {
+            match msg {
+                ClientMessage::Register { .. } => register(&app, conn, msg).await,
+                _ => app.hub.handle(conn, msg, Instant::now()),
+            }
+        }
+    }
+    // The code to close with when the dialect ends the connection (0: none).
+    let closing = AtomicU16::new(0);
     app.metrics.connections_total.inc();
     let opened_at = Instant::now();
     crate::access::opened(ip, conn);
     // The id the hub confirmed to this client, for the access log.
     let mut registered: Option<String> = None;
-    let mut outgoing = |o: Outgoing| {
+    // The frame the writer is handing to the socket: until the socket has
+    // taken it, it is the hub's to deliver again if the connection ends (a
+    // write cut short must not lose it).
+    let unwritten = Slot(Mutex::new(None));
+    let mut outgoing = |o: Outgoing| -> Option<Message> {
         if registered.is_none() {
             registered = crate::access::registered_id(&o.frame);
         }
-        o.into_message()
+        let message = match (&dialect, &o.frame) {
+            (Some(d), Frame::Text(text)) => {
+                let holds = |id: &str| app.hub.holds(id);
+                let out = lock(d).outbound(text.as_str(), &app.peerjs_tokens, holds);
+                match out {
+                    Out::Send(m) => Some(m),
+                    Out::SendAndClose(m) => {
+                        close_once(&closing, CloseCode::Normal);
+                        Some(m)
+                    }
+                    Out::Hub(requests) => {
+                        for r in requests {
+                            app.hub.handle(conn, r, Instant::now());
+                        }
+                        None
+                    }
+                    Out::Close(code) => {
+                        close_once(&closing, code);
+                        None
+                    }
+                    Out::Nothing => None,
+                }
+            }
+            (Some(_), Frame::Binary(_)) => None,
+            _ => Some(o.frame.clone().into_message()),
+        };
+        unwritten.put(Some(o));
+        message
     };
     let (mut sink, mut stream) = socket.split();
     let heartbeat_every = Duration::from_millis(app.config.heartbeat_interval_ms);
@@ -80,6 +202,9 @@ pub async fn run(
         Instant::now(),
     );
     let register_within = Duration::from_millis(app.config.register_timeout_ms);
+    // The answer to a message refused by closing the connection (4002 over
+    // the rate, 1009 too big): its sender is told which message was lost.
+    let mut refused: Option<String> = None;
 
     let ending = {
         let writer = async {
@@ -91,7 +216,18 @@ pub async fn run(
                     biased;
                     code = &mut kill_rx => return Ending::Killed(code.unwrap_or(CloseCode::GoingAway)),
                     frame = rx.recv() => match frame {
-                        Some(o) => outgoing(o),
+                        Some(o) => match outgoing(o) {
+                            Some(message) => message,
+                            // Nothing for this client in its protocol (or
+                            // the end of the connection).
+                            None => {
+                                unwritten.put(None);
+                                if let Some(code) = closing_code(&closing) {
+                                    return Ending::Close(code);
+                                }
+                                continue;
+                            }
+                        },
                         None => return Ending::Killed(CloseCode::GoingAway),
                     },
                     _ = ping.tick() => Message::Ping(Default::default()),
@@ -101,21 +237,44 @@ pub async fn run(
                 // queue is written before anything else can happen.
                 let write = async {
                     sink.feed(out).await?;
+                    unwritten.put(None);
                     for _ in 0..WRITE_BATCH {
+                        // Nothing after what ends the connection.
+                        if closing_code(&closing).is_some() {
+                            break;
+                        }
                         match rx.try_recv() {
-                            Ok(o) => sink.feed(outgoing(o)).await?,
+                            Ok(o) => {
+                                if let Some(message) = outgoing(o) {
+                                    sink.feed(message).await?;
+                                }
+                                unwritten.put(None);
+                            }
                             Err(_) => break,
                         }
                     }
                     sink.flush().await
                 };
-                match patient_timeout(WRITE_TIMEOUT, write).await {
+                // The hub's close switch also ends a write that is stuck
+                // (a client that stopped reading): the connection's
+                // unsent frames go back to the hub at once, not after the
+                // write timeout, so that a resuming client gets them first.
+                let written = tokio::select! {
+                    biased;
+                    code = &mut kill_rx => return Ending::Killed(code.unwrap_or(CloseCode::GoingAway)),
+                    written = patient_timeout(WRITE_TIMEOUT, write) => written,
+                };
+                match written {
+                    Ok(Ok(())) if closing_code(&closing).is_some() => {
+                        return Ending::Close(closing_code(&closing).unwrap_or(CloseCode::Normal));
+                    }
                     Ok(Ok(())) => {}
                     Ok(Err(_)) => return Ending::Lost,
                     Err(_) => return Ending::Close(CloseCode::SlowConsumer),
                 }
             }
         };
+        let refused = &mut refused;
         let reader = async {
             loop {
                 let frame = match patient_timeout(silence_limit, stream.next()).await {
@@ -140,42 +299,50 @@ pub async fn run(
                 };
                 match frame {
                     Message::Text(text) => {
+                        let native = dialect.is_none();
                         if !take_token() {
+                            if native {
+                                *refused = refusal(&text, ErrorCode::RateLimited);
+                            }
                             return Ending::Close(CloseCode::TooManyMessages);
                         }
                         if text.len() > max_frame {
+                            if native {
+                                *refused = refusal(&text, ErrorCode::TooBig);
+                            }
                             return Ending::Close(CloseCode::MessageTooBig);
                         }
+                        if let Some(d) = &dialect {
+                            let inbound = lock(d).text(text.as_str());
+                            if let Some(ending) = carry(&app, conn, inbound) {
+                                return ending;
+                            }
+                            continue;
+                        }
                         match ClientMessage::decode(text.as_str()) {
-                            // In a network of brokers the id is claimed in
-                            // Redis first; this connection's next frames
-                            // wait for the answer. The claim runs in a task
-                            // of its own: if this connection ends meanwhile
-                            // (its register time runs out), what Redis
-                            // answers is still taken, or given back.
-                            Ok(msg @ ClientMessage::Register { .. })
-                                if app.config.redis.is_some() =>
-                            {
-                                let now = Instant::now();
-                                if let Some(claim) = app.hub.begin_register(conn, msg, now) {
-                                    let app = app.clone();
-                                    let _ = tokio::spawn(async move {
-                                        let outcome = app.hub.claim(claim.clone()).await;
-                                        app.hub.finish_register(
-                                            conn,
-                                            claim,
-                                            outcome,
-                                            Instant::now(),
-                                        );
-                                    })
-                                    .await;
-                                }
+                            // (In a network of brokers, a claim in Redis
+                            // first: see `register`.)
+                            Ok(msg @ ClientMessage::Register { .. }) => {
+                                register(&app, conn, msg).await
                             }
                             Ok(msg) => app.hub.handle(conn, msg, Instant::now()),
                             Err(err) => app.hub.reject(conn, err, Instant::now()),
                         }
                     }
                     Message::Binary(bytes) => {
+                        if let Some(d) = &dialect {
+                            if !take_token() {
+                                return Ending::Close(CloseCode::TooManyMessages);
+                            }
+                            if bytes.len() > max_frame {
+                                return Ending::Close(CloseCode::MessageTooBig);
+                            }
+                            let inbound = lock(d).binary(&bytes);
+                            if let Some(ending) = carry(&app, conn, inbound) {
+                                return ending;
+                            }
+                            continue;
+                        }
                         if bytes.len() > max_binary {
                             return Ending::Close(CloseCode::MessageTooBig);
                         }
@@ -214,6 +381,26 @@ pub async fn run(
         }
     };
 
+    // A connection refused for what it sent can still read: what its queue
+    // holds now (answers to the messages before the refused one) is
+    // written ahead of the refusal, within the close's time.
+    if matches!(
+        ending,
+        Ending::Close(CloseCode::TooManyMessages | CloseCode::MessageTooBig)
+    ) {
+        let _ = timeout(Duration::from_secs(2), async {
+            while let Ok(o) = rx.try_recv() {
+                if let Some(message) = outgoing(o) {
+                    if sink.feed(message).await.is_err() {
+                        return;
+                    }
+                }
+                unwritten.put(None);
+            }
+            let _ = sink.flush().await;
+        })
+        .await;
+    }
     let (close_with, clean, by) = match ending {
         Ending::ClientClosed { code } => (
             None,
@@ -227,12 +414,42 @@ pub async fn run(
         }
         Ending::Killed(code) => (Some(code), false, ClosedBy::Broker(code)),
     };
+    // A client of another protocol: its last word to whom it talked to (a
+    // signaller pipe's other side closes with this side's code: 1000 for a
+    // normal close, 1011 for one without a close frame), and an id its
+    // protocol cannot resume is released at once.
+    let mut clean = clean;
+    if let Some(d) = &dialect {
+        let code = match &ending {
+            Ending::ClientClosed { code } => code
+                .and_then(CloseCode::from_code)
+                .filter(|c| *c == CloseCode::Normal)
+                .unwrap_or(CloseCode::InternalError),
+            Ending::Lost => CloseCode::InternalError,
+            Ending::Close(code) | Ending::Killed(code) => *code,
+        };
+        let last = lock(d).ended(code);
+        for r in last {
+            app.hub.handle(conn, r, Instant::now());
+        }
+        clean |= lock(d).releases_at_once();
+    }
     // First stop the hub sending here and take back what was never written.
-    app.hub.disconnect(conn, clean, Instant::now(), &mut rx);
+    let unwritten = unwritten.take();
+    let reason = app
+        .hub
+        .disconnect_with(conn, clean, Instant::now(), &mut rx, unwritten);
     if let Some(code) = close_with {
+        if let Some(answer) = refused {
+            let _ = timeout(
+                Duration::from_secs(2),
+                sink.send(Message::Text(answer.into())),
+            )
+            .await;
+        }
         let frame = CloseFrame {
             code: code.code(),
-            reason: code.reason().into(),
+            reason: reason.unwrap_or(code.reason()).into(),
         };
         let _ = timeout(
             Duration::from_secs(2),
@@ -254,6 +471,18 @@ pub async fn run(
     }
     let _ = timeout(Duration::from_secs(2), sink.close()).await;
     crate::access::closed(ip, conn, registered.as_deref(), by, opened_at.elapsed());
+}
+
+/// The error that answers a message the broker refuses by closing the
+/// connection: with its `rid` (and, for a signal, its target) when the
+/// message can be read, so the sender knows which one was lost.
+fn refusal(text: &str, code: ErrorCode) -> Option<String> {
+    let msg = ClientMessage::decode(text).ok()?;
+    let answer = match &msg {
+        ClientMessage::Signal { rid, to, .. } => ServerMessage::delivery_error(*rid, code, to),
+        other => ServerMessage::error(Some(other.rid()), code, ""),
+    };
+    Some(answer.encode())
 }
 
 /// The close code a read error calls for (RFC 6455, section 7.4.1), from
@@ -315,6 +544,27 @@ pub fn max_binary_frame(max_frame_bytes: usize, relay: bool) -> usize {
     } else {
         max_frame_bytes
     }
+}
+
+/// Sends `text` on a just-upgraded socket, then closes it normally (the
+/// way PeerJS's server refuses a connect: an `ERROR` message, then a
+/// close).
+pub async fn refuse_with_text(mut socket: WebSocket, text: String) {
+    let _ = timeout(
+        Duration::from_secs(2),
+        socket.send(Message::Text(text.into())),
+    )
+    .await;
+    let frame = CloseFrame {
+        code: CloseCode::Normal.code(),
+        reason: "".into(),
+    };
+    let _ = timeout(
+        Duration::from_secs(2),
+        socket.send(Message::Close(Some(frame))),
+    )
+    .await;
+    let _ = timeout(Duration::from_secs(2), socket.recv()).await;
 }
 
 /// Closes a just-upgraded socket at once with `code` and `reason` (cut to

@@ -89,6 +89,7 @@ fn config() -> HubConfig {
             total_rate: 3_000,
             intent_timeout: Duration::from_millis(30),
         },
+        message_rate: Some((50, 200)),
     }
 }
 

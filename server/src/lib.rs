@@ -18,6 +18,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod conn;
+pub mod frontends;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod fuzzing;
 pub mod hub;
@@ -26,6 +27,7 @@ pub mod idle;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;
+pub mod state;
 pub mod statics;
 pub mod stun;
 
@@ -64,6 +66,8 @@ pub struct App {
     /// Where `/metrics` is served instead of the main port
     /// (`--metrics-addr`), when it is.
     pub metrics_elsewhere: Option<SocketAddr>,
+    /// The PeerJS tokens of ids registered through `/peerjs`.
+    pub peerjs_tokens: frontends::peerjs::Tokens,
 }
 
 /// The HTTP routes: `/ws`, `/healthz`, `/metrics` (a 404 when
@@ -78,6 +82,17 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/ws", get(ws_upgrade))
         .route("/healthz", get(healthz))
         .route("/metrics", metrics);
+    if app.config.signaller_max_messages > 0 {
+        router = router
+            .route("/listen/{handle}", get(signaller_listen))
+            .route("/connect/{handle}", get(signaller_connect));
+    }
+    if let Some(key) = &app.config.peerjs_key.0 {
+        router = router
+            .route(frontends::peerjs::PATH, get(peerjs_upgrade))
+            .route(&format!("/{key}/id"), get(peerjs_id))
+            .route(&format!("/{key}/peers"), get(peerjs_peers));
+    }
     if app.config.static_dir.is_dir() {
         router = router.fallback_service(statics::service(&app.config.static_dir));
     }
@@ -164,9 +179,191 @@ async fn ws_upgrade(
     headers: axum::http::HeaderMap,
     uri: axum::http::Uri,
 ) -> Response {
-    use axum::http::StatusCode;
-    // Once upgraded, the WebSocket's heartbeats judge the connection.
+    let request = Upgrade {
+        ws,
+        app,
+        peer_addr,
+        arrived_on: arrived_on.map(|Extension(a)| a),
+        upgraded: upgraded.map(|Extension(u)| u).unwrap_or_default(),
+        headers,
+        uri,
+    };
+    upgrade(request, None)
+}
+
+/// PeerJS's WebSocket (`frontends::peerjs`): its `id`, `token` and `key`
+/// are checked as PeerJS's server checks them, and refused with its
+/// `ERROR` texts.
+async fn peerjs_upgrade(
+    ws: WebSocketUpgrade,
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer_addr): ConnectInfo<SocketAddr>,
+    arrived_on: Option<Extension<ArrivedOn>>,
+    upgraded: Option<Extension<idle::Upgraded>>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    let key = app.config.peerjs_key.0.clone().unwrap_or_default();
     let upgraded = upgraded.map(|Extension(u)| u).unwrap_or_default();
+    match frontends::peerjs::connect_params(uri.query(), &key) {
+        Ok((id, token)) => {
+            let request = Upgrade {
+                ws,
+                app,
+                peer_addr,
+                arrived_on: arrived_on.map(|Extension(a)| a),
+                upgraded,
+                headers,
+                uri,
+            };
+            let connection = frontends::peerjs::Connection::new(id, token);
+            upgrade(request, Some(frontends::Dialect::PeerJs(connection)))
+        }
+        Err(msg) => {
+            app.metrics.refuse("peerjs-parameters");
+            ws.on_upgrade(move |socket| async move {
+                upgraded.mark();
+                conn::refuse_with_text(socket, frontends::peerjs::error_text(msg)).await;
+            })
+        }
+    }
+}
+
+/// signaller's `/listen/<handle>`: 404 for a handle it would not route,
+/// 409 when someone listens on it already.
+#[allow(clippy::too_many_arguments)]
+async fn signaller_listen(
+    ws: WebSocketUpgrade,
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer_addr): ConnectInfo<SocketAddr>,
+    arrived_on: Option<Extension<ArrivedOn>>,
+    upgraded: Option<Extension<idle::Upgraded>>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+    axum::extract::Path(handle): axum::extract::Path<String>,
+) -> Response {
+    use frontends::signaller::{Role, key, valid_handle};
+    if !valid_handle(&handle) {
+        return (
+            axum::http::StatusCode::NOT_FOUND,
+            "not a signaller handle\n",
+        )
+            .into_response();
+    }
+    // (In a network of brokers the key may be on another broker: the hub
+    // decides after the upgrade, and a refusal closes with 1011.)
+    if app.config.redis.is_none() && app.hub.key_joiners(&key(&handle)).is_some() {
+        return (
+            axum::http::StatusCode::CONFLICT,
+            "someone listens on this handle\n",
+        )
+            .into_response();
+    }
+    let request = Upgrade {
+        ws,
+        app: app.clone(),
+        peer_addr,
+        arrived_on: arrived_on.map(|Extension(a)| a),
+        upgraded: upgraded.map(|Extension(u)| u).unwrap_or_default(),
+        headers,
+        uri,
+    };
+    let max = app.config.signaller_max_messages;
+    let connection = frontends::signaller::Connection::new(handle, Role::Listen, max);
+    upgrade(request, Some(frontends::Dialect::Signaller(connection)))
+}
+
+/// signaller's `/connect/<handle>`: 404 unless someone listens on the
+/// handle and nobody has connected to it yet.
+#[allow(clippy::too_many_arguments)]
+async fn signaller_connect(
+    ws: WebSocketUpgrade,
+    State(app): State<Arc<App>>,
+    ConnectInfo(peer_addr): ConnectInfo<SocketAddr>,
+    arrived_on: Option<Extension<ArrivedOn>>,
+    upgraded: Option<Extension<idle::Upgraded>>,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+    axum::extract::Path(handle): axum::extract::Path<String>,
+) -> Response {
+    use frontends::signaller::{Role, key, valid_handle};
+    let unpaired = app.config.redis.is_some() || app.hub.key_joiners(&key(&handle)) == Some(0);
+    if !valid_handle(&handle) || !unpaired {
+        return (
+            axum::http::StatusCode::NOT_FOUND,
+            "nobody listens on this handle\n",
+        )
+            .into_response();
+    }
+    let request = Upgrade {
+        ws,
+        app: app.clone(),
+        peer_addr,
+        arrived_on: arrived_on.map(|Extension(a)| a),
+        upgraded: upgraded.map(|Extension(u)| u).unwrap_or_default(),
+        headers,
+        uri,
+    };
+    let max = app.config.signaller_max_messages;
+    let connection = frontends::signaller::Connection::new(handle, Role::Connect, max);
+    upgrade(request, Some(frontends::Dialect::Signaller(connection)))
+}
+
+/// PeerJS's `GET /<key>/id`: an id nobody holds, as plain text.
+async fn peerjs_id(State(app): State<Arc<App>>) -> Response {
+    match app.hub.fresh_id() {
+        Some(id) => (
+            [
+                (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            ],
+            id,
+        )
+            .into_response(),
+        None => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "no free id; retry\n",
+        )
+            .into_response(),
+    }
+}
+
+/// PeerJS's `GET /<key>/peers`: the list of ids, which PeerJS's server
+/// gives only with discovery on (off by default, as here: 401).
+async fn peerjs_peers() -> Response {
+    (
+        axum::http::StatusCode::UNAUTHORIZED,
+        [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")],
+        "Unauthorized",
+    )
+        .into_response()
+}
+
+/// What an upgrade request brought.
+struct Upgrade {
+    ws: WebSocketUpgrade,
+    app: Arc<App>,
+    peer_addr: SocketAddr,
+    arrived_on: Option<ArrivedOn>,
+    upgraded: idle::Upgraded,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
+}
+
+/// Admits a WebSocket (origin, address, token) and runs it; `peerjs` when
+/// it speaks PeerJS's protocol (whose `token` in the URL is PeerJS's own,
+/// not an access token: those come in the `Authorization` header there).
+fn upgrade(request: Upgrade, dialect: Option<frontends::Dialect>) -> Response {
+    use axum::http::StatusCode;
+    let Upgrade {
+        ws,
+        app,
+        peer_addr,
+        arrived_on,
+        upgraded,
+        headers,
+        uri,
+    } = request;
     // Behind a trusted proxy, the client it names (see `proxy`).
     let ip = proxy::client_addr(&app.config.trust_proxy, peer_addr.ip(), &headers);
     let refuse = |reason: &str, status: StatusCode, text: String| {
@@ -192,8 +389,10 @@ async fn ws_upgrade(
         );
         return refuse("connections-per-ip", StatusCode::TOO_MANY_REQUESTS, text);
     }
+    let peerjs = matches!(dialect, Some(frontends::Dialect::PeerJs(_)));
+    let query = if peerjs { None } else { uri.query() };
     let token = auth::token_from(
-        uri.query(),
+        query,
         headers
             .get(header::AUTHORIZATION)
             .and_then(|h| h.to_str().ok()),
@@ -217,7 +416,7 @@ async fn ws_upgrade(
     let broker_host = app
         .stun
         .is_some()
-        .then(|| broker_host(&headers, &uri, arrived_on.map(|Extension(a)| a.0)))
+        .then(|| broker_host(&headers, &uri, arrived_on.map(|a| a.0)))
         .flatten();
     // tungstenite's own limit sits above ours so that a frame just over the
     // limit is read and refused with 1009 by `conn`, while a huge one is
@@ -233,7 +432,7 @@ async fn ws_upgrade(
         .write_buffer_size(4 * 1024)
         .on_upgrade(move |socket| async move {
             upgraded.mark();
-            conn::run(socket, app.clone(), ip, grant, broker_host).await;
+            conn::run(socket, app.clone(), ip, grant, broker_host, dialect).await;
             app.addresses.release(ip);
         })
 }
@@ -312,6 +511,28 @@ pub struct Listeners {
     pub stun: Option<UdpSocket>,
 }
 
+/// Says once in the log where the key resume tokens are signed with came
+/// from (see [`state`]), or why ids will not outlive a restart.
+fn log_key_source(source: state::KeySource) {
+    match source {
+        state::KeySource::Secret => {
+            tracing::info!("resume tokens are signed with --resume-secret")
+        }
+        state::KeySource::File { path, created } => tracing::info!(
+            "resume tokens are signed with the key in {} ({})",
+            path.to_string_lossy(),
+            if created {
+                "made now"
+            } else {
+                "kept from before"
+            }
+        ),
+        state::KeySource::Process { why } => tracing::warn!(
+            "{why}; resume tokens are signed with a key of this process, so ids do not survive a restart of the broker (give a writable --state-dir, or --resume-secret)"
+        ),
+    }
+}
+
 /// Binds the `--metrics-addr` listener; the error names the flag.
 pub fn bind_metrics(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::bind(addr).map_err(|e| {
@@ -361,7 +582,15 @@ pub async fn serve_on(
         .hub(stun_addr.map(|a| a.port()))
         .map_err(io::Error::other)?;
     let auth = hub_config.auth.clone();
-    let hub = Hub::new(hub_config, metrics.clone(), hub::HubEnv::os());
+    let (resume_key, key_source) = state::resume_key(
+        config.resume_secret.as_deref(),
+        config.state_dir().as_deref(),
+    );
+    let hub = Hub::new(
+        hub_config,
+        metrics.clone(),
+        hub::HubEnv::os().with_resume_key(resume_key),
+    );
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => Some(tls_config(cert, key, config.tls_ca.as_deref()).await?),
         _ => None,
@@ -379,6 +608,7 @@ pub async fn serve_on(
         addresses,
         stun: stun_addr,
         metrics_elsewhere: metrics_addr,
+        peerjs_tokens: Default::default(),
     });
 
     let metrics_task = metrics_listener.map(|(listener, _)| {
@@ -478,6 +708,7 @@ pub async fn serve_on(
         metrics = metrics_addr.map(tracing::field::display),
         "listening"
     );
+    log_key_source(key_source);
 
     let service = router(app.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let mut server = axum_server::from_tcp(listener)?.handle(handle);

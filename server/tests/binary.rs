@@ -159,6 +159,8 @@ async fn env_vars_configure_and_bad_flags_fail_with_a_clear_message() {
         "--ice-server",
         "--turn-secret",
         "--grace-ms",
+        "--state-dir",
+        "--resume-secret",
         "--stun-port",
         "--stun-public-host",
         "--stun-rate-limit",
@@ -183,6 +185,10 @@ async fn env_vars_configure_and_bad_flags_fail_with_a_clear_message() {
         ),
         (["--relay-max-pairs", "0"], "use --relay off"),
         (["--relay", "maybe"], "possible values: on, off"),
+        (
+            ["--resume-secret", "too short"],
+            "--resume-secret must be at least 32 bytes",
+        ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_peerwire-broker"))
             .args(args)

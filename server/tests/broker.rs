@@ -861,6 +861,76 @@ async fn a_client_that_does_not_read_is_cut_off_instead_of_growing_memory() {
     b.stop().await;
 }
 
+#[tokio::test]
+async fn a_slow_reader_cut_off_that_resumes_at_once_gets_every_signal_once_and_in_order() {
+    let b = Broker::start(&[
+        "--outbound-queue",
+        "8",
+        "--max-queued",
+        "4",
+        "--max-rooms-per-peer",
+        "2",
+        "--grace-ms",
+        "60000",
+    ])
+    .await;
+    let (mut sleepy, token) = b.registered("sleepy").await;
+    let (mut flooder, _) = b.registered("flooder").await;
+    let blob = "x".repeat(40_000);
+    let mut sent = 0u64;
+    let signal = |n: u64| json!({"type": "signal", "to": "sleepy", "data": {"n": n, "pad": blob}});
+    loop {
+        for _ in 0..4 {
+            flooder.send(signal(sent)).await;
+            sent += 1;
+        }
+        let m = b.http_get("/metrics").await;
+        if m.contains("peerwire_closes_total{code=\"4003\"} 1") {
+            break;
+        }
+        assert!(sent < 20_000, "never cut off:\n{m}");
+    }
+    // Sleepy resumes at once on a new socket, before reading the old one
+    // (whose connection task may still hold frames it never wrote), and
+    // newer signals follow.
+    let mut again = b.client().await;
+    let r = again
+        .request(json!({"type": "register", "id": "sleepy", "resumeToken": token}))
+        .await;
+    assert_eq!(r["resumed"], true);
+    for _ in 0..3 {
+        flooder.send(signal(sent)).await;
+        sent += 1;
+    }
+    // What the old socket carried, then what the new one does: each signal
+    // once, in order, or refused to the flooder by name.
+    let n_of = |m: &serde_json::Value| m["data"]["n"].as_u64();
+    let (old, code) = sleepy.drain_until_closed().await;
+    assert_eq!(code.map(|c| c.0), Some(4003));
+    let mut got: Vec<u64> = old.iter().filter_map(n_of).collect();
+    let mut refused = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while (got.len() + refused.len()) < sent as usize {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} delivered and {} refused of {sent}",
+            got.len(),
+            refused.len()
+        );
+        got.extend(again.drain_for(100).await.iter().filter_map(n_of));
+        for e in flooder.drain_for(20).await {
+            assert_eq!(e["type"], "error", "{e}");
+            assert_eq!(e["code"], "queue-full", "{e}");
+            // rids start at 2 (1 registered); signal n has rid n + 2.
+            refused.insert(e["rid"].as_u64().unwrap() - 2);
+        }
+    }
+    let mut expected: Vec<u64> = (0..sent).filter(|n| !refused.contains(n)).collect();
+    expected.sort();
+    assert_eq!(got, expected, "every signal once, in order");
+    b.stop().await;
+}
+
 // ---- bad input --------------------------------------------------------------
 
 #[tokio::test]
@@ -886,6 +956,43 @@ async fn bad_frames_get_named_errors_and_leave_the_connection_usable() {
     c.send_binary(vec![1, 2, 3]).await;
     assert_eq!(c.expect("error").await["code"], "bad-message");
     assert_eq!(c.request(json!({"type": "ping"})).await["type"], "pong");
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_refused_by_closing_the_connection_is_answered_first() {
+    // Over the rate: the refused ping's rid gets `rate-limited`, then 4002.
+    let b = Broker::start(&["--rate-limit", "1", "--rate-burst", "5"]).await;
+    let (mut c, _) = b.registered("c").await;
+    let mut rids = Vec::new();
+    for _ in 0..8 {
+        rids.push(c.send(json!({"type": "ping"})).await);
+    }
+    let (got, close) = c.drain_until_closed().await;
+    assert_eq!(close.map(|c| c.0), Some(4002));
+    let answered: Vec<_> = got.iter().map(|m| m["rid"].as_u64().unwrap()).collect();
+    // register took one token: four pongs, then the fifth ping is refused.
+    assert_eq!(answered, rids[..5].to_vec(), "{got:?}");
+    let last = got.last().unwrap();
+    assert_eq!(
+        (&last["type"], &last["code"]),
+        (&json!("error"), &json!("rate-limited"))
+    );
+    assert!(
+        last["message"].as_str().unwrap().contains("--rate-limit"),
+        "{last}"
+    );
+    // Too big: the signal's sender learns its rid and target, then 1009.
+    let (mut c, _) = b.registered("d").await;
+    let rid = c
+        .send(json!({"type": "signal", "to": "e", "data": "x".repeat(70_000)}))
+        .await;
+    let (got, close) = c.drain_until_closed().await;
+    assert_eq!(close.map(|c| c.0), Some(1009));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0]["code"], "too-big");
+    assert_eq!(got[0]["rid"], rid);
+    assert_eq!(got[0]["target"], "e");
     b.stop().await;
 }
 

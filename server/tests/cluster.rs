@@ -1247,3 +1247,31 @@ async fn requests_sent_right_after_a_join_wait_for_it_as_on_one_broker() {
         assert_eq!(bob.expect(kind).await["type"], kind);
     }
 }
+
+#[tokio::test]
+async fn peerjs_clients_on_two_brokers_reach_each_other_and_their_ids_are_the_networks() {
+    let redis = Redis::start();
+    let (b1, b2) = (broker(&redis, &[]).await, broker(&redis, &[]).await);
+    let url = |b: &Broker, id: &str, token: &str| {
+        format!("ws://{}/peerjs?key=peerjs&id={id}&token={token}", b.addr)
+    };
+    let mut a = Client::connect(&url(&b1, "pa", "ta")).await;
+    assert_eq!(a.recv().await, json!({"type": "OPEN"}));
+    let mut b = Client::connect(&url(&b2, "pb", "tb")).await;
+    assert_eq!(b.recv().await, json!({"type": "OPEN"}));
+    let offer = json!({"type": "OFFER", "payload": {"sdp": "x"}, "dst": "pb"});
+    a.send_raw(&offer.to_string()).await;
+    assert_eq!(
+        b.recv().await,
+        json!({"type": "OFFER", "payload": {"sdp": "x"}, "dst": "pb", "src": "pa"})
+    );
+    // Another broker of the network refuses the id to another token.
+    let mut thief = Client::connect(&url(&b2, "pa", "not-ta")).await;
+    assert_eq!(
+        thief.recv().await,
+        json!({"type": "ID-TAKEN", "payload": {"msg": "ID is taken"}})
+    );
+    // And a native client on either broker sees it online.
+    let (mut native, _) = b2.registered("native").await;
+    assert!(find(&mut native, "pa").await);
+}

@@ -240,6 +240,12 @@ fn broker_as_the_unit_runs_it(unit: &UnitFile) -> Command {
             cmd.env(name, value.replace("%i", "0"));
         }
     }
+    // systemd makes the StateDirectory= and names it in STATE_DIRECTORY.
+    let state = service(unit, "StateDirectory");
+    assert!(!state.is_empty(), "the unit keeps a state directory");
+    let dir = scratch_dir("state").join(state.replace("%i", "0"));
+    std::fs::create_dir_all(&dir).unwrap();
+    cmd.env("STATE_DIRECTORY", dir);
     let exec = service(unit, "ExecStart");
     cmd.args(exec.split_whitespace().skip(1));
     cmd
@@ -258,9 +264,10 @@ fn the_broker_starts_with_the_units_settings() {
         .read_line(&mut line)
         .unwrap();
     let mut log = String::new();
-    BufReader::new(child.stderr.take().unwrap())
-        .read_line(&mut log)
-        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    stderr.read_line(&mut log).unwrap();
+    let mut key_line = String::new();
+    stderr.read_line(&mut key_line).unwrap();
     let _ = child.kill();
     let _ = child.wait();
     assert!(
@@ -270,6 +277,14 @@ fn the_broker_starts_with_the_units_settings() {
     let json: serde_json::Value = serde_json::from_str(&log)
         .unwrap_or_else(|e| panic!("PEERWIRE_LOG_FORMAT=json, yet ({e}): {log}"));
     assert_eq!(json["message"], "listening", "{json}");
+    // The resume key is kept in the unit's StateDirectory=.
+    let key: serde_json::Value =
+        serde_json::from_str(&key_line).unwrap_or_else(|e| panic!("{e}: {key_line}"));
+    let said = key["message"].as_str().unwrap_or_default();
+    assert!(
+        said.contains("signed with the key in") && said.contains("peerwire-broker/0/resume-key"),
+        "{key}"
+    );
 }
 
 /// `systemd-analyze`, where systemd is installed.

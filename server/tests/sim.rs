@@ -5,11 +5,13 @@
 
 mod simnet;
 
+use peerwire::core::broker::Link;
 use peerwire::core::engine::{
     ChanId, ConnId, ConnState, Event, Listening, OpId, PortUse, RelayPolicy, Reply,
 };
 use peerwire::core::error::PeerError;
-use peerwire::core::sim::Sim;
+use peerwire::core::sim::{Broker as _, Sim};
+use peerwire::protocol::ErrorCode;
 use peerwire::protocol::frames::PayloadType;
 use simnet::{HubBroker, connect, listen_all, messages, network, network_with, send};
 
@@ -219,6 +221,79 @@ fn a_broker_restart_keeps_connections_and_closes_rooms() {
         |e| matches!(e, Event::RoomClosed { room } if room == "lobby")
     ));
     assert_eq!(sim.peers[0].engine.conn_state(ca), ConnState::Open);
+}
+
+fn refusals(sim: &Sim<HubBroker>, i: usize, code: ErrorCode) -> usize {
+    sim.peers[i]
+        .events
+        .iter()
+        .filter(
+            |e| matches!(e, Event::ResumeRefused { code: c, id, .. } if *c == code && id == "p0"),
+        )
+        .count()
+}
+
+/// The broker restarts without its key, and someone registers p0's id
+/// before p0 is back: p0's token is refused, its id is taken. p0 reports
+/// each refusal and keeps asking for its id, with the backoff, and gets it
+/// once it is free again; it never gives up.
+#[test]
+fn a_refused_resume_is_reported_and_the_id_asked_for_until_it_is_free() {
+    let mut sim = network(2, 12);
+    let (ca, _) = connect(&mut sim, 0, 1);
+    let now = sim.now;
+    sim.broker.restart(now);
+    let squatter = sim.broker.register_raw("p0", now);
+    for i in 0..2 {
+        sim.set_online(i, false);
+        sim.set_online(i, true);
+    }
+    assert!(sim.run_while(30_000.0, |s| refusals(s, 0, ErrorCode::IdTaken) >= 3));
+    assert_eq!(
+        refusals(&sim, 0, ErrorCode::BadResumeToken),
+        1,
+        "the dead token once, then the id without it"
+    );
+    assert_ne!(sim.peers[0].engine.broker_link(), Link::Failed);
+    assert!(
+        !sim.saw(0, |e| matches!(e, Event::Error(_))),
+        "no final error"
+    );
+    // Asked for again after each backoff, not in a tight loop: the
+    // reconnect and two more tries wait at least 125 + 250 + 500 ms.
+    assert!(sim.now - now >= 875.0, "{} ms", sim.now - now);
+    let taken_at = sim.now;
+    let now = sim.now;
+    sim.broker.disconnect(squatter, true, now);
+    assert!(sim.run_while(15_000.0, |s| s.saw(0, |e| matches!(
+        e,
+        Event::Registered { first: false, resumed: false, id, .. } if id == "p0"
+    ))));
+    assert!(sim.now - taken_at <= 10_000.0, "within one capped backoff");
+    assert_eq!(sim.peers[0].engine.id(), Some("p0"));
+    assert_eq!(sim.peers[0].engine.conn_state(ca), ConnState::Open);
+}
+
+/// The broker restarts with its key (its state directory kept): p0's old
+/// token wins its id back from the client who registered it first, which
+/// is closed with 4005.
+#[test]
+fn after_a_restart_that_kept_the_key_the_owner_wins_its_id_back_at_once() {
+    let mut sim = network(2, 13);
+    let now = sim.now;
+    sim.broker.restart_keeping_key(now);
+    let squatter = sim.broker.register_raw("p0", now);
+    for i in 0..2 {
+        sim.set_online(i, false);
+        sim.set_online(i, true);
+    }
+    assert!(sim.run_while(15_000.0, |s| s.saw(0, |e| matches!(
+        e,
+        Event::Registered { first: false, resumed: false, id, .. } if id == "p0"
+    ))));
+    assert_eq!(refusals(&sim, 0, ErrorCode::IdTaken), 0);
+    assert_eq!(refusals(&sim, 0, ErrorCode::BadResumeToken), 0);
+    assert_eq!(sim.broker.poll(squatter).1, Some(4005));
 }
 
 /// A 5 MiB message crosses in frames of at most 16 KiB, with progress, and

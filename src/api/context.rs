@@ -517,6 +517,23 @@ impl Sink for Ctx {
                 ]);
                 self.peer.emit("broker", &status);
             }
+            Event::ResumeRefused {
+                id,
+                code,
+                message,
+                url,
+            } => {
+                let mut fields = vec![
+                    ("state", "refused".into()),
+                    ("id", id.as_str().into()),
+                    ("refused", code.as_str().into()),
+                    ("reason", message.as_str().into()),
+                ];
+                if let Some(url) = url {
+                    fields.push(("url", url.into()));
+                }
+                self.peer.emit("broker", &object(&fields));
+            }
             Event::Error(e) => self.peer.emit("error", &e.to_js()),
             Event::Incoming { conn } => {
                 let h = self.conn_handle(conn);

@@ -245,7 +245,8 @@ export type BrokerErrorCode =
   | "invalid-room" | "not-in-room" | "room-full" | "too-many-rooms" | "invalid-state-key"
   | "invalid-key" | "key-taken" | "unknown-key" | "not-opener" | "too-many-keys"
   | "unauthorized" | "forbidden" | "invalid-hostname" | "hostname-taken" | "unknown-host"
-  | "too-many-hostnames" | "relay-refused" | "relay-limit" | "unavailable" | "internal";
+  | "too-many-hostnames" | "relay-refused" | "relay-limit" | "unavailable" | "rate-limited"
+  | "too-big" | "internal";
 
 /**
  * Every error `name` the SDK uses, with the `code`s an error of that name carries.
@@ -335,10 +336,16 @@ export interface MessageEnvelope<T = unknown> {
 
 /** The broker link, as the `broker` event reports it. */
 export interface BrokerStatus {
-  /** `"registered"`: the id is registered (again); `"disconnected"`: the link dropped and the peer is reconnecting. */
-  state: "registered" | "disconnected";
-  /** The registered id (when `"registered"`). */
+  /** `"registered"`: the id is registered (again); `"disconnected"`: the link dropped and the peer is reconnecting;
+   * `"refused"`: after a reconnect the broker would not give the id back (see `refused`); the peer keeps asking
+   * for the same id (at once without its dead resume token, or after each backoff while someone else holds it)
+   * until it has it again (`"registered"` with `resumed: false`) or `peer.close()`. */
+  state: "registered" | "disconnected" | "refused";
+  /** The registered id (when `"registered"`), or the id asked for (when `"refused"`). */
   id?: string;
+  /** Why the id was not given back (when `"refused"`): `"bad-resume-token"` (the broker restarted without its key,
+   * or the grace window ended) or `"id-taken"` (someone else registered the id meanwhile). */
+  refused?: "bad-resume-token" | "id-taken";
   /** The id was reclaimed with its resume token after a reconnect (when `"registered"`). */
   resumed?: boolean;
   /** This registration follows a reconnect, not the first connect (when `"registered"`). */
@@ -348,7 +355,7 @@ export interface BrokerStatus {
   url?: string;
   /** The WebSocket close code (when `"disconnected"`; see docs/ERRORS.md). */
   code?: number;
-  /** The close reason (when `"disconnected"`). */
+  /** The close reason (when `"disconnected"`), or the broker's explanation (when `"refused"`). */
   reason?: string;
 }
 
@@ -407,7 +414,7 @@ export interface PeerEvents {
     /** 4001 when the pipe deadline ended the pairing. */
     code?: number;
   };
-  /** The broker link went down or came back. */
+  /** The broker link went down or came back, or the broker would not give the id back after a reconnect. */
   broker: BrokerStatus;
 }
 

@@ -10,9 +10,20 @@
 //! ```text
 //!            open()                registered             socket closed
 //!  Down ───────────────► Registering ────────► Up ─────────────────────► Down
-//!    ▲  (after backoff)        │ error (id-taken, invalid-id): Failed         │
-//!    └─────────────────────────┴──────────────────────────────────────────────┘
+//!    ▲  (after backoff)     │   ▲  │ error (first registration: id-taken,     │
+//!    │                      │   │  │ invalid-id; any: unauthorized): Failed   │
+//!    │     bad-resume-token │   │  └─ id-taken after a reconnect: Down ───────┤
+//!    │    (after a reconnect)   │     (ResumeRefused; the engine redials)     │
+//!    │      register afresh └───┘                                             │
+//!    └────────────────────────────────────────────────────────────────────────┘
 //! ```
+//!
+//! Once registered, a peer never gives its id up on its own: a refused
+//! resume token (the broker restarted without its key, or the grace window
+//! ended) is followed at once by a registration of the same id without a
+//! token, and an id someone else holds now is asked for again after each
+//! backoff, both reported ([`SessionEvent::ResumeRefused`]), until the id
+//! is free again or the peer is closed.
 
 use std::collections::VecDeque;
 
@@ -52,6 +63,11 @@ pub enum SessionEvent {
     },
     /// Registration refused: the peer cannot come online with this id.
     RegisterFailed { code: ErrorCode, message: String },
+    /// After a reconnect, the broker refused the resume token
+    /// (`bad-resume-token`: the session registers the id afresh at once)
+    /// or the id itself (`id-taken`: someone else holds it now; the glue
+    /// closes the socket and redials after the backoff). Not final.
+    ResumeRefused { code: ErrorCode, message: String },
     /// The reply to request `rid` (an `error` reply included).
     Reply { rid: Rid, message: ServerMessage },
     /// A message the broker sent on its own (signal, room event, ...), or an
@@ -64,7 +80,9 @@ pub enum SessionEvent {
 /// Why a request could not even be queued.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum QueueError {
-    #[error("the outbox holds {0} unsent messages; the broker has been unreachable too long")]
+    #[error(
+        "the outbox holds {0} unsent messages: the broker has been unreachable too long, or messages are sent faster than its rate limit"
+    )]
     Full(usize),
     #[error("the peer is closed")]
     Closed,
@@ -162,6 +180,59 @@ struct Pending {
     deadline: Millis,
 }
 
+/// What the broker lets one connection send: `rate` messages a
+/// millisecond, `burst` saved up (a token bucket, as the broker keeps).
+/// Frames beyond it wait in the outbox instead of getting the connection
+/// closed with 4002.
+#[derive(Debug, Clone)]
+struct Pace {
+    rate: f64,
+    burst: f64,
+    tokens: f64,
+    at: Millis,
+}
+
+impl Pace {
+    /// A margin below the broker's figures: its bucket started earlier
+    /// (`register` took a token) and the two clocks differ.
+    fn new(rate_per_s: u64, burst: u64, now: Millis) -> Self {
+        let burst = (burst as f64 * 0.9).floor().max(1.0);
+        Self {
+            rate: rate_per_s as f64 * 0.9 / 1000.0,
+            burst,
+            tokens: (burst - 1.0).max(1.0),
+            at: now,
+        }
+    }
+
+    fn refill(&mut self, now: Millis) {
+        if now > self.at {
+            self.tokens = (self.tokens + (now - self.at) * self.rate).min(self.burst);
+            self.at = now;
+        }
+    }
+
+    fn take(&mut self, now: Millis) -> bool {
+        self.refill(now);
+        // (A token due at `next_at` may come out a rounding error short.)
+        if self.tokens + 1e-9 >= 1.0 {
+            self.tokens = (self.tokens - 1.0).max(0.0);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// When the next token is there.
+    fn next_at(&self) -> Millis {
+        if self.tokens >= 1.0 || self.rate <= 0.0 {
+            self.at
+        } else {
+            self.at + (1.0 - self.tokens) / self.rate
+        }
+    }
+}
+
 /// Settings for a session.
 #[derive(Debug, Clone)]
 pub struct SessionConfig {
@@ -198,6 +269,10 @@ pub struct BrokerSession {
     pending: Table<Rid, Pending>,
     backoff: Backoff,
     registered_once: bool,
+    /// The broker's message rate, once it has told it (`registered`).
+    pace: Option<Pace>,
+    /// The latest time a caller gave (signals are sent without one).
+    clock: Millis,
 }
 
 impl BrokerSession {
@@ -217,6 +292,8 @@ impl BrokerSession {
             pending: Table::new(),
             backoff,
             registered_once: false,
+            pace: None,
+            clock: 0.0,
         }
     }
 
@@ -281,9 +358,11 @@ impl BrokerSession {
                 deadline: now + self.config.request_timeout.as_secs_f64() * 1000.0,
             },
         );
-        if self.link == Link::Up {
+        self.clock = self.clock.max(now);
+        if self.link == Link::Up && self.outbox.is_empty() && self.paced(self.clock) {
             Ok((rid, Some(frame)))
         } else {
+            // Down, registering, or past the broker's rate: in order, later.
             if self.outbox.len() >= self.config.max_outbox {
                 self.pending.remove(&rid);
                 return Err(QueueError::Full(self.outbox.len()));
@@ -291,6 +370,24 @@ impl BrokerSession {
             self.outbox.push_back((rid, frame));
             Ok((rid, None))
         }
+    }
+
+    /// Whether one more frame may go now under the broker's rate (and
+    /// takes its token).
+    fn paced(&mut self, now: Millis) -> bool {
+        self.pace.as_mut().is_none_or(|p| p.take(now))
+    }
+
+    /// Frames of the outbox the broker's rate lets go now (in order).
+    pub fn poll_paced(&mut self, now: Millis) -> Vec<String> {
+        self.clock = self.clock.max(now);
+        let mut frames = Vec::new();
+        while self.link == Link::Up && !self.outbox.is_empty() && self.paced(self.clock) {
+            if let Some((_, f)) = self.outbox.pop_front() {
+                frames.push(f);
+            }
+        }
+        frames
     }
 
     /// Forgets a request that needs no reply (a delivered signal).
@@ -325,6 +422,13 @@ impl BrokerSession {
     /// A frame from the broker. Returns events, and frames to send (the
     /// outbox, once registered).
     pub fn on_message(&mut self, text: &str) -> (Vec<SessionEvent>, Vec<String>) {
+        self.on_message_at(text, self.clock)
+    }
+
+    /// [`Self::on_message`] at time `now` (which the broker's rate is
+    /// counted from).
+    pub fn on_message_at(&mut self, text: &str, now: Millis) -> (Vec<SessionEvent>, Vec<String>) {
+        self.clock = self.clock.max(now);
         let Ok(msg) = ServerMessage::decode(text) else {
             // A broker speaking another protocol: nothing sensible to do
             // but report it as a push the glue logs.
@@ -337,6 +441,8 @@ impl BrokerSession {
                 resume_token,
                 resumed,
                 ice_servers,
+                rate_limit,
+                rate_burst,
                 ..
             } if Some(rid) == self.register_rid => {
                 self.register_rid = None;
@@ -346,10 +452,11 @@ impl BrokerSession {
                 self.resume_token = Some(resume_token);
                 let first = !self.registered_once;
                 self.registered_once = true;
-                let frames = std::mem::take(&mut self.outbox)
-                    .into_iter()
-                    .map(|(_, f)| f)
-                    .collect();
+                self.pace = match (rate_limit, rate_burst) {
+                    (Some(rate), Some(burst)) => Some(Pace::new(rate, burst, self.clock)),
+                    _ => None,
+                };
+                let frames = self.poll_paced(self.clock);
                 (
                     vec![SessionEvent::Registered {
                         id,
@@ -372,12 +479,30 @@ impl BrokerSession {
             }
             ServerMessage::Error {
                 rid: Some(rid),
+                code: code @ (ErrorCode::BadResumeToken | ErrorCode::IdTaken),
+                message,
+                ..
+            } if Some(rid) == self.register_rid && self.registered_once => {
+                // The id was this peer's: never give it up. A dead token
+                // is dropped and the id asked for without one; a taken id
+                // is asked for again after the backoff.
+                self.register_rid = None;
+                let events = vec![SessionEvent::ResumeRefused { code, message }];
+                if code == ErrorCode::BadResumeToken {
+                    self.resume_token = None;
+                    (events, vec![self.register_frame(None)])
+                } else {
+                    (events, vec![])
+                }
+            }
+            ServerMessage::Error {
+                rid: Some(rid),
                 code,
                 message,
                 ..
             } if Some(rid) == self.register_rid => {
-                // Taken or invalid: retrying cannot fix it (after a
-                // reconnect, the grace window ended and someone took the id).
+                // The first registration's id is taken or invalid, or the
+                // access token is refused: retrying cannot fix it.
                 (self.refuse(code, message), vec![])
             }
             other => {
@@ -442,9 +567,18 @@ impl BrokerSession {
         rids
     }
 
-    /// The earliest request deadline, if a request is pending.
+    /// The earliest request deadline, if a request is pending, or when the
+    /// broker's rate lets the next waiting frame go.
     pub fn next_deadline(&self) -> Option<Millis> {
-        self.pending.values().map(|p| p.deadline).reduce(f64::min)
+        let paced = match (&self.pace, self.link) {
+            (Some(p), Link::Up) if !self.outbox.is_empty() => Some(p.next_at()),
+            _ => None,
+        };
+        self.pending
+            .values()
+            .map(|p| p.deadline)
+            .chain(paced)
+            .reduce(f64::min)
     }
 
     /// Requests whose deadline has passed.
@@ -497,6 +631,8 @@ mod tests {
             grace_ms: 10_000,
             protocol: 1,
             rooms: vec![],
+            rate_limit: None,
+            rate_burst: None,
         }
         .encode()
     }
@@ -507,6 +643,78 @@ mod tests {
             rid,
             to,
             data: crate::protocol::json::Json(n.to_string()),
+        }
+    }
+
+    #[test]
+    fn sends_are_paced_to_the_rate_the_broker_announced() {
+        let mut s = BrokerSession::new(Some("alice".into()), SessionConfig::default());
+        // 300 messages wait while the broker is unreachable (an SDK
+        // reconnecting with a full outbox).
+        for n in 0..300 {
+            s.request(signal("bob", n), 0.0).unwrap();
+        }
+        s.on_open();
+        let reply = ServerMessage::Registered {
+            rid: 301,
+            id: "alice".into(),
+            resume_token: "tok".into(),
+            resumed: false,
+            ice_servers: vec![],
+            grace_ms: 10_000,
+            protocol: 1,
+            rooms: vec![],
+            rate_limit: Some(50),
+            rate_burst: Some(200),
+        }
+        .encode();
+        let (_, first) = s.on_message_at(&reply, 1000.0);
+        // Within the burst, with a margin (register took one token too).
+        assert_eq!(first.len(), 179);
+        assert!(
+            s.request(signal("bob", 300), 1000.0).unwrap().1.is_none(),
+            "waits behind"
+        );
+        // The rest at 45 a second (90 % of 50), in order, each when due.
+        let mut sent: Vec<String> = first;
+        let mut now = 1000.0;
+        let mut per_second = Vec::new();
+        while sent.len() < 301 {
+            let due = s.next_deadline().expect("a frame waits");
+            assert!(due > now, "the next token is in the future");
+            now = due;
+            let got = s.poll_paced(now);
+            assert!(!got.is_empty(), "a token at {now}");
+            per_second.push((now, got.len()));
+            sent.extend(got);
+        }
+        let ns: Vec<i64> = sent
+            .iter()
+            .map(|f| match ClientMessage::decode(f).unwrap() {
+                ClientMessage::Signal { data, .. } => data.as_str().parse::<i64>().unwrap(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(ns, (0..=300).collect::<Vec<_>>());
+        let elapsed = now - 1000.0;
+        let rate = (301 - 179) as f64 / (elapsed / 1000.0);
+        assert!(
+            (44.0..=46.0).contains(&rate),
+            "{rate} a second over {elapsed} ms"
+        );
+        // The broker's own limit is never passed: no more than 50 a second
+        // beyond its burst of 200 over any stretch from registration.
+        for (at, _) in &per_second {
+            let upto: usize = 179
+                + per_second
+                    .iter()
+                    .filter(|(t, _)| t <= at)
+                    .map(|(_, n)| n)
+                    .sum::<usize>();
+            assert!(
+                (upto as f64) <= 200.0 + 50.0 * (at - 1000.0) / 1000.0,
+                "{upto} by {at}"
+            );
         }
     }
 
@@ -669,17 +877,77 @@ mod tests {
             ClientMessage::Register { id: Some(id), resume_token: Some(t), .. }
                 if id == "alice" && t == "from-a"
         ));
-        // Refused again: a failure, as without a fallback.
+        // Refused again: reported, and the id asked for without a token.
         let refusal = ServerMessage::error(Some(retry.rid()), ErrorCode::BadResumeToken, "no");
-        let (events, _) = s.on_message(&refusal.encode());
+        let (events, frames) = s.on_message(&refusal.encode());
         assert!(matches!(
             &events[0],
-            SessionEvent::RegisterFailed {
+            SessionEvent::ResumeRefused {
                 code: ErrorCode::BadResumeToken,
                 ..
             }
         ));
-        assert_eq!(s.link(), Link::Failed);
+        assert!(matches!(
+            ClientMessage::decode(&frames[0]).unwrap(),
+            ClientMessage::Register { id: Some(id), resume_token: None, .. } if id == "alice"
+        ));
+        assert_eq!(s.link(), Link::Registering);
+    }
+
+    #[test]
+    fn after_a_reconnect_a_refused_token_or_a_taken_id_is_reported_and_the_id_asked_for_again() {
+        // A broker-assigned id is asked for again as it is.
+        let mut s = BrokerSession::new(None, SessionConfig::default());
+        s.on_open();
+        s.on_message(&registered(1, "p-00aa", "tok"));
+        s.on_close(0.0);
+        let (queued, _) = s.request(signal("bob", 1), 0.0).unwrap();
+        let first = ClientMessage::decode(&s.on_open()).unwrap();
+        let refusal =
+            ServerMessage::error(Some(first.rid()), ErrorCode::BadResumeToken, "restarted");
+        let (events, frames) = s.on_message(&refusal.encode());
+        assert!(matches!(
+            &events[..],
+            [SessionEvent::ResumeRefused { code: ErrorCode::BadResumeToken, message }] if message.starts_with("restarted")
+        ));
+        let fresh = ClientMessage::decode(&frames[0]).unwrap();
+        assert!(matches!(
+            &fresh,
+            ClientMessage::Register { id: Some(id), resume_token: None, .. } if id == "p-00aa"
+        ));
+        assert_eq!(s.resume_token(), None, "the dead token is dropped");
+        // Someone holds the id now: reported, the link stays down for the
+        // glue to redial after the backoff, the queued request waits.
+        let taken = ServerMessage::error(Some(fresh.rid()), ErrorCode::IdTaken, "taken");
+        let (events, frames) = s.on_message(&taken.encode());
+        assert!(frames.is_empty());
+        assert!(matches!(
+            &events[..],
+            [SessionEvent::ResumeRefused {
+                code: ErrorCode::IdTaken,
+                ..
+            }]
+        ));
+        assert_ne!(s.link(), Link::Failed);
+        assert_eq!(
+            s.on_close(1.0),
+            Some(Duration::from_millis(500)),
+            "the backoff grows"
+        );
+        assert_eq!(s.outbox_len(), 1);
+        let again = ClientMessage::decode(&s.on_open()).unwrap();
+        assert!(matches!(
+            &again,
+            ClientMessage::Register { id: Some(id), resume_token: None, .. } if id == "p-00aa"
+        ));
+        // Free again: registered, and what waited is sent.
+        let (events, frames) = s.on_message(&registered(again.rid(), "p-00aa", "tok2"));
+        assert!(matches!(
+            &events[0],
+            SessionEvent::Registered { first: false, .. }
+        ));
+        assert_eq!(frames.len(), 1);
+        assert!(frames[0].contains(&format!("\"rid\":{queued}")));
     }
 
     #[test]
@@ -692,8 +960,15 @@ mod tests {
         let rid = ClientMessage::decode(&s.on_open()).unwrap().rid();
         let refusal = ServerMessage::error(Some(rid), ErrorCode::BadResumeToken, "no");
         let (events, frames) = s.on_message(&refusal.encode());
-        assert!(frames.is_empty());
-        assert!(matches!(&events[0], SessionEvent::RegisterFailed { .. }));
+        // Not sent again: the id is asked for without a token instead.
+        assert!(matches!(
+            ClientMessage::decode(&frames[0]).unwrap(),
+            ClientMessage::Register {
+                resume_token: None,
+                ..
+            }
+        ));
+        assert!(matches!(&events[0], SessionEvent::ResumeRefused { .. }));
     }
 
     #[test]

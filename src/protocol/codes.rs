@@ -80,13 +80,20 @@ pub enum ErrorCode {
     /// reached right now (that broker died, or this one lost Redis); the
     /// message was not delivered.
     Unavailable,
+    /// A message over the connection's message rate (`--rate-limit`,
+    /// `--rate-burst`); the broker closes the connection with 4002 after
+    /// this answer.
+    RateLimited,
+    /// A message larger than `--max-frame-bytes`; the broker closes the
+    /// connection with 1009 after this answer.
+    TooBig,
     /// The broker failed; the request had no effect.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, in documentation order.
-    pub const ALL: [ErrorCode; 31] = [
+    pub const ALL: [ErrorCode; 33] = [
         Self::BadJson,
         Self::BadMessage,
         Self::UnknownType,
@@ -117,6 +124,8 @@ impl ErrorCode {
         Self::RelayRefused,
         Self::RelayLimit,
         Self::Unavailable,
+        Self::RateLimited,
+        Self::TooBig,
         Self::Internal,
     ];
 
@@ -153,6 +162,8 @@ impl ErrorCode {
             Self::RelayRefused => "relay-refused",
             Self::RelayLimit => "relay-limit",
             Self::Unavailable => "unavailable",
+            Self::RateLimited => "rate-limited",
+            Self::TooBig => "too-big",
             Self::Internal => "internal",
         }
     }
@@ -206,6 +217,12 @@ impl ErrorCode {
             }
             Self::Unavailable => {
                 "the target's broker cannot be reached right now (it failed, or Redis is away); retry in a few seconds"
+            }
+            Self::RateLimited => {
+                "sent faster than the broker's --rate-limit and --rate-burst allow; the connection is closed (4002): reconnect and send more slowly"
+            }
+            Self::TooBig => {
+                "the message is larger than the broker's --max-frame-bytes; the connection is closed (1009): send smaller messages"
             }
             Self::Internal => "a broker bug; the request had no effect; please report it",
         }

@@ -405,6 +405,13 @@ pub enum ServerMessage {
         protocol: u32,
         #[serde(default)]
         rooms: Vec<String>,
+        /// The connection's message rate (`--rate-limit`, per second) and
+        /// burst (`--rate-burst`): past them the broker closes with 4002,
+        /// so the SDK paces what it sends to stay within them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rate_limit: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rate_burst: Option<u64>,
     },
     Pong {
         rid: Rid,
@@ -574,6 +581,8 @@ impl ServerMessage {
                 protocol: u32::try_from(o.u64("protocol")?)
                     .map_err(|_| json::Error("protocol version out of range"))?,
                 rooms: o.strings("rooms")?,
+                rate_limit: o.opt_u64("rateLimit")?,
+                rate_burst: o.opt_u64("rateBurst")?,
             },
             "pong" => Self::Pong { rid: rid()? },
             "found" => Self::Found {
@@ -826,6 +835,8 @@ mod tests {
                 grace_ms: 10_000,
                 protocol: 1,
                 rooms: vec!["lobby".into()],
+                rate_limit: Some(50),
+                rate_burst: Some(200),
             },
             Pong { rid: 2 },
             Found {

@@ -94,6 +94,29 @@ pub(super) struct Handoff {
     /// Requests (sender, rid) whose frames came through the old broker: a
     /// held copy of one of them is a duplicate (a room broadcast).
     handed: HashSet<(String, Rid)>,
+    /// The old holder is a connection of this broker (cut off with 4003,
+    /// or replaced with 4005) whose task has not yet given back what it
+    /// never wrote; the wait ends when it has (`Hub::disconnect`).
+    pub(super) local: bool,
+}
+
+/// How long a resumed id waits for its old connection on this broker to
+/// give back its unsent frames. The close switch interrupts even a stuck
+/// write, so this is a safety net for a connection task that is not
+/// scheduled; frames it gives back later still arrive, late.
+pub const LOCAL_HANDOFF_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Handoff {
+    /// A wait for a connection of this broker, holding `held` (the frames
+    /// queued for the id meanwhile, which are newer than the connection's).
+    pub(super) fn local(now: Instant, held: VecDeque<Queued>) -> Self {
+        Self {
+            deadline: now + LOCAL_HANDOFF_TIMEOUT,
+            held,
+            handed: HashSet::new(),
+            local: true,
+        }
+    }
 }
 
 /// A claim of an id being registered on this broker.
@@ -505,6 +528,7 @@ impl State {
             deadline: now + HANDOFF_TIMEOUT,
             held: VecDeque::new(),
             handed: HashSet::new(),
+            local: false,
         });
         self.handoffs.insert(claim.id.clone());
         self.sessions.insert(claim.id.clone(), session);
@@ -654,6 +678,19 @@ impl State {
             if let Err(code) = self.deliver_now(id, q.frame, q.origin.clone(), Kind::Queued, now) {
                 self.tell_origin(q.origin, code, id, now);
             }
+        }
+    }
+
+    /// Ends `id`'s wait for its old connections on this broker once none
+    /// is left to give back its unsent frames.
+    pub(super) fn end_local_handoff(&mut self, id: &str, now: Instant) {
+        let local = self
+            .sessions
+            .get(id)
+            .and_then(|s| s.handoff.as_ref())
+            .is_some_and(|h| h.local);
+        if local && !self.cut_off.values().any(|peer| peer == id) {
+            self.end_handoff(id, now);
         }
     }
 

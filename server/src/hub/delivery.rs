@@ -7,6 +7,7 @@
 //! Relay frames share the outbound queue but are never queued for a
 //! detached id (see `relay`).
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use peerwire::protocol::json::Json as Value;
@@ -214,10 +215,11 @@ impl State {
     }
 
     /// Frames a connection of `peer` never wrote. If the id is detached they
-    /// go back to the front of its queue (the queue keeps its bound; the
-    /// newest beyond it are refused with `queue-full`); if a newer
-    /// connection holds the id they go to it; if the id is gone their
-    /// senders get `peer-gone`.
+    /// go back to the front of its queue; if a newer connection holds the
+    /// id, to the front of what it holds while it waits for them (or, late,
+    /// straight to it). Either way at most `--max-queued` frames wait, and
+    /// the newest beyond are refused with `queue-full`. If the id is gone
+    /// their senders get `peer-gone`.
     ///
     /// Relay frames are not requeued: the change of connection that left
     /// them unsent ended their relay pairs, and both sides were told.
@@ -239,25 +241,48 @@ impl State {
             }
             return;
         };
-        if let Some(conn) = session.conn {
-            // A newer connection reclaimed the id (4005): deliver late
-            // rather than not at all.
-            for (frame, origin) in frames {
-                self.send_frame(conn, frame, origin, Kind::Queued, now);
-            }
-            return;
-        }
+        // Where they go: in front of what waits for the id, which keeps its
+        // bound (a resumed connection's queue must hold its whole backlog).
+        let mut late = VecDeque::new();
+        let waiting = match (session.conn, session.handoff.as_mut()) {
+            // Detached: the grace-window queue.
+            (None, _) => &mut session.queue,
+            // Resumed on a newer connection (after 4003, or replacing this
+            // one, 4005), which waits for these frames: ahead of what it
+            // holds meanwhile.
+            (Some(_), Some(handoff)) if handoff.local => &mut handoff.held,
+            // Resumed, and done waiting (these come late): sent now rather
+            // than not at all.
+            (Some(_), _) => &mut late,
+        };
         for (frame, origin) in frames.into_iter().rev() {
-            session.queue.push_front(Queued { frame, origin });
+            waiting.push_front(Queued { frame, origin });
         }
         let mut refused = Vec::new();
-        while session.queue.len() > max {
-            if let Some(q) = session.queue.pop_back() {
+        while waiting.len() > max {
+            if let Some(q) = waiting.pop_back() {
                 refused.push(q.origin);
             }
         }
+        let conn = session.conn;
         for origin in refused.into_iter().rev() {
             self.tell_origin(origin, ErrorCode::QueueFull, peer, now);
+        }
+        if let Some(conn) = conn {
+            for q in late {
+                self.send_frame(conn, q.frame, q.origin, Kind::Queued, now);
+            }
+        }
+    }
+
+    /// Frames never written to a connection that lost its id to the id's
+    /// owner (see `sessions::revive`): they were meant for that
+    /// connection, so their senders hear `peer-gone`.
+    pub(super) fn refuse_unsent(&mut self, peer: &str, unsent: Vec<Outgoing>, now: Instant) {
+        for o in unsent {
+            if let (Kind::Queued, Frame::Text(_)) = (o.kind, &o.frame) {
+                self.tell_origin(o.origin, ErrorCode::PeerGone, peer, now);
+            }
         }
     }
 
@@ -279,7 +304,8 @@ impl State {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{Harness, ms};
+    use super::super::HubConfig;
+    use super::super::testing::{Harness, config, ms};
     use serde_json::json;
 
     #[test]
@@ -368,6 +394,115 @@ mod tests {
             .filter(|f| f["code"] == "queue-full")
             .count();
         assert_eq!(refused, 7);
+    }
+
+    fn data_of(h: &mut Harness, conn: super::super::ConnId) -> Vec<serde_json::Value> {
+        h.frames(conn)
+            .iter()
+            .filter(|f| f["type"] == "signal")
+            .map(|f| f["data"].clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_client_cut_off_with_4003_that_resumes_at_once_gets_its_backlog_in_order() {
+        // Outbound queues of 8 frames; 16 may wait for an id.
+        let mut h = Harness::with_config(HubConfig {
+            max_queued: 16,
+            ..config()
+        });
+        let (a, b) = (h.connect(), h.connect());
+        let token = h.register(a, "alice");
+        h.register(b, "bob");
+        for n in 0..10 {
+            h.send(
+                b,
+                json!({"type": "signal", "rid": 10 + n, "to": "alice", "data": n}),
+            );
+        }
+        assert_eq!(h.killed(a), Some(4003));
+        // Alice resumes before her cut-off connection's task has given back
+        // the 8 frames it never wrote (the review's "resume at once").
+        let a2 = h.connect_with_queue(32);
+        let reply = h.request(
+            a2,
+            json!({"type": "register", "rid": 1, "id": "alice", "resumeToken": token}),
+        );
+        assert_eq!(reply["resumed"], true);
+        assert!(data_of(&mut h, a2).is_empty(), "newer frames wait");
+        h.send(
+            b,
+            json!({"type": "signal", "rid": 20, "to": "alice", "data": 10}),
+        );
+        assert!(data_of(&mut h, a2).is_empty(), "newer frames wait");
+        h.drop_conn(a, false);
+        let got = data_of(&mut h, a2);
+        assert_eq!(got, (0..=10).map(|n| json!(n)).collect::<Vec<_>>());
+        assert!(h.frames(b).is_empty(), "nothing refused");
+    }
+
+    #[test]
+    fn a_resume_that_replaces_a_live_connection_gets_its_unsent_frames_before_newer_ones() {
+        let mut h = Harness::new(); // 3 frames may wait for an id
+        let (a, b) = (h.connect(), h.connect());
+        let token = h.register(a, "alice");
+        h.register(b, "bob");
+        // Three frames wait in the old connection's queue, unwritten.
+        for n in 0..3 {
+            h.send(
+                b,
+                json!({"type": "signal", "rid": 10 + n, "to": "alice", "data": n}),
+            );
+        }
+        let a2 = h.connect();
+        h.request(
+            a2,
+            json!({"type": "register", "rid": 1, "id": "alice", "resumeToken": token}),
+        );
+        assert_eq!(h.killed(a), Some(4005));
+        h.send(
+            b,
+            json!({"type": "signal", "rid": 20, "to": "alice", "data": 3}),
+        );
+        h.drop_conn(a, false);
+        // The three older first; the newest is beyond the bound, and its
+        // sender is told.
+        let got = data_of(&mut h, a2);
+        assert_eq!(got, (0..3).map(|n| json!(n)).collect::<Vec<_>>());
+        let refused = h.frames(b);
+        assert_eq!(refused.len(), 1);
+        assert_eq!(
+            (&refused[0]["code"], &refused[0]["rid"]),
+            (&json!("queue-full"), &json!(20))
+        );
+    }
+
+    #[test]
+    fn a_resumed_id_waits_for_its_old_connection_no_longer_than_the_hand_over_timeout() {
+        let mut h = Harness::new();
+        let (a, b) = (h.connect(), h.connect());
+        let token = h.register(a, "alice");
+        h.register(b, "bob");
+        h.send(
+            b,
+            json!({"type": "signal", "rid": 10, "to": "alice", "data": 0}),
+        );
+        let a2 = h.connect();
+        h.request(
+            a2,
+            json!({"type": "register", "rid": 1, "id": "alice", "resumeToken": token}),
+        );
+        h.send(
+            b,
+            json!({"type": "signal", "rid": 11, "to": "alice", "data": 1}),
+        );
+        assert!(data_of(&mut h, a2).is_empty());
+        // The old connection's task never gives its frames back.
+        h.sweep(super::super::cluster::LOCAL_HANDOFF_TIMEOUT + ms(10));
+        assert_eq!(data_of(&mut h, a2), vec![json!(1)]);
+        // When it does, late, its frame still arrives.
+        h.drop_conn(a, false);
+        assert_eq!(data_of(&mut h, a2), vec![json!(0)]);
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! What the hub takes from the world besides its inputs: random bytes for
-//! resume tokens and assigned ids, and the wall clock for TURN credentials.
+//! resume tokens and assigned ids, the wall clock for TURN credentials, and
+//! the key resume tokens are signed with (kept across restarts, see
+//! `crate::state`).
 //!
 //! The production server passes [`HubEnv::os`] (the operating system's
 //! random source, so tokens stay unguessable, and the system clock). Tests
@@ -8,6 +10,8 @@
 //! so it cannot end up minting production tokens.
 
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use super::tokens::{KEY_BYTES, ResumeKey};
 
 /// The random source could not give bytes (the OS source failed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,14 +81,32 @@ pub struct HubEnv {
     pub rng: Box<dyn HubRng>,
     /// Seconds since the Unix epoch, for the expiry of TURN credentials.
     pub unix_clock: Box<dyn Fn() -> u64 + Send>,
+    /// Signs resume tokens. The same key after a restart lets the owners
+    /// of ids reclaim them (see `tokens`).
+    pub resume_key: ResumeKey,
 }
 
 impl HubEnv {
-    /// The production environment: the OS random source and the system clock.
+    /// The production environment: the OS random source and the system
+    /// clock, with a resume key of this process only (see
+    /// [`Self::with_resume_key`] for one kept across restarts).
     pub fn os() -> Self {
+        let mut key = [0u8; KEY_BYTES];
+        // Without OS random bytes no token can be made either (every
+        // register is answered `internal`); the key does not matter then.
+        let _ = OsRng.fill(&mut key);
         Self {
             rng: Box::new(OsRng),
             unix_clock: Box::new(system_unix_secs),
+            resume_key: ResumeKey::from_bytes(key),
+        }
+    }
+
+    /// The same environment, signing resume tokens with `key`.
+    pub fn with_resume_key(self, key: ResumeKey) -> Self {
+        Self {
+            resume_key: key,
+            ..self
         }
     }
 
@@ -92,9 +114,12 @@ impl HubEnv {
     /// stopped at `unix_secs`.
     #[cfg(any(test, feature = "fuzzing"))]
     pub fn seeded(seed: u64, unix_secs: u64) -> Self {
+        let mut key = [0u8; KEY_BYTES];
+        let _ = SeededRng::new(!seed).fill(&mut key);
         Self {
             rng: Box::new(SeededRng::new(seed)),
             unix_clock: Box::new(move || unix_secs),
+            resume_key: ResumeKey::from_bytes(key),
         }
     }
 }

@@ -27,7 +27,9 @@
 //! - `relay`: relay pairs (both ids agreed), binary relay frames forwarded
 //!   between them within rate and byte caps.
 //! - `sweep`: everything that happens because time passed.
-//! - `env`: the random source and wall clock the hub is built with.
+//! - `env`: the random source, wall clock and resume key the hub is built
+//!   with.
+//! - `tokens`: signed resume tokens that outlive a restart of the broker.
 //!
 //! A session (one registered id) moves through these states:
 //!
@@ -73,10 +75,12 @@ mod sessions;
 mod sweep;
 #[cfg(test)]
 mod testing;
+mod tokens;
 
 #[cfg(any(test, feature = "fuzzing"))]
 pub use env::SeededRng;
 pub use env::{HubEnv, HubRng, OsRng, RandomUnavailable};
+pub use tokens::{KEY_BYTES as RESUME_KEY_BYTES, ResumeKey};
 
 pub use cluster::{Claim, Envelope, Link, LinkEnd, Notice, Op, Outcome, link};
 use delivery::Kind;
@@ -160,6 +164,11 @@ impl Outgoing {
     }
 }
 
+/// The reason of the 4005 that closes a connection which registered an id
+/// after a restart, when the id's owner comes back with its token.
+pub const OWNER_CAME_BACK: &str =
+    "replaced: the owner of this id came back with its resume token after a broker restart";
+
 /// Limits and timings the hub enforces.
 #[derive(Debug, Clone)]
 pub struct HubConfig {
@@ -181,6 +190,10 @@ pub struct HubConfig {
     pub ice: IceConfig,
     /// Whether and within which caps the broker relays (`--relay*`).
     pub relay: RelayConfig,
+    /// The message rate and burst each connection may use (`--rate-limit`,
+    /// `--rate-burst`), told to clients in `registered` so that they pace
+    /// themselves; `None` tells nothing.
+    pub message_rate: Option<(u64, u64)>,
 }
 
 impl Default for HubConfig {
@@ -199,6 +212,7 @@ impl Default for HubConfig {
             pipe_timeout: Some(Duration::from_millis(PIPE_TIMEOUT_MS)),
             ice: IceConfig::default(),
             relay: RelayConfig::default(),
+            message_rate: None,
         }
     }
 }
@@ -226,12 +240,20 @@ pub struct Hub {
 impl Hub {
     /// A hub enforcing `config`, counting into `metrics`, and taking random
     /// bytes and the wall clock from `env` ([`HubEnv::os`] in production).
-    pub fn new(config: HubConfig, metrics: Arc<Metrics>, env: HubEnv) -> Self {
+    pub fn new(config: HubConfig, metrics: Arc<Metrics>, mut env: HubEnv) -> Self {
+        // This run's boot id, in every token it issues. Should the random
+        // source fail, tokens cannot be made either, so zeros do no harm.
+        let mut incarnation = [0u8; tokens::INCARNATION_BYTES];
+        let _ = env.rng.fill(&mut incarnation);
         Self {
             state: Mutex::new(State {
                 config,
                 metrics,
                 env,
+                incarnation,
+                started: None,
+                revived: HashSet::new(),
+                evicted: HashMap::new(),
                 next_conn: 1,
                 conns: HashMap::new(),
                 sessions: HashMap::new(),
@@ -319,37 +341,79 @@ impl Hub {
     /// never written, and is queued again for the id or reported to its
     /// senders. Draining it under the hub's lock means no frame can slip in
     /// behind.
+    ///
+    /// Returns the reason to close with in place of the close code's usual
+    /// one, when the hub has a more specific one (a 4005 because the id's
+    /// owner came back after a restart).
     pub fn disconnect(
         &self,
         conn: ConnId,
         clean: bool,
         now: Instant,
         rx: &mut mpsc::Receiver<Outgoing>,
-    ) {
+    ) -> Option<&'static str> {
+        self.disconnect_with(conn, clean, now, rx, None)
+    }
+
+    /// [`Hub::disconnect`] for a connection that had taken `unwritten` off
+    /// its queue but not yet handed it to its socket: it goes back first.
+    pub fn disconnect_with(
+        &self,
+        conn: ConnId,
+        clean: bool,
+        now: Instant,
+        rx: &mut mpsc::Receiver<Outgoing>,
+        unwritten: Option<Outgoing>,
+    ) -> Option<&'static str> {
         let mut st = self.lock();
         rx.close();
-        let mut unsent = Vec::new();
+        let mut unsent: Vec<Outgoing> = unwritten.into_iter().collect();
         while let Ok(o) = rx.try_recv() {
             unsent.push(o);
         }
         match st.conns.remove(&conn) {
             Some(entry) => {
-                let Some(peer) = entry.peer else { return };
+                let peer = entry.peer?;
                 if clean {
                     st.release(&peer, now);
                 } else {
                     st.detach(&peer, now);
                 }
                 st.requeue(&peer, unsent, now);
+                None
             }
             // Cut off earlier by the hub (4003, 4005): its id was detached,
             // or taken over by a newer connection, then.
             None => {
                 if let Some(peer) = st.cut_off.remove(&conn) {
                     st.requeue(&peer, unsent, now);
+                    st.end_local_handoff(&peer, now);
+                    None
+                } else if let Some(peer) = st.evicted.remove(&conn) {
+                    st.refuse_unsent(&peer, unsent, now);
+                    Some(OWNER_CAME_BACK)
+                } else {
+                    None
                 }
             }
         }
+    }
+
+    /// How many joiners rendezvous key `key` has, if it is open on this
+    /// broker.
+    pub fn key_joiners(&self, key: &str) -> Option<usize> {
+        self.lock().keys.get(key).map(|rv| rv.joiners.len())
+    }
+
+    /// Whether the hub holds `id` (connected, or inside its grace window).
+    pub fn holds(&self, id: &str) -> bool {
+        self.lock().sessions.contains_key(id)
+    }
+
+    /// An id nobody holds now, of the kind `register` assigns (for
+    /// protocols whose clients ask for an id before they connect).
+    pub fn fresh_id(&self) -> Option<String> {
+        self.lock().assign_peer_id(0).ok()
     }
 
     /// Whether connection `conn` has registered an id.
@@ -388,6 +452,7 @@ impl Hub {
             && st.hostnames.is_empty()
             && st.ttl_rooms.is_empty()
             && st.cut_off.is_empty()
+            && st.evicted.is_empty()
             && st.relays.is_empty()
             && st.net_rooms.is_empty()
             && st.handoffs.is_empty()
@@ -457,6 +522,18 @@ struct State {
     /// Connections the hub cut off (4003, 4005) whose tasks have not yet
     /// handed back their unsent frames, with the id they had.
     cut_off: HashMap<ConnId, String>,
+    /// This run's boot id (see `tokens`).
+    incarnation: [u8; tokens::INCARNATION_BYTES],
+    /// The first instant the hub was given: the restart the grace window
+    /// after which tokens of earlier runs are honoured counts from.
+    started: Option<Instant>,
+    /// Ids reclaimed with a token of an earlier run since this one
+    /// started: each is reclaimed so once (cleared when the window ends).
+    revived: HashSet<String>,
+    /// Connections closed (4005) because the owner of their id came back
+    /// after a restart: their unsent frames were for them, not for the
+    /// owner, and their senders hear `peer-gone`.
+    evicted: HashMap<ConnId, String>,
     /// Relay pairs, pending and active.
     relays: Relays,
     /// The queue to the cluster task, when this broker is one of a

@@ -1062,11 +1062,13 @@ mod tests {
             json!({"type": "register", "rid": 1, "id": "alice", "resumeToken": token}),
         );
         assert_eq!(h.killed(a2), Some(4005));
+        // (What reaches a3 waits until a2's task has given back its
+        // unsent frames, which are older.)
+        h.drop_conn(a2, false);
         let why = closed_with(&h.frames(a3), "bob", "peer-gone");
         assert!(why.contains("reconnected"), "{why}");
         let why = closed_with(&h.frames(b), "alice", "peer-gone");
         assert!(why.contains("reconnected"), "{why}");
-        h.drop_conn(a2, false);
         h.drop_conn(a3, true);
         h.drop_conn(b, true);
         assert!(h.hub.is_idle());

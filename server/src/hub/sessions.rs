@@ -5,20 +5,32 @@
 //! end). Releasing an id gives back everything it held: rooms, keys,
 //! hostnames, relay pairs and its queued messages (their senders get
 //! `peer-gone`).
+//!
+//! # After a restart
+//!
+//! Tokens are signed (see `tokens`) with a key the broker keeps across
+//! restarts. A restart is like every client dropping at once, so for the
+//! grace window after the hub starts a token of an earlier run with a
+//! valid signature wins its id back, once per id: a free id is registered
+//! to it, and an id someone else registered since the restart is taken
+//! from them (their connection is closed with 4005, the reason saying the
+//! owner came back; what they held is released). The owner gets
+//! `resumed: false`: its rooms and queued messages were lost with the old
+//! process. After the window, or once the id was won back, such a token is
+//! `bad-resume-token` for an id that is held, as any wrong token is.
+//! In a network of brokers (`--redis`) sessions live in Redis and survive
+//! a restart already; this path is for a broker alone.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Instant;
 
-use base64::Engine as _;
 use peerwire::protocol::messages::Rid;
 use peerwire::protocol::{CloseCode, ErrorCode, PROTOCOL_VERSION, ServerMessage, ids};
 
 use super::cluster::{Claim, Handoff};
 use super::delivery::{Kind, Queued};
+use super::tokens::{NONCE_BYTES, Verdict};
 use super::{ConnId, Refusal, State, internal};
-
-/// Random bytes in a resume token (192 bits).
-const TOKEN_BYTES: usize = 24;
 
 /// How many fresh random ids to try before giving up on assigning one (a
 /// collision of 64 random bits is already vanishingly rare).
@@ -74,18 +86,73 @@ fn same_token(a: &str, b: &str) -> bool {
 }
 
 impl State {
-    /// A resume token from the hub's random source.
-    fn new_token(&mut self, rid: Rid) -> Result<String, Refusal> {
-        let mut bytes = [0u8; TOKEN_BYTES];
+    /// A resume token for `id`: a nonce from the hub's random source,
+    /// signed with the resume key (see `tokens`).
+    fn new_token(&mut self, rid: Rid, id: &str) -> Result<String, Refusal> {
+        let mut nonce = [0u8; NONCE_BYTES];
         self.env
             .rng
-            .fill(&mut bytes)
+            .fill(&mut nonce)
             .map_err(|e| internal(rid, &format!("cannot make a resume token: {e}")))?;
-        Ok(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+        Ok(self.env.resume_key.mint(id, self.incarnation, nonce))
+    }
+
+    /// Whether `token`, presented for `id`, may win the id back after a
+    /// restart: issued for it by an earlier run, inside the grace window
+    /// after this run started, and the id not yet won back since. Not in a
+    /// network of brokers (Redis keeps sessions across restarts there).
+    fn wins_back_after_restart(&self, id: &str, token: &str, now: Instant) -> bool {
+        let in_window = self
+            .started
+            .and_then(|started| started.checked_add(self.config.grace))
+            .is_some_and(|end| now < end);
+        self.cluster.is_none()
+            && in_window
+            && !self.revived.contains(id)
+            && self.env.resume_key.check(id, token, self.incarnation) == Verdict::Earlier
+    }
+
+    /// The id's owner came back with a token of an earlier run (see
+    /// [`Self::wins_back_after_restart`]): whoever registered the id since the
+    /// restart loses it (closed with 4005, what it held released), and
+    /// the id is the owner's, afresh.
+    fn revive(&mut self, id: &str, now: Instant) {
+        self.revived.insert(id.to_string());
+        let Some(holder) = self.sessions.get(id).map(|s| s.conn) else {
+            return;
+        };
+        if let Some(old) = holder {
+            if let Some(mut entry) = self.conns.remove(&old) {
+                if let Some(kill) = entry.kill.take() {
+                    let _ = kill.send(CloseCode::Replaced);
+                }
+                self.metrics.close(CloseCode::Replaced);
+                self.evicted.insert(old, id.to_string());
+            }
+        }
+        tracing::info!(
+            id,
+            "the owner of the id came back with its resume token after the restart; \
+             the connection that registered it since is closed (4005)"
+        );
+        self.release(id, now);
+    }
+
+    /// Forgets the ids won back after the restart once the window that
+    /// allowed it has ended (they are refused by then anyway).
+    pub(super) fn end_restart_window(&mut self, now: Instant) {
+        let started = *self.started.get_or_insert(now);
+        if !self.revived.is_empty()
+            && started
+                .checked_add(self.config.grace)
+                .is_none_or(|end| now >= end)
+        {
+            self.revived = Default::default();
+        }
     }
 
     /// A fresh `p-…` id nobody holds.
-    fn assign_peer_id(&mut self, rid: Rid) -> Result<String, Refusal> {
+    pub(super) fn assign_peer_id(&mut self, rid: Rid) -> Result<String, Refusal> {
         for _ in 0..ASSIGN_ATTEMPTS {
             let mut bytes = [0u8; 8];
             self.env
@@ -127,6 +194,7 @@ impl State {
         token: Option<String>,
         now: Instant,
     ) -> Option<Claim> {
+        self.started.get_or_insert(now);
         let grant = self.conns.get(&conn).and_then(|c| c.grant.clone());
         // A token that binds an id registers that id when none is asked for.
         let id = id.or_else(|| grant.as_ref().and_then(|g| g.sub.clone()));
@@ -143,6 +211,11 @@ impl State {
         if let Err(detail) = checked {
             self.reply(conn, Err((ErrorCode::Unauthorized, rid, detail)), now);
             return None;
+        }
+        if let (Some(id), Some(token)) = (&id, &token) {
+            if self.wins_back_after_restart(id, token, now) {
+                self.revive(id, now);
+            }
         }
         let held = id.as_ref().is_some_and(|id| self.sessions.contains_key(id));
         let (id, assigned) = match (id, &token) {
@@ -173,7 +246,7 @@ impl State {
                 }
             },
         };
-        match self.new_token(rid) {
+        match self.new_token(rid, &id) {
             Ok(new) => Some(Claim {
                 rid,
                 id,
@@ -210,6 +283,8 @@ impl State {
             grace_ms: self.config.grace.as_millis() as u64,
             protocol: PROTOCOL_VERSION,
             rooms,
+            rate_limit: self.config.message_rate.map(|r| r.0),
+            rate_burst: self.config.message_rate.map(|r| r.1),
         }
     }
 
@@ -222,7 +297,16 @@ impl State {
             return self.reply(conn, Err(refusal), now);
         };
         if !same_token(&session.token, &token) {
-            let detail = format!("the resume token does not match id {id:?}");
+            let detail = match self.env.resume_key.check(&id, &token, self.incarnation) {
+                Verdict::Earlier => format!(
+                    "the resume token for id {id:?} is from before the broker restarted, \
+                     and its owner already reclaimed the id or the grace window after the restart ended"
+                ),
+                Verdict::Current => {
+                    format!("the resume token of id {id:?} was replaced by a newer one")
+                }
+                Verdict::Invalid => format!("the resume token does not match id {id:?}"),
+            };
             return self.reply(conn, Err((ErrorCode::BadResumeToken, rid, detail)), now);
         }
         let old = session.conn.replace(conn);
@@ -256,8 +340,26 @@ impl State {
                 self.send_conn(conn, &snapshot, now);
             }
         }
-        for q in queued {
-            self.send_frame(conn, q.frame, q.origin, Kind::Queued, now);
+        // An earlier connection of the id (cut off with 4003, or replaced
+        // just now) may not have given back what it never wrote: those
+        // frames are older than the queued ones, so everything for the id
+        // waits until they are in (`Hub::disconnect`).
+        let waiting = self.cut_off.values().any(|peer| *peer == id);
+        match self.sessions.get_mut(&id) {
+            Some(session) if waiting && session.handoff.is_none() => {
+                session.handoff = Some(Handoff::local(now, queued));
+                self.handoffs.insert(id.clone());
+            }
+            Some(session) if waiting => {
+                if let Some(handoff) = session.handoff.as_mut() {
+                    handoff.held.extend(queued);
+                }
+            }
+            _ => {
+                for q in queued {
+                    self.send_frame(conn, q.frame, q.origin, Kind::Queued, now);
+                }
+            }
         }
         self.relay_resumed(&id, conn, old.is_some(), now);
     }
@@ -432,6 +534,137 @@ mod tests {
         h.drop_conn(a, false);
         h.drop_conn(b, true);
         assert!(h.hub.is_idle());
+    }
+
+    #[test]
+    fn after_a_restart_the_owners_token_wins_its_id_back_from_a_newcomer_once() {
+        let mut h = Harness::new();
+        let a = h.connect();
+        let token = h.register(a, "alice");
+        h.request(a, json!({"type": "join", "rid": 2, "room": "lobby"}));
+        // The grace window (100 ms) counts from the restart.
+        h.restart(8, ms(1_000));
+        let newcomer = h.connect();
+        h.register(newcomer, "alice");
+        h.request(newcomer, json!({"type": "join", "rid": 2, "room": "den"}));
+        let b = h.connect();
+        h.register(b, "bob");
+        h.request(b, json!({"type": "join", "rid": 2, "room": "den"}));
+        let owner = h.connect();
+        let reply = h.request(
+            owner,
+            json!({"type": "register", "rid": 3, "id": "alice", "resumeToken": token}),
+        );
+        assert_eq!(reply["type"], "registered", "{reply}");
+        assert_eq!(
+            reply["resumed"], false,
+            "its rooms went with the old process"
+        );
+        assert_eq!(reply["rooms"], json!([]));
+        assert_ne!(reply["resumeToken"], json!(token), "a token of this run");
+        assert_eq!(h.killed(newcomer), Some(4005));
+        assert_eq!(
+            h.drop_conn(newcomer, false),
+            Some(super::super::OWNER_CAME_BACK)
+        );
+        // What the newcomer held went with it.
+        let left = h.frames(b);
+        assert_eq!(left[0]["type"], "peer-left", "{left:?}");
+        assert_eq!(left[0]["id"], "alice");
+        // Once: the same token again is refused, by name.
+        let again = h.connect();
+        let reply = h.request(
+            again,
+            json!({"type": "register", "rid": 4, "id": "alice", "resumeToken": token}),
+        );
+        assert_eq!(reply["code"], "bad-resume-token");
+        let detail = reply["message"].as_str().unwrap();
+        assert!(detail.contains("before the broker restarted"), "{detail}");
+        assert_eq!(h.killed(owner), None);
+    }
+
+    #[test]
+    fn after_a_restart_a_forged_token_another_ids_token_and_a_late_one_are_refused() {
+        let mut h = Harness::new();
+        let a = h.connect();
+        let token = h.register(a, "alice");
+        let b = h.connect();
+        let bobs = h.register(b, "bob");
+        h.restart(8, ms(1_000));
+        let newcomer = h.connect();
+        h.register(newcomer, "alice");
+        let c = h.connect();
+        let last = token.chars().last().unwrap();
+        let forged = format!(
+            "{}{}",
+            &token[..token.len() - 1],
+            if last == 'A' { 'B' } else { 'A' }
+        );
+        for (rid, wrong) in [(1, forged), (2, bobs)] {
+            let reply = h.request(
+                c,
+                json!({"type": "register", "rid": rid, "id": "alice", "resumeToken": wrong}),
+            );
+            assert_eq!(reply["code"], "bad-resume-token", "{reply}");
+        }
+        assert_eq!(h.killed(newcomer), None, "the newcomer keeps the id");
+        // The window after the restart is over: the owner's token no
+        // longer wins, and the refusal says why.
+        h.sweep(ms(1_100));
+        let reply = h.request(
+            c,
+            json!({"type": "register", "rid": 3, "id": "alice", "resumeToken": token}),
+        );
+        assert_eq!(reply["code"], "bad-resume-token");
+        let detail = reply["message"].as_str().unwrap();
+        assert!(
+            detail.contains("grace window after the restart"),
+            "{detail}"
+        );
+        assert_eq!(h.killed(newcomer), None);
+    }
+
+    #[test]
+    fn after_a_restart_a_free_id_is_the_owners_and_signals_for_an_evicted_newcomer_are_refused() {
+        let mut h = Harness::new();
+        let a = h.connect();
+        let alices = h.register(a, "alice");
+        let b = h.connect();
+        let bobs = h.register(b, "bob");
+        h.restart(9, ms(500));
+        // Free: registered afresh with the old token, as before.
+        let a2 = h.connect();
+        let reply = h.request(
+            a2,
+            json!({"type": "register", "rid": 1, "id": "alice", "resumeToken": alices}),
+        );
+        assert_eq!(
+            (reply["type"].clone(), reply["resumed"].clone()),
+            (json!("registered"), json!(false))
+        );
+        // Bob's id was taken by a newcomer who then dropped, with a signal
+        // queued for it in its grace window.
+        let newcomer = h.connect();
+        h.register(newcomer, "bob");
+        h.drop_conn(newcomer, false);
+        h.send(
+            a2,
+            json!({"type": "signal", "rid": 7, "to": "bob", "data": 1}),
+        );
+        assert!(h.frames(a2).is_empty(), "queued for the newcomer");
+        let b2 = h.connect();
+        let reply = h.request(
+            b2,
+            json!({"type": "register", "rid": 1, "id": "bob", "resumeToken": bobs}),
+        );
+        assert_eq!(reply["type"], "registered", "{reply}");
+        assert!(
+            h.frames(b2).is_empty(),
+            "the newcomer's signal is not the owner's"
+        );
+        let refused = h.frames(a2);
+        assert_eq!(refused[0]["code"], "peer-gone", "{refused:?}");
+        assert_eq!(refused[0]["rid"], 7);
     }
 
     #[test]

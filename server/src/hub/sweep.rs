@@ -13,6 +13,7 @@ use super::State;
 impl State {
     pub(super) fn sweep(&mut self, now: Instant) {
         self.end_grace_windows(now);
+        self.end_restart_window(now);
         self.sweep_keys(now);
         self.expire_state(now);
         self.expire_relay_intents(now);

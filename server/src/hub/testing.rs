@@ -60,7 +60,12 @@ pub struct Harness {
     /// The current time: `base` plus what `at`/`sweep` moved it to.
     pub now: Instant,
     clients: HashMap<ConnId, Client>,
+    config: HubConfig,
 }
+
+/// The seed of the harness's first hub (its random bytes and resume key).
+const SEED: u64 = 7;
+const UNIX_SECS: u64 = 1_700_000_000;
 
 impl Harness {
     pub fn new() -> Self {
@@ -71,14 +76,29 @@ impl Harness {
         let base = Instant::now();
         Self {
             hub: Hub::new(
-                config,
+                config.clone(),
                 Arc::new(Metrics::new()),
-                HubEnv::seeded(7, 1_700_000_000),
+                HubEnv::seeded(SEED, UNIX_SECS),
             ),
             base,
             now: base,
             clients: HashMap::new(),
+            config,
         }
+    }
+
+    /// The broker restarts at `base + offset`: every connection is gone,
+    /// and a new hub (another run: random bytes from `seed`) signs tokens
+    /// with the same resume key, as a broker with a kept state directory.
+    pub fn restart(&mut self, seed: u64, offset: Duration) {
+        self.clients.clear();
+        let key = HubEnv::seeded(SEED, UNIX_SECS).resume_key;
+        self.hub = Hub::new(
+            self.config.clone(),
+            Arc::new(Metrics::new()),
+            HubEnv::seeded(seed, UNIX_SECS).with_resume_key(key),
+        );
+        self.sweep(offset);
     }
 
     /// A connection with an outbound queue of 8 frames.
@@ -188,9 +208,9 @@ impl Harness {
 
     /// The connection ends (`clean`: closed with 1000), handing back what
     /// it never wrote.
-    pub fn drop_conn(&mut self, conn: ConnId, clean: bool) {
-        if let Some(mut c) = self.clients.remove(&conn) {
-            self.hub.disconnect(conn, clean, self.now, &mut c.rx);
-        }
+    /// Returns the reason the hub gives for closing it, if it has one.
+    pub fn drop_conn(&mut self, conn: ConnId, clean: bool) -> Option<&'static str> {
+        let mut c = self.clients.remove(&conn)?;
+        self.hub.disconnect(conn, clean, self.now, &mut c.rx)
     }
 }

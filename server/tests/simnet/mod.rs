@@ -13,7 +13,7 @@ use peerwire::core::engine::{
 use peerwire::core::sim::{Broker, BrokerFrame, Sim};
 use peerwire::protocol::frames::PayloadType;
 use peerwire::protocol::{ClientMessage, CloseCode};
-use peerwire_broker::hub::{self, Hub, HubConfig, HubEnv, Outgoing};
+use peerwire_broker::hub::{self, Hub, HubConfig, HubEnv, Outgoing, ResumeKey};
 use peerwire_broker::metrics::Metrics;
 use tokio::sync::{mpsc, oneshot};
 
@@ -29,12 +29,16 @@ pub struct HubBroker {
     start: Instant,
     links: BTreeMap<u64, Link>,
     next: u64,
+    /// What its tokens are signed with (kept by [`Self::restart_keeping_key`]).
+    key: ResumeKey,
 }
 
 impl HubBroker {
     pub fn new(config: HubConfig) -> Self {
+        let env = HubEnv::os();
         Self {
-            hub: Hub::new(config, Arc::new(Metrics::new()), HubEnv::os()),
+            key: env.resume_key.clone(),
+            hub: Hub::new(config, Arc::new(Metrics::new()), env),
             start: Instant::now(),
             links: BTreeMap::new(),
             next: 1,
@@ -53,6 +57,29 @@ impl HubBroker {
         }
         self.hub = Hub::new(HubConfig::default(), Arc::new(Metrics::new()), HubEnv::os());
         links
+    }
+
+    /// Like [`Self::restart`], for a broker that kept its resume key (its
+    /// state directory): tokens issued before the restart are recognised.
+    pub fn restart_keeping_key(&mut self, now: Millis) -> Vec<u64> {
+        let links = self.restart(now);
+        let env = HubEnv::os().with_resume_key(self.key.clone());
+        self.hub = Hub::new(HubConfig::default(), Arc::new(Metrics::new()), env);
+        links
+    }
+
+    /// A client of the broker's own (not an engine) that registers `id`;
+    /// its link, for [`Broker::poll`] and [`Broker::disconnect`].
+    pub fn register_raw(&mut self, id: &str, now: Millis) -> u64 {
+        let link = self.connect(now);
+        let register = format!(r#"{{"type":"register","rid":1,"id":"{id}"}}"#);
+        self.receive(link, &register, now);
+        let (frames, _) = self.poll(link);
+        assert!(
+            matches!(frames.first(), Some(BrokerFrame::Text(t)) if t.contains("\"registered\"")),
+            "{id} registered"
+        );
+        link
     }
 }
 

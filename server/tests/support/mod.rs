@@ -18,6 +18,15 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// How long a test waits for an expected message.
 pub const WAIT: Duration = Duration::from_secs(5);
 
+/// The state directory of this test process's in-process brokers (their
+/// resume key), under the temporary folder rather than the user's home.
+pub fn test_state_dir() -> String {
+    std::env::temp_dir()
+        .join(format!("peerwire-test-state-{}", std::process::id()))
+        .to_string_lossy()
+        .into_owned()
+}
+
 pub struct Broker {
     pub addr: std::net::SocketAddr,
     stun_addr: Option<std::net::SocketAddr>,
@@ -39,6 +48,10 @@ impl Broker {
             args.extend(["--stun-port", "0"]);
         }
         args.extend_from_slice(flags);
+        let state = test_state_dir();
+        if !flags.contains(&"--state-dir") {
+            args.extend(["--state-dir", state.as_str()]);
+        }
         let config = Config::parse_from(args);
         config.validate().expect("valid test config");
         let stun = peerwire_broker::stun::bind(&config).expect("the STUN port asked for");
@@ -54,6 +67,10 @@ impl Broker {
             "/nonexistent-peerwire-static",
         ];
         args.extend_from_slice(flags);
+        let state = test_state_dir();
+        if !flags.contains(&"--state-dir") {
+            args.extend(["--state-dir", state.as_str()]);
+        }
         let config = Config::parse_from(args);
         config.validate().expect("valid test config");
         let stun = std::net::UdpSocket::bind((stun_host, 0)).expect("a free UDP port");
@@ -72,6 +89,10 @@ impl Broker {
             "0",
         ];
         args.extend_from_slice(flags);
+        let state = test_state_dir();
+        if !flags.contains(&"--state-dir") {
+            args.extend(["--state-dir", state.as_str()]);
+        }
         let config = Config::parse_from(args);
         config.validate().expect("valid test config");
         let metrics = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -425,4 +446,125 @@ pub fn mint_token(secret: &str, claims: &Value) -> String {
         &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
     )
     .expect("claims encode")
+}
+
+/// The broker binary in a process of its own (port 0, no STUN, no static
+/// folder), so that it can be killed and started again with the same
+/// flags, as a restart: its state directory is whatever the flags say.
+/// What it logs (at `info`) is kept for [`BrokerProcess::log_contains`].
+pub struct BrokerProcess {
+    child: std::process::Child,
+    pub addr: std::net::SocketAddr,
+    args: Vec<String>,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl BrokerProcess {
+    pub fn start(flags: &[&str]) -> BrokerProcess {
+        let args: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
+        Self::spawn(args)
+    }
+
+    fn spawn(args: Vec<String>) -> BrokerProcess {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_peerwire-broker"))
+            .args([
+                "--port",
+                "0",
+                "--stun-port",
+                "0",
+                "--static",
+                "/nonexistent",
+            ])
+            .args(&args)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the broker binary starts");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        // "peerwire-broker listening on http://127.0.0.1:PORT/ (…"
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|rest| rest.split('/').next())
+            .and_then(|a| a.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}; log: {}", log.lock().unwrap()));
+        BrokerProcess {
+            child,
+            addr,
+            args,
+            log,
+        }
+    }
+
+    /// Kills the process (SIGKILL: a crash, nothing saved on the way out)
+    /// and starts the binary again with the same flags, on a new port.
+    pub fn restart(&mut self) {
+        self.kill();
+        *self = Self::spawn(std::mem::take(&mut self.args));
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    pub async fn client(&self) -> Client {
+        Client::connect(&self.url()).await
+    }
+
+    /// A client registered as `id`; returns it with its resume token.
+    pub async fn registered(&self, id: &str) -> (Client, String) {
+        let mut c = self.client().await;
+        let r = c.request(json!({"type": "register", "id": id})).await;
+        assert_eq!(r["type"], "registered", "{r}");
+        let token = r["resumeToken"].as_str().unwrap().to_string();
+        (c, token)
+    }
+
+    /// Whether the log has a line containing `text`, waiting up to `WAIT`
+    /// for it (the log is read by a thread of its own).
+    pub async fn log_contains(&self, text: &str) -> bool {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if self.log.lock().unwrap().contains(text) {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Everything logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for BrokerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }

@@ -173,6 +173,8 @@ mod tests {
             grace_ms: 10_000,
             protocol: 1,
             rooms: vec![],
+            rate_limit: None,
+            rate_burst: None,
         };
         e.handle_broker_text(generation, &reply.encode(), now);
         presented

@@ -173,7 +173,7 @@ impl Engine {
         }
         self.broker_heard = now;
         self.broker_probe = None;
-        let (events, frames) = self.session.on_message(text);
+        let (events, frames) = self.session.on_message_at(text, now);
         for f in frames {
             self.transmits.push_back(Transmit::Broker(f));
         }
@@ -449,6 +449,37 @@ impl Engine {
                         }
                     }
                 }
+                SessionEvent::ResumeRefused { code, message } => {
+                    let url = self.broker_url().map(str::to_string);
+                    let id = self.id.clone().unwrap_or_default();
+                    let taken = code == ErrorCode::IdTaken;
+                    self.log(LogLevel::Warn, || {
+                        let next = if taken {
+                            "asking again after the backoff"
+                        } else {
+                            "registering it afresh"
+                        };
+                        format!(
+                            "the broker refused to give \"{id}\" back ({code}: {message}); {next}"
+                        )
+                    });
+                    self.events.push_back(Event::ResumeRefused {
+                        id,
+                        code,
+                        message,
+                        url,
+                    });
+                    if taken {
+                        self.action(Action::CloseBroker {
+                            code: 1000,
+                            reason: "id taken; asking again later".into(),
+                        });
+                        let generation = self.generation;
+                        // The closed socket's own events are old news.
+                        self.generation += 1;
+                        self.broker_closed(generation, 1000, "id taken", None, now);
+                    }
+                }
                 SessionEvent::RegisterFailed { code, message } => {
                     self.action(Action::CloseBroker {
                         code: 1000,
@@ -709,6 +740,9 @@ impl Engine {
         }
         let events = self.session.poll_timeouts(now);
         self.on_session_events(events, now);
+        for f in self.session.poll_paced(now) {
+            self.transmits.push_back(Transmit::Broker(f));
+        }
     }
 
     pub(crate) fn broker_deadline(&self) -> Option<Millis> {

@@ -312,6 +312,17 @@ pub enum Event {
         reason: String,
         url: String,
     },
+    /// After a reconnect the broker at `url` refused to give `id` back:
+    /// `code` is `bad-resume-token` (the id is asked for again at once,
+    /// without the token) or `id-taken` (someone else holds it now; asked
+    /// for again after each backoff). The peer keeps trying until it has
+    /// its id again or is closed.
+    ResumeRefused {
+        id: String,
+        code: crate::protocol::ErrorCode,
+        message: String,
+        url: Option<String>,
+    },
     /// A peer-level error (bad signal, refused token after the first
     /// registration, a connection that could not be created).
     Error(PeerError),
