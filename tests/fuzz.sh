@@ -9,7 +9,11 @@
 #   FUZZ_RUNS=10000000 nice -n 19 bash tests/fuzz.sh hub_sequence   # 10 M executions
 #
 # FUZZ_RUNS=N runs each target for N executions (libFuzzer -runs=N) instead
-# of FUZZ_SECONDS. Every run uses -max_len=4096 -rss_limit_mb=2048 and a
+# of FUZZ_SECONDS. Inputs are at most 4096 bytes (FUZZ_MAX_LEN), except
+# hub_sequence's, 1024 bytes: 341 steps over 4 connections whose queues,
+# rooms and keys fill after 2 or 3 requests reach every limit many times,
+# and an execution's time grows with its steps (libFuzzer lengthens its
+# inputs up to the limit). Every run uses -rss_limit_mb=2048 and a
 # per-input timeout of FUZZ_TIMEOUT seconds (default 10: every target
 # handles an input in well under a millisecond, so a hang is a finding).
 # AddressSanitizer runs without allocation stack traces, without fake
@@ -30,6 +34,7 @@
 #   hub_sequence    the broker hub under arbitrary connections, requests, relays, drops and clock jumps
 #   relay_frame     the relay frame codec and the hub forwarding any binary frame between a relay pair
 #   stun_packet     the broker's STUN codec: any datagram, answered only if a binding request, briefly
+#   frontend_frame  the PeerJS and signaller front-ends: any client or hub frame, carried as sent
 #
 # A crash, leak, timeout or out-of-memory input is copied into
 # fuzz/regressions/<target>/ (commit it with the fix: the replay test then
@@ -41,7 +46,7 @@ RUNS=${FUZZ_RUNS:-}
 TIMEOUT=${FUZZ_TIMEOUT:-10}
 export ASAN_OPTIONS=${ASAN_OPTIONS-malloc_context_size=0:detect_stack_use_after_return=0:quarantine_size_mb=16}
 TARGETS=("$@")
-[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(broker_message peer_frame reassembly rest_codec hub_sequence relay_frame stun_packet)
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(broker_message peer_frame reassembly rest_codec hub_sequence relay_frame stun_packet frontend_frame)
 
 # cargo fuzz instruments with -Z flags: nightly if installed, otherwise the
 # stable compiler with RUSTC_BOOTSTRAP=1 (the flags it needs exist there).
@@ -70,12 +75,14 @@ summary=()
 for t in "${TARGETS[@]}"; do
   mkdir -p "fuzz/corpus/$t" "fuzz/regressions/$t"
   log="fuzz/logs/$t.log"
+  max_len=${FUZZ_MAX_LEN:-4096}
+  [ "$t" = hub_sequence ] && max_len=${FUZZ_MAX_LEN:-1024}
   echo "== $t: $what (log: $log)"
   rm -rf "fuzz/artifacts/$t"
   started=$(date +%s)
   # The kept inputs seed the corpus; new finds go to fuzz/corpus (ignored by git).
   "${FUZZ[@]}" run -O "$t" "fuzz/corpus/$t" "fuzz/regressions/$t" -- \
-    "${BOUND[@]}" -max_len=4096 -rss_limit_mb=2048 -timeout="$TIMEOUT" -print_final_stats=1 >"$log" 2>&1
+    "${BOUND[@]}" -max_len="$max_len" -rss_limit_mb=2048 -timeout="$TIMEOUT" -print_final_stats=1 >"$log" 2>&1
   took=$(( $(date +%s) - started ))
   grep -E "^#[0-9]+ +DONE|^Done|panicked|SUMMARY|Test unit written|ERROR: libFuzzer" "$log"
   # Executions: the final stats, or the last status line if libFuzzer died
