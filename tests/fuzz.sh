@@ -9,7 +9,7 @@
 #   FUZZ_RUNS=10000000 nice -n 19 bash tests/fuzz.sh hub_sequence   # 10 M executions
 #
 # FUZZ_RUNS=N runs each target for N executions (libFuzzer -runs=N) instead
-# of FUZZ_SECONDS. Inputs are at most 4096 bytes (FUZZ_MAX_LEN), except
+# of FUZZ_SECONDS; with both set, until either is reached. Inputs are at most 4096 bytes (FUZZ_MAX_LEN), except
 # hub_sequence's, 1024 bytes: 341 steps over 4 connections whose queues,
 # rooms and keys fill after 2 or 3 requests reach every limit many times,
 # and an execution's time grows with its steps (libFuzzer lengthens its
@@ -58,13 +58,18 @@ else
 fi
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
 
+# Both set: whichever comes first.
+BOUND=()
+what=()
 if [ -n "$RUNS" ]; then
-  BOUND=(-runs="$RUNS")
-  what="$RUNS executions"
-else
-  BOUND=(-max_total_time="$SECONDS_EACH")
-  what="${SECONDS_EACH}s"
+  BOUND+=(-runs="$RUNS")
+  what+=("$RUNS executions")
 fi
+if [ -z "$RUNS" ] || [ -n "${FUZZ_SECONDS:-}" ]; then
+  BOUND+=(-max_total_time="$SECONDS_EACH")
+  what+=("${SECONDS_EACH}s")
+fi
+what=$(IFS=,; echo "${what[*]}" | sed 's/,/ or /')
 
 # Build first, so that the times below are fuzzing time only.
 "${FUZZ[@]}" build -O || exit 1
