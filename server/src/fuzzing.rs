@@ -15,16 +15,23 @@
 //!   answer only to a binding request, at most one, never longer than
 //!   `MAX_RESPONSE_LEN`, carrying the request's transaction id and the
 //!   sender's address, and never itself answered.
+//! - [`frontend_frame`]: the PeerJS and signaller front-ends on any frame
+//!   from a client or the hub. Checked: no panic; a PeerJS message reaches
+//!   its `dst` as it was sent, with `src` set by the broker and not by the
+//!   sender; what one signaller side sends reaches the other as is, in
+//!   order, until the message limit closes both with 4002; any PeerJS
+//!   connection query is accepted only with a non-empty id and token.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use peerwire::protocol::json::Json;
 use peerwire::protocol::relay;
-use peerwire::protocol::{ClientMessage, CloseCode};
-use serde_json::json;
+use peerwire::protocol::{ClientMessage, CloseCode, ServerMessage};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::auth::{Grant, Policy};
+use crate::frontends::{peerjs, signaller};
 use crate::hub::{ConnId, Frame, Hub, HubConfig, HubEnv, HubStats, Outgoing, RelayConfig, Relayed};
 use crate::ice::{IceConfig, OwnStun};
 use crate::metrics::Metrics;
@@ -34,7 +41,8 @@ use crate::stun::codec;
 pub type Target = fn(&[u8]);
 
 /// The targets, by the name of their folder under `fuzz/regressions/`.
-pub const TARGETS: [(&str, Target); 3] = [
+pub const TARGETS: [(&str, Target); 4] = [
+    ("frontend_frame", frontend_frame),
     ("hub_sequence", hub_sequence),
     ("relay_frame", relay_frame),
     ("stun_packet", stun_packet),
@@ -100,30 +108,58 @@ fn config() -> HubConfig {
     }
 }
 
+/// One set of metrics for every input of a fuzzing process: the hub only
+/// writes to it, never reads it back, so sharing it changes no outcome, and
+/// building and dropping a registry for each input cost more than a short
+/// input itself.
+fn metrics() -> Arc<Metrics> {
+    static METRICS: OnceLock<Arc<Metrics>> = OnceLock::new();
+    METRICS.get_or_init(|| Arc::new(Metrics::new())).clone()
+}
+
 /// Reads what a connection was sent; remembers resume tokens.
+///
+/// Only `registered` frames are decoded (with the SDK's own decoder, so the
+/// two sides must still agree on it): a full JSON parse of every frame cost
+/// more than the hub itself and checked serde_json rather than the hub.
+/// Every other frame is checked to be one JSON object with a `type` first,
+/// which is what `ServerMessage::encode` writes.
 fn drain(slot: &mut Slot) {
     while let Ok(frame) = slot.rx.try_recv().map(|o| o.frame) {
         let Some(text) = frame.as_text() else {
             continue;
         };
-        let v: serde_json::Value = serde_json::from_str(text).expect("hub sends JSON");
-        if v["type"] == "registered" {
-            let id = v["id"].as_str().unwrap_or_default().to_string();
-            let token = v["resumeToken"].as_str().unwrap_or_default().to_string();
-            slot.token = Some((id, token));
+        assert!(
+            text.starts_with(r#"{"type":""#) && text.ends_with('}'),
+            "hub sends JSON objects: {text}"
+        );
+        if text.starts_with(r#"{"type":"registered","#) {
+            match ServerMessage::decode(text) {
+                Ok(ServerMessage::Registered {
+                    id, resume_token, ..
+                }) => slot.token = Some((id, resume_token)),
+                other => panic!("a registered frame the SDK cannot read: {other:?}"),
+            }
         }
     }
 }
 
+/// One of `names`, picked by `arg`, as an owned string.
+fn pick(names: &[&str], arg: u8) -> String {
+    names[arg as usize % names.len()].to_string()
+}
+
 fn message(op: u8, arg: u8, rid: u64, tokens: &[(String, String)]) -> ClientMessage {
-    let id = IDS[arg as usize % IDS.len()].to_string();
-    let room = ROOMS[arg as usize % ROOMS.len()].to_string();
-    let key = KEYS[arg as usize % KEYS.len()].to_string();
-    let hostname = HOSTNAMES[arg as usize % HOSTNAMES.len()].to_string();
+    // Only the name the operation uses is built: four allocations a step
+    // showed up in the profile.
+    let id = || pick(&IDS, arg);
+    let room = || pick(&ROOMS, arg);
+    let key = || pick(&KEYS, arg);
+    let hostname = || pick(&HOSTNAMES, arg);
     match op & 0x0f {
         0 => ClientMessage::Register {
             rid,
-            id: (arg % 5 != 4).then_some(id),
+            id: (arg % 5 != 4).then(id),
             resume_token: None,
         },
         1 => {
@@ -138,48 +174,50 @@ fn message(op: u8, arg: u8, rid: u64, tokens: &[(String, String)]) -> ClientMess
             }
         }
         2 => ClientMessage::Ping { rid },
-        3 => ClientMessage::Find { rid, id },
+        3 => ClientMessage::Find { rid, id: id() },
         4 => ClientMessage::Signal {
             rid,
-            to: id,
-            data: peerwire::protocol::json::Json(json!(rid).to_string()),
+            to: id(),
+            data: Json(rid.to_string()),
         },
-        5 => ClientMessage::Join { rid, room },
-        6 => ClientMessage::Leave { rid, room },
+        5 => ClientMessage::Join { rid, room: room() },
+        6 => ClientMessage::Leave { rid, room: room() },
         7 => ClientMessage::Broadcast {
             rid,
-            room,
-            data: peerwire::protocol::json::Json(json!("x").to_string()),
+            room: room(),
+            data: Json(r#""x""#.to_string()),
             include_self: arg % 2 == 0,
         },
         8 => ClientMessage::Set {
             rid,
-            room,
+            room: room(),
             key: format!("k{}", arg % 3),
-            value: peerwire::protocol::json::Json(json!(arg).to_string()),
+            value: Json(arg.to_string()),
             ttl_ms: (arg % 2 == 0).then_some(arg as u64),
         },
         9 => ClientMessage::Delete {
             rid,
-            room,
+            room: room(),
             key: format!("k{}", arg % 3),
         },
-        10 => ClientMessage::OpenKey { rid, key },
-        11 => ClientMessage::JoinKey { rid, key },
-        12 => ClientMessage::LeaveKey { rid, key },
-        13 => ClientMessage::CloseKey { rid, key },
-        14 => ClientMessage::RegisterHostname { rid, hostname },
-        _ => ClientMessage::LookupHostname { rid, hostname },
+        10 => ClientMessage::OpenKey { rid, key: key() },
+        11 => ClientMessage::JoinKey { rid, key: key() },
+        12 => ClientMessage::LeaveKey { rid, key: key() },
+        13 => ClientMessage::CloseKey { rid, key: key() },
+        14 => ClientMessage::RegisterHostname {
+            rid,
+            hostname: hostname(),
+        },
+        _ => ClientMessage::LookupHostname {
+            rid,
+            hostname: hostname(),
+        },
     }
 }
 
 /// Runs one input (three bytes per step: slot, operation, argument).
 pub fn hub_sequence(data: &[u8]) {
-    let hub = Hub::new(
-        config(),
-        Arc::new(Metrics::new()),
-        HubEnv::seeded(1, 1_700_000_000),
-    );
+    let hub = Hub::new(config(), metrics(), HubEnv::seeded(1, 1_700_000_000));
     let start = Instant::now();
     let mut now = start;
     let mut slots: Vec<Option<Slot>> = (0..SLOTS).map(|_| None).collect();
@@ -276,7 +314,7 @@ pub fn relay_frame(data: &[u8]) {
     }
     let hub = Hub::new(
         HubConfig::default(),
-        Arc::new(Metrics::new()),
+        metrics(),
         HubEnv::seeded(1, 1_700_000_000),
     );
     let now = Instant::now();
@@ -301,17 +339,25 @@ pub fn relay_frame(data: &[u8]) {
         };
         hub.handle(conn, relay, now);
     }
-    let mut read = |i: usize| -> (Vec<serde_json::Value>, Vec<Vec<u8>>) {
+    // What the setup sent (`registered`, `relay-ready`) is only drained:
+    // parsing it for every input cost more than the frame under test.
+    for (_, rx, _) in &mut conns {
+        while rx.try_recv().is_ok() {}
+    }
+    let mut read = |i: usize| -> (Vec<ServerMessage>, Vec<Vec<u8>>) {
         let (mut text, mut binary) = (Vec::new(), Vec::new());
         while let Ok(o) = conns[i].1.try_recv() {
             match o.frame {
-                Frame::Text(t) => text.push(serde_json::from_str(t.as_str()).expect("JSON")),
+                Frame::Text(t) => text.push(t.as_str().to_string()),
                 Frame::Binary(b) => binary.push(b.to_vec()),
             }
         }
+        let text = text
+            .iter()
+            .map(|t| ServerMessage::decode(t).unwrap_or_else(|e| panic!("{t}: {e:?}")))
+            .collect();
         (text, binary)
     };
-    let _ = (read(0), read(1));
     let outcome = hub.handle_binary(a, data, now);
     let (told, sent_back) = read(0);
     let (_, received) = read(1);
@@ -328,7 +374,180 @@ pub fn relay_frame(data: &[u8]) {
         }
         Relayed::Dropped => {
             assert!(received.is_empty(), "a dropped frame reaches nobody");
-            assert_eq!(told.len(), 1, "the sender is told why: {told:?}");
+            assert!(
+                matches!(
+                    told.as_slice(),
+                    [ServerMessage::Error { .. } | ServerMessage::RelayClosed { .. }]
+                ),
+                "the sender is told why, once: {told:?}"
+            );
+        }
+    }
+}
+
+/// The limit of messages per signaller side in [`frontend_frame`].
+const SIGNALLER_MAX: usize = 5;
+
+/// Runs one input through a front-end, by its first byte: a PeerJS
+/// client's frame (0), a hub frame and connection query for PeerJS (1), a
+/// signaller pipe (2), a hub frame for signaller (3).
+pub fn frontend_frame(data: &[u8]) {
+    let Some((&which, rest)) = data.split_first() else {
+        return;
+    };
+    let text = String::from_utf8_lossy(rest);
+    match which % 4 {
+        0 => peerjs_client_frame(&text),
+        1 => {
+            let tokens = peerjs::Tokens::default();
+            let mut c = peerjs::Connection::new("p-2".into(), "tok".into());
+            match c.outbound(&text, &tokens, |_| true) {
+                peerjs::Outbound::Send(s) | peerjs::Outbound::SendAndClose(s) => {
+                    assert!(
+                        matches!(serde_json::from_str(&s), Ok(serde_json::Value::Object(_))),
+                        "PeerJS clients get JSON objects: {s}"
+                    );
+                }
+                peerjs::Outbound::Nothing => {}
+            }
+            if let Ok((id, token)) = peerjs::connect_params(Some(&text), "peerjs") {
+                assert!(!id.is_empty() && !token.is_empty(), "{text}");
+            }
+        }
+        2 => signaller_pipe(rest),
+        _ => {
+            for role in [signaller::Role::Listen, signaller::Role::Connect] {
+                let mut c = signaller::Connection::new("abc".into(), role, SIGNALLER_MAX);
+                c.start();
+                let _ = c.outbound(&text);
+                let _ = c.outbound(&text);
+            }
+        }
+    }
+}
+
+/// A PeerJS client's text frame: when forwarded, the receiver gets the
+/// object as sent, with `src` naming the sender as the hub knows it.
+fn peerjs_client_frame(text: &str) {
+    let tokens = peerjs::Tokens::default();
+    let mut sender = peerjs::Connection::new("p-1".into(), "tok".into());
+    let peerjs::Inbound::Hub(request) = sender.inbound(text) else {
+        return;
+    };
+    let ClientMessage::Signal { to, data, .. } = request else {
+        panic!("PeerJS frames become signals: {request:?}");
+    };
+    let serde_json::Value::Object(mut sent) = serde_json::from_str(text).expect("was read") else {
+        panic!("only objects are forwarded");
+    };
+    assert_eq!(sent.get("dst").and_then(|d| d.as_str()), Some(to.as_str()));
+    let hub_frame = ServerMessage::Signal {
+        from: "p-1".into(),
+        data,
+    }
+    .encode();
+    let mut receiver = peerjs::Connection::new(to, "tok2".into());
+    let peerjs::Outbound::Send(got) = receiver.outbound(&hub_frame, &tokens, |_| true) else {
+        panic!("a signal reaches the receiver: {hub_frame}");
+    };
+    sent.insert("src".into(), "p-1".into());
+    let got: serde_json::Value = serde_json::from_str(&got).expect("JSON");
+    assert_eq!(got, serde_json::Value::Object(sent), "as sent, from p-1");
+}
+
+/// What a signaller side sends: text (kind byte even) or binary, held
+/// until the pair forms (after the first frame whose kind byte has bit 1
+/// set), carried to the other side through `signal`s.
+enum Piped {
+    Text(String),
+    Binary(Vec<u8>),
+}
+
+/// A signaller pipe: frames of `[kind, length, bytes...]` from the
+/// listener; the connector gets each, unchanged and in order, then the
+/// 4002 close once the listener sent more than [`SIGNALLER_MAX`].
+fn signaller_pipe(mut data: &[u8]) {
+    let mut listener =
+        signaller::Connection::new("abc".into(), signaller::Role::Listen, SIGNALLER_MAX);
+    let mut connector =
+        signaller::Connection::new("abc".into(), signaller::Role::Connect, SIGNALLER_MAX);
+    listener.start();
+    connector.start();
+    let mut sent = Vec::new();
+    let mut requests = Vec::new();
+    let mut closed = None;
+    let mut paired = false;
+    while let [kind, len, rest @ ..] = data {
+        let (payload, next) = rest.split_at((*len as usize).min(rest.len()));
+        data = next;
+        let frame = if kind % 2 == 0 {
+            Piped::Text(String::from_utf8_lossy(payload).into_owned())
+        } else {
+            Piped::Binary(payload.to_vec())
+        };
+        let inbound = match &frame {
+            Piped::Text(t) => listener.text(t),
+            Piped::Binary(b) => listener.binary(b),
+        };
+        match inbound {
+            signaller::Inbound::Held => assert!(!paired, "held only before the pair forms"),
+            signaller::Inbound::Hub(m) => requests.extend(m),
+            signaller::Inbound::Close(code, m) => {
+                assert_eq!(code, CloseCode::TooManyMessages);
+                assert_eq!(sent.len(), SIGNALLER_MAX, "closed after the limit");
+                requests.extend(m);
+                closed = Some(code);
+                break;
+            }
+        }
+        sent.push(frame);
+        if kind & 2 != 0 && !paired {
+            paired = true;
+            let joiner = r#"{"type":"joiner","key":"sg-abc","id":"c-1"}"#;
+            match listener.outbound(joiner) {
+                signaller::Outbound::Hub(m) => requests.extend(m),
+                other => panic!("pairing sends what was held: {other:?}"),
+            }
+            let joined = r#"{"type":"key-joined","rid":2,"key":"sg-abc","opener":"l-1"}"#;
+            assert_eq!(
+                connector.outbound(joined),
+                signaller::Outbound::Hub(Vec::new())
+            );
+        }
+    }
+    if !paired {
+        assert!(requests.is_empty(), "nothing goes before the pair forms");
+        return;
+    }
+    let mut got = Vec::new();
+    let mut got_close = None;
+    for request in requests {
+        let ClientMessage::Signal { to, data, .. } = request else {
+            panic!("a pipe carries signals: {request:?}");
+        };
+        assert_eq!(to, "c-1");
+        let frame = ServerMessage::Signal {
+            from: "l-1".into(),
+            data,
+        }
+        .encode();
+        match connector.outbound(&frame) {
+            signaller::Outbound::Text(t) => got.push(Piped::Text(t)),
+            signaller::Outbound::Binary(b) => got.push(Piped::Binary(b)),
+            signaller::Outbound::Close(code) => got_close = Some(code),
+            other => panic!("{frame}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        got_close, closed,
+        "the other side closes with the same code"
+    );
+    assert_eq!(got.len(), sent.len(), "every message arrives");
+    for (got, sent) in got.iter().zip(&sent) {
+        match (got, sent) {
+            (Piped::Text(a), Piped::Text(b)) => assert_eq!(a, b),
+            (Piped::Binary(a), Piped::Binary(b)) => assert_eq!(a, b),
+            _ => panic!("a text arrives as text, bytes as bytes"),
         }
     }
 }
