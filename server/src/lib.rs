@@ -40,8 +40,9 @@ use std::time::{Duration, Instant};
 use axum::Extension;
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::header;
+use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum_server::Handle;
@@ -184,95 +185,27 @@ fn broker_host(
         .or_else(|| arrived_on.and_then(|a| ice::address_host(a.ip())))
 }
 
-async fn ws_upgrade(
-    ws: WebSocketUpgrade,
-    State(app): State<Arc<App>>,
-    ConnectInfo(peer_addr): ConnectInfo<SocketAddr>,
-    arrived_on: Option<Extension<ArrivedOn>>,
-    upgraded: Option<Extension<idle::Upgraded>>,
-    headers: axum::http::HeaderMap,
-    uri: axum::http::Uri,
-) -> Response {
-    let request = Upgrade {
-        ws,
-        app,
-        peer_addr,
-        arrived_on: arrived_on.map(|Extension(a)| a),
-        upgraded: upgraded.map(|Extension(u)| u).unwrap_or_default(),
-        headers,
-        uri,
-    };
+async fn ws_upgrade(request: Upgrade) -> Response {
     upgrade(request, None)
 }
 
 /// linkup's broker protocol (`frontends::linkup`): the client registers
 /// its id with its first message, as linkup's clients do.
-async fn linkup_upgrade(
-    ws: WebSocketUpgrade,
-    State(app): State<Arc<App>>,
-    ConnectInfo(peer_addr): ConnectInfo<SocketAddr>,
-    arrived_on: Option<Extension<ArrivedOn>>,
-    upgraded: Option<Extension<idle::Upgraded>>,
-    headers: axum::http::HeaderMap,
-    uri: axum::http::Uri,
-) -> Response {
-    let request = Upgrade {
-        ws,
-        app,
-        peer_addr,
-        arrived_on: arrived_on.map(|Extension(a)| a),
-        upgraded: upgraded.map(|Extension(u)| u).unwrap_or_default(),
-        headers,
-        uri,
-    };
+async fn linkup_upgrade(request: Upgrade) -> Response {
     let connection = frontends::linkup::Connection::new();
     upgrade(request, Some(frontends::Dialect::Linkup(connection)))
 }
 
 /// sigver's protocol (`frontends::sigver`): the client opens or joins a
 /// key with its first message, as sigver's clients (netflux) do.
-async fn sigver_upgrade(
-    ws: WebSocketUpgrade,
-    State(app): State<Arc<App>>,
-    ConnectInfo(peer_addr): ConnectInfo<SocketAddr>,
-    arrived_on: Option<Extension<ArrivedOn>>,
-    upgraded: Option<Extension<idle::Upgraded>>,
-    headers: axum::http::HeaderMap,
-    uri: axum::http::Uri,
-) -> Response {
-    let request = Upgrade {
-        ws,
-        app,
-        peer_addr,
-        arrived_on: arrived_on.map(|Extension(a)| a),
-        upgraded: upgraded.map(|Extension(u)| u).unwrap_or_default(),
-        headers,
-        uri,
-    };
+async fn sigver_upgrade(request: Upgrade) -> Response {
     let connection = frontends::sigver::Connection::new();
     upgrade(request, Some(frontends::Dialect::Sigver(connection)))
 }
 
 /// smoke's hub protocol (`frontends::smoke`): the node gets an assigned
 /// id as its address at once.
-async fn smoke_upgrade(
-    ws: WebSocketUpgrade,
-    State(app): State<Arc<App>>,
-    ConnectInfo(peer_addr): ConnectInfo<SocketAddr>,
-    arrived_on: Option<Extension<ArrivedOn>>,
-    upgraded: Option<Extension<idle::Upgraded>>,
-    headers: axum::http::HeaderMap,
-    uri: axum::http::Uri,
-) -> Response {
-    let request = Upgrade {
-        ws,
-        app,
-        peer_addr,
-        arrived_on: arrived_on.map(|Extension(a)| a),
-        upgraded: upgraded.map(|Extension(u)| u).unwrap_or_default(),
-        headers,
-        uri,
-    };
+async fn smoke_upgrade(request: Upgrade) -> Response {
     let connection = frontends::smoke::Connection::new();
     upgrade(request, Some(frontends::Dialect::Smoke(connection)))
 }
@@ -280,34 +213,17 @@ async fn smoke_upgrade(
 /// PeerJS's WebSocket (`frontends::peerjs`): its `id`, `token` and `key`
 /// are checked as PeerJS's server checks them, and refused with its
 /// `ERROR` texts.
-async fn peerjs_upgrade(
-    ws: WebSocketUpgrade,
-    State(app): State<Arc<App>>,
-    ConnectInfo(peer_addr): ConnectInfo<SocketAddr>,
-    arrived_on: Option<Extension<ArrivedOn>>,
-    upgraded: Option<Extension<idle::Upgraded>>,
-    headers: axum::http::HeaderMap,
-    uri: axum::http::Uri,
-) -> Response {
-    let key = app.config.peerjs_key.0.clone().unwrap_or_default();
-    let upgraded = upgraded.map(|Extension(u)| u).unwrap_or_default();
-    match frontends::peerjs::connect_params(uri.query(), &key) {
+async fn peerjs_upgrade(request: Upgrade) -> Response {
+    let key = request.app.config.peerjs_key.0.clone().unwrap_or_default();
+    match frontends::peerjs::connect_params(request.uri.query(), &key) {
         Ok((id, token)) => {
-            let request = Upgrade {
-                ws,
-                app,
-                peer_addr,
-                arrived_on: arrived_on.map(|Extension(a)| a),
-                upgraded,
-                headers,
-                uri,
-            };
             let connection = frontends::peerjs::Connection::new(id, token);
             upgrade(request, Some(frontends::Dialect::PeerJs(connection)))
         }
         Err(msg) => {
-            app.metrics.refuse("peerjs-parameters");
-            ws.on_upgrade(move |socket| async move {
+            request.app.metrics.refuse("peerjs-parameters");
+            let upgraded = request.upgraded;
+            request.ws.on_upgrade(move |socket| async move {
                 upgraded.mark();
                 conn::refuse_with_text(socket, frontends::peerjs::error_text(msg)).await;
             })
@@ -317,18 +233,9 @@ async fn peerjs_upgrade(
 
 /// signaller's `/listen/<handle>`: 404 for a handle it would not route,
 /// 409 when someone listens on it already.
-#[allow(clippy::too_many_arguments)]
-async fn signaller_listen(
-    ws: WebSocketUpgrade,
-    State(app): State<Arc<App>>,
-    ConnectInfo(peer_addr): ConnectInfo<SocketAddr>,
-    arrived_on: Option<Extension<ArrivedOn>>,
-    upgraded: Option<Extension<idle::Upgraded>>,
-    headers: axum::http::HeaderMap,
-    uri: axum::http::Uri,
-    axum::extract::Path(handle): axum::extract::Path<String>,
-) -> Response {
+async fn signaller_listen(request: Upgrade, Path(handle): Path<String>) -> Response {
     use frontends::signaller::{Role, key, valid_handle};
+    let app = &request.app;
     if !valid_handle(&handle) {
         return (
             axum::http::StatusCode::NOT_FOUND,
@@ -345,15 +252,6 @@ async fn signaller_listen(
         )
             .into_response();
     }
-    let request = Upgrade {
-        ws,
-        app: app.clone(),
-        peer_addr,
-        arrived_on: arrived_on.map(|Extension(a)| a),
-        upgraded: upgraded.map(|Extension(u)| u).unwrap_or_default(),
-        headers,
-        uri,
-    };
     let max = app.config.signaller_max_messages;
     let connection = frontends::signaller::Connection::new(handle, Role::Listen, max);
     upgrade(request, Some(frontends::Dialect::Signaller(connection)))
@@ -361,18 +259,9 @@ async fn signaller_listen(
 
 /// signaller's `/connect/<handle>`: 404 unless someone listens on the
 /// handle and nobody has connected to it yet.
-#[allow(clippy::too_many_arguments)]
-async fn signaller_connect(
-    ws: WebSocketUpgrade,
-    State(app): State<Arc<App>>,
-    ConnectInfo(peer_addr): ConnectInfo<SocketAddr>,
-    arrived_on: Option<Extension<ArrivedOn>>,
-    upgraded: Option<Extension<idle::Upgraded>>,
-    headers: axum::http::HeaderMap,
-    uri: axum::http::Uri,
-    axum::extract::Path(handle): axum::extract::Path<String>,
-) -> Response {
+async fn signaller_connect(request: Upgrade, Path(handle): Path<String>) -> Response {
     use frontends::signaller::{Role, key, valid_handle};
+    let app = &request.app;
     let unpaired = app.config.redis.is_some() || app.hub.key_joiners(&key(&handle)) == Some(0);
     if !valid_handle(&handle) || !unpaired {
         return (
@@ -381,67 +270,23 @@ async fn signaller_connect(
         )
             .into_response();
     }
-    let request = Upgrade {
-        ws,
-        app: app.clone(),
-        peer_addr,
-        arrived_on: arrived_on.map(|Extension(a)| a),
-        upgraded: upgraded.map(|Extension(u)| u).unwrap_or_default(),
-        headers,
-        uri,
-    };
     let max = app.config.signaller_max_messages;
     let connection = frontends::signaller::Connection::new(handle, Role::Connect, max);
     upgrade(request, Some(frontends::Dialect::Signaller(connection)))
 }
 
 /// signal-channel's `/signal-channel/<end point>`: the default namespace.
-#[allow(clippy::too_many_arguments)]
-async fn sigchan_default(
-    ws: WebSocketUpgrade,
-    State(app): State<Arc<App>>,
-    ConnectInfo(peer_addr): ConnectInfo<SocketAddr>,
-    arrived_on: Option<Extension<ArrivedOn>>,
-    upgraded: Option<Extension<idle::Upgraded>>,
-    headers: axum::http::HeaderMap,
-    uri: axum::http::Uri,
-    axum::extract::Path(endpoint): axum::extract::Path<String>,
-) -> Response {
-    let request = Upgrade {
-        ws,
-        app,
-        peer_addr,
-        arrived_on: arrived_on.map(|Extension(a)| a),
-        upgraded: upgraded.map(|Extension(u)| u).unwrap_or_default(),
-        headers,
-        uri,
-    };
+async fn sigchan_default(request: Upgrade, Path(endpoint): Path<String>) -> Response {
     let namespace = frontends::sigchan::DEFAULT_NAMESPACE.to_string();
     sigchan_upgrade(request, &endpoint, namespace)
 }
 
 /// signal-channel's `/signal-channel/<end point>/<namespace>` (the
 /// namespace percent-encoded).
-#[allow(clippy::too_many_arguments)]
 async fn sigchan_named(
-    ws: WebSocketUpgrade,
-    State(app): State<Arc<App>>,
-    ConnectInfo(peer_addr): ConnectInfo<SocketAddr>,
-    arrived_on: Option<Extension<ArrivedOn>>,
-    upgraded: Option<Extension<idle::Upgraded>>,
-    headers: axum::http::HeaderMap,
-    uri: axum::http::Uri,
-    axum::extract::Path((endpoint, namespace)): axum::extract::Path<(String, String)>,
+    request: Upgrade,
+    Path((endpoint, namespace)): Path<(String, String)>,
 ) -> Response {
-    let request = Upgrade {
-        ws,
-        app,
-        peer_addr,
-        arrived_on: arrived_on.map(|Extension(a)| a),
-        upgraded: upgraded.map(|Extension(u)| u).unwrap_or_default(),
-        headers,
-        uri,
-    };
     sigchan_upgrade(request, &endpoint, namespace)
 }
 
@@ -530,6 +375,34 @@ struct Upgrade {
     upgraded: idle::Upgraded,
     headers: axum::http::HeaderMap,
     uri: axum::http::Uri,
+}
+
+/// Every WebSocket path takes its request as one `Upgrade`, whatever
+/// protocol it speaks.
+impl FromRequestParts<Arc<App>> for Upgrade {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Response> {
+        let ws = WebSocketUpgrade::from_request_parts(parts, app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let ConnectInfo(peer_addr) = ConnectInfo::<SocketAddr>::from_request_parts(parts, app)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Upgrade {
+            ws,
+            app: app.clone(),
+            peer_addr,
+            arrived_on: parts.extensions.get::<ArrivedOn>().copied(),
+            upgraded: parts
+                .extensions
+                .get::<idle::Upgraded>()
+                .cloned()
+                .unwrap_or_default(),
+            headers: parts.headers.clone(),
+            uri: parts.uri.clone(),
+        })
+    }
 }
 
 /// Admits a WebSocket (origin, address, token) and runs it; `peerjs` when
