@@ -6,12 +6,10 @@
 
 mod support;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Broker, Client, http_get};
+use support::{Broker, Client, Redis, http_get, network_broker};
 
 /// A client of linkup's protocol.
 struct Linkup {
@@ -313,58 +311,13 @@ async fn protected_ids_need_a_token_on_linkup_too() {
     b.stop().await;
 }
 
-/// A `redis-server` on a loopback port of its own, killed when dropped.
-struct Redis {
-    port: u16,
-    child: Child,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH (tests/setup.sh installs Debian's redis-server)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis { port, child }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A broker of the network on `redis`, once `/healthz` says it reaches it.
-async fn network_broker(redis: &Redis) -> Broker {
-    let url = format!("redis://127.0.0.1:{}", redis.port);
-    let b = Broker::start(&["--redis", &url, "--redis-lease-ms", "1500"]).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !http_get(b.addr, "/healthz").await.ends_with("ok\n") {
-        assert!(Instant::now() < deadline, "the broker reaches Redis");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    b
-}
-
 #[tokio::test]
 async fn across_a_network_of_brokers_ids_are_unique_found_and_signalled() {
     let redis = Redis::start();
-    let (b1, b2) = (network_broker(&redis).await, network_broker(&redis).await);
+    let (b1, b2) = (
+        network_broker(&redis, &[]).await,
+        network_broker(&redis, &[]).await,
+    );
     let mut alice = Linkup::connect(&b1).await;
     let mut bob = Linkup::connect(&b2).await;
     assert_eq!(alice.register("alice").await, Ok(json!("alice")));

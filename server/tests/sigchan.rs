@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
-use support::{Broker, WAIT, http_get};
+use support::{Broker, Redis, WAIT, http_get, network_broker};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -493,56 +493,6 @@ async fn the_hubs_auth_and_message_rate_hold_on_signal_channel_streams() {
     }
     assert_eq!(s.closed().await, Some(4002));
     b.stop().await;
-}
-
-/// A `redis-server` on a loopback port of its own, killed when dropped.
-struct Redis {
-    port: u16,
-    child: std::process::Child,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH (tests/setup.sh installs Debian's redis-server)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis { port, child }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A broker of the network on `redis`, once `/healthz` says it reaches it.
-async fn network_broker(redis: &Redis, extra: &[&str]) -> Broker {
-    let url = format!("redis://127.0.0.1:{}", redis.port);
-    let mut flags = vec!["--redis", &url, "--redis-lease-ms", "1500"];
-    flags.extend_from_slice(extra);
-    let b = Broker::start(&flags).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !http_get(b.addr, "/healthz").await.ends_with("ok\n") {
-        assert!(Instant::now() < deadline, "the broker reaches Redis");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    b
 }
 
 #[tokio::test]

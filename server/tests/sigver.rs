@@ -6,12 +6,11 @@
 
 mod support;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{Broker, Client, http_get};
+use support::{Broker, Client, Redis, http_get, network_broker};
 
 async fn sigver(b: &Broker) -> Client {
     Client::connect(&format!("ws://{}/sigver", b.addr)).await
@@ -238,58 +237,13 @@ async fn the_limits_auth_and_metrics_of_ws_hold_on_sigver() {
     b.stop().await;
 }
 
-/// A `redis-server` on a loopback port of its own, killed when dropped.
-struct Redis {
-    port: u16,
-    child: Child,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH (tests/setup.sh installs Debian's redis-server)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis { port, child }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A broker of the network on `redis`, once `/healthz` says it reaches it.
-async fn network_broker(redis: &Redis) -> Broker {
-    let url = format!("redis://127.0.0.1:{}", redis.port);
-    let b = Broker::start(&["--redis", &url, "--redis-lease-ms", "1500"]).await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !http_get(b.addr, "/healthz").await.ends_with("ok\n") {
-        assert!(Instant::now() < deadline, "the broker reaches Redis");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    b
-}
-
 #[tokio::test]
 async fn across_a_network_of_brokers_a_key_opened_on_one_is_joined_on_another() {
     let redis = Redis::start();
-    let (b1, b2) = (network_broker(&redis).await, network_broker(&redis).await);
+    let (b1, b2) = (
+        network_broker(&redis, &[]).await,
+        network_broker(&redis, &[]).await,
+    );
     let mut a = opener(&b1, "net").await;
     // Taken on the other broker too.
     let mut thief = sigver(&b2).await;

@@ -7,12 +7,10 @@
 
 mod support;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Broker, Client, http_get};
+use support::{Broker, Client, Redis, http_get};
 
 /// A node's hub connection: the client and the address it was bound to.
 struct Node {
@@ -209,46 +207,10 @@ async fn a_broker_that_requires_tokens_wants_one_on_smoke_too() {
     b.stop().await;
 }
 
-/// A `redis-server` on a loopback port of its own, killed when dropped.
-struct Redis {
-    port: u16,
-    child: Child,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH (tests/setup.sh installs Debian's redis-server)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Redis { port, child }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn nodes_on_two_brokers_of_a_network_forward_to_each_other() {
     let redis = Redis::start();
-    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let url = redis.url();
     let mut brokers = Vec::new();
     for _ in 0..2 {
         let b = Broker::start(&["--redis", &url, "--redis-lease-ms", "1500"]).await;

@@ -568,3 +568,83 @@ impl Drop for BrokerProcess {
         self.kill();
     }
 }
+
+/// A `redis-server` on a loopback port of its own, killed when dropped.
+pub struct Redis {
+    pub port: u16,
+    child: std::process::Child,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        Self::start_on(port)
+    }
+
+    pub fn start_on(port: u16) -> Redis {
+        use std::process::{Command, Stdio};
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH (tests/setup.sh installs Debian's redis-server)");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not listen on {port}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Redis { port, child }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs one command with `redis-cli` and returns its output.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("redis-cli")
+            .args(["-p", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli on PATH");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A broker of the network on `redis`, with `extra` flags, once `/healthz`
+/// says it reaches Redis.
+pub async fn network_broker(redis: &Redis, extra: &[&str]) -> Broker {
+    let url = redis.url();
+    let mut flags = vec!["--redis", &url, "--redis-lease-ms", "1500"];
+    flags.extend_from_slice(extra);
+    let b = Broker::start(&flags).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !http_get(b.addr, "/healthz").await.ends_with("ok\n") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the broker reaches Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    b
+}
