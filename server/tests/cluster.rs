@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use support::{Broker, Client, Closed, Redis, http_get};
+use support::{Broker, Client, Closed, Redis, http_get, network_broker};
 
 /// What only these tests ask of Redis.
 impl Redis {
@@ -53,19 +53,6 @@ impl Redis {
         ]);
         assert_eq!(out, "OK");
     }
-}
-
-/// An in-process broker of the network on `redis`, once it has joined.
-async fn broker(redis: &Redis, extra: &[&str]) -> Broker {
-    let url = redis.url();
-    let mut flags = vec!["--redis", url.as_str()];
-    if !extra.contains(&"--redis-lease-ms") {
-        flags.extend(["--redis-lease-ms", "1500"]);
-    }
-    flags.extend_from_slice(extra);
-    let b = Broker::start(&flags).await;
-    healthy(b.addr).await;
-    b
 }
 
 /// Waits until `/healthz` at `addr` says ok (the broker reaches Redis).
@@ -130,7 +117,10 @@ async fn signal(c: &mut Client, to: &str, data: Value) -> u64 {
 #[tokio::test]
 async fn an_id_is_unique_across_the_network_and_find_sees_every_broker() {
     let redis = Redis::start();
-    let (b1, b2) = (broker(&redis, &[]).await, broker(&redis, &[]).await);
+    let (b1, b2) = (
+        network_broker(&redis, &[]).await,
+        network_broker(&redis, &[]).await,
+    );
     let (mut alice, _) = b1.registered("alice").await;
     let mut other = b2.client().await;
     let r = other
@@ -158,7 +148,10 @@ async fn an_id_is_unique_across_the_network_and_find_sees_every_broker() {
 #[tokio::test]
 async fn signals_cross_brokers_in_order_and_refusals_reach_their_sender() {
     let redis = Redis::start();
-    let (b1, b2) = (broker(&redis, &[]).await, broker(&redis, &[]).await);
+    let (b1, b2) = (
+        network_broker(&redis, &[]).await,
+        network_broker(&redis, &[]).await,
+    );
     let (mut alice, _) = b1.registered("alice").await;
     let (mut bob, _) = b2.registered("bob").await;
     for n in 0..150 {
@@ -188,9 +181,9 @@ async fn signals_cross_brokers_in_order_and_refusals_reach_their_sender() {
 #[tokio::test]
 async fn a_resume_token_reclaims_the_id_on_another_broker() {
     let redis = Redis::start();
-    let b1 = broker(&redis, &[]).await;
-    let b2 = broker(&redis, &[]).await;
-    let b3 = broker(&redis, &[]).await;
+    let b1 = network_broker(&redis, &[]).await;
+    let b2 = network_broker(&redis, &[]).await;
+    let b3 = network_broker(&redis, &[]).await;
     let (mut alice, token) = b1.registered("alice").await;
     let (mut carol, _) = b3.registered("carol").await;
 
@@ -228,8 +221,8 @@ async fn a_resume_token_reclaims_the_id_on_another_broker() {
 async fn a_broker_without_redis_says_degraded_serves_its_own_clients_and_rejoins() {
     let mut redis = Redis::start();
     let port = redis.port;
-    let b1 = broker(&redis, &[]).await;
-    let b2 = broker(&redis, &[]).await;
+    let b1 = network_broker(&redis, &[]).await;
+    let b2 = network_broker(&redis, &[]).await;
     let (mut alice, _) = b1.registered("alice").await;
     let (mut ann, _) = b1.registered("ann").await;
     let (mut bob, _) = b2.registered("bob").await;
@@ -357,7 +350,7 @@ async fn a_killed_brokers_clients_reclaim_their_ids_elsewhere_and_the_rest_are_f
     let redis = Redis::start();
     let mut p1 = Process::start(&redis);
     healthy(p1.addr).await;
-    let b2 = broker(&redis, &[]).await;
+    let b2 = network_broker(&redis, &[]).await;
 
     let (mut alice, token) = p1.registered("alice").await;
     let (_lost, _) = p1.registered("lost").await;
@@ -409,9 +402,9 @@ async fn join(c: &mut Client, room: &str) -> Value {
 async fn rooms_span_brokers_with_members_broadcasts_state_and_limits() {
     let redis = Redis::start();
     let limits = ["--max-room-members", "3"];
-    let b1 = broker(&redis, &limits).await;
-    let b2 = broker(&redis, &limits).await;
-    let b3 = broker(&redis, &limits).await;
+    let b1 = network_broker(&redis, &limits).await;
+    let b2 = network_broker(&redis, &limits).await;
+    let b3 = network_broker(&redis, &limits).await;
     let (mut alice, _) = b1.registered("alice").await;
     let (mut bob, _) = b2.registered("bob").await;
     let (mut carol, _) = b3.registered("carol").await;
@@ -526,7 +519,7 @@ async fn after_a_broker_dies_its_clients_are_back_in_their_rooms_and_the_rest_le
     let redis = Redis::start();
     let mut p1 = Process::start(&redis);
     healthy(p1.addr).await;
-    let b2 = broker(&redis, &[]).await;
+    let b2 = network_broker(&redis, &[]).await;
     let (mut alice, token) = p1.registered("alice").await;
     join(&mut alice, "lobby").await;
     let (mut lost, _) = p1.registered("lost").await;
@@ -594,8 +587,8 @@ async fn after_a_broker_dies_its_clients_are_back_in_their_rooms_and_the_rest_le
 async fn rendezvous_keys_and_hostnames_span_brokers() {
     let redis = Redis::start();
     let timeouts = ["--listen-timeout-ms", "400", "--pipe-timeout-ms", "600"];
-    let b1 = broker(&redis, &timeouts).await;
-    let b2 = broker(&redis, &timeouts).await;
+    let b1 = network_broker(&redis, &timeouts).await;
+    let b2 = network_broker(&redis, &timeouts).await;
     let (mut alice, _) = b1.registered("alice").await;
     let (mut bob, _) = b2.registered("bob").await;
     let (mut carol, _) = b2.registered("carol").await;
@@ -718,7 +711,10 @@ async fn rendezvous_keys_and_hostnames_span_brokers() {
 #[tokio::test]
 async fn a_relay_with_an_id_on_another_broker_is_refused_naming_why() {
     let redis = Redis::start();
-    let (b1, b2) = (broker(&redis, &[]).await, broker(&redis, &[]).await);
+    let (b1, b2) = (
+        network_broker(&redis, &[]).await,
+        network_broker(&redis, &[]).await,
+    );
     let (mut alice, _) = b1.registered("alice").await;
     let (_bob, _) = b2.registered("bob").await;
     let e = alice
@@ -738,7 +734,10 @@ async fn a_relay_with_an_id_on_another_broker_is_refused_naming_why() {
 #[tokio::test]
 async fn a_resume_on_the_same_broker_gets_the_networks_room_snapshot() {
     let redis = Redis::start();
-    let (b1, b2) = (broker(&redis, &[]).await, broker(&redis, &[]).await);
+    let (b1, b2) = (
+        network_broker(&redis, &[]).await,
+        network_broker(&redis, &[]).await,
+    );
     let (mut alice, token) = b1.registered("alice").await;
     let (mut bob, _) = b2.registered("bob").await;
     join(&mut alice, "lobby").await;
@@ -767,8 +766,8 @@ async fn a_resume_on_the_same_broker_gets_the_networks_room_snapshot() {
 async fn a_rooms_state_is_bounded_in_bytes_across_brokers() {
     let redis = Redis::start();
     let limits = ["--max-room-state-bytes", "10000"];
-    let b1 = broker(&redis, &limits).await;
-    let b2 = broker(&redis, &limits).await;
+    let b1 = network_broker(&redis, &limits).await;
+    let b2 = network_broker(&redis, &limits).await;
     let (mut alice, _) = b1.registered("alice").await;
     let (mut bob, _) = b2.registered("bob").await;
     join(&mut alice, "r").await;
@@ -816,7 +815,7 @@ async fn read_until(c: &mut Client, wanted: impl Fn(&Value) -> bool) {
 #[tokio::test]
 async fn joins_sent_without_waiting_cannot_pass_the_per_id_room_limit() {
     let redis = Redis::start();
-    let b1 = broker(&redis, &["--max-rooms-per-peer", "2"]).await;
+    let b1 = network_broker(&redis, &["--max-rooms-per-peer", "2"]).await;
     let (mut alice, _) = b1.registered("alice").await;
     // Five joins in a row, before any answer: as on one broker, two are
     // joined and three refused, whatever Redis answered meanwhile.
@@ -846,7 +845,10 @@ async fn joins_sent_without_waiting_cannot_pass_the_per_id_room_limit() {
 async fn a_refused_join_leaves_no_subscription_behind() {
     let redis = Redis::start();
     let limits = ["--max-room-members", "1"];
-    let (b1, b2) = (broker(&redis, &limits).await, broker(&redis, &limits).await);
+    let (b1, b2) = (
+        network_broker(&redis, &limits).await,
+        network_broker(&redis, &limits).await,
+    );
     let (mut alice, _) = b2.registered("alice").await;
     let (mut bob, _) = b1.registered("bob").await;
     join(&mut alice, "full").await;
@@ -867,7 +869,10 @@ async fn a_refused_join_leaves_no_subscription_behind() {
 #[tokio::test]
 async fn the_last_member_leaving_while_another_joins_keeps_the_room_heard() {
     let redis = Redis::start();
-    let (b1, b2) = (broker(&redis, &[]).await, broker(&redis, &[]).await);
+    let (b1, b2) = (
+        network_broker(&redis, &[]).await,
+        network_broker(&redis, &[]).await,
+    );
     let (mut alice, _) = b1.registered("alice").await;
     let (mut bob, _) = b1.registered("bob").await;
     let (mut carol, _) = b2.registered("carol").await;
@@ -904,7 +909,10 @@ async fn the_last_member_leaving_while_another_joins_keeps_the_room_heard() {
 #[tokio::test]
 async fn an_id_registered_again_while_redis_was_away_resumes_on_another_broker() {
     let redis = Redis::start();
-    let (b1, b2) = (broker(&redis, &[]).await, broker(&redis, &[]).await);
+    let (b1, b2) = (
+        network_broker(&redis, &[]).await,
+        network_broker(&redis, &[]).await,
+    );
     let (alice, _) = b1.registered("alice").await;
     redis.refuse_brokers();
     degraded(b1.addr).await;
@@ -931,7 +939,10 @@ async fn what_an_id_left_while_redis_was_away_is_left_in_redis_when_it_is_back()
     let redis = Redis::start();
     // Leases outlive the outage: the reaper does not tidy up instead.
     let lease = ["--redis-lease-ms", "20000"];
-    let (b1, b2) = (broker(&redis, &lease).await, broker(&redis, &lease).await);
+    let (b1, b2) = (
+        network_broker(&redis, &lease).await,
+        network_broker(&redis, &lease).await,
+    );
     let (mut alice, _) = b1.registered("alice").await;
     let (ann, _) = b1.registered("ann").await;
     let (mut bob, _) = b2.registered("bob").await;
@@ -991,7 +1002,10 @@ async fn a_claim_answered_after_the_register_timeout_is_given_back() {
     let redis = Redis::start();
     let lease = ["--redis-lease-ms", "20000"];
     let quick = ["--redis-lease-ms", "20000", "--register-timeout-ms", "300"];
-    let (b1, b2) = (broker(&redis, &quick).await, broker(&redis, &lease).await);
+    let (b1, b2) = (
+        network_broker(&redis, &quick).await,
+        network_broker(&redis, &lease).await,
+    );
     let mut late = b1.client().await;
     // Redis answers the claim only after the connection's register time.
     assert_eq!(redis.cli(&["CLIENT", "PAUSE", "800", "ALL"]), "OK");
@@ -1017,7 +1031,10 @@ async fn a_takeover_answered_after_the_register_timeout_still_moves_the_id() {
     let redis = Redis::start();
     let lease = ["--redis-lease-ms", "20000"];
     let quick = ["--redis-lease-ms", "20000", "--register-timeout-ms", "300"];
-    let (b1, b2) = (broker(&redis, &lease).await, broker(&redis, &quick).await);
+    let (b1, b2) = (
+        network_broker(&redis, &lease).await,
+        network_broker(&redis, &quick).await,
+    );
     let (mut alice, token) = b1.registered("alice").await;
     join(&mut alice, "lobby").await;
     let mut late = b2.client().await;
@@ -1053,7 +1070,10 @@ async fn broadcasts_waiting_for_redis_count_against_its_queue_bound() {
         "--redis-max-queued-bytes",
         "8192",
     ];
-    let (b1, b2) = (broker(&redis, &small).await, broker(&redis, &small).await);
+    let (b1, b2) = (
+        network_broker(&redis, &small).await,
+        network_broker(&redis, &small).await,
+    );
     let (mut alice, _) = b1.registered("alice").await;
     let (mut bob, _) = b2.registered("bob").await;
     join(&mut alice, "lobby").await;
@@ -1107,9 +1127,9 @@ async fn broadcasts_waiting_for_redis_count_against_its_queue_bound() {
 async fn a_resume_on_another_broker_keeps_order_and_delivers_each_frame_once() {
     let redis = Redis::start();
     let flags = ["--rate-limit", "100000", "--rate-burst", "100000"];
-    let b1 = broker(&redis, &flags).await;
-    let b2 = broker(&redis, &flags).await;
-    let b3 = broker(&redis, &flags).await;
+    let b1 = network_broker(&redis, &flags).await;
+    let b2 = network_broker(&redis, &flags).await;
+    let b3 = network_broker(&redis, &flags).await;
     let (mut alice, _) = b1.registered("alice").await;
     let (mut bob, token) = b2.registered("bob").await;
     join(&mut alice, "lobby").await;
@@ -1202,7 +1222,10 @@ async fn a_resume_on_another_broker_keeps_order_and_delivers_each_frame_once() {
 #[tokio::test]
 async fn requests_sent_right_after_a_join_wait_for_it_as_on_one_broker() {
     let redis = Redis::start();
-    let (b1, b2) = (broker(&redis, &[]).await, broker(&redis, &[]).await);
+    let (b1, b2) = (
+        network_broker(&redis, &[]).await,
+        network_broker(&redis, &[]).await,
+    );
     let (mut bob, _) = b2.registered("bob").await;
     join(&mut bob, "lobby").await;
     let (mut alice, _) = b1.registered("alice").await;
@@ -1245,7 +1268,10 @@ async fn requests_sent_right_after_a_join_wait_for_it_as_on_one_broker() {
 #[tokio::test]
 async fn peerjs_clients_on_two_brokers_reach_each_other_and_their_ids_are_the_networks() {
     let redis = Redis::start();
-    let (b1, b2) = (broker(&redis, &[]).await, broker(&redis, &[]).await);
+    let (b1, b2) = (
+        network_broker(&redis, &[]).await,
+        network_broker(&redis, &[]).await,
+    );
     let url = |b: &Broker, id: &str, token: &str| {
         format!("ws://{}/peerjs?key=peerjs&id={id}&token={token}", b.addr)
     };

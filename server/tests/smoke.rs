@@ -7,10 +7,8 @@
 
 mod support;
 
-use std::time::{Duration, Instant};
-
 use serde_json::{Value, json};
-use support::{Broker, Client, Redis, http_get};
+use support::{Broker, Client, Redis, http_get, network_broker};
 
 /// A node's hub connection: the client and the address it was bound to.
 struct Node {
@@ -210,16 +208,9 @@ async fn a_broker_that_requires_tokens_wants_one_on_smoke_too() {
 #[tokio::test]
 async fn nodes_on_two_brokers_of_a_network_forward_to_each_other() {
     let redis = Redis::start();
-    let url = redis.url();
     let mut brokers = Vec::new();
     for _ in 0..2 {
-        let b = Broker::start(&["--redis", &url, "--redis-lease-ms", "1500"]).await;
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !http_get(b.addr, "/healthz").await.ends_with("ok\n") {
-            assert!(Instant::now() < deadline, "the broker reaches Redis");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        brokers.push(b);
+        brokers.push(network_broker(&redis, &[]).await);
     }
     let mut a = Node::connect(&brokers[0]).await;
     let mut z = Node::connect(&brokers[1]).await;

@@ -631,11 +631,14 @@ impl Drop for Redis {
     }
 }
 
-/// A broker of the network on `redis`, with `extra` flags, once `/healthz`
-/// says it reaches Redis.
+/// A broker of the network on `redis`, with `extra` flags (a lease of
+/// 1.5 s unless they set one), once `/healthz` says it reaches Redis.
 pub async fn network_broker(redis: &Redis, extra: &[&str]) -> Broker {
     let url = redis.url();
-    let mut flags = vec!["--redis", &url, "--redis-lease-ms", "1500"];
+    let mut flags = vec!["--redis", url.as_str()];
+    if !extra.contains(&"--redis-lease-ms") {
+        flags.extend(["--redis-lease-ms", "1500"]);
+    }
     flags.extend_from_slice(extra);
     let b = Broker::start(&flags).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
