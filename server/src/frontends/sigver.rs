@@ -249,6 +249,21 @@ impl Connection {
         Inbound::Close
     }
 
+    /// The key of an open or a join, its request id and its hub key; or
+    /// the refusal of a key that is not one, or of a second open or join.
+    fn take_key(&mut self, raw: &RawValue) -> Result<(String, Rid, String), Inbound> {
+        let Some(key) = key_of(raw) else {
+            let why = format!("The key is not a string of 1 to {MAX_KEY_CHARS} characters");
+            return Err(self.refuse(NOT_JSON, why));
+        };
+        if !matches!(self.role, Role::Idle) {
+            let why = "This socket has opened or joined a key already".into();
+            return Err(self.refuse(UNKNOWN_MESSAGE, why));
+        }
+        let hub = hub_key(&key);
+        Ok((key, self.rid(), hub))
+    }
+
     /// A text frame from the client.
     pub fn text(&mut self, text: &str) -> Inbound {
         let Some(frame) = Frame::parse(text) else {
@@ -257,18 +272,10 @@ impl Connection {
         };
         let unknown = |text: &str| format!("Unknown JSON attribute: {text}");
         if let Some(raw) = frame.key.or(frame.open) {
-            let Some(key) = key_of(raw) else {
-                let why = format!("The key is not a string of 1 to {MAX_KEY_CHARS} characters");
-                return self.refuse(NOT_JSON, why);
+            let (key, rid, hub) = match self.take_key(raw) {
+                Ok(taken) => taken,
+                Err(refused) => return refused,
             };
-            if !matches!(self.role, Role::Idle) {
-                return self.refuse(
-                    UNKNOWN_MESSAGE,
-                    "This socket has opened or joined a key already".into(),
-                );
-            }
-            let rid = self.rid();
-            let hub = hub_key(&key);
             self.role = Role::Opening { key, rid };
             return Inbound::Hub(vec![ClientMessage::OpenKey { rid, key: hub }]);
         }
@@ -289,18 +296,10 @@ impl Connection {
             };
         }
         if let Some(raw) = frame.join {
-            let Some(key) = key_of(raw) else {
-                let why = format!("The key is not a string of 1 to {MAX_KEY_CHARS} characters");
-                return self.refuse(NOT_JSON, why);
+            let (key, rid, hub) = match self.take_key(raw) {
+                Ok(taken) => taken,
+                Err(refused) => return refused,
             };
-            if !matches!(self.role, Role::Idle) {
-                return self.refuse(
-                    UNKNOWN_MESSAGE,
-                    "This socket has opened or joined a key already".into(),
-                );
-            }
-            let rid = self.rid();
-            let hub = hub_key(&key);
             let held = frame
                 .data
                 .map(|d| vec![d.get().to_string()])
