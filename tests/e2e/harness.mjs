@@ -83,7 +83,7 @@ export async function openPage(browser, url) {
 }
 
 /** A TCP port nothing listens on right now. */
-async function freePort() {
+export async function freePort() {
   const server = createServer().listen(0, '127.0.0.1');
   await once(server, 'listening');
   const { port } = server.address();

@@ -10,11 +10,10 @@ import { mkdtemp, copyFile, writeFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { createRequire } from 'node:module';
-import { createServer } from 'node:net';
 import { once } from 'node:events';
 import { spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { startBroker, launch, openPage } from './harness.mjs';
+import { startBroker, launch, openPage, freePort } from './harness.mjs';
 
 const { PEERWIRE_BROKER_BIN } = process.env;
 const require = createRequire(import.meta.url);
@@ -33,15 +32,6 @@ const PAGE = `<!doctype html><meta charset="utf-8"><title>PeerJS client</title>
   });
   window.ready = typeof Peer === 'function';
 </script>`;
-
-async function freePort() {
-  const server = createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address();
-  server.close();
-  await once(server, 'close');
-  return port;
-}
 
 before(async () => {
   assert.ok(PEERWIRE_BROKER_BIN, 'run through tests/run.sh');
