@@ -116,7 +116,11 @@ pub type Outcome = oneshot::Receiver<Result<Reply, PeerError>>;
 pub struct Driver {
     engine: StateCell<Engine>,
     io: StateCell<Io>,
-    waiters: StateCell<Table<OpId, Waiter>>,
+    /// Who waits for each operation, in id order. A ring, not a `Table`:
+    /// operations mostly finish in the order they started, and taking the
+    /// oldest of 20 000 pending sends out of a vector moved all the others
+    /// (a burst of small sends was quadratic).
+    waiters: StateCell<VecDeque<(OpId, Waiter)>>,
     progress: StateCell<Table<OpId, Function>>,
     queue: StateCell<VecDeque<Event>>,
     emitting: Cell<bool>,
@@ -149,7 +153,7 @@ impl Driver {
         Rc::new_cyclic(|me| Self {
             engine: StateCell::new(engine),
             io: StateCell::new(Io::default()),
-            waiters: StateCell::new(Table::new()),
+            waiters: StateCell::new(VecDeque::new()),
             progress: StateCell::new(Table::new()),
             queue: StateCell::new(VecDeque::new()),
             emitting: Cell::new(false),
@@ -295,7 +299,12 @@ impl Driver {
     }
 
     fn wait(self: &Rc<Self>, op: OpId, waiter: Waiter, progress: Option<Function>) {
-        self.waiters.borrow_mut().insert(op, waiter);
+        {
+            let mut waiters = self.waiters.borrow_mut();
+            // Ids grow, so this is nearly always the end.
+            let at = waiters.partition_point(|(o, _)| *o < op);
+            waiters.insert(at, (op, waiter));
+        }
         if let Some(p) = progress {
             self.progress.borrow_mut().insert(op, p);
         }
@@ -430,7 +439,13 @@ impl Driver {
             match event {
                 Event::Done { op, result } => {
                     self.progress.borrow_mut().remove(&op);
-                    let waiter = self.waiters.borrow_mut().remove(&op);
+                    let waiter = {
+                        let mut waiters = self.waiters.borrow_mut();
+                        match waiters.binary_search_by_key(&op, |(o, _)| *o) {
+                            Ok(i) => waiters.remove(i).map(|(_, w)| w),
+                            Err(_) => None,
+                        }
+                    };
                     if let Some(w) = waiter {
                         self.settle(w, result);
                     }

@@ -1,6 +1,7 @@
 // Drives bench.html in headless Chromium (system Chromium, never downloaded)
 // and prints BENCH lines: connect medians and 64 MiB throughput for raw
-// WebRTC, peerwire and PeerJS, measured in one page, one run.
+// WebRTC, peerwire and PeerJS, measured in one page, one run; live messages
+// behind a bulk transfer, and small messages per second, against raw channels.
 import { chromium } from 'playwright-core';
 
 const { BENCH_URL, BROKER_WS, PEERJS_PORT } = process.env;
@@ -43,4 +44,25 @@ const [raw, pw] = [median(times.raw), median(times.peerwire)];
 const pj = times.peerjs.length ? median(times.peerjs) : NaN;
 console.log(`BENCH throughput 64 MiB (median of ${ROUNDS}): raw ${mbs(raw)} MB/s | peerwire ${mbs(pw)} MB/s | PeerJS ${Number.isNaN(pj) ? 'failed' : mbs(pj) + ' MB/s'} | ` +
   `peerwire/raw ${(raw / pw).toFixed(2)}, peerwire/PeerJS ${Number.isNaN(pj) ? 'n/a' : (pj / pw).toFixed(2)}`);
+
+// Live data behind bulk: small messages on one stream while another stream
+// of the same connection sends 32 MiB; raw: two data channels of one pair.
+const HOL = { bulk: 32 * MIB, pings: Number(process.env.PEERWIRE_BENCH_PINGS || 200), gap: 5 };
+const fmt = (s) => `median ${s.median.toFixed(1)} ms, p95 ${s.p95.toFixed(1)} ms, max ${s.max.toFixed(1)} ms`;
+const hr = await page.evaluate((o) => window.bench.rawHol(o.bulk, o.pings, o.gap), HOL);
+const hp = await page.evaluate((o) => window.bench.pwHol(o.ws, o.bulk, o.pings, o.gap), { ...HOL, ws: BROKER_WS });
+console.log(`BENCH live behind bulk (${HOL.pings} small messages, one per ${HOL.gap} ms, while 32 MiB go on another channel): ` +
+  `raw ${fmt(hr)} | peerwire ${fmt(hp)} | p95 peerwire/raw ${(hp.p95 / hr.p95).toFixed(2)} (target <= 2)`);
+
+// Small messages per second, one stream (channel), 100 B and 1 KiB.
+for (const [size, count] of [[100, 20000], [1024, 20000]]) {
+  const r = [], w = [];
+  for (let i = 0; i < ROUNDS; i++) {
+    r.push(await page.evaluate(({ size, count }) => window.bench.rawSmall(size, count), { size, count }));
+    w.push(await page.evaluate(({ ws, size, count }) => window.bench.pwSmall(ws, size, count), { ws: BROKER_WS, size, count }));
+  }
+  const [mr, mw] = [median(r), median(w)];
+  console.log(`BENCH small messages ${size} B x ${count} (median of ${ROUNDS}): raw ${Math.round(mr)} msg/s | ` +
+    `peerwire ${Math.round(mw)} msg/s | peerwire/raw ${(mw / mr).toFixed(2)} (target >= 0.9)`);
+}
 await browser.close();
