@@ -788,6 +788,7 @@ export declare class Query<T> implements AsyncIterable<T> {
   first(): Promise<T | undefined>;
   /** How many values there are. */
   count(): Promise<number>;
+  /** Iterates the query (`for await`): each step asks the source for what it needs next. */
   [Symbol.asyncIterator](): AsyncIterator<T>;
 }
 "#;
