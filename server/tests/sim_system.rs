@@ -196,6 +196,21 @@ fn ports_count_their_sockets_and_bytes() {
     assert_eq!((p80.bound, p80.open, p80.accepted), (false, 3, 3));
     let now = sim.now;
     sim.with(0, |e| e.close_stream(s1, "done", now));
+    // Dials to ports nobody binds are refused and make no entries.
+    let refused: Vec<OpId> = (4000..4050)
+        .map(|p| sim.with(0, |e| e.connect_port(ca, p, now)).unwrap().1)
+        .collect();
     sim.run_for(6_000.0);
     assert_eq!(port(&sim, 80).open, 2);
+    for op in refused {
+        assert_eq!(outcome(&sim, 0, op).unwrap_err().name(), "PortClosedError");
+    }
+    let listed: Vec<u16> = sim.peers[1]
+        .engine
+        .system(sim.now)
+        .ports
+        .iter()
+        .map(|p| p.port)
+        .collect();
+    assert_eq!(listed, vec![80, 81]);
 }

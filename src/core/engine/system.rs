@@ -10,6 +10,7 @@
 //! broker's relay); sockets to the node's own ports (`localhost`) count for
 //! their port only.
 
+use super::channel::{Channel, Role};
 use super::{ChanId, ConnId, ConnState, Engine, Millis, Table};
 
 /// The counters behind [`SystemStats`], one per engine.
@@ -113,6 +114,13 @@ pub struct ConnInfo {
     pub bytes_out: u64,
 }
 
+/// The port a listener on this side took `ch` on (not a socket this side
+/// dialled, nor one refused for want of a listener: a remote cannot make
+/// entries for ports nobody bound).
+fn listener_port(ch: &Channel) -> Option<u16> {
+    ch.port().filter(|_| matches!(ch.role, Role::Listener(_)))
+}
+
 impl Engine {
     /// Uptime counts from here (called by `start`).
     pub(crate) fn note_started(&mut self, now: Millis) {
@@ -160,7 +168,7 @@ impl Engine {
                 b.sent += n;
             }
         };
-        if let Some(port) = ch.port().filter(|_| ch.incoming) {
+        if let Some(port) = listener_port(ch) {
             add(&mut self
                 .traffic
                 .per_port
@@ -199,7 +207,7 @@ impl Engine {
             ports.get_or_insert_with(port, || blank(port)).bound = true;
         }
         for ch in self.chans.values() {
-            if let Some(port) = ch.port().filter(|_| ch.incoming) {
+            if let Some(port) = listener_port(ch) {
                 ports.get_or_insert_with(port, || blank(port)).open += 1;
             }
         }
