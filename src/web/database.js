@@ -71,6 +71,7 @@ let seq = 0;
 export class Database {
   #name;
   #open = null;
+  #commits = Promise.resolve();
   #pending = [];
   #closed = false;
   #reads = 0;
@@ -142,18 +143,34 @@ export class Database {
 
   /** Applies the buffered writes in one transaction: all land, or none
    * (the promise rejects with `DatabaseError` and the writes are dropped). */
-  async commit() {
-    this.#live();
+  commit() {
+    try {
+      this.#live();
+    } catch (e) {
+      return Promise.reject(e);
+    }
     const writes = this.#pending;
     this.#pending = [];
-    if (writes.length === 0) return;
+    if (writes.length === 0) return Promise.resolve();
+    // One commit at a time: each may upgrade the database to add stores.
+    const run = this.#commits.then(() => this.#apply(writes));
+    this.#commits = run.catch(() => {});
+    return run;
+  }
+
+  async #apply(writes) {
+    this.#live();
     const stores = [...new Set(writes.map((w) => w.store))];
-    const db = await this.#connect(stores);
     let tx;
-    try {
-      tx = db.transaction(stores, 'readwrite');
-    } catch (e) {
-      throw failed(e, 'commit');
+    for (let attempt = 0; !tx; attempt++) {
+      const db = await this.#connect(stores);
+      this.#live();
+      try {
+        tx = db.transaction(stores, 'readwrite');
+      } catch (e) {
+        // The connection closed under us (another tab upgraded): once more.
+        if (attempt > 0 || e.name !== 'InvalidStateError') throw failed(e, 'commit');
+      }
     }
     const done = new Promise((resolve, reject) => {
       tx.oncomplete = () => resolve();
@@ -255,36 +272,51 @@ export class Database {
   }
 
   async #read(store, body) {
-    this.#live();
-    const db = await this.#connect([]);
-    this.#live();
-    if (!db.objectStoreNames.contains(store)) {
-      throw named('UnknownStoreError', 'unknown-store', `database "${this.#name}" has no store "${store}" (a commit that writes to it creates it)`);
+    let tx;
+    for (let attempt = 0; !tx; attempt++) {
+      this.#live();
+      const db = await this.#opened();
+      this.#live();
+      if (!db.objectStoreNames.contains(store)) {
+        throw named('UnknownStoreError', 'unknown-store', `database "${this.#name}" has no store "${store}" (a commit that writes to it creates it)`);
+      }
+      try {
+        tx = db.transaction(store, 'readonly');
+      } catch (e) {
+        // The connection closed under us (a commit upgraded): once more.
+        if (attempt > 0 || e.name !== 'InvalidStateError') throw failed(e, `reading store "${store}"`);
+      }
     }
     try {
-      return await body(db.transaction(store, 'readonly').objectStore(store));
+      return await body(tx.objectStore(store));
     } catch (e) {
       throw failed(e, `reading store "${store}"`);
     }
   }
 
   // The open database, with `stores` created (an upgrade to a new version
-  // when one is missing).
+  // when one is missing; later callers get the upgraded one).
   async #connect(stores) {
-    let db = await this.#opened();
+    const db = await this.#opened();
     const missing = stores.filter((s) => !db.objectStoreNames.contains(s));
     if (missing.length === 0) return db;
-    const version = db.version + 1;
+    const next = this.#remember(this.#openAt(db.version + 1, missing));
     db.close();
-    this.#open = this.#openAt(version, missing);
-    db = await this.#open;
-    this.#live();
-    return db;
+    return next;
   }
 
   #opened() {
-    if (!this.#open) this.#open = this.#openAt(undefined, []);
-    return this.#open;
+    return this.#open || this.#remember(this.#openAt(undefined, []));
+  }
+
+  // Keeps `open` as the connection to use; a failed open is forgotten, so
+  // the next call tries again.
+  #remember(open) {
+    this.#open = open;
+    open.catch(() => {
+      if (this.#open === open) this.#open = null;
+    });
+    return open;
   }
 
   #openAt(version, create) {

@@ -90,6 +90,24 @@ test('Database: buffered writes land on commit, reads and queries compose, bad i
       out.errors.closedQuery = await caught(() => left.toArray());
       out.errors.closedCommit = await caught(() => db.commit());
       await Database.drop('people');
+      // Commits that each add a store, at once, and a read during an
+      // upgrade; a second Database on the same name upgrading under the
+      // first (its connection is closed and reopened).
+      const one = new Database('shared');
+      one.insert('a', { key: '1' });
+      const c1 = one.commit();
+      one.insert('b', { key: '1' });
+      const c2 = one.commit();
+      await Promise.all([c1, c2]);
+      one.insert('c', { key: '1' });
+      const [, countA] = await Promise.all([one.commit(), one.count('a')]);
+      const two = new Database('shared');
+      two.insert('d', { key: '1' });
+      two.insert('d', { key: '2' });
+      await two.commit();
+      out.shared = { stores: await one.stores(), countA, countD: await one.count('d'), viaTwo: await two.keys('a') };
+      one.close();
+      two.close();
       return out;
     });
     assert.deepEqual(r.beforeCommit, ['UnknownStoreError', 'unknown-store', true]);
@@ -127,6 +145,7 @@ test('Database: buffered writes land on commit, reads and queries compose, bad i
       closedCommit: ['ClosedError', 'closed', true],
     });
     assert.equal(r.afterFailedCommit, 20, 'the failed commit left nothing behind');
+    assert.deepEqual(r.shared, { stores: ['a', 'b', 'c', 'd'], countA: 1, countD: 2, viaTwo: ['1'] });
     assert.deepEqual(errors, []);
   } finally {
     await context.close();
