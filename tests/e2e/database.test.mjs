@@ -175,6 +175,7 @@ test(`a query over rest with ${RECORDS} records: the server reads from IndexedDB
         .get('/all', (req, res) => res.query(db.query('users')))
         .get('/users', (req, res) => res.query(db.query('users').where((u) => u.role === 'user')))
         .get('/plain', (req, res) => res.json({ not: 'records' }))
+        .get('/nostore', (req, res) => res.query(db.query('nope')))
         .listen(5433);
     }, { ws: broker.ws, host, RECORDS });
     const readsOnServer = () => server.page.evaluate(() => window.db.reads);
@@ -239,6 +240,15 @@ test(`a query over rest with ${RECORDS} records: the server reads from IndexedDB
       try { r.query(); return 'no error'; } catch (e) { return [e.name, e.code]; }
     }, host);
     assert.deepEqual(notRecords, ['InvalidArgumentError', 'invalid-argument']);
+
+    // A query that fails on the server (here: no such store) ends the
+    // record set; the client's iteration rejects with the server's reason.
+    const failed = await client.page.evaluate(async (host) => {
+      const r = await window.node.rest.fetch(`rest://${host}:5433/nostore`);
+      try { await r.query().toArray(); return 'no error'; } catch (e) { return [e.name, e.message]; }
+    }, host);
+    assert.equal(failed[0], 'ConnectionFailedError', String(failed));
+    assert.match(failed[1], /has no store "nope"/);
     assert.deepEqual([...server.errors, ...client.errors], []);
   } finally {
     await server.context.close();
