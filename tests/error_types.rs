@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 
-use peerwire::core::error::PeerError;
+use peerwire::core::error::{DatabaseFailure, PeerError};
 use peerwire::protocol::ErrorCode;
 
 const TYPESCRIPT: &str = include_str!("../src/api/mod.rs");
@@ -38,9 +38,11 @@ fn variant(e: &PeerError) -> usize {
         PeerError::QueueFull(_) => 15,
         PeerError::LimitExceeded(_) => 16,
         PeerError::Timeout(_) => 17,
+        PeerError::UnknownStore(_) => 18,
+        PeerError::Database { .. } => 19,
     }
 }
-const VARIANTS: usize = 18;
+const VARIANTS: usize = 20;
 
 /// One error of every variant, with every code each can carry: all broker
 /// codes as they map through `from_broker`, and the codes the engine gives
@@ -84,7 +86,11 @@ fn every_error() -> Vec<PeerError> {
         PeerError::QueueFull(s()),
         PeerError::LimitExceeded(s()),
         PeerError::Timeout(1),
+        PeerError::UnknownStore(s()),
     ];
+    for kind in DatabaseFailure::ALL {
+        all.push(PeerError::Database { kind, detail: s() });
+    }
     for code in ErrorCode::ALL {
         all.push(PeerError::from_broker(code, s()));
         all.push(PeerError::Broker { code, message: s() });

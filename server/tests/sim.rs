@@ -772,6 +772,7 @@ fn a_refused_offer_fails_the_dialer_at_once() {
         } else {
             let err = outcome_err(&sim, 0, op);
             assert!(err.to_string().contains("maxOffersPerMinute"), "{err}");
+            assert_eq!(err.name(), "LimitExceededError", "{err}");
         }
     }
 }

@@ -8,6 +8,8 @@
 mod address;
 pub mod connection;
 pub mod context;
+#[cfg(feature = "full")]
+pub mod database;
 pub mod errors;
 pub mod events;
 #[cfg(feature = "full")]
@@ -21,6 +23,8 @@ pub mod peer;
 pub mod rest;
 pub mod room;
 pub mod stream;
+#[cfg(feature = "full")]
+pub mod system;
 
 use wasm_bindgen::prelude::*;
 
@@ -187,7 +191,10 @@ export interface PeerOptions {
   connectionBudget?: number;
   /** Streams and sockets open at once on one connection (a remote opening more is cut off). Default 256. */
   maxStreams?: number;
-  /** Connections open at once. Default 256. */
+  /** The connection budget: connections open (or opening) at once. Past it, `connect()` rejects
+   * with `LimitExceededError`, and an incoming connection is refused (reported on the `error`
+   * event; the dialling side's `connect()` rejects with `LimitExceededError` at once). Default
+   * 256, smoke's. `node.system` shows the count and the refusals. */
   maxConnections?: number;
   /** New connections one remote id may offer per minute (each costs an RTCPeerConnection). Default 30. */
   maxOffersPerMinute?: number;
@@ -302,6 +309,10 @@ export interface PeerwireErrorCodes {
   LimitExceededError: "limit-exceeded";
   /** The broker did not answer within `requestTimeout`. */
   TimeoutError: "timeout";
+  /** A `Database` has no store of that name (a commit that writes to it creates it). */
+  UnknownStoreError: "unknown-store";
+  /** IndexedDB failed: the storage quota is full, an insert's key is taken, or another failure. */
+  DatabaseError: "quota-exceeded" | "key-exists" | "database-error";
 }
 
 /** The `name` of an error the SDK throws or emits, e.g. `"ConnectTimeoutError"`. */
@@ -636,5 +647,148 @@ export interface FetchResponse {
 export interface RestRequest {
   /** The body parsed as JSON, as the type you expect (not checked at run time). */
   json<T = unknown>(): T;
+}
+export interface FetchResponse {
+  /** For a record set: a `Query` over the records, as the type you expect (not checked at
+   * run time), pulled from the server one per step of the iteration. */
+  query<T = unknown>(): Query<T>;
+}
+
+/** What `node.system` gives: a snapshot of the node's counters. */
+export interface NodeSystem {
+  /** Milliseconds since the node started. */
+  uptime: number;
+  /** Connections open or opening now. */
+  connections: number;
+  /** The connection budget (`maxConnections`, default 256): past it, `connect()` rejects and
+   * incoming connections are refused, with `LimitExceededError` on both sides. */
+  maxConnections: number;
+  /** Connections made since start (dialled or accepted). */
+  connectionsOpened: number;
+  /** Connections refused or not made because the budget was full. */
+  connectionsRefused: number;
+  /** Frame bytes received on connections (data channels or the broker's relay). */
+  bytesIn: number;
+  /** Frame bytes sent on connections. */
+  bytesOut: number;
+  /** Each port that is bound or has taken sockets, by number. */
+  ports: PortSystem[];
+}
+
+/** One port in `node.system.ports`, as the listening side sees it. */
+export interface PortSystem {
+  /** The port number. */
+  port: number;
+  /** Something listens on it now (a socket server, a rest server, `network.bind`). */
+  bound: boolean;
+  /** Sockets (or rest requests) it took that are still open. */
+  open: number;
+  /** Sockets it took since start, `localhost` ones included. */
+  accepted: number;
+  /** Bytes received on its sockets. */
+  bytesIn: number;
+  /** Bytes sent on its sockets. */
+  bytesOut: number;
+}
+
+/** One connection in `node.network.connections`. */
+export interface NetworkConnection {
+  /** The remote node's address. */
+  address: string;
+  /** `'connecting'` until its channel opens. */
+  state: "connecting" | "open";
+  /** How its data flows, as far as the node knows: `'direct'` (a WebRTC data channel; which
+   * candidates, host, srflx or TURN relay, is in `conn.stats().route`), `'broker'` (the broker's
+   * relay: no WebRTC path), `'connecting'` (not open yet). */
+  path: "connecting" | "direct" | "broker";
+  /** This node dialled it. */
+  initiated: boolean;
+  /** Streams and sockets open on it. */
+  streams: number;
+  /** Frame bytes received on it. */
+  bytesIn: number;
+  /** Frame bytes sent on it. */
+  bytesOut: number;
+}
+
+/** A record of a `Database`: an object with a string `key`. */
+export interface DatabaseRecord {
+  /** Its key in its store (`db.key()` makes one). */
+  key: string;
+}
+
+/**
+ * Records in the browser's IndexedDB, in named stores (smoke's database). Writes are buffered
+ * and land together on `commit()`; reads and queries go to IndexedDB. Serve a query over rest
+ * with `res.query(db.query(store))`: each record is read only when the client pulls it.
+ *
+ * Errors: `InvalidArgumentError` (a bad store name or record), `ClosedError` (after `close()`),
+ * `UnknownStoreError` (a read of a store never written), `DatabaseError` (`quota-exceeded`,
+ * `key-exists`, `database-error`).
+ */
+export declare class Database {
+  /** Opens (or creates) the IndexedDB database `name`. */
+  constructor(name: string);
+  /** The database's name. */
+  readonly name: string;
+  /** Records read from IndexedDB by this database's queries so far. */
+  readonly reads: number;
+  /** Writes waiting for `commit()`. */
+  readonly pending: number;
+  /** A new unique key; keys made later sort after earlier ones. */
+  key(): string;
+  /** Adds `record` to `store` at the next commit (`DatabaseError` `key-exists` if its key is taken). */
+  insert<T extends DatabaseRecord>(store: string, record: T): void;
+  /** Replaces (or adds) the record with `record.key` at the next commit. */
+  update<T extends DatabaseRecord>(store: string, record: T): void;
+  /** Removes a record, given as the record or its key, at the next commit. */
+  delete(store: string, recordOrKey: DatabaseRecord | string): void;
+  /** Applies the buffered writes in one transaction: all land, or none. Creates the stores written to. */
+  commit(): Promise<void>;
+  /** The record with `key`, or `undefined`. */
+  get<T extends DatabaseRecord = DatabaseRecord>(store: string, key: string): Promise<T | undefined>;
+  /** Every key of `store`, in order. */
+  keys(store: string): Promise<string[]>;
+  /** How many records `store` holds. */
+  count(store: string): Promise<number>;
+  /** The names of the stores. */
+  stores(): Promise<string[]>;
+  /** A query over `store`'s records in key order, each read from IndexedDB when asked for. */
+  query<T extends DatabaseRecord = DatabaseRecord>(store: string): Query<T>;
+  /** Closes the database; later calls throw `ClosedError`. */
+  close(): void;
+  /** Deletes the IndexedDB database `name`. */
+  static drop(name: string): Promise<void>;
+}
+
+/**
+ * A query over an async or sync iterable (a `Database` store, a rest record set, an array):
+ * `where`, `select`, `skip` and `take` stream, and `take` stops asking its source after its
+ * count; `orderBy` reads its whole input first. Each method returns a new query; nothing is read
+ * until the query is iterated (`for await`, `toArray`, `first`, `count`).
+ */
+export declare class Query<T> implements AsyncIterable<T> {
+  /** A query over any async or sync iterable. */
+  constructor(source: AsyncIterable<T> | Iterable<T>);
+  /** Keeps the values for which `fn(value, index)` is truthy. */
+  where(fn: (value: T, index: number) => unknown): Query<T>;
+  /** Maps each value through `fn(value, index)`. */
+  select<U>(fn: (value: T, index: number) => U): Query<U>;
+  /** Orders by `fn(value)`, smallest first (stable). */
+  orderBy(fn: (value: T) => string | number | bigint | Date): Query<T>;
+  /** Orders by `fn(value)`, largest first (stable). */
+  orderByDescending(fn: (value: T) => string | number | bigint | Date): Query<T>;
+  /** Skips the first `count`. */
+  skip(count: number): Query<T>;
+  /** At most `count`. */
+  take(count: number): Query<T>;
+  /** Every value, in an array. */
+  toArray(): Promise<T[]>;
+  /** The first value (`undefined` if none); reads no further. */
+  first(): Promise<T | undefined>;
+  /** How many values there are. */
+  count(): Promise<number>;
+  /** Iterates the query (`for await`): each step asks the source for what it needs next. */
+  [Symbol.asyncIterator](): AsyncIterator<T>;
 }
 "#;

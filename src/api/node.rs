@@ -165,6 +165,19 @@ impl Node {
         }
     }
 
+    /// A snapshot of this node's counters: uptime, connections and the
+    /// budget, bytes in and out, and each port's sockets.
+    #[wasm_bindgen(getter, unchecked_return_type = "NodeSystem")]
+    pub fn system(&self) -> Object {
+        super::system::system(&self.ctx)
+    }
+
+    /// Ports (bound, `bind`, `unbind`) and connections with their paths.
+    #[wasm_bindgen(getter)]
+    pub fn network(&self) -> super::system::Network {
+        super::system::Network::new(self.ctx.clone())
+    }
+
     /// Rest servers and `fetch`.
     #[wasm_bindgen(getter)]
     pub fn rest(&self) -> Rest {

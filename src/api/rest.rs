@@ -492,6 +492,19 @@ impl RestResponse {
         }))
     }
 
+    /// Answers with a query's records (a `Query` from `db.query(store)`,
+    /// or any async iterable) as a record set: each record is read only
+    /// when the client pulls it. The client reads it with
+    /// `response.query()` (or `records()`).
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn query(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "Query<unknown> | AsyncIterable<unknown>")]
+        query: JsValue,
+    ) -> Promise {
+        self.records(query)
+    }
+
     /// Answers with a record set: each JSON record is taken from `source`
     /// only when the client asks for the next one.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
@@ -878,6 +891,14 @@ impl FetchResponse {
             }
             .into(),
         ))
+    }
+
+    /// For a record set: a `Query` over the records, pulled from the
+    /// server one per step of its iteration (`where`, `select`, `take`,
+    /// `skip` stream; `orderBy` pulls them all first).
+    #[wasm_bindgen(unchecked_return_type = "Query<unknown>")]
+    pub fn query(&self) -> Result<super::database::Query, JsValue> {
+        Ok(super::database::query_of(self.records()?))
     }
 
     /// For a record set: an async iterable that pulls one record per step.

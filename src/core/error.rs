@@ -58,6 +58,31 @@ pub enum PeerError {
     LimitExceeded(String),
     #[error("the broker did not answer within {0} ms")]
     Timeout(u64),
+    /// A `Database` read from a store it does not have (thrown by
+    /// `src/web/database.js`; here so the names and codes stay one list).
+    #[error("{0}")]
+    UnknownStore(String),
+    /// IndexedDB failed under a `Database` (thrown by `src/web/database.js`).
+    #[error("{detail}")]
+    Database {
+        kind: DatabaseFailure,
+        detail: String,
+    },
+}
+
+/// What went wrong in IndexedDB: the `code` of a `DatabaseError`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseFailure {
+    /// The browser's storage quota is full (`QuotaExceededError`).
+    QuotaExceeded,
+    /// An insert's key is taken (`ConstraintError`).
+    KeyExists,
+    /// Anything else IndexedDB reported.
+    Other,
+}
+
+impl DatabaseFailure {
+    pub const ALL: [Self; 3] = [Self::QuotaExceeded, Self::KeyExists, Self::Other];
 }
 
 impl PeerError {
@@ -82,6 +107,8 @@ impl PeerError {
             Self::QueueFull(_) => "QueueFullError",
             Self::LimitExceeded(_) => "LimitExceededError",
             Self::Timeout(_) => "TimeoutError",
+            Self::UnknownStore(_) => "UnknownStoreError",
+            Self::Database { .. } => "DatabaseError",
         }
     }
 
@@ -106,6 +133,12 @@ impl PeerError {
             Self::QueueFull(_) => "queue-full",
             Self::LimitExceeded(_) => "limit-exceeded",
             Self::Timeout(_) => "timeout",
+            Self::UnknownStore(_) => "unknown-store",
+            Self::Database { kind, .. } => match kind {
+                DatabaseFailure::QuotaExceeded => "quota-exceeded",
+                DatabaseFailure::KeyExists => "key-exists",
+                DatabaseFailure::Other => "database-error",
+            },
         }
     }
 

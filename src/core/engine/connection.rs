@@ -170,6 +170,11 @@ impl Conn {
     }
 }
 
+/// How a `bye` reason starts when a cap refused the offer (the budget,
+/// `maxConnections`, or `maxOffersPerMinute`): the dialler reports
+/// `LimitExceededError` instead of a failed connection.
+pub(crate) const LIMIT_REFUSAL: &str = "limit-exceeded: ";
+
 impl Engine {
     // ---- creating and closing -------------------------------------------
 
@@ -202,8 +207,9 @@ impl Engine {
         now: Millis,
     ) -> Result<ConnId, PeerError> {
         if self.conns.len() >= self.config.max_connections {
+            self.note_conn_refused();
             return Err(PeerError::LimitExceeded(format!(
-                "{} connections are open; close one first or raise the maxConnections option",
+                "{} connections are open, the maxConnections budget; close one first or raise the option",
                 self.config.max_connections
             )));
         }
@@ -269,6 +275,7 @@ impl Engine {
             },
         );
         self.by_remote.insert(remote.to_string(), id);
+        self.note_conn_opened();
         self.log(LogLevel::Info, || {
             let how = if initiated { "dialled" } else { "incoming" };
             format!(
@@ -567,6 +574,14 @@ impl Engine {
         window.push(now);
         match self.create_conn(from, false, Some(session), relayed, now) {
             Ok(c) => Some(c),
+            Err(PeerError::LimitExceeded(_)) => {
+                let err = PeerError::LimitExceeded(format!(
+                    "refused a connection from \"{from}\": {} connections are open, the maxConnections budget",
+                    self.config.max_connections
+                ));
+                self.refuse_offer(from, session, err);
+                None
+            }
             Err(e) => {
                 self.refuse_offer(from, session, e);
                 None
@@ -580,14 +595,16 @@ impl Engine {
         self.log(LogLevel::Warn, || {
             format!("refused an offer from \"{from}\": {err}")
         });
+        let reason = match &err {
+            PeerError::LimitExceeded(_) => format!("{LIMIT_REFUSAL}{err}"),
+            _ => err.to_string(),
+        };
         self.send_signal_raw(
             from,
             PeerSignal {
                 session: 0,
                 to: Some(session),
-                body: SignalBody::Bye {
-                    reason: err.to_string(),
-                },
+                body: SignalBody::Bye { reason },
             },
         );
         self.events.push_back(Event::Error(err));
@@ -739,11 +756,19 @@ impl Engine {
                 Step::Signal(SignalBody::Restart) => self.on_restart_request(c, now),
                 Step::Signal(SignalBody::Relay) => self.on_relay_signal(c, now),
                 Step::Signal(SignalBody::Bye { reason }) => {
-                    let err = PeerError::ConnectionFailed {
-                        id: conn.remote.clone(),
-                        reason: format!("the remote peer gave up: {reason}"),
-                    };
                     let text = format!("the remote peer gave up: {reason}");
+                    let err = match reason.strip_prefix(LIMIT_REFUSAL) {
+                        // The remote's budget (maxConnections) or rate
+                        // (maxOffersPerMinute) refused: a cap, named so.
+                        Some(why) => PeerError::LimitExceeded(format!(
+                            "peer \"{}\" refused the connection: {why}",
+                            conn.remote
+                        )),
+                        None => PeerError::ConnectionFailed {
+                            id: conn.remote.clone(),
+                            reason: text.clone(),
+                        },
+                    };
                     self.close_conn(c, &text, Some(err), false, now);
                     return;
                 }

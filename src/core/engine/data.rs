@@ -197,6 +197,7 @@ impl Engine {
         a.partner = Some(listener);
         b.partner = Some(dialer);
         b.incoming = true;
+        self.note_accepted(port);
         let op = self.new_op();
         a.openers.push(op);
         self.chans.insert(dialer, a);
@@ -266,7 +267,10 @@ impl Engine {
         let role = match &label {
             ChannelLabel::Stream(_) => Role::Stream,
             ChannelLabel::Port(p) => match self.ports.get(p) {
-                Some(&u) => Role::Listener(u),
+                Some(&u) => {
+                    self.note_accepted(*p);
+                    Role::Listener(u)
+                }
                 None => Role::Refuser(format!("port {p} is closed")),
             },
         };
@@ -389,6 +393,8 @@ impl Engine {
             self.account(chan, now);
             return;
         }
+        // Counted once, when handled (an early frame when it is replayed).
+        self.count_in(chan, bytes.len());
         if !self.note_received(chan, bytes, now) {
             // Sent again after a move, and already here.
             self.heard(conn, now);
@@ -723,6 +729,7 @@ impl Engine {
 
     fn transmit_bytes(&mut self, chan: ChanId, bytes: Vec<u8>, now: Millis) {
         self.note_sent(chan, &bytes);
+        self.count_out(chan, bytes.len());
         self.route_bytes(chan, bytes, now);
     }
 

@@ -38,6 +38,7 @@ mod migrate;
 mod recovery;
 mod relay;
 mod signalling;
+mod system;
 mod table;
 mod types;
 
@@ -46,6 +47,7 @@ use std::collections::VecDeque;
 pub use connection::ConnState;
 pub use data::{MAX_EARLY_FRAMES, MAX_HELD_MESSAGES};
 pub use signalling::Room;
+pub use system::{ConnInfo, ConnPath, PortStats, SystemStats};
 pub use table::Table;
 pub use types::*;
 
@@ -145,6 +147,8 @@ pub struct Engine {
     transmits: VecDeque<Transmit>,
     actions: VecDeque<Action>,
     events: VecDeque<Event>,
+    /// Counters for `system` and `network`.
+    traffic: system::Traffic,
 }
 
 impl Engine {
@@ -202,6 +206,7 @@ impl Engine {
             transmits: VecDeque::new(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
+            traffic: system::Traffic::default(),
         }
     }
 

@@ -71,6 +71,7 @@ impl Engine {
     /// Returns the operation that resolves once the id is known.
     pub fn start(&mut self, now: Millis) -> OpId {
         let op = self.new_op();
+        self.note_started(now);
         self.ready_deadline = Some(now + self.config.connect_timeout as f64);
         match &mut self.ready {
             Ready::Waiting(ops) => ops.push(op),

@@ -1,7 +1,7 @@
 // Must NOT compile. Each line marked with an "error:" comment is a mistake the
 // types catch: tsc must report an error on that line containing the text after it, and
 // no error anywhere else (types.test.mjs checks both).
-import { createPeer, isPeerwireError, Node } from 'peerwire';
+import { createPeer, isPeerwireError, Node, Database } from 'peerwire';
 import type { Connection, Room, Stream, PeerwireError } from 'peerwire';
 import { NetworkHub } from 'peerwire/lite'; // error: has no exported member 'NetworkHub'
 interface Chat { text: string }
@@ -22,5 +22,10 @@ async function misuse(conn: Connection, room: Room, stream: Stream, caught: unkn
   if (emitted.code === 'closd') return; // error: no overlap
   const code: 'closed' = emitted.code; // error: is not assignable to type '"closed"'
   console.log(code, caught.message); // error: 'caught' is of type 'unknown'
+  const db = new Database('d');
+  db.insert('users', { name: 'no key' }); // error: does not exist in type 'DatabaseRecord'
+  db.query<{ key: string; n: number }>('s').where((r) => r.m); // error: Property 'm' does not exist
+  const n: number = new Node().system.uptme; // error: 'uptme' does not exist
+  if (isPeerwireError(caught, 'DatabaseError') && caught.code === 'quota') return; // error: no overlap
 }
 void misuse;

@@ -1,13 +1,13 @@
 // Must compile under `tsc --strict` with `lib: ["es2020", "dom"]` (no esnext):
 // the typed surface as an app uses it.
-import { createPeer, init, isPeerwireError, Node, PageHub, BroadcastChannelHub, NetworkHub } from 'peerwire';
+import { createPeer, init, isPeerwireError, Node, PageHub, BroadcastChannelHub, NetworkHub, Database, Query } from 'peerwire';
 import initDefault, { initSync } from 'peerwire';
 import initManually, { createPeer as createPeerManually } from 'peerwire/manual';
 import { createPeer as createLitePeer, isPeerwireError as isLiteError } from 'peerwire/lite';
 import type { Peer as LitePeer, Connection as LiteConnection, PeerwireError as LiteError } from 'peerwire/lite';
 import type {
   Peer, Connection, Room, Stream, Hub, FetchResponse, PeerwireError, PeerwireErrorName, PeerwireErrorCode,
-  MessageEnvelope, StateEvent,
+  MessageEnvelope, StateEvent, NodeSystem, NetworkConnection, PortSystem, DatabaseRecord,
 } from 'peerwire';
 async function main(): Promise<void> {
   // No init() needed; it stays for code that calls it, and in peerwire/manual.
@@ -131,6 +131,38 @@ async function nodes(): Promise<void> {
   const r: FetchResponse = await n.rest.fetch('rest://svc/u/1', { method: 'POST', body: { a: 1 }, headers: { a: 'b' } });
   console.log(r.status, r.ok, r.headers['content-type'], await r.json(), found, sock.port);
   for await (const rec of r.records() as AsyncIterable<unknown>) console.log(rec);
+  // node.system, node.network, the budget option.
+  const budgeted = new Node({ maxConnections: 2 });
+  const sys: NodeSystem = budgeted.system;
+  const port: PortSystem | undefined = sys.ports[0];
+  console.log(sys.uptime + sys.bytesIn + sys.bytesOut + sys.connections + sys.maxConnections + sys.connectionsRefused, port?.accepted);
+  budgeted.network.bind(9000, (socket: Stream) => socket.on('message', (m) => socket.send(m as string)));
+  budgeted.network.unbind(9000);
+  const ports: number[] = budgeted.network.ports;
+  const links: NetworkConnection[] = budgeted.network.connections;
+  for (const l of links) if (l.path === 'broker' || l.state === 'connecting') console.log(l.address, l.initiated, l.streams, ports);
   peer.free(); peer[Symbol.dispose]();
 }
+interface User extends DatabaseRecord { name: string; role: string }
+async function database(n: Node): Promise<void> {
+  const db = new Database('users');
+  db.insert<User>('users', { key: db.key(), name: 'smith', role: 'admin' });
+  db.update('users', { key: 'k', name: 'x', role: 'user' });
+  db.delete('users', 'k');
+  await db.commit();
+  const one: User | undefined = await db.get<User>('users', 'k');
+  const keys: string[] = await db.keys('users');
+  console.log(one?.name, keys, await db.count('users'), await db.stores(), db.reads, db.pending, db.name);
+  n.rest.createServer().get('/users', (req, res) => res.query(db.query<User>('users').where((u) => u.role === 'user'))).listen(5433);
+  const response = await n.rest.fetch('rest://svc:5433/users');
+  const names: Query<string> = response.query<User>().orderBy((u) => u.name).select((u) => u.name);
+  for await (const name of names.skip(1).take(10)) console.log(name.toUpperCase());
+  const all: string[] = await names.toArray();
+  const first: string | undefined = await names.first();
+  const count: number = await new Query([1, 2, 3]).orderByDescending((x) => x).count();
+  console.log(all, first, count);
+  db.close();
+  await Database.drop('users');
+}
+void database;
 nodes();
