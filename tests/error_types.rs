@@ -38,9 +38,11 @@ fn variant(e: &PeerError) -> usize {
         PeerError::QueueFull(_) => 15,
         PeerError::LimitExceeded(_) => 16,
         PeerError::Timeout(_) => 17,
+        PeerError::CallRejected { .. } => 18,
+        PeerError::MediaUnavailable(_) => 19,
     }
 }
-const VARIANTS: usize = 18;
+const VARIANTS: usize = 20;
 
 /// One error of every variant, with every code each can carry: all broker
 /// codes as they map through `from_broker`, and the codes the engine gives
@@ -84,6 +86,11 @@ fn every_error() -> Vec<PeerError> {
         PeerError::QueueFull(s()),
         PeerError::LimitExceeded(s()),
         PeerError::Timeout(1),
+        PeerError::CallRejected {
+            id: s(),
+            reason: s(),
+        },
+        PeerError::MediaUnavailable(s()),
     ];
     for code in ErrorCode::ALL {
         all.push(PeerError::from_broker(code, s()));

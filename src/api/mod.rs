@@ -12,6 +12,7 @@ pub mod errors;
 pub mod events;
 #[cfg(feature = "full")]
 pub mod hubs;
+pub mod media;
 #[cfg(feature = "full")]
 pub mod node;
 pub mod options;
@@ -237,6 +238,30 @@ export interface SetOptions {
   ttl?: number;
 }
 
+/** Options of `peer.call()`. */
+export interface CallOptions {
+  /** Any JSON value, handed to the callee as `call.metadata`. */
+  metadata?: unknown;
+}
+
+/** A remote track arrived (a connection's `track` event). */
+export interface TrackEvent {
+  /** The remote track (ends when the connection closes). */
+  track: MediaStreamTrack;
+  /** The remote streams it belongs to (as the sender added it). */
+  streams: MediaStream[];
+  /** The sender's stream ids (the `id` of each of `streams`). */
+  streamIds: string[];
+}
+
+/** A remote track was muted, unmuted or removed by its sender. */
+export interface RemoteTrackEvent {
+  /** The remote track. */
+  track: MediaStreamTrack;
+  /** The remote streams it belongs to. */
+  streams: MediaStream[];
+}
+
 /** Where a `Connection` is: `"connecting"` until its data channel opens, then `"open"`, then `"closed"`. */
 export type ConnectionState = "connecting" | "open" | "closed";
 /** Where a `Stream` is: it opens, then each side may end its half (`"local-ended"`: this side
@@ -302,6 +327,10 @@ export interface PeerwireErrorCodes {
   LimitExceededError: "limit-exceeded";
   /** The broker did not answer within `requestTimeout`. */
   TimeoutError: "timeout";
+  /** The callee rejected `peer.call()`; the message carries its reason. */
+  CallRejectedError: "call-rejected";
+  /** Media cannot flow: the connection runs over the broker's relay, or the runtime has no media. */
+  MediaUnavailableError: "media-unavailable";
 }
 
 /** The `name` of an error the SDK throws or emits, e.g. `"ConnectTimeoutError"`. */
@@ -429,6 +458,9 @@ export interface PeerEvents {
   };
   /** The broker link went down or came back, or the broker would not give the id back after a reconnect. */
   broker: BrokerStatus;
+  /** A remote peer called (`peer.call`): `answer(stream?)` or `reject(reason?)` it. With no
+   * `call` listener, calls are rejected. */
+  call: IncomingCall;
 }
 
 /** Events of a `Connection`, for `conn.on(type, listener)`. */
@@ -448,6 +480,18 @@ export interface ConnectionEvents {
   error: PeerwireError;
   /** The remote opened a stream with `openStream(name)`. */
   stream: Stream;
+  /** A remote track arrived (the remote called `addTrack`, `addStream`, `call` or `answer`).
+   * Kept for the first listener if none is attached yet. */
+  track: TrackEvent;
+  /** The first track of a remote MediaStream arrived: the stream (its `id` is the sender's).
+   * Kept for the first listener if none is attached yet. */
+  mediastream: MediaStream;
+  /** The remote muted a track it sends (`muteTrack`). */
+  "track-muted": RemoteTrackEvent;
+  /** The remote unmuted a track it sends. */
+  "track-unmuted": RemoteTrackEvent;
+  /** The remote stopped sending a track (`removeTrack`, `removeStream`). */
+  "track-ended": RemoteTrackEvent;
 }
 
 /** Events of a `Stream` (or socket), for `stream.on(type, listener)`. */

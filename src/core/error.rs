@@ -58,6 +58,12 @@ pub enum PeerError {
     LimitExceeded(String),
     #[error("the broker did not answer within {0} ms")]
     Timeout(u64),
+    #[error("peer \"{id}\" rejected the call: {reason}")]
+    CallRejected { id: String, reason: String },
+    /// Media cannot flow on this connection (it runs over the broker's
+    /// relay, or the runtime has no media support).
+    #[error("{0}")]
+    MediaUnavailable(String),
 }
 
 impl PeerError {
@@ -82,6 +88,8 @@ impl PeerError {
             Self::QueueFull(_) => "QueueFullError",
             Self::LimitExceeded(_) => "LimitExceededError",
             Self::Timeout(_) => "TimeoutError",
+            Self::CallRejected { .. } => "CallRejectedError",
+            Self::MediaUnavailable(_) => "MediaUnavailableError",
         }
     }
 
@@ -106,6 +114,8 @@ impl PeerError {
             Self::QueueFull(_) => "queue-full",
             Self::LimitExceeded(_) => "limit-exceeded",
             Self::Timeout(_) => "timeout",
+            Self::CallRejected { .. } => "call-rejected",
+            Self::MediaUnavailable(_) => "media-unavailable",
         }
     }
 
