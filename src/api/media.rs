@@ -28,7 +28,7 @@ fn stream_list(streams: &JsValue) -> Array {
 }
 
 /// The tracks of a MediaStream (`getTracks()`).
-fn tracks_of(stream: &JsValue) -> Result<Array, PeerError> {
+pub(crate) fn tracks_of(stream: &JsValue) -> Result<Array, PeerError> {
     Reflect::get(stream, &"getTracks".into())
         .ok()
         .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
@@ -64,11 +64,9 @@ impl Connection {
     pub fn add_track(
         &self,
         #[wasm_bindgen(unchecked_param_type = "MediaStreamTrack")] track: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "MediaStream | MediaStream[]")] streams: Option<
-            JsValue,
-        >,
+        streams: Option<super::MediaStreamsArg>,
     ) -> Result<(), JsValue> {
-        let streams = stream_list(&streams.unwrap_or(JsValue::UNDEFINED));
+        let streams = stream_list(&streams.map_or(JsValue::UNDEFINED, Into::into));
         self.ctx.d.send_track(self.conn, &track, streams)?;
         Ok(())
     }
@@ -165,8 +163,9 @@ impl Peer {
         &self,
         id: String,
         #[wasm_bindgen(unchecked_param_type = "MediaStream")] stream: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "CallOptions")] options: Option<JsValue>,
+        options: Option<super::CallOptionsArg>,
     ) -> js_sys::Promise {
+        let options: Option<JsValue> = options.map(Into::into);
         if let Err(e) = tracks_of(&stream) {
             return js_sys::Promise::reject(&e.to_js());
         }
@@ -232,11 +231,10 @@ impl IncomingCall {
     /// Takes the call, sending `stream`'s tracks if given; returns the
     /// connection (the caller's media arrives as its `track` events).
     #[wasm_bindgen(unchecked_return_type = "Connection")]
-    pub fn answer(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "MediaStream")] stream: Option<JsValue>,
-    ) -> Result<JsValue, JsValue> {
-        let stream = stream.filter(|s| !s.is_undefined() && !s.is_null());
+    pub fn answer(&self, stream: Option<super::MediaStreamArg>) -> Result<JsValue, JsValue> {
+        let stream = stream
+            .map(JsValue::from)
+            .filter(|s| !s.is_undefined() && !s.is_null());
         if let Some(s) = &stream {
             tracks_of(s)?;
         }

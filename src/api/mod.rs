@@ -54,6 +54,18 @@ extern "C" {
     /// `StreamOptions` as TypeScript sees it.
     #[wasm_bindgen(typescript_type = "StreamOptions")]
     pub type StreamOptionsArg;
+    /// `CallOptions` as TypeScript sees it.
+    #[wasm_bindgen(typescript_type = "CallOptions")]
+    pub type CallOptionsArg;
+    /// An optional `MediaStream` argument as TypeScript sees it.
+    #[wasm_bindgen(typescript_type = "MediaStream")]
+    pub type MediaStreamArg;
+    /// `addTrack`'s streams as TypeScript sees them.
+    #[wasm_bindgen(typescript_type = "MediaStream | MediaStream[]")]
+    pub type MediaStreamsArg;
+    /// `TestPatternOptions` as TypeScript sees it.
+    #[wasm_bindgen(typescript_type = "TestPatternOptions")]
+    pub type TestPatternOptionsArg;
 }
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -639,6 +651,16 @@ export interface BroadcastChannelHubOptions {
   lookupTimeout?: number;
 }
 
+/** Options of `node.media.createTestPattern()`. */
+export interface TestPatternOptions {
+  /** Width in pixels. Default 320. */
+  width?: number;
+  /** Height in pixels. Default 240. */
+  height?: number;
+  /** Frames a second. Default 15. */
+  frameRate?: number;
+}
+
 /** Options of `sockets.connect()`. */
 export interface SocketOptions {
   /** Give up after this many ms (default `connectTimeout`). */
@@ -658,7 +680,7 @@ export interface FetchInit {
 }
 
 /** A route of `rest.createServer()`: answer with `res.send()`, `res.json()`, `res.bytes()`,
- * `res.stream()` or `res.records()`. A handler that throws or rejects answers 500 with its message. */
+ * `res.stream()`, `res.records()` or `res.mediastream()`. A handler that throws or rejects answers 500 with its message. */
 export type RestHandler = (req: RestRequest, res: RestResponse) => void | Promise<void>;
 
 /** Events of a `Node`: those of a `Peer`. */
