@@ -37,10 +37,13 @@ pub(crate) fn tracks_of(stream: &JsValue) -> Result<Array, PeerError> {
         .ok_or_else(|| PeerError::InvalidArgument("expected a MediaStream".into()))
 }
 
-/// Sends every track of `stream` on `conn`, in that stream.
+/// Sends every track of `stream` on `conn`, in that stream (a track sent
+/// there already is left as it is).
 pub(crate) fn send_stream(ctx: &Rc<Ctx>, conn: ConnId, stream: &JsValue) -> Result<(), PeerError> {
     for track in tracks_of(stream)?.iter() {
-        ctx.d.send_track(conn, &track, Array::of1(stream))?;
+        if ctx.d.track_id(conn, &track).is_none() {
+            ctx.d.send_track(conn, &track, Array::of1(stream))?;
+        }
     }
     Ok(())
 }
@@ -71,7 +74,8 @@ impl Connection {
         Ok(())
     }
 
-    /// Sends every track of `stream` (as `addTrack(track, stream)` each).
+    /// Sends every track of `stream` (as `addTrack(track, stream)` each;
+    /// tracks already sent on this connection are skipped).
     #[wasm_bindgen(js_name = addStream)]
     pub fn add_stream(
         &self,

@@ -224,7 +224,18 @@ test('a rejected call rejects the caller with CallRejectedError and its reason',
   assert.match(err.message, /busy right now/);
   assert.ok(err.named);
   assert.equal(err.live, 'live');
-  await closeAll(a, b);
+
+  // A peer with no 'call' listener rejects every call by name.
+  const c = await openPage(browser, `${broker.url}/index.html`);
+  const idc = `media-c-${Math.random().toString(36).slice(2, 8)}`;
+  await setUp(c.page, idc, broker.ws);
+  const unheard = await a.page.evaluate(async (to) => {
+    const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    try { await window.peer.call(to, stream); return null; } catch (e) { return [e.name, e.message]; }
+  }, idc);
+  assert.equal(unheard[0], 'CallRejectedError');
+  assert.match(unheard[1], /no 'call' listener/);
+  await closeAll(a, b, c);
 });
 
 test('both sides add tracks at the same moment, five rounds: every track arrives on both sides, no glare error', async () => {

@@ -8,13 +8,13 @@
 //! with the content type [`MEDIASTREAM_TYPE`]; the media itself rides the
 //! RTCPeerConnection (see `core::engine::media`).
 
-use js_sys::{Array, Promise, Reflect};
+use js_sys::{Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
 use super::{FetchResponse, RestResponse};
 use crate::api::errors::PeerError;
-use crate::api::media::tracks_of;
+use crate::api::media::{send_stream, tracks_of};
 use crate::api::node::Node;
 use crate::protocol::json::{Object as JsonObject, Writer};
 use crate::web::driver::promise;
@@ -58,11 +58,7 @@ impl RestResponse {
                 .and_then(|v| v.as_string())
                 .ok_or_else(|| PeerError::InvalidArgument("expected a MediaStream".into()))?;
             let tracks = tracks_of(&stream)?;
-            for t in tracks.iter() {
-                if ctx.d.track_id(conn, &t).is_none() {
-                    ctx.d.send_track(conn, &t, Array::of1(&stream))?;
-                }
-            }
+            send_stream(&ctx, conn, &stream)?;
             let body = Writer::new()
                 .str("mediastream", &id)
                 .u64("tracks", u64::from(tracks.length()))
