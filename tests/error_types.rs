@@ -40,9 +40,11 @@ fn variant(e: &PeerError) -> usize {
         PeerError::Timeout(_) => 17,
         PeerError::UnknownStore(_) => 18,
         PeerError::Database { .. } => 19,
+        PeerError::CallRejected { .. } => 20,
+        PeerError::MediaUnavailable(_) => 21,
     }
 }
-const VARIANTS: usize = 20;
+const VARIANTS: usize = 22;
 
 /// One error of every variant, with every code each can carry: all broker
 /// codes as they map through `from_broker`, and the codes the engine gives
@@ -87,6 +89,11 @@ fn every_error() -> Vec<PeerError> {
         PeerError::LimitExceeded(s()),
         PeerError::Timeout(1),
         PeerError::UnknownStore(s()),
+        PeerError::CallRejected {
+            id: s(),
+            reason: s(),
+        },
+        PeerError::MediaUnavailable(s()),
     ];
     for kind in DatabaseFailure::ALL {
         all.push(PeerError::Database { kind, detail: s() });

@@ -31,8 +31,20 @@ pub(crate) const PEER_EVENTS: &[&str] = &[
     "error",
     "unavailable",
     "broker",
+    "call",
 ];
-pub(crate) const CONNECTION_EVENTS: &[&str] = &["open", "message", "close", "error", "stream"];
+pub(crate) const CONNECTION_EVENTS: &[&str] = &[
+    "open",
+    "message",
+    "close",
+    "error",
+    "stream",
+    "track",
+    "mediastream",
+    "track-muted",
+    "track-unmuted",
+    "track-ended",
+];
 pub(crate) const STREAM_EVENTS: &[&str] = &["open", "message", "end", "close", "error"];
 pub(crate) const ROOM_EVENTS: &[&str] =
     &["peer-joined", "peer-left", "broadcast", "state", "closed"];
@@ -471,6 +483,10 @@ impl Sink for Ctx {
                 // A Promise resolved with a Promise settles as that one does.
                 return Ok(send_value(&self, chan, &message, progress).into());
             }
+            (Then::Call { stream }, Ok(Reply::Connection(conn))) => {
+                super::media::send_stream(&self, conn, &stream)?;
+                return Ok(self.conn_handle(conn));
+            }
             (Then::ForgetKey(key), Ok(_)) => {
                 self.forget(&Target::Key(key));
                 return Ok(JsValue::UNDEFINED);
@@ -701,6 +717,57 @@ impl Sink for Ctx {
                     let info = object(&[("code", code.into()), ("reason", reason.as_str().into())]);
                     view.emitter.emit("closed", &info);
                     view.emitter.clear();
+                }
+            }
+            Event::IncomingCall {
+                conn,
+                call,
+                metadata,
+            } => {
+                if !self.peer.has("call") {
+                    let why = "the callee takes no calls (no 'call' listener)";
+                    let _ = self.d.run(|e, _| e.reject_call(conn, call, why));
+                    return;
+                }
+                let metadata = metadata.as_ref().map_or(JsValue::UNDEFINED, json_to_js);
+                let call = super::media::IncomingCall::new(&self, conn, call, metadata);
+                self.peer.emit("call", &call.into());
+            }
+            Event::Track { conn, mid, streams } => {
+                let Some((track, objects)) = self.d.received(conn, &mid) else {
+                    return;
+                };
+                let ids: js_sys::Array =
+                    streams.iter().map(|s| JsValue::from(s.as_str())).collect();
+                let ev = object(&[
+                    ("track", track),
+                    ("streams", objects.into()),
+                    ("streamIds", ids.into()),
+                ]);
+                self.emitter(&Target::Conn(conn)).emit_or_keep("track", ev);
+            }
+            Event::MediaStream { conn, stream } => {
+                if let Some(s) = self.d.received_stream(conn, &stream) {
+                    self.emitter(&Target::Conn(conn))
+                        .emit_or_keep("mediastream", s);
+                }
+            }
+            Event::TrackMuted { conn, mid, muted } => {
+                if let Some((track, streams)) = self.d.received(conn, &mid) {
+                    let ev = object(&[("track", track), ("streams", streams.into())]);
+                    let name = if muted {
+                        "track-muted"
+                    } else {
+                        "track-unmuted"
+                    };
+                    self.emitter(&Target::Conn(conn)).emit(name, &ev);
+                }
+            }
+            Event::TrackEnded { conn, mid } => {
+                if let Some((track, streams)) = self.d.received(conn, &mid) {
+                    self.d.forget_received(conn, &mid);
+                    let ev = object(&[("track", track), ("streams", streams.into())]);
+                    self.emitter(&Target::Conn(conn)).emit("track-ended", &ev);
                 }
             }
             Event::Log(level, line) => {

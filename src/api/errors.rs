@@ -26,7 +26,7 @@ impl From<PeerError> for JsValue {
 /// Every `Error.name` the SDK gives its errors ([`PeerError::name`]), in the
 /// order of docs/ERRORS.md. `tests/error_types.rs` keeps this list, the
 /// TypeScript union (`PeerwireErrorCodes` in `api`) and the doc in step.
-const ERROR_NAMES: [&str; 20] = [
+const ERROR_NAMES: [&str; 22] = [
     "InvalidIdError",
     "IdTakenError",
     "InvalidArgumentError",
@@ -47,6 +47,8 @@ const ERROR_NAMES: [&str; 20] = [
     "TimeoutError",
     "UnknownStoreError",
     "DatabaseError",
+    "CallRejectedError",
+    "MediaUnavailableError",
 ];
 
 // `isPeerwireError(err, name?)`: whether `err` is an `Error` with one of

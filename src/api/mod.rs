@@ -14,6 +14,7 @@ pub mod errors;
 pub mod events;
 #[cfg(feature = "full")]
 pub mod hubs;
+pub mod media;
 #[cfg(feature = "full")]
 pub mod node;
 pub mod options;
@@ -57,6 +58,18 @@ extern "C" {
     /// `StreamOptions` as TypeScript sees it.
     #[wasm_bindgen(typescript_type = "StreamOptions")]
     pub type StreamOptionsArg;
+    /// `CallOptions` as TypeScript sees it.
+    #[wasm_bindgen(typescript_type = "CallOptions")]
+    pub type CallOptionsArg;
+    /// An optional `MediaStream` argument as TypeScript sees it.
+    #[wasm_bindgen(typescript_type = "MediaStream")]
+    pub type MediaStreamArg;
+    /// `addTrack`'s streams as TypeScript sees them.
+    #[wasm_bindgen(typescript_type = "MediaStream | MediaStream[]")]
+    pub type MediaStreamsArg;
+    /// `TestPatternOptions` as TypeScript sees it.
+    #[wasm_bindgen(typescript_type = "TestPatternOptions")]
+    pub type TestPatternOptionsArg;
 }
 
 #[wasm_bindgen(typescript_custom_section)]
@@ -244,6 +257,30 @@ export interface SetOptions {
   ttl?: number;
 }
 
+/** Options of `peer.call()`. */
+export interface CallOptions {
+  /** Any JSON value, handed to the callee as `call.metadata`. */
+  metadata?: unknown;
+}
+
+/** A remote track arrived (a connection's `track` event). */
+export interface TrackEvent {
+  /** The remote track (ends when the connection closes). */
+  track: MediaStreamTrack;
+  /** The remote streams it belongs to (as the sender added it). */
+  streams: MediaStream[];
+  /** The sender's stream ids (the `id` of each of `streams`). */
+  streamIds: string[];
+}
+
+/** A remote track was muted, unmuted or removed by its sender. */
+export interface RemoteTrackEvent {
+  /** The remote track. */
+  track: MediaStreamTrack;
+  /** The remote streams it belongs to. */
+  streams: MediaStream[];
+}
+
 /** Where a `Connection` is: `"connecting"` until its data channel opens, then `"open"`, then `"closed"`. */
 export type ConnectionState = "connecting" | "open" | "closed";
 /** Where a `Stream` is: it opens, then each side may end its half (`"local-ended"`: this side
@@ -313,6 +350,10 @@ export interface PeerwireErrorCodes {
   UnknownStoreError: "unknown-store";
   /** IndexedDB failed: the storage quota is full, an insert's key is taken, or another failure. */
   DatabaseError: "quota-exceeded" | "key-exists" | "database-error";
+  /** The callee rejected `peer.call()`; the message carries its reason. */
+  CallRejectedError: "call-rejected";
+  /** Media cannot flow: the connection runs over the broker's relay, or the runtime has no media. */
+  MediaUnavailableError: "media-unavailable";
 }
 
 /** The `name` of an error the SDK throws or emits, e.g. `"ConnectTimeoutError"`. */
@@ -440,6 +481,9 @@ export interface PeerEvents {
   };
   /** The broker link went down or came back, or the broker would not give the id back after a reconnect. */
   broker: BrokerStatus;
+  /** A remote peer called (`peer.call`): `answer(stream?)` or `reject(reason?)` it. With no
+   * `call` listener, calls are rejected. */
+  call: IncomingCall;
 }
 
 /** Events of a `Connection`, for `conn.on(type, listener)`. */
@@ -459,6 +503,18 @@ export interface ConnectionEvents {
   error: PeerwireError;
   /** The remote opened a stream with `openStream(name)`. */
   stream: Stream;
+  /** A remote track arrived (the remote called `addTrack`, `addStream`, `call` or `answer`).
+   * Kept for the first listener if none is attached yet. */
+  track: TrackEvent;
+  /** The first track of a remote MediaStream arrived: the stream (its `id` is the sender's).
+   * Kept for the first listener if none is attached yet. */
+  mediastream: MediaStream;
+  /** The remote muted a track it sends (`muteTrack`). */
+  "track-muted": RemoteTrackEvent;
+  /** The remote unmuted a track it sends. */
+  "track-unmuted": RemoteTrackEvent;
+  /** The remote stopped sending a track (`removeTrack`, `removeStream`). */
+  "track-ended": RemoteTrackEvent;
 }
 
 /** Events of a `Stream` (or socket), for `stream.on(type, listener)`. */
@@ -606,6 +662,16 @@ export interface BroadcastChannelHubOptions {
   lookupTimeout?: number;
 }
 
+/** Options of `node.media.createTestPattern()`. */
+export interface TestPatternOptions {
+  /** Width in pixels. Default 320. */
+  width?: number;
+  /** Height in pixels. Default 240. */
+  height?: number;
+  /** Frames a second. Default 15. */
+  frameRate?: number;
+}
+
 /** Options of `sockets.connect()`. */
 export interface SocketOptions {
   /** Give up after this many ms (default `connectTimeout`). */
@@ -625,7 +691,7 @@ export interface FetchInit {
 }
 
 /** A route of `rest.createServer()`: answer with `res.send()`, `res.json()`, `res.bytes()`,
- * `res.stream()` or `res.records()`. A handler that throws or rejects answers 500 with its message. */
+ * `res.stream()`, `res.records()` or `res.mediastream()`. A handler that throws or rejects answers 500 with its message. */
 export type RestHandler = (req: RestRequest, res: RestResponse) => void | Promise<void>;
 
 /** Events of a `Node`: those of a `Peer`. */

@@ -24,6 +24,8 @@ use crate::core::exchange::{
 use crate::core::rest::{Credits, DEFAULT_PORT, RequestHead, RestUrl, Router, parse_query};
 use crate::protocol::frames::PayloadType;
 
+mod media;
+
 #[wasm_bindgen(module = "/src/web/streams.js")]
 extern "C" {
     #[wasm_bindgen(js_name = readableFromReader)]

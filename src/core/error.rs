@@ -68,6 +68,12 @@ pub enum PeerError {
         kind: DatabaseFailure,
         detail: String,
     },
+    #[error("peer \"{id}\" rejected the call: {reason}")]
+    CallRejected { id: String, reason: String },
+    /// Media cannot flow on this connection (it runs over the broker's
+    /// relay, or the runtime has no media support).
+    #[error("{0}")]
+    MediaUnavailable(String),
 }
 
 /// What went wrong in IndexedDB: the `code` of a `DatabaseError`.
@@ -109,6 +115,8 @@ impl PeerError {
             Self::Timeout(_) => "TimeoutError",
             Self::UnknownStore(_) => "UnknownStoreError",
             Self::Database { .. } => "DatabaseError",
+            Self::CallRejected { .. } => "CallRejectedError",
+            Self::MediaUnavailable(_) => "MediaUnavailableError",
         }
     }
 
@@ -139,6 +147,8 @@ impl PeerError {
                 DatabaseFailure::KeyExists => "key-exists",
                 DatabaseFailure::Other => "database-error",
             },
+            Self::CallRejected { .. } => "call-rejected",
+            Self::MediaUnavailable(_) => "media-unavailable",
         }
     }
 

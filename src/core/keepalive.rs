@@ -47,9 +47,12 @@ impl KeepAlive {
 
     /// Called on every timer tick.
     pub fn tick(&mut self, now: Millis) -> Tick {
-        if now - self.last_heard >= self.timeout {
+        // Compared as `next_deadline` computes them: `now - last >= d`
+        // can miss by a rounding error at `last + d`, and a timer armed
+        // for that moment would then fire forever.
+        if now >= self.last_heard + self.timeout {
             Tick::Dead
-        } else if now - self.last_sent >= self.interval {
+        } else if now >= self.last_sent + self.interval {
             self.last_sent = now;
             Tick::SendPing
         } else {
@@ -60,7 +63,7 @@ impl KeepAlive {
     /// Like `tick`, without the verdict: pings only (while the path is
     /// being restored, silence is expected).
     pub fn tick_ping(&mut self, now: Millis) -> Tick {
-        if now - self.last_sent >= self.interval {
+        if now >= self.last_sent + self.interval {
             self.last_sent = now;
             Tick::SendPing
         } else {

@@ -29,13 +29,22 @@
 //!   refused (the socket closes) or hangs (it never opens); a broker
 //!   behind several URLs routes each dial by its URL (`Broker::connect_to`).
 //!
+//! - media: transceivers with mids, as JSEP has them: `addTrack` reuses a
+//!   transceiver that never sent (one the remote's offer made) or makes a
+//!   new one; an offer gives mids to those without; a rolled-back offer
+//!   takes its mids back; a remote offer's m-line takes an unpaired
+//!   `addTrack` transceiver of its kind; `ontrack` fires (before the
+//!   description's promise settles) when a remote m-line starts sending;
+//!   `negotiationneeded` fires when stable while a sender's state is not
+//!   yet negotiated. The fake SDP lists the m-lines.
+//!
 //! Every delay can be dialled in (`latency`, `jitter`, `bandwidth`), and a
 //! peer can be taken off the network (`set_online`).
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap};
 
-use crate::core::engine::{Action, ChanId, ConnId, Engine, Event, Millis, Rng, Transmit};
+use crate::core::engine::{Action, ChanId, ConnId, Engine, Event, Millis, Rng, TrackId, Transmit};
 
 /// The broker, as the simulation needs it.
 pub trait Broker {
@@ -208,6 +217,124 @@ struct Pc {
     restart: bool,
     /// The offer out is a restart.
     restart_out: bool,
+    txs: Vec<Tx>,
+    next_mid: u32,
+    /// The mids of the remote offer being answered.
+    offered: Vec<String>,
+    /// The sending state of each mid in the local offer out.
+    my_offer: Vec<(String, bool)>,
+}
+
+/// A fake RTCRtpTransceiver.
+#[derive(Debug, Clone)]
+struct Tx {
+    mid: Option<String>,
+    kind: String,
+    /// The local track it sends, with its stream ids.
+    track: Option<TrackId>,
+    streams: Vec<String>,
+    /// Made by `addTrack` (not by a remote offer).
+    from_add: bool,
+    /// Its mid came from the local offer now pending (a rollback takes it).
+    mid_from_offer: bool,
+    /// Sending as last negotiated.
+    negotiated_send: bool,
+    /// Has been negotiated to send once (then `addTrack` does not reuse it).
+    ever_sent: bool,
+    /// The remote sends on it (`ontrack` fired).
+    recv: bool,
+}
+
+/// One m-line of a fake SDP: `mid,kind,sends,stream stream…`.
+struct MLine {
+    mid: String,
+    kind: String,
+    sends: bool,
+    streams: Vec<String>,
+}
+
+fn parse_mlines(sdp: &str) -> Vec<MLine> {
+    sdp.split('|')
+        .skip(1)
+        .filter_map(|m| {
+            let mut f = m.split(',');
+            let mid = f.next()?.to_string();
+            let kind = f.next()?.to_string();
+            let sends = f.next()? == "s";
+            let streams = f
+                .next()
+                .unwrap_or("")
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
+            Some(MLine {
+                mid,
+                kind,
+                sends,
+                streams,
+            })
+        })
+        .collect()
+}
+
+impl Pc {
+    /// A sender's state that no description exchange has carried yet.
+    fn media_pending(&self) -> bool {
+        self.txs.iter().any(|t| match (&t.mid, t.track) {
+            (None, Some(_)) => true,
+            (Some(_), Some(_)) => !t.negotiated_send,
+            (Some(_), None) => t.negotiated_send,
+            (None, None) => false,
+        })
+    }
+
+    /// The m-lines this pc describes: those of `only` (an answer), or all
+    /// with a mid.
+    fn describe(&self, pc: usize, only: Option<&[String]>) -> String {
+        let mut sdp = format!("pc:{pc}");
+        for t in &self.txs {
+            let Some(mid) = &t.mid else { continue };
+            if only.is_some_and(|o| !o.contains(mid)) {
+                continue;
+            }
+            let sends = if t.track.is_some() { "s" } else { "r" };
+            sdp.push_str(&format!(
+                "|{mid},{},{sends},{}",
+                t.kind,
+                t.streams.join(" ")
+            ));
+        }
+        sdp
+    }
+
+    /// The mid of each sending transceiver.
+    fn sender_mids(&self) -> Vec<(TrackId, Option<String>)> {
+        self.txs
+            .iter()
+            .filter_map(|t| t.track.map(|tr| (tr, t.mid.clone())))
+            .collect()
+    }
+
+    /// An exchange is complete: each mid's sending state, as described.
+    fn negotiated(&mut self, states: &[(String, bool)]) {
+        for t in &mut self.txs {
+            t.mid_from_offer = false;
+            if let Some((_, sends)) = states.iter().find(|(m, _)| t.mid.as_ref() == Some(m)) {
+                t.negotiated_send = *sends;
+                t.ever_sent |= *sends;
+            }
+        }
+    }
+
+    /// Each described mid's sending state now.
+    fn states(&self, only: Option<&[String]>) -> Vec<(String, bool)> {
+        self.txs
+            .iter()
+            .filter_map(|t| Some((t.mid.clone()?, t.track.is_some())))
+            .filter(|(m, _)| only.is_none_or(|o| o.contains(m)))
+            .collect()
+    }
 }
 
 struct Dc {
@@ -707,6 +834,10 @@ impl<B: Broker> Sim<B> {
                     epoch: 0,
                     restart: false,
                     restart_out: false,
+                    txs: Vec::new(),
+                    next_mid: 0,
+                    offered: Vec::new(),
+                    my_offer: Vec::new(),
                 });
                 self.peers[i].pcs.insert(conn, pc);
                 let dc = self.new_dc(pc, i, Some(chan), "peerwire", true, 0);
@@ -756,6 +887,50 @@ impl<B: Broker> Sim<B> {
                 if let Some(&dc) = self.peers[i].dcs.get(&chan) {
                     self.close_dc(dc);
                 }
+            }
+            Action::AddTrack {
+                conn,
+                track,
+                kind,
+                streams,
+            } => {
+                let Some(&pc) = self.peers[i].pcs.get(&conn) else {
+                    return;
+                };
+                let p = &mut self.pcs[pc];
+                match p
+                    .txs
+                    .iter_mut()
+                    .find(|t| t.track.is_none() && !t.ever_sent && t.kind == kind && !t.from_add)
+                {
+                    Some(t) => {
+                        t.track = Some(track);
+                        t.streams = streams;
+                    }
+                    None => p.txs.push(Tx {
+                        mid: None,
+                        kind,
+                        track: Some(track),
+                        streams,
+                        from_add: true,
+                        mid_from_offer: false,
+                        negotiated_send: false,
+                        ever_sent: false,
+                        recv: false,
+                    }),
+                }
+                self.schedule(0.5, Delivery::NegotiationNeeded { pc });
+            }
+            Action::RemoveTrack { conn, track } => {
+                let Some(&pc) = self.peers[i].pcs.get(&conn) else {
+                    return;
+                };
+                for t in &mut self.pcs[pc].txs {
+                    if t.track == Some(track) {
+                        t.track = None;
+                    }
+                }
+                self.schedule(0.5, Delivery::NegotiationNeeded { pc });
             }
             Action::ReleaseConnection { conn } => {
                 if let Some(pc) = self.peers[i].pcs.remove(&conn) {
@@ -881,7 +1056,8 @@ impl<B: Broker> Sim<B> {
             }
             Delivery::NegotiationNeeded { pc } => {
                 let p = &self.pcs[pc];
-                if p.closed || p.sig != Sig::Stable || p.remote_pc.is_some() {
+                if p.closed || p.sig != Sig::Stable || (p.remote_pc.is_some() && !p.media_pending())
+                {
                     return;
                 }
                 let (peer, conn) = (p.peer, p.conn);
@@ -892,21 +1068,38 @@ impl<B: Broker> Sim<B> {
                     return;
                 }
                 let (peer, conn) = (self.pcs[pc].peer, self.pcs[pc].conn);
-                let kind = match self.pcs[pc].sig {
+                let (kind, sdp) = match self.pcs[pc].sig {
                     Sig::Stable => {
                         self.pcs[pc].sig = Sig::HaveLocalOffer;
                         self.pcs[pc].pending_local = true;
                         self.pcs[pc].restart_out = std::mem::take(&mut self.pcs[pc].restart);
-                        "offer"
+                        let p = &mut self.pcs[pc];
+                        for t in &mut p.txs {
+                            if t.mid.is_none() {
+                                t.mid = Some(format!("m{pc}x{}", p.next_mid));
+                                t.mid_from_offer = true;
+                                p.next_mid += 1;
+                            }
+                        }
+                        self.pcs[pc].my_offer = self.pcs[pc].states(None);
+                        ("offer", self.pcs[pc].describe(pc, None))
                     }
                     Sig::HaveRemoteOffer => {
                         self.pcs[pc].sig = Sig::Stable;
-                        "answer"
+                        let offered = std::mem::take(&mut self.pcs[pc].offered);
+                        let sdp = self.pcs[pc].describe(pc, Some(&offered));
+                        let states = self.pcs[pc].states(Some(&offered));
+                        self.pcs[pc].negotiated(&states);
+                        if self.pcs[pc].media_pending() {
+                            self.schedule(0.5, Delivery::NegotiationNeeded { pc });
+                        }
+                        ("answer", sdp)
                     }
-                    Sig::HaveLocalOffer => "offer",
+                    Sig::HaveLocalOffer => ("offer", self.pcs[pc].describe(pc, None)),
                 };
-                let sdp = format!("pc:{pc}");
+                let mids = self.pcs[pc].sender_mids();
                 self.with(peer, |e| {
+                    e.handle_sender_mids(conn, mids);
                     e.handle_local_description(conn, Ok((kind.to_string(), sdp)), now)
                 });
                 for n in 0..2 {
@@ -932,13 +1125,24 @@ impl<B: Broker> Sim<B> {
                 let (peer, conn) = (self.pcs[pc].peer, self.pcs[pc].conn);
                 let from: Option<usize> = sdp
                     .strip_prefix("pc:")
-                    .and_then(|s| s.parse().ok())
+                    .and_then(|s| s.split('|').next()?.parse().ok())
                     .filter(|p| *p < self.pcs.len());
+                let lines = parse_mlines(&sdp);
                 let result = match (sdp_type.as_str(), self.pcs[pc].sig) {
                     ("offer", Sig::Stable | Sig::HaveLocalOffer) => {
+                        if self.pcs[pc].sig == Sig::HaveLocalOffer {
+                            // Implicit rollback: the offer's mids go back.
+                            for t in &mut self.pcs[pc].txs {
+                                if std::mem::take(&mut t.mid_from_offer) {
+                                    t.mid = None;
+                                }
+                            }
+                        }
                         self.pcs[pc].sig = Sig::HaveRemoteOffer;
                         self.pcs[pc].pending_local = false;
                         self.pcs[pc].remote_pc = from;
+                        self.pcs[pc].offered = lines.iter().map(|l| l.mid.clone()).collect();
+                        self.apply_mlines(pc, &lines, now);
                         Ok(())
                     }
                     ("answer", Sig::HaveLocalOffer) => {
@@ -947,6 +1151,12 @@ impl<B: Broker> Sim<B> {
                         self.pcs[pc].remote_pc = from;
                         if std::mem::take(&mut self.pcs[pc].restart_out) {
                             self.repair(pc);
+                        }
+                        self.apply_mlines(pc, &lines, now);
+                        let states = std::mem::take(&mut self.pcs[pc].my_offer);
+                        self.pcs[pc].negotiated(&states);
+                        if self.pcs[pc].media_pending() {
+                            self.schedule(0.5, Delivery::NegotiationNeeded { pc });
                         }
                         Ok(())
                     }
@@ -1107,6 +1317,54 @@ impl<B: Broker> Sim<B> {
                     self.with(peer, |e| e.handle_channel_closed(chan, now));
                 }
             }
+        }
+    }
+
+    /// A remote description's m-lines: each pairs with a transceiver (by
+    /// mid, else an unpaired `addTrack` one of its kind, else a new one);
+    /// `ontrack` fires for each that starts sending.
+    fn apply_mlines(&mut self, pc: usize, lines: &[MLine], now: Millis) {
+        let (peer, conn) = (self.pcs[pc].peer, self.pcs[pc].conn);
+        let mut arrived = Vec::new();
+        for l in lines {
+            let p = &mut self.pcs[pc];
+            let at = p
+                .txs
+                .iter()
+                .position(|t| t.mid.as_deref() == Some(l.mid.as_str()))
+                .or_else(|| {
+                    p.txs
+                        .iter()
+                        .position(|t| t.mid.is_none() && t.from_add && t.kind == l.kind)
+                });
+            let at = match at {
+                Some(at) => {
+                    p.txs[at].mid = Some(l.mid.clone());
+                    at
+                }
+                None => {
+                    p.txs.push(Tx {
+                        mid: Some(l.mid.clone()),
+                        kind: l.kind.clone(),
+                        track: None,
+                        streams: Vec::new(),
+                        from_add: false,
+                        mid_from_offer: false,
+                        negotiated_send: false,
+                        ever_sent: false,
+                        recv: false,
+                    });
+                    p.txs.len() - 1
+                }
+            };
+            let t = &mut p.txs[at];
+            if l.sends && !t.recv {
+                arrived.push((l.mid.clone(), l.streams.clone()));
+            }
+            t.recv = l.sends;
+        }
+        for (mid, streams) in arrived {
+            self.with(peer, |e| e.handle_remote_track(conn, &mid, streams, now));
         }
     }
 

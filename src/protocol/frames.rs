@@ -278,6 +278,11 @@ impl<'a> Frame<'a> {
     }
 }
 
+/// A call signal's number.
+fn call_number(o: &Object<'_>) -> Result<u32, json::Error> {
+    u32::try_from(o.u64("call")?).map_err(|_| json::Error("call number out of range"))
+}
+
 /// Writes a data header.
 pub fn encode_data_head(out: &mut Vec<u8>, head: &DataHead) {
     out.push(FrameKind::Data as u8);
@@ -375,6 +380,22 @@ pub enum SignalBody {
     /// receiver does the same (it may also start a connection, like an
     /// offer).
     Relay,
+    /// `peer.call()`: the sender asks the receiver to exchange media on
+    /// this connection; `call` numbers the request (per sender).
+    Call {
+        call: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        metadata: Option<super::json::Json>,
+    },
+    /// The receiver of call `call` took it (its tracks follow).
+    CallAnswer { call: u32 },
+    /// The receiver of call `call` refused it.
+    CallReject { call: u32, reason: String },
+    /// The media the sender sends now: the mids of its live senders and,
+    /// of those, the muted ones, each a space-separated list (an SDP mid
+    /// is a token: no spaces). A mid that was listed and is no longer
+    /// ended on the receiver's side.
+    Tracks { sending: String, muted: String },
 }
 
 impl PeerSignal {
@@ -410,6 +431,22 @@ impl SignalBody {
             Self::Dial => w.str("kind", "dial"),
             Self::Restart => w.str("kind", "restart"),
             Self::Relay => w.str("kind", "relay"),
+            Self::Call { call, metadata } => {
+                w.str("kind", "call").u64("call", u64::from(*call));
+                if let Some(m) = metadata {
+                    w.raw("metadata", m.as_str());
+                }
+                &mut *w
+            }
+            Self::CallAnswer { call } => w.str("kind", "call-answer").u64("call", u64::from(*call)),
+            Self::CallReject { call, reason } => w
+                .str("kind", "call-reject")
+                .u64("call", u64::from(*call))
+                .str("reason", reason),
+            Self::Tracks { sending, muted } => w
+                .str("kind", "tracks")
+                .str("sending", sending)
+                .str("muted", muted),
         };
         self.write_candidate(w);
     }
@@ -443,6 +480,21 @@ impl SignalBody {
             "dial" => Self::Dial,
             "restart" => Self::Restart,
             "relay" => Self::Relay,
+            "call" => Self::Call {
+                call: call_number(o)?,
+                metadata: o.raw("metadata").map(|m| super::json::Json(m.to_string())),
+            },
+            "call-answer" => Self::CallAnswer {
+                call: call_number(o)?,
+            },
+            "call-reject" => Self::CallReject {
+                call: call_number(o)?,
+                reason: o.str("reason")?,
+            },
+            "tracks" => Self::Tracks {
+                sending: o.str("sending")?,
+                muted: o.str("muted")?,
+            },
             _ => return Err(json::Error("unknown signal kind")),
         })
     }
@@ -621,6 +673,23 @@ mod tests {
             SignalBody::Dial,
             SignalBody::Restart,
             SignalBody::Relay,
+            SignalBody::Call {
+                call: 7,
+                metadata: Some(crate::protocol::json::Json(r#"{"topic":"hi"}"#.into())),
+            },
+            SignalBody::Call {
+                call: u32::MAX,
+                metadata: None,
+            },
+            SignalBody::CallAnswer { call: 1 },
+            SignalBody::CallReject {
+                call: 2,
+                reason: "busy".into(),
+            },
+            SignalBody::Tracks {
+                sending: "0 1 2".into(),
+                muted: "1".into(),
+            },
         ];
         for (i, body) in bodies.into_iter().enumerate() {
             let s = PeerSignal {
@@ -648,6 +717,8 @@ mod tests {
             r#"{"session":1,"kind":"nope"}"#,
             r#"{"session":1,"kind":"candidate","candidate":"c","sdpMLineIndex":70000}"#,
             r#"{"session":-1,"kind":"dial"}"#,
+            r#"{"session":1,"kind":"call","call":4294967296}"#,
+            r#"{"session":1,"kind":"tracks","sending":"0"}"#,
         ] {
             assert!(PeerSignal::decode(bad).is_err(), "{bad}");
         }

@@ -38,6 +38,8 @@ use crate::core::engine::{
 use crate::core::error::PeerError;
 use crate::protocol::IceServer;
 
+mod media;
+
 /// Where the engine's events go: the JavaScript handles' listeners.
 pub trait Sink {
     /// One event. Nothing of the driver is borrowed while this runs.
@@ -67,6 +69,9 @@ pub enum Then {
     /// `undefined`, once the rendezvous key's listeners are dropped
     /// (`Rendezvous.close`).
     ForgetKey(String),
+    /// `peer.call()` answered: sends `stream`'s tracks on the connection
+    /// the reply names, then resolves it.
+    Call { stream: JsValue },
 }
 
 /// Where the broker access token comes from.
@@ -90,6 +95,8 @@ struct Io {
     timer: Option<gloo_timers::callback::Timeout>,
     /// `pagehide`, and the network change events.
     listeners: Vec<Listener>,
+    /// Tracks this side sends, and the remote's it receives (`media`).
+    media: media::MediaIo,
 }
 
 /// Who waits for a command's outcome.
@@ -580,8 +587,11 @@ impl Driver {
                 let Some(pc) = self.pc(conn) else { return };
                 let weak = self.me.clone();
                 spawn_local(async move {
-                    let result = rtc::set_local(pc).await;
-                    Driver::feed(&weak, |e, now| {
+                    let result = rtc::set_local(pc.clone()).await;
+                    let Some(d) = weak.upgrade() else { return };
+                    let mids = d.sender_mids(conn, &pc);
+                    d.input(|e, now| {
+                        e.handle_sender_mids(conn, mids);
                         e.handle_local_description(conn, result, now)
                     });
                 });
@@ -638,9 +648,12 @@ impl Driver {
                     drop(link);
                 }
             }
+            Action::AddTrack { conn, track, .. } => self.add_track(conn, track),
+            Action::RemoveTrack { conn, track } => self.remove_track(conn, track),
             Action::ReleaseConnection { conn } => {
                 let (pc, links) = {
                     let mut io = self.io.borrow_mut();
+                    io.media.release(conn);
                     let chans: Vec<ChanId> = io
                         .chan_conn
                         .iter()

@@ -27,6 +27,7 @@ pub struct PcLink {
     _on_candidate: Closure<dyn FnMut(RtcPeerConnectionIceEvent)>,
     _on_state: Closure<dyn FnMut()>,
     _on_datachannel: Closure<dyn FnMut(RtcDataChannelEvent)>,
+    _on_track: Closure<dyn FnMut(JsValue)>,
 }
 
 fn ice_servers_js(servers: &[IceServer]) -> Result<JsValue, String> {
@@ -101,6 +102,12 @@ impl PcLink {
                 .unwrap_or_default();
             Driver::feed(&d, |e, now| e.handle_connection_state(conn, &state, now));
         });
+        let d = driver.clone();
+        let on_track = Closure::<dyn FnMut(JsValue)>::new(move |ev: JsValue| {
+            if let Some(driver) = d.upgrade() {
+                driver.remote_track(conn, &ev);
+            }
+        });
         let d = driver;
         let on_datachannel =
             Closure::<dyn FnMut(RtcDataChannelEvent)>::new(move |ev: RtcDataChannelEvent| {
@@ -112,6 +119,7 @@ impl PcLink {
         pc.set_onicecandidate(Some(on_candidate.as_ref().unchecked_ref()));
         pc.set_onconnectionstatechange(Some(on_state.as_ref().unchecked_ref()));
         pc.set_ondatachannel(Some(on_datachannel.as_ref().unchecked_ref()));
+        pc.set_ontrack(Some(on_track.as_ref().unchecked_ref()));
         Ok((
             Self {
                 pc,
@@ -119,6 +127,7 @@ impl PcLink {
                 _on_candidate: on_candidate,
                 _on_state: on_state,
                 _on_datachannel: on_datachannel,
+                _on_track: on_track,
             },
             dc,
         ))
@@ -131,6 +140,7 @@ impl Drop for PcLink {
         self.pc.set_onicecandidate(None);
         self.pc.set_onconnectionstatechange(None);
         self.pc.set_ondatachannel(None);
+        self.pc.set_ontrack(None);
         self.pc.close();
     }
 }

@@ -1,6 +1,7 @@
 // The demo page (www/index.html) as a person uses it in two tabs: a chat
-// message, a 5 MiB file (checked by SHA-256), and a rest fetch from one tab
-// to the other, all peer to peer.
+// message, a 5 MiB file (checked by SHA-256), a rest fetch from one tab
+// to the other, and a video call with Chromium's fake camera (frames
+// decoded on both sides), all peer to peer.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
@@ -12,7 +13,7 @@ let broker, browser;
 before(async () => {
   assert.ok(PEERWIRE_BROKER_BIN && PEERWIRE_SITE, 'run through tests/run.sh');
   broker = await startBroker(PEERWIRE_BROKER_BIN, PEERWIRE_SITE);
-  browser = await launch();
+  browser = await launch(['--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', '--autoplay-policy=no-user-gesture-required']);
 });
 
 after(async () => {
@@ -63,5 +64,49 @@ test('the demo chats, sends a 5 MiB file and fetches rest between two tabs', asy
   await two.page.waitForFunction(() => document.querySelector('#response').textContent.includes('note served by tab one'), null, { timeout: 10000 });
   assert.match(await two.page.textContent('#response'), /^200 text\/plain/);
 
+  assert.deepEqual([...one.errors, ...two.errors], []);
+});
+
+// Frames shown by a <video>: its size, and its clock moving (polled until
+// it has moved by `seconds`).
+async function playing(page, selector, seconds = 1) {
+  return page.evaluate(async ({ selector, seconds }) => {
+    const v = document.querySelector(selector);
+    const end = performance.now() + 20000;
+    while (!(v.videoWidth > 0 && v.currentTime > 0)) {
+      if (performance.now() > end) throw new Error(`${selector} shows no frames`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const start = v.currentTime;
+    while (v.currentTime < start + seconds) {
+      if (performance.now() > end) throw new Error(`${selector} stalled at ${v.currentTime}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return { width: v.videoWidth, height: v.videoHeight };
+  }, { selector, seconds });
+}
+
+test('the demo makes a video call between two tabs: each shows the other camera, hang-up ends it', async () => {
+  const one = await tab();
+  const two = await tab();
+  await one.page.waitForFunction((id) => [...document.querySelector('#to').options].some((o) => o.value === id), two.id, { timeout: 10000 });
+  await one.page.selectOption('#to', two.id);
+  await one.page.click('#call');
+  await two.page.waitForSelector('#incoming:not([hidden])', { timeout: 10000 });
+  assert.equal(await two.page.textContent('#caller'), one.id);
+  await two.page.click('#answer');
+  for (const t of [one, two]) {
+    const size = await playing(t.page, '#remotevideo');
+    assert.ok(size.width > 0 && size.height > 0, JSON.stringify(size));
+  }
+  assert.match(await one.page.textContent('#callstate'), new RegExp(`in a call with ${two.id}`));
+
+  // Hanging up on tab one ends the call on tab two; the chat link stays.
+  await one.page.click('#hangup');
+  await two.page.waitForFunction((id) => document.querySelector('#callstate').textContent === `${id} hung up`, one.id, { timeout: 10000 });
+  assert.equal(await two.page.evaluate(() => document.querySelector('#remotevideo').srcObject), null);
+  await two.page.fill('#text', 'still here');
+  await two.page.click('#send');
+  await one.page.waitForFunction(() => document.querySelector('#log').textContent.includes('still here'), null, { timeout: 5000 });
   assert.deepEqual([...one.errors, ...two.errors], []);
 });

@@ -136,6 +136,8 @@ pub(crate) struct Conn {
     pub carried_buffered: usize,
     /// While relayed: the next try of a direct path (see `migrate`).
     pub probe: Option<super::migrate::Probe>,
+    /// Tracks and calls (see `media`).
+    pub media: super::media::Media,
 }
 
 /// A session number in a log line (`none` before the remote's is known).
@@ -144,6 +146,14 @@ fn session_text(session: Option<u64>) -> String {
 }
 
 impl Conn {
+    /// Whether `negotiationneeded` may make an offer now: the first offer
+    /// is the impolite side's (and an ICE restart's); once this side sends
+    /// media, any renegotiation of a negotiated session, from either side.
+    fn may_offer(&self) -> bool {
+        let first_or_restart = (!self.has_remote || self.want_restart) && !self.negotiator.polite();
+        first_or_restart || (self.media.used && self.has_remote)
+    }
+
     /// What a connection still in `Connecting` waits for, for the timeout.
     fn waiting_for(&self) -> String {
         if self.remote_session.is_none() {
@@ -272,6 +282,7 @@ impl Engine {
                 carried: false,
                 carried_buffered: 0,
                 probe: None,
+                media: super::media::Media::new(),
             },
         );
         self.by_remote.insert(remote.to_string(), id);
@@ -391,6 +402,7 @@ impl Engine {
         for op in openers {
             self.done(op, Err(err.clone()));
         }
+        self.media_closed(c, &err);
         // The own channel: its queue fails, what it held is released.
         self.drop_chan(main, &err);
         if was_open && relayed {
@@ -444,6 +456,7 @@ impl Engine {
         for op in openers {
             self.done(op, Ok(Reply::Connection(c)));
         }
+        self.media_open(c);
     }
 
     // ---- signals in -----------------------------------------------------
@@ -475,6 +488,10 @@ impl Engine {
                     SignalBody::Dial => "dial",
                     SignalBody::Restart => "restart",
                     SignalBody::Relay => "relay",
+                    SignalBody::Call { .. } => "call",
+                    SignalBody::CallAnswer { .. } => "call-answer",
+                    SignalBody::CallReject { .. } => "call-reject",
+                    SignalBody::Tracks { .. } => "tracks",
                 };
                 let here = existing
                     .and_then(|c| self.conns.get(&c).map(|x| (c, x)))
@@ -660,7 +677,10 @@ impl Engine {
                     // could collide with the other side's. The polite side
                     // never makes the first offer: it waits for the other's
                     // (asked for with a dial), so the two never collide.
-                    if (conn.has_remote && !conn.want_restart) || conn.negotiator.polite() {
+                    // Once media is used, renegotiation is needed whenever
+                    // tracks change, on either side of a negotiated
+                    // session (perfect negotiation settles two offers).
+                    if !conn.may_offer() {
                         continue;
                     }
                     if conn.negotiator.on_negotiation_needed(conn.signaling)
@@ -671,10 +691,7 @@ impl Engine {
                     }
                 }
                 Step::CheckDeferred => {
-                    if conn.negotiator.take_deferred(conn.signaling)
-                        && (!conn.has_remote || conn.want_restart)
-                        && !conn.negotiator.polite()
-                    {
+                    if conn.negotiator.take_deferred(conn.signaling) && conn.may_offer() {
                         conn.busy = Some(Busy::SetLocal);
                         self.action(Action::SetLocalDescription { conn: c });
                     }
@@ -753,6 +770,12 @@ impl Engine {
                 // This side is the one to offer, and does so on its own
                 // `negotiationneeded`.
                 Step::Signal(SignalBody::Dial) => {}
+                Step::Signal(
+                    body @ (SignalBody::Call { .. }
+                    | SignalBody::CallAnswer { .. }
+                    | SignalBody::CallReject { .. }
+                    | SignalBody::Tracks { .. }),
+                ) => self.on_media_signal(c, body, now),
                 Step::Signal(SignalBody::Restart) => self.on_restart_request(c, now),
                 Step::Signal(SignalBody::Relay) => self.on_relay_signal(c, now),
                 Step::Signal(SignalBody::Bye { reason }) => {
@@ -807,6 +830,9 @@ impl Engine {
                 }
                 self.log(LogLevel::Debug, || line);
                 self.send_signal(c, SignalBody::Description { sdp_type, sdp });
+                // The mids the description gave the senders, in order
+                // behind it.
+                self.announce_tracks(c);
                 self.negotiate(c, now);
             }
             Err(reason) => {

@@ -34,6 +34,7 @@ mod channel;
 mod connection;
 mod data;
 mod failover;
+mod media;
 mod migrate;
 mod recovery;
 mod relay;
@@ -46,6 +47,7 @@ use std::collections::VecDeque;
 
 pub use connection::ConnState;
 pub use data::{MAX_EARLY_FRAMES, MAX_HELD_MESSAGES};
+pub use media::{MAX_PENDING_CALLS, MAX_REMOTE_STREAMS, MAX_REMOTE_TRACKS, MAX_TRACKS};
 pub use signalling::Room;
 pub use system::{ConnInfo, ConnPath, PortStats, SystemStats};
 pub use table::Table;
@@ -678,6 +680,8 @@ impl Engine {
                     format!("{conn}: setRemoteDescription({sdp_type})")
                 }
                 Action::ReleaseConnection { conn } => format!("{conn}: release"),
+                Action::AddTrack { conn, kind, .. } => format!("{conn}: addTrack({kind})"),
+                Action::RemoveTrack { conn, .. } => format!("{conn}: removeTrack"),
                 _ => String::new(),
             };
             if !line.is_empty() {

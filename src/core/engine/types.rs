@@ -26,6 +26,11 @@ impl std::fmt::Display for ConnId {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ChanId(pub u32);
 
+/// One track this side sends on a connection (an `RTCRtpSender` the
+/// driver holds by this id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TrackId(pub u32);
+
 /// One user operation waiting for its outcome (a Promise in JavaScript).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct OpId(pub u32);
@@ -277,6 +282,17 @@ pub enum Action {
     /// Close the RTCPeerConnection and release it with every channel and
     /// handler of it.
     ReleaseConnection { conn: ConnId },
+    /// `addTrack()` the track the driver holds as `track` on `conn`, in the
+    /// streams `streams` (ids). `kind` is `"audio"` or `"video"`.
+    AddTrack {
+        conn: ConnId,
+        track: TrackId,
+        kind: String,
+        streams: Vec<String>,
+    },
+    /// `removeTrack()` the sender of `track` (the user's track is not
+    /// stopped).
+    RemoveTrack { conn: ConnId, track: TrackId },
 }
 
 /// What a user operation resolves to.
@@ -435,6 +451,36 @@ pub enum Event {
     },
     /// A line for the `debug` log, at its level.
     Log(LogLevel, String),
+    /// The remote called (`peer.call`) on open connection `conn`; answer
+    /// with `Engine::answer_call` or `Engine::reject_call`.
+    IncomingCall {
+        conn: ConnId,
+        call: u32,
+        metadata: Option<crate::protocol::json::Json>,
+    },
+    /// The remote's track on transceiver `mid` arrived, in its streams
+    /// `streams` (the sender's stream ids).
+    Track {
+        conn: ConnId,
+        mid: String,
+        streams: Vec<String>,
+    },
+    /// The first track of the remote's stream `stream` arrived.
+    MediaStream {
+        conn: ConnId,
+        stream: String,
+    },
+    /// The remote muted (or unmuted) its track on `mid`.
+    TrackMuted {
+        conn: ConnId,
+        mid: String,
+        muted: bool,
+    },
+    /// The remote removed its track on `mid`.
+    TrackEnded {
+        conn: ConnId,
+        mid: String,
+    },
 }
 
 /// Who is listening for messages, so that nothing arrives unheard.

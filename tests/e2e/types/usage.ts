@@ -7,7 +7,7 @@ import { createPeer as createLitePeer, isPeerwireError as isLiteError } from 'pe
 import type { Peer as LitePeer, Connection as LiteConnection, PeerwireError as LiteError } from 'peerwire/lite';
 import type {
   Peer, Connection, Room, Stream, Hub, FetchResponse, PeerwireError, PeerwireErrorName, PeerwireErrorCode,
-  MessageEnvelope, StateEvent, NodeSystem, NetworkConnection, PortSystem, DatabaseRecord,
+  MessageEnvelope, StateEvent, NodeSystem, NetworkConnection, PortSystem, DatabaseRecord, TrackEvent, RemoteTrackEvent, IncomingCall,
 } from 'peerwire';
 async function main(): Promise<void> {
   // No init() needed; it stays for code that calls it, and in peerwire/manual.
@@ -166,3 +166,24 @@ async function database(n: Node): Promise<void> {
 }
 void database;
 nodes();
+
+async function media(): Promise<void> {
+  const peer = await createPeer('a', { broker: 'ws://localhost:8080' });
+  const cam: MediaStream = await navigator.mediaDevices.getUserMedia({ video: true });
+  const conn: Connection = await peer.call('b', cam, { metadata: { topic: 'x' } });
+  const track: MediaStreamTrack | undefined = cam.getVideoTracks()[0];
+  if (!track) return;
+  conn.addTrack(track, cam); conn.addTrack(track, [cam]); conn.addTrack(track);
+  conn.addStream(cam); conn.removeStream(cam); conn.removeTrack(track);
+  await conn.replaceTrack(track, track); conn.muteTrack(track); conn.muteTrack(track, false);
+  conn.on('track', (ev: TrackEvent) => console.log(ev.track.kind, ev.streams[0]?.id, ev.streamIds.join()));
+  conn.on('mediastream', (s: MediaStream) => console.log(s.id));
+  conn.on('track-ended', ({ track, streams }: RemoteTrackEvent) => console.log(track.id, streams.length));
+  conn.on('track-muted', (ev) => console.log(ev.track.muted));
+  peer.on('call', (call: IncomingCall) => {
+    console.log(call.peerId, call.metadata, call.connection.peerId);
+    if (call.peerId === 'x') call.reject('busy'); else call.answer(cam).on('track', () => {});
+  });
+  try { await peer.call('c', cam); } catch (e) { if (isPeerwireError(e, 'CallRejectedError')) console.log(e.code === 'call-rejected'); }
+}
+media();

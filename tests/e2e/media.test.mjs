@@ -1,0 +1,270 @@
+// Media between two pages (separate browser contexts) through a real
+// broker, with Chromium's fake camera and microphone: a call answered with
+// media both ways, frames really decoded on each far side (framesDecoded
+// from the receiver's stats growing); tracks added, replaced (no
+// renegotiation), muted and removed mid-session; a rejected call; and
+// both sides adding tracks at the same moment.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startBroker, launch, openPage } from './harness.mjs';
+
+const { PEERWIRE_BROKER_BIN, PEERWIRE_APP } = process.env;
+let broker, browser;
+
+before(async () => {
+  assert.ok(PEERWIRE_BROKER_BIN && PEERWIRE_APP, 'run through tests/run.sh (it builds, packs and installs the package)');
+  broker = await startBroker(PEERWIRE_BROKER_BIN, PEERWIRE_APP);
+  browser = await launch(['--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', '--autoplay-policy=no-user-gesture-required']);
+});
+
+after(async () => {
+  await browser?.close();
+  await broker?.stop();
+});
+
+// Page helpers: a peer with its events recorded, and a wait for frames.
+async function setUp(page, id, ws) {
+  await page.evaluate(async ({ id, ws }) => {
+    window.peer = await window.peerwire.createPeer(id, { broker: ws });
+    window.errors = [];
+    window.peer.on('error', (e) => window.errors.push(`${e.name}: ${e.message}`));
+    window.log = [];
+    // Remote media on a connection, recorded as it comes.
+    window.watch = (conn) => {
+      window.conn = conn;
+      window.remote = [];
+      window.streams = [];
+      for (const ev of ['track-muted', 'track-unmuted', 'track-ended']) {
+        conn.on(ev, ({ track }) => window.log.push([ev, track.id]));
+      }
+      conn.on('track', (ev) => window.remote.push(ev));
+      conn.on('mediastream', (s) => window.streams.push(s.id));
+      conn.on('close', ({ reason }) => window.log.push(['close', reason]));
+    };
+    // Frames decoded so far for a remote video track (its receiver's stats).
+    window.decoded = async (track) => {
+      const report = await window.conn.peerConnection.getStats(track);
+      let n = 0;
+      report.forEach((s) => { if (s.type === 'inbound-rtp' && s.kind === 'video') n += s.framesDecoded || 0; });
+      return n;
+    };
+    // Waits (polling the stats) until `track` decoded `more` frames beyond
+    // what it had; resolves the count, or throws after 20 s.
+    window.framesGrow = async (track, more = 10) => {
+      const start = await window.decoded(track);
+      const until = performance.now() + 20000;
+      for (;;) {
+        const n = await window.decoded(track);
+        if (n >= start + more) return n;
+        if (performance.now() > until) throw new Error(`only ${n - start} frames decoded`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    };
+    window.until = async (f, what) => {
+      const end = performance.now() + 20000;
+      while (!f()) {
+        if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+  }, { id, ws });
+}
+
+async function twoPages() {
+  const a = await openPage(browser, `${broker.url}/index.html`);
+  const b = await openPage(browser, `${broker.url}/index.html`);
+  const suffix = Math.random().toString(36).slice(2, 8);
+  const ids = [`media-a-${suffix}`, `media-b-${suffix}`];
+  await setUp(a.page, ids[0], broker.ws);
+  await setUp(b.page, ids[1], broker.ws);
+  return { a, b, ids };
+}
+
+async function closeAll(...pages) {
+  for (const p of pages) {
+    assert.deepEqual(await p.page.evaluate(() => window.errors), []);
+    assert.deepEqual(p.errors, []);
+    await p.context.close();
+  }
+}
+
+test('a call answered with media: frames decoded on both far sides, stream ids and metadata carried', async () => {
+  const { a, b, ids } = await twoPages();
+  await b.page.evaluate(() => {
+    window.peer.on('call', async (call) => {
+      window.callInfo = { from: call.peerId, metadata: call.metadata };
+      window.local = await navigator.mediaDevices.getUserMedia({ video: true, audio: true });
+      window.watch(call.answer(window.local));
+    });
+  });
+  const localId = await a.page.evaluate(async (to) => {
+    window.local = await navigator.mediaDevices.getUserMedia({ video: true, audio: true });
+    const conn = await window.peer.call(to, window.local, { metadata: { topic: 'standup' } });
+    window.watch(conn);
+    return window.local.id;
+  }, ids[1]);
+  assert.deepEqual(await b.page.evaluate(() => window.callInfo), { from: ids[0], metadata: { topic: 'standup' } });
+
+  for (const [side, other] of [[a, b], [b, a]]) {
+    const remoteStreamId = await other.page.evaluate(() => window.local.id);
+    const got = await side.page.evaluate(async () => {
+      await window.until(() => window.remote.length === 2, 'two remote tracks');
+      const video = window.remote.find((e) => e.track.kind === 'video');
+      const frames = await window.framesGrow(video.track);
+      return {
+        kinds: window.remote.map((e) => e.track.kind).sort(),
+        streamIds: window.remote.map((e) => e.streamIds),
+        streams: window.streams,
+        sameStream: window.remote.every((e) => e.streams[0] === window.remote[0].streams[0]),
+        frames,
+      };
+    });
+    assert.deepEqual(got.kinds, ['audio', 'video']);
+    assert.deepEqual(got.streamIds, [[remoteStreamId], [remoteStreamId]], 'the sender\'s stream id arrives with each track');
+    assert.deepEqual(got.streams, [remoteStreamId], 'one mediastream event per remote stream');
+    assert.ok(got.sameStream);
+    assert.ok(got.frames >= 10, `frames decoded: ${got.frames}`);
+  }
+  assert.equal(localId, await a.page.evaluate(() => window.local.id));
+
+  // Hanging up closes the connection; the user's own tracks keep running.
+  await a.page.evaluate(() => window.conn.close());
+  await b.page.waitForFunction(() => window.log.some(([e]) => e === 'close'), null, { timeout: 10000 });
+  for (const p of [a, b]) {
+    assert.deepEqual(await p.page.evaluate(() => window.local.getTracks().map((t) => t.readyState)), ['live', 'live']);
+  }
+  await closeAll(a, b);
+});
+
+test('mid-session: addTrack, replaceTrack without renegotiation, muteTrack, removeTrack ends the remote track', async () => {
+  const { a, b, ids } = await twoPages();
+  await b.page.evaluate(() => window.peer.on('connection', (conn) => window.watch(conn)));
+  await a.page.evaluate(async (to) => {
+    window.watch(await window.peer.connect(to));
+    // Two canvases drawing frames: the second replaces the first later.
+    const canvas = (color) => {
+      const c = document.createElement('canvas');
+      c.width = 160; c.height = 120;
+      const g = c.getContext('2d');
+      let n = 0;
+      setInterval(() => { g.fillStyle = color; g.fillRect(0, 0, 160, 120); g.fillStyle = '#fff'; g.fillText(String(n++), 10, 60); }, 40);
+      return c.captureStream(25);
+    };
+    window.first = canvas('#c00');
+    window.second = canvas('#00c');
+    window.conn.addTrack(window.first.getVideoTracks()[0], window.first);
+  }, ids[1]);
+
+  const remoteId = await b.page.evaluate(async () => {
+    await window.until(() => window.remote.length === 1, 'the added track');
+    window.video = window.remote[0].track;
+    await window.framesGrow(window.video);
+    window.negotiations = 0;
+    window.conn.peerConnection.addEventListener('signalingstatechange', () => window.negotiations++);
+    return window.remote[0].streamIds[0];
+  });
+  assert.equal(remoteId, await a.page.evaluate(() => window.first.id));
+
+  // replaceTrack: same remote track, frames keep coming, no renegotiation.
+  await a.page.evaluate(() => window.conn.replaceTrack(window.first.getVideoTracks()[0], window.second.getVideoTracks()[0]));
+  const afterReplace = await b.page.evaluate(async () => {
+    const frames = await window.framesGrow(window.video, 20);
+    return { frames, tracks: window.remote.length, negotiations: window.negotiations };
+  });
+  assert.equal(afterReplace.tracks, 1);
+  assert.equal(afterReplace.negotiations, 0, 'replaceTrack does not renegotiate');
+
+  // muteTrack: the remote hears of it; the sender's track is disabled.
+  await a.page.evaluate(() => window.conn.muteTrack(window.second.getVideoTracks()[0]));
+  await b.page.waitForFunction(() => window.log.some(([e, id]) => e === 'track-muted' && id === window.video.id), null, { timeout: 10000 });
+  assert.equal(await a.page.evaluate(() => window.second.getVideoTracks()[0].enabled), false);
+  await a.page.evaluate(() => window.conn.muteTrack(window.second.getVideoTracks()[0], false));
+  await b.page.waitForFunction(() => window.log.some(([e]) => e === 'track-unmuted'), null, { timeout: 10000 });
+
+  // A second track mid-session, from the other side this time.
+  await b.page.evaluate(() => {
+    const c = document.createElement('canvas');
+    c.width = 64; c.height = 64;
+    const g = c.getContext('2d');
+    let n = 0;
+    setInterval(() => { g.fillStyle = n++ % 2 ? '#0f0' : '#f0f'; g.fillRect(0, 0, 64, 64); }, 40);
+    window.mine = c.captureStream(25);
+    window.conn.addTrack(window.mine.getVideoTracks()[0], window.mine);
+  });
+  await a.page.evaluate(async () => {
+    await window.until(() => window.remote.length === 1, 'b\'s track');
+    await window.framesGrow(window.remote[0].track);
+  });
+
+  // removeTrack names the track the sender sends now (the replacement).
+  await a.page.evaluate(() => window.conn.removeTrack(window.second.getVideoTracks()[0]));
+  await b.page.waitForFunction(() => window.log.some(([e, id]) => e === 'track-ended' && id === window.video.id), null, { timeout: 10000 });
+  // The user's tracks were not stopped.
+  assert.deepEqual(await a.page.evaluate(() => [window.first, window.second].map((s) => s.getVideoTracks()[0].readyState)), ['live', 'live']);
+  // Removing it again is a named error.
+  const again = await a.page.evaluate(() => { try { window.conn.removeTrack(window.second.getVideoTracks()[0]); return null; } catch (e) { return e.name; } });
+  assert.equal(again, 'InvalidArgumentError');
+  await closeAll(a, b);
+});
+
+test('a rejected call rejects the caller with CallRejectedError and its reason', async () => {
+  const { a, b, ids } = await twoPages();
+  await b.page.evaluate(() => window.peer.on('call', (call) => call.reject('busy right now')));
+  const err = await a.page.evaluate(async (to) => {
+    const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    try {
+      await window.peer.call(to, stream);
+      return null;
+    } catch (e) {
+      return { name: e.name, code: e.code, message: e.message, named: window.peerwire.isPeerwireError(e, 'CallRejectedError'), live: stream.getTracks()[0].readyState };
+    }
+  }, ids[1]);
+  assert.equal(err.name, 'CallRejectedError');
+  assert.equal(err.code, 'call-rejected');
+  assert.match(err.message, /busy right now/);
+  assert.ok(err.named);
+  assert.equal(err.live, 'live');
+
+  // A peer with no 'call' listener rejects every call by name.
+  const c = await openPage(browser, `${broker.url}/index.html`);
+  const idc = `media-c-${Math.random().toString(36).slice(2, 8)}`;
+  await setUp(c.page, idc, broker.ws);
+  const unheard = await a.page.evaluate(async (to) => {
+    const stream = await navigator.mediaDevices.getUserMedia({ audio: true });
+    try { await window.peer.call(to, stream); return null; } catch (e) { return [e.name, e.message]; }
+  }, idc);
+  assert.equal(unheard[0], 'CallRejectedError');
+  assert.match(unheard[1], /no 'call' listener/);
+  await closeAll(a, b, c);
+});
+
+test('both sides add tracks at the same moment, five rounds: every track arrives on both sides, no glare error', async () => {
+  const { a, b, ids } = await twoPages();
+  await b.page.evaluate(() => window.peer.on('connection', (conn) => window.watch(conn)));
+  await a.page.evaluate(async (to) => window.watch(await window.peer.connect(to)), ids[1]);
+  await b.page.waitForFunction(() => window.conn?.state === 'open', null, { timeout: 10000 });
+  const add = (p) => p.page.evaluate(async () => {
+    const s = await navigator.mediaDevices.getUserMedia({ video: true });
+    window.mineAll = [...(window.mineAll || []), s];
+    window.conn.addTrack(s.getVideoTracks()[0], s);
+  });
+  for (let round = 1; round <= 5; round++) {
+    await Promise.all([add(a), add(b)]);
+    for (const p of [a, b]) {
+      await p.page.evaluate(async (n) => window.until(() => window.remote.length === n, `${n} remote tracks`), round);
+    }
+  }
+  for (const [side, other] of [[a, b], [b, a]]) {
+    const sent = await other.page.evaluate(() => window.mineAll.map((s) => s.id).sort());
+    const got = await side.page.evaluate(async () => {
+      const frames = [];
+      for (const e of window.remote) frames.push(await window.framesGrow(e.track, 5));
+      return { ids: window.remote.map((e) => e.streamIds[0]).sort(), frames, state: window.conn.state, log: window.log };
+    });
+    assert.deepEqual(got.ids, sent);
+    assert.equal(got.state, 'open');
+    assert.deepEqual(got.log, []);
+    assert.ok(got.frames.every((n) => n >= 5), `frames: ${got.frames}`);
+  }
+  await closeAll(a, b);
+});
