@@ -16,11 +16,12 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
-use futures_util::{SinkExt, StreamExt};
+use axum::body::Bytes;
+use axum::extract::ws::{CloseFrame, Message};
 use peerwire::protocol::{ClientMessage, CloseCode, ErrorCode, ServerMessage};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::{MissedTickBehavior, interval, timeout};
 
 use crate::App;
@@ -28,6 +29,7 @@ use crate::access::ClosedBy;
 use crate::auth::Grant;
 use crate::frontends::{Dialect, In, Out};
 use crate::hub::{Frame, Held, Outgoing, Relayed};
+use crate::ws;
 
 /// How a connection ended.
 enum Ending {
@@ -132,13 +134,47 @@ const WRITE_BATCH: usize = 64;
 /// Runs one connection to its end. `grant` is what its token allows and
 /// `broker_host` the host it reached the broker by (see [`crate::hub::Hub::connect`]).
 pub async fn run(
-    socket: WebSocket,
+    socket: ws::Socket,
     app: Arc<App>,
     ip: std::net::IpAddr,
     grant: Option<Grant>,
     broker_host: Option<String>,
     dialect: Option<Dialect>,
 ) {
+    // The reader's own limit sits above ours so that a frame just over the
+    // limit is read and refused with 1009 (its sender told which message
+    // was lost), while a huge one is refused before it is buffered.
+    let largest = max_binary_frame(app.config.max_frame_bytes, app.config.relay.is_on());
+    let hard_limit = largest.saturating_mul(2);
+    match socket {
+        ws::Socket::Tcp(mut tcp, leftover) => {
+            let (r, w) = tcp.split();
+            let halves = (ws::Reader::new(r, leftover, hard_limit), ws::Writer::new(w));
+            serve(halves, app, ip, grant, broker_host, dialect).await
+        }
+        ws::Socket::Other(io) => {
+            let (r, w) = tokio::io::split(io);
+            let halves = (
+                ws::Reader::new(r, Bytes::new(), hard_limit),
+                ws::Writer::new(w),
+            );
+            serve(halves, app, ip, grant, broker_host, dialect).await
+        }
+    }
+}
+
+/// [`run`] on the socket's two halves.
+async fn serve<R, W>(
+    (mut stream, mut sink): (ws::Reader<R>, ws::Writer<W>),
+    app: Arc<App>,
+    ip: std::net::IpAddr,
+    grant: Option<Grant>,
+    broker_host: Option<String>,
+    dialect: Option<Dialect>,
+) where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send,
+{
     let (tx, mut rx) = mpsc::channel::<Box<Outgoing>>(app.config.outbound_queue);
     let (kill_tx, mut kill_rx) = oneshot::channel::<CloseCode>();
     let conn = app.hub.connect(tx, kill_tx, grant, broker_host, Some(ip));
@@ -213,7 +249,10 @@ pub async fn run(
         unwritten.put(Some(*o));
         message
     };
-    let (mut sink, mut stream) = socket.split();
+    // A ping's answer, for the writer to send (the latest ping's, as RFC
+    // 6455 allows).
+    let pong = Mutex::new(None::<Bytes>);
+    let pong_ready = Notify::new();
     let heartbeat_every = Duration::from_millis(app.config.heartbeat_interval_ms);
     let silence_limit = Duration::from_millis(app.config.heartbeat_timeout_ms);
     let max_frame = app.config.max_frame_bytes;
@@ -253,6 +292,10 @@ pub async fn run(
                         None => return Ending::Killed(CloseCode::GoingAway),
                     },
                     _ = ping.tick() => Message::Ping(Default::default()),
+                    () = pong_ready.notified() => match lock(&pong).take() {
+                        Some(payload) => Message::Pong(payload),
+                        None => continue,
+                    },
                 };
                 // Write what is ready in one flush: a burst costs one
                 // syscall instead of one per frame. A frame taken from the
@@ -302,16 +345,14 @@ pub async fn run(
             loop {
                 let frame = match patient_timeout(silence_limit, stream.next()).await {
                     Err(_) => return Ending::Close(CloseCode::HeartbeatTimeout),
-                    Ok(None) => return Ending::Lost,
-                    Ok(Some(Err(e))) => {
-                        // tungstenite refuses frames above its own limit
-                        // (set a little above ours) before buffering them.
-                        return match read_error_close(&e.to_string()) {
+                    Ok(Err(e)) => {
+                        tracing::debug!(conn, "read: {e:?}");
+                        return match e.close_code() {
                             Some(code) => Ending::Close(code),
                             None => Ending::Lost,
                         };
                     }
-                    Ok(Some(Ok(frame))) => frame,
+                    Ok(Ok(frame)) => frame,
                 };
                 // Every JSON message costs a token, from this connection's
                 // bucket and from its address's; so does every relay frame
@@ -374,10 +415,12 @@ pub async fn run(
                     // A ping costs a token like a message: each is
                     // answered with a pong, and a flood of them kept a
                     // core busy. (Pongs answer the broker's own pings.)
-                    Message::Ping(_) => {
+                    Message::Ping(payload) => {
                         if !take_token() {
                             return Ending::Close(CloseCode::TooManyMessages);
                         }
+                        *lock(&pong) = Some(payload);
+                        pong_ready.notify_one();
                     }
                     Message::Pong(_) => {}
                     Message::Close(frame) => {
@@ -490,13 +533,22 @@ pub async fn run(
         // and a reset can overtake the close frame, so the client would see
         // 1006 instead of the code that says why.
         let _ = timeout(Duration::from_secs(1), async {
-            while let Some(Ok(msg)) = stream.next().await {
+            while let Ok(msg) = stream.next().await {
                 if matches!(msg, Message::Close(_)) {
                     break;
                 }
             }
         })
         .await;
+    }
+    // A client's close frame is answered with its code (RFC 6455 section
+    // 5.5.1).
+    if let Ending::ClientClosed { code } = ending {
+        let frame = code.map(|code| CloseFrame {
+            code,
+            reason: "".into(),
+        });
+        let _ = timeout(Duration::from_secs(2), sink.feed(Message::Close(frame))).await;
     }
     let _ = timeout(Duration::from_secs(2), sink.close()).await;
     crate::access::closed(ip, conn, registered.as_deref(), by, opened_at.elapsed());
@@ -512,26 +564,6 @@ fn refusal(text: &str, code: ErrorCode) -> Option<String> {
         other => ServerMessage::error(Some(other.rid()), code, ""),
     };
     Some(answer.encode())
-}
-
-/// The close code a read error calls for (RFC 6455, section 7.4.1), from
-/// tungstenite's description of it (axum hands it over as text); `None`
-/// for a connection that simply broke.
-fn read_error_close(text: &str) -> Option<CloseCode> {
-    let text = text.to_ascii_lowercase();
-    if text.contains("without closing handshake") {
-        None
-    } else if text.contains("protocol error") {
-        // Including "control frame too big": a framing rule, not a size limit.
-        Some(CloseCode::ProtocolError)
-    } else if text.contains("space limit") || text.contains("too long") || text.contains("too big")
-    {
-        Some(CloseCode::MessageTooBig)
-    } else if text.contains("utf-8") || text.contains("utf8") {
-        Some(CloseCode::InvalidPayload)
-    } else {
-        None
-    }
 }
 
 /// How late a timer may fire before the broker counts itself as having
@@ -578,27 +610,17 @@ pub fn max_binary_frame(max_frame_bytes: usize, relay: bool) -> usize {
 /// Sends `text` on a just-upgraded socket, then closes it normally (the
 /// way PeerJS's server refuses a connect: an `ERROR` message, then a
 /// close).
-pub async fn refuse_with_text(mut socket: WebSocket, text: String) {
-    let _ = timeout(
-        Duration::from_secs(2),
-        socket.send(Message::Text(text.into())),
-    )
-    .await;
+pub async fn refuse_with_text(socket: ws::Socket, text: String) {
     let frame = CloseFrame {
         code: CloseCode::Normal.code(),
         reason: "".into(),
     };
-    let _ = timeout(
-        Duration::from_secs(2),
-        socket.send(Message::Close(Some(frame))),
-    )
-    .await;
-    let _ = timeout(Duration::from_secs(2), socket.recv()).await;
+    close_with(socket, Some(Message::Text(text.into())), frame).await;
 }
 
 /// Closes a just-upgraded socket at once with `code` and `reason` (cut to
 /// the 123 bytes a close frame can carry).
-pub async fn refuse(mut socket: WebSocket, code: CloseCode, reason: &str) {
+pub async fn refuse(socket: ws::Socket, code: CloseCode, reason: &str) {
     let mut end = reason.len().min(123);
     while !reason.is_char_boundary(end) {
         end -= 1;
@@ -607,12 +629,38 @@ pub async fn refuse(mut socket: WebSocket, code: CloseCode, reason: &str) {
         code: code.code(),
         reason: reason[..end].into(),
     };
-    let _ = timeout(
-        Duration::from_secs(2),
-        socket.send(Message::Close(Some(frame))),
-    )
-    .await;
-    // Wait briefly for the client's close reply so that the frame is read
-    // before the TCP connection goes.
-    let _ = timeout(Duration::from_secs(2), socket.recv()).await;
+    close_with(socket, None, frame).await;
+}
+
+/// Sends `first` (if any) and the close frame, then waits briefly for the
+/// client's close reply so that the frame is read before the TCP
+/// connection goes.
+async fn close_with(socket: ws::Socket, first: Option<Message>, frame: CloseFrame) {
+    async fn on<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+        (mut reader, mut writer): (ws::Reader<R>, ws::Writer<W>),
+        first: Option<Message>,
+        frame: CloseFrame,
+    ) {
+        let _ = timeout(Duration::from_secs(2), async {
+            if let Some(message) = first {
+                writer.feed(message).await?;
+            }
+            writer.send(Message::Close(Some(frame))).await
+        })
+        .await;
+        let _ = timeout(Duration::from_secs(2), reader.next()).await;
+        let _ = timeout(Duration::from_secs(1), writer.close()).await;
+    }
+    // (What a refused client says is not read beyond its close frame.)
+    const LIMIT: usize = 4 * 1024;
+    match socket {
+        ws::Socket::Tcp(mut tcp, leftover) => {
+            let (r, w) = tcp.split();
+            on((ws::Reader::new(r, leftover, LIMIT), ws::Writer::new(w)), first, frame).await
+        }
+        ws::Socket::Other(io) => {
+            let (r, w) = tokio::io::split(io);
+            on((ws::Reader::new(r, Bytes::new(), LIMIT), ws::Writer::new(w)), first, frame).await
+        }
+    }
 }

@@ -120,6 +120,12 @@ impl<S> Idle<S> {
         ))
     }
 
+    /// The socket itself, once upgraded: its timer and its place among
+    /// the pending are given back.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
     /// Bytes moved: the silence starts again.
     fn moved(&mut self) {
         if !self.upgraded.is_set() {

@@ -30,6 +30,7 @@ pub mod proxy;
 pub mod state;
 pub mod statics;
 pub mod stun;
+pub mod ws;
 
 use std::future::Future;
 use std::io;
@@ -39,7 +40,6 @@ use std::time::{Duration, Instant};
 
 use axum::Extension;
 use axum::Router;
-use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::header;
 use axum::http::request::Parts;
@@ -366,9 +366,35 @@ async fn peerjs_peers() -> Response {
         .into_response()
 }
 
+/// A WebSocket upgrade request the broker may accept.
+struct WsAccept {
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    /// The `101 Switching Protocols` answer.
+    response: Response,
+}
+
+impl WsAccept {
+    /// Accepts the upgrade: `callback` runs on the socket (in a task of
+    /// its own) once the client has the answer.
+    fn on_upgrade<C, F>(self, callback: C) -> Response
+    where
+        C: FnOnce(ws::Socket) -> F + Send + 'static,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let on_upgrade = self.on_upgrade;
+        tokio::spawn(async move {
+            match on_upgrade.await {
+                Ok(upgraded) => callback(ws::Socket::new(upgraded)).await,
+                Err(e) => tracing::debug!("upgrade failed: {e}"),
+            }
+        });
+        self.response
+    }
+}
+
 /// What an upgrade request brought.
 struct Upgrade {
-    ws: WebSocketUpgrade,
+    ws: WsAccept,
     app: Arc<App>,
     peer_addr: SocketAddr,
     arrived_on: Option<ArrivedOn>,
@@ -383,9 +409,18 @@ impl FromRequestParts<Arc<App>> for Upgrade {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Response> {
-        let ws = WebSocketUpgrade::from_request_parts(parts, app)
-            .await
-            .map_err(IntoResponse::into_response)?;
+        let response = ws::handshake(&parts.method, &parts.headers)?;
+        let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
+            return Err((
+                axum::http::StatusCode::UPGRADE_REQUIRED,
+                "this connection cannot be upgraded (HTTP/1.1 is needed)\n",
+            )
+                .into_response());
+        };
+        let ws = WsAccept {
+            on_upgrade,
+            response,
+        };
         let ConnectInfo(peer_addr) = ConnectInfo::<SocketAddr>::from_request_parts(parts, app)
             .await
             .map_err(IntoResponse::into_response)?;
@@ -473,19 +508,7 @@ fn upgrade(request: Upgrade, dialect: Option<frontends::Dialect>) -> Response {
         .is_some()
         .then(|| broker_host(&headers, &uri, arrived_on.map(|a| a.0)))
         .flatten();
-    // tungstenite's own limit sits above ours so that a frame just over the
-    // limit is read and refused with 1009 by `conn`, while a huge one is
-    // refused by tungstenite before it is buffered.
-    let largest = conn::max_binary_frame(app.config.max_frame_bytes, app.config.relay.is_on());
-    let hard_limit = largest.saturating_mul(2);
-    // Signalling frames are small: 4 KiB buffers instead of tungstenite's
-    // 128 KiB defaults cut memory per idle connection by a factor of ~20
-    // (larger frames still arrive whole, up to the limit).
-    ws.max_message_size(hard_limit)
-        .max_frame_size(hard_limit)
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(4 * 1024)
-        .on_upgrade(move |socket| async move {
+    ws.on_upgrade(move |socket| async move {
             upgraded.mark();
             conn::run(socket, app.clone(), ip, grant, broker_host, dialect).await;
             app.addresses.release(ip);
