@@ -141,11 +141,13 @@ pub struct ArrivedOn(pub SocketAddr);
 #[derive(Debug, Clone)]
 struct Acceptor {
     silence: Duration,
+    /// No TLS around the accepted sockets.
+    plain: bool,
     pending: Arc<idle::Pending>,
 }
 
 impl<S> Accept<tokio::net::TcpStream, S> for Acceptor {
-    type Stream = idle::Idle<tokio::net::TcpStream>;
+    type Stream = idle::Idle;
     type Service = axum::middleware::AddExtension<
         axum::middleware::AddExtension<S, idle::Upgraded>,
         ArrivedOn,
@@ -158,7 +160,7 @@ impl<S> Accept<tokio::net::TcpStream, S> for Acceptor {
             .set_nodelay(true)
             .and_then(|()| stream.local_addr())
             .and_then(|local| {
-                let (stream, upgraded) = idle::Idle::new(stream, self.silence, &self.pending)
+                let (stream, upgraded) = idle::Idle::new(stream, self.silence, &self.pending, self.plain)
                     .ok_or_else(|| {
                         io::Error::other("too many connections waiting to upgrade; dropped")
                     })?;
@@ -222,9 +224,7 @@ async fn peerjs_upgrade(request: Upgrade) -> Response {
         }
         Err(msg) => {
             request.app.metrics.refuse("peerjs-parameters");
-            let upgraded = request.upgraded;
             request.ws.on_upgrade(move |socket| async move {
-                upgraded.mark();
                 conn::refuse_with_text(socket, frontends::peerjs::error_text(msg)).await;
             })
         }
@@ -369,6 +369,7 @@ async fn peerjs_peers() -> Response {
 /// A WebSocket upgrade request the broker may accept.
 struct WsAccept {
     on_upgrade: hyper::upgrade::OnUpgrade,
+    switch: idle::Upgraded,
     /// The `101 Switching Protocols` answer.
     response: Response,
 }
@@ -381,10 +382,15 @@ impl WsAccept {
         C: FnOnce(ws::Socket) -> F + Send + 'static,
         F: Future<Output = ()> + Send + 'static,
     {
-        let on_upgrade = self.on_upgrade;
+        let (on_upgrade, switch) = (self.on_upgrade, self.switch);
         tokio::spawn(async move {
             match on_upgrade.await {
-                Ok(upgraded) => callback(ws::Socket::new(upgraded)).await,
+                Ok(upgraded) => {
+                    switch.mark();
+                    let socket = ws::Socket::new(upgraded, &switch);
+                    drop(switch);
+                    callback(socket).await
+                }
                 Err(e) => tracing::debug!("upgrade failed: {e}"),
             }
         });
@@ -398,7 +404,6 @@ struct Upgrade {
     app: Arc<App>,
     peer_addr: SocketAddr,
     arrived_on: Option<ArrivedOn>,
-    upgraded: idle::Upgraded,
     headers: axum::http::HeaderMap,
     uri: axum::http::Uri,
 }
@@ -419,6 +424,11 @@ impl FromRequestParts<Arc<App>> for Upgrade {
         };
         let ws = WsAccept {
             on_upgrade,
+            switch: parts
+                .extensions
+                .get::<idle::Upgraded>()
+                .cloned()
+                .unwrap_or_default(),
             response,
         };
         let ConnectInfo(peer_addr) = ConnectInfo::<SocketAddr>::from_request_parts(parts, app)
@@ -429,11 +439,6 @@ impl FromRequestParts<Arc<App>> for Upgrade {
             app: app.clone(),
             peer_addr,
             arrived_on: parts.extensions.get::<ArrivedOn>().copied(),
-            upgraded: parts
-                .extensions
-                .get::<idle::Upgraded>()
-                .cloned()
-                .unwrap_or_default(),
             headers: parts.headers.clone(),
             uri: parts.uri.clone(),
         })
@@ -450,7 +455,6 @@ fn upgrade(request: Upgrade, dialect: Option<frontends::Dialect>) -> Response {
         app,
         peer_addr,
         arrived_on,
-        upgraded,
         headers,
         uri,
     } = request;
@@ -497,7 +501,6 @@ fn upgrade(request: Upgrade, dialect: Option<frontends::Dialect>) -> Response {
             app.metrics.close(CloseCode::Unauthorized);
             access::refused_ws(ip, "token", CloseCode::Unauthorized, &reason);
             return ws.on_upgrade(move |socket| async move {
-                upgraded.mark();
                 conn::refuse(socket, CloseCode::Unauthorized, &reason).await;
                 app.addresses.release(ip);
             });
@@ -509,10 +512,9 @@ fn upgrade(request: Upgrade, dialect: Option<frontends::Dialect>) -> Response {
         .then(|| broker_host(&headers, &uri, arrived_on.map(|a| a.0)))
         .flatten();
     ws.on_upgrade(move |socket| async move {
-            upgraded.mark();
-            conn::run(socket, app.clone(), ip, grant, broker_host, dialect).await;
-            app.addresses.release(ip);
-        })
+        conn::run(socket, app.clone(), ip, grant, broker_host, dialect).await;
+        app.addresses.release(ip);
+    })
 }
 
 /// `ok`; or, for a broker of a network that has lost Redis, 503 and
@@ -806,6 +808,7 @@ pub async fn serve_on(
     let files = idle::raise_file_limit().unwrap_or(1024);
     let acceptor = Acceptor {
         silence: handshake,
+        plain: tls.is_none(),
         pending: idle::Pending::new(
             app.config
                 .max_handshakes

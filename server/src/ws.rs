@@ -36,7 +36,7 @@ use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::idle::Idle;
+use crate::idle;
 
 // ---- the upgrade -----------------------------------------------------------
 
@@ -106,10 +106,12 @@ pub enum Socket {
 }
 
 impl Socket {
-    pub fn new(upgraded: Upgraded) -> Self {
-        match upgraded.downcast::<TokioIo<Idle<TcpStream>>>() {
-            Ok(parts) => Socket::Tcp(parts.io.into_inner().into_inner(), parts.read_buf),
-            Err(upgraded) => Socket::Other(TokioIo::new(upgraded)),
+    /// The connection `upgraded`, whose [`Idle`] is switched by `switch`.
+    pub fn new(upgraded: Upgraded, switch: &idle::Upgraded) -> Self {
+        let mut io = TokioIo::new(upgraded);
+        match switch.take_socket(&mut io) {
+            Some((tcp, leftover)) => Socket::Tcp(tcp, Bytes::from(leftover)),
+            None => Socket::Other(io),
         }
     }
 }
