@@ -13,15 +13,19 @@
 //! dropped does.
 
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::ws::{CloseFrame, Message};
+use futures_util::future::Either;
 use peerwire::protocol::{ClientMessage, CloseCode, ErrorCode, ServerMessage};
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 use tokio::time::{MissedTickBehavior, interval, timeout};
 
 use crate::App;
@@ -131,61 +135,85 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Frames written per flush at most.
 const WRITE_BATCH: usize = 64;
 
-/// Runs one connection to its end. `grant` is what its token allows and
-/// `broker_host` the host it reached the broker by (see [`crate::hub::Hub::connect`]).
-pub async fn run(
+/// One connection, to run to its end (a task of its own). `grant` is what
+/// its token allows and `broker_host` the host it reached the broker by
+/// (see [`crate::hub::Hub::connect`]); the connection is in the hub once
+/// this returns.
+///
+/// Not an `async fn`: one keeps each argument for its whole life beside
+/// the locals moved out of it. This sets up what it can first, and the
+/// future it returns holds each value once: with many idle connections,
+/// every byte of it counts once per connection.
+pub fn run(
     socket: ws::Socket,
     app: Arc<App>,
     ip: std::net::IpAddr,
     grant: Option<Grant>,
     broker_host: Option<String>,
     dialect: Option<Dialect>,
-) {
+) -> impl Future<Output = ()> + Send + 'static {
     // The reader's own limit sits above ours so that a frame just over the
     // limit is read and refused with 1009 (its sender told which message
     // was lost), while a huge one is refused before it is buffered.
     let largest = max_binary_frame(app.config.max_frame_bytes, app.config.relay.is_on());
     let hard_limit = largest.saturating_mul(2);
+    let (tx, rx) = crate::hub::outbox::channel(app.config.outbound_queue);
+    let (kill_tx, kill_rx) = oneshot::channel::<CloseCode>();
+    let conn = app.hub.connect(tx, kill_tx, grant, broker_host, Some(ip));
+    // A client of another protocol (see `frontends`): its frames are
+    // translated both ways (boxed: most connections speak peerwire).
+    let dialect = dialect.map(|d| Box::new(Mutex::new(d)));
+    let hub = Hub { conn, rx, kill_rx };
     match socket {
-        ws::Socket::Tcp(mut tcp, leftover) => {
-            let (r, w) = tcp.split();
-            let halves = (ws::Reader::new(r, leftover, hard_limit), ws::Writer::new(w));
-            serve(halves, app, ip, grant, broker_host, dialect).await
+        ws::Socket::Tcp(tcp, leftover) => {
+            let (r, w) = tcp.into_split();
+            let (stream, sink) = (ws::Reader::new(r, leftover, hard_limit), ws::Writer::new(w));
+            Either::Left(serve(stream, sink, app, ip, hub, dialect))
         }
         ws::Socket::Other(io) => {
             let (r, w) = tokio::io::split(io);
-            let halves = (
-                ws::Reader::new(r, Bytes::new(), hard_limit),
-                ws::Writer::new(w),
-            );
-            serve(halves, app, ip, grant, broker_host, dialect).await
+            let stream = ws::Reader::new(r, Bytes::new(), hard_limit);
+            let sink = ws::Writer::new(w);
+            // Boxed: TLS connections are the few.
+            Either::Right(Box::pin(serve(stream, sink, app, ip, hub, dialect)))
         }
     }
 }
 
+/// A connection's ends in the hub.
+struct Hub {
+    conn: crate::hub::ConnId,
+    /// Its outbound queue.
+    rx: crate::hub::Inbox,
+    /// The hub's close switch.
+    kill_rx: oneshot::Receiver<CloseCode>,
+}
+
 /// [`run`] on the socket's two halves.
-async fn serve<R, W>(
-    (mut stream, mut sink): (ws::Reader<R>, ws::Writer<W>),
+fn serve<R, W>(
+    mut stream: ws::Reader<R>,
+    mut sink: ws::Writer<W>,
     app: Arc<App>,
     ip: std::net::IpAddr,
-    grant: Option<Grant>,
-    broker_host: Option<String>,
-    dialect: Option<Dialect>,
-) where
+    hub: Hub,
+    dialect: Option<Box<Mutex<Dialect>>>,
+) -> impl Future<Output = ()> + Send
+where
     R: AsyncRead + Unpin + Send,
     W: AsyncWrite + Unpin + Send,
 {
-    let (tx, mut rx) = mpsc::channel::<Box<Outgoing>>(app.config.outbound_queue);
-    let (kill_tx, mut kill_rx) = oneshot::channel::<CloseCode>();
-    let conn = app.hub.connect(tx, kill_tx, grant, broker_host, Some(ip));
-    // A client of another protocol (see `frontends`): its id is registered
-    // at once, and its frames are translated both ways.
-    let dialect = dialect.map(Mutex::new);
+    let Hub {
+        conn,
+        mut rx,
+        mut kill_rx,
+    } = hub;
+    async move {
+    // Its id is registered at once.
     if let Some(d) = &dialect {
         let start = lock(d).start(&app.peerjs_tokens);
         for msg in start {
             match msg {
-                ClientMessage::Register { .. } => register(&app, conn, msg).await,
+                ClientMessage::Register { .. } => Box::pin(register(&app, conn, msg)).await,
                 _ => app.hub.handle(conn, msg, Instant::now()),
             }
         }
@@ -364,11 +392,11 @@ async fn serve<R, W>(
                 match frame {
                     Message::Text(text) => {
                         if !take_token() {
-                            *refused = refusal_for(dialect.as_ref(), &text, ErrorCode::RateLimited);
+                            *refused = refusal_for(dialect.as_deref(), &text, ErrorCode::RateLimited);
                             return Ending::Close(CloseCode::TooManyMessages);
                         }
                         if text.len() > max_frame {
-                            *refused = refusal_for(dialect.as_ref(), &text, ErrorCode::TooBig);
+                            *refused = refusal_for(dialect.as_deref(), &text, ErrorCode::TooBig);
                             return Ending::Close(CloseCode::MessageTooBig);
                         }
                         if let Some(d) = &dialect {
@@ -552,6 +580,7 @@ async fn serve<R, W>(
     }
     let _ = timeout(Duration::from_secs(2), sink.close()).await;
     crate::access::closed(ip, conn, registered.as_deref(), by, opened_at.elapsed());
+    }
 }
 
 /// The error that answers a message the broker refuses by closing the
@@ -576,23 +605,48 @@ const PAUSE_SLACK: Duration = Duration::from_secs(1);
 /// than [`PAUSE_SLACK`] late) is moved on instead, and the same future
 /// polled on, so that a client is not blamed for the broker's silence and
 /// a write is never cut in half.
-async fn patient_timeout<F: std::future::Future>(
-    limit: Duration,
-    fut: F,
-) -> Result<F::Output, tokio::time::error::Elapsed> {
-    tokio::pin!(fut);
-    let mut deadline = tokio::time::Instant::now() + limit;
-    loop {
-        match tokio::time::timeout_at(deadline, &mut fut).await {
-            Ok(out) => return Ok(out),
-            Err(elapsed) => {
-                let now = tokio::time::Instant::now();
-                if now.duration_since(deadline) <= PAUSE_SLACK {
-                    return Err(elapsed);
-                }
-                deadline = now + limit;
-            }
+fn patient_timeout<F: Future>(limit: Duration, fut: F) -> Patient<F> {
+    Patient {
+        fut,
+        sleep: tokio::time::sleep(limit),
+        limit,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`patient_timeout`]'s future: a struct, not an `async fn`, so that
+    /// it holds `fut` once (an `async fn` keeps its argument beside the
+    /// pinned copy it polls).
+    struct Patient<F> {
+        #[pin]
+        fut: F,
+        #[pin]
+        sleep: tokio::time::Sleep,
+        limit: Duration,
+    }
+}
+
+/// A [`patient_timeout`] ran out.
+#[derive(Debug)]
+struct Elapsed;
+
+impl<F: Future> Future for Patient<F> {
+    type Output = Result<F::Output, Elapsed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Poll::Ready(out) = this.fut.poll(cx) {
+            return Poll::Ready(Ok(out));
         }
+        while this.sleep.as_mut().poll(cx).is_ready() {
+            let deadline = this.sleep.deadline();
+            let now = tokio::time::Instant::now();
+            if now.duration_since(deadline) <= PAUSE_SLACK {
+                return Poll::Ready(Err(Elapsed));
+            }
+            this.sleep.as_mut().reset(now + *this.limit);
+        }
+        Poll::Pending
     }
 }
 

@@ -375,8 +375,10 @@ struct WsAccept {
 }
 
 impl WsAccept {
-    /// Accepts the upgrade: `callback` runs on the socket (in a task of
-    /// its own) once the client has the answer.
+    /// Accepts the upgrade: once the client has the answer, `callback`
+    /// makes the future that serves the socket, run as a task of its own
+    /// (not inside the one that waited for the upgrade, whose state would
+    /// stay beside it for the connection's life).
     fn on_upgrade<C, F>(self, callback: C) -> Response
     where
         C: FnOnce(ws::Socket) -> F + Send + 'static,
@@ -389,7 +391,7 @@ impl WsAccept {
                     switch.mark();
                     let socket = ws::Socket::new(upgraded, &switch);
                     drop(switch);
-                    callback(socket).await
+                    tokio::spawn(callback(socket));
                 }
                 Err(e) => tracing::debug!("upgrade failed: {e}"),
             }
@@ -511,9 +513,12 @@ fn upgrade(request: Upgrade, dialect: Option<frontends::Dialect>) -> Response {
         .is_some()
         .then(|| broker_host(&headers, &uri, arrived_on.map(|a| a.0)))
         .flatten();
-    ws.on_upgrade(move |socket| async move {
-        conn::run(socket, app.clone(), ip, grant, broker_host, dialect).await;
-        app.addresses.release(ip);
+    ws.on_upgrade(move |socket| {
+        use futures_util::FutureExt as _;
+        // (A combinator, not an `async` block that awaits it: that would
+        // hold the connection's future twice.)
+        conn::run(socket, app.clone(), ip, grant, broker_host, dialect)
+            .map(move |()| app.addresses.release(ip))
     })
 }
 
