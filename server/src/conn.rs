@@ -12,11 +12,11 @@
 //! hub forwarded does not (the relay's byte caps pace those), one it
 //! dropped does.
 
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -117,14 +117,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// The frame a connection's writer is handing to its socket (shared by
 /// the writer and the code that runs after it ends, in one task; the lock
 /// is never contended).
-struct Slot(Mutex<Option<Outgoing>>);
+struct Slot(Mutex<Option<Box<Outgoing>>>);
 
 impl Slot {
-    fn put(&self, frame: Option<Outgoing>) {
+    fn put(&self, frame: Option<Box<Outgoing>>) {
         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = frame;
     }
 
-    fn take(&self) -> Option<Outgoing> {
+    fn take(&self) -> Option<Box<Outgoing>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
@@ -208,378 +208,390 @@ where
         mut kill_rx,
     } = hub;
     async move {
-    // Its id is registered at once.
-    if let Some(d) = &dialect {
-        let start = lock(d).start(&app.peerjs_tokens);
-        for msg in start {
-            match msg {
-                ClientMessage::Register { .. } => Box::pin(register(&app, conn, msg)).await,
-                _ => app.hub.handle(conn, msg, Instant::now()),
-            }
-        }
-    }
-    // The code to close with when the dialect ends the connection (0: none).
-    let closing = AtomicU16::new(0);
-    app.metrics.connections_total.inc();
-    let opened_at = Instant::now();
-    crate::access::opened(ip, conn);
-    // The id the hub confirmed to this client, for the access log.
-    let mut registered: Option<String> = None;
-    // The frame the writer is handing to the socket: until the socket has
-    // taken it, it is the hub's to deliver again if the connection ends (a
-    // write cut short must not lose it).
-    let unwritten = Slot(Mutex::new(None));
-    // What the frames fed to the socket hold of the byte budgets: given
-    // back once the write is flushed, so that a frame stuck in a write to
-    // a client that does not read still counts.
-    let mut writing: Vec<Held> = Vec::new();
-    let fed = |writing: &mut Vec<Held>| {
-        if let Some(o) = unwritten.take() {
-            writing.push(o.into_held());
-        }
-    };
-    let mut outgoing = |o: Box<Outgoing>| -> Option<Message> {
-        if registered.is_none() {
-            registered = crate::access::registered_id(&o.frame);
-        }
-        let message = match (&dialect, &o.frame) {
-            (Some(d), Frame::Text(text)) => {
-                let holds = |id: &str| app.hub.holds(id);
-                let out = lock(d).outbound(text.as_str(), &app.peerjs_tokens, holds);
-                match out {
-                    Out::Send(m) => Some(m),
-                    Out::SendAndClose(m) => {
-                        close_once(&closing, CloseCode::Normal);
-                        Some(m)
-                    }
-                    Out::Hub(requests) => {
-                        for r in requests {
-                            app.hub.handle(conn, r, Instant::now());
-                        }
-                        None
-                    }
-                    Out::SendThen(m, requests) => {
-                        for r in requests {
-                            app.hub.handle(conn, r, Instant::now());
-                        }
-                        Some(m)
-                    }
-                    Out::Close(code) => {
-                        close_once(&closing, code);
-                        None
-                    }
-                    Out::Nothing => None,
+        // Its id is registered at once.
+        if let Some(d) = &dialect {
+            let start = lock(d).start(&app.peerjs_tokens);
+            for msg in start {
+                match msg {
+                    ClientMessage::Register { .. } => Box::pin(register(&app, conn, msg)).await,
+                    _ => app.hub.handle(conn, msg, Instant::now()),
                 }
             }
-            (Some(_), Frame::Binary(_)) => None,
-            _ => Some(o.frame.clone().into_message()),
+        }
+        // The code to close with when the dialect ends the connection (0: none).
+        let closing = AtomicU16::new(0);
+        app.metrics.connections_total.inc();
+        let opened_at = Instant::now();
+        crate::access::opened(ip, conn);
+        // The id the hub confirmed to this client, for the access log.
+        let mut registered: Option<String> = None;
+        // The frame the writer is handing to the socket: until the socket has
+        // taken it, it is the hub's to deliver again if the connection ends (a
+        // write cut short must not lose it).
+        let unwritten = Slot(Mutex::new(None));
+        // What the frames fed to the socket hold of the byte budgets: given
+        // back once the write is flushed, so that a frame stuck in a write to
+        // a client that does not read still counts.
+        let mut writing: Vec<Held> = Vec::new();
+        let fed = |writing: &mut Vec<Held>| {
+            if let Some(o) = unwritten.take() {
+                writing.push(o.into_held());
+            }
         };
-        unwritten.put(Some(*o));
-        message
-    };
-    // A ping's answer, for the writer to send (the latest ping's, as RFC
-    // 6455 allows).
-    let pong = Mutex::new(None::<Bytes>);
-    let pong_ready = Notify::new();
-    let heartbeat_every = Duration::from_millis(app.config.heartbeat_interval_ms);
-    let silence_limit = Duration::from_millis(app.config.heartbeat_timeout_ms);
-    let max_frame = app.config.max_frame_bytes;
-    let max_binary = max_binary_frame(app.config.max_frame_bytes, app.config.relay.is_on());
-    let mut bucket = crate::limits::TokenBucket::new(
-        app.config.rate_limit,
-        app.config.rate_burst,
-        Instant::now(),
-    );
-    let register_within = Duration::from_millis(app.config.register_timeout_ms);
-    // The answer to a message refused by closing the connection (4002 over
-    // the rate, 1009 too big): its sender is told which message was lost.
-    let mut refused: Option<String> = None;
+        let mut outgoing = |o: Box<Outgoing>| -> Option<Message> {
+            if registered.is_none() {
+                registered = crate::access::registered_id(&o.frame);
+            }
+            let message = match (&dialect, &o.frame) {
+                (Some(d), Frame::Text(text)) => {
+                    let holds = |id: &str| app.hub.holds(id);
+                    let out = lock(d).outbound(text.as_str(), &app.peerjs_tokens, holds);
+                    match out {
+                        Out::Send(m) => Some(m),
+                        Out::SendAndClose(m) => {
+                            close_once(&closing, CloseCode::Normal);
+                            Some(m)
+                        }
+                        Out::Hub(requests) => {
+                            for r in requests {
+                                app.hub.handle(conn, r, Instant::now());
+                            }
+                            None
+                        }
+                        Out::SendThen(m, requests) => {
+                            for r in requests {
+                                app.hub.handle(conn, r, Instant::now());
+                            }
+                            Some(m)
+                        }
+                        Out::Close(code) => {
+                            close_once(&closing, code);
+                            None
+                        }
+                        Out::Nothing => None,
+                    }
+                }
+                (Some(_), Frame::Binary(_)) => None,
+                _ => Some(o.frame.clone().into_message()),
+            };
+            unwritten.put(Some(o));
+            message
+        };
+        // A ping's answer, for the writer to send (the latest ping's, as RFC
+        // 6455 allows).
+        let pong = Mutex::new(None::<Bytes>);
+        let pong_ready = Notify::new();
+        let heartbeat_every = Duration::from_millis(app.config.heartbeat_interval_ms);
+        let silence_limit = Duration::from_millis(app.config.heartbeat_timeout_ms);
+        let max_frame = app.config.max_frame_bytes;
+        let max_binary = max_binary_frame(app.config.max_frame_bytes, app.config.relay.is_on());
+        let mut bucket = crate::limits::TokenBucket::new(
+            app.config.rate_limit,
+            app.config.rate_burst,
+            Instant::now(),
+        );
+        let register_within = Duration::from_millis(app.config.register_timeout_ms);
+        // The answer to a message refused by closing the connection (4002 over
+        // the rate, 1009 too big): its sender is told which message was lost.
+        let mut refused: Option<String> = None;
 
-    let ending = {
-        let writer = async {
-            let mut ping = interval(heartbeat_every);
-            ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            ping.tick().await;
-            loop {
-                let out = tokio::select! {
-                    biased;
-                    code = &mut kill_rx => return Ending::Killed(code.unwrap_or(CloseCode::GoingAway)),
-                    frame = rx.recv() => match frame {
-                        Some(o) => match outgoing(o) {
-                            Some(message) => message,
-                            // Nothing for this client in its protocol (or
-                            // the end of the connection).
-                            None => {
-                                unwritten.put(None);
-                                if let Some(code) = closing_code(&closing) {
-                                    return Ending::Close(code);
+        let ending = {
+            let writer = async {
+                let mut ping = interval(heartbeat_every);
+                ping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                ping.tick().await;
+                loop {
+                    let out = tokio::select! {
+                        biased;
+                        code = &mut kill_rx => return Ending::Killed(code.unwrap_or(CloseCode::GoingAway)),
+                        frame = rx.recv() => match frame {
+                            Some(o) => match outgoing(o) {
+                                Some(message) => message,
+                                // Nothing for this client in its protocol (or
+                                // the end of the connection).
+                                None => {
+                                    unwritten.put(None);
+                                    if let Some(code) = closing_code(&closing) {
+                                        return Ending::Close(code);
+                                    }
+                                    continue;
+                                }
+                            },
+                            None => return Ending::Killed(CloseCode::GoingAway),
+                        },
+                        _ = ping.tick() => Message::Ping(Default::default()),
+                        () = pong_ready.notified() => match lock(&pong).take() {
+                            Some(payload) => Message::Pong(payload),
+                            None => continue,
+                        },
+                    };
+                    // Write what is ready in one flush: a burst costs one
+                    // syscall instead of one per frame. A frame taken from the
+                    // queue is written before anything else can happen.
+                    let write = async {
+                        sink.feed(out).await?;
+                        fed(&mut writing);
+                        for _ in 0..WRITE_BATCH {
+                            // Nothing after what ends the connection.
+                            if closing_code(&closing).is_some() {
+                                break;
+                            }
+                            match rx.try_recv() {
+                                Ok(o) => {
+                                    if let Some(message) = outgoing(o) {
+                                        sink.feed(message).await?;
+                                    }
+                                    fed(&mut writing);
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        sink.flush().await
+                    };
+                    // The hub's close switch also ends a write that is stuck
+                    // (a client that stopped reading): the connection's
+                    // unsent frames go back to the hub at once, not after the
+                    // write timeout, so that a resuming client gets them first.
+                    let written = tokio::select! {
+                        biased;
+                        code = &mut kill_rx => return Ending::Killed(code.unwrap_or(CloseCode::GoingAway)),
+                        written = patient_timeout(WRITE_TIMEOUT, write) => written,
+                    };
+                    // Freed, not kept at its size: an idle connection holds none.
+                    writing = Vec::new();
+                    match written {
+                        Ok(Ok(())) if closing_code(&closing).is_some() => {
+                            return Ending::Close(
+                                closing_code(&closing).unwrap_or(CloseCode::Normal),
+                            );
+                        }
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return Ending::Lost,
+                        Err(_) => return Ending::Close(CloseCode::SlowConsumer),
+                    }
+                }
+            };
+            let refused = &mut refused;
+            let reader = async {
+                loop {
+                    let frame = match patient_timeout(silence_limit, stream.next()).await {
+                        Err(_) => return Ending::Close(CloseCode::HeartbeatTimeout),
+                        Ok(Err(e)) => {
+                            tracing::debug!(conn, "read: {e:?}");
+                            return match e.close_code() {
+                                Some(code) => Ending::Close(code),
+                                None => Ending::Lost,
+                            };
+                        }
+                        Ok(Ok(frame)) => frame,
+                    };
+                    // Every JSON message costs a token, from this connection's
+                    // bucket and from its address's; so does every relay frame
+                    // the hub did not forward.
+                    let mut take_token = || {
+                        let now = Instant::now();
+                        bucket.take(now) && app.addresses.take(ip, now)
+                    };
+                    match frame {
+                        Message::Text(text) => {
+                            if !take_token() {
+                                *refused =
+                                    refusal_for(dialect.as_deref(), &text, ErrorCode::RateLimited);
+                                return Ending::Close(CloseCode::TooManyMessages);
+                            }
+                            if text.len() > max_frame {
+                                *refused =
+                                    refusal_for(dialect.as_deref(), &text, ErrorCode::TooBig);
+                                return Ending::Close(CloseCode::MessageTooBig);
+                            }
+                            if let Some(d) = &dialect {
+                                let inbound = lock(d).text(text.as_str());
+                                // (Boxed here and below: a future awaited in
+                                // the reader is held, at its size, by every
+                                // idle connection.)
+                                if let Some(ending) = Box::pin(carry(&app, conn, inbound)).await {
+                                    return ending;
                                 }
                                 continue;
                             }
-                        },
-                        None => return Ending::Killed(CloseCode::GoingAway),
-                    },
-                    _ = ping.tick() => Message::Ping(Default::default()),
-                    () = pong_ready.notified() => match lock(&pong).take() {
-                        Some(payload) => Message::Pong(payload),
-                        None => continue,
-                    },
-                };
-                // Write what is ready in one flush: a burst costs one
-                // syscall instead of one per frame. A frame taken from the
-                // queue is written before anything else can happen.
-                let write = async {
-                    sink.feed(out).await?;
-                    fed(&mut writing);
-                    for _ in 0..WRITE_BATCH {
-                        // Nothing after what ends the connection.
-                        if closing_code(&closing).is_some() {
-                            break;
-                        }
-                        match rx.try_recv() {
-                            Ok(o) => {
-                                if let Some(message) = outgoing(o) {
-                                    sink.feed(message).await?;
+                            match ClientMessage::decode(text.as_str()) {
+                                // (In a network of brokers, a claim in Redis
+                                // first: see `register`.)
+                                Ok(msg @ ClientMessage::Register { .. }) => {
+                                    if app.config.redis.is_none() {
+                                        app.hub.handle(conn, msg, Instant::now());
+                                    } else {
+                                        Box::pin(register(&app, conn, msg)).await;
+                                    }
                                 }
-                                fed(&mut writing);
+                                Ok(msg) => app.hub.handle(conn, msg, Instant::now()),
+                                Err(err) => app.hub.reject(conn, err, Instant::now()),
                             }
-                            Err(_) => break,
                         }
-                    }
-                    sink.flush().await
-                };
-                // The hub's close switch also ends a write that is stuck
-                // (a client that stopped reading): the connection's
-                // unsent frames go back to the hub at once, not after the
-                // write timeout, so that a resuming client gets them first.
-                let written = tokio::select! {
-                    biased;
-                    code = &mut kill_rx => return Ending::Killed(code.unwrap_or(CloseCode::GoingAway)),
-                    written = patient_timeout(WRITE_TIMEOUT, write) => written,
-                };
-                writing.clear();
-                match written {
-                    Ok(Ok(())) if closing_code(&closing).is_some() => {
-                        return Ending::Close(closing_code(&closing).unwrap_or(CloseCode::Normal));
-                    }
-                    Ok(Ok(())) => {}
-                    Ok(Err(_)) => return Ending::Lost,
-                    Err(_) => return Ending::Close(CloseCode::SlowConsumer),
-                }
-            }
-        };
-        let refused = &mut refused;
-        let reader = async {
-            loop {
-                let frame = match patient_timeout(silence_limit, stream.next()).await {
-                    Err(_) => return Ending::Close(CloseCode::HeartbeatTimeout),
-                    Ok(Err(e)) => {
-                        tracing::debug!(conn, "read: {e:?}");
-                        return match e.close_code() {
-                            Some(code) => Ending::Close(code),
-                            None => Ending::Lost,
-                        };
-                    }
-                    Ok(Ok(frame)) => frame,
-                };
-                // Every JSON message costs a token, from this connection's
-                // bucket and from its address's; so does every relay frame
-                // the hub did not forward.
-                let mut take_token = || {
-                    let now = Instant::now();
-                    bucket.take(now) && app.addresses.take(ip, now)
-                };
-                match frame {
-                    Message::Text(text) => {
-                        if !take_token() {
-                            *refused = refusal_for(dialect.as_deref(), &text, ErrorCode::RateLimited);
-                            return Ending::Close(CloseCode::TooManyMessages);
-                        }
-                        if text.len() > max_frame {
-                            *refused = refusal_for(dialect.as_deref(), &text, ErrorCode::TooBig);
-                            return Ending::Close(CloseCode::MessageTooBig);
-                        }
-                        if let Some(d) = &dialect {
-                            let inbound = lock(d).text(text.as_str());
-                            if let Some(ending) = carry(&app, conn, inbound).await {
-                                return ending;
+                        Message::Binary(bytes) => {
+                            if let Some(d) = &dialect {
+                                if !take_token() {
+                                    *refused = refusal_for(Some(d), "", ErrorCode::RateLimited);
+                                    return Ending::Close(CloseCode::TooManyMessages);
+                                }
+                                if bytes.len() > max_frame {
+                                    *refused = refusal_for(Some(d), "", ErrorCode::TooBig);
+                                    return Ending::Close(CloseCode::MessageTooBig);
+                                }
+                                let inbound = lock(d).binary(&bytes);
+                                if let Some(ending) = Box::pin(carry(&app, conn, inbound)).await {
+                                    return ending;
+                                }
+                                continue;
                             }
-                            continue;
-                        }
-                        match ClientMessage::decode(text.as_str()) {
-                            // (In a network of brokers, a claim in Redis
-                            // first: see `register`.)
-                            Ok(msg @ ClientMessage::Register { .. }) => {
-                                register(&app, conn, msg).await
-                            }
-                            Ok(msg) => app.hub.handle(conn, msg, Instant::now()),
-                            Err(err) => app.hub.reject(conn, err, Instant::now()),
-                        }
-                    }
-                    Message::Binary(bytes) => {
-                        if let Some(d) = &dialect {
-                            if !take_token() {
-                                *refused = refusal_for(Some(d), "", ErrorCode::RateLimited);
-                                return Ending::Close(CloseCode::TooManyMessages);
-                            }
-                            if bytes.len() > max_frame {
-                                *refused = refusal_for(Some(d), "", ErrorCode::TooBig);
+                            if bytes.len() > max_binary {
                                 return Ending::Close(CloseCode::MessageTooBig);
                             }
-                            let inbound = lock(d).binary(&bytes);
-                            if let Some(ending) = carry(&app, conn, inbound).await {
-                                return ending;
+                            let relayed = app.hub.handle_binary(conn, &bytes, Instant::now());
+                            if relayed == Relayed::Dropped && !take_token() {
+                                return Ending::Close(CloseCode::TooManyMessages);
                             }
-                            continue;
                         }
-                        if bytes.len() > max_binary {
-                            return Ending::Close(CloseCode::MessageTooBig);
+                        // A ping costs a token like a message: each is
+                        // answered with a pong, and a flood of them kept a
+                        // core busy. (Pongs answer the broker's own pings.)
+                        Message::Ping(payload) => {
+                            if !take_token() {
+                                return Ending::Close(CloseCode::TooManyMessages);
+                            }
+                            *lock(&pong) = Some(payload);
+                            pong_ready.notify_one();
                         }
-                        let relayed = app.hub.handle_binary(conn, &bytes, Instant::now());
-                        if relayed == Relayed::Dropped && !take_token() {
-                            return Ending::Close(CloseCode::TooManyMessages);
+                        Message::Pong(_) => {}
+                        Message::Close(frame) => {
+                            let code = frame.map(|f| f.code);
+                            return Ending::ClientClosed { code };
                         }
-                    }
-                    // A ping costs a token like a message: each is
-                    // answered with a pong, and a flood of them kept a
-                    // core busy. (Pongs answer the broker's own pings.)
-                    Message::Ping(payload) => {
-                        if !take_token() {
-                            return Ending::Close(CloseCode::TooManyMessages);
-                        }
-                        *lock(&pong) = Some(payload);
-                        pong_ready.notify_one();
-                    }
-                    Message::Pong(_) => {}
-                    Message::Close(frame) => {
-                        let code = frame.map(|f| f.code);
-                        return Ending::ClientClosed { code };
                     }
                 }
+            };
+            let register_deadline = async {
+                tokio::time::sleep(register_within).await;
+                if app.hub.is_registered(conn) {
+                    std::future::pending::<()>().await;
+                }
+                Ending::Close(CloseCode::RegisterTimeout)
+            };
+            tokio::select! {
+                e = writer => e,
+                e = reader => e,
+                e = register_deadline => e,
             }
         };
-        let register_deadline = async {
-            tokio::time::sleep(register_within).await;
-            if app.hub.is_registered(conn) {
-                std::future::pending::<()>().await;
-            }
-            Ending::Close(CloseCode::RegisterTimeout)
-        };
-        tokio::select! {
-            e = writer => e,
-            e = reader => e,
-            e = register_deadline => e,
-        }
-    };
 
-    // A connection refused for what it sent can still read: what its queue
-    // holds now (answers to the messages before the refused one) is
-    // written ahead of the refusal, within the close's time.
-    if matches!(
-        ending,
-        Ending::Close(CloseCode::TooManyMessages | CloseCode::MessageTooBig)
-    ) {
-        let _ = timeout(Duration::from_secs(2), async {
-            while let Ok(o) = rx.try_recv() {
-                if let Some(message) = outgoing(o) {
-                    if sink.feed(message).await.is_err() {
-                        return;
+        // A connection refused for what it sent can still read: what its queue
+        // holds now (answers to the messages before the refused one) is
+        // written ahead of the refusal, within the close's time.
+        if matches!(
+            ending,
+            Ending::Close(CloseCode::TooManyMessages | CloseCode::MessageTooBig)
+        ) {
+            let _ = timeout(Duration::from_secs(2), async {
+                while let Ok(o) = rx.try_recv() {
+                    if let Some(message) = outgoing(o) {
+                        if sink.feed(message).await.is_err() {
+                            return;
+                        }
                     }
+                    unwritten.put(None);
                 }
-                unwritten.put(None);
-            }
-            let _ = sink.flush().await;
-        })
-        .await;
-    }
-    let (close_with, clean, by) = match ending {
-        Ending::ClientClosed { code } => (
-            None,
-            code == Some(CloseCode::Normal.code()),
-            ClosedBy::Client(code),
-        ),
-        Ending::Lost => (None, false, ClosedBy::Network),
-        Ending::Close(code) => {
-            app.metrics.close(code);
-            (Some(code), false, ClosedBy::Broker(code))
-        }
-        Ending::Killed(code) => (Some(code), false, ClosedBy::Broker(code)),
-    };
-    // A client of another protocol: its last word to whom it talked to (a
-    // signaller pipe's other side closes with this side's code: 1000 for a
-    // normal close, 1011 for one without a close frame), and an id its
-    // protocol cannot resume is released at once.
-    let mut clean = clean;
-    if let Some(d) = &dialect {
-        let code = match &ending {
-            Ending::ClientClosed { code } => code
-                .and_then(CloseCode::from_code)
-                .filter(|c| *c == CloseCode::Normal)
-                .unwrap_or(CloseCode::InternalError),
-            Ending::Lost => CloseCode::InternalError,
-            Ending::Close(code) | Ending::Killed(code) => *code,
-        };
-        let last = lock(d).ended(code);
-        for r in last {
-            app.hub.handle(conn, r, Instant::now());
-        }
-        clean |= lock(d).releases_at_once();
-    }
-    // First stop the hub sending here and take back what was never written.
-    let unwritten = unwritten.take();
-    let reason = app
-        .hub
-        .disconnect_with(conn, clean, Instant::now(), &mut rx, unwritten);
-    if let Some(code) = close_with {
-        if let Some(answer) = refused {
-            let _ = timeout(
-                Duration::from_secs(2),
-                sink.send(Message::Text(answer.into())),
-            )
+                let _ = sink.flush().await;
+            })
             .await;
         }
-        // A protocol that closes with codes of its own (sigver's) says
-        // which, in place of the hub's.
-        let own = dialect.as_ref().and_then(|d| lock(d).close_frame());
-        let frame = match own {
-            Some((code, reason)) => CloseFrame {
-                code,
-                reason: reason.into(),
-            },
-            None => CloseFrame {
-                code: code.code(),
-                reason: reason.unwrap_or(code.reason()).into(),
-            },
-        };
-        let _ = timeout(
-            Duration::from_secs(2),
-            sink.send(Message::Close(Some(frame))),
-        )
-        .await;
-        // Read (and drop) what the client is still sending until its own
-        // close frame, briefly: a socket closed with input unread is reset,
-        // and a reset can overtake the close frame, so the client would see
-        // 1006 instead of the code that says why.
-        let _ = timeout(Duration::from_secs(1), async {
-            while let Ok(msg) = stream.next().await {
-                if matches!(msg, Message::Close(_)) {
-                    break;
-                }
+        let (close_with, clean, by) = match ending {
+            Ending::ClientClosed { code } => (
+                None,
+                code == Some(CloseCode::Normal.code()),
+                ClosedBy::Client(code),
+            ),
+            Ending::Lost => (None, false, ClosedBy::Network),
+            Ending::Close(code) => {
+                app.metrics.close(code);
+                (Some(code), false, ClosedBy::Broker(code))
             }
-        })
-        .await;
-    }
-    // A client's close frame is answered with its code (RFC 6455 section
-    // 5.5.1).
-    if let Ending::ClientClosed { code } = ending {
-        let frame = code.map(|code| CloseFrame {
-            code,
-            reason: "".into(),
-        });
-        let _ = timeout(Duration::from_secs(2), sink.feed(Message::Close(frame))).await;
-    }
-    let _ = timeout(Duration::from_secs(2), sink.close()).await;
-    crate::access::closed(ip, conn, registered.as_deref(), by, opened_at.elapsed());
+            Ending::Killed(code) => (Some(code), false, ClosedBy::Broker(code)),
+        };
+        // A client of another protocol: its last word to whom it talked to (a
+        // signaller pipe's other side closes with this side's code: 1000 for a
+        // normal close, 1011 for one without a close frame), and an id its
+        // protocol cannot resume is released at once.
+        let mut clean = clean;
+        if let Some(d) = &dialect {
+            let code = match &ending {
+                Ending::ClientClosed { code } => code
+                    .and_then(CloseCode::from_code)
+                    .filter(|c| *c == CloseCode::Normal)
+                    .unwrap_or(CloseCode::InternalError),
+                Ending::Lost => CloseCode::InternalError,
+                Ending::Close(code) | Ending::Killed(code) => *code,
+            };
+            let last = lock(d).ended(code);
+            for r in last {
+                app.hub.handle(conn, r, Instant::now());
+            }
+            clean |= lock(d).releases_at_once();
+        }
+        // First stop the hub sending here and take back what was never written.
+        let unwritten = unwritten.take().map(|o| *o);
+        let reason = app
+            .hub
+            .disconnect_with(conn, clean, Instant::now(), &mut rx, unwritten);
+        if let Some(code) = close_with {
+            if let Some(answer) = refused {
+                let _ = timeout(
+                    Duration::from_secs(2),
+                    sink.send(Message::Text(answer.into())),
+                )
+                .await;
+            }
+            // A protocol that closes with codes of its own (sigver's) says
+            // which, in place of the hub's.
+            let own = dialect.as_ref().and_then(|d| lock(d).close_frame());
+            let frame = match own {
+                Some((code, reason)) => CloseFrame {
+                    code,
+                    reason: reason.into(),
+                },
+                None => CloseFrame {
+                    code: code.code(),
+                    reason: reason.unwrap_or(code.reason()).into(),
+                },
+            };
+            let _ = timeout(
+                Duration::from_secs(2),
+                sink.send(Message::Close(Some(frame))),
+            )
+            .await;
+            // Read (and drop) what the client is still sending until its own
+            // close frame, briefly: a socket closed with input unread is reset,
+            // and a reset can overtake the close frame, so the client would see
+            // 1006 instead of the code that says why.
+            let _ = timeout(Duration::from_secs(1), async {
+                while let Ok(msg) = stream.next().await {
+                    if matches!(msg, Message::Close(_)) {
+                        break;
+                    }
+                }
+            })
+            .await;
+        }
+        // A client's close frame is answered with its code (RFC 6455 section
+        // 5.5.1).
+        if let Ending::ClientClosed { code } = ending {
+            let frame = code.map(|code| CloseFrame {
+                code,
+                reason: "".into(),
+            });
+            let _ = timeout(Duration::from_secs(2), sink.feed(Message::Close(frame))).await;
+        }
+        let _ = timeout(Duration::from_secs(2), sink.close()).await;
+        crate::access::closed(ip, conn, registered.as_deref(), by, opened_at.elapsed());
     }
 }
 
@@ -710,11 +722,21 @@ async fn close_with(socket: ws::Socket, first: Option<Message>, frame: CloseFram
     match socket {
         ws::Socket::Tcp(mut tcp, leftover) => {
             let (r, w) = tcp.split();
-            on((ws::Reader::new(r, leftover, LIMIT), ws::Writer::new(w)), first, frame).await
+            on(
+                (ws::Reader::new(r, leftover, LIMIT), ws::Writer::new(w)),
+                first,
+                frame,
+            )
+            .await
         }
         ws::Socket::Other(io) => {
             let (r, w) = tokio::io::split(io);
-            on((ws::Reader::new(r, Bytes::new(), LIMIT), ws::Writer::new(w)), first, frame).await
+            on(
+                (ws::Reader::new(r, Bytes::new(), LIMIT), ws::Writer::new(w)),
+                first,
+                frame,
+            )
+            .await
         }
     }
 }

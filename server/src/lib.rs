@@ -160,10 +160,10 @@ impl<S> Accept<tokio::net::TcpStream, S> for Acceptor {
             .set_nodelay(true)
             .and_then(|()| stream.local_addr())
             .and_then(|local| {
-                let (stream, upgraded) = idle::Idle::new(stream, self.silence, &self.pending, self.plain)
-                    .ok_or_else(|| {
-                        io::Error::other("too many connections waiting to upgrade; dropped")
-                    })?;
+                let (stream, upgraded) =
+                    idle::Idle::new(stream, self.silence, &self.pending, self.plain).ok_or_else(
+                        || io::Error::other("too many connections waiting to upgrade; dropped"),
+                    )?;
                 let service = Extension(upgraded).layer(service);
                 Ok((stream, Extension(ArrivedOn(local)).layer(service)))
             });

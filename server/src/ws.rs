@@ -29,10 +29,10 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
-use peerwire::protocol::CloseCode;
-use sha1::{Digest, Sha1};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use peerwire::protocol::CloseCode;
+use sha1::{Digest, Sha1};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -53,10 +53,8 @@ pub fn handshake(method: &Method, headers: &HeaderMap) -> Result<Response, Respo
     }
     let has_token = |name: header::HeaderName, token: &str| {
         headers.get_all(name).iter().any(|v| {
-            v.to_str().is_ok_and(|v| {
-                v.split(',')
-                    .any(|t| t.trim().eq_ignore_ascii_case(token))
-            })
+            v.to_str()
+                .is_ok_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
         })
     };
     if !has_token(header::CONNECTION, "upgrade") {
@@ -71,11 +69,12 @@ pub fn handshake(method: &Method, headers: &HeaderMap) -> Result<Response, Respo
             "the Upgrade header does not say websocket\n",
         );
     }
-    if headers.get(header::SEC_WEBSOCKET_VERSION).map(|v| v.as_bytes()) != Some(b"13") {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            "Sec-WebSocket-Version is not 13\n",
-        );
+    if headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .map(|v| v.as_bytes())
+        != Some(b"13")
+    {
+        return refuse(StatusCode::BAD_REQUEST, "Sec-WebSocket-Version is not 13\n");
     }
     let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
         return refuse(StatusCode::BAD_REQUEST, "Sec-WebSocket-Key is missing\n");
@@ -238,7 +237,8 @@ impl<R: AsyncRead + Unpin> Reader<R> {
                 };
                 let start = into.len();
                 let mut buf = ReadBuf::uninit(&mut into.spare_capacity_mut()[..left]);
-                ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf)).map_err(|_| ReadError::Lost)?;
+                ready!(Pin::new(&mut self.io).poll_read(cx, &mut buf))
+                    .map_err(|_| ReadError::Lost)?;
                 let n = buf.filled().len();
                 if n == 0 {
                     return Poll::Ready(Err(ReadError::Lost));
@@ -327,7 +327,9 @@ impl<R: AsyncRead + Unpin> Reader<R> {
         let control = opcode & 0x08 != 0;
         match opcode {
             0x0 if self.fragmented.is_none() => {
-                return Err(ReadError::Protocol("a continuation with nothing to continue"));
+                return Err(ReadError::Protocol(
+                    "a continuation with nothing to continue",
+                ));
             }
             0x1 | 0x2 if self.fragmented.is_some() => {
                 return Err(ReadError::Protocol("a new message inside a fragmented one"));

@@ -17,10 +17,10 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use super::outbox;
 use peerwire::protocol::json::Json as Value;
 use peerwire::protocol::messages::Rid;
 use peerwire::protocol::{CloseCode, ErrorCode, ServerMessage};
-use super::outbox;
 
 use super::budget::{Charge, Limit, Totals};
 use super::sessions::Session;

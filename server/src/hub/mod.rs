@@ -376,9 +376,12 @@ impl Hub {
             Some(ip) => st.addresses.of(ip),
             None => AddressMeters::default(),
         };
+        // Boxed, as sessions are: the maps' tables hold a pointer per
+        // slot, not a whole entry (at most 7 in 8 slots are used, often
+        // half), and there is an entry per connection.
         st.conns.insert(
             id,
-            Conn {
+            Box::new(Conn {
                 tx,
                 kill: Some(kill),
                 peer: None,
@@ -388,7 +391,7 @@ impl Hub {
                 outbound: Arc::new(Meter::default()),
                 address,
                 fanout: None,
-            },
+            }),
         );
         id
     }
@@ -613,8 +616,8 @@ struct State {
     metrics: Arc<Metrics>,
     env: HubEnv,
     next_conn: ConnId,
-    conns: HashMap<ConnId, Conn>,
-    sessions: HashMap<String, Session>,
+    conns: HashMap<ConnId, Box<Conn>>,
+    sessions: HashMap<String, Box<Session>>,
     rooms: HashMap<String, Room>,
     keys: HashMap<String, Rendezvous>,
     /// Each registered hostname with the id that owns it.

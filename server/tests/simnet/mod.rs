@@ -85,7 +85,8 @@ impl HubBroker {
 
 impl Broker for HubBroker {
     fn connect(&mut self, _now: Millis) -> u64 {
-        let (tx, rx) = peerwire_broker::hub::outbox::channel(peerwire::protocol::limits::OUTBOUND_QUEUE);
+        let (tx, rx) =
+            peerwire_broker::hub::outbox::channel(peerwire::protocol::limits::OUTBOUND_QUEUE);
         let (kill_tx, kill) = oneshot::channel();
         let conn = self.hub.connect(tx, kill_tx, None, None, None);
         let id = self.next;
