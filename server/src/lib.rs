@@ -416,7 +416,8 @@ impl FromRequestParts<Arc<App>> for Upgrade {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Response> {
-        let response = ws::handshake(&parts.method, &parts.headers)?;
+        let response =
+            ws::handshake(&parts.method, &parts.headers).map_err(IntoResponse::into_response)?;
         let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
             return Err((
                 axum::http::StatusCode::UPGRADE_REQUIRED,

@@ -43,8 +43,11 @@ use crate::idle;
 /// Checks an upgrade request (RFC 6455 section 4.2.1): the refusal to
 /// answer with when it is not one, else the `101 Switching Protocols`
 /// answer to send once the broker admits it.
-pub fn handshake(method: &Method, headers: &HeaderMap) -> Result<Response, Response> {
-    let refuse = |status: StatusCode, text: &'static str| Err((status, text).into_response());
+pub fn handshake(
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Response, (StatusCode, &'static str)> {
+    let refuse = |status: StatusCode, text: &'static str| Err((status, text));
     if method != Method::GET {
         return refuse(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -593,4 +596,84 @@ fn encode(message: &Message, out: &mut Vec<u8>) {
         }
     }
     out.extend_from_slice(payload);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncWriteExt as _;
+
+    /// A client frame: FIN bit and opcode in `b0`, masked with `mask`.
+    fn frame(b0: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+        let mut out = vec![b0];
+        match payload.len() {
+            n @ 0..=125 => out.push(0x80 | n as u8),
+            n => {
+                out.push(0x80 | 126);
+                out.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+        }
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        out
+    }
+
+    #[tokio::test]
+    async fn fragments_split_reads_and_a_ping_between_make_one_message() {
+        let (client, server) = tokio::io::duplex(64);
+        let long = "é".repeat(3000);
+        let mut bytes = frame(0x01, &long.as_bytes()[..4001], [1, 2, 3, 4]);
+        bytes.extend(frame(0x89, b"hi", [9, 8, 7, 6]));
+        bytes.extend(frame(0x80, &long.as_bytes()[4001..], [5, 6, 7, 8]));
+        bytes.extend(frame(0x82, &[7; 3], [0, 0, 0, 1]));
+        let writing = tokio::spawn(async move {
+            let mut client = client;
+            // In pieces that cut headers and payloads anywhere.
+            for piece in bytes.chunks(7) {
+                client.write_all(piece).await.unwrap();
+            }
+            client
+        });
+        let mut reader = Reader::new(server, Bytes::new(), 1 << 20);
+        assert!(matches!(reader.next().await, Ok(Message::Ping(p)) if &p[..] == b"hi"));
+        match reader.next().await {
+            Ok(Message::Text(t)) => assert_eq!(t.as_str(), long),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(reader.next().await, Ok(Message::Binary(b)) if &b[..] == [7; 3]));
+        drop(writing.await.unwrap());
+        assert!(matches!(reader.next().await, Err(ReadError::Lost)));
+    }
+
+    #[tokio::test]
+    async fn a_message_over_the_limit_is_refused_from_its_header() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        // Only the header is sent: the payload is never waited for.
+        client
+            .write_all(&frame(0x82, &[0; 300], [1, 1, 1, 1])[..8])
+            .await
+            .unwrap();
+        let mut reader = Reader::new(server, Bytes::new(), 200);
+        let err = reader.next().await.unwrap_err();
+        assert_eq!(err.close_code(), Some(CloseCode::MessageTooBig));
+    }
+
+    #[tokio::test]
+    async fn written_frames_are_unmasked_with_the_shortest_length() {
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let mut writer = Writer::new(server);
+        writer.feed(Message::Text("ok".into())).await.unwrap();
+        writer
+            .send(Message::Binary(Bytes::from(vec![1; 300])))
+            .await
+            .unwrap();
+        drop(writer);
+        let mut got = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut { client }, &mut got)
+            .await
+            .unwrap();
+        assert_eq!(&got[..4], &[0x81, 2, b'o', b'k']);
+        assert_eq!(&got[4..8], &[0x82, 126, 1, 44]);
+        assert_eq!(got.len(), 8 + 300);
+    }
 }
