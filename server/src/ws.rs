@@ -601,7 +601,6 @@ fn encode(message: &Message, out: &mut Vec<u8>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::AsyncWriteExt as _;
 
     /// A client frame: FIN bit and opcode in `b0`, masked with `mask`.
     fn frame(b0: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
@@ -640,7 +639,7 @@ mod tests {
             Ok(Message::Text(t)) => assert_eq!(t.as_str(), long),
             other => panic!("{other:?}"),
         }
-        assert!(matches!(reader.next().await, Ok(Message::Binary(b)) if &b[..] == [7; 3]));
+        assert!(matches!(reader.next().await, Ok(Message::Binary(b)) if b[..] == [7; 3]));
         drop(writing.await.unwrap());
         assert!(matches!(reader.next().await, Err(ReadError::Lost)));
     }
