@@ -12,6 +12,8 @@
 //! - [`proxy`]: the client's address behind trusted proxies (`--trust-proxy`).
 //! - [`statics`]: the `--static` folder, without hidden files or symlinks out of it.
 //! - [`stun`]: the broker's own STUN service (binding requests over UDP).
+//! - [`ws`]: the WebSocket handshake and frames (RFC 6455, server side),
+//!   holding no buffer while a connection is idle.
 
 pub mod access;
 pub mod auth;
