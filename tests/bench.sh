@@ -58,8 +58,25 @@ for n in ${PEERWIRE_BENCH_CLIENTS:-1000 10000}; do
   (cd "$WORK/bench" && exec node peerjs-server.mjs "$PEERJS_PORT" >/dev/null 2>&1) &
   PEERJS_PID=$!; PIDS+=("$PEERJS_PID")
   wait_port "$BROKER_PORT" && wait_port "$PEERJS_PORT"
-  target/release/examples/loadgen --url "ws://127.0.0.1:$BROKER_PORT/ws" --protocol peerwire --clients "$n" --pairs 100 --seconds 10 --pid "$BROKER_PID"
-  target/release/examples/loadgen --url "ws://127.0.0.1:$PEERJS_PORT/peerjs" --protocol peerjs --clients "$n" --pairs 100 --seconds 10 --pid "$PEERJS_PID"
+  target/release/examples/loadgen --url "ws://127.0.0.1:$BROKER_PORT/ws" --protocol peerwire --clients "$n" --pairs 100 --seconds 10 --pid "$BROKER_PID" | tee "$WORK/load-peerwire-$n"
+  target/release/examples/loadgen --url "ws://127.0.0.1:$PEERJS_PORT/peerjs" --protocol peerjs --clients "$n" --pairs 100 --seconds 10 --pid "$PEERJS_PID" | tee "$WORK/load-peerjs-$n"
+  # Each figure against the PeerJS server's in the same run.
+  python3 - "$n" "$WORK/load-peerwire-$n" "$WORK/load-peerjs-$n" <<'PY'
+import re, sys
+n, ours, theirs = sys.argv[1], open(sys.argv[2]).read(), open(sys.argv[3]).read()
+def num(pattern, text):
+    m = re.search(pattern, text)
+    return float(m.group(1)) if m else None
+for label, pattern, unit in [
+    ("RSS per idle connection", r"([0-9.]+) KiB per idle connection", "KiB"),
+    ("signals relayed / s", r"([0-9.]+) signals/s relayed", ""),
+    ("latency p50", r"p50 ([0-9.]+) ms", "ms"),
+    ("latency p99", r"p99 ([0-9.]+) ms", "ms"),
+]:
+    a, b = num(pattern, ours), num(pattern, theirs)
+    ratio = f"{a / b:.2f}" if a is not None and b else "n/a"
+    print(f"RATIO {n} clients, {label}: peerwire {a} {unit} / PeerJS {b} {unit} = {ratio}")
+PY
 done
 
 echo; echo "== 3. bundle size (release package: wasm-opt -Oz)"

@@ -28,11 +28,11 @@ use std::time::{Duration, Instant};
 use peerwire::protocol::json::Json;
 use peerwire::protocol::relay;
 use peerwire::protocol::{ClientMessage, CloseCode, ServerMessage};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::auth::{Grant, Policy};
 use crate::frontends::{peerjs, signaller};
-use crate::hub::{ConnId, Frame, Hub, HubConfig, HubEnv, HubStats, Outgoing, RelayConfig, Relayed};
+use crate::hub::{ConnId, Frame, Hub, HubConfig, HubEnv, HubStats, RelayConfig, Relayed};
 use crate::ice::{IceConfig, OwnStun};
 use crate::metrics::Metrics;
 use crate::stun::codec;
@@ -56,7 +56,7 @@ const SLOTS: usize = 4;
 
 struct Slot {
     conn: ConnId,
-    rx: mpsc::Receiver<Box<Outgoing>>,
+    rx: crate::hub::Inbox,
     _kill: oneshot::Receiver<CloseCode>,
     /// The last resume token this connection was given.
     token: Option<(String, String)>,
@@ -240,7 +240,7 @@ pub fn hub_sequence(data: &[u8]) {
             // Connect (with a token for admin-1 now and then); a small
             // outbound queue so that slow readers are cut off.
             (0, None) => {
-                let (tx, rx) = mpsc::channel(8);
+                let (tx, rx) = crate::hub::outbox::channel(8);
                 let (kill, kill_rx) = oneshot::channel();
                 let grant = (arg % 3 == 0).then(|| token_for("admin-1"));
                 let host = (arg % 2 == 0).then(|| "broker.test".to_string());
@@ -320,7 +320,7 @@ pub fn relay_frame(data: &[u8]) {
     let now = Instant::now();
     let mut conns = Vec::new();
     for id in ["a", "b"] {
-        let (tx, rx) = mpsc::channel(64);
+        let (tx, rx) = crate::hub::outbox::channel(64);
         let (kill, kill_rx) = oneshot::channel();
         let conn = hub.connect(tx, kill, None, None, None);
         let register = ClientMessage::Register {

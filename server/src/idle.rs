@@ -13,27 +13,71 @@
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 
 /// Set once the connection is upgraded to a WebSocket (a request
-/// extension the upgrade handler flips).
+/// extension the upgrade handler flips); then [`Upgraded::take_socket`]
+/// takes the TCP socket out of hyper's wrappers.
 #[derive(Debug, Clone, Default)]
-pub struct Upgraded(Arc<AtomicBool>);
+pub struct Upgraded(Arc<Shared>);
+
+#[derive(Debug, Default)]
+struct Shared {
+    upgraded: AtomicBool,
+    /// The socket is plain TCP (no TLS around [`Idle`]): it may be taken.
+    plain: bool,
+    /// Asked for the socket: [`Idle`] hands it over at its next read.
+    handover: AtomicBool,
+    socket: Mutex<Option<TcpStream>>,
+}
 
 impl Upgraded {
     pub fn mark(&self) {
-        self.0.store(true, Ordering::Release);
+        self.0.upgraded.store(true, Ordering::Release);
     }
 
     fn is_set(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.0.upgraded.load(Ordering::Acquire)
     }
+
+    /// The TCP socket under `io` (hyper's upgraded connection, whose
+    /// innermost layer is this connection's [`Idle`]), with the bytes
+    /// hyper had read past the request; `None` for a TLS connection.
+    ///
+    /// hyper's upgraded stream boxes its layers (hyper-util's own among
+    /// them) so that they cannot be taken apart: this reads through them
+    /// until the [`Idle`] underneath, asked to, hands its socket over and
+    /// ends the stream. What the layers held comes out first.
+    pub fn take_socket<R: AsyncRead + Unpin>(&self, io: &mut R) -> Option<(TcpStream, Vec<u8>)> {
+        if !self.0.plain {
+            return None;
+        }
+        self.0.handover.store(true, Ordering::Release);
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut leftover = Vec::new();
+        loop {
+            let mut chunk = [0u8; 1024];
+            let mut buf = ReadBuf::new(&mut chunk);
+            match Pin::new(&mut *io).poll_read(&mut cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => break,
+                Poll::Ready(Ok(())) => leftover.extend_from_slice(buf.filled()),
+                Poll::Ready(Err(_)) | Poll::Pending => return None,
+            }
+        }
+        let socket = lock(&self.0.socket).take()?;
+        Some((socket, leftover))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Counts the connections not yet upgraded, against a bound.
@@ -94,25 +138,36 @@ impl Drop for Place {
 }
 
 /// An accepted socket, held to `limit` of silence until upgraded.
-pub struct Idle<S> {
-    inner: S,
+pub struct Idle {
+    /// `None` once handed over ([`Upgraded::take_socket`]).
+    inner: Option<TcpStream>,
     limit: Duration,
-    sleep: Pin<Box<Sleep>>,
+    /// Dropped once upgraded (its timer entry would keep the HTTP task's
+    /// waker, and so that task's memory, until it fired).
+    sleep: Option<Pin<Box<Sleep>>>,
     upgraded: Upgraded,
     place: Place,
 }
 
-impl<S> Idle<S> {
+impl Idle {
     /// Wraps `inner`, or `None` when `pending` is full (the caller drops
-    /// the socket).
-    pub fn new(inner: S, limit: Duration, pending: &Arc<Pending>) -> Option<(Self, Upgraded)> {
+    /// the socket). `plain`: no TLS goes around it.
+    pub fn new(
+        inner: TcpStream,
+        limit: Duration,
+        pending: &Arc<Pending>,
+        plain: bool,
+    ) -> Option<(Self, Upgraded)> {
         let place = pending.enter()?;
-        let upgraded = Upgraded::default();
+        let upgraded = Upgraded(Arc::new(Shared {
+            plain,
+            ..Shared::default()
+        }));
         Some((
             Self {
-                inner,
+                inner: Some(inner),
                 limit,
-                sleep: Box::pin(tokio::time::sleep(limit)),
+                sleep: Some(Box::pin(tokio::time::sleep(limit))),
                 upgraded: upgraded.clone(),
                 place,
             },
@@ -120,10 +175,18 @@ impl<S> Idle<S> {
         ))
     }
 
+    fn socket(&mut self) -> io::Result<&mut TcpStream> {
+        self.inner
+            .as_mut()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "socket handed over"))
+    }
+
     /// Bytes moved: the silence starts again.
     fn moved(&mut self) {
         if !self.upgraded.is_set() {
-            self.sleep.as_mut().reset(Instant::now() + self.limit);
+            if let Some(sleep) = &mut self.sleep {
+                sleep.as_mut().reset(Instant::now() + self.limit);
+            }
         }
     }
 
@@ -132,20 +195,33 @@ impl<S> Idle<S> {
     fn timed_out(&mut self, cx: &mut Context<'_>) -> bool {
         if self.upgraded.is_set() {
             self.place.leave();
+            self.sleep = None;
             return false;
         }
-        self.sleep.as_mut().poll(cx).is_ready()
+        self.sleep
+            .as_mut()
+            .is_some_and(|sleep| sleep.as_mut().poll(cx).is_ready())
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for Idle<S> {
+impl AsyncRead for Idle {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.upgraded.0.handover.load(Ordering::Acquire) {
+            // Handed over: the stream ends here for hyper's layers.
+            let socket = self.inner.take();
+            if socket.is_some() {
+                *lock(&self.upgraded.0.socket) = socket;
+            }
+            self.place.leave();
+            self.sleep = None;
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
-        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+        match Pin::new(self.socket()?).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
                     self.moved();
@@ -162,13 +238,13 @@ impl<S: AsyncRead + Unpin> AsyncRead for Idle<S> {
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for Idle<S> {
+impl AsyncWrite for Idle {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let n = ready!(Pin::new(&mut self.inner).poll_write(cx, buf))?;
+        let n = ready!(Pin::new(self.socket()?).poll_write(cx, buf))?;
         if n > 0 {
             self.moved();
         }
@@ -176,11 +252,17 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Idle<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        match self.inner.as_mut() {
+            Some(socket) => Pin::new(socket).poll_flush(cx),
+            None => Poll::Ready(Ok(())),
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        match self.inner.as_mut() {
+            Some(socket) => Pin::new(socket).poll_shutdown(cx),
+            None => Poll::Ready(Ok(())),
+        }
     }
 
     fn poll_write_vectored(
@@ -188,7 +270,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Idle<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let n = ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, bufs))?;
+        let n = ready!(Pin::new(self.socket()?).poll_write_vectored(cx, bufs))?;
         if n > 0 {
             self.moved();
         }
@@ -196,7 +278,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Idle<S> {
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        true
     }
 }
 

@@ -12,6 +12,8 @@
 //! - [`proxy`]: the client's address behind trusted proxies (`--trust-proxy`).
 //! - [`statics`]: the `--static` folder, without hidden files or symlinks out of it.
 //! - [`stun`]: the broker's own STUN service (binding requests over UDP).
+//! - [`ws`]: the WebSocket handshake and frames (RFC 6455, server side),
+//!   holding no buffer while a connection is idle.
 
 pub mod access;
 pub mod auth;
@@ -30,6 +32,7 @@ pub mod proxy;
 pub mod state;
 pub mod statics;
 pub mod stun;
+pub mod ws;
 
 use std::future::Future;
 use std::io;
@@ -39,7 +42,6 @@ use std::time::{Duration, Instant};
 
 use axum::Extension;
 use axum::Router;
-use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, FromRequestParts, Path, State};
 use axum::http::header;
 use axum::http::request::Parts;
@@ -141,11 +143,13 @@ pub struct ArrivedOn(pub SocketAddr);
 #[derive(Debug, Clone)]
 struct Acceptor {
     silence: Duration,
+    /// No TLS around the accepted sockets.
+    plain: bool,
     pending: Arc<idle::Pending>,
 }
 
 impl<S> Accept<tokio::net::TcpStream, S> for Acceptor {
-    type Stream = idle::Idle<tokio::net::TcpStream>;
+    type Stream = idle::Idle;
     type Service = axum::middleware::AddExtension<
         axum::middleware::AddExtension<S, idle::Upgraded>,
         ArrivedOn,
@@ -158,10 +162,10 @@ impl<S> Accept<tokio::net::TcpStream, S> for Acceptor {
             .set_nodelay(true)
             .and_then(|()| stream.local_addr())
             .and_then(|local| {
-                let (stream, upgraded) = idle::Idle::new(stream, self.silence, &self.pending)
-                    .ok_or_else(|| {
-                        io::Error::other("too many connections waiting to upgrade; dropped")
-                    })?;
+                let (stream, upgraded) =
+                    idle::Idle::new(stream, self.silence, &self.pending, self.plain).ok_or_else(
+                        || io::Error::other("too many connections waiting to upgrade; dropped"),
+                    )?;
                 let service = Extension(upgraded).layer(service);
                 Ok((stream, Extension(ArrivedOn(local)).layer(service)))
             });
@@ -222,9 +226,7 @@ async fn peerjs_upgrade(request: Upgrade) -> Response {
         }
         Err(msg) => {
             request.app.metrics.refuse("peerjs-parameters");
-            let upgraded = request.upgraded;
             request.ws.on_upgrade(move |socket| async move {
-                upgraded.mark();
                 conn::refuse_with_text(socket, frontends::peerjs::error_text(msg)).await;
             })
         }
@@ -366,13 +368,46 @@ async fn peerjs_peers() -> Response {
         .into_response()
 }
 
+/// A WebSocket upgrade request the broker may accept.
+struct WsAccept {
+    on_upgrade: hyper::upgrade::OnUpgrade,
+    switch: idle::Upgraded,
+    /// The `101 Switching Protocols` answer.
+    response: Response,
+}
+
+impl WsAccept {
+    /// Accepts the upgrade: once the client has the answer, `callback`
+    /// makes the future that serves the socket, run as a task of its own
+    /// (not inside the one that waited for the upgrade, whose state would
+    /// stay beside it for the connection's life).
+    fn on_upgrade<C, F>(self, callback: C) -> Response
+    where
+        C: FnOnce(ws::Socket) -> F + Send + 'static,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let (on_upgrade, switch) = (self.on_upgrade, self.switch);
+        tokio::spawn(async move {
+            match on_upgrade.await {
+                Ok(upgraded) => {
+                    switch.mark();
+                    let socket = ws::Socket::new(upgraded, &switch);
+                    drop(switch);
+                    tokio::spawn(callback(socket));
+                }
+                Err(e) => tracing::debug!("upgrade failed: {e}"),
+            }
+        });
+        self.response
+    }
+}
+
 /// What an upgrade request brought.
 struct Upgrade {
-    ws: WebSocketUpgrade,
+    ws: WsAccept,
     app: Arc<App>,
     peer_addr: SocketAddr,
     arrived_on: Option<ArrivedOn>,
-    upgraded: idle::Upgraded,
     headers: axum::http::HeaderMap,
     uri: axum::http::Uri,
 }
@@ -383,9 +418,24 @@ impl FromRequestParts<Arc<App>> for Upgrade {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Response> {
-        let ws = WebSocketUpgrade::from_request_parts(parts, app)
-            .await
-            .map_err(IntoResponse::into_response)?;
+        let response =
+            ws::handshake(&parts.method, &parts.headers).map_err(IntoResponse::into_response)?;
+        let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
+            return Err((
+                axum::http::StatusCode::UPGRADE_REQUIRED,
+                "this connection cannot be upgraded (HTTP/1.1 is needed)\n",
+            )
+                .into_response());
+        };
+        let ws = WsAccept {
+            on_upgrade,
+            switch: parts
+                .extensions
+                .get::<idle::Upgraded>()
+                .cloned()
+                .unwrap_or_default(),
+            response,
+        };
         let ConnectInfo(peer_addr) = ConnectInfo::<SocketAddr>::from_request_parts(parts, app)
             .await
             .map_err(IntoResponse::into_response)?;
@@ -394,11 +444,6 @@ impl FromRequestParts<Arc<App>> for Upgrade {
             app: app.clone(),
             peer_addr,
             arrived_on: parts.extensions.get::<ArrivedOn>().copied(),
-            upgraded: parts
-                .extensions
-                .get::<idle::Upgraded>()
-                .cloned()
-                .unwrap_or_default(),
             headers: parts.headers.clone(),
             uri: parts.uri.clone(),
         })
@@ -415,7 +460,6 @@ fn upgrade(request: Upgrade, dialect: Option<frontends::Dialect>) -> Response {
         app,
         peer_addr,
         arrived_on,
-        upgraded,
         headers,
         uri,
     } = request;
@@ -462,7 +506,6 @@ fn upgrade(request: Upgrade, dialect: Option<frontends::Dialect>) -> Response {
             app.metrics.close(CloseCode::Unauthorized);
             access::refused_ws(ip, "token", CloseCode::Unauthorized, &reason);
             return ws.on_upgrade(move |socket| async move {
-                upgraded.mark();
                 conn::refuse(socket, CloseCode::Unauthorized, &reason).await;
                 app.addresses.release(ip);
             });
@@ -473,23 +516,13 @@ fn upgrade(request: Upgrade, dialect: Option<frontends::Dialect>) -> Response {
         .is_some()
         .then(|| broker_host(&headers, &uri, arrived_on.map(|a| a.0)))
         .flatten();
-    // tungstenite's own limit sits above ours so that a frame just over the
-    // limit is read and refused with 1009 by `conn`, while a huge one is
-    // refused by tungstenite before it is buffered.
-    let largest = conn::max_binary_frame(app.config.max_frame_bytes, app.config.relay.is_on());
-    let hard_limit = largest.saturating_mul(2);
-    // Signalling frames are small: 4 KiB buffers instead of tungstenite's
-    // 128 KiB defaults cut memory per idle connection by a factor of ~20
-    // (larger frames still arrive whole, up to the limit).
-    ws.max_message_size(hard_limit)
-        .max_frame_size(hard_limit)
-        .read_buffer_size(4 * 1024)
-        .write_buffer_size(4 * 1024)
-        .on_upgrade(move |socket| async move {
-            upgraded.mark();
-            conn::run(socket, app.clone(), ip, grant, broker_host, dialect).await;
-            app.addresses.release(ip);
-        })
+    ws.on_upgrade(move |socket| {
+        use futures_util::FutureExt as _;
+        // (A combinator, not an `async` block that awaits it: that would
+        // hold the connection's future twice.)
+        conn::run(socket, app.clone(), ip, grant, broker_host, dialect)
+            .map(move |()| app.addresses.release(ip))
+    })
 }
 
 /// `ok`; or, for a broker of a network that has lost Redis, 503 and
@@ -783,6 +816,7 @@ pub async fn serve_on(
     let files = idle::raise_file_limit().unwrap_or(1024);
     let acceptor = Acceptor {
         silence: handshake,
+        plain: tls.is_none(),
         pending: idle::Pending::new(
             app.config
                 .max_handshakes

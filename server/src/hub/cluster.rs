@@ -532,7 +532,7 @@ impl State {
             local: false,
         });
         self.handoffs.insert(claim.id.clone());
-        self.sessions.insert(claim.id.clone(), session);
+        self.sessions.insert(claim.id.clone(), Box::new(session));
         for room in &rooms {
             self.add_membership(&claim.id, room);
         }
@@ -797,7 +797,7 @@ impl State {
         now: Instant,
     ) {
         let session = self.new_session(token.clone(), conn);
-        self.sessions.insert(id.clone(), session);
+        self.sessions.insert(id.clone(), Box::new(session));
         if let Some(entry) = self.conns.get_mut(&conn) {
             entry.peer = Some(id.clone());
         }

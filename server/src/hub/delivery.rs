@@ -17,10 +17,10 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use super::outbox;
 use peerwire::protocol::json::Json as Value;
 use peerwire::protocol::messages::Rid;
 use peerwire::protocol::{CloseCode, ErrorCode, ServerMessage};
-use tokio::sync::mpsc;
 
 use super::budget::{Charge, Limit, Totals};
 use super::sessions::Session;
@@ -205,7 +205,7 @@ impl State {
                     Limit::IpQueuedBytes
                 };
                 self.metrics.budget_refused(limit);
-                Err(mpsc::error::TrySendError::Full(Box::new(out)))
+                Err(outbox::TrySendError::Full(Box::new(out)))
             }
         };
         match sent {
@@ -220,14 +220,14 @@ impl State {
                 // detached now and the frame queued; what the connection
                 // still holds comes back through `disconnect`.
                 let out = match err {
-                    mpsc::error::TrySendError::Full(o) => {
+                    outbox::TrySendError::Full(o) => {
                         if let Some(kill) = entry.kill.take() {
                             let _ = kill.send(CloseCode::SlowConsumer);
                         }
                         self.metrics.close(CloseCode::SlowConsumer);
                         o
                     }
-                    mpsc::error::TrySendError::Closed(o) => o,
+                    outbox::TrySendError::Closed(o) => o,
                 };
                 let peer = entry.peer.take();
                 self.conns.remove(&conn);

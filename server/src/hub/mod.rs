@@ -6,7 +6,7 @@
 //! [`Hub::handle`], [`Hub::handle_binary`], [`Hub::reject`],
 //! [`Hub::disconnect`] and [`Hub::sweep`].
 //! Everything the hub sends leaves through a connection's bounded outbound
-//! queue (a `tokio::sync::mpsc::Sender`), or a one-shot "close with this
+//! queue (an [`outbox::Sender`]), or a one-shot "close with this
 //! code" switch. The hub never awaits: its lock is held only for plain,
 //! short state changes, so no lock is ever held across an `.await`. It
 //! never reads a clock or a global random source either: `now` comes with
@@ -58,7 +58,7 @@ use axum::body::Bytes;
 use axum::extract::ws::{Message, Utf8Bytes};
 use peerwire::protocol::messages::Rid;
 use peerwire::protocol::{ClientMessage, CloseCode, DecodeError, ErrorCode, ServerMessage};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::auth::{Grant, Policy};
 use crate::ice::IceConfig;
@@ -75,6 +75,7 @@ mod delivery;
 mod env;
 mod hostnames;
 mod network_rooms;
+pub mod outbox;
 mod relay;
 mod rendezvous;
 mod rooms;
@@ -114,7 +115,10 @@ pub type TextFrame = Utf8Bytes;
 /// a channel's first block of 32 slots when the channel is made, and 32
 /// slots of a 144-byte [`Outgoing`] were 4.6 KiB for every idle
 /// connection (boxed, 256 bytes).
-pub type Outbox = mpsc::Sender<Box<Outgoing>>;
+pub type Outbox = outbox::Sender<Box<Outgoing>>;
+
+/// The connection's end of its outbound queue.
+pub type Inbox = outbox::Receiver<Box<Outgoing>>;
 
 /// One frame on its way to a client: a JSON message (text), or a relay
 /// frame (binary, `[n][sender id][payload]`; see
@@ -372,9 +376,12 @@ impl Hub {
             Some(ip) => st.addresses.of(ip),
             None => AddressMeters::default(),
         };
+        // Boxed, as sessions are: the maps' tables hold a pointer per
+        // slot, not a whole entry (at most 7 in 8 slots are used, often
+        // half), and there is an entry per connection.
         st.conns.insert(
             id,
-            Conn {
+            Box::new(Conn {
                 tx,
                 kill: Some(kill),
                 peer: None,
@@ -384,7 +391,7 @@ impl Hub {
                 outbound: Arc::new(Meter::default()),
                 address,
                 fanout: None,
-            },
+            }),
         );
         id
     }
@@ -432,7 +439,7 @@ impl Hub {
         conn: ConnId,
         clean: bool,
         now: Instant,
-        rx: &mut mpsc::Receiver<Box<Outgoing>>,
+        rx: &mut Inbox,
     ) -> Option<&'static str> {
         self.disconnect_with(conn, clean, now, rx, None)
     }
@@ -444,7 +451,7 @@ impl Hub {
         conn: ConnId,
         clean: bool,
         now: Instant,
-        rx: &mut mpsc::Receiver<Box<Outgoing>>,
+        rx: &mut Inbox,
         unwritten: Option<Outgoing>,
     ) -> Option<&'static str> {
         let mut st = self.lock();
@@ -609,8 +616,8 @@ struct State {
     metrics: Arc<Metrics>,
     env: HubEnv,
     next_conn: ConnId,
-    conns: HashMap<ConnId, Conn>,
-    sessions: HashMap<String, Session>,
+    conns: HashMap<ConnId, Box<Conn>>,
+    sessions: HashMap<String, Box<Session>>,
     rooms: HashMap<String, Room>,
     keys: HashMap<String, Rendezvous>,
     /// Each registered hostname with the id that owns it.

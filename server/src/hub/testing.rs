@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use peerwire::protocol::{ClientMessage, CloseCode};
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
-use super::{ConnId, Frame, Hub, HubConfig, HubEnv, Outgoing, RelayConfig, Relayed};
+use super::{ConnId, Frame, Hub, HubConfig, HubEnv, RelayConfig, Relayed};
 use crate::metrics::Metrics;
 
 /// `n` milliseconds after the harness's base instant.
@@ -44,7 +44,7 @@ pub fn config() -> HubConfig {
 }
 
 struct Client {
-    rx: mpsc::Receiver<Box<Outgoing>>,
+    rx: super::Inbox,
     /// Frames read but not yet returned (those after a request's reply).
     unread: Vec<Value>,
     /// Binary (relay) frames read but not yet returned.
@@ -118,7 +118,7 @@ impl Harness {
     }
 
     fn connect_full(&mut self, frames: usize, ip: Option<std::net::IpAddr>) -> ConnId {
-        let (tx, rx) = mpsc::channel(frames);
+        let (tx, rx) = super::outbox::channel(frames);
         let (kill_tx, kill) = oneshot::channel();
         let conn = self.hub.connect(tx, kill_tx, None, None, ip);
         self.clients.insert(

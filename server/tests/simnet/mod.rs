@@ -13,13 +13,13 @@ use peerwire::core::engine::{
 use peerwire::core::sim::{Broker, BrokerFrame, Sim};
 use peerwire::protocol::frames::PayloadType;
 use peerwire::protocol::{ClientMessage, CloseCode};
-use peerwire_broker::hub::{self, Hub, HubConfig, HubEnv, Outgoing, ResumeKey};
+use peerwire_broker::hub::{self, Hub, HubConfig, HubEnv, ResumeKey};
 use peerwire_broker::metrics::Metrics;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 struct Link {
     conn: hub::ConnId,
-    rx: mpsc::Receiver<Box<Outgoing>>,
+    rx: peerwire_broker::hub::Inbox,
     kill: oneshot::Receiver<CloseCode>,
 }
 
@@ -85,7 +85,8 @@ impl HubBroker {
 
 impl Broker for HubBroker {
     fn connect(&mut self, _now: Millis) -> u64 {
-        let (tx, rx) = mpsc::channel(peerwire::protocol::limits::OUTBOUND_QUEUE);
+        let (tx, rx) =
+            peerwire_broker::hub::outbox::channel(peerwire::protocol::limits::OUTBOUND_QUEUE);
         let (kill_tx, kill) = oneshot::channel();
         let conn = self.hub.connect(tx, kill_tx, None, None, None);
         let id = self.next;
