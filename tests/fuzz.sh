@@ -43,6 +43,7 @@
 #   relay_frame     the relay frame codec and the hub forwarding any binary frame between a relay pair
 #   stun_packet     the broker's STUN codec: any datagram, answered only if a binding request, briefly
 #   frontend_frame  the PeerJS and signaller front-ends: any client or hub frame, carried as sent
+#   ws_frame        the broker's WebSocket reader: any client bytes, cut anywhere, read alike
 #
 # A crash, leak, timeout or out-of-memory input is copied into
 # fuzz/regressions/<target>/ (commit it with the fix: the replay test then
@@ -54,7 +55,7 @@ RUNS=${FUZZ_RUNS:-}
 TIMEOUT=${FUZZ_TIMEOUT:-10}
 export ASAN_OPTIONS=${ASAN_OPTIONS-malloc_context_size=0:detect_stack_use_after_return=0:quarantine_size_mb=16}
 TARGETS=("$@")
-[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(broker_message peer_frame reassembly rest_codec hub_sequence relay_frame stun_packet frontend_frame)
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(broker_message peer_frame reassembly rest_codec hub_sequence relay_frame stun_packet frontend_frame ws_frame)
 
 # cargo fuzz instruments with -Z flags: nightly if installed, otherwise the
 # stable compiler with RUSTC_BOOTSTRAP=1 (the flags it needs exist there).

@@ -21,10 +21,16 @@
 //!   sender; what one signaller side sends reaches the other as is, in
 //!   order, until the message limit closes both with 4002; any PeerJS
 //!   connection query is accepted only with a non-empty id and token.
+//! - [`ws_frame`]: the broker's WebSocket reader (`ws::Reader`) on any
+//!   bytes from a client. Checked: no panic; the messages read and the
+//!   error that ends the reading (with its close code) are the same
+//!   whether the bytes arrive at once, cut in pieces at any points, or
+//!   partly as bytes read with the upgrade request.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use axum::extract::ws::Message;
 use peerwire::protocol::json::Json;
 use peerwire::protocol::relay;
 use peerwire::protocol::{ClientMessage, CloseCode, ServerMessage};
@@ -41,11 +47,12 @@ use crate::stun::codec;
 pub type Target = fn(&[u8]);
 
 /// The targets, by the name of their folder under `fuzz/regressions/`.
-pub const TARGETS: [(&str, Target); 4] = [
+pub const TARGETS: [(&str, Target); 5] = [
     ("frontend_frame", frontend_frame),
     ("hub_sequence", hub_sequence),
     ("relay_frame", relay_frame),
     ("stun_packet", stun_packet),
+    ("ws_frame", ws_frame),
 ];
 
 const IDS: [&str; 4] = ["a", "b", "c", "admin-1"];
@@ -615,6 +622,95 @@ fn check_stun_answer(packet: &[u8]) -> usize {
     answers
 }
 
+/// A client's bytes as a socket hands them out: in pieces whose sizes
+/// cycle through `cuts` (each 1 to 256 bytes; all at once without cuts).
+struct Pieces<'a> {
+    data: &'a [u8],
+    cuts: &'a [u8],
+    next: usize,
+}
+
+impl tokio::io::AsyncRead for Pieces<'_> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        let cut = match this.cuts.len() {
+            0 => usize::MAX,
+            n => this.cuts[this.next % n] as usize + 1,
+        };
+        this.next += 1;
+        let n = cut.min(this.data.len()).min(buf.remaining());
+        buf.put_slice(&this.data[..n]);
+        this.data = &this.data[n..];
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// What a reader makes of `leftover` then `data` (cut by `cuts`): every
+/// message, then the error that ended it, with its close code.
+fn ws_read(leftover: &[u8], data: &[u8], cuts: &[u8]) -> (Vec<Message>, String) {
+    use futures_util::FutureExt;
+    let io = Pieces {
+        data,
+        cuts,
+        next: 0,
+    };
+    let leftover = axum::body::Bytes::copy_from_slice(leftover);
+    let mut reader = crate::ws::Reader::new(io, leftover, WS_MAX);
+    let mut messages = Vec::new();
+    loop {
+        match reader.next().now_or_never() {
+            Some(Ok(m)) => messages.push(m),
+            Some(Err(e)) => return (messages, format!("{e:?} {:?}", e.close_code())),
+            None => panic!("an in-memory socket never makes the reader wait"),
+        }
+    }
+}
+
+/// The largest message [`ws_frame`]'s reader takes: small, so that inputs
+/// reach the limit.
+const WS_MAX: usize = 1024;
+
+/// Runs one input through the WebSocket reader: byte 0 is how many cut
+/// sizes follow (0 to 7), then the cut sizes, then where the bytes read
+/// with the upgrade request end, then the client's bytes.
+pub fn ws_frame(data: &[u8]) {
+    let Some((&n, rest)) = data.split_first() else {
+        return;
+    };
+    let n = (n as usize % 8).min(rest.len());
+    let (cuts, rest) = rest.split_at(n);
+    let Some((&split, bytes)) = rest.split_first() else {
+        return;
+    };
+    let whole = ws_read(&[], bytes, &[]);
+    assert_eq!(
+        ws_read(&[], bytes, cuts),
+        whole,
+        "the same bytes in pieces read the same"
+    );
+    let k = (split as usize).min(bytes.len());
+    assert_eq!(
+        ws_read(&bytes[..k], &bytes[k..], cuts),
+        whole,
+        "bytes read with the upgrade request read the same"
+    );
+    let total: usize = whole
+        .0
+        .iter()
+        .map(|m| match m {
+            Message::Text(t) => t.len(),
+            Message::Binary(b) => b.len(),
+            _ => 0,
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(total <= WS_MAX, "no message over the limit is taken");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -638,6 +734,32 @@ mod tests {
             }
             assert!(replayed > 0, "no inputs kept in {}", dir.display());
         }
+    }
+
+    /// The reader under `ws_frame` reads what a client sent: a fragmented
+    /// text with a ping between its frames, then a binary message, then
+    /// the end of the stream; and refuses an unmasked frame with 1002.
+    #[test]
+    fn ws_frame_reads_messages_and_refuses_unmasked_frames() {
+        let seed = |name: &str| {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../fuzz/regressions/ws_frame")
+                .join(name);
+            std::fs::read(path).unwrap()[4..].to_vec()
+        };
+        let (messages, end) = ws_read(&[], &seed("seed-fragments-and-ping"), &[0, 2]);
+        assert_eq!(
+            messages,
+            vec![
+                Message::Ping(axum::body::Bytes::from_static(b"p")),
+                Message::Text("hello".into()),
+                Message::Binary((0u8..40).collect::<Vec<_>>().into()),
+            ]
+        );
+        assert!(end.starts_with("Lost"), "{end}");
+        let (messages, end) = ws_read(&[], &seed("seed-unmasked"), &[]);
+        assert!(messages.is_empty());
+        assert!(end.ends_with("Some(ProtocolError)"), "{end}");
     }
 
     /// A short, deterministic fuzz run in every `cargo test`: the RFC 5769
