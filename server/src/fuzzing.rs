@@ -671,8 +671,9 @@ fn ws_read(leftover: &[u8], data: &[u8], cuts: &[u8]) -> (Vec<Message>, String) 
 }
 
 /// The largest message [`ws_frame`]'s reader takes: small, so that inputs
-/// reach the limit.
-const WS_MAX: usize = 1024;
+/// reach the limit, and above the size (2 KiB) from which a payload still
+/// to come is read straight into its vector, so that path is fuzzed too.
+const WS_MAX: usize = 3 * 1024;
 
 /// Runs one input through the WebSocket reader: byte 0 is how many cut
 /// sizes follow (0 to 7), then the cut sizes, then where the bytes read
