@@ -115,7 +115,11 @@ pub(crate) struct Ctx {
     pub d: Rc<Driver>,
     peer: Rc<Emitter>,
     views: StateCell<Table<Target, View>>,
-    ports: StateCell<Table<u16, PortListener>>,
+    /// Who listens on each port, with the number of that binding (so a
+    /// server that lost its port to `network.unbind` and a newcomer does
+    /// not unbind the newcomer when it closes).
+    ports: StateCell<Table<u16, (u32, PortListener)>>,
+    bindings: Cell<u32>,
     internal: StateCell<Table<ChanId, Consumer>>,
     make_conn: MakeHandle,
     make_stream: MakeHandle,
@@ -128,6 +132,7 @@ impl Ctx {
             peer: Rc::new(Emitter::new(PEER_EVENTS)),
             views: StateCell::new(Table::new()),
             ports: StateCell::new(Table::new()),
+            bindings: Cell::new(0),
             internal: StateCell::new(Table::new()),
             make_conn,
             make_stream,
@@ -250,14 +255,26 @@ impl Ctx {
     // ---- ports and in-Rust consumers ----------------------------------------
 
     #[cfg_attr(not(feature = "full"), allow(dead_code))] // used by Node (the full build)
-    pub fn listen(&self, port: u16, listener: PortListener) -> Result<(), PeerError> {
+    /// Listens on `port`; the binding's number, for [`Ctx::unlisten_binding`].
+    pub fn listen(&self, port: u16, listener: PortListener) -> Result<u32, PeerError> {
         let use_ = match listener {
             PortListener::Sockets(_) => crate::core::engine::PortUse::Sockets,
             PortListener::Rest(_) => crate::core::engine::PortUse::Rest,
         };
         self.d.run(|e, _| e.listen(port, use_))?;
-        self.ports.borrow_mut().insert(port, listener);
-        Ok(())
+        let binding = self.bindings.get().wrapping_add(1);
+        self.bindings.set(binding);
+        self.ports.borrow_mut().insert(port, (binding, listener));
+        Ok(binding)
+    }
+
+    /// Stops listening on `port` if `binding` still holds it.
+    #[cfg_attr(not(feature = "full"), allow(dead_code))] // used by Node (the full build)
+    pub fn unlisten_binding(&self, port: u16, binding: u32) {
+        let held = matches!(self.ports.borrow().get(&port), Some((b, _)) if *b == binding);
+        if held {
+            self.unlisten(port);
+        }
     }
 
     #[cfg_attr(not(feature = "full"), allow(dead_code))] // used by Node (the full build)
@@ -605,7 +622,7 @@ impl Sink for Ctx {
             }
             Event::Accepted { port, chan } => {
                 self.mark_opened(&Target::Chan(chan));
-                let listener = self.ports.borrow().get(&port).cloned();
+                let listener = self.ports.borrow().get(&port).map(|(_, l)| l.clone());
                 match listener {
                     Some(PortListener::Sockets(callback)) => {
                         let h = self.stream_handle(chan);

@@ -300,7 +300,8 @@ impl Sockets {
 pub struct SocketServer {
     ctx: Rc<Ctx>,
     on_socket: Function,
-    port: Cell<Option<u16>>,
+    /// The port and the binding's number (see `Ctx::listen`).
+    port: Cell<Option<(u16, u32)>>,
 }
 
 #[wasm_bindgen]
@@ -308,16 +309,17 @@ impl SocketServer {
     /// Starts taking sockets on `port`.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn listen(&self, port: u16) -> Result<Promise, JsValue> {
-        self.ctx
+        let binding = self
+            .ctx
             .listen(port, PortListener::Sockets(self.on_socket.clone()))?;
-        self.port.set(Some(port));
+        self.port.set(Some((port, binding)));
         Ok(Promise::resolve(&JsValue::UNDEFINED))
     }
 
     /// Stops taking new sockets (open ones stay open).
     pub fn close(&self) {
-        if let Some(p) = self.port.take() {
-            self.ctx.unlisten(p);
+        if let Some((port, binding)) = self.port.take() {
+            self.ctx.unlisten_binding(port, binding);
         }
     }
 }

@@ -160,7 +160,8 @@ pub(crate) struct RestServerShared {
     ctx: Weak<Ctx>,
     router: RefCell<Router>,
     handlers: RefCell<Vec<Function>>,
-    port: Cell<Option<u16>>,
+    /// The port and the binding's number (see `Ctx::listen`).
+    port: Cell<Option<(u16, u32)>>,
 }
 
 impl RestServerShared {
@@ -618,20 +619,22 @@ impl RestServer {
             .upgrade()
             .ok_or_else(|| PeerError::Closed("the node".into()))?;
         let server = self.inner.clone();
-        ctx.listen(
+        let binding = ctx.listen(
             port,
             PortListener::Rest(Rc::new(move |ctx: &Rc<Ctx>, chan: ChanId| {
                 server.serve(ctx, chan)
             })),
         )?;
-        self.inner.port.set(Some(port));
+        self.inner.port.set(Some((port, binding)));
         Ok(Promise::resolve(&JsValue::UNDEFINED))
     }
 
     /// Stops serving (requests under way finish).
     pub fn close(&self) {
-        if let (Some(port), Some(ctx)) = (self.inner.port.take(), self.inner.ctx.upgrade()) {
-            ctx.unlisten(port);
+        if let (Some((port, binding)), Some(ctx)) =
+            (self.inner.port.take(), self.inner.ctx.upgrade())
+        {
+            ctx.unlisten_binding(port, binding);
         }
     }
 }

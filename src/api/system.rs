@@ -81,6 +81,8 @@ impl Network {
 
     /// Stops taking sockets (or requests) on `port`, whoever bound it;
     /// sockets already open stay open. Unbinding a free port does nothing.
+    /// A server unbound this way that closes later leaves alone whoever
+    /// bound the port since.
     pub fn unbind(&self, port: u16) {
         self.ctx.unlisten(port);
     }

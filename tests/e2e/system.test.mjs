@@ -39,13 +39,29 @@ test('node.system counts uptime, connections, bytes and ports; node.network list
       let inUse;
       try { node.network.bind(9000, () => {}); } catch (e) { inUse = [e.name, e.code]; }
       node.network.unbind(7000);
-      return { fresh, ports: node.network.ports, inUse, address: await node.address() };
+      // A server unbound by network.unbind, closing after a newcomer took
+      // its port, leaves the newcomer bound; so does a socket server.
+      const rest = node.rest.createServer().get('/', (req, res) => res.send('old'));
+      await rest.listen(7100);
+      node.network.unbind(7100);
+      node.network.bind(7100, () => {});
+      rest.close();
+      const sockets = node.sockets.createServer(() => {});
+      await sockets.listen(7200);
+      node.network.unbind(7200);
+      await node.rest.createServer().get('/', (req, res) => res.send('new')).listen(7200);
+      sockets.close();
+      const kept = node.network.ports.filter((p) => p === 7100 || p === 7200);
+      node.network.unbind(7100);
+      node.network.unbind(7200);
+      return { fresh, ports: node.network.ports, inUse, kept, address: await node.address() };
     }, { ws: broker.ws, host });
     assert.equal(fresh.fresh.connections, 0);
     assert.equal(fresh.fresh.maxConnections, 256, "smoke's budget by default");
     assert.equal(fresh.fresh.bytesIn, 0);
     assert.deepEqual(fresh.ports, [80, 9000]);
     assert.deepEqual(fresh.inUse, ['InvalidArgumentError', 'invalid-argument']);
+    assert.deepEqual(fresh.kept, [7100, 7200], 'an unbound server closing later does not unbind the newcomer');
 
     const out = await client.page.evaluate(async ({ ws, host }) => {
       const { Node, NetworkHub } = window.peerwire;
