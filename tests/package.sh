@@ -73,7 +73,7 @@ build() {
   done
   mv "$dir/peerwire.d.ts" "$dir/peerwire_glue.d.ts"
   # Classes written in JavaScript and re-exported (Database, Query from
-  # src/web/database.js) get `export let Name: unknown;` from wasm-bindgen;
+  # src/web/helpers_full.js) get `export let Name: unknown;` from wasm-bindgen;
   # their real declarations are in the crate's custom TypeScript section.
   sed -i '/^export let [A-Za-z]*: unknown;$/d' "$dir/peerwire_glue.d.ts"
   rm -f "$dir/peerwire_bg.wasm.d.ts"

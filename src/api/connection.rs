@@ -11,7 +11,7 @@ use super::errors::PeerError;
 use super::payload::progress_option;
 use crate::core::engine::{ConnId, ConnState};
 
-#[wasm_bindgen(module = "/src/web/stats.js")]
+#[wasm_bindgen(module = "/src/web/helpers.js")]
 extern "C" {
     #[wasm_bindgen(js_name = connectionStats)]
     fn connection_stats(pc: &web_sys::RtcPeerConnection) -> js_sys::Promise;

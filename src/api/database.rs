@@ -1,5 +1,5 @@
 //! `Database` and `Query` (smoke's record database and its queries): plain
-//! JavaScript in `src/web/database.js`, re-exported by the package as they
+//! JavaScript in `src/web/helpers_full.js`, re-exported by the package as they
 //! are. A JavaScript module costs a few kilobytes of minified script and no
 //! wasm at all, where `web-sys` IndexedDB bindings would add their glue and
 //! a Rust query engine to every page that loads the SDK; and the query's
@@ -13,9 +13,9 @@
 
 use wasm_bindgen::prelude::*;
 
-#[wasm_bindgen(module = "/src/web/database.js")]
+#[wasm_bindgen(module = "/src/web/helpers_full.js")]
 extern "C" {
-    /// Records in IndexedDB (see `src/web/database.js`).
+    /// Records in IndexedDB (see `src/web/helpers_full.js`).
     #[wasm_bindgen(reexport)]
     pub type Database;
     /// A query over an async or sync iterable.

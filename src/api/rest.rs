@@ -26,7 +26,7 @@ use crate::protocol::frames::PayloadType;
 
 mod media;
 
-#[wasm_bindgen(module = "/src/web/streams.js")]
+#[wasm_bindgen(module = "/src/web/helpers.js")]
 extern "C" {
     #[wasm_bindgen(js_name = readableFromReader)]
     fn readable_from_reader(reader: JsValue) -> web_sys::ReadableStream;

@@ -12,7 +12,7 @@ use crate::core::engine::ChanId;
 use crate::core::stream::StreamState;
 use crate::protocol::frames::ChannelLabel;
 
-#[wasm_bindgen(module = "/src/web/streams.js")]
+#[wasm_bindgen(module = "/src/web/helpers.js")]
 extern "C" {
     #[wasm_bindgen(js_name = readableFrom)]
     fn readable_from(stream: &JsValue) -> web_sys::ReadableStream;

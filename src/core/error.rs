@@ -59,10 +59,10 @@ pub enum PeerError {
     #[error("the broker did not answer within {0} ms")]
     Timeout(u64),
     /// A `Database` read from a store it does not have (thrown by
-    /// `src/web/database.js`; here so the names and codes stay one list).
+    /// `src/web/helpers_full.js`; here so the names and codes stay one list).
     #[error("{0}")]
     UnknownStore(String),
-    /// IndexedDB failed under a `Database` (thrown by `src/web/database.js`).
+    /// IndexedDB failed under a `Database` (thrown by `src/web/helpers_full.js`).
     #[error("{detail}")]
     Database {
         kind: DatabaseFailure,

@@ -25,7 +25,7 @@ pub const MEDIASTREAM_TYPE: &str = "application/vnd.peerwire.mediastream+json";
 /// Tracks one media stream response may announce.
 const MAX_STREAM_TRACKS: u64 = 64;
 
-#[wasm_bindgen(module = "/src/web/pattern.js")]
+#[wasm_bindgen(module = "/src/web/helpers_full.js")]
 extern "C" {
     #[wasm_bindgen(js_name = testPattern)]
     fn test_pattern(width: u32, height: u32, frame_rate: f64) -> JsValue;

@@ -16,7 +16,7 @@ use super::Driver;
 use crate::core::engine::{ConnId, Table, TrackId};
 use crate::core::error::PeerError;
 
-#[wasm_bindgen(module = "/src/web/media.js")]
+#[wasm_bindgen(module = "/src/web/helpers.js")]
 extern "C" {
     #[wasm_bindgen(js_name = senderMids)]
     fn sender_mids_js(pc: &JsValue, senders: &Array) -> Array;

@@ -1,3 +1,7 @@
+// The full build's JavaScript (the `peerwire/lite` entry leaves it out):
+// smoke's Database and queries, and node.media's test pattern. See
+// helpers.js for why the SDK's JavaScript is kept in two files.
+
 // Records in IndexedDB and queries over them (smoke's Database and its
 // queries), as plain JavaScript the wasm re-exports: `Database`, `Query`.
 //
@@ -481,4 +485,75 @@ function toAsync(iterator) {
 // A query over a rest record set (`response.query()`).
 export function queryOf(records) {
   return new Query(records);
+}
+
+// node.media.createTestPattern(): a MediaStream drawn on a canvas (colour
+// bars, a moving line and a frame counter) with a 440 Hz oscillator as its
+// audio track (wasm-bindgen imports this; smaller as JavaScript).
+
+export function testPattern(width, height, frameRate) {
+  const canvas = document.createElement('canvas');
+  canvas.width = width;
+  canvas.height = height;
+  const g = canvas.getContext('2d');
+  const colors = ['#fff', '#ff0', '#0ff', '#0f0', '#f0f', '#f00', '#00f'];
+  let frame = 0;
+  const draw = () => {
+    const w = width / colors.length;
+    colors.forEach((c, i) => { g.fillStyle = c; g.fillRect(i * w, 0, w + 1, height); });
+    g.fillStyle = '#000';
+    g.fillRect((frame * 4) % width, 0, 4, height);
+    g.fillRect(0, height - 24, 90, 24);
+    g.fillStyle = '#fff';
+    g.font = '16px monospace';
+    g.fillText(String(frame++), 6, height - 7);
+  };
+  draw();
+  const timer = setInterval(draw, 1000 / frameRate);
+  const stream = canvas.captureStream(frameRate);
+  let audio = null;
+  try {
+    audio = new AudioContext();
+    const osc = audio.createOscillator();
+    osc.frequency.value = 440;
+    const gain = audio.createGain();
+    gain.gain.value = 0.1;
+    const out = audio.createMediaStreamDestination();
+    osc.connect(gain).connect(out);
+    osc.start();
+    out.stream.getAudioTracks().forEach((t) => stream.addTrack(t));
+  } catch {
+    // No Web Audio here: the pattern is video only.
+  }
+  // Stopping every track stops the drawing and the oscillator.
+  for (const t of stream.getTracks()) {
+    const stop = t.stop.bind(t);
+    t.stop = () => {
+      stop();
+      if (stream.getTracks().every((x) => x.readyState === 'ended')) {
+        clearInterval(timer);
+        if (audio) audio.close();
+      }
+    };
+  }
+  return stream;
+}
+
+// Resolves the remote stream `find()` returns once it holds `count`
+// tracks, checking again on each `track` event of `conn`; rejects with a
+// ClosedError if the connection closes first.
+export function streamWhenComplete(conn, find, count) {
+  return new Promise((resolve, reject) => {
+    const done = () => { conn.off('track', check); conn.off('close', closed); };
+    const check = () => {
+      const s = find();
+      if (s && s.getTracks().length >= count) { done(); resolve(s); return true; }
+      return false;
+    };
+    const closed = ({ reason }) => {
+      done();
+      reject(Object.assign(new Error(`the connection to "${conn.peerId}" is closed (${reason})`), { name: 'ClosedError', code: 'closed' }));
+    };
+    if (!check()) { conn.on('track', check); conn.on('close', closed); }
+  });
 }
