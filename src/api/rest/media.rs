@@ -84,7 +84,10 @@ impl RestResponse {
 impl FetchResponse {
     /// For a `res.mediastream()` answer: the remote MediaStream, once every
     /// track of it arrived on the connection (it plays like any remote
-    /// stream, and can be served again with `res.mediastream()`).
+    /// stream, and can be served again with `res.mediastream()`). It
+    /// watches the connection's `track` events without taking them: a
+    /// `track` listener attached later (`node.connect(address)`) still
+    /// gets each.
     #[wasm_bindgen(unchecked_return_type = "Promise<MediaStream>")]
     pub fn mediastream(&self) -> Promise {
         let inner = self.inner.clone();

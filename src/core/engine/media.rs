@@ -576,8 +576,9 @@ impl Engine {
     /// is released): the media it carried stops. Each remote track ends
     /// (`Relay`), this side's senders are forgotten (the user's tracks go
     /// on; they can be added again once the connection is back on a
-    /// direct path), calls waiting for an answer fail, and, if anything
-    /// was lost, a `ConnError` with `MediaUnavailable` says so.
+    /// direct path), calls waiting for an answer fail, and, if tracks or
+    /// calls to answer were lost, a `ConnError` with `MediaUnavailable`
+    /// says so.
     pub(crate) fn media_to_relay(&mut self, c: ConnId) {
         let Some(conn) = self.conns.get_mut(&c) else {
             return;
@@ -585,10 +586,10 @@ impl Engine {
         let remote = conn.remote.clone();
         let m = &mut conn.media;
         let sent = m.senders.len();
-        let received: Vec<String> = m.receivers.keys().cloned().collect();
+        let mids: Vec<String> = m.receivers.keys().cloned().collect();
         let calls: Vec<OpId> = m.calls_out.take().into_iter().map(|(_, op)| op).collect();
         let answered = m.calls_in.len() + m.early_calls.len();
-        if sent == 0 && received.is_empty() && calls.is_empty() && answered == 0 {
+        if sent == 0 && mids.is_empty() && calls.is_empty() && answered == 0 {
             return;
         }
         m.senders.clear();
@@ -602,9 +603,10 @@ impl Engine {
         m.used = false;
         let why = format!(
             "the connection to \"{remote}\" moved to the broker's relay, which carries no media: {sent} track(s) sent and {} received stopped (media needs a direct or TURN path; add the tracks again once it is back on one)",
-            received.len()
+            mids.len()
         );
-        for mid in received {
+        let received = mids.len();
+        for mid in mids {
             self.events.push_back(Event::TrackEnded {
                 conn: c,
                 mid,
@@ -614,10 +616,13 @@ impl Engine {
         for op in calls {
             self.done(op, Err(PeerError::MediaUnavailable(why.clone())));
         }
-        self.events.push_back(Event::ConnError {
-            conn: c,
-            error: PeerError::MediaUnavailable(why),
-        });
+        // A call of this side's was all: its rejection says it.
+        if sent > 0 || received > 0 || answered > 0 {
+            self.events.push_back(Event::ConnError {
+                conn: c,
+                error: PeerError::MediaUnavailable(why),
+            });
+        }
     }
 
     /// The connection closed: calls waiting fail, tracks are forgotten.
