@@ -6,7 +6,9 @@
 
 mod simnet;
 
-use peerwire::core::engine::{ConnId, ConnState, Event, RelayPolicy, Reply, TrackId};
+use peerwire::core::engine::{
+    ConnId, ConnState, Event, RelayPolicy, Reply, TrackEndReason, TrackId,
+};
 use peerwire::core::error::PeerError;
 use peerwire::core::sim::Sim;
 use simnet::{HubBroker, connect, listen_all, network, network_with};
@@ -35,7 +37,10 @@ fn no_failure(sim: &Sim<HubBroker>, i: usize) -> bool {
     !sim.saw(i, |e| {
         matches!(
             e,
-            Event::Error(_) | Event::Closed { .. } | Event::TrackEnded { .. }
+            Event::Error(_)
+                | Event::Closed { .. }
+                | Event::TrackEnded { .. }
+                | Event::ConnError { .. }
         )
     })
 }
@@ -155,7 +160,7 @@ fn removed_tracks_end_and_muted_tracks_show_on_the_remote() {
     sim.with(0, |e| e.remove_track(ca, video, now)).unwrap();
     assert!(sim.run_while(1_000.0, |s| s.saw(1, |e| matches!(
         e,
-        Event::TrackEnded { mid, .. } if *mid == video_mid
+        Event::TrackEnded { mid, reason: TrackEndReason::Removed, .. } if *mid == video_mid
     ))));
     sim.run_for(1_000.0);
     assert_eq!(
@@ -305,4 +310,182 @@ fn media_on_a_relayed_connection_is_refused_by_name() {
         matches!(call, Err(PeerError::MediaUnavailable(_))),
         "{call:?}"
     );
+}
+
+/// The mid `track` (sent by peer `i` on `c`) was negotiated on.
+fn mid_of(sim: &Sim<HubBroker>, i: usize, c: ConnId, track: TrackId) -> String {
+    sim.peers[i]
+        .engine
+        .local_tracks(c)
+        .into_iter()
+        .find(|(x, _)| *x == track)
+        .and_then(|(_, m)| m)
+        .expect("the track has a mid")
+}
+
+/// What the user's own tracks do reaches the remote: a track that ended
+/// by itself (stopped, device gone) ends there with `Ended`, not
+/// `Removed`; a source's mute and unmute show as `TrackMuted`, and a
+/// track the user also muted stays muted until both let go. Reports about
+/// a track no longer sent are ignored.
+#[test]
+fn a_local_tracks_own_end_and_mute_reach_the_remote() {
+    let mut sim = network(2, 21);
+    listen_all(&mut sim);
+    let (ca, cb) = connect(&mut sim, 0, 1);
+    let now = sim.now;
+    let cam = sim
+        .with(0, |e| e.add_track(ca, "video", vec!["s".into()], now))
+        .unwrap();
+    let mic = sim
+        .with(0, |e| e.add_track(ca, "audio", vec!["s".into()], now))
+        .unwrap();
+    assert!(sim.run_while(3_000.0, |s| all_arrived(s, 0, ca, 1, cb)));
+    let (cam_mid, mic_mid) = (mid_of(&sim, 0, ca, cam), mid_of(&sim, 0, ca, mic));
+    let muted_events = |s: &Sim<HubBroker>, mid: &str| -> Vec<bool> {
+        s.peers[1]
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::TrackMuted { mid: m, muted, .. } if m == mid => Some(*muted),
+                _ => None,
+            })
+            .collect()
+    };
+
+    // The source stops producing, then the user mutes too: one
+    // `track-muted`. The source comes back: still muted (the user's
+    // mute holds). The user unmutes: `track-unmuted`.
+    sim.with(0, |e| e.handle_local_track_muted(ca, mic, true));
+    assert!(sim.run_while(1_000.0, |s| muted_events(s, &mic_mid) == [true]));
+    sim.with(0, |e| e.set_track_muted(ca, mic, true)).unwrap();
+    sim.with(0, |e| e.handle_local_track_muted(ca, mic, false));
+    sim.run_for(500.0);
+    assert_eq!(muted_events(&sim, &mic_mid), [true]);
+    assert_eq!(
+        sim.peers[1].engine.remote_tracks(cb),
+        vec![(cam_mid.clone(), false), (mic_mid.clone(), true)]
+    );
+    sim.with(0, |e| e.set_track_muted(ca, mic, false)).unwrap();
+    assert!(sim.run_while(1_000.0, |s| muted_events(s, &mic_mid) == [true, false]));
+
+    // The camera's track ends on its own: the remote's ends with `Ended`,
+    // the sender is gone (the driver removes it), the microphone goes on.
+    let now = sim.now;
+    sim.with(0, |e| e.handle_local_track_ended(ca, cam, now));
+    assert!(sim.run_while(1_000.0, |s| s.saw(1, |e| matches!(
+        e,
+        Event::TrackEnded { mid, reason: TrackEndReason::Ended, .. } if *mid == cam_mid
+    ))));
+    sim.run_for(1_000.0);
+    assert_eq!(
+        sim.peers[1].engine.remote_tracks(cb),
+        vec![(mic_mid.clone(), false)]
+    );
+    assert_eq!(sim.peers[0].engine.local_tracks(ca).len(), 1);
+    // A second report of it (its `ended` after `stop()`), or one about
+    // a track removed meanwhile, changes nothing.
+    let now = sim.now;
+    sim.with(0, |e| {
+        e.handle_local_track_ended(ca, cam, now);
+        e.handle_local_track_muted(ca, cam, true);
+    });
+    let now = sim.now;
+    sim.with(0, |e| e.remove_track(ca, mic, now)).unwrap();
+    sim.with(0, |e| e.handle_local_track_ended(ca, mic, now));
+    assert!(sim.run_while(1_000.0, |s| s.saw(1, |e| matches!(
+        e,
+        Event::TrackEnded { mid, reason: TrackEndReason::Removed, .. } if *mid == mic_mid
+    ))));
+    sim.run_for(1_000.0);
+    assert_eq!(count(&sim, 1, |e| matches!(e, Event::TrackEnded { .. })), 2);
+    assert!(sim.peers[1].engine.remote_tracks(cb).is_empty());
+    assert!(!sim.saw(1, |e| matches!(e, Event::Closed { .. } | Event::Error(_))));
+    // A new track after all that arrives as usual (mids may be reused).
+    let now = sim.now;
+    sim.with(0, |e| e.add_track(ca, "video", vec!["t".into()], now))
+        .unwrap();
+    assert!(sim.run_while(3_000.0, |s| all_arrived(s, 0, ca, 1, cb)
+        && s.peers[1].engine.remote_tracks(cb).len() == 1));
+}
+
+/// An open connection carrying media in both directions loses its
+/// direct path for good and moves to the broker's relay: the connection
+/// stays open, each side's remote tracks end with `Relay`, each side's
+/// senders are forgotten, a call waiting for its answer fails with
+/// `MediaUnavailable`, and each side gets one `ConnError` saying the
+/// media stopped. A connection with no media moves without one.
+#[test]
+fn media_lost_on_the_move_to_the_relay_is_reported_on_both_sides() {
+    let mut sim = network_with(3, 31, |c| c.direct_retry = 0);
+    listen_all(&mut sim);
+    let (ca, cb) = connect(&mut sim, 0, 1);
+    let (pa, pc) = connect(&mut sim, 0, 2);
+    let now = sim.now;
+    sim.with(0, |e| e.add_track(ca, "video", vec!["a".into()], now))
+        .unwrap();
+    sim.with(0, |e| e.add_track(ca, "audio", vec!["a".into()], now))
+        .unwrap();
+    sim.with(1, |e| e.add_track(cb, "video", vec!["b".into()], now))
+        .unwrap();
+    assert!(sim.run_while(3_000.0, |s| all_arrived(s, 0, ca, 1, cb)
+        && all_arrived(s, 1, cb, 0, ca)));
+    // p1 calls p0 on the same connection; p0 does not answer yet.
+    let now = sim.now;
+    let call = sim.with(1, |e| e.call("p0", None, now)).unwrap();
+    assert!(sim.run_while(1_000.0, |s| {
+        s.saw(0, |e| matches!(e, Event::IncomingCall { .. }))
+    }));
+
+    sim.break_path(0, false);
+    sim.no_webrtc = true;
+    let moved = sim.run_while(40_000.0, |s| {
+        s.peers[0].engine.is_relayed(ca)
+            && s.peers[1].engine.is_relayed(cb)
+            && s.peers[0].engine.is_relayed(pa)
+            && s.peers[2].engine.is_relayed(pc)
+    });
+    assert!(moved, "both connections moved to the relay");
+    sim.run_for(2_000.0);
+
+    let relay_ends = |s: &Sim<HubBroker>, i: usize| {
+        count(s, i, |e| {
+            matches!(
+                e,
+                Event::TrackEnded {
+                    reason: TrackEndReason::Relay,
+                    ..
+                }
+            )
+        })
+    };
+    let media_errors = |s: &Sim<HubBroker>, i: usize, c: ConnId| {
+        count(s, i, |e| {
+            matches!(e, Event::ConnError { conn, error: PeerError::MediaUnavailable(m) }
+                if *conn == c && m.contains("relay"))
+        })
+    };
+    assert_eq!(relay_ends(&sim, 0), 1, "p0 received one track");
+    assert_eq!(relay_ends(&sim, 1), 2, "p1 received two tracks");
+    assert_eq!(media_errors(&sim, 0, ca), 1);
+    assert_eq!(media_errors(&sim, 1, cb), 1);
+    for (i, c) in [(0, ca), (1, cb)] {
+        assert_eq!(sim.peers[i].engine.conn_state(c), ConnState::Open);
+        assert!(sim.peers[i].engine.local_tracks(c).is_empty());
+        assert!(sim.peers[i].engine.remote_tracks(c).is_empty());
+        assert!(!sim.saw(i, |e| matches!(e, Event::Closed { .. })));
+    }
+    assert!(matches!(
+        sim.outcome(1, call),
+        Some(Err(PeerError::MediaUnavailable(_)))
+    ));
+    // The connection without media: moved, nothing to report.
+    assert_eq!(media_errors(&sim, 0, pa), 0);
+    assert_eq!(count(&sim, 2, |e| matches!(e, Event::ConnError { .. })), 0);
+    // And media stays refused by name while relayed.
+    let now = sim.now;
+    assert!(matches!(
+        sim.with(0, |e| e.add_track(ca, "video", vec![], now)),
+        Err(PeerError::MediaUnavailable(_))
+    ));
 }

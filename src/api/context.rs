@@ -201,6 +201,24 @@ impl Ctx {
         Ok(())
     }
 
+    /// Adds one of the SDK's own listeners to `target` (see
+    /// [`Emitter::watch`]): it never takes events kept for the user's.
+    #[cfg_attr(not(feature = "full"), allow(dead_code))] // rest media (the full build)
+    pub fn watch(&self, target: &Target, event: &str, listener: Function) -> Result<(), PeerError> {
+        self.emitter(target).watch(event, listener)
+    }
+
+    /// Removes an SDK listener [`Ctx::watch`] added.
+    #[cfg_attr(not(feature = "full"), allow(dead_code))] // rest media (the full build)
+    pub fn unwatch(&self, target: &Target, event: &str, listener: &Function) {
+        // Not `emitter()`: a closed object's view is gone, and must not
+        // come back for this.
+        let emitter = self.views.borrow().get(target).map(|v| v.emitter.clone());
+        if let Some(e) = emitter {
+            e.unwatch(event, listener);
+        }
+    }
+
     pub fn off(&self, target: Target, event: &str, listener: &Function) -> Result<(), PeerError> {
         self.emitter(&target).off(event, listener)?;
         if event == "message" {
@@ -584,6 +602,9 @@ impl Sink for Ctx {
             } => {
                 let remote = self.d.read(|e| e.conn_remote(conn).map(str::to_string));
                 let peer_id = remote.unwrap_or_default();
+                // Its remote tracks ended with it (no `track-ended` each);
+                // the hooks on the user's tracks it sent go now.
+                self.d.forget_conn_media(conn);
                 self.closed(Target::Conn(conn), &reason, error, Some(&peer_id));
             }
             Event::Message {
@@ -780,11 +801,30 @@ impl Sink for Ctx {
                     self.emitter(&Target::Conn(conn)).emit(name, &ev);
                 }
             }
-            Event::TrackEnded { conn, mid } => {
+            Event::TrackEnded { conn, mid, reason } => {
                 if let Some((track, streams)) = self.d.received(conn, &mid) {
                     self.d.forget_received(conn, &mid);
-                    let ev = object(&[("track", track), ("streams", streams.into())]);
-                    self.emitter(&Target::Conn(conn)).emit("track-ended", &ev);
+                    let ev = object(&[
+                        ("track", track.clone()),
+                        ("streams", streams.into()),
+                        ("reason", reason.as_str().into()),
+                    ]);
+                    let emitter = self.emitter(&Target::Conn(conn));
+                    // A `track` event kept for a first listener is stale now.
+                    emitter.drop_kept("track", |ev| {
+                        Reflect::get(ev, &"track".into()).ok().as_ref() == Some(&track)
+                    });
+                    emitter.emit("track-ended", &ev);
+                }
+            }
+            Event::ConnError { conn, error } => {
+                let emitter = self.emitter(&Target::Conn(conn));
+                if emitter.has("error") {
+                    emitter.emit("error", &error.to_js());
+                } else {
+                    // Nobody listens on the connection: the peer's `error`
+                    // event says it, so it is not lost.
+                    self.peer.emit("error", &error.to_js());
                 }
             }
             Event::Log(level, line) => {

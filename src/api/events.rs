@@ -14,6 +14,9 @@ pub struct Emitter {
     /// One-off events kept for the first listener of their type (see
     /// `emit_or_keep`).
     kept: StateCell<Vec<(&'static str, JsValue)>>,
+    /// The SDK's own listeners (`watch`): called on every emit, but not
+    /// listeners in the user's sense, so they never take kept events.
+    watchers: StateCell<Vec<(&'static str, Function)>>,
 }
 
 impl Emitter {
@@ -22,6 +25,7 @@ impl Emitter {
             known,
             listeners: StateCell::new(Vec::new()),
             kept: StateCell::new(Vec::new()),
+            watchers: StateCell::new(Vec::new()),
         }
     }
 
@@ -57,10 +61,52 @@ impl Emitter {
         Ok(())
     }
 
-    /// Calls every listener of `event` with `arg`. A listener that throws is
-    /// reported on the console and does not stop the others. Nothing is
-    /// borrowed while a listener runs.
+    /// Adds one of the SDK's own listeners: it sees every `event` emitted
+    /// from now on, whether or not the user listens, and does not count
+    /// as a listener (`has`), so events kept for the user's first
+    /// listener stay kept for it.
+    pub fn watch(&self, event: &str, listener: Function) -> Result<(), PeerError> {
+        let name = self.name(event)?;
+        self.watchers.borrow_mut().push((name, listener));
+        Ok(())
+    }
+
+    /// Removes one registration of an SDK listener (`watch`).
+    pub fn unwatch(&self, event: &str, listener: &Function) {
+        let mut list = self.watchers.borrow_mut();
+        if let Some(i) = list
+            .iter()
+            .position(|(n, f)| *n == event && JsValue::from(f) == JsValue::from(listener))
+        {
+            list.remove(i);
+        }
+    }
+
+    /// Calls every listener of `event` with `arg`, the SDK's own
+    /// (`watch`) first. A listener that throws is reported on the console
+    /// and does not stop the others. Nothing is borrowed while a listener
+    /// runs.
     pub fn emit(&self, event: &'static str, arg: &JsValue) {
+        self.notify_watchers(event, arg);
+        self.emit_to_listeners(event, arg);
+    }
+
+    fn notify_watchers(&self, event: &'static str, arg: &JsValue) {
+        let watchers: Vec<Function> = self
+            .watchers
+            .borrow()
+            .iter()
+            .filter(|(n, _)| *n == event)
+            .map(|(_, f)| f.clone())
+            .collect();
+        for f in watchers {
+            if let Err(err) = f.call1(&JsValue::UNDEFINED, arg) {
+                crate::web::console_error(&format!("peerwire: a '{event}' watcher threw:"), &err);
+            }
+        }
+    }
+
+    fn emit_to_listeners(&self, event: &'static str, arg: &JsValue) {
         let targets: Vec<Function> = self
             .listeners
             .borrow()
@@ -78,12 +124,22 @@ impl Emitter {
     /// Emits `event`, or keeps it until the first `on(event)` when nobody
     /// listens yet: for one-off events that fire before the object reaches
     /// user code (the first `register` fires before `createPeer` resolves).
+    /// The SDK's own listeners (`watch`) see it at once either way.
     pub fn emit_or_keep(&self, event: &'static str, arg: JsValue) {
+        self.notify_watchers(event, &arg);
         if self.has(event) {
-            self.emit(event, &arg);
+            self.emit_to_listeners(event, &arg);
         } else {
             self.kept.borrow_mut().push((event, arg));
         }
+    }
+
+    /// Forgets the kept events of `event` that `stale` picks (a kept
+    /// `track` whose track ended since).
+    pub fn drop_kept(&self, event: &str, stale: impl Fn(&JsValue) -> bool) {
+        self.kept
+            .borrow_mut()
+            .retain(|(e, arg)| *e != event || !stale(arg));
     }
 
     /// Delivers the kept events of `event`, in order, if it has a listener.
@@ -100,7 +156,7 @@ impl Emitter {
             mine
         };
         for (e, arg) in mine {
-            self.emit(e, &arg);
+            self.emit_to_listeners(e, &arg);
         }
     }
 
@@ -112,6 +168,7 @@ impl Emitter {
     pub fn clear(&self) {
         self.listeners.borrow_mut().clear();
         self.kept.borrow_mut().clear();
+        self.watchers.borrow_mut().clear();
     }
 }
 

@@ -63,6 +63,11 @@ impl Connection {
     /// event carries their ids). The connection renegotiates on its own;
     /// the remote gets `track` (and `mediastream` for a stream it has not
     /// seen). The track stays yours: closing the connection never stops it.
+    /// What it does itself reaches the remote: once it ends (`stop()`, or
+    /// its device went away) it is no longer sent and the remote gets
+    /// `track-ended` with `reason: "ended"`; its source's `mute`/`unmute`
+    /// give `track-muted`/`track-unmuted`. (The SDK's listeners on it go
+    /// with `removeTrack` and the connection's close.)
     #[wasm_bindgen(js_name = addTrack)]
     pub fn add_track(
         &self,

@@ -281,6 +281,25 @@ export interface RemoteTrackEvent {
   streams: MediaStream[];
 }
 
+/** Why a remote track ended (`track-ended`): `"removed"` the remote called `removeTrack` or
+ * `removeStream`; `"ended"` the remote's own track ended (it called `track.stop()`, or its camera
+ * or microphone went away); `"relay"` the connection moved to the broker's relay, which carries
+ * no media (the connection's `error` event says so too, with `MediaUnavailableError`). */
+export type TrackEndReason = "removed" | "ended" | "relay";
+
+/** A remote track that ended: the `track-ended` event of a `Connection`.
+ *
+ * ```ts
+ * conn.on("track-ended", ({ track, reason }) => {
+ *   if (reason === "relay") showBanner("video paused: no direct path");
+ * });
+ * ```
+ */
+export interface TrackEndedEvent extends RemoteTrackEvent {
+  /** Why it ended. */
+  reason: TrackEndReason;
+}
+
 /** Where a `Connection` is: `"connecting"` until its data channel opens, then `"open"`, then `"closed"`. */
 export type ConnectionState = "connecting" | "open" | "closed";
 /** Where a `Stream` is: it opens, then each side may end its half (`"local-ended"`: this side
@@ -499,7 +518,10 @@ export interface ConnectionEvents {
     /** The remote peer's id. */
     peerId: string;
   };
-  /** The connection failed (the `close` event follows). */
+  /** The connection failed (the `close` event follows), or lost something and stays open:
+   * `MediaUnavailableError` when it moved to the broker's relay and the media it carried stopped
+   * (each remote track also gets `track-ended` with `reason: "relay"`). With no `error` listener
+   * on the connection, that one goes to the peer's `error` event. */
   error: PeerwireError;
   /** The remote opened a stream with `openStream(name)`. */
   stream: Stream;
@@ -509,12 +531,14 @@ export interface ConnectionEvents {
   /** The first track of a remote MediaStream arrived: the stream (its `id` is the sender's).
    * Kept for the first listener if none is attached yet. */
   mediastream: MediaStream;
-  /** The remote muted a track it sends (`muteTrack`). */
+  /** The remote muted a track it sends (`muteTrack`), or its source stopped producing media
+   * for now (the sender's track fired `mute`). */
   "track-muted": RemoteTrackEvent;
-  /** The remote unmuted a track it sends. */
+  /** The remote unmuted a track it sends (`muteTrack(track, false)`, or its source's `unmute`). */
   "track-unmuted": RemoteTrackEvent;
-  /** The remote stopped sending a track (`removeTrack`, `removeStream`). */
-  "track-ended": RemoteTrackEvent;
+  /** A remote track ended: the remote removed it, stopped it (or its device went away), or the
+   * connection moved to the broker's relay; `reason` says which. */
+  "track-ended": TrackEndedEvent;
 }
 
 /** Events of a `Stream` (or socket), for `stream.on(type, listener)`. */

@@ -394,8 +394,15 @@ pub enum SignalBody {
     /// The media the sender sends now: the mids of its live senders and,
     /// of those, the muted ones, each a space-separated list (an SDP mid
     /// is a token: no spaces). A mid that was listed and is no longer
-    /// ended on the receiver's side.
-    Tracks { sending: String, muted: String },
+    /// ended on the receiver's side: `ended` lists those whose source
+    /// ended (the sender's track stopped or its device went), the others
+    /// were removed. Absent when empty (older senders never send it).
+    Tracks {
+        sending: String,
+        muted: String,
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        ended: String,
+    },
 }
 
 impl PeerSignal {
@@ -443,10 +450,19 @@ impl SignalBody {
                 .str("kind", "call-reject")
                 .u64("call", u64::from(*call))
                 .str("reason", reason),
-            Self::Tracks { sending, muted } => w
-                .str("kind", "tracks")
-                .str("sending", sending)
-                .str("muted", muted),
+            Self::Tracks {
+                sending,
+                muted,
+                ended,
+            } => {
+                w.str("kind", "tracks")
+                    .str("sending", sending)
+                    .str("muted", muted);
+                if !ended.is_empty() {
+                    w.str("ended", ended);
+                }
+                &mut *w
+            }
         };
         self.write_candidate(w);
     }
@@ -494,6 +510,7 @@ impl SignalBody {
             "tracks" => Self::Tracks {
                 sending: o.str("sending")?,
                 muted: o.str("muted")?,
+                ended: o.opt_str("ended")?.unwrap_or_default(),
             },
             _ => return Err(json::Error("unknown signal kind")),
         })
@@ -689,6 +706,12 @@ mod tests {
             SignalBody::Tracks {
                 sending: "0 1 2".into(),
                 muted: "1".into(),
+                ended: String::new(),
+            },
+            SignalBody::Tracks {
+                sending: "0".into(),
+                muted: String::new(),
+                ended: "3 4".into(),
             },
         ];
         for (i, body) in bodies.into_iter().enumerate() {

@@ -540,11 +540,14 @@ export function testPattern(width, height, frameRate) {
 }
 
 // Resolves the remote stream `find()` returns once it holds `count`
-// tracks, checking again on each `track` event of `conn`; rejects with a
-// ClosedError if the connection closes first.
-export function streamWhenComplete(conn, find, count) {
+// tracks, checking again on each `track` event of the connection; rejects
+// with a ClosedError if the connection closes first. `watch(event, f)` /
+// `unwatch(event, f)` are the SDK's own listeners on that connection: they
+// see every event without taking the `track` events kept for the user's
+// first `conn.on('track')`.
+export function streamWhenComplete(watch, unwatch, find, count, peerId) {
   return new Promise((resolve, reject) => {
-    const done = () => { conn.off('track', check); conn.off('close', closed); };
+    const done = () => { unwatch('track', check); unwatch('close', closed); };
     const check = () => {
       const s = find();
       if (s && s.getTracks().length >= count) { done(); resolve(s); return true; }
@@ -552,8 +555,8 @@ export function streamWhenComplete(conn, find, count) {
     };
     const closed = ({ reason }) => {
       done();
-      reject(Object.assign(new Error(`the connection to "${conn.peerId}" is closed (${reason})`), { name: 'ClosedError', code: 'closed' }));
+      reject(Object.assign(new Error(`the connection to "${peerId}" is closed (${reason})`), { name: 'ClosedError', code: 'closed' }));
     };
-    if (!check()) { conn.on('track', check); conn.on('close', closed); }
+    if (!check()) { watch('track', check); watch('close', closed); }
   });
 }

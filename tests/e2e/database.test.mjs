@@ -255,3 +255,53 @@ test(`a query over rest with ${RECORDS} records: the server reads from IndexedDB
     await client.context.close();
   }
 });
+
+test('Database: a commit past the storage quota rejects with DatabaseError quota-exceeded, lands nothing, and works once there is room', async () => {
+  const { page, context, errors } = await openPage(browser, `${broker.url}/index.html`);
+  // The origin's quota, lowered to 1 MiB through the DevTools protocol
+  // before the database opens: IndexedDB itself then refuses a 4 MiB
+  // commit. (navigator.storage.estimate() keeps showing the default quota
+  // in Playwright's contexts; IndexedDB's writes do meet the override.)
+  const cdp = await context.newCDPSession(page);
+  const origin = new URL(broker.url).origin;
+  try {
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin, quotaSize: 1024 * 1024 });
+    const big = 'y'.repeat(1024 * 1024);
+    const refused = await page.evaluate(async (big) => {
+      window.dbName = `quota-${Math.random().toString(36).slice(2, 8)}`;
+      const db = new window.peerwire.Database(window.dbName);
+      db.insert('blobs', { key: 'small', text: 'x' });
+      await db.commit();
+      for (let i = 0; i < 4; i++) db.insert('blobs', { key: `big${i}`, text: big });
+      try {
+        await db.commit();
+        return null;
+      } catch (e) {
+        return { name: e.name, code: e.code, named: window.peerwire.isPeerwireError(e, 'DatabaseError'), message: e.message, count: await db.count('blobs') };
+      } finally {
+        db.close();
+      }
+    }, big);
+    assert.ok(refused, 'the commit past the quota rejected');
+    assert.deepEqual([refused.name, refused.code, refused.named], ['DatabaseError', 'quota-exceeded', true], refused.message);
+    assert.match(refused.message, /storage quota is full/);
+    assert.equal(refused.count, 1, 'nothing of the refused commit landed');
+
+    // Room again (the override lifted): the same writes land.
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin });
+    const landed = await page.evaluate(async (big) => {
+      const db = new window.peerwire.Database(window.dbName);
+      for (let i = 0; i < 4; i++) db.insert('blobs', { key: `big${i}`, text: big });
+      await db.commit();
+      const n = await db.count('blobs');
+      db.close();
+      await window.peerwire.Database.drop(window.dbName);
+      return n;
+    }, big);
+    assert.equal(landed, 5);
+    assert.deepEqual(errors, []);
+  } finally {
+    await cdp.send('Storage.overrideQuotaForOrigin', { origin }).catch(() => {});
+    await context.close();
+  }
+});

@@ -67,23 +67,27 @@ test('the demo chats, sends a 5 MiB file and fetches rest between two tabs', asy
   assert.deepEqual([...one.errors, ...two.errors], []);
 });
 
-// Frames shown by a <video>: its size, and its clock moving (polled until
-// it has moved by `seconds`).
+// Frames shown by a <video>: its size, and its clock moving by `seconds`,
+// checked on the video's own events (loadeddata, resize, timeupdate), 20 s
+// at most.
 async function playing(page, selector, seconds = 1) {
-  return page.evaluate(async ({ selector, seconds }) => {
+  return page.evaluate(({ selector, seconds }) => new Promise((resolve, reject) => {
     const v = document.querySelector(selector);
-    const end = performance.now() + 20000;
-    while (!(v.videoWidth > 0 && v.currentTime > 0)) {
-      if (performance.now() > end) throw new Error(`${selector} shows no frames`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    const start = v.currentTime;
-    while (v.currentTime < start + seconds) {
-      if (performance.now() > end) throw new Error(`${selector} stalled at ${v.currentTime}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
-    return { width: v.videoWidth, height: v.videoHeight };
-  }, { selector, seconds });
+    const events = ['loadeddata', 'resize', 'timeupdate'];
+    let start = null;
+    const done = () => { clearTimeout(timer); for (const e of events) v.removeEventListener(e, check); };
+    const check = () => {
+      if (!(v.videoWidth > 0 && v.currentTime > 0)) return;
+      start ??= v.currentTime;
+      if (v.currentTime >= start + seconds) { done(); resolve({ width: v.videoWidth, height: v.videoHeight }); }
+    };
+    const timer = setTimeout(() => {
+      done();
+      reject(new Error(start === null ? `${selector} shows no frames` : `${selector} stalled at ${v.currentTime}`));
+    }, 20000);
+    for (const e of events) v.addEventListener(e, check);
+    check();
+  }), { selector, seconds });
 }
 
 test('the demo makes a video call between two tabs: each shows the other camera, hang-up ends it', async () => {

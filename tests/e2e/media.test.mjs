@@ -2,8 +2,11 @@
 // broker, with Chromium's fake camera and microphone: a call answered with
 // media both ways, frames really decoded on each far side (framesDecoded
 // from the receiver's stats growing); tracks added, replaced (no
-// renegotiation), muted and removed mid-session; a rejected call; and
-// both sides adding tracks at the same moment.
+// renegotiation), muted and removed mid-session; a track the sender stops
+// (or whose source mutes) ending (muting) on the far side, with the SDK's
+// hooks on the sender's track gone after removeTrack and close (counted by
+// the DevTools protocol); a rejected call; and both sides adding tracks at
+// the same moment.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startBroker, launch, openPage } from './harness.mjs';
@@ -29,17 +32,28 @@ async function setUp(page, id, ws) {
     window.errors = [];
     window.peer.on('error', (e) => window.errors.push(`${e.name}: ${e.message}`));
     window.log = [];
+    // Waits on what the listeners below record: each record wakes the
+    // waiters, which check their condition (no polling).
+    window.waiters = new Set();
+    const record = (list, item) => { list.push(item); for (const w of [...window.waiters]) w(); };
+    window.until = (f, what) => new Promise((resolve, reject) => {
+      if (f()) { resolve(); return; }
+      const check = () => { if (f()) { clearTimeout(timer); window.waiters.delete(check); resolve(); } };
+      const timer = setTimeout(() => { window.waiters.delete(check); reject(new Error(`timed out waiting for ${what}`)); }, 20000);
+      window.waiters.add(check);
+    });
     // Remote media on a connection, recorded as it comes.
     window.watch = (conn) => {
       window.conn = conn;
       window.remote = [];
       window.streams = [];
-      for (const ev of ['track-muted', 'track-unmuted', 'track-ended']) {
-        conn.on(ev, ({ track }) => window.log.push([ev, track.id]));
+      for (const ev of ['track-muted', 'track-unmuted']) {
+        conn.on(ev, ({ track }) => record(window.log, [ev, track.id]));
       }
-      conn.on('track', (ev) => window.remote.push(ev));
-      conn.on('mediastream', (s) => window.streams.push(s.id));
-      conn.on('close', ({ reason }) => window.log.push(['close', reason]));
+      conn.on('track-ended', ({ track, reason }) => record(window.log, ['track-ended', track.id, reason]));
+      conn.on('track', (ev) => record(window.remote, ev));
+      conn.on('mediastream', (s) => record(window.streams, s.id));
+      conn.on('close', ({ reason }) => record(window.log, ['close', reason]));
     };
     // Frames decoded so far for a remote video track (its receiver's stats).
     window.decoded = async (track) => {
@@ -58,13 +72,6 @@ async function setUp(page, id, ws) {
         if (n >= start + more) return n;
         if (performance.now() > until) throw new Error(`only ${n - start} frames decoded`);
         await new Promise((r) => setTimeout(r, 100));
-      }
-    };
-    window.until = async (f, what) => {
-      const end = performance.now() + 20000;
-      while (!f()) {
-        if (performance.now() > end) throw new Error(`timed out waiting for ${what}`);
-        await new Promise((r) => setTimeout(r, 20));
       }
     };
   }, { id, ws });
@@ -198,12 +205,86 @@ test('mid-session: addTrack, replaceTrack without renegotiation, muteTrack, remo
 
   // removeTrack names the track the sender sends now (the replacement).
   await a.page.evaluate(() => window.conn.removeTrack(window.second.getVideoTracks()[0]));
-  await b.page.waitForFunction(() => window.log.some(([e, id]) => e === 'track-ended' && id === window.video.id), null, { timeout: 10000 });
+  await b.page.waitForFunction(() => window.log.some(([e, id, why]) => e === 'track-ended' && id === window.video.id && why === 'removed'), null, { timeout: 10000 });
   // The user's tracks were not stopped.
   assert.deepEqual(await a.page.evaluate(() => [window.first, window.second].map((s) => s.getVideoTracks()[0].readyState)), ['live', 'live']);
   // Removing it again is a named error.
   const again = await a.page.evaluate(() => { try { window.conn.removeTrack(window.second.getVideoTracks()[0]); return null; } catch (e) { return e.name; } });
   assert.equal(again, 'InvalidArgumentError');
+  await closeAll(a, b);
+});
+
+// The SDK's hooks on a track of the page's: event listeners (counted by
+// the DevTools protocol, which sees every listener of an EventTarget) and
+// whether `stop` is an own property (the SDK's wrapper).
+async function hooks(p, name) {
+  const cdp = p.cdp ??= await p.context.newCDPSession(p.page);
+  const { result } = await cdp.send('Runtime.evaluate', { expression: `window.${name}` });
+  const { listeners } = await cdp.send('DOMDebugger.getEventListeners', { objectId: result.objectId });
+  const ownStop = await p.page.evaluate((n) => Object.hasOwn(window[n], 'stop'), name);
+  return { listeners: listeners.map((l) => l.type).sort(), ownStop };
+}
+
+test('the sender\'s own track: stop() ends it on the far side ("ended"), its source\'s mute shows there; the SDK\'s hooks go with removeTrack and close', async () => {
+  const { a, b, ids } = await twoPages();
+  await b.page.evaluate(() => window.peer.on('connection', (conn) => window.watch(conn)));
+  await a.page.evaluate(async (to) => {
+    window.watch(await window.peer.connect(to));
+    window.local = await navigator.mediaDevices.getUserMedia({ video: true, audio: true });
+    window.cam = window.local.getVideoTracks()[0];
+    window.mic = window.local.getAudioTracks()[0];
+    window.conn.addStream(window.local);
+  }, ids[1]);
+  await b.page.evaluate(async () => {
+    await window.until(() => window.remote.length === 2, 'two remote tracks');
+    window.cam = window.remote.find((e) => e.track.kind === 'video').track;
+    window.mic = window.remote.find((e) => e.track.kind === 'audio').track;
+    await window.framesGrow(window.cam);
+  });
+  const none = { listeners: [], ownStop: false };
+  const watched = { listeners: ['ended', 'mute', 'unmute'], ownStop: true };
+  assert.deepEqual(await hooks(a, 'cam'), watched);
+  assert.deepEqual(await hooks(a, 'mic'), watched);
+
+  // The microphone's source stops producing, then resumes. Chromium's
+  // fake device never does that on its own: the track's own `mute` and
+  // `unmute` events are dispatched on it, as the browser would.
+  await a.page.evaluate(() => window.mic.dispatchEvent(new Event('mute')));
+  await b.page.evaluate(() => window.until(() => window.log.some(([e, id]) => e === 'track-muted' && id === window.mic.id), 'track-muted'));
+  await a.page.evaluate(() => window.mic.dispatchEvent(new Event('unmute')));
+  await b.page.evaluate(() => window.until(() => window.log.some(([e, id]) => e === 'track-unmuted' && id === window.mic.id), 'track-unmuted'));
+
+  // The caller stops its camera (which fires no `ended` on the track
+  // itself): the far side's track ends, saying why; the microphone goes on.
+  await a.page.evaluate(() => window.cam.stop());
+  await b.page.evaluate(() => window.until(() => window.log.some(([e, id]) => e === 'track-ended' && id === window.cam.id), 'track-ended'));
+  const far = await b.page.evaluate(() => ({
+    ended: window.log.filter(([e]) => e === 'track-ended'),
+    mic: window.mic.readyState,
+  }));
+  assert.deepEqual(far.ended, [['track-ended', await b.page.evaluate(() => window.cam.id), 'ended']]);
+  assert.equal(far.mic, 'live');
+  // Its sender went: so did the SDK's hooks on it, and `stop` is the
+  // track's own again. Removing it now is a named error (it is not sent).
+  assert.deepEqual(await hooks(a, 'cam'), none);
+  assert.equal(await a.page.evaluate(() => window.cam.readyState), 'ended');
+  const again = await a.page.evaluate(() => { try { window.conn.removeTrack(window.cam); return null; } catch (e) { return e.name; } });
+  assert.equal(again, 'InvalidArgumentError');
+
+  // removeTrack takes the hooks off the microphone; adding it again puts
+  // them back, and closing the connection takes them off for good.
+  await a.page.evaluate(() => window.conn.removeTrack(window.mic));
+  assert.deepEqual(await hooks(a, 'mic'), none);
+  await b.page.evaluate(() => window.until(() => window.log.some(([e, id, why]) => e === 'track-ended' && id === window.mic.id && why === 'removed'), 'the microphone removed'));
+  await a.page.evaluate(() => window.conn.addTrack(window.mic, window.local));
+  assert.deepEqual(await hooks(a, 'mic'), watched);
+  await a.page.evaluate(async () => {
+    window.conn.close();
+    await window.until(() => window.log.some(([e]) => e === 'close'), 'its own close');
+  });
+  assert.deepEqual(await hooks(a, 'mic'), none);
+  assert.equal(await a.page.evaluate(() => window.mic.readyState), 'live', 'the SDK never stops the user\'s track');
+  await b.page.evaluate(() => window.until(() => window.log.some(([e]) => e === 'close'), 'close'));
   await closeAll(a, b);
 });
 

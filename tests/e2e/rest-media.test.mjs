@@ -3,7 +3,9 @@
 // res.mediastream(), node1 fetches it with response.mediastream() and
 // serves it again, node2 fetches that and plays it: frames decoded at
 // node2 (a <video>'s size and clock, and framesDecoded in the receiver's
-// stats), the stream id being node0's all along.
+// stats), the stream id being node0's all along. The `track` events that
+// response.mediastream() waited on stay kept for a `track` listener the
+// user attaches afterwards.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startBroker, launch, openPage } from './harness.mjs';
@@ -67,17 +69,31 @@ test('node0 serves a test pattern, node1 proxies it, node2 plays it: frames deco
     video.autoplay = true;
     document.body.append(video);
     video.srcObject = stream;
-    const until = performance.now() + 20000;
-    while (!(video.videoWidth > 0 && video.currentTime > 0.5)) {
-      if (performance.now() > until) throw new Error(`no frames: ${video.videoWidth} ${video.currentTime}`);
-      await new Promise((res) => setTimeout(res, 50));
-    }
+    // Frames shown: the video's size known and its clock past 0.5 s, woken
+    // by the video's own events (20 s at most).
+    await new Promise((resolve, reject) => {
+      const events = ['loadeddata', 'resize', 'timeupdate'];
+      const done = () => { clearTimeout(timer); for (const e of events) video.removeEventListener(e, check); };
+      const check = () => { if (video.videoWidth > 0 && video.currentTime > 0.5) { done(); resolve(); } };
+      const timer = setTimeout(() => { done(); reject(new Error(`no frames: ${video.videoWidth} ${video.currentTime}`)); }, 20000);
+      for (const e of events) video.addEventListener(e, check);
+      check();
+    });
     const conn = await window.node.connect(from);
+    // mediastream() watched the connection's `track` events without taking
+    // them: a listener attached now still gets both, kept for it.
+    const kept = [];
+    conn.on('track', (ev) => kept.push(ev));
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    const keptTracks = kept.map((ev) => [ev.track.id, ev.streamIds.join()]).sort();
+    const streamTracks = stream.getTracks().map((t) => [t.id, stream.id]).sort();
     const track = stream.getVideoTracks()[0];
     let frames = 0;
     (await conn.peerConnection.getStats(track)).forEach((s) => { if (s.type === 'inbound-rtp') frames += s.framesDecoded || 0; });
-    return { id: stream.id, width: video.videoWidth, height: video.videoHeight, frames };
+    return { id: stream.id, width: video.videoWidth, height: video.videoHeight, frames, keptTracks, streamTracks };
   }, names[1]);
+  assert.equal(played.keptTracks.length, 2, 'both track events kept for the later listener');
+  assert.deepEqual(played.keptTracks, played.streamTracks);
   assert.equal(played.id, patternId, 'the stream id is node0\'s');
   assert.deepEqual([played.width, played.height], [160, 120]);
   assert.ok(played.frames > 5, `frames decoded at node2: ${played.frames}`);

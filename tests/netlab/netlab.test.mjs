@@ -148,7 +148,7 @@ test('a client moves to a new address mid-session: ICE restarts, the connection 
 });
 
 
-test('UDP cut for good mid-stream, no TURN: after the ICE restarts the live connection moves to the broker relay, nothing lost or reordered', async () => {
+test('UDP cut for good mid-stream, no TURN: after the ICE restarts the live connection moves to the broker relay, nothing lost or reordered; the video it carried ends by name', async () => {
   await scenario({ kinds: ['eim', 'eim'], iceServers: [] }, async (a, b) => {
     const ws = `ws://${PUB}:${BROKER_PORT}/ws`;
     const suffix = Math.random().toString(36).slice(2, 8);
@@ -160,10 +160,14 @@ test('UDP cut for good mid-stream, no TURN: after the ICE restarts the live conn
         window.peer = peer;
         window.inbox = [];
         window.closedWith = null;
+        window.media = { tracks: [], ended: [], errors: [] };
         const hook = (conn) => {
           window.conn = conn;
           conn.on('message', (m) => window.inbox.push(m));
           conn.on('close', (e) => { window.closedWith = String(e?.reason ?? e); });
+          conn.on('track', ({ track }) => window.media.tracks.push(track.id));
+          conn.on('track-ended', ({ track, reason }) => window.media.ended.push([track.id, reason]));
+          conn.on('error', (e) => window.media.errors.push([e.name, e.code]));
         };
         peer.on('connection', hook);
         window.hook = hook;
@@ -183,6 +187,17 @@ test('UDP cut for good mid-stream, no TURN: after the ICE restarts the live conn
     const route = (p) => p.page.evaluate(async () => (await window.conn.stats()).route);
     const direct = await route(a);
     assert.notEqual(direct, 'broker', 'direct before the cut');
+    // a sends a canvas's video: it reaches b on the direct path.
+    await a.page.evaluate(() => {
+      const c = document.createElement('canvas');
+      c.width = 64; c.height = 48;
+      const g = c.getContext('2d');
+      let n = 0;
+      window.drawing = setInterval(() => { g.fillStyle = n++ % 2 ? '#0f0' : '#f0f'; g.fillRect(0, 0, 64, 48); }, 40);
+      window.video = c.captureStream(25);
+      window.conn.addTrack(window.video.getVideoTracks()[0], window.video);
+    });
+    await b.page.waitForFunction(() => window.media.tracks.length === 1, null, { timeout: 10000 });
     const pumps = [a, b].map((p) => p.page.evaluate(() => window.pump()));
     for (const p of pumps) p.catch(() => {});
     const count = (p) => p.page.evaluate(() => window.inbox.length);
@@ -209,7 +224,14 @@ test('UDP cut for good mid-stream, no TURN: after the ICE restarts the live conn
     }
     const states = await Promise.all([a, b].map((p) => p.page.evaluate(() => ({ state: window.conn.state, closed: window.closedWith }))));
     assert.deepEqual(states, [{ state: 'open', closed: null }, { state: 'open', closed: null }]);
-    const m = `UDP cut at a mid-stream (route ${direct} before): both on the broker relay ${moved} ms later; ${sent[0]} messages a→b, ${sent[1]} b→a, none lost or reordered`;
+    // The relay carries no media: b's remote video ended, saying why, and
+    // each side's connection said its media stopped (without closing).
+    const media = await Promise.all([a, b].map((p) => p.page.evaluate(() => window.media)));
+    assert.deepEqual(media[1].ended, [[media[1].tracks[0], 'relay']]);
+    for (const m of media) assert.deepEqual(m.errors, [['MediaUnavailableError', 'media-unavailable']]);
+    assert.deepEqual(media[0].ended, []);
+    assert.equal(await a.page.evaluate(() => { clearInterval(window.drawing); return window.video.getVideoTracks()[0].readyState; }), 'live');
+    const m = `UDP cut at a mid-stream (route ${direct} before): both on the broker relay ${moved} ms later; ${sent[0]} messages a→b, ${sent[1]} b→a, none lost or reordered; the video a sent ended at b with reason 'relay', MediaUnavailableError on both connections`;
     report.push(m);
     console.log(`[netlab] ${m}`);
   });

@@ -8,11 +8,14 @@
 //! with the content type [`MEDIASTREAM_TYPE`]; the media itself rides the
 //! RTCPeerConnection (see `core::engine::media`).
 
-use js_sys::{Promise, Reflect};
+use std::rc::Rc;
+
+use js_sys::{Function, Promise, Reflect};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 
 use super::{FetchResponse, RestResponse};
+use crate::api::context::Target;
 use crate::api::errors::PeerError;
 use crate::api::media::{send_stream, tracks_of};
 use crate::api::node::Node;
@@ -30,7 +33,13 @@ extern "C" {
     #[wasm_bindgen(js_name = testPattern)]
     fn test_pattern(width: u32, height: u32, frame_rate: f64) -> JsValue;
     #[wasm_bindgen(js_name = streamWhenComplete)]
-    fn stream_when_complete(conn: &JsValue, find: &JsValue, count: u32) -> Promise;
+    fn stream_when_complete(
+        watch: &JsValue,
+        unwatch: &JsValue,
+        find: &JsValue,
+        count: u32,
+        peer_id: &str,
+    ) -> Promise;
 }
 
 #[wasm_bindgen]
@@ -75,7 +84,10 @@ impl RestResponse {
 impl FetchResponse {
     /// For a `res.mediastream()` answer: the remote MediaStream, once every
     /// track of it arrived on the connection (it plays like any remote
-    /// stream, and can be served again with `res.mediastream()`).
+    /// stream, and can be served again with `res.mediastream()`). It
+    /// watches the connection's `track` events without taking them: a
+    /// `track` listener attached later (`node.connect(address)`) still
+    /// gets each.
     #[wasm_bindgen(unchecked_return_type = "Promise<MediaStream>")]
     pub fn mediastream(&self) -> Promise {
         let inner = self.inner.clone();
@@ -110,8 +122,32 @@ impl FetchResponse {
                 d.received_stream(conn, &id).unwrap_or(JsValue::UNDEFINED)
             })
             .into_js_value();
-            let handle = ctx.conn_handle(conn);
-            JsFuture::from(stream_when_complete(&handle, &find, count as u32)).await
+            // The SDK's own listeners, not `conn.on`: a `track` event kept
+            // for the user's first `track` listener stays kept for it.
+            let target = Target::Conn(conn);
+            let (weak, t) = (Rc::downgrade(&ctx), target.clone());
+            let watch = Closure::<dyn FnMut(String, Function)>::new(move |ev: String, f| {
+                if let Some(ctx) = weak.upgrade() {
+                    let _ = ctx.watch(&t, &ev, f);
+                }
+            })
+            .into_js_value();
+            let weak = Rc::downgrade(&ctx);
+            let unwatch = Closure::<dyn FnMut(String, Function)>::new(move |ev: String, f| {
+                if let Some(ctx) = weak.upgrade() {
+                    ctx.unwatch(&target, &ev, &f);
+                }
+            })
+            .into_js_value();
+            let peer_id = inner.stream.remote.clone();
+            JsFuture::from(stream_when_complete(
+                &watch,
+                &unwatch,
+                &find,
+                count as u32,
+                &peer_id,
+            ))
+            .await
         }))
     }
 }

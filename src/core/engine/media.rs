@@ -8,11 +8,18 @@
 //!  add_track ──► AddTrack (driver: addTrack) ──► negotiationneeded ──► offer (either side,
 //!                                                  perfect negotiation; see `connection`)
 //!  remove_track ► RemoveTrack (driver: removeTrack) ─► negotiationneeded ─► offer
+//!  the user's track ended (driver: its `ended`, or `stop()`) ──► as remove_track,
+//!      its mid listed in the next `tracks` signal's `ended`
+//!  the user's track muted by its source (driver: `mute`/`unmute`) ──► as set_track_muted
 //!  every local description, remove_track, set_track_muted:
 //!      the senders' mids (and the muted ones) changed? ──► `tracks` signal
 //!  remote track (driver: ontrack, during setRemoteDescription) ──► Track (+ MediaStream)
 //!  `tracks` signal, in order behind the descriptions:
-//!      a mid listed before and not now ──► TrackEnded;  muted flag changed ──► TrackMuted
+//!      a mid listed before and not now ──► TrackEnded (Ended if in `ended`, else Removed)
+//!      muted flag changed ──► TrackMuted
+//!  the connection moves to the broker's relay (no RTCPeerConnection, no media):
+//!      every remote track ──► TrackEnded (Relay); senders and calls dropped;
+//!      ConnError(MediaUnavailable) if it carried any media
 //!
 //!  call ──► `call` signal ──► (remote: IncomingCall once open) ──► answer_call ─► `call-answer`
 //!                                                              └─► reject_call ─► `call-reject`
@@ -33,7 +40,7 @@
 use super::Engine;
 use super::Table;
 use super::connection::ConnState;
-use super::types::{ConnId, Event, Millis, OpId, Reply, TrackId};
+use super::types::{ConnId, Event, Millis, OpId, Reply, TrackEndReason, TrackId};
 use crate::core::error::PeerError;
 use crate::protocol::frames::SignalBody;
 use crate::protocol::json::Json;
@@ -53,7 +60,11 @@ pub(crate) struct Sender {
     pub streams: Vec<String>,
     /// Its transceiver's mid, once a description gave it one.
     pub mid: Option<String>,
+    /// Muted by the user (`muteTrack`).
     pub muted: bool,
+    /// Muted by its source (the track's own `mute` event: no media for
+    /// now); the remote sees it muted while either holds.
+    pub source_muted: bool,
 }
 
 /// One remote track this side receives.
@@ -74,6 +85,9 @@ pub(crate) struct Media {
     pub streams: Table<String, ()>,
     /// The last `tracks` signal sent: (sending, muted).
     pub sent: (String, String),
+    /// Mids of senders whose source ended since the last `tracks` signal
+    /// (the next one lists them in `ended`). At most `MAX_TRACKS`.
+    pub ended: Vec<String>,
     /// Calls this side made, waiting for the remote's answer.
     pub calls_out: Table<u32, OpId>,
     /// Calls from the remote the user has not answered yet.
@@ -92,6 +106,7 @@ impl Media {
             receivers: Table::new(),
             streams: Table::new(),
             sent: (String::new(), String::new()),
+            ended: Vec::new(),
             calls_out: Table::new(),
             calls_in: Table::new(),
             early_calls: Vec::new(),
@@ -105,7 +120,10 @@ impl Media {
         let mut muted = String::new();
         for s in self.senders.values() {
             let Some(mid) = &s.mid else { continue };
-            for (list, on) in [(&mut sending, true), (&mut muted, s.muted)] {
+            for (list, on) in [
+                (&mut sending, true),
+                (&mut muted, s.muted || s.source_muted),
+            ] {
                 if on {
                     if !list.is_empty() {
                         list.push(' ');
@@ -201,6 +219,7 @@ impl Engine {
                 streams: streams.clone(),
                 mid: None,
                 muted: false,
+                source_muted: false,
             },
         );
         self.action(super::Action::AddTrack {
@@ -329,6 +348,43 @@ impl Engine {
         }
     }
 
+    /// The user's track `track` sent on `conn` ended on its own (its
+    /// `ended` event: the device went away) or was stopped (`stop()`):
+    /// it is no longer sent, and the remote's `track-ended` says `ended`.
+    /// Unknown ids (removed meanwhile) are ignored.
+    pub fn handle_local_track_ended(&mut self, conn: ConnId, track: TrackId, now: Millis) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let Some(sender) = c.media.senders.remove(&track) else {
+            return;
+        };
+        if let Some(mid) = sender.mid {
+            if c.media.ended.len() < MAX_TRACKS {
+                c.media.ended.push(mid);
+            }
+        }
+        self.action(super::Action::RemoveTrack { conn, track });
+        self.announce_tracks(conn);
+        self.settle(now);
+    }
+
+    /// The user's track `track` sent on `conn` was muted (or unmuted) by
+    /// its source (its `mute` / `unmute` events): the remote sees
+    /// `track-muted` / `track-unmuted`, as for `muteTrack`. Unknown ids
+    /// are ignored.
+    pub fn handle_local_track_muted(&mut self, conn: ConnId, track: TrackId, muted: bool) {
+        let Some(sender) = self
+            .conns
+            .get_mut(&conn)
+            .and_then(|c| c.media.senders.get_mut(&track))
+        else {
+            return;
+        };
+        sender.source_muted = muted;
+        self.announce_tracks(conn);
+    }
+
     /// The remote's track on `mid` arrived (`ontrack`), in the sender's
     /// streams `streams`.
     pub fn handle_remote_track(
@@ -394,7 +450,21 @@ impl Engine {
         }
         c.media.sent = now.clone();
         let (sending, muted) = now;
-        self.send_signal(conn, SignalBody::Tracks { sending, muted });
+        // Only mids this signal drops: a mid the browser gave to a new
+        // sender since is live again.
+        let ended: Vec<String> = std::mem::take(&mut c.media.ended)
+            .into_iter()
+            .filter(|m| !sending.split(' ').any(|s| s == m))
+            .collect();
+        let ended = ended.join(" ");
+        self.send_signal(
+            conn,
+            SignalBody::Tracks {
+                sending,
+                muted,
+                ended,
+            },
+        );
     }
 
     /// A media signal from the remote, in order with its descriptions.
@@ -403,9 +473,14 @@ impl Engine {
             return;
         };
         match body {
-            SignalBody::Tracks { sending, muted } => {
+            SignalBody::Tracks {
+                sending,
+                muted,
+                ended: source_ended,
+            } => {
                 let sending: Vec<&str> = sending.split(' ').filter(|m| !m.is_empty()).collect();
                 let muted: Vec<&str> = muted.split(' ').filter(|m| !m.is_empty()).collect();
+                let source_ended: Vec<&str> = source_ended.split(' ').collect();
                 let mut ended = Vec::new();
                 let mut changed = Vec::new();
                 for (mid, r) in conn.media.receivers.iter_mut() {
@@ -431,7 +506,16 @@ impl Engine {
                     });
                 }
                 for mid in ended {
-                    self.events.push_back(Event::TrackEnded { conn: c, mid });
+                    let reason = if source_ended.contains(&mid.as_str()) {
+                        TrackEndReason::Ended
+                    } else {
+                        TrackEndReason::Removed
+                    };
+                    self.events.push_back(Event::TrackEnded {
+                        conn: c,
+                        mid,
+                        reason,
+                    });
                 }
             }
             SignalBody::Call { call, metadata } => {
@@ -484,6 +568,59 @@ impl Engine {
                 conn: c,
                 call,
                 metadata,
+            });
+        }
+    }
+
+    /// Connection `c` moved to the broker's relay (its RTCPeerConnection
+    /// is released): the media it carried stops. Each remote track ends
+    /// (`Relay`), this side's senders are forgotten (the user's tracks go
+    /// on; they can be added again once the connection is back on a
+    /// direct path), calls waiting for an answer fail, and, if tracks or
+    /// calls to answer were lost, a `ConnError` with `MediaUnavailable`
+    /// says so.
+    pub(crate) fn media_to_relay(&mut self, c: ConnId) {
+        let Some(conn) = self.conns.get_mut(&c) else {
+            return;
+        };
+        let remote = conn.remote.clone();
+        let m = &mut conn.media;
+        let sent = m.senders.len();
+        let mids: Vec<String> = m.receivers.keys().cloned().collect();
+        let calls: Vec<OpId> = m.calls_out.take().into_iter().map(|(_, op)| op).collect();
+        let answered = m.calls_in.len() + m.early_calls.len();
+        if sent == 0 && mids.is_empty() && calls.is_empty() && answered == 0 {
+            return;
+        }
+        m.senders.clear();
+        m.receivers.clear();
+        m.streams.clear();
+        m.calls_in.clear();
+        m.early_calls.clear();
+        m.unsent_calls.clear();
+        m.ended.clear();
+        m.sent = (String::new(), String::new());
+        m.used = false;
+        let why = format!(
+            "the connection to \"{remote}\" moved to the broker's relay, which carries no media: {sent} track(s) sent and {} received stopped (media needs a direct or TURN path; add the tracks again once it is back on one)",
+            mids.len()
+        );
+        let received = mids.len();
+        for mid in mids {
+            self.events.push_back(Event::TrackEnded {
+                conn: c,
+                mid,
+                reason: TrackEndReason::Relay,
+            });
+        }
+        for op in calls {
+            self.done(op, Err(PeerError::MediaUnavailable(why.clone())));
+        }
+        // A call of this side's was all: its rejection says it.
+        if sent > 0 || received > 0 || answered > 0 {
+            self.events.push_back(Event::ConnError {
+                conn: c,
+                error: PeerError::MediaUnavailable(why),
             });
         }
     }

@@ -83,6 +83,7 @@ impl Engine {
         conn.keepalive.heard(now);
         conn.probe = (retry > 0.0).then(|| Probe::new(now, retry));
         self.drop_direct_path(c);
+        self.media_to_relay(c);
         self.log(LogLevel::Warn, || {
             format!("{c}: moving to the broker's relay to \"{remote}\" ({why})")
         });

@@ -177,6 +177,7 @@ impl Engine {
         if had_pc {
             self.action(Action::ReleaseConnection { conn: c });
         }
+        self.media_to_relay(c);
         if tell {
             self.send_signal(c, SignalBody::Relay);
         }

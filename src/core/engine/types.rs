@@ -476,11 +476,42 @@ pub enum Event {
         mid: String,
         muted: bool,
     },
-    /// The remote removed its track on `mid`.
+    /// The remote's track on `mid` ended, for `reason`.
     TrackEnded {
         conn: ConnId,
         mid: String,
+        reason: TrackEndReason,
     },
+    /// Something failed on open connection `conn` without closing it:
+    /// `MediaUnavailable` when it moved to the broker's relay and its
+    /// media stopped.
+    ConnError {
+        conn: ConnId,
+        error: PeerError,
+    },
+}
+
+/// Why a remote track ended (`track-ended`'s `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrackEndReason {
+    /// The remote removed it (`removeTrack`, `removeStream`).
+    Removed,
+    /// The remote's source ended: its track was stopped, or its device
+    /// went away.
+    Ended,
+    /// The connection moved to the broker's relay, which carries no media.
+    Relay,
+}
+
+impl TrackEndReason {
+    /// As the JavaScript event says it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Removed => "removed",
+            Self::Ended => "ended",
+            Self::Relay => "relay",
+        }
+    }
 }
 
 /// Who is listening for messages, so that nothing arrives unheard.

@@ -1,16 +1,18 @@
 //! The driver's media: the `RTCRtpSender` of each track this side sends
 //! (by the engine's [`TrackId`]) and the remote tracks and streams it
 //! receives (by connection and mid). The engine decides; this only
-//! carries out `AddTrack` / `RemoveTrack` and reports `ontrack` and the
-//! senders' mids. Nothing here ever stops a track the user gave: closing
-//! a connection drops the senders with the RTCPeerConnection, which ends
-//! only the remote tracks.
+//! carries out `AddTrack` / `RemoveTrack` and reports `ontrack`, the
+//! senders' mids, and what happens to the user's tracks it sends (their
+//! `ended`, `mute`, `unmute` and `stop()`, through a [`TrackWatch`] each,
+//! removed with the sender). Nothing here ever stops a track the user
+//! gave: closing a connection drops the senders with the
+//! RTCPeerConnection, which ends only the remote tracks.
 
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 
 use js_sys::{Array, Function, Reflect};
 use wasm_bindgen::JsValue;
-use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::prelude::{Closure, wasm_bindgen};
 
 use super::Driver;
 use crate::core::engine::{ConnId, Table, TrackId};
@@ -24,6 +26,49 @@ extern "C" {
     fn track_event(ev: &JsValue) -> Array;
     #[wasm_bindgen(js_name = streamIds)]
     fn stream_ids_js(streams: &Array) -> Array;
+    #[wasm_bindgen(js_name = watchTrack)]
+    fn watch_track_js(track: &JsValue, report: &JsValue);
+    #[wasm_bindgen(js_name = unwatchTrack)]
+    fn unwatch_track_js(track: &JsValue, report: &JsValue);
+}
+
+/// The driver's hooks on one of the user's tracks it sends (`watchTrack`
+/// in media.js): its `ended` / `stop()`, `mute` and `unmute` reach the
+/// engine. Dropping it removes them.
+struct TrackWatch {
+    track: JsValue,
+    report: Closure<dyn FnMut(String)>,
+}
+
+impl TrackWatch {
+    /// Watches `track`, sent as `id` on `conn`, for the driver `driver`.
+    fn new(driver: &Weak<Driver>, conn: ConnId, id: TrackId, track: &JsValue) -> Self {
+        let weak = driver.clone();
+        let report = Closure::<dyn FnMut(String)>::new(move |what: String| {
+            // Later, not now: this runs inside the user's `stop()`, and
+            // the engine's answer drops this very closure.
+            let weak = weak.clone();
+            wasm_bindgen_futures::spawn_local(async move {
+                Driver::feed(&weak, |e, now| match what.as_str() {
+                    "ended" => e.handle_local_track_ended(conn, id, now),
+                    "mute" => e.handle_local_track_muted(conn, id, true),
+                    "unmute" => e.handle_local_track_muted(conn, id, false),
+                    _ => {}
+                });
+            });
+        });
+        watch_track_js(track, report.as_ref());
+        Self {
+            track: track.clone(),
+            report,
+        }
+    }
+}
+
+impl Drop for TrackWatch {
+    fn drop(&mut self) {
+        unwatch_track_js(&self.track, self.report.as_ref());
+    }
 }
 
 /// One track this side sends.
@@ -33,6 +78,8 @@ struct Sending {
     track: JsValue,
     /// The sender, once `addTrack` made it.
     sender: Option<JsValue>,
+    /// The hooks on `track` (none for a `replaceTrack(old, null)`).
+    _watch: Option<TrackWatch>,
 }
 
 /// One remote track: the track and its streams.
@@ -51,11 +98,12 @@ pub struct MediaIo {
 }
 
 impl MediaIo {
-    /// Forgets a released connection's media (the RTCPeerConnection's
-    /// close ends the remote tracks; the user's own tracks go on).
+    /// Forgets a released connection's senders (and their hooks on the
+    /// user's tracks, which go on). Its remote tracks stay until the
+    /// engine's `TrackEnded` (a move to the relay) or `Closed` for it
+    /// (`forget_conn_media`).
     pub fn release(&mut self, conn: ConnId) {
         self.sending.retain(|_, s| s.conn != conn);
-        self.receiving.retain(|(c, _), _| *c != conn);
     }
 }
 
@@ -134,12 +182,14 @@ impl Driver {
                 None
             }
         };
+        let watch = TrackWatch::new(&self.me, conn, id, &track);
         self.io.borrow_mut().media.sending.insert(
             id,
             Sending {
                 conn,
                 track,
                 sender,
+                _watch: Some(watch),
             },
         );
     }
@@ -172,22 +222,27 @@ impl Driver {
     /// `sender.replaceTrack(new)`: the remote sees the new track's media
     /// on the same track, without renegotiation.
     pub fn replace_track(&self, id: TrackId, new: &JsValue) -> js_sys::Promise {
-        let sender = self
+        let found = self
             .io
             .borrow()
             .media
             .sending
             .get(&id)
-            .and_then(|s| s.sender.clone());
-        let Some(sender) = sender else {
+            .and_then(|s| Some((s.conn, s.sender.clone()?)));
+        let Some((conn, sender)) = found else {
             let e = PeerError::MediaUnavailable("the track has no sender".into());
             return js_sys::Promise::reject(&e.to_js());
         };
         match call(&sender, "replaceTrack", &[new]) {
             Ok(p) => {
-                if let Some(s) = self.io.borrow_mut().media.sending.get_mut(&id) {
+                // The hooks move to the new track (the old one's go).
+                let watch = (!new.is_null() && !new.is_undefined())
+                    .then(|| TrackWatch::new(&self.me, conn, id, new));
+                let old = self.io.borrow_mut().media.sending.get_mut(&id).map(|s| {
                     s.track = new.clone();
-                }
+                    std::mem::replace(&mut s._watch, watch)
+                });
+                drop(old);
                 p.dyn_into()
                     .unwrap_or_else(|_| js_sys::Promise::resolve(&JsValue::UNDEFINED))
             }
@@ -246,6 +301,28 @@ impl Driver {
             .receiving
             .get(&(conn, mid.to_string()))
             .map(|r| (r.track.clone(), r.streams.clone()))
+    }
+
+    /// Forgets the media of `conn`, which closed: its remote tracks
+    /// (they ended with it), and its senders with their hooks on the
+    /// user's tracks (gone at the close, not when the RTCPeerConnection
+    /// is released a moment later).
+    pub fn forget_conn_media(&self, conn: ConnId) {
+        let gone: Vec<Sending> = {
+            let mut io = self.io.borrow_mut();
+            io.media.receiving.retain(|(c, _), _| *c != conn);
+            let ids: Vec<TrackId> = io
+                .media
+                .sending
+                .iter()
+                .filter(|(_, s)| s.conn == conn)
+                .map(|(id, _)| *id)
+                .collect();
+            ids.iter()
+                .filter_map(|id| io.media.sending.remove(id))
+                .collect()
+        };
+        drop(gone);
     }
 
     /// Forgets an ended remote track.

@@ -23,6 +23,7 @@ async function misuse(conn: Connection, room: Room, stream: Stream, caught: unkn
   const code: 'closed' = emitted.code; // error: is not assignable to type '"closed"'
   await peer.call('b', 'not a stream'); // error: Argument of type 'string' is not assignable to parameter of type 'MediaStream'
   conn.on('track', (ev: MediaStream) => ev); // error: Type 'TrackEvent' is missing
+  conn.on('track-ended', ({ reason }) => reason === 'stopped'); // error: no overlap
   console.log(code, caught.message); // error: 'caught' is of type 'unknown'
   const db = new Database('d');
   db.insert('users', { name: 'no key' }); // error: does not exist in type 'DatabaseRecord'

@@ -7,7 +7,7 @@ import { createPeer as createLitePeer, isPeerwireError as isLiteError } from 'pe
 import type { Peer as LitePeer, Connection as LiteConnection, PeerwireError as LiteError } from 'peerwire/lite';
 import type {
   Peer, Connection, Room, Stream, Hub, FetchResponse, PeerwireError, PeerwireErrorName, PeerwireErrorCode,
-  MessageEnvelope, StateEvent, NodeSystem, NetworkConnection, PortSystem, DatabaseRecord, TrackEvent, RemoteTrackEvent, IncomingCall,
+  MessageEnvelope, StateEvent, NodeSystem, NetworkConnection, PortSystem, DatabaseRecord, TrackEvent, RemoteTrackEvent, TrackEndedEvent, TrackEndReason, IncomingCall,
 } from 'peerwire';
 async function main(): Promise<void> {
   // No init() needed; it stays for code that calls it, and in peerwire/manual.
@@ -179,6 +179,8 @@ async function media(): Promise<void> {
   conn.on('track', (ev: TrackEvent) => console.log(ev.track.kind, ev.streams[0]?.id, ev.streamIds.join()));
   conn.on('mediastream', (s: MediaStream) => console.log(s.id));
   conn.on('track-ended', ({ track, streams }: RemoteTrackEvent) => console.log(track.id, streams.length));
+  conn.on('track-ended', ({ reason }: TrackEndedEvent) => { const r: TrackEndReason = reason; console.log(r === 'relay' || r === 'ended' || r === 'removed'); });
+  conn.on('error', (e) => { if (isPeerwireError(e, 'MediaUnavailableError')) console.log(e.code === 'media-unavailable'); });
   conn.on('track-muted', (ev) => console.log(ev.track.muted));
   peer.on('call', (call: IncomingCall) => {
     console.log(call.peerId, call.metadata, call.connection.peerId);
