@@ -414,6 +414,11 @@ where
                                 }
                                 continue;
                             }
+                            // A signal, the most common message, on the
+                            // fast path (its `data` passed through as text).
+                            if app.hub.try_signal(conn, text.as_str(), Instant::now()) {
+                                continue;
+                            }
                             match ClientMessage::decode(text.as_str()) {
                                 // (In a network of brokers, a claim in Redis
                                 // first: see `register`.)
