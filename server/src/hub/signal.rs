@@ -108,14 +108,17 @@ fn plain(text: &str) -> bool {
         match b[i] {
             b'"' => {
                 i += 1;
-                while b[i] != b'"' {
-                    if b[i] == b'\\' {
-                        if b[i + 1] == b'u' && matches!(b[i + 2], b'd' | b'D') {
-                            return false;
-                        }
-                        i += 1;
+                // (The text is well-formed: every string ends, every
+                // escape is whole.)
+                loop {
+                    i += memchr::memchr2(b'"', b'\\', &b[i..]).unwrap_or(b.len() - i);
+                    if i >= b.len() || b[i] == b'"' {
+                        break;
                     }
-                    i += 1;
+                    if b[i + 1] == b'u' && matches!(b[i + 2], b'd' | b'D') {
+                        return false;
+                    }
+                    i += 2;
                 }
             }
             b'[' | b'{' => {
