@@ -360,6 +360,10 @@ where
                     // Write what is ready in one flush: a burst costs one
                     // syscall instead of one per frame. A frame taken from the
                     // queue is written before anything else can happen.
+                    // The other tasks ready to run go first: under load they
+                    // are the readers queueing more frames here, which then
+                    // share this write (idle, the yield costs no time).
+                    tokio::task::yield_now().await;
                     let write = async {
                         feed(&mut sink, out, &unwritten).await?;
                         fed(&mut writing);

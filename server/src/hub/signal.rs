@@ -11,40 +11,40 @@
 //! receiver is spliced into one buffer of its exact length:
 //! `{"type":"signal","from":<sender>,"data":<data as sent>}`.
 //!
-//! What the fast path takes, the general decoder would take too, with the
-//! same `rid` and `to` and the same `data` once parsed (tested below): it
-//! reads with the same parser (serde_json), and leaves to the general path
-//! every text it is not sure of, so that errors are classified and worded
-//! exactly as before. That is anything that is not a `signal` with all three
-//! fields, a field given twice, and a text the general path might refuse
-//! although its grammar is right (it parses `data` and any unknown field,
-//! where the fast path only checks their grammar): a number with an
-//! exponent or of more than [`LONG_NUMBER`] characters (out of range for an
-//! `f64`), a `\u` escape of a UTF-16 surrogate (lone ones are refused), or
-//! nesting deeper than [`DEEP`] (serde_json's recursion limit is 128).
+//! What the fast path takes, the general decoder takes too, with the same
+//! `rid` and `to` and the same `data` once parsed (tested below), and
+//! what it leaves (anything that is not a `signal` with all three fields, a
+//! field given twice) goes down the general path, so that errors are
+//! classified and worded exactly as before. It reads with the same parser
+//! (serde_json), but only checks the grammar of `data` and of unknown
+//! fields, which the general decoder parses: a text that might be refused
+//! there although its grammar is right (a number with an exponent or of
+//! more than [`LONG_NUMBER`] characters, out of range for an `f64`; a `\u`
+//! escape of a UTF-16 surrogate, refused when lone; nesting deeper than
+//! [`DEEP`], serde_json's recursion limit being 128) is decoded by the
+//! general decoder first, and taken only if it is accepted there.
 //!
 //! The relayed `data` keeps the sender's text: its key order, spacing and
 //! number spelling (the general path printed the parsed value: keys sorted,
-//! spaces dropped). It is the same JSON value; docs/PROTOCOL.md promises the
-//! value "relayed as it came".
+//! spaces dropped). It is the same JSON value; docs/PROTOCOL.md says so.
 
 use std::borrow::Cow;
 use std::time::Instant;
 
 use peerwire::protocol::ids;
 use peerwire::protocol::messages::Rid;
-use peerwire::protocol::{ErrorCode, ServerMessage};
+use peerwire::protocol::{ClientMessage, ErrorCode, ServerMessage};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::delivery::Kind;
 use super::{ConnId, Hub, State, TextFrame};
 
-/// A number longer than this may overflow an `f64` (the general path
-/// refuses those): left to it.
+/// A number longer than this may overflow an `f64` (the general decoder
+/// refuses those): such a text is decoded by it first.
 const LONG_NUMBER: usize = 300;
 
-/// Nesting at which `data` is left to the general path.
+/// Nesting at which a text is decoded by the general decoder first.
 const DEEP: usize = 100;
 
 /// The envelope of a client message, borrowed from its text. Strings
@@ -77,6 +77,16 @@ pub(crate) struct Signal<'a> {
 /// `text` as a signal, when it is one the fast path may take (see the
 /// module's notes); `None` sends it down the general path.
 pub(crate) fn read(text: &str) -> Option<Signal<'_>> {
+    let signal = envelope(text)?;
+    // The whole text: unknown fields are parsed by the general path too.
+    if !plain(text) && ClientMessage::decode(text).is_err() {
+        return None;
+    }
+    Some(signal)
+}
+
+/// The envelope of `text`, when it is a `signal` with its three fields.
+fn envelope(text: &str) -> Option<Signal<'_>> {
     // Cheap refusal of what is plainly something else.
     if !text.contains("\"signal\"") {
         return None;
@@ -86,10 +96,6 @@ pub(crate) fn read(text: &str) -> Option<Signal<'_>> {
         return None;
     }
     let (rid, to, data) = (env.rid?, env.to?, env.data?);
-    // The whole text: unknown fields are parsed by the general path too.
-    if !plain(text) {
-        return None;
-    }
     Some(Signal {
         rid,
         to,
@@ -226,16 +232,18 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use peerwire::protocol::ClientMessage;
     use serde_json::Value;
 
     /// Checks `text` both ways: when the fast path takes it, the general
     /// decoder takes it too, to the same signal; when the general decoder
-    /// reads a signal from a text of the plain kind the fast path is for,
-    /// the fast path takes it.
+    /// reads a signal (its type spelled without escapes), the fast path
+    /// takes it.
     fn agree(text: &str) -> Option<Signal<'_>> {
         let fast = read(text);
         let general = ClientMessage::decode(text);
+        if matches!(general, Ok(ClientMessage::Signal { .. })) && text.contains("\"signal\"") {
+            assert!(fast.is_some(), "the fast path left {text:?}");
+        }
         if let Some(s) = &fast {
             let Ok(ClientMessage::Signal { rid, to, data }) = &general else {
                 panic!("fast path took {text:?}, the general decoder: {general:?}");
@@ -264,6 +272,10 @@ mod tests {
             r#" { "type" : "signal" , "rid" : 0 , "to" : "b\u006fb" , "data" : "x" , "extra" : [1,{"a":2}] } "#,
             r#"{"type":"signal","rid":18446744073709551615,"to":"bob","data":{"z":1,"a":{"deep":[[[]]]}}}"#,
             r#"{"type":"signal","rid":1,"to":"bob","data":"\u00e9 is \u0041"}"#,
+            // Decoded by the general decoder first, then taken.
+            r#"{"type":"signal","rid":1,"to":"bob","data":[1E2, 1.5e-3]}"#,
+            r#"{"type":"signal","rid":1,"to":"bob","data":"\ud83d\ude00"}"#,
+            r#"{"type":"signal","rid":1,"to":"bob","data":1,"x":[1e3]}"#,
         ] {
             assert!(agree(text).is_some(), "{text}");
         }
@@ -290,9 +302,7 @@ mod tests {
             r#"{"type":"signal","rid":1,"to":"bob","data":1,"data":2}"#,
             r#"{"type":"signal","type":"signal","rid":1,"to":"bob","data":1}"#,
             r#"{"type":"signal","rid":1,"to":"bob","data":1e400}"#,
-            r#"{"type":"signal","rid":1,"to":"bob","data":[1E2]}"#,
             r#"{"type":"signal","rid":1,"to":"bob","data":"\ud800"}"#,
-            r#"{"type":"signal","rid":1,"to":"bob","data":"\ud83d\ude00"}"#,
             r#"{"type":"signal","rid":1,"to":"bob","data":1,"x":1e400}"#,
             r#"{"type":"signal","rid":1,"to":"bob","data":1,"\udc00":1}"#,
             r#"{"type":"sig\u006eal","rid":1,"to":"bob","data":1}"#,
@@ -310,8 +320,8 @@ mod tests {
         assert!(agree(&long).is_none());
         let deep = format!(
             r#"{{"type":"signal","rid":1,"to":"b","data":{}{}}}"#,
-            "[".repeat(DEEP),
-            "]".repeat(DEEP)
+            "[".repeat(200),
+            "]".repeat(200)
         );
         assert!(agree(&deep).is_none());
         let deep_extra = format!(
@@ -320,12 +330,14 @@ mod tests {
             "]".repeat(200)
         );
         assert!(agree(&deep_extra).is_none());
-        let fine = format!(
-            r#"{{"type":"signal","rid":1,"to":"b","data":{}{}}}"#,
-            "[".repeat(DEEP - 2),
-            "]".repeat(DEEP - 2)
-        );
-        assert!(agree(&fine).is_some());
+        for depth in [DEEP - 2, DEEP + 10] {
+            let fine = format!(
+                r#"{{"type":"signal","rid":1,"to":"b","data":{}{}}}"#,
+                "[".repeat(depth),
+                "]".repeat(depth)
+            );
+            assert!(agree(&fine).is_some(), "{depth}");
+        }
     }
 
     /// Every text one byte away from a few signals (each byte replaced by
