@@ -138,24 +138,20 @@ enum ToWrite {
     Slot,
 }
 
-/// Feeds `send` to the socket (see [`ws::Writer::feed`]: cut short, it
-/// took nothing).
-async fn feed<W: AsyncWrite + Unpin>(
-    sink: &mut ws::Writer<W>,
-    send: ToWrite,
-    slot: &Slot,
-) -> std::io::Result<()> {
+/// Queues `send` on the socket's buffer at once (see
+/// [`ws::Writer::make_room`] for bounding it; a future that held the frame
+/// across the write of the buffer would hold it in every connection's
+/// future).
+fn put<W: AsyncWrite + Unpin>(sink: &mut ws::Writer<W>, send: ToWrite, slot: &Slot) {
     match send {
-        ToWrite::Message(m) => sink.feed(m).await,
+        ToWrite::Message(m) => sink.put_message(&m),
         ToWrite::Slot => {
-            sink.make_room().await?;
             let held = slot.0.lock().unwrap_or_else(|e| e.into_inner());
             match held.as_deref().map(|o| &o.frame) {
                 Some(Frame::Text(t)) => sink.put(ws::Data::Text, t.as_bytes()),
                 Some(Frame::Binary(b)) => sink.put(ws::Data::Binary, b),
                 None => {}
             }
-            Ok(())
         }
     }
 }
@@ -360,22 +356,22 @@ where
                     // Write what is ready in one flush: a burst costs one
                     // syscall instead of one per frame. A frame taken from the
                     // queue is written before anything else can happen.
-                    // The other tasks ready to run go first: under load they
-                    // are the readers queueing more frames here, which then
-                    // share this write (idle, the yield costs no time).
-                    tokio::task::yield_now().await;
+                    // (Encoded at once: what a write left in the buffer was
+                    // flushed, or ended the connection. Nothing is held
+                    // across an await but the socket's own buffer.)
+                    put(&mut sink, out, &unwritten);
+                    fed(&mut writing);
                     let write = async {
-                        feed(&mut sink, out, &unwritten).await?;
-                        fed(&mut writing);
                         for _ in 0..WRITE_BATCH {
                             // Nothing after what ends the connection.
                             if closing_code(&closing).is_some() {
                                 break;
                             }
+                            sink.make_room().await?;
                             match rx.try_recv() {
                                 Ok(o) => {
                                     if let Some(send) = outgoing(o) {
-                                        feed(&mut sink, send, &unwritten).await?;
+                                        put(&mut sink, send, &unwritten);
                                     }
                                     fed(&mut writing);
                                 }
@@ -414,14 +410,9 @@ where
                 let silence = Silence::new(silence_limit);
                 tokio::pin!(silence);
                 loop {
-                    let frame = tokio::select! {
-                        biased;
-                        // (Cancel-safe: what a read took is decoded in
-                        // the same poll, and kept by the reader.)
-                        frame = stream.next() => frame,
-                        () = silence.as_mut().expired() => {
-                            return Ending::Close(CloseCode::HeartbeatTimeout);
-                        }
+                    let frame = match silence.as_mut().or(stream.next()).await {
+                        None => return Ending::Close(CloseCode::HeartbeatTimeout),
+                        Some(frame) => frame,
                     };
                     let frame = match frame {
                         Err(e) => {
@@ -546,11 +537,15 @@ where
             Ending::Close(CloseCode::TooManyMessages | CloseCode::MessageTooBig)
         ) {
             let _ = timeout(Duration::from_secs(2), async {
-                while let Ok(o) = rx.try_recv() {
+                loop {
+                    if sink.make_room().await.is_err() {
+                        return;
+                    }
+                    let Ok(o) = rx.try_recv() else {
+                        break;
+                    };
                     if let Some(send) = outgoing(o) {
-                        if feed(&mut sink, send, &unwritten).await.is_err() {
-                            return;
-                        }
+                        put(&mut sink, send, &unwritten);
                     }
                     unwritten.put(None);
                 }
@@ -722,25 +717,55 @@ impl Silence {
         *self.project().heard = at;
     }
 
-    /// Ends once the connection has been silent for the limit.
-    fn expired(self: Pin<&mut Self>) -> impl Future<Output = ()> + '_ {
+    /// `fut`'s output, or `None` once the connection has been silent for
+    /// the limit. (One future, not a `select!`: every idle connection's
+    /// future holds it while it waits, at its size.)
+    fn or<F: Future>(self: Pin<&mut Self>, fut: F) -> Until<'_, F> {
+        Until { fut, silence: self }
+    }
+
+    /// Whether the silence has lasted the limit (the timer is moved on to
+    /// the limit after the last message otherwise).
+    fn poll_expired(self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool {
         let mut this = self.project();
-        std::future::poll_fn(move |cx| {
-            while this.sleep.as_mut().poll(cx).is_ready() {
-                let now = tokio::time::Instant::now();
-                let deadline = this.sleep.deadline();
-                let next = if now.duration_since(deadline) > PAUSE_SLACK {
-                    now + *this.limit
-                } else {
-                    *this.heard + *this.limit
-                };
-                if next <= now {
-                    return Poll::Ready(());
-                }
-                this.sleep.as_mut().reset(next);
+        while this.sleep.as_mut().poll(cx).is_ready() {
+            let now = tokio::time::Instant::now();
+            let deadline = this.sleep.deadline();
+            let next = if now.duration_since(deadline) > PAUSE_SLACK {
+                now + *this.limit
+            } else {
+                *this.heard + *this.limit
+            };
+            if next <= now {
+                return true;
             }
-            Poll::Pending
-        })
+            this.sleep.as_mut().reset(next);
+        }
+        false
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`Silence::or`]'s future.
+    struct Until<'a, F> {
+        #[pin]
+        fut: F,
+        silence: Pin<&'a mut Silence>,
+    }
+}
+
+impl<F: Future> Future for Until<'_, F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(out) = this.fut.poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        if this.silence.as_mut().poll_expired(cx) {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
     }
 }
 

@@ -532,6 +532,12 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         Ok(())
     }
 
+    /// Queues `message` at once, whatever waits (call [`Writer::flush`] to
+    /// send it).
+    pub fn put_message(&mut self, message: &Message) {
+        encode(message, &mut self.out);
+    }
+
     /// Queues one data frame carrying `payload` (call [`Writer::flush`] to
     /// send it).
     pub fn put(&mut self, kind: Data, payload: &[u8]) {
