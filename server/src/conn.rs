@@ -129,6 +129,33 @@ impl Slot {
     }
 }
 
+/// What the writer sends for a frame the hub queued.
+enum ToWrite {
+    /// This message (a translation into another protocol, a ping, a pong).
+    Message(Message),
+    /// The frame itself, as it waits in the [`Slot`]: encoded from there,
+    /// not copied.
+    Slot,
+}
+
+/// Queues `send` on the socket's buffer at once (see
+/// [`ws::Writer::make_room`] for bounding it; a future that held the frame
+/// across the write of the buffer would hold it in every connection's
+/// future).
+fn put<W: AsyncWrite + Unpin>(sink: &mut ws::Writer<W>, send: ToWrite, slot: &Slot) {
+    match send {
+        ToWrite::Message(m) => sink.put_message(&m),
+        ToWrite::Slot => {
+            let held = slot.0.lock().unwrap_or_else(|e| e.into_inner());
+            match held.as_deref().map(|o| &o.frame) {
+                Some(Frame::Text(t)) => sink.put(ws::Data::Text, t.as_bytes()),
+                Some(Frame::Binary(b)) => sink.put(ws::Data::Binary, b),
+                None => {}
+            }
+        }
+    }
+}
+
 /// How long a single write may take before the client counts as stuck.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -238,7 +265,7 @@ where
                 writing.push(o.into_held());
             }
         };
-        let mut outgoing = |o: Box<Outgoing>| -> Option<Message> {
+        let mut outgoing = |o: Box<Outgoing>| -> Option<ToWrite> {
             if registered.is_none() {
                 registered = crate::access::registered_id(&o.frame);
             }
@@ -247,10 +274,10 @@ where
                     let holds = |id: &str| app.hub.holds(id);
                     let out = lock(d).outbound(text.as_str(), &app.peerjs_tokens, holds);
                     match out {
-                        Out::Send(m) => Some(m),
+                        Out::Send(m) => Some(ToWrite::Message(m)),
                         Out::SendAndClose(m) => {
                             close_once(&closing, CloseCode::Normal);
-                            Some(m)
+                            Some(ToWrite::Message(m))
                         }
                         Out::Hub(requests) => {
                             for r in requests {
@@ -262,7 +289,7 @@ where
                             for r in requests {
                                 app.hub.handle(conn, r, Instant::now());
                             }
-                            Some(m)
+                            Some(ToWrite::Message(m))
                         }
                         Out::Close(code) => {
                             close_once(&closing, code);
@@ -272,7 +299,8 @@ where
                     }
                 }
                 (Some(_), Frame::Binary(_)) => None,
-                _ => Some(o.frame.clone().into_message()),
+                // Written from the slot, not copied.
+                _ => Some(ToWrite::Slot),
             };
             unwritten.put(Some(o));
             message
@@ -306,7 +334,7 @@ where
                         code = &mut kill_rx => return Ending::Killed(code.unwrap_or(CloseCode::GoingAway)),
                         frame = rx.recv() => match frame {
                             Some(o) => match outgoing(o) {
-                                Some(message) => message,
+                                Some(send) => send,
                                 // Nothing for this client in its protocol (or
                                 // the end of the connection).
                                 None => {
@@ -319,27 +347,31 @@ where
                             },
                             None => return Ending::Killed(CloseCode::GoingAway),
                         },
-                        _ = ping.tick() => Message::Ping(Default::default()),
+                        _ = ping.tick() => ToWrite::Message(Message::Ping(Default::default())),
                         () = pong_ready.notified() => match lock(&pong).take() {
-                            Some(payload) => Message::Pong(payload),
+                            Some(payload) => ToWrite::Message(Message::Pong(payload)),
                             None => continue,
                         },
                     };
                     // Write what is ready in one flush: a burst costs one
                     // syscall instead of one per frame. A frame taken from the
                     // queue is written before anything else can happen.
+                    // (Encoded at once: what a write left in the buffer was
+                    // flushed, or ended the connection. Nothing is held
+                    // across an await but the socket's own buffer.)
+                    put(&mut sink, out, &unwritten);
+                    fed(&mut writing);
                     let write = async {
-                        sink.feed(out).await?;
-                        fed(&mut writing);
                         for _ in 0..WRITE_BATCH {
                             // Nothing after what ends the connection.
                             if closing_code(&closing).is_some() {
                                 break;
                             }
+                            sink.make_room().await?;
                             match rx.try_recv() {
                                 Ok(o) => {
-                                    if let Some(message) = outgoing(o) {
-                                        sink.feed(message).await?;
+                                    if let Some(send) = outgoing(o) {
+                                        put(&mut sink, send, &unwritten);
                                     }
                                     fed(&mut writing);
                                 }
@@ -373,25 +405,33 @@ where
             };
             let refused = &mut refused;
             let reader = async {
+                // One timer for the connection's silence, moved on only
+                // when it fires: a message costs no timer of its own.
+                let silence = Silence::new(silence_limit);
+                tokio::pin!(silence);
                 loop {
-                    let frame = match patient_timeout(silence_limit, stream.next()).await {
-                        Err(_) => return Ending::Close(CloseCode::HeartbeatTimeout),
-                        Ok(Err(e)) => {
+                    let frame = match silence.as_mut().or(stream.next()).await {
+                        None => return Ending::Close(CloseCode::HeartbeatTimeout),
+                        Some(frame) => frame,
+                    };
+                    let frame = match frame {
+                        Err(e) => {
                             tracing::debug!(conn, "read: {e:?}");
                             return match e.close_code() {
                                 Some(code) => Ending::Close(code),
                                 None => Ending::Lost,
                             };
                         }
-                        Ok(Ok(frame)) => frame,
+                        Ok(frame) => frame,
                     };
+                    // The clock is read once per message.
+                    let heard = tokio::time::Instant::now();
+                    silence.as_mut().heard(heard);
+                    let now = heard.into_std();
                     // Every JSON message costs a token, from this connection's
                     // bucket and from its address's; so does every relay frame
                     // the hub did not forward.
-                    let mut take_token = || {
-                        let now = Instant::now();
-                        bucket.take(now) && app.addresses.take(ip, now)
-                    };
+                    let mut take_token = || bucket.take(now) && app.addresses.take(ip, now);
                     match frame {
                         Message::Text(text) => {
                             if !take_token() {
@@ -414,6 +454,11 @@ where
                                 }
                                 continue;
                             }
+                            // A signal, the most common message, on the
+                            // fast path (its `data` passed through as text).
+                            if app.hub.try_signal(conn, text.as_str(), now) {
+                                continue;
+                            }
                             match ClientMessage::decode(text.as_str()) {
                                 // (In a network of brokers, a claim in Redis
                                 // first: see `register`.)
@@ -424,8 +469,8 @@ where
                                         Box::pin(register(&app, conn, msg)).await;
                                     }
                                 }
-                                Ok(msg) => app.hub.handle(conn, msg, Instant::now()),
-                                Err(err) => app.hub.reject(conn, err, Instant::now()),
+                                Ok(msg) => app.hub.handle(conn, msg, now),
+                                Err(err) => app.hub.reject(conn, err, now),
                             }
                         }
                         Message::Binary(bytes) => {
@@ -447,7 +492,7 @@ where
                             if bytes.len() > max_binary {
                                 return Ending::Close(CloseCode::MessageTooBig);
                             }
-                            let relayed = app.hub.handle_binary(conn, &bytes, Instant::now());
+                            let relayed = app.hub.handle_binary(conn, &bytes, now);
                             if relayed == Relayed::Dropped && !take_token() {
                                 return Ending::Close(CloseCode::TooManyMessages);
                             }
@@ -492,11 +537,15 @@ where
             Ending::Close(CloseCode::TooManyMessages | CloseCode::MessageTooBig)
         ) {
             let _ = timeout(Duration::from_secs(2), async {
-                while let Ok(o) = rx.try_recv() {
-                    if let Some(message) = outgoing(o) {
-                        if sink.feed(message).await.is_err() {
-                            return;
-                        }
+                loop {
+                    if sink.make_room().await.is_err() {
+                        return;
+                    }
+                    let Ok(o) = rx.try_recv() else {
+                        break;
+                    };
+                    if let Some(send) = outgoing(o) {
+                        put(&mut sink, send, &unwritten);
                     }
                     unwritten.put(None);
                 }
@@ -635,6 +684,88 @@ pin_project_lite::pin_project! {
         #[pin]
         sleep: tokio::time::Sleep,
         limit: Duration,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// How long a connection has been silent: one timer, set when it
+    /// opens and moved on only when it fires, to the limit after the last
+    /// message [`Silence::heard`] (so a message costs a clock read, not a
+    /// timer). Like [`patient_timeout`], a timer that fires more than
+    /// [`PAUSE_SLACK`] late (the broker itself was not running) starts the
+    /// limit again instead of blaming the client.
+    struct Silence {
+        #[pin]
+        sleep: tokio::time::Sleep,
+        limit: Duration,
+        heard: tokio::time::Instant,
+    }
+}
+
+impl Silence {
+    fn new(limit: Duration) -> Self {
+        let now = tokio::time::Instant::now();
+        Self {
+            sleep: tokio::time::sleep_until(now + limit),
+            limit,
+            heard: now,
+        }
+    }
+
+    /// A message arrived at `at`.
+    fn heard(self: Pin<&mut Self>, at: tokio::time::Instant) {
+        *self.project().heard = at;
+    }
+
+    /// `fut`'s output, or `None` once the connection has been silent for
+    /// the limit. (One future, not a `select!`: every idle connection's
+    /// future holds it while it waits, at its size.)
+    fn or<F: Future>(self: Pin<&mut Self>, fut: F) -> Until<'_, F> {
+        Until { fut, silence: self }
+    }
+
+    /// Whether the silence has lasted the limit (the timer is moved on to
+    /// the limit after the last message otherwise).
+    fn poll_expired(self: Pin<&mut Self>, cx: &mut Context<'_>) -> bool {
+        let mut this = self.project();
+        while this.sleep.as_mut().poll(cx).is_ready() {
+            let now = tokio::time::Instant::now();
+            let deadline = this.sleep.deadline();
+            let next = if now.duration_since(deadline) > PAUSE_SLACK {
+                now + *this.limit
+            } else {
+                *this.heard + *this.limit
+            };
+            if next <= now {
+                return true;
+            }
+            this.sleep.as_mut().reset(next);
+        }
+        false
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// [`Silence::or`]'s future.
+    struct Until<'a, F> {
+        #[pin]
+        fut: F,
+        silence: Pin<&'a mut Silence>,
+    }
+}
+
+impl<F: Future> Future for Until<'_, F> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(out) = this.fut.poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        if this.silence.as_mut().poll_expired(cx) {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
     }
 }
 

@@ -517,11 +517,35 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
     /// message is taken: it goes out before anything fed after it, a
     /// close frame included. Cut short, it took nothing.
     pub async fn feed(&mut self, message: Message) -> io::Result<()> {
+        self.make_room().await?;
+        encode(&message, &mut self.out);
+        Ok(())
+    }
+
+    /// Writes what waits when that is more than a few KiB: the first half
+    /// of [`Writer::feed`], for a frame then [`Writer::put`] from where it
+    /// lies.
+    pub async fn make_room(&mut self) -> io::Result<()> {
         if self.out.len() >= WRITE_CHUNK {
             self.write_out().await?;
         }
-        encode(&message, &mut self.out);
         Ok(())
+    }
+
+    /// Queues `message` at once, whatever waits (call [`Writer::flush`] to
+    /// send it).
+    pub fn put_message(&mut self, message: &Message) {
+        encode(message, &mut self.out);
+    }
+
+    /// Queues one data frame carrying `payload` (call [`Writer::flush`] to
+    /// send it).
+    pub fn put(&mut self, kind: Data, payload: &[u8]) {
+        let opcode = match kind {
+            Data::Text => 0x1,
+            Data::Binary => 0x2,
+        };
+        encode_frame(opcode, payload, &mut self.out);
     }
 
     /// Writes everything queued.
@@ -560,6 +584,14 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
     }
 }
 
+/// The kind of a data frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Data {
+    /// UTF-8 text (the caller's payload is valid UTF-8).
+    Text,
+    Binary,
+}
+
 /// Appends `message` as one unmasked frame (server to client).
 fn encode(message: &Message, out: &mut Vec<u8>) {
     let close;
@@ -582,6 +614,11 @@ fn encode(message: &Message, out: &mut Vec<u8>) {
             (0x8, &close)
         }
     };
+    encode_frame(opcode, payload, out);
+}
+
+/// Appends one unmasked frame of `opcode` carrying `payload`.
+fn encode_frame(opcode: u8, payload: &[u8], out: &mut Vec<u8>) {
     out.reserve(10 + payload.len());
     out.push(0x80 | opcode);
     match payload.len() {

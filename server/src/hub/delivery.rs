@@ -266,8 +266,17 @@ impl State {
         kind: Kind,
         now: Instant,
     ) -> Result<(), ErrorCode> {
-        if !self.sessions.contains_key(to) {
-            return self.forward(to, &frame, origin, kind);
+        // The common case in one lookup: attached here, nothing held for
+        // a hand-over.
+        match self.sessions.get(to) {
+            None => return self.forward(to, &frame, origin, kind),
+            Some(session) if session.handoff.is_none() => {
+                if let Some(conn) = session.conn {
+                    self.send_frame(conn, frame, origin, kind, now);
+                    return Ok(());
+                }
+            }
+            Some(_) => {}
         }
         // An id just taken over from another broker waits for what that
         // broker still had for it (see `cluster`).

@@ -3,7 +3,7 @@
 //! API.
 //!
 //! The socket code knows only a handful of calls: [`Hub::connect`],
-//! [`Hub::handle`], [`Hub::handle_binary`], [`Hub::reject`],
+//! [`Hub::try_signal`], [`Hub::handle`], [`Hub::handle_binary`], [`Hub::reject`],
 //! [`Hub::disconnect`] and [`Hub::sweep`].
 //! Everything the hub sends leaves through a connection's bounded outbound
 //! queue (an [`outbox::Sender`]), or a one-shot "close with this
@@ -24,6 +24,8 @@
 //! - `rooms`: membership, broadcast, room state with TTL, snapshots.
 //! - `rendezvous`: keys, joiners, listen and pipe deadlines.
 //! - `hostnames`: names owned by ids, registered and looked up atomically.
+//! - `signal`: the fast path that relays a signal without rebuilding its
+//!   `data`.
 //! - `relay`: relay pairs (both ids agreed), binary relay frames forwarded
 //!   between them within rate and byte caps.
 //! - `sweep`: everything that happens because time passed.
@@ -80,6 +82,7 @@ mod relay;
 mod rendezvous;
 mod rooms;
 mod sessions;
+mod signal;
 mod sweep;
 #[cfg(test)]
 mod testing;

@@ -146,7 +146,11 @@ impl Harness {
 
     /// Sends one message (JSON, decoded as the socket code would).
     pub fn send(&mut self, conn: ConnId, msg: Value) {
-        let msg = ClientMessage::decode(&msg.to_string()).expect("a valid test message");
+        let text = msg.to_string();
+        if self.hub.try_signal(conn, &text, self.now) {
+            return;
+        }
+        let msg = ClientMessage::decode(&text).expect("a valid test message");
         self.hub.handle(conn, msg, self.now);
     }
 
