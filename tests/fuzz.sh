@@ -44,6 +44,7 @@
 #   stun_packet     the broker's STUN codec: any datagram, answered only if a binding request, briefly
 #   frontend_frame  the PeerJS and signaller front-ends: any client or hub frame, carried as sent
 #   ws_frame        the broker's WebSocket reader: any client bytes, cut anywhere, read alike
+#   signal_path     the broker's signal fast path: takes only what the general decoder reads the same
 #
 # A crash, leak, timeout or out-of-memory input is copied into
 # fuzz/regressions/<target>/ (commit it with the fix: the replay test then
@@ -55,7 +56,7 @@ RUNS=${FUZZ_RUNS:-}
 TIMEOUT=${FUZZ_TIMEOUT:-10}
 export ASAN_OPTIONS=${ASAN_OPTIONS-malloc_context_size=0:detect_stack_use_after_return=0:quarantine_size_mb=16}
 TARGETS=("$@")
-[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(broker_message peer_frame reassembly rest_codec hub_sequence relay_frame stun_packet frontend_frame ws_frame)
+[ ${#TARGETS[@]} -eq 0 ] && TARGETS=(broker_message peer_frame reassembly rest_codec hub_sequence relay_frame stun_packet frontend_frame ws_frame signal_path)
 
 # cargo fuzz instruments with -Z flags: nightly if installed, otherwise the
 # stable compiler with RUSTC_BOOTSTRAP=1 (the flags it needs exist there).

@@ -26,6 +26,12 @@
 //!   error that ends the reading (with its close code) are the same
 //!   whether the bytes arrive at once, cut in pieces at any points, or
 //!   partly as bytes read with the upgrade request.
+//! - [`signal_path`]: the signal fast path (`hub::signal`) against the
+//!   general decoder on any text. Checked: no panic; what the fast path
+//!   takes, the general decoder reads as the same signal (`rid`, `to`, and
+//!   `data` as a JSON value), and the spliced frame is what the general
+//!   encoder writes; a signal the general decoder reads (its type spelled
+//!   plainly) is taken by the fast path.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -47,10 +53,11 @@ use crate::stun::codec;
 pub type Target = fn(&[u8]);
 
 /// The targets, by the name of their folder under `fuzz/regressions/`.
-pub const TARGETS: [(&str, Target); 5] = [
+pub const TARGETS: [(&str, Target); 6] = [
     ("frontend_frame", frontend_frame),
     ("hub_sequence", hub_sequence),
     ("relay_frame", relay_frame),
+    ("signal_path", signal_path),
     ("stun_packet", stun_packet),
     ("ws_frame", ws_frame),
 ];
@@ -710,6 +717,15 @@ pub fn ws_frame(data: &[u8]) {
         .max()
         .unwrap_or(0);
     assert!(total <= WS_MAX, "no message over the limit is taken");
+}
+
+/// Fuzz target body: see the module notes.
+pub fn signal_path(data: &[u8]) {
+    // A WebSocket text message is UTF-8 (the reader refuses anything else
+    // with 1007), so that is what the hub is handed.
+    if let Ok(text) = std::str::from_utf8(data) {
+        crate::hub::signal::agree(text);
+    }
 }
 
 #[cfg(test)]

@@ -82,7 +82,7 @@ mod relay;
 mod rendezvous;
 mod rooms;
 mod sessions;
-mod signal;
+pub(crate) mod signal;
 mod sweep;
 #[cfg(test)]
 mod testing;

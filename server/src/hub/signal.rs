@@ -229,40 +229,43 @@ impl State {
     }
 }
 
+/// Test and fuzzing support (`fuzzing::signal_path`, the tests below).
+#[cfg(any(test, feature = "fuzzing"))]
+/// Checks `text` both ways: when the fast path takes it, the general
+/// decoder takes it too, to the same signal; when the general decoder
+/// reads a signal (its type spelled without escapes), the fast path
+/// takes it.
+pub(crate) fn agree(text: &str) -> Option<Signal<'_>> {
+    use serde_json::Value;
+
+    let fast = read(text);
+    let general = ClientMessage::decode(text);
+    if matches!(general, Ok(ClientMessage::Signal { .. })) && text.contains("\"signal\"") {
+        assert!(fast.is_some(), "the fast path left {text:?}");
+    }
+    if let Some(s) = &fast {
+        let Ok(ClientMessage::Signal { rid, to, data }) = &general else {
+            panic!("fast path took {text:?}, the general decoder: {general:?}");
+        };
+        assert_eq!((s.rid, s.to.as_ref()), (*rid, to.as_str()), "{text}");
+        let ours: Value = serde_json::from_str(s.data).unwrap();
+        let theirs: Value = serde_json::from_str(data.as_str()).unwrap();
+        assert_eq!(ours, theirs, "{text}");
+        // The frame is what the general encoder writes for that data.
+        let spliced = frame("alice", s.data);
+        let encoded = ServerMessage::Signal {
+            from: "alice".into(),
+            data: peerwire::protocol::json::Json(s.data.to_string()),
+        }
+        .encode();
+        assert_eq!(spliced.as_str(), encoded);
+    }
+    fast
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::Value;
-
-    /// Checks `text` both ways: when the fast path takes it, the general
-    /// decoder takes it too, to the same signal; when the general decoder
-    /// reads a signal (its type spelled without escapes), the fast path
-    /// takes it.
-    fn agree(text: &str) -> Option<Signal<'_>> {
-        let fast = read(text);
-        let general = ClientMessage::decode(text);
-        if matches!(general, Ok(ClientMessage::Signal { .. })) && text.contains("\"signal\"") {
-            assert!(fast.is_some(), "the fast path left {text:?}");
-        }
-        if let Some(s) = &fast {
-            let Ok(ClientMessage::Signal { rid, to, data }) = &general else {
-                panic!("fast path took {text:?}, the general decoder: {general:?}");
-            };
-            assert_eq!((s.rid, s.to.as_ref()), (*rid, to.as_str()), "{text}");
-            let ours: Value = serde_json::from_str(s.data).unwrap();
-            let theirs: Value = serde_json::from_str(data.as_str()).unwrap();
-            assert_eq!(ours, theirs, "{text}");
-            // The frame is what the general encoder writes for that data.
-            let spliced = frame("alice", s.data);
-            let encoded = ServerMessage::Signal {
-                from: "alice".into(),
-                data: peerwire::protocol::json::Json(s.data.to_string()),
-            }
-            .encode();
-            assert_eq!(spliced.as_str(), encoded);
-        }
-        fast
-    }
 
     #[test]
     fn plain_signals_take_the_fast_path() {
