@@ -11,8 +11,8 @@
 //!                   [pull n] frames, then [end]
 //! ```
 
+use crate::core::engine::Table;
 use crate::protocol::json::{self, Object, Writer};
-use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -76,7 +76,7 @@ pub struct RequestHead {
     #[serde(default)]
     pub query: String,
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: Table<String, String>,
 }
 
 /// The first frame of a response.
@@ -84,13 +84,13 @@ pub struct RequestHead {
 pub struct ResponseHead {
     pub status: u16,
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: Table<String, String>,
     /// The body is a record set pulled one record at a time.
     #[serde(default)]
     pub records: bool,
 }
 
-fn write_headers(w: &mut Writer, headers: &BTreeMap<String, String>) {
+fn write_headers(w: &mut Writer, headers: &Table<String, String>) {
     let mut h = Writer::new();
     for (k, v) in headers {
         h.str(k, v);
@@ -98,9 +98,9 @@ fn write_headers(w: &mut Writer, headers: &BTreeMap<String, String>) {
     w.raw("headers", &h.finish());
 }
 
-fn read_headers(o: &Object<'_>) -> Result<BTreeMap<String, String>, json::Error> {
+fn read_headers(o: &Object<'_>) -> Result<Table<String, String>, json::Error> {
     let Some(text) = o.raw("headers").filter(|t| *t != "null") else {
-        return Ok(BTreeMap::new());
+        return Ok(Table::new());
     };
     Object::parse(text)?
         .fields()
@@ -173,7 +173,7 @@ struct Route {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Matched {
     pub route: usize,
-    pub params: BTreeMap<String, String>,
+    pub params: Table<String, String>,
 }
 
 /// Routes in the order they were added; the first match wins.
@@ -237,7 +237,7 @@ impl Router {
             if r.method.as_ref().is_some_and(|m| *m != method) {
                 continue;
             }
-            let mut params = BTreeMap::new();
+            let mut params = Table::new();
             let mut k = 0;
             for seg in &r.segments {
                 match seg {
