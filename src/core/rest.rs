@@ -61,11 +61,48 @@ impl RestUrl {
     }
 }
 
-/// Decodes `a=1&b=x%20y` into pairs (`+` is a space).
+/// Decodes `a=1&b=x%20y` into pairs (`+` is a space), as
+/// `application/x-www-form-urlencoded` reads: empty pieces between `&`s are
+/// skipped, a piece without `=` has an empty value.
 pub fn parse_query(query: &str) -> Vec<(String, String)> {
-    form_urlencoded::parse(query.as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+    query
+        .split('&')
+        .filter(|piece| !piece.is_empty())
+        .map(|piece| {
+            let (name, value) = piece.split_once('=').unwrap_or((piece, ""));
+            (percent_decode(name, true), percent_decode(value, true))
+        })
         .collect()
+}
+
+/// `%XX` escapes decoded (a `%` without two hex digits after it stays as
+/// it is), `+` read as a space when `plus_is_space`; bytes that are not
+/// UTF-8 become U+FFFD. Written out rather than taken from a URL crate:
+/// the wasm carries these few lines only.
+fn percent_decode(s: &str, plus_is_space: bool) -> String {
+    let hex = |c: u8| (c as char).to_digit(16);
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        i += 1;
+        match c {
+            b'%' => match (
+                b.get(i).and_then(|&h| hex(h)),
+                b.get(i + 1).and_then(|&l| hex(l)),
+            ) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 2;
+                }
+                _ => out.push(c),
+            },
+            b'+' if plus_is_space => out.push(b' '),
+            _ => out.push(c),
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// The first frame of a request.
@@ -249,7 +286,7 @@ impl Router {
                     Segment::Fixed(f) if f != parts[k] => continue 'routes,
                     Segment::Fixed(_) => {}
                     Segment::Param(name) => {
-                        let value = percent_decode(parts[k]);
+                        let value = percent_decode(parts[k], false);
                         params.insert(name.clone(), value);
                     }
                 }
@@ -261,15 +298,6 @@ impl Router {
         }
         None
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    // form_urlencoded also turns '+' into ' ', which a path must not.
-    let escaped = s.replace('+', "%2B");
-    form_urlencoded::parse(format!("x={escaped}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
 }
 
 /// Credits of a pull-based record stream, seen from the server: a record
@@ -339,6 +367,25 @@ mod tests {
             ]
         );
         assert!(parse_query("").is_empty());
+    }
+
+    #[test]
+    fn queries_and_segments_decode_as_form_urlencoded_does() {
+        for q in [
+            "a=1&&b=%41%4a%zz%4&c=%&d=%e2%82%ac+%E2%82%AC&e==x=y&f=%ff%fe&=v&g",
+            "&&&",
+            "x=%2B+%20&%",
+            "k%3Dv=1",
+            "caf\u{e9}=\u{1F600}%F0%9F%98%80%F0%9F",
+        ] {
+            let want: Vec<(String, String)> = form_urlencoded::parse(q.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            assert_eq!(parse_query(q), want, "{q}");
+        }
+        // A path segment keeps its '+' (it is no form field).
+        assert_eq!(percent_decode("a+b%20c%2Bd%", false), "a+b c+d%");
+        assert_eq!(percent_decode("%C3%A9%C3", false), "\u{e9}\u{fffd}");
     }
 
     #[test]
