@@ -36,9 +36,11 @@ TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | node -e 'let s = ""; 
 # without them too), wasm-bindgen keeps JS values in the glue's heap array
 # instead of an externref table, and the wasm loses a table shim and a
 # multi-value shim per exported method: 1.4 KB gzip off the full entry,
-# 0.8 KB off lite, glue included. tests/bench.sh reads these flags from here.
+# 0.8 KB off lite, glue included. `-Zlocation-detail=none`: no file names
+# and lines for panic locations, which an immediate abort never shows
+# (0.5 KB gzip). tests/bench.sh reads these flags from here.
 NIGHTLY=${PEERWIRE_NIGHTLY:-nightly-2026-05-20}
-NIGHTLY_RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort -Ctarget-feature=-reference-types,-multivalue"
+NIGHTLY_RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Ctarget-feature=-reference-types,-multivalue"
 if [ "$NIGHTLY" = stable ]; then
   CARGO=(cargo)
   export CARGO_TARGET_DIR="$TARGET_DIR/wasm-stable"
