@@ -102,8 +102,9 @@ if command -v twiggy >/dev/null; then
   # The full entry's build as tests/package.sh makes it (the pinned nightly,
   # std rebuilt for size), into that script's target directory.
   NIGHTLY=$(sed -n 's/^NIGHTLY=\${PEERWIRE_NIGHTLY:-\(.*\)}$/\1/p' tests/package.sh)
+  NIGHTLY_RUSTFLAGS=$(sed -n 's/^NIGHTLY_RUSTFLAGS="\(.*\)"$/\1/p' tests/package.sh)
   SIZE_DIR="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')/wasm-size"
-  CARGO_TARGET_DIR="$SIZE_DIR" RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort" \
+  CARGO_TARGET_DIR="$SIZE_DIR" RUSTFLAGS="$NIGHTLY_RUSTFLAGS" \
     cargo "+$NIGHTLY" -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size \
     build -q --lib --target wasm32-unknown-unknown --profile wasm-release
   twiggy top -n 100000 --format csv "$SIZE_DIR/wasm32-unknown-unknown/wasm-release/peerwire.wasm" | python3 tests/bench/size-by-crate.py

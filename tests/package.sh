@@ -32,14 +32,22 @@ TARGET_DIR=$(cargo metadata --format-version 1 --no-deps | node -e 'let s = ""; 
 # entry, 10 KB off lite; the throughput is unchanged (tests/bench.sh). Its
 # own target directory: the stable builds (tests, clippy) keep theirs.
 # PEERWIRE_NIGHTLY=stable builds with the stable toolchain instead (bigger).
+# Without the reference-types and multi-value features (std is rebuilt
+# without them too), wasm-bindgen keeps JS values in the glue's heap array
+# instead of an externref table, and the wasm loses a table shim and a
+# multi-value shim per exported method: 1.4 KB gzip off the full entry,
+# 0.8 KB off lite, glue included. `-Zlocation-detail=none`: no file names
+# and lines for panic locations, which an immediate abort never shows
+# (0.5 KB gzip). tests/bench.sh reads these flags from here.
 NIGHTLY=${PEERWIRE_NIGHTLY:-nightly-2026-05-20}
+NIGHTLY_RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort -Zlocation-detail=none -Ctarget-feature=-reference-types,-multivalue"
 if [ "$NIGHTLY" = stable ]; then
   CARGO=(cargo)
   export CARGO_TARGET_DIR="$TARGET_DIR/wasm-stable"
 else
   CARGO=(cargo "+$NIGHTLY" -Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size)
   export CARGO_TARGET_DIR="$TARGET_DIR/wasm-size"
-  export RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort"
+  export RUSTFLAGS="$NIGHTLY_RUSTFLAGS"
 fi
 WASM="$CARGO_TARGET_DIR/wasm32-unknown-unknown/wasm-release/peerwire.wasm"
 VERSION=$(cargo metadata --format-version 1 --no-deps | node -e 'let s = ""; process.stdin.on("data", (d) => s += d).on("end", () => console.log(JSON.parse(s).packages.find((p) => p.name === "peerwire").version))')
@@ -79,7 +87,8 @@ build() {
   rm -f "$dir/peerwire_bg.wasm.d.ts"
   # The entries ship without their comments (they count in the package size).
   for f in peerwire.js peerwire.node.js peerwire.d.ts; do sed "/^\/\//d" "npm/$f" >"$dir/$f"; done
-  "$WASM_OPT" -Oz \
+  # --converge repeats -Oz while it still shrinks the module (0.7 KB gzip).
+  "$WASM_OPT" -Oz --converge \
     --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
     --enable-mutable-globals --enable-reference-types --enable-multivalue \
     --strip-debug --strip-producers --strip-target-features \

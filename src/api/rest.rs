@@ -6,8 +6,8 @@
 //! a streamed body (any async iterable or ReadableStream), or a record set
 //! that the client pulls one record at a time.
 
+use crate::core::engine::Table;
 use std::cell::{Cell, RefCell};
-use std::collections::BTreeMap;
 use std::rc::{Rc, Weak};
 
 use crate::web::driver::promise;
@@ -36,16 +36,16 @@ extern "C" {
     fn iterate(source: &JsValue) -> Result<Function, JsValue>;
 }
 
-fn to_object(map: &BTreeMap<String, String>) -> Object {
+fn to_object(map: &Table<String, String>) -> Object {
     let o = Object::new();
-    for (k, v) in map {
+    for (k, v) in map.iter() {
         let _ = Reflect::set(&o, &k.as_str().into(), &v.as_str().into());
     }
     o
 }
 
-fn from_object(value: &JsValue) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
+fn from_object(value: &JsValue) -> Table<String, String> {
+    let mut out = Table::new();
     if value.is_object() {
         for k in Object::keys(value.unchecked_ref::<Object>()).iter() {
             if let (Some(key), Some(v)) = (
@@ -358,7 +358,7 @@ impl ResponseShared {
 #[wasm_bindgen]
 pub struct RestRequest {
     head: RequestHead,
-    params: BTreeMap<String, String>,
+    params: Table<String, String>,
     body: Vec<u8>,
     remote: String,
 }
@@ -821,7 +821,7 @@ fn step(done: bool, value: JsValue) -> JsValue {
 pub struct FetchResponse {
     inner: Rc<BodyShared>,
     status: u16,
-    headers: BTreeMap<String, String>,
+    headers: Table<String, String>,
 }
 
 #[wasm_bindgen]

@@ -14,7 +14,7 @@
 //!                 ◄──── end
 //! ```
 
-use std::collections::BTreeMap;
+use crate::core::engine::Table;
 
 use super::rest::{Matched, RequestHead, ResponseHead, RestUrl, Router};
 use crate::protocol::frames::PayloadType;
@@ -99,7 +99,7 @@ impl RequestReader {
                     let text = format!("request body above {} bytes", self.max_body);
                     return ReadStep::Answer(whole_response(
                         413,
-                        BTreeMap::new(),
+                        Table::new(),
                         "text/plain",
                         text.into_bytes(),
                     ));
@@ -113,7 +113,7 @@ impl RequestReader {
                         method: String::new(),
                         path: String::new(),
                         query: String::new(),
-                        headers: BTreeMap::new(),
+                        headers: Table::new(),
                     }),
                     body: std::mem::take(&mut self.body),
                 }
@@ -133,7 +133,7 @@ pub fn route(router: &Router, head: &RequestHead) -> Result<Matched, Vec<Outgoin
         let text = format!("no route for {} {}", head.method, head.path);
         whole_response(
             404,
-            BTreeMap::new(),
+            Table::new(),
             "text/plain; charset=utf-8",
             text.into_bytes(),
         )
@@ -144,7 +144,7 @@ pub fn route(router: &Router, head: &RequestHead) -> Result<Matched, Vec<Outgoin
 pub fn failed_response(error: &str) -> Vec<Outgoing> {
     whole_response(
         500,
-        BTreeMap::new(),
+        Table::new(),
         "text/plain; charset=utf-8",
         error.as_bytes().to_vec(),
     )
@@ -153,13 +153,11 @@ pub fn failed_response(error: &str) -> Vec<Outgoing> {
 /// A response head; `content_type` unless the headers name one.
 pub fn response_head(
     status: u16,
-    mut headers: BTreeMap<String, String>,
+    mut headers: Table<String, String>,
     content_type: &str,
     records: bool,
 ) -> Outgoing {
-    headers
-        .entry("content-type".into())
-        .or_insert_with(|| content_type.to_string());
+    headers.get_or_insert_with("content-type".into(), || content_type.to_string());
     let head = ResponseHead {
         status,
         headers,
@@ -171,7 +169,7 @@ pub fn response_head(
 /// A whole response: its head, the body (if any), the end.
 pub fn whole_response(
     status: u16,
-    headers: BTreeMap<String, String>,
+    headers: Table<String, String>,
     content_type: &str,
     body: Vec<u8>,
 ) -> Vec<Outgoing> {
@@ -187,14 +185,12 @@ pub fn whole_response(
 pub fn request(
     method: &str,
     url: &RestUrl,
-    mut headers: BTreeMap<String, String>,
+    mut headers: Table<String, String>,
     body: Vec<u8>,
     content_type: &str,
 ) -> Vec<Outgoing> {
     if !body.is_empty() {
-        headers
-            .entry("content-type".into())
-            .or_insert_with(|| content_type.to_string());
+        headers.get_or_insert_with("content-type".into(), || content_type.to_string());
     }
     let head = RequestHead {
         method: method.to_ascii_uppercase(),
@@ -290,13 +286,7 @@ mod tests {
     #[test]
     fn a_request_round_trips_through_the_reader() {
         let url = RestUrl::parse("rest://node/items/7?x=1").unwrap();
-        let out = request(
-            "post",
-            &url,
-            BTreeMap::new(),
-            b"hello".to_vec(),
-            "text/plain",
-        );
+        let out = request("post", &url, Table::new(), b"hello".to_vec(), "text/plain");
         let mut r = RequestReader::new(100);
         match feed_all(&mut r, out) {
             ReadStep::Request { head, body } => {
@@ -319,7 +309,7 @@ mod tests {
         let out = request(
             "put",
             &url,
-            BTreeMap::new(),
+            Table::new(),
             vec![0; 101],
             "application/octet-stream",
         );
@@ -362,7 +352,7 @@ mod tests {
             method: m.into(),
             path: p.into(),
             query: String::new(),
-            headers: BTreeMap::new(),
+            headers: Table::new(),
         };
         assert!(route(&router, &head("GET", "/a")).is_ok());
         let a = route(&router, &head("POST", "/a")).unwrap_err();
@@ -376,7 +366,7 @@ mod tests {
     #[test]
     fn a_response_that_breaks_off_is_named() {
         let mut c = ResponseReader::default();
-        let head = response_head(200, BTreeMap::new(), "text/plain", false);
+        let head = response_head(200, Table::new(), "text/plain", false);
         let Outgoing::Message(k, b) = head else {
             panic!()
         };

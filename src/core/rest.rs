@@ -11,8 +11,8 @@
 //!                   [pull n] frames, then [end]
 //! ```
 
+use crate::core::engine::Table;
 use crate::protocol::json::{self, Object, Writer};
-use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -61,11 +61,48 @@ impl RestUrl {
     }
 }
 
-/// Decodes `a=1&b=x%20y` into pairs (`+` is a space).
+/// Decodes `a=1&b=x%20y` into pairs (`+` is a space), as
+/// `application/x-www-form-urlencoded` reads: empty pieces between `&`s are
+/// skipped, a piece without `=` has an empty value.
 pub fn parse_query(query: &str) -> Vec<(String, String)> {
-    form_urlencoded::parse(query.as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+    query
+        .split('&')
+        .filter(|piece| !piece.is_empty())
+        .map(|piece| {
+            let (name, value) = piece.split_once('=').unwrap_or((piece, ""));
+            (percent_decode(name, true), percent_decode(value, true))
+        })
         .collect()
+}
+
+/// `%XX` escapes decoded (a `%` without two hex digits after it stays as
+/// it is), `+` read as a space when `plus_is_space`; bytes that are not
+/// UTF-8 become U+FFFD. Written out rather than taken from a URL crate:
+/// the wasm carries these few lines only.
+fn percent_decode(s: &str, plus_is_space: bool) -> String {
+    let hex = |c: u8| (c as char).to_digit(16);
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        i += 1;
+        match c {
+            b'%' => match (
+                b.get(i).and_then(|&h| hex(h)),
+                b.get(i + 1).and_then(|&l| hex(l)),
+            ) {
+                (Some(h), Some(l)) => {
+                    out.push((h * 16 + l) as u8);
+                    i += 2;
+                }
+                _ => out.push(c),
+            },
+            b'+' if plus_is_space => out.push(b' '),
+            _ => out.push(c),
+        }
+    }
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// The first frame of a request.
@@ -76,7 +113,7 @@ pub struct RequestHead {
     #[serde(default)]
     pub query: String,
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: Table<String, String>,
 }
 
 /// The first frame of a response.
@@ -84,13 +121,13 @@ pub struct RequestHead {
 pub struct ResponseHead {
     pub status: u16,
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    pub headers: Table<String, String>,
     /// The body is a record set pulled one record at a time.
     #[serde(default)]
     pub records: bool,
 }
 
-fn write_headers(w: &mut Writer, headers: &BTreeMap<String, String>) {
+fn write_headers(w: &mut Writer, headers: &Table<String, String>) {
     let mut h = Writer::new();
     for (k, v) in headers {
         h.str(k, v);
@@ -98,9 +135,9 @@ fn write_headers(w: &mut Writer, headers: &BTreeMap<String, String>) {
     w.raw("headers", &h.finish());
 }
 
-fn read_headers(o: &Object<'_>) -> Result<BTreeMap<String, String>, json::Error> {
+fn read_headers(o: &Object<'_>) -> Result<Table<String, String>, json::Error> {
     let Some(text) = o.raw("headers").filter(|t| *t != "null") else {
-        return Ok(BTreeMap::new());
+        return Ok(Table::new());
     };
     Object::parse(text)?
         .fields()
@@ -173,7 +210,7 @@ struct Route {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Matched {
     pub route: usize,
-    pub params: BTreeMap<String, String>,
+    pub params: Table<String, String>,
 }
 
 /// Routes in the order they were added; the first match wins.
@@ -237,7 +274,7 @@ impl Router {
             if r.method.as_ref().is_some_and(|m| *m != method) {
                 continue;
             }
-            let mut params = BTreeMap::new();
+            let mut params = Table::new();
             let mut k = 0;
             for seg in &r.segments {
                 match seg {
@@ -249,7 +286,7 @@ impl Router {
                     Segment::Fixed(f) if f != parts[k] => continue 'routes,
                     Segment::Fixed(_) => {}
                     Segment::Param(name) => {
-                        let value = percent_decode(parts[k]);
+                        let value = percent_decode(parts[k], false);
                         params.insert(name.clone(), value);
                     }
                 }
@@ -261,15 +298,6 @@ impl Router {
         }
         None
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    // form_urlencoded also turns '+' into ' ', which a path must not.
-    let escaped = s.replace('+', "%2B");
-    form_urlencoded::parse(format!("x={escaped}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
 }
 
 /// Credits of a pull-based record stream, seen from the server: a record
@@ -339,6 +367,25 @@ mod tests {
             ]
         );
         assert!(parse_query("").is_empty());
+    }
+
+    #[test]
+    fn queries_and_segments_decode_as_form_urlencoded_does() {
+        for q in [
+            "a=1&&b=%41%4a%zz%4&c=%&d=%e2%82%ac+%E2%82%AC&e==x=y&f=%ff%fe&=v&g",
+            "&&&",
+            "x=%2B+%20&%",
+            "k%3Dv=1",
+            "caf\u{e9}=\u{1F600}%F0%9F%98%80%F0%9F",
+        ] {
+            let want: Vec<(String, String)> = form_urlencoded::parse(q.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            assert_eq!(parse_query(q), want, "{q}");
+        }
+        // A path segment keeps its '+' (it is no form field).
+        assert_eq!(percent_decode("a+b%20c%2Bd%", false), "a+b c+d%");
+        assert_eq!(percent_decode("%C3%A9%C3", false), "\u{e9}\u{fffd}");
     }
 
     #[test]

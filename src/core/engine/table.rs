@@ -1,4 +1,5 @@
-//! `Table`: the engine's map, a vector kept sorted by key.
+//! `Table`: the engine's map (and the rest heads' headers and params), a
+//! vector kept sorted by key.
 //!
 //! The engine's tables are small (connections, channels, rooms of one
 //! peer) and their ids grow, so new entries land at the end. A sorted
@@ -7,7 +8,7 @@
 //! instance put several kilobytes into the wasm.
 
 /// A map kept as a vector sorted by key.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Table<K, V> {
     entries: Vec<(K, V)>,
 }
@@ -136,6 +137,48 @@ impl<K: Ord, V> FromIterator<(K, V)> for Table<K, V> {
             t.insert(k, v);
         }
         t
+    }
+}
+
+impl<K: Ord, V, const N: usize> From<[(K, V); N]> for Table<K, V> {
+    fn from(entries: [(K, V); N]) -> Self {
+        entries.into_iter().collect()
+    }
+}
+
+/// `table[key]` in tests, as a `BTreeMap` has it (panics on a missing key).
+#[cfg(test)]
+impl<K: Ord + std::borrow::Borrow<Q>, Q: Ord + ?Sized, V> std::ops::Index<&Q> for Table<K, V> {
+    type Output = V;
+
+    fn index(&self, key: &Q) -> &V {
+        self.get(key).expect("no entry for this key")
+    }
+}
+
+impl<'a, K, V> IntoIterator for &'a Table<K, V> {
+    type Item = (&'a K, &'a V);
+    type IntoIter = std::iter::Map<std::slice::Iter<'a, (K, V)>, fn(&'a (K, V)) -> (&'a K, &'a V)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.entries.iter().map(|(k, v)| (k, v))
+    }
+}
+
+/// A JSON object, as a `BTreeMap` would be (the rest heads' serde form,
+/// which the tests check the SDK's own codec against).
+impl<K: serde::Serialize, V: serde::Serialize> serde::Serialize for Table<K, V> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self)
+    }
+}
+
+impl<'de, K: serde::Deserialize<'de> + Ord, V: serde::Deserialize<'de>> serde::Deserialize<'de>
+    for Table<K, V>
+{
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let map = std::collections::BTreeMap::<K, V>::deserialize(d)?;
+        Ok(map.into_iter().collect())
     }
 }
 
