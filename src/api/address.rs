@@ -111,12 +111,20 @@ pub(crate) async fn open_socket(
     match outcome {
         Some(r) => r,
         None => {
+            // Which step the time ran out in: the socket was asked for
+            // only once the host was found and connected.
+            let chan = pending.take();
+            let waiting = if chan.is_some() {
+                "the remote's listener did not answer"
+            } else {
+                "the host was not found or the connection to it did not open"
+            };
             let err = PeerError::ConnectTimeout {
                 id: host.to_string(),
                 ms: timeout_ms,
-                waiting: "the remote's listener did not answer".into(),
+                waiting: waiting.into(),
             };
-            if let Some(chan) = pending.take() {
+            if let Some(chan) = chan {
                 let e2 = err.clone();
                 ctx.d.run(|e, now| e.fail_stream(chan, e2, now));
             }
