@@ -83,8 +83,11 @@ test('node0 serves a test pattern, node1 proxies it, node2 plays it: frames deco
     // mediastream() watched the connection's `track` events without taking
     // them: a listener attached now still gets both, kept for it.
     const kept = [];
-    conn.on('track', (ev) => kept.push(ev));
-    await new Promise((resolve) => setTimeout(resolve, 0));
+    const want = stream.getTracks().length;
+    await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`kept track events: ${kept.length} of ${want}`)), 5000);
+      conn.on('track', (ev) => { kept.push(ev); if (kept.length === want) { clearTimeout(timer); resolve(); } });
+    });
     const keptTracks = kept.map((ev) => [ev.track.id, ev.streamIds.join()]).sort();
     const streamTracks = stream.getTracks().map((t) => [t.id, stream.id]).sort();
     const track = stream.getVideoTracks()[0];

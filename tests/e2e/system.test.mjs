@@ -3,23 +3,13 @@
 // (NetworkHub), real WebRTC between them. The budget test gives the server
 // a budget of 2 and dials it from three nodes: the third is refused on both
 // sides with LimitExceededError, at once.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startBroker, launch, openPage } from './harness.mjs';
+import { openPage, useBrokerAndBrowser } from './harness.mjs';
 
-const { PEERWIRE_BROKER_BIN, PEERWIRE_APP } = process.env;
 let broker, browser;
 
-before(async () => {
-  assert.ok(PEERWIRE_BROKER_BIN && PEERWIRE_APP, 'run through tests/run.sh (it builds, packs and installs the package)');
-  broker = await startBroker(PEERWIRE_BROKER_BIN, PEERWIRE_APP);
-  browser = await launch();
-});
-
-after(async () => {
-  await browser?.close();
-  await broker?.stop();
-});
+useBrokerAndBrowser((b, c) => { broker = b; browser = c; });
 
 test('node.system counts uptime, connections, bytes and ports; node.network lists ports and connections with their paths', async () => {
   const server = await openPage(browser, `${broker.url}/index.html`);
@@ -95,11 +85,15 @@ test('node.system counts uptime, connections, bytes and ports; node.network list
     const seen = await server.page.evaluate(async () => {
       const node = window.node;
       const a = node.system;
-      await new Promise((r) => setTimeout(r, 50));
-      return { system: a, later: node.system.uptime, network: node.network.connections };
+      // Some real time passes (a round trip to the page's own server).
+      const t0 = performance.now();
+      await fetch(location.href, { cache: 'no-store' });
+      const elapsed = performance.now() - t0;
+      return { system: a, later: node.system.uptime, elapsed, network: node.network.connections };
     });
     const { system } = seen;
     assert.ok(system.uptime > 0 && seen.later > system.uptime, `uptime grows: ${system.uptime}, ${seen.later}`);
+    assert.ok(seen.later - system.uptime >= seen.elapsed - 1, `uptime grows with the clock: ${seen.later - system.uptime} ms against ${seen.elapsed} ms`);
     assert.equal(system.connections, 1);
     assert.ok(system.bytesOut >= 150000, JSON.stringify(system));
     assert.ok(system.bytesIn >= 50000, JSON.stringify(system));
