@@ -4,23 +4,13 @@
 // two pages through the broker, where the client pulls each record and the
 // server reads it from IndexedDB only then: with thousands of records
 // stored, the server's reads (`db.reads`) are exactly what the client took.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startBroker, launch, openPage } from './harness.mjs';
+import { openPage, useBrokerAndBrowser } from './harness.mjs';
 
-const { PEERWIRE_BROKER_BIN, PEERWIRE_APP } = process.env;
 let broker, browser;
 
-before(async () => {
-  assert.ok(PEERWIRE_BROKER_BIN && PEERWIRE_APP, 'run through tests/run.sh (it builds, packs and installs the package)');
-  broker = await startBroker(PEERWIRE_BROKER_BIN, PEERWIRE_APP);
-  browser = await launch();
-});
-
-after(async () => {
-  await browser?.close();
-  await broker?.stop();
-});
+useBrokerAndBrowser((b, c) => { broker = b; browser = c; });
 
 test('Database: buffered writes land on commit, reads and queries compose, bad input gets named errors', async () => {
   const { page, context, errors } = await openPage(browser, `${broker.url}/index.html`);

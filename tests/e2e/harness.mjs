@@ -7,6 +7,7 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import assert from 'node:assert/strict';
+import { before, after } from 'node:test';
 import { chromium } from 'playwright-core';
 
 export const CHROMIUM_ARGS = [
@@ -193,3 +194,20 @@ export async function restAndSocketBetweenNodes(browser, broker, options = {}) {
   }
 }
 
+// A test file's broker (serving the installed app, PEERWIRE_APP) and
+// Chromium: started before its tests, stopped after them. `set(broker,
+// browser)` hands them to the file once started.
+export function useBrokerAndBrowser(set, { browserArgs = [] } = {}) {
+  let broker, browser;
+  before(async () => {
+    const { PEERWIRE_BROKER_BIN, PEERWIRE_APP } = process.env;
+    assert.ok(PEERWIRE_BROKER_BIN && PEERWIRE_APP, 'run through tests/run.sh (it builds, packs and installs the package)');
+    broker = await startBroker(PEERWIRE_BROKER_BIN, PEERWIRE_APP);
+    browser = await launch(browserArgs);
+    set(broker, browser);
+  });
+  after(async () => {
+    await browser?.close();
+    await broker?.stop();
+  });
+}

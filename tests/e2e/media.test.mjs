@@ -7,23 +7,13 @@
 // hooks on the sender's track gone after removeTrack and close (counted by
 // the DevTools protocol); a rejected call; and both sides adding tracks at
 // the same moment.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startBroker, launch, openPage } from './harness.mjs';
+import { openPage, useBrokerAndBrowser } from './harness.mjs';
 
-const { PEERWIRE_BROKER_BIN, PEERWIRE_APP } = process.env;
 let broker, browser;
 
-before(async () => {
-  assert.ok(PEERWIRE_BROKER_BIN && PEERWIRE_APP, 'run through tests/run.sh (it builds, packs and installs the package)');
-  broker = await startBroker(PEERWIRE_BROKER_BIN, PEERWIRE_APP);
-  browser = await launch(['--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', '--autoplay-policy=no-user-gesture-required']);
-});
-
-after(async () => {
-  await browser?.close();
-  await broker?.stop();
-});
+useBrokerAndBrowser((b, c) => { broker = b; browser = c; }, { browserArgs: ['--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', '--autoplay-policy=no-user-gesture-required'] });
 
 // Page helpers: a peer with its events recorded, and a wait for frames.
 async function setUp(page, id, ws) {

@@ -3,23 +3,13 @@
 // <script type="module"> and no init() call, call createPeer from their own
 // JavaScript, and talk through a real broker: messages, a rest fetch and a
 // socket; and the same with the lite entry, and over the broker's relay.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startBroker, launch, openPage, exchangeBetweenPages, restAndSocketBetweenNodes } from './harness.mjs';
+import { openPage, exchangeBetweenPages, restAndSocketBetweenNodes, useBrokerAndBrowser } from './harness.mjs';
 
-const { PEERWIRE_BROKER_BIN, PEERWIRE_APP } = process.env;
 let broker, browser;
 
-before(async () => {
-  assert.ok(PEERWIRE_BROKER_BIN && PEERWIRE_APP, 'run through tests/run.sh (it builds, packs and installs the package)');
-  broker = await startBroker(PEERWIRE_BROKER_BIN, PEERWIRE_APP);
-  browser = await launch();
-});
-
-after(async () => {
-  await browser?.close();
-  await broker?.stop();
-});
+useBrokerAndBrowser((b, c) => { broker = b; browser = c; });
 
 test('two pages connect through the broker and exchange messages both ways', async () => {
   const a = await openPage(browser, `${broker.url}/index.html`);
