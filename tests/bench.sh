@@ -72,6 +72,8 @@ for label, pattern, unit in [
     ("signals relayed / s", r"([0-9.]+) signals/s relayed", ""),
     ("latency p50", r"p50 ([0-9.]+) ms", "ms"),
     ("latency p99", r"p99 ([0-9.]+) ms", "ms"),
+    ("server CPU per signal", r"server ([0-9.]+) µs", "µs"),
+    ("load generator CPU per signal", r"load generator ([0-9.]+) µs", "µs"),
 ]:
     a, b = num(pattern, ours), num(pattern, theirs)
     ratio = f"{a / b:.2f}" if a is not None and b else "n/a"
