@@ -188,40 +188,6 @@ fn stamp(protocol: Protocol, text: &str) -> Option<u64> {
     digits[..end].parse().ok()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signal_text_is_the_json_it_stands_for() {
-        for protocol in [Protocol::Peerwire, Protocol::Peerjs] {
-            let Message::Text(t) = signal(protocol, "r-1", 7, 1234, "xx") else {
-                panic!("text frame")
-            };
-            let v: Value = serde_json::from_str(t.as_str()).unwrap();
-            let expected = match protocol {
-                Protocol::Peerwire => {
-                    json!({"type": "signal", "rid": 7, "to": "r-1", "data": {"t": 1234, "sdp": "xx"}})
-                }
-                Protocol::Peerjs => {
-                    json!({"type": "OFFER", "dst": "r-1", "payload": {"t": 1234, "sdp": "xx"}})
-                }
-            };
-            assert_eq!(v, expected);
-        }
-    }
-
-    #[test]
-    fn stamp_reads_what_each_server_relays() {
-        let ours = r#"{"type":"signal","from":"s-1","data":{"t":98765,"sdp":"x"}}"#;
-        let theirs = r#"{"type":"OFFER","src":"s-1","dst":"r-1","payload":{"t":42,"sdp":"x"}}"#;
-        assert_eq!(stamp(Protocol::Peerwire, ours), Some(98765));
-        assert_eq!(stamp(Protocol::Peerjs, theirs), Some(42));
-        assert_eq!(stamp(Protocol::Peerwire, theirs), None);
-        assert_eq!(stamp(Protocol::Peerjs, r#"{"type":"OPEN"}"#), None);
-    }
-}
-
 fn main() {
     let a = args();
     tokio::runtime::Builder::new_multi_thread()
@@ -395,5 +361,39 @@ async fn run(a: Args) {
     );
     for t in idle {
         t.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signal_text_is_the_json_it_stands_for() {
+        for protocol in [Protocol::Peerwire, Protocol::Peerjs] {
+            let Message::Text(t) = signal(protocol, "r-1", 7, 1234, "xx") else {
+                panic!("text frame")
+            };
+            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            let expected = match protocol {
+                Protocol::Peerwire => {
+                    json!({"type": "signal", "rid": 7, "to": "r-1", "data": {"t": 1234, "sdp": "xx"}})
+                }
+                Protocol::Peerjs => {
+                    json!({"type": "OFFER", "dst": "r-1", "payload": {"t": 1234, "sdp": "xx"}})
+                }
+            };
+            assert_eq!(v, expected);
+        }
+    }
+
+    #[test]
+    fn stamp_reads_what_each_server_relays() {
+        let ours = r#"{"type":"signal","from":"s-1","data":{"t":98765,"sdp":"x"}}"#;
+        let theirs = r#"{"type":"OFFER","src":"s-1","dst":"r-1","payload":{"t":42,"sdp":"x"}}"#;
+        assert_eq!(stamp(Protocol::Peerwire, ours), Some(98765));
+        assert_eq!(stamp(Protocol::Peerjs, theirs), Some(42));
+        assert_eq!(stamp(Protocol::Peerwire, theirs), None);
+        assert_eq!(stamp(Protocol::Peerjs, r#"{"type":"OPEN"}"#), None);
     }
 }
