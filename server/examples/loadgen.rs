@@ -125,7 +125,9 @@ async fn connect(url: &str, protocol: Protocol, id: &str) -> Ws {
         Protocol::Peerwire => url.to_string(),
         Protocol::Peerjs => format!("{url}?key=peerjs&id={id}&token=t{id}"),
     };
-    let (mut ws, _) = tokio_tungstenite::connect_async(&target)
+    // TCP_NODELAY, as browsers set it on a WebSocket: small frames go out
+    // at once instead of waiting on the previous frame's ACK (Nagle).
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(&target, None, true)
         .await
         .expect("server accepts");
     match protocol {
