@@ -807,3 +807,38 @@ async fn messages_before_the_first_listener_are_held_not_lost() {
     call(&server, "close", &[]).await.unwrap();
     call(&client, "close", &[]).await.unwrap();
 }
+
+#[wasm_bindgen_test]
+fn node_options_are_checked_as_a_peers_are_with_a_hub_instead_of_a_broker() {
+    let refusal = |pairs: &[(&str, JsValue)]| {
+        let err = Node::new(Some(obj(pairs).unchecked_into()))
+            .map(|_| ())
+            .unwrap_err();
+        assert_eq!(error_name(&err), "InvalidArgumentError");
+        get(&err, "message").as_string().unwrap()
+    };
+    assert_eq!(
+        refusal(&[("broker", "ws://localhost:8080".into())]),
+        "a Node takes its broker from a hub: new Node({ hub: new NetworkHub(url) })"
+    );
+    assert_eq!(
+        refusal(&[("token", "t".into())]),
+        "options.token is for a broker: use it with a NetworkHub"
+    );
+    assert!(
+        refusal(&[("hubb", JsValue::NULL)])
+            .starts_with(r#"options has no field "hubb" (known: broker, id, iceServers,"#)
+    );
+    assert_eq!(
+        refusal(&[("hub", PageHub::new().into()), ("closeTimeout", "x".into())]),
+        r#"options.closeTimeout must be a number of milliseconds, got the string "x""#
+    );
+    let err = NetworkHub::new("ftp://localhost").map(|_| ()).unwrap_err();
+    assert_eq!(error_name(&err), "InvalidArgumentError");
+    assert_eq!(
+        get(&err, "message").as_string().unwrap(),
+        r#"broker URL scheme "ftp" must be ws:// or wss://"#
+    );
+    let hub = NetworkHub::new("http://localhost:8080").unwrap();
+    assert_eq!(hub.network_url(), "ws://localhost:8080/ws");
+}

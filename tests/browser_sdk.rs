@@ -503,6 +503,149 @@ async fn a_mistyped_option_names_the_option_and_what_it_expects() {
     );
 }
 
+#[wasm_bindgen_test]
+async fn options_are_refused_by_name_in_order_and_the_valid_ones_are_taken() {
+    let message = |err: &JsValue| get(err, "message").as_string().unwrap();
+    for (option, value, words) in [
+        (
+            "iceServers",
+            json(r#"[{"urls":5}]"#),
+            "options.iceServers must hold objects like { urls: 'stun:host:3478', username?, credential? }",
+        ),
+        (
+            "iceServers",
+            json(r#"["stun:127.0.0.1:3478"]"#),
+            "options.iceServers must hold objects like",
+        ),
+        (
+            "token",
+            JsValue::from(5),
+            "options.token must be a string, or a function returning a string or a Promise of one",
+        ),
+        (
+            "relay",
+            "sometimes".into(),
+            r#"options.relay must be 'fallback', 'always' or 'never', got the string "sometimes""#,
+        ),
+        (
+            "iceRestarts",
+            101.into(),
+            "options.iceRestarts must be a whole number from 0 to 100, got the number 101",
+        ),
+        (
+            "connectTimeout",
+            f64::NAN.into(),
+            "options.connectTimeout must be a number of milliseconds, got the number null",
+        ),
+        (
+            "bufferLow",
+            1.5.into(),
+            "options.bufferLow must be a number of bytes, got the number 1.5",
+        ),
+        (
+            "debug",
+            "toString".into(),
+            "options.debug must be true, false, 'error', 'warn', 'info' or 'debug'",
+        ),
+        ("broker", json("[]"), "options.broker is an empty array"),
+    ] {
+        let err = create_with(&uid("opt"), &[(option, value)])
+            .await
+            .unwrap_err();
+        assert_eq!(error_name(&err), "InvalidArgumentError", "{option}");
+        assert!(message(&err).starts_with(words), "{}", message(&err));
+    }
+    // Not an object at all, and no options.
+    let err = JsFuture::from(peerwire::api::peer::create_peer(json("5"), None))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        message(&err),
+        "options must be a plain object, got the number 5"
+    );
+    let err = JsFuture::from(peerwire::api::peer::create_peer("alice".into(), None))
+        .await
+        .unwrap_err();
+    assert!(message(&err).starts_with("createPeer needs options with a broker URL"));
+    // A bad id is named before the token, platform and broker URL checks,
+    // and after the type checks (the order the errors always had).
+    let err = create_with("bad id!", &[("token", 5.into())])
+        .await
+        .unwrap_err();
+    assert_eq!(error_name(&err), "InvalidIdError");
+    let err = create_with("bad id!", &[("connectTimeout", "soon".into())])
+        .await
+        .unwrap_err();
+    assert_eq!(error_name(&err), "InvalidArgumentError");
+    // Limits checked on the values taken, with their defaults.
+    let err = create_with(&uid("opt"), &[("bufferLow", (8 * 1024 * 1024).into())])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        message(&err),
+        "bufferLow must be below bufferHigh, and bufferHigh at most 8 MiB"
+    );
+    let err = create_with(&uid("opt"), &[("resendBuffer", 1000.into())])
+        .await
+        .unwrap_err();
+    assert_eq!(
+        message(&err),
+        "resendBuffer must be at least 64 KiB (65536)"
+    );
+
+    // Valid options of every kind are taken, and a stream's own options
+    // are checked the same way.
+    let a = create_with(
+        &uid("opt-a"),
+        &[
+            ("ordered", false.into()),
+            ("maxRetransmits", 3.into()),
+            ("debug", false.into()),
+            ("relay", "fallback".into()),
+            ("iceServers", json(r#"[{"urls":["stun:127.0.0.1:9"]}]"#)),
+            ("token", JsValue::NULL),
+            ("connectTimeout", 20_000.into()),
+        ],
+    )
+    .await
+    .unwrap();
+    let idb = uid("opt-b");
+    let b = create(&idb).await;
+    let conn = call(&a, "connect", &[idb.into()]).await.unwrap();
+    let err = call(
+        &conn,
+        "openStream",
+        &["s".into(), json(r#"{"ordered":"yes"}"#)],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        message(&err),
+        r#"stream options.ordered must be true or false, got the string "yes""#
+    );
+    let err = call(
+        &conn,
+        "openStream",
+        &["s".into(), json(r#"{"order":true}"#)],
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(
+        message(&err),
+        r#"stream options has no field "order" (known: ordered, maxRetransmits)"#
+    );
+    let s = call(
+        &conn,
+        "openStream",
+        &["s".into(), json(r#"{"ordered":true}"#)],
+    )
+    .await
+    .unwrap();
+    assert_eq!(get(&s, "state").as_string().unwrap(), "open");
+    call(&a, "close", &[]).await.unwrap();
+    call(&b, "close", &[]).await.unwrap();
+}
+
 /// Evaluates a JavaScript function body (test scaffolding only).
 fn js_eval(body: &str) -> JsValue {
     Function::new_no_args(body).call0(&JsValue::NULL).unwrap()

@@ -20,7 +20,7 @@ use wasm_bindgen_futures::JsFuture;
 use super::address::{hub_error, lookup, open_socket, resolve};
 use super::context::{Ctx, PortListener, Target};
 use super::errors::PeerError;
-use super::options::{RawPeerOptions, engine_config, parse_peer_options, token_source};
+use super::options::{engine_config, peer_options};
 use super::peer::build;
 use super::rest::Rest;
 use crate::core::engine::Config;
@@ -52,30 +52,10 @@ fn node_options(
     ),
     PeerError,
 > {
-    let hub = if options.is_undefined() || options.is_null() {
-        JsValue::UNDEFINED
-    } else {
-        Reflect::get(options, &"hub".into()).unwrap_or(JsValue::UNDEFINED)
-    };
-    let rest = Object::new();
-    if options.is_object() {
-        let keys = Object::keys(options.unchecked_ref::<Object>());
-        for k in keys.iter() {
-            if k.as_string().as_deref() != Some("hub") {
-                let _ = Reflect::set(
-                    &rest,
-                    &k,
-                    &Reflect::get(options, &k).unwrap_or(JsValue::UNDEFINED),
-                );
-            }
-        }
-    }
-    let mut raw: RawPeerOptions = parse_peer_options(&rest)?.unwrap_or_default();
-    if raw.broker.is_some() {
-        return Err(PeerError::InvalidArgument(
-            "a Node takes its broker from a hub: new Node({ hub: new NetworkHub(url) })".into(),
-        ));
-    }
+    let mut o = peer_options(options, true, |_| Ok(()))?;
+    // A Node's address comes from its hub, never from `id`.
+    o.id = None;
+    let hub = std::mem::replace(&mut o.hub, JsValue::UNDEFINED);
     let hub = if hub.is_undefined() || hub.is_null() {
         default_hub()
     } else {
@@ -84,15 +64,18 @@ fn node_options(
     let network = Reflect::get(&hub, &"networkUrl".into())
         .ok()
         .and_then(|u| u.as_string());
-    raw.broker = network.clone().map(super::options::BrokerOption::One);
-    let token = token_source(&rest)?;
+    let token = o.token.clone();
     if token.is_some() && network.is_none() {
         return Err(PeerError::InvalidArgument(
             "options.token is for a broker: use it with a NetworkHub".into(),
         ));
     }
-    let config = engine_config(raw, None, &token, network.is_none())?;
-    let platform = super::options::platform(&rest)?;
+    o.broker = match &network {
+        Some(url) => Some(vec![super::options::broker_url(url)?]),
+        None => None,
+    };
+    let platform = o.platform.clone();
+    let config = engine_config(o, network.is_none())?;
     Ok((network.is_none().then_some(hub), config, token, platform))
 }
 

@@ -10,7 +10,7 @@ use wasm_bindgen::prelude::*;
 use super::connection::Connection;
 use super::context::{Ctx, Target};
 use super::errors::PeerError;
-use super::options::{RawPeerOptions, engine_config, parse_peer_options, token_source};
+use super::options::{engine_config, peer_options};
 use super::stream::Stream;
 use crate::core::engine::{Config, Engine};
 use crate::protocol::ids;
@@ -52,21 +52,16 @@ fn create(id_or_options: JsValue, options_js: JsValue) -> Result<Rc<Ctx>, PeerEr
         Some(id) => (Some(id), options_js),
         None => (None, id_or_options),
     };
-    let raw: RawPeerOptions = parse_peer_options(&options_js)?.ok_or_else(|| {
-        PeerError::InvalidArgument("createPeer needs options with a broker URL: createPeer('alice', { broker: 'ws://localhost:8080' })".into())
+    let mut o = peer_options(&options_js, false, |option| {
+        match id.as_deref().or(option) {
+            Some(id) => ids::check_peer_id(id).map_err(|e| PeerError::InvalidId(e.to_string())),
+            None => Ok(()),
+        }
     })?;
-    let id = id.or_else(|| raw.id.clone());
-    if let Some(id) = &id {
-        ids::check_peer_id(id).map_err(|e| PeerError::InvalidId(e.to_string()))?;
-    }
-    let token = token_source(&options_js)?;
-    let platform = super::options::platform(&options_js)?;
-    Ok(build(
-        engine_config(raw, id, &token, false)?,
-        token,
-        None,
-        platform,
-    ))
+    o.id = id.or(o.id);
+    let token = o.token.clone();
+    let platform = o.platform.clone();
+    Ok(build(engine_config(o, false)?, token, None, platform))
 }
 
 /// A peer: an id on the broker and connections to other peers.
