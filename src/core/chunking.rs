@@ -596,4 +596,41 @@ mod tests {
         assert_eq!(wire.len(), c.frame_count());
         assert_eq!(finished.unwrap().bytes, data);
     }
+
+    #[test]
+    fn batches_give_their_messages_in_order_within_the_size_limit() {
+        use crate::protocol::frames::{push_batch_entry, start_batch};
+        let mut frame = Vec::new();
+        start_batch(&mut frame);
+        push_batch_entry(&mut frame, PayloadType::Text, b"one");
+        push_batch_entry(&mut frame, PayloadType::Binary, &[2; 100]);
+        let mut r = Reassembler::new(100);
+        assert_eq!(
+            r.frame(&frame),
+            Ok(Received::Batch(vec![
+                Message {
+                    payload: PayloadType::Text,
+                    bytes: b"one".to_vec(),
+                },
+                Message {
+                    payload: PayloadType::Binary,
+                    bytes: vec![2; 100],
+                },
+            ]))
+        );
+        assert_eq!(r.pending_bytes(), 0);
+        // A batched message above this side's maxMessageSize is refused.
+        push_batch_entry(&mut frame, PayloadType::Binary, &[3; 101]);
+        assert_eq!(
+            r.frame(&frame),
+            Err(ReassemblyError::BatchedTooLarge {
+                size: 101,
+                max: 100
+            })
+        );
+        assert!(matches!(
+            r.frame(&[10, 0, 9]),
+            Err(ReassemblyError::Frame(FrameError::BatchOverrun))
+        ));
+    }
 }
