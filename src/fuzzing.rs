@@ -82,8 +82,20 @@ pub fn reassembly(data: &[u8]) {
             let end = (2 + len).min(input.len());
             let frame = &input[2..end];
             input = &input[end..];
-            if let Ok(Received::Message(m)) = r.frame(frame) {
-                assert!(m.bytes.len() <= FUZZ_MAX_MESSAGE, "oversize message");
+            match r.frame(frame) {
+                Ok(Received::Message(m)) => {
+                    assert!(m.bytes.len() <= FUZZ_MAX_MESSAGE, "oversize message");
+                }
+                Ok(Received::Batch(ms)) => {
+                    assert!(!ms.is_empty(), "an empty batch came out");
+                    for m in ms {
+                        assert!(
+                            m.bytes.len() <= FUZZ_MAX_MESSAGE,
+                            "oversize batched message"
+                        );
+                    }
+                }
+                _ => {}
             }
             assert!(r.pending_bytes() <= 2 * FUZZ_MAX_MESSAGE, "over budget");
         }

@@ -1171,3 +1171,155 @@ fn record_sets_send_one_record_per_credit() {
     }
     assert_eq!(received, ["0", "1", "2", "3", "4"]);
 }
+
+/// The small messages one turn sends on a channel leave in a few batch
+/// frames (frame version 2), in order with a large message among them,
+/// on a reliable connection channel and an unreliable, unordered stream;
+/// each send settles once its batch is handed over.
+#[test]
+fn small_messages_of_one_turn_go_out_in_batch_frames_in_order() {
+    use peerwire::core::engine::ChannelPolicy;
+    let mut sim = network(2, 21);
+    listen_all(&mut sim);
+    let (ca, cb) = connect(&mut sim, 0, 1);
+    let main_a = sim.peers[0].engine.conn_channel(ca).unwrap();
+    let main_b = sim.peers[1].engine.conn_channel(cb).unwrap();
+    let lossy = ChannelPolicy {
+        ordered: false,
+        max_retransmits: Some(0),
+    };
+    let now = sim.now;
+    let op = sim
+        .with(0, |e| e.open_stream(ca, "live", Some(lossy), now))
+        .unwrap();
+    sim.run_for(100.0);
+    let sa = stream_of(&sim, 0, op);
+    let sb = sim.peers[1]
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::IncomingStream { conn, chan } if *conn == cb => Some(*chan),
+            _ => None,
+        })
+        .expect("the remote got the stream");
+    let now = sim.now;
+    sim.with(1, |e| e.set_listening(Listening::Chan(sb), true, now));
+
+    let small: Vec<Vec<u8>> = (0..600u32)
+        .map(|i| vec![i as u8; (i as usize * 37) % 301])
+        .collect();
+    let mut on_main = small.clone();
+    on_main.insert(300, vec![9; 40_000]);
+    let (before_main, before_stream) = (
+        sim.peers[0].engine.frames_sent(main_a).unwrap(),
+        sim.peers[0].engine.frames_sent(sa).unwrap(),
+    );
+    // One turn: every send, then the end of the turn sends them.
+    let (main_ops, stream_ops) = sim.with(0, |e| {
+        let main: Vec<OpId> = on_main
+            .iter()
+            .map(|m| e.send(main_a, PayloadType::Binary, m.clone(), false, now))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let stream: Vec<OpId> = small
+            .iter()
+            .map(|m| e.send(sa, PayloadType::Binary, m.clone(), false, now))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        (main, stream)
+    });
+    sim.run_for(500.0);
+    assert_eq!(messages(&sim, 1, main_b), on_main);
+    assert_eq!(messages(&sim, 1, sb), small);
+    for op in main_ops.iter().chain(&stream_ops) {
+        assert!(matches!(sim.outcome(0, *op), Some(Ok(Reply::Done))));
+    }
+    let bytes: usize = small.iter().map(|m| m.len() + 3).sum();
+    let batches = bytes.div_ceil(16 * 1024) as u32;
+    let main_frames = sim.peers[0].engine.frames_sent(main_a).unwrap() - before_main;
+    let stream_frames = sim.peers[0].engine.frames_sent(sa).unwrap() - before_stream;
+    // The large message takes three chunks and splits the batches in two.
+    assert!(main_frames <= batches + 1 + 3, "{main_frames} frames");
+    assert!(stream_frames <= batches + 1, "{stream_frames} frames");
+    assert_eq!(sim.peers[1].engine.conn_state(cb), ConnState::Open);
+}
+
+/// A peer that announced no frame version (one from before batch frames)
+/// is never sent a batch: it would refuse it as an unknown frame kind.
+/// Each side still reads what the other sends.
+#[test]
+fn an_older_peer_is_never_sent_a_batch_frame() {
+    let made = std::cell::Cell::new(0);
+    let mut sim = network_with(2, 22, |c| {
+        // p1 plays a peer of frame version 1.
+        if made.get() == 1 {
+            c.frames = 1;
+        }
+        made.set(made.get() + 1);
+    });
+    listen_all(&mut sim);
+    let (ca, cb) = connect(&mut sim, 0, 1);
+    let main_a = sim.peers[0].engine.conn_channel(ca).unwrap();
+    let main_b = sim.peers[1].engine.conn_channel(cb).unwrap();
+    let small: Vec<Vec<u8>> = (0..200u32).map(|i| i.to_le_bytes().to_vec()).collect();
+    let now = sim.now;
+    let before = sim.peers[0].engine.frames_sent(main_a).unwrap();
+    for (i, chan) in [(0, main_a), (1, main_b)] {
+        sim.with(i, |e| {
+            for m in &small {
+                e.send(chan, PayloadType::Binary, m.clone(), false, now)
+                    .unwrap();
+            }
+        });
+    }
+    sim.run_for(500.0);
+    assert_eq!(messages(&sim, 1, main_b), small);
+    assert_eq!(messages(&sim, 0, main_a), small);
+    assert_eq!(
+        sim.peers[0].engine.frames_sent(main_a).unwrap() - before,
+        200,
+        "one data frame per message"
+    );
+    assert_eq!(sim.peers[1].engine.conn_state(cb), ConnState::Open);
+    assert_eq!(sim.peers[0].engine.conn_state(ca), ConnState::Open);
+}
+
+/// Messages sent in the same turn as a stream's `close()` go out before
+/// the close, as they did when every send left at once.
+#[test]
+fn small_messages_sent_just_before_a_close_still_arrive() {
+    let mut sim = network(2, 23);
+    let (ca, cb) = connect(&mut sim, 0, 1);
+    let now = sim.now;
+    let op = sim
+        .with(0, |e| e.open_stream(ca, "chat", None, now))
+        .unwrap();
+    sim.run_for(100.0);
+    let sa = stream_of(&sim, 0, op);
+    let sb = sim.peers[1]
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::IncomingStream { conn, chan } if *conn == cb => Some(*chan),
+            _ => None,
+        })
+        .expect("the remote got the stream");
+    let now = sim.now;
+    sim.with(1, |e| e.set_listening(Listening::Chan(sb), true, now));
+    sim.with(0, |e| {
+        for m in [&b"one"[..], b"two", b"three"] {
+            e.send(sa, PayloadType::Binary, m.to_vec(), false, now)
+                .unwrap();
+        }
+        e.close_stream(sa, "done", now);
+    });
+    sim.run_for(200.0);
+    assert_eq!(
+        messages(&sim, 1, sb),
+        vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
+    );
+    assert!(sim.saw(1, |e| matches!(
+        e,
+        Event::StreamClosed { chan, reason, .. } if *chan == sb && reason == "done"
+    )));
+}

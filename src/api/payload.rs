@@ -22,23 +22,33 @@ pub(crate) fn progress_option(options: Option<super::SendOptionsArg>) -> Option<
         .ok()
 }
 
+#[wasm_bindgen::prelude::wasm_bindgen]
+extern "C" {
+    /// Any ArrayBufferView (typed array, DataView), read through its
+    /// getters: no property name crosses from the wasm per message.
+    type View;
+    #[wasm_bindgen(method, getter)]
+    fn buffer(this: &View) -> JsValue;
+    #[wasm_bindgen(method, getter, js_name = byteOffset)]
+    fn byte_offset(this: &View) -> u32;
+    #[wasm_bindgen(method, getter, js_name = byteLength)]
+    fn byte_length(this: &View) -> u32;
+}
+
 /// The bytes an ArrayBufferView (typed array, DataView) looks at, copied.
 pub(crate) fn view_bytes(value: &JsValue) -> Option<Vec<u8>> {
+    if let Some(bytes) = value.dyn_ref::<Uint8Array>() {
+        return Some(bytes.to_vec());
+    }
     if !js_sys::ArrayBuffer::is_view(value) {
         return None;
     }
-    let number = |k: &str| {
-        Reflect::get(value, &k.into())
-            .ok()
-            .and_then(|v| v.as_f64())
-            .unwrap_or(0.0) as u32
-    };
-    let buffer = Reflect::get(value, &"buffer".into()).ok()?;
+    let view = value.unchecked_ref::<View>();
     Some(
         Uint8Array::new_with_byte_offset_and_length(
-            &buffer,
-            number("byteOffset"),
-            number("byteLength"),
+            &view.buffer(),
+            view.byte_offset(),
+            view.byte_length(),
         )
         .to_vec(),
     )

@@ -14,7 +14,7 @@
 use crate::core::engine::Table;
 
 use crate::protocol::frames::{
-    DataHead, Frame, FrameError, MAX_CHUNK_BYTES, PayloadType, encode_data_head,
+    DataHead, Frame, FrameError, MAX_CHUNK_BYTES, PayloadType, batch_entries, encode_data_head,
 };
 
 /// An outgoing message being cut into frames.
@@ -93,6 +93,8 @@ pub enum ReassemblyError {
     Frame(#[from] FrameError),
     #[error("message {id} of {total} bytes exceeds the {max}-byte maximum")]
     TooLarge { id: u32, total: u32, max: usize },
+    #[error("a batched message of {size} bytes exceeds the {max}-byte maximum")]
+    BatchedTooLarge { size: usize, max: usize },
     #[error("message {id}: chunk at offset {got}, expected {expected} (out of order or duplicate)")]
     OutOfOrder { id: u32, expected: u32, got: u32 },
     #[error("message {id}: chunk runs past the announced total {total}")]
@@ -258,6 +260,22 @@ impl Reassembler {
             Frame::Pull(n) => Received::Pull(n),
             Frame::Ack(n) => Received::Ack(n),
             Frame::Mark { channel, next } => Received::Mark { channel, next },
+            Frame::Batch(body) => {
+                let mut messages = Vec::new();
+                for (payload, bytes) in batch_entries(body) {
+                    if bytes.len() > self.max_message {
+                        return Err(ReassemblyError::BatchedTooLarge {
+                            size: bytes.len(),
+                            max: self.max_message,
+                        });
+                    }
+                    messages.push(Message {
+                        payload,
+                        bytes: bytes.to_vec(),
+                    });
+                }
+                Received::Batch(messages)
+            }
         })
     }
 }
@@ -266,6 +284,8 @@ impl Reassembler {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Received {
     Message(Message),
+    /// The messages of a batch frame, in order.
+    Batch(Vec<Message>),
     Partial,
     Ping(u32),
     Pong(u32),
@@ -275,7 +295,10 @@ pub enum Received {
     Refuse(String),
     Pull(u32),
     Ack(u32),
-    Mark { channel: u32, next: u32 },
+    Mark {
+        channel: u32,
+        next: u32,
+    },
 }
 
 /// High/low water marks for a data channel's send buffer.
@@ -572,5 +595,42 @@ mod tests {
         assert!(peak < window.high + MAX_FRAME_BYTES, "peak {peak}");
         assert_eq!(wire.len(), c.frame_count());
         assert_eq!(finished.unwrap().bytes, data);
+    }
+
+    #[test]
+    fn batches_give_their_messages_in_order_within_the_size_limit() {
+        use crate::protocol::frames::{push_batch_entry, start_batch};
+        let mut frame = Vec::new();
+        start_batch(&mut frame);
+        push_batch_entry(&mut frame, PayloadType::Text, b"one");
+        push_batch_entry(&mut frame, PayloadType::Binary, &[2; 100]);
+        let mut r = Reassembler::new(100);
+        assert_eq!(
+            r.frame(&frame),
+            Ok(Received::Batch(vec![
+                Message {
+                    payload: PayloadType::Text,
+                    bytes: b"one".to_vec(),
+                },
+                Message {
+                    payload: PayloadType::Binary,
+                    bytes: vec![2; 100],
+                },
+            ]))
+        );
+        assert_eq!(r.pending_bytes(), 0);
+        // A batched message above this side's maxMessageSize is refused.
+        push_batch_entry(&mut frame, PayloadType::Binary, &[3; 101]);
+        assert_eq!(
+            r.frame(&frame),
+            Err(ReassemblyError::BatchedTooLarge {
+                size: 101,
+                max: 100
+            })
+        );
+        assert!(matches!(
+            r.frame(&[10, 0, 9]),
+            Err(ReassemblyError::Frame(FrameError::BatchOverrun))
+        ));
     }
 }

@@ -669,6 +669,11 @@ impl<B: Broker> Sim<B> {
     fn drain(&mut self, i: usize) {
         loop {
             let mut any = false;
+            // The end of the page's turn: small messages go out batched.
+            if self.peers[i].engine.has_deferred() {
+                let now = self.now;
+                self.peers[i].engine.pump_deferred(now);
+            }
             while let Some(t) = self.peers[i].engine.poll_transmit() {
                 any = true;
                 self.transmit(i, t);

@@ -16,7 +16,13 @@
 //! ack    | 8 | count u32 |          the sender has received `count` numbered frames
 //! mark   | 9 | channel u32 | next u32 |  this channel's number on the connection; the
 //!                                     next numbered frame is number `next`
+//! batch  | 10 | { payload type u8 | length u16 | bytes… }… |  whole small messages, in order
 //! ```
+//!
+//! A batch carries one or more whole messages in one frame (frame version
+//! 2, see [`FRAMES_VERSION`]): a sender packs the small messages queued on a
+//! channel in the same JavaScript turn, and only once the remote said in
+//! its signals that it reads version 2.
 //!
 //! Every frame but ping, pong, ack and mark is *numbered*: each side counts
 //! the numbered frames it sends and receives on a channel (numbers are
@@ -40,6 +46,14 @@ pub const MAX_FRAME_BYTES: usize = 16 * 1024;
 pub const DATA_HEADER_BYTES: usize = 14;
 /// Payload bytes one data frame carries.
 pub const MAX_CHUNK_BYTES: usize = MAX_FRAME_BYTES - DATA_HEADER_BYTES;
+/// Header bytes of one message in a batch (payload type, u16 length).
+pub const BATCH_ENTRY_HEADER: usize = 3;
+/// The largest message a batch carries (alone in its frame).
+pub const MAX_BATCH_ENTRY: usize = MAX_FRAME_BYTES - 1 - BATCH_ENTRY_HEADER;
+/// The frame version this side reads, announced in its signals (`frames`):
+/// 1 is the original set, 2 adds `batch`. A peer sends batches only to a
+/// remote that announced 2 or more.
+pub const FRAMES_VERSION: u32 = 2;
 
 /// The kind byte that starts every frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +69,7 @@ pub enum FrameKind {
     Pull = 7,
     Ack = 8,
     Mark = 9,
+    Batch = 10,
     /// Any other byte: refused by the decoder.
     Unknown = 255,
 }
@@ -72,6 +87,7 @@ impl From<u8> for FrameKind {
             7 => Self::Pull,
             8 => Self::Ack,
             9 => Self::Mark,
+            10 => Self::Batch,
             _ => Self::Unknown,
         }
     }
@@ -119,6 +135,9 @@ pub enum Frame<'a> {
         channel: u32,
         next: u32,
     },
+    /// Whole messages, checked when decoded (read them with
+    /// [`batch_entries`]).
+    Batch(&'a [u8]),
 }
 
 impl FrameKind {
@@ -160,6 +179,10 @@ pub enum FrameError {
     BadPayloadType(u8),
     #[error("close reason is not UTF-8")]
     BadReason,
+    #[error("batch frame with no message")]
+    EmptyBatch,
+    #[error("batch frame: a message runs past the frame's end")]
+    BatchOverrun,
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -227,6 +250,27 @@ impl<'a> Frame<'a> {
             }
             FrameKind::End => Ok(Frame::End),
             FrameKind::Accept => Ok(Frame::Accept),
+            FrameKind::Batch => {
+                let body = &bytes[1..];
+                if body.is_empty() {
+                    return Err(FrameError::EmptyBatch);
+                }
+                // Checked whole here, so reading the entries cannot fail.
+                let mut at = 0;
+                while at < body.len() {
+                    if body.len() - at < BATCH_ENTRY_HEADER {
+                        return Err(FrameError::BatchOverrun);
+                    }
+                    PayloadType::from_byte(body[at]).ok_or(FrameError::BadPayloadType(body[at]))?;
+                    let len = u16::from_le_bytes([body[at + 1], body[at + 2]]) as usize;
+                    at += BATCH_ENTRY_HEADER;
+                    if body.len() - at < len {
+                        return Err(FrameError::BatchOverrun);
+                    }
+                    at += len;
+                }
+                Ok(Frame::Batch(body))
+            }
             FrameKind::Unknown => Err(FrameError::UnknownKind(kind_byte)),
         }
     }
@@ -258,6 +302,12 @@ impl<'a> Frame<'a> {
                 out
             }
             Frame::End => vec![FrameKind::End as u8],
+            Frame::Batch(body) => {
+                let mut out = Vec::with_capacity(1 + body.len());
+                out.push(FrameKind::Batch as u8);
+                out.extend_from_slice(body);
+                out
+            }
             Frame::Accept => vec![FrameKind::Accept as u8],
             Frame::Close(reason) | Frame::Refuse(reason) => {
                 let kind = if matches!(self, Frame::Close(_)) {
@@ -276,6 +326,33 @@ impl<'a> Frame<'a> {
             }
         }
     }
+}
+
+/// Starts a batch frame in `out` (then [`push_batch_entry`] each message).
+pub fn start_batch(out: &mut Vec<u8>) {
+    out.push(FrameKind::Batch as u8);
+}
+
+/// Appends one message (at most [`MAX_BATCH_ENTRY`] bytes) to a batch.
+pub fn push_batch_entry(out: &mut Vec<u8>, payload: PayloadType, bytes: &[u8]) {
+    debug_assert!(bytes.len() <= MAX_BATCH_ENTRY);
+    out.push(payload as u8);
+    out.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// The messages of a decoded [`Frame::Batch`], in order.
+pub fn batch_entries(body: &[u8]) -> impl Iterator<Item = (PayloadType, &[u8])> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let rest = body.get(at..)?;
+        let (&kind, rest) = rest.split_first()?;
+        let payload = PayloadType::from_byte(kind)?;
+        let len = u16::from_le_bytes([*rest.first()?, *rest.get(1)?]) as usize;
+        let bytes = rest.get(2..2 + len)?;
+        at += BATCH_ENTRY_HEADER + len;
+        Some((payload, bytes))
+    })
 }
 
 /// A call signal's number.
@@ -342,6 +419,10 @@ pub struct PeerSignal {
     pub session: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to: Option<u64>,
+    /// The frame version the sender reads ([`FRAMES_VERSION`]); absent
+    /// (an older peer) means 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frames: Option<u32>,
     #[serde(flatten)]
     pub body: SignalBody,
 }
@@ -410,7 +491,9 @@ impl PeerSignal {
     /// [`super::json`]). Serde reads it back (tested below).
     pub fn encode(&self) -> String {
         let mut w = Writer::new();
-        w.u64("session", self.session).opt_u64("to", self.to);
+        w.u64("session", self.session)
+            .opt_u64("to", self.to)
+            .opt_u64("frames", self.frames.map(u64::from));
         self.body.write(&mut w);
         w.finish()
     }
@@ -421,6 +504,9 @@ impl PeerSignal {
         Ok(Self {
             session: o.u64("session")?,
             to: o.opt_u64("to")?,
+            frames: o
+                .opt_u64("frames")?
+                .map(|v| u32::try_from(v).unwrap_or(u32::MAX)),
             body: SignalBody::read(&o)?,
         })
     }
@@ -570,6 +656,28 @@ mod tests {
         ] {
             assert_eq!(Frame::decode(&f.encode()).unwrap(), f);
         }
+        let mut batch = Vec::new();
+        start_batch(&mut batch);
+        push_batch_entry(&mut batch, PayloadType::Text, b"hi");
+        push_batch_entry(&mut batch, PayloadType::Binary, b"");
+        push_batch_entry(&mut batch, PayloadType::Json, b"[1]");
+        let Ok(Frame::Batch(body)) = Frame::decode(&batch) else {
+            panic!("not a batch");
+        };
+        assert_eq!(Frame::Batch(body).encode(), batch);
+        assert_eq!(
+            batch_entries(body).collect::<Vec<_>>(),
+            [
+                (PayloadType::Text, &b"hi"[..]),
+                (PayloadType::Binary, &b""[..]),
+                (PayloadType::Json, &b"[1]"[..]),
+            ]
+        );
+        let mut full = Vec::new();
+        start_batch(&mut full);
+        push_batch_entry(&mut full, PayloadType::Binary, &[7; MAX_BATCH_ENTRY]);
+        assert_eq!(full.len(), MAX_FRAME_BYTES);
+        assert!(matches!(Frame::decode(&full), Ok(Frame::Batch(_))));
         let long = Frame::Close("é".repeat(MAX_FRAME_BYTES)).encode();
         assert!(long.len() <= MAX_FRAME_BYTES);
         assert!(Frame::decode(&long).is_ok());
@@ -578,7 +686,21 @@ mod tests {
     #[test]
     fn bad_frames_are_named() {
         assert_eq!(Frame::decode(&[]), Err(FrameError::Empty));
-        assert_eq!(Frame::decode(&[10]), Err(FrameError::UnknownKind(10)));
+        assert_eq!(Frame::decode(&[11]), Err(FrameError::UnknownKind(11)));
+        assert_eq!(Frame::decode(&[10]), Err(FrameError::EmptyBatch));
+        assert_eq!(Frame::decode(&[10, 0, 1]), Err(FrameError::BatchOverrun));
+        assert_eq!(
+            Frame::decode(&[10, 0, 2, 0, 9]),
+            Err(FrameError::BatchOverrun)
+        );
+        assert_eq!(
+            Frame::decode(&[10, 0, 1, 0, 9, 0]),
+            Err(FrameError::BatchOverrun)
+        );
+        assert_eq!(
+            Frame::decode(&[10, 0, 0, 0, 5, 0, 0]),
+            Err(FrameError::BadPayloadType(5))
+        );
         assert!(matches!(
             Frame::decode(&[9, 1, 0, 0, 0, 2]),
             Err(FrameError::Truncated { need: 9, .. })
@@ -638,6 +760,7 @@ mod tests {
         let s = PeerSignal {
             to: None,
             session: 5,
+            frames: None,
             body: SignalBody::Description {
                 sdp_type: "offer".into(),
                 sdp: "v=0".into(),
@@ -652,6 +775,7 @@ mod tests {
         let c = PeerSignal {
             to: Some(5),
             session: 6,
+            frames: Some(FRAMES_VERSION),
             body: SignalBody::Candidate {
                 candidate: "candidate:1".into(),
                 sdp_mid: Some("0".into()),
@@ -718,6 +842,7 @@ mod tests {
             let s = PeerSignal {
                 session: 9,
                 to: (i % 2 == 0).then_some(u64::MAX),
+                frames: (i % 3 == 0).then_some(FRAMES_VERSION),
                 body,
             };
             let mine = s.encode();

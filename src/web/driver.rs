@@ -131,6 +131,8 @@ pub struct Driver {
     progress: StateCell<Table<OpId, Function>>,
     queue: StateCell<VecDeque<Event>>,
     emitting: Cell<bool>,
+    /// A microtask will send the small messages of this turn.
+    deferred_armed: Cell<bool>,
     timer_at: Cell<Millis>,
     sink: StateCell<Option<Weak<dyn Sink>>>,
     token: Option<TokenSource>,
@@ -164,6 +166,7 @@ impl Driver {
             progress: StateCell::new(Table::new()),
             queue: StateCell::new(VecDeque::new()),
             emitting: Cell::new(false),
+            deferred_armed: Cell::new(false),
             timer_at: Cell::new(f64::INFINITY),
             sink: StateCell::new(None),
             token,
@@ -431,9 +434,26 @@ impl Driver {
                 }
             }
         }
+        self.arm_deferred();
         self.arm_timer();
         self.after_close();
         self.emit();
+    }
+
+    /// Small messages sent in this turn wait in the engine to be batched:
+    /// one microtask, queued by the first of them, sends them all.
+    fn arm_deferred(self: &Rc<Self>) {
+        if self.deferred_armed.get() || !self.engine.borrow().has_deferred() {
+            return;
+        }
+        self.deferred_armed.set(true);
+        let weak = self.me.clone();
+        spawn_local(async move {
+            if let Some(d) = weak.upgrade() {
+                d.deferred_armed.set(false);
+                d.input(|e, now| e.pump_deferred(now));
+            }
+        });
     }
 
     fn emit(self: &Rc<Self>) {

@@ -56,19 +56,29 @@ pub fn construct(
     js_sys::Reflect::construct(&ctor, &list).map_err(|e| js_error_text(&e))
 }
 
+#[wasm_bindgen::prelude::wasm_bindgen]
+extern "C" {
+    /// The page's (or worker's) `performance` object.
+    type Clock;
+    #[wasm_bindgen(method, js_name = now)]
+    fn now_ms(this: &Clock) -> f64;
+}
+
+thread_local! {
+    /// `performance`, looked up once: each input and command reads the
+    /// clock, and a lookup by name decodes the name's string every time.
+    static CLOCK: Option<Clock> = js_sys::Reflect::get(&js_sys::global(), &"performance".into())
+        .ok()
+        .filter(|p| p.is_object())
+        .map(wasm_bindgen::JsCast::unchecked_into);
+}
+
 /// Milliseconds on a monotonic clock (`performance.now()`), also in workers.
 pub fn now() -> f64 {
-    let global = js_sys::global();
-    js_sys::Reflect::get(&global, &"performance".into())
-        .ok()
-        .and_then(|p| {
-            let now = js_sys::Reflect::get(&p, &"now".into())
-                .ok()?
-                .dyn_into::<js_sys::Function>()
-                .ok()?;
-            now.call0(&p).ok()?.as_f64()
-        })
-        .unwrap_or_else(js_sys::Date::now)
+    CLOCK.with(|c| match c {
+        Some(p) => p.now_ms(),
+        None => js_sys::Date::now(),
+    })
 }
 
 /// A random number in `[0, 1)`.

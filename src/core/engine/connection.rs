@@ -42,7 +42,7 @@ use crate::core::negotiation::{
     Negotiator, OnCandidate, OnDescription, OnNegotiationNeeded, SdpKind, SignalingState, is_polite,
 };
 use crate::protocol::ErrorCode;
-use crate::protocol::frames::{Frame, PeerSignal, SignalBody};
+use crate::protocol::frames::{FRAMES_VERSION, Frame, PeerSignal, SignalBody};
 
 /// Where a connection stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +83,9 @@ pub(crate) struct Conn {
     pub session: u64,
     /// The remote's session, once a signal told us.
     pub remote_session: Option<u64>,
+    /// The frame version the remote reads, as its signals said (1 until
+    /// one says more): from 2, small messages go out in batch frames.
+    pub remote_frames: u32,
     /// This side asked for the connection (no `Incoming` event).
     pub initiated: bool,
     pub state: ConnState,
@@ -246,6 +249,7 @@ impl Engine {
                 remote: remote.to_string(),
                 session,
                 remote_session,
+                remote_frames: 1,
                 initiated,
                 state: ConnState::Connecting,
                 main,
@@ -347,12 +351,18 @@ impl Engine {
         notify: bool,
         now: Millis,
     ) {
-        let Some(conn) = self.conns.get_mut(&c) else {
+        let Some(conn) = self.conns.get(&c) else {
             return;
         };
         if conn.state == ConnState::Closed {
             return;
         }
+        // Messages sent in this turn and waiting to be batched go first.
+        let main = conn.main;
+        self.flush_deferred(main, now);
+        let Some(conn) = self.conns.get_mut(&c) else {
+            return;
+        };
         let was_open = conn.state == ConnState::Open;
         conn.state = ConnState::Closed;
         let level = if error.is_some() {
@@ -389,6 +399,7 @@ impl Engine {
                     PeerSignal {
                         session,
                         to: remote_session,
+                        frames: None,
                         body: SignalBody::Bye {
                             reason: reason.to_string(),
                         },
@@ -561,6 +572,9 @@ impl Engine {
                     if let Some(r) = conn.recovery.as_mut() {
                         r.heard_signal = true;
                     }
+                    if let Some(v) = signal.frames {
+                        conn.remote_frames = v;
+                    }
                     conn.backlog.push_back(Step::Signal(signal.body));
                 }
                 self.negotiate(c, now);
@@ -621,6 +635,7 @@ impl Engine {
             PeerSignal {
                 session: 0,
                 to: Some(session),
+                frames: None,
                 body: SignalBody::Bye { reason },
             },
         );
@@ -650,6 +665,7 @@ impl Engine {
         let signal = PeerSignal {
             session: conn.session,
             to: conn.remote_session,
+            frames: Some(self.config.frames).filter(|v| *v >= FRAMES_VERSION),
             body,
         };
         let remote = conn.remote.clone();

@@ -11,7 +11,8 @@ use crate::core::chunking::{Chunker, Received};
 use crate::core::error::PeerError;
 use crate::core::stream::{StreamError, StreamState};
 use crate::protocol::frames::{
-    ChannelLabel, Frame, MAX_CHUNK_BYTES, PayloadType, check_stream_name,
+    BATCH_ENTRY_HEADER, ChannelLabel, Frame, MAX_BATCH_ENTRY, MAX_CHUNK_BYTES, MAX_FRAME_BYTES,
+    PayloadType, check_stream_name, push_batch_entry, start_batch,
 };
 
 /// Messages (or ends) one channel holds for a listener, at most.
@@ -34,7 +35,63 @@ impl Engine {
     ) -> Result<OpId, PeerError> {
         let size = bytes.len();
         self.check_send(chan, size)?;
+        if size <= MAX_BATCH_ENTRY && self.batches(chan) {
+            // Sent at the end of this turn ([`Engine::pump_deferred`]), in
+            // one batch frame with the other small messages of the turn.
+            let op = self.new_op();
+            if let Some(ch) = self.chans.get_mut(&chan) {
+                ch.queued_bytes += size;
+                ch.queue.push_back(Job {
+                    op: Some(op),
+                    body: Body::Message(payload, bytes),
+                    progress,
+                    size,
+                });
+            }
+            if !self.deferred.contains(&chan) {
+                self.deferred.push(chan);
+            }
+            return Ok(op);
+        }
         Ok(self.enqueue(chan, Body::Message(payload, bytes), size, progress, now))
+    }
+
+    /// Whether the driver should call [`Engine::pump_deferred`] at the end
+    /// of the current turn (a microtask; the simulated network after each
+    /// step): small messages wait there to be batched.
+    pub fn has_deferred(&self) -> bool {
+        !self.deferred.is_empty()
+    }
+
+    /// Sends what small messages wait on their channels, batched.
+    pub fn pump_deferred(&mut self, now: Millis) {
+        for chan in std::mem::take(&mut self.deferred) {
+            self.pump(chan, now);
+        }
+    }
+
+    /// Sends `chan`'s waiting small messages now (before it closes).
+    pub(crate) fn flush_deferred(&mut self, chan: ChanId, now: Millis) {
+        if let Some(i) = self.deferred.iter().position(|c| *c == chan) {
+            self.deferred.swap_remove(i);
+            self.pump(chan, now);
+        }
+    }
+
+    /// Numbered frames sent on `chan` so far (each batch frame, each
+    /// chunk of a large message, each control frame counts one).
+    pub fn frames_sent(&self, chan: ChanId) -> Option<u32> {
+        self.chans.get(&chan).map(|ch| ch.acks.sent)
+    }
+
+    /// Whether small messages on `chan` go out in batch frames: its
+    /// remote reads them (frame version 2, from its signals).
+    fn batches(&self, chan: ChanId) -> bool {
+        self.chans
+            .get(&chan)
+            .and_then(|ch| ch.conn)
+            .and_then(|c| self.conns.get(&c))
+            .is_some_and(|c| c.remote_frames >= 2)
     }
 
     /// Reserves a message's place in the queue while the driver reads its
@@ -487,6 +544,23 @@ impl Engine {
                 self.account(chan, now);
                 self.deliver(chan, Held::Message(m.payload, m.bytes), now);
             }
+            Ok(Received::Batch(_)) if self.config.frames < 2 => {
+                // Read as a peer of frame version 1 reads it.
+                self.protocol_fail(chan, "bad frame: unknown frame kind 10".into(), now)
+            }
+            Ok(Received::Batch(messages)) => {
+                let state = self.chans.get(&chan).map(|c| c.state);
+                if let Some(Err(e)) = state.map(StreamState::receive) {
+                    return self.protocol_fail(chan, e.to_string(), now);
+                }
+                for m in messages {
+                    // A held message over budget closes the channel.
+                    if !self.chans.contains_key(&chan) {
+                        return;
+                    }
+                    self.deliver(chan, Held::Message(m.payload, m.bytes), now);
+                }
+            }
         }
     }
 
@@ -679,6 +753,53 @@ impl Engine {
                         ch.queued_bytes -= job.size;
                         self.transmit_bytes(chan, frame, now);
                         if let Some(op) = job.op {
+                            self.done(op, Ok(Reply::Done));
+                        }
+                        continue;
+                    }
+                    Body::Message(kind, bytes)
+                        if bytes.len() <= MAX_BATCH_ENTRY
+                            && ch
+                                .conn
+                                .and_then(|c| self.conns.get(&c))
+                                .is_some_and(|c| c.remote_frames >= 2) =>
+                    {
+                        // This message and the small ones queued behind
+                        // it, in one frame.
+                        let mut frame = Vec::with_capacity(MAX_FRAME_BYTES.min(
+                            1 + BATCH_ENTRY_HEADER + bytes.len() + ch.queued_bytes.min(1 << 14),
+                        ));
+                        start_batch(&mut frame);
+                        push_batch_entry(&mut frame, kind, &bytes);
+                        let mut done = vec![(job.op, job.progress, job.size)];
+                        ch.queued_bytes -= job.size;
+                        while let Some(Job {
+                            body: Body::Message(_, next),
+                            ..
+                        }) = ch.queue.front()
+                        {
+                            if next.len() > MAX_BATCH_ENTRY
+                                || frame.len() + BATCH_ENTRY_HEADER + next.len() > MAX_FRAME_BYTES
+                            {
+                                break;
+                            }
+                            let job = ch.queue.pop_front().expect("checked");
+                            if let Body::Message(kind, bytes) = &job.body {
+                                push_batch_entry(&mut frame, *kind, bytes);
+                            }
+                            ch.queued_bytes -= job.size;
+                            done.push((job.op, job.progress, job.size));
+                        }
+                        self.transmit_bytes(chan, frame, now);
+                        for (op, progress, size) in done {
+                            let Some(op) = op else { continue };
+                            if progress {
+                                self.events.push_back(Event::Progress {
+                                    op,
+                                    sent: size,
+                                    total: size,
+                                });
+                            }
                             self.done(op, Ok(Reply::Done));
                         }
                         continue;
@@ -957,6 +1078,8 @@ impl Engine {
         if ch.is_main() || ch.state == StreamState::Closed {
             return;
         }
+        // Messages sent in this turn and waiting to be batched go first.
+        self.flush_deferred(chan, now);
         if notify {
             self.transmit_frame(chan, &Frame::Close(reason.to_string()), now);
         }

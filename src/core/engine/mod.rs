@@ -137,6 +137,9 @@ pub struct Engine {
     /// Frames between the two ends of loopback sockets, not yet delivered.
     loopback: VecDeque<(ChanId, Vec<u8>)>,
     loop_closed: Vec<ChanId>,
+    /// Channels with small messages queued in this turn, to be sent in
+    /// batch frames once it ends ([`Engine::pump_deferred`]).
+    deferred: Vec<ChanId>,
     /// Relayed channels opened, closed, and bytes that left the relay
     /// queue, for `settle` (not handled inside the call that caused them).
     relay_opened: VecDeque<ChanId>,
@@ -200,6 +203,7 @@ impl Engine {
             ports: Table::new(),
             loopback: VecDeque::new(),
             loop_closed: Vec::new(),
+            deferred: Vec::new(),
             relay_opened: VecDeque::new(),
             relay_closed: VecDeque::new(),
             relay_drained: VecDeque::new(),

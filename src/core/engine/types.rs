@@ -133,6 +133,10 @@ pub struct Config {
     /// connection and broker states (`Info`), negotiation steps and signal
     /// routing (`Debug`).
     pub debug: LogLevel,
+    /// The frame version this side announces and reads
+    /// (`protocol::frames::FRAMES_VERSION`; tests play an older peer
+    /// with 1, which neither announces one nor reads batch frames).
+    pub frames: u32,
 }
 
 /// When a connection runs over the broker's relay instead of WebRTC.
@@ -216,6 +220,7 @@ impl Config {
             max_connections: 256,
             max_offers_per_minute: 30,
             debug: LogLevel::Off,
+            frames: crate::protocol::frames::FRAMES_VERSION,
         }
     }
 }
