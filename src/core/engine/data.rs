@@ -38,16 +38,7 @@ impl Engine {
         if size <= MAX_BATCH_ENTRY && self.batches(chan) {
             // Sent at the end of this turn ([`Engine::pump_deferred`]), in
             // one batch frame with the other small messages of the turn.
-            let op = self.new_op();
-            if let Some(ch) = self.chans.get_mut(&chan) {
-                ch.queued_bytes += size;
-                ch.queue.push_back(Job {
-                    op: Some(op),
-                    body: Body::Message(payload, bytes),
-                    progress,
-                    size,
-                });
-            }
+            let op = self.queue_job(chan, Body::Message(payload, bytes), size, progress);
             if !self.deferred.contains(&chan) {
                 self.deferred.push(chan);
             }
@@ -704,6 +695,13 @@ impl Engine {
         progress: bool,
         now: Millis,
     ) -> OpId {
+        let op = self.queue_job(chan, body, size, progress);
+        self.pump(chan, now);
+        op
+    }
+
+    /// Puts a job at the back of `chan`'s queue, counted in its bytes.
+    fn queue_job(&mut self, chan: ChanId, body: Body, size: usize, progress: bool) -> OpId {
         let op = self.new_op();
         if let Some(ch) = self.chans.get_mut(&chan) {
             ch.queued_bytes += size;
@@ -714,7 +712,6 @@ impl Engine {
                 size,
             });
         }
-        self.pump(chan, now);
         op
     }
 
