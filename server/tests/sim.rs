@@ -7,7 +7,7 @@ mod simnet;
 
 use peerwire::core::broker::Link;
 use peerwire::core::engine::{
-    ChanId, ConnId, ConnState, Event, Listening, OpId, PortUse, RelayPolicy, Reply,
+    ChanId, ChannelPolicy, ConnId, ConnState, Event, Listening, OpId, PortUse, RelayPolicy, Reply,
 };
 use peerwire::core::error::PeerError;
 use peerwire::core::sim::{Broker as _, Sim};
@@ -43,6 +43,29 @@ fn stream_of(sim: &Sim<HubBroker>, i: usize, op: OpId) -> ChanId {
         Some(Ok(Reply::Stream(c))) => *c,
         other => panic!("expected a stream, got {other:?}"),
     }
+}
+
+/// Peer 0 opens stream `name` on `ca`; returns its end and peer 1's (on `cb`).
+fn open_stream_pair(
+    sim: &mut Sim<HubBroker>,
+    (ca, cb): (ConnId, ConnId),
+    name: &str,
+    policy: Option<ChannelPolicy>,
+) -> (ChanId, ChanId) {
+    let now = sim.now;
+    let op = sim
+        .with(0, |e| e.open_stream(ca, name, policy, now))
+        .unwrap();
+    sim.run_for(100.0);
+    let sb = sim.peers[1]
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::IncomingStream { conn, chan } if *conn == cb => Some(*chan),
+            _ => None,
+        })
+        .expect("the remote got the stream");
+    (stream_of(sim, 0, op), sb)
 }
 
 /// Both sides connect at the same moment, 100 times with jittered signals:
@@ -356,20 +379,7 @@ fn messages_above_max_size_or_on_unreliable_channels_are_refused_by_name() {
 fn streams_multiplex_with_half_close() {
     let mut sim = network(2, 4);
     let (ca, cb) = connect(&mut sim, 0, 1);
-    let now = sim.now;
-    let op = sim
-        .with(0, |e| e.open_stream(ca, "chat", None, now))
-        .unwrap();
-    sim.run_for(100.0);
-    let sa = stream_of(&sim, 0, op);
-    let sb = sim.peers[1]
-        .events
-        .iter()
-        .find_map(|e| match e {
-            Event::IncomingStream { conn, chan } if *conn == cb => Some(*chan),
-            _ => None,
-        })
-        .expect("the remote got the stream");
+    let (sa, sb) = open_stream_pair(&mut sim, (ca, cb), "chat", None);
     for (i, s) in [(0, sa), (1, sb)] {
         let now = sim.now;
         sim.with(i, |e| e.set_listening(Listening::Chan(s), true, now));
@@ -1178,7 +1188,6 @@ fn record_sets_send_one_record_per_credit() {
 /// each send settles once its batch is handed over.
 #[test]
 fn small_messages_of_one_turn_go_out_in_batch_frames_in_order() {
-    use peerwire::core::engine::ChannelPolicy;
     let mut sim = network(2, 21);
     listen_all(&mut sim);
     let (ca, cb) = connect(&mut sim, 0, 1);
@@ -1188,20 +1197,7 @@ fn small_messages_of_one_turn_go_out_in_batch_frames_in_order() {
         ordered: false,
         max_retransmits: Some(0),
     };
-    let now = sim.now;
-    let op = sim
-        .with(0, |e| e.open_stream(ca, "live", Some(lossy), now))
-        .unwrap();
-    sim.run_for(100.0);
-    let sa = stream_of(&sim, 0, op);
-    let sb = sim.peers[1]
-        .events
-        .iter()
-        .find_map(|e| match e {
-            Event::IncomingStream { conn, chan } if *conn == cb => Some(*chan),
-            _ => None,
-        })
-        .expect("the remote got the stream");
+    let (sa, sb) = open_stream_pair(&mut sim, (ca, cb), "live", Some(lossy));
     let now = sim.now;
     sim.with(1, |e| e.set_listening(Listening::Chan(sb), true, now));
 
@@ -1290,20 +1286,7 @@ fn an_older_peer_is_never_sent_a_batch_frame() {
 fn small_messages_sent_just_before_a_close_still_arrive() {
     let mut sim = network(2, 23);
     let (ca, cb) = connect(&mut sim, 0, 1);
-    let now = sim.now;
-    let op = sim
-        .with(0, |e| e.open_stream(ca, "chat", None, now))
-        .unwrap();
-    sim.run_for(100.0);
-    let sa = stream_of(&sim, 0, op);
-    let sb = sim.peers[1]
-        .events
-        .iter()
-        .find_map(|e| match e {
-            Event::IncomingStream { conn, chan } if *conn == cb => Some(*chan),
-            _ => None,
-        })
-        .expect("the remote got the stream");
+    let (sa, sb) = open_stream_pair(&mut sim, (ca, cb), "chat", None);
     let now = sim.now;
     sim.with(1, |e| e.set_listening(Listening::Chan(sb), true, now));
     sim.with(0, |e| {
