@@ -7,7 +7,7 @@
 #      the PeerJS server under the same load;
 #   3. bundle size.
 # PEERWIRE_BENCH_RUNS (connect runs, default 20), PEERWIRE_BENCH_CLIENTS
-# (default "1000 10000") tune it.
+# (default "1000 10000 19000": issue 17 sets the memory target at 19 000) tune it.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -47,7 +47,7 @@ echo; echo "== 1. browser: connect and throughput"
   PEERJS_PORT="$PEERJS_PORT" node bench.mjs)
 
 echo; echo "== 2. signalling servers under load (loadgen; open-file limit $(ulimit -n))"
-for n in ${PEERWIRE_BENCH_CLIENTS:-1000 10000}; do
+for n in ${PEERWIRE_BENCH_CLIENTS:-1000 10000 19000}; do
   # Fresh servers per size, so memory per connection starts from idle.
   kill "$BROKER_PID" "$PEERJS_PID" 2>/dev/null || true; sleep 0.5
   # The load comes from one address and far above a browser's rate: the
