@@ -114,10 +114,14 @@ pub(crate) async fn open_socket(
             // Which step the time ran out in: the socket was asked for
             // only once the host was found and connected.
             let chan = pending.take();
-            let waiting = if chan.is_some() {
-                "the remote's listener did not answer"
-            } else {
-                "the host was not found or the connection to it did not open"
+            let waiting = match chan {
+                // The channel's own transport never opened: the browser
+                // did not open the data channel, the listener never saw it.
+                Some(c) if !ctx.d.read(|e| e.chan_transport_open(c)) => {
+                    "the connection was open, but the data channel for the socket did not open"
+                }
+                Some(_) => "the remote's listener did not answer",
+                None => "the host was not found or the connection to it did not open",
             };
             let err = PeerError::ConnectTimeout {
                 id: host.to_string(),

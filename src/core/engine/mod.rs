@@ -277,6 +277,12 @@ impl Engine {
             .unwrap_or(StreamState::Closed)
     }
 
+    /// Whether a channel's transport (its data channel, or the relay or
+    /// carrier that stands for it) has opened on this side.
+    pub fn chan_transport_open(&self, chan: ChanId) -> bool {
+        self.chans.get(&chan).is_some_and(|c| c.transport_open)
+    }
+
     /// A stream's label (name or port).
     pub fn stream_label(&self, chan: ChanId) -> Option<ChannelLabel> {
         match self.chans.get(&chan).map(|c| &c.kind) {
