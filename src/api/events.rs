@@ -92,33 +92,11 @@ impl Emitter {
     }
 
     fn notify_watchers(&self, event: &'static str, arg: &JsValue) {
-        let watchers: Vec<Function> = self
-            .watchers
-            .borrow()
-            .iter()
-            .filter(|(n, _)| *n == event)
-            .map(|(_, f)| f.clone())
-            .collect();
-        for f in watchers {
-            if let Err(err) = f.call1(&JsValue::UNDEFINED, arg) {
-                crate::web::console_error(&format!("peerwire: a '{event}' watcher threw:"), &err);
-            }
-        }
+        call_each(&self.watchers, event, arg, "watcher");
     }
 
     fn emit_to_listeners(&self, event: &'static str, arg: &JsValue) {
-        let targets: Vec<Function> = self
-            .listeners
-            .borrow()
-            .iter()
-            .filter(|(n, _)| *n == event)
-            .map(|(_, f)| f.clone())
-            .collect();
-        for f in targets {
-            if let Err(err) = f.call1(&JsValue::UNDEFINED, arg) {
-                crate::web::console_error(&format!("peerwire: a '{event}' listener threw:"), &err);
-            }
-        }
+        call_each(&self.listeners, event, arg, "listener");
     }
 
     /// Emits `event`, or keeps it until the first `on(event)` when nobody
@@ -169,6 +147,29 @@ impl Emitter {
         self.listeners.borrow_mut().clear();
         self.kept.borrow_mut().clear();
         self.watchers.borrow_mut().clear();
+    }
+}
+
+/// Calls each function of `list` registered for `event` with `arg`. The
+/// list is copied first, so nothing is borrowed while one runs; one that
+/// throws (a `what`: "listener" or "watcher") is reported on the console
+/// and does not stop the others.
+fn call_each(
+    list: &StateCell<Vec<(&'static str, Function)>>,
+    event: &'static str,
+    arg: &JsValue,
+    what: &str,
+) {
+    let targets: Vec<Function> = list
+        .borrow()
+        .iter()
+        .filter(|(n, _)| *n == event)
+        .map(|(_, f)| f.clone())
+        .collect();
+    for f in targets {
+        if let Err(err) = f.call1(&JsValue::UNDEFINED, arg) {
+            crate::web::console_error(&format!("peerwire: a '{event}' {what} threw:"), &err);
+        }
     }
 }
 
