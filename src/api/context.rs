@@ -31,6 +31,7 @@ pub(crate) const PEER_EVENTS: &[&str] = &[
     "error",
     "unavailable",
     "broker",
+    #[cfg(feature = "media")]
     "call",
 ];
 pub(crate) const CONNECTION_EVENTS: &[&str] = &[
@@ -39,6 +40,21 @@ pub(crate) const CONNECTION_EVENTS: &[&str] = &[
     "close",
     "error",
     "stream",
+    #[cfg(feature = "media")]
+    "track",
+    #[cfg(feature = "media")]
+    "mediastream",
+    #[cfg(feature = "media")]
+    "track-muted",
+    #[cfg(feature = "media")]
+    "track-unmuted",
+    #[cfg(feature = "media")]
+    "track-ended",
+];
+/// Events of the media feature, named in the error a lite build gives.
+#[cfg(not(feature = "media"))]
+pub(crate) const MEDIA_EVENTS: &[&str] = &[
+    "call",
     "track",
     "mediastream",
     "track-muted",
@@ -518,6 +534,7 @@ impl Sink for Ctx {
                 // A Promise resolved with a Promise settles as that one does.
                 return Ok(send_value(&self, chan, &message, progress).into());
             }
+            #[cfg(feature = "media")]
             (Then::Call { stream }, Ok(Reply::Connection(conn))) => {
                 super::media::send_stream(&self, conn, &stream)?;
                 return Ok(self.conn_handle(conn));
@@ -604,6 +621,7 @@ impl Sink for Ctx {
                 let peer_id = remote.unwrap_or_default();
                 // Its remote tracks ended with it (no `track-ended` each);
                 // the hooks on the user's tracks it sent go now.
+                #[cfg(feature = "media")]
                 self.d.forget_conn_media(conn);
                 self.closed(Target::Conn(conn), &reason, error, Some(&peer_id));
             }
@@ -757,6 +775,15 @@ impl Sink for Ctx {
                     view.emitter.clear();
                 }
             }
+            // The engine refuses calls and ignores tracks without the
+            // `media` feature.
+            #[cfg(not(feature = "media"))]
+            Event::IncomingCall { .. }
+            | Event::Track { .. }
+            | Event::MediaStream { .. }
+            | Event::TrackMuted { .. }
+            | Event::TrackEnded { .. } => {}
+            #[cfg(feature = "media")]
             Event::IncomingCall {
                 conn,
                 call,
@@ -771,6 +798,7 @@ impl Sink for Ctx {
                 let call = super::media::IncomingCall::new(&self, conn, call, metadata);
                 self.peer.emit("call", &call.into());
             }
+            #[cfg(feature = "media")]
             Event::Track { conn, mid, streams } => {
                 let Some((track, objects)) = self.d.received(conn, &mid) else {
                     return;
@@ -784,12 +812,14 @@ impl Sink for Ctx {
                 ]);
                 self.emitter(&Target::Conn(conn)).emit_or_keep("track", ev);
             }
+            #[cfg(feature = "media")]
             Event::MediaStream { conn, stream } => {
                 if let Some(s) = self.d.received_stream(conn, &stream) {
                     self.emitter(&Target::Conn(conn))
                         .emit_or_keep("mediastream", s);
                 }
             }
+            #[cfg(feature = "media")]
             Event::TrackMuted { conn, mid, muted } => {
                 if let Some((track, streams)) = self.d.received(conn, &mid) {
                     let ev = object(&[("track", track), ("streams", streams.into())]);
@@ -801,6 +831,7 @@ impl Sink for Ctx {
                     self.emitter(&Target::Conn(conn)).emit(name, &ev);
                 }
             }
+            #[cfg(feature = "media")]
             Event::TrackEnded { conn, mid, reason } => {
                 if let Some((track, streams)) = self.d.received(conn, &mid) {
                     self.d.forget_received(conn, &mid);

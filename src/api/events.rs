@@ -35,6 +35,12 @@ impl Emitter {
             .find(|k| **k == event)
             .copied()
             .ok_or_else(|| {
+                #[cfg(not(feature = "media"))]
+                if super::context::MEDIA_EVENTS.contains(&event) {
+                    return PeerError::InvalidArgument(format!(
+                        "\"{event}\" is a media event, and peerwire/lite has no media: import 'peerwire' for calls and tracks"
+                    ));
+                }
                 PeerError::InvalidArgument(format!(
                     "unknown event \"{event}\"; events are: {}",
                     self.known.join(", ")

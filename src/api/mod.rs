@@ -14,6 +14,7 @@ pub mod errors;
 pub mod events;
 #[cfg(feature = "full")]
 pub mod hubs;
+#[cfg(feature = "media")]
 pub mod media;
 #[cfg(feature = "full")]
 pub mod node;
@@ -257,49 +258,6 @@ export interface SetOptions {
   ttl?: number;
 }
 
-/** Options of `peer.call()`. */
-export interface CallOptions {
-  /** Any JSON value, handed to the callee as `call.metadata`. */
-  metadata?: unknown;
-}
-
-/** A remote track arrived (a connection's `track` event). */
-export interface TrackEvent {
-  /** The remote track (ends when the connection closes). */
-  track: MediaStreamTrack;
-  /** The remote streams it belongs to (as the sender added it). */
-  streams: MediaStream[];
-  /** The sender's stream ids (the `id` of each of `streams`). */
-  streamIds: string[];
-}
-
-/** A remote track was muted, unmuted or removed by its sender. */
-export interface RemoteTrackEvent {
-  /** The remote track. */
-  track: MediaStreamTrack;
-  /** The remote streams it belongs to. */
-  streams: MediaStream[];
-}
-
-/** Why a remote track ended (`track-ended`): `"removed"` the remote called `removeTrack` or
- * `removeStream`; `"ended"` the remote's own track ended (it called `track.stop()`, or its camera
- * or microphone went away); `"relay"` the connection moved to the broker's relay, which carries
- * no media (the connection's `error` event says so too, with `MediaUnavailableError`). */
-export type TrackEndReason = "removed" | "ended" | "relay";
-
-/** A remote track that ended: the `track-ended` event of a `Connection`.
- *
- * ```ts
- * conn.on("track-ended", ({ track, reason }) => {
- *   if (reason === "relay") showBanner("video paused: no direct path");
- * });
- * ```
- */
-export interface TrackEndedEvent extends RemoteTrackEvent {
-  /** Why it ended. */
-  reason: TrackEndReason;
-}
-
 /** Where a `Connection` is: `"connecting"` until its data channel opens, then `"open"`, then `"closed"`. */
 export type ConnectionState = "connecting" | "open" | "closed";
 /** Where a `Stream` is: it opens, then each side may end its half (`"local-ended"`: this side
@@ -500,9 +458,6 @@ export interface PeerEvents {
   };
   /** The broker link went down or came back, or the broker would not give the id back after a reconnect. */
   broker: BrokerStatus;
-  /** A remote peer called (`peer.call`): `answer(stream?)` or `reject(reason?)` it. With no
-   * `call` listener, calls are rejected. */
-  call: IncomingCall;
 }
 
 /** Events of a `Connection`, for `conn.on(type, listener)`. */
@@ -525,20 +480,6 @@ export interface ConnectionEvents {
   error: PeerwireError;
   /** The remote opened a stream with `openStream(name)`. */
   stream: Stream;
-  /** A remote track arrived (the remote called `addTrack`, `addStream`, `call` or `answer`).
-   * Kept for the first listener if none is attached yet. */
-  track: TrackEvent;
-  /** The first track of a remote MediaStream arrived: the stream (its `id` is the sender's).
-   * Kept for the first listener if none is attached yet. */
-  mediastream: MediaStream;
-  /** The remote muted a track it sends (`muteTrack`), or its source stopped producing media
-   * for now (the sender's track fired `mute`). */
-  "track-muted": RemoteTrackEvent;
-  /** The remote unmuted a track it sends (`muteTrack(track, false)`, or its source's `unmute`). */
-  "track-unmuted": RemoteTrackEvent;
-  /** A remote track ended: the remote removed it, stopped it (or its device went away), or the
-   * connection moved to the broker's relay; `reason` says which. */
-  "track-ended": TrackEndedEvent;
 }
 
 /** Events of a `Stream` (or socket), for `stream.on(type, listener)`. */
@@ -647,6 +588,78 @@ declare global {
   interface SymbolConstructor {
     readonly dispose: unique symbol;
   }
+}
+"#;
+
+/// The definitions of media (the `media` feature; not in `peerwire/lite`):
+/// its options and events, merged into `PeerEvents` and `ConnectionEvents`.
+#[cfg(feature = "media")]
+#[wasm_bindgen(typescript_custom_section)]
+const TS_MEDIA_TYPES: &str = r#"
+/** Options of `peer.call()`. */
+export interface CallOptions {
+  /** Any JSON value, handed to the callee as `call.metadata`. */
+  metadata?: unknown;
+}
+
+/** A remote track arrived (a connection's `track` event). */
+export interface TrackEvent {
+  /** The remote track (ends when the connection closes). */
+  track: MediaStreamTrack;
+  /** The remote streams it belongs to (as the sender added it). */
+  streams: MediaStream[];
+  /** The sender's stream ids (the `id` of each of `streams`). */
+  streamIds: string[];
+}
+
+/** A remote track was muted, unmuted or removed by its sender. */
+export interface RemoteTrackEvent {
+  /** The remote track. */
+  track: MediaStreamTrack;
+  /** The remote streams it belongs to. */
+  streams: MediaStream[];
+}
+
+/** Why a remote track ended (`track-ended`): `"removed"` the remote called `removeTrack` or
+ * `removeStream`; `"ended"` the remote's own track ended (it called `track.stop()`, or its camera
+ * or microphone went away); `"relay"` the connection moved to the broker's relay, which carries
+ * no media (the connection's `error` event says so too, with `MediaUnavailableError`). */
+export type TrackEndReason = "removed" | "ended" | "relay";
+
+/** A remote track that ended: the `track-ended` event of a `Connection`.
+ *
+ * ```ts
+ * conn.on("track-ended", ({ track, reason }) => {
+ *   if (reason === "relay") showBanner("video paused: no direct path");
+ * });
+ * ```
+ */
+export interface TrackEndedEvent extends RemoteTrackEvent {
+  /** Why it ended. */
+  reason: TrackEndReason;
+}
+
+export interface PeerEvents {
+  /** A remote peer called (`peer.call`): `answer(stream?)` or `reject(reason?)` it. With no
+   * `call` listener, calls are rejected. */
+  call: IncomingCall;
+}
+
+export interface ConnectionEvents {
+  /** A remote track arrived (the remote called `addTrack`, `addStream`, `call` or `answer`).
+   * Kept for the first listener if none is attached yet. */
+  track: TrackEvent;
+  /** The first track of a remote MediaStream arrived: the stream (its `id` is the sender's).
+   * Kept for the first listener if none is attached yet. */
+  mediastream: MediaStream;
+  /** The remote muted a track it sends (`muteTrack`), or its source stopped producing media
+   * for now (the sender's track fired `mute`). */
+  "track-muted": RemoteTrackEvent;
+  /** The remote unmuted a track it sends (`muteTrack(track, false)`, or its source's `unmute`). */
+  "track-unmuted": RemoteTrackEvent;
+  /** A remote track ended: the remote removed it, stopped it (or its device went away), or the
+   * connection moved to the broker's relay; `reason` says which. */
+  "track-ended": TrackEndedEvent;
 }
 "#;
 

@@ -38,6 +38,9 @@ use crate::core::engine::{
 use crate::core::error::PeerError;
 use crate::protocol::IceServer;
 
+// Calls and tracks (the `media` feature): a lite build has no senders,
+// ignores the remote's tracks and never sees `AddTrack` / `RemoveTrack`.
+#[cfg(feature = "media")]
 mod media;
 
 /// Where the engine's events go: the JavaScript handles' listeners.
@@ -71,6 +74,7 @@ pub enum Then {
     ForgetKey(String),
     /// `peer.call()` answered: sends `stream`'s tracks on the connection
     /// the reply names, then resolves it.
+    #[cfg(feature = "media")]
     Call { stream: JsValue },
 }
 
@@ -96,6 +100,7 @@ struct Io {
     /// `pagehide`, and the network change events.
     listeners: Vec<Listener>,
     /// Tracks this side sends, and the remote's it receives (`media`).
+    #[cfg(feature = "media")]
     media: media::MediaIo,
 }
 
@@ -609,7 +614,10 @@ impl Driver {
                 spawn_local(async move {
                     let result = rtc::set_local(pc.clone()).await;
                     let Some(d) = weak.upgrade() else { return };
+                    #[cfg(feature = "media")]
                     let mids = d.sender_mids(conn, &pc);
+                    #[cfg(not(feature = "media"))]
+                    let mids = Vec::new();
                     d.input(|e, now| {
                         e.handle_sender_mids(conn, mids);
                         e.handle_local_description(conn, result, now)
@@ -668,11 +676,17 @@ impl Driver {
                     drop(link);
                 }
             }
+            #[cfg(feature = "media")]
             Action::AddTrack { conn, track, .. } => self.add_track(conn, track),
+            #[cfg(feature = "media")]
             Action::RemoveTrack { conn, track } => self.remove_track(conn, track),
+            // The engine sends no track without the `media` feature.
+            #[cfg(not(feature = "media"))]
+            Action::AddTrack { .. } | Action::RemoveTrack { .. } => {}
             Action::ReleaseConnection { conn } => {
                 let (pc, links) = {
                     let mut io = self.io.borrow_mut();
+                    #[cfg(feature = "media")]
                     io.media.release(conn);
                     let chans: Vec<ChanId> = io
                         .chan_conn

@@ -27,6 +27,7 @@ pub struct PcLink {
     _on_candidate: Closure<dyn FnMut(RtcPeerConnectionIceEvent)>,
     _on_state: Closure<dyn FnMut()>,
     _on_datachannel: Closure<dyn FnMut(RtcDataChannelEvent)>,
+    #[cfg(feature = "media")]
     _on_track: Closure<dyn FnMut(JsValue)>,
 }
 
@@ -102,7 +103,9 @@ impl PcLink {
                 .unwrap_or_default();
             Driver::feed(&d, |e, now| e.handle_connection_state(conn, &state, now));
         });
+        #[cfg(feature = "media")]
         let d = driver.clone();
+        #[cfg(feature = "media")]
         let on_track = Closure::<dyn FnMut(JsValue)>::new(move |ev: JsValue| {
             if let Some(driver) = d.upgrade() {
                 driver.remote_track(conn, &ev);
@@ -119,6 +122,7 @@ impl PcLink {
         pc.set_onicecandidate(Some(on_candidate.as_ref().unchecked_ref()));
         pc.set_onconnectionstatechange(Some(on_state.as_ref().unchecked_ref()));
         pc.set_ondatachannel(Some(on_datachannel.as_ref().unchecked_ref()));
+        #[cfg(feature = "media")]
         pc.set_ontrack(Some(on_track.as_ref().unchecked_ref()));
         Ok((
             Self {
@@ -127,6 +131,7 @@ impl PcLink {
                 _on_candidate: on_candidate,
                 _on_state: on_state,
                 _on_datachannel: on_datachannel,
+                #[cfg(feature = "media")]
                 _on_track: on_track,
             },
             dc,
@@ -140,6 +145,7 @@ impl Drop for PcLink {
         self.pc.set_onicecandidate(None);
         self.pc.set_onconnectionstatechange(None);
         self.pc.set_ondatachannel(None);
+        #[cfg(feature = "media")]
         self.pc.set_ontrack(None);
         self.pc.close();
     }

@@ -6,7 +6,7 @@
 // (or whose source mutes) ending (muting) on the far side, with the SDK's
 // hooks on the sender's track gone after removeTrack and close (counted by
 // the DevTools protocol); a rejected call; and both sides adding tracks at
-// the same moment.
+// the same moment; and a lite page (no media) refusing a call by name.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { openPage, useBrokerAndBrowser } from './harness.mjs';
@@ -307,6 +307,61 @@ test('a rejected call rejects the caller with CallRejectedError and its reason',
   assert.equal(unheard[0], 'CallRejectedError');
   assert.match(unheard[1], /no 'call' listener/);
   await closeAll(a, b, c);
+});
+
+// peerwire/lite has no media: a full page calling a lite page is refused by
+// name, a track the full page sends anyway is negotiated and ignored while
+// messages keep flowing, and the lite page's API says where media is.
+test('a lite page refuses calls by name, ignores tracks sent to it, and says media is in the full entry', async () => {
+  const a = await openPage(browser, `${broker.url}/index.html`);
+  const b = await openPage(browser, `${broker.url}/lite.html`);
+  const suffix = Math.random().toString(36).slice(2, 8);
+  const [ida, idb] = [`media-full-${suffix}`, `media-lite-${suffix}`];
+  await setUp(a.page, ida, broker.ws);
+  await setUp(b.page, idb, broker.ws);
+  const lite = await b.page.evaluate(() => {
+    window.inbox = [];
+    window.peer.on('connection', (conn) => {
+      window.conn = conn;
+      conn.on('message', (m) => { window.inbox.push(m); conn.send(`echo ${m}`); });
+    });
+    const thrown = (f) => { try { f(); return null; } catch (e) { return [e.name, e.message]; } };
+    return {
+      call: typeof window.peer.call,
+      addTrack: typeof window.peerwire.Connection.prototype.addTrack,
+      IncomingCall: typeof window.peerwire.IncomingCall,
+      onCall: thrown(() => window.peer.on('call', () => {})),
+    };
+  });
+  assert.deepEqual({ ...lite, onCall: lite.onCall[0] }, { call: 'undefined', addTrack: 'undefined', IncomingCall: 'undefined', onCall: 'InvalidArgumentError' });
+  assert.match(lite.onCall[1], /"call" is a media event, and peerwire\/lite has no media: import 'peerwire'/);
+
+  const refused = await a.page.evaluate(async (to) => {
+    window.local = await navigator.mediaDevices.getUserMedia({ video: true });
+    try { await window.peer.call(to, window.local); return null; } catch (e) { return [e.name, e.message]; }
+  }, idb);
+  assert.equal(refused[0], 'CallRejectedError');
+  assert.match(refused[1], new RegExp(`peer "${idb}" rejected the call: it runs peerwire/lite, which has no media`));
+
+  // The same connection, now with a track: the lite side answers the
+  // renegotiation (the browser's own transceiver), shows nothing, and data
+  // flows both ways afterwards.
+  await a.page.evaluate(async (to) => {
+    const conn = await window.peer.connect(to);
+    window.watch(conn);
+    window.echoes = [];
+    conn.on('message', (m) => window.echoes.push(m));
+    conn.addTrack(window.local.getVideoTracks()[0], window.local);
+  }, idb);
+  await a.page.waitForFunction(() => {
+    const pc = window.conn.peerConnection;
+    return pc.signalingState === 'stable' && pc.getTransceivers().some((t) => t.currentDirection === 'sendonly');
+  }, null, { timeout: 20000 });
+  await a.page.evaluate(() => window.conn.send('after the track'));
+  await a.page.waitForFunction(() => window.echoes.length === 1, null, { timeout: 10000 });
+  assert.deepEqual(await a.page.evaluate(() => window.echoes), ['echo after the track']);
+  assert.deepEqual(await b.page.evaluate(() => [window.inbox, window.conn.state]), [['after the track'], 'open']);
+  await closeAll(a, b);
 });
 
 test('both sides add tracks at the same moment, five rounds: every track arrives on both sides, no glare error', async () => {

@@ -36,6 +36,11 @@
 //! Everything a remote can make this side hold is bounded: the remote
 //! tracks (`MAX_REMOTE_TRACKS`), the stream ids (`MAX_REMOTE_STREAMS`),
 //! the calls waiting for an answer (`MAX_PENDING_CALLS`).
+//!
+//! Without the `media` feature (the `peerwire/lite` build) the driver adds
+//! no track and reports none, and the engine answers every call with
+//! `call-reject` ([`LITE_CALL_REJECT`]) and ignores `tracks`: the checks on
+//! [`MEDIA`] below let the linker drop the rest.
 
 use super::Engine;
 use super::Table;
@@ -44,6 +49,13 @@ use super::types::{ConnId, Event, Millis, OpId, Reply, TrackEndReason, TrackId};
 use crate::core::error::PeerError;
 use crate::protocol::frames::SignalBody;
 use crate::protocol::json::Json;
+
+/// This build has media (the `media` feature).
+const MEDIA: bool = cfg!(feature = "media");
+
+/// The reason a build without media gives the caller of `peer.call()`.
+pub const LITE_CALL_REJECT: &str =
+    "it runs peerwire/lite, which has no media (calls and tracks need the 'peerwire' entry)";
 
 /// Tracks this side may send on one connection.
 pub const MAX_TRACKS: usize = 64;
@@ -441,7 +453,7 @@ impl Engine {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
-        if !c.media.used || c.state == ConnState::Closed {
+        if !MEDIA || !c.media.used || c.state == ConnState::Closed {
             return;
         }
         let now = c.media.listing();
@@ -469,6 +481,13 @@ impl Engine {
 
     /// A media signal from the remote, in order with its descriptions.
     pub(crate) fn on_media_signal(&mut self, c: ConnId, body: SignalBody, now: Millis) {
+        if !MEDIA {
+            if let SignalBody::Call { call, .. } = body {
+                let reason = LITE_CALL_REJECT.to_string();
+                self.send_signal(c, SignalBody::CallReject { call, reason });
+            }
+            return;
+        }
         let Some(conn) = self.conns.get_mut(&c) else {
             return;
         };
@@ -553,7 +572,7 @@ impl Engine {
     /// The connection opened: calls made before it go out, calls that
     /// came before it are shown now.
     pub(crate) fn media_open(&mut self, c: ConnId) {
-        let Some(conn) = self.conns.get_mut(&c) else {
+        let Some(conn) = self.conns.get_mut(&c).filter(|_| MEDIA) else {
             return;
         };
         for (call, metadata) in std::mem::take(&mut conn.media.unsent_calls) {
@@ -580,7 +599,7 @@ impl Engine {
     /// calls to answer were lost, a `ConnError` with `MediaUnavailable`
     /// says so.
     pub(crate) fn media_to_relay(&mut self, c: ConnId) {
-        let Some(conn) = self.conns.get_mut(&c) else {
+        let Some(conn) = self.conns.get_mut(&c).filter(|_| MEDIA) else {
             return;
         };
         let remote = conn.remote.clone();
@@ -627,7 +646,7 @@ impl Engine {
 
     /// The connection closed: calls waiting fail, tracks are forgotten.
     pub(crate) fn media_closed(&mut self, c: ConnId, err: &PeerError) {
-        let Some(conn) = self.conns.get_mut(&c) else {
+        let Some(conn) = self.conns.get_mut(&c).filter(|_| MEDIA) else {
             return;
         };
         let ops: Vec<OpId> = conn

@@ -18,7 +18,7 @@ use super::Driver;
 use crate::core::engine::{ConnId, Table, TrackId};
 use crate::core::error::PeerError;
 
-#[wasm_bindgen(module = "/src/web/helpers.js")]
+#[wasm_bindgen(module = "/src/web/helpers_full.js")]
 extern "C" {
     #[wasm_bindgen(js_name = senderMids)]
     fn sender_mids_js(pc: &JsValue, senders: &Array) -> Array;

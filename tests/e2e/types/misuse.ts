@@ -4,6 +4,8 @@
 import { createPeer, isPeerwireError, Node, Database } from 'peerwire';
 import type { Connection, Room, Stream, PeerwireError } from 'peerwire';
 import { NetworkHub } from 'peerwire/lite'; // error: has no exported member 'NetworkHub'
+import { IncomingCall } from 'peerwire/lite'; // error: has no exported member 'IncomingCall'
+import type { Peer as LitePeer, Connection as LiteConnection } from 'peerwire/lite';
 interface Chat { text: string }
 async function misuse(conn: Connection, room: Room, stream: Stream, caught: unknown, emitted: PeerwireError): Promise<void> {
   const peer = await createPeer('a', { brokr: 'ws://x' }); // error: 'brokr' does not exist
@@ -32,3 +34,11 @@ async function misuse(conn: Connection, room: Room, stream: Stream, caught: unkn
   if (isPeerwireError(caught, 'DatabaseError') && caught.code === 'quota') return; // error: no overlap
 }
 void misuse;
+// peerwire/lite has no media: no calls, no tracks, no media events.
+async function liteMisuse(peer: LitePeer, conn: LiteConnection, stream: MediaStream): Promise<void> {
+  await peer.call('b', stream); // error: Property 'call' does not exist on type 'Peer'
+  peer.on('call', () => {}); // error: "call"
+  conn.addTrack(stream.getTracks()[0]!, stream); // error: Property 'addTrack' does not exist on type 'Connection'
+  conn.on('track', () => {}); // error: "track"
+}
+void liteMisuse;
