@@ -99,6 +99,7 @@ impl Inbox {
     }
 }
 
+#[cfg_attr(not(feature = "full"), allow(dead_code))] // rest (the full build)
 struct Consumer {
     tx: mpsc::UnboundedSender<Item>,
     unread: Rc<Cell<usize>>,
@@ -334,9 +335,16 @@ impl Ctx {
         Inbox { rx, unread }
     }
 
+    /// Only rest reads a channel in Rust (the full build).
+    #[cfg(not(feature = "full"))]
+    fn to_consumer(&self, _chan: ChanId, _item: Item) -> bool {
+        false
+    }
+
     /// Hands `item` to the consumer of `chan`, if it has one. A consumer
     /// that stopped reading, or left more than `connectionBudget` bytes
     /// unread, ends the exchange.
+    #[cfg(feature = "full")]
     fn to_consumer(&self, chan: ChanId, item: Item) -> bool {
         let found = self
             .internal
@@ -630,7 +638,7 @@ impl Sink for Ctx {
                 payload,
                 bytes,
             } => {
-                if self.internal.borrow().contains_key(&chan) {
+                if cfg!(feature = "full") && self.internal.borrow().contains_key(&chan) {
                     self.to_consumer(chan, Item::Message(payload, bytes));
                     return;
                 }
@@ -659,6 +667,12 @@ impl Sink for Ctx {
                 let h = self.stream_handle(chan);
                 self.emitter(&Target::Conn(conn)).emit("stream", &h);
             }
+            // Only a Node listens on ports (the full build).
+            #[cfg(not(feature = "full"))]
+            Event::Accepted { chan, .. } => self
+                .d
+                .run(|e, now| e.close_stream(chan, "the server stopped", now)),
+            #[cfg(feature = "full")]
             Event::Accepted { port, chan } => {
                 self.mark_opened(&Target::Chan(chan));
                 let listener = self.ports.borrow().get(&port).map(|(_, l)| l.clone());

@@ -36,7 +36,6 @@ use crate::core::engine::{
     Action, ChanId, ConnId, Engine, Event, Millis, OpId, Reply, Table, Transmit,
 };
 use crate::core::error::PeerError;
-use crate::protocol::IceServer;
 
 // Calls and tracks (the `media` feature): a lite build has no senders,
 // ignores the remote's tracks and never sees `AddTrack` / `RemoveTrack`.
@@ -107,7 +106,7 @@ struct Io {
 /// Who waits for a command's outcome.
 enum Waiter {
     /// A Rust future ([`Driver::call`], [`Driver::begin`]).
-    #[cfg_attr(not(feature = "full"), allow(dead_code))] // rest and Node (the full build)
+    #[cfg(feature = "full")]
     Task(oneshot::Sender<Result<Reply, PeerError>>),
     /// A JS Promise ([`Driver::ask`]): settled when the outcome is emitted,
     /// with no Rust future per call. The sink (the handles' context, which
@@ -262,7 +261,7 @@ impl Driver {
 
     /// Runs a command and waits for its outcome. Only the call of `f` is
     /// generic; the waiting is one future type for every command.
-    #[cfg_attr(not(feature = "full"), allow(dead_code))] // rest and Node (the full build)
+    #[cfg(feature = "full")] // rest and Node
     pub fn call<F>(self: &Rc<Self>, f: F) -> impl Future<Output = Result<Reply, PeerError>> + use<F>
     where
         F: FnOnce(&mut Engine, Millis) -> Result<OpId, PeerError>,
@@ -272,7 +271,7 @@ impl Driver {
 
     /// Starts a command; its outcome arrives on the returned receiver.
     /// `progress` is called with `(sent, total)` as the engine reports it.
-    #[cfg_attr(not(feature = "full"), allow(dead_code))] // rest and Node (the full build)
+    #[cfg(feature = "full")] // rest and Node
     pub fn begin(
         self: &Rc<Self>,
         f: impl FnOnce(&mut Engine, Millis) -> Result<OpId, PeerError>,
@@ -284,7 +283,7 @@ impl Driver {
 
     /// Like [`Driver::begin`], for a command that also returns a value (the
     /// channel of a socket being opened).
-    #[cfg_attr(not(feature = "full"), allow(dead_code))] // rest and Node (the full build)
+    #[cfg(feature = "full")] // rest and Node
     pub fn begin_with<T>(
         self: &Rc<Self>,
         f: impl FnOnce(&mut Engine, Millis) -> Result<(T, OpId), PeerError>,
@@ -306,7 +305,7 @@ impl Driver {
     /// Registers the waiter of `op`, then carries out what the command
     /// produced. Registered first, so an outcome produced at once still
     /// finds its waiter.
-    #[cfg_attr(not(feature = "full"), allow(dead_code))] // rest and Node (the full build)
+    #[cfg(feature = "full")]
     fn register(self: &Rc<Self>, op: OpId, progress: Option<Function>) -> Outcome {
         let (tx, rx) = oneshot::channel();
         self.wait(op, Waiter::Task(tx), progress);
@@ -372,6 +371,7 @@ impl Driver {
     /// Hands an outcome to its waiter.
     fn settle(self: &Rc<Self>, waiter: Waiter, result: Result<Reply, PeerError>) {
         match waiter {
+            #[cfg(feature = "full")]
             Waiter::Task(tx) => {
                 let _ = tx.send(result);
             }
@@ -557,7 +557,11 @@ impl Driver {
                     None => {}
                 }
             }
+            #[cfg(feature = "full")]
             Transmit::HubSignal { to, data } => self.hub_send(to, data),
+            // Only a Node has a hub (the full build).
+            #[cfg(not(feature = "full"))]
+            Transmit::HubSignal { .. } => {}
         }
     }
 
@@ -576,7 +580,9 @@ impl Driver {
                     s.close(code, &reason);
                 }
             }
+            #[cfg(feature = "full")]
             Action::AttachHub => self.attach_hub(),
+            #[cfg(feature = "full")]
             Action::DetachHub => {
                 let address = self.read(|e| e.id().map(str::to_string));
                 self.io.borrow_mut().hub_deliver = None;
@@ -586,6 +592,8 @@ impl Driver {
                     });
                 }
             }
+            #[cfg(not(feature = "full"))]
+            Action::AttachHub | Action::DetachHub => {}
             Action::CreateConnection {
                 conn,
                 chan,
@@ -769,6 +777,7 @@ impl Driver {
         }
     }
 
+    #[cfg(feature = "full")]
     fn attach_hub(self: &Rc<Self>) {
         let Some(hub) = self.hub.clone() else { return };
         let weak = self.me.clone();
@@ -795,7 +804,7 @@ impl Driver {
                             crate::protocol::json::items(&s)
                                 .ok()?
                                 .into_iter()
-                                .map(|i| IceServer::decode(i).ok())
+                                .map(|i| crate::protocol::IceServer::decode(i).ok())
                                 .collect::<Option<Vec<_>>>()
                         });
                     d.input(|e, _| e.handle_hub_attached(&address, ice));
@@ -815,6 +824,7 @@ impl Driver {
 
     /// Hands a signal to the hub, in order; a throw or rejection fails the
     /// connection to `to`.
+    #[cfg(feature = "full")]
     fn hub_send(self: &Rc<Self>, to: String, data: String) {
         let Some(hub) = self.hub.clone() else { return };
         let from = self.read(|e| e.id().unwrap_or_default().to_string());
@@ -867,7 +877,7 @@ impl Driver {
 }
 
 /// Waits for a command's outcome.
-#[cfg_attr(not(feature = "full"), allow(dead_code))] // rest and Node (the full build)
+#[cfg(feature = "full")] // rest and Node
 async fn outcome(started: Result<Outcome, PeerError>) -> Result<Reply, PeerError> {
     started?
         .await

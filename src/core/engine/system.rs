@@ -117,6 +117,10 @@ pub struct ConnInfo {
 /// The port a listener on this side took `ch` on (not a socket this side
 /// dialled, nor one refused for want of a listener: a remote cannot make
 /// entries for ports nobody bound).
+/// Only a `Node` reads these (the full build): without the `full`
+/// feature nothing is counted, and the linker drops the counting.
+const COUNTED: bool = cfg!(feature = "full");
+
 fn listener_port(ch: &Channel) -> Option<u16> {
     ch.port().filter(|_| matches!(ch.role, Role::Listener(_)))
 }
@@ -129,6 +133,9 @@ impl Engine {
 
     /// A connection was created; forgets the counters of gone ones.
     pub(crate) fn note_conn_opened(&mut self) {
+        if !COUNTED {
+            return;
+        }
         self.traffic.opened += 1;
         let conns = &self.conns;
         self.traffic.per_conn.retain(|c, _| conns.contains_key(c));
@@ -141,6 +148,9 @@ impl Engine {
 
     /// A listener on `port` took a socket.
     pub(crate) fn note_accepted(&mut self, port: u16) {
+        if !COUNTED {
+            return;
+        }
         self.traffic
             .per_port
             .get_or_insert_with(port, PortCounters::default)
@@ -158,7 +168,7 @@ impl Engine {
     }
 
     fn count(&mut self, chan: ChanId, n: u64, received: bool) {
-        let Some(ch) = self.chans.get(&chan) else {
+        let Some(ch) = self.chans.get(&chan).filter(|_| COUNTED) else {
             return;
         };
         let add = |b: &mut Bytes| {
