@@ -179,6 +179,23 @@ fn call_each(
     }
 }
 
+/// `on` (or `off`) of every class: one body for the twelve exports.
+#[inline(never)]
+pub(crate) fn on_off(
+    ctx: &std::rc::Rc<super::context::Ctx>,
+    target: super::context::Target,
+    event: &str,
+    listener: Function,
+    on: bool,
+) -> Result<(), JsValue> {
+    let done = if on {
+        ctx.on(target, event, listener)
+    } else {
+        ctx.off(target, event, &listener)
+    };
+    done.map_err(|e| e.to_js())
+}
+
 /// Adds `on(event, listener)` and `off(event, listener)` to an exported
 /// class with a `ctx` and a `target()`. Their TypeScript signatures (typed
 /// per event) are in the custom section of `api`.
@@ -192,7 +209,7 @@ macro_rules! event_methods {
                 event: &str,
                 listener: js_sys::Function,
             ) -> Result<(), wasm_bindgen::JsValue> {
-                Ok(self.ctx.on(self.target(), event, listener)?)
+                $crate::api::events::on_off(&self.ctx, self.target(), event, listener, true)
             }
 
             #[wasm_bindgen(skip_typescript)]
@@ -201,7 +218,7 @@ macro_rules! event_methods {
                 event: &str,
                 listener: js_sys::Function,
             ) -> Result<(), wasm_bindgen::JsValue> {
-                Ok(self.ctx.off(self.target(), event, &listener)?)
+                $crate::api::events::on_off(&self.ctx, self.target(), event, listener, false)
             }
         }
     };
