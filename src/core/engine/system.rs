@@ -114,13 +114,13 @@ pub struct ConnInfo {
     pub bytes_out: u64,
 }
 
-/// The port a listener on this side took `ch` on (not a socket this side
-/// dialled, nor one refused for want of a listener: a remote cannot make
-/// entries for ports nobody bound).
 /// Only a `Node` reads these (the full build): without the `full`
 /// feature nothing is counted, and the linker drops the counting.
 const COUNTED: bool = cfg!(feature = "full");
 
+/// The port a listener on this side took `ch` on (not a socket this side
+/// dialled, nor one refused for want of a listener: a remote cannot make
+/// entries for ports nobody bound).
 fn listener_port(ch: &Channel) -> Option<u16> {
     ch.port().filter(|_| matches!(ch.role, Role::Listener(_)))
 }
