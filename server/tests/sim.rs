@@ -436,6 +436,65 @@ fn sockets_are_accepted_or_refused_by_port() {
     assert_eq!(sim.live_objects(0).1, sim.live_objects(1).1);
 }
 
+/// A dialer whose data channel opens but never hears the listener opens
+/// the socket again on a new data channel. (Chromium can lose what the far
+/// side sends first on a data channel that reuses the stream id of one
+/// closed a moment before: the rest page tests saw a fetch right after
+/// another wait out connectTimeout that way, the listener's accept sent
+/// and never delivered.) The socket is accepted a fifth of connectTimeout
+/// later, the listener sees the first socket close unused, the new one
+/// carries data both ways, and closing releases everything.
+#[test]
+fn a_socket_whose_answer_is_lost_opens_again_on_a_new_channel() {
+    let mut sim = network(2, 7);
+    let (ca, _) = connect(&mut sim, 0, 1);
+    sim.with(1, |e| e.listen(7, PortUse::Sockets)).unwrap();
+    sim.lose_incoming.push(1);
+    let (now, start) = (sim.now, sim.now);
+    let (dialer, op) = sim.with(0, |e| e.connect_port(ca, 7, now)).unwrap();
+    assert!(sim.run_while(15_000.0, |s| s.outcome(0, op).is_some()));
+    assert!(matches!(sim.outcome(0, op), Some(Ok(Reply::Stream(c))) if *c == dialer));
+    let took = sim.now - start;
+    assert!(
+        (3_000.0..3_500.0).contains(&took),
+        "accepted after {took} ms"
+    );
+    let accepted: Vec<ChanId> = sim.peers[1]
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Accepted { port: 7, chan } => Some(*chan),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        accepted.len(),
+        2,
+        "the first socket and the one opened again"
+    );
+    sim.run_for(500.0);
+    assert!(sim.saw(
+        1,
+        |e| matches!(e, Event::StreamClosed { chan, .. } if *chan == accepted[0])
+    ));
+    assert!(!sim.saw(0, |e| matches!(e, Event::StreamClosed { .. })));
+
+    let server = accepted[1];
+    for (i, c) in [(0, dialer), (1, server)] {
+        let now = sim.now;
+        sim.with(i, |e| e.set_listening(Listening::Chan(c), true, now));
+    }
+    send(&mut sim, 0, dialer, b"request");
+    send(&mut sim, 1, server, b"response");
+    sim.run_for(200.0);
+    assert_eq!(messages(&sim, 1, server), vec![b"request".to_vec()]);
+    assert_eq!(messages(&sim, 0, dialer), vec![b"response".to_vec()]);
+    let now = sim.now;
+    sim.with(0, |e| e.close_stream(dialer, "done", now));
+    sim.run_for(6_000.0);
+    assert_eq!(sim.live_objects(0).1, sim.live_objects(1).1);
+}
+
 /// A socket to the peer's own port goes through memory, no WebRTC.
 #[test]
 fn loopback_sockets_carry_messages_without_webrtc() {

@@ -351,6 +351,8 @@ struct Dc {
     low: usize,
     /// When the last frame sent on it arrives (frames keep their order).
     last_arrival: Millis,
+    /// What it sends vanishes (see `Sim::lose_incoming`).
+    mute: bool,
 }
 
 /// One simulated browser tab with its engine.
@@ -402,6 +404,10 @@ pub struct Sim<B: Broker> {
     pub unreachable: BTreeMap<String, Unreachable>,
     /// Every broker dial, in order: (peer, URL).
     pub dials: Vec<(usize, String)>,
+    /// Peers whose next incoming data channel loses everything it sends
+    /// while the other way works: what Chromium can do to a channel that
+    /// reuses the stream id of one closed a moment before.
+    pub lose_incoming: Vec<usize>,
 }
 
 impl<B: Broker> Sim<B> {
@@ -429,6 +435,7 @@ impl<B: Broker> Sim<B> {
             no_webrtc: false,
             unreachable: BTreeMap::new(),
             dials: Vec::new(),
+            lose_incoming: Vec::new(),
         }
     }
 
@@ -742,7 +749,7 @@ impl<B: Broker> Sim<B> {
         {
             return;
         }
-        if !d.open || d.closed || d.closing {
+        if !d.open || d.closed || d.closing || d.mute {
             return;
         }
         let Some(remote) = d.remote else {
@@ -882,7 +889,12 @@ impl<B: Broker> Sim<B> {
                     return;
                 };
                 let dc = self.new_dc(pc, i, Some(chan), &label, false, low_water);
-                self.peers[i].dcs.insert(chan, dc);
+                // A socket opened again: its first channel closes unheard
+                // on this side (the driver drops its handlers first).
+                if let Some(old) = self.peers[i].dcs.insert(chan, dc) {
+                    self.dcs[old].chan = None;
+                    self.close_dc(old);
+                }
                 if self.pcs[pc].connected {
                     let after = self.delay();
                     self.schedule(after, Delivery::DcAnnounce { dc });
@@ -976,6 +988,7 @@ impl<B: Broker> Sim<B> {
             buffered: 0,
             low,
             last_arrival: 0.0,
+            mute: false,
         });
         self.pcs[pc].dcs.push(dc);
         dc
@@ -1249,6 +1262,10 @@ impl<B: Broker> Sim<B> {
                 let label = self.dcs[dc].label.clone();
                 let low = self.dcs[dc].low;
                 let remote_dc = self.new_dc(rpc, rpeer, None, &label, false, low);
+                if let Some(k) = self.lose_incoming.iter().position(|p| *p == rpeer) {
+                    self.lose_incoming.remove(k);
+                    self.dcs[remote_dc].mute = true;
+                }
                 self.dcs[dc].remote = Some(remote_dc);
                 self.dcs[remote_dc].remote = Some(dc);
                 let chan = self.with(rpeer, |e| e.handle_incoming_channel(rconn, &label, now));

@@ -665,9 +665,15 @@ impl Driver {
                 let dc = pc
                     .create_data_channel_with_data_channel_dict(&label, &rtc::channel_init(policy));
                 let link = DcLink::new(self.me.clone(), chan, dc, low_water);
-                let mut io = self.io.borrow_mut();
-                io.dcs.insert(chan, link);
-                io.chan_conn.insert(chan, conn);
+                let old = {
+                    let mut io = self.io.borrow_mut();
+                    io.chan_conn.insert(chan, conn);
+                    io.dcs.insert(chan, link)
+                };
+                // A socket opened again (`reopen_dialer`): its first data
+                // channel closes only now, so the new one got another
+                // stream id. Dropping unsets its handlers.
+                drop(old);
             }
             Action::CloseChannel { chan } => {
                 let mut io = self.io.borrow_mut();

@@ -10,6 +10,8 @@
 //! ```text
 //!  dialer:    create ──(channel open + accept frame, either order)──► Open
 //!                    └──(refuse frame)──► Closed (PortClosedError)
+//!                    └──(open, no answer in ACCEPT_WAIT)──► a new data channel
+//!                        under the same id and a new number, once (see below)
 //!  listener:  incoming ──(channel open)──► send accept ──► Open  (Event::Accepted)
 //!  refuser:   incoming ──(channel open)──► send refuse ──► wait for the dialer
 //!                                                         to close (closeTimeout)
@@ -108,6 +110,11 @@ pub(crate) struct Channel {
     pub partner: Option<super::types::ChanId>,
     /// Waiting for the remote to close the channel, until then.
     pub linger_until: Option<Millis>,
+    /// A dialer whose channel opened waits for the answer until then, and
+    /// then opens its socket again on a new data channel (`reopened`).
+    pub accept_by: Option<Millis>,
+    /// Data channels this dialer opened again for want of an answer.
+    pub reopened: u8,
     /// Its number on the broker relay (or the direct path that replaced
     /// it), once its connection runs channels inside one carrier.
     pub relay_num: Option<u32>,
@@ -150,6 +157,8 @@ impl Channel {
             openers: Vec::new(),
             partner: None,
             linger_until: None,
+            accept_by: None,
+            reopened: 0,
             relay_num: None,
             num: None,
             acks: super::acks::Acks::default(),

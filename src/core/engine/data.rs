@@ -4,8 +4,8 @@
 use super::Engine;
 use super::channel::{Body, Channel, Current, Held, Job, Role};
 use super::types::{
-    Action, ChanId, ChannelKind, ChannelPolicy, ConnId, Event, Listening, Millis, OpId, PortUse,
-    Reply, Transmit,
+    Action, ChanId, ChannelKind, ChannelPolicy, ConnId, Event, Listening, LogLevel, Millis, OpId,
+    PortUse, Reply, Transmit,
 };
 use crate::core::chunking::{Chunker, Received};
 use crate::core::error::PeerError;
@@ -379,6 +379,8 @@ impl Engine {
             Role::Dialer => {
                 if ch.accepted {
                     self.become_open(chan);
+                } else if ch.partner.is_none() && ch.relay_num.is_none() {
+                    ch.accept_by = Some(now + accept_wait(self.config.connect_timeout));
                 }
             }
             Role::Listener(_) => {
@@ -489,6 +491,7 @@ impl Engine {
             Ok(Received::Accept) if role == Role::Dialer => {
                 if let Some(ch) = self.chans.get_mut(&chan) {
                     ch.accepted = true;
+                    ch.accept_by = None;
                     if ch.transport_open {
                         self.become_open(chan);
                         self.pump(chan, now);
@@ -1150,13 +1153,23 @@ impl Engine {
     pub(crate) fn chan_deadline(&self) -> Option<Millis> {
         self.chans
             .values()
-            .filter_map(|c| c.linger_until)
+            .flat_map(|c| [c.linger_until, c.accept_by])
+            .flatten()
             .chain(self.ack_deadline())
             .reduce(f64::min)
     }
 
     pub(crate) fn chan_timeouts(&mut self, now: Millis) {
         self.ack_timeouts(now);
+        let unanswered: Vec<ChanId> = self
+            .chans
+            .iter()
+            .filter(|(_, c)| c.accept_by.is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for chan in unanswered {
+            self.reopen_dialer(chan, now);
+        }
         let due: Vec<ChanId> = self
             .chans
             .iter()
@@ -1170,6 +1183,93 @@ impl Engine {
             };
             self.close_chan(chan, &reason, None, false, now);
         }
+    }
+}
+
+/// How long a dialer whose data channel is open waits for the listener's
+/// answer before it opens the socket again on a new data channel: a
+/// fifth of `connectTimeout`, at most 3 s. The answer is one frame, one
+/// trip after the listener's channel opened.
+fn accept_wait(connect_timeout: u64) -> Millis {
+    (connect_timeout as f64 / 5.0).min(3_000.0)
+}
+
+/// Data channels a dialer opens again before it waits out `connectTimeout`.
+const MAX_REOPENS: u8 = 2;
+
+impl Engine {
+    /// A dialer's data channel opened but no answer came: Chromium can lose
+    /// what the far side sends first on a data channel that reuses the
+    /// number (SCTP stream id) of one closed a moment before, while what
+    /// this side sends arrives; the listener took the socket and answered
+    /// into nothing. The socket goes again on a new data channel (the old
+    /// one stays open until the new one exists, so the browser gives the
+    /// new one another stream id) with a new channel number (the remote
+    /// may not have dropped the old one yet). The listener sees the first
+    /// socket close unused. At most `MAX_REOPENS` times; then the caller's
+    /// `connectTimeout` ends the wait.
+    fn reopen_dialer(&mut self, chan: ChanId, now: Millis) {
+        let Some(ch) = self.chans.get_mut(&chan) else {
+            return;
+        };
+        ch.accept_by = None;
+        let Some(conn) = ch.conn else {
+            return;
+        };
+        if ch.accepted
+            || ch.state != StreamState::Opening
+            || ch.reopened >= MAX_REOPENS
+            || ch.relay_num.is_some()
+            || ch.partner.is_some()
+        {
+            return;
+        }
+        // Not over the broker's relay (no data channels there).
+        if self
+            .conns
+            .get(&conn)
+            .is_none_or(|c| c.relay.is_some() || c.carried)
+        {
+            return;
+        }
+        let Some(ch) = self.chans.get_mut(&chan) else {
+            return;
+        };
+        let ChannelKind::Labelled(label) = &ch.kind else {
+            return;
+        };
+        let label = label.encode();
+        ch.reopened += 1;
+        ch.transport_open = false;
+        ch.early.clear();
+        ch.early_bytes = 0;
+        ch.buffered = 0;
+        ch.acks = super::acks::Acks::default();
+        let (policy, old) = (ch.policy, ch.num);
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if let Some(n) = old {
+            c.nums.remove(&n);
+        }
+        let num = c.next_num;
+        c.next_num = c.next_num.wrapping_add(2);
+        c.nums.insert(num, chan);
+        let remote = c.remote.clone();
+        if let Some(ch) = self.chans.get_mut(&chan) {
+            ch.num = Some(num);
+        }
+        self.account(chan, now);
+        self.log(LogLevel::Info, || {
+            format!("{conn}: no answer from \"{remote}\"'s listener on an open data channel; opening the socket again on a new one")
+        });
+        self.action(Action::CreateChannel {
+            conn,
+            chan,
+            label,
+            policy,
+            low_water: self.config.window.low,
+        });
     }
 }
 
