@@ -1153,8 +1153,8 @@ impl Engine {
     pub(crate) fn chan_deadline(&self) -> Option<Millis> {
         self.chans
             .values()
-            .flat_map(|c| [c.linger_until, c.accept_by])
-            .flatten()
+            // A dialer waiting for its answer does not linger yet.
+            .filter_map(|c| c.linger_until.or(c.accept_by))
             .chain(self.ack_deadline())
             .reduce(f64::min)
     }
