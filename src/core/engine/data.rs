@@ -1161,22 +1161,21 @@ impl Engine {
 
     pub(crate) fn chan_timeouts(&mut self, now: Millis) {
         self.ack_timeouts(now);
-        let unanswered: Vec<ChanId> = self
+        // (channel, lingered out; else its dialer's answer is overdue)
+        let due: Vec<(ChanId, bool)> = self
             .chans
             .iter()
-            .filter(|(_, c)| c.accept_by.is_some_and(|t| t <= now))
-            .map(|(id, _)| *id)
+            .filter_map(|(id, c)| match (c.linger_until, c.accept_by) {
+                (Some(t), _) if t <= now => Some((*id, true)),
+                (_, Some(t)) if t <= now => Some((*id, false)),
+                _ => None,
+            })
             .collect();
-        for chan in unanswered {
-            self.reopen_dialer(chan, now);
-        }
-        let due: Vec<ChanId> = self
-            .chans
-            .iter()
-            .filter(|(_, c)| c.linger_until.is_some_and(|t| t <= now))
-            .map(|(id, _)| *id)
-            .collect();
-        for chan in due {
+        for (chan, lingered) in due {
+            if !lingered {
+                self.reopen_dialer(chan, now);
+                continue;
+            }
             let reason = match self.chans.get(&chan).map(|c| &c.role) {
                 Some(Role::Refuser(r)) => r.clone(),
                 _ => "both sides ended".to_string(),
