@@ -10,8 +10,9 @@
 //! ```text
 //!  dialer:    create ──(channel open + accept frame, either order)──► Open
 //!                    └──(refuse frame)──► Closed (PortClosedError)
-//!                    └──(open, no answer in ACCEPT_WAIT)──► a new data channel
-//!                        under the same id and a new number, once (see below)
+//!                    └──(open, no answer in `accept_wait`)──► a new data channel
+//!                        under the same id and a new number, at most twice
+//!                        (`reopen_dialer` in `data`)
 //!  listener:  incoming ──(channel open)──► send accept ──► Open  (Event::Accepted)
 //!  refuser:   incoming ──(channel open)──► send refuse ──► wait for the dialer
 //!                                                         to close (closeTimeout)
