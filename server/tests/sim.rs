@@ -495,6 +495,104 @@ fn a_socket_whose_answer_is_lost_opens_again_on_a_new_channel() {
     assert_eq!(sim.live_objects(0).1, sim.live_objects(1).1);
 }
 
+/// The browser loses the first message the accepting side sends on a new
+/// stream (Chromium under load; tests/e2e/streams.test.mjs): that is the
+/// acceptor's `start`, so the opener drops what comes without it, asks for
+/// everything again once (`rewind`), and the application gets every
+/// message once and in order. Without `start` the lost message would be
+/// "hello".
+#[test]
+fn a_stream_whose_first_frame_from_the_acceptor_is_lost_gets_it_again() {
+    let mut sim = network(2, 23);
+    let (ca, cb) = connect(&mut sim, 0, 1);
+    sim.lose_first_incoming.push(1);
+    let (sa, sb) = open_stream_pair(&mut sim, (ca, cb), "chat", None);
+    for (i, s) in [(0, sa), (1, sb)] {
+        let now = sim.now;
+        sim.with(i, |e| e.set_listening(Listening::Chan(s), true, now));
+    }
+    send(&mut sim, 1, sb, b"hello");
+    send(&mut sim, 1, sb, b"world");
+    send(&mut sim, 0, sa, b"question");
+    sim.run_for(300.0);
+    assert_eq!(
+        messages(&sim, 0, sa),
+        vec![b"hello".to_vec(), b"world".to_vec()]
+    );
+    assert_eq!(messages(&sim, 1, sb), vec![b"question".to_vec()]);
+    send(&mut sim, 1, sb, b"later");
+    sim.run_for(200.0);
+    assert_eq!(messages(&sim, 0, sa).len(), 3);
+    assert!(!sim.saw(0, |e| matches!(e, Event::StreamClosed { .. })));
+    assert!(!sim.saw(1, |e| matches!(e, Event::StreamClosed { .. })));
+    let now = sim.now;
+    sim.with(0, |e| e.close_stream(sa, "done", now));
+    sim.run_for(6_000.0);
+    assert_eq!(sim.live_objects(0).1, sim.live_objects(1).1);
+}
+
+/// An acceptor that closes right after its first messages, which the
+/// browser lost, cannot send them again: the opener's stream closes with a
+/// `ConnectionFailedError` that says so, not as if nothing was sent.
+#[test]
+fn a_stream_closed_before_its_lost_first_frames_came_again_says_so() {
+    let mut sim = network(2, 24);
+    let (ca, cb) = connect(&mut sim, 0, 1);
+    sim.lose_first_incoming.push(1);
+    let (sa, sb) = open_stream_pair(&mut sim, (ca, cb), "chat", None);
+    let now = sim.now;
+    sim.with(0, |e| e.set_listening(Listening::Chan(sa), true, now));
+    send(&mut sim, 1, sb, b"hello");
+    let now = sim.now;
+    sim.with(1, |e| e.close_stream(sb, "bye", now));
+    sim.run_for(1_000.0);
+    assert!(messages(&sim, 0, sa).is_empty());
+    assert!(sim.saw(0, |e| matches!(
+        e,
+        Event::StreamClosed { chan, error: Some(err), .. }
+            if *chan == sa && err.name() == "ConnectionFailedError"
+                && err.to_string().contains("first frames the browser lost")
+    )));
+}
+
+/// Streams between a peer of frame version 3 and one of version 2 (no
+/// `start`, no `rewind`) work both ways: neither waits for a `start`.
+/// A `rewind` outside what the acceptor keeps is refused by name.
+#[test]
+fn streams_with_a_peer_of_frame_version_2_and_bad_rewinds() {
+    let made = std::cell::Cell::new(0);
+    let mut sim = network_with(2, 25, |c| {
+        if made.get() == 1 {
+            c.frames = 2;
+        }
+        made.set(made.get() + 1);
+    });
+    let (ca, cb) = connect(&mut sim, 0, 1);
+    let (sa, sb) = open_stream_pair(&mut sim, (ca, cb), "one", None);
+    for (i, s) in [(0, sa), (1, sb)] {
+        let now = sim.now;
+        sim.with(i, |e| e.set_listening(Listening::Chan(s), true, now));
+    }
+    send(&mut sim, 0, sa, b"to p1");
+    send(&mut sim, 1, sb, b"to p0");
+    sim.run_for(200.0);
+    assert_eq!(messages(&sim, 1, sb), vec![b"to p1".to_vec()]);
+    assert_eq!(messages(&sim, 0, sa), vec![b"to p0".to_vec()]);
+
+    // Between two peers of version 3, a rewind past what was sent.
+    let mut sim = network(2, 26);
+    let (ca, cb) = connect(&mut sim, 0, 1);
+    let (_, sb) = open_stream_pair(&mut sim, (ca, cb), "two", None);
+    let now = sim.now;
+    let rewind = peerwire::protocol::frames::Frame::Rewind(99).encode();
+    sim.with(1, |e| e.handle_channel_message(sb, &rewind, now));
+    assert!(sim.saw(1, |e| matches!(
+        e,
+        Event::StreamClosed { chan, error: Some(err), .. }
+            if *chan == sb && err.name() == "ProtocolError" && err.to_string().contains("rewind to frame 99")
+    )));
+}
+
 /// A socket to the peer's own port goes through memory, no WebRTC.
 #[test]
 fn loopback_sockets_carry_messages_without_webrtc() {

@@ -41,6 +41,9 @@ fn cases() -> Vec<Case> {
         ("pull without its count", vec![vec![7]], |e| {
             matches!(e, ReassemblyError::Frame(FrameError::Truncated { .. }))
         }),
+        ("rewind without its number", vec![vec![12, 1]], |e| {
+            matches!(e, ReassemblyError::Frame(FrameError::Truncated { .. }))
+        }),
         (
             "unknown payload type",
             vec![{

@@ -260,6 +260,8 @@ impl Reassembler {
             Frame::Pull(n) => Received::Pull(n),
             Frame::Ack(n) => Received::Ack(n),
             Frame::Mark { channel, next } => Received::Mark { channel, next },
+            Frame::Start => Received::Start,
+            Frame::Rewind(n) => Received::Rewind(n),
             Frame::Batch(body) => {
                 let mut messages = Vec::new();
                 for (payload, bytes) in batch_entries(body) {
@@ -299,6 +301,8 @@ pub enum Received {
         channel: u32,
         next: u32,
     },
+    Start,
+    Rewind(u32),
 }
 
 /// High/low water marks for a data channel's send buffer.

@@ -353,6 +353,8 @@ struct Dc {
     last_arrival: Millis,
     /// What it sends vanishes (see `Sim::lose_incoming`).
     mute: bool,
+    /// The first message it sends vanishes (see `Sim::lose_first_incoming`).
+    drop_first: bool,
 }
 
 /// One simulated browser tab with its engine.
@@ -408,6 +410,10 @@ pub struct Sim<B: Broker> {
     /// while the other way works: what Chromium can do to a channel that
     /// reuses the stream id of one closed a moment before.
     pub lose_incoming: Vec<usize>,
+    /// Peers whose next incoming data channel loses the first message it
+    /// sends, and only that one: what Chromium can do under load
+    /// (tests/e2e/streams.test.mjs).
+    pub lose_first_incoming: Vec<usize>,
 }
 
 impl<B: Broker> Sim<B> {
@@ -436,6 +442,7 @@ impl<B: Broker> Sim<B> {
             unreachable: BTreeMap::new(),
             dials: Vec::new(),
             lose_incoming: Vec::new(),
+            lose_first_incoming: Vec::new(),
         }
     }
 
@@ -752,6 +759,10 @@ impl<B: Broker> Sim<B> {
         if !d.open || d.closed || d.closing || d.mute {
             return;
         }
+        if d.drop_first {
+            self.dcs[dc].drop_first = false;
+            return;
+        }
         let Some(remote) = d.remote else {
             return;
         };
@@ -989,6 +1000,7 @@ impl<B: Broker> Sim<B> {
             low,
             last_arrival: 0.0,
             mute: false,
+            drop_first: false,
         });
         self.pcs[pc].dcs.push(dc);
         dc
@@ -1265,6 +1277,10 @@ impl<B: Broker> Sim<B> {
                 if let Some(k) = self.lose_incoming.iter().position(|p| *p == rpeer) {
                     self.lose_incoming.remove(k);
                     self.dcs[remote_dc].mute = true;
+                }
+                if let Some(k) = self.lose_first_incoming.iter().position(|p| *p == rpeer) {
+                    self.lose_first_incoming.remove(k);
+                    self.dcs[remote_dc].drop_first = true;
                 }
                 self.dcs[dc].remote = Some(remote_dc);
                 self.dcs[remote_dc].remote = Some(dc);

@@ -17,12 +17,26 @@
 //! mark   | 9 | channel u32 | next u32 |  this channel's number on the connection; the
 //!                                     next numbered frame is number `next`
 //! batch  | 10 | { payload type u8 | length u16 | bytes… }… |  whole small messages, in order
+//! start  | 11 |                     the accepting side's first frame on a stream
+//! rewind | 12 | next u32 |          send again every frame from number `next`
 //! ```
 //!
 //! A batch carries one or more whole messages in one frame (frame version
 //! 2, see [`FRAMES_VERSION`]): a sender packs the small messages queued on a
 //! channel in the same JavaScript turn, and only once the remote said in
 //! its signals that it reads version 2.
+//!
+//! Version 3 adds `start` and `rewind`. A browser can lose the first
+//! message the accepting side sends on a new data channel (Chromium under
+//! load: `RTCDataChannel.send` takes it and the other side never gets
+//! it; tests/e2e/streams.test.mjs). So between two peers that both read
+//! version 3, the side that accepts a reliable stream sends `start` before
+//! anything else, and the side that opened it takes nothing from the
+//! channel before that `start`: a numbered frame first means what came
+//! before it was lost, and the opener drops it and asks once for
+//! `rewind(n)` (`n`: numbered frames it took, 0 here). The acceptor sends
+//! again what it keeps unacknowledged from number `n`, its `start`
+//! included (see `core::engine::acks`).
 //!
 //! Every frame but ping, pong, ack and mark is *numbered*: each side counts
 //! the numbered frames it sends and receives on a channel (numbers are
@@ -51,9 +65,10 @@ pub const BATCH_ENTRY_HEADER: usize = 3;
 /// The largest message a batch carries (alone in its frame).
 pub const MAX_BATCH_ENTRY: usize = MAX_FRAME_BYTES - 1 - BATCH_ENTRY_HEADER;
 /// The frame version this side reads, announced in its signals (`frames`):
-/// 1 is the original set, 2 adds `batch`. A peer sends batches only to a
-/// remote that announced 2 or more.
-pub const FRAMES_VERSION: u32 = 2;
+/// 1 is the original set, 2 adds `batch`, 3 `start` and `rewind`. A peer
+/// sends batches only to a remote that announced 2 or more, and starts
+/// streams with `start` only with one that announced 3.
+pub const FRAMES_VERSION: u32 = 3;
 
 /// The kind byte that starts every frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +85,8 @@ pub enum FrameKind {
     Ack = 8,
     Mark = 9,
     Batch = 10,
+    Start = 11,
+    Rewind = 12,
     /// Any other byte: refused by the decoder.
     Unknown = 255,
 }
@@ -88,6 +105,8 @@ impl From<u8> for FrameKind {
             8 => Self::Ack,
             9 => Self::Mark,
             10 => Self::Batch,
+            11 => Self::Start,
+            12 => Self::Rewind,
             _ => Self::Unknown,
         }
     }
@@ -138,6 +157,10 @@ pub enum Frame<'a> {
     /// Whole messages, checked when decoded (read them with
     /// [`batch_entries`]).
     Batch(&'a [u8]),
+    /// The accepting side's first frame on a stream (version 3).
+    Start,
+    /// Send again every numbered frame from this number on (version 3).
+    Rewind(u32),
 }
 
 impl FrameKind {
@@ -146,7 +169,13 @@ impl FrameKind {
     pub fn numbered(first_byte: Option<u8>) -> bool {
         !matches!(
             first_byte.map(FrameKind::from),
-            Some(FrameKind::Ping | FrameKind::Pong | FrameKind::Ack | FrameKind::Mark)
+            Some(
+                FrameKind::Ping
+                    | FrameKind::Pong
+                    | FrameKind::Ack
+                    | FrameKind::Mark
+                    | FrameKind::Rewind
+            )
         )
     }
 }
@@ -223,13 +252,18 @@ impl<'a> Frame<'a> {
                 };
                 Ok(Frame::Data(head, &bytes[DATA_HEADER_BYTES..]))
             }
-            FrameKind::Ping | FrameKind::Pong | FrameKind::Pull | FrameKind::Ack => {
+            FrameKind::Ping
+            | FrameKind::Pong
+            | FrameKind::Pull
+            | FrameKind::Ack
+            | FrameKind::Rewind => {
                 need(5)?;
                 let n = u32_at(bytes, 1);
                 Ok(match kind {
                     FrameKind::Ping => Frame::Ping(n),
                     FrameKind::Pong => Frame::Pong(n),
                     FrameKind::Ack => Frame::Ack(n),
+                    FrameKind::Rewind => Frame::Rewind(n),
                     _ => Frame::Pull(n),
                 })
             }
@@ -249,6 +283,7 @@ impl<'a> Frame<'a> {
                 })
             }
             FrameKind::End => Ok(Frame::End),
+            FrameKind::Start => Ok(Frame::Start),
             FrameKind::Accept => Ok(Frame::Accept),
             FrameKind::Batch => {
                 let body = &bytes[1..];
@@ -284,11 +319,12 @@ impl<'a> Frame<'a> {
                 out.extend_from_slice(bytes);
                 out
             }
-            Frame::Ping(n) | Frame::Pong(n) | Frame::Pull(n) | Frame::Ack(n) => {
+            Frame::Ping(n) | Frame::Pong(n) | Frame::Pull(n) | Frame::Ack(n) | Frame::Rewind(n) => {
                 let kind = match self {
                     Frame::Ping(_) => FrameKind::Ping,
                     Frame::Pong(_) => FrameKind::Pong,
                     Frame::Ack(_) => FrameKind::Ack,
+                    Frame::Rewind(_) => FrameKind::Rewind,
                     _ => FrameKind::Pull,
                 };
                 let mut out = vec![kind as u8];
@@ -302,6 +338,7 @@ impl<'a> Frame<'a> {
                 out
             }
             Frame::End => vec![FrameKind::End as u8],
+            Frame::Start => vec![FrameKind::Start as u8],
             Frame::Batch(body) => {
                 let mut out = Vec::with_capacity(1 + body.len());
                 out.push(FrameKind::Batch as u8);
@@ -653,6 +690,8 @@ mod tests {
                 channel: 7,
                 next: 1 << 31,
             },
+            Frame::Start,
+            Frame::Rewind(5),
         ] {
             assert_eq!(Frame::decode(&f.encode()).unwrap(), f);
         }
@@ -686,7 +725,11 @@ mod tests {
     #[test]
     fn bad_frames_are_named() {
         assert_eq!(Frame::decode(&[]), Err(FrameError::Empty));
-        assert_eq!(Frame::decode(&[11]), Err(FrameError::UnknownKind(11)));
+        assert_eq!(Frame::decode(&[13]), Err(FrameError::UnknownKind(13)));
+        assert!(matches!(
+            Frame::decode(&[12, 1, 0]),
+            Err(FrameError::Truncated { need: 5, .. })
+        ));
         assert_eq!(Frame::decode(&[10]), Err(FrameError::EmptyBatch));
         assert_eq!(Frame::decode(&[10, 0, 1]), Err(FrameError::BatchOverrun));
         assert_eq!(

@@ -5,7 +5,7 @@
 //! What sits in a data channel's send buffer, or in flight, is lost with
 //! its RTCPeerConnection; frames in flight on the relay are lost with the
 //! relay pair. So each side counts the *numbered* frames (every frame but
-//! ping, pong, ack and mark) it sends on a channel and keeps them until the
+//! ping, pong, ack, mark and rewind) it sends on a channel and keeps them until the
 //! remote acknowledges them; numbers are implicit, since every path keeps a
 //! channel's order.
 //!
@@ -26,10 +26,26 @@
 //! relay); the side that opened a stream over its own data channel sends
 //! one first. Unreliable channels are counted but not kept: after a move
 //! the receiver takes the mark's number as its count.
+//!
+//! The same kept frames mend a loss on one path: a browser can lose the
+//! first message the accepting side sends on a new data channel. A
+//! reliable stream's acceptor sends `start` (numbered, so kept) before
+//! anything else; an opener that gets any other numbered frame first drops
+//! it and what follows, and asks once for `rewind(n)`; the acceptor sends
+//! again what it keeps from `n` on, its `start` first.
+//!
+//! ```text
+//!  opener                                          acceptor
+//!                            ◄── #0 start (lost) ── sent = 1
+//!  waits for start, drops #1 ◄── #1 "hello" ─────── sent = 2, kept: #0 #1
+//!          ── rewind(0) ────────────────────────►
+//!  takes #0 start, #1 ◄──── #0 start, #1 "hello" ── (sent again, not counted)
+//! ```
 
 use std::collections::VecDeque;
 
 use super::Engine;
+use super::channel::Role;
 use super::types::{ChanId, LogLevel, Millis};
 use crate::protocol::frames::{Frame, FrameKind};
 
@@ -57,6 +73,12 @@ pub(crate) struct Acks {
     pub skip: u32,
     /// When an ack is due.
     pub due: Option<Millis>,
+    /// An opened stream takes nothing before the acceptor's `start`.
+    pub awaiting_start: bool,
+    /// A `rewind` went out for what was lost before the `start`.
+    pub rewound: bool,
+    /// Numbered frames dropped while waiting for the `start`.
+    pub dropped: u32,
 }
 
 impl Engine {
@@ -223,6 +245,77 @@ impl Engine {
             .collect();
         for chan in due {
             self.send_ack(chan, now);
+        }
+    }
+
+    /// Whether `chan` begins with the acceptor's `start` (frame version 3):
+    /// a reliable stream on its own data channel, between two peers that
+    /// both read version 3. A browser can lose the first message the
+    /// accepting side sends on a new data channel; the `start` is what is
+    /// lost then, and its absence tells the opener so.
+    pub(crate) fn starts(&self, chan: ChanId) -> bool {
+        let Some(ch) = self.chans.get(&chan) else {
+            return false;
+        };
+        ch.role == Role::Stream
+            && ch.policy.reliable()
+            && ch.relay_num.is_none()
+            && ch.partner.is_none()
+            && self.config.frames >= 3
+            && ch
+                .conn
+                .and_then(|c| self.conns.get(&c))
+                .is_some_and(|c| c.remote_frames >= 3)
+    }
+
+    /// A frame on a stream this side opened, before the acceptor's
+    /// `start`: a numbered frame means the browser lost what came before
+    /// it (the `start` at least), so it is dropped, and the first one asks
+    /// for everything again (`rewind`). False when the frame is dropped.
+    pub(crate) fn before_start(&mut self, chan: ChanId, bytes: &[u8], now: Millis) -> bool {
+        let Some(ch) = self.chans.get_mut(&chan) else {
+            return true;
+        };
+        let a = &mut ch.acks;
+        let first = bytes.first().copied();
+        if !a.awaiting_start || !FrameKind::numbered(first) {
+            return true;
+        }
+        if first == Some(FrameKind::Start as u8) {
+            a.awaiting_start = false;
+            return true;
+        }
+        a.dropped += 1;
+        if std::mem::replace(&mut a.rewound, true) {
+            return false;
+        }
+        let n = a.received;
+        self.log(LogLevel::Warn, || {
+            "a stream's first frames were lost on the way (no start); asking for them again"
+                .to_string()
+        });
+        self.transmit_frame(chan, &Frame::Rewind(n), now);
+        false
+    }
+
+    /// `rewind(n)`: the opener lost this stream's first frames; what is
+    /// kept from number `n` goes again, in order, the `start` first.
+    pub(crate) fn on_rewind(&mut self, chan: ChanId, n: u32, now: Millis) {
+        let Some(ch) = self.chans.get(&chan) else {
+            return;
+        };
+        let a = &ch.acks;
+        let from = n.wrapping_sub(a.acked) as usize;
+        if !ch.policy.reliable() || from > a.kept.len() {
+            let detail = format!(
+                "a rewind to frame {n}, outside the frames {}..{} not yet acknowledged",
+                a.acked, a.sent
+            );
+            return self.protocol_fail(chan, detail, now);
+        }
+        let frames: Vec<Vec<u8>> = a.kept.iter().skip(from).cloned().collect();
+        for frame in frames {
+            self.route_bytes(chan, frame, now);
         }
     }
 

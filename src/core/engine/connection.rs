@@ -42,7 +42,7 @@ use crate::core::negotiation::{
     Negotiator, OnCandidate, OnDescription, OnNegotiationNeeded, SdpKind, SignalingState, is_polite,
 };
 use crate::protocol::ErrorCode;
-use crate::protocol::frames::{FRAMES_VERSION, Frame, PeerSignal, SignalBody};
+use crate::protocol::frames::{Frame, PeerSignal, SignalBody};
 
 /// Where a connection stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -665,7 +665,8 @@ impl Engine {
         let signal = PeerSignal {
             session: conn.session,
             to: conn.remote_session,
-            frames: Some(self.config.frames).filter(|v| *v >= FRAMES_VERSION),
+            // Version 1 is what a signal without `frames` means.
+            frames: Some(self.config.frames).filter(|v| *v >= 2),
             body,
         };
         let remote = conn.remote.clone();

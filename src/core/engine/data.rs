@@ -366,6 +366,16 @@ impl Engine {
             };
             self.transmit_frame(chan, &frame, now);
         }
+        // A reliable stream starts with the acceptor's `start`, which the
+        // opener waits for (see `acks`).
+        if self.starts(chan) {
+            let incoming = self.chans.get(&chan).is_some_and(|c| c.incoming);
+            if incoming {
+                self.transmit_frame(chan, &Frame::Start, now);
+            } else if let Some(ch) = self.chans.get_mut(&chan) {
+                ch.acks.awaiting_start = true;
+            }
+        }
         let Some(ch) = self.chans.get_mut(&chan) else {
             return;
         };
@@ -445,7 +455,7 @@ impl Engine {
         }
         // Counted once, when handled (an early frame when it is replayed).
         self.count_in(chan, bytes.len());
-        if !self.note_received(chan, bytes, now) {
+        if !self.before_start(chan, bytes, now) || !self.note_received(chan, bytes, now) {
             // Sent again after a move, and already here.
             self.heard(conn, now);
             return;
@@ -468,6 +478,13 @@ impl Engine {
             Ok(Received::Pong(_)) => {}
             Ok(Received::Ack(n)) => self.on_ack(chan, n, now),
             Ok(Received::Mark { channel, next }) => self.on_mark(chan, channel, next, now),
+            Ok(Received::Start | Received::Rewind(_)) if self.config.frames < 3 => {
+                // Read as a peer of frame version 2 reads it.
+                let kind = bytes.first().copied().unwrap_or_default();
+                self.protocol_fail(chan, format!("bad frame: unknown frame kind {kind}"), now)
+            }
+            Ok(Received::Start) => {}
+            Ok(Received::Rewind(n)) => self.on_rewind(chan, n, now),
             Ok(Received::Close(reason)) => {
                 let reason = if reason.is_empty() {
                     "closed by the remote peer".to_string()
@@ -576,8 +593,19 @@ impl Engine {
             (_, Some(_)) => "both sides ended".to_string(),
             _ => "the channel closed".to_string(),
         };
-        match (ch.is_main(), ch.conn) {
-            (true, Some(c)) => self.close_conn(c, "the data channel closed", None, false, now),
+        // The remote closed before it could send again what was lost.
+        let lost = (ch.acks.awaiting_start && ch.acks.dropped > 0).then(|| {
+            PeerError::ConnectionFailed {
+                id: ch.remote.clone(),
+                reason: format!(
+                    "the {} closed before the remote could send again the first frames the browser lost",
+                    ch.describe()
+                ),
+            }
+        });
+        match (ch.is_main(), ch.conn, lost) {
+            (true, Some(c), _) => self.close_conn(c, "the data channel closed", None, false, now),
+            (_, _, Some(err)) => self.close_chan(chan, &err.to_string(), Some(err), false, now),
             _ => self.close_chan(chan, &reason, None, false, now),
         }
     }
