@@ -531,6 +531,30 @@ fn a_stream_whose_first_frame_from_the_acceptor_is_lost_gets_it_again() {
     assert_eq!(sim.live_objects(0).1, sim.live_objects(1).1);
 }
 
+/// A socket whose listener's first message is lost (its `start`) is
+/// accepted at once all the same, on the same data channel: the dialer
+/// asks for the `start` and the `accept` again instead of waiting for
+/// `reopen_dialer`.
+#[test]
+fn a_socket_whose_first_frame_from_the_listener_is_lost_is_accepted_at_once() {
+    let mut sim = network(2, 27);
+    let (ca, _) = connect(&mut sim, 0, 1);
+    sim.with(1, |e| e.listen(7, PortUse::Sockets)).unwrap();
+    sim.lose_first_incoming.push(1);
+    let (now, start) = (sim.now, sim.now);
+    let (dialer, op) = sim.with(0, |e| e.connect_port(ca, 7, now)).unwrap();
+    assert!(sim.run_while(15_000.0, |s| s.outcome(0, op).is_some()));
+    assert!(matches!(sim.outcome(0, op), Some(Ok(Reply::Stream(c))) if *c == dialer));
+    let took = sim.now - start;
+    assert!(took < 500.0, "accepted after {took} ms");
+    let accepted = sim.peers[1]
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Accepted { port: 7, .. }))
+        .count();
+    assert_eq!(accepted, 1, "no second data channel");
+}
+
 /// An acceptor that closes right after its first messages, which the
 /// browser lost, cannot send them again: the opener's stream closes with a
 /// `ConnectionFailedError` that says so, not as if nothing was sent.

@@ -17,7 +17,7 @@
 //! mark   | 9 | channel u32 | next u32 |  this channel's number on the connection; the
 //!                                     next numbered frame is number `next`
 //! batch  | 10 | { payload type u8 | length u16 | bytes… }… |  whole small messages, in order
-//! start  | 11 |                     the accepting side's first frame on a stream
+//! start  | 11 |                     the accepting side's first frame on a stream or socket
 //! rewind | 12 | next u32 |          send again every frame from number `next`
 //! ```
 //!
@@ -30,10 +30,11 @@
 //! message the accepting side sends on a new data channel (Chromium under
 //! load: `RTCDataChannel.send` takes it and the other side never gets
 //! it; tests/e2e/streams.test.mjs). So between two peers that both read
-//! version 3, the side that accepts a reliable stream sends `start` before
-//! anything else, and the side that opened it takes nothing from the
-//! channel before that `start`: a numbered frame first means what came
-//! before it was lost, and the opener drops it and asks once for
+//! version 3, the side that accepts a reliable stream or a socket sends
+//! `start` before anything else, and the side that opened it takes
+//! nothing from the channel before that `start`: a numbered frame first
+//! means what came before it was lost, and the opener drops it and asks
+//! once for
 //! `rewind(n)` (`n`: numbered frames it took, 0 here). The acceptor sends
 //! again what it keeps unacknowledged from number `n`, its `start`
 //! included (see `core::engine::acks`).

@@ -249,15 +249,15 @@ impl Engine {
     }
 
     /// Whether `chan` begins with the acceptor's `start` (frame version 3):
-    /// a reliable stream on its own data channel, between two peers that
-    /// both read version 3. A browser can lose the first message the
+    /// a reliable stream or socket on its own data channel, between two
+    /// peers that both read version 3. A browser can lose the first message the
     /// accepting side sends on a new data channel; the `start` is what is
     /// lost then, and its absence tells the opener so.
     pub(crate) fn starts(&self, chan: ChanId) -> bool {
         let Some(ch) = self.chans.get(&chan) else {
             return false;
         };
-        ch.role == Role::Stream
+        ch.role != Role::Main
             && ch.policy.reliable()
             && ch.relay_num.is_none()
             && ch.partner.is_none()
@@ -307,10 +307,7 @@ impl Engine {
         let a = &ch.acks;
         let from = n.wrapping_sub(a.acked) as usize;
         if !ch.policy.reliable() || from > a.kept.len() {
-            let detail = format!(
-                "a rewind to frame {n}, outside the frames {}..{} not yet acknowledged",
-                a.acked, a.sent
-            );
+            let detail = format!("a rewind to frame {n}, which it does not keep");
             return self.protocol_fail(chan, detail, now);
         }
         let frames: Vec<Vec<u8>> = a.kept.iter().skip(from).cloned().collect();

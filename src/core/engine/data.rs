@@ -478,10 +478,13 @@ impl Engine {
             Ok(Received::Pong(_)) => {}
             Ok(Received::Ack(n)) => self.on_ack(chan, n, now),
             Ok(Received::Mark { channel, next }) => self.on_mark(chan, channel, next, now),
-            Ok(Received::Start | Received::Rewind(_)) if self.config.frames < 3 => {
+            Ok(r @ (Received::Start | Received::Rewind(_))) if self.config.frames < 3 => {
                 // Read as a peer of frame version 2 reads it.
-                let kind = bytes.first().copied().unwrap_or_default();
-                self.protocol_fail(chan, format!("bad frame: unknown frame kind {kind}"), now)
+                let detail = match r {
+                    Received::Start => "bad frame: unknown frame kind 11",
+                    _ => "bad frame: unknown frame kind 12",
+                };
+                self.protocol_fail(chan, detail.into(), now)
             }
             Ok(Received::Start) => {}
             Ok(Received::Rewind(n)) => self.on_rewind(chan, n, now),
