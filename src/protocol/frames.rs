@@ -34,12 +34,11 @@
 //! `start` before anything else, and the side that opened it takes
 //! nothing from the channel before that `start`: a numbered frame first
 //! means what came before it was lost, and the opener drops it and asks
-//! once for
-//! `rewind(n)` (`n`: numbered frames it took, 0 here). The acceptor sends
-//! again what it keeps unacknowledged from number `n`, its `start`
-//! included (see `core::engine::acks`).
+//! once for `rewind(n)` (`n`: numbered frames it took, 0 here). The
+//! acceptor sends again what it keeps unacknowledged from number `n`, its
+//! `start` included (see `core::engine::acks`).
 //!
-//! Every frame but ping, pong, ack and mark is *numbered*: each side counts
+//! Every frame but ping, pong, ack, mark and rewind is *numbered*: each side counts
 //! the numbered frames it sends and receives on a channel (numbers are
 //! implicit: a channel keeps order), keeps what it sent until an `ack`
 //! covers it, and, after the connection moves to another path, starts
@@ -158,7 +157,7 @@ pub enum Frame<'a> {
     /// Whole messages, checked when decoded (read them with
     /// [`batch_entries`]).
     Batch(&'a [u8]),
-    /// The accepting side's first frame on a stream (version 3).
+    /// The accepting side's first frame on a stream or socket (version 3).
     Start,
     /// Send again every numbered frame from this number on (version 3).
     Rewind(u32),

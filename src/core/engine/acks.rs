@@ -5,9 +5,9 @@
 //! What sits in a data channel's send buffer, or in flight, is lost with
 //! its RTCPeerConnection; frames in flight on the relay are lost with the
 //! relay pair. So each side counts the *numbered* frames (every frame but
-//! ping, pong, ack, mark and rewind) it sends on a channel and keeps them until the
-//! remote acknowledges them; numbers are implicit, since every path keeps a
-//! channel's order.
+//! ping, pong, ack, mark and rewind) it sends on a channel and keeps them
+//! until the remote acknowledges them; numbers are implicit, since every
+//! path keeps a channel's order.
 //!
 //! ```text
 //!  sender                                          receiver
@@ -29,7 +29,7 @@
 //!
 //! The same kept frames mend a loss on one path: a browser can lose the
 //! first message the accepting side sends on a new data channel. A
-//! reliable stream's acceptor sends `start` (numbered, so kept) before
+//! reliable stream's (or socket's) acceptor sends `start` (numbered, so kept) before
 //! anything else; an opener that gets any other numbered frame first drops
 //! it and what follows, and asks once for `rewind(n)`; the acceptor sends
 //! again what it keeps from `n` on, its `start` first.
@@ -73,7 +73,8 @@ pub(crate) struct Acks {
     pub skip: u32,
     /// When an ack is due.
     pub due: Option<Millis>,
-    /// An opened stream takes nothing before the acceptor's `start`.
+    /// An opened stream or socket takes nothing before the acceptor's
+    /// `start`.
     pub awaiting_start: bool,
     /// A `rewind` went out for what was lost before the `start`.
     pub rewound: bool,
@@ -250,9 +251,9 @@ impl Engine {
 
     /// Whether `chan` begins with the acceptor's `start` (frame version 3):
     /// a reliable stream or socket on its own data channel, between two
-    /// peers that both read version 3. A browser can lose the first message the
-    /// accepting side sends on a new data channel; the `start` is what is
-    /// lost then, and its absence tells the opener so.
+    /// peers that both read version 3. A browser can lose the first
+    /// message the accepting side sends on a new data channel; the `start`
+    /// is what is lost then, and its absence tells the opener so.
     pub(crate) fn starts(&self, chan: ChanId) -> bool {
         let Some(ch) = self.chans.get(&chan) else {
             return false;
@@ -268,7 +269,7 @@ impl Engine {
                 .is_some_and(|c| c.remote_frames >= 3)
     }
 
-    /// A frame on a stream this side opened, before the acceptor's
+    /// A frame on a stream or socket this side opened, before the acceptor's
     /// `start`: a numbered frame means the browser lost what came before
     /// it (the `start` at least), so it is dropped, and the first one asks
     /// for everything again (`rewind`). False when the frame is dropped.
@@ -291,14 +292,14 @@ impl Engine {
         }
         let n = a.received;
         self.log(LogLevel::Warn, || {
-            "a stream's first frames were lost on the way (no start); asking for them again"
+            "the first frames of a stream or socket were lost on the way (no start); asking for them again"
                 .to_string()
         });
         self.transmit_frame(chan, &Frame::Rewind(n), now);
         false
     }
 
-    /// `rewind(n)`: the opener lost this stream's first frames; what is
+    /// `rewind(n)`: the opener lost this channel's first frames; what is
     /// kept from number `n` goes again, in order, the `start` first.
     pub(crate) fn on_rewind(&mut self, chan: ChanId, n: u32, now: Millis) {
         let Some(ch) = self.chans.get(&chan) else {

@@ -366,8 +366,8 @@ impl Engine {
             };
             self.transmit_frame(chan, &frame, now);
         }
-        // A reliable stream starts with the acceptor's `start`, which the
-        // opener waits for (see `acks`).
+        // A reliable stream or socket starts with the acceptor's `start`,
+        // which the opener waits for (see `acks`).
         if self.starts(chan) {
             let incoming = self.chans.get(&chan).is_some_and(|c| c.incoming);
             if incoming {
