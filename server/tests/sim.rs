@@ -438,10 +438,10 @@ fn sockets_are_accepted_or_refused_by_port() {
 
 /// A dialer whose data channel opens but never hears the listener opens
 /// the socket again on a new data channel. (Chromium can lose what the far
-/// side sends first on a data channel that reuses the stream id of one
-/// closed a moment before: the rest page tests saw a fetch right after
-/// another wait out connectTimeout that way, the listener's accept sent
-/// and never delivered.) The socket is accepted a fifth of connectTimeout
+/// side sends first on a new data channel: the rest page tests saw a fetch
+/// wait out connectTimeout that way, the listener's accept sent and never
+/// delivered; a lost first message alone is now mended on the same channel,
+/// see the next tests.) The socket is accepted a fifth of connectTimeout
 /// later, the listener sees the first socket close unused, the new one
 /// carries data both ways, and closing releases everything.
 #[test]

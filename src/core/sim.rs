@@ -407,8 +407,7 @@ pub struct Sim<B: Broker> {
     /// Every broker dial, in order: (peer, URL).
     pub dials: Vec<(usize, String)>,
     /// Peers whose next incoming data channel loses everything it sends
-    /// while the other way works: what Chromium can do to a channel that
-    /// reuses the stream id of one closed a moment before.
+    /// while the other way works (what `reopen_dialer` is for).
     pub lose_incoming: Vec<usize>,
     /// Peers whose next incoming data channel loses the first message it
     /// sends, and only that one: what Chromium can do under load

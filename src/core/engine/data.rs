@@ -1229,10 +1229,12 @@ const MAX_REOPENS: u8 = 2;
 
 impl Engine {
     /// A dialer's data channel opened but no answer came: Chromium can lose
-    /// what the far side sends first on a data channel that reuses the
-    /// number (SCTP stream id) of one closed a moment before, while what
+    /// what the far side sends first on a new data channel, while what
     /// this side sends arrives; the listener took the socket and answered
-    /// into nothing. The socket goes again on a new data channel (the old
+    /// into nothing. Between peers of frame version 3 the lost message is
+    /// the listener's `start`, mended on the same channel (`acks`); this
+    /// is for a channel that carries nothing back at all, or an older
+    /// listener. The socket goes again on a new data channel (the old
     /// one stays open until the new one exists, so the browser gives the
     /// new one another stream id) with a new channel number (the remote
     /// may not have dropped the old one yet). The listener sees the first
