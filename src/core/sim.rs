@@ -1273,14 +1273,8 @@ impl<B: Broker> Sim<B> {
                 let label = self.dcs[dc].label.clone();
                 let low = self.dcs[dc].low;
                 let remote_dc = self.new_dc(rpc, rpeer, None, &label, false, low);
-                if let Some(k) = self.lose_incoming.iter().position(|p| *p == rpeer) {
-                    self.lose_incoming.remove(k);
-                    self.dcs[remote_dc].mute = true;
-                }
-                if let Some(k) = self.lose_first_incoming.iter().position(|p| *p == rpeer) {
-                    self.lose_first_incoming.remove(k);
-                    self.dcs[remote_dc].drop_first = true;
-                }
+                self.dcs[remote_dc].mute = take_peer(&mut self.lose_incoming, rpeer);
+                self.dcs[remote_dc].drop_first = take_peer(&mut self.lose_first_incoming, rpeer);
                 self.dcs[dc].remote = Some(remote_dc);
                 self.dcs[remote_dc].remote = Some(dc);
                 let chan = self.with(rpeer, |e| e.handle_incoming_channel(rconn, &label, now));
@@ -1492,4 +1486,10 @@ impl<B: Broker> Sim<B> {
     pub fn live_objects(&self, i: usize) -> (usize, usize) {
         (self.peers[i].pcs.len(), self.peers[i].dcs.len())
     }
+}
+
+/// Whether `peer` is in `list` (a one-shot fault), taking it out.
+fn take_peer(list: &mut Vec<usize>, peer: usize) -> bool {
+    let at = list.iter().position(|p| *p == peer);
+    at.map(|k| list.remove(k)).is_some()
 }

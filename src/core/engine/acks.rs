@@ -109,16 +109,24 @@ impl Engine {
         }
     }
 
-    /// A frame arrived on `chan`; false when it is one this side already
-    /// had (sent again after a move), to be dropped.
+    /// A frame arrived on `chan`; false when it is to be dropped: one this
+    /// side already had (sent again after a move), or one that came before
+    /// the acceptor's `start` (see [`Engine::lost_before_start`]).
     pub(crate) fn note_received(&mut self, chan: ChanId, bytes: &[u8], now: Millis) -> bool {
-        if !self.counted(chan) || !FrameKind::numbered(bytes.first().copied()) {
+        let first = bytes.first().copied();
+        if !self.counted(chan) || !FrameKind::numbered(first) {
             return true;
         }
         let Some(ch) = self.chans.get_mut(&chan) else {
             return true;
         };
         let a = &mut ch.acks;
+        if a.awaiting_start {
+            if first != Some(FrameKind::Start as u8) {
+                return self.lost_before_start(chan, now);
+            }
+            a.awaiting_start = false;
+        }
         if a.skip > 0 {
             a.skip -= 1;
             return false;
@@ -269,23 +277,15 @@ impl Engine {
                 .is_some_and(|c| c.remote_frames >= 3)
     }
 
-    /// A frame on a stream or socket this side opened, before the acceptor's
-    /// `start`: a numbered frame means the browser lost what came before
-    /// it (the `start` at least), so it is dropped, and the first one asks
-    /// for everything again (`rewind`). False when the frame is dropped.
-    pub(crate) fn before_start(&mut self, chan: ChanId, bytes: &[u8], now: Millis) -> bool {
+    /// A numbered frame on a stream or socket this side opened, before the
+    /// acceptor's `start`: the browser lost what came before it (the
+    /// `start` at least), so it is dropped, and the first one asks for
+    /// everything again (`rewind`). Always false: the frame is dropped.
+    fn lost_before_start(&mut self, chan: ChanId, now: Millis) -> bool {
         let Some(ch) = self.chans.get_mut(&chan) else {
-            return true;
+            return false;
         };
         let a = &mut ch.acks;
-        let first = bytes.first().copied();
-        if !a.awaiting_start || !FrameKind::numbered(first) {
-            return true;
-        }
-        if first == Some(FrameKind::Start as u8) {
-            a.awaiting_start = false;
-            return true;
-        }
         a.dropped += 1;
         if std::mem::replace(&mut a.rewound, true) {
             return false;

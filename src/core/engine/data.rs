@@ -455,8 +455,8 @@ impl Engine {
         }
         // Counted once, when handled (an early frame when it is replayed).
         self.count_in(chan, bytes.len());
-        if !self.before_start(chan, bytes, now) || !self.note_received(chan, bytes, now) {
-            // Sent again after a move, and already here.
+        if !self.note_received(chan, bytes, now) {
+            // Sent again after a move and already here, or lost its start.
             self.heard(conn, now);
             return;
         }
