@@ -617,6 +617,35 @@ fn streams_with_a_peer_of_frame_version_2_and_bad_rewinds() {
     )));
 }
 
+/// A signal the broker could not deliver closes its connection with
+/// `PeerUnavailableError`; one for a connection already gone (the remote
+/// closed its page while the signal was on its way: a renegotiation's
+/// answer, a late candidate) is no error for anyone.
+#[test]
+fn an_undeliverable_signal_for_a_connection_already_gone_is_no_error() {
+    use peerwire::protocol::messages::ServerMessage;
+    let mut sim = network(3, 28);
+    let (ca, _) = connect(&mut sim, 0, 1);
+    let _ = connect(&mut sim, 0, 2);
+    let now = sim.now;
+    sim.with(0, |e| e.disconnect(ca, "done", now));
+    sim.run_for(500.0);
+    assert_eq!(sim.peers[0].engine.conn_state(ca), ConnState::Closed);
+    let late = ServerMessage::delivery_error(999, ErrorCode::UnknownPeer, "p1").encode();
+    sim.broker_text(0, &late);
+    sim.run_for(100.0);
+    assert!(!sim.saw(0, |e| matches!(e, Event::Error(_))));
+    // The same for a live connection closes it, named.
+    let live = ServerMessage::delivery_error(1000, ErrorCode::PeerGone, "p2").encode();
+    sim.broker_text(0, &live);
+    sim.run_for(100.0);
+    assert!(sim.saw(0, |e| matches!(
+        e,
+        Event::Closed { error: Some(err), .. } if err.name() == "PeerUnavailableError"
+    )));
+    assert!(!sim.saw(0, |e| matches!(e, Event::Error(_))));
+}
+
 /// A socket to the peer's own port goes through memory, no WebRTC.
 #[test]
 fn loopback_sockets_carry_messages_without_webrtc() {

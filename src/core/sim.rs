@@ -1477,6 +1477,13 @@ impl<B: Broker> Sim<B> {
         })
     }
 
+    /// Peer `i` reads `text` from its broker socket now (a message the
+    /// simulated broker would not send on its own).
+    pub fn broker_text(&mut self, i: usize, text: &str) {
+        let (generation, now) = (self.peers[i].generation, self.now);
+        self.with(i, |e| e.handle_broker_text(generation, text, now));
+    }
+
     /// Whether peer `i` has seen an event matching `f`.
     pub fn saw(&self, i: usize, f: impl Fn(&Event) -> bool) -> bool {
         self.peers[i].events.iter().any(f)

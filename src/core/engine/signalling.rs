@@ -561,6 +561,9 @@ impl Engine {
             ServerMessage::Signal { from, data } => {
                 self.on_peer_signal(from, data.as_str(), now);
             }
+            // A signal that could not be delivered closes its connection;
+            // one for a connection already gone (the remote left while it
+            // was on its way) tells nobody anything.
             ServerMessage::Error {
                 code,
                 target: Some(target),
@@ -571,7 +574,7 @@ impl Engine {
                     | ErrorCode::PeerGone
                     | ErrorCode::QueueFull
                     | ErrorCode::Unavailable
-            ) && self.by_remote.contains_key(&target) =>
+            ) =>
             {
                 self.undeliverable(&target, code, "", now);
             }
