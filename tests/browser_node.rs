@@ -203,6 +203,88 @@ async fn streams_pipe_through_whatwg_readable_and_writable() {
     call(&b, "close", &[]).await.unwrap();
 }
 
+/// A slow reader of `readable` gets every message once, in order, then
+/// the end; the getters give one stream each.
+#[wasm_bindgen_test]
+async fn a_slow_readable_gets_every_message_in_order() {
+    let (a, b, conn_a, conn_b) = connected_pair().await;
+    let incoming = Events::on(&conn_b, "stream").await;
+    let sa = call(&conn_a, "openStream", &["slow".into()]).await.unwrap();
+    let sb = incoming.nth(0, 5000.0).await;
+    let same = js_fn(
+        "s",
+        "return s.readable === s.readable && s.writable === s.writable",
+    );
+    assert_eq!(
+        same.call1(&JsValue::NULL, &sb).unwrap().as_bool(),
+        Some(true)
+    );
+    // The reader stops after every 50 messages to do other work: its queue
+    // fills, the SDK holds the rest, and hands them over as it reads on.
+    let read = js_fn(
+        "s",
+        "return (async () => { const out = []; for await (const m of s.readable) { out.push(m); \
+         if (out.length % 50 === 0) await new Promise((r) => setTimeout(r, 2)); } return out; })()",
+    );
+    let read_args = [JsValue::NULL, sb.clone()];
+    let reading = call(&read, "call", &read_args);
+    let send = js_fn(
+        "s",
+        "return (async () => { for (let i = 0; i < 2000; i++) s.send(`m${i}`); await s.end(); })()",
+    );
+    call(&send, "call", &[JsValue::NULL, sa.clone()])
+        .await
+        .unwrap();
+    let got = Array::from(&reading.await.unwrap());
+    let got: Vec<String> = got.iter().map(|m| m.as_string().unwrap()).collect();
+    let want: Vec<String> = (0..2000).map(|i| format!("m{i}")).collect();
+    assert_eq!(got, want);
+    call(&a, "close", &[]).await.unwrap();
+    call(&b, "close", &[]).await.unwrap();
+}
+
+/// A reader that stops reading bounds what the SDK holds: past
+/// `connectionBudget` the connection closes with `LimitExceededError`,
+/// and the readable errors with it (it does not queue without end).
+#[wasm_bindgen_test]
+async fn a_stalled_readable_is_bounded_by_the_connection_budget() {
+    let (ida, idb) = (uid("a"), uid("b"));
+    let a = create(&ida).await;
+    let b = create_with(&idb, &[("connectionBudget", (256 * 1024).into())])
+        .await
+        .unwrap();
+    let incoming = Events::on(&b, "connection").await;
+    let conn_a = call(&a, "connect", &[idb.into()]).await.unwrap();
+    let conn_b = incoming.nth(0, 5000.0).await;
+    let streams = Events::on(&conn_b, "stream").await;
+    let sa = call(&conn_a, "openStream", &["stall".into()])
+        .await
+        .unwrap();
+    let sb = streams.nth(0, 5000.0).await;
+    // One read, then none: what comes after waits in the SDK.
+    let stall = js_fn(
+        "s",
+        "const reader = s.readable.getReader(); \
+         return reader.read().then(() => new Promise((resolve) => { \
+           s.on('error', () => reader.read().then(() => resolve('read after the error'), (e) => resolve(e.name))); }))",
+    );
+    let stall_args = [JsValue::NULL, sb.clone()];
+    let stalled = call(&stall, "call", &stall_args);
+    // 1 MiB in 4 KiB messages: four times the budget.
+    let send = js_fn(
+        "s",
+        "const chunk = new Uint8Array(4096); \
+         for (let i = 0; i < 256; i++) s.send(chunk).catch(() => {}); return Promise.resolve()",
+    );
+    call(&send, "call", &[JsValue::NULL, sa.clone()])
+        .await
+        .unwrap();
+    let outcome = stalled.await.unwrap().as_string().unwrap();
+    assert_eq!(outcome, "LimitExceededError");
+    call(&a, "close", &[]).await.unwrap();
+    call(&b, "close", &[]).await.unwrap();
+}
+
 // ---- Node, hubs, sockets ------------------------------------------------------
 
 #[wasm_bindgen_test]

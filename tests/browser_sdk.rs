@@ -646,7 +646,41 @@ async fn options_are_refused_by_name_in_order_and_the_valid_ones_are_taken() {
     call(&b, "close", &[]).await.unwrap();
 }
 
-/// Evaluates a JavaScript function body (test scaffolding only).
+/// At `'warn'`, what the broker refuses is logged with its code: a
+/// registration (the id is taken) and a request (a room name it rejects).
+#[wasm_bindgen_test]
+async fn the_debug_log_names_what_the_broker_refused() {
+    let warn_lines = recorder();
+    let swap: Function = js_eval(
+        "return (warn) => { globalThis.__pwWarn = console.warn; console.warn = (l) => warn.note(String(l)); };",
+    )
+    .unchecked_into();
+    swap.call1(&JsValue::NULL, &warn_lines).unwrap();
+    let id = uid("dbg-refused");
+    let a = create(&id).await;
+    let taken = create_with(&id, &[("debug", "warn".into())]).await;
+    let b = create_with(&uid("dbg-req"), &[("debug", "warn".into())])
+        .await
+        .unwrap();
+    let bad_room = call(&b, "join", &["x".repeat(300).into()]).await;
+    js_eval("console.warn = __pwWarn; return null;");
+    assert!(taken.is_err() && bad_room.is_err());
+    let warn: Vec<String> = warn_lines.iter().filter_map(|l| l.as_string()).collect();
+    assert!(
+        warn.iter()
+            .any(|l| l.contains("the broker refused the registration: id-taken")),
+        "{warn:?}"
+    );
+    assert!(
+        warn.iter()
+            .any(|l| l.contains("the broker refused request #") && l.contains("invalid-room")),
+        "{warn:?}"
+    );
+    call(&a, "close", &[]).await.unwrap();
+    call(&b, "close", &[]).await.unwrap();
+}
+
+/// Evaluates a JavaScript function body (test scaffolding only)./// Evaluates a JavaScript function body (test scaffolding only).
 fn js_eval(body: &str) -> JsValue {
     Function::new_no_args(body).call0(&JsValue::NULL).unwrap()
 }
@@ -676,7 +710,7 @@ async fn stats_peer_connection_and_the_debug_log_at_a_level() {
     let connected = Function::new_with_args(
         "l",
         &format!(
-            "return l.some((x) => x.startsWith('peerwire {ida}:') && x.includes('connection state connected'))"
+            "return l.some((x) => x.startsWith('peerwire {ida}:') && x.includes(': connection state connected'))"
         ),
     );
     let waited = until(&info_lines, &connected, 5000.0, "a connected line").await;
@@ -685,6 +719,13 @@ async fn stats_peer_connection_and_the_debug_log_at_a_level() {
     let debug = debug_lines.length();
     assert!(waited.is_ok(), "{info:?}");
     assert!(info.iter().any(|l| l.contains("registered as")), "{info:?}");
+    // The ICE states, which the engine does not follow, come from the page.
+    assert!(
+        info.iter()
+            .any(|l| l.starts_with(&format!("peerwire {ida}: "))
+                && l.contains(&format!("(with \"{idb}\"): ICE connection state "))),
+        "{info:?}"
+    );
     // 'info' leaves out negotiation steps, which are 'debug' lines.
     assert!(!info.iter().any(|l| l.contains("candidate")), "{info:?}");
     assert_eq!(debug, 0);

@@ -30,9 +30,24 @@ peer.on('connection', (conn) => {
     conn.send(reply).catch((e) => console.error(`reply to ${conn.peerId} failed: ${e.message}`));
   });
   conn.on('stream', async (stream) => {
-    const back = await conn.openStream(`${stream.name}-back`);
-    stream.on('message', (chunk) => back.send(chunk));
-    stream.on('end', () => back.end());
+    // Listeners are plain functions: a promise nobody awaits must not
+    // reject unhandled (Node.js would exit), so each send has its catch.
+    const failed = (e) => console.error(`stream ${stream.name} of ${conn.peerId}: ${e.message}`);
+    let back;
+    try {
+      back = await conn.openStream(`${stream.name}-back`);
+    } catch (e) {
+      failed(e);
+      stream.close();
+      return;
+    }
+    stream.on('message', (chunk) => back.send(chunk).catch(failed));
+    // The sender is done: end both sides, so both streams close and free
+    // their places on the connection.
+    stream.on('end', () => {
+      back.end().catch(failed);
+      stream.end().catch(failed);
+    });
   });
   conn.on('close', () => console.log(`${conn.peerId} left`));
 });

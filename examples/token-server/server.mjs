@@ -54,7 +54,13 @@ const server = createServer(async (req, res) => {
     return;
   }
   // Static files under the examples folder (index.html for a folder).
-  const path = normalize(join(root, decodeURIComponent(url.pathname), url.pathname.endsWith('/') ? 'index.html' : ''));
+  let path;
+  try {
+    path = normalize(join(root, decodeURIComponent(url.pathname), url.pathname.endsWith('/') ? 'index.html' : ''));
+  } catch {
+    res.writeHead(400).end('bad path'); // a stray `%`
+    return;
+  }
   if (!path.startsWith(root)) {
     res.writeHead(403).end();
     return;

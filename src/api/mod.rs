@@ -108,9 +108,10 @@ export interface ConnectionStats {
   relayProtocol: string | null;
   /** Round-trip time of the selected pair, in ms (`null` until measured). */
   rtt: number | null;
-  /** Bytes sent on the selected pair. */
+  /** Bytes sent on the connection's RTCPeerConnection (its transport: ICE restarts keep counting; a move to
+   * the broker's relay or to a new direct path counts from 0 on the new path). */
   bytesSent: number;
-  /** Bytes received on the selected pair. */
+  /** Bytes received, counted as `bytesSent` is. */
   bytesReceived: number;
   /** The browser's whole `RTCStatsReport` (`null` on the broker's relay). */
   report: RTCStatsReport | null;

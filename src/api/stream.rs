@@ -8,7 +8,7 @@ use wasm_bindgen::prelude::*;
 
 use super::context::{Ctx, Target, send_value};
 use super::payload::progress_option;
-use crate::core::engine::ChanId;
+use crate::core::engine::{ChanId, Listening};
 use crate::core::stream::StreamState;
 use crate::protocol::frames::ChannelLabel;
 
@@ -116,10 +116,22 @@ impl Stream {
             .run(|e, now| e.close_stream(chan, "closed by the local peer", now));
     }
 
-    /// Messages as a WHATWG `ReadableStream` (ends on `end`).
+    /// Messages as a WHATWG `ReadableStream` (ends on `end`), one per
+    /// stream. It pulls: while its queue is full the engine holds the
+    /// stream's next messages, counted against `connectionBudget`.
     #[wasm_bindgen(getter)]
     pub fn readable(&self) -> web_sys::ReadableStream {
         readable_from(&self.ctx.stream_handle(self.chan))
+    }
+
+    /// For `readable` (helpers.js): `true` holds the next messages in the
+    /// engine, `false` delivers them again. The `message` listener stays.
+    #[wasm_bindgen(js_name = _hold, skip_typescript)]
+    pub fn hold(&self, hold: bool) {
+        let chan = self.chan;
+        self.ctx
+            .d
+            .run(|e, now| e.set_listening(Listening::Chan(chan), !hold, now));
     }
 
     /// A WHATWG `WritableStream`: each chunk is sent as a message; closing it

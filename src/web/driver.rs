@@ -37,6 +37,12 @@ use crate::core::engine::{
 };
 use crate::core::error::PeerError;
 
+#[wasm_bindgen::prelude::wasm_bindgen(module = "/src/web/helpers.js")]
+extern "C" {
+    #[wasm_bindgen(js_name = watchIce)]
+    fn watch_ice(pc: &web_sys::RtcPeerConnection, prefix: &str);
+}
+
 // Calls and tracks (the `media` feature): a lite build has no senders,
 // ignores the remote's tracks and never sees `AddTrack` / `RemoveTrack`.
 #[cfg(feature = "media")]
@@ -602,6 +608,7 @@ impl Driver {
                 low_water,
             } => match PcLink::new(self.me.clone(), conn, &ice_servers, policy, &self.platform) {
                 Ok((pc, dc)) => {
+                    self.watch_ice(conn, &pc.pc);
                     let link = DcLink::new(self.me.clone(), chan, dc, low_water);
                     let mut io = self.io.borrow_mut();
                     io.pcs.insert(conn, pc);
@@ -719,6 +726,21 @@ impl Driver {
                 drop(links);
                 drop(pc);
             }
+        }
+    }
+
+    /// With `debug` at `'info'` or above: the ICE states and candidate
+    /// errors of `conn` go to the console (helpers.js), where the engine, which
+    /// follows `connectionState`, would not see them.
+    fn watch_ice(&self, conn: ConnId, pc: &web_sys::RtcPeerConnection) {
+        let (level, prefix) = self.read(|e| {
+            let id = e.id().unwrap_or_default();
+            let remote = e.conn_remote(conn).unwrap_or_default();
+            let prefix = format!("peerwire {id}: {conn} (with \"{remote}\")");
+            (e.config().debug, prefix)
+        });
+        if level >= crate::core::engine::LogLevel::Info {
+            watch_ice(pc, &prefix);
         }
     }
 

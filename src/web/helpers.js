@@ -8,31 +8,53 @@
 // connection when Chromium opens more than three at once, which hangs the
 // browser tests for five minutes (tests/run.sh checks the count).
 
-// WHATWG streams over a peerwire Stream.
+// WHATWG streams over a peerwire Stream: one of each per stream.
+const readables = new WeakMap();
+const writables = new WeakMap();
 
+// Pulls: when its queue is full (16 messages) it asks the SDK to hold the
+// stream's next messages (counted against connectionBudget, like messages
+// nobody listens to), and lets them come again when the reader pulls.
+// Messages and `end` keep their order either way.
 export function readableFrom(stream) {
+  let readable = readables.get(stream);
+  if (readable) return readable;
   let done = false;
-  return new ReadableStream({
+  readable = new ReadableStream({
     start(controller) {
       const finish = () => { if (!done) { done = true; controller.close(); } };
-      stream.on('message', (m) => { if (!done) controller.enqueue(m); });
+      stream.on('message', (m) => {
+        if (done) return;
+        controller.enqueue(m);
+        if (controller.desiredSize <= 0) stream._hold(true);
+      });
       stream.on('end', finish);
       stream.on('close', finish);
       stream.on('error', (e) => { if (!done) { done = true; controller.error(e); } });
+    },
+    pull() {
+      if (!done) stream._hold(false);
     },
     cancel() {
       done = true;
       stream.close();
     },
-  });
+  }, { highWaterMark: 16 });
+  readables.set(stream, readable);
+  return readable;
 }
 
 export function writableTo(stream) {
-  return new WritableStream({
-    write(chunk) { return stream.send(chunk); },
-    close() { return stream.end(); },
-    abort() { stream.close(); },
-  });
+  let writable = writables.get(stream);
+  if (!writable) {
+    writable = new WritableStream({
+      write(chunk) { return stream.send(chunk); },
+      close() { return stream.end(); },
+      abort() { stream.close(); },
+    });
+    writables.set(stream, writable);
+  }
+  return writable;
 }
 
 // A ReadableStream of body chunks pulled from a rest BodyReader.
@@ -68,13 +90,37 @@ export function iterate(source) {
 
 // conn.stats(): a summary of RTCPeerConnection.getStats().
 
+// The broker socket's `error` events: the `close` event after each says
+// what happened, but Node's `ws` throws an `error` nobody listens to, and
+// the process exits (a broker down, a reconnect refused, a socket closed
+// while connecting). The listener stays after the SDK lets go of a socket.
+export function quiet(ws) {
+  ws.onerror = () => {};
+  return ws;
+}
+
+// With `debug` at 'info' or above: a connection's ICE states, and the
+// candidate errors that show a STUN or TURN server failing (browsers also
+// report an unreachable server once per network interface). The listeners
+// go with the RTCPeerConnection.
+export function watchIce(pc, prefix) {
+  if (!pc.addEventListener) return;
+  pc.addEventListener('iceconnectionstatechange', () => console.info(`${prefix}: ICE connection state ${pc.iceConnectionState}`));
+  pc.addEventListener('icegatheringstatechange', () => console.info(`${prefix}: ICE gathering state ${pc.iceGatheringState}`));
+  pc.addEventListener('icecandidateerror', (e) =>
+    console.warn(`${prefix}: ICE candidate error ${e.errorCode} ${e.errorText ?? ''} from ${e.url ?? '?'} (local ${e.address ?? '?'}:${e.port ?? '?'})`));
+}
+
 export async function connectionStats(pc) {
   const report = await pc.getStats();
   const all = new Map();
   report.forEach((s) => all.set(s.id, s));
-  let pair;
+  let pair, transport;
   for (const s of all.values()) {
-    if (s.type === 'transport' && s.selectedCandidatePairId) pair = all.get(s.selectedCandidatePairId);
+    if (s.type === 'transport' && s.selectedCandidatePairId) {
+      transport = s;
+      pair = all.get(s.selectedCandidatePairId);
+    }
   }
   if (!pair) {
     for (const s of all.values()) {
@@ -97,8 +143,10 @@ export async function connectionStats(pc) {
     protocol: (local && local.protocol) || null,
     relayProtocol: (local && local.candidateType === 'relay' && local.relayProtocol) || null,
     rtt: typeof rtt === 'number' ? rtt * 1000 : null,
-    bytesSent: (pair && pair.bytesSent) || 0,
-    bytesReceived: (pair && pair.bytesReceived) || 0,
+    // The transport's counts go on across ICE restarts; a pair's start
+    // again with each new pair.
+    bytesSent: (transport && transport.bytesSent) || (pair && pair.bytesSent) || 0,
+    bytesReceived: (transport && transport.bytesReceived) || (pair && pair.bytesReceived) || 0,
     report,
   };
 }

@@ -2,11 +2,17 @@
 
 use std::rc::Weak;
 
-use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::Closure;
+use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
 use super::driver::Driver;
+
+#[wasm_bindgen::prelude::wasm_bindgen(module = "/src/web/helpers.js")]
+extern "C" {
+    /// Listens to `error` (helpers.js says why).
+    fn quiet(ws: JsValue) -> WebSocket;
+}
 
 /// An open (or opening) WebSocket and its handlers.
 pub struct BrokerSocket {
@@ -25,8 +31,12 @@ impl BrokerSocket {
         generation: u64,
         ctor: &Option<js_sys::Function>,
     ) -> Result<Self, String> {
-        let ws: WebSocket =
-            super::construct(ctor, "WebSocket", "WebSocket", &[url.into()])?.unchecked_into();
+        let ws = quiet(super::construct(
+            ctor,
+            "WebSocket",
+            "WebSocket",
+            &[url.into()],
+        )?);
         ws.set_binary_type(BinaryType::Arraybuffer);
         let d = driver.clone();
         let on_open = Closure::<dyn FnMut()>::new(move || {

@@ -200,6 +200,10 @@ test('token server: its tokens open protected ids and rooms on a broker with the
     }, { ws: guarded.ws, token });
     assert.equal(joined, 'staff-dan in staff-x');
     await direct.close();
+
+    // A malformed path is a 400, and the server goes on serving.
+    assert.equal((await fetch(`${server.url.replace(/\/token-server\/$/, '')}/%`)).status, 400);
+    assert.equal((await fetch(`${server.url}?user=staff-erin`)).status, 200);
   } finally {
     await server.stop();
     await wrong.stop();

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
-import { startBroker, launch, openPage } from './harness.mjs';
+import { startBroker, launch, openPage, freePort } from './harness.mjs';
 
 const { PEERWIRE_BROKER_BIN, PEERWIRE_APP, PEERWIRE_NODE_APP } = process.env;
 let broker, browser, bot;
@@ -134,4 +134,75 @@ test('Node.js: peerwire/signaller over ws carries text, bytes and JSON through t
   assert.deepEqual(out.answered, ['{"answer":true}']);
   assert.deepEqual(out.ends, [{ code: 1000, name: 'normal', error: null }, { code: 1000, name: 'normal', error: null }]);
   assert.deepEqual(out.lost, { code: 1006, name: 'abnormal', error: 'refused' });
+});
+
+// Node's `ws` throws an `error` event nobody listens to, and the process
+// exits: the peer must listen on every socket it opens. A broker that is
+// down (createPeer rejects with its named error), one killed under a
+// registered peer (each reconnect attempt is refused until it is back),
+// and a close while the peer is reconnecting: the process lives through
+// all three and exits by itself.
+test('Node.js: a peer lives through a broker down, killed, restarted, and a close while reconnecting', async () => {
+  const port = await freePort();
+  const url = `ws://127.0.0.1:${port}/ws`;
+  const script = `
+    import * as rtc from 'node-datachannel/polyfill';
+    import { WebSocket } from 'ws';
+    import { createPeer } from 'peerwire';
+    const [url, id] = process.argv.slice(1);
+    const say = (line) => console.log(JSON.stringify(line));
+    const lines = (await import('node:readline')).createInterface({ input: process.stdin });
+    const commands = lines[Symbol.asyncIterator]();
+    const next = async () => (await commands.next()).value;
+    say({ down: await createPeer(id, { broker: url, rtc, WebSocket }).then(() => 'created', (e) => e.code) });
+    await next(); // the broker is up
+    const peer = await createPeer(id, { broker: url, rtc, WebSocket });
+    const states = [];
+    let wake;
+    peer.on('broker', (s) => { states.push(s.state + (s.reconnect ? ' again' : '')); wake?.(); });
+    const until = async (state) => { while (!states.includes(state)) await new Promise((r) => { wake = r; }); };
+    say({ up: peer.id });
+    await until('disconnected'); // the test killed the broker
+    say({ lost: true });
+    await until('registered again'); // and started it again
+    say({ back: peer.broker });
+    await next(); // killed again
+    states.length = 0;
+    await until('disconnected');
+    await peer.close();
+    say({ closed: peer.closed, states });
+  `;
+  const node = spawn(process.execPath, ['--input-type=module', '-e', script, url, `node-${Math.random().toString(36).slice(2, 8)}`], {
+    cwd: PEERWIRE_NODE_APP, stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  node.stderr.on('data', (d) => { stderr += d; });
+  const exited = once(node, 'exit');
+  const said = createInterface({ input: node.stdout })[Symbol.asyncIterator]();
+  const hear = async () => {
+    const { value, done } = await said.next();
+    assert.ok(!done, `the Node.js peer exited: ${stderr}`);
+    return JSON.parse(value);
+  };
+  let up;
+  try {
+    assert.deepEqual(await hear(), { down: 'broker-unreachable' });
+    up = await startBroker(PEERWIRE_BROKER_BIN, PEERWIRE_APP, [], port);
+    node.stdin.write('up\n');
+    assert.match((await hear()).up, /^node-/);
+    await up.kill();
+    assert.deepEqual(await hear(), { lost: true });
+    // Reconnect attempts meet a closed port until the broker is back.
+    up = await startBroker(PEERWIRE_BROKER_BIN, PEERWIRE_APP, [], port);
+    assert.deepEqual(await hear(), { back: url });
+    await up.kill();
+    node.stdin.write('killed\n');
+    assert.deepEqual(await hear(), { closed: true, states: ['disconnected'] });
+    node.stdin.end();
+    const [code] = await exited;
+    assert.equal(code, 0, stderr);
+  } finally {
+    if (node.exitCode === null) node.kill('SIGKILL');
+    await up?.stop();
+  }
 });

@@ -46,6 +46,15 @@ test('the definitions also compile with lib esnext (Symbol.dispose declared by b
   assert.equal(r.status, 0, r.stdout + r.stderr);
 });
 
+test('each entry is typed under moduleResolution node (no exports map: typesVersions)', () => {
+  assert.ok(PEERWIRE_APP, 'run through tests/run.sh (it installs the package into a scratch app)');
+  copyFileSync(join(here, 'types', 'node10.ts'), join(PEERWIRE_APP, 'node10.ts'));
+  const old = ['--noEmit', '--pretty', 'false', '--strict', '--target', 'es2020', '--lib', 'es2020,dom', '--module', 'es2022',
+    '--moduleResolution', 'node', 'node10.ts'];
+  const r = spawnSync(process.execPath, [tsc, ...old], { cwd: PEERWIRE_APP, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+});
+
 /** Each line of `file` marked `// error: text` fails with that text, and nothing else fails. */
 function checkMisuse(file) {
   const r = compile(file);

@@ -387,8 +387,10 @@ impl Engine {
         if self.by_remote.get(&remote) == Some(&c) {
             self.by_remote.remove(&remote);
         }
+        // A connection that failed fails its streams with the same error:
+        // their readers and senders learn why their data stopped.
         for s in streams {
-            self.close_chan(s, reason, None, false, now);
+            self.close_chan(s, reason, error.clone(), false, now);
         }
         if notify {
             if was_open {

@@ -284,6 +284,7 @@ impl Engine {
     /// No usable token, or no broker: the peer stays offline; `createPeer`
     /// rejects, or (later) an `error` event says why.
     fn refuse(&mut self, err: PeerError, now: Millis) {
+        self.log(LogLevel::Error, || format!("offline: {err}"));
         let code = match &err {
             PeerError::Unauthorized { code, .. } => *code,
             _ => ErrorCode::Internal,
@@ -476,6 +477,9 @@ impl Engine {
                     }
                 }
                 SessionEvent::RegisterFailed { code, message } => {
+                    self.log(LogLevel::Warn, || {
+                        format!("the broker refused the registration: {code} {message}")
+                    });
                     self.action(Action::CloseBroker {
                         code: 1000,
                         reason: "registration refused".into(),
@@ -488,6 +492,10 @@ impl Engine {
                 SessionEvent::Reply { rid, message } => self.on_reply(rid, message, now),
                 SessionEvent::Push(msg) => self.on_push(msg, now),
                 SessionEvent::TimedOut { rid } => {
+                    let ms = self.config.request_timeout;
+                    self.log(LogLevel::Warn, || {
+                        format!("request #{rid} to the broker: no answer within {ms} ms")
+                    });
                     if let Some((op, _)) = self.requests.remove(&rid) {
                         self.done(op, Err(PeerError::Timeout(self.config.request_timeout)));
                     }
@@ -508,6 +516,9 @@ impl Engine {
             }
         }
         if let ServerMessage::Error { code, message, .. } = message {
+            self.log(LogLevel::Warn, || {
+                format!("the broker refused request #{rid}: {code} {message}")
+            });
             self.done(op, Err(PeerError::from_broker(code, message)));
             return;
         }
@@ -576,9 +587,13 @@ impl Engine {
                     | ErrorCode::Unavailable
             ) =>
             {
+                self.log(LogLevel::Info, || {
+                    format!("the broker could not deliver to \"{target}\": {code}")
+                });
                 self.undeliverable(&target, code, "", now);
             }
             ServerMessage::Error { code, message, .. } => {
+                self.log(LogLevel::Warn, || format!("broker error: {code} {message}"));
                 self.events
                     .push_back(Event::Error(PeerError::Broker { code, message }));
             }
