@@ -22,11 +22,12 @@ else
 fi
 [ -x tests/e2e/node_modules/.bin/typedoc ] || (cd tests/e2e && npm install --no-audit --no-fund --silent)
 
-# The definitions users get: the `types` of the package's main export.
+# The definitions users get: the `types` of the package's main export, and
+# peerwire/signaller's (a module of its own in the pages).
 ENTRY=$(node -e '
   const pkg = require(process.argv[1] + "/package.json");
   const main = pkg.exports?.["."];
-  console.log((typeof main === "object" && main.types) || pkg.types || pkg.typings);
+  console.log(((typeof main === "object" && main.types) || pkg.types || pkg.typings).replace(/^\.\//, ""));
 ' "$PKG")
 [ -f "$PKG/$ENTRY" ] || { echo "[docs] no definitions at $PKG/$ENTRY" >&2; exit 1; }
 
@@ -34,11 +35,11 @@ ENTRY=$(node -e '
 cat >"$SCRATCH/tsconfig.json" <<JSON
 { "compilerOptions": { "strict": true, "target": "es2020", "lib": ["es2020", "dom"],
   "module": "es2022", "moduleResolution": "bundler", "noEmit": true },
-  "files": ["$PKG/$ENTRY"] }
+  "files": ["$PKG/$ENTRY", "$PKG/signaller.d.ts"] }
 JSON
 
 tests/e2e/node_modules/.bin/typedoc \
-  --tsconfig "$SCRATCH/tsconfig.json" --entryPoints "$PKG/$ENTRY" --out "$OUT" \
+  --tsconfig "$SCRATCH/tsconfig.json" --entryPoints "$PKG/$ENTRY" "$PKG/signaller.d.ts" --out "$OUT" \
   --name peerwire --readme docs/API.md --projectDocuments docs/ERRORS.md \
   --plugin "$ROOT/tests/e2e/typedoc-plugin.mjs" --disableSources \
   --validation.notExported --validation.invalidLink --validation.notDocumented \

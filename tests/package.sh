@@ -84,6 +84,17 @@ build() {
   # src/web/helpers_full.js) get `export let Name: unknown;` from wasm-bindgen;
   # their real declarations are in the crate's custom TypeScript section.
   sed -i '/^export let [A-Za-z]*: unknown;$/d' "$dir/peerwire_glue.d.ts"
+  # createPeer takes an id and options, or options alone: two overloads, so
+  # that `createPeer('alice')` (no broker) fails to compile instead of at
+  # run time. wasm-bindgen writes one signature with a union.
+  node -e '
+    const fs = require("fs"), f = process.argv[1], s = fs.readFileSync(f, "utf8");
+    const one = "export function createPeer(id_or_options: string | PeerOptions, options?: PeerOptions | null): Promise<Peer>;";
+    if (!s.includes(one)) { console.error("package.sh: the declaration of createPeer changed: " + f); process.exit(1); }
+    fs.writeFileSync(f, s.replace(one, "export function createPeer(id: string, options: PeerOptions): Promise<Peer>;\n" +
+      "/** `createPeer({ broker })`: the broker assigns an id; or `createPeer({ broker, id })`. */\n" +
+      "export function createPeer(options: PeerOptions): Promise<Peer>;"));
+  ' "$dir/peerwire_glue.d.ts"
   rm -f "$dir/peerwire_bg.wasm.d.ts"
   # The entries ship without their comments (they count in the package size).
   for f in peerwire.js peerwire.node.js peerwire.d.ts; do sed "/^\/\//d" "npm/$f" >"$dir/$f"; done

@@ -544,6 +544,32 @@ fn the_nginx_file_balances_websockets_over_the_guides_brokers() {
         );
     }
 
+    // The other protocols' WebSockets (/peerjs, /listen/…) pass under
+    // `location /`, with the Connection header the map gives an upgrade.
+    let root = find_all(&conf, "location")
+        .into_iter()
+        .find(|l| l.args == ["/"])
+        .expect("a location for /");
+    let root_headers: Vec<Vec<String>> = find_all(root.block.as_ref().unwrap(), "proxy_set_header")
+        .iter()
+        .map(|d| d.args.clone())
+        .collect();
+    for wanted in [
+        ["Upgrade", "$http_upgrade"],
+        ["Connection", "$connection_upgrade"],
+    ] {
+        assert!(
+            root_headers.iter().any(|h| h == &wanted),
+            "location / lacks proxy_set_header {wanted:?}"
+        );
+    }
+    let map = find_all(&conf, "map");
+    assert!(
+        map.iter()
+            .any(|m| m.args == ["$http_upgrade", "$connection_upgrade"]),
+        "a map from $http_upgrade to $connection_upgrade"
+    );
+
     let ws = find_all(&conf, "location")
         .into_iter()
         .find(|l| l.args.last().is_some_and(|path| path == "/ws"))

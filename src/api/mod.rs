@@ -152,9 +152,10 @@ export interface PeerOptions {
   keepAliveTimeout?: number;
   /**
    * ICE restarts tried when an open connection loses its network path (silence, ICE
-   * `disconnected` or `failed`, the browser's network change) before it closes with
-   * `ConnectionFailedError`. Messages sent meanwhile wait and arrive in order. `0`: close at
-   * once. Default 3.
+   * `disconnected` or `failed`, the browser's network change) before it moves to the broker's
+   * relay (or, with `relay: 'never'` or a broker that refuses, closes with
+   * `ConnectionFailedError`). Messages sent meanwhile wait and arrive in order. `0`: close at
+   * once (no restarts, no move to the relay). Default 3.
    */
   iceRestarts?: number;
   /** How long one ICE restart may take to bring the path back, in ms. Default 5000. */

@@ -268,7 +268,8 @@ pub enum CloseCode {
     ProtocolError = 1002,
     /// A text frame that is not UTF-8.
     InvalidPayload = 1007,
-    /// The connection broke a policy (for example a disallowed origin).
+    /// The connection broke a policy (a signal-channel hub refused a join
+    /// or an update, say; a disallowed origin gets HTTP 403 instead).
     PolicyViolation = 1008,
     /// A frame was larger than the broker's maximum frame size.
     MessageTooBig = 1009,

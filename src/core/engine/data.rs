@@ -1012,7 +1012,7 @@ impl Engine {
         if ch.held.len() >= MAX_HELD_MESSAGES {
             let what = ch.describe();
             let err = PeerError::QueueFull(format!(
-                "{MAX_HELD_MESSAGES} messages arrived on the {what} with no 'message' listener; attach one with on('message')"
+                "{MAX_HELD_MESSAGES} messages arrived on the {what} with no 'message' listener, or a `readable` nobody read; attach a listener with on('message'), or read faster"
             ));
             match (ch.is_main(), ch.conn) {
                 (true, Some(c)) => self.fail_conn(c, err, now),

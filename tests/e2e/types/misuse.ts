@@ -14,6 +14,7 @@ async function misuse(conn: Connection, room: Room, stream: Stream, caught: unkn
   new Node({ hub: 42 }); // error: Type 'number' is not assignable to type 'Hub | NetworkHub | undefined'
   await createPeer('b', { broker: 'ws://x', token: 7 }); // error: Type 'number' is not assignable to type 'string | (() => string | Promise<string>) | undefined'
   await createPeer('c', { broker: ['ws://a', 7] }); // error: Type 'number' is not assignable to type 'string'
+  await createPeer('d'); // error: No overload matches this call
   conn.on<Chat>('message', (msg) => msg.txt); // error: Property 'txt' does not exist on type 'Chat'
   stream.on<Chat>('message', (msg: number) => msg); // error: Type 'Chat' is not assignable to type 'number'
   conn.on<Chat>('close', () => {}); // error: "close"
