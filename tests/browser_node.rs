@@ -285,7 +285,71 @@ async fn a_stalled_readable_is_bounded_by_the_connection_budget() {
     call(&b, "close", &[]).await.unwrap();
 }
 
+/// Once an object's `close` has been delivered, `on()` is refused with
+/// `ClosedError` (a listener added then would never hear anything), and
+/// so is reading its `readable`; `off()` stays harmless.
+#[wasm_bindgen_test]
+async fn listeners_on_a_closed_object_are_refused_by_name() {
+    let (a, b, conn_a, conn_b) = connected_pair().await;
+    let incoming = Events::on(&conn_b, "stream").await;
+    let sa = call(&conn_a, "openStream", &["short".into()])
+        .await
+        .unwrap();
+    let sb = incoming.nth(0, 5000.0).await;
+    let closed = Events::on(&sb, "close").await;
+    call(&sa, "close", &[]).await.unwrap();
+    closed.nth(0, 5000.0).await;
+    let check = js_fn(
+        "s",
+        "const name = (f) => { try { f(); return 'ok'; } catch (e) { return e.name; } }; \
+         return s.readable.getReader().read().then(() => 'read', (e) => e.name).then((read) => \
+           [name(() => s.on('end', () => {})), name(() => s.off('end', () => {})), read]);",
+    );
+    let out = call(&check, "call", &[JsValue::NULL, sb.clone()])
+        .await
+        .unwrap();
+    let names: Vec<String> = Array::from(&out)
+        .iter()
+        .map(|v| v.as_string().unwrap())
+        .collect();
+    assert_eq!(names, ["ClosedError", "ok", "ClosedError"]);
+    call(&a, "close", &[]).await.unwrap();
+    call(&b, "close", &[]).await.unwrap();
+}
+
 // ---- Node, hubs, sockets ------------------------------------------------------
+
+/// Ports, statuses and timeouts out of range are refused by name, not
+/// wrapped (70000 is not port 4464) nor taken as "at once".
+#[wasm_bindgen_test]
+async fn ports_statuses_and_timeouts_out_of_range_are_refused_by_name() {
+    let hub: JsValue = PageHub::new().into();
+    let node = node_on(hub);
+    let me = address(&node).await;
+    let check = js_fn(
+        "n, me",
+        "const name = (f) => { try { const p = f(); return p && p.then ? p.then(() => 'ok', (e) => e.name) : 'ok'; } \
+           catch (e) { return e.name; } }; \
+         return Promise.all([ \
+           name(() => n.sockets.connect(me, 70000)), \
+           name(() => n.sockets.connect(me, 7.5)), \
+           name(() => n.sockets.connect(me, 7, { timeout: NaN })), \
+           name(() => n.sockets.connect(me, 7, { timeout: -1 })), \
+           name(() => n.sockets.createServer(() => {}).listen(-1)), \
+           name(() => n.rest.createServer(() => {}).listen(65536)), \
+           name(() => n.rest.fetch(`rest://${me}:7/`, { timeout: 'soon' })), \
+         ]);",
+    );
+    let out = call(&check, "call", &[JsValue::NULL, node.clone(), me.into()])
+        .await
+        .unwrap();
+    let names: Vec<String> = Array::from(&out)
+        .iter()
+        .map(|v| v.as_string().unwrap())
+        .collect();
+    assert_eq!(names, vec!["InvalidArgumentError"; 7]);
+    call(&node, "close", &[]).await.unwrap();
+}
 
 #[wasm_bindgen_test]
 async fn nodes_on_a_page_hub_get_addresses_names_and_sockets() {

@@ -646,6 +646,78 @@ async fn options_are_refused_by_name_in_order_and_the_valid_ones_are_taken() {
     call(&b, "close", &[]).await.unwrap();
 }
 
+/// Values that cannot be sent are refused by name, through `peer.send`
+/// (converted after the connect) as through `conn.send`, and the peer
+/// keeps working: an object whose `toJSON` gives nothing, a buffer
+/// transferred elsewhere, a string over `maxMessageSize` (refused before it
+/// is copied), a broadcast above the broker's frame size (refused before it
+/// is sent: the broker would close the link), a timeout that is not a
+/// number of milliseconds.
+#[wasm_bindgen_test]
+async fn values_that_cannot_be_sent_are_refused_by_name_and_the_peer_goes_on() {
+    let (a, b, conn_a, _conn_b) = connected_pair().await;
+    let idb = get(&b, "id");
+    let got = Events::on(&b, "message").await;
+    let check = js_eval(
+        "return async (a, conn, to) => {
+           const name = (p) => p.then(() => 'sent', (e) => e.name);
+           const buf = new ArrayBuffer(8);
+           const view = new Uint8Array(buf);
+           structuredClone(buf, { transfer: [buf] });
+           const big = 'x'.repeat(70_000_000);
+           const room = await a.join(`big-${Math.random()}`);
+           return [
+             await name(a.send(to, { toJSON() {} })),
+             await name(conn.send({ toJSON() {} })),
+             await name(conn.send(buf)),
+             await name(conn.send(view)),
+             await name(a.send(to, big)),
+             await name(room.broadcast('y'.repeat(100_000))),
+             await name(room.set('k', 'z'.repeat(100_000))),
+             await name(room.set('k', 1, { ttl: NaN })),
+             await name(room.set('k', 1, { ttl: '5s' })),
+             await name(a.send(to, 'still here')),
+           ];
+         };",
+    );
+    let out = call(
+        &check,
+        "call",
+        &[JsValue::NULL, a.clone(), conn_a.clone(), idb],
+    )
+    .await
+    .unwrap();
+    let names: Vec<String> = Array::from(&out)
+        .iter()
+        .map(|v| v.as_string().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "InvalidArgumentError",
+            "InvalidArgumentError",
+            "InvalidArgumentError",
+            "InvalidArgumentError",
+            "MessageTooLargeError",
+            "MessageTooLargeError",
+            "MessageTooLargeError",
+            "InvalidArgumentError",
+            "InvalidArgumentError",
+            "sent",
+        ]
+    );
+    assert_eq!(
+        got.nth(0, 5000.0)
+            .await
+            .dyn_into::<Object>()
+            .ok()
+            .map(|o| get(&o, "message").as_string()),
+        Some(Some("still here".into()))
+    );
+    call(&a, "close", &[]).await.unwrap();
+    call(&b, "close", &[]).await.unwrap();
+}
+
 /// At `'warn'`, what the broker refuses is logged with its code: a
 /// registration (the id is taken) and a request (a room name it rejects).
 #[wasm_bindgen_test]

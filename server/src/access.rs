@@ -153,6 +153,7 @@ mod tests {
             rooms: Vec::new(),
             rate_limit: None,
             rate_burst: None,
+            max_frame_bytes: Some(65_536),
         };
         let frame = Frame::Text(reply.encode().into());
         assert_eq!(registered_id(&frame).as_deref(), Some("alice"));

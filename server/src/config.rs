@@ -485,6 +485,7 @@ impl Config {
                 (self.rate_limit.floor() as u64).max(1),
                 (self.rate_burst.floor() as u64).max(1),
             )),
+            max_frame_bytes: self.max_frame_bytes,
         })
     }
 

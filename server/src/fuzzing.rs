@@ -119,6 +119,7 @@ fn config() -> HubConfig {
             intent_timeout: Duration::from_millis(30),
         },
         message_rate: Some((50, 200)),
+        max_frame_bytes: 65_536,
     }
 }
 

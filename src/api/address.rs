@@ -100,7 +100,9 @@ pub(crate) async fn open_socket(
             .unwrap_or_else(|_| Err(PeerError::Closed("the peer".into())))?;
         Ok(chan)
     };
-    let timeout = gloo_timers::future::TimeoutFuture::new(timeout_ms.min(u32::MAX as u64) as u32);
+    let timeout = gloo_timers::future::TimeoutFuture::new(
+        timeout_ms.min(super::options::MAX_DELAY_MS) as u32,
+    );
     let outcome = {
         let attempt = std::pin::pin!(attempt);
         match futures_util::future::select(attempt, timeout).await {

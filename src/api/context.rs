@@ -19,7 +19,8 @@ use wasm_bindgen_futures::JsFuture;
 use super::errors::PeerError;
 use super::events::Emitter;
 use super::payload::{Payload, decode_payload, to_payload};
-use crate::core::engine::{ChanId, ConnId, Event, Listening, OpId, Reply, Table};
+use crate::core::engine::{ChanId, ConnId, ConnState, Event, Listening, OpId, Reply, Table};
+use crate::core::stream::StreamState;
 use crate::protocol::frames::PayloadType;
 use crate::web::cell::StateCell;
 use crate::web::driver::{Driver, Sink, Then};
@@ -203,6 +204,11 @@ impl Ctx {
         event: &str,
         listener: Function,
     ) -> Result<(), PeerError> {
+        // An object whose `close` was delivered has no view left: a
+        // listener added now would never hear anything.
+        if let Some(what) = self.gone(&target) {
+            return Err(PeerError::Closed(what));
+        }
         let emitter = self.emitter(&target);
         emitter.on(event, listener)?;
         let ctx = self.clone();
@@ -270,6 +276,27 @@ impl Ctx {
         self.handle(Target::Chan(chan), || (self.make_stream)(self, chan.0))
     }
 
+    /// What `target` was, if it closed and its `close` was delivered (its
+    /// view is gone): nothing of it may come back.
+    fn gone(&self, target: &Target) -> Option<String> {
+        if self.views.borrow().contains_key(target) {
+            return None;
+        }
+        self.d.read(|e| match target {
+            Target::Conn(c) => (e.conn_state(*c) == ConnState::Closed).then(|| {
+                format!(
+                    "the connection to \"{}\"",
+                    e.conn_remote(*c).unwrap_or_default()
+                )
+            }),
+            Target::Chan(c) => {
+                (e.stream_state(*c) == StreamState::Closed).then(|| "the stream".to_string())
+            }
+            Target::Room(r) => e.room(r).is_none().then(|| format!("room \"{r}\" (left)")),
+            _ => None,
+        })
+    }
+
     fn handle(&self, target: Target, make: impl FnOnce() -> JsValue) -> JsValue {
         let cached = self
             .views
@@ -280,6 +307,10 @@ impl Ctx {
             return h;
         }
         let h = make();
+        // A closed object's handle gets no view again (`gone`).
+        if self.gone(&target).is_some() {
+            return h;
+        }
         self.emitter(&target);
         if let Some(v) = self.views.borrow_mut().get_mut(&target) {
             v.handle = Some(h.clone());
@@ -444,7 +475,8 @@ pub(crate) fn send_value(
     progress: Option<Function>,
 ) -> Promise {
     let wants = progress.is_some();
-    let payload = chan.and_then(|chan| Ok((chan, to_payload(value)?)));
+    let max = ctx.d.read(|e| e.config().max_message_size);
+    let payload = chan.and_then(|chan| Ok((chan, to_payload(value, max)?)));
     match payload {
         Err(e) => Promise::reject(&e.to_js()),
         Ok((chan, Payload::Bytes(kind, bytes))) => ctx.d.ask(
@@ -508,15 +540,7 @@ pub(crate) fn json_to_js(value: &Json) -> JsValue {
 /// A JS value as JSON text (`JSON.stringify`); `undefined`, functions,
 /// BigInts and cycles are named errors.
 pub(crate) fn js_to_json(value: &JsValue) -> Result<Json, PeerError> {
-    let text = js_sys::JSON::stringify(value).map_err(|e| {
-        PeerError::InvalidArgument(format!(
-            "the value must be JSON: {}",
-            crate::web::js_error_text(&e)
-        ))
-    })?;
-    text.as_string().map(Json).ok_or_else(|| {
-        PeerError::InvalidArgument("the value must be JSON (not undefined or a function)".into())
-    })
+    super::payload::json_text(value).map(Json)
 }
 
 impl Sink for Ctx {

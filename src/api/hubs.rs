@@ -253,7 +253,7 @@ impl BroadcastChannelHub {
             None => LOOKUP_TIMEOUT_MS,
             Some(v) if v.is_undefined() => LOOKUP_TIMEOUT_MS,
             Some(v) => match v.as_f64() {
-                Some(ms) if ms.is_finite() && ms >= 0.0 => ms.min(u32::MAX as f64) as u32,
+                Some(ms) if ms >= 0.0 => ms.min(super::options::MAX_DELAY_MS as f64) as u32,
                 _ => {
                     return Err(PeerError::InvalidArgument(
                         "options.lookupTimeout must be a number of milliseconds".into(),

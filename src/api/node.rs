@@ -261,15 +261,19 @@ impl Sockets {
     pub fn connect(
         &self,
         address: String,
-        port: u16,
+        port: f64,
         options: Option<super::SocketOptionsArg>,
     ) -> Promise {
+        let port = match super::options::port_arg(port) {
+            Ok(p) => p,
+            Err(e) => return Promise::reject(&e.to_js()),
+        };
         let ctx = self.ctx.clone();
         let options: JsValue = options.map(Into::into).unwrap_or(JsValue::UNDEFINED);
-        let timeout = Reflect::get(&options, &"timeout".into())
-            .ok()
-            .and_then(|t| t.as_f64())
-            .map(|t| t.max(0.0) as u64);
+        let timeout = match super::options::millis_field(&options, "timeout") {
+            Ok(t) => t,
+            Err(e) => return Promise::reject(&e.to_js()),
+        };
         promise(Box::pin(async move {
             let timeout = timeout.unwrap_or(ctx.d.read(|e| e.config().connect_timeout));
             let chan = open_socket(&ctx, &address, port, timeout).await?;
@@ -291,7 +295,8 @@ pub struct SocketServer {
 impl SocketServer {
     /// Starts taking sockets on `port`.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
-    pub fn listen(&self, port: u16) -> Result<Promise, JsValue> {
+    pub fn listen(&self, port: f64) -> Result<Promise, JsValue> {
+        let port = super::options::port_arg(port)?;
         let binding = self
             .ctx
             .listen(port, PortListener::Sockets(self.on_socket.clone()))?;

@@ -240,3 +240,47 @@ pub fn policy_from(options: &JsValue, base: ChannelPolicy) -> Result<ChannelPoli
         max_retransmits: num(1).map(|v| v as u16).or(base.max_retransmits),
     })
 }
+
+/// The longest delay a browser timer takes (`setTimeout` wraps past
+/// 2³¹ − 1 ms, about 24.8 days, and fires at once).
+pub const MAX_DELAY_MS: u64 = i32::MAX as u64;
+
+/// Field `name` of `options` in milliseconds: `None` when absent; a
+/// negative number, NaN or anything but a number is a named error;
+/// `Infinity` and values past [`MAX_DELAY_MS`] wait that long.
+pub fn millis_field(options: &JsValue, name: &str) -> Result<Option<u64>, PeerError> {
+    let v = js_sys::Reflect::get(options, &name.into()).unwrap_or(JsValue::UNDEFINED);
+    let Some(v) = given(v) else {
+        return Ok(None);
+    };
+    match v.as_f64() {
+        Some(ms) if ms >= 0.0 => Ok(Some((ms as u64).min(MAX_DELAY_MS))),
+        Some(_) => Err(PeerError::InvalidArgument(format!(
+            "options.{name} must be a number of milliseconds (0 or more), got {}",
+            js_sys::Number::from(v)
+                .to_string_with_radix(10)
+                .map(String::from)
+                .unwrap_or_default()
+        ))),
+        None => Err(PeerError::InvalidArgument(format!(
+            "options.{name} must be a number of milliseconds (0 or more), got a {}",
+            v.js_typeof().as_string().unwrap_or_default()
+        ))),
+    }
+}
+
+/// A port number from JavaScript: a whole number from 0 to 65535, else a
+/// named error (wasm-bindgen would wrap 70000 to 4464).
+pub fn port_arg(port: f64) -> Result<u16, PeerError> {
+    if port.fract() == 0.0 && (0.0..=65535.0).contains(&port) {
+        Ok(port as u16)
+    } else {
+        Err(PeerError::InvalidArgument(format!(
+            "a port must be a whole number from 0 to 65535, got {}",
+            js_sys::Number::from(port)
+                .to_string_with_radix(10)
+                .map(String::from)
+                .unwrap_or_default()
+        )))
+    }
+}

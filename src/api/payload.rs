@@ -22,51 +22,74 @@ pub(crate) fn progress_option(options: Option<super::SendOptionsArg>) -> Option<
         .ok()
 }
 
-#[wasm_bindgen::prelude::wasm_bindgen]
+#[wasm_bindgen::prelude::wasm_bindgen(module = "/src/web/helpers.js")]
 extern "C" {
-    /// Any ArrayBufferView (typed array, DataView), read through its
-    /// getters: no property name crosses from the wasm per message.
-    type View;
-    #[wasm_bindgen(method, getter)]
-    fn buffer(this: &View) -> JsValue;
-    #[wasm_bindgen(method, getter, js_name = byteOffset)]
-    fn byte_offset(this: &View) -> u32;
-    #[wasm_bindgen(method, getter, js_name = byteLength)]
-    fn byte_length(this: &View) -> u32;
+    /// A Uint8Array over a binary value's bytes, `null`, or the error
+    /// (helpers.js says which).
+    #[wasm_bindgen(js_name = byteView)]
+    fn byte_view(value: &JsValue) -> JsValue;
 }
 
-/// The bytes an ArrayBufferView (typed array, DataView) looks at, copied.
-pub(crate) fn view_bytes(value: &JsValue) -> Option<Vec<u8>> {
-    if let Some(bytes) = value.dyn_ref::<Uint8Array>() {
-        return Some(bytes.to_vec());
+/// The bytes of an ArrayBuffer, SharedArrayBuffer or view, copied, if
+/// `value` is one and holds at most `max` bytes; `None` for other values.
+pub(crate) fn binary(value: &JsValue, max: usize) -> Result<Option<Vec<u8>>, PeerError> {
+    let view = byte_view(value);
+    if view.is_null() {
+        return Ok(None);
     }
-    if !js_sys::ArrayBuffer::is_view(value) {
-        return None;
+    let Some(bytes) = view.dyn_ref::<Uint8Array>() else {
+        return Err(PeerError::InvalidArgument(format!(
+            "the bytes cannot be read (a buffer transferred elsewhere is empty here): {}",
+            crate::web::js_error_text(&view)
+        )));
+    };
+    fits(bytes.length() as usize, max)?;
+    Ok(Some(bytes.to_vec()))
+}
+
+/// `size` bytes against `max`, checked before anything is copied.
+fn fits(size: usize, max: usize) -> Result<(), PeerError> {
+    if size > max {
+        return Err(PeerError::MessageTooLarge {
+            size,
+            max,
+            hint: "; raise maxMessageSize in the options",
+        });
     }
-    let view = value.unchecked_ref::<View>();
-    Some(
-        Uint8Array::new_with_byte_offset_and_length(
-            &view.buffer(),
-            view.byte_offset(),
-            view.byte_length(),
+    Ok(())
+}
+
+/// `JSON.stringify(value)`; a value it gives nothing for (`undefined`, a
+/// function, an object whose `toJSON` returns nothing) or throws on (a
+/// BigInt, a cycle) is a named error.
+pub(crate) fn json_text(value: &JsValue) -> Result<String, PeerError> {
+    let text = js_sys::JSON::stringify(value).map_err(|e| {
+        PeerError::InvalidArgument(format!(
+            "the value cannot be sent as JSON: {}",
+            crate::web::js_error_text(&e)
+        ))
+    })?;
+    text.as_string().ok_or_else(|| {
+        PeerError::InvalidArgument(
+            "the value has no JSON form (undefined, a function, or a toJSON that returns nothing): send a string, bytes, a Blob or a JSON value".into(),
         )
-        .to_vec(),
-    )
+    })
 }
 
 /// Strings as text, bytes as binary, Blobs read in order, anything else as
-/// JSON.
-pub(crate) fn to_payload(value: &JsValue) -> Result<Payload, PeerError> {
-    if let Some(s) = value.as_string() {
-        return Ok(Payload::Bytes(PayloadType::Text, s.into_bytes()));
+/// JSON. Nothing over `max` bytes is copied into the wasm.
+pub(crate) fn to_payload(value: &JsValue, max: usize) -> Result<Payload, PeerError> {
+    if value.is_string() {
+        // UTF-16 units: never more than the UTF-8 bytes.
+        fits(
+            value.unchecked_ref::<js_sys::JsString>().length() as usize,
+            max,
+        )?;
+        let text = value.as_string().unwrap_or_default();
+        fits(text.len(), max)?;
+        return Ok(Payload::Bytes(PayloadType::Text, text.into_bytes()));
     }
-    if let Some(buf) = value.dyn_ref::<js_sys::ArrayBuffer>() {
-        return Ok(Payload::Bytes(
-            PayloadType::Binary,
-            Uint8Array::new(buf).to_vec(),
-        ));
-    }
-    if let Some(bytes) = view_bytes(value) {
+    if let Some(bytes) = binary(value, max)? {
         return Ok(Payload::Bytes(PayloadType::Binary, bytes));
     }
     if let Some(blob) = value.dyn_ref::<web_sys::Blob>() {
@@ -75,13 +98,8 @@ pub(crate) fn to_payload(value: &JsValue) -> Result<Payload, PeerError> {
     if value.is_undefined() || value.is_function() || value.is_symbol() {
         return Err(PeerError::InvalidArgument("send() takes a string, ArrayBuffer, typed array, Blob, or a JSON value (not undefined or a function)".into()));
     }
-    let json = js_sys::JSON::stringify(value).map_err(|e| {
-        PeerError::InvalidArgument(format!(
-            "the message cannot be sent as JSON: {}",
-            crate::web::js_error_text(&e)
-        ))
-    })?;
-    let json: String = json.into();
+    let json = json_text(value)?;
+    fits(json.len(), max)?;
     Ok(Payload::Bytes(PayloadType::Json, json.into_bytes()))
 }
 

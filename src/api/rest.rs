@@ -67,20 +67,10 @@ fn body_bytes(value: &JsValue) -> Result<(Vec<u8>, &'static str), PeerError> {
     if let Some(s) = value.as_string() {
         return Ok((s.into_bytes(), "text/plain; charset=utf-8"));
     }
-    if let Some(b) = value.dyn_ref::<js_sys::ArrayBuffer>() {
-        return Ok((Uint8Array::new(b).to_vec(), "application/octet-stream"));
-    }
-    if let Some(bytes) = super::payload::view_bytes(value) {
+    if let Some(bytes) = super::payload::binary(value, usize::MAX)? {
         return Ok((bytes, "application/octet-stream"));
     }
-    let json: String = js_sys::JSON::stringify(value)
-        .map_err(|e| {
-            PeerError::InvalidArgument(format!(
-                "the body cannot be sent as JSON: {}",
-                crate::web::js_error_text(&e)
-            ))
-        })?
-        .into();
+    let json = super::payload::json_text(value)?;
     Ok((json.into_bytes(), "application/json"))
 }
 
@@ -429,11 +419,17 @@ pub struct RestResponse {
 #[wasm_bindgen]
 impl RestResponse {
     /// Sets the status (default 200); returns the response for chaining.
-    pub fn status(&self, code: u16) -> RestResponse {
-        self.inner.status.set(code);
-        RestResponse {
-            inner: self.inner.clone(),
+    pub fn status(&self, code: f64) -> Result<RestResponse, JsValue> {
+        if code.fract() != 0.0 || !(100.0..=999.0).contains(&code) {
+            return Err(PeerError::InvalidArgument(
+                "a status must be a whole number from 100 to 999".into(),
+            )
+            .into());
         }
+        self.inner.status.set(code as u16);
+        Ok(RestResponse {
+            inner: self.inner.clone(),
+        })
     }
 
     /// Response headers: a plain object to fill in before sending.
@@ -461,9 +457,7 @@ impl RestResponse {
     ) -> Promise {
         let inner = self.inner.clone();
         promise(Box::pin(async move {
-            let json: String = js_sys::JSON::stringify(&value)
-                .map_err(|e| PeerError::InvalidArgument(crate::web::js_error_text(&e)))?
-                .into();
+            let json = super::payload::json_text(&value)?;
             inner
                 .send_whole(inner.status.get(), json.into_bytes(), "application/json")
                 .await?;
@@ -611,8 +605,11 @@ impl RestServer {
 
     /// Serves on `port` (default 80).
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
-    pub fn listen(&self, port: Option<u16>) -> Result<Promise, JsValue> {
-        let port = port.unwrap_or(DEFAULT_PORT);
+    pub fn listen(&self, port: Option<f64>) -> Result<Promise, JsValue> {
+        let port = port
+            .map(super::options::port_arg)
+            .transpose()?
+            .unwrap_or(DEFAULT_PORT);
         let ctx = self
             .inner
             .ctx
@@ -693,9 +690,7 @@ async fn fetch(ctx: Rc<Ctx>, url: String, init: JsValue) -> Result<FetchResponse
     let method = get("method").as_string().unwrap_or_else(|| "GET".into());
     let headers = from_object(&get("headers"));
     let (body, content_type) = body_bytes(&get("body"))?;
-    let timeout = get("timeout")
-        .as_f64()
-        .map(|t| t.max(0.0) as u64)
+    let timeout = super::options::millis_field(&init, "timeout")?
         .unwrap_or_else(|| ctx.d.read(|e| e.config().connect_timeout));
     let chan = super::address::open_socket(&ctx, &url.host, url.port, timeout).await?;
     let mut items = ctx.consume(chan);

@@ -119,10 +119,10 @@ impl Room {
         options: Option<super::SetOptionsArg>,
     ) -> Promise {
         let options: JsValue = options.map(Into::into).unwrap_or(JsValue::UNDEFINED);
-        let ttl_ms = Reflect::get(&options, &"ttl".into())
-            .ok()
-            .and_then(|v| v.as_f64())
-            .map(|t| t.max(0.0) as u64);
+        let ttl_ms = match super::options::millis_field(&options, "ttl") {
+            Ok(t) => t,
+            Err(e) => return Promise::reject(&e.to_js()),
+        };
         match from_js(&value) {
             Ok(value) => self
                 .ctx

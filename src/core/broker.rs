@@ -88,6 +88,8 @@ pub enum QueueError {
     Closed,
     #[error("registration with the broker failed; create a new peer")]
     Failed,
+    #[error("{size} bytes in one message to the broker, above its {max}-byte limit")]
+    TooBig { size: usize, max: usize },
 }
 
 /// Exponential backoff with full jitter.
@@ -271,6 +273,9 @@ pub struct BrokerSession {
     registered_once: bool,
     /// The broker's message rate, once it has told it (`registered`).
     pace: Option<Pace>,
+    /// The largest frame the broker takes (`registered` says; until then,
+    /// and from brokers that do not say, the default).
+    max_frame: usize,
     /// The latest time a caller gave (signals are sent without one).
     clock: Millis,
 }
@@ -293,6 +298,7 @@ impl BrokerSession {
             backoff,
             registered_once: false,
             pace: None,
+            max_frame: crate::protocol::limits::MAX_FRAME_BYTES,
             clock: 0.0,
         }
     }
@@ -350,6 +356,14 @@ impl BrokerSession {
         let rid = self.take_rid();
         *message.rid_mut() = rid;
         let frame = message.encode();
+        // The broker would close the link on it (1009), and with it every
+        // request under way: refuse this one message instead.
+        if frame.len() > self.max_frame {
+            return Err(QueueError::TooBig {
+                size: frame.len(),
+                max: self.max_frame,
+            });
+        }
         // Every request expects an answer except a successful signal; a
         // signal's deadline only bounds how long an error may take.
         self.pending.insert(
@@ -443,6 +457,7 @@ impl BrokerSession {
                 ice_servers,
                 rate_limit,
                 rate_burst,
+                max_frame_bytes,
                 ..
             } if Some(rid) == self.register_rid => {
                 self.register_rid = None;
@@ -452,6 +467,9 @@ impl BrokerSession {
                 self.resume_token = Some(resume_token);
                 let first = !self.registered_once;
                 self.registered_once = true;
+                if let Some(max) = max_frame_bytes {
+                    self.max_frame = usize::try_from(max).unwrap_or(usize::MAX);
+                }
                 self.pace = match (rate_limit, rate_burst) {
                     (Some(rate), Some(burst)) => Some(Pace::new(rate, burst, self.clock)),
                     _ => None,
@@ -633,6 +651,7 @@ mod tests {
             rooms: vec![],
             rate_limit: None,
             rate_burst: None,
+            max_frame_bytes: None,
         }
         .encode()
     }
@@ -644,6 +663,49 @@ mod tests {
             to,
             data: crate::protocol::json::Json(n.to_string()),
         }
+    }
+
+    /// A message above the broker's frame size is refused here, with the
+    /// sizes, before it is sent: the broker would close the whole link.
+    /// The size the broker announces replaces the default.
+    #[test]
+    fn a_message_above_the_brokers_frame_size_is_refused_before_it_is_sent() {
+        let mut s = BrokerSession::new(Some("alice".into()), SessionConfig::default());
+        let big = |rid| ClientMessage::Signal {
+            rid,
+            to: "bob".into(),
+            data: crate::protocol::json::Json(format!("\"{}\"", "x".repeat(70_000))),
+        };
+        assert!(matches!(
+            s.request(big, 0.0),
+            Err(QueueError::TooBig { max: 65_536, size }) if size > 70_000
+        ));
+        s.on_open();
+        let reply = ServerMessage::Registered {
+            rid: 2,
+            id: "alice".into(),
+            resume_token: "tok".into(),
+            resumed: false,
+            ice_servers: vec![],
+            grace_ms: 10_000,
+            protocol: 1,
+            rooms: vec![],
+            rate_limit: None,
+            rate_burst: None,
+            max_frame_bytes: Some(200_000),
+        }
+        .encode();
+        s.on_message_at(&reply, 0.0);
+        assert!(s.request(big, 0.0).unwrap().1.is_some(), "sent");
+        let bigger = |rid| ClientMessage::Signal {
+            rid,
+            to: "bob".into(),
+            data: crate::protocol::json::Json(format!("\"{}\"", "x".repeat(200_000))),
+        };
+        assert!(matches!(
+            s.request(bigger, 0.0),
+            Err(QueueError::TooBig { max: 200_000, .. })
+        ));
     }
 
     #[test]
@@ -666,6 +728,7 @@ mod tests {
             rooms: vec![],
             rate_limit: Some(50),
             rate_burst: Some(200),
+            max_frame_bytes: None,
         }
         .encode();
         let (_, first) = s.on_message_at(&reply, 1000.0);

@@ -412,6 +412,11 @@ pub enum ServerMessage {
         rate_limit: Option<u64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rate_burst: Option<u64>,
+        /// The largest text frame the broker takes from this connection
+        /// (`--max-frame-bytes`; 1009 above it): the SDK refuses larger
+        /// messages locally, with a named error, instead of losing the link.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_frame_bytes: Option<u64>,
     },
     Pong {
         rid: Rid,
@@ -583,6 +588,7 @@ impl ServerMessage {
                 rooms: o.strings("rooms")?,
                 rate_limit: o.opt_u64("rateLimit")?,
                 rate_burst: o.opt_u64("rateBurst")?,
+                max_frame_bytes: o.opt_u64("maxFrameBytes")?,
             },
             "pong" => Self::Pong { rid: rid()? },
             "found" => Self::Found {
@@ -837,6 +843,7 @@ mod tests {
                 rooms: vec!["lobby".into()],
                 rate_limit: Some(50),
                 rate_burst: Some(200),
+                max_frame_bytes: Some(65_536),
             },
             Pong { rid: 2 },
             Found {

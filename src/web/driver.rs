@@ -523,7 +523,9 @@ impl Driver {
         if self.io.borrow().timer.is_some() && armed <= at {
             return;
         }
-        let delay = (at - now()).clamp(0.0, u32::MAX as f64) as u32;
+        // setTimeout wraps past 2³¹ − 1 ms and fires at once; a deadline
+        // further off wakes the engine early, and the timer is set again.
+        let delay = (at - now()).clamp(0.0, i32::MAX as f64) as u32;
         let weak = self.me.clone();
         let timer = gloo_timers::callback::Timeout::new(delay, move || {
             if let Some(d) = weak.upgrade() {

@@ -8,6 +8,21 @@
 // connection when Chromium opens more than three at once, which hangs the
 // browser tests for five minutes (tests/run.sh checks the count).
 
+// The bytes of a binary value, as a Uint8Array over them (no copy): an
+// ArrayBuffer or SharedArrayBuffer (also from another realm: an iframe's),
+// or any view; null for anything else; the TypeError for a detached buffer
+// (transferred to a worker, say), which no view can be made over.
+export function byteView(v) {
+  try {
+    if (ArrayBuffer.isView(v)) return new Uint8Array(v.buffer, v.byteOffset, v.byteLength);
+    const tag = Object.prototype.toString.call(v);
+    if (tag === '[object ArrayBuffer]' || tag === '[object SharedArrayBuffer]') return new Uint8Array(v);
+  } catch (e) {
+    return e;
+  }
+  return null;
+}
+
 // WHATWG streams over a peerwire Stream: one of each per stream.
 const readables = new WeakMap();
 const writables = new WeakMap();
@@ -23,14 +38,20 @@ export function readableFrom(stream) {
   readable = new ReadableStream({
     start(controller) {
       const finish = () => { if (!done) { done = true; controller.close(); } };
-      stream.on('message', (m) => {
-        if (done) return;
-        controller.enqueue(m);
-        if (controller.desiredSize <= 0) stream._hold(true);
-      });
-      stream.on('end', finish);
-      stream.on('close', finish);
-      stream.on('error', (e) => { if (!done) { done = true; controller.error(e); } });
+      try {
+        stream.on('message', (m) => {
+          if (done) return;
+          controller.enqueue(m);
+          if (controller.desiredSize <= 0) stream._hold(true);
+        });
+        stream.on('end', finish);
+        stream.on('close', finish);
+        stream.on('error', (e) => { if (!done) { done = true; controller.error(e); } });
+      } catch (e) {
+        // Closed already (ClosedError): the reader learns it.
+        done = true;
+        controller.error(e);
+      }
     },
     pull() {
       if (!done) stream._hold(false);

@@ -259,6 +259,9 @@ pub struct HubConfig {
     /// `--rate-burst`), told to clients in `registered` so that they pace
     /// themselves; `None` tells nothing.
     pub message_rate: Option<(u64, u64)>,
+    /// The largest client frame (`--max-frame-bytes`), told to clients in
+    /// `registered` so that they refuse larger messages themselves.
+    pub max_frame_bytes: usize,
 }
 
 impl Default for HubConfig {
@@ -285,6 +288,7 @@ impl Default for HubConfig {
             ice: IceConfig::default(),
             relay: RelayConfig::default(),
             message_rate: None,
+            max_frame_bytes: MAX_FRAME_BYTES,
         }
     }
 }

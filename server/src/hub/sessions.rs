@@ -306,6 +306,7 @@ impl State {
             rooms,
             rate_limit: self.config.message_rate.map(|r| r.0),
             rate_burst: self.config.message_rate.map(|r| r.1),
+            max_frame_bytes: Some(self.config.max_frame_bytes as u64),
         }
     }
 

@@ -390,7 +390,11 @@ impl Engine {
                 if ch.accepted {
                     self.become_open(chan);
                 } else if ch.partner.is_none() && ch.relay_num.is_none() {
-                    ch.accept_by = Some(now + accept_wait(self.config.connect_timeout));
+                    let mends = self.starts(chan);
+                    let wait = accept_wait(self.config.connect_timeout, mends);
+                    if let Some(ch) = self.chans.get_mut(&chan) {
+                        ch.accept_by = Some(now + wait);
+                    }
                 }
             }
             Role::Listener(_) => {
@@ -1005,7 +1009,9 @@ impl Engine {
             return;
         };
         let listening = ch.listening || (ch.is_main() && peer_listening);
-        if listening && ch.held.is_empty() {
+        // An end waits only behind held messages: a side that only writes
+        // (no `message` listener) still hears it.
+        if (listening || matches!(item, Held::End)) && ch.held.is_empty() {
             self.events.push_back(held_event(chan, item));
             return;
         }
@@ -1219,9 +1225,16 @@ impl Engine {
 /// How long a dialer whose data channel is open waits for the listener's
 /// answer before it opens the socket again on a new data channel: a
 /// fifth of `connectTimeout`, at most 3 s. The answer is one frame, one
-/// trip after the listener's channel opened.
-fn accept_wait(connect_timeout: u64) -> Millis {
-    (connect_timeout as f64 / 5.0).min(3_000.0)
+/// trip after the listener's channel opened. Between peers that mend a
+/// lost first frame on the channel itself (`starts`), a new channel is
+/// only the last resort: half of `connectTimeout`, at most 7.5 s, so that
+/// a slow page (a loaded machine) is not answered with a second socket.
+fn accept_wait(connect_timeout: u64, mends: bool) -> Millis {
+    if mends {
+        (connect_timeout as f64 / 2.0).min(7_500.0)
+    } else {
+        (connect_timeout as f64 / 5.0).min(3_000.0)
+    }
 }
 
 /// Data channels a dialer opens again before it waits out `connectTimeout`.

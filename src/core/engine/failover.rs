@@ -175,6 +175,7 @@ mod tests {
             rooms: vec![],
             rate_limit: None,
             rate_burst: None,
+            max_frame_bytes: None,
         };
         e.handle_broker_text(generation, &reply.encode(), now);
         presented

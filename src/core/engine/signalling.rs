@@ -782,5 +782,10 @@ pub(crate) fn queue_error(e: QueueError) -> PeerError {
         QueueError::Full(_) => PeerError::QueueFull(e.to_string()),
         QueueError::Closed => PeerError::Closed("the peer".into()),
         QueueError::Failed => PeerError::Closed(format!("the peer ({e})")),
+        QueueError::TooBig { size, max } => PeerError::MessageTooLarge {
+            size,
+            max,
+            hint: " for one message to the broker (a broadcast, a room value, a signal); the broker's --max-frame-bytes sets it",
+        },
     }
 }
