@@ -12,9 +12,9 @@ async function misuse(conn: Connection, room: Room, stream: Stream, caught: unkn
   peer.on('mesage', () => {}); // error: "mesage"
   conn.on('close', (e) => e.reasn); // error: 'reasn' does not exist
   new Node({ hub: 42 }); // error: Type 'number' is not assignable to type 'Hub | NetworkHub | undefined'
-  await createPeer('b', { broker: 'ws://x', token: 7 }); // error: Type 'number' is not assignable to type 'string | (() => string | Promise<string>) | undefined'
+  await createPeer('b', { broker: 'ws://x', token: 7 }); // error: Type 'number' is not assignable to type 'string | (() => string | Promise<string>)'
   await createPeer('c', { broker: ['ws://a', 7] }); // error: Type 'number' is not assignable to type 'string'
-  await createPeer('d'); // error: No overload matches this call
+  await createPeer('d'); // error: Argument of type 'string' is not assignable to parameter of type 'PeerOptions'
   conn.on<Chat>('message', (msg) => msg.txt); // error: Property 'txt' does not exist on type 'Chat'
   stream.on<Chat>('message', (msg: number) => msg); // error: Type 'Chat' is not assignable to type 'number'
   conn.on<Chat>('close', () => {}); // error: "close"
