@@ -62,9 +62,7 @@ async fn socket_to(node: &JsValue, args: &[JsValue]) -> Result<JsValue, JsValue>
 #[wasm_bindgen_test]
 async fn streams_multiplex_one_connection_with_half_close() {
     let (a, b, conn_a, conn_b) = connected_pair().await;
-    let incoming = Events::on(&conn_b, "stream").await;
-    let sa = call(&conn_a, "openStream", &["chat".into()]).await.unwrap();
-    let sb = incoming.nth(0, 5000.0).await;
+    let (sa, sb) = stream_pair(&conn_a, &conn_b, "chat").await;
     assert_eq!(get(&sb, "name").as_string().unwrap(), "chat");
     assert_eq!(get(&sa, "state").as_string().unwrap(), "open");
 
@@ -177,9 +175,7 @@ async fn two_streams_carry_interleaved_traffic_without_head_of_line_blocking() {
 #[wasm_bindgen_test]
 async fn streams_pipe_through_whatwg_readable_and_writable() {
     let (a, b, conn_a, conn_b) = connected_pair().await;
-    let incoming = Events::on(&conn_b, "stream").await;
-    let sa = call(&conn_a, "openStream", &["pipe".into()]).await.unwrap();
-    let sb = incoming.nth(0, 5000.0).await;
+    let (sa, sb) = stream_pair(&conn_a, &conn_b, "pipe").await;
     // Write through a WritableStream, read through a ReadableStream.
     let write = js_fn(
         "s",
@@ -208,9 +204,7 @@ async fn streams_pipe_through_whatwg_readable_and_writable() {
 #[wasm_bindgen_test]
 async fn a_slow_readable_gets_every_message_in_order() {
     let (a, b, conn_a, conn_b) = connected_pair().await;
-    let incoming = Events::on(&conn_b, "stream").await;
-    let sa = call(&conn_a, "openStream", &["slow".into()]).await.unwrap();
-    let sb = incoming.nth(0, 5000.0).await;
+    let (sa, sb) = stream_pair(&conn_a, &conn_b, "slow").await;
     let same = js_fn(
         "s",
         "return s.readable === s.readable && s.writable === s.writable",
@@ -291,11 +285,7 @@ async fn a_stalled_readable_is_bounded_by_the_connection_budget() {
 #[wasm_bindgen_test]
 async fn listeners_on_a_closed_object_are_refused_by_name() {
     let (a, b, conn_a, conn_b) = connected_pair().await;
-    let incoming = Events::on(&conn_b, "stream").await;
-    let sa = call(&conn_a, "openStream", &["short".into()])
-        .await
-        .unwrap();
-    let sb = incoming.nth(0, 5000.0).await;
+    let (sa, sb) = stream_pair(&conn_a, &conn_b, "short").await;
     let closed = Events::on(&sb, "close").await;
     call(&sa, "close", &[]).await.unwrap();
     closed.nth(0, 5000.0).await;

@@ -640,6 +640,17 @@ mod tests {
     use super::*;
 
     fn registered(rid: Rid, id: &str, token: &str) -> String {
+        registered_with(rid, id, token, None, None)
+    }
+
+    /// `registered` with a message rate (rate, burst) and a frame size.
+    fn registered_with(
+        rid: Rid,
+        id: &str,
+        token: &str,
+        rate: Option<(u64, u64)>,
+        max_frame_bytes: Option<u64>,
+    ) -> String {
         ServerMessage::Registered {
             rid,
             id: id.into(),
@@ -649,11 +660,20 @@ mod tests {
             grace_ms: 10_000,
             protocol: 1,
             rooms: vec![],
-            rate_limit: None,
-            rate_burst: None,
-            max_frame_bytes: None,
+            rate_limit: rate.map(|r| r.0),
+            rate_burst: rate.map(|r| r.1),
+            max_frame_bytes,
         }
         .encode()
+    }
+
+    /// A signal to bob whose data is a JSON string of `n` bytes.
+    fn signal_of(n: usize) -> impl Fn(Rid) -> ClientMessage {
+        move |rid| ClientMessage::Signal {
+            rid,
+            to: "bob".into(),
+            data: crate::protocol::json::Json(format!("\"{}\"", "x".repeat(n))),
+        }
     }
 
     fn signal(to: &str, n: i64) -> impl FnOnce(Rid) -> ClientMessage {
@@ -671,39 +691,19 @@ mod tests {
     #[test]
     fn a_message_above_the_brokers_frame_size_is_refused_before_it_is_sent() {
         let mut s = BrokerSession::new(Some("alice".into()), SessionConfig::default());
-        let big = |rid| ClientMessage::Signal {
-            rid,
-            to: "bob".into(),
-            data: crate::protocol::json::Json(format!("\"{}\"", "x".repeat(70_000))),
-        };
         assert!(matches!(
-            s.request(big, 0.0),
+            s.request(signal_of(70_000), 0.0),
             Err(QueueError::TooBig { max: 65_536, size }) if size > 70_000
         ));
         s.on_open();
-        let reply = ServerMessage::Registered {
-            rid: 2,
-            id: "alice".into(),
-            resume_token: "tok".into(),
-            resumed: false,
-            ice_servers: vec![],
-            grace_ms: 10_000,
-            protocol: 1,
-            rooms: vec![],
-            rate_limit: None,
-            rate_burst: None,
-            max_frame_bytes: Some(200_000),
-        }
-        .encode();
+        let reply = registered_with(2, "alice", "tok", None, Some(200_000));
         s.on_message_at(&reply, 0.0);
-        assert!(s.request(big, 0.0).unwrap().1.is_some(), "sent");
-        let bigger = |rid| ClientMessage::Signal {
-            rid,
-            to: "bob".into(),
-            data: crate::protocol::json::Json(format!("\"{}\"", "x".repeat(200_000))),
-        };
+        assert!(
+            s.request(signal_of(70_000), 0.0).unwrap().1.is_some(),
+            "sent"
+        );
         assert!(matches!(
-            s.request(bigger, 0.0),
+            s.request(signal_of(200_000), 0.0),
             Err(QueueError::TooBig { max: 200_000, .. })
         ));
     }
@@ -717,20 +717,7 @@ mod tests {
             s.request(signal("bob", n), 0.0).unwrap();
         }
         s.on_open();
-        let reply = ServerMessage::Registered {
-            rid: 301,
-            id: "alice".into(),
-            resume_token: "tok".into(),
-            resumed: false,
-            ice_servers: vec![],
-            grace_ms: 10_000,
-            protocol: 1,
-            rooms: vec![],
-            rate_limit: Some(50),
-            rate_burst: Some(200),
-            max_frame_bytes: None,
-        }
-        .encode();
+        let reply = registered_with(301, "alice", "tok", Some((50, 200)), None);
         let (_, first) = s.on_message_at(&reply, 1000.0);
         // Within the burst, with a margin (register took one token too).
         assert_eq!(first.len(), 179);

@@ -204,6 +204,16 @@ pub async fn connected_pair() -> (JsValue, JsValue, JsValue, JsValue) {
     (a, b, conn_a, conn_b)
 }
 
+/// A stream `name` that `conn_a`'s side opens, and the remote's handle
+/// of it (from `conn_b`'s `stream` event).
+pub async fn stream_pair(conn_a: &JsValue, conn_b: &JsValue, name: &str) -> (JsValue, JsValue) {
+    let incoming = Events::on(conn_b, "stream").await;
+    let sa = call(conn_a, "openStream", &[name.into()])
+        .await
+        .expect("openStream resolves");
+    (sa, incoming.nth(0, 5000.0).await)
+}
+
 #[wasm_bindgen::prelude::wasm_bindgen]
 extern "C" {
     #[wasm_bindgen(js_name = fetch)]
