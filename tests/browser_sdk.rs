@@ -676,6 +676,7 @@ async fn values_that_cannot_be_sent_are_refused_by_name_and_the_peer_goes_on() {
              await name(room.set('k', 'z'.repeat(100_000))),
              await name(room.set('k', 1, { ttl: NaN })),
              await name(room.set('k', 1, { ttl: '5s' })),
+             await name(a.send('nobody-has-this-id', undefined)),
              await name(a.send(to, 'still here')),
            ];
          };",
@@ -701,6 +702,7 @@ async fn values_that_cannot_be_sent_are_refused_by_name_and_the_peer_goes_on() {
             "MessageTooLargeError",
             "MessageTooLargeError",
             "MessageTooLargeError",
+            "InvalidArgumentError",
             "InvalidArgumentError",
             "InvalidArgumentError",
             "sent",

@@ -127,6 +127,11 @@ impl Peer {
         #[wasm_bindgen(unchecked_param_type = "Sendable")] message: JsValue,
         options: Option<super::SendOptionsArg>,
     ) -> js_sys::Promise {
+        // Refused now, before a connection is made for it.
+        let max = self.ctx.d.read(|e| e.config().max_message_size);
+        if let Err(e) = super::payload::check_sendable(&message, max) {
+            return js_sys::Promise::reject(&e.to_js());
+        }
         let then = Then::Send {
             message,
             progress: super::payload::progress_option(options),
