@@ -213,12 +213,14 @@ async fn a_slow_readable_gets_every_message_in_order() {
         same.call1(&JsValue::NULL, &sb).unwrap().as_bool(),
         Some(true)
     );
-    // The reader stops after every 50 messages to do other work: its queue
-    // fills, the SDK holds the rest, and hands them over as it reads on.
+    // The reader stops after every 50 messages to let a task run (other
+    // work; data channel events come in meanwhile): its queue fills, the
+    // SDK holds the rest, and hands them over as it reads on.
     let read = js_fn(
         "s",
         "return (async () => { const out = []; for await (const m of s.readable) { out.push(m); \
-         if (out.length % 50 === 0) await new Promise((r) => setTimeout(r, 2)); } return out; })()",
+         if (out.length % 50 === 0) await new Promise((r) => { const c = new MessageChannel(); c.port1.onmessage = r; c.port2.postMessage(0); }); } \
+         return out; })()",
     );
     let read_args = [JsValue::NULL, sb.clone()];
     let reading = call(&read, "call", &read_args);

@@ -246,22 +246,9 @@ impl BroadcastChannelHub {
         name: Option<String>,
         options: Option<super::BroadcastChannelHubOptionsArg>,
     ) -> Result<BroadcastChannelHub, JsValue> {
-        let options: Option<JsValue> = options.map(Into::into);
-        let lookup_timeout = match options.map(|o| {
-            js_sys::Reflect::get(&o, &"lookupTimeout".into()).unwrap_or(JsValue::UNDEFINED)
-        }) {
-            None => LOOKUP_TIMEOUT_MS,
-            Some(v) if v.is_undefined() => LOOKUP_TIMEOUT_MS,
-            Some(v) => match v.as_f64() {
-                Some(ms) if ms >= 0.0 => ms.min(super::options::MAX_DELAY_MS as f64) as u32,
-                _ => {
-                    return Err(PeerError::InvalidArgument(
-                        "options.lookupTimeout must be a number of milliseconds".into(),
-                    )
-                    .into());
-                }
-            },
-        };
+        let options: JsValue = options.map(Into::into).unwrap_or(JsValue::UNDEFINED);
+        let lookup_timeout = super::options::millis_field(&options, "lookupTimeout")?
+            .map_or(LOOKUP_TIMEOUT_MS, |ms| ms as u32);
         let channel = BroadcastChannel::new(name.as_deref().unwrap_or("peerwire"))?;
         let inner = Rc::new(BcShared {
             channel,

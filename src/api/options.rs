@@ -257,10 +257,7 @@ pub fn millis_field(options: &JsValue, name: &str) -> Result<Option<u64>, PeerEr
         Some(ms) if ms >= 0.0 => Ok(Some((ms as u64).min(MAX_DELAY_MS))),
         Some(_) => Err(PeerError::InvalidArgument(format!(
             "options.{name} must be a number of milliseconds (0 or more), got {}",
-            js_sys::Number::from(v)
-                .to_string_with_radix(10)
-                .map(String::from)
-                .unwrap_or_default()
+            number_text(&v)
         ))),
         None => Err(PeerError::InvalidArgument(format!(
             "options.{name} must be a number of milliseconds (0 or more), got a {}",
@@ -277,10 +274,16 @@ pub fn port_arg(port: f64) -> Result<u16, PeerError> {
     } else {
         Err(PeerError::InvalidArgument(format!(
             "a port must be a whole number from 0 to 65535, got {}",
-            js_sys::Number::from(port)
-                .to_string_with_radix(10)
-                .map(String::from)
-                .unwrap_or_default()
+            number_text(&port.into())
         )))
     }
+}
+
+/// A number as JavaScript writes it (`NaN`, `-1`, `7.5`), without the
+/// wasm's own float formatting.
+fn number_text(n: &JsValue) -> String {
+    js_sys::Number::from(n.clone())
+        .to_string_with_radix(10)
+        .map(String::from)
+        .unwrap_or_default()
 }
